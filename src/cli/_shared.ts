@@ -1,0 +1,16 @@
+/** Argument groups shared by several commands, so each flag means the same everywhere. */
+
+export const configArg = {
+  config: { type: "string", alias: "c", description: "Path to the config file", default: "keypool.yaml" },
+} as const;
+
+export const jsonArg = {
+  json: { type: "boolean", description: "Print JSON for machines" },
+} as const;
+
+/** For commands that talk to a running daemon: its address and API key come from -c, or these flags. */
+export const daemonArgs = {
+  ...configArg,
+  url: { type: "string", description: "Daemon URL (default: server.addr from the config)" },
+  "api-key": { type: "string", description: "API key (default: server.api_key from the config, or KEYPOOL_API_KEY)" },
+} as const;

@@ -1,0 +1,67 @@
+import { defineCommand } from "citty";
+import { stringify } from "yaml";
+import { loadConfig } from "../../config/load";
+import type { CheckConfig, Config, PoolConfig, RefreshConfig } from "../../config/types";
+import { maskToken } from "../../pool/mask";
+import { EXIT } from "../exit";
+import { configArg, jsonArg } from "../_shared";
+
+const validate = defineCommand({
+  meta: { name: "validate", description: "Check a config file and print it resolved, with every secret masked" },
+  args: { ...configArg, ...jsonArg },
+  run({ args }) {
+    // A ConfigError propagates: the runner prints it and exits 2.
+    const config = maskConfig(loadConfig(args.config));
+    console.log(args.json ? JSON.stringify(config, null, 2) : stringify(config).trimEnd());
+    return EXIT.ok;
+  },
+});
+
+export default defineCommand({
+  meta: { name: "config", description: "Work with config files" },
+  subCommands: { validate },
+});
+
+/**
+ * A copy safe to print: tokens, the API key, header values, request bodies and proxy
+ * passwords are masked, because headers and bodies routinely carry credentials.
+ */
+export function maskConfig(config: Config): unknown {
+  const masked = {
+    ...config,
+    server: { ...config.server, apiKey: mask(config.server.apiKey) },
+    pools: Object.fromEntries(Object.entries(config.pools).map(([name, pool]) => [name, maskPool(pool)])),
+  };
+  return JSON.parse(JSON.stringify(masked)); // drops undefined fields so YAML output stays tidy
+}
+
+function maskPool(pool: PoolConfig) {
+  return {
+    ...pool,
+    keys: pool.keys.map((k) => ({ ...k, token: maskToken(k.token) })),
+    check: pool.check && maskRequest(pool.check),
+    refresh: pool.refresh && maskRequest(pool.refresh),
+    proxy: pool.proxy && maskUrlPassword(pool.proxy),
+  };
+}
+
+function maskRequest<T extends CheckConfig | RefreshConfig>(req: T): T {
+  if ("kind" in req && req.kind === "command") return req;
+  const r = req as Exclude<T, { kind: "command" }>;
+  return {
+    ...r,
+    headers: Object.fromEntries(Object.entries(r.headers).map(([name, value]) => [name, maskToken(value)])),
+    body: mask(r.body),
+  };
+}
+
+function mask(secret: string | undefined): string | undefined {
+  return secret === undefined ? undefined : maskToken(secret);
+}
+
+function maskUrlPassword(url: string): string {
+  const parsed = new URL(url);
+  if (!parsed.password) return url;
+  parsed.password = "MASKED";
+  return parsed.toString().replace(":MASKED@", ":…@");
+}

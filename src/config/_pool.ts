@@ -1,0 +1,181 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { splitCommandLine } from "./_command-line";
+import { describe, readAddr, type Section } from "./_fields";
+import { ConfigError } from "./errors";
+import { parseTokensFile } from "./tokens-file";
+import { ROTATIONS, type CheckConfig, type PoolConfig, type RefreshConfig, type UpstreamConfig } from "./types";
+
+/** Keys a pool accepts; at the top level next to `pools:` they are defaults for every pool. */
+export const POOL_KEYS = [
+  "tokens_file",
+  "rotation",
+  "cooldown_sec",
+  "recheck_interval_sec",
+  "lease_ttl_sec",
+  "max_concurrency",
+  "check",
+  "refresh",
+  "proxy",
+  "upstream",
+] as const;
+
+const HTTP = ["http", "https"] as const;
+
+export function readPool(name: string, s: Section, baseDir: string): PoolConfig {
+  const tokens = readTokens(s, baseDir);
+  const check = s.section("check");
+  const refresh = s.section("refresh");
+  const upstream = s.section("upstream");
+  const pool: PoolConfig = {
+    name,
+    tokensFile: tokens?.file,
+    keys: tokens?.keys ?? [],
+    rotation: s.oneOf("rotation", ROTATIONS, "lru"),
+    cooldownSec: s.seconds("cooldown_sec", { default: 30 }),
+    recheckIntervalSec: s.seconds("recheck_interval_sec", { default: 300, positive: true }),
+    leaseTtlSec: s.seconds("lease_ttl_sec", { default: 300, positive: true }),
+    maxConcurrency: s.number("max_concurrency", { min: 1, integer: true }),
+    check: check && readCheck(check),
+    refresh: refresh && readRefresh(refresh),
+    proxy: s.url("proxy", ["http", "https", "socks5", "socks5h"], "http://proxy.internal:3128"),
+    upstream: upstream && readUpstream(upstream),
+  };
+  s.done();
+  return pool;
+}
+
+function readTokens(s: Section, baseDir: string): { file: string; keys: PoolConfig["keys"] } | undefined {
+  const written = s.required("tokens_file", "point it at a file with one key per line (see example.tokens.txt)");
+  if (written === undefined) return undefined;
+  const file = resolve(baseDir, written);
+  const path = s.entry("tokens_file")!.path;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    s.issues.add(path, `cannot read "${file}" (${describeFsError(error)}) — create it or fix the path`);
+    return undefined;
+  }
+  try {
+    return { file, keys: parseTokensFile(text, written) };
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    s.issues.addAll(error.issues);
+    return { file, keys: [] };
+  }
+}
+
+/** A short human reason for a failed read, e.g. "no such file". */
+export function describeFsError(error: unknown): string {
+  const code = (error as { code?: string }).code;
+  const reasons: Record<string, string> = {
+    ENOENT: "no such file",
+    EACCES: "permission denied",
+    EISDIR: "it is a directory",
+    ENOTDIR: "a parent is not a directory",
+  };
+  return (code && reasons[code]) ?? code ?? String(error);
+}
+
+const HTTP_CHECK_ONLY = ["url", "method", "headers", "body", "success_status", "success_body", "insecure"];
+const COMMAND_CHECK_ONLY = ["cmd", "success_output"];
+
+function readCheck(s: Section): CheckConfig | undefined {
+  const tuning = {
+    timeoutSec: s.seconds("timeout_sec", { default: 10, positive: true }),
+    concurrency: s.number("concurrency", { min: 1, integer: true }),
+    reviveIntervalSec: s.seconds("revive_interval_sec", { positive: true }),
+    failuresToDead: s.number("failures_to_dead", { min: 1, integer: true }),
+  };
+  s.allow([...HTTP_CHECK_ONLY, ...COMMAND_CHECK_ONLY]);
+  const isHttp = s.has("url");
+  const isCommand = s.has("cmd");
+  let check: CheckConfig | undefined;
+  if (isHttp && isCommand) {
+    s.issues.add(s.path, "has both url and cmd — a check is an HTTP request (url) or a command (cmd); keep one");
+  } else if (isHttp) {
+    rejectKeys(s, COMMAND_CHECK_ONLY, "only applies to command checks (cmd), not HTTP checks (url)");
+    check = {
+      kind: "http",
+      url: s.url("url", HTTP, "https://api.example.com/v1/models") ?? "",
+      method: s.string("method", "GET").toUpperCase(),
+      headers: s.stringMap("headers"),
+      body: s.string("body"),
+      successStatus: s.statuses("success_status", [200]),
+      successBody: s.string("success_body"),
+      insecure: s.bool("insecure"),
+      ...tuning,
+    };
+  } else if (isCommand) {
+    rejectKeys(s, HTTP_CHECK_ONLY, "only applies to HTTP checks (url), not command checks (cmd)");
+    check = { kind: "command", cmd: readArgv(s, "cmd"), successOutput: s.string("success_output"), ...tuning };
+  } else {
+    s.issues.add(s.path, "needs url (an HTTP probe) or cmd (a command probe)");
+  }
+  s.done();
+  return check;
+}
+
+function rejectKeys(s: Section, keys: string[], why: string): void {
+  for (const k of keys) if (s.has(k)) s.issues.add(s.keyPath(k), why);
+}
+
+/** argv as a list of strings, or one string split on whitespace with simple quoting — never a shell. */
+function readArgv(s: Section, key: string): string[] {
+  const { value, path } = s.entry(key)!;
+  const argv = typeof value === "string" ? splitCommandLine(value) : value;
+  if (!Array.isArray(argv)) {
+    s.issues.add(path, isSplitError(argv) ? argv.error : `expected a list of strings or one string, got ${describe(argv)}`);
+    return [];
+  }
+  if (argv.length === 0 || !argv.every((a) => typeof a === "string")) {
+    s.issues.add(path, 'expected a non-empty list of strings, e.g. ["./probe.sh", "--quiet"]');
+    return [];
+  }
+  return argv;
+}
+
+function isSplitError(value: unknown): value is { error: string } {
+  return typeof value === "object" && value !== null && "error" in value;
+}
+
+function readRefresh(s: Section): RefreshConfig {
+  const enabled = s.bool("enabled", true);
+  if (enabled && !s.has("url")) s.issues.add(s.keyPath("url"), "required when refresh is enabled — the token endpoint, e.g. https://auth.example.com/oauth/token");
+  const url = s.url("url", HTTP, "https://auth.example.com/oauth/token");
+  const refresh: RefreshConfig = {
+    enabled,
+    url: url ?? "",
+    method: s.string("method", "POST").toUpperCase(),
+    headers: s.stringMap("headers"),
+    body: s.string("body"),
+    tokenField: s.string("token_field", "access_token"),
+    refreshTokenField: s.string("refresh_token_field"),
+    expiresInField: s.string("expires_in_field"),
+    aheadSec: s.seconds("ahead_sec"),
+  };
+  s.done();
+  return refresh;
+}
+
+function readUpstream(s: Section): UpstreamConfig {
+  const enabled = s.bool("enabled", false);
+  if (enabled && !s.has("base_url")) s.issues.add(s.keyPath("base_url"), "required when enabled is true — e.g. https://api.openai.com");
+  const authTemplate = s.string("auth_template", "Bearer {token}");
+  if (!authTemplate.includes("{token}")) s.issues.add(s.keyPath("auth_template"), 'must contain {token}, e.g. "Bearer {token}"');
+  const upstream: UpstreamConfig = {
+    enabled,
+    listen: readAddr(s, "listen", "127.0.0.1:8080").addr,
+    baseUrl: s.url("base_url", HTTP, "https://api.openai.com"),
+    authHeader: s.string("auth_header", "Authorization"),
+    authTemplate,
+    retryOn: s.statuses("retry_on", [401, 403, 429, 500, 502, 503, 504]),
+    maxRetries: s.number("max_retries", { min: 0, integer: true, unit: "retries", default: 2 }),
+    quarantineSec: s.seconds("quarantine_sec", { default: 300 }),
+    cooldownSec: s.seconds("cooldown_sec"),
+    timeoutSec: s.seconds("timeout_sec", { default: 60, positive: true }),
+  };
+  s.done();
+  return upstream;
+}

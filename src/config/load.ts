@@ -1,0 +1,127 @@
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { LineCounter, parseDocument } from "yaml";
+import { Issues, Section, describe, isMapping, joinPath, readAddr } from "./_fields";
+import { POOL_KEYS, describeFsError, readPool } from "./_pool";
+import { ConfigError } from "./errors";
+import { interpolateEnv } from "./interpolate";
+import type { Config, PoolConfig } from "./types";
+
+type Env = Record<string, string | undefined>;
+
+const POOL_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/**
+ * Reads, interpolates and validates a config file, and reads every pool's tokens file.
+ * Relative paths inside it are resolved against the file's directory.
+ * @throws ConfigError listing every problem found, each naming its path and the fix.
+ */
+export function loadConfig(path: string, env: Env = process.env): Config {
+  const source = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(source, "utf8");
+  } catch (error) {
+    throw new ConfigError([
+      `cannot read config file "${source}" (${describeFsError(error)}) — pass -c PATH, or start from keypool.example.yaml`,
+    ]);
+  }
+  return parseConfig(text, { baseDir: dirname(source), source, env });
+}
+
+/** Parses config text as if it were a file in `baseDir`; `source` names it in messages. */
+export function parseConfig(text: string, opts: { baseDir: string; source?: string; env: Env }): Config {
+  const fileName = opts.source ?? "config";
+  const raw = parseYaml(text, fileName);
+  const issues = new Issues();
+  const tree = interpolateEnv(raw, opts.env, issues) as Record<string, unknown>;
+  const config: Config = { source: opts.source, ...readConfig(new Section(tree, "", issues), opts.baseDir) };
+  if (issues.all.length > 0) throw new ConfigError(issues.all);
+  return config;
+}
+
+function parseYaml(text: string, fileName: string): Record<string, unknown> {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    // One mistake cascades into dozens of parser errors; the first few locate it.
+    const shown = doc.errors.slice(0, 3).map((e) => {
+      const { line, col } = lineCounter.linePos(e.pos[0]);
+      return `${fileName}:${line}:${col}: YAML syntax error: ${cleanYamlMessage(e.message)}`;
+    });
+    const more = doc.errors.length - shown.length;
+    if (more > 0) shown.push(`${fileName}: ${more} more YAML errors follow from the ones above — fix those first`);
+    throw new ConfigError(shown);
+  }
+  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  if (value === null || value === undefined) {
+    throw new ConfigError([`${fileName}: the file is empty — add at least tokens_file (see keypool.example.yaml)`]);
+  }
+  if (!isMapping(value)) {
+    throw new ConfigError([`${fileName}: expected a mapping of settings at the top level, got ${describe(value)}`]);
+  }
+  return value;
+}
+
+/** The parser's message without the source text it sometimes quotes, which may be a secret. */
+function cleanYamlMessage(message: string): string {
+  return message
+    .split("\n")[0]!
+    .replace(/\s+at line \d+, column \d+.*$/, "")
+    .replace(/: ".*"$/, "");
+}
+
+function readConfig(s: Section, baseDir: string): Config {
+  const server = s.section("server");
+  const metrics = s.section("metrics");
+  const stateFile = s.string("state_file", "keypool.db");
+  const config: Config = {
+    server: readServer(server ?? new Section({}, "server", s.issues)),
+    metrics: metrics && readMetrics(metrics),
+    stateFile: stateFile === ":memory:" ? stateFile : resolve(baseDir, stateFile),
+    pools: readPools(s, baseDir),
+  };
+  s.done();
+  return config;
+}
+
+function readServer(s: Section): Config["server"] {
+  const { host, port } = readAddr(s, "addr", "127.0.0.1:8787");
+  const server = { host, port, apiKey: s.string("api_key") };
+  s.done();
+  return server;
+}
+
+function readMetrics(s: Section): Config["metrics"] {
+  const metrics = { addr: readAddr(s, "addr", "127.0.0.1:9090").addr };
+  s.done();
+  return metrics;
+}
+
+/**
+ * Without `pools:`, the top level is one pool named `default` (the poolctl format).
+ * With it, per-pool keys at the top level are defaults every pool inherits unless it sets its own.
+ */
+function readPools(top: Section, baseDir: string): Record<string, PoolConfig> {
+  const entry = top.entry("pools");
+  if (!entry) return { default: readPool("default", top, baseDir) };
+  top.allow(POOL_KEYS);
+  if (!isMapping(entry.value) || Object.keys(entry.value).length === 0) {
+    top.issues.add(entry.path, "expected a mapping of pool names to pool settings — add one, or drop pools: for a single pool");
+    return {};
+  }
+  const pools: Record<string, PoolConfig> = {};
+  for (const [name, body] of Object.entries(entry.value)) {
+    const path = joinPath(entry.path, name);
+    if (!POOL_NAME.test(name)) {
+      top.issues.add(path, "pool names are 1–64 lowercase letters, digits, _ and -, starting with a letter or digit — rename it");
+      continue;
+    }
+    if (body !== null && !isMapping(body)) {
+      top.issues.add(path, `expected a mapping of pool settings, got ${describe(body)}`);
+      continue;
+    }
+    pools[name] = readPool(name, new Section(body ?? {}, path, top.issues, top), baseDir);
+  }
+  return pools;
+}

@@ -1,0 +1,84 @@
+import { ConfigError } from "./errors";
+import type { KeySpec } from "./types";
+
+const KEY_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const GROUP = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** A stable id for a key declared without one: `key-` and the first 10 hex digits of sha256(token). */
+export function deriveKeyId(token: string): string {
+  return `key-${new Bun.CryptoHasher("sha256").update(token).digest("hex").slice(0, 10)}`;
+}
+
+/**
+ * Parses a tokens file: one key per line as `token`, `id,token` or `id,token,weight`,
+ * optionally followed by `group=NAME`. Blank lines and `#` comments are skipped.
+ * Every bad line is reported as `FILE:LINE: …` in one ConfigError; token values never appear in it.
+ */
+export function parseTokensFile(text: string, fileName: string): KeySpec[] {
+  const keys: KeySpec[] = [];
+  const issues: string[] = [];
+  const lineOfId = new Map<string, number>();
+  const lineOfToken = new Map<string, number>();
+
+  text.replace(/^\uFEFF/, "").split(/\r?\n/).forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) return;
+    const at = `${fileName}:${index + 1}`;
+    const parsed = parseLine(line);
+    if ("error" in parsed) {
+      issues.push(`${at}: ${parsed.error}`);
+      return;
+    }
+    const firstId = lineOfId.get(parsed.id);
+    const firstToken = lineOfToken.get(parsed.token);
+    if (firstId !== undefined) issues.push(`${at}: duplicate id "${parsed.id}" (first on line ${firstId}) — give each key its own id`);
+    if (firstToken !== undefined) issues.push(`${at}: same token as line ${firstToken} — remove one of the two lines`);
+    if (firstId !== undefined || firstToken !== undefined) return;
+    lineOfId.set(parsed.id, index + 1);
+    lineOfToken.set(parsed.token, index + 1);
+    keys.push(parsed);
+  });
+
+  if (issues.length > 0) throw new ConfigError(issues);
+  return keys;
+}
+
+function parseLine(line: string): KeySpec | { error: string } {
+  const fields = line.split(",").map((f) => f.trim());
+  const [first, second, ...rest] = fields;
+  const token = second === undefined ? first! : second;
+  const id = second === undefined ? deriveKeyId(token) : first!;
+
+  if (token === "") return { error: "the token is empty — write token, id,token or id,token,weight" };
+  if (/\s/.test(token)) return { error: "the token contains whitespace — a token is one word; check for a missing comma" };
+  if (!KEY_ID.test(id)) return { error: "the id must be 1–128 of A-Z a-z 0-9 . _ : - — fix the id before the first comma" };
+
+  const key: KeySpec = { id, token, weight: 1 };
+  for (const [i, field] of rest.entries()) {
+    const problem = i === 0 && !field.includes("=") ? readWeight(field, key) : readExtra(field, key);
+    if (problem) return { error: problem };
+  }
+  return key;
+}
+
+function readWeight(field: string, key: KeySpec): string | undefined {
+  const weight = Number(field);
+  // A long "weight" is more likely the tail of a token with a comma in it, so it is not echoed.
+  const shown = field.length <= 12 ? ` "${field}"` : "";
+  if (field === "" || !Number.isFinite(weight) || weight <= 0) return `weight${shown} is not a positive number`;
+  key.weight = weight;
+  return undefined;
+}
+
+function readExtra(field: string, key: KeySpec): string | undefined {
+  const eq = field.indexOf("=");
+  const name = eq > 0 ? field.slice(0, eq).trim() : "";
+  const value = field.slice(eq + 1).trim();
+  if (name !== "group") {
+    const what = name && KEY_ID.test(name) ? `"${name}"` : "this field";
+    return `${what} is not understood — after the weight only group=NAME is allowed`;
+  }
+  if (!GROUP.test(value)) return "group=NAME needs a name of 1–64 of A-Z a-z 0-9 . _ : -";
+  key.group = value;
+  return undefined;
+}

@@ -1,0 +1,115 @@
+/**
+ * The validated, fully defaulted configuration every other layer reads.
+ * Field names are camelCase; the YAML keys they come from are snake_case (see README).
+ */
+
+export const ROTATIONS = ["lru", "round_robin", "random", "weighted"] as const;
+export type Rotation = (typeof ROTATIONS)[number];
+
+/** How a key is probed: an HTTP request or a command, never both. */
+export type CheckConfig = HttpCheckConfig | CommandCheckConfig;
+
+/** Probe tuning shared by both check kinds (optional until the checker uses it). */
+export interface CheckTuning {
+  /** Probes run at once across the pool. */
+  concurrency?: number;
+  /** How often dead and quarantined keys are re-probed. */
+  reviveIntervalSec?: number;
+  /** Consecutive invalid-key probes before a key is marked dead. */
+  failuresToDead?: number;
+}
+
+export interface HttpCheckConfig extends CheckTuning {
+  kind: "http";
+  url: string;
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+  successStatus: number[];
+  /** Healthy only when the response body also contains this. */
+  successBody?: string;
+  /** Skip TLS certificate verification (self-signed test endpoints). */
+  insecure?: boolean;
+  timeoutSec: number;
+}
+
+export interface CommandCheckConfig extends CheckTuning {
+  kind: "command";
+  /** argv; `{token}` is substituted as a whole element or inside one, never through a shell. */
+  cmd: string[];
+  /** Healthy when stdout contains this; when unset, healthy on exit 0. */
+  successOutput?: string;
+  timeoutSec: number;
+}
+
+export interface RefreshConfig {
+  enabled: boolean;
+  url: string;
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+  tokenField: string;
+  /** Response field holding a rotated refresh token, when the provider rotates them. */
+  refreshTokenField?: string;
+  /** Response field holding the new token's lifetime in seconds. */
+  expiresInField?: string;
+  /** Refresh this many seconds before expiry. */
+  aheadSec?: number;
+}
+
+export interface UpstreamConfig {
+  enabled: boolean;
+  listen: string;
+  baseUrl?: string;
+  authHeader: string;
+  authTemplate: string;
+  retryOn: number[];
+  maxRetries: number;
+  quarantineSec: number;
+  cooldownSec?: number;
+  timeoutSec: number;
+}
+
+/** One key as declared in a tokens file (or, later, in config or via the admin API). */
+export interface KeySpec {
+  id: string;
+  token: string;
+  weight: number;
+  /** Optional label from a `group=NAME` field in the tokens file. */
+  group?: string;
+}
+
+export interface PoolConfig {
+  name: string;
+  /** Absolute path of the tokens file, when the pool has one. */
+  tokensFile?: string;
+  /** Keys read from `tokensFile` at load time. */
+  keys: KeySpec[];
+  rotation: Rotation;
+  cooldownSec: number;
+  recheckIntervalSec: number;
+  leaseTtlSec: number;
+  /** In-flight leases allowed per key; undefined means unbounded. */
+  maxConcurrency?: number;
+  check?: CheckConfig;
+  refresh?: RefreshConfig;
+  /** Outbound proxy URL for probes and refresh calls. */
+  proxy?: string;
+  upstream?: UpstreamConfig;
+}
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  apiKey?: string;
+}
+
+export interface Config {
+  /** Absolute path of the file this came from, for reloads and messages. */
+  source?: string;
+  server: ServerConfig;
+  metrics?: { addr: string };
+  /** SQLite file path (absolute), or ":memory:". */
+  stateFile: string;
+  pools: Record<string, PoolConfig>;
+}

@@ -1,0 +1,112 @@
+import type { Server } from "bun";
+import { ConfigError } from "../config/errors";
+import { loadConfig } from "../config/load";
+import type { Config, PoolConfig } from "../config/types";
+import type { ReloadReport } from "../http/admin-routes";
+import { createApiApp } from "../http/app";
+import { BrokerService } from "../http/broker-service";
+import { type Logger, createLogger } from "../log";
+import { type Clock, systemClock } from "../pool/clock";
+import { DomainError } from "../pool/errors";
+import { SqliteStore } from "../store/sqlite/sqlite-store";
+import type { PoolSettings, PoolStore, SyncResult } from "../store/types";
+
+export interface DaemonOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Overrides config.server.port (tests pass 0). */
+  port?: number;
+}
+
+export interface Daemon {
+  readonly store: PoolStore;
+  readonly broker: BrokerService;
+  readonly app: ReturnType<typeof createApiApp>;
+  /** The API's base URL once started. */
+  readonly url: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  reload(): Promise<ReloadReport>;
+}
+
+/** Wires every part by hand: config → store → services → HTTP. Nothing listens until start(). */
+export async function createDaemon(initialConfig: Config, options: DaemonOptions = {}): Promise<Daemon> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? createLogger();
+  let config = initialConfig;
+  const store = new SqliteStore({ path: config.stateFile, clock });
+  await store.syncPools(poolsForStore(config));
+  const broker = new BrokerService(store);
+
+  async function reload(): Promise<ReloadReport> {
+    if (!config.source) throw new DomainError("INVALID_CONFIG", "this daemon was not started from a config file; nothing to reload");
+    let next: Config;
+    try {
+      next = loadConfig(config.source);
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        logger.error("reload rejected; keeping the running config", { issues: error.issues });
+        throw new DomainError("INVALID_CONFIG", `reload rejected, running config kept: ${error.issues.join("; ")}`);
+      }
+      throw error;
+    }
+    const results = await store.syncPools(poolsForStore(next));
+    config = next;
+    const report = summarize(results);
+    logger.info("config reloaded", { pools: report.pools });
+    return report;
+  }
+
+  const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger });
+  let server: Server<unknown> | undefined;
+
+  const urlOf = (running: Server<unknown>) => `http://${formatHost(running.hostname ?? config.server.host)}:${running.port}`;
+
+  return {
+    store,
+    broker,
+    app,
+    get url() {
+      if (!server) throw new Error("daemon not started");
+      return urlOf(server);
+    },
+    async start() {
+      app.listen({ hostname: config.server.host, port: options.port ?? config.server.port, maxRequestBodySize: 1024 * 1024 });
+      server = app.server ?? undefined;
+      if (!server) throw new Error("the API server did not start");
+      logger.info("keypool API listening", { url: urlOf(server), store: `sqlite:${config.stateFile}`, pools: store.poolNames() });
+    },
+    async stop() {
+      await app.stop();
+      await store.close();
+    },
+    reload,
+  };
+}
+
+export function poolSettingsOf(pool: PoolConfig): PoolSettings {
+  return {
+    name: pool.name,
+    rotation: pool.rotation,
+    cooldownSec: pool.cooldownSec,
+    leaseTtlSec: pool.leaseTtlSec,
+    maxConcurrency: pool.maxConcurrency,
+    recheckIntervalSec: pool.recheckIntervalSec,
+  };
+}
+
+function poolsForStore(config: Config) {
+  return Object.values(config.pools).map((pool) => ({ settings: poolSettingsOf(pool), keys: pool.keys }));
+}
+
+function summarize(results: Record<string, SyncResult>): ReloadReport {
+  const pools: ReloadReport["pools"] = {};
+  for (const [name, r] of Object.entries(results)) {
+    pools[name] = { added: r.added.length, updated: r.updated.length, removed: r.removed.length, kept: r.kept };
+  }
+  return { pools };
+}
+
+function formatHost(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
+}

@@ -1,0 +1,48 @@
+/**
+ * One line per event. JSON when stdout is not a terminal, readable text otherwise.
+ * Fields must never carry a token: pass key ids, or masked values.
+ */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+}
+
+const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface LoggerOptions {
+  level?: LogLevel;
+  format?: "json" | "text";
+  /** Where lines go; stderr by default so stdout stays clean for command output. */
+  write?: (line: string) => void;
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = ORDER[options.level ?? "info"];
+  const format = options.format ?? (process.stderr.isTTY ? "text" : "json");
+  const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const emit = (level: LogLevel, message: string, fields: LogFields = {}) => {
+    if (ORDER[level] < min) return;
+    const time = new Date().toISOString();
+    if (format === "json") {
+      write(JSON.stringify({ time, level, msg: message, ...fields }));
+    } else {
+      const rest = Object.entries(fields)
+        .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+        .join(" ");
+      write(`${time} ${level.toUpperCase().padEnd(5)} ${message}${rest ? ` ${rest}` : ""}`);
+    }
+  };
+  return {
+    debug: (m, f) => emit("debug", m, f),
+    info: (m, f) => emit("info", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    error: (m, f) => emit("error", m, f),
+  };
+}
+
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };

@@ -1,0 +1,24 @@
+/** Every failure a caller can cause or observe has a code; src/http maps codes to statuses in one table. */
+export type ErrorCode =
+  | "NO_KEY_AVAILABLE"
+  | "UNKNOWN_LEASE"
+  | "UNKNOWN_KEY"
+  | "UNKNOWN_POOL"
+  | "AMBIGUOUS_KEY"
+  | "BAD_REQUEST"
+  | "UNAUTHORIZED"
+  | "PAYLOAD_TOO_LARGE"
+  | "NOT_FOUND"
+  | "INVALID_CONFIG";
+
+export class DomainError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** For NO_KEY_AVAILABLE: how long until the soonest key frees up. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = "DomainError";
+  }
+}

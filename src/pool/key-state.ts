@@ -1,0 +1,125 @@
+/**
+ * Key states and the transitions between them. Pure: every function takes the time it needs.
+ *
+ * What is stored is a key's *health* (what we last learned about it) plus `readyAt`, the moment a
+ * rest ends. "cooling" is not stored: a healthy key whose rest has not ended is cooling, and stops
+ * cooling by itself when the clock passes `readyAt` — no timer has to flip it back.
+ */
+
+export type KeyHealth = "unknown" | "live" | "quarantined" | "dead" | "disabled";
+export type KeyState = KeyHealth | "cooling";
+export const KEY_STATES: readonly KeyState[] = ["unknown", "live", "cooling", "quarantined", "dead", "disabled"];
+
+/** The part of a key that transitions read and write. */
+export interface KeyCondition {
+  health: KeyHealth;
+  /** Why the key is in its current state; null when there is nothing to say. */
+  reason: string | null;
+  /** Epoch ms when a rest ends; 0 when the key is not resting. */
+  readyAt: number;
+}
+
+/** Only unknown and live keys are ever handed out; the others wait for a probe or an operator. */
+export function isTakeableHealth(health: KeyHealth): boolean {
+  return health === "unknown" || health === "live";
+}
+
+export function stateOf(key: KeyCondition, now: number): KeyState {
+  if (isTakeableHealth(key.health) && key.readyAt > now) return "cooling";
+  return key.health;
+}
+
+/** When the key's current state ends by itself, if it does. */
+export function untilOf(key: KeyCondition, now: number): number | null {
+  return stateOf(key, now) === "cooling" ? key.readyAt : null;
+}
+
+/** What a caller reports after using a key. */
+export interface Outcome {
+  ok: boolean;
+  /** The upstream HTTP status, when there was one. */
+  status?: number;
+}
+
+export interface RestPolicy {
+  /** Rest after every take and after every failure; 0 disables it. */
+  cooldownSec: number;
+}
+
+const AUTH_STATUSES = new Set([401, 403]);
+
+/** The rest a take imposes: the key is not handed out again until it ends. */
+export function afterTake(key: KeyCondition, policy: RestPolicy, now: number): KeyCondition {
+  if (policy.cooldownSec <= 0) return key;
+  return { ...key, readyAt: Math.max(key.readyAt, now + policy.cooldownSec * 1000), reason: "resting after take" };
+}
+
+/**
+ * Applies a reported outcome. A rest already set is never shortened: a key that failed while
+ * resting keeps the longer of the two rests.
+ */
+export function afterOutcome(key: KeyCondition, outcome: Outcome, policy: RestPolicy, now: number): KeyCondition {
+  if (outcome.ok) {
+    return { health: "live", readyAt: key.readyAt, reason: key.readyAt > now ? key.reason : null };
+  }
+  const status = outcome.status;
+  if (status !== undefined && AUTH_STATUSES.has(status)) {
+    return { health: "quarantined", readyAt: key.readyAt, reason: `auth failure (HTTP ${status}); waiting for a health check` };
+  }
+  const what = status !== undefined ? `HTTP ${status}` : "reported failure";
+  const readyAt = Math.max(key.readyAt, now + policy.cooldownSec * 1000);
+  return { health: key.health, readyAt, reason: readyAt > now ? `cooling after ${what}` : `failed (${what})` };
+}
+
+/** An operator's switch: disabled keys are never handed out until enabled again. */
+export function setDisabled(key: KeyCondition, disabled: boolean): KeyCondition {
+  if (disabled) return { ...key, health: "disabled", reason: "disabled by operator" };
+  return key.health === "disabled" ? { ...key, health: "unknown", reason: "enabled by operator" } : key;
+}
+
+/** What a probe found. */
+export interface CheckOutcome {
+  ok: boolean;
+  status?: number;
+  reason: string;
+  retryAfterSec?: number;
+}
+
+export interface CheckPolicy extends RestPolicy {
+  /** Consecutive failed probes (other than auth and rate limit) before a key is declared dead. */
+  failuresToDead: number;
+}
+
+/**
+ * A probe's verdict. Success revives any key an operator has not disabled; an auth failure
+ * quarantines; a rate limit rests the key; other failures count, and enough in a row mean dead.
+ */
+export function afterCheck(
+  key: KeyCondition,
+  check: CheckOutcome,
+  consecutiveFailures: number,
+  policy: CheckPolicy,
+  now: number,
+): { condition: KeyCondition; consecutiveFailures: number } {
+  if (key.health === "disabled") return { condition: key, consecutiveFailures };
+  if (check.ok) {
+    const revived = key.health !== "live" && key.health !== "unknown";
+    return {
+      condition: { health: "live", readyAt: revived ? 0 : key.readyAt, reason: revived ? "revived by health check" : key.reason },
+      consecutiveFailures: 0,
+    };
+  }
+  if (check.status !== undefined && AUTH_STATUSES.has(check.status)) {
+    return { condition: { ...key, health: "quarantined", reason: `health check: ${check.reason}` }, consecutiveFailures: consecutiveFailures + 1 };
+  }
+  if (check.status === 429) {
+    const restSec = check.retryAfterSec ?? policy.cooldownSec;
+    const readyAt = Math.max(key.readyAt, now + restSec * 1000);
+    return { condition: { ...key, readyAt, reason: `health check: ${check.reason}` }, consecutiveFailures };
+  }
+  const failures = consecutiveFailures + 1;
+  if (failures >= policy.failuresToDead) {
+    return { condition: { ...key, health: "dead", reason: `health check failed ${failures} times: ${check.reason}` }, consecutiveFailures: failures };
+  }
+  return { condition: { ...key, reason: `health check: ${check.reason}` }, consecutiveFailures: failures };
+}

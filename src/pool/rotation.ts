@@ -1,0 +1,66 @@
+import type { Rotation } from "../config/types";
+
+/**
+ * Every strategy is expressed as a *rank*: the store always hands out the available key with the
+ * lowest rank (one index seek, O(log n)), and after a take or release the strategy decides the
+ * key's new rank. This keeps the choice inside the store's atomic statement without scanning.
+ *
+ * - lru:         rank = when the key was last used (taken or released)
+ * - round_robin: rank = one more than the highest rank in the pool, so keys cycle in a fixed order
+ * - random:      rank = a fresh random number, so the order is reshuffled on every take
+ * - weighted:    stride scheduling — rank advances by 1/weight per take, so a key of weight 3
+ *                is picked three times as often as one of weight 1, deterministically
+ */
+
+export interface RankContext {
+  now: number;
+  random: () => number;
+  /** Highest rank among the pool's keys (round_robin only). */
+  maxRank: number;
+  /** The pool's virtual time for weighted: the highest rank any picked key had (weighted only). */
+  virtualTime: number;
+}
+
+export interface RankedKey {
+  rank: number;
+  weight: number;
+}
+
+export function rankAfterTake(rotation: Rotation, key: RankedKey, ctx: RankContext): number {
+  switch (rotation) {
+    case "lru":
+      return ctx.now;
+    case "round_robin":
+      return ctx.maxRank + 1;
+    case "random":
+      return ctx.random();
+    case "weighted":
+      // A key back from a long rest starts at the pool's virtual time instead of its stale rank,
+      // so it does not win every pick until it "catches up".
+      return Math.max(key.rank, ctx.virtualTime) + 1 / key.weight;
+  }
+}
+
+/** Only lru cares about releases: a key held for a minute was used a minute later than it was taken. */
+export function rankAfterRelease(rotation: Rotation, key: RankedKey, now: number): number {
+  return rotation === "lru" ? Math.max(key.rank, now) : key.rank;
+}
+
+/** Where a new (or newly enabled) key enters the order: first in line for lru, last for round_robin. */
+export function initialRank(rotation: Rotation, ctx: RankContext): number {
+  switch (rotation) {
+    case "lru":
+      return 0;
+    case "round_robin":
+      return ctx.maxRank + 1;
+    case "random":
+      return ctx.random();
+    case "weighted":
+      return ctx.virtualTime;
+  }
+}
+
+/** Whether rankAfterTake needs the pool's highest rank, which costs the store one extra index read. */
+export function needsMaxRank(rotation: Rotation): boolean {
+  return rotation === "round_robin";
+}

@@ -1,0 +1,420 @@
+import { Database, type Statement } from "bun:sqlite";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Clock } from "../../pool/clock";
+import { DomainError } from "../../pool/errors";
+import {
+  afterCheck,
+  afterOutcome,
+  afterTake,
+  isTakeableHealth,
+  type KeyCondition,
+  type KeyHealth,
+  type Outcome,
+  stateOf,
+  untilOf,
+} from "../../pool/key-state";
+import { maskToken } from "../../pool/mask";
+import { initialRank, needsMaxRank, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
+import type {
+  CheckRecord,
+  KeyInput,
+  KeyStatus,
+  Lease,
+  PoolSettings,
+  PoolStore,
+  ReleaseResult,
+  ReleaseTarget,
+  SyncResult,
+} from "../types";
+import { MIGRATIONS } from "./migrations";
+
+export interface SqliteStoreOptions {
+  /** File path, or ":memory:". */
+  path: string;
+  clock: Clock;
+  random?: () => number;
+  /** How long a writer waits for another process's transaction before giving up. */
+  busyTimeoutMs?: number;
+  /** Consecutive failed probes before a key is declared dead. */
+  failuresToDead?: number;
+}
+
+interface KeyRow {
+  pool: string;
+  id: string;
+  token: string;
+  weight: number;
+  health: KeyHealth;
+  reason: string | null;
+  ready_at: number;
+  takeable: number;
+  rank: number;
+  max_concurrency: number | null;
+  in_flight: number;
+  last_used: number | null;
+  last_check: number | null;
+  requests: number;
+  errors: number;
+  consecutive_failures: number;
+}
+
+interface LeaseRow {
+  lease: string;
+  pool: string;
+  key_id: string;
+  expires_at: number;
+}
+
+// Expired leases are reclaimed at most this often; a take that finds nothing reclaims at once.
+const RECLAIM_EVERY_MS = 1000;
+
+/** The embedded default store: one SQLite file, shareable by several processes on one machine. */
+export class SqliteStore implements PoolStore {
+  private readonly db: Database;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly failuresToDead: number;
+  private readonly pools = new Map<string, PoolSettings>();
+  // Per-pool virtual time for weighted rotation; an approximation per process is enough for fairness.
+  private readonly virtualTime = new Map<string, number>();
+  private nextReclaimAt = 0;
+  private readonly sql: ReturnType<typeof prepareStatements>;
+
+  constructor(options: SqliteStoreOptions) {
+    this.clock = options.clock;
+    this.random = options.random ?? Math.random;
+    this.failuresToDead = options.failuresToDead ?? 3;
+    this.db = openDatabase(options.path, options.busyTimeoutMs ?? 5000);
+    migrate(this.db);
+    this.sql = prepareStatements(this.db);
+  }
+
+  poolNames(): string[] {
+    return [...this.pools.keys()];
+  }
+
+  async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>): Promise<Record<string, SyncResult>> {
+    const run = this.db.transaction(() => {
+      const results: Record<string, SyncResult> = {};
+      for (const { settings, keys } of pools) results[settings.name] = this.syncOnePool(settings, keys);
+      const wanted = new Set(pools.map((p) => p.settings.name));
+      for (const { pool } of this.sql.storedPools.all() as Array<{ pool: string }>) {
+        if (!wanted.has(pool)) {
+          this.sql.deletePoolLeases.run(pool);
+          this.sql.deletePoolKeys.run(pool);
+        }
+      }
+      return results;
+    });
+    const results = run.immediate();
+    this.pools.clear();
+    for (const { settings } of pools) this.pools.set(settings.name, settings);
+    return results;
+  }
+
+  private syncOnePool(settings: PoolSettings, keys: KeyInput[]): SyncResult {
+    const pool = settings.name;
+    const existing = new Map<string, { token: string; weight: number }>();
+    for (const row of this.sql.poolKeyTokens.all(pool) as Array<{ id: string; token: string; weight: number }>) {
+      existing.set(row.id, row);
+    }
+    const result: SyncResult = { added: [], updated: [], removed: [], kept: 0 };
+    const maxConcurrency = settings.maxConcurrency ?? null;
+    for (const key of keys) {
+      const before = existing.get(key.id);
+      existing.delete(key.id);
+      if (!before) {
+        const rank = initialRank(settings.rotation, this.rankContext(pool, settings));
+        this.sql.insertKey.run(pool, key.id, key.token, key.weight, rank, maxConcurrency);
+        result.added.push(key.id);
+      } else if (before.token !== key.token) {
+        // A new token under an old id is a different credential: what we knew no longer applies.
+        this.sql.replaceToken.run(key.token, key.weight, maxConcurrency, pool, key.id);
+        result.updated.push(key.id);
+      } else {
+        this.sql.updateKeySettings.run(key.weight, maxConcurrency, pool, key.id);
+        if (before.weight !== key.weight) result.updated.push(key.id);
+        else result.kept++;
+      }
+    }
+    for (const id of existing.keys()) {
+      this.sql.deleteKeyLeases.run(pool, id);
+      this.sql.deleteKey.run(pool, id);
+      result.removed.push(id);
+    }
+    return result;
+  }
+
+  async take(pool: string): Promise<Lease> {
+    const settings = this.settingsOf(pool);
+    const outcome = this.takeTx.immediate(settings);
+    if ("lease" in outcome) return outcome;
+    throw new DomainError(
+      "NO_KEY_AVAILABLE",
+      `no key in pool "${pool}" is available right now; retry in ${Math.ceil(outcome.retryAfterMs / 1000)}s`,
+      outcome.retryAfterMs,
+    );
+  }
+
+  private readonly takeTx = this.lazyTransaction((settings: PoolSettings): Lease | { retryAfterMs: number } => {
+    const now = this.clock.now();
+    let row = this.pick(settings.name, now, now >= this.nextReclaimAt);
+    // Only worth a second look when a lease may have expired since the last sweep.
+    if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, true);
+    if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now) };
+
+    const ctx = this.rankContext(settings.name, settings);
+    const rank = rankAfterTake(settings.rotation, row, ctx);
+    if (settings.rotation === "weighted") this.virtualTime.set(settings.name, Math.max(ctx.virtualTime, row.rank));
+    const condition = afterTake(conditionOf(row), settings, now);
+    this.sql.markTaken.run(rank, condition.readyAt, condition.reason, now, settings.name, row.id);
+
+    const lease: Lease = {
+      lease: `ls_${crypto.randomUUID().replaceAll("-", "")}`,
+      pool: settings.name,
+      id: row.id,
+      token: row.token,
+      takenAt: now,
+      expiresAt: now + settings.leaseTtlSec * 1000,
+    };
+    this.sql.insertLease.run(lease.lease, lease.pool, lease.id, now, lease.expiresAt);
+    return lease;
+  });
+
+  private pick(pool: string, now: number, reclaimFirst: boolean): KeyRow | null {
+    if (reclaimFirst) this.reclaimExpiredLeases(now);
+    return this.sql.pick.get(pool, now) as KeyRow | null;
+  }
+
+  private hasExpiredLeases(now: number): boolean {
+    return this.sql.anyExpiredLease.get(now) !== null;
+  }
+
+  /** Leases never released within their TTL give their slot back; the key's state is untouched. */
+  private reclaimExpiredLeases(now: number): void {
+    this.nextReclaimAt = now + RECLAIM_EVERY_MS;
+    const expired = this.sql.expiredLeases.all(now) as LeaseRow[];
+    for (const lease of expired) {
+      this.sql.decrementInFlight.run(lease.pool, lease.key_id);
+      this.sql.deleteLease.run(lease.lease);
+    }
+  }
+
+  private msUntilSoonestFree(settings: PoolSettings, now: number): number {
+    const fallback = settings.recheckIntervalSec * 1000;
+    const ready = this.sql.soonestReady.get(settings.name, now) as { at: number | null } | null;
+    const lease = this.sql.soonestLeaseExpiry.get(settings.name, now) as { at: number | null } | null;
+    const candidates = [ready?.at, lease?.at].filter((t): t is number => typeof t === "number" && t > now);
+    if (candidates.length === 0) return fallback;
+    return Math.max(1000, Math.min(...candidates) - now);
+  }
+
+  async release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
+    return this.releaseTx.immediate(target, outcome);
+  }
+
+  private readonly releaseTx = this.lazyTransaction((target: ReleaseTarget, outcome: Outcome): ReleaseResult => {
+    const now = this.clock.now();
+    let pool: string;
+    let id: string;
+    if ("lease" in target) {
+      const lease = this.sql.leaseById.get(target.lease) as LeaseRow | null;
+      if (!lease) throw new DomainError("UNKNOWN_LEASE", `lease "${target.lease}" is unknown or has expired; take a new key`);
+      pool = lease.pool;
+      id = lease.key_id;
+      this.sql.deleteLease.run(lease.lease);
+      this.sql.decrementInFlight.run(pool, id);
+    } else {
+      pool = this.findPoolOfKey(target.id, target.pool);
+      id = target.id;
+      // Without a lease id, the oldest lease on the key is the one being given back.
+      const oldest = this.sql.oldestLeaseOfKey.get(pool, id) as LeaseRow | null;
+      if (oldest) {
+        this.sql.deleteLease.run(oldest.lease);
+        this.sql.decrementInFlight.run(pool, id);
+      }
+    }
+    const row = this.sql.keyById.get(pool, id) as KeyRow | null;
+    if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
+    const settings = this.settingsOf(pool);
+    const condition = afterOutcome(conditionOf(row), outcome, settings, now);
+    const rank = rankAfterRelease(settings.rotation, row, now);
+    this.writeCondition(row, condition, rank, settings);
+    this.sql.countOutcome.run(now, outcome.ok ? 0 : 1, pool, id);
+    return { pool, id, state: stateOf(condition, now), reason: condition.reason };
+  });
+
+  private findPoolOfKey(id: string, pool?: string): string {
+    if (pool !== undefined) {
+      this.settingsOf(pool);
+      if (!this.sql.keyById.get(pool, id)) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
+      return pool;
+    }
+    const owners = this.poolNames().filter((name) => this.sql.keyById.get(name, id));
+    if (owners.length === 0) throw new DomainError("UNKNOWN_KEY", `no pool has a key "${id}"`);
+    if (owners.length > 1) {
+      throw new DomainError("AMBIGUOUS_KEY", `key "${id}" exists in pools ${owners.join(", ")}; say which with "pool"`);
+    }
+    return owners[0]!;
+  }
+
+  async recordCheck(pool: string, id: string, result: CheckRecord): Promise<void> {
+    this.recordCheckTx.immediate(pool, id, result);
+  }
+
+  private readonly recordCheckTx = this.lazyTransaction((pool: string, id: string, result: CheckRecord) => {
+    const now = this.clock.now();
+    const settings = this.settingsOf(pool);
+    const row = this.sql.keyById.get(pool, id) as KeyRow | null;
+    if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
+    const verdict = afterCheck(conditionOf(row), result, row.consecutive_failures, { ...settings, failuresToDead: this.failuresToDead }, now);
+    this.writeCondition(row, verdict.condition, row.rank, settings);
+    this.sql.recordCheck.run(now, result.ok ? 1 : 0, result.status ?? null, Math.round(result.latencyMs), result.reason, verdict.consecutiveFailures, pool, id);
+  });
+
+  /** Writes a key's condition; a key coming back into rotation re-enters the order as a new key would. */
+  private writeCondition(row: KeyRow, condition: KeyCondition, rank: number, settings: PoolSettings): void {
+    const takeable = isTakeableHealth(condition.health) ? 1 : 0;
+    const newRank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(row.pool, settings)) : rank;
+    this.sql.writeCondition.run(condition.health, condition.reason, condition.readyAt, takeable, newRank, row.pool, row.id);
+  }
+
+  async status(pool?: string): Promise<KeyStatus[]> {
+    if (pool !== undefined) this.settingsOf(pool);
+    const now = this.clock.now();
+    const rows = (pool === undefined ? this.sql.allKeys.all() : this.sql.poolKeys.all(pool)) as KeyRow[];
+    return rows.map((row) => {
+      const condition = conditionOf(row);
+      return {
+        pool: row.pool,
+        id: row.id,
+        masked: maskToken(row.token),
+        state: stateOf(condition, now),
+        health: row.health,
+        reason: row.reason,
+        until: untilOf(condition, now),
+        weight: row.weight,
+        lastCheck: row.last_check,
+        lastUsed: row.last_used,
+        requests: row.requests,
+        errors: row.errors,
+        inFlight: row.in_flight,
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    try {
+      this.db.exec("PRAGMA optimize");
+      this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } finally {
+      this.db.close();
+    }
+  }
+
+  private settingsOf(pool: string): PoolSettings {
+    const settings = this.pools.get(pool);
+    if (!settings) {
+      const known = this.poolNames().join(", ") || "none";
+      throw new DomainError("UNKNOWN_POOL", `pool "${pool}" does not exist (pools: ${known})`);
+    }
+    return settings;
+  }
+
+  private rankContext(pool: string, settings: PoolSettings): RankContext {
+    let virtualTime = this.virtualTime.get(pool);
+    if (virtualTime === undefined && settings.rotation === "weighted") {
+      virtualTime = (this.sql.minRank.get(pool) as { rank: number } | null)?.rank ?? 0;
+      this.virtualTime.set(pool, virtualTime);
+    }
+    const maxRank = needsMaxRank(settings.rotation) ? ((this.sql.maxRank.get(pool) as { rank: number } | null)?.rank ?? 0) : 0;
+    return { now: this.clock.now(), random: this.random, maxRank, virtualTime: virtualTime ?? 0 };
+  }
+
+  /** Builds a bun:sqlite transaction once, on first use, so field initialisers can reference `this.db`. */
+  private lazyTransaction<A extends unknown[], R>(fn: (...args: A) => R) {
+    let tx: ReturnType<Database["transaction"]> | undefined;
+    const get = () => (tx ??= this.db.transaction(fn));
+    return { immediate: (...args: A): R => get().immediate(...args) as R };
+  }
+}
+
+function conditionOf(row: KeyRow): KeyCondition {
+  return { health: row.health, reason: row.reason, readyAt: row.ready_at };
+}
+
+function openDatabase(path: string, busyTimeoutMs: number): Database {
+  if (path !== ":memory:") {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Created before SQLite opens it so the file never exists with looser permissions;
+    // SQLite gives the -wal and -shm files the same mode as the database.
+    if (!existsSync(path)) closeSync(openSync(path, "a", 0o600));
+    chmodSync(path, 0o600);
+  }
+  const db = new Database(path, { create: true, strict: true });
+  db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+  db.exec("PRAGMA journal_mode = WAL");
+  // NORMAL in WAL mode survives a process crash (kill -9); a power loss may drop the last commits.
+  db.exec("PRAGMA synchronous = NORMAL");
+  return db;
+}
+
+function migrate(db: Database): void {
+  const apply = db.transaction(() => {
+    const current = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+    if (current > MIGRATIONS.length) {
+      throw new Error(`the database schema (version ${current}) is newer than this keypool understands (${MIGRATIONS.length}); upgrade keypool`);
+    }
+    for (let version = current; version < MIGRATIONS.length; version++) {
+      db.exec(MIGRATIONS[version]!);
+      db.exec(`PRAGMA user_version = ${version + 1}`);
+    }
+  });
+  // IMMEDIATE so two processes starting on a fresh file do not both try to create the tables.
+  apply.immediate();
+}
+
+function prepareStatements(db: Database) {
+  const q = (sql: string): Statement => db.query(sql);
+  return {
+    pick: q(`SELECT * FROM keys
+             WHERE pool = ?1 AND takeable = 1 AND ready_at <= ?2
+               AND (max_concurrency IS NULL OR in_flight < max_concurrency)
+             ORDER BY rank LIMIT 1`),
+    markTaken: q(`UPDATE keys SET rank = ?1, ready_at = ?2, reason = ?3, last_used = ?4,
+                    in_flight = in_flight + 1, requests = requests + 1
+                  WHERE pool = ?5 AND id = ?6`),
+    insertLease: q(`INSERT INTO leases (lease, pool, key_id, taken_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)`),
+    leaseById: q(`SELECT * FROM leases WHERE lease = ?1`),
+    oldestLeaseOfKey: q(`SELECT * FROM leases WHERE pool = ?1 AND key_id = ?2 ORDER BY taken_at LIMIT 1`),
+    deleteLease: q(`DELETE FROM leases WHERE lease = ?1`),
+    anyExpiredLease: q(`SELECT 1 FROM leases WHERE expires_at <= ?1 LIMIT 1`),
+    expiredLeases: q(`SELECT * FROM leases WHERE expires_at <= ?1`),
+    decrementInFlight: q(`UPDATE keys SET in_flight = MAX(0, in_flight - 1) WHERE pool = ?1 AND id = ?2`),
+    soonestReady: q(`SELECT MIN(ready_at) AS at FROM keys WHERE pool = ?1 AND takeable = 1 AND ready_at > ?2`),
+    soonestLeaseExpiry: q(`SELECT MIN(expires_at) AS at FROM leases WHERE pool = ?1 AND expires_at > ?2`),
+    keyById: q(`SELECT * FROM keys WHERE pool = ?1 AND id = ?2`),
+    writeCondition: q(`UPDATE keys SET health = ?1, reason = ?2, ready_at = ?3, takeable = ?4, rank = ?5
+                       WHERE pool = ?6 AND id = ?7`),
+    countOutcome: q(`UPDATE keys SET last_used = ?1, errors = errors + ?2 WHERE pool = ?3 AND id = ?4`),
+    recordCheck: q(`UPDATE keys SET last_check = ?1, last_check_ok = ?2, last_check_status = ?3,
+                      last_check_latency_ms = ?4, last_check_reason = ?5, consecutive_failures = ?6
+                    WHERE pool = ?7 AND id = ?8`),
+    minRank: q(`SELECT rank FROM keys WHERE pool = ?1 AND takeable = 1 ORDER BY rank LIMIT 1`),
+    maxRank: q(`SELECT rank FROM keys WHERE pool = ?1 AND takeable = 1 ORDER BY rank DESC LIMIT 1`),
+    storedPools: q(`SELECT DISTINCT pool FROM keys`),
+    poolKeyTokens: q(`SELECT id, token, weight FROM keys WHERE pool = ?1`),
+    insertKey: q(`INSERT INTO keys (pool, id, token, weight, rank, max_concurrency) VALUES (?1, ?2, ?3, ?4, ?5, ?6)`),
+    replaceToken: q(`UPDATE keys SET token = ?1, weight = ?2, max_concurrency = ?3, health = 'unknown',
+                       reason = 'token replaced', ready_at = 0, takeable = 1, consecutive_failures = 0
+                     WHERE pool = ?4 AND id = ?5`),
+    updateKeySettings: q(`UPDATE keys SET weight = ?1, max_concurrency = ?2 WHERE pool = ?3 AND id = ?4`),
+    deleteKey: q(`DELETE FROM keys WHERE pool = ?1 AND id = ?2`),
+    deleteKeyLeases: q(`DELETE FROM leases WHERE pool = ?1 AND key_id = ?2`),
+    deletePoolKeys: q(`DELETE FROM keys WHERE pool = ?1`),
+    deletePoolLeases: q(`DELETE FROM leases WHERE pool = ?1`),
+    allKeys: q(`SELECT * FROM keys ORDER BY pool, id`),
+    poolKeys: q(`SELECT * FROM keys WHERE pool = ?1 ORDER BY id`),
+  };
+}
