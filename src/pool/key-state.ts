@@ -67,7 +67,7 @@ export function afterOutcome(key: KeyCondition, outcome: Outcome, policy: RestPo
     return { health: "quarantined", readyAt: key.readyAt, reason: `auth failure (HTTP ${status}); waiting for a health check` };
   }
   const what = status !== undefined ? `HTTP ${status}` : "reported failure";
-  const readyAt = Math.max(key.readyAt, now + policy.cooldownSec * 1000);
+  const readyAt = policy.cooldownSec > 0 ? Math.max(key.readyAt, now + policy.cooldownSec * 1000) : key.readyAt;
   return { health: key.health, readyAt, reason: readyAt > now ? `cooling after ${what}` : `failed (${what})` };
 }
 

@@ -5,9 +5,13 @@ import type { Rotation } from "../config/types";
  * lowest rank (one index seek, O(log n)), and after a take or release the strategy decides the
  * key's new rank. This keeps the choice inside the store's atomic statement without scanning.
  *
- * - lru:         rank = when the key was last used (taken or released)
+ * - lru:         rank = when the key was last used (taken or released), kept strictly above every
+ *                other rank so keys taken within the same millisecond still queue in take order
  * - round_robin: rank = one more than the highest rank in the pool, so keys cycle in a fixed order
- * - random:      rank = a fresh random number, so the order is reshuffled on every take
+ * - random:      rank = a fresh random number in [0, 1); the store starts its walk at a random
+ *                point (see pickStart) and wraps, so each key's chance is the gap before it and a
+ *                picked key lands somewhere new. (Always taking the lowest random rank would not do:
+ *                keys never picked drift towards 1 and the last picked key keeps winning.)
  * - weighted:    stride scheduling — rank advances by 1/weight per take, so a key of weight 3
  *                is picked three times as often as one of weight 1, deterministically
  */
@@ -15,7 +19,7 @@ import type { Rotation } from "../config/types";
 export interface RankContext {
   now: number;
   random: () => number;
-  /** Highest rank among the pool's keys (round_robin only). */
+  /** Highest rank among the pool's takeable keys (lru and round_robin only). */
   maxRank: number;
   /** The pool's virtual time for weighted: the highest rank any picked key had (weighted only). */
   virtualTime: number;
@@ -29,7 +33,7 @@ export interface RankedKey {
 export function rankAfterTake(rotation: Rotation, key: RankedKey, ctx: RankContext): number {
   switch (rotation) {
     case "lru":
-      return ctx.now;
+      return Math.max(ctx.now, ctx.maxRank + LRU_TIE_STEP);
     case "round_robin":
       return ctx.maxRank + 1;
     case "random":
@@ -62,5 +66,13 @@ export function initialRank(rotation: Rotation, ctx: RankContext): number {
 
 /** Whether rankAfterTake needs the pool's highest rank, which costs the store one extra index read. */
 export function needsMaxRank(rotation: Rotation): boolean {
-  return rotation === "round_robin";
+  return rotation === "round_robin" || rotation === "lru";
+}
+
+// Well above the float spacing of epoch milliseconds (~0.0002), well below one millisecond.
+const LRU_TIE_STEP = 0.001;
+
+/** Where the store starts walking the rank order: a random point for random, the beginning otherwise. */
+export function pickStart(rotation: Rotation, random: () => number): number {
+  return rotation === "random" ? random() : Number.NEGATIVE_INFINITY;
 }

@@ -15,7 +15,7 @@ import {
   untilOf,
 } from "../../pool/key-state";
 import { maskToken } from "../../pool/mask";
-import { initialRank, needsMaxRank, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
+import { initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
 import type {
   CheckRecord,
   KeyInput,
@@ -159,9 +159,10 @@ export class SqliteStore implements PoolStore {
 
   private readonly takeTx = this.lazyTransaction((settings: PoolSettings): Lease | { retryAfterMs: number } => {
     const now = this.clock.now();
-    let row = this.pick(settings.name, now, now >= this.nextReclaimAt);
+    const start = pickStart(settings.rotation, this.random);
+    let row = this.pick(settings.name, now, start, now >= this.nextReclaimAt);
     // Only worth a second look when a lease may have expired since the last sweep.
-    if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, true);
+    if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, start, true);
     if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now) };
 
     const ctx = this.rankContext(settings.name, settings);
@@ -182,9 +183,12 @@ export class SqliteStore implements PoolStore {
     return lease;
   });
 
-  private pick(pool: string, now: number, reclaimFirst: boolean): KeyRow | null {
+  private pick(pool: string, now: number, start: number, reclaimFirst: boolean): KeyRow | null {
     if (reclaimFirst) this.reclaimExpiredLeases(now);
-    return this.sql.pick.get(pool, now) as KeyRow | null;
+    const fromStart = this.sql.pick.get(pool, now, start) as KeyRow | null;
+    if (fromStart || start === Number.NEGATIVE_INFINITY) return fromStart;
+    // Wrap around: the walk began mid-order and found nothing ready after that point.
+    return this.sql.pick.get(pool, now, Number.NEGATIVE_INFINITY) as KeyRow | null;
   }
 
   private hasExpiredLeases(now: number): boolean {
@@ -379,7 +383,7 @@ function prepareStatements(db: Database) {
   const q = (sql: string): Statement => db.query(sql);
   return {
     pick: q(`SELECT * FROM keys
-             WHERE pool = ?1 AND takeable = 1 AND ready_at <= ?2
+             WHERE pool = ?1 AND takeable = 1 AND rank >= ?3 AND ready_at <= ?2
                AND (max_concurrency IS NULL OR in_flight < max_concurrency)
              ORDER BY rank LIMIT 1`),
     markTaken: q(`UPDATE keys SET rank = ?1, ready_at = ?2, reason = ?3, last_used = ?4,
