@@ -3,7 +3,7 @@ import { ConfigError } from "../config/errors";
 import { loadConfig } from "../config/load";
 import type { Config, PoolConfig } from "../config/types";
 import type { ReloadReport } from "../http/admin-routes";
-import { createApiApp } from "../http/app";
+import { MAX_BODY_BYTES, createApiApp } from "../http/app";
 import { BrokerService } from "../http/broker-service";
 import { type Logger, createLogger } from "../log";
 import { type Clock, systemClock } from "../pool/clock";
@@ -71,7 +71,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       return urlOf(server);
     },
     async start() {
-      app.listen({ hostname: config.server.host, port: options.port ?? config.server.port, maxRequestBodySize: 1024 * 1024 });
+      // Bun's own limit answers with an empty 413, so it sits above ours: the app refuses bodies over
+      // MAX_BODY_BYTES by Content-Length with a JSON error, and Bun stops chunked bodies that run on.
+      app.listen({ hostname: config.server.host, port: options.port ?? config.server.port, maxRequestBodySize: 2 * MAX_BODY_BYTES });
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: `sqlite:${config.stateFile}`, pools: store.poolNames() });

@@ -22,11 +22,12 @@ const PUBLIC_PATHS = new Set(["/health"]);
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
   const hasValidApiKey = deps.apiKey ? createApiKeyCheck(deps.apiKey) : null;
-  return new Elysia({ name: "keypool-api" })
+  return new Elysia({ name: "keypool-api", normalize: false })
     .onRequest(function guardRequest({ request }) {
       const length = Number(request.headers.get("content-length") ?? 0);
       if (length > MAX_BODY_BYTES) {
-        return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413);
+        // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
+        return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
       }
       if (hasValidApiKey && !PUBLIC_PATHS.has(pathOf(request.url)) && !hasValidApiKey(request)) {
         return errorResponse("UNAUTHORIZED", "missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401);

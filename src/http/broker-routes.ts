@@ -5,7 +5,8 @@ const errorShape = t.Object({ error: t.Object({ code: t.String(), message: t.Str
 
 /** GET /take and POST /release. */
 export function brokerRoutes(broker: BrokerService) {
-  return new Elysia({ name: "broker" })
+  // normalize: false so unknown fields are rejected (a typo like "staus" must not pass silently).
+  return new Elysia({ name: "broker", normalize: false })
     .get("/take", ({ query }) => broker.take(query.pool), {
       query: t.Object({ pool: t.Optional(t.String({ maxLength: 64 })) }),
       response: {

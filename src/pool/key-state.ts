@@ -123,3 +123,45 @@ export function afterCheck(
   }
   return { condition: { ...key, reason: `health check: ${check.reason}` }, consecutiveFailures: failures };
 }
+
+export const DEFAULT_REVIVE_INTERVAL_SEC = 60;
+export const DEFAULT_FAILURES_TO_DEAD = 3;
+/** Each check interval is stretched or shrunk by up to this fraction so keys do not march in lockstep. */
+export const CHECK_JITTER = 0.1;
+
+export interface CheckSchedule {
+  recheckIntervalSec: number;
+  /** How often quarantined and dead keys are re-probed; DEFAULT_REVIVE_INTERVAL_SEC when unset. */
+  reviveIntervalSec?: number;
+  /** With a known token expiry, the check that refreshes it is due this long before; unset ignores expiry. */
+  refreshAheadSec?: number;
+}
+
+/** Keys the checker probes on the revive schedule because a success is what brings them back. */
+export function awaitsRevival(health: KeyHealth): boolean {
+  return health === "quarantined" || health === "dead";
+}
+
+/** One interval, jittered by ±CHECK_JITTER; `random` returns [0, 1). */
+export function jitteredMs(intervalSec: number, random: () => number): number {
+  return Math.round(intervalSec * 1000 * (1 - CHECK_JITTER + 2 * CHECK_JITTER * random()));
+}
+
+/**
+ * When a key should next be probed, given the health a check just left it in. A future token
+ * expiry pulls the check forward so the refresh happens `refreshAheadSec` before it; an expiry
+ * already inside that window is ignored, or a key whose refresh failed would be probed every tick.
+ */
+export function nextCheckAt(
+  health: KeyHealth,
+  expiresAt: number | null,
+  schedule: CheckSchedule,
+  now: number,
+  random: () => number,
+): number {
+  const interval = awaitsRevival(health) ? (schedule.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC) : schedule.recheckIntervalSec;
+  const regular = now + jitteredMs(interval, random);
+  if (expiresAt === null || schedule.refreshAheadSec === undefined) return regular;
+  const refreshAt = expiresAt - schedule.refreshAheadSec * 1000;
+  return refreshAt > now ? Math.min(regular, refreshAt) : regular;
+}

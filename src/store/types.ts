@@ -8,14 +8,22 @@ export interface PoolSettings {
   cooldownSec: number;
   leaseTtlSec: number;
   maxConcurrency?: number;
-  /** Retry-After hint when no key will free up by itself (all quarantined, dead or disabled). */
+  /** Retry-After hint when no key will free up by itself (all quarantined, dead or disabled); also the check interval. */
   recheckIntervalSec: number;
+  /** How often quarantined and dead keys are re-probed (default 60). */
+  reviveIntervalSec?: number;
+  /** Consecutive failed probes before a key is dead (default: the store's, 3). */
+  failuresToDead?: number;
+  /** Set when the pool refreshes tokens: checks are pulled forward to this long before a known expiry. */
+  refreshAheadSec?: number;
 }
 
 export interface KeyInput {
   id: string;
   token: string;
   weight: number;
+  /** The initial refresh token (from the tokens file), for pools with `refresh:`. */
+  refreshToken?: string;
 }
 
 export interface SyncResult {
@@ -55,6 +63,11 @@ export interface KeyStatus {
   until: number | null;
   weight: number;
   lastCheck: number | null;
+  lastCheckStatus: number | null;
+  lastCheckLatencyMs: number | null;
+  consecutiveFailures: number;
+  /** When the checker will next probe the key; null when it is due as soon as a checker runs. */
+  nextCheckAt: number | null;
   lastUsed: number | null;
   requests: number;
   errors: number;
@@ -66,7 +79,40 @@ export interface CheckRecord {
   status?: number;
   latencyMs: number;
   reason: string;
+  retryAfterSec?: number;
+  /**
+   * The token that was probed. When given and the key's token has changed since (a refresh or a
+   * new tokens file), the result says nothing about the key any more and is dropped.
+   */
+  token?: string;
 }
+
+/** A key whose check is due, claimed for one checker: the only other shape besides Lease that carries a token. */
+export interface DueCheck {
+  pool: string;
+  id: string;
+  token: string;
+  /** When the token expires, if a refresh told us. */
+  expiresAt: number | null;
+}
+
+/** The answer to "may I refresh this key's token now?". */
+export type RefreshClaim =
+  /** The caller holds the key's refresh lock until `finishRefresh` or the lock's expiry. */
+  | { status: "claimed"; token: string; refreshToken: string | null }
+  /** Another refresher (in this or another process) holds the lock. */
+  | { status: "busy" }
+  /** The token was replaced since the caller read it: nothing to refresh, use `token`. */
+  | { status: "superseded"; token: string }
+  | { status: "missing" };
+
+/** How a claimed refresh ended. */
+export type RefreshResult =
+  | { status: "refreshed"; token: string; refreshToken?: string; expiresAt?: number }
+  /** The key is quarantined with this reason (already free of token values). */
+  | { status: "failed"; reason: string }
+  /** Nothing was learned (e.g. shutdown): only the lock is given back. */
+  | { status: "abandoned" };
 
 /**
  * The pool's state, in domain words. Every method is atomic: two processes sharing one store
@@ -79,8 +125,20 @@ export interface PoolStore {
   take(pool: string): Promise<Lease>;
   /** Reports how a lease (or, without a lease, a key) went; throws UNKNOWN_LEASE / UNKNOWN_KEY. */
   release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult>;
-  /** Stores a probe's result and the state it implies. */
+  /** Stores a probe's result, the state it implies and when the key is next due for a check. */
   recordCheck(pool: string, id: string, result: CheckRecord): Promise<void>;
+  /**
+   * Claims up to `limit` keys whose check is due (disabled keys never are), earliest first, and
+   * pushes their next check `holdMs` ahead so no other checker takes them while they are probed.
+   */
+  claimDueChecks(pool: string, limit: number, holdMs: number): Promise<DueCheck[]>;
+  /**
+   * Takes the key's refresh lock until `lockUntil`, only if it is free and the key still holds
+   * `staleToken`: one refresh per key at a time, across every process sharing the store.
+   */
+  beginRefresh(pool: string, id: string, claim: { owner: string; staleToken: string; lockUntil: number }): Promise<RefreshClaim>;
+  /** Stores a refresh's outcome and gives the lock back; ignored unless `owner` still holds it. Returns whether it applied. */
+  finishRefresh(pool: string, id: string, owner: string, result: RefreshResult): Promise<boolean>;
   status(pool?: string): Promise<KeyStatus[]>;
   poolNames(): string[];
   close(): Promise<void>;

@@ -42,4 +42,19 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX leases_key ON leases (pool, key_id, taken_at);
 
   `,
+  // 2: health checking and token refresh.
+  `
+  -- What the tokens file said, so a sync can tell "the file changed" from "we refreshed the token".
+  ALTER TABLE keys ADD COLUMN source_token TEXT;
+  ALTER TABLE keys ADD COLUMN source_refresh_token TEXT;
+  ALTER TABLE keys ADD COLUMN refresh_token TEXT;
+  ALTER TABLE keys ADD COLUMN expires_at INTEGER;
+  -- 0: due as soon as a checker runs.
+  ALTER TABLE keys ADD COLUMN next_check_at INTEGER NOT NULL DEFAULT 0;
+  -- The refresh lock: who holds it and until when; a lapsed lock is free.
+  ALTER TABLE keys ADD COLUMN refresh_owner TEXT;
+  ALTER TABLE keys ADD COLUMN refresh_lock_until INTEGER NOT NULL DEFAULT 0;
+  UPDATE keys SET source_token = token;
+  CREATE INDEX keys_due ON keys (pool, next_check_at);
+  `,
 ];

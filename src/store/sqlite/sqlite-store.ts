@@ -7,9 +7,13 @@ import {
   afterCheck,
   afterOutcome,
   afterTake,
+  awaitsRevival,
+  DEFAULT_REVIVE_INTERVAL_SEC,
   isTakeableHealth,
+  jitteredMs,
   type KeyCondition,
   type KeyHealth,
+  nextCheckAt,
   type Outcome,
   stateOf,
   untilOf,
@@ -18,11 +22,14 @@ import { maskToken } from "../../pool/mask";
 import { initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
 import type {
   CheckRecord,
+  DueCheck,
   KeyInput,
   KeyStatus,
   Lease,
   PoolSettings,
   PoolStore,
+  RefreshClaim,
+  RefreshResult,
   ReleaseResult,
   ReleaseTarget,
   SyncResult,
@@ -36,7 +43,7 @@ export interface SqliteStoreOptions {
   random?: () => number;
   /** How long a writer waits for another process's transaction before giving up. */
   busyTimeoutMs?: number;
-  /** Consecutive failed probes before a key is declared dead. */
+  /** Consecutive failed probes before a key is declared dead, for pools that do not say. */
   failuresToDead?: number;
 }
 
@@ -56,7 +63,16 @@ interface KeyRow {
   last_check: number | null;
   requests: number;
   errors: number;
+  last_check_status: number | null;
+  last_check_latency_ms: number | null;
   consecutive_failures: number;
+  source_token: string | null;
+  source_refresh_token: string | null;
+  refresh_token: string | null;
+  expires_at: number | null;
+  next_check_at: number;
+  refresh_owner: string | null;
+  refresh_lock_until: number;
 }
 
 interface LeaseRow {
@@ -115,22 +131,26 @@ export class SqliteStore implements PoolStore {
 
   private syncOnePool(settings: PoolSettings, keys: KeyInput[]): SyncResult {
     const pool = settings.name;
-    const existing = new Map<string, { token: string; weight: number }>();
-    for (const row of this.sql.poolKeyTokens.all(pool) as Array<{ id: string; token: string; weight: number }>) {
-      existing.set(row.id, row);
-    }
+    const existing = new Map<string, SourceRow>();
+    for (const row of this.sql.poolKeySources.all(pool) as SourceRow[]) existing.set(row.id, row);
     const result: SyncResult = { added: [], updated: [], removed: [], kept: 0 };
     const maxConcurrency = settings.maxConcurrency ?? null;
     for (const key of keys) {
       const before = existing.get(key.id);
       existing.delete(key.id);
+      const refreshToken = key.refreshToken ?? null;
       if (!before) {
         const rank = initialRank(settings.rotation, this.rankContext(pool, settings));
-        this.sql.insertKey.run(pool, key.id, key.token, key.weight, rank, maxConcurrency);
+        this.sql.insertKey.run(pool, key.id, key.token, key.weight, rank, maxConcurrency, refreshToken);
         result.added.push(key.id);
-      } else if (before.token !== key.token) {
+      } else if (before.source_token !== key.token) {
         // A new token under an old id is a different credential: what we knew no longer applies.
-        this.sql.replaceToken.run(key.token, key.weight, maxConcurrency, pool, key.id);
+        // Compared with what the file said before, not with the stored token, which a refresh may have replaced.
+        this.sql.replaceToken.run(key.token, key.weight, maxConcurrency, refreshToken, pool, key.id);
+        result.updated.push(key.id);
+      } else if (before.source_refresh_token !== refreshToken) {
+        // The operator supplied a new refresh token for the same credential: use it from now on.
+        this.sql.replaceRefreshToken.run(refreshToken, key.weight, maxConcurrency, pool, key.id);
         result.updated.push(key.id);
       } else {
         this.sql.updateKeySettings.run(key.weight, maxConcurrency, pool, key.id);
@@ -245,6 +265,11 @@ export class SqliteStore implements PoolStore {
     const condition = afterOutcome(conditionOf(row), outcome, settings, now);
     const rank = rankAfterRelease(settings.rotation, row, now);
     this.writeCondition(row, condition, rank, settings);
+    if (awaitsRevival(condition.health) && !awaitsRevival(row.health)) {
+      // A key a caller found broken is re-probed on the revive schedule, not at its next routine check.
+      const reviveMs = jitteredMs(settings.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC, this.random);
+      this.sql.pullCheckForward.run(now + reviveMs, pool, id);
+    }
     this.sql.countOutcome.run(now, outcome.ok ? 0 : 1, pool, id);
     return { pool, id, state: stateOf(condition, now), reason: condition.reason };
   });
@@ -272,9 +297,81 @@ export class SqliteStore implements PoolStore {
     const settings = this.settingsOf(pool);
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
-    const verdict = afterCheck(conditionOf(row), result, row.consecutive_failures, { ...settings, failuresToDead: this.failuresToDead }, now);
+    if (result.token !== undefined && result.token !== row.token) return;
+    const failuresToDead = settings.failuresToDead ?? this.failuresToDead;
+    const verdict = afterCheck(conditionOf(row), result, row.consecutive_failures, { ...settings, failuresToDead }, now);
     this.writeCondition(row, verdict.condition, row.rank, settings);
-    this.sql.recordCheck.run(now, result.ok ? 1 : 0, result.status ?? null, Math.round(result.latencyMs), result.reason, verdict.consecutiveFailures, pool, id);
+    const next = nextCheckAt(verdict.condition.health, row.expires_at, settings, now, this.random);
+    this.sql.recordCheck.run(
+      now,
+      result.ok ? 1 : 0,
+      result.status ?? null,
+      Math.round(result.latencyMs),
+      result.reason,
+      verdict.consecutiveFailures,
+      next,
+      pool,
+      id,
+    );
+  });
+
+  async claimDueChecks(pool: string, limit: number, holdMs: number): Promise<DueCheck[]> {
+    this.settingsOf(pool);
+    if (limit <= 0) return [];
+    const now = this.clock.now();
+    const rows = this.claimTx.immediate(pool, now, limit, now + holdMs);
+    return rows.map((row) => ({ pool, id: row.id, token: row.token, expiresAt: row.expires_at }));
+  }
+
+  private readonly claimTx = this.lazyTransaction(
+    (pool: string, now: number, limit: number, holdUntil: number) =>
+      this.sql.claimDue.all(pool, now, limit, holdUntil) as Array<Pick<KeyRow, "id" | "token" | "expires_at">>,
+  );
+
+  async beginRefresh(
+    pool: string,
+    id: string,
+    claim: { owner: string; staleToken: string; lockUntil: number },
+  ): Promise<RefreshClaim> {
+    return this.beginRefreshTx.immediate(pool, id, claim);
+  }
+
+  private readonly beginRefreshTx = this.lazyTransaction(
+    (pool: string, id: string, claim: { owner: string; staleToken: string; lockUntil: number }): RefreshClaim => {
+      const now = this.clock.now();
+      // One conditional write is the whole lock: it succeeds for exactly one caller while the lock is free.
+      const won = this.sql.takeRefreshLock.get(claim.owner, claim.lockUntil, pool, id, claim.staleToken, now) as
+        | Pick<KeyRow, "token" | "refresh_token">
+        | null;
+      if (won) return { status: "claimed", token: won.token, refreshToken: won.refresh_token };
+      const row = this.sql.keyById.get(pool, id) as KeyRow | null;
+      if (!row) return { status: "missing" };
+      if (row.token !== claim.staleToken) return { status: "superseded", token: row.token };
+      return { status: "busy" };
+    },
+  );
+
+  async finishRefresh(pool: string, id: string, owner: string, result: RefreshResult): Promise<boolean> {
+    return this.finishRefreshTx.immediate(pool, id, owner, result);
+  }
+
+  private readonly finishRefreshTx = this.lazyTransaction((pool: string, id: string, owner: string, result: RefreshResult) => {
+    const row = this.sql.keyById.get(pool, id) as KeyRow | null;
+    // A lapsed lock may have passed to someone else, and a synced tokens file clears it: either way, not ours to write.
+    if (!row || row.refresh_owner !== owner) return false;
+    const now = this.clock.now();
+    if (result.status === "refreshed") {
+      const settings = this.settingsOf(pool);
+      this.writeCondition(row, { health: "unknown", reason: "token refreshed", readyAt: 0 }, row.rank, settings);
+      this.sql.storeRefreshedToken.run(result.token, result.refreshToken ?? null, result.expiresAt ?? null, pool, id);
+    } else if (result.status === "failed") {
+      const settings = this.settingsOf(pool);
+      const condition = { health: "quarantined" as const, reason: result.reason, readyAt: row.ready_at };
+      this.writeCondition(row, condition, row.rank, settings);
+      this.sql.scheduleCheck.run(nextCheckAt(condition.health, row.expires_at, settings, now, this.random), pool, id);
+    }
+    this.sql.releaseRefreshLock.run(pool, id);
+    return true;
   });
 
   /** Writes a key's condition; a key coming back into rotation re-enters the order as a new key would. */
@@ -300,6 +397,10 @@ export class SqliteStore implements PoolStore {
         until: untilOf(condition, now),
         weight: row.weight,
         lastCheck: row.last_check,
+        lastCheckStatus: row.last_check_status,
+        lastCheckLatencyMs: row.last_check_latency_ms,
+        consecutiveFailures: row.consecutive_failures,
+        nextCheckAt: row.next_check_at === 0 ? null : row.next_check_at,
         lastUsed: row.last_used,
         requests: row.requests,
         errors: row.errors,
@@ -342,6 +443,14 @@ export class SqliteStore implements PoolStore {
     const get = () => (tx ??= this.db.transaction(fn));
     return { immediate: (...args: A): R => get().immediate(...args) as R };
   }
+}
+
+/** What the tokens file last said about a key. */
+interface SourceRow {
+  id: string;
+  weight: number;
+  source_token: string;
+  source_refresh_token: string | null;
 }
 
 function conditionOf(row: KeyRow): KeyCondition {
@@ -403,16 +512,35 @@ function prepareStatements(db: Database) {
                        WHERE pool = ?6 AND id = ?7`),
     countOutcome: q(`UPDATE keys SET last_used = ?1, errors = errors + ?2 WHERE pool = ?3 AND id = ?4`),
     recordCheck: q(`UPDATE keys SET last_check = ?1, last_check_ok = ?2, last_check_status = ?3,
-                      last_check_latency_ms = ?4, last_check_reason = ?5, consecutive_failures = ?6
-                    WHERE pool = ?7 AND id = ?8`),
+                      last_check_latency_ms = ?4, last_check_reason = ?5, consecutive_failures = ?6, next_check_at = ?7
+                    WHERE pool = ?8 AND id = ?9`),
+    scheduleCheck: q(`UPDATE keys SET next_check_at = ?1 WHERE pool = ?2 AND id = ?3`),
+    pullCheckForward: q(`UPDATE keys SET next_check_at = MIN(next_check_at, ?1) WHERE pool = ?2 AND id = ?3`),
+    claimDue: q(`UPDATE keys SET next_check_at = ?4
+                 WHERE pool = ?1 AND id IN (
+                   SELECT id FROM keys WHERE pool = ?1 AND next_check_at <= ?2 AND health != 'disabled'
+                   ORDER BY next_check_at LIMIT ?3)
+                 RETURNING id, token, expires_at`),
+    takeRefreshLock: q(`UPDATE keys SET refresh_owner = ?1, refresh_lock_until = ?2
+                        WHERE pool = ?3 AND id = ?4 AND token = ?5 AND (refresh_owner IS NULL OR refresh_lock_until <= ?6)
+                        RETURNING token, refresh_token`),
+    storeRefreshedToken: q(`UPDATE keys SET token = ?1, refresh_token = COALESCE(?2, refresh_token), expires_at = ?3,
+                              consecutive_failures = 0
+                            WHERE pool = ?4 AND id = ?5`),
+    releaseRefreshLock: q(`UPDATE keys SET refresh_owner = NULL, refresh_lock_until = 0 WHERE pool = ?1 AND id = ?2`),
     minRank: q(`SELECT rank FROM keys WHERE pool = ?1 AND takeable = 1 ORDER BY rank LIMIT 1`),
     maxRank: q(`SELECT rank FROM keys WHERE pool = ?1 AND takeable = 1 ORDER BY rank DESC LIMIT 1`),
     storedPools: q(`SELECT DISTINCT pool FROM keys`),
-    poolKeyTokens: q(`SELECT id, token, weight FROM keys WHERE pool = ?1`),
-    insertKey: q(`INSERT INTO keys (pool, id, token, weight, rank, max_concurrency) VALUES (?1, ?2, ?3, ?4, ?5, ?6)`),
-    replaceToken: q(`UPDATE keys SET token = ?1, weight = ?2, max_concurrency = ?3, health = 'unknown',
+    poolKeySources: q(`SELECT id, weight, source_token, source_refresh_token FROM keys WHERE pool = ?1`),
+    insertKey: q(`INSERT INTO keys (pool, id, token, weight, rank, max_concurrency, source_token, refresh_token, source_refresh_token)
+                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3, ?7, ?7)`),
+    replaceToken: q(`UPDATE keys SET token = ?1, source_token = ?1, weight = ?2, max_concurrency = ?3,
+                       refresh_token = ?4, source_refresh_token = ?4, expires_at = NULL, next_check_at = 0,
+                       refresh_owner = NULL, refresh_lock_until = 0, health = 'unknown',
                        reason = 'token replaced', ready_at = 0, takeable = 1, consecutive_failures = 0
-                     WHERE pool = ?4 AND id = ?5`),
+                     WHERE pool = ?5 AND id = ?6`),
+    replaceRefreshToken: q(`UPDATE keys SET refresh_token = ?1, source_refresh_token = ?1, weight = ?2, max_concurrency = ?3
+                            WHERE pool = ?4 AND id = ?5`),
     updateKeySettings: q(`UPDATE keys SET weight = ?1, max_concurrency = ?2 WHERE pool = ?3 AND id = ?4`),
     deleteKey: q(`DELETE FROM keys WHERE pool = ?1 AND id = ?2`),
     deleteKeyLeases: q(`DELETE FROM leases WHERE pool = ?1 AND key_id = ?2`),

@@ -1,0 +1,72 @@
+import { describe, expect, it } from "bun:test";
+import { startTestDaemon } from "./helpers/daemon";
+
+const CANARY = "sk-canary-0c1d2e3f4a5b6c7d8e9f0a1b2c3d";
+const TOKENS = `a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\ncanary,${CANARY}\n`;
+const CONFIG = "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\n  api_key: cli-admin-key-42\n";
+
+async function keypool(...args: string[]) {
+  const proc = Bun.spawn([process.execPath, "src/main.ts", ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { stdout, stderr, code };
+}
+
+describe("keypool CLI against a running daemon", () => {
+  it("takes, releases and shows status without printing a token unless asked", async () => {
+    await using kp = await startTestDaemon(CONFIG, TOKENS);
+    const auth = ["--url", kp.url, "--api-key", "cli-admin-key-42"];
+    const outputs: string[] = [];
+    const run = async (...args: string[]) => {
+      const result = await keypool(...args);
+      outputs.push(result.stdout, result.stderr);
+      return result;
+    };
+
+    const take = await run("take", ...auth, "--json");
+    expect(take.code).toBe(0);
+    const lease = JSON.parse(take.stdout);
+    expect(Object.keys(lease).sort()).toEqual(["expires_at", "id", "lease", "masked", "pool"]);
+
+    const release = await run("release", ...auth, "--lease", lease.lease, "--status", "429");
+    expect([release.code, release.stdout.trim()]).toEqual([0, `released ${lease.id} (pool default): unknown`]);
+
+    const status = await run("status", ...auth);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain("pool default: 2 keys");
+    expect(status.stdout).toMatch(/canary\s+sk-…2c3d/);
+
+    const statusJson = await run("status", ...auth, "--json");
+    expect(JSON.parse(statusJson.stdout).pools.default.total).toBe(2);
+
+    expect((await run("keys", "list", "-c", kp.configPath)).stdout).toMatch(/default\s+canary\s+sk-…2c3d/);
+    expect((await run("config", "validate", "-c", kp.configPath)).code).toBe(0);
+
+    const unauthorized = await run("status", "--url", kp.url, "--api-key", "wrong");
+    expect([unauthorized.code, unauthorized.stderr.trim()]).toEqual([1, "keypool: UNAUTHORIZED: missing or wrong API key: send it as X-API-Key or Authorization: Bearer"]);
+
+    expect(outputs.filter((text) => text.includes(CANARY))).toEqual([]);
+    expect(outputs.filter((text) => text.includes("cli-admin-key-42"))).toEqual([]);
+
+    const revealed = await keypool("take", ...auth, "--reveal");
+    expect(revealed.stdout.trim()).toMatch(/^sk-(test|canary)-/);
+  });
+
+  it("explains an unreachable daemon and exits 1", async () => {
+    const result = await keypool("status", "--url", "http://127.0.0.1:9");
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('cannot reach keypool at http://127.0.0.1:9');
+  });
+
+  it("prints help for every command and exits 0", async () => {
+    for (const command of [[], ["serve"], ["check"], ["status"], ["take"], ["release"], ["keys", "list"], ["config", "validate"], ["version"]]) {
+      const result = await keypool(...command, "--help");
+      expect({ command, code: result.code }).toEqual({ command, code: 0 });
+      expect(result.stdout).toContain("USAGE");
+    }
+  });
+
+  it("rejects an unknown command with exit 2", async () => {
+    const result = await keypool("frobnicate");
+    expect(result.code).toBe(2);
+  });
+});
