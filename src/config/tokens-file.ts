@@ -11,7 +11,7 @@ export function deriveKeyId(token: string): string {
 
 /**
  * Parses a tokens file: one key per line as `token`, `id,token` or `id,token,weight`,
- * optionally followed by `group=NAME`. Blank lines and `#` comments are skipped.
+ * optionally followed by `group=NAME` and `refresh_token=VALUE`. Blank lines and `#` comments are skipped.
  * Every bad line is reported as `FILE:LINE: …` in one ConfigError; token values never appear in it.
  */
 export function parseTokensFile(text: string, fileName: string): KeySpec[] {
@@ -74,9 +74,15 @@ function readExtra(field: string, key: KeySpec): string | undefined {
   const eq = field.indexOf("=");
   const name = eq > 0 ? field.slice(0, eq).trim() : "";
   const value = field.slice(eq + 1).trim();
+  if (name === "refresh_token") {
+    // Like the token, never echoed: the message names the field, not its value.
+    if (value === "" || /\s/.test(value)) return "refresh_token=VALUE needs a value without whitespace";
+    key.refreshToken = value;
+    return undefined;
+  }
   if (name !== "group") {
     const what = name && KEY_ID.test(name) ? `"${name}"` : "this field";
-    return `${what} is not understood — after the weight only group=NAME is allowed`;
+    return `${what} is not understood — after the weight only group=NAME and refresh_token=VALUE are allowed`;
   }
   if (!GROUP.test(value)) return "group=NAME needs a name of 1–64 of A-Z a-z 0-9 . _ : -";
   key.group = value;

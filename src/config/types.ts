@@ -77,6 +77,8 @@ export interface KeySpec {
   weight: number;
   /** Optional label from a `group=NAME` field in the tokens file. */
   group?: string;
+  /** The initial OAuth refresh token, from a `refresh_token=VALUE` field in the tokens file. */
+  refreshToken?: string;
 }
 
 export interface PoolConfig {

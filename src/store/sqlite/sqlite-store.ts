@@ -362,7 +362,7 @@ export class SqliteStore implements PoolStore {
     const now = this.clock.now();
     if (result.status === "refreshed") {
       const settings = this.settingsOf(pool);
-      this.writeCondition(row, { health: "unknown", reason: "token refreshed", readyAt: 0 }, row.rank, settings);
+      this.writeCondition(row, { health: "unknown", reason: "token refreshed", readyAt: row.ready_at }, row.rank, settings);
       this.sql.storeRefreshedToken.run(result.token, result.refreshToken ?? null, result.expiresAt ?? null, pool, id);
     } else if (result.status === "failed") {
       const settings = this.settingsOf(pool);
