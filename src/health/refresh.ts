@@ -141,6 +141,7 @@ export async function refreshKey(
   if (claim.status !== "claimed") return claim;
 
   let result: RefreshResult = { status: "abandoned" };
+  let applied = false;
   try {
     const answer = await requestNewToken(refresh, claim, { ...opts, timeoutSec });
     if (opts.signal?.aborted) {
@@ -153,8 +154,10 @@ export async function refreshKey(
       result = { status: "failed", reason: `token refresh failed: ${answer.reason}` };
     }
   } finally {
-    await store.finishRefresh(target.pool, target.id, owner, result);
+    applied = await store.finishRefresh(target.pool, target.id, owner, result);
   }
+  // Not applied: the lock lapsed or a new tokens file replaced the credential meanwhile; what we got is moot.
+  if (!applied) return { status: "aborted" };
   if (result.status === "refreshed") return { status: "refreshed", token: result.token };
   if (result.status === "failed") return { status: "failed", reason: result.reason };
   return { status: "aborted" };
