@@ -72,7 +72,7 @@ describe("GET /status", () => {
     const body = await (await kp.fetch("/status")).json();
     expect(body.pools.default).toEqual({ total: 3, counts: { unknown: 2, live: 0, cooling: 0, quarantined: 1, dead: 0, disabled: 0 } });
     const b = body.keys.find((k: { id: string }) => k.id === "b");
-    expect(b).toMatchObject({ id: "b", pool: "default", masked: "sk-…bbbb", state: "quarantined", reason: "auth failure (HTTP 403); waiting for a health check", errors: 1 });
+    expect(b).toMatchObject({ id: "b", pool: "default", masked: "sk-…bbbb", state: "quarantined", reason: "auth failure (HTTP 403); no health check, retried after quarantine_sec", errors: 1 });
     expect(JSON.stringify(body)).not.toContain("sk-test-");
   });
 });

@@ -106,6 +106,11 @@ describe("loadConfig", () => {
       quarantineSec: 300,
       cooldownSec: undefined,
       timeoutSec: 60,
+      authQuery: undefined,
+      clientKeys: undefined,
+      maxBodyBytes: 32 * 1024 * 1024,
+      pathPrefix: undefined,
+      models: [],
     });
     expect(config.pools.default!.refresh).toMatchObject({ enabled: true, method: "POST", tokenField: "access_token", aheadSec: 60 });
   });

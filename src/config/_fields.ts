@@ -175,6 +175,18 @@ export class Section {
     return out;
   }
 
+  /** A list of non-empty strings (one string is taken as a list of one). `secret` keeps values out of messages. */
+  stringList(key: string, options: { secret?: boolean } = {}): string[] | undefined {
+    const e = this.entry(key);
+    if (!e) return undefined;
+    const list = Array.isArray(e.value) ? e.value : [e.value];
+    const badIndex = list.findIndex((v) => typeof v !== "string" || v.trim() === "");
+    if (badIndex === -1) return list as string[];
+    const got = options.secret ? "a value that is not a non-empty string" : describe(list[badIndex]);
+    this.issues.add(Array.isArray(e.value) ? joinPath(e.path, String(badIndex)) : e.path, `expected a non-empty string, got ${got}`);
+    return undefined;
+  }
+
   /** HTTP status codes given as one number or a list. */
   statuses(key: string, fallback: number[]): number[] {
     const e = this.entry(key);

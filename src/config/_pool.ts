@@ -175,7 +175,20 @@ function readUpstream(s: Section): UpstreamConfig {
     quarantineSec: s.seconds("quarantine_sec", { default: 300 }),
     cooldownSec: s.seconds("cooldown_sec"),
     timeoutSec: s.seconds("timeout_sec", { default: 60, positive: true }),
+    authQuery: s.string("auth_query"),
+    clientKeys: s.stringList("client_keys", { secret: true }),
+    maxBodyBytes: s.number("max_body_bytes", { min: 1, integer: true, unit: "bytes", default: 32 * 1024 * 1024 }),
+    pathPrefix: readPathPrefix(s),
+    models: s.stringList("models") ?? [],
   };
   s.done();
   return upstream;
+}
+
+function readPathPrefix(s: Section): string | undefined {
+  const prefix = s.string("path_prefix");
+  if (prefix === undefined) return undefined;
+  if (/^\/[A-Za-z0-9._~\/-]*$/.test(prefix)) return prefix.replace(/\/+$/, "");
+  s.issues.add(s.keyPath("path_prefix"), 'expected a path starting with "/", e.g. /openai');
+  return undefined;
 }

@@ -68,6 +68,16 @@ export interface UpstreamConfig {
   quarantineSec: number;
   cooldownSec?: number;
   timeoutSec: number;
+  /** Inject the token as this query parameter (e.g. `key`) instead of a header. */
+  authQuery?: string;
+  /** When set, gateway clients must present one of these (Bearer or x-api-key). */
+  clientKeys?: string[];
+  /** Request bodies are buffered up to this size so a retry can replay them. */
+  maxBodyBytes: number;
+  /** Path prefix that routes a request to this pool when several pools share a listener; default `/<pool>`. */
+  pathPrefix?: string;
+  /** Requests whose JSON body names one of these models go to this pool. */
+  models: string[];
 }
 
 /** One key as declared in a tokens file (or, later, in config or via the admin API). */

@@ -2,6 +2,8 @@ import type { Server } from "bun";
 import { ConfigError } from "../config/errors";
 import { loadConfig } from "../config/load";
 import type { Config, PoolConfig } from "../config/types";
+import { Checker } from "../health/checker";
+import { DEFAULT_REFRESH_AHEAD_SEC } from "../health/refresh";
 import type { ReloadReport } from "../http/admin-routes";
 import { MAX_BODY_BYTES, createApiApp } from "../http/app";
 import { BrokerService } from "../http/broker-service";
@@ -16,11 +18,16 @@ export interface DaemonOptions {
   logger?: Logger;
   /** Overrides config.server.port (tests pass 0). */
   port?: number;
+  /** Jitter and random rotation; tests pass a predictable one. */
+  random?: () => number;
+  /** false: start() leaves the checker's timer off and tests drive `checker.tick()` themselves. */
+  autoCheck?: boolean;
 }
 
 export interface Daemon {
   readonly store: PoolStore;
   readonly broker: BrokerService;
+  readonly checker: Checker;
   readonly app: ReturnType<typeof createApiApp>;
   /** The API's base URL once started. */
   readonly url: string;
@@ -34,9 +41,10 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger();
   let config = initialConfig;
-  const store = new SqliteStore({ path: config.stateFile, clock });
+  const store = new SqliteStore({ path: config.stateFile, clock, random: options.random });
   await store.syncPools(poolsForStore(config));
   const broker = new BrokerService(store);
+  const checker = new Checker({ store, clock, logger, pools: () => Object.values(config.pools) });
 
   async function reload(): Promise<ReloadReport> {
     if (!config.source) throw new DomainError("INVALID_CONFIG", "this daemon was not started from a config file; nothing to reload");
@@ -65,6 +73,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   return {
     store,
     broker,
+    checker,
     app,
     get url() {
       if (!server) throw new Error("daemon not started");
@@ -77,9 +86,12 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: `sqlite:${config.stateFile}`, pools: store.poolNames() });
+      if (options.autoCheck !== false) checker.start();
     },
     async stop() {
       await app.stop();
+      // Before the store closes: probes in flight still record (or abandon) through it.
+      await checker.stop();
       await store.close();
     },
     reload,
@@ -93,7 +105,12 @@ export function poolSettingsOf(pool: PoolConfig): PoolSettings {
     cooldownSec: pool.cooldownSec,
     leaseTtlSec: pool.leaseTtlSec,
     maxConcurrency: pool.maxConcurrency,
+    // Without a health check nothing would revive a quarantined key, so the quarantine times out.
+    quarantineSec: pool.check ? undefined : (pool.upstream?.quarantineSec ?? 300),
     recheckIntervalSec: pool.recheckIntervalSec,
+    reviveIntervalSec: pool.check?.reviveIntervalSec,
+    failuresToDead: pool.check?.failuresToDead,
+    refreshAheadSec: pool.refresh?.enabled ? (pool.refresh.aheadSec ?? DEFAULT_REFRESH_AHEAD_SEC) : undefined,
   };
 }
 

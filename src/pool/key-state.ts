@@ -24,14 +24,29 @@ export function isTakeableHealth(health: KeyHealth): boolean {
   return health === "unknown" || health === "live";
 }
 
+/**
+ * A quarantine with an end (readyAt > 0) is the fallback for pools without a health check: nothing
+ * would ever revive the key otherwise, so it goes back on probation once the time is up.
+ */
+function isTimedQuarantine(key: KeyCondition): boolean {
+  return key.health === "quarantined" && key.readyAt > 0;
+}
+
+/** Whether the store may hand the key out once its rest (readyAt) is over. */
+export function isTakeable(key: KeyCondition): boolean {
+  return isTakeableHealth(key.health) || isTimedQuarantine(key);
+}
+
 export function stateOf(key: KeyCondition, now: number): KeyState {
+  if (isTimedQuarantine(key)) return key.readyAt > now ? "quarantined" : "unknown";
   if (isTakeableHealth(key.health) && key.readyAt > now) return "cooling";
   return key.health;
 }
 
 /** When the key's current state ends by itself, if it does. */
 export function untilOf(key: KeyCondition, now: number): number | null {
-  return stateOf(key, now) === "cooling" ? key.readyAt : null;
+  const state = stateOf(key, now);
+  return state === "cooling" || (state === "quarantined" && isTimedQuarantine(key)) ? key.readyAt : null;
 }
 
 /** What a caller reports after using a key. */
@@ -39,11 +54,20 @@ export interface Outcome {
   ok: boolean;
   /** The upstream HTTP status, when there was one. */
   status?: number;
+  /** How long the upstream asked us to wait (Retry-After / retry-after-ms). */
+  retryAfterMs?: number;
+  /** A transport failure with no status: "timeout", "network". */
+  error?: string;
 }
 
 export interface RestPolicy {
   /** Rest after every take and after every failure; 0 disables it. */
   cooldownSec: number;
+  /**
+   * How long an auth failure keeps a key out when no health check can revive it.
+   * Undefined: quarantined until a probe succeeds.
+   */
+  quarantineSec?: number;
 }
 
 const AUTH_STATUSES = new Set([401, 403]);
@@ -64,10 +88,15 @@ export function afterOutcome(key: KeyCondition, outcome: Outcome, policy: RestPo
   }
   const status = outcome.status;
   if (status !== undefined && AUTH_STATUSES.has(status)) {
-    return { health: "quarantined", readyAt: key.readyAt, reason: `auth failure (HTTP ${status}); waiting for a health check` };
+    if (policy.quarantineSec === undefined) {
+      return { health: "quarantined", readyAt: 0, reason: `auth failure (HTTP ${status}); waiting for a health check` };
+    }
+    const readyAt = now + Math.max(1, policy.quarantineSec) * 1000;
+    return { health: "quarantined", readyAt, reason: `auth failure (HTTP ${status}); no health check, retried after quarantine_sec` };
   }
-  const what = status !== undefined ? `HTTP ${status}` : "reported failure";
-  const readyAt = policy.cooldownSec > 0 ? Math.max(key.readyAt, now + policy.cooldownSec * 1000) : key.readyAt;
+  const what = status !== undefined ? `HTTP ${status}` : (outcome.error ?? "reported failure");
+  const restMs = Math.max(policy.cooldownSec * 1000, outcome.retryAfterMs ?? 0);
+  const readyAt = restMs > 0 ? Math.max(key.readyAt, now + restMs) : key.readyAt;
   return { health: key.health, readyAt, reason: readyAt > now ? `cooling after ${what}` : `failed (${what})` };
 }
 
@@ -110,7 +139,7 @@ export function afterCheck(
     };
   }
   if (check.status !== undefined && AUTH_STATUSES.has(check.status)) {
-    return { condition: { ...key, health: "quarantined", reason: `health check: ${check.reason}` }, consecutiveFailures: consecutiveFailures + 1 };
+    return { condition: { ...key, health: "quarantined", readyAt: 0, reason: `health check: ${check.reason}` }, consecutiveFailures: consecutiveFailures + 1 };
   }
   if (check.status === 429) {
     const restSec = check.retryAfterSec ?? policy.cooldownSec;

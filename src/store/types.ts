@@ -8,6 +8,8 @@ export interface PoolSettings {
   cooldownSec: number;
   leaseTtlSec: number;
   maxConcurrency?: number;
+  /** Auth failures keep a key out this long when the pool has no health check to revive it. */
+  quarantineSec?: number;
   /** Retry-After hint when no key will free up by itself (all quarantined, dead or disabled); also the check interval. */
   recheckIntervalSec: number;
   /** How often quarantined and dead keys are re-probed (default 60). */
@@ -41,6 +43,11 @@ export interface Lease {
   token: string;
   takenAt: number;
   expiresAt: number;
+}
+
+export interface TakeOptions {
+  /** Keys not to hand out (the gateway's retry must land on a different key). */
+  exclude?: readonly string[];
 }
 
 export type ReleaseTarget = { lease: string } | { id: string; pool?: string };
@@ -122,7 +129,7 @@ export interface PoolStore {
   /** Declares the pools this process serves and makes the store's keys match the given lists. */
   syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>): Promise<Record<string, SyncResult>>;
   /** Hands out the best available key, or throws DomainError NO_KEY_AVAILABLE with retryAfterMs. */
-  take(pool: string): Promise<Lease>;
+  take(pool: string, options?: TakeOptions): Promise<Lease>;
   /** Reports how a lease (or, without a lease, a key) went; throws UNKNOWN_LEASE / UNKNOWN_KEY. */
   release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult>;
   /** Stores a probe's result, the state it implies and when the key is next due for a check. */

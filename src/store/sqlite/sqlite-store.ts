@@ -9,7 +9,7 @@ import {
   afterTake,
   awaitsRevival,
   DEFAULT_REVIVE_INTERVAL_SEC,
-  isTakeableHealth,
+  isTakeable,
   jitteredMs,
   type KeyCondition,
   type KeyHealth,
@@ -33,6 +33,7 @@ import type {
   ReleaseResult,
   ReleaseTarget,
   SyncResult,
+  TakeOptions,
 } from "../types";
 import { MIGRATIONS } from "./migrations";
 
@@ -166,9 +167,9 @@ export class SqliteStore implements PoolStore {
     return result;
   }
 
-  async take(pool: string): Promise<Lease> {
+  async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
     const settings = this.settingsOf(pool);
-    const outcome = this.takeTx.immediate(settings);
+    const outcome = this.takeTx.immediate(settings, options.exclude ?? []);
     if ("lease" in outcome) return outcome;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
@@ -177,12 +178,12 @@ export class SqliteStore implements PoolStore {
     );
   }
 
-  private readonly takeTx = this.lazyTransaction((settings: PoolSettings): Lease | { retryAfterMs: number } => {
+  private readonly takeTx = this.lazyTransaction((settings: PoolSettings, exclude: readonly string[]): Lease | { retryAfterMs: number } => {
     const now = this.clock.now();
     const start = pickStart(settings.rotation, this.random);
-    let row = this.pick(settings.name, now, start, now >= this.nextReclaimAt);
+    let row = this.pick(settings.name, now, start, exclude, now >= this.nextReclaimAt);
     // Only worth a second look when a lease may have expired since the last sweep.
-    if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, start, true);
+    if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, start, exclude, true);
     if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now) };
 
     const ctx = this.rankContext(settings.name, settings);
@@ -203,12 +204,17 @@ export class SqliteStore implements PoolStore {
     return lease;
   });
 
-  private pick(pool: string, now: number, start: number, reclaimFirst: boolean): KeyRow | null {
+  private pick(pool: string, now: number, start: number, exclude: readonly string[], reclaimFirst: boolean): KeyRow | null {
     if (reclaimFirst) this.reclaimExpiredLeases(now);
-    const fromStart = this.sql.pick.get(pool, now, start) as KeyRow | null;
+    // The common case (nothing excluded) keeps the simplest statement on the hot path.
+    const get = (from: number) =>
+      (exclude.length === 0
+        ? this.sql.pick.get(pool, now, from)
+        : this.sql.pickExcluding.get(pool, now, from, JSON.stringify(exclude))) as KeyRow | null;
+    const fromStart = get(start);
     if (fromStart || start === Number.NEGATIVE_INFINITY) return fromStart;
     // Wrap around: the walk began mid-order and found nothing ready after that point.
-    return this.sql.pick.get(pool, now, Number.NEGATIVE_INFINITY) as KeyRow | null;
+    return get(Number.NEGATIVE_INFINITY);
   }
 
   private hasExpiredLeases(now: number): boolean {
@@ -376,7 +382,7 @@ export class SqliteStore implements PoolStore {
 
   /** Writes a key's condition; a key coming back into rotation re-enters the order as a new key would. */
   private writeCondition(row: KeyRow, condition: KeyCondition, rank: number, settings: PoolSettings): void {
-    const takeable = isTakeableHealth(condition.health) ? 1 : 0;
+    const takeable = isTakeable(condition) ? 1 : 0;
     const newRank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(row.pool, settings)) : rank;
     this.sql.writeCondition.run(condition.health, condition.reason, condition.readyAt, takeable, newRank, row.pool, row.id);
   }
@@ -498,6 +504,11 @@ function prepareStatements(db: Database) {
     markTaken: q(`UPDATE keys SET rank = ?1, ready_at = ?2, reason = ?3, last_used = ?4,
                     in_flight = in_flight + 1, requests = requests + 1
                   WHERE pool = ?5 AND id = ?6`),
+    pickExcluding: q(`SELECT * FROM keys
+             WHERE pool = ?1 AND takeable = 1 AND rank >= ?3 AND ready_at <= ?2
+               AND (max_concurrency IS NULL OR in_flight < max_concurrency)
+               AND id NOT IN (SELECT value FROM json_each(?4))
+             ORDER BY rank LIMIT 1`),
     insertLease: q(`INSERT INTO leases (lease, pool, key_id, taken_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)`),
     leaseById: q(`SELECT * FROM leases WHERE lease = ?1`),
     oldestLeaseOfKey: q(`SELECT * FROM leases WHERE pool = ?1 AND key_id = ?2 ORDER BY taken_at LIMIT 1`),
