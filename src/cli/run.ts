@@ -8,6 +8,7 @@ export const rootCommand = defineCommand({
   meta: { name: "keypool", version: VERSION, description: "Pools of API keys: broker, gateway and health checks." },
   subCommands: {
     serve: () => import("./commands/serve").then((m) => m.default),
+    proxy: () => import("./commands/proxy").then((m) => m.default),
     check: () => import("./commands/check").then((m) => m.default),
     status: () => import("./commands/status").then((m) => m.default),
     take: () => import("./commands/take").then((m) => m.default),

@@ -1,3 +1,4 @@
+import { parseAddr } from "./addr";
 /**
  * Field readers for config validation. Each reader reports a problem as an issue and returns
  * a default, so one pass over the file finds every mistake instead of stopping at the first.
@@ -255,15 +256,6 @@ function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-/** Parses `host:port`, `:port` (all interfaces) or `[v6]:port`; port 0 asks the OS for a free one. */
-export function parseAddr(addr: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(addr.trim());
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port > 65535) return undefined;
-  const host = m[1] ?? (m[2] || "0.0.0.0");
-  return { host, port };
-}
 
 /** Reads an address field; reports a bad one with examples of good ones. */
 export function readAddr(s: Section, key: string, fallback: string): { addr: string; host: string; port: number } {

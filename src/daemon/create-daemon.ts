@@ -6,6 +6,7 @@ import { Checker } from "../health/checker";
 import { DEFAULT_REFRESH_AHEAD_SEC } from "../health/refresh";
 import type { ReloadReport } from "../http/admin-routes";
 import { MAX_BODY_BYTES, createApiApp } from "../http/app";
+import { type GatewayListeners, type GatewayMode, startGatewayListeners } from "./gateway-listeners";
 import { BrokerService } from "../http/broker-service";
 import { type Logger, createLogger } from "../log";
 import { type Clock, systemClock } from "../pool/clock";
@@ -22,6 +23,8 @@ export interface DaemonOptions {
   random?: () => number;
   /** false: start() leaves the checker's timer off and tests drive `checker.tick()` themselves. */
   autoCheck?: boolean;
+  /** Which pools get a gateway: those with upstream.enabled (serve), or every pool with a base_url (proxy). */
+  gateway?: GatewayMode;
 }
 
 export interface Daemon {
@@ -31,6 +34,8 @@ export interface Daemon {
   readonly app: ReturnType<typeof createApiApp>;
   /** The API's base URL once started. */
   readonly url: string;
+  /** Gateway listen address as configured → URL bound, once started. */
+  readonly gatewayUrls: Record<string, string>;
   start(): Promise<void>;
   stop(): Promise<void>;
   reload(): Promise<ReloadReport>;
@@ -60,6 +65,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     }
     const results = await store.syncPools(poolsForStore(next));
     config = next;
+    gateway?.update(next);
     const report = summarize(results);
     logger.info("config reloaded", { pools: report.pools });
     return report;
@@ -67,6 +73,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
 
   const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger });
   let server: Server<unknown> | undefined;
+  let gateway: GatewayListeners | undefined;
 
   const urlOf = (running: Server<unknown>) => `http://${formatHost(running.hostname ?? config.server.host)}:${running.port}`;
 
@@ -79,6 +86,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       if (!server) throw new Error("daemon not started");
       return urlOf(server);
     },
+    get gatewayUrls() {
+      return gateway?.urls ?? {};
+    },
     async start() {
       // Bun's own limit answers with an empty 413, so it sits above ours: the app refuses bodies over
       // MAX_BODY_BYTES by Content-Length with a JSON error, and Bun stops chunked bodies that run on.
@@ -86,10 +96,11 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: `sqlite:${config.stateFile}`, pools: store.poolNames() });
+      gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store, clock, logger });
       if (options.autoCheck !== false) checker.start();
     },
     async stop() {
-      await app.stop();
+      await Promise.all([app.stop(), gateway?.stop()]);
       // Before the store closes: probes in flight still record (or abandon) through it.
       await checker.stop();
       await store.close();

@@ -1,3 +1,4 @@
+import { parseRetryAfter } from "../pool/retry-after";
 import type { HttpCheckConfig } from "../config/types";
 import { deadline, type Deadline } from "./_deadline";
 import type { ProbeOptions, ProbeResult } from "./probe";
@@ -36,7 +37,7 @@ export async function probeHttp(check: HttpCheckConfig, token: string, opts: Pro
     if ("tooManyRedirects" in sent) return result(false, `more than ${MAX_REDIRECTS} redirects`);
 
     const { response } = sent;
-    const extra = { status: response.status, retryAfterSec: parseRetryAfter(response.headers.get("retry-after")) };
+    const extra = { status: response.status, retryAfterSec: parseRetryAfter(response.headers.get("retry-after"), Date.now()) };
     if (!check.successStatus.includes(response.status)) {
       await response.body?.cancel();
       return result(false, `HTTP ${response.status}`, extra);
@@ -101,14 +102,6 @@ function bodyMatcher(spec: string): BodyMatcher | Error {
   }
 }
 
-/** `Retry-After` is either delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  const text = value?.trim();
-  if (!text) return undefined;
-  if (/^\d+$/.test(text)) return Number(text);
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
-}
 
 function describeFetchError(error: unknown, limit: Deadline): string {
   const why = limit.why();

@@ -60,7 +60,7 @@ export async function requestNewToken(
     const why = limit.why();
     if (why === "timeout") return fail(`token endpoint: ${limit.timeoutReason}`);
     if (why === "aborted") return fail("aborted");
-    return fail(`token endpoint unreachable: ${(error as Error).message ?? String(error)}`);
+    return fail(`token request failed: ${(error as Error).message ?? String(error)}`);
   }
 
   let text: string;

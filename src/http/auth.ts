@@ -1,26 +1,9 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createSecretMatcher, presentedCredential } from "../pool/secret-match";
 
-/**
- * Checks a request's `X-API-Key` or `Authorization: Bearer` against the configured key.
- * Both sides are hashed first so the comparison takes the same time whatever their lengths.
- */
+/** Checks a request's `X-API-Key` or `Authorization: Bearer` against the configured key, in constant time. */
 export function createApiKeyCheck(apiKey: string): (request: Request) => boolean {
-  const expected = digest(apiKey);
+  const matches = createSecretMatcher([apiKey]);
   return function hasValidApiKey(request: Request): boolean {
-    const presented = presentedKey(request);
-    if (presented === null) return false;
-    return timingSafeEqual(digest(presented), expected);
+    return matches(presentedCredential(request.headers));
   };
-}
-
-function presentedKey(request: Request): string | null {
-  const header = request.headers.get("x-api-key");
-  if (header !== null) return header;
-  const authorization = request.headers.get("authorization");
-  if (authorization?.toLowerCase().startsWith("bearer ")) return authorization.slice(7).trim();
-  return null;
-}
-
-function digest(value: string): Buffer {
-  return createHash("sha256").update(value).digest();
 }

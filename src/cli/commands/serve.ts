@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { loadConfig } from "../../config/load";
-import { createDaemon } from "../../daemon/create-daemon";
+import { type Daemon, createDaemon } from "../../daemon/create-daemon";
 import { createLogger } from "../../log";
 import { configArg } from "../_shared";
 import { EXIT } from "../exit";
@@ -13,16 +13,19 @@ export default defineCommand({
   },
   async run({ args }) {
     const config = loadConfig(args.config);
-    const logger = createLogger();
     const port = args.port === undefined ? undefined : Number(args.port);
-    const daemon = await createDaemon(config, { logger, port });
-    await daemon.start();
-    await waitForStopSignal();
-    logger.info("stopping");
-    await daemon.stop();
-    return EXIT.ok;
+    const daemon = await createDaemon(config, { logger: createLogger(), port });
+    return runUntilSignal(daemon);
   },
 });
+
+/** Starts the daemon and stops it cleanly on SIGINT or SIGTERM. */
+export async function runUntilSignal(daemon: Daemon): Promise<number> {
+  await daemon.start();
+  await waitForStopSignal();
+  await daemon.stop();
+  return EXIT.ok;
+}
 
 function waitForStopSignal(): Promise<void> {
   return new Promise((resolve) => {

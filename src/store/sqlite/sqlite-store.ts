@@ -372,7 +372,8 @@ export class SqliteStore implements PoolStore {
       this.sql.storeRefreshedToken.run(result.token, result.refreshToken ?? null, result.expiresAt ?? null, pool, id);
     } else if (result.status === "failed") {
       const settings = this.settingsOf(pool);
-      const condition = { health: "quarantined" as const, reason: result.reason, readyAt: row.ready_at };
+      // readyAt 0: out until a probe succeeds, never a timed quarantine that would lapse back into rotation.
+      const condition = { health: "quarantined" as const, reason: result.reason, readyAt: 0 };
       this.writeCondition(row, condition, row.rank, settings);
       this.sql.scheduleCheck.run(nextCheckAt(condition.health, row.expires_at, settings, now, this.random), pool, id);
     }
@@ -547,7 +548,8 @@ function prepareStatements(db: Database) {
                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3, ?7, ?7)`),
     replaceToken: q(`UPDATE keys SET token = ?1, source_token = ?1, weight = ?2, max_concurrency = ?3,
                        refresh_token = ?4, source_refresh_token = ?4, expires_at = NULL, next_check_at = 0,
-                       refresh_owner = NULL, refresh_lock_until = 0, health = 'unknown',
+                       refresh_owner = NULL, refresh_lock_until = 0, health = 'unknown', last_check = NULL,
+                       last_check_ok = NULL, last_check_status = NULL, last_check_latency_ms = NULL, last_check_reason = NULL,
                        reason = 'token replaced', ready_at = 0, takeable = 1, consecutive_failures = 0
                      WHERE pool = ?5 AND id = ?6`),
     replaceRefreshToken: q(`UPDATE keys SET refresh_token = ?1, source_refresh_token = ?1, weight = ?2, max_concurrency = ?3

@@ -1,0 +1,91 @@
+import type { Server } from "bun";
+import { parseAddr } from "../config/addr";
+import type { Config } from "../config/types";
+import { createGateway } from "../gateway/gateway";
+import { buildRoute, type GatewayRoute } from "../gateway/route";
+import type { Logger } from "../log";
+import type { Clock } from "../pool/clock";
+import type { PoolStore } from "../store/types";
+
+export type GatewayMode = "enabled-only" | "all";
+
+export interface GatewayListeners {
+  /** listen address as configured → URL actually bound. */
+  readonly urls: Record<string, string>;
+  /** Swaps in the routes of a reloaded config; a new listen address needs a restart. */
+  update(config: Config): void;
+  stop(): Promise<void>;
+}
+
+interface Deps {
+  store: PoolStore;
+  clock: Clock;
+  logger: Logger;
+}
+
+/**
+ * Pools with an upstream, grouped by their `listen` address: one Bun.serve per address.
+ * "enabled-only" (serve) starts pools with `upstream.enabled: true`; "all" (proxy) every pool
+ * that has a `base_url`.
+ */
+export function routesByListener(config: Config, mode: GatewayMode): Map<string, GatewayRoute[]> {
+  const groups = new Map<string, GatewayRoute[]>();
+  for (const pool of Object.values(config.pools)) {
+    const upstream = pool.upstream;
+    if (!upstream?.baseUrl || (mode === "enabled-only" && !upstream.enabled)) continue;
+    const list = groups.get(upstream.listen) ?? [];
+    list.push(buildRoute(pool.name, upstream));
+    groups.set(upstream.listen, list);
+  }
+  return groups;
+}
+
+export function startGatewayListeners(config: Config, mode: GatewayMode, deps: Deps): GatewayListeners {
+  const handlers = new Map<string, ReturnType<typeof createGateway>>();
+  const servers = new Map<string, Server<unknown>>();
+  const urls: Record<string, string> = {};
+
+  const install = (groups: Map<string, GatewayRoute[]>) => {
+    for (const [listen, routes] of groups) handlers.set(listen, createGateway({ ...deps, routes }));
+  };
+  const groups = routesByListener(config, mode);
+  install(groups);
+
+  for (const [listen, routes] of groups) {
+    // Validated when the config was loaded.
+    const { host, port } = parseAddr(listen)!;
+    const maxBody = Math.max(...routes.map((r) => r.upstream.maxBodyBytes));
+    const server = Bun.serve({
+      hostname: host,
+      port,
+      // Long streams may sit idle for minutes between events; the socket must not be reaped.
+      idleTimeout: 0,
+      maxRequestBodySize: maxBody + 1,
+      fetch: (request, srv) => handlers.get(listen)!(request, srv),
+    });
+    servers.set(listen, server);
+    urls[listen] = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
+    deps.logger.info("keypool gateway listening", { url: urls[listen], pools: routes.map((r) => r.pool) });
+    if (!isLoopback(host) && routes.some((r) => !r.upstream.clientKeys?.length)) {
+      deps.logger.warn("the gateway is open: it listens beyond loopback and no upstream.client_keys are set", { listen });
+    }
+  }
+
+  return {
+    urls,
+    update(next) {
+      const nextGroups = routesByListener(next, mode);
+      for (const listen of nextGroups.keys()) {
+        if (!servers.has(listen)) deps.logger.warn("new gateway listen address needs a restart", { listen });
+      }
+      install(nextGroups);
+    },
+    async stop() {
+      await Promise.all([...servers.values()].map((s) => s.stop()));
+    },
+  };
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}

@@ -1,0 +1,41 @@
+export interface RelayHooks {
+  /** The upstream body ended normally and the client has it all. */
+  onComplete(): void;
+  /** The upstream connection failed mid-body. */
+  onUpstreamError(error: unknown): void;
+  /** The client stopped reading (disconnected). */
+  onClientCancel(): void;
+}
+
+/**
+ * Passes an upstream body to the client chunk by chunk, pulling the next chunk only when the client
+ * has taken the last one (backpressure reaches the upstream), and reports how the stream ended.
+ */
+export function relayBody(upstream: ReadableStream<Uint8Array>, hooks: RelayHooks): ReadableStream<Uint8Array> {
+  const reader = upstream.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let chunk: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          hooks.onUpstreamError(error);
+          controller.error(error);
+          return;
+        }
+        if (chunk.done) {
+          controller.close();
+          hooks.onComplete();
+        } else {
+          controller.enqueue(chunk.value);
+        }
+      },
+      async cancel(reason) {
+        hooks.onClientCancel();
+        await reader.cancel(reason).catch(() => {});
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

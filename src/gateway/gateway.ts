@@ -1,0 +1,260 @@
+import type { Server } from "bun";
+import type { Logger } from "../log";
+import type { Clock } from "../pool/clock";
+import { DomainError } from "../pool/errors";
+import type { Outcome } from "../pool/key-state";
+import { retryAfterMs } from "../pool/retry-after";
+import { createSecretMatcher, presentedCredential } from "../pool/secret-match";
+import type { Lease, PoolStore } from "../store/types";
+import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
+import { relayBody } from "./_relay";
+import { gatewayError } from "./errors";
+import { type GatewayRoute, matchRoute, modelOf } from "./route";
+
+export interface GatewayDeps {
+  store: PoolStore;
+  routes: GatewayRoute[];
+  clock: Clock;
+  logger: Logger;
+}
+
+/** How much of a retried error body is kept, so it can still be returned if no other key is free. */
+const MAX_KEPT_ERROR_BODY = 256 * 1024;
+
+type Attempt =
+  | { kind: "response"; response: Response; lease: Lease }
+  | { kind: "transport"; error: string; lease: Lease };
+
+/**
+ * The reverse proxy: take a key → inject it → forward → classify → retry on another key or stream
+ * the answer back. Returns a `fetch` handler for Bun.serve; knows nothing about listeners.
+ */
+export function createGateway(deps: GatewayDeps) {
+  const { store, routes, clock, logger } = deps;
+  const clientKeyChecks = new Map(routes.map((r) => [r.pool, clientKeyCheck(r.upstream.clientKeys)]));
+  const maxBodyBytes = Math.max(...routes.map((r) => r.upstream.maxBodyBytes));
+
+  return async function handleGatewayRequest(request: Request, server: Server<unknown>): Promise<Response> {
+    const started = performance.now();
+    const requestId = crypto.randomUUID().slice(0, 8);
+    const url = new URL(request.url);
+
+    const body = await readBody(request, maxBodyBytes);
+    if (body === "too-large") {
+      return gatewayError(413, "payload_too_large", `request body is larger than ${maxBodyBytes} bytes`, { connection: "close" });
+    }
+    const match = matchRoute(routes, url.pathname, modelOf(body, request.headers.get("content-type")));
+    if (!match) {
+      const prefixes = routes.map((r) => r.prefix).join(", ");
+      return gatewayError(404, "no_pool_for_request", `no pool serves this request: use a path prefix (${prefixes}) or a model a pool lists`);
+    }
+    const { route } = match;
+    if (body && body.length > route.upstream.maxBodyBytes) {
+      return gatewayError(413, "payload_too_large", `request body is larger than ${route.upstream.maxBodyBytes} bytes`);
+    }
+    if (!clientKeyChecks.get(route.pool)!(request.headers)) {
+      return gatewayError(401, "invalid_client_key", "missing or wrong client key: send one of upstream.client_keys as Bearer or x-api-key");
+    }
+
+    const clientIp = server.requestIP(request)?.address;
+    const log = (status: number, attempts: number, keyId: string | undefined, extra: Record<string, unknown> = {}) =>
+      logger.info("gateway request", {
+        request_id: requestId,
+        pool: route.pool,
+        key: keyId,
+        method: request.method,
+        path: match.path,
+        status,
+        attempts,
+        duration_ms: Math.round(performance.now() - started),
+        ...extra,
+      });
+
+    const maxAttempts = 1 + route.upstream.maxRetries;
+    const tried: string[] = [];
+    let lastFailure: { response: Response; keyId: string } | undefined;
+    let lastTransportError: string | undefined;
+
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      let lease: Lease;
+      try {
+        lease = await store.take(route.pool, { exclude: tried });
+      } catch (error) {
+        if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
+        if (lastFailure) {
+          log(lastFailure.response.status, attempt - 1, lastFailure.keyId);
+          return withKeypoolHeaders(lastFailure.response, lastFailure.keyId, attempt - 1);
+        }
+        const seconds = String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000)));
+        log(503, attempt - 1, undefined, { reason: "no key available" });
+        return gatewayError(503, "no_key_available", error.message, { "retry-after": seconds });
+      }
+      tried.push(lease.id);
+
+      const result = await attemptOnce(request, match.path + url.search, body, lease, route, clientIp);
+      if (result.kind === "transport") {
+        await store.release({ lease: lease.lease }, { ok: false, error: result.error });
+        lastTransportError = `${result.error} (key ${lease.id})`;
+        if (request.signal.aborted) return gatewayError(499, "client_closed_request", "the client went away");
+        continue;
+      }
+
+      const { response } = result;
+      const outcome = outcomeOf(response, route, clock.now());
+      if (!outcome.ok && route.upstream.retryOn.includes(response.status)) {
+        await store.release({ lease: lease.lease }, outcome);
+        // Error bodies are small: keep this one so it can still be answered if no other key is free.
+        lastFailure = { response: await bufferResponse(response), keyId: lease.id };
+        if (attempt < maxAttempts) continue;
+        log(response.status, attempt, lease.id);
+        return withKeypoolHeaders(lastFailure.response, lease.id, attempt);
+      }
+
+      // From here the answer is the client's: never retried once a byte of it may have been sent.
+      log(response.status, attempt, lease.id);
+      return streamBack(response, lease, attempt, outcome);
+    }
+
+    if (lastFailure) return withKeypoolHeaders(lastFailure.response, lastFailure.keyId, maxAttempts);
+    log(502, maxAttempts, undefined, { reason: lastTransportError });
+    return gatewayError(502, "upstream_unreachable", `the upstream could not be reached after ${maxAttempts} attempts: ${lastTransportError}`);
+  };
+
+  /** Sends the upstream response to the client as it arrives; the lease is released when it ends. */
+  function streamBack(response: Response, lease: Lease, attempts: number, outcome: Outcome): Response {
+    let released = false;
+    const release = (how: Outcome) => {
+      if (released) return;
+      released = true;
+      store.release({ lease: lease.lease }, how).catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
+    };
+    const headers = clientResponseHeaders(response.headers);
+    headers.set("x-keypool-key", lease.id);
+    headers.set("x-keypool-attempts", String(attempts));
+    if (!response.body) {
+      release(outcome);
+      return new Response(null, { status: response.status, statusText: response.statusText, headers });
+    }
+    const body = relayBody(response.body, {
+      onComplete: () => release(outcome),
+      // A stream cut by the upstream is the key's failure; one the client walked away from is not.
+      onUpstreamError: () => release({ ok: false, error: "stream interrupted" }),
+      onClientCancel: () => release(outcome),
+    });
+    return new Response(body, { status: response.status, statusText: response.statusText, headers });
+  }
+}
+
+/** One try with one key. The time limit covers only the wait for the response headers. */
+async function attemptOnce(
+  request: Request,
+  pathAndQuery: string,
+  body: Uint8Array | undefined,
+  lease: Lease,
+  route: GatewayRoute,
+  clientIp: string | undefined,
+): Promise<Attempt> {
+  const { upstream } = route;
+  const target = new URL(joinPath(upstream.baseUrl!, pathAndQuery));
+  if (upstream.authQuery) {
+    target.searchParams.delete(upstream.authQuery);
+    target.searchParams.set(upstream.authQuery, lease.token);
+  }
+  const headers = upstreamRequestHeaders(request.headers, {
+    authHeader: upstream.authQuery ? undefined : upstream.authHeader,
+    authValue: upstream.authQuery ? undefined : upstream.authTemplate.replaceAll("{token}", lease.token),
+    clientIp,
+    proto: new URL(request.url).protocol.replace(":", ""),
+  });
+
+  // Aborted when the client disconnects (for the whole exchange) or when the first byte is late.
+  const controller = new AbortController();
+  const onClientGone = () => controller.abort(new DOMException("client closed the request", "AbortError"));
+  request.signal.addEventListener("abort", onClientGone, { once: true });
+  const firstByteTimer = setTimeout(() => controller.abort(new DOMException("timeout", "TimeoutError")), upstream.timeoutSec * 1000);
+  try {
+    const response = await fetch(target, {
+      method: request.method,
+      headers,
+      body: body && body.length > 0 ? body : undefined,
+      redirect: "manual",
+      signal: controller.signal,
+      // Compressed bodies pass through untouched, with their Content-Encoding.
+      decompress: false,
+    });
+    return { kind: "response", response, lease };
+  } catch (error) {
+    const reason = controller.signal.reason as DOMException | undefined;
+    const why = reason?.name === "TimeoutError" ? `no response within ${upstream.timeoutSec}s` : describeTransportError(error);
+    return { kind: "transport", error: why, lease };
+  } finally {
+    clearTimeout(firstByteTimer);
+  }
+}
+
+function outcomeOf(response: Response, route: GatewayRoute, now: number): Outcome {
+  const status = response.status;
+  if (status < 400) return { ok: true, status };
+  if (!route.upstream.retryOn.includes(status)) {
+    // Other 4xx are the client's fault (bad request, context too long): no penalty for the key.
+    return status >= 500 ? { ok: false, status } : { ok: true, status };
+  }
+  const asked = retryAfterMs(response.headers, now);
+  const floor = (route.upstream.cooldownSec ?? 0) * 1000;
+  return { ok: false, status, retryAfterMs: Math.max(asked ?? 0, floor) || undefined };
+}
+
+function withKeypoolHeaders(response: Response, keyId: string, attempts: number): Response {
+  const headers = new Headers(response.headers);
+  headers.set("x-keypool-key", keyId);
+  headers.set("x-keypool-attempts", String(attempts));
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
+async function bufferResponse(response: Response): Promise<Response> {
+  const headers = clientResponseHeaders(response.headers);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const kept = bytes.length > MAX_KEPT_ERROR_BODY ? bytes.slice(0, MAX_KEPT_ERROR_BODY) : bytes;
+  headers.delete("content-length");
+  return new Response(kept, { status: response.status, statusText: response.statusText, headers });
+}
+
+/** Buffers the request body (so a retry can replay it), refusing more than `limit` bytes. */
+async function readBody(request: Request, limit: number): Promise<Uint8Array | undefined | "too-large"> {
+  if (!request.body) return undefined;
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  if (declared > limit) return "too-large";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.length;
+    if (size > limit) return "too-large";
+    chunks.push(chunk);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return all;
+}
+
+function joinPath(base: string, pathAndQuery: string): string {
+  return base.replace(/\/+$/, "") + (pathAndQuery.startsWith("/") ? pathAndQuery : `/${pathAndQuery}`);
+}
+
+function describeTransportError(error: unknown): string {
+  const code = (error as { code?: string })?.code;
+  if (code === "ECONNREFUSED" || code === "ConnectionRefused") return "connection refused";
+  if (code === "ECONNRESET" || code === "ConnectionClosed") return "connection reset";
+  return code ? `network error (${code})` : "network error";
+}
+
+/** Clients must present one of the configured keys; none configured means the gateway is open. */
+function clientKeyCheck(keys: string[] | undefined): (headers: Headers) => boolean {
+  if (!keys || keys.length === 0) return () => true;
+  const matches = createSecretMatcher(keys);
+  return (headers) => matches(presentedCredential(headers));
+}
