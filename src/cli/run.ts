@@ -9,6 +9,7 @@ export const rootCommand = defineCommand({
   subCommands: {
     serve: () => import("./commands/serve").then((m) => m.default),
     proxy: () => import("./commands/proxy").then((m) => m.default),
+    demo: () => import("./commands/demo").then((m) => m.default),
     check: () => import("./commands/check").then((m) => m.default),
     status: () => import("./commands/status").then((m) => m.default),
     take: () => import("./commands/take").then((m) => m.default),

@@ -27,7 +27,7 @@ export async function runUntilSignal(daemon: Daemon): Promise<number> {
   return EXIT.ok;
 }
 
-function waitForStopSignal(): Promise<void> {
+export function waitForStopSignal(): Promise<void> {
   return new Promise((resolve) => {
     const stop = () => {
       process.off("SIGINT", stop);
