@@ -72,7 +72,10 @@ export function needsMaxRank(rotation: Rotation): boolean {
 // Well above the float spacing of epoch milliseconds (~0.0002), well below one millisecond.
 const LRU_TIE_STEP = 0.001;
 
+/** Below every rank. (Not -Infinity: SQLite compares a bound -Infinity measurably slower.) */
+export const LOWEST_RANK = -Number.MAX_VALUE;
+
 /** Where the store starts walking the rank order: a random point for random, the beginning otherwise. */
 export function pickStart(rotation: Rotation, random: () => number): number {
-  return rotation === "random" ? random() : Number.NEGATIVE_INFINITY;
+  return rotation === "random" ? random() : LOWEST_RANK;
 }

@@ -134,9 +134,9 @@ describe("take", () => {
     const { store } = await openStore(settings({ rotation }), keys(3));
     const db = (store as unknown as { db: Database }).db;
     const plan = db
-      .prepare(`EXPLAIN QUERY PLAN SELECT * FROM keys WHERE pool = ?1 AND takeable = 1 AND rank >= ?3 AND ready_at <= ?2
+      .prepare(`EXPLAIN QUERY PLAN SELECT * FROM keys WHERE pool = 'default' AND takeable = 1 AND rank >= ?2 AND ready_at <= ?1
                 AND (max_concurrency IS NULL OR in_flight < max_concurrency) ORDER BY rank LIMIT 1`)
-      .all("default", 0, 0) as Array<{ detail: string }>;
+      .all(0, 0) as Array<{ detail: string }>;
     expect(plan.map((p) => p.detail)).toEqual(["SEARCH keys USING INDEX keys_pick (pool=? AND takeable=? AND rank>?)"]);
   });
 });

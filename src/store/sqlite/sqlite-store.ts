@@ -19,7 +19,7 @@ import {
   untilOf,
 } from "../../pool/key-state";
 import { maskToken } from "../../pool/mask";
-import { initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
+import { LOWEST_RANK, initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
 import type {
   CheckRecord,
   DueCheck,
@@ -36,6 +36,7 @@ import type {
   TakeOptions,
 } from "../types";
 import { MIGRATIONS } from "./migrations";
+import { WriteBatcher } from "./_write-batcher";
 
 export interface SqliteStoreOptions {
   /** File path, or ":memory:". */
@@ -97,6 +98,8 @@ export class SqliteStore implements PoolStore {
   private readonly virtualTime = new Map<string, number>();
   private nextReclaimAt = 0;
   private readonly sql: ReturnType<typeof prepareStatements>;
+  private readonly writes: WriteBatcher;
+  private readonly pickStatementsByPool = new Map<string, ReturnType<typeof preparePickStatements>>();
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock;
@@ -105,6 +108,7 @@ export class SqliteStore implements PoolStore {
     this.db = openDatabase(options.path, options.busyTimeoutMs ?? 5000);
     migrate(this.db);
     this.sql = prepareStatements(this.db);
+    this.writes = new WriteBatcher(this.db);
   }
 
   poolNames(): string[] {
@@ -169,7 +173,8 @@ export class SqliteStore implements PoolStore {
 
   async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
     const settings = this.settingsOf(pool);
-    const outcome = this.takeTx.immediate(settings, options.exclude ?? []);
+    const exclude = options.exclude ?? [];
+    const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude));
     if ("lease" in outcome) return outcome;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
@@ -209,12 +214,12 @@ export class SqliteStore implements PoolStore {
     // The common case (nothing excluded) keeps the simplest statement on the hot path.
     const get = (from: number) =>
       (exclude.length === 0
-        ? this.sql.pick.get(pool, now, from)
-        : this.sql.pickExcluding.get(pool, now, from, JSON.stringify(exclude))) as KeyRow | null;
+        ? this.pickStatements(pool).pick.get(now, from)
+        : this.pickStatements(pool).pickExcluding.get(now, from, JSON.stringify(exclude))) as KeyRow | null;
     const fromStart = get(start);
-    if (fromStart || start === Number.NEGATIVE_INFINITY) return fromStart;
+    if (fromStart || start === LOWEST_RANK) return fromStart;
     // Wrap around: the walk began mid-order and found nothing ready after that point.
-    return get(Number.NEGATIVE_INFINITY);
+    return get(LOWEST_RANK);
   }
 
   private hasExpiredLeases(now: number): boolean {
@@ -241,20 +246,20 @@ export class SqliteStore implements PoolStore {
   }
 
   async release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
-    return this.releaseTx.immediate(target, outcome);
+    return this.writes.submit(() => this.releaseTx.immediate(target, outcome));
   }
 
   private readonly releaseTx = this.lazyTransaction((target: ReleaseTarget, outcome: Outcome): ReleaseResult => {
     const now = this.clock.now();
     let pool: string;
     let id: string;
+    let leasesGiven = 0;
     if ("lease" in target) {
-      const lease = this.sql.leaseById.get(target.lease) as LeaseRow | null;
+      const lease = this.sql.deleteLeaseReturning.get(target.lease) as { pool: string; key_id: string } | null;
       if (!lease) throw new DomainError("UNKNOWN_LEASE", `lease "${target.lease}" is unknown or has expired; take a new key`);
       pool = lease.pool;
       id = lease.key_id;
-      this.sql.deleteLease.run(lease.lease);
-      this.sql.decrementInFlight.run(pool, id);
+      leasesGiven = 1;
     } else {
       pool = this.findPoolOfKey(target.id, target.pool);
       id = target.id;
@@ -262,21 +267,23 @@ export class SqliteStore implements PoolStore {
       const oldest = this.sql.oldestLeaseOfKey.get(pool, id) as LeaseRow | null;
       if (oldest) {
         this.sql.deleteLease.run(oldest.lease);
-        this.sql.decrementInFlight.run(pool, id);
+        leasesGiven = 1;
       }
     }
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
     const settings = this.settingsOf(pool);
     const condition = afterOutcome(conditionOf(row), outcome, settings, now);
-    const rank = rankAfterRelease(settings.rotation, row, now);
-    this.writeCondition(row, condition, rank, settings);
+    const takeable = isTakeable(condition) ? 1 : 0;
+    // A key coming back into rotation re-enters the order as a new key would.
+    const rank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(pool, settings)) : rankAfterRelease(settings.rotation, row, now);
+    // One statement settles the lease, the key's condition and its counters.
+    this.sql.settleRelease.run(leasesGiven, condition.health, condition.reason, condition.readyAt, takeable, rank, now, outcome.ok ? 0 : 1, pool, id);
     if (awaitsRevival(condition.health) && !awaitsRevival(row.health)) {
       // A key a caller found broken is re-probed on the revive schedule, not at its next routine check.
       const reviveMs = jitteredMs(settings.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC, this.random);
       this.sql.pullCheckForward.run(now + reviveMs, pool, id);
     }
-    this.sql.countOutcome.run(now, outcome.ok ? 0 : 1, pool, id);
     return { pool, id, state: stateOf(condition, now), reason: condition.reason };
   });
 
@@ -417,6 +424,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async close(): Promise<void> {
+    this.writes.flush();
     try {
       this.db.exec("PRAGMA optimize");
       this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -437,11 +445,21 @@ export class SqliteStore implements PoolStore {
   private rankContext(pool: string, settings: PoolSettings): RankContext {
     let virtualTime = this.virtualTime.get(pool);
     if (virtualTime === undefined && settings.rotation === "weighted") {
-      virtualTime = (this.sql.minRank.get(pool) as { rank: number } | null)?.rank ?? 0;
+      virtualTime = (this.pickStatements(pool).minRank.get() as { rank: number } | null)?.rank ?? 0;
       this.virtualTime.set(pool, virtualTime);
     }
-    const maxRank = needsMaxRank(settings.rotation) ? ((this.sql.maxRank.get(pool) as { rank: number } | null)?.rank ?? 0) : 0;
+    const maxRank = needsMaxRank(settings.rotation) ? ((this.pickStatements(pool).maxRank.get() as { rank: number } | null)?.rank ?? 0) : 0;
     return { now: this.clock.now(), random: this.random, maxRank, virtualTime: virtualTime ?? 0 };
+  }
+
+  /** The pick statements of one pool, prepared on first use. */
+  private pickStatements(pool: string): ReturnType<typeof preparePickStatements> {
+    let statements = this.pickStatementsByPool.get(pool);
+    if (!statements) {
+      statements = preparePickStatements(this.db, pool);
+      this.pickStatementsByPool.set(pool, statements);
+    }
+    return statements;
   }
 
   /** Builds a bun:sqlite transaction once, on first use, so field initialisers can reference `this.db`. */
@@ -495,21 +513,29 @@ function migrate(db: Database): void {
   apply.immediate();
 }
 
+/**
+ * The statements that walk the pick index, with the pool name written into the SQL as a literal.
+ * Measured on SQLite 3.54: with the pool as a bound parameter the ordered index walk costs ~9 µs a
+ * call, with a literal ~0.7 µs — and these run on every take.
+ */
+function preparePickStatements(db: Database, pool: string) {
+  const literal = `'${pool.replaceAll("'", "''")}'`;
+  const ready = `pool = ${literal} AND takeable = 1 AND rank >= ?2 AND ready_at <= ?1
+                 AND (max_concurrency IS NULL OR in_flight < max_concurrency)`;
+  return {
+    pick: db.query(`SELECT * FROM keys WHERE ${ready} ORDER BY rank LIMIT 1`),
+    pickExcluding: db.query(`SELECT * FROM keys WHERE ${ready} AND id NOT IN (SELECT value FROM json_each(?3)) ORDER BY rank LIMIT 1`),
+    minRank: db.query(`SELECT rank FROM keys WHERE pool = ${literal} AND takeable = 1 ORDER BY rank LIMIT 1`),
+    maxRank: db.query(`SELECT rank FROM keys WHERE pool = ${literal} AND takeable = 1 ORDER BY rank DESC LIMIT 1`),
+  };
+}
+
 function prepareStatements(db: Database) {
   const q = (sql: string): Statement => db.query(sql);
   return {
-    pick: q(`SELECT * FROM keys
-             WHERE pool = ?1 AND takeable = 1 AND rank >= ?3 AND ready_at <= ?2
-               AND (max_concurrency IS NULL OR in_flight < max_concurrency)
-             ORDER BY rank LIMIT 1`),
     markTaken: q(`UPDATE keys SET rank = ?1, ready_at = ?2, reason = ?3, last_used = ?4,
                     in_flight = in_flight + 1, requests = requests + 1
                   WHERE pool = ?5 AND id = ?6`),
-    pickExcluding: q(`SELECT * FROM keys
-             WHERE pool = ?1 AND takeable = 1 AND rank >= ?3 AND ready_at <= ?2
-               AND (max_concurrency IS NULL OR in_flight < max_concurrency)
-               AND id NOT IN (SELECT value FROM json_each(?4))
-             ORDER BY rank LIMIT 1`),
     insertLease: q(`INSERT INTO leases (lease, pool, key_id, taken_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)`),
     leaseById: q(`SELECT * FROM leases WHERE lease = ?1`),
     oldestLeaseOfKey: q(`SELECT * FROM leases WHERE pool = ?1 AND key_id = ?2 ORDER BY taken_at LIMIT 1`),
@@ -522,7 +548,10 @@ function prepareStatements(db: Database) {
     keyById: q(`SELECT * FROM keys WHERE pool = ?1 AND id = ?2`),
     writeCondition: q(`UPDATE keys SET health = ?1, reason = ?2, ready_at = ?3, takeable = ?4, rank = ?5
                        WHERE pool = ?6 AND id = ?7`),
-    countOutcome: q(`UPDATE keys SET last_used = ?1, errors = errors + ?2 WHERE pool = ?3 AND id = ?4`),
+    settleRelease: q(`UPDATE keys SET in_flight = MAX(0, in_flight - ?1), health = ?2, reason = ?3, ready_at = ?4,
+                        takeable = ?5, rank = ?6, last_used = ?7, errors = errors + ?8
+                      WHERE pool = ?9 AND id = ?10`),
+    deleteLeaseReturning: q(`DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id`),
     recordCheck: q(`UPDATE keys SET last_check = ?1, last_check_ok = ?2, last_check_status = ?3,
                       last_check_latency_ms = ?4, last_check_reason = ?5, consecutive_failures = ?6, next_check_at = ?7
                     WHERE pool = ?8 AND id = ?9`),
@@ -540,8 +569,6 @@ function prepareStatements(db: Database) {
                               consecutive_failures = 0
                             WHERE pool = ?4 AND id = ?5`),
     releaseRefreshLock: q(`UPDATE keys SET refresh_owner = NULL, refresh_lock_until = 0 WHERE pool = ?1 AND id = ?2`),
-    minRank: q(`SELECT rank FROM keys WHERE pool = ?1 AND takeable = 1 ORDER BY rank LIMIT 1`),
-    maxRank: q(`SELECT rank FROM keys WHERE pool = ?1 AND takeable = 1 ORDER BY rank DESC LIMIT 1`),
     storedPools: q(`SELECT DISTINCT pool FROM keys`),
     poolKeySources: q(`SELECT id, weight, source_token, source_refresh_token FROM keys WHERE pool = ?1`),
     insertKey: q(`INSERT INTO keys (pool, id, token, weight, rank, max_concurrency, source_token, refresh_token, source_refresh_token)

@@ -1,0 +1,58 @@
+import type { Database } from "bun:sqlite";
+
+interface PendingWrite {
+  run: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Micro-batching: writes submitted in the same turn of the event loop share one IMMEDIATE
+ * transaction, so a burst of N takes and releases pays for one lock and one commit instead of N.
+ * Each write still runs as its own savepoint (bun:sqlite nests transactions that way): one that
+ * throws rolls back alone, and the others commit.
+ */
+export class WriteBatcher {
+  private pending: PendingWrite[] = [];
+  private scheduled = false;
+  private readonly runBatch: { immediate(batch: PendingWrite[]): Array<{ ok: boolean; value: unknown }> };
+
+  constructor(db: Database) {
+    this.runBatch = db.transaction((batch: PendingWrite[]) =>
+      batch.map((write) => {
+        try {
+          return { ok: true, value: write.run() };
+        } catch (error) {
+          return { ok: false, value: error };
+        }
+      }),
+    );
+  }
+
+  submit<R>(run: () => R): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.pending.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Runs everything pending now; the store calls it before closing. */
+  flush(): void {
+    this.scheduled = false;
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    let results: Array<{ ok: boolean; value: unknown }>;
+    try {
+      results = this.runBatch.immediate(batch);
+    } catch (error) {
+      // The batch as a whole failed (e.g. the database stayed locked past busy_timeout).
+      for (const write of batch) write.reject(error);
+      return;
+    }
+    results.forEach((result, i) => (result.ok ? batch[i]!.resolve(result.value) : batch[i]!.reject(result.value)));
+  }
+}
