@@ -1,6 +1,6 @@
 import type { Subprocess } from "bun";
 
-export type TargetKind = "daemon" | "bare";
+export type TargetKind = "daemon" | "bare" | "daemon-memory" | "api-stub";
 
 export interface RunningTarget {
   kind: TargetKind;

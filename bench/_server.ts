@@ -1,7 +1,11 @@
 /**
  * A benchmark target in its own process, so the load generator's CPU use weighs on both targets alike.
  *
- *   bun bench/_server.ts daemon|bare [state-dir]
+ *   bun bench/_server.ts daemon|bare|daemon-memory|api-stub [state-dir]
+ *
+ * `daemon` and `bare` are the two sides of the comparison. The other two take the daemon apart for
+ * `--breakdown`: `daemon-memory` is the real daemon with its SQLite state in memory (no file I/O),
+ * `api-stub` is the real HTTP app over a store that does nothing (the cost of Elysia alone).
  *
  * Prints its base URL as the first line of stdout, then serves until SIGINT/SIGTERM or until stdin
  * closes (the parent died without saying goodbye).
@@ -11,7 +15,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Config } from "../src/config/types";
 import { createDaemon } from "../src/daemon/create-daemon";
+import { createApiApp } from "../src/http/app";
+import { BrokerService } from "../src/http/broker-service";
 import { silentLogger } from "../src/log";
+import type { PoolStore } from "../src/store/types";
 import { benchKeys } from "./_keys";
 
 const HTTP_KEYS = 100;
@@ -21,10 +28,13 @@ interface Target {
   stop(): Promise<void>;
 }
 
-async function startDaemon(stateDir: string): Promise<Target> {
+const KINDS = ["daemon", "bare", "daemon-memory", "api-stub"] as const;
+type Kind = (typeof KINDS)[number];
+
+async function startDaemon(stateFile: string): Promise<Target> {
   const config: Config = {
     server: { host: "127.0.0.1", port: 0 },
-    stateFile: join(stateDir, "state.sqlite"),
+    stateFile,
     pools: {
       default: { name: "default", keys: benchKeys(HTTP_KEYS), rotation: "lru", cooldownSec: 0, recheckIntervalSec: 300, leaseTtlSec: 300 },
     },
@@ -62,15 +72,53 @@ function startBare(): Target {
   return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
 }
 
+// Only what BrokerService calls on the hot path; the answers mirror a real lease and release.
+function stubStore(): PoolStore {
+  let leases = 0;
+  const stub = {
+    poolNames: () => ["default"],
+    take: async (pool: string) => {
+      const now = Date.now();
+      return { lease: `ls_${(++leases).toString(16).padStart(32, "0")}`, pool, id: "k00042", token: "sk-bench-00042", takenAt: now, expiresAt: now + 300_000 };
+    },
+    release: async () => ({ pool: "default", id: "k00042", state: "live", reason: null }),
+  };
+  return stub as unknown as PoolStore;
+}
+
+function startApiStub(): Target {
+  const app = createApiApp({ broker: new BrokerService(stubStore()), reload: async () => ({ pools: {} }), logger: silentLogger });
+  app.listen({ hostname: "127.0.0.1", port: 0 });
+  return {
+    url: `http://127.0.0.1:${app.server!.port}`,
+    stop: async () => {
+      await app.stop();
+    },
+  };
+}
+
+async function start(kind: Kind, stateDir: string): Promise<Target> {
+  switch (kind) {
+    case "daemon":
+      return startDaemon(join(stateDir, "state.sqlite"));
+    case "daemon-memory":
+      return startDaemon(":memory:");
+    case "bare":
+      return startBare();
+    case "api-stub":
+      return startApiStub();
+  }
+}
+
 async function main(): Promise<void> {
-  const kind = process.argv[2];
-  if (kind !== "daemon" && kind !== "bare") {
-    console.error("usage: bun bench/_server.ts daemon|bare [state-dir]");
+  const kind = process.argv[2] as Kind;
+  if (!KINDS.includes(kind)) {
+    console.error(`usage: bun bench/_server.ts ${KINDS.join("|")} [state-dir]`);
     process.exit(2);
   }
   const ownDir = kind === "daemon" && !process.argv[3];
   const stateDir = process.argv[3] ?? (ownDir ? mkdtempSync(join(tmpdir(), "keypool-bench-server-")) : "");
-  const target = kind === "daemon" ? await startDaemon(stateDir) : startBare();
+  const target = await start(kind, stateDir);
 
   let stopping = false;
   const shutdown = async () => {

@@ -11,14 +11,16 @@
  *    Target: 100k/10 ≥ 0.8 (a take must stay O(log n) in pool size).
  *
  * Prints a table, then one JSON line with every figure. --cpu-prof-dir profiles the daemon process.
+ * --breakdown adds two more HTTP targets to the rounds, to tell where the daemon's time goes:
+ * the daemon with in-memory SQLite (no file I/O), and the real HTTP app over a do-nothing store.
  */
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Rotation } from "../src/config/types";
-import { type RunningTarget, type TargetKind, runLoad, spawnTarget, stopTarget } from "./_http";
+import { type RunningTarget, type TargetKind, runLoad, spawnTarget, stopTarget } from "./_broker-http";
 import { median, rate, ratio } from "./_stats";
-import { measureStore } from "./_store";
+import { measureStore } from "./_broker-store";
 
 const HTTP_TARGET = 0.6;
 const STORE_TARGET = 0.8;
@@ -28,16 +30,17 @@ const ROTATIONS: Rotation[] = ["lru", "weighted", "round_robin"];
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const only = args.find((a) => a.startsWith("--only="))?.slice("--only=".length);
+const breakdown = args.includes("--breakdown");
 const profileDir = args.find((a) => a.startsWith("--cpu-prof-dir="))?.slice("--cpu-prof-dir=".length);
-const unknown = args.filter((a) => a !== "--quick" && !a.startsWith("--only=") && !a.startsWith("--cpu-prof-dir="));
+const unknown = args.filter((a) => a !== "--quick" && a !== "--breakdown" && !a.startsWith("--only=") && !a.startsWith("--cpu-prof-dir="));
 if (unknown.length > 0 || (only !== undefined && only !== "http" && only !== "store")) {
-  console.error(`unknown arguments: ${args.join(" ")}\nusage: bun bench/broker.ts [--quick] [--only=http|store] [--cpu-prof-dir=DIR]`);
+  console.error(`unknown arguments: ${args.join(" ")}\nusage: bun bench/broker.ts [--quick] [--only=http|store] [--breakdown] [--cpu-prof-dir=DIR]`);
   process.exit(2);
 }
 
 const plan = quick
-  ? { http: { rounds: 2, workers: 32, warmupMs: 500, durationMs: 1_000 }, store: { pairs: 5_000, warmupPairs: 1_000, rounds: 3 } }
-  : { http: { rounds: 3, workers: 32, warmupMs: 1_000, durationMs: 3_000 }, store: { pairs: 20_000, warmupPairs: 5_000, rounds: 3 } };
+  ? { http: { rounds: 2, workers: 32, warmupMs: 500, durationMs: 1_000 }, store: { pairs: 5_000, roundMs: 500, warmupPairs: 1_000, rounds: 3 } }
+  : { http: { rounds: 3, workers: 32, warmupMs: 1_000, durationMs: 3_000 }, store: { pairs: 20_000, roundMs: 1_500, warmupPairs: 2_000, rounds: 3 } };
 
 // Everything this run creates, so Ctrl-C (or a crash) leaves nothing behind.
 const tempRoot = mkdtempSync(join(tmpdir(), "keypool-bench-"));
@@ -59,58 +62,64 @@ interface HttpFigures {
   bare: number;
   daemon: number;
   ratio: number;
-  rounds: Record<TargetKind, number[]>;
-  p50Ms: Record<TargetKind, number>;
-  p99Ms: Record<TargetKind, number>;
+  /** With --breakdown: each extra target's pairs/s and its ratio to bare. */
+  breakdown?: Partial<Record<TargetKind, { pairsPerSec: number; ratio: number }>>;
+  rounds: Partial<Record<TargetKind, number[]>>;
+  p50Ms: Partial<Record<TargetKind, number>>;
+  p99Ms: Partial<Record<TargetKind, number>>;
   errors: number;
 }
 
 async function benchHttp(): Promise<HttpFigures> {
   const { rounds, ...load } = plan.http;
+  const kinds: TargetKind[] = breakdown ? ["bare", "daemon", "daemon-memory", "api-stub"] : ["bare", "daemon"];
   console.log(`HTTP /take + /release pairs/s — ${load.workers} workers, ${load.durationMs / 1000} s after ${load.warmupMs / 1000} s warmup, ${rounds} rounds each`);
-  const profileArgs = profileDir
-    ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${resolve(profileDir)}`]
-    : [];
+  const profileArgs = profileDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${resolve(profileDir)}`] : [];
   if (profileDir) mkdirSync(resolve(profileDir), { recursive: true });
-  const targets = {} as Record<TargetKind, RunningTarget>;
-  for (const kind of ["bare", "daemon"] as const) {
-    const dir = join(tempRoot, kind);
-    mkdirSync(dir);
-    targets[kind] = await spawnTarget(kind, dir, kind === "daemon" ? profileArgs : []);
-    children.add(targets[kind]);
-  }
-  const results: Record<TargetKind, { rps: number[]; p50: number[]; p99: number[] }> = {
-    bare: { rps: [], p50: [], p99: [] },
-    daemon: { rps: [], p50: [], p99: [] },
-  };
+  const targets = new Map<TargetKind, RunningTarget>();
+  const results = new Map<TargetKind, { rps: number[]; p50: number[]; p99: number[] }>();
   let errors = 0;
   try {
+    for (const kind of kinds) {
+      const dir = join(tempRoot, kind);
+      mkdirSync(dir);
+      const target = await spawnTarget(kind, dir, kind === "daemon" ? profileArgs : []);
+      targets.set(kind, target);
+      children.add(target);
+      results.set(kind, { rps: [], p50: [], p99: [] });
+    }
     for (let round = 1; round <= rounds; round++) {
-      for (const kind of ["bare", "daemon"] as const) {
-        const r = await runLoad(targets[kind].url, load);
-        results[kind].rps.push(r.pairsPerSec);
-        results[kind].p50.push(r.p50Ms);
-        results[kind].p99.push(r.p99Ms);
+      for (const kind of kinds) {
+        const r = await runLoad(targets.get(kind)!.url, load);
+        const into = results.get(kind)!;
+        into.rps.push(r.pairsPerSec);
+        into.p50.push(r.p50Ms);
+        into.p99.push(r.p99Ms);
         errors += r.errors;
-        console.log(`  round ${round}  ${kind.padEnd(6)} ${rate(r.pairsPerSec).padStart(8)} pairs/s   p50 ${r.p50Ms.toFixed(2)} ms   p99 ${r.p99Ms.toFixed(2)} ms`);
+        console.log(`  round ${round}  ${kind.padEnd(13)} ${rate(r.pairsPerSec).padStart(8)} pairs/s   p50 ${r.p50Ms.toFixed(2)} ms   p99 ${r.p99Ms.toFixed(2)} ms`);
       }
     }
   } finally {
-    for (const target of Object.values(targets)) {
+    for (const target of targets.values()) {
       await stopTarget(target);
       children.delete(target);
     }
   }
-  const bare = median(results.bare.rps);
-  const daemon = median(results.daemon.rps);
+  const medianOf = (kind: TargetKind) => median(results.get(kind)!.rps);
   const round2 = (n: number) => Math.round(n * 100) / 100;
+  const bare = medianOf("bare");
+  const perKind = <T>(f: (kind: TargetKind) => T) => Object.fromEntries(kinds.map((k) => [k, f(k)]));
+  const extra = kinds.filter((k) => k !== "bare" && k !== "daemon");
   return {
     bare: Math.round(bare),
-    daemon: Math.round(daemon),
-    ratio: ratio(daemon, bare),
-    rounds: { bare: results.bare.rps.map(Math.round), daemon: results.daemon.rps.map(Math.round) },
-    p50Ms: { bare: round2(median(results.bare.p50)), daemon: round2(median(results.daemon.p50)) },
-    p99Ms: { bare: round2(median(results.bare.p99)), daemon: round2(median(results.daemon.p99)) },
+    daemon: Math.round(medianOf("daemon")),
+    ratio: ratio(medianOf("daemon"), bare),
+    ...(extra.length > 0 && {
+      breakdown: Object.fromEntries(extra.map((k) => [k, { pairsPerSec: Math.round(medianOf(k)), ratio: ratio(medianOf(k), bare) }])),
+    }),
+    rounds: perKind((k) => results.get(k)!.rps.map(Math.round)),
+    p50Ms: perKind((k) => round2(median(results.get(k)!.p50))),
+    p99Ms: perKind((k) => round2(median(results.get(k)!.p99))),
     errors,
   };
 }
@@ -124,13 +133,15 @@ interface StoreFigures {
 }
 
 async function benchStore(): Promise<Record<string, StoreFigures>> {
-  const { pairs, warmupPairs, rounds } = plan.store;
-  console.log(`\nStore take+release pairs/s in-process — ${rate(pairs)} pairs after ${rate(warmupPairs)} warmup, median of ${rounds} rounds`);
+  const { pairs, roundMs, warmupPairs, rounds } = plan.store;
+  console.log(
+    `\nStore take+release pairs/s in-process — ${rate(pairs)} pairs or ${roundMs / 1000} s per round, whichever first, after ${rate(warmupPairs)} warmup; median of ${rounds} rounds`,
+  );
   const dir = join(tempRoot, "store");
   mkdirSync(dir);
   const figures: Record<string, StoreFigures> = {};
   for (const rotation of ROTATIONS) {
-    const r = await measureStore(dir, rotation, { sizes: STORE_SIZES, pairs, warmupPairs, rounds });
+    const r = await measureStore(dir, rotation, { sizes: STORE_SIZES, pairs, roundMs, warmupPairs, rounds });
     const small = r.perSize[10]!.median;
     const large = r.perSize[100_000]!.median;
     figures[rotation] = {
@@ -153,6 +164,9 @@ function printTable(http: HttpFigures | undefined, store: Record<string, StoreFi
   const rows: string[][] = [["measure", "reference", "subject", "ratio", "target", ""]];
   if (http) {
     rows.push(["http pairs/s daemon vs bare", rate(http.bare), rate(http.daemon), `${http.ratio.toFixed(2)}×`, `≥ ${HTTP_TARGET}`, verdict(http.ratio, HTTP_TARGET)]);
+    for (const [kind, f] of Object.entries(http.breakdown ?? {})) {
+      rows.push([`  (diagnostic) ${kind} vs bare`, rate(http.bare), rate(f.pairsPerSec), `${f.ratio.toFixed(2)}×`, "", ""]);
+    }
   }
   for (const [rotation, f] of Object.entries(store ?? {})) {
     rows.push([`store ${rotation} 100k vs 10 keys`, rate(f.k10), rate(f.k100000), `${f.ratio.toFixed(2)}×`, `≥ ${STORE_TARGET}`, verdict(f.ratio, STORE_TARGET)]);

@@ -24,7 +24,7 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions = {}): Logger {
   const min = ORDER[options.level ?? "info"];
   const format = options.format ?? (process.stderr.isTTY ? "text" : "json");
-  const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const write = options.write ?? bufferedStderr();
   const emit = (level: LogLevel, message: string, fields: LogFields = {}) => {
     if (ORDER[level] < min) return;
     const time = new Date().toISOString();
@@ -42,6 +42,30 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     info: (m, f) => emit("info", m, f),
     warn: (m, f) => emit("warn", m, f),
     error: (m, f) => emit("error", m, f),
+  };
+}
+
+/**
+ * Lines written in one turn of the event loop go out in one write: a busy gateway logs a line per
+ * request, and one syscall per line costs more than the request's own bookkeeping.
+ */
+function bufferedStderr(): (line: string) => void {
+  let lines: string[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (lines.length === 0) return;
+    const text = `${lines.join("\n")}\n`;
+    lines = [];
+    process.stderr.write(text);
+  };
+  process.once("exit", flush);
+  return (line) => {
+    lines.push(line);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
   };
 }
 

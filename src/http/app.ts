@@ -24,8 +24,8 @@ export function createApiApp(deps: ApiDeps) {
   const hasValidApiKey = deps.apiKey ? createApiKeyCheck(deps.apiKey) : null;
   return new Elysia({ name: "keypool-api", normalize: false })
     .onRequest(function guardRequest({ request }) {
-      const length = Number(request.headers.get("content-length") ?? 0);
-      if (length > MAX_BODY_BYTES) {
+      // GET /take is the hot path: it has no body, so its headers are not even looked at here.
+      if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
         // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
         return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
       }

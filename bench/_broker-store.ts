@@ -8,7 +8,9 @@ import { median } from "./_stats";
 
 export interface StoreOptions {
   sizes: readonly number[];
+  /** A round stops at this many pairs or after `roundMs`, whichever comes first. */
   pairs: number;
+  roundMs: number;
   warmupPairs: number;
   rounds: number;
 }
@@ -38,11 +40,11 @@ export async function measureStore(dir: string, rotation: Rotation, options: Sto
         },
       ]);
       setupMs[size] = Math.round(performance.now() - started);
-      await pairs(store, options.warmupPairs);
+      await pairs(store, options.warmupPairs, options.roundMs);
     }
     const rounds = new Map<number, number[]>(options.sizes.map((size) => [size, []]));
     for (let round = 0; round < options.rounds; round++) {
-      for (const size of options.sizes) rounds.get(size)!.push(await pairsPerSec(stores.get(size)!, options.pairs));
+      for (const size of options.sizes) rounds.get(size)!.push(await pairsPerSec(stores.get(size)!, options.pairs, options.roundMs));
     }
     const perSize: StoreResult["perSize"] = {};
     for (const [size, values] of rounds) perSize[size] = { median: median(values), rounds: values };
@@ -55,15 +57,20 @@ export async function measureStore(dir: string, rotation: Rotation, options: Sto
   }
 }
 
-async function pairsPerSec(store: SqliteStore, count: number): Promise<number> {
+async function pairsPerSec(store: SqliteStore, maxPairs: number, maxMs: number): Promise<number> {
   const started = performance.now();
-  await pairs(store, count);
-  return count / ((performance.now() - started) / 1000);
+  const done = await pairs(store, maxPairs, maxMs);
+  return done / ((performance.now() - started) / 1000);
 }
 
-async function pairs(store: SqliteStore, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
+// The time cap keeps a slow store from stretching the run; a fast one still does every pair.
+async function pairs(store: SqliteStore, maxPairs: number, maxMs: number): Promise<number> {
+  const deadline = performance.now() + maxMs;
+  let done = 0;
+  while (done < maxPairs && (done % 256 !== 0 || performance.now() < deadline)) {
     const lease = await store.take("bench");
     await store.release({ lease: lease.lease }, { ok: true });
+    done++;
   }
+  return done;
 }

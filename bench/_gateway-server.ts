@@ -1,0 +1,160 @@
+/**
+ * One process of the gateway benchmark, so each side of the comparison has a CPU of its own to fight for.
+ *
+ *   bun bench/_gateway-server.ts upstream
+ *   bun bench/_gateway-server.ts bare    <upstream-url>
+ *   bun bench/_gateway-server.ts gateway <upstream-url> [state-dir]
+ *
+ * Prints its base URL as the first line of stdout, then serves until SIGINT/SIGTERM or until stdin
+ * closes (the parent died without saying goodbye).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../src/config/load";
+import { createDaemon } from "../src/daemon/create-daemon";
+import { silentLogger } from "../src/log";
+
+const SERVER_KINDS = ["upstream", "bare", "gateway"];
+
+/** Enough keys that rotation does real work, few enough that every one is hot in the store. */
+const POOL_KEYS = 20;
+/** The single token the bare passthrough injects; the gateway injects one of its pool's. */
+const BARE_TOKEN = "sk-bench-bare";
+const SSE_EVENTS = 10;
+
+interface Target {
+  url: string;
+  stop(): Promise<void>;
+}
+
+// A small OpenAI-shaped answer; with "stream": true, SSE_EVENTS chunk events and [DONE].
+function startUpstream(): Target {
+  const completion = JSON.stringify({
+    id: "chatcmpl-bench",
+    object: "chat.completion",
+    created: 1_700_000_000,
+    model: "gpt-bench",
+    choices: [{ index: 0, message: { role: "assistant", content: "Hello from the bench upstream." }, finish_reason: "stop" }],
+    usage: { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 },
+  });
+  const encoder = new TextEncoder();
+  const events = Array.from({ length: SSE_EVENTS }, (_, i) =>
+    encoder.encode(
+      `data: ${JSON.stringify({
+        id: "chatcmpl-bench",
+        object: "chat.completion.chunk",
+        created: 1_700_000_000,
+        model: "gpt-bench",
+        choices: [{ index: 0, delta: { content: `token${i} ` }, finish_reason: null }],
+      })}\n\n`,
+    ),
+  );
+  const done = encoder.encode("data: [DONE]\n\n");
+
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    routes: {
+      "/v1/chat/completions": {
+        POST: async (request) => {
+          const body = (await request.json()) as { stream?: boolean };
+          if (!request.headers.get("authorization")?.startsWith("Bearer sk-bench-")) {
+            return Response.json({ error: { message: "no bench key", type: "invalid_request_error", code: "invalid_api_key" } }, { status: 401 });
+          }
+          if (!body.stream) return new Response(completion, { headers: { "content-type": "application/json" } });
+          // One event per pull, so the events leave as separate chunks the way a model's tokens do.
+          let next = 0;
+          const stream = new ReadableStream<Uint8Array>({
+            pull(controller) {
+              if (next < events.length) controller.enqueue(events[next++]!);
+              else {
+                controller.enqueue(done);
+                controller.close();
+              }
+            },
+          });
+          return new Response(stream, { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } });
+        },
+      },
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
+}
+
+// Forward + inject, nothing else: the floor any reverse proxy written on Bun.serve + fetch starts from.
+function startBare(upstreamUrl: string): Target {
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    idleTimeout: 0,
+    async fetch(request) {
+      const url = new URL(request.url);
+      const headers = new Headers(request.headers);
+      headers.set("authorization", `Bearer ${BARE_TOKEN}`);
+      const upstream = await fetch(upstreamUrl + url.pathname + url.search, {
+        method: request.method,
+        headers,
+        body: request.body,
+      });
+      return new Response(upstream.body, upstream);
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
+}
+
+// The real daemon from a real YAML file, configured as `keypool proxy` would run it.
+async function startGateway(upstreamUrl: string, stateDir: string): Promise<Target> {
+  const tokens = Array.from({ length: POOL_KEYS }, (_, i) => `k${String(i).padStart(2, "0")},sk-bench-${i}`).join("\n");
+  writeFileSync(join(stateDir, "tokens.txt"), `${tokens}\n`);
+  const yaml = [
+    "state_file: state.sqlite",
+    "server: { addr: 127.0.0.1:0 }",
+    "tokens_file: tokens.txt",
+    "rotation: lru",
+    "cooldown_sec: 0",
+    `upstream: { listen: "127.0.0.1:0", base_url: "${upstreamUrl}", cooldown_sec: 0 }`,
+    "",
+  ].join("\n");
+  const configPath = join(stateDir, "keypool.yaml");
+  writeFileSync(configPath, yaml);
+  const daemon = await createDaemon(loadConfig(configPath), { gateway: "all", logger: silentLogger, autoCheck: false });
+  await daemon.start();
+  const url = Object.values(daemon.gatewayUrls)[0];
+  if (!url) throw new Error(`the daemon started no gateway listener; config was:\n${yaml}`);
+  return { url, stop: () => daemon.stop() };
+}
+
+async function main(): Promise<void> {
+  const [kind, upstreamUrl, givenDir] = process.argv.slice(2);
+  if (!SERVER_KINDS.includes(kind ?? "") || (kind !== "upstream" && !upstreamUrl)) {
+    console.error("usage: bun bench/_gateway-server.ts upstream | bare <upstream-url> | gateway <upstream-url> [state-dir]");
+    process.exit(2);
+  }
+  const ownDir = kind === "gateway" && !givenDir;
+  const stateDir = givenDir ?? (ownDir ? mkdtempSync(join(tmpdir(), "keypool-bench-gateway-")) : "");
+  const target =
+    kind === "upstream" ? startUpstream() : kind === "bare" ? startBare(upstreamUrl!) : await startGateway(upstreamUrl!, stateDir);
+
+  let stopping = false;
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    try {
+      await target.stop();
+    } finally {
+      if (ownDir) rmSync(stateDir, { recursive: true, force: true });
+      process.exit(0);
+    }
+  };
+  process.on("SIGINT", shutdown);
+  process.on("SIGTERM", shutdown);
+
+  process.stdout.write(`${target.url}\n`);
+  // EOF on stdin means the parent is gone; don't outlive it.
+  for await (const _ of Bun.stdin.stream()) {
+  }
+  await shutdown();
+}
+
+await main();
