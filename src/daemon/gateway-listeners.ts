@@ -54,13 +54,14 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
   for (const [listen, routes] of groups) {
     // Validated when the config was loaded.
     const { host, port } = parseAddr(listen)!;
-    const maxBody = Math.max(...routes.map((r) => r.upstream.maxBodyBytes));
     const server = Bun.serve({
       hostname: host,
       port,
       // Long streams may sit idle for minutes between events; the socket must not be reaped.
       idleTimeout: 0,
-      maxRequestBodySize: maxBody + 1,
+      // The gateway enforces max_body_bytes itself, by Content-Length and while reading, and answers
+      // with an OpenAI-shaped 413. Bun's own limit would answer an empty 413 before the handler runs.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
       fetch: (request, srv) => handlers.get(listen)!(request, srv),
     });
     servers.set(listen, server);

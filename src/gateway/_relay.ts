@@ -21,7 +21,10 @@ export function relayBody(upstream: ReadableStream<Uint8Array>, hooks: RelayHook
           chunk = await reader.read();
         } catch (error) {
           hooks.onUpstreamError(error);
-          controller.error(error);
+          // No reason: Bun prints an errored response stream's reason raw to stderr, and the fetch
+          // error names the upstream URL — which holds the token with auth_query. The client only
+          // ever sees the connection cut; the gateway logs the event itself.
+          controller.error();
           return;
         }
         if (chunk.done) {

@@ -74,6 +74,15 @@ export function createGateway(deps: GatewayDeps) {
     const tried: string[] = [];
     let lastFailure: { response: Response; keyId: string } | undefined;
     let lastTransportError: string | undefined;
+    // Every attempt failed: the last upstream answer if there was one, else why none came.
+    const giveUp = (attempts: number): Response => {
+      if (lastFailure) {
+        log(lastFailure.response.status, attempts, lastFailure.keyId);
+        return withKeypoolHeaders(lastFailure.response, lastFailure.keyId, attempts);
+      }
+      log(502, attempts, undefined, { reason: lastTransportError });
+      return gatewayError(502, "upstream_unreachable", `the upstream could not be reached after ${attempts} attempts: ${lastTransportError}`);
+    };
 
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       let lease: Lease;
@@ -81,10 +90,8 @@ export function createGateway(deps: GatewayDeps) {
         lease = await store.take(route.pool, { exclude: tried });
       } catch (error) {
         if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
-        if (lastFailure) {
-          log(lastFailure.response.status, attempt - 1, lastFailure.keyId);
-          return withKeypoolHeaders(lastFailure.response, lastFailure.keyId, attempt - 1);
-        }
+        // Keys ran out after failed attempts (fewer keys than attempts): report those, not a 503.
+        if (lastFailure || lastTransportError) return giveUp(attempt - 1);
         const seconds = String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000)));
         log(503, attempt - 1, undefined, { reason: "no key available" });
         return gatewayError(503, "no_key_available", error.message, { "retry-after": seconds });
@@ -93,9 +100,15 @@ export function createGateway(deps: GatewayDeps) {
 
       const result = await attemptOnce(request, match.path + url.search, body, lease, route, clientIp);
       if (result.kind === "transport") {
+        if (request.signal.aborted) {
+          // The client left before the answer: that says nothing about the key, so no penalty
+          // (released as a client-side 4xx is), and no retry, with no one left to answer.
+          await store.release({ lease: lease.lease }, { ok: true });
+          log(499, attempt, lease.id, { reason: "client closed the request" });
+          return gatewayError(499, "client_closed_request", "the client went away");
+        }
         await store.release({ lease: lease.lease }, { ok: false, error: result.error });
         lastTransportError = `${result.error} (key ${lease.id})`;
-        if (request.signal.aborted) return gatewayError(499, "client_closed_request", "the client went away");
         continue;
       }
 
@@ -103,11 +116,10 @@ export function createGateway(deps: GatewayDeps) {
       const outcome = outcomeOf(response, route, clock.now());
       if (!outcome.ok && route.upstream.retryOn.includes(response.status)) {
         await store.release({ lease: lease.lease }, outcome);
-        // Error bodies are small: keep this one so it can still be answered if no other key is free.
-        lastFailure = { response: await bufferResponse(response), keyId: lease.id };
+        // Already buffered by attemptOnce, so it can still be answered if no other key is free.
+        lastFailure = { response, keyId: lease.id };
         if (attempt < maxAttempts) continue;
-        log(response.status, attempt, lease.id);
-        return withKeypoolHeaders(lastFailure.response, lease.id, attempt);
+        return giveUp(attempt);
       }
 
       // From here the answer is the client's: never retried once a byte of it may have been sent.
@@ -115,9 +127,7 @@ export function createGateway(deps: GatewayDeps) {
       return streamBack(response, lease, attempt, outcome);
     }
 
-    if (lastFailure) return withKeypoolHeaders(lastFailure.response, lastFailure.keyId, maxAttempts);
-    log(502, maxAttempts, undefined, { reason: lastTransportError });
-    return gatewayError(502, "upstream_unreachable", `the upstream could not be reached after ${maxAttempts} attempts: ${lastTransportError}`);
+    return giveUp(maxAttempts);
   };
 
   /** Sends the upstream response to the client as it arrives; the lease is released when it ends. */
@@ -138,7 +148,10 @@ export function createGateway(deps: GatewayDeps) {
     const body = relayBody(response.body, {
       onComplete: () => release(outcome),
       // A stream cut by the upstream is the key's failure; one the client walked away from is not.
-      onUpstreamError: () => release({ ok: false, error: "stream interrupted" }),
+      onUpstreamError: () => {
+        logger.warn("upstream broke off a response mid-stream", { pool: lease.pool, key: lease.id });
+        release({ ok: false, error: "stream interrupted" });
+      },
       onClientCancel: () => release(outcome),
     });
     return new Response(body, { status: response.status, statusText: response.statusText, headers });
@@ -182,6 +195,9 @@ async function attemptOnce(
       // Compressed bodies pass through untouched, with their Content-Encoding.
       decompress: false,
     });
+    // A failure that may be retried is read whole within the same time limit: its body is kept
+    // for the client in case no other key helps, and an upstream that stalls it must not hang us.
+    if (upstream.retryOn.includes(response.status)) return { kind: "response", response: await bufferResponse(response), lease };
     return { kind: "response", response, lease };
   } catch (error) {
     const reason = controller.signal.reason as DOMException | undefined;
