@@ -5,15 +5,14 @@
  *   bun bench/_gateway-server.ts bare    <upstream-url>
  *   bun bench/_gateway-server.ts gateway <upstream-url> [state-dir]
  *
- * Prints its base URL as the first line of stdout, then serves until SIGINT/SIGTERM or until stdin
- * closes (the parent died without saying goodbye).
+ * Speaks the contract in `_process.ts`: its URL on the first line of stdout, then serves until stopped.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../src/config/load";
 import { createDaemon } from "../src/daemon/create-daemon";
 import { silentLogger } from "../src/log";
+import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
 const SERVER_KINDS = ["upstream", "bare", "gateway"];
 
@@ -23,13 +22,8 @@ const POOL_KEYS = 20;
 const BARE_TOKEN = "sk-bench-bare";
 const SSE_EVENTS = 10;
 
-interface Target {
-  url: string;
-  stop(): Promise<void>;
-}
-
 // A small OpenAI-shaped answer; with "stream": true, SSE_EVENTS chunk events and [DONE].
-function startUpstream(): Target {
+function startUpstream(): ServedTarget {
   const completion = JSON.stringify({
     id: "chatcmpl-bench",
     object: "chat.completion",
@@ -83,7 +77,7 @@ function startUpstream(): Target {
 }
 
 // Forward + inject, nothing else: the floor any reverse proxy written on Bun.serve + fetch starts from.
-function startBare(upstreamUrl: string): Target {
+function startBare(upstreamUrl: string): ServedTarget {
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -104,7 +98,7 @@ function startBare(upstreamUrl: string): Target {
 }
 
 // The real daemon from a real YAML file, configured as `keypool proxy` would run it.
-async function startGateway(upstreamUrl: string, stateDir: string): Promise<Target> {
+async function startGateway(upstreamUrl: string, stateDir: string): Promise<ServedTarget> {
   const tokens = Array.from({ length: POOL_KEYS }, (_, i) => `k${String(i).padStart(2, "0")},sk-bench-${i}`).join("\n");
   writeFileSync(join(stateDir, "tokens.txt"), `${tokens}\n`);
   const yaml = [
@@ -131,30 +125,10 @@ async function main(): Promise<void> {
     console.error("usage: bun bench/_gateway-server.ts upstream | bare <upstream-url> | gateway <upstream-url> [state-dir]");
     process.exit(2);
   }
-  const ownDir = kind === "gateway" && !givenDir;
-  const stateDir = givenDir ?? (ownDir ? mkdtempSync(join(tmpdir(), "keypool-bench-gateway-")) : "");
+  const stateDir = childStateDir(givenDir, kind === "gateway", "keypool-bench-gateway-");
   const target =
-    kind === "upstream" ? startUpstream() : kind === "bare" ? startBare(upstreamUrl!) : await startGateway(upstreamUrl!, stateDir);
-
-  let stopping = false;
-  const shutdown = async () => {
-    if (stopping) return;
-    stopping = true;
-    try {
-      await target.stop();
-    } finally {
-      if (ownDir) rmSync(stateDir, { recursive: true, force: true });
-      process.exit(0);
-    }
-  };
-  process.on("SIGINT", shutdown);
-  process.on("SIGTERM", shutdown);
-
-  process.stdout.write(`${target.url}\n`);
-  // EOF on stdin means the parent is gone; don't outlive it.
-  for await (const _ of Bun.stdin.stream()) {
-  }
-  await shutdown();
+    kind === "upstream" ? startUpstream() : kind === "bare" ? startBare(upstreamUrl!) : await startGateway(upstreamUrl!, stateDir.path);
+  await serveUntilStopped(target, stateDir.remove);
 }
 
 await main();

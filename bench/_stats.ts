@@ -4,8 +4,17 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** Value at quantile q (0..1) of an ascending array; 0 for an empty one. */
+export function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+}
+
 export function ratio(numerator: number, denominator: number): number {
   return denominator > 0 ? Math.round((numerator / denominator) * 1000) / 1000 : 0;
+}
+
+export function round2(value: number): number {
+  return Math.round(value * 100) / 100;
 }
 
 export function rate(value: number): string {

@@ -14,49 +14,37 @@
  * --breakdown adds two more HTTP targets to the rounds, to tell where the daemon's time goes:
  * the daemon with in-memory SQLite (no file I/O), and the real HTTP app over a do-nothing store.
  */
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import type { Rotation } from "../src/config/types";
-import { type RunningTarget, type TargetKind, runLoad, spawnTarget, stopTarget } from "./_broker-http";
-import { median, rate, ratio } from "./_stats";
+import { takeAndRelease } from "./_broker-load";
 import { measureStore } from "./_broker-store";
+import { closedLoop } from "./_load";
+import { type ServerProcess, cpuProfileArgs } from "./_process";
+import { printBanner, printTable, secondsSince } from "./_report";
+import { BenchRun, parseBenchArgs } from "./_run";
+import { median, quantile, rate, ratio, round2 } from "./_stats";
 
 const HTTP_TARGET = 0.6;
 const STORE_TARGET = 0.8;
 const STORE_SIZES = [10, 100_000] as const;
 const ROTATIONS: Rotation[] = ["lru", "weighted", "round_robin"];
+const SERVER_SCRIPT = new URL("./_broker-server.ts", import.meta.url).pathname;
 
-const args = process.argv.slice(2);
-const quick = args.includes("--quick");
-const only = args.find((a) => a.startsWith("--only="))?.slice("--only=".length);
-const breakdown = args.includes("--breakdown");
-const profileDir = args.find((a) => a.startsWith("--cpu-prof-dir="))?.slice("--cpu-prof-dir=".length);
-const unknown = args.filter((a) => a !== "--quick" && a !== "--breakdown" && !a.startsWith("--only=") && !a.startsWith("--cpu-prof-dir="));
-if (unknown.length > 0 || (only !== undefined && only !== "http" && only !== "store")) {
-  console.error(`unknown arguments: ${args.join(" ")}\nusage: bun bench/broker.ts [--quick] [--only=http|store] [--breakdown] [--cpu-prof-dir=DIR]`);
-  process.exit(2);
-}
+type TargetKind = "daemon" | "bare" | "daemon-memory" | "api-stub";
+
+const { quick, only, profileDir, flags } = parseBenchArgs(process.argv.slice(2), {
+  script: "bench/broker.ts",
+  only: ["http", "store"],
+  flags: ["breakdown"],
+});
+const breakdown = flags.has("breakdown");
 
 const plan = quick
   ? { http: { rounds: 2, workers: 32, warmupMs: 500, durationMs: 1_000 }, store: { pairs: 5_000, roundMs: 500, warmupPairs: 1_000, rounds: 3 } }
   : { http: { rounds: 3, workers: 32, warmupMs: 1_000, durationMs: 3_000 }, store: { pairs: 20_000, roundMs: 1_500, warmupPairs: 2_000, rounds: 3 } };
 
-// Everything this run creates, so Ctrl-C (or a crash) leaves nothing behind.
-const tempRoot = mkdtempSync(join(tmpdir(), "keypool-bench-"));
-const children = new Set<RunningTarget>();
-function cleanUp(): void {
-  for (const child of children) child.process.kill("SIGKILL");
-  children.clear();
-  rmSync(tempRoot, { recursive: true, force: true });
-}
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    console.error(`\n${signal}: stopping servers and removing ${tempRoot}`);
-    cleanUp();
-    process.exit(130);
-  });
-}
+using run = new BenchRun("keypool-bench-");
 
 interface HttpFigures {
   bare: number;
@@ -74,39 +62,34 @@ async function benchHttp(): Promise<HttpFigures> {
   const { rounds, ...load } = plan.http;
   const kinds: TargetKind[] = breakdown ? ["bare", "daemon", "daemon-memory", "api-stub"] : ["bare", "daemon"];
   console.log(`HTTP /take + /release pairs/s — ${load.workers} workers, ${load.durationMs / 1000} s after ${load.warmupMs / 1000} s warmup, ${rounds} rounds each`);
-  const profileArgs = profileDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${resolve(profileDir)}`] : [];
-  if (profileDir) mkdirSync(resolve(profileDir), { recursive: true });
-  const targets = new Map<TargetKind, RunningTarget>();
+  const profileArgs = cpuProfileArgs(profileDir);
+  const targets = new Map<TargetKind, ServerProcess>();
   const results = new Map<TargetKind, { rps: number[]; p50: number[]; p99: number[] }>();
   let errors = 0;
   try {
     for (const kind of kinds) {
-      const dir = join(tempRoot, kind);
+      const dir = join(run.tempRoot, kind);
       mkdirSync(dir);
-      const target = await spawnTarget(kind, dir, kind === "daemon" ? profileArgs : []);
-      targets.set(kind, target);
-      children.add(target);
+      targets.set(kind, await run.spawn(kind, SERVER_SCRIPT, [kind, dir], kind === "daemon" ? profileArgs : []));
       results.set(kind, { rps: [], p50: [], p99: [] });
     }
     for (let round = 1; round <= rounds; round++) {
       for (const kind of kinds) {
-        const r = await runLoad(targets.get(kind)!.url, load);
+        const r = await closedLoop(takeAndRelease(targets.get(kind)!.url), load);
+        const p50 = quantile(r.latencies, 0.5);
+        const p99 = quantile(r.latencies, 0.99);
         const into = results.get(kind)!;
-        into.rps.push(r.pairsPerSec);
-        into.p50.push(r.p50Ms);
-        into.p99.push(r.p99Ms);
+        into.rps.push(r.perSec);
+        into.p50.push(p50);
+        into.p99.push(p99);
         errors += r.errors;
-        console.log(`  round ${round}  ${kind.padEnd(13)} ${rate(r.pairsPerSec).padStart(8)} pairs/s   p50 ${r.p50Ms.toFixed(2)} ms   p99 ${r.p99Ms.toFixed(2)} ms`);
+        console.log(`  round ${round}  ${kind.padEnd(13)} ${rate(r.perSec).padStart(8)} pairs/s   p50 ${p50.toFixed(2)} ms   p99 ${p99.toFixed(2)} ms`);
       }
     }
   } finally {
-    for (const target of targets.values()) {
-      await stopTarget(target);
-      children.delete(target);
-    }
+    for (const target of targets.values()) await run.stop(target);
   }
   const medianOf = (kind: TargetKind) => median(results.get(kind)!.rps);
-  const round2 = (n: number) => Math.round(n * 100) / 100;
   const bare = medianOf("bare");
   const perKind = <T>(f: (kind: TargetKind) => T) => Object.fromEntries(kinds.map((k) => [k, f(k)]));
   const extra = kinds.filter((k) => k !== "bare" && k !== "daemon");
@@ -137,7 +120,7 @@ async function benchStore(): Promise<Record<string, StoreFigures>> {
   console.log(
     `\nStore take+release pairs/s in-process — ${rate(pairs)} pairs or ${roundMs / 1000} s per round, whichever first, after ${rate(warmupPairs)} warmup; median of ${rounds} rounds`,
   );
-  const dir = join(tempRoot, "store");
+  const dir = join(run.tempRoot, "store");
   mkdirSync(dir);
   const figures: Record<string, StoreFigures> = {};
   for (const rotation of ROTATIONS) {
@@ -160,7 +143,7 @@ function verdict(value: number, target: number): string {
   return value >= target ? "ok" : "BELOW";
 }
 
-function printTable(http: HttpFigures | undefined, store: Record<string, StoreFigures> | undefined): void {
+function printResults(http: HttpFigures | undefined, store: Record<string, StoreFigures> | undefined): void {
   const rows: string[][] = [["measure", "reference", "subject", "ratio", "target", ""]];
   if (http) {
     rows.push(["http pairs/s daemon vs bare", rate(http.bare), rate(http.daemon), `${http.ratio.toFixed(2)}×`, `≥ ${HTTP_TARGET}`, verdict(http.ratio, HTTP_TARGET)]);
@@ -171,28 +154,20 @@ function printTable(http: HttpFigures | undefined, store: Record<string, StoreFi
   for (const [rotation, f] of Object.entries(store ?? {})) {
     rows.push([`store ${rotation} 100k vs 10 keys`, rate(f.k10), rate(f.k100000), `${f.ratio.toFixed(2)}×`, `≥ ${STORE_TARGET}`, verdict(f.ratio, STORE_TARGET)]);
   }
-  const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
-  console.log("");
-  for (const row of rows) {
-    console.log(row.map((cell, col) => (col === 0 || col === 5 ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!))).join("  ").trimEnd());
-  }
+  printTable(rows);
 }
 
-try {
-  console.log(`keypool broker bench${quick ? " (quick)" : ""} — bun ${Bun.version}, ${navigator.hardwareConcurrency} CPUs\n`);
-  const started = performance.now();
-  const http = only === "store" ? undefined : await benchHttp();
-  const store = only === "http" ? undefined : await benchStore();
-  printTable(http, store);
-  const summary = {
-    bench: "broker",
-    quick,
-    bun: Bun.version,
-    seconds: Math.round((performance.now() - started) / 100) / 10,
-    ...(http && { http }),
-    ...(store && { store }),
-  };
-  console.log(JSON.stringify(summary));
-} finally {
-  cleanUp();
-}
+printBanner("broker", quick);
+const started = performance.now();
+const http = only === "store" ? undefined : await benchHttp();
+const store = only === "http" ? undefined : await benchStore();
+printResults(http, store);
+const summary = {
+  bench: "broker",
+  quick,
+  bun: Bun.version,
+  seconds: secondsSince(started),
+  ...(http && { http }),
+  ...(store && { store }),
+};
+console.log(JSON.stringify(summary));

@@ -11,28 +11,23 @@
  *
  * Prints a table, then one JSON line with every figure. --cpu-prof-dir profiles the gateway process.
  */
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { type Mode, closedLoop, openLoop, quantile } from "./_gateway-load";
-import { type ServerProcess, cpuMsOf, spawnServer, stopServer } from "./_gateway-spawn";
-import { median, rate, ratio } from "./_stats";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { type Mode, chatCompletion } from "./_gateway-load";
+import { closedLoop, openLoop } from "./_load";
+import { type ServerProcess, cpuMsOf, cpuProfileArgs } from "./_process";
+import { printBanner, printTable, secondsSince } from "./_report";
+import { BenchRun, parseBenchArgs } from "./_run";
+import { median, quantile, rate, ratio, round2 } from "./_stats";
 
 const THROUGHPUT_TARGET = 0.9;
 const ADDED_P99_TARGET_MS = 1;
 const MODES: Mode[] = ["json", "sse"];
 const SUBJECTS = ["bare", "gateway"] as const;
 type Subject = (typeof SUBJECTS)[number];
+const SERVER_SCRIPT = new URL("./_gateway-server.ts", import.meta.url).pathname;
 
-const args = process.argv.slice(2);
-const quick = args.includes("--quick");
-const only = args.find((a) => a.startsWith("--only="))?.slice("--only=".length);
-const profileDir = args.find((a) => a.startsWith("--cpu-prof-dir="))?.slice("--cpu-prof-dir=".length);
-const unknown = args.filter((a) => a !== "--quick" && !a.startsWith("--only=") && !a.startsWith("--cpu-prof-dir="));
-if (unknown.length > 0 || (only !== undefined && only !== "throughput" && only !== "latency")) {
-  console.error(`unknown arguments: ${args.join(" ")}\nusage: bun bench/gateway.ts [--quick] [--only=throughput|latency] [--cpu-prof-dir=DIR]`);
-  process.exit(2);
-}
+const { quick, only, profileDir } = parseBenchArgs(process.argv.slice(2), { script: "bench/gateway.ts", only: ["throughput", "latency"] });
 
 const plan = quick
   ? {
@@ -44,34 +39,15 @@ const plan = quick
       latency: { rounds: 2, ratePerSec: 1_000, warmupMs: 500, durationMs: 3_000 },
     };
 
-// Everything this run creates, so Ctrl-C (or a crash) leaves nothing behind.
-const tempRoot = mkdtempSync(join(tmpdir(), "keypool-bench-gateway-"));
-const children = new Set<ServerProcess>();
-function killAll(): void {
-  for (const child of children) child.process.kill("SIGKILL");
-  children.clear();
-  rmSync(tempRoot, { recursive: true, force: true });
+/**
+ * Measures every subject in every round. Odd rounds run bare first, even rounds gateway first, so
+ * neither always inherits the other's warm caches or noise.
+ */
+async function inRounds(rounds: number, measure: (subject: Subject, round: number) => Promise<void>): Promise<void> {
+  for (let round = 1; round <= rounds; round++) {
+    for (const subject of round % 2 === 1 ? SUBJECTS : [...SUBJECTS].reverse()) await measure(subject, round);
+  }
 }
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    console.error(`\n${signal}: stopping servers and removing ${tempRoot}`);
-    killAll();
-    process.exit(130);
-  });
-}
-
-async function start(kind: ServerProcess["kind"], serverArgs: string[] = [], bunArgs: string[] = []): Promise<ServerProcess> {
-  const server = await spawnServer(kind, serverArgs, bunArgs);
-  children.add(server);
-  return server;
-}
-
-// Odd rounds run bare first, even rounds gateway first, so neither always inherits the other's warm caches or noise.
-function orderFor(round: number): readonly Subject[] {
-  return round % 2 === 1 ? SUBJECTS : [...SUBJECTS].reverse();
-}
-
-const round2 = (n: number) => Math.round(n * 100) / 100;
 
 interface ThroughputFigures {
   bare: number;
@@ -88,17 +64,15 @@ async function benchThroughput(servers: Record<Subject, ServerProcess>, mode: Mo
   const rps: Record<Subject, number[]> = { bare: [], gateway: [] };
   const cpu: Record<Subject, number[]> = { bare: [], gateway: [] };
   let errors = 0;
-  for (let round = 1; round <= rounds; round++) {
-    for (const subject of orderFor(round)) {
-      const server = servers[subject];
-      const r = await closedLoop(server.url, { mode, ...load, cpuMs: () => cpuMsOf(server) });
-      rps[subject].push(r.rps);
-      if (r.cpuUsPerRequest !== undefined) cpu[subject].push(r.cpuUsPerRequest);
-      errors += r.errors;
-      const cpuNote = r.cpuUsPerRequest === undefined ? "" : `   ${Math.round(r.cpuUsPerRequest)} µs CPU/request`;
-      console.log(`  ${mode.padEnd(4)} round ${round}  ${subject.padEnd(7)} ${rate(r.rps).padStart(7)} req/s${cpuNote}`);
-    }
-  }
+  await inRounds(rounds, async (subject, round) => {
+    const server = servers[subject];
+    const r = await closedLoop(chatCompletion(server.url, mode), { ...load, cpuMs: () => cpuMsOf(server) });
+    rps[subject].push(r.perSec);
+    if (r.cpuUsPerRequest !== undefined) cpu[subject].push(r.cpuUsPerRequest);
+    errors += r.errors;
+    const cpuNote = r.cpuUsPerRequest === undefined ? "" : `   ${Math.round(r.cpuUsPerRequest)} µs CPU/request`;
+    console.log(`  ${mode.padEnd(4)} round ${round}  ${subject.padEnd(7)} ${rate(r.perSec).padStart(7)} req/s${cpuNote}`);
+  });
   const bare = median(rps.bare);
   const gateway = median(rps.gateway);
   const hasCpu = cpu.bare.length === rounds && cpu.gateway.length === rounds;
@@ -127,17 +101,15 @@ async function benchLatency(urls: Record<Subject, string>, mode: Mode): Promise<
   const samples: Record<Subject, number[]> = { bare: [], gateway: [] };
   const lags: Record<Subject, number[]> = { bare: [], gateway: [] };
   let errors = 0;
-  for (let round = 1; round <= rounds; round++) {
-    for (const subject of orderFor(round)) {
-      const r = await openLoop(urls[subject], { mode, ...load });
-      samples[subject].push(...r.latencies);
-      lags[subject].push(r.sendLagP99Ms);
-      errors += r.errors;
-      console.log(
-        `  ${mode.padEnd(4)} round ${round}  ${subject.padEnd(7)} p50 ${quantile(r.latencies, 0.5).toFixed(2)} ms  p99 ${quantile(r.latencies, 0.99).toFixed(2)} ms  (${r.latencies.length} requests, send lag p99 ${r.sendLagP99Ms.toFixed(2)} ms)`,
-      );
-    }
-  }
+  await inRounds(rounds, async (subject, round) => {
+    const r = await openLoop(chatCompletion(urls[subject], mode), load);
+    samples[subject].push(...r.latencies);
+    lags[subject].push(r.sendLagP99Ms);
+    errors += r.errors;
+    console.log(
+      `  ${mode.padEnd(4)} round ${round}  ${subject.padEnd(7)} p50 ${quantile(r.latencies, 0.5).toFixed(2)} ms  p99 ${quantile(r.latencies, 0.99).toFixed(2)} ms  (${r.latencies.length} requests, send lag p99 ${r.sendLagP99Ms.toFixed(2)} ms)`,
+    );
+  });
   const at = (subject: Subject, q: number) => quantile(samples[subject].sort((a, b) => a - b), q);
   const p50 = { bare: at("bare", 0.5), gateway: at("gateway", 0.5) };
   const p99 = { bare: at("bare", 0.99), gateway: at("gateway", 0.99) };
@@ -150,7 +122,7 @@ async function benchLatency(urls: Record<Subject, string>, mode: Mode): Promise<
   };
 }
 
-function printTable(throughput: Partial<Record<Mode, ThroughputFigures>>, latency: Partial<Record<Mode, LatencyFigures>>): void {
+function printResults(throughput: Partial<Record<Mode, ThroughputFigures>>, latency: Partial<Record<Mode, LatencyFigures>>): void {
   const verdict = (ok: boolean) => (ok ? "ok" : "MISSED");
   const rows: string[][] = [["measure", "bare", "gateway", "result", "target", ""]];
   for (const [mode, f] of Object.entries(throughput)) {
@@ -173,34 +145,29 @@ function printTable(throughput: Partial<Record<Mode, ThroughputFigures>>, latenc
       verdict(f.p99Ms.added <= ADDED_P99_TARGET_MS),
     ]);
   }
-  const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => row[col]!.length)));
-  console.log("");
-  for (const row of rows) {
-    console.log(row.map((cell, col) => (col === 0 || col === 5 ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!))).join("  ").trimEnd());
-  }
+  printTable(rows);
 }
 
 /** One request of each kind through each subject before timing anything: a broken setup fails loudly here. */
 async function smokeTest(urls: Record<Subject, string>): Promise<void> {
   for (const mode of MODES) {
     for (const subject of SUBJECTS) {
-      const r = await closedLoop(urls[subject], { mode, workers: 1, warmupMs: 0, durationMs: 50 });
-      if (r.errors > 0 || r.requests === 0) throw new Error(`${subject} did not answer ${mode} requests correctly (see above)`);
+      const r = await closedLoop(chatCompletion(urls[subject], mode), { workers: 1, warmupMs: 0, durationMs: 50 });
+      if (r.errors > 0 || r.completed === 0) throw new Error(`${subject} did not answer ${mode} requests correctly (see above)`);
     }
   }
 }
 
-async function main(): Promise<void> {
-  console.log(`keypool gateway bench${quick ? " (quick)" : ""} — bun ${Bun.version}, ${navigator.hardwareConcurrency} CPUs\n`);
+async function main(run: BenchRun): Promise<void> {
+  printBanner("gateway", quick);
   const started = performance.now();
-  const profileArgs = profileDir ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${resolve(profileDir)}`] : [];
-  if (profileDir) mkdirSync(resolve(profileDir), { recursive: true });
+  const profileArgs = cpuProfileArgs(profileDir);
 
-  const upstream = await start("upstream");
-  const stateDir = join(tempRoot, "gateway");
+  const upstream = await run.spawn("upstream", SERVER_SCRIPT, ["upstream"]);
+  const stateDir = join(run.tempRoot, "gateway");
   mkdirSync(stateDir);
-  const bare = await start("bare", [upstream.url]);
-  const gateway = await start("gateway", [upstream.url, stateDir], profileArgs);
+  const bare = await run.spawn("bare", SERVER_SCRIPT, ["bare", upstream.url]);
+  const gateway = await run.spawn("gateway", SERVER_SCRIPT, ["gateway", upstream.url, stateDir], profileArgs);
   const servers: Record<Subject, ServerProcess> = { bare, gateway };
   const urls: Record<Subject, string> = { bare: bare.url, gateway: gateway.url };
   await smokeTest(urls);
@@ -219,18 +186,15 @@ async function main(): Promise<void> {
   }
 
   // Stopped gracefully (not killed) so a --cpu-prof profile gets written.
-  for (const server of [gateway, bare, upstream]) {
-    await stopServer(server);
-    children.delete(server);
-  }
-  printTable(throughput, latency);
+  for (const server of [gateway, bare, upstream]) await run.stop(server);
+  printResults(throughput, latency);
   console.log(
     JSON.stringify({
       bench: "gateway",
       quick,
       bun: Bun.version,
       cpus: navigator.hardwareConcurrency,
-      seconds: Math.round((performance.now() - started) / 100) / 10,
+      seconds: secondsSince(started),
       targets: { throughputRatio: THROUGHPUT_TARGET, addedP99Ms: ADDED_P99_TARGET_MS },
       ...(only !== "latency" && { throughput }),
       ...(only !== "throughput" && { latency }),
@@ -238,8 +202,5 @@ async function main(): Promise<void> {
   );
 }
 
-try {
-  await main();
-} finally {
-  killAll();
-}
+using run = new BenchRun("keypool-bench-gateway-");
+await main(run);

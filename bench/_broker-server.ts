@@ -1,17 +1,14 @@
 /**
  * A benchmark target in its own process, so the load generator's CPU use weighs on both targets alike.
  *
- *   bun bench/_server.ts daemon|bare|daemon-memory|api-stub [state-dir]
+ *   bun bench/_broker-server.ts daemon|bare|daemon-memory|api-stub [state-dir]
  *
  * `daemon` and `bare` are the two sides of the comparison. The other two take the daemon apart for
  * `--breakdown`: `daemon-memory` is the real daemon with its SQLite state in memory (no file I/O),
  * `api-stub` is the real HTTP app over a store that does nothing (the cost of Elysia alone).
  *
- * Prints its base URL as the first line of stdout, then serves until SIGINT/SIGTERM or until stdin
- * closes (the parent died without saying goodbye).
+ * Speaks the contract in `_process.ts`: its URL on the first line of stdout, then serves until stopped.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Config } from "../src/config/types";
 import { createDaemon } from "../src/daemon/create-daemon";
@@ -20,18 +17,14 @@ import { BrokerService } from "../src/http/broker-service";
 import { silentLogger } from "../src/log";
 import type { PoolStore } from "../src/store/types";
 import { benchKeys } from "./_keys";
+import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
 const HTTP_KEYS = 100;
-
-interface Target {
-  url: string;
-  stop(): Promise<void>;
-}
 
 const KINDS = ["daemon", "bare", "daemon-memory", "api-stub"] as const;
 type Kind = (typeof KINDS)[number];
 
-async function startDaemon(stateFile: string): Promise<Target> {
+async function startDaemon(stateFile: string): Promise<ServedTarget> {
   const config: Config = {
     server: { host: "127.0.0.1", port: 0 },
     stateFile,
@@ -45,7 +38,7 @@ async function startDaemon(stateFile: string): Promise<Target> {
 }
 
 // The same request and response shapes as the broker, and nothing else: the cost of HTTP + JSON in Bun.
-function startBare(): Target {
+function startBare(): ServedTarget {
   let leases = 0;
   const server = Bun.serve({
     hostname: "127.0.0.1",
@@ -86,7 +79,7 @@ function stubStore(): PoolStore {
   return stub as unknown as PoolStore;
 }
 
-function startApiStub(): Target {
+function startApiStub(): ServedTarget {
   const app = createApiApp({ broker: new BrokerService(stubStore()), reload: async () => ({ pools: {} }), logger: silentLogger });
   app.listen({ hostname: "127.0.0.1", port: 0 });
   return {
@@ -97,7 +90,7 @@ function startApiStub(): Target {
   };
 }
 
-async function start(kind: Kind, stateDir: string): Promise<Target> {
+async function start(kind: Kind, stateDir: string): Promise<ServedTarget> {
   switch (kind) {
     case "daemon":
       return startDaemon(join(stateDir, "state.sqlite"));
@@ -113,32 +106,11 @@ async function start(kind: Kind, stateDir: string): Promise<Target> {
 async function main(): Promise<void> {
   const kind = process.argv[2] as Kind;
   if (!KINDS.includes(kind)) {
-    console.error(`usage: bun bench/_server.ts ${KINDS.join("|")} [state-dir]`);
+    console.error(`usage: bun bench/_broker-server.ts ${KINDS.join("|")} [state-dir]`);
     process.exit(2);
   }
-  const ownDir = kind === "daemon" && !process.argv[3];
-  const stateDir = process.argv[3] ?? (ownDir ? mkdtempSync(join(tmpdir(), "keypool-bench-server-")) : "");
-  const target = await start(kind, stateDir);
-
-  let stopping = false;
-  const shutdown = async () => {
-    if (stopping) return;
-    stopping = true;
-    try {
-      await target.stop();
-    } finally {
-      if (ownDir) rmSync(stateDir, { recursive: true, force: true });
-      process.exit(0);
-    }
-  };
-  process.on("SIGINT", shutdown);
-  process.on("SIGTERM", shutdown);
-
-  process.stdout.write(`${target.url}\n`);
-  // EOF on stdin means the parent is gone; don't outlive it.
-  for await (const _ of Bun.stdin.stream()) {
-  }
-  await shutdown();
+  const stateDir = childStateDir(process.argv[3], kind === "daemon", "keypool-bench-server-");
+  await serveUntilStopped(await start(kind, stateDir.path), stateDir.remove);
 }
 
 await main();
