@@ -28,7 +28,8 @@ describe("keypool CLI against a running daemon", () => {
     expect(Object.keys(lease).sort()).toEqual(["expires_at", "id", "lease", "masked", "pool"]);
 
     const release = await run("release", ...auth, "--lease", lease.lease, "--status", "429");
-    expect([release.code, release.stdout.trim()]).toEqual([0, `released ${lease.id} (pool default): unknown`]);
+    // A 429 rests the key on the rate_limit ladder even with cooldown_sec 0.
+    expect([release.code, release.stdout.trim()]).toEqual([0, `released ${lease.id} (pool default): cooling`]);
 
     const status = await run("status", ...auth);
     expect(status.code).toBe(0);

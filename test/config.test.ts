@@ -43,7 +43,9 @@ describe("loadConfig", () => {
       source: join(FIXTURES, "poolctl.yaml"),
       server: { host: "0.0.0.0", port: 9000, apiKey: undefined },
       metrics: undefined,
+      log: undefined,
       stateFile: join(FIXTURES, "keypool.db"),
+      shutdownTimeoutSec: 30,
       pools: {
         default: {
           name: "default",
@@ -149,7 +151,7 @@ describe("environment interpolation", () => {
 describe("config errors", () => {
   it("names a rotation that is not one of the strategies", () => {
     expect(issuesFor("pools:\n  openai:\n    tokens_file: tokens.txt\n    rotation: lru2\n")).toEqual([
-      'pools.openai.rotation: "lru2" is not one of lru, round_robin, random, weighted',
+      'pools.openai.rotation: "lru2" is not one of lru, round_robin, random, weighted, most_remaining, least_busy',
     ]);
   });
 
@@ -227,7 +229,7 @@ describe("config errors", () => {
     ].join("\n");
     expect(issuesFor(yaml)).toEqual([
       "pools.Bad Name: pool names are 1–64 lowercase letters, digits, _ and -, starting with a letter or digit — rename it",
-      'rotation: "sideways" is not one of lru, round_robin, random, weighted',
+      'rotation: "sideways" is not one of lru, round_robin, random, weighted, most_remaining, least_busy',
       "pools.ok.max_concurrency: expected a whole number ≥ 1, got 0",
       "pools.ok.upstream.base_url: required when enabled is true — e.g. https://api.openai.com",
       'pools.ok.upstream.auth_template: must contain {token}, e.g. "Bearer {token}"',
@@ -254,7 +256,7 @@ describe("config errors", () => {
     const issues = issuesFor(yaml, { SECRET: canary }, { "tokens.txt": tokens });
     // Expect one issue per bad line and field above, so none was skipped by an early YAML error.
     expect(issues.length).toBe(12);
-    expect(issues).toContain('rotation: "${SECRET}" is not one of lru, round_robin, random, weighted');
+    expect(issues).toContain('rotation: "${SECRET}" is not one of lru, round_robin, random, weighted, most_remaining, least_busy');
     for (const issue of issues) expect(issue).not.toContain("CANARY");
   });
 });

@@ -4,6 +4,11 @@ export const configArg = {
   config: { type: "string", alias: "c", description: "Path to the config file", default: "keypool.yaml" },
 } as const;
 
+/** For commands that can run without a file: -c, else keypool.yaml, else pools from the environment. */
+export const configOrEnvArg = {
+  config: { type: "string", alias: "c", description: "Path to the config file (default: keypool.yaml, else KEYPOOL_POOL_<NAME>_KEYS variables)" },
+} as const;
+
 export const jsonArg = {
   json: { type: "boolean", description: "Print JSON for machines" },
 } as const;

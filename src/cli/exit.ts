@@ -1,5 +1,6 @@
 /** Exit codes shared by every command (documented in the README). */
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+/** `interrupted`: a second SIGINT/SIGTERM cut a graceful shutdown short (128 + SIGINT, as shells report Ctrl-C). */
+export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const;
 
 /** Thrown by a command to end with a message on stderr and a specific exit code. */
 export class CliExit extends Error {

@@ -1,10 +1,11 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { splitCommandLine } from "./_command-line";
+import { readBackoff, readClassify } from "./_failure-policy";
 import { describe, readAddr, type Section } from "./_fields";
 import { ConfigError } from "./errors";
 import { parseTokensFile } from "./tokens-file";
-import { ROTATIONS, type CheckConfig, type PoolConfig, type RefreshConfig, type UpstreamConfig } from "./types";
+import { ROTATIONS, type CheckConfig, type KeySpec, type PoolConfig, type RefreshConfig, type UpstreamConfig } from "./types";
 
 /** Keys a pool accepts; at the top level next to `pools:` they are defaults for every pool. */
 export const POOL_KEYS = [
@@ -14,6 +15,11 @@ export const POOL_KEYS = [
   "recheck_interval_sec",
   "lease_ttl_sec",
   "max_concurrency",
+  "rpm",
+  "tpm",
+  "daily_requests",
+  "classify",
+  "backoff",
   "check",
   "refresh",
   "proxy",
@@ -22,8 +28,9 @@ export const POOL_KEYS = [
 
 const HTTP = ["http", "https"] as const;
 
-export function readPool(name: string, s: Section, baseDir: string): PoolConfig {
-  const tokens = readTokens(s, baseDir);
+/** `given`: the pool's keys from elsewhere (the environment), instead of a `tokens_file`. */
+export function readPool(name: string, s: Section, baseDir: string, given?: KeySpec[]): PoolConfig {
+  const tokens = given ? { file: undefined, keys: given } : readTokens(s, baseDir);
   const check = s.section("check");
   const refresh = s.section("refresh");
   const upstream = s.section("upstream");
@@ -36,6 +43,11 @@ export function readPool(name: string, s: Section, baseDir: string): PoolConfig 
     recheckIntervalSec: s.seconds("recheck_interval_sec", { default: 300, positive: true }),
     leaseTtlSec: s.seconds("lease_ttl_sec", { default: 300, positive: true }),
     maxConcurrency: s.number("max_concurrency", { min: 1, integer: true }),
+    rpm: s.number("rpm", { min: 1, integer: true, unit: "requests" }),
+    tpm: s.number("tpm", { min: 1, integer: true, unit: "tokens" }),
+    dailyRequests: s.number("daily_requests", { min: 1, integer: true, unit: "requests" }),
+    classify: readClassify(s),
+    backoff: readBackoff(s),
     check: check && readCheck(check),
     refresh: refresh && readRefresh(refresh),
     proxy: s.url("proxy", ["http", "https", "socks5", "socks5h"], "http://proxy.internal:3128"),

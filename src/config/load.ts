@@ -5,9 +5,11 @@ import { Issues, Section, describe, isMapping, joinPath, readAddr } from "./_fie
 import { POOL_KEYS, describeFsError, readPool } from "./_pool";
 import { ConfigError } from "./errors";
 import { interpolateEnv } from "./interpolate";
-import type { Config, PoolConfig } from "./types";
+import { type Config, type KeySpec, LOG_FORMATS, LOG_LEVELS, type PoolConfig } from "./types";
 
 type Env = Record<string, string | undefined>;
+
+export const DEFAULT_SHUTDOWN_TIMEOUT_SEC = 30;
 
 const POOL_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
@@ -36,6 +38,18 @@ export function parseConfig(text: string, opts: { baseDir: string; source?: stri
   const issues = new Issues();
   const tree = interpolateEnv(raw, opts.env, issues) as Record<string, unknown>;
   const config: Config = { source: opts.source, ...readConfig(new Section(tree, "", issues), opts.baseDir) };
+  if (issues.all.length > 0) throw new ConfigError(issues.all);
+  return config;
+}
+
+/**
+ * Validates a settings tree shaped like a config file whose pools' keys come from the caller
+ * (`keys` by pool name) instead of tokens files: how the environment defines pools.
+ * Messages name the tree's paths (`pools.openai.rotation`); the caller may translate them.
+ */
+export function readConfigTree(tree: Record<string, unknown>, opts: { baseDir: string; keys: Record<string, KeySpec[]> }): Config {
+  const issues = new Issues();
+  const config = readConfig(new Section(tree, "", issues), opts.baseDir, opts.keys);
   if (issues.all.length > 0) throw new ConfigError(issues.all);
   return config;
 }
@@ -71,18 +85,31 @@ function cleanYamlMessage(message: string): string {
     .replace(/: ".*"$/, "");
 }
 
-function readConfig(s: Section, baseDir: string): Config {
+function readConfig(s: Section, baseDir: string, keys?: Record<string, KeySpec[]>): Config {
   const server = s.section("server");
+  const store = s.section("store");
   const metrics = s.section("metrics");
+  const log = s.section("log");
   const stateFile = s.string("state_file", "keypool.db");
   const config: Config = {
     server: readServer(server ?? new Section({}, "server", s.issues)),
     metrics: metrics && readMetrics(metrics),
+    log: log && readLog(log),
     stateFile: stateFile === ":memory:" ? stateFile : resolve(baseDir, stateFile),
-    pools: readPools(s, baseDir),
+    shutdownTimeoutSec: s.seconds("shutdown_timeout_sec", { default: DEFAULT_SHUTDOWN_TIMEOUT_SEC }),
+    store: store && readStore(store, baseDir),
+    watch: s.bool("watch"),
+    pools: readPools(s, baseDir, keys),
   };
   s.done();
   return config;
+}
+
+function readStore(s: Section, baseDir: string): Config["store"] {
+  const keyFile = s.string("encryption_key_file");
+  const store = { encryptionKeyFile: keyFile === undefined ? undefined : resolve(baseDir, keyFile) };
+  s.done();
+  return store;
 }
 
 function readServer(s: Section): Config["server"] {
@@ -90,6 +117,14 @@ function readServer(s: Section): Config["server"] {
   const server = { host, port, apiKey: s.string("api_key") };
   s.done();
   return server;
+}
+
+function readLog(s: Section): Config["log"] {
+  const log: Config["log"] = {};
+  if (s.has("level")) log.level = s.oneOf("level", LOG_LEVELS, "info");
+  if (s.has("format")) log.format = s.oneOf("format", LOG_FORMATS, "json");
+  s.done();
+  return log;
 }
 
 function readMetrics(s: Section): Config["metrics"] {
@@ -102,9 +137,9 @@ function readMetrics(s: Section): Config["metrics"] {
  * Without `pools:`, the top level is one pool named `default` (the poolctl format).
  * With it, per-pool keys at the top level are defaults every pool inherits unless it sets its own.
  */
-function readPools(top: Section, baseDir: string): Record<string, PoolConfig> {
+function readPools(top: Section, baseDir: string, keys?: Record<string, KeySpec[]>): Record<string, PoolConfig> {
   const entry = top.entry("pools");
-  if (!entry) return { default: readPool("default", top, baseDir) };
+  if (!entry) return { default: readPool("default", top, baseDir, keys?.default) };
   top.allow(POOL_KEYS);
   if (!isMapping(entry.value) || Object.keys(entry.value).length === 0) {
     top.issues.add(entry.path, "expected a mapping of pool names to pool settings — add one, or drop pools: for a single pool");
@@ -121,7 +156,7 @@ function readPools(top: Section, baseDir: string): Record<string, PoolConfig> {
       top.issues.add(path, `expected a mapping of pool settings, got ${describe(body)}`);
       continue;
     }
-    pools[name] = readPool(name, new Section(body ?? {}, path, top.issues, top), baseDir);
+    pools[name] = readPool(name, new Section(body ?? {}, path, top.issues, top), baseDir, keys?.[name]);
   }
   return pools;
 }

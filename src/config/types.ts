@@ -3,8 +3,37 @@
  * Field names are camelCase; the YAML keys they come from are snake_case (see README).
  */
 
-export const ROTATIONS = ["lru", "round_robin", "random", "weighted"] as const;
+export const ROTATIONS = ["lru", "round_robin", "random", "weighted", "most_remaining", "least_busy"] as const;
 export type Rotation = (typeof ROTATIONS)[number];
+
+/** Why a key failed, as far as it matters for what to do with the key (see src/pool/classify.ts). */
+export const FAILURE_CLASSES = ["rate_limit", "quota", "auth", "overloaded", "timeout", "network", "client"] as const;
+export type FailureClass = (typeof FAILURE_CLASSES)[number];
+
+/** The classes that rest a key on a backoff ladder (auth quarantines; client is never the key's fault). */
+export const LADDER_CLASSES = ["rate_limit", "quota", "overloaded", "timeout", "network"] as const;
+export type LadderClass = (typeof LADDER_CLASSES)[number];
+
+/** A pool's own classification rule; a rule matches when every field it gives matches. */
+export interface ClassifyRuleConfig {
+  status?: number[];
+  /** A case-insensitive substring of the error body, or a regular expression written `/pattern/flags`. */
+  body?: string;
+  class: FailureClass;
+}
+
+/**
+ * One ladder as configured; unset fields keep the built-in ladder's. Rung n (from 0) rests
+ * `base × factor^n` (exponential) or `base + step × n` (linear), never more than `max`.
+ */
+export interface LadderConfig {
+  baseSec?: number;
+  factor?: number;
+  stepSec?: number;
+  maxSec?: number;
+}
+
+export type BackoffConfig = Partial<Record<LadderClass, LadderConfig>>;
 
 /** How a key is probed: an HTTP request or a command, never both. */
 export type CheckConfig = HttpCheckConfig | CommandCheckConfig;
@@ -103,6 +132,16 @@ export interface PoolConfig {
   leaseTtlSec: number;
   /** In-flight leases allowed per key; undefined means unbounded. */
   maxConcurrency?: number;
+  /** Requests per key per minute window; undefined means unbounded. */
+  rpm?: number;
+  /** Tokens per key per minute window, as reported on release; undefined means unbounded. */
+  tpm?: number;
+  /** Requests per key per day window; undefined means unbounded. */
+  dailyRequests?: number;
+  /** The pool's own failure rules, tried before the built-in ones. */
+  classify?: ClassifyRuleConfig[];
+  /** Per-class backoff ladders that differ from the defaults. */
+  backoff?: BackoffConfig;
   check?: CheckConfig;
   refresh?: RefreshConfig;
   /** Outbound proxy URL for probes and refresh calls. */
@@ -116,12 +155,33 @@ export interface ServerConfig {
   apiKey?: string;
 }
 
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export const LOG_FORMATS = ["json", "text"] as const;
+
+export interface LogConfig {
+  level?: (typeof LOG_LEVELS)[number];
+  format?: (typeof LOG_FORMATS)[number];
+}
+
 export interface Config {
   /** Absolute path of the file this came from, for reloads and messages. */
   source?: string;
   server: ServerConfig;
   metrics?: { addr: string };
+  /** Unset fields keep the logger's defaults: info, JSON when stderr is not a terminal. */
+  log?: LogConfig;
   /** SQLite file path (absolute), or ":memory:". */
   stateFile: string;
+  /** On SIGTERM/SIGINT, how long in-flight requests and streams may take to finish before they are cut (default 30). */
+  shutdownTimeoutSec?: number;
+  /** How the state file is kept; absent means tokens are stored unencrypted (unless KEYPOOL_MASTER_KEY is set). */
+  store?: StoreConfig;
+  /** Reload when the config file or a tokens file changes. */
+  watch?: boolean;
   pools: Record<string, PoolConfig>;
+}
+
+export interface StoreConfig {
+  /** Absolute path of a file holding the master key that encrypts token values (see src/store/token-cipher.ts). */
+  encryptionKeyFile?: string;
 }

@@ -1,15 +1,24 @@
 import type { Server } from "bun";
 import { ConfigError } from "../config/errors";
-import { loadConfig } from "../config/load";
+import { DEFAULT_SHUTDOWN_TIMEOUT_SEC, loadConfig } from "../config/load";
 import type { Config, PoolConfig } from "../config/types";
 import { Checker } from "../health/checker";
 import { DEFAULT_REFRESH_AHEAD_SEC } from "../health/refresh";
 import type { ReloadReport } from "../http/admin-routes";
 import { MAX_BODY_BYTES, createApiApp } from "../http/app";
 import { type GatewayListeners, type GatewayMode, startGatewayListeners } from "./gateway-listeners";
+import { drainListeners } from "./_drain";
+import { listenError } from "./listen-error";
 import { BrokerService } from "../http/broker-service";
+import { CompatService } from "../http/compat-service";
+import { type ConfigWatcher, createConfigWatcher } from "./config-watcher";
+import { loadTokenCipher } from "../store/master-key";
 import { type Logger, createLogger } from "../log";
+import { type Metrics, createMetrics } from "../metrics/metrics";
+import { startMetricsListener } from "./metrics-listener";
 import { type Clock, systemClock } from "../pool/clock";
+import { laddersOf } from "../pool/backoff";
+import { compileRules } from "../pool/classify";
 import { DomainError } from "../pool/errors";
 import { SqliteStore } from "../store/sqlite/sqlite-store";
 import type { PoolSettings, PoolStore, SyncResult } from "../store/types";
@@ -32,33 +41,59 @@ export interface Daemon {
   readonly broker: BrokerService;
   readonly checker: Checker;
   readonly app: ReturnType<typeof createApiApp>;
+  readonly metrics: Metrics;
   /** The API's base URL once started. */
   readonly url: string;
   /** Gateway listen address as configured → URL bound, once started. */
   readonly gatewayUrls: Record<string, string>;
+  /** The dedicated metrics listener's URL (metrics.addr), once started; undefined without one. */
+  readonly metricsUrl: string | undefined;
+  /** Binds the API and gateway listeners and starts the checker; a port that cannot be bound throws a ListenError. */
   start(): Promise<void>;
-  stop(): Promise<void>;
-  reload(): Promise<ReloadReport>;
+  /**
+   * Stops in order: listeners (new connections refused, in-flight requests and streams finish, cut after
+   * `timeoutSec`, default config.shutdownTimeoutSec or 30) → checker → store (checkpointed and closed).
+   */
+  stop(options?: { timeoutSec?: number }): Promise<void>;
+  /**
+   * Re-reads the config file and its tokens files; an invalid one is rejected (logged, INVALID_CONFIG)
+   * and the running config kept. Reloads run one at a time. `trigger` only labels the log line.
+   */
+  reload(trigger?: ReloadTrigger): Promise<ReloadReport>;
 }
+
+export type ReloadTrigger = "api" | "SIGHUP" | "watch";
 
 /** Wires every part by hand: config → store → services → HTTP. Nothing listens until start(). */
 export async function createDaemon(initialConfig: Config, options: DaemonOptions = {}): Promise<Daemon> {
   const clock = options.clock ?? systemClock;
-  const logger = options.logger ?? createLogger();
+  const logger = options.logger ?? createLogger(initialConfig.log);
   let config = initialConfig;
-  const store = new SqliteStore({ path: config.stateFile, clock, random: options.random });
+  const cipher = loadTokenCipher(config);
+  const store = new SqliteStore({ path: config.stateFile, clock, random: options.random, cipher });
   await store.syncPools(poolsForStore(config));
-  const broker = new BrokerService(store);
-  const checker = new Checker({ store, clock, logger, pools: () => Object.values(config.pools) });
+  const metrics = createMetrics({ store, clock });
+  const broker = new BrokerService(store, metrics);
+  const checker = new Checker({ store, clock, logger, metrics, pools: () => Object.values(config.pools) });
 
-  async function reload(): Promise<ReloadReport> {
-    if (!config.source) throw new DomainError("INVALID_CONFIG", "this daemon was not started from a config file; nothing to reload");
+  let reloading: Promise<unknown> = Promise.resolve();
+  function reload(trigger: ReloadTrigger = "api"): Promise<ReloadReport> {
+    const run = reloading.then(() => reloadNow(trigger));
+    reloading = run.catch(() => {});
+    return run;
+  }
+
+  async function reloadNow(trigger: ReloadTrigger): Promise<ReloadReport> {
+    if (!config.source) {
+      logger.warn("reload ignored: keypool was not started from a config file", { trigger });
+      throw new DomainError("INVALID_CONFIG", "this daemon was not started from a config file; nothing to reload");
+    }
     let next: Config;
     try {
       next = loadConfig(config.source);
     } catch (error) {
       if (error instanceof ConfigError) {
-        logger.error("reload rejected; keeping the running config", { issues: error.issues });
+        logger.error("reload rejected; keeping the running config", { trigger, issues: error.issues });
         throw new DomainError("INVALID_CONFIG", `reload rejected, running config kept: ${error.issues.join("; ")}`);
       }
       throw error;
@@ -67,13 +102,40 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     config = next;
     gateway?.update(next);
     const report = summarize(results);
-    logger.info("config reloaded", { pools: report.pools });
+    // The reloaded config may name other tokens files, or turn watching on or off.
+    if (watching) watchConfigFiles();
+    logger.info("config reloaded", { trigger, pools: report.pools });
     return report;
   }
 
-  const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger });
+  let watcher: ConfigWatcher | undefined;
+  // Between start() and stop(): only a running daemon watches files.
+  let watching = false;
+  // With `watch: true`, follows the config file and every tokens file it names, as of the last good load.
+  function watchConfigFiles(): void {
+    if (!config.watch || !config.source) {
+      void watcher?.stop();
+      watcher = undefined;
+      return;
+    }
+    watcher ??= createConfigWatcher({
+      logger,
+      onChange: (files) => {
+        logger.info("config files changed; reloading", { files });
+        reload("watch").catch((error) => {
+          if (!(error instanceof DomainError)) logger.error("reload failed", { trigger: "watch", error: (error as Error).message });
+        });
+      },
+    });
+    const tokensFiles = Object.values(config.pools).flatMap((pool) => (pool.tokensFile ? [pool.tokensFile] : []));
+    watcher.watch([config.source, ...tokensFiles]);
+  }
+
+  const compat = new CompatService(broker, store);
+  const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger, metrics, clock, poolNames: () => store.poolNames(), compat });
   let server: Server<unknown> | undefined;
   let gateway: GatewayListeners | undefined;
+  let metricsServer: Server<unknown> | undefined;
 
   const urlOf = (running: Server<unknown>) => `http://${formatHost(running.hostname ?? config.server.host)}:${running.port}`;
 
@@ -82,6 +144,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     broker,
     checker,
     app,
+    metrics,
     get url() {
       if (!server) throw new Error("daemon not started");
       return urlOf(server);
@@ -89,20 +152,53 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     get gatewayUrls() {
       return gateway?.urls ?? {};
     },
+    get metricsUrl() {
+      return metricsServer ? `${urlOf(metricsServer)}/metrics` : undefined;
+    },
     async start() {
-      // Bun's own limit answers with an empty 413, so it sits above ours: the app refuses bodies over
-      // MAX_BODY_BYTES by Content-Length with a JSON error, and Bun stops chunked bodies that run on.
-      app.listen({ hostname: config.server.host, port: options.port ?? config.server.port, maxRequestBodySize: 2 * MAX_BODY_BYTES });
+      const port = options.port ?? config.server.port;
+      try {
+        // Bun's own limit answers with an empty 413, so it sits above ours: the app refuses bodies over
+        // MAX_BODY_BYTES by Content-Length with a JSON error, and Bun stops chunked bodies that run on.
+        app.listen({ hostname: config.server.host, port, maxRequestBodySize: 2 * MAX_BODY_BYTES });
+      } catch (error) {
+        throw listenError(error, { host: config.server.host, port, field: "server.addr", flag: "--port" });
+      }
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: `sqlite:${config.stateFile}`, pools: store.poolNames() });
-      gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store, clock, logger });
+      if (cipher) logger.info("tokens are encrypted at rest", { key: cipher.source, key_id: cipher.keyId });
+      else if (config.stateFile !== ":memory:") {
+        logger.warn("tokens are stored unencrypted in the state file (mode 0600); set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: config.stateFile });
+      }
+      watching = true;
+      watchConfigFiles();
+      try {
+        gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store, clock, logger, metrics });
+        if (config.metrics?.addr) metricsServer = startMetricsListener(config.metrics.addr, metrics, logger);
+      } catch (error) {
+        await Promise.all([app.stop(true), gateway?.stop(true)]);
+        server = undefined;
+        gateway = undefined;
+        throw error;
+      }
       if (options.autoCheck !== false) checker.start();
     },
-    async stop() {
-      await Promise.all([app.stop(), gateway?.stop()]);
+    async stop(stopOptions = {}) {
+      const timeoutSec = stopOptions.timeoutSec ?? config.shutdownTimeoutSec ?? DEFAULT_SHUTDOWN_TIMEOUT_SEC;
+      const listeners = [
+        ...(server ? [{ stop: (force: boolean) => (force ? server!.stop(true) : app.stop(false)) }] : []),
+        ...(gateway ? [gateway] : []),
+        ...(metricsServer ? [{ stop: (force: boolean) => metricsServer!.stop(force) }] : []),
+      ];
+      if (await drainListeners(listeners, timeoutSec * 1000)) {
+        logger.warn("shutdown timeout: requests still in flight were cut", { shutdown_timeout_sec: timeoutSec });
+      }
       // Before the store closes: probes in flight still record (or abandon) through it.
       await checker.stop();
+      watching = false;
+      await watcher?.stop();
+      watcher = undefined;
       await store.close();
     },
     reload,
@@ -122,6 +218,11 @@ export function poolSettingsOf(pool: PoolConfig): PoolSettings {
     reviveIntervalSec: pool.check?.reviveIntervalSec,
     failuresToDead: pool.check?.failuresToDead,
     refreshAheadSec: pool.refresh?.enabled ? (pool.refresh.aheadSec ?? DEFAULT_REFRESH_AHEAD_SEC) : undefined,
+    classify: compileRules(pool.classify),
+    ladders: laddersOf(pool.backoff),
+    rpm: pool.rpm,
+    tpm: pool.tpm,
+    dailyRequests: pool.dailyRequests,
   };
 }
 

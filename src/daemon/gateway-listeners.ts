@@ -1,9 +1,11 @@
 import type { Server } from "bun";
 import { parseAddr } from "../config/addr";
+import { listenError } from "./listen-error";
 import type { Config } from "../config/types";
 import { createGateway } from "../gateway/gateway";
 import { buildRoute, type GatewayRoute } from "../gateway/route";
 import type { Logger } from "../log";
+import type { MetricsRecorder } from "../metrics/metrics";
 import type { Clock } from "../pool/clock";
 import type { PoolStore } from "../store/types";
 
@@ -14,13 +16,15 @@ export interface GatewayListeners {
   readonly urls: Record<string, string>;
   /** Swaps in the routes of a reloaded config; a new listen address needs a restart. */
   update(config: Config): void;
-  stop(): Promise<void>;
+  /** Refuses new connections and waits for requests and streams in flight; `force` cuts them. */
+  stop(force?: boolean): Promise<void>;
 }
 
 interface Deps {
   store: PoolStore;
   clock: Clock;
   logger: Logger;
+  metrics?: MetricsRecorder;
 }
 
 /**
@@ -54,16 +58,23 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
   for (const [listen, routes] of groups) {
     // Validated when the config was loaded.
     const { host, port } = parseAddr(listen)!;
-    const server = Bun.serve({
-      hostname: host,
-      port,
-      // Long streams may sit idle for minutes between events; the socket must not be reaped.
-      idleTimeout: 0,
-      // The gateway enforces max_body_bytes itself, by Content-Length and while reading, and answers
-      // with an OpenAI-shaped 413. Bun's own limit would answer an empty 413 before the handler runs.
-      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-      fetch: (request, srv) => handlers.get(listen)!(request, srv),
-    });
+    let server: Server<unknown>;
+    try {
+      server = Bun.serve({
+        hostname: host,
+        port,
+        // Long streams may sit idle for minutes between events; the socket must not be reaped.
+        idleTimeout: 0,
+        // The gateway enforces max_body_bytes itself, by Content-Length and while reading, and answers
+        // with an OpenAI-shaped 413. Bun's own limit would answer an empty 413 before the handler runs.
+        maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+        fetch: (request, srv) => handlers.get(listen)!(request, srv),
+      });
+    } catch (error) {
+      // Listeners bound before this one must not outlive the failed start.
+      for (const started of servers.values()) void started.stop(true);
+      throw listenError(error, { host, port, field: `upstream.listen of pool ${routes.map((r) => r.pool).join(", ")}` });
+    }
     servers.set(listen, server);
     urls[listen] = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
     deps.logger.info("keypool gateway listening", { url: urls[listen], pools: routes.map((r) => r.pool) });
@@ -81,8 +92,8 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
       }
       install(nextGroups);
     },
-    async stop() {
-      await Promise.all([...servers.values()].map((s) => s.stop()));
+    async stop(force = false) {
+      await Promise.all([...servers.values()].map((s) => s.stop(force)));
     },
   };
 }

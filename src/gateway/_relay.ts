@@ -1,4 +1,6 @@
 export interface RelayHooks {
+  /** Sees each chunk as it passes (e.g. to read token usage); must not hold the stream up. */
+  onChunk?(chunk: Uint8Array): void;
   /** The upstream body ended normally and the client has it all. */
   onComplete(): void;
   /** The upstream connection failed mid-body. */
@@ -31,6 +33,7 @@ export function relayBody(upstream: ReadableStream<Uint8Array>, hooks: RelayHook
           controller.close();
           hooks.onComplete();
         } else {
+          hooks.onChunk?.(chunk.value);
           controller.enqueue(chunk.value);
         }
       },

@@ -1,9 +1,14 @@
 import type { Server } from "bun";
 import type { Logger } from "../log";
+import { type MetricsRecorder, noMetrics } from "../metrics/metrics";
+import { createUsageMeter } from "../metrics/usage-meter";
 import type { Clock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import type { Outcome } from "../pool/key-state";
+import { MAX_ERROR_BODY } from "../pool/classify";
+import { parseRateLimitHeaders } from "../pool/rate-limit-headers";
 import { retryAfterMs } from "../pool/retry-after";
+import { scrubSecrets } from "../pool/scrub-secrets";
 import { createSecretMatcher, presentedCredential } from "../pool/secret-match";
 import type { Lease, PoolStore } from "../store/types";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
@@ -16,13 +21,17 @@ export interface GatewayDeps {
   routes: GatewayRoute[];
   clock: Clock;
   logger: Logger;
+  metrics?: MetricsRecorder;
 }
+
+/** How much of an upstream error body goes into the log (scrubbed of anything credential-like). */
+const MAX_LOGGED_ERROR_BODY = 500;
 
 /** How much of a retried error body is kept, so it can still be returned if no other key is free. */
 const MAX_KEPT_ERROR_BODY = 256 * 1024;
 
 type Attempt =
-  | { kind: "response"; response: Response; lease: Lease }
+  | { kind: "response"; response: Response; lease: Lease; firstByteSec: number }
   | { kind: "transport"; error: string; lease: Lease };
 
 /**
@@ -31,6 +40,7 @@ type Attempt =
  */
 export function createGateway(deps: GatewayDeps) {
   const { store, routes, clock, logger } = deps;
+  const metrics = deps.metrics ?? noMetrics;
   const clientKeyChecks = new Map(routes.map((r) => [r.pool, clientKeyCheck(r.upstream.clientKeys)]));
   const maxBodyBytes = Math.max(...routes.map((r) => r.upstream.maxBodyBytes));
 
@@ -90,6 +100,7 @@ export function createGateway(deps: GatewayDeps) {
         lease = await store.take(route.pool, { exclude: tried });
       } catch (error) {
         if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
+        metrics.recordTake(route.pool, "no_key");
         // Keys ran out after failed attempts (fewer keys than attempts): report those, not a 503.
         if (lastFailure || lastTransportError) return giveUp(attempt - 1);
         const seconds = String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000)));
@@ -97,25 +108,41 @@ export function createGateway(deps: GatewayDeps) {
         return gatewayError(503, "no_key_available", error.message, { "retry-after": seconds });
       }
       tried.push(lease.id);
+      metrics.recordTake(route.pool, "ok");
+      if (attempt > 1) metrics.recordRetry(route.pool);
 
+      const sentAt = performance.now();
       const result = await attemptOnce(request, match.path + url.search, body, lease, route, clientIp);
       if (result.kind === "transport") {
         if (request.signal.aborted) {
           // The client left before the answer: that says nothing about the key, so no penalty
           // (released as a client-side 4xx is), and no retry, with no one left to answer.
-          await store.release({ lease: lease.lease }, { ok: true });
+          await store.release({ lease: lease.lease }, { ok: false, class: "client" });
           log(499, attempt, lease.id, { reason: "client closed the request" });
           return gatewayError(499, "client_closed_request", "the client went away");
         }
         await store.release({ lease: lease.lease }, { ok: false, error: result.error });
+        metrics.recordRequest(route.pool, lease.id, { ok: false, error: result.error });
         lastTransportError = `${result.error} (key ${lease.id})`;
         continue;
       }
 
       const { response } = result;
-      const outcome = outcomeOf(response, route, clock.now());
+      const outcome = await outcomeOf(response, route, clock.now());
+      metrics.observeUpstream(route.pool, "first_byte", result.firstByteSec);
+      metrics.recordRateLimits(route.pool, lease.id, response.headers);
       if (!outcome.ok && route.upstream.retryOn.includes(response.status)) {
         await store.release({ lease: lease.lease }, outcome);
+        metrics.recordRequest(route.pool, lease.id, outcome);
+        metrics.observeUpstream(route.pool, "total", (performance.now() - sentAt) / 1000);
+        logger.warn("upstream attempt failed", {
+          request_id: requestId,
+          pool: route.pool,
+          key: lease.id,
+          attempt,
+          status: response.status,
+          body: scrubSecrets((await response.clone().text()).slice(0, MAX_LOGGED_ERROR_BODY), [lease.token]),
+        });
         // Already buffered by attemptOnce, so it can still be answered if no other key is free.
         lastFailure = { response, keyId: lease.id };
         if (attempt < maxAttempts) continue;
@@ -124,19 +151,25 @@ export function createGateway(deps: GatewayDeps) {
 
       // From here the answer is the client's: never retried once a byte of it may have been sent.
       log(response.status, attempt, lease.id);
-      return streamBack(response, lease, attempt, outcome);
+      return streamBack(response, lease, attempt, outcome, sentAt);
     }
 
     return giveUp(maxAttempts);
   };
 
   /** Sends the upstream response to the client as it arrives; the lease is released when it ends. */
-  function streamBack(response: Response, lease: Lease, attempts: number, outcome: Outcome): Response | Promise<Response> {
+  function streamBack(response: Response, lease: Lease, attempts: number, outcome: Outcome, sentAt: number): Response | Promise<Response> {
     let released = false;
+    // Token usage is read from successful answers as they pass, only when someone collects it.
+    const usage = deps.metrics && response.status < 400 ? createUsageMeter(response.headers.get("content-type")) : undefined;
     const release = (how: Outcome) => {
       if (released) return;
       released = true;
-      store.release({ lease: lease.lease }, how).catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
+      metrics.recordRequest(lease.pool, lease.id, how);
+      metrics.observeUpstream(lease.pool, "total", (performance.now() - sentAt) / 1000);
+      const used = how.ok ? usage?.finish() : undefined;
+      if (used) metrics.recordTokens(lease.pool, lease.id, used);
+      store.release({ lease: lease.lease }, used ? { ...how, tokens: used.input + used.output } : how).catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
     };
     const headers = clientResponseHeaders(response.headers);
     headers.set("x-keypool-key", lease.id);
@@ -151,6 +184,7 @@ export function createGateway(deps: GatewayDeps) {
       // always take the relay below.
       return response.bytes().then(
         (bytes) => {
+          usage?.push(bytes);
           release(outcome);
           return new Response(bytes, { status: response.status, statusText: response.statusText, headers });
         },
@@ -162,6 +196,7 @@ export function createGateway(deps: GatewayDeps) {
       );
     }
     const body = relayBody(response.body, {
+      onChunk: usage && ((chunk) => usage.push(chunk)),
       onComplete: () => release(outcome),
       // A stream cut by the upstream is the key's failure; one the client walked away from is not.
       onUpstreamError: () => {
@@ -209,6 +244,7 @@ async function attemptOnce(
   const onClientGone = () => controller.abort(new DOMException("client closed the request", "AbortError"));
   request.signal.addEventListener("abort", onClientGone, { once: true });
   const firstByteTimer = setTimeout(() => controller.abort(new DOMException("timeout", "TimeoutError")), upstream.timeoutSec * 1000);
+  const sentAt = performance.now();
   try {
     const response = await fetch(target, {
       method: request.method,
@@ -221,8 +257,9 @@ async function attemptOnce(
     });
     // A failure that may be retried is read whole within the same time limit: its body is kept
     // for the client in case no other key helps, and an upstream that stalls it must not hang us.
-    if (upstream.retryOn.includes(response.status)) return { kind: "response", response: await bufferResponse(response), lease };
-    return { kind: "response", response, lease };
+    const firstByteSec = (performance.now() - sentAt) / 1000;
+    if (upstream.retryOn.includes(response.status)) return { kind: "response", response: await bufferResponse(response), lease, firstByteSec };
+    return { kind: "response", response, lease, firstByteSec };
   } catch (error) {
     const reason = controller.signal.reason as DOMException | undefined;
     const why = reason?.name === "TimeoutError" ? `no response within ${upstream.timeoutSec}s` : describeTransportError(error);
@@ -232,16 +269,20 @@ async function attemptOnce(
   }
 }
 
-function outcomeOf(response: Response, route: GatewayRoute, now: number): Outcome {
+/**
+ * What the answer says about the key; the store classifies it (a client error such as a prompt too
+ * long costs the key nothing). Rate-limit headers are read on every answer, so a key whose budget is
+ * spent rests before it ever gets a 429.
+ */
+async function outcomeOf(response: Response, route: GatewayRoute, now: number): Promise<Outcome> {
   const status = response.status;
-  if (status < 400) return { ok: true, status };
-  if (!route.upstream.retryOn.includes(status)) {
-    // Other 4xx are the client's fault (bad request, context too long): no penalty for the key.
-    return status >= 500 ? { ok: false, status } : { ok: true, status };
-  }
-  const asked = retryAfterMs(response.headers, now);
-  const floor = (route.upstream.cooldownSec ?? 0) * 1000;
-  return { ok: false, status, retryAfterMs: Math.max(asked ?? 0, floor) || undefined };
+  const budget = parseRateLimitHeaders(response.headers, now);
+  if (status < 400) return { ok: true, status, budget };
+  const retryable = route.upstream.retryOn.includes(status);
+  // Only an answer that may be retried was buffered; one streamed to the client is judged by its status.
+  const body = retryable ? (await response.clone().text()).slice(0, MAX_ERROR_BODY) : undefined;
+  const floor = retryable ? (route.upstream.cooldownSec ?? 0) * 1000 : 0;
+  return { ok: false, status, budget, body, retryAfterMs: retryAfterMs(response.headers, now), minRestMs: floor || undefined };
 }
 
 function withKeypoolHeaders(response: Response, keyId: string, attempts: number): Response {

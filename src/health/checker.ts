@@ -1,5 +1,7 @@
 import type { CheckConfig, PoolConfig } from "../config/types";
 import { type Logger, silentLogger } from "../log";
+import { type MetricsRecorder, noMetrics } from "../metrics/metrics";
+import { scrubSecrets } from "../pool/scrub-secrets";
 import type { Clock } from "../pool/clock";
 import type { DueCheck, PoolStore } from "../store/types";
 import { probeKey, type ProbeResult } from "./probe";
@@ -14,6 +16,7 @@ export interface CheckerOptions {
   pools: () => Iterable<PoolConfig>;
   clock: Clock;
   logger?: Logger;
+  metrics?: MetricsRecorder;
   /** How often the timer looks for due checks; the schedule itself lives in the store. */
   tickMs?: number;
 }
@@ -30,6 +33,7 @@ export class Checker {
   private readonly pools: () => Iterable<PoolConfig>;
   private readonly clock: Clock;
   private readonly logger: Logger;
+  private readonly metrics: MetricsRecorder;
   private readonly tickMs: number;
   private readonly owner = refreshOwnerId();
   private readonly aborter = new AbortController();
@@ -44,6 +48,7 @@ export class Checker {
     this.pools = options.pools;
     this.clock = options.clock;
     this.logger = options.logger ?? silentLogger;
+    this.metrics = options.metrics ?? noMetrics;
     this.tickMs = options.tickMs ?? DEFAULT_TICK_MS;
   }
 
@@ -133,6 +138,7 @@ export class Checker {
     if (refresh && result.status === 401 && !refreshed) {
       // Recorded first so that, if the refresh fails, its reason is the one the key ends up with.
       await this.store.recordCheck(pool.name, key.id, { ...result, token });
+      this.metrics.recordCheck(pool.name, result);
       const outcome = await this.refresh(pool, key.id, token);
       if (outcome.status !== "refreshed" && outcome.status !== "superseded") return;
       token = outcome.token;
@@ -140,6 +146,7 @@ export class Checker {
       if (!result) return;
     }
     await this.store.recordCheck(pool.name, key.id, { ...result, token });
+    this.metrics.recordCheck(pool.name, result);
     this.logger.debug("key checked", { pool: pool.name, id: key.id, ok: result.ok, status: result.status, reason: result.reason });
   }
 
@@ -157,7 +164,8 @@ export class Checker {
       { proxy: pool.proxy, signal: this.aborter.signal },
     );
     if (outcome.status === "refreshed") this.logger.info("token refreshed", { pool: pool.name, id });
-    if (outcome.status === "failed") this.logger.warn("token refresh failed", { pool: pool.name, id, reason: outcome.reason });
+    // The reason may quote the token endpoint's error body.
+    if (outcome.status === "failed") this.logger.warn("token refresh failed", { pool: pool.name, id, reason: scrubSecrets(outcome.reason, [staleToken]) });
     return outcome;
   }
 

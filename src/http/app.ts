@@ -1,11 +1,19 @@
-import { Elysia } from "elysia";
+import { Elysia, t } from "elysia";
 import type { Logger } from "../log";
+import type { Metrics } from "../metrics/metrics";
+import { type Clock, systemClock } from "../pool/clock";
 import { type ReloadReport, adminRoutes } from "./admin-routes";
 import { createApiKeyCheck } from "./auth";
 import { brokerRoutes } from "./broker-routes";
 import type { BrokerService } from "./broker-service";
+import { compatRoutes } from "./compat-routes";
+import type { CompatService } from "./compat-service";
+import { DOCS_PATHS, docsRoutes } from "./docs-routes";
 import { errorResponse, toErrorResponse } from "./errors";
+import { eventsRoutes } from "./events-routes";
+import { metricsRoutes } from "./metrics-routes";
 import { statusRoutes } from "./status-routes";
+import { uiRoutes } from "./ui-routes";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -14,10 +22,17 @@ export interface ApiDeps {
   reload: () => Promise<ReloadReport>;
   apiKey?: string;
   logger: Logger;
+  /** With metrics, the app also serves /metrics and the dashboard's /ui/data. */
+  metrics?: Metrics;
+  poolNames?: () => string[];
+  clock?: Clock;
+  /** With it, the app also serves the compatibility routes GET /keys/:pool and POST /health/:pool. */
+  compat?: CompatService;
 }
 
-// Routes anyone may call, even when server.api_key is set.
-const PUBLIC_PATHS = new Set(["/health"]);
+// Routes anyone may call, even when server.api_key is set: /metrics is scraped without credentials,
+// and the docs and dashboard pages hold no data (the dashboard asks for the key to fetch any).
+const PUBLIC_PATHS = new Set(["/health", "/metrics", "/ui", ...DOCS_PATHS]);
 
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
@@ -38,10 +53,23 @@ export function createApiApp(deps: ApiDeps) {
       if (response.status >= 500) deps.logger.error("request failed", { error: (error as Error)?.message ?? String(error) });
       return response;
     })
-    .get("/health", () => ({ ok: true }), { detail: { summary: "Liveness; never needs auth", tags: ["status"] } })
+    .get("/health", () => ({ ok: true as const }), {
+      response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }) },
+      detail: { summary: "Liveness; never needs auth", tags: ["status"], security: [] },
+    })
     .use(brokerRoutes(deps.broker))
     .use(statusRoutes(deps.broker))
-    .use(adminRoutes(deps.reload));
+    .use(eventsRoutes(deps.broker))
+    .use(adminRoutes(deps.reload))
+    .use(deps.compat ? compatRoutes(deps.compat) : new Elysia({ name: "compat-off" }))
+    .use(observabilityRoutes(deps))
+    .use(docsRoutes());
+}
+
+function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
+  const routes = new Elysia({ name: "observability" });
+  if (!metrics) return routes;
+  return routes.use(metricsRoutes(metrics)).use(uiRoutes({ metrics, poolNames: poolNames ?? (() => []), clock: clock ?? systemClock }));
 }
 
 function pathOf(url: string): string {

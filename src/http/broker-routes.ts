@@ -1,31 +1,28 @@
-import { Elysia, t } from "elysia";
+import { Elysia } from "elysia";
 import type { BrokerService } from "./broker-service";
-
-const errorShape = t.Object({ error: t.Object({ code: t.String(), message: t.String() }) });
+import { PoolQuery, ReleaseRequest, ReleaseResult, TakeBody, errors } from "./schemas";
 
 /** GET /take and POST /release. */
 export function brokerRoutes(broker: BrokerService) {
   // normalize: false so unknown fields are rejected (a typo like "staus" must not pass silently).
   return new Elysia({ name: "broker", normalize: false })
     .get("/take", ({ query }) => broker.take(query.pool), {
-      query: t.Object({ pool: t.Optional(t.String({ maxLength: 64 })) }),
-      response: {
-        200: t.Object({ id: t.String(), token: t.String(), pool: t.String(), lease: t.String(), expires_at: t.String() }),
-        503: errorShape,
+      query: PoolQuery,
+      response: { 200: TakeBody, ...errors(400, 401, 404, 503) },
+      detail: {
+        summary: "Take a healthy key",
+        description:
+          "Hands out the best available key and a lease on it. 503 with `Retry-After` when every key is resting; 404 for an unknown pool.",
+        tags: ["broker"],
       },
-      detail: { summary: "Take a healthy key", tags: ["broker"] },
     })
     .post("/release", ({ body }) => broker.release(body), {
-      body: t.Object(
-        {
-          lease: t.Optional(t.String({ minLength: 1, maxLength: 128 })),
-          id: t.Optional(t.String({ minLength: 1, maxLength: 128 })),
-          pool: t.Optional(t.String({ maxLength: 64 })),
-          ok: t.Boolean(),
-          status: t.Optional(t.Integer({ minimum: 100, maximum: 599 })),
-        },
-        { additionalProperties: false },
-      ),
-      detail: { summary: "Report how a key did and give it back", tags: ["broker"] },
+      body: ReleaseRequest,
+      response: { 200: ReleaseResult, ...errors(400, 401, 404, 413) },
+      detail: {
+        summary: "Report how a key did and give it back",
+        description: "Give `lease` (from /take) or `id`. `ok: false` with the upstream `status` rests (429, 5xx) or quarantines (401, 403) the key.",
+        tags: ["broker"],
+      },
     });
 }

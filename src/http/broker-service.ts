@@ -1,6 +1,8 @@
+import { type MetricsRecorder, noMetrics } from "../metrics/metrics";
 import { DomainError } from "../pool/errors";
-import { KEY_STATES, type KeyState } from "../pool/key-state";
-import type { KeyStatus, PoolStore, ReleaseResult } from "../store/types";
+import type { FailureClass } from "../pool/classify";
+import { KEY_STATES, type KeyState, type Outcome } from "../pool/key-state";
+import type { KeyEvent, KeyStatus, PoolStore, ReleaseResult } from "../store/types";
 
 export interface TakeBody {
   id: string;
@@ -16,11 +18,52 @@ export interface ReleaseRequest {
   pool?: string;
   ok: boolean;
   status?: number;
+  /** The start of the upstream's error body, for classification (≤ 4 KB). */
+  error_body?: string;
+  /** The upstream's Retry-After, in seconds. */
+  retry_after_sec?: number;
+  /** The caller's own verdict on the failure; wins over classification. */
+  class?: FailureClass;
+  /** Tokens the request used, counted against the pool's tpm. */
+  tokens?: number;
+}
+
+export const DEFAULT_EVENT_LIMIT = 100;
+
+/** GET /events: transitions with ISO times. */
+export interface EventsBody {
+  events: Array<Omit<KeyEvent, "at" | "until"> & { at: string; until: string | null }>;
 }
 
 export interface StatusBody {
   pools: Record<string, { total: number; counts: Record<KeyState, number> }>;
-  keys: Array<Record<string, unknown>>;
+  keys: StatusRow[];
+}
+
+/** One key in /status: ISO times, snake_case, the token masked. */
+export interface StatusRow {
+  id: string;
+  pool: string;
+  masked: string;
+  state: KeyState;
+  reason: string | null;
+  until: string | null;
+  weight: number;
+  last_check: string | null;
+  last_check_status: number | null;
+  last_check_latency_ms: number | null;
+  consecutive_failures: number;
+  next_check_at: string | null;
+  last_used: string | null;
+  requests: number;
+  errors: number;
+  in_flight: number;
+  /** The class of the key's last failure, and failures of it in a row (0 after a success). */
+  class: FailureClass | null;
+  rung: number;
+  group: string | null;
+  /** What the upstream's rate-limit headers last said is left; null until they said anything. */
+  remaining: { requests: number | null; tokens: number | null; reset_at: string | null } | null;
 }
 
 /**
@@ -28,18 +71,53 @@ export interface StatusBody {
  * calls and results into responses, and never touch the store themselves.
  */
 export class BrokerService {
-  constructor(private readonly store: PoolStore) {}
+  constructor(
+    private readonly store: PoolStore,
+    private readonly metrics: MetricsRecorder = noMetrics,
+  ) {}
 
   async take(pool?: string): Promise<TakeBody> {
-    const lease = await this.store.take(this.resolvePool(pool));
+    const name = this.resolvePool(pool);
+    let lease: Awaited<ReturnType<PoolStore["take"]>>;
+    try {
+      lease = await this.store.take(name);
+    } catch (error) {
+      // Only a pool that exists gets a series: a label must not be whatever a caller typed.
+      if (error instanceof DomainError && error.code === "NO_KEY_AVAILABLE") this.metrics.recordTake(name, "no_key");
+      throw error;
+    }
+    this.metrics.recordTake(lease.pool, "ok");
     return { id: lease.id, token: lease.token, pool: lease.pool, lease: lease.lease, expires_at: iso(lease.expiresAt) };
   }
 
   async release(request: ReleaseRequest): Promise<ReleaseResult> {
-    const outcome = { ok: request.ok, status: request.status };
-    if (request.lease !== undefined) return this.store.release({ lease: request.lease }, outcome);
-    if (request.id !== undefined) return this.store.release({ id: request.id, pool: request.pool }, outcome);
-    throw new DomainError("BAD_REQUEST", 'say which key you are releasing: give "lease" (from /take) or "id"');
+    const outcome: Outcome = {
+      ok: request.ok,
+      status: request.status,
+      body: request.error_body,
+      retryAfterMs: request.retry_after_sec === undefined ? undefined : Math.round(request.retry_after_sec * 1000),
+      class: request.class,
+      tokens: request.tokens,
+    };
+    let result: ReleaseResult;
+    if (request.lease !== undefined) result = await this.store.release({ lease: request.lease }, outcome);
+    else if (request.id !== undefined) result = await this.store.release({ id: request.id, pool: request.pool }, outcome);
+    else throw new DomainError("BAD_REQUEST", 'say which key you are releasing: give "lease" (from /take) or "id"');
+    this.metrics.recordRequest(result.pool, result.id, outcome);
+    return result;
+  }
+
+  /** Recent state transitions, oldest first; `since` is an ISO 8601 time or epoch milliseconds. */
+  async events(query: { pool?: string; key?: string; since?: string; limit?: number }): Promise<EventsBody> {
+    const events = await this.store.events({
+      pool: query.pool || undefined,
+      key: query.key || undefined,
+      since: query.since ? parseSince(query.since) : undefined,
+      limit: query.limit ?? DEFAULT_EVENT_LIMIT,
+    });
+    return {
+      events: events.map((e) => ({ ...e, at: iso(e.at), until: e.until === null ? null : iso(e.until) })),
+    };
   }
 
   async status(pool?: string): Promise<StatusBody> {
@@ -68,7 +146,7 @@ function emptyCounts(): Record<KeyState, number> {
   return Object.fromEntries(KEY_STATES.map((s) => [s, 0])) as Record<KeyState, number>;
 }
 
-function statusRow(row: KeyStatus): Record<string, unknown> {
+function statusRow(row: KeyStatus): StatusRow {
   return {
     id: row.id,
     pool: row.pool,
@@ -86,7 +164,21 @@ function statusRow(row: KeyStatus): Record<string, unknown> {
     requests: row.requests,
     errors: row.errors,
     in_flight: row.inFlight,
+    class: row.failClass,
+    rung: row.rung,
+    group: row.group,
+    remaining: row.remaining && {
+      requests: row.remaining.requests,
+      tokens: row.remaining.tokens,
+      reset_at: row.remaining.resetAt === null ? null : iso(row.remaining.resetAt),
+    },
   };
+}
+
+function parseSince(since: string): number {
+  const at = /^\d+$/.test(since) ? Number(since) : Date.parse(since);
+  if (Number.isNaN(at)) throw new DomainError("BAD_REQUEST", `since: "${since.slice(0, 40)}" is not a time — give an ISO 8601 time (2026-01-01T12:00:00Z) or epoch milliseconds`);
+  return at;
 }
 
 function iso(ms: number): string {

@@ -6,6 +6,10 @@
  * cooling by itself when the clock passes `readyAt` — no timer has to flip it back.
  */
 
+import { DEFAULT_LADDERS, type Ladders, backoffMs } from "./backoff";
+import { type ClassifyRule, type FailureClass, classifyFailure } from "./classify";
+import type { RateLimitBudget } from "./rate-limit-headers";
+
 export type KeyHealth = "unknown" | "live" | "quarantined" | "dead" | "disabled";
 export type KeyState = KeyHealth | "cooling";
 export const KEY_STATES: readonly KeyState[] = ["unknown", "live", "cooling", "quarantined", "dead", "disabled"];
@@ -58,16 +62,51 @@ export interface Outcome {
   retryAfterMs?: number;
   /** A transport failure with no status: "timeout", "network". */
   error?: string;
+  /** The start of the upstream's error body, for classification (only MAX_ERROR_BODY characters are read). */
+  body?: string;
+  /** The caller's own verdict on the failure; wins over classification. */
+  class?: FailureClass;
+  /** At least this rest after a classified failure (the gateway's upstream.cooldown_sec). */
+  minRestMs?: number;
+  /** What the upstream's rate-limit headers said is left (applied by the store). */
+  budget?: RateLimitBudget;
+  /** Tokens the request used, counted against tpm (applied by the store). */
+  tokens?: number;
 }
 
+/** Where a key stands on its backoff ladder. */
+export interface LadderPosition {
+  /** The class of the key's last failure; null after a success. */
+  failClass: FailureClass | null;
+  /** Failures of `failClass` in a row: 1 is the first rung, 0 means no failure since the last success. */
+  rung: number;
+  /**
+   * When the current rung's rest ends. A failure reported before then belongs to the same episode
+   * (requests that were already in flight) and does not climb the ladder.
+   */
+  failUntil: number;
+}
+
+export const CLEAN_LADDER: LadderPosition = { failClass: null, rung: 0, failUntil: 0 };
+
 export interface RestPolicy {
-  /** Rest after every take and after every failure; 0 disables it. */
+  /** Rest after every take and after every unclassified failure; 0 disables it. */
   cooldownSec: number;
   /**
    * How long an auth failure keeps a key out when no health check can revive it.
    * Undefined: quarantined until a probe succeeds.
    */
   quarantineSec?: number;
+  /** The pool's own classification rules, tried before the built-in ones. */
+  classify?: readonly ClassifyRule[];
+  /** Per-class ladders; DEFAULT_LADDERS when unset. */
+  ladders?: Ladders;
+}
+
+/** A key after an outcome: its condition, its ladder, and the class the outcome was given. */
+export interface OutcomeEffect extends KeyCondition, LadderPosition {
+  /** Undefined for a success and for a failure nobody could classify. */
+  class?: FailureClass;
 }
 
 const AUTH_STATUSES = new Set([401, 403]);
@@ -79,25 +118,90 @@ export function afterTake(key: KeyCondition, policy: RestPolicy, now: number): K
 }
 
 /**
- * Applies a reported outcome. A rest already set is never shortened: a key that failed while
- * resting keeps the longer of the two rests.
+ * Applies a reported outcome. A success resets the ladder; a failure is classified (unless the
+ * caller gave a class) and rests the key on its class's ladder. A rest already set is never
+ * shortened: a key that failed while resting keeps the longer of the two rests.
+ * `random` jitters ladder rests (see backoffMs); tests pass `() => 0` for exact rests.
  */
-export function afterOutcome(key: KeyCondition, outcome: Outcome, policy: RestPolicy, now: number): KeyCondition {
+export function afterOutcome(
+  key: KeyCondition & Partial<LadderPosition>,
+  outcome: Outcome,
+  policy: RestPolicy,
+  now: number,
+  random: () => number = Math.random,
+): OutcomeEffect {
+  const ladder: LadderPosition = { failClass: key.failClass ?? null, rung: key.rung ?? 0, failUntil: key.failUntil ?? 0 };
+  const condition: KeyCondition = { health: key.health, reason: key.reason, readyAt: key.readyAt };
   if (outcome.ok) {
-    return { health: "live", readyAt: key.readyAt, reason: key.readyAt > now ? key.reason : null };
+    if (key.health === "disabled") return { ...condition, ...CLEAN_LADDER };
+    return { health: "live", readyAt: key.readyAt, reason: key.readyAt > now ? key.reason : null, ...CLEAN_LADDER };
   }
-  const status = outcome.status;
-  if (status !== undefined && AUTH_STATUSES.has(status)) {
-    if (policy.quarantineSec === undefined) {
-      return { health: "quarantined", readyAt: 0, reason: `auth failure (HTTP ${status}); waiting for a health check` };
-    }
-    const readyAt = now + Math.max(1, policy.quarantineSec) * 1000;
-    return { health: "quarantined", readyAt, reason: `auth failure (HTTP ${status}); no health check, retried after quarantine_sec` };
+  const cls = outcome.class ?? classifyFailure(outcome, policy.classify);
+  const what = describeFailure(outcome);
+  // Never the key's fault (a prompt too long, a malformed request): nothing changes.
+  if (cls === "client") return { ...condition, ...ladder, class: cls };
+  if (cls === "auth") return { ...quarantine(what, policy, now), ...climb(ladder, cls, 0, now), class: cls };
+  // Out until a probe or an operator says otherwise: a rest would turn that into a timed wait.
+  if (!isTakeable(key)) return { ...condition, ...ladder, class: cls };
+  if (cls === undefined) {
+    const restMs = Math.max(policy.cooldownSec * 1000, outcome.retryAfterMs ?? 0);
+    const readyAt = restMs > 0 ? Math.max(key.readyAt, now + restMs) : key.readyAt;
+    return { ...condition, ...ladder, readyAt, reason: readyAt > now ? `cooling after ${what}` : `failed (${what})` };
   }
-  const what = status !== undefined ? `HTTP ${status}` : (outcome.error ?? "reported failure");
-  const restMs = Math.max(policy.cooldownSec * 1000, outcome.retryAfterMs ?? 0);
-  const readyAt = restMs > 0 ? Math.max(key.readyAt, now + restMs) : key.readyAt;
-  return { health: key.health, readyAt, reason: readyAt > now ? `cooling after ${what}` : `failed (${what})` };
+  const sameEpisode = ladder.failClass === cls && ladder.failUntil > now;
+  const rung = sameEpisode ? ladder.rung : ladder.failClass === cls ? ladder.rung + 1 : 1;
+  const ladderOf = (policy.ladders ?? DEFAULT_LADDERS)[cls];
+  // A failure of a request already in flight when the rung began only honours a longer Retry-After.
+  const earned = sameEpisode ? (outcome.retryAfterMs ?? 0) : backoffMs(ladderOf, rung, random, outcome.retryAfterMs);
+  const restMs = Math.max(earned, outcome.minRestMs ?? 0);
+  const readyAt = Math.max(key.readyAt, now + restMs);
+  const failUntil = Math.max(sameEpisode ? ladder.failUntil : 0, now + restMs);
+  return {
+    ...condition,
+    readyAt,
+    reason: `${cls} (${what}); rung ${rung}, resting ${formatDuration(readyAt - now)}`,
+    failClass: cls,
+    rung,
+    failUntil,
+    class: cls,
+  };
+}
+
+function quarantine(what: string, policy: RestPolicy, now: number): KeyCondition {
+  if (policy.quarantineSec === undefined) {
+    return { health: "quarantined", readyAt: 0, reason: `auth failure (${what}); waiting for a health check` };
+  }
+  const readyAt = now + Math.max(1, policy.quarantineSec) * 1000;
+  return { health: "quarantined", readyAt, reason: `auth failure (${what}); no health check, retried after quarantine_sec` };
+}
+
+function climb(ladder: LadderPosition, cls: FailureClass, failUntil: number, now: number): LadderPosition {
+  const same = ladder.failClass === cls;
+  return { failClass: cls, rung: same && ladder.failUntil > now ? ladder.rung : same ? ladder.rung + 1 : 1, failUntil };
+}
+
+function describeFailure(outcome: Outcome): string {
+  if (outcome.status !== undefined) return `HTTP ${outcome.status}`;
+  return outcome.error ?? "reported failure";
+}
+
+/**
+ * A rest imposed from outside the key's own outcome: its quota group failed, the upstream's
+ * budget ran out, or one of its own limits was reached. Never shortens a rest, and leaves keys
+ * that are out for another reason (quarantined, dead, disabled) as they are.
+ */
+export function restUntil(key: KeyCondition, until: number, reason: string, now: number): KeyCondition {
+  if (!isTakeableHealth(key.health) || until <= now || until <= key.readyAt) return key;
+  return { ...key, readyAt: until, reason };
+}
+
+/** `45s`, `5m`, `1h 30m`: rests as /status reasons show them. */
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return s % 60 === 0 ? `${s / 60}m` : `${Math.floor(s / 60)}m ${s % 60}s`;
+  const m = Math.round(s / 60);
+  return m % 60 === 0 ? `${m / 60}h` : `${Math.floor(m / 60)}h ${m % 60}m`;
 }
 
 /** An operator's switch: disabled keys are never handed out until enabled again. */

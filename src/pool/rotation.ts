@@ -14,6 +14,11 @@ import type { Rotation } from "../config/types";
  *                keys never picked drift towards 1 and the last picked key keeps winning.)
  * - weighted:    stride scheduling — rank advances by 1/weight per take, so a key of weight 3
  *                is picked three times as often as one of weight 1, deterministically
+ * - most_remaining: rank = minus the requests the upstream says are left (rate-limit headers), so the
+ *                key with the most budget goes first; a key whose budget is unknown (or refills by the
+ *                time its rest ends) ranks as if full. Each take spends one, so equal keys alternate.
+ * - least_busy:  rank = leases in flight × BUSY_STEP + when last used: fewest in flight first, the
+ *                least recently used among equals
  */
 
 export interface RankContext {
@@ -28,6 +33,20 @@ export interface RankContext {
 export interface RankedKey {
   rank: number;
   weight: number;
+  /** Leases in flight before this take, or after this release (least_busy only). */
+  inFlight?: number;
+}
+
+/** Requests "left" for a key whose budget is unknown: more than any upstream reports. */
+export const FULL_BUDGET = 1e12;
+
+// Above any epoch-ms timestamp, so the in-flight count always decides before recency does.
+// Exact in a double up to ~900 leases per key.
+const BUSY_STEP = 1e13;
+
+/** A least_busy rank. */
+export function busyRank(inFlight: number, now: number): number {
+  return Math.max(0, inFlight) * BUSY_STEP + now;
 }
 
 export function rankAfterTake(rotation: Rotation, key: RankedKey, ctx: RankContext): number {
@@ -42,12 +61,29 @@ export function rankAfterTake(rotation: Rotation, key: RankedKey, ctx: RankConte
       // A key back from a long rest starts at the pool's virtual time instead of its stale rank,
       // so it does not win every pick until it "catches up".
       return Math.max(key.rank, ctx.virtualTime) + 1 / key.weight;
+    case "most_remaining":
+      return key.rank + 1;
+    case "least_busy":
+      return busyRank((key.inFlight ?? 0) + 1, ctx.now);
   }
 }
 
-/** Only lru cares about releases: a key held for a minute was used a minute later than it was taken. */
-export function rankAfterRelease(rotation: Rotation, key: RankedKey, now: number): number {
-  return rotation === "lru" ? Math.max(key.rank, now) : key.rank;
+/**
+ * lru: a key held for a minute was used a minute later than it was taken. least_busy: one lease
+ * fewer (`key.inFlight` is the count after the release). most_remaining: what the upstream says is
+ * left, when it said (FULL_BUDGET when the key rests until its budget refills).
+ */
+export function rankAfterRelease(rotation: Rotation, key: RankedKey, now: number, remainingRequests?: number): number {
+  switch (rotation) {
+    case "lru":
+      return Math.max(key.rank, now);
+    case "least_busy":
+      return busyRank(key.inFlight ?? 0, now);
+    case "most_remaining":
+      return remainingRequests === undefined ? key.rank : -remainingRequests;
+    default:
+      return key.rank;
+  }
 }
 
 /** Where a new (or newly enabled) key enters the order: first in line for lru, last for round_robin. */
@@ -61,6 +97,10 @@ export function initialRank(rotation: Rotation, ctx: RankContext): number {
       return ctx.random();
     case "weighted":
       return ctx.virtualTime;
+    case "most_remaining":
+      return -FULL_BUDGET;
+    case "least_busy":
+      return 0;
   }
 }
 

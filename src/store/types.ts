@@ -1,4 +1,6 @@
 import type { Rotation } from "../config/types";
+import type { Ladders } from "../pool/backoff";
+import type { ClassifyRule, FailureClass } from "../pool/classify";
 import type { KeyHealth, KeyState, Outcome } from "../pool/key-state";
 
 /** What the store needs to know about a pool to take from it. */
@@ -18,6 +20,14 @@ export interface PoolSettings {
   failuresToDead?: number;
   /** Set when the pool refreshes tokens: checks are pulled forward to this long before a known expiry. */
   refreshAheadSec?: number;
+  /** The pool's own failure rules, tried before the built-in ones. */
+  classify?: readonly ClassifyRule[];
+  /** Per-class backoff ladders; DEFAULT_LADDERS when unset. */
+  ladders?: Ladders;
+  /** Per-key limits, each counted in its own window. */
+  rpm?: number;
+  tpm?: number;
+  dailyRequests?: number;
 }
 
 export interface KeyInput {
@@ -26,6 +36,16 @@ export interface KeyInput {
   weight: number;
   /** The initial refresh token (from the tokens file), for pools with `refresh:`. */
   refreshToken?: string;
+  /** Keys of one group share an account's limits: a rate limit or quota failure on one rests them all. */
+  group?: string;
+}
+
+export interface SyncOptions {
+  /**
+   * Remove pools (and their keys and leases) that are not in the list: true for a daemon, which owns
+   * the file's pools; false for a library process that only brings its own pools.
+   */
+  prune?: boolean;
 }
 
 export interface SyncResult {
@@ -79,6 +99,40 @@ export interface KeyStatus {
   requests: number;
   errors: number;
   inFlight: number;
+  /** The class of the last failure, and failures of it in a row (0 after a success). */
+  failClass: FailureClass | null;
+  rung: number;
+  group: string | null;
+  /** What the upstream's rate-limit headers last said is left; null until they said anything. */
+  remaining: RemainingBudget | null;
+}
+
+export interface RemainingBudget {
+  requests: number | null;
+  tokens: number | null;
+  /** When the budget is full again. */
+  resetAt: number | null;
+}
+
+/** One recorded state transition. */
+export interface KeyEvent {
+  at: number;
+  pool: string;
+  key: string;
+  from: KeyState;
+  to: KeyState;
+  class: FailureClass | null;
+  reason: string | null;
+  until: number | null;
+}
+
+export interface EventQuery {
+  pool?: string;
+  key?: string;
+  /** Only events after this time (epoch ms). */
+  since?: number;
+  /** At most this many: the first after `since`, or else the most recent. */
+  limit: number;
 }
 
 export interface CheckRecord {
@@ -127,7 +181,7 @@ export type RefreshResult =
  */
 export interface PoolStore {
   /** Declares the pools this process serves and makes the store's keys match the given lists. */
-  syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>): Promise<Record<string, SyncResult>>;
+  syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options?: SyncOptions): Promise<Record<string, SyncResult>>;
   /** Hands out the best available key, or throws DomainError NO_KEY_AVAILABLE with retryAfterMs. */
   take(pool: string, options?: TakeOptions): Promise<Lease>;
   /** Reports how a lease (or, without a lease, a key) went; throws UNKNOWN_LEASE / UNKNOWN_KEY. */
@@ -147,6 +201,10 @@ export interface PoolStore {
   /** Stores a refresh's outcome and gives the lock back; ignored unless `owner` still holds it. Returns whether it applied. */
   finishRefresh(pool: string, id: string, owner: string, result: RefreshResult): Promise<boolean>;
   status(pool?: string): Promise<KeyStatus[]>;
+  /** Recent state transitions, oldest first (a bounded log: only the latest MAX_EVENTS are kept). */
+  events(query: EventQuery): Promise<KeyEvent[]>;
+  /** The id of the key in `pool` whose token is `token` (compared in constant time), or null. */
+  findKeyByToken(pool: string, token: string): Promise<string | null>;
   poolNames(): string[];
   close(): Promise<void>;
 }

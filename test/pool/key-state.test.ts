@@ -30,10 +30,13 @@ describe("afterTake", () => {
 });
 
 describe("afterOutcome", () => {
-  it("marks a key live on success and keeps a rest that is still running", () => {
-    const resting: KeyCondition = { health: "unknown", reason: "resting after take", readyAt: NOW + 10 };
-    expect(afterOutcome(resting, { ok: true }, policy, NOW)).toEqual({ health: "live", reason: "resting after take", readyAt: NOW + 10 });
-    expect(afterOutcome(fresh, { ok: true }, policy, NOW)).toEqual({ health: "live", reason: null, readyAt: 0 });
+  const exact = () => 0;
+  const clean = { failClass: null, rung: 0, failUntil: 0 };
+
+  it("marks a key live on success, keeps a rest that is still running and resets the ladder", () => {
+    const resting = { health: "unknown" as const, reason: "resting after take", readyAt: NOW + 10, failClass: "rate_limit" as const, rung: 3, failUntil: NOW - 1 };
+    expect(afterOutcome(resting, { ok: true }, policy, NOW)).toEqual({ health: "live", reason: "resting after take", readyAt: NOW + 10, ...clean });
+    expect(afterOutcome(fresh, { ok: true }, policy, NOW)).toEqual({ health: "live", reason: null, readyAt: 0, ...clean });
   });
 
   it.each([401, 403])("quarantines on HTTP %i", (status) => {
@@ -41,12 +44,26 @@ describe("afterOutcome", () => {
       health: "quarantined",
       reason: `auth failure (HTTP ${status}); waiting for a health check`,
       readyAt: 0,
+      failClass: "auth",
+      rung: 1,
+      failUntil: 0,
+      class: "auth",
     });
   });
 
-  it("cools a key after a rate limit or server error", () => {
-    expect(afterOutcome(fresh, { ok: false, status: 429 }, policy, NOW)).toEqual({ health: "unknown", reason: "cooling after HTTP 429", readyAt: NOW + 30_000 });
-    expect(afterOutcome(fresh, { ok: false }, policy, NOW)).toEqual({ health: "unknown", reason: "cooling after reported failure", readyAt: NOW + 30_000 });
+  // Changed deliberately with failure classes: a 429 rests for the rate_limit ladder's first rung
+  // (1 min), not cooldown_sec; cooldown_sec remains the rest for failures nobody can classify.
+  it("cools a key on its class's ladder, and an unclassified failure for cooldown_sec", () => {
+    expect(afterOutcome(fresh, { ok: false, status: 429 }, policy, NOW, exact)).toEqual({
+      health: "unknown",
+      reason: "rate_limit (HTTP 429); rung 1, resting 1m",
+      readyAt: NOW + 60_000,
+      failClass: "rate_limit",
+      rung: 1,
+      failUntil: NOW + 60_000,
+      class: "rate_limit",
+    });
+    expect(afterOutcome(fresh, { ok: false }, policy, NOW)).toEqual({ health: "unknown", reason: "cooling after reported failure", readyAt: NOW + 30_000, ...clean });
   });
 
   it("never shortens a rest already set", () => {
@@ -54,8 +71,19 @@ describe("afterOutcome", () => {
     expect(afterOutcome(long, { ok: false, status: 503 }, policy, NOW).readyAt).toBe(NOW + 3_600_000);
   });
 
-  it("records a failure without resting when cooldown_sec is 0", () => {
-    expect(afterOutcome(fresh, { ok: false, status: 500 }, { cooldownSec: 0 }, NOW)).toEqual({ health: "unknown", reason: "failed (HTTP 500)", readyAt: 0 });
+  it("records an unclassified failure without resting when cooldown_sec is 0", () => {
+    expect(afterOutcome(fresh, { ok: false }, { cooldownSec: 0 }, NOW)).toEqual({ health: "unknown", reason: "failed (reported failure)", readyAt: 0, ...clean });
+  });
+
+  it("leaves the key alone on a client error: a prompt too long is not the key's fault", () => {
+    const live: KeyCondition = { health: "live", reason: null, readyAt: 0 };
+    const body = '{"error":{"message":"This model\'s maximum context length is 8192 tokens.","code":"context_length_exceeded"}}';
+    expect(afterOutcome(live, { ok: false, status: 400, body }, policy, NOW)).toEqual({ ...live, ...clean, class: "client" });
+  });
+
+  it("does not turn a quarantine that waits for a probe into a timed one", () => {
+    const quarantined: KeyCondition = { health: "quarantined", reason: "auth", readyAt: 0 };
+    expect(afterOutcome(quarantined, { ok: false, status: 503 }, policy, NOW, exact)).toMatchObject({ health: "quarantined", readyAt: 0 });
   });
 });
 

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { loadConfig } from "../../config/load";
 import { systemClock } from "../../pool/clock";
 import { maskToken } from "../../pool/mask";
+import { loadTokenCipher } from "../../store/master-key";
 import { SqliteStore } from "../../store/sqlite/sqlite-store";
 import type { KeyStatus } from "../../store/types";
 import { configArg, jsonArg } from "../_shared";
@@ -17,7 +18,7 @@ const list = defineCommand({
     const stored = new Map<string, KeyStatus>();
     // Read the state file as it is; listing must never create, migrate or sync it.
     if (config.stateFile === ":memory:" || existsSync(config.stateFile)) {
-      const store = new SqliteStore({ path: config.stateFile, clock: systemClock });
+      const store = new SqliteStore({ path: config.stateFile, clock: systemClock, cipher: loadTokenCipher(config) });
       for (const row of await store.status()) stored.set(`${row.pool}\u0000${row.id}`, row);
       await store.close();
     }
@@ -37,5 +38,5 @@ const list = defineCommand({
 
 export default defineCommand({
   meta: { name: "keys", description: "Inspect the pools' keys" },
-  subCommands: { list },
+  subCommands: { list, reencrypt: () => import("./keys-reencrypt").then((m) => m.default) },
 });

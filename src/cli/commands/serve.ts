@@ -1,32 +1,39 @@
 import { defineCommand } from "citty";
-import { loadConfig } from "../../config/load";
+import { findConfig } from "../../config/find-config";
+import { DEFAULT_SHUTDOWN_TIMEOUT_SEC } from "../../config/load";
+import type { Config } from "../../config/types";
 import { type Daemon, createDaemon } from "../../daemon/create-daemon";
-import { createLogger } from "../../log";
-import { configArg } from "../_shared";
+import { runUntilSignal } from "../../daemon/run-until-signal";
+import { type Logger, createLogger } from "../../log";
+import { configOrEnvArg } from "../_shared";
 import { EXIT } from "../exit";
 
 export default defineCommand({
   meta: { name: "serve", description: "Run the broker API (GET /take, POST /release, /status) on the config's pools" },
   args: {
-    ...configArg,
+    ...configOrEnvArg,
     port: { type: "string", description: "Listen on this port instead of server.addr's (0 picks a free one)" },
   },
   async run({ args }) {
-    const config = loadConfig(args.config);
+    const config = findConfig({ path: args.config });
     const port = args.port === undefined ? undefined : Number(args.port);
-    const daemon = await createDaemon(config, { logger: createLogger(), port });
-    return runUntilSignal(daemon);
+    const logger = createLogger(config.log);
+    const daemon = await createDaemon(config, { logger, port });
+    return serveUntilSignal(daemon, config, logger);
   },
 });
 
-/** Starts the daemon and stops it cleanly on SIGINT or SIGTERM. */
-export async function runUntilSignal(daemon: Daemon): Promise<number> {
-  await daemon.start();
-  await waitForStopSignal();
-  await daemon.stop();
-  return EXIT.ok;
+/**
+ * Runs the daemon until SIGINT/SIGTERM and stops it gracefully: exit 0 once stopped, 130 when a
+ * second signal cut the shutdown short.
+ */
+export async function serveUntilSignal(daemon: Daemon, config: Config, logger: Logger): Promise<number> {
+  const timeoutSec = config.shutdownTimeoutSec ?? DEFAULT_SHUTDOWN_TIMEOUT_SEC;
+  const outcome = await runUntilSignal(daemon, logger, { timeoutSec });
+  return outcome === "stopped" ? EXIT.ok : EXIT.interrupted;
 }
 
+/** Resolves on the first SIGINT or SIGTERM (for commands that need no drain, like demo). */
 export function waitForStopSignal(): Promise<void> {
   return new Promise((resolve) => {
     const stop = () => {

@@ -1,39 +1,156 @@
 import { defineCommand } from "citty";
-import { callDaemon, failFromResponse, resolveDaemon } from "../_client";
+import { callDaemon, type DaemonTarget, failFromResponse, resolveDaemon } from "../_client";
 import { daemonArgs, jsonArg } from "../_shared";
-import { formatTable } from "../_table";
-import { EXIT } from "../exit";
+import { type CellPainter, formatTable } from "../_table";
+import { CliExit, EXIT } from "../exit";
+
+const DEFAULT_WATCH_SEC = 2;
 
 export default defineCommand({
   meta: { name: "status", description: "Show a running daemon's pools and keys (tokens masked)" },
-  args: { ...daemonArgs, ...jsonArg, pool: { type: "string", description: "Only this pool" } },
-  async run({ args }) {
-    const query = args.pool ? `?pool=${encodeURIComponent(args.pool)}` : "";
-    const result = await callDaemon(resolveDaemon(args), "GET", `/status${query}`);
-    if (result.status !== 200) failFromResponse(result);
-    if (args.json) {
-      console.log(JSON.stringify(result.body, null, 2));
+  args: {
+    ...daemonArgs,
+    ...jsonArg,
+    pool: { type: "string", description: "Only this pool" },
+    watch: { type: "string", description: `Refresh every SECONDS (default ${DEFAULT_WATCH_SEC}) until Ctrl-C` },
+  },
+  async run({ args, rawArgs }) {
+    const target = resolveDaemon(args);
+    const path = `/status${args.pool ? `?pool=${encodeURIComponent(args.pool)}` : ""}`;
+    // `--watch --json` hands "--json" to --watch as its value: both flags still count.
+    const json = Boolean(args.json) || rawArgs.includes("--json");
+    const color = !json && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+    const render = (body: StatusBody) => (json ? JSON.stringify(body, null, 2) : renderStatus(body, { color, now: Date.now() }));
+    if (args.watch === undefined) {
+      console.log(render(await fetchStatus(target, path)));
       return EXIT.ok;
     }
-    console.log(renderStatus(result.body));
+    const frame = async () => {
+      const body = await fetchStatus(target, path, { tolerateUnreachable: true });
+      return typeof body === "string" ? body : render(body);
+    };
+    await watch(watchSeconds(args.watch), frame, Boolean(process.stdout.isTTY));
     return EXIT.ok;
   },
 });
 
-function renderStatus(body: { pools: Record<string, { total: number; counts: Record<string, number> }>; keys: any[] }): string {
+interface KeyRow {
+  id: string;
+  pool: string;
+  masked: string;
+  state: string;
+  until: string | null;
+  requests: number;
+  errors: number;
+  in_flight: number;
+  reason: string | null;
+}
+
+interface StatusBody {
+  pools: Record<string, { total: number; counts: Record<string, number> }>;
+  keys: KeyRow[];
+}
+
+async function fetchStatus(target: DaemonTarget, path: string): Promise<StatusBody>;
+async function fetchStatus(target: DaemonTarget, path: string, options: { tolerateUnreachable: true }): Promise<StatusBody | string>;
+/** With `tolerateUnreachable`, a daemon that is down (or restarting) is a message to show, not an exit; a refused key still exits. */
+async function fetchStatus(target: DaemonTarget, path: string, options: { tolerateUnreachable?: boolean } = {}): Promise<StatusBody | string> {
+  let result: Awaited<ReturnType<typeof callDaemon>>;
+  try {
+    result = await callDaemon(target, "GET", path);
+  } catch (error) {
+    if (options.tolerateUnreachable && error instanceof CliExit) return error.message;
+    throw error;
+  }
+  if (result.status !== 200) failFromResponse(result);
+  return result.body as StatusBody;
+}
+
+function watchSeconds(value: string): number {
+  if (value === "" || value.startsWith("-")) return DEFAULT_WATCH_SEC;
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    throw new CliExit(EXIT.usage, `--watch takes a number of seconds greater than 0, got "${value}" (e.g. --watch 5)`);
+  }
+  return seconds;
+}
+
+/** Prints a frame every `seconds` (clearing a terminal first) until SIGINT or SIGTERM. */
+async function watch(seconds: number, frame: () => Promise<string>, clearScreen: boolean): Promise<void> {
+  let stopped = false;
+  let wake = () => {};
+  const stop = () => {
+    stopped = true;
+    wake();
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  try {
+    while (!stopped) {
+      const text = await frame();
+      if (stopped) break;
+      const footer = `\nevery ${seconds}s · ${new Date().toLocaleTimeString()} · Ctrl-C to quit`;
+      process.stdout.write(`${clearScreen ? "\x1b[H\x1b[2J" : ""}${text}\n${clearScreen ? footer : ""}\n`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, seconds * 1000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
+}
+
+const ANSI = { reset: "\x1b[0m", bold: "\x1b[1m", dim: "\x1b[2m", red: "\x1b[31m", green: "\x1b[32m", yellow: "\x1b[33m", magenta: "\x1b[35m" };
+const STATE_COLOR: Record<string, string> = {
+  live: ANSI.green,
+  unknown: ANSI.dim,
+  cooling: ANSI.yellow,
+  quarantined: ANSI.magenta,
+  dead: ANSI.red,
+  disabled: ANSI.dim,
+};
+const HEADER = ["ID", "TOKEN", "STATE", "UNTIL", "REQUESTS", "ERRORS", "IN_FLIGHT", "REASON"];
+const STATE_COLUMN = HEADER.indexOf("STATE");
+
+/** One table per pool. With color (a terminal), states are colored and UNTIL counts down; plain text keeps ISO times. */
+export function renderStatus(body: StatusBody, options: { color: boolean; now: number }): string {
+  const paint = (code: string, text: string) => (options.color && code ? `${code}${text}${ANSI.reset}` : text);
   const sections: string[] = [];
   for (const [name, summary] of Object.entries(body.pools)) {
     const counts = Object.entries(summary.counts)
       .filter(([, n]) => n > 0)
-      .map(([state, n]) => `${n} ${state}`)
+      .map(([state, n]) => paint(STATE_COLOR[state] ?? "", `${n} ${state}`))
       .join(", ");
-    const rows = body.keys
-      .filter((k) => k.pool === name)
-      .map((k) => [k.id, k.masked, k.state, k.until ?? "-", k.requests, k.errors, k.in_flight, k.reason ?? ""]);
-    sections.push(
-      `pool ${name}: ${summary.total} keys${counts ? ` (${counts})` : ""}\n` +
-        formatTable(["ID", "TOKEN", "STATE", "UNTIL", "REQUESTS", "ERRORS", "IN_FLIGHT", "REASON"], rows),
-    );
+    const keys = body.keys.filter((k) => k.pool === name);
+    const rows = keys.map((k) => [
+      k.id,
+      k.masked,
+      k.state,
+      k.until === null ? "-" : options.color ? countdown(k.until, options.now) : k.until,
+      k.requests,
+      k.errors,
+      k.in_flight,
+      k.reason ?? "",
+    ]);
+    const painter: CellPainter = (text, row, column) => {
+      if (row === -1) return paint(ANSI.bold, text);
+      return column === STATE_COLUMN ? paint(STATE_COLOR[keys[row]!.state] ?? "", text) : text;
+    };
+    sections.push(`${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}\n${formatTable(HEADER, rows, painter)}`);
   }
   return sections.join("\n\n");
+}
+
+function countdown(until: string, now: number): string {
+  const seconds = Math.round((Date.parse(until) - now) / 1000);
+  if (seconds <= 0) return "now";
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return `in ${h ? `${h}h${String(m).padStart(2, "0")}m` : m ? `${m}m${String(s).padStart(2, "0")}s` : `${s}s`}`;
 }

@@ -57,4 +57,44 @@ export const MIGRATIONS: readonly string[] = [
   UPDATE keys SET source_token = token;
   CREATE INDEX keys_due ON keys (pool, next_check_at);
   `,
+  // 3: facts about the file itself, e.g. the check value that tells a wrong master key from the right one.
+  `
+  CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  // 4: failure policy — ladders, quota groups, the upstream's rate-limit budget, per-key limit windows, events.
+  `
+  -- "group" is an SQL keyword.
+  ALTER TABLE keys ADD COLUMN key_group TEXT;
+  -- The backoff ladder: the last failure's class, failures of it in a row, and when the current rung's rest ends.
+  ALTER TABLE keys ADD COLUMN fail_class TEXT;
+  ALTER TABLE keys ADD COLUMN rung INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE keys ADD COLUMN fail_until INTEGER NOT NULL DEFAULT 0;
+  -- What the upstream's rate-limit headers last said is left; NULL when it never said.
+  ALTER TABLE keys ADD COLUMN remaining_requests INTEGER;
+  ALTER TABLE keys ADD COLUMN remaining_tokens INTEGER;
+  ALTER TABLE keys ADD COLUMN remaining_reset_at INTEGER;
+  -- rpm / tpm / daily_requests windows: when each opened and what it has counted.
+  ALTER TABLE keys ADD COLUMN minute_start INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE keys ADD COLUMN minute_requests INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE keys ADD COLUMN minute_tokens INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE keys ADD COLUMN day_start INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE keys ADD COLUMN day_requests INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX keys_group ON keys (pool, key_group) WHERE key_group IS NOT NULL;
+
+  -- Recent state transitions, newest last; pruned to a fixed number of rows as new ones arrive.
+  CREATE TABLE events (
+    seq        INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    pool       TEXT    NOT NULL,
+    key_id     TEXT    NOT NULL,
+    from_state TEXT    NOT NULL,
+    to_state   TEXT    NOT NULL,
+    class      TEXT,
+    reason     TEXT,
+    until      INTEGER
+  );
+  `,
 ];

@@ -8,21 +8,29 @@ import {
   afterOutcome,
   afterTake,
   awaitsRevival,
+  CLEAN_LADDER,
   DEFAULT_REVIVE_INTERVAL_SEC,
   isTakeable,
   jitteredMs,
   type KeyCondition,
   type KeyHealth,
+  type KeyState,
   nextCheckAt,
   type Outcome,
+  restUntil,
   stateOf,
   untilOf,
 } from "../../pool/key-state";
+import { type FailureClass, classifyFailure } from "../../pool/classify";
 import { maskToken } from "../../pool/mask";
-import { LOWEST_RANK, initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
+import { countRequest, countTokens, hasRequestLimits } from "../../pool/limits";
+import { exhaustedUntil } from "../../pool/rate-limit-headers";
+import { FULL_BUDGET, LOWEST_RANK, busyRank, initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
 import type {
   CheckRecord,
   DueCheck,
+  EventQuery,
+  KeyEvent,
   KeyInput,
   KeyStatus,
   Lease,
@@ -32,10 +40,14 @@ import type {
   RefreshResult,
   ReleaseResult,
   ReleaseTarget,
+  SyncOptions,
   SyncResult,
   TakeOptions,
 } from "../types";
+import type { TokenCipher } from "../token-cipher";
 import { MIGRATIONS } from "./migrations";
+import { ladderOf, type PolicyColumns, PolicyWrites, remainingOf, windowsOf } from "./_key-policy";
+import { TokenVault } from "./_token-vault";
 import { WriteBatcher } from "./_write-batcher";
 
 export interface SqliteStoreOptions {
@@ -47,9 +59,11 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /** Consecutive failed probes before a key is declared dead, for pools that do not say. */
   failuresToDead?: number;
+  /** Encrypts token values at rest; a file encrypted under another key (or none) fails to open with a ConfigError. */
+  cipher?: TokenCipher;
 }
 
-interface KeyRow {
+interface KeyRow extends PolicyColumns {
   pool: string;
   id: string;
   token: string;
@@ -99,6 +113,8 @@ export class SqliteStore implements PoolStore {
   private nextReclaimAt = 0;
   private readonly sql: ReturnType<typeof prepareStatements>;
   private readonly writes: WriteBatcher;
+  private readonly policy: PolicyWrites;
+  private readonly vault: TokenVault;
   private readonly pickStatementsByPool = new Map<string, ReturnType<typeof preparePickStatements>>();
 
   constructor(options: SqliteStoreOptions) {
@@ -107,20 +123,28 @@ export class SqliteStore implements PoolStore {
     this.failuresToDead = options.failuresToDead ?? 3;
     this.db = openDatabase(options.path, options.busyTimeoutMs ?? 5000);
     migrate(this.db);
+    this.vault = new TokenVault(this.db, options.cipher, options.path);
+    try {
+      this.vault.verify();
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
     this.sql = prepareStatements(this.db);
     this.writes = new WriteBatcher(this.db);
+    this.policy = new PolicyWrites(this.db);
   }
 
   poolNames(): string[] {
     return [...this.pools.keys()];
   }
 
-  async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>): Promise<Record<string, SyncResult>> {
+  async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options: SyncOptions = {}): Promise<Record<string, SyncResult>> {
     const run = this.db.transaction(() => {
       const results: Record<string, SyncResult> = {};
       for (const { settings, keys } of pools) results[settings.name] = this.syncOnePool(settings, keys);
       const wanted = new Set(pools.map((p) => p.settings.name));
-      for (const { pool } of this.sql.storedPools.all() as Array<{ pool: string }>) {
+      for (const { pool } of options.prune === false ? [] : (this.sql.storedPools.all() as Array<{ pool: string }>)) {
         if (!wanted.has(pool)) {
           this.sql.deletePoolLeases.run(pool);
           this.sql.deletePoolKeys.run(pool);
@@ -129,7 +153,7 @@ export class SqliteStore implements PoolStore {
       return results;
     });
     const results = run.immediate();
-    this.pools.clear();
+    if (options.prune !== false) this.pools.clear();
     for (const { settings } of pools) this.pools.set(settings.name, settings);
     return results;
   }
@@ -146,22 +170,24 @@ export class SqliteStore implements PoolStore {
       const refreshToken = key.refreshToken ?? null;
       if (!before) {
         const rank = initialRank(settings.rotation, this.rankContext(pool, settings));
-        this.sql.insertKey.run(pool, key.id, key.token, key.weight, rank, maxConcurrency, refreshToken);
+        this.sql.insertKey.run(pool, key.id, this.vault.seal(key.token), key.weight, rank, maxConcurrency, this.vault.seal(refreshToken));
         result.added.push(key.id);
-      } else if (before.source_token !== key.token) {
+      } else if (this.vault.reveal(before.source_token) !== key.token) {
         // A new token under an old id is a different credential: what we knew no longer applies.
         // Compared with what the file said before, not with the stored token, which a refresh may have replaced.
-        this.sql.replaceToken.run(key.token, key.weight, maxConcurrency, refreshToken, pool, key.id);
+        this.sql.replaceToken.run(this.vault.seal(key.token), key.weight, maxConcurrency, this.vault.seal(refreshToken), pool, key.id);
+        this.policy.forgetLearned(pool, key.id);
         result.updated.push(key.id);
-      } else if (before.source_refresh_token !== refreshToken) {
+      } else if (this.vault.reveal(before.source_refresh_token) !== refreshToken) {
         // The operator supplied a new refresh token for the same credential: use it from now on.
-        this.sql.replaceRefreshToken.run(refreshToken, key.weight, maxConcurrency, pool, key.id);
+        this.sql.replaceRefreshToken.run(this.vault.seal(refreshToken), key.weight, maxConcurrency, pool, key.id);
         result.updated.push(key.id);
       } else {
         this.sql.updateKeySettings.run(key.weight, maxConcurrency, pool, key.id);
         if (before.weight !== key.weight) result.updated.push(key.id);
         else result.kept++;
       }
+      this.policy.setGroup(pool, key.id, key.group);
     }
     for (const id of existing.keys()) {
       this.sql.deleteKeyLeases.run(pool, id);
@@ -192,16 +218,17 @@ export class SqliteStore implements PoolStore {
     if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now) };
 
     const ctx = this.rankContext(settings.name, settings);
-    const rank = rankAfterTake(settings.rotation, row, ctx);
+    const rank = rankAfterTake(settings.rotation, { rank: row.rank, weight: row.weight, inFlight: row.in_flight }, ctx);
     if (settings.rotation === "weighted") this.virtualTime.set(settings.name, Math.max(ctx.virtualTime, row.rank));
-    const condition = afterTake(conditionOf(row), settings, now);
+    let condition = afterTake(conditionOf(row), settings, now);
+    if (hasRequestLimits(settings)) condition = this.countTake(row, condition, settings, now);
     this.sql.markTaken.run(rank, condition.readyAt, condition.reason, now, settings.name, row.id);
 
     const lease: Lease = {
       lease: `ls_${crypto.randomUUID().replaceAll("-", "")}`,
       pool: settings.name,
       id: row.id,
-      token: row.token,
+      token: this.vault.reveal(row.token),
       takenAt: now,
       expiresAt: now + settings.leaseTtlSec * 1000,
     };
@@ -233,6 +260,7 @@ export class SqliteStore implements PoolStore {
     for (const lease of expired) {
       this.sql.decrementInFlight.run(lease.pool, lease.key_id);
       this.sql.deleteLease.run(lease.lease);
+      if (this.pools.get(lease.pool)?.rotation === "least_busy") this.policy.rankByBusy(lease.pool, lease.key_id, busyRank);
     }
   }
 
@@ -273,12 +301,22 @@ export class SqliteStore implements PoolStore {
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
     const settings = this.settingsOf(pool);
-    const condition = afterOutcome(conditionOf(row), outcome, settings, now);
+    const before = conditionOf(row);
+    const effect = afterOutcome({ ...before, ...ladderOf(row) }, outcome, settings, now, this.random);
+    const { condition, remaining } = this.applyUsage(row, effect, outcome, settings, now);
     const takeable = isTakeable(condition) ? 1 : 0;
     // A key coming back into rotation re-enters the order as a new key would.
-    const rank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(pool, settings)) : rankAfterRelease(settings.rotation, row, now);
+    const released = { rank: row.rank, weight: row.weight, inFlight: Math.max(0, row.in_flight - leasesGiven) };
+    const rank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(pool, settings)) : rankAfterRelease(settings.rotation, released, now, remaining);
+    const penalised = !outcome.ok && effect.class !== "client";
     // One statement settles the lease, the key's condition and its counters.
-    this.sql.settleRelease.run(leasesGiven, condition.health, condition.reason, condition.readyAt, takeable, rank, now, outcome.ok ? 0 : 1, pool, id);
+    this.sql.settleRelease.run(leasesGiven, condition.health, condition.reason, condition.readyAt, takeable, rank, now, penalised ? 1 : 0, pool, id);
+    if (effect.failClass !== row.fail_class || effect.rung !== row.rung || effect.failUntil !== row.fail_until) this.policy.writeLadder(pool, id, effect);
+    const from = stateOf(before, now);
+    if (penalised || from !== stateOf(condition, now)) this.recordEvent(pool, id, from, condition, effect.class ?? null, now);
+    if ((effect.class === "rate_limit" || effect.class === "quota") && row.key_group !== null) {
+      this.coolGroup(row, effect.readyAt, effect.class, settings, now);
+    }
     if (awaitsRevival(condition.health) && !awaitsRevival(row.health)) {
       // A key a caller found broken is re-probed on the revive schedule, not at its next routine check.
       const reviveMs = jitteredMs(settings.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC, this.random);
@@ -286,6 +324,50 @@ export class SqliteStore implements PoolStore {
     }
     return { pool, id, state: stateOf(condition, now), reason: condition.reason };
   });
+
+  /**
+   * What the upstream said about the key's budget, and the tokens the request used: either may rest
+   * the key until its budget resets or its tpm window closes. `remaining` is for most_remaining's rank.
+   */
+  private applyUsage(row: KeyRow, condition: KeyCondition, outcome: Outcome, settings: PoolSettings, now: number) {
+    let next = condition;
+    let remaining: number | undefined;
+    if (outcome.budget) {
+      this.policy.writeBudget(row.pool, row.id, outcome.budget);
+      const until = exhaustedUntil(outcome.budget, now);
+      remaining = until === undefined ? outcome.budget.requests : FULL_BUDGET;
+      if (until !== undefined) next = restUntil(next, until, "upstream rate-limit budget spent; resting until it resets", now);
+    }
+    if (outcome.tokens !== undefined && outcome.tokens > 0) {
+      const { windows, rest } = countTokens(windowsOf(row), outcome.tokens, settings, now);
+      this.policy.writeWindows(row.pool, row.id, windows);
+      if (rest) next = restUntil(next, rest.until, rest.reason, now);
+    }
+    return { condition: next, remaining };
+  }
+
+  /** Counts a take against rpm and daily_requests; the take that uses a limit up rests the key until its window closes. */
+  private countTake(row: KeyRow, condition: KeyCondition, settings: PoolSettings, now: number): KeyCondition {
+    const { windows, rest } = countRequest(windowsOf(row), settings, now);
+    this.policy.writeWindows(row.pool, row.id, windows);
+    if (!rest) return condition;
+    const rested = restUntil(condition, rest.until, rest.reason, now);
+    if (rested !== condition) this.recordEvent(row.pool, row.id, stateOf(conditionOf(row), now), rested, null, now);
+    return rested;
+  }
+
+  /** Keys of one group share an account's limits: a rate limit or spent quota on one rests them all, until the same time. */
+  private coolGroup(row: KeyRow, until: number, cls: FailureClass, settings: PoolSettings, now: number): void {
+    const reason = `${cls} on key ${row.id} of group ${row.key_group}; resting with it`;
+    for (const member of this.policy.groupMembers<KeyRow>(row.pool, row.key_group!, row.id)) {
+      const rested = restUntil(conditionOf(member), until, reason, now);
+      if (rested.readyAt !== member.ready_at) this.writeCondition(member, rested, member.rank, settings, { cls, always: true });
+    }
+  }
+
+  private recordEvent(pool: string, id: string, from: KeyState, to: KeyCondition, cls: FailureClass | null, now: number): void {
+    this.policy.event({ at: now, pool, key: id, from, to: stateOf(to, now), class: cls, reason: to.reason, until: untilOf(to, now) });
+  }
 
   private findPoolOfKey(id: string, pool?: string): string {
     if (pool !== undefined) {
@@ -310,10 +392,13 @@ export class SqliteStore implements PoolStore {
     const settings = this.settingsOf(pool);
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
-    if (result.token !== undefined && result.token !== row.token) return;
+    if (result.token !== undefined && result.token !== this.vault.reveal(row.token)) return;
     const failuresToDead = settings.failuresToDead ?? this.failuresToDead;
     const verdict = afterCheck(conditionOf(row), result, row.consecutive_failures, { ...settings, failuresToDead }, now);
-    this.writeCondition(row, verdict.condition, row.rank, settings);
+    const failure = result.ok ? undefined : classifyFailure({ status: result.status, error: result.status === undefined ? result.reason : undefined });
+    this.writeCondition(row, verdict.condition, row.rank, settings, { cls: failure ?? null });
+    // A probe that revives a key is a success like any other: its ladder starts over.
+    if (result.ok && awaitsRevival(row.health)) this.policy.writeLadder(pool, id, CLEAN_LADDER);
     const next = nextCheckAt(verdict.condition.health, row.expires_at, settings, now, this.random);
     this.sql.recordCheck.run(
       now,
@@ -333,7 +418,7 @@ export class SqliteStore implements PoolStore {
     if (limit <= 0) return [];
     const now = this.clock.now();
     const rows = this.claimTx.immediate(pool, now, limit, now + holdMs);
-    return rows.map((row) => ({ pool, id: row.id, token: row.token, expiresAt: row.expires_at }));
+    return rows.map((row) => ({ pool, id: row.id, token: this.vault.reveal(row.token), expiresAt: row.expires_at }));
   }
 
   private readonly claimTx = this.lazyTransaction(
@@ -352,14 +437,16 @@ export class SqliteStore implements PoolStore {
   private readonly beginRefreshTx = this.lazyTransaction(
     (pool: string, id: string, claim: { owner: string; staleToken: string; lockUntil: number }): RefreshClaim => {
       const now = this.clock.now();
-      // One conditional write is the whole lock: it succeeds for exactly one caller while the lock is free.
-      const won = this.sql.takeRefreshLock.get(claim.owner, claim.lockUntil, pool, id, claim.staleToken, now) as
-        | Pick<KeyRow, "token" | "refresh_token">
-        | null;
-      if (won) return { status: "claimed", token: won.token, refreshToken: won.refresh_token };
       const row = this.sql.keyById.get(pool, id) as KeyRow | null;
       if (!row) return { status: "missing" };
-      if (row.token !== claim.staleToken) return { status: "superseded", token: row.token };
+      const current = this.vault.reveal(row.token);
+      if (current !== claim.staleToken) return { status: "superseded", token: current };
+      // One conditional write is the whole lock: it succeeds for exactly one caller while the lock is free.
+      // It matches the stored value just read, not the plain token: encrypted, equal tokens differ.
+      const won = this.sql.takeRefreshLock.get(claim.owner, claim.lockUntil, pool, id, row.token, now) as
+        | Pick<KeyRow, "token" | "refresh_token">
+        | null;
+      if (won) return { status: "claimed", token: current, refreshToken: this.vault.reveal(won.refresh_token) };
       return { status: "busy" };
     },
   );
@@ -376,7 +463,7 @@ export class SqliteStore implements PoolStore {
     if (result.status === "refreshed") {
       const settings = this.settingsOf(pool);
       this.writeCondition(row, { health: "unknown", reason: "token refreshed", readyAt: row.ready_at }, row.rank, settings);
-      this.sql.storeRefreshedToken.run(result.token, result.refreshToken ?? null, result.expiresAt ?? null, pool, id);
+      this.sql.storeRefreshedToken.run(this.vault.seal(result.token), this.vault.seal(result.refreshToken ?? null), result.expiresAt ?? null, pool, id);
     } else if (result.status === "failed") {
       const settings = this.settingsOf(pool);
       // readyAt 0: out until a probe succeeds, never a timed quarantine that would lapse back into rotation.
@@ -388,11 +475,23 @@ export class SqliteStore implements PoolStore {
     return true;
   });
 
-  /** Writes a key's condition; a key coming back into rotation re-enters the order as a new key would. */
-  private writeCondition(row: KeyRow, condition: KeyCondition, rank: number, settings: PoolSettings): void {
+  /**
+   * Writes a key's condition; a key coming back into rotation re-enters the order as a new key would.
+   * A change of state is logged as an event (`always`: even without one).
+   */
+  private writeCondition(
+    row: KeyRow,
+    condition: KeyCondition,
+    rank: number,
+    settings: PoolSettings,
+    event: { cls: FailureClass | null; always?: boolean } = { cls: null },
+  ): void {
     const takeable = isTakeable(condition) ? 1 : 0;
     const newRank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(row.pool, settings)) : rank;
     this.sql.writeCondition.run(condition.health, condition.reason, condition.readyAt, takeable, newRank, row.pool, row.id);
+    const now = this.clock.now();
+    const from = stateOf(conditionOf(row), now);
+    if (event.always || from !== stateOf(condition, now)) this.recordEvent(row.pool, row.id, from, condition, event.cls, now);
   }
 
   async status(pool?: string): Promise<KeyStatus[]> {
@@ -404,7 +503,7 @@ export class SqliteStore implements PoolStore {
       return {
         pool: row.pool,
         id: row.id,
-        masked: maskToken(row.token),
+        masked: maskToken(this.vault.reveal(row.token)),
         state: stateOf(condition, now),
         health: row.health,
         reason: row.reason,
@@ -419,8 +518,38 @@ export class SqliteStore implements PoolStore {
         requests: row.requests,
         errors: row.errors,
         inFlight: row.in_flight,
+        failClass: row.fail_class,
+        rung: row.rung,
+        group: row.key_group,
+        remaining: remainingOf(row),
       };
     });
+  }
+
+  async events(query: EventQuery): Promise<KeyEvent[]> {
+    if (query.pool !== undefined) this.settingsOf(query.pool);
+    return this.policy.events(query);
+  }
+
+  async findKeyByToken(pool: string, token: string): Promise<string | null> {
+    this.settingsOf(pool);
+    let found: string | null = null;
+    // Every key is compared, in constant time, so timing says nothing about which key (if any) matched.
+    for (const row of this.db.query("SELECT id, token FROM keys WHERE pool = ?1").all(pool) as Array<{ id: string; token: string }>) {
+      if (this.vault.holds(row.token, token) && found === null) found = row.id;
+    }
+    return found;
+  }
+
+  /**
+   * Re-encrypts every stored secret under `cipher`, which becomes this store's key, then vacuums so
+   * no copy under the old key stays in free pages. Processes still running with the old key must restart.
+   */
+  reencrypt(cipher: TokenCipher): { rewritten: number } {
+    this.writes.flush();
+    const result = this.vault.rewrap(cipher);
+    this.db.exec("VACUUM");
+    return result;
   }
 
   async close(): Promise<void> {

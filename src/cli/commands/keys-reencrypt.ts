@@ -1,0 +1,51 @@
+import { defineCommand } from "citty";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { findConfig } from "../../config/find-config";
+import type { Config } from "../../config/types";
+import { systemClock } from "../../pool/clock";
+import { loadTokenCipher, readKeyFile } from "../../store/master-key";
+import { SqliteStore } from "../../store/sqlite/sqlite-store";
+import { configOrEnvArg, jsonArg } from "../_shared";
+import { CliExit, EXIT } from "../exit";
+
+export default defineCommand({
+  meta: {
+    name: "reencrypt",
+    description: "Rewrite every stored token under the current master key, or under --new-key-file (stop running keypools first)",
+  },
+  args: {
+    ...configOrEnvArg,
+    ...jsonArg,
+    "new-key-file": { type: "string", description: "Encrypt under the key in this file instead; then point store.encryption_key_file (or KEYPOOL_MASTER_KEY) at it" },
+    "state-file": { type: "string", description: "The state file to rewrite (default: the config's state_file)" },
+  },
+  async run({ args }) {
+    const config: Pick<Config, "stateFile" | "store"> =
+      args["state-file"] !== undefined && args.config === undefined ? { stateFile: resolve(args["state-file"]) } : findConfig({ path: args.config });
+    const stateFile = args["state-file"] !== undefined ? resolve(args["state-file"]) : config.stateFile;
+    if (stateFile === ":memory:" || !existsSync(stateFile)) {
+      throw new CliExit(EXIT.usage, `no state file at ${stateFile} — nothing to re-encrypt; check state_file or pass --state-file PATH`);
+    }
+    const current = loadTokenCipher(config);
+    const next = args["new-key-file"] !== undefined ? readKeyFile(args["new-key-file"], "--new-key-file") : current;
+    if (!next) {
+      throw new CliExit(EXIT.usage, "no key to encrypt with — set KEYPOOL_MASTER_KEY or store.encryption_key_file, or pass --new-key-file FILE");
+    }
+    // Opening checks the current key against the file: a wrong one stops here, before anything is written.
+    const store = new SqliteStore({ path: stateFile, clock: systemClock, cipher: current });
+    let rewritten: number;
+    try {
+      rewritten = store.reencrypt(next).rewritten;
+    } finally {
+      await store.close();
+    }
+    const report = { state_file: stateFile, rewritten, key_id: next.keyId, key: next.source, was_encrypted: current !== undefined };
+    if (args.json) console.log(JSON.stringify(report, null, 2));
+    else {
+      console.log(`re-encrypted ${rewritten} stored secrets in ${stateFile} under key ${next.keyId} (${next.source})`);
+      if (next !== current) console.log("start keypool with this key from now on; processes still running with the old key must be restarted");
+    }
+    return EXIT.ok;
+  },
+});

@@ -1,0 +1,98 @@
+import { Elysia, t } from "elysia";
+import { DomainError } from "../pool/errors";
+import { REPORTED_HEALTH, type CompatService } from "./compat-service";
+import { STATUS_BY_CODE } from "./errors";
+import { errors } from "./schemas";
+
+const PoolParam = t.Object({ pool: t.String({ maxLength: 64, description: "Pool name (the model, in similar tools)", examples: ["gpt-4"] }) });
+
+const CompatError = t.Object(
+  {
+    success: t.Literal(false),
+    model: t.String({ examples: ["gpt-4"] }),
+    error: t.Object({ code: t.String({ examples: ["NO_KEY_AVAILABLE"] }), message: t.String() }),
+  },
+  { description: "A compatibility route's error: success false, and the usual error object" },
+);
+
+const CompatKey = t.Object(
+  {
+    success: t.Literal(true),
+    model: t.String({ description: "The pool's name", examples: ["gpt-4"] }),
+    key: t.String({ description: "The token itself", examples: ["sk-test-aaaaaaaaaaaaaaaaaaaaaaaa"] }),
+    pool: t.Object({
+      totalKeys: t.Number({ examples: [3] }),
+      healthyKeys: t.Number({ description: "Keys not quarantined, dead or disabled", examples: [2] }),
+    }),
+  },
+  { examples: [{ success: true, model: "gpt-4", key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", pool: { totalKeys: 3, healthyKeys: 2 } }] },
+);
+
+const HealthReport = t.Object(
+  {
+    key: t.String({ minLength: 1, maxLength: 8192, description: "The token, as GET /keys/:pool handed it out" }),
+    status: t.UnionEnum(REPORTED_HEALTH, { description: "failed is an auth failure when error mentions 401/403/unauthorized" }),
+    error: t.Optional(t.String({ maxLength: 4096, description: "The upstream's error, to tell an auth failure from others" })),
+  },
+  { examples: [{ key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", status: "rate_limited" }] },
+);
+
+const HealthResult = t.Object({
+  success: t.Literal(true),
+  model: t.String({ examples: ["gpt-4"] }),
+  id: t.String({ description: "The key's id", examples: ["key-5810d3946d"] }),
+  state: t.String({ examples: ["cooling"] }),
+  reason: t.Union([t.String(), t.Null()]),
+  note: t.Optional(t.String()),
+});
+
+/**
+ * `GET /keys/:pool` and `POST /health/:pool`, shaped like similar key-rotation tools so their
+ * clients work unchanged. Errors keep those tools' `success: false`.
+ */
+export function compatRoutes(compat: CompatService) {
+  return new Elysia({ name: "compat" })
+    .get(
+      "/keys/:pool",
+      async ({ params, set, status }) => {
+        try {
+          return await compat.take(params.pool);
+        } catch (error) {
+          const failure = compatFailure(params.pool, error, set.headers);
+          return status(failure.status as 503, failure.body);
+        }
+      },
+      {
+        params: PoolParam,
+        response: { 200: CompatKey, ...errors(400, 401), 404: CompatError, 503: CompatError },
+        detail: { summary: "Take a key (compatibility)", description: "Like GET /take, for clients of similar tools. No lease: report with POST /health/:pool.", tags: ["compat"] },
+      },
+    )
+    .post(
+      "/health/:pool",
+      async ({ params, body, set, status }) => {
+        try {
+          return await compat.report(params.pool, body);
+        } catch (error) {
+          const failure = compatFailure(params.pool, error, set.headers);
+          return status(failure.status as 404, failure.body);
+        }
+      },
+      {
+        params: PoolParam,
+        body: HealthReport,
+        response: { 200: HealthResult, ...errors(400, 401, 413), 404: CompatError },
+        detail: { summary: "Report how a key did (compatibility)", description: "Names the key by its token. An unknown token answers 404 without echoing it.", tags: ["compat"] },
+      },
+    );
+}
+
+/** A domain error in the compatibility shape; anything else goes on to the app's error mapping. */
+function compatFailure(model: string, error: unknown, headers: Record<string, unknown>) {
+  if (!(error instanceof DomainError)) throw error;
+  if (error.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
+  return {
+    status: STATUS_BY_CODE[error.code],
+    body: { success: false as const, model, error: { code: error.code, message: error.message } },
+  };
+}

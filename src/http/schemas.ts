@@ -1,0 +1,161 @@
+import { t } from "elysia";
+import { FAILURE_CLASSES } from "../pool/classify";
+import { KEY_STATES, type KeyState } from "../pool/key-state";
+
+/**
+ * Request and response shapes shared by the route groups. They validate requests and feed the
+ * OpenAPI document, so each carries a description and an example.
+ */
+
+export const ErrorBody = t.Object(
+  {
+    error: t.Object({
+      code: t.String({ description: "Stable machine-readable code", examples: ["NO_KEY_AVAILABLE"] }),
+      message: t.String({ description: "What went wrong and what to do", examples: ['every key in pool "default" is resting; retry after 12s'] }),
+    }),
+  },
+  {
+    description: "Every API error has this shape",
+    examples: [{ error: { code: "NO_KEY_AVAILABLE", message: 'every key in pool "default" is resting; retry after 12s' } }],
+  },
+);
+
+/** The error statuses a route can answer, each with the shared error body. */
+export function errors(...statuses: Array<400 | 401 | 404 | 413 | 500 | 503>) {
+  return Object.fromEntries(statuses.map((status) => [status, ErrorBody])) as Record<number, typeof ErrorBody>;
+}
+
+const isoTime = (description: string) => t.String({ format: "date-time", description, examples: ["2026-01-01T12:00:00.000Z"] });
+const nullableIsoTime = (description: string) => t.Union([isoTime(description), t.Null()]);
+
+export const KeyStateSchema = t.UnionEnum([...KEY_STATES] as [KeyState, ...KeyState[]], { description: "unknown (never checked), live, cooling (resting until `until`), quarantined (auth failure), dead (probe says invalid), disabled (by an operator)",
+  examples: ["live"],
+});
+
+export const PoolQuery = t.Object({
+  pool: t.Optional(t.String({ maxLength: 64, description: "Pool name; may be left out with one pool, or one named default", examples: ["default"] })),
+});
+
+export const TakeBody = t.Object(
+  {
+    id: t.String({ description: "Key id (from the tokens file)", examples: ["a"] }),
+    token: t.String({ description: "The secret itself: the only place it leaves keypool", examples: ["sk-test-aaaaaaaaaaaaaaaaaaaaaaaa"] }),
+    pool: t.String({ examples: ["default"] }),
+    lease: t.String({ description: "Give this back to POST /release", examples: ["ls_3f9a1c0d2b"] }),
+    expires_at: isoTime("When the lease lapses by itself if never released"),
+  },
+  {
+    examples: [{ id: "a", token: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", pool: "default", lease: "ls_3f9a1c0d2b", expires_at: "2026-01-01T12:05:00.000Z" }],
+  },
+);
+
+export const ReleaseRequest = t.Object(
+  {
+    lease: t.Optional(t.String({ minLength: 1, maxLength: 128, description: "The lease from /take", examples: ["ls_3f9a1c0d2b"] })),
+    id: t.Optional(t.String({ minLength: 1, maxLength: 128, description: "Or the key id, when there is no lease", examples: ["a"] })),
+    pool: t.Optional(t.String({ maxLength: 64, description: "With id: the key's pool", examples: ["default"] })),
+    ok: t.Boolean({ description: "Whether the key worked" }),
+    status: t.Optional(t.Integer({ minimum: 100, maximum: 599, description: "The upstream's HTTP status: 429 rests the key, 401/403 quarantine it", examples: [429] })),
+    error_body: t.Optional(
+      t.String({ maxLength: 4096, description: "The start of the upstream's error body (≤ 4 KB): classifies the failure, e.g. insufficient_quota", examples: ['{"error":{"code":"insufficient_quota"}}'] }),
+    ),
+    retry_after_sec: t.Optional(t.Number({ minimum: 0, description: "The upstream's Retry-After: replaces the first backoff rung", examples: [20] })),
+    // Literals, not t.UnionEnum: Elysia fills an absent optional UnionEnum with its first value.
+    class: t.Optional(
+      t.Union(
+        FAILURE_CLASSES.map((c) => t.Literal(c)),
+        { description: "Your own verdict on the failure; wins over classification", examples: ["rate_limit"] },
+      ),
+    ),
+    tokens: t.Optional(t.Integer({ minimum: 0, description: "Tokens the request used, counted against the pool's tpm", examples: [1200] })),
+  },
+  { additionalProperties: false, examples: [{ lease: "ls_3f9a1c0d2b", ok: false, status: 429 }] },
+);
+
+export const ReleaseResult = t.Object(
+  {
+    pool: t.String({ examples: ["default"] }),
+    id: t.String({ examples: ["a"] }),
+    state: KeyStateSchema,
+    reason: t.Union([t.String(), t.Null()], { description: "Why the key is in its state", examples: ["cooling after HTTP 429"] }),
+  },
+  { examples: [{ pool: "default", id: "a", state: "cooling", reason: "cooling after HTTP 429" }] },
+);
+
+const nullableNumber = (description: string) => t.Union([t.Number(), t.Null()], { description });
+
+export const KeyRow = t.Object({
+  id: t.String({ examples: ["a"] }),
+  pool: t.String({ examples: ["default"] }),
+  masked: t.String({ description: "The token, masked", examples: ["sk-…aaaa"] }),
+  state: KeyStateSchema,
+  reason: t.Union([t.String(), t.Null()], { examples: ["cooling after HTTP 429"] }),
+  until: nullableIsoTime("When the state ends by itself (cooling, timed quarantine)"),
+  weight: t.Number({ examples: [1] }),
+  last_check: nullableIsoTime("Last health check"),
+  last_check_status: nullableNumber("HTTP status of the last check"),
+  last_check_latency_ms: nullableNumber("Latency of the last check"),
+  consecutive_failures: t.Number({ examples: [0] }),
+  next_check_at: nullableIsoTime("When the checker probes the key next"),
+  last_used: nullableIsoTime("Last take"),
+  requests: t.Number({ examples: [42] }),
+  errors: t.Number({ examples: [1] }),
+  in_flight: t.Number({ description: "Leases not yet released", examples: [0] }),
+  class: t.Union([t.UnionEnum([...FAILURE_CLASSES]), t.Null()], { description: "The class of the last failure; null after a success", examples: ["rate_limit"] }),
+  rung: t.Number({ description: "Failures of that class in a row: the backoff rung (0 after a success)", examples: [2] }),
+  group: t.Union([t.String(), t.Null()], { description: "Quota group: a rate limit on one key rests them all", examples: ["acme"] }),
+  remaining: t.Union(
+    [
+      t.Object({
+        requests: nullableNumber("Requests left, per the upstream's rate-limit headers"),
+        tokens: nullableNumber("Tokens left"),
+        reset_at: nullableIsoTime("When the budget is full again"),
+      }),
+      t.Null(),
+    ],
+    { description: "The upstream's rate-limit budget for this key; null until its headers said anything" },
+  ),
+});
+
+export const StateCounts = t.Object(Object.fromEntries(KEY_STATES.map((s) => [s, t.Number()])) as Record<(typeof KEY_STATES)[number], ReturnType<typeof t.Number>>);
+
+export const StatusBody = t.Object(
+  {
+    pools: t.Record(t.String(), t.Object({ total: t.Number(), counts: StateCounts }), { description: "Per pool: keys by state" }),
+    keys: t.Array(KeyRow),
+  },
+  {
+    examples: [
+      {
+        pools: { default: { total: 1, counts: { unknown: 0, live: 0, cooling: 1, quarantined: 0, dead: 0, disabled: 0 } } },
+        keys: [
+          {
+            id: "a",
+            pool: "default",
+            masked: "sk-…aaaa",
+            state: "cooling",
+            reason: "cooling after HTTP 429",
+            until: "2026-01-01T12:01:00.000Z",
+            weight: 1,
+            last_check: null,
+            last_check_status: null,
+            last_check_latency_ms: null,
+            consecutive_failures: 0,
+            next_check_at: null,
+            last_used: "2026-01-01T12:00:00.000Z",
+            requests: 42,
+            errors: 1,
+            in_flight: 0,
+          },
+        ],
+      },
+    ],
+  },
+);
+
+export const ReloadReport = t.Object(
+  {
+    pools: t.Record(t.String(), t.Object({ added: t.Number(), updated: t.Number(), removed: t.Number(), kept: t.Number() })),
+  },
+  { examples: [{ pools: { default: { added: 1, updated: 0, removed: 0, kept: 2 } } }] },
+);

@@ -1,0 +1,50 @@
+import { retryAfterMs } from "../pool/retry-after";
+
+/** How a use of a key went, as a library caller reports it. */
+export interface ReportedOutcome {
+  ok: boolean;
+  /** The upstream's HTTP status: 429 rests the key, 401/403 quarantine it, 5xx rest it. */
+  status?: number;
+  /** How long the upstream asked to wait before the next request with this key. */
+  retryAfterMs?: number;
+  /** A failure without a status: "timeout" or "network". */
+  error?: string;
+}
+
+// Statuses that say something about the key (or the upstream behind it); other 4xx are the request's fault.
+const KEY_FAILURES = new Set([401, 403, 408, 429]);
+
+/**
+ * What a thrown error says about the key. HTTP client errors carry the status as `status`
+ * (openai, @anthropic-ai/sdk), `statusCode`, or `response.status` (axios, ky, fetch wrappers);
+ * an error without one is a transport failure.
+ */
+export function outcomeOfError(error: unknown, now: number): ReportedOutcome {
+  const e = (typeof error === "object" && error !== null ? error : {}) as Record<string, any>;
+  const status = [e.status, e.statusCode, e.response?.status].find((s) => Number.isInteger(s) && s >= 100 && s <= 599) as number | undefined;
+  if (status === undefined) {
+    const timedOut = e.name === "TimeoutError" || e.name === "AbortError" || e.code === "ETIMEDOUT";
+    return { ok: false, error: timedOut ? "timeout" : "network" };
+  }
+  return outcomeOfStatus(status, headersOf(e.headers ?? e.response?.headers), now);
+}
+
+/** What a returned value says: a `Response` by its status, anything else is a success. */
+export function outcomeOfValue(value: unknown, now: number): ReportedOutcome {
+  if (value instanceof Response) return outcomeOfStatus(value.status, value.headers, now);
+  return { ok: true };
+}
+
+function outcomeOfStatus(status: number, headers: { get(name: string): string | null } | undefined, now: number): ReportedOutcome {
+  if (status < 400 || (status < 500 && !KEY_FAILURES.has(status))) return { ok: true, status };
+  const wait = headers ? retryAfterMs(headers, now) : undefined;
+  return wait === undefined ? { ok: false, status } : { ok: false, status, retryAfterMs: wait };
+}
+
+/** Headers as a `Headers` or a plain record (older SDKs), behind one `get`. */
+function headersOf(value: unknown): { get(name: string): string | null } | undefined {
+  if (value instanceof Headers) return value;
+  if (typeof value !== "object" || value === null) return undefined;
+  const lower = new Map(Object.entries(value).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? String(v[0]) : String(v)]));
+  return { get: (name) => lower.get(name.toLowerCase()) ?? null };
+}

@@ -1,0 +1,184 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { Clock } from "../pool/clock";
+import { KEY_STATES } from "../pool/key-state";
+import type { Outcome } from "../pool/key-state";
+import type { PoolStore } from "../store/types";
+import { type MinuteCount, MinuteSeries } from "./minute-series";
+import { remainingQuotas } from "./ratelimit-headers";
+import type { TokenUsage } from "./usage-meter";
+
+export type TakeOutcome = "ok" | "no_key";
+/** Named like the failure classes in src/pool/classify.ts, decided here from the status alone. */
+export type RequestClass = "ok" | "client" | "rate_limit" | "quota" | "auth" | "overloaded" | "timeout" | "network" | "failed";
+export type CheckResult = "ok" | "auth" | "rate_limit" | "failed";
+export type UpstreamPhase = "first_byte" | "total";
+
+/**
+ * What the rest of keypool tells the metrics, in its own words. Labels are pool names and key
+ * ids, never tokens: a label is public to anyone who can scrape.
+ */
+export interface MetricsRecorder {
+  recordTake(pool: string, outcome: TakeOutcome): void;
+  /** One use of a key, by the gateway (each attempt) or a broker client (each release). */
+  recordRequest(pool: string, key: string, outcome: Outcome): void;
+  recordRetry(pool: string): void;
+  observeUpstream(pool: string, phase: UpstreamPhase, seconds: number): void;
+  /** Reads the upstream's rate-limit headers for what the key has left. */
+  recordRateLimits(pool: string, key: string, headers: Headers): void;
+  recordCheck(pool: string, result: { ok: boolean; status?: number }): void;
+  recordTokens(pool: string, key: string, usage: TokenUsage): void;
+}
+
+export interface PoolActivity {
+  /** The last hour, oldest minute first. */
+  minutes: MinuteCount[];
+}
+
+/** A daemon's metrics: the recorder plus its own Prometheus registry (one per daemon, never global). */
+export interface Metrics extends MetricsRecorder {
+  readonly registry: Registry;
+  /** The Prometheus text exposition, with `keypool_keys` computed from the store now. */
+  scrape(): Promise<string>;
+  readonly contentType: string;
+  /** Requests and errors per minute over the last hour, per pool, for the dashboard. */
+  activity(pools: string[]): Record<string, PoolActivity>;
+}
+
+/** For code run without a daemon (tests, the library): records nothing. */
+export const noMetrics: MetricsRecorder = {
+  recordTake() {},
+  recordRequest() {},
+  recordRetry() {},
+  observeUpstream() {},
+  recordRateLimits() {},
+  recordCheck() {},
+  recordTokens() {},
+};
+
+/** LLM calls run from milliseconds (cached, errors) to minutes (long generations). */
+const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics {
+  const { store, clock } = deps;
+  const registry = new Registry();
+  const registers = [registry];
+  collectDefaultMetrics({ register: registry });
+
+  new Gauge({
+    name: "keypool_keys",
+    help: "Keys per pool and state, read from the store at scrape time.",
+    labelNames: ["pool", "state"] as const,
+    registers,
+    async collect() {
+      const rows = await store.status();
+      this.reset();
+      for (const pool of store.poolNames()) for (const state of KEY_STATES) this.set({ pool, state }, 0);
+      for (const row of rows) this.inc({ pool: row.pool, state: row.state });
+    },
+  });
+  const takes = new Counter({
+    name: "keypool_takes_total",
+    help: "Keys asked of the store, by whether one was handed out.",
+    labelNames: ["pool", "outcome"] as const,
+    registers,
+  });
+  const requests = new Counter({
+    name: "keypool_requests_total",
+    help: "Uses of a key (gateway attempts and broker releases), by outcome class.",
+    labelNames: ["pool", "key", "class"] as const,
+    registers,
+  });
+  const retries = new Counter({
+    name: "keypool_retries_total",
+    help: "Gateway attempts made on another key after a failure.",
+    labelNames: ["pool"] as const,
+    registers,
+  });
+  const upstream = new Histogram({
+    name: "keypool_upstream_duration_seconds",
+    help: "Gateway upstream time: to the response headers (first_byte) and to the end of the body (total).",
+    labelNames: ["pool", "phase"] as const,
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const remaining = new Gauge({
+    name: "keypool_ratelimit_remaining",
+    help: "What the upstream last said a key has left, from its rate-limit response headers.",
+    labelNames: ["pool", "key", "kind"] as const,
+    registers,
+  });
+  const checks = new Counter({
+    name: "keypool_checks_total",
+    help: "Health-check probes, by result.",
+    labelNames: ["pool", "result"] as const,
+    registers,
+  });
+  const tokens = new Counter({
+    name: "keypool_tokens_total",
+    help: "LLM tokens reported in upstream responses' usage, by direction.",
+    labelNames: ["pool", "key", "direction"] as const,
+    registers,
+  });
+
+  const series = new MinuteSeries();
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    scrape: () => registry.metrics(),
+    activity(pools) {
+      const now = clock.now();
+      return Object.fromEntries(pools.map((pool) => [pool, { minutes: series.last(pool, now) }]));
+    },
+    recordTake(pool, outcome) {
+      takes.inc({ pool, outcome });
+    },
+    recordRequest(pool, key, outcome) {
+      const kind = requestClass(outcome);
+      requests.inc({ pool, key, class: kind });
+      series.record(pool, kind !== "ok" && kind !== "client", clock.now());
+    },
+    recordRetry(pool) {
+      retries.inc({ pool });
+    },
+    observeUpstream(pool, phase, seconds) {
+      upstream.observe({ pool, phase }, seconds);
+    },
+    recordRateLimits(pool, key, headers) {
+      for (const { kind, value } of remainingQuotas(headers)) remaining.set({ pool, key, kind }, value);
+    },
+    recordCheck(pool, result) {
+      checks.inc({ pool, result: checkResult(result) });
+    },
+    recordTokens(pool, key, usage) {
+      if (usage.input > 0) tokens.inc({ pool, key, direction: "input" }, usage.input);
+      if (usage.output > 0) tokens.inc({ pool, key, direction: "output" }, usage.output);
+    },
+  };
+}
+
+/** The `class` label: what kind of answer a use of a key got. Client errors are not the key's fault. */
+export function requestClass(outcome: Outcome): RequestClass {
+  // A caller's own verdict (the gateway's, for instance) wins, as it does in the store.
+  if (!outcome.ok && outcome.class) return outcome.class;
+  const status = outcome.status;
+  if (status === undefined) {
+    if (outcome.ok) return "ok";
+    if (!outcome.error) return "failed";
+    return /timeout|no response within/i.test(outcome.error) ? "timeout" : "network";
+  }
+  if (status === 429) return "rate_limit";
+  if (status === 401 || status === 403) return "auth";
+  if (status === 402) return "quota";
+  if (status === 408) return "timeout";
+  if (status >= 500) return "overloaded";
+  if (status >= 400) return "client";
+  return outcome.ok ? "ok" : "failed";
+}
+
+function checkResult(result: { ok: boolean; status?: number }): CheckResult {
+  if (result.ok) return "ok";
+  if (result.status === 401 || result.status === 403) return "auth";
+  if (result.status === 429) return "rate_limit";
+  return "failed";
+}

@@ -1,0 +1,132 @@
+export interface TokenUsage {
+  input: number;
+  output: number;
+}
+
+export interface UsageMeter {
+  push(chunk: Uint8Array): void;
+  /** The usage the body reported, once it has ended; undefined when it reported none. */
+  finish(): TokenUsage | undefined;
+}
+
+/** JSON bodies larger than this are not parsed for usage: the answer streams on regardless. */
+const MAX_JSON_BYTES = 4 * 1024 * 1024;
+/** An SSE line longer than this is skipped: a usage event is small. */
+const MAX_SSE_LINE = 1024 * 1024;
+
+/**
+ * Reads token usage out of an LLM API response as it streams past, without holding it up.
+ * JSON bodies carry one `usage` object (OpenAI `prompt_tokens`/`completion_tokens`, Anthropic and
+ * the Responses API `input_tokens`/`output_tokens`); event streams carry it in one or more events —
+ * Anthropic sends input in `message_start` and a running output total in `message_delta` — so the
+ * largest figure seen for each direction wins. Returns undefined for other content types.
+ */
+export function createUsageMeter(contentType: string | null): UsageMeter | undefined {
+  const type = (contentType ?? "").toLowerCase();
+  if (type.includes("text/event-stream")) return eventStreamMeter();
+  if (type.includes("json")) return jsonMeter();
+  return undefined;
+}
+
+function jsonMeter(): UsageMeter {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  return {
+    push(chunk) {
+      size += chunk.length;
+      if (size <= MAX_JSON_BYTES) chunks.push(chunk);
+    },
+    finish() {
+      if (size > MAX_JSON_BYTES) return undefined;
+      // Only the usage object is parsed, not the whole answer (which may be megabytes of embeddings).
+      const usage = usageObjectText(new TextDecoder().decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      if (usage === undefined) return undefined;
+      const tally = new Tally();
+      tally.addFromText(`{"usage":${usage}}`);
+      return tally.result();
+    },
+  };
+}
+
+function eventStreamMeter(): UsageMeter {
+  const decoder = new TextDecoder();
+  const tally = new Tally();
+  let pending = "";
+  const takeLines = (text: string) => {
+    pending += text;
+    let newline = pending.indexOf("\n");
+    while (newline !== -1) {
+      const line = pending.slice(0, newline).trim();
+      pending = pending.slice(newline + 1);
+      if (line.startsWith("data:") && line.includes('"usage"')) tally.addFromText(line.slice(5));
+      newline = pending.indexOf("\n");
+    }
+    if (pending.length > MAX_SSE_LINE) pending = "";
+  };
+  return {
+    push(chunk) {
+      takeLines(decoder.decode(chunk, { stream: true }));
+    },
+    finish() {
+      takeLines(`${decoder.decode()}\n`);
+      return tally.result();
+    },
+  };
+}
+
+/** The text of the last `"usage": {…}` object in a JSON document (usage objects hold no strings with braces). */
+function usageObjectText(json: string): string | undefined {
+  const key = json.lastIndexOf('"usage"');
+  if (key === -1) return undefined;
+  const start = json.indexOf("{", key);
+  if (start === -1 || json.slice(key + 7, start).trim() !== ":") return undefined;
+  let depth = 0;
+  for (let i = start; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c === 123) depth++;
+    else if (c === 125 && --depth === 0) return json.slice(start, i + 1);
+  }
+  return undefined;
+}
+
+class Tally {
+  private input = -1;
+  private output = -1;
+
+  addFromText(text: string): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return;
+    }
+    this.addUsageIn(value, 0);
+  }
+
+  result(): TokenUsage | undefined {
+    if (this.input < 0 && this.output < 0) return undefined;
+    return { input: Math.max(0, this.input), output: Math.max(0, this.output) };
+  }
+
+  /** `usage` sits at the top (chat completions, message_delta) or one level down (message_start, response.completed). */
+  private addUsageIn(value: unknown, depth: number): void {
+    if (!isObject(value) || depth > 1) return;
+    if (isObject(value.usage)) this.add(value.usage);
+    for (const nested of Object.values(value)) if (isObject(nested) && nested !== value.usage) this.addUsageIn(nested, depth + 1);
+  }
+
+  private add(usage: Record<string, unknown>): void {
+    const input = firstCount(usage.prompt_tokens, usage.input_tokens);
+    const output = firstCount(usage.completion_tokens, usage.output_tokens);
+    if (input !== undefined) this.input = Math.max(this.input, input);
+    if (output !== undefined) this.output = Math.max(this.output, output);
+  }
+}
+
+function firstCount(...values: unknown[]): number | undefined {
+  return values.find((v): v is number => typeof v === "number" && Number.isFinite(v) && v >= 0);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,59 @@
+import { describe, expect, it } from "bun:test";
+import { jsonPost, startTestDaemon } from "../helpers/daemon";
+import { launchBrowser } from "./_browser";
+
+const ADMIN_KEY = "dash-admin-key-12345678";
+const CONFIG = `state_file: state.db
+cooldown_sec: 45
+server:
+  addr: 127.0.0.1:0
+  api_key: ${ADMIN_KEY}
+pools:
+  alpha:
+    tokens_file: tokens.txt
+  beta:
+    tokens_file: tokens.txt
+`;
+const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\n";
+
+describe("the dashboard in a browser", () => {
+  it("asks for the API key, shows every pool, and shows a key's state change after a failure", async () => {
+    await using kp = await startTestDaemon(CONFIG, TOKENS);
+    await using chrome = await launchBrowser();
+    const page = await chrome.context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+
+    // A fast refresh so the change shows within the test; the page polls /status and /ui/data.
+    await page.goto(`${kp.url}/ui?interval=200`);
+    await page.locator("#login").waitFor();
+    await page.fill("#key", ADMIN_KEY);
+    await page.click("#login button[type=submit]");
+    await page.locator('[data-pool="beta"]').waitFor();
+    expect(await page.locator("[data-pool]").evaluateAll((cards) => cards.map((c) => c.getAttribute("data-pool")))).toEqual(["alpha", "beta"]);
+    await page.locator('tr[data-key="alpha/b"][data-state="unknown"]').waitFor();
+
+    // Scripted failures: an auth failure on b and a rate limit on a. Whatever state the failure
+    // policy puts them in, the page must come to show what /status says, with a live countdown.
+    const report = async (body: object) => (await kp.fetch("/release", { ...jsonPost(body), apiKey: ADMIN_KEY })).json();
+    const b = await report({ id: "b", pool: "alpha", ok: false, status: 401 });
+    const a = await report({ id: "a", pool: "alpha", ok: false, status: 429 });
+    expect([a.state, b.state]).not.toContain("unknown");
+    const bRow = page.locator(`tr[data-key="alpha/b"][data-state="${b.state}"]`);
+    await bRow.waitFor();
+    expect(await bRow.innerText()).toContain(b.reason);
+    await page.locator(`tr[data-key="alpha/a"][data-state="${a.state}"]`).waitFor();
+    expect(await page.locator('tr[data-key="alpha/a"] td[data-until]').innerText()).toMatch(/^in \d/);
+
+    // The pool's card counts the change and charts the two errors of this minute.
+    const alpha = page.locator('[data-pool="alpha"]');
+    await alpha.locator(`[data-state="${b.state}"] b`, { hasText: b.state === a.state ? "2" : "1" }).waitFor();
+    await alpha.locator("[data-error-rate]", { hasText: "100.0% errors" }).waitFor();
+    expect(await alpha.locator("svg rect").count()).toBeGreaterThan(0);
+
+    // The key is kept for the tab, and the page loaded nothing from anywhere else.
+    expect(await page.evaluate(() => sessionStorage.getItem("keypool.apiKey"))).toBe(ADMIN_KEY);
+    expect(chrome.external).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  });
+});

@@ -1,0 +1,44 @@
+import { describe, expect, it } from "bun:test";
+import { createUsageMeter } from "../../src/metrics/usage-meter";
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+/** Feeds `text` in chunks of `size` bytes, so values and lines are split across chunks. */
+function meter(contentType: string, text: string, size = 7) {
+  const m = createUsageMeter(contentType)!;
+  const all = bytes(text);
+  for (let i = 0; i < all.length; i += size) m.push(all.slice(i, i + size));
+  return m.finish();
+}
+
+describe("createUsageMeter", () => {
+  it("reads OpenAI chat usage from a JSON body", () => {
+    expect(meter("application/json", '{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}')).toEqual({ input: 12, output: 5 });
+  });
+
+  it("reads usage with nested details from an Anthropic JSON body", () => {
+    const body = '{"id":"msg","content":[{"type":"text","text":"{not usage}"}],"usage":{"input_tokens":30,"cache_creation":{"ephemeral_5m_input_tokens":0},"output_tokens":8}}';
+    expect(meter("application/json", body)).toEqual({ input: 30, output: 8 });
+  });
+
+  it("reads Anthropic usage from a streamed message: input at the start, the output total in the last delta", () => {
+    const events = [
+      'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":25,"output_tokens":1}}}\n\n',
+      'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"hi"}}\n\n',
+      'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":15}}\n\n',
+      "event: message_stop\ndata: {}\n\n",
+    ].join("");
+    expect(meter("text/event-stream; charset=utf-8", events)).toEqual({ input: 25, output: 15 });
+  });
+
+  it("reads the Responses API's completed event", () => {
+    const event = 'data: {"type":"response.completed","response":{"usage":{"input_tokens":9,"output_tokens":4}}}\n\n';
+    expect(meter("text/event-stream", event, 3)).toEqual({ input: 9, output: 4 });
+  });
+
+  it("reports nothing for bodies without usage, and ignores other content types", () => {
+    expect(meter("application/json", '{"data":[{"id":"gpt"}]}')).toBeUndefined();
+    expect(meter("text/event-stream", "data: [DONE]\n\n")).toBeUndefined();
+    expect(createUsageMeter("text/plain")).toBeUndefined();
+  });
+});
