@@ -1,4 +1,5 @@
 import { describe, expect, it } from "bun:test";
+import { ManualClock } from "../src/pool/clock";
 import { jsonPost, startTestDaemon } from "./helpers/daemon";
 
 const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa,1,group=acme\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb,1,group=acme\nc,sk-test-cccccccccccccccccccccccc\n";
@@ -53,8 +54,11 @@ describe("POST /release failure fields", () => {
 
 describe("GET /events", () => {
   it("lists transitions oldest first, filtered by pool, key and since", async () => {
-    await using kp = await startTestDaemon(BASE, TOKENS);
+    // A manual clock, so the two transitions are a second apart and `since` falls between them.
+    const clock = new ManualClock();
+    await using kp = await startTestDaemon(BASE, TOKENS, { clock });
     await kp.fetch("/release", { ...jsonPost({ id: "c", ok: false, status: 401 }), ...KEY });
+    clock.advance(1000);
     await kp.fetch("/release", { ...jsonPost({ id: "a", ok: false, status: 503 }), ...KEY });
     const all = await (await kp.fetch("/events", KEY)).json();
     expect(all.events.map((e: { key: string; from: string; to: string; class: string }) => [e.key, e.from, e.to, e.class])).toEqual([
@@ -62,7 +66,7 @@ describe("GET /events", () => {
       ["a", "unknown", "cooling", "overloaded"],
     ]);
     expect(all.events[1]).toEqual({
-      at: expect.any(String),
+      at: new Date(clock.now()).toISOString(),
       pool: "default",
       key: "a",
       from: "unknown",

@@ -17,6 +17,7 @@ export const rootCommand = defineCommand({
     keys: () => import("./commands/keys").then((m) => m.default),
     config: () => import("./commands/config").then((m) => m.default),
     version: () => import("./commands/version").then((m) => m.default),
+    service: () => import("./commands/service").then((m) => m.default),
   },
 });
 

@@ -160,9 +160,11 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       try {
         // Bun's own limit answers with an empty 413, so it sits above ours: the app refuses bodies over
         // MAX_BODY_BYTES by Content-Length with a JSON error, and Bun stops chunked bodies that run on.
-        app.listen({ hostname: config.server.host, port, maxRequestBodySize: 2 * MAX_BODY_BYTES });
+        // Elysia turns SO_REUSEPORT on: a second daemon on the same config would then share the port
+        // silently (the kernel splits connections between them) instead of failing to bind.
+        app.listen({ hostname: config.server.host, port, maxRequestBodySize: 2 * MAX_BODY_BYTES, reusePort: false });
       } catch (error) {
-        throw listenError(error, { host: config.server.host, port, field: "server.addr", flag: "--port" });
+        throw listenError(error, { host: config.server.host, port, field: "server.addr", flag: "--port N" });
       }
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");

@@ -37,14 +37,17 @@ const HealthReport = t.Object(
   { examples: [{ key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", status: "rate_limited" }] },
 );
 
-const HealthResult = t.Object({
-  success: t.Literal(true),
-  model: t.String({ examples: ["gpt-4"] }),
-  id: t.String({ description: "The key's id", examples: ["key-5810d3946d"] }),
-  state: t.String({ examples: ["cooling"] }),
-  reason: t.Union([t.String(), t.Null()]),
-  note: t.Optional(t.String()),
-});
+const HealthResult = t.Object(
+  {
+    success: t.Literal(true),
+    model: t.String({ examples: ["gpt-4"] }),
+    id: t.String({ description: "The key's id", examples: ["key-5810d3946d"] }),
+    state: t.String({ description: "The key's state now", examples: ["cooling"] }),
+    reason: t.Union([t.String(), t.Null()], { description: "Why the key is in its state" }),
+    note: t.Optional(t.String({ description: "Said for degraded: it counts as a success" })),
+  },
+  { examples: [{ success: true, model: "gpt-4", id: "key-5810d3946d", state: "cooling", reason: "rate_limit (HTTP 429); rung 1, resting 1m" }] },
+);
 
 /**
  * `GET /keys/:pool` and `POST /health/:pool`, shaped like similar key-rotation tools so their

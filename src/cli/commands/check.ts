@@ -3,22 +3,26 @@ import { loadConfig } from "../../config/load";
 import type { Config } from "../../config/types";
 import { checkKeys, type CheckRow, type CheckTarget } from "../../health/check-keys";
 import { maskToken } from "../../pool/mask";
-import { configArg, jsonArg } from "../_shared";
+import { renderJUnit } from "../_junit";
+import { configArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
 
 export default defineCommand({
   meta: {
     name: "check",
-    description: "Probe every key once with its pool's check and report which are live (exit 1 when fewer than --min-live).",
+    description:
+      "Probe every key once with its pool's check and report which are live. Exit 0: at least --min-live live; 1: fewer; 2: config or flag error.",
   },
   args: {
     ...configArg,
     pool: { type: "string", description: "Only check this pool" },
     "min-live": { type: "string", default: "1", valueHint: "N", description: "Exit 1 when fewer keys than this are live" },
     concurrency: { type: "string", default: "8", valueHint: "N", description: "Probes in flight at once" },
-    ...jsonArg,
+    format: { type: "string", valueHint: "table|json|junit", description: "Output: a table (default), JSON, or a JUnit XML report for CI" },
+    json: { type: "boolean", description: "Same as --format json" },
   },
   async run({ args }) {
+    const format = formatOf(args.format, args.json);
     const minLive = integerFlag("--min-live", args["min-live"], 0);
     const concurrency = integerFlag("--concurrency", args.concurrency, 1);
     const config = loadConfig(args.config);
@@ -28,8 +32,10 @@ export default defineCommand({
     const live = rows.filter((r) => r.state === "live").length;
     const probed = rows.filter((r) => r.state !== "unchecked").length;
 
-    if (args.json) {
+    if (format === "json") {
       console.log(JSON.stringify(jsonReport(rows, targets, { live, probed, minLive }), null, 2));
+    } else if (format === "junit") {
+      process.stdout.write(renderJUnit(rows, { live, minLive }));
     } else {
       printTable(rows, new Set(targets.map((t) => t.pool)).size > 1);
       const unchecked = rows.length - probed;
@@ -40,6 +46,17 @@ export default defineCommand({
     return EXIT.ok;
   },
 });
+
+const FORMATS = ["table", "json", "junit"] as const;
+
+function formatOf(format: string | undefined, json: boolean | undefined): (typeof FORMATS)[number] {
+  if (format === undefined) return json ? "json" : "table";
+  if (!(FORMATS as readonly string[]).includes(format)) {
+    throw new CliExit(EXIT.usage, `--format must be one of ${FORMATS.join(", ")}, got "${format}"`);
+  }
+  if (json && format !== "json") throw new CliExit(EXIT.usage, `--json means --format json; drop one of --json and --format ${format}`);
+  return format as (typeof FORMATS)[number];
+}
 
 function integerFlag(name: string, value: string, min: number): number {
   const n = Number(value);
