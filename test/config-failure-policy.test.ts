@@ -2,7 +2,7 @@ import { describe, expect, it } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { ConfigError } from "../src/config/errors";
 import { parseConfig } from "../src/config/load";
-import { poolSettingsOf } from "../src/daemon/create-daemon";
+import { poolSettingsOf } from "../src/daemon/pool-settings";
 import { DEFAULT_LADDERS } from "../src/pool/backoff";
 import { tempDir } from "./helpers/temp-dir";
 

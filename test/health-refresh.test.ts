@@ -3,7 +3,7 @@ import { describe, expect, it } from "bun:test";
 import { join } from "node:path";
 import { parseTokensFile } from "../src/config/tokens-file";
 import type { HttpCheckConfig, PoolConfig, RefreshConfig } from "../src/config/types";
-import { poolSettingsOf } from "../src/daemon/create-daemon";
+import { poolSettingsOf } from "../src/daemon/pool-settings";
 import { refreshKey, requestNewToken } from "../src/health/refresh";
 import { ManualClock, systemClock } from "../src/pool/clock";
 import { maskToken } from "../src/pool/mask";

@@ -1,9 +1,8 @@
 import type { Server } from "bun";
 import { ConfigError } from "../config/errors";
 import { DEFAULT_SHUTDOWN_TIMEOUT_SEC, loadConfig } from "../config/load";
-import type { Config, PoolConfig } from "../config/types";
+import type { Config } from "../config/types";
 import { Checker } from "../health/checker";
-import { DEFAULT_REFRESH_AHEAD_SEC } from "../health/refresh";
 import type { ReloadReport } from "../http/admin-routes";
 import { MAX_BODY_BYTES, createApiApp } from "../http/app";
 import { type GatewayListeners, type GatewayMode, startGatewayListeners } from "./gateway-listeners";
@@ -17,11 +16,10 @@ import { type Logger, createLogger } from "../log";
 import { type Metrics, createMetrics } from "../metrics/metrics";
 import { startMetricsListener } from "./metrics-listener";
 import { type Clock, systemClock } from "../pool/clock";
-import { laddersOf } from "../pool/backoff";
-import { compileRules } from "../pool/classify";
 import { DomainError } from "../pool/errors";
 import { SqliteStore } from "../store/sqlite/sqlite-store";
-import type { PoolSettings, PoolStore, SyncResult } from "../store/types";
+import type { PoolStore, SyncResult } from "../store/types";
+import { poolSettingsOf } from "./pool-settings";
 
 export interface DaemonOptions {
   clock?: Clock;
@@ -204,27 +202,6 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       await store.close();
     },
     reload,
-  };
-}
-
-export function poolSettingsOf(pool: PoolConfig): PoolSettings {
-  return {
-    name: pool.name,
-    rotation: pool.rotation,
-    cooldownSec: pool.cooldownSec,
-    leaseTtlSec: pool.leaseTtlSec,
-    maxConcurrency: pool.maxConcurrency,
-    // Without a health check nothing would revive a quarantined key, so the quarantine times out.
-    quarantineSec: pool.check ? undefined : (pool.upstream?.quarantineSec ?? 300),
-    recheckIntervalSec: pool.recheckIntervalSec,
-    reviveIntervalSec: pool.check?.reviveIntervalSec,
-    failuresToDead: pool.check?.failuresToDead,
-    refreshAheadSec: pool.refresh?.enabled ? (pool.refresh.aheadSec ?? DEFAULT_REFRESH_AHEAD_SEC) : undefined,
-    classify: compileRules(pool.classify),
-    ladders: laddersOf(pool.backoff),
-    rpm: pool.rpm,
-    tpm: pool.tpm,
-    dailyRequests: pool.dailyRequests,
   };
 }
 

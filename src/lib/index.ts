@@ -13,7 +13,7 @@ import { findConfig } from "../config/find-config";
 import { loadConfig, readConfigTree } from "../config/load";
 import { deriveKeyId } from "../config/tokens-file";
 import type { Config, KeySpec, PoolConfig, Rotation } from "../config/types";
-import { poolSettingsOf } from "../daemon/create-daemon";
+import { poolSettingsOf } from "../daemon/pool-settings";
 import { type Clock, systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import { KEY_STATES, type KeyState } from "../pool/key-state";

@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import type { CheckConfig, PoolConfig, RefreshConfig } from "../../src/config/types";
-import { poolSettingsOf } from "../../src/daemon/create-daemon";
+import { poolSettingsOf } from "../../src/daemon/pool-settings";
 import { Checker } from "../../src/health/checker";
 import { ManualClock } from "../../src/pool/clock";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store";

@@ -4,7 +4,7 @@
  * Prints "ready" once its store is open, waits for a line on stdin, refreshes the key once,
  * prints the outcome as JSON and exits.
  */
-import { poolSettingsOf } from "../../src/daemon/create-daemon";
+import { poolSettingsOf } from "../../src/daemon/pool-settings";
 import { refreshKey, refreshOwnerId } from "../../src/health/refresh";
 import { systemClock } from "../../src/pool/clock";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
