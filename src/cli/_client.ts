@@ -23,7 +23,7 @@ export function resolveDaemon(args: { config?: string; url?: string; "api-key"?:
 /** Calls the daemon and returns the parsed JSON body with its status; network failures become a clear exit. */
 export async function callDaemon(
   target: DaemonTarget,
-  method: "GET" | "POST",
+  method: "GET" | "POST" | "PATCH" | "DELETE",
   path: string,
   body?: unknown,
 ): Promise<{ status: number; body: any; headers: Headers }> {

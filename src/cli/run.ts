@@ -18,6 +18,10 @@ export const rootCommand = defineCommand({
     config: () => import("./commands/config").then((m) => m.default),
     version: () => import("./commands/version").then((m) => m.default),
     service: () => import("./commands/service").then((m) => m.default),
+    alerts: () => import("./commands/alerts").then((m) => m.default),
+    env: () => import("./commands/env").then((m) => m.default),
+    setup: () => import("./commands/setup").then((m) => m.default),
+    health: () => import("./commands/health").then((m) => m.default),
   },
 });
 

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { splitCommandLine } from "./_command-line";
 import { readBackoff, readClassify } from "./_failure-policy";
+import { readFallback, readModelMap, readSession } from "./_routing";
 import { describe, readAddr, type Section } from "./_fields";
 import { ConfigError } from "./errors";
 import { parseTokensFile } from "./tokens-file";
@@ -24,6 +25,10 @@ export const POOL_KEYS = [
   "refresh",
   "proxy",
   "upstream",
+  "session",
+  "fallback",
+  "model_map",
+  "min_live",
 ] as const;
 
 const HTTP = ["http", "https"] as const;
@@ -52,6 +57,10 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
     refresh: refresh && readRefresh(refresh),
     proxy: s.url("proxy", ["http", "https", "socks5", "socks5h"], "http://proxy.internal:3128"),
     upstream: upstream && readUpstream(upstream),
+    session: readSession(s),
+    fallback: readFallback(s),
+    modelMap: readModelMap(s),
+    minLive: s.number("min_live", { min: 1, integer: true, unit: "keys" }),
   };
   s.done();
   return pool;
@@ -192,6 +201,7 @@ function readUpstream(s: Section): UpstreamConfig {
     maxBodyBytes: s.number("max_body_bytes", { min: 1, integer: true, unit: "bytes", default: 32 * 1024 * 1024 }),
     pathPrefix: readPathPrefix(s),
     models: s.stringList("models") ?? [],
+    queueTimeoutSec: s.seconds("queue_timeout_sec"),
   };
   s.done();
   return upstream;

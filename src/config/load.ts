@@ -2,7 +2,10 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import { Issues, Section, describe, isMapping, joinPath, readAddr } from "./_fields";
+import { readAlerts } from "./_alerts";
+import { readPrices } from "./_prices";
 import { POOL_KEYS, describeFsError, readPool } from "./_pool";
+import { checkFallbacks } from "./_routing";
 import { ConfigError } from "./errors";
 import { interpolateEnv } from "./interpolate";
 import { type Config, type KeySpec, LOG_FORMATS, LOG_LEVELS, type PoolConfig } from "./types";
@@ -90,6 +93,9 @@ function readConfig(s: Section, baseDir: string, keys?: Record<string, KeySpec[]
   const store = s.section("store");
   const metrics = s.section("metrics");
   const log = s.section("log");
+  const alerts = s.section("alerts");
+  // Read before the pools: a single-pool file's top level is also its pool, which flags keys not yet read.
+  const prices = readPrices(s);
   const stateFile = s.string("state_file", "keypool.db");
   const config: Config = {
     server: readServer(server ?? new Section({}, "server", s.issues)),
@@ -100,6 +106,8 @@ function readConfig(s: Section, baseDir: string, keys?: Record<string, KeySpec[]
     store: store && readStore(store, baseDir),
     watch: s.bool("watch"),
     pools: readPools(s, baseDir, keys),
+    alerts: alerts && readAlerts(alerts),
+    prices,
   };
   s.done();
   return config;
@@ -139,7 +147,7 @@ function readMetrics(s: Section): Config["metrics"] {
  */
 function readPools(top: Section, baseDir: string, keys?: Record<string, KeySpec[]>): Record<string, PoolConfig> {
   const entry = top.entry("pools");
-  if (!entry) return { default: readPool("default", top, baseDir, keys?.default) };
+  if (!entry) return checkFallbacks({ default: readPool("default", top, baseDir, keys?.default) }, () => "", top.issues);
   top.allow(POOL_KEYS);
   if (!isMapping(entry.value) || Object.keys(entry.value).length === 0) {
     top.issues.add(entry.path, "expected a mapping of pool names to pool settings — add one, or drop pools: for a single pool");
@@ -158,5 +166,5 @@ function readPools(top: Section, baseDir: string, keys?: Record<string, KeySpec[
     }
     pools[name] = readPool(name, new Section(body ?? {}, path, top.issues, top), baseDir, keys?.[name]);
   }
-  return pools;
+  return checkFallbacks(pools, (name) => joinPath(entry.path, name), top.issues);
 }

@@ -107,7 +107,26 @@ export interface UpstreamConfig {
   pathPrefix?: string;
   /** Requests whose JSON body names one of these models go to this pool. */
   models: string[];
+  /** When no key is free, a request waits this long (FIFO) for one before it gets a 503; unset or 0 answers at once. */
+  queueTimeoutSec?: number;
 }
+
+/** Sticky sessions: one conversation keeps using one key while that key is usable (see src/pool/session.ts). */
+export interface SessionConfig {
+  /** false: the gateway sends no session ids to the store (the broker still honours ?session=). */
+  enabled: boolean;
+  /** The request header that names a session (lower-case). */
+  header: string;
+  /** Identify a request with no explicit id by its model and system prompt. */
+  fingerprint: boolean;
+  /** A mapping lapses this long after the session last used its own key. */
+  ttlSec: number;
+  /** Mappings kept per pool; the oldest go first. */
+  max: number;
+}
+
+/** Sticky sessions as they are when a pool has no `session:` section. */
+export const DEFAULT_SESSION: SessionConfig = { enabled: true, header: "x-session-id", fingerprint: true, ttlSec: 3600, max: 100_000 };
 
 /** One key as declared in a tokens file (or, later, in config or via the admin API). */
 export interface KeySpec {
@@ -147,6 +166,14 @@ export interface PoolConfig {
   /** Outbound proxy URL for probes and refresh calls. */
   proxy?: string;
   upstream?: UpstreamConfig;
+  /** Sticky sessions; DEFAULT_SESSION when unset. */
+  session?: SessionConfig;
+  /** Pools that serve this pool's requests, in order, when it has no usable key. */
+  fallback?: string[];
+  /** Request models renamed when this pool serves them (typically as a fallback): `gpt-4o` → `claude-…`. */
+  modelMap?: Record<string, string>;
+  /** Alert (pool_below_min_live) when fewer keys than this can serve right now. */
+  minLive?: number;
 }
 
 export interface ServerConfig {
@@ -179,7 +206,49 @@ export interface Config {
   /** Reload when the config file or a tokens file changes. */
   watch?: boolean;
   pools: Record<string, PoolConfig>;
+  /** Per-model prices for the usage ledger's estimated cost; absent means costs are 0. */
+  prices?: PriceTable;
+  /** Webhooks told about key and pool trouble; absent means no alerts. */
+  alerts?: AlertsConfig;
 }
+
+/** What an alert can be about (see src/alerts/alert.ts). */
+export const ALERT_EVENTS = [
+  "key_dead",
+  "key_quarantined",
+  "key_recovered",
+  "pool_below_min_live",
+  "pool_exhausted",
+  "refresh_failed",
+] as const;
+export type AlertEvent = (typeof ALERT_EVENTS)[number];
+
+export const ALERT_FORMATS = ["json", "slack"] as const;
+
+export interface WebhookConfig {
+  /** May carry a secret (Slack's do): only its origin is ever logged or printed. */
+  url: string;
+  headers: Record<string, string>;
+  format: (typeof ALERT_FORMATS)[number];
+  /** The events this webhook hears; every event when unset. */
+  events?: AlertEvent[];
+}
+
+export interface AlertsConfig {
+  /** The same event for the same key (or pool) is sent at most once per this many seconds. */
+  repeatSec: number;
+  webhooks: WebhookConfig[];
+}
+
+export interface ModelPrice {
+  /** USD per million input (prompt) tokens. */
+  inputPerMtok: number;
+  /** USD per million output (completion) tokens. */
+  outputPerMtok: number;
+}
+
+/** `prices:` — model name → price. */
+export type PriceTable = Readonly<Record<string, ModelPrice>>;
 
 export interface StoreConfig {
   /** Absolute path of a file holding the master key that encrypts token values (see src/store/token-cipher.ts). */

@@ -3,6 +3,8 @@ import { ConfigError } from "../config/errors";
 import { DEFAULT_SHUTDOWN_TIMEOUT_SEC, loadConfig } from "../config/load";
 import type { Config } from "../config/types";
 import { Checker } from "../health/checker";
+import { AlertService, type AlertServiceOptions } from "../alerts/alert-service";
+import { reportExhaustion } from "../alerts/report-exhaustion";
 import type { ReloadReport } from "../http/admin-routes";
 import { MAX_BODY_BYTES, createApiApp } from "../http/app";
 import { type GatewayListeners, type GatewayMode, startGatewayListeners } from "./gateway-listeners";
@@ -10,6 +12,7 @@ import { drainListeners } from "./_drain";
 import { listenError } from "./listen-error";
 import { BrokerService } from "../http/broker-service";
 import { CompatService } from "../http/compat-service";
+import { KeyAdminService } from "../http/key-admin-service";
 import { type ConfigWatcher, createConfigWatcher } from "./config-watcher";
 import { loadTokenCipher } from "../store/master-key";
 import { type Logger, createLogger } from "../log";
@@ -28,8 +31,10 @@ export interface DaemonOptions {
   port?: number;
   /** Jitter and random rotation; tests pass a predictable one. */
   random?: () => number;
-  /** false: start() leaves the checker's timer off and tests drive `checker.tick()` themselves. */
+  /** false: start() leaves the checker's and the alert poller's timers off; tests drive `checker.tick()` and `alerts.tick()` themselves. */
   autoCheck?: boolean;
+  /** Alert delivery tuning for tests: per-webhook queue bound, waits between attempts, and how to wait. */
+  alertDelivery?: Pick<AlertServiceOptions, "queueLimit" | "retryDelaysMs" | "sleep" | "timeoutMs">;
   /** Which pools get a gateway: those with upstream.enabled (serve), or every pool with a base_url (proxy). */
   gateway?: GatewayMode;
 }
@@ -38,6 +43,7 @@ export interface Daemon {
   readonly store: PoolStore;
   readonly broker: BrokerService;
   readonly checker: Checker;
+  readonly alerts: AlertService;
   readonly app: ReturnType<typeof createApiApp>;
   readonly metrics: Metrics;
   /** The API's base URL once started. */
@@ -71,8 +77,18 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   const store = new SqliteStore({ path: config.stateFile, clock, random: options.random, cipher });
   await store.syncPools(poolsForStore(config));
   const metrics = createMetrics({ store, clock });
-  const broker = new BrokerService(store, metrics);
-  const checker = new Checker({ store, clock, logger, metrics, pools: () => Object.values(config.pools) });
+  const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
+  // The broker and the gateway take through this one, so a take that finds no key raises pool_exhausted.
+  const served = reportExhaustion(store, (pool, error) => alerts.poolExhausted(pool, error.message, error.retryAfterMs));
+  const broker = new BrokerService(served, metrics);
+  const checker = new Checker({
+    store,
+    clock,
+    logger,
+    metrics,
+    pools: () => Object.values(config.pools),
+    onRefreshFailed: (pool, id, reason) => alerts.refreshFailed(pool, id, reason),
+  });
 
   let reloading: Promise<unknown> = Promise.resolve();
   function reload(trigger: ReloadTrigger = "api"): Promise<ReloadReport> {
@@ -130,7 +146,8 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   }
 
   const compat = new CompatService(broker, store);
-  const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger, metrics, clock, poolNames: () => store.poolNames(), compat });
+  const keyAdmin = new KeyAdminService({ store, tokensFileOf: (pool) => config.pools[pool]?.tokensFile });
+  const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger, metrics, clock, poolNames: () => store.poolNames(), compat, keyAdmin });
   let server: Server<unknown> | undefined;
   let gateway: GatewayListeners | undefined;
   let metricsServer: Server<unknown> | undefined;
@@ -141,6 +158,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     store,
     broker,
     checker,
+    alerts,
     app,
     metrics,
     get url() {
@@ -174,7 +192,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       watching = true;
       watchConfigFiles();
       try {
-        gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store, clock, logger, metrics });
+        gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store: served, clock, logger, metrics });
         if (config.metrics?.addr) metricsServer = startMetricsListener(config.metrics.addr, metrics, logger);
       } catch (error) {
         await Promise.all([app.stop(true), gateway?.stop(true)]);
@@ -182,7 +200,10 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
         gateway = undefined;
         throw error;
       }
-      if (options.autoCheck !== false) checker.start();
+      if (options.autoCheck !== false) {
+        checker.start();
+        alerts.start();
+      }
     },
     async stop(stopOptions = {}) {
       const timeoutSec = stopOptions.timeoutSec ?? config.shutdownTimeoutSec ?? DEFAULT_SHUTDOWN_TIMEOUT_SEC;
@@ -196,6 +217,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       }
       // Before the store closes: probes in flight still record (or abandon) through it.
       await checker.stop();
+      await alerts.stop();
       watching = false;
       await watcher?.stop();
       watcher = undefined;
@@ -206,7 +228,11 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
 }
 
 function poolsForStore(config: Config) {
-  return Object.values(config.pools).map((pool) => ({ settings: poolSettingsOf(pool), keys: pool.keys }));
+  return Object.values(config.pools).map((pool) => ({
+    settings: poolSettingsOf(pool, config.prices),
+    // A pool without a tokens file has its keys from the environment.
+    keys: pool.keys.map((key) => ({ ...key, origin: pool.tokensFile ? ("file" as const) : ("env" as const) })),
+  }));
 }
 
 function summarize(results: Record<string, SyncResult>): ReloadReport {

@@ -1,12 +1,14 @@
 import type { Server } from "bun";
 import { parseAddr } from "../config/addr";
 import { listenError } from "./listen-error";
+import { fallbackChain } from "../config/fallback";
 import type { Config } from "../config/types";
 import { createGateway } from "../gateway/gateway";
-import { buildRoute, type GatewayRoute } from "../gateway/route";
+import { buildRoute, type GatewayRoute, type GatewayTarget } from "../gateway/route";
 import type { Logger } from "../log";
 import type { MetricsRecorder } from "../metrics/metrics";
 import type { Clock } from "../pool/clock";
+import type { TakeQueue } from "../store/take-queue";
 import type { PoolStore } from "../store/types";
 
 export type GatewayMode = "enabled-only" | "all";
@@ -25,6 +27,7 @@ interface Deps {
   clock: Clock;
   logger: Logger;
   metrics?: MetricsRecorder;
+  keys?: TakeQueue;
 }
 
 /**
@@ -38,10 +41,24 @@ export function routesByListener(config: Config, mode: GatewayMode): Map<string,
     const upstream = pool.upstream;
     if (!upstream?.baseUrl || (mode === "enabled-only" && !upstream.enabled)) continue;
     const list = groups.get(upstream.listen) ?? [];
-    list.push(buildRoute(pool.name, upstream));
+    list.push(buildRoute(pool.name, upstream, { session: pool.session, modelMap: pool.modelMap, fallbacks: fallbackTargets(config, pool.name) }));
     groups.set(upstream.listen, list);
   }
   return groups;
+}
+
+/**
+ * The pools that serve `pool`'s gateway requests when it has no usable key, in fallback order.
+ * A fallback needs an upstream to forward to; one without `upstream.base_url` serves only the broker.
+ */
+function fallbackTargets(config: Config, pool: string): GatewayTarget[] {
+  const graph = Object.fromEntries(Object.values(config.pools).map((p) => [p.name, p.fallback ?? []]));
+  return fallbackChain(graph, pool)
+    .slice(1)
+    .flatMap((name) => {
+      const fallback = config.pools[name]!;
+      return fallback.upstream?.baseUrl ? [{ pool: name, upstream: fallback.upstream, modelMap: fallback.modelMap }] : [];
+    });
 }
 
 export function startGatewayListeners(config: Config, mode: GatewayMode, deps: Deps): GatewayListeners {

@@ -1,4 +1,4 @@
-import type { PoolConfig } from "../config/types";
+import type { PoolConfig, PriceTable } from "../config/types";
 import { DEFAULT_REFRESH_AHEAD_SEC } from "../health/refresh";
 import { laddersOf } from "../pool/backoff";
 import { compileRules } from "../pool/classify";
@@ -8,7 +8,8 @@ import type { PoolSettings } from "../store/types";
  * What the store needs of a pool's config. Kept apart from the daemon's wiring so the library can
  * use it without loading the HTTP stack.
  */
-export function poolSettingsOf(pool: PoolConfig): PoolSettings {
+/** `prices`: the config's top-level price table, for the usage ledger's costs. */
+export function poolSettingsOf(pool: PoolConfig, prices?: PriceTable): PoolSettings {
   return {
     name: pool.name,
     rotation: pool.rotation,
@@ -26,5 +27,8 @@ export function poolSettingsOf(pool: PoolConfig): PoolSettings {
     rpm: pool.rpm,
     tpm: pool.tpm,
     dailyRequests: pool.dailyRequests,
+    sessionTtlSec: pool.session?.ttlSec,
+    maxSessions: pool.session?.max,
+    prices,
   };
 }

@@ -10,11 +10,13 @@ import { parseRateLimitHeaders } from "../pool/rate-limit-headers";
 import { retryAfterMs } from "../pool/retry-after";
 import { scrubSecrets } from "../pool/scrub-secrets";
 import { createSecretMatcher, presentedCredential } from "../pool/secret-match";
+import { sessionIdOf } from "../pool/session";
+import { TakeQueue } from "../store/take-queue";
 import type { Lease, PoolStore } from "../store/types";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
 import { relayBody } from "./_relay";
 import { gatewayError } from "./errors";
-import { type GatewayRoute, matchRoute, modelOf } from "./route";
+import { type GatewayRoute, type GatewayTarget, bodyFor, jsonBodyOf, matchRoute, modelIn, targetOf } from "./route";
 
 export interface GatewayDeps {
   store: PoolStore;
@@ -22,6 +24,8 @@ export interface GatewayDeps {
   clock: Clock;
   logger: Logger;
   metrics?: MetricsRecorder;
+  /** Waiting (upstream.queue_timeout_sec) and fallback pools; the daemon shares one with the broker. */
+  keys?: TakeQueue;
 }
 
 /** How much of an upstream error body goes into the log (scrubbed of anything credential-like). */
@@ -40,6 +44,7 @@ type Attempt =
  */
 export function createGateway(deps: GatewayDeps) {
   const { store, routes, clock, logger } = deps;
+  const keys = deps.keys ?? new TakeQueue({ store, clock });
   const metrics = deps.metrics ?? noMetrics;
   const clientKeyChecks = new Map(routes.map((r) => [r.pool, clientKeyCheck(r.upstream.clientKeys)]));
   const maxBodyBytes = Math.max(...routes.map((r) => r.upstream.maxBodyBytes));
@@ -53,7 +58,9 @@ export function createGateway(deps: GatewayDeps) {
     if (body === "too-large") {
       return gatewayError(413, "payload_too_large", `request body is larger than ${maxBodyBytes} bytes`, { connection: "close" });
     }
-    const match = matchRoute(routes, url.pathname, modelOf(body, request.headers.get("content-type")));
+    const json = jsonBodyOf(body, request.headers.get("content-type"));
+    const model = modelIn(json);
+    const match = matchRoute(routes, url.pathname, model);
     if (!match) {
       const prefixes = routes.map((r) => r.prefix).join(", ");
       return gatewayError(404, "no_pool_for_request", `no pool serves this request: use a path prefix (${prefixes}) or a model a pool lists`);
@@ -81,7 +88,11 @@ export function createGateway(deps: GatewayDeps) {
       });
 
     const maxAttempts = 1 + route.upstream.maxRetries;
-    const tried: string[] = [];
+    // Key ids already tried, by pool: a retry lands on another key, in the route's pool or a fallback.
+    const tried: Record<string, string[]> = {};
+    const pools = [route.pool, ...route.fallbacks.map((f) => f.pool)];
+    const session = stickySession(route, request.headers, json);
+    const queueMs = (route.upstream.queueTimeoutSec ?? 0) * 1000;
     let lastFailure: { response: Response; keyId: string } | undefined;
     let lastTransportError: string | undefined;
     // Every attempt failed: the last upstream answer if there was one, else why none came.
@@ -97,8 +108,13 @@ export function createGateway(deps: GatewayDeps) {
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       let lease: Lease;
       try {
-        lease = await store.take(route.pool, { exclude: tried });
+        // Only the first attempt waits in line: a retry has an answer to fall back on.
+        lease = await keys.take(route.pool, { pools, session, exclude: tried, waitMs: attempt === 1 ? queueMs : 0, signal: request.signal });
       } catch (error) {
+        if (request.signal.aborted) {
+          log(499, attempt - 1, undefined, { reason: "client closed the request while waiting for a key" });
+          return gatewayError(499, "client_closed_request", "the client went away");
+        }
         if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
         metrics.recordTake(route.pool, "no_key");
         // Keys ran out after failed attempts (fewer keys than attempts): report those, not a 503.
@@ -107,32 +123,34 @@ export function createGateway(deps: GatewayDeps) {
         log(503, attempt - 1, undefined, { reason: "no key available" });
         return gatewayError(503, "no_key_available", error.message, { "retry-after": seconds });
       }
-      tried.push(lease.id);
-      metrics.recordTake(route.pool, "ok");
+      (tried[lease.pool] ??= []).push(lease.id);
+      metrics.recordTake(lease.pool, "ok");
       if (attempt > 1) metrics.recordRetry(route.pool);
+      const target = targetOf(route, lease.pool);
+      const sent = bodyFor(target, body, json);
 
       const sentAt = performance.now();
-      const result = await attemptOnce(request, match.path + url.search, body, lease, route, clientIp);
+      const result = await attemptOnce(request, match.path + url.search, sent.body, lease, target, clientIp);
       if (result.kind === "transport") {
         if (request.signal.aborted) {
           // The client left before the answer: that says nothing about the key, so no penalty
           // (released as a client-side 4xx is), and no retry, with no one left to answer.
-          await store.release({ lease: lease.lease }, { ok: false, class: "client" });
+          await keys.release({ lease: lease.lease }, { ok: false, class: "client" });
           log(499, attempt, lease.id, { reason: "client closed the request" });
           return gatewayError(499, "client_closed_request", "the client went away");
         }
-        await store.release({ lease: lease.lease }, { ok: false, error: result.error });
+        await keys.release({ lease: lease.lease }, { ok: false, error: result.error });
         metrics.recordRequest(route.pool, lease.id, { ok: false, error: result.error });
         lastTransportError = `${result.error} (key ${lease.id})`;
         continue;
       }
 
       const { response } = result;
-      const outcome = await outcomeOf(response, route, clock.now());
+      const outcome = await outcomeOf(response, target, clock.now());
       metrics.observeUpstream(route.pool, "first_byte", result.firstByteSec);
       metrics.recordRateLimits(route.pool, lease.id, response.headers);
-      if (!outcome.ok && route.upstream.retryOn.includes(response.status)) {
-        await store.release({ lease: lease.lease }, outcome);
+      if (!outcome.ok && target.upstream.retryOn.includes(response.status)) {
+        await keys.release({ lease: lease.lease }, outcome);
         metrics.recordRequest(route.pool, lease.id, outcome);
         metrics.observeUpstream(route.pool, "total", (performance.now() - sentAt) / 1000);
         logger.warn("upstream attempt failed", {
@@ -151,7 +169,8 @@ export function createGateway(deps: GatewayDeps) {
 
       // From here the answer is the client's: never retried once a byte of it may have been sent.
       log(response.status, attempt, lease.id);
-      return streamBack(response, lease, attempt, outcome, sentAt);
+      // The model prices the usage the answer reports.
+      return streamBack(response, lease, attempt, { ...outcome, model: sent.model }, sentAt);
     }
 
     return giveUp(maxAttempts);
@@ -160,8 +179,8 @@ export function createGateway(deps: GatewayDeps) {
   /** Sends the upstream response to the client as it arrives; the lease is released when it ends. */
   function streamBack(response: Response, lease: Lease, attempts: number, outcome: Outcome, sentAt: number): Response | Promise<Response> {
     let released = false;
-    // Token usage is read from successful answers as they pass, only when someone collects it.
-    const usage = deps.metrics && response.status < 400 ? createUsageMeter(response.headers.get("content-type")) : undefined;
+    // Token usage is read from successful answers as they pass, for the store's usage ledger and the metrics.
+    const usage = response.status < 400 ? createUsageMeter(response.headers.get("content-type")) : undefined;
     const release = (how: Outcome) => {
       if (released) return;
       released = true;
@@ -169,10 +188,11 @@ export function createGateway(deps: GatewayDeps) {
       metrics.observeUpstream(lease.pool, "total", (performance.now() - sentAt) / 1000);
       const used = how.ok ? usage?.finish() : undefined;
       if (used) metrics.recordTokens(lease.pool, lease.id, used);
-      store.release({ lease: lease.lease }, used ? { ...how, tokens: used.input + used.output } : how).catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
+      keys.release({ lease: lease.lease }, used ? { ...how, usage: used } : how).catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
     };
     const headers = clientResponseHeaders(response.headers);
     headers.set("x-keypool-key", lease.id);
+    headers.set("x-keypool-pool", lease.pool);
     headers.set("x-keypool-attempts", String(attempts));
     if (!response.body) {
       release(outcome);
@@ -223,7 +243,7 @@ async function attemptOnce(
   pathAndQuery: string,
   body: Uint8Array | undefined,
   lease: Lease,
-  route: GatewayRoute,
+  route: GatewayTarget,
   clientIp: string | undefined,
 ): Promise<Attempt> {
   const { upstream } = route;
@@ -274,7 +294,7 @@ async function attemptOnce(
  * long costs the key nothing). Rate-limit headers are read on every answer, so a key whose budget is
  * spent rests before it ever gets a 429.
  */
-async function outcomeOf(response: Response, route: GatewayRoute, now: number): Promise<Outcome> {
+async function outcomeOf(response: Response, route: GatewayTarget, now: number): Promise<Outcome> {
   const status = response.status;
   const budget = parseRateLimitHeaders(response.headers, now);
   if (status < 400) return { ok: true, status, budget };
@@ -340,4 +360,10 @@ function clientKeyCheck(keys: string[] | undefined): (headers: Headers) => boole
   if (!keys || keys.length === 0) return () => true;
   const matches = createSecretMatcher(keys);
   return (headers) => matches(presentedCredential(headers));
+}
+
+/** The request's sticky session id, when the route's pool keeps sessions (header, then body, then fingerprint). */
+function stickySession(route: GatewayRoute, headers: Headers, json: Record<string, unknown> | undefined): string | undefined {
+  if (!route.session.enabled) return undefined;
+  return sessionIdOf({ header: headers.get(route.session.header), body: json, fingerprint: route.session.fingerprint })?.id;
 }

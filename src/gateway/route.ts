@@ -1,12 +1,26 @@
-import type { UpstreamConfig } from "../config/types";
+import { DEFAULT_SESSION, type SessionConfig, type UpstreamConfig } from "../config/types";
 
-/** One pool reachable through a gateway listener. */
-export interface GatewayRoute {
+/** A pool the gateway can forward to: its upstream, and the model names that upstream uses instead. */
+export interface GatewayTarget {
   pool: string;
   upstream: UpstreamConfig;
+  modelMap?: Readonly<Record<string, string>>;
+}
+
+/** One pool reachable through a gateway listener. */
+export interface GatewayRoute extends GatewayTarget {
   /** `/openai`: requests under it go to this pool, with the prefix removed. */
   prefix: string;
   models: ReadonlySet<string>;
+  session: SessionConfig;
+  /** Pools that serve this route's requests, in order, when its own has no usable key. */
+  fallbacks: GatewayTarget[];
+}
+
+export interface RouteExtras {
+  session?: SessionConfig;
+  modelMap?: Record<string, string>;
+  fallbacks?: GatewayTarget[];
 }
 
 export interface RouteMatch {
@@ -15,8 +29,21 @@ export interface RouteMatch {
   path: string;
 }
 
-export function buildRoute(pool: string, upstream: UpstreamConfig): GatewayRoute {
-  return { pool, upstream, prefix: upstream.pathPrefix ?? `/${pool}`, models: new Set(upstream.models) };
+export function buildRoute(pool: string, upstream: UpstreamConfig, extras: RouteExtras = {}): GatewayRoute {
+  return {
+    pool,
+    upstream,
+    prefix: upstream.pathPrefix ?? `/${pool}`,
+    models: new Set(upstream.models),
+    session: extras.session ?? DEFAULT_SESSION,
+    modelMap: extras.modelMap,
+    fallbacks: extras.fallbacks ?? [],
+  };
+}
+
+/** The route's pool, or the fallback pool a lease came from. */
+export function targetOf(route: GatewayRoute, pool: string): GatewayTarget {
+  return pool === route.pool ? route : (route.fallbacks.find((f) => f.pool === pool) ?? route);
 }
 
 /**
@@ -48,11 +75,31 @@ function underPrefix(path: string, prefix: string): string | undefined {
 
 /** Reads `model` from a JSON body without failing on anything that is not JSON. */
 export function modelOf(body: Uint8Array | undefined, contentType: string | null): string | undefined {
+  return modelIn(jsonBodyOf(body, contentType));
+}
+
+export function modelIn(json: Record<string, unknown> | undefined): string | undefined {
+  return typeof json?.model === "string" ? json.model : undefined;
+}
+
+/** A JSON object body, parsed once per request (route, session, model map); undefined for anything else. */
+export function jsonBodyOf(body: Uint8Array | undefined, contentType: string | null): Record<string, unknown> | undefined {
   if (!body || body.length === 0 || !contentType?.includes("json")) return undefined;
   try {
-    const parsed = JSON.parse(new TextDecoder().decode(body)) as { model?: unknown };
-    return typeof parsed?.model === "string" ? parsed.model : undefined;
+    const parsed: unknown = JSON.parse(new TextDecoder().decode(body));
+    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The body as `target` receives it: with the model renamed when the target's `model_map` names it
+ * (a fallback pool whose upstream calls the model differently), else the client's bytes untouched.
+ */
+export function bodyFor(target: GatewayTarget, body: Uint8Array | undefined, json: Record<string, unknown> | undefined): { body: Uint8Array | undefined; model: string | undefined } {
+  const model = modelIn(json);
+  const mapped = model !== undefined && target.modelMap && Object.hasOwn(target.modelMap, model) ? target.modelMap[model] : undefined;
+  if (mapped === undefined || !json) return { body, model };
+  return { body: new TextEncoder().encode(JSON.stringify({ ...json, model: mapped })), model: mapped };
 }

@@ -19,6 +19,8 @@ export interface CheckerOptions {
   metrics?: MetricsRecorder;
   /** How often the timer looks for due checks; the schedule itself lives in the store. */
   tickMs?: number;
+  /** Told of every failed token refresh (the reason is free of token values), e.g. to raise an alert. */
+  onRefreshFailed?: (pool: string, id: string, reason: string) => void;
 }
 
 type CheckedPool = PoolConfig & { check: CheckConfig };
@@ -35,6 +37,7 @@ export class Checker {
   private readonly logger: Logger;
   private readonly metrics: MetricsRecorder;
   private readonly tickMs: number;
+  private readonly onRefreshFailed: CheckerOptions["onRefreshFailed"];
   private readonly owner = refreshOwnerId();
   private readonly aborter = new AbortController();
   /** Probe slots in use per pool, shared by overlapping ticks so the cap holds across them. */
@@ -50,6 +53,7 @@ export class Checker {
     this.logger = options.logger ?? silentLogger;
     this.metrics = options.metrics ?? noMetrics;
     this.tickMs = options.tickMs ?? DEFAULT_TICK_MS;
+    this.onRefreshFailed = options.onRefreshFailed;
   }
 
   start(): void {
@@ -165,7 +169,11 @@ export class Checker {
     );
     if (outcome.status === "refreshed") this.logger.info("token refreshed", { pool: pool.name, id });
     // The reason may quote the token endpoint's error body.
-    if (outcome.status === "failed") this.logger.warn("token refresh failed", { pool: pool.name, id, reason: scrubSecrets(outcome.reason, [staleToken]) });
+    if (outcome.status === "failed") {
+      const reason = scrubSecrets(outcome.reason, [staleToken]);
+      this.logger.warn("token refresh failed", { pool: pool.name, id, reason });
+      this.onRefreshFailed?.(pool.name, id, reason);
+    }
     return outcome;
   }
 

@@ -2,6 +2,7 @@ import { Elysia, t } from "elysia";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics/metrics";
 import { type Clock, systemClock } from "../pool/clock";
+import { adminKeysRoutes } from "./admin-keys-routes";
 import { type ReloadReport, adminRoutes } from "./admin-routes";
 import { createApiKeyCheck } from "./auth";
 import { brokerRoutes } from "./broker-routes";
@@ -11,6 +12,7 @@ import type { CompatService } from "./compat-service";
 import { DOCS_PATHS, docsRoutes } from "./docs-routes";
 import { errorResponse, toErrorResponse } from "./errors";
 import { eventsRoutes } from "./events-routes";
+import type { KeyAdminService } from "./key-admin-service";
 import { metricsRoutes } from "./metrics-routes";
 import { statusRoutes } from "./status-routes";
 import { uiRoutes } from "./ui-routes";
@@ -28,6 +30,8 @@ export interface ApiDeps {
   clock?: Clock;
   /** With it, the app also serves the compatibility routes GET /keys/:pool and POST /health/:pool. */
   compat?: CompatService;
+  /** With it, the app also serves key administration and usage: /pools, /pools/:pool/keys, /pools/:pool/usage. */
+  keyAdmin?: KeyAdminService;
 }
 
 // Routes anyone may call, even when server.api_key is set: /metrics is scraped without credentials,
@@ -62,6 +66,7 @@ export function createApiApp(deps: ApiDeps) {
     .use(eventsRoutes(deps.broker))
     .use(adminRoutes(deps.reload))
     .use(deps.compat ? compatRoutes(deps.compat) : new Elysia({ name: "compat-off" }))
+    .use(deps.keyAdmin ? adminKeysRoutes(deps.keyAdmin) : new Elysia({ name: "admin-keys-off" }))
     .use(observabilityRoutes(deps))
     .use(docsRoutes());
 }

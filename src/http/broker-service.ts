@@ -1,8 +1,12 @@
 import { type MetricsRecorder, noMetrics } from "../metrics/metrics";
+import { systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import type { FailureClass } from "../pool/classify";
 import { KEY_STATES, type KeyState, type Outcome } from "../pool/key-state";
+import { emptyUsage } from "../pool/usage";
+import { TakeQueue } from "../store/take-queue";
 import type { KeyEvent, KeyStatus, PoolStore, ReleaseResult } from "../store/types";
+import { type CompactUsageJson, compactUsageJson } from "./key-admin-service";
 
 export interface TakeBody {
   id: string;
@@ -26,9 +30,24 @@ export interface ReleaseRequest {
   class?: FailureClass;
   /** Tokens the request used, counted against the pool's tpm. */
   tokens?: number;
+  /** What the upstream's `usage` said, for the key's usage ledger (their sum also counts against tpm). */
+  input_tokens?: number;
+  output_tokens?: number;
+  cached_tokens?: number;
+  /** The model the request used, to price the usage. */
+  model?: string;
 }
 
 export const DEFAULT_EVENT_LIMIT = 100;
+
+export interface TakeRequest {
+  /** A sticky session: the same id gets the same key while that key is usable. */
+  session?: string;
+  /** When no key is free, wait up to this many seconds for one, in line. */
+  waitSec?: number;
+  /** The caller went away: it leaves the line. */
+  signal?: AbortSignal;
+}
 
 /** GET /events: transitions with ISO times. */
 export interface EventsBody {
@@ -64,6 +83,10 @@ export interface StatusRow {
   group: string | null;
   /** What the upstream's rate-limit headers last said is left; null until they said anything. */
   remaining: { requests: number | null; tokens: number | null; reset_at: string | null } | null;
+  /** Sticky sessions whose own key this is. */
+  sessions: number;
+  /** The key's usage over the last day. */
+  usage?: CompactUsageJson;
 }
 
 /**
@@ -74,13 +97,20 @@ export class BrokerService {
   constructor(
     private readonly store: PoolStore,
     private readonly metrics: MetricsRecorder = noMetrics,
+    /** Waiting and fallback pools; shared with the gateway so either's release wakes the other's waiters. */
+    private readonly keys: TakeQueue = new TakeQueue({ store, clock: systemClock }),
   ) {}
 
-  async take(pool?: string): Promise<TakeBody> {
+  /** A key from the pool, or from its fallbacks (the answer's `pool` says which). */
+  async take(pool?: string, request: TakeRequest = {}): Promise<TakeBody> {
     const name = this.resolvePool(pool);
     let lease: Awaited<ReturnType<PoolStore["take"]>>;
     try {
-      lease = await this.store.take(name);
+      lease = await this.keys.take(name, {
+        session: request.session || undefined,
+        waitMs: request.waitSec ? Math.round(request.waitSec * 1000) : undefined,
+        signal: request.signal,
+      });
     } catch (error) {
       // Only a pool that exists gets a series: a label must not be whatever a caller typed.
       if (error instanceof DomainError && error.code === "NO_KEY_AVAILABLE") this.metrics.recordTake(name, "no_key");
@@ -98,10 +128,16 @@ export class BrokerService {
       retryAfterMs: request.retry_after_sec === undefined ? undefined : Math.round(request.retry_after_sec * 1000),
       class: request.class,
       tokens: request.tokens,
+      usage: request.input_tokens === undefined && request.output_tokens === undefined ? undefined : {
+        input: request.input_tokens ?? 0,
+        output: request.output_tokens ?? 0,
+        cached: request.cached_tokens,
+      },
+      model: request.model,
     };
     let result: ReleaseResult;
-    if (request.lease !== undefined) result = await this.store.release({ lease: request.lease }, outcome);
-    else if (request.id !== undefined) result = await this.store.release({ id: request.id, pool: request.pool }, outcome);
+    if (request.lease !== undefined) result = await this.keys.release({ lease: request.lease }, outcome);
+    else if (request.id !== undefined) result = await this.keys.release({ id: request.id, pool: request.pool }, outcome);
     else throw new DomainError("BAD_REQUEST", 'say which key you are releasing: give "lease" (from /take) or "id"');
     this.metrics.recordRequest(result.pool, result.id, outcome);
     return result;
@@ -129,7 +165,9 @@ export class BrokerService {
       summary.total++;
       summary.counts[row.state]++;
     }
-    return { pools, keys: rows.map(statusRow) };
+    // Each key's usage over the last day rides along, compact; GET /pools/:pool/usage has the rest.
+    const usage = new Map((await this.store.usage({ pool, window: "day" })).keys.map((k) => [`${k.pool}\u0000${k.id}`, k.usage]));
+    return { pools, keys: rows.map((row) => ({ ...statusRow(row), usage: compactUsageJson(usage.get(`${row.pool}\u0000${row.id}`) ?? emptyUsage()) })) };
   }
 
   /** With one pool, or a pool named "default", callers need not name it. */
@@ -172,6 +210,7 @@ function statusRow(row: KeyStatus): StatusRow {
       tokens: row.remaining.tokens,
       reset_at: row.remaining.resetAt === null ? null : iso(row.remaining.resetAt),
     },
+    sessions: row.sessions,
   };
 }
 

@@ -12,6 +12,9 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   INVALID_CONFIG: 400,
   UNAUTHORIZED: 401,
   PAYLOAD_TOO_LARGE: 413,
+  KEY_OWNED_BY_FILE: 409,
+  KEY_OWNED_BY_ENV: 409,
+  KEY_EXISTS: 409,
 };
 
 export function errorResponse(code: ErrorCode | "INTERNAL", message: string, status: number, headers: Record<string, string> = {}): Response {

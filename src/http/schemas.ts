@@ -21,7 +21,7 @@ export const ErrorBody = t.Object(
 );
 
 /** The error statuses a route can answer, each with the shared error body. */
-export function errors(...statuses: Array<400 | 401 | 404 | 413 | 500 | 503>) {
+export function errors(...statuses: Array<400 | 401 | 404 | 409 | 413 | 500 | 503>) {
   return Object.fromEntries(statuses.map((status) => [status, ErrorBody])) as Record<number, typeof ErrorBody>;
 }
 
@@ -34,6 +34,16 @@ export const KeyStateSchema = t.UnionEnum([...KEY_STATES] as [KeyState, ...KeySt
 
 export const PoolQuery = t.Object({
   pool: t.Optional(t.String({ maxLength: 64, description: "Pool name; may be left out with one pool, or one named default", examples: ["default"] })),
+});
+
+export const TakeQuery = t.Object({
+  pool: t.Optional(t.String({ maxLength: 64, description: "Pool name; may be left out with one pool, or one named default", examples: ["default"] })),
+  session: t.Optional(
+    t.String({ maxLength: 512, description: "Sticky session id: the same id gets the same key while that key is usable", examples: ["conv-42"] }),
+  ),
+  wait: t.Optional(
+    t.Numeric({ minimum: 0, maximum: 3600, description: "When no key is free, wait up to this many seconds for one (first come, first served), then 503", examples: [10] }),
+  ),
 });
 
 export const TakeBody = t.Object(
@@ -68,6 +78,10 @@ export const ReleaseRequest = t.Object(
       ),
     ),
     tokens: t.Optional(t.Integer({ minimum: 0, description: "Tokens the request used, counted against the pool's tpm", examples: [1200] })),
+    input_tokens: t.Optional(t.Integer({ minimum: 0, description: "The upstream's usage: input tokens, for the key's usage and cost (input + output also count against tpm)", examples: [1000] })),
+    output_tokens: t.Optional(t.Integer({ minimum: 0, description: "The upstream's usage: output tokens", examples: [200] })),
+    cached_tokens: t.Optional(t.Integer({ minimum: 0, description: "Input tokens served from the provider's prompt cache", examples: [0] })),
+    model: t.Optional(t.String({ maxLength: 200, description: "The model used: prices the usage from the config's prices", examples: ["gpt-4o-mini"] })),
   },
   { additionalProperties: false, examples: [{ lease: "ls_3f9a1c0d2b", ok: false, status: 429 }] },
 );
@@ -83,6 +97,18 @@ export const ReleaseResult = t.Object(
 );
 
 const nullableNumber = (description: string) => t.Union([t.Number(), t.Null()], { description });
+
+/** The per-key usage /status shows: the last 24 hours. */
+export const CompactUsageJson = t.Object(
+  {
+    requests: t.Integer(),
+    success_rate: t.Union([t.Number(), t.Null()]),
+    input_tokens: t.Integer(),
+    output_tokens: t.Integer(),
+    cost_usd: t.Number(),
+  },
+  { description: "The key's usage over the last day (see GET /pools/:pool/usage for more)", examples: [{ requests: 120, success_rate: 0.975, input_tokens: 48210, output_tokens: 9120, cost_usd: 0.0127 }] },
+);
 
 export const KeyRow = t.Object({
   id: t.String({ examples: ["a"] }),
@@ -115,6 +141,8 @@ export const KeyRow = t.Object({
     ],
     { description: "The upstream's rate-limit budget for this key; null until its headers said anything" },
   ),
+  sessions: t.Optional(t.Number({ description: "Sticky sessions whose own key this is", examples: [3] })),
+  usage: t.Optional(CompactUsageJson),
 });
 
 export const StateCounts = t.Object(Object.fromEntries(KEY_STATES.map((s) => [s, t.Number()])) as Record<(typeof KEY_STATES)[number], ReturnType<typeof t.Number>>);

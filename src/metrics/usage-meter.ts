@@ -1,6 +1,8 @@
 export interface TokenUsage {
   input: number;
   output: number;
+  /** Input tokens read from the provider's prompt cache, when the answer says. */
+  cached?: number;
 }
 
 export interface UsageMeter {
@@ -92,6 +94,7 @@ function usageObjectText(json: string): string | undefined {
 class Tally {
   private input = -1;
   private output = -1;
+  private cached = -1;
 
   addFromText(text: string): void {
     let value: unknown;
@@ -105,7 +108,9 @@ class Tally {
 
   result(): TokenUsage | undefined {
     if (this.input < 0 && this.output < 0) return undefined;
-    return { input: Math.max(0, this.input), output: Math.max(0, this.output) };
+    const usage: TokenUsage = { input: Math.max(0, this.input), output: Math.max(0, this.output) };
+    if (this.cached >= 0) usage.cached = this.cached;
+    return usage;
   }
 
   /** `usage` sits at the top (chat completions, message_delta) or one level down (message_start, response.completed). */
@@ -120,6 +125,10 @@ class Tally {
     const output = firstCount(usage.completion_tokens, usage.output_tokens);
     if (input !== undefined) this.input = Math.max(this.input, input);
     if (output !== undefined) this.output = Math.max(this.output, output);
+    // OpenAI: prompt_tokens_details / input_tokens_details.cached_tokens; Anthropic: cache_read_input_tokens.
+    const details = isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : isObject(usage.input_tokens_details) ? usage.input_tokens_details : {};
+    const cached = firstCount(details.cached_tokens, usage.cache_read_input_tokens);
+    if (cached !== undefined) this.cached = Math.max(this.cached, cached);
   }
 }
 

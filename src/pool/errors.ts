@@ -9,7 +9,12 @@ export type ErrorCode =
   | "UNAUTHORIZED"
   | "PAYLOAD_TOO_LARGE"
   | "NOT_FOUND"
-  | "INVALID_CONFIG";
+  | "INVALID_CONFIG"
+  /** The admin API refuses to change a key its tokens file (or the environment) defines. */
+  | "KEY_OWNED_BY_FILE"
+  | "KEY_OWNED_BY_ENV"
+  /** The admin API was asked to add a key whose id or token the pool already has. */
+  | "KEY_EXISTS";
 
 export class DomainError extends Error {
   constructor(

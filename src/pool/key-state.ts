@@ -8,6 +8,7 @@
 
 import { DEFAULT_LADDERS, type Ladders, backoffMs } from "./backoff";
 import { type ClassifyRule, type FailureClass, classifyFailure } from "./classify";
+import type { TokenCounts } from "./pricing";
 import type { RateLimitBudget } from "./rate-limit-headers";
 
 export type KeyHealth = "unknown" | "live" | "quarantined" | "dead" | "disabled";
@@ -70,8 +71,12 @@ export interface Outcome {
   minRestMs?: number;
   /** What the upstream's rate-limit headers said is left (applied by the store). */
   budget?: RateLimitBudget;
-  /** Tokens the request used, counted against tpm (applied by the store). */
+  /** Tokens the request used, counted against tpm (applied by the store); defaults to usage's input + output. */
   tokens?: number;
+  /** What the upstream's `usage` said the request used: recorded per key, and priced by `model`. */
+  usage?: TokenCounts;
+  /** The model the request named, to look its price up. */
+  model?: string;
 }
 
 /** Where a key stands on its backoff ladder. */

@@ -15,6 +15,8 @@ export function renderSystemdUnit(spec: ServiceSpec): string {
     "[Service]",
     "Type=simple",
     `ExecStart=${spec.command.map(quoteArg).join(" ")}`,
+    // `systemctl reload` re-reads the config and tokens files (keypool reloads on SIGHUP).
+    "ExecReload=/bin/kill -HUP $MAINPID",
     // Crashes and failed starts restart; a clean `systemctl stop` (exit 0) stays stopped.
     "Restart=on-failure",
     "RestartSec=2s",

@@ -2,6 +2,8 @@ import type { Rotation } from "../config/types";
 import type { Ladders } from "../pool/backoff";
 import type { ClassifyRule, FailureClass } from "../pool/classify";
 import type { KeyHealth, KeyState, Outcome } from "../pool/key-state";
+import type { PriceTable } from "../pool/pricing";
+import type { UsageTotals, UsageWindow } from "../pool/usage";
 
 /** What the store needs to know about a pool to take from it. */
 export interface PoolSettings {
@@ -28,7 +30,16 @@ export interface PoolSettings {
   rpm?: number;
   tpm?: number;
   dailyRequests?: number;
+  /** Prices per model, for the usage ledger's estimated cost. */
+  prices?: PriceTable;
+  /** Sticky sessions: a mapping lapses this long after the session last used its own key (default 3600). */
+  sessionTtlSec?: number;
+  /** Session mappings kept for the pool; the oldest go first (default 100,000). */
+  maxSessions?: number;
 }
+
+/** Where a key came from: its pool's tokens file, the environment, or the admin API. */
+export type KeyOrigin = "file" | "api" | "env";
 
 export interface KeyInput {
   id: string;
@@ -38,6 +49,68 @@ export interface KeyInput {
   refreshToken?: string;
   /** Keys of one group share an account's limits: a rate limit or quota failure on one rests them all. */
   group?: string;
+  /** Default "file". Keys the admin API added are kept by a sync that does not list them. */
+  origin?: Exclude<KeyOrigin, "api">;
+}
+
+/** A key's own limits, which win over its pool's; null (or absent) means the pool's. */
+export interface KeyLimitOverrides {
+  maxConcurrency?: number | null;
+  rpm?: number | null;
+  tpm?: number | null;
+  dailyRequests?: number | null;
+}
+
+/** A key the admin API adds. */
+export interface NewKey {
+  id: string;
+  token: string;
+  weight: number;
+  group?: string;
+  limits?: KeyLimitOverrides;
+}
+
+/** What the admin API may change about a key; absent fields stay as they are, a null limit goes back to the pool's. */
+export interface KeyChanges {
+  enabled?: boolean;
+  weight?: number;
+  group?: string | null;
+  limits?: KeyLimitOverrides;
+}
+
+/** A key as the admin API shows it: never the token. */
+export interface KeyRecord {
+  pool: string;
+  id: string;
+  masked: string;
+  origin: KeyOrigin;
+  state: KeyState;
+  reason: string | null;
+  enabled: boolean;
+  weight: number;
+  group: string | null;
+  /** The key's own limits (null: the pool's). */
+  limits: Required<KeyLimitOverrides>;
+  inFlight: number;
+}
+
+export interface UsageQuery {
+  pool?: string;
+  window: UsageWindow;
+}
+
+export interface UsageReport {
+  /** The first hour the window counts (epoch ms); 0 for `all`. */
+  since: number;
+  keys: KeyUsage[];
+}
+
+/** One key's usage over a window; `present` is false for a key since removed, whose usage still counts. */
+export interface KeyUsage {
+  pool: string;
+  id: string;
+  present: boolean;
+  usage: UsageTotals;
 }
 
 export interface SyncOptions {
@@ -68,6 +141,11 @@ export interface Lease {
 export interface TakeOptions {
   /** Keys not to hand out (the gateway's retry must land on a different key). */
   exclude?: readonly string[];
+  /**
+   * A sticky session: the take prefers the key the session has used before (in the same
+   * transaction as the pick), and a session seen for the first time is mapped to the key it gets.
+   */
+  session?: string;
 }
 
 export type ReleaseTarget = { lease: string } | { id: string; pool?: string };
@@ -105,6 +183,8 @@ export interface KeyStatus {
   group: string | null;
   /** What the upstream's rate-limit headers last said is left; null until they said anything. */
   remaining: RemainingBudget | null;
+  /** Sticky sessions whose own key this is. */
+  sessions: number;
 }
 
 export interface RemainingBudget {
@@ -205,6 +285,22 @@ export interface PoolStore {
   events(query: EventQuery): Promise<KeyEvent[]>;
   /** The id of the key in `pool` whose token is `token` (compared in constant time), or null. */
   findKeyByToken(pool: string, token: string): Promise<string | null>;
+  /** The pool's keys with their origin, switch and own limits (tokens masked). */
+  listKeys(pool: string): Promise<KeyRecord[]>;
+  /**
+   * Adds a key that the store keeps across syncs (origin "api"); the next take may hand it out.
+   * @throws DomainError KEY_OWNED_BY_FILE / KEY_OWNED_BY_ENV when the pool's config defines that id, KEY_EXISTS for a taken id or token.
+   */
+  addKey(pool: string, key: NewKey): Promise<KeyRecord>;
+  /**
+   * Changes a key; `enabled` alone may change any key, anything else only a key the admin API added.
+   * @throws DomainError UNKNOWN_KEY, KEY_OWNED_BY_FILE, KEY_OWNED_BY_ENV
+   */
+  updateKey(pool: string, id: string, changes: KeyChanges): Promise<KeyRecord>;
+  /** Removes a key the admin API added, with its leases; its usage keeps counting in the pool's totals. */
+  removeKey(pool: string, id: string): Promise<void>;
+  /** Usage per key from the hourly ledger, over a window ending now. */
+  usage(query: UsageQuery): Promise<UsageReport>;
   poolNames(): string[];
   close(): Promise<void>;
 }

@@ -20,6 +20,8 @@ export interface SpawnOptions {
   cwd?: string;
   /** Start from an environment of only PATH and HOME, so nothing of the test runner's leaks in. */
   cleanEnv?: boolean;
+  /** What runs instead of `bun src/main.ts`, e.g. a compiled binary: `[process.env.KEYPOOL_BIN]`. */
+  command?: string[];
 }
 
 /**
@@ -28,7 +30,7 @@ export interface SpawnOptions {
  */
 export async function spawnDaemon(args: string[], env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<SpawnedDaemon> {
   const base = options.cleanEnv ? { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" } : process.env;
-  const proc = Bun.spawn([process.execPath, MAIN, ...args], {
+  const proc = Bun.spawn([...(options.command ?? [process.execPath, MAIN]), ...args], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",

@@ -1,7 +1,8 @@
 import { defineCommand } from "citty";
 import { stringify } from "yaml";
 import { loadConfig } from "../../config/load";
-import type { CheckConfig, Config, PoolConfig, RefreshConfig } from "../../config/types";
+import { originOf } from "../../alerts/alert";
+import type { AlertsConfig, CheckConfig, Config, PoolConfig, RefreshConfig } from "../../config/types";
 import { maskToken } from "../../pool/mask";
 import { EXIT } from "../exit";
 import { configArg, jsonArg } from "../_shared";
@@ -31,8 +32,21 @@ export function maskConfig(config: Config): unknown {
     ...config,
     server: { ...config.server, apiKey: mask(config.server.apiKey) },
     pools: Object.fromEntries(Object.entries(config.pools).map(([name, pool]) => [name, maskPool(pool)])),
+    alerts: config.alerts && maskAlerts(config.alerts),
   };
   return JSON.parse(JSON.stringify(masked)); // drops undefined fields so YAML output stays tidy
+}
+
+/** A webhook URL's path or query is often its secret (Slack's are): only the origin is shown. */
+function maskAlerts(alerts: AlertsConfig) {
+  return {
+    ...alerts,
+    webhooks: alerts.webhooks.map((hook) => ({
+      ...hook,
+      url: `${originOf(hook.url)}/…`,
+      headers: Object.fromEntries(Object.entries(hook.headers).map(([name, value]) => [name, maskToken(value)])),
+    })),
+  };
 }
 
 function maskPool(pool: PoolConfig) {

@@ -97,4 +97,67 @@ export const MIGRATIONS: readonly string[] = [
     until      INTEGER
   );
   `,
+  // 5: key administration (where a key came from, its own limits) and the usage ledger.
+  `
+  -- file | env: the config defines the key and a sync may remove it; api: only the admin API does.
+  ALTER TABLE keys ADD COLUMN origin TEXT NOT NULL DEFAULT 'file';
+  -- The key's own limits, which win over its pool's; NULL means the pool's.
+  ALTER TABLE keys ADD COLUMN limit_max_concurrency INTEGER;
+  ALTER TABLE keys ADD COLUMN limit_rpm INTEGER;
+  ALTER TABLE keys ADD COLUMN limit_tpm INTEGER;
+  ALTER TABLE keys ADD COLUMN limit_daily_requests INTEGER;
+
+  -- One row per key and hour (epoch ms of the hour's start); hour 0 holds what was folded out of
+  -- buckets past retention, so lifetime totals survive pruning.
+  CREATE TABLE usage_hourly (
+    pool            TEXT    NOT NULL,
+    key_id          TEXT    NOT NULL,
+    hour            INTEGER NOT NULL,
+    requests        INTEGER NOT NULL DEFAULT 0,
+    successes       INTEGER NOT NULL DEFAULT 0,
+    fail_rate_limit INTEGER NOT NULL DEFAULT 0,
+    fail_quota      INTEGER NOT NULL DEFAULT 0,
+    fail_auth       INTEGER NOT NULL DEFAULT 0,
+    fail_overloaded INTEGER NOT NULL DEFAULT 0,
+    fail_timeout    INTEGER NOT NULL DEFAULT 0,
+    fail_network    INTEGER NOT NULL DEFAULT 0,
+    fail_client     INTEGER NOT NULL DEFAULT 0,
+    fail_other      INTEGER NOT NULL DEFAULT 0,
+    input_tokens    INTEGER NOT NULL DEFAULT 0,
+    output_tokens   INTEGER NOT NULL DEFAULT 0,
+    cached_tokens   INTEGER NOT NULL DEFAULT 0,
+    -- Micro-dollars, fractional: a few tokens of a cheap model cost less than one.
+    cost_micros     REAL    NOT NULL DEFAULT 0,
+    PRIMARY KEY (pool, key_id, hour)
+  ) WITHOUT ROWID;
+  CREATE INDEX usage_hourly_hour ON usage_hourly (hour);
+  `,
+  // 6: sticky sessions — the key each session uses, shared by every process on the file.
+  `
+  CREATE TABLE sessions (
+    pool       TEXT    NOT NULL,
+    session    TEXT    NOT NULL,
+    -- The session's own key, and the key it uses while its own is unavailable (NULL: on its own).
+    key_id     TEXT    NOT NULL,
+    detour_id  TEXT,
+    -- session.ttl_sec after the session last used its own key.
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (pool, session)
+  ) WITHOUT ROWID;
+  CREATE INDEX sessions_expiry ON sessions (pool, expires_at);
+  CREATE INDEX sessions_key ON sessions (pool, key_id);
+
+  -- Sessions per pool, kept by triggers so holding the table to session.max never counts it.
+  CREATE TABLE session_counts (
+    pool TEXT    PRIMARY KEY,
+    n    INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TRIGGER sessions_added AFTER INSERT ON sessions BEGIN
+    INSERT OR IGNORE INTO session_counts (pool, n) VALUES (NEW.pool, 0);
+    UPDATE session_counts SET n = n + 1 WHERE pool = NEW.pool;
+  END;
+  CREATE TRIGGER sessions_removed AFTER DELETE ON sessions BEGIN
+    UPDATE session_counts SET n = n - 1 WHERE pool = OLD.pool;
+  END;
+  `,
 ];

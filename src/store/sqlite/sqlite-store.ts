@@ -18,12 +18,15 @@ import {
   nextCheckAt,
   type Outcome,
   restUntil,
+  setDisabled,
   stateOf,
   untilOf,
 } from "../../pool/key-state";
 import { type FailureClass, classifyFailure } from "../../pool/classify";
 import { maskToken } from "../../pool/mask";
-import { countRequest, countTokens, hasRequestLimits } from "../../pool/limits";
+import { type KeyLimits, countRequest, countTokens, hasRequestLimits } from "../../pool/limits";
+import { costMicros } from "../../pool/pricing";
+import { windowStart } from "../../pool/usage";
 import { exhaustedUntil } from "../../pool/rate-limit-headers";
 import { FULL_BUDGET, LOWEST_RANK, busyRank, initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
 import type {
@@ -31,9 +34,12 @@ import type {
   DueCheck,
   EventQuery,
   KeyEvent,
+  KeyChanges,
   KeyInput,
+  KeyRecord,
   KeyStatus,
   Lease,
+  NewKey,
   PoolSettings,
   PoolStore,
   RefreshClaim,
@@ -43,11 +49,16 @@ import type {
   SyncOptions,
   SyncResult,
   TakeOptions,
+  UsageQuery,
+  UsageReport,
 } from "../types";
 import type { TokenCipher } from "../token-cipher";
 import { MIGRATIONS } from "./migrations";
+import { type AdminColumns, AdminWrites, limitsOf, mergeOverrides, overridesOf, ownedError } from "./_key-admin";
 import { ladderOf, type PolicyColumns, PolicyWrites, remainingOf, windowsOf } from "./_key-policy";
 import { TokenVault } from "./_token-vault";
+import { SessionMap } from "./_sessions";
+import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
 
 export interface SqliteStoreOptions {
@@ -63,7 +74,7 @@ export interface SqliteStoreOptions {
   cipher?: TokenCipher;
 }
 
-interface KeyRow extends PolicyColumns {
+interface KeyRow extends PolicyColumns, AdminColumns {
   pool: string;
   id: string;
   token: string;
@@ -114,6 +125,9 @@ export class SqliteStore implements PoolStore {
   private readonly sql: ReturnType<typeof prepareStatements>;
   private readonly writes: WriteBatcher;
   private readonly policy: PolicyWrites;
+  private readonly admin: AdminWrites;
+  private readonly ledger: UsageLedger;
+  private readonly sessions: SessionMap;
   private readonly vault: TokenVault;
   private readonly pickStatementsByPool = new Map<string, ReturnType<typeof preparePickStatements>>();
 
@@ -133,6 +147,9 @@ export class SqliteStore implements PoolStore {
     this.sql = prepareStatements(this.db);
     this.writes = new WriteBatcher(this.db);
     this.policy = new PolicyWrites(this.db);
+    this.admin = new AdminWrites(this.db);
+    this.ledger = new UsageLedger(this.db);
+    this.sessions = new SessionMap(this.db);
   }
 
   poolNames(): string[] {
@@ -148,6 +165,8 @@ export class SqliteStore implements PoolStore {
         if (!wanted.has(pool)) {
           this.sql.deletePoolLeases.run(pool);
           this.sql.deletePoolKeys.run(pool);
+          this.ledger.forgetPool(pool);
+          this.sessions.forgetPool(pool);
         }
       }
       return results;
@@ -188,8 +207,15 @@ export class SqliteStore implements PoolStore {
         else result.kept++;
       }
       this.policy.setGroup(pool, key.id, key.group);
+      this.admin.setConfigOrigin(pool, key.id, key.origin ?? "file");
     }
-    for (const id of existing.keys()) {
+    for (const [id, row] of existing) {
+      // The admin API's keys are not the config's to remove.
+      if (row.origin === "api") {
+        this.admin.applyPoolConcurrency(pool, id, settings.maxConcurrency);
+        result.kept++;
+        continue;
+      }
       this.sql.deleteKeyLeases.run(pool, id);
       this.sql.deleteKey.run(pool, id);
       result.removed.push(id);
@@ -200,7 +226,7 @@ export class SqliteStore implements PoolStore {
   async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
     const settings = this.settingsOf(pool);
     const exclude = options.exclude ?? [];
-    const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude));
+    const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, options.session));
     if ("lease" in outcome) return outcome;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
@@ -209,10 +235,13 @@ export class SqliteStore implements PoolStore {
     );
   }
 
-  private readonly takeTx = this.lazyTransaction((settings: PoolSettings, exclude: readonly string[]): Lease | { retryAfterMs: number } => {
+  private readonly takeTx = this.lazyTransaction((settings: PoolSettings, exclude: readonly string[], session?: string): Lease | { retryAfterMs: number } => {
     const now = this.clock.now();
     const start = pickStart(settings.rotation, this.random);
-    let row = this.pick(settings.name, now, start, exclude, now >= this.nextReclaimAt);
+    // A sticky session tries its own key (then the one it is detouring on) before the rotation does.
+    const sticky = session === undefined ? undefined : this.sessions.lookup(settings.name, session, now);
+    let row = sticky ? this.pickPreferred(settings.name, now, sticky.candidates, exclude) : null;
+    row ??= this.pick(settings.name, now, start, exclude, now >= this.nextReclaimAt);
     // Only worth a second look when a lease may have expired since the last sweep.
     if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, start, exclude, true);
     if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now) };
@@ -221,7 +250,8 @@ export class SqliteStore implements PoolStore {
     const rank = rankAfterTake(settings.rotation, { rank: row.rank, weight: row.weight, inFlight: row.in_flight }, ctx);
     if (settings.rotation === "weighted") this.virtualTime.set(settings.name, Math.max(ctx.virtualTime, row.rank));
     let condition = afterTake(conditionOf(row), settings, now);
-    if (hasRequestLimits(settings)) condition = this.countTake(row, condition, settings, now);
+    const limits = limitsOf(row, settings);
+    if (hasRequestLimits(limits)) condition = this.countTake(row, condition, limits, now);
     this.sql.markTaken.run(rank, condition.readyAt, condition.reason, now, settings.name, row.id);
 
     const lease: Lease = {
@@ -233,8 +263,19 @@ export class SqliteStore implements PoolStore {
       expiresAt: now + settings.leaseTtlSec * 1000,
     };
     this.sql.insertLease.run(lease.lease, lease.pool, lease.id, now, lease.expiresAt);
+    if (sticky) this.sessions.record(sticky, row.id, now, { ttlSec: settings.sessionTtlSec, max: settings.maxSessions });
     return lease;
   });
+
+  /** The first of a session's keys that is ready now and not excluded. */
+  private pickPreferred(pool: string, now: number, ids: readonly string[], exclude: readonly string[]): KeyRow | null {
+    for (const id of ids) {
+      if (exclude.includes(id)) continue;
+      const row = this.pickStatements(pool).pickKey.get(now, LOWEST_RANK, id) as KeyRow | null;
+      if (row) return row;
+    }
+    return null;
+  }
 
   private pick(pool: string, now: number, start: number, exclude: readonly string[], reclaimFirst: boolean): KeyRow | null {
     if (reclaimFirst) this.reclaimExpiredLeases(now);
@@ -309,6 +350,7 @@ export class SqliteStore implements PoolStore {
     const released = { rank: row.rank, weight: row.weight, inFlight: Math.max(0, row.in_flight - leasesGiven) };
     const rank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(pool, settings)) : rankAfterRelease(settings.rotation, released, now, remaining);
     const penalised = !outcome.ok && effect.class !== "client";
+    this.ledger.record(pool, id, { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) }, now);
     // One statement settles the lease, the key's condition and its counters.
     this.sql.settleRelease.run(leasesGiven, condition.health, condition.reason, condition.readyAt, takeable, rank, now, penalised ? 1 : 0, pool, id);
     if (effect.failClass !== row.fail_class || effect.rung !== row.rung || effect.failUntil !== row.fail_until) this.policy.writeLadder(pool, id, effect);
@@ -338,8 +380,9 @@ export class SqliteStore implements PoolStore {
       remaining = until === undefined ? outcome.budget.requests : FULL_BUDGET;
       if (until !== undefined) next = restUntil(next, until, "upstream rate-limit budget spent; resting until it resets", now);
     }
-    if (outcome.tokens !== undefined && outcome.tokens > 0) {
-      const { windows, rest } = countTokens(windowsOf(row), outcome.tokens, settings, now);
+    const tokens = outcome.tokens ?? (outcome.usage && outcome.usage.input + outcome.usage.output);
+    if (tokens !== undefined && tokens > 0) {
+      const { windows, rest } = countTokens(windowsOf(row), tokens, limitsOf(row, settings), now);
       this.policy.writeWindows(row.pool, row.id, windows);
       if (rest) next = restUntil(next, rest.until, rest.reason, now);
     }
@@ -347,8 +390,8 @@ export class SqliteStore implements PoolStore {
   }
 
   /** Counts a take against rpm and daily_requests; the take that uses a limit up rests the key until its window closes. */
-  private countTake(row: KeyRow, condition: KeyCondition, settings: PoolSettings, now: number): KeyCondition {
-    const { windows, rest } = countRequest(windowsOf(row), settings, now);
+  private countTake(row: KeyRow, condition: KeyCondition, limits: KeyLimits, now: number): KeyCondition {
+    const { windows, rest } = countRequest(windowsOf(row), limits, now);
     this.policy.writeWindows(row.pool, row.id, windows);
     if (!rest) return condition;
     const rested = restUntil(condition, rest.until, rest.reason, now);
@@ -498,6 +541,8 @@ export class SqliteStore implements PoolStore {
     if (pool !== undefined) this.settingsOf(pool);
     const now = this.clock.now();
     const rows = (pool === undefined ? this.sql.allKeys.all() : this.sql.poolKeys.all(pool)) as KeyRow[];
+    const sessions = new Map<string, Map<string, number>>();
+    const sessionsOf = (name: string) => sessions.get(name) ?? sessions.set(name, this.sessions.countsByKey(name, now)).get(name)!;
     return rows.map((row) => {
       const condition = conditionOf(row);
       return {
@@ -522,6 +567,7 @@ export class SqliteStore implements PoolStore {
         rung: row.rung,
         group: row.key_group,
         remaining: remainingOf(row),
+        sessions: sessionsOf(row.pool).get(row.id) ?? 0,
       };
     });
   }
@@ -533,12 +579,98 @@ export class SqliteStore implements PoolStore {
 
   async findKeyByToken(pool: string, token: string): Promise<string | null> {
     this.settingsOf(pool);
-    let found: string | null = null;
     // Every key is compared, in constant time, so timing says nothing about which key (if any) matched.
-    for (const row of this.db.query("SELECT id, token FROM keys WHERE pool = ?1").all(pool) as Array<{ id: string; token: string }>) {
+    return this.keyHoldingToken(pool, token);
+  }
+
+  async listKeys(pool: string): Promise<KeyRecord[]> {
+    this.settingsOf(pool);
+    const now = this.clock.now();
+    return (this.sql.poolKeys.all(pool) as KeyRow[]).map((row) => this.recordOf(row, now));
+  }
+
+  async addKey(pool: string, key: NewKey): Promise<KeyRecord> {
+    return this.addKeyTx.immediate(pool, key);
+  }
+
+  private readonly addKeyTx = this.lazyTransaction((pool: string, key: NewKey): KeyRecord => {
+    const settings = this.settingsOf(pool);
+    const existing = this.sql.keyById.get(pool, key.id) as KeyRow | null;
+    if (existing && existing.origin !== "api") throw ownedError(existing.origin, pool, key.id);
+    if (existing) throw new DomainError("KEY_EXISTS", `pool "${pool}" already has a key "${key.id}"; pick another id, or change that key with PATCH`);
+    const twin = this.keyHoldingToken(pool, key.token);
+    if (twin !== null) throw new DomainError("KEY_EXISTS", `pool "${pool}" already holds this token as key "${twin}"`);
+    const rank = initialRank(settings.rotation, this.rankContext(pool, settings));
+    this.sql.insertKey.run(pool, key.id, this.vault.seal(key.token), key.weight, rank, settings.maxConcurrency ?? null, null);
+    this.admin.markApiKey(pool, key.id);
+    this.admin.writeLimits(pool, key.id, mergeOverrides(NO_OVERRIDES, key.limits ?? {}), settings.maxConcurrency);
+    this.policy.setGroup(pool, key.id, key.group);
+    return this.recordOf(this.sql.keyById.get(pool, key.id) as KeyRow, this.clock.now());
+  });
+
+  async updateKey(pool: string, id: string, changes: KeyChanges): Promise<KeyRecord> {
+    return this.updateKeyTx.immediate(pool, id, changes);
+  }
+
+  private readonly updateKeyTx = this.lazyTransaction((pool: string, id: string, changes: KeyChanges): KeyRecord => {
+    const settings = this.settingsOf(pool);
+    const row = this.sql.keyById.get(pool, id) as KeyRow | null;
+    if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
+    // Switching a key off and on is an operator's call on any key; what the key *is* belongs to whoever defined it.
+    const reshapes = changes.weight !== undefined || changes.group !== undefined || changes.limits !== undefined;
+    if (reshapes && row.origin !== "api") throw ownedError(row.origin, pool, id);
+    if (changes.weight !== undefined) this.admin.setWeight(pool, id, changes.weight);
+    if (changes.group !== undefined) this.policy.setGroup(pool, id, changes.group ?? undefined);
+    if (changes.limits) this.admin.writeLimits(pool, id, mergeOverrides(overridesOf(row), changes.limits), settings.maxConcurrency);
+    if (changes.enabled !== undefined) {
+      const next = setDisabled(conditionOf(row), !changes.enabled);
+      if (next.health !== row.health) this.writeCondition(row, next, row.rank, settings);
+    }
+    return this.recordOf(this.sql.keyById.get(pool, id) as KeyRow, this.clock.now());
+  });
+
+  async removeKey(pool: string, id: string): Promise<void> {
+    this.removeKeyTx.immediate(pool, id);
+  }
+
+  private readonly removeKeyTx = this.lazyTransaction((pool: string, id: string): void => {
+    this.settingsOf(pool);
+    const row = this.sql.keyById.get(pool, id) as KeyRow | null;
+    if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
+    if (row.origin !== "api") throw ownedError(row.origin, pool, id);
+    this.sql.deleteKeyLeases.run(pool, id);
+    this.sql.deleteKey.run(pool, id);
+  });
+
+  async usage(query: UsageQuery): Promise<UsageReport> {
+    if (query.pool !== undefined) this.settingsOf(query.pool);
+    const since = windowStart(query.window, this.clock.now());
+    return { since, keys: this.ledger.query(query.pool, since) };
+  }
+
+  /** The id of the key in `pool` holding `token`; every key is compared, in constant time. */
+  private keyHoldingToken(pool: string, token: string): string | null {
+    let found: string | null = null;
+    for (const row of this.sql.poolTokens.all(pool) as Array<{ id: string; token: string }>) {
       if (this.vault.holds(row.token, token) && found === null) found = row.id;
     }
     return found;
+  }
+
+  private recordOf(row: KeyRow, now: number): KeyRecord {
+    return {
+      pool: row.pool,
+      id: row.id,
+      masked: maskToken(this.vault.reveal(row.token)),
+      origin: row.origin,
+      state: stateOf(conditionOf(row), now),
+      reason: row.reason,
+      enabled: row.health !== "disabled",
+      weight: row.weight,
+      group: row.key_group,
+      limits: overridesOf(row),
+      inFlight: row.in_flight,
+    };
   }
 
   /**
@@ -602,9 +734,17 @@ export class SqliteStore implements PoolStore {
 /** What the tokens file last said about a key. */
 interface SourceRow {
   id: string;
+  origin: KeyRow["origin"];
   weight: number;
   source_token: string;
   source_refresh_token: string | null;
+}
+
+const NO_OVERRIDES = { maxConcurrency: null, rpm: null, tpm: null, dailyRequests: null };
+
+/** What the upstream said a request used, at the configured price of the model it named. */
+function usageCost(settings: PoolSettings, outcome: Outcome): number {
+  return outcome.usage ? costMicros(settings.prices, outcome.model, outcome.usage) : 0;
 }
 
 function conditionOf(row: KeyRow): KeyCondition {
@@ -654,6 +794,8 @@ function preparePickStatements(db: Database, pool: string) {
   return {
     pick: db.query(`SELECT * FROM keys WHERE ${ready} ORDER BY rank LIMIT 1`),
     pickExcluding: db.query(`SELECT * FROM keys WHERE ${ready} AND id NOT IN (SELECT value FROM json_each(?3)) ORDER BY rank LIMIT 1`),
+    // One given key, if the pick would take it now: a sticky session's own key.
+    pickKey: db.query(`SELECT * FROM keys WHERE ${ready} AND id = ?3`),
     minRank: db.query(`SELECT rank FROM keys WHERE pool = ${literal} AND takeable = 1 ORDER BY rank LIMIT 1`),
     maxRank: db.query(`SELECT rank FROM keys WHERE pool = ${literal} AND takeable = 1 ORDER BY rank DESC LIMIT 1`),
   };
@@ -699,7 +841,7 @@ function prepareStatements(db: Database) {
                             WHERE pool = ?4 AND id = ?5`),
     releaseRefreshLock: q(`UPDATE keys SET refresh_owner = NULL, refresh_lock_until = 0 WHERE pool = ?1 AND id = ?2`),
     storedPools: q(`SELECT DISTINCT pool FROM keys`),
-    poolKeySources: q(`SELECT id, weight, source_token, source_refresh_token FROM keys WHERE pool = ?1`),
+    poolKeySources: q(`SELECT id, origin, weight, source_token, source_refresh_token FROM keys WHERE pool = ?1`),
     insertKey: q(`INSERT INTO keys (pool, id, token, weight, rank, max_concurrency, source_token, refresh_token, source_refresh_token)
                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3, ?7, ?7)`),
     replaceToken: q(`UPDATE keys SET token = ?1, source_token = ?1, weight = ?2, max_concurrency = ?3,
@@ -717,5 +859,6 @@ function prepareStatements(db: Database) {
     deletePoolLeases: q(`DELETE FROM leases WHERE pool = ?1`),
     allKeys: q(`SELECT * FROM keys ORDER BY pool, id`),
     poolKeys: q(`SELECT * FROM keys WHERE pool = ?1 ORDER BY id`),
+    poolTokens: q(`SELECT id, token FROM keys WHERE pool = ?1`),
   };
 }

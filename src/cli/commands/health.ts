@@ -1,0 +1,34 @@
+import { existsSync } from "node:fs";
+import { defineCommand } from "citty";
+import { resolveDaemon } from "../_client";
+import { configArg } from "../_shared";
+import { EXIT } from "../exit";
+
+const DEFAULT_URL = "http://127.0.0.1:8787";
+
+/** For container health checks: images without curl still have keypool. */
+export default defineCommand({
+  meta: { name: "health", description: "Exit 0 when a daemon's /health answers 200, else 1 (for container health checks)" },
+  args: {
+    ...configArg,
+    url: { type: "string", description: `Daemon URL (default: server.addr from -c, else ${DEFAULT_URL})` },
+    timeout: { type: "string", description: "Seconds to wait for the answer (default 5)" },
+  },
+  async run({ args }) {
+    const base = args.url ?? (existsSync(args.config) ? resolveDaemon({ config: args.config }).url : DEFAULT_URL);
+    const timeoutSec = Number(args.timeout ?? 5);
+    const url = `${base.replace(/\/$/, "")}/health`;
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout((timeoutSec > 0 ? timeoutSec : 5) * 1000) });
+      await response.body?.cancel().catch(() => {});
+      if (response.status === 200) {
+        console.log(`ok: ${url}`);
+        return EXIT.ok;
+      }
+      console.error(`unhealthy: ${url} answered HTTP ${response.status}`);
+    } catch (error) {
+      console.error(`unhealthy: ${url} did not answer (${(error as Error).name === "TimeoutError" ? "timeout" : (error as Error).message})`);
+    }
+    return EXIT.failure;
+  },
+});

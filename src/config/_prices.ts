@@ -1,0 +1,31 @@
+import { type Section, describe, isMapping, joinPath } from "./_fields";
+import type { ModelPrice, PriceTable } from "./types";
+
+const EXAMPLE = 'prices: { "gpt-4o-mini": { input_per_mtok: 0.15, output_per_mtok: 0.6 } }';
+
+/** `prices:` at the top level — model name → USD per million input and output tokens. */
+export function readPrices(s: Section): PriceTable | undefined {
+  const e = s.entry("prices");
+  if (!e) return undefined;
+  if (!isMapping(e.value)) {
+    s.issues.add(e.path, `expected a mapping of model names to prices, got ${describe(e.value)} — e.g. ${EXAMPLE}`);
+    return undefined;
+  }
+  const table: Record<string, ModelPrice> = {};
+  for (const [model, body] of Object.entries(e.value)) {
+    const path = joinPath(e.path, model);
+    if (!isMapping(body)) {
+      s.issues.add(path, `expected { input_per_mtok, output_per_mtok }, got ${describe(body)}`);
+      continue;
+    }
+    const price: ModelPrice = { inputPerMtok: 0, outputPerMtok: 0 };
+    for (const [field, value] of Object.entries(body)) {
+      const key = field === "input_per_mtok" ? "inputPerMtok" : field === "output_per_mtok" ? "outputPerMtok" : undefined;
+      if (!key) s.issues.add(joinPath(path, field), "unknown key (allowed here: input_per_mtok, output_per_mtok — USD per million tokens)");
+      else if (typeof value !== "number" || !Number.isFinite(value) || value < 0) s.issues.add(joinPath(path, field), `expected a number of USD ≥ 0, got ${describe(value)}`);
+      else price[key] = value;
+    }
+    table[model] = price;
+  }
+  return table;
+}

@@ -1,0 +1,32 @@
+/**
+ * Estimated cost of a request from a per-model price table (USD per million tokens). Pure.
+ * A price per million tokens is, conveniently, the price of one token in micro-dollars.
+ */
+
+import type { ModelPrice, PriceTable } from "../config/types";
+
+export type { ModelPrice, PriceTable };
+
+/** Token counts one request used, as the upstream's `usage` reported them. */
+export interface TokenCounts {
+  input: number;
+  output: number;
+  /** Input tokens served from the provider's prompt cache, when it says (informational; priced as input). */
+  cached?: number;
+}
+
+// Providers answer with dated snapshots of the model asked for: gpt-4o-mini-2024-07-18, claude-3-5-sonnet-20241022.
+const DATED_SUFFIX = /-(\d{4}-\d{2}-\d{2}|\d{8})$/;
+
+/** The price of `model`: its own entry, else the entry of the model without a date suffix. */
+export function priceOf(prices: PriceTable | undefined, model: string | undefined): ModelPrice | undefined {
+  if (!prices || !model) return undefined;
+  return prices[model] ?? prices[model.replace(DATED_SUFFIX, "")];
+}
+
+/** Micro-dollars a request cost; 0 when the model has no price. */
+export function costMicros(prices: PriceTable | undefined, model: string | undefined, tokens: TokenCounts): number {
+  const price = priceOf(prices, model);
+  if (!price) return 0;
+  return tokens.input * price.inputPerMtok + tokens.output * price.outputPerMtok;
+}

@@ -1,0 +1,113 @@
+import type { Database } from "bun:sqlite";
+import type { KeyHealth } from "../../pool/key-state";
+
+/** Sessions are mapped for this long when the pool does not say (session.ttl_sec). */
+export const DEFAULT_SESSION_TTL_SEC = 3600;
+/** Mappings kept per pool when the pool does not say (session.max). */
+export const DEFAULT_MAX_SESSIONS = 100_000;
+// Lapsed mappings are swept at most this often per pool; until then the bound and the TTL check keep them harmless.
+const SWEEP_EVERY_MS = 60_000;
+
+interface SessionRow {
+  key_id: string;
+  detour_id: string | null;
+  expires_at: number;
+}
+
+/** What the store knew of a session when a take began: which keys to try first, and how to record the pick. */
+export interface SessionLookup {
+  pool: string;
+  session: string;
+  /** The session's own key, when its mapping is live and the key can still come back by itself. */
+  own: string | null;
+  /** Keys to try before the pool's rotation, best first: its own key, then the key it is detouring on. */
+  candidates: string[];
+  /** A row exists (live or lapsed): recording updates it instead of adding one. */
+  stored: boolean;
+}
+
+/**
+ * Sticky sessions: which key each session uses, shared by every process on the file. A session
+ * keeps its own key while that key is usable; while it is not (resting, at a limit, excluded by a
+ * retry) the session detours on another key — the same one each time, while it stays usable — and
+ * goes back to its own as soon as it frees up. The mapping moves for good only when the own key is
+ * gone or out until a probe or an operator brings it back (quarantined, dead, disabled), or when the
+ * session has not used its own key for `ttl`. Every method runs inside the caller's take transaction.
+ */
+export class SessionMap {
+  private readonly sql: ReturnType<typeof prepare>;
+  private readonly nextSweepAt = new Map<string, number>();
+
+  constructor(db: Database) {
+    this.sql = prepare(db);
+  }
+
+  lookup(pool: string, session: string, now: number): SessionLookup {
+    const row = this.sql.get.get(pool, session) as SessionRow | null;
+    if (!row) return { pool, session, own: null, candidates: [], stored: false };
+    const live = row.expires_at > now;
+    const own = live && this.canComeBack(pool, row.key_id) ? row.key_id : null;
+    // A lapsed or lost mapping still says where the session was last served: settle there if it can.
+    const candidates = [own, row.detour_id ?? (own === null ? row.key_id : null)].filter((id): id is string => id !== null);
+    return { pool, session, own, candidates: [...new Set(candidates)], stored: true };
+  }
+
+  /** After a take for the session: its own key refreshes the mapping; any other key is a detour, or the new own key. */
+  record(lookup: SessionLookup, keyId: string, now: number, limits: { ttlSec?: number; max?: number }): void {
+    const expiresAt = now + (limits.ttlSec ?? DEFAULT_SESSION_TTL_SEC) * 1000;
+    if (lookup.own === keyId) {
+      this.sql.backOnOwn.run(expiresAt, lookup.pool, lookup.session);
+    } else if (lookup.own !== null) {
+      this.sql.detour.run(keyId, lookup.pool, lookup.session);
+    } else if (lookup.stored) {
+      this.sql.remap.run(keyId, expiresAt, lookup.pool, lookup.session);
+    } else {
+      this.sql.insert.run(lookup.pool, lookup.session, keyId, expiresAt);
+      this.bound(lookup.pool, now, limits.max ?? DEFAULT_MAX_SESSIONS);
+    }
+  }
+
+  /** Live sessions per key id of `pool`: what /status shows as sessions held. */
+  countsByKey(pool: string, now: number): Map<string, number> {
+    const rows = this.sql.countByKey.all(pool, now) as Array<{ key_id: string; n: number }>;
+    return new Map(rows.map((r) => [r.key_id, r.n]));
+  }
+
+  forgetPool(pool: string): void {
+    this.sql.deletePool.run(pool);
+  }
+
+  /** Whether a key may still free up by itself: it exists and is not out until a probe or an operator acts. */
+  private canComeBack(pool: string, keyId: string): boolean {
+    const key = this.sql.keyHealth.get(pool, keyId) as { health: KeyHealth } | null;
+    return key !== null && (key.health === "unknown" || key.health === "live");
+  }
+
+  /** Sweeps lapsed mappings now and then, and evicts the oldest beyond `max`; the trigger-kept count makes both cheap. */
+  private bound(pool: string, now: number, max: number): void {
+    if (now >= (this.nextSweepAt.get(pool) ?? 0)) {
+      this.nextSweepAt.set(pool, now + SWEEP_EVERY_MS);
+      this.sql.sweep.run(pool, now);
+    }
+    const count = (this.sql.count.get(pool) as { n: number } | null)?.n ?? 0;
+    if (count > max) this.sql.evictOldest.run(pool, count - max);
+  }
+}
+
+function prepare(db: Database) {
+  return {
+    get: db.query(`SELECT key_id, detour_id, expires_at FROM sessions WHERE pool = ?1 AND session = ?2`),
+    keyHealth: db.query(`SELECT health FROM keys WHERE pool = ?1 AND id = ?2`),
+    backOnOwn: db.query(`UPDATE sessions SET detour_id = NULL, expires_at = ?1 WHERE pool = ?2 AND session = ?3`),
+    // A detour leaves expires_at alone: a session that never gets its key back lets the mapping lapse.
+    detour: db.query(`UPDATE sessions SET detour_id = ?1 WHERE pool = ?2 AND session = ?3`),
+    remap: db.query(`UPDATE sessions SET key_id = ?1, detour_id = NULL, expires_at = ?2 WHERE pool = ?3 AND session = ?4`),
+    insert: db.query(`INSERT INTO sessions (pool, session, key_id, expires_at) VALUES (?1, ?2, ?3, ?4)`),
+    count: db.query(`SELECT n FROM session_counts WHERE pool = ?1`),
+    sweep: db.query(`DELETE FROM sessions WHERE pool = ?1 AND expires_at <= ?2`),
+    evictOldest: db.query(`DELETE FROM sessions WHERE pool = ?1 AND session IN (
+                             SELECT session FROM sessions WHERE pool = ?1 ORDER BY expires_at LIMIT ?2)`),
+    countByKey: db.query(`SELECT key_id, COUNT(*) AS n FROM sessions WHERE pool = ?1 AND expires_at > ?2 GROUP BY key_id`),
+    deletePool: db.query(`DELETE FROM sessions WHERE pool = ?1`),
+  };
+}
