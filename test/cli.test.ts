@@ -71,3 +71,22 @@ describe("keypool CLI against a running daemon", () => {
     expect(result.code).toBe(2);
   });
 });
+
+describe("keypool config validate", () => {
+  it("masks tokens, refresh tokens, client keys and the API key", async () => {
+    const { tempDir } = await import("./helpers/temp-dir");
+    const { writeFileSync } = await import("node:fs");
+    using dir = tempDir();
+    const secrets = ["sk-canary-token-aaaaaaaaaaaaaaaa", "rt-canary-refresh-bbbbbbbbbbbbbb", "ck-canary-client-cccccccccccccc", "ak-canary-admin-dddddddddddddd"];
+    writeFileSync(dir.file("tokens.txt"), `a,${secrets[0]},1,refresh_token=${secrets[1]}\n`);
+    writeFileSync(
+      dir.file("keypool.yaml"),
+      `tokens_file: tokens.txt\nserver: { api_key: ${secrets[3]} }\nupstream: { enabled: true, base_url: "http://127.0.0.1:9", client_keys: [${secrets[2]}] }\n`,
+    );
+    for (const format of [[], ["--json"]]) {
+      const result = await keypool("config", "validate", "-c", dir.file("keypool.yaml"), ...format);
+      expect(result.code).toBe(0);
+      for (const secret of secrets) expect(result.stdout + result.stderr).not.toContain(secret);
+    }
+  });
+});

@@ -52,10 +52,11 @@ function maskAlerts(alerts: AlertsConfig) {
 function maskPool(pool: PoolConfig) {
   return {
     ...pool,
-    keys: pool.keys.map((k) => ({ ...k, token: maskToken(k.token) })),
+    keys: pool.keys.map((k) => ({ ...k, token: maskToken(k.token), refreshToken: mask(k.refreshToken) })),
     check: pool.check && maskRequest(pool.check),
     refresh: pool.refresh && maskRequest(pool.refresh),
     proxy: pool.proxy && maskUrlPassword(pool.proxy),
+    upstream: pool.upstream && { ...pool.upstream, clientKeys: pool.upstream.clientKeys?.map(maskToken) },
   };
 }
 
