@@ -3,6 +3,8 @@ import { writeFileSync } from "node:fs";
 import { ConfigError } from "../src/config/errors";
 import { parseConfig } from "../src/config/load";
 import type { Alert } from "../src/alerts/alert";
+import { reportExhaustion } from "../src/alerts/report-exhaustion";
+import { DomainError } from "../src/pool/errors";
 import { type Sleep, WebhookSender } from "../src/alerts/webhook-sender";
 import { createLogger } from "../src/log";
 import { ManualClock } from "../src/pool/clock";
@@ -225,6 +227,35 @@ describe("webhook delivery", () => {
     expect(await deliverOnce([500, 429, 204])).toMatchObject({ calls: 3, waits: [1_000, 5_000], delivered: 1, failed: 0, logs: [] });
     expect(await deliverOnce([400])).toMatchObject({ calls: 1, waits: [], delivered: 0, failed: 1 });
   });
+});
+
+describe("reportExhaustion", () => {
+  const noKey = new DomainError("NO_KEY_AVAILABLE", "every key in pool p is resting", 5_000);
+  const cases: Array<{ name: string; exclude?: unknown; fails: boolean; reported: boolean }> = [
+    { name: "a first take that finds no key", fails: true, reported: true },
+    { name: "a take with an empty exclusion list", exclude: [], fails: true, reported: true },
+    { name: "a retry that excluded the keys it tried (store shape)", exclude: ["k1"], fails: true, reported: false },
+    { name: "a retry that excluded the keys it tried (queue shape)", exclude: { p: ["k1"] }, fails: true, reported: false },
+    { name: "a take that got a key", fails: false, reported: false },
+  ];
+  for (const c of cases) {
+    it(`${c.reported ? "reports" : "ignores"} ${c.name}`, async () => {
+      const reported: string[] = [];
+      const taker = {
+        calls: 0,
+        async take(_pool: string, _options?: { exclude?: unknown }) {
+          this.calls++; // `this` must still be the taker behind the wrapper
+          if (c.fails) throw noKey;
+          return "lease";
+        },
+      };
+      const wrapped = reportExhaustion(taker, (pool, error) => reported.push(`${pool}: ${error.message}`));
+      const result = await wrapped.take("p", { exclude: c.exclude }).catch((error: Error) => error);
+      expect(result).toBe(c.fails ? noKey : "lease");
+      expect(reported).toEqual(c.reported ? ["p: every key in pool p is resting"] : []);
+      expect(taker.calls).toBe(1);
+    });
+  }
 });
 
 describe("keypool alerts test", () => {

@@ -57,7 +57,7 @@ describe("GET /openapi.json", () => {
       }
     }
     expect(spec.paths["/release"]!.post!.requestBody).toBeDefined();
-    expect(spec.paths["/take"]!.get!.parameters).toEqual([expect.objectContaining({ name: "pool", in: "query" })]);
+    expect(spec.paths["/take"]!.get!.parameters).toEqual(["pool", "session", "wait"].map((name) => expect.objectContaining({ name, in: "query" })));
     expect(Object.keys(spec.paths["/take"]!.get!.responses).sort()).toEqual(["200", "400", "401", "404", "503"]);
   });
 });

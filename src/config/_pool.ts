@@ -193,6 +193,7 @@ function readUpstream(s: Section): UpstreamConfig {
     authTemplate,
     retryOn: s.statuses("retry_on", [401, 403, 429, 500, 502, 503, 504]),
     maxRetries: s.number("max_retries", { min: 0, integer: true, unit: "retries", default: 2 }),
+    retryBudget: s.number("retry_budget", { min: 0, unit: "retries per client request" }),
     quarantineSec: s.seconds("quarantine_sec", { default: 300 }),
     cooldownSec: s.seconds("cooldown_sec"),
     timeoutSec: s.seconds("timeout_sec", { default: 60, positive: true }),

@@ -94,6 +94,11 @@ export interface UpstreamConfig {
   authTemplate: string;
   retryOn: number[];
   maxRetries: number;
+  /**
+   * Retries after a 5xx or a transport failure are allowed only while they stay below this share of
+   * the pool's client requests over the last 10 s (see src/gateway/retry-budget.ts); unset means 0.2.
+   */
+  retryBudget?: number;
   quarantineSec: number;
   cooldownSec?: number;
   timeoutSec: number;

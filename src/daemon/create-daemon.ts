@@ -23,6 +23,8 @@ import { DomainError } from "../pool/errors";
 import { SqliteStore } from "../store/sqlite/sqlite-store";
 import type { PoolStore, SyncResult } from "../store/types";
 import { poolSettingsOf } from "./pool-settings";
+import { fallbackChains } from "../config/fallback";
+import { TakeQueue } from "../store/take-queue";
 
 export interface DaemonOptions {
   clock?: Clock;
@@ -46,6 +48,8 @@ export interface Daemon {
   readonly alerts: AlertService;
   readonly app: ReturnType<typeof createApiApp>;
   readonly metrics: Metrics;
+  /** Takes for the broker and the gateway: waiting in line for a key, and fallback pools. */
+  readonly keys: TakeQueue;
   /** The API's base URL once started. */
   readonly url: string;
   /** Gateway listen address as configured → URL bound, once started. */
@@ -78,9 +82,12 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   await store.syncPools(poolsForStore(config));
   const metrics = createMetrics({ store, clock });
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
-  // The broker and the gateway take through this one, so a take that finds no key raises pool_exhausted.
-  const served = reportExhaustion(store, (pool, error) => alerts.poolExhausted(pool, error.message, error.retryAfterMs));
-  const broker = new BrokerService(served, metrics);
+  let chains = fallbackChains(config.pools);
+  // A take that finds no key after its wait and its fallbacks raises pool_exhausted.
+  const keys = reportExhaustion(new TakeQueue({ store, clock, chainOf: (pool) => chains.get(pool) ?? [pool] }), (pool, error) =>
+    alerts.poolExhausted(pool, error.message, error.retryAfterMs),
+  );
+  const broker = new BrokerService(store, metrics, keys);
   const checker = new Checker({
     store,
     clock,
@@ -114,6 +121,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     }
     const results = await store.syncPools(poolsForStore(next));
     config = next;
+    chains = fallbackChains(next.pools);
     gateway?.update(next);
     const report = summarize(results);
     // The reloaded config may name other tokens files, or turn watching on or off.
@@ -161,6 +169,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     alerts,
     app,
     metrics,
+    keys,
     get url() {
       if (!server) throw new Error("daemon not started");
       return urlOf(server);
@@ -192,7 +201,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       watching = true;
       watchConfigFiles();
       try {
-        gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store: served, clock, logger, metrics });
+        gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store, clock, logger, metrics, keys });
         if (config.metrics?.addr) metricsServer = startMetricsListener(config.metrics.addr, metrics, logger);
       } catch (error) {
         await Promise.all([app.stop(true), gateway?.stop(true)]);
@@ -207,6 +216,10 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     },
     async stop(stopOptions = {}) {
       const timeoutSec = stopOptions.timeoutSec ?? config.shutdownTimeoutSec ?? DEFAULT_SHUTDOWN_TIMEOUT_SEC;
+      // First, so that turning waiters away below is not taken for an exhausted pool.
+      await alerts.stop();
+      // Callers waiting in line for a key get their 503 now rather than hold the drain up.
+      keys.stop();
       const listeners = [
         ...(server ? [{ stop: (force: boolean) => (force ? server!.stop(true) : app.stop(false)) }] : []),
         ...(gateway ? [gateway] : []),
@@ -217,7 +230,6 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       }
       // Before the store closes: probes in flight still record (or abandon) through it.
       await checker.stop();
-      await alerts.stop();
       watching = false;
       await watcher?.stop();
       watcher = undefined;

@@ -15,6 +15,7 @@ import { TakeQueue } from "../store/take-queue";
 import type { Lease, PoolStore } from "../store/types";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
 import { relayBody } from "./_relay";
+import { RetryBudget, isUpstreamSideFailure } from "./retry-budget";
 import { gatewayError } from "./errors";
 import { type GatewayRoute, type GatewayTarget, bodyFor, jsonBodyOf, matchRoute, modelIn, targetOf } from "./route";
 
@@ -26,7 +27,12 @@ export interface GatewayDeps {
   metrics?: MetricsRecorder;
   /** Waiting (upstream.queue_timeout_sec) and fallback pools; the daemon shares one with the broker. */
   keys?: TakeQueue;
+  /** Retry budgets by pool; the listeners pass one map so a reload keeps what the last 10 s spent. */
+  retryBudgets?: Map<string, RetryBudget>;
 }
+
+/** upstream.retry_budget when unset: retries after upstream-side failures stay under 20% of requests. */
+export const DEFAULT_RETRY_BUDGET = 0.2;
 
 /** How much of an upstream error body goes into the log (scrubbed of anything credential-like). */
 const MAX_LOGGED_ERROR_BODY = 500;
@@ -48,6 +54,13 @@ export function createGateway(deps: GatewayDeps) {
   const metrics = deps.metrics ?? noMetrics;
   const clientKeyChecks = new Map(routes.map((r) => [r.pool, clientKeyCheck(r.upstream.clientKeys)]));
   const maxBodyBytes = Math.max(...routes.map((r) => r.upstream.maxBodyBytes));
+  const budgets = deps.retryBudgets ?? new Map<string, RetryBudget>();
+  const budgetOf = (route: GatewayRoute): RetryBudget => {
+    const ratio = route.upstream.retryBudget ?? DEFAULT_RETRY_BUDGET;
+    let budget = budgets.get(route.pool);
+    if (budget?.ratio !== ratio) budgets.set(route.pool, (budget = new RetryBudget(ratio, clock)));
+    return budget;
+  };
 
   return async function handleGatewayRequest(request: Request, server: Server<unknown>): Promise<Response> {
     const started = performance.now();
@@ -88,6 +101,16 @@ export function createGateway(deps: GatewayDeps) {
       });
 
     const maxAttempts = 1 + route.upstream.maxRetries;
+    const budget = budgetOf(route);
+    budget.recordRequest();
+    // A key-specific failure (401, 403, 429) rests that key, so moving on to another costs nothing
+    // extra; a 5xx or a transport failure may be the whole upstream struggling: that retry is budgeted.
+    let budgetSpent = false;
+    const mayRetry = (status: number | undefined): boolean => {
+      if (!isUpstreamSideFailure(status) || budget.tryRetry()) return true;
+      budgetSpent = true;
+      return false;
+    };
     // Key ids already tried, by pool: a retry lands on another key, in the route's pool or a fallback.
     const tried: Record<string, string[]> = {};
     const pools = [route.pool, ...route.fallbacks.map((f) => f.pool)];
@@ -96,12 +119,19 @@ export function createGateway(deps: GatewayDeps) {
     let lastFailure: { response: Response; keyId: string } | undefined;
     let lastTransportError: string | undefined;
     // Every attempt failed: the last upstream answer if there was one, else why none came.
-    const giveUp = (attempts: number): Response => {
+    // `freeInMs`: when the pool ran out of keys, how long until its first key is usable again.
+    const giveUp = (attempts: number, freeInMs?: number): Response => {
       if (lastFailure) {
-        log(lastFailure.response.status, attempts, lastFailure.keyId);
-        return withKeypoolHeaders(lastFailure.response, lastFailure.keyId, attempts);
+        log(lastFailure.response.status, attempts, lastFailure.keyId, budgetSpent ? { retry_budget_spent: true } : {});
+        const response = withKeypoolHeaders(lastFailure.response, lastFailure.keyId, attempts);
+        // The last key's own Retry-After says when *that* key is back; the pool's says when any is,
+        // which is what the client needs to know (every key tried answered 429 or 503).
+        if (freeInMs !== undefined && (response.status === 429 || response.status === 503)) {
+          response.headers.set("retry-after", String(Math.max(1, Math.ceil(freeInMs / 1000))));
+        }
+        return response;
       }
-      log(502, attempts, undefined, { reason: lastTransportError });
+      log(502, attempts, undefined, { reason: lastTransportError, ...(budgetSpent && { retry_budget_spent: true }) });
       return gatewayError(502, "upstream_unreachable", `the upstream could not be reached after ${attempts} attempts: ${lastTransportError}`);
     };
 
@@ -115,10 +145,14 @@ export function createGateway(deps: GatewayDeps) {
           log(499, attempt - 1, undefined, { reason: "client closed the request while waiting for a key" });
           return gatewayError(499, "client_closed_request", "the client went away");
         }
+        if (error instanceof DomainError && error.code === "STORE_UNAVAILABLE") {
+          log(503, attempt - 1, undefined, { reason: "store unavailable" });
+          return gatewayError(503, "store_unavailable", error.message, { "retry-after": String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000))) });
+        }
         if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
         metrics.recordTake(route.pool, "no_key");
         // Keys ran out after failed attempts (fewer keys than attempts): report those, not a 503.
-        if (lastFailure || lastTransportError) return giveUp(attempt - 1);
+        if (lastFailure || lastTransportError) return giveUp(attempt - 1, error.retryAfterMs);
         const seconds = String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000)));
         log(503, attempt - 1, undefined, { reason: "no key available" });
         return gatewayError(503, "no_key_available", error.message, { "retry-after": seconds });
@@ -140,22 +174,23 @@ export function createGateway(deps: GatewayDeps) {
           return gatewayError(499, "client_closed_request", "the client went away");
         }
         await keys.release({ lease: lease.lease }, { ok: false, error: result.error });
-        metrics.recordRequest(route.pool, lease.id, { ok: false, error: result.error });
+        metrics.recordRequest(lease.pool, lease.id, { ok: false, error: result.error });
         lastTransportError = `${result.error} (key ${lease.id})`;
+        if (attempt < maxAttempts && !mayRetry(undefined)) return giveUp(attempt);
         continue;
       }
 
       const { response } = result;
       const outcome = await outcomeOf(response, target, clock.now());
-      metrics.observeUpstream(route.pool, "first_byte", result.firstByteSec);
-      metrics.recordRateLimits(route.pool, lease.id, response.headers);
+      metrics.observeUpstream(lease.pool, "first_byte", result.firstByteSec);
+      metrics.recordRateLimits(lease.pool, lease.id, response.headers);
       if (!outcome.ok && target.upstream.retryOn.includes(response.status)) {
         await keys.release({ lease: lease.lease }, outcome);
-        metrics.recordRequest(route.pool, lease.id, outcome);
-        metrics.observeUpstream(route.pool, "total", (performance.now() - sentAt) / 1000);
+        metrics.recordRequest(lease.pool, lease.id, outcome);
+        metrics.observeUpstream(lease.pool, "total", (performance.now() - sentAt) / 1000);
         logger.warn("upstream attempt failed", {
           request_id: requestId,
-          pool: route.pool,
+          pool: lease.pool,
           key: lease.id,
           attempt,
           status: response.status,
@@ -163,7 +198,7 @@ export function createGateway(deps: GatewayDeps) {
         });
         // Already buffered by attemptOnce, so it can still be answered if no other key is free.
         lastFailure = { response, keyId: lease.id };
-        if (attempt < maxAttempts) continue;
+        if (attempt < maxAttempts && mayRetry(response.status)) continue;
         return giveUp(attempt);
       }
 

@@ -1,3 +1,4 @@
+import type { TokenCounts } from "../pool/pricing";
 import { retryAfterMs } from "../pool/retry-after";
 
 /** How a use of a key went, as a library caller reports it. */
@@ -9,6 +10,9 @@ export interface ReportedOutcome {
   retryAfterMs?: number;
   /** A failure without a status: "timeout" or "network". */
   error?: string;
+  /** What the upstream's `usage` said the request used: counted for the key, and priced by `model` from the config's `prices`. */
+  usage?: TokenCounts;
+  model?: string;
 }
 
 // Statuses that say something about the key (or the upstream behind it); other 4xx are the request's fault.

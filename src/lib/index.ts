@@ -104,7 +104,8 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
   const clock = options.clock ?? systemClock;
   const store = new SqliteStore({ path: stateFile, clock, cipher });
   try {
-    await store.syncPools([{ settings: poolSettingsOf(pool), keys: pool.keys }], { prune: false });
+    const origin = pool.tokensFile ? ("file" as const) : ("env" as const);
+    await store.syncPools([{ settings: poolSettingsOf(pool, config.prices), keys: pool.keys.map((key) => ({ ...key, origin })) }], { prune: false });
   } catch (error) {
     await store.close();
     throw error;

@@ -14,13 +14,15 @@ export type ErrorCode =
   | "KEY_OWNED_BY_FILE"
   | "KEY_OWNED_BY_ENV"
   /** The admin API was asked to add a key whose id or token the pool already has. */
-  | "KEY_EXISTS";
+  | "KEY_EXISTS"
+  /** The shared store (PostgreSQL) cannot be reached or did not answer in time; the daemon keeps running and recovers by itself. */
+  | "STORE_UNAVAILABLE";
 
 export class DomainError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    /** For NO_KEY_AVAILABLE: how long until the soonest key frees up. */
+    /** For NO_KEY_AVAILABLE: how long until the soonest key frees up; for STORE_UNAVAILABLE: when to try again. */
     readonly retryAfterMs?: number,
   ) {
     super(message);

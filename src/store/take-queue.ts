@@ -52,7 +52,8 @@ interface Pending {
 /** The callers waiting on one pool, and the state of the loop that serves them. */
 interface Line {
   queue: WaitQueue<Pending>;
-  pumping: boolean;
+  /** The loop serving the line, while it runs. */
+  running?: Promise<void>;
   again: boolean;
   timer?: unknown;
   /** Why the head could not be served last time: the store's answer, with its retry hint. */
@@ -160,25 +161,30 @@ export class TakeQueue {
     });
   }
 
-  /** Serves the line from its head until someone cannot be served, then turns away whoever's time is up. */
-  private async pump(pool: string): Promise<void> {
+  /**
+   * Serves the line from its head until someone cannot be served, then turns away whoever's time is
+   * up. One loop per line at a time: a call while it runs asks it to go round once more, and
+   * resolves when it ends.
+   */
+  private pump(pool: string): Promise<void> {
     const line = this.lines.get(pool);
-    if (!line) return;
-    if (line.pumping) {
+    if (!line) return Promise.resolve();
+    if (line.running) {
       line.again = true;
-      return;
+      return line.running;
     }
-    line.pumping = true;
-    try {
+    const run = async () => {
       do {
         line.again = false;
         await this.serve(pool, line);
         this.expire(pool, line);
       } while (line.again && line.queue.size > 0);
-    } finally {
-      line.pumping = false;
+    };
+    line.running = run().finally(() => {
+      line.running = undefined;
       this.schedule(pool, line);
-    }
+    });
+    return line.running;
   }
 
   private async serve(pool: string, line: Line): Promise<void> {
@@ -227,7 +233,7 @@ export class TakeQueue {
     if (line.timer !== undefined) this.timers.clear(line.timer);
     line.timer = undefined;
     if (line.queue.size === 0) {
-      if (this.lines.get(pool) === line && !line.pumping) this.lines.delete(pool);
+      if (this.lines.get(pool) === line && !line.running) this.lines.delete(pool);
       return;
     }
     const delay = wakeDelayMs(this.clock.now(), line.lastMiss?.retryAfterMs, line.queue.nextDeadline(), this.pollMs);
@@ -258,7 +264,7 @@ export class TakeQueue {
   private lineOf(pool: string): Line {
     let line = this.lines.get(pool);
     if (!line) {
-      line = { queue: new WaitQueue<Pending>(), pumping: false, again: false };
+      line = { queue: new WaitQueue<Pending>(), again: false };
       this.lines.set(pool, line);
     }
     return line;

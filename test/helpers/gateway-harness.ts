@@ -1,5 +1,6 @@
 import YAML from "yaml";
 import { type KeyBehaviour, simulatedUpstream } from "../../src/demo/simulated-upstream";
+import type { DaemonOptions } from "../../src/daemon/create-daemon";
 import { type TestDaemon, startTestDaemon } from "./daemon";
 import { type FakeHandler, type FakeUpstream, startFakeUpstream } from "./fake-upstream";
 
@@ -31,6 +32,8 @@ export interface KeyStatusJson {
   requests: number;
   errors: number;
   in_flight: number;
+  /** Sticky sessions whose own key this is. */
+  sessions: number;
 }
 
 export const TOKENS = { a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb", c: "sk-test-cccccccccccccccccccccccc" };
@@ -43,6 +46,8 @@ export interface GatewayOptions {
   upstream?: Record<string, unknown>;
   /** Replaces the whole config; gets the fake's URL. `tokens.txt` holds `tokens`. */
   config?: (fakeUrl: string) => Record<string, unknown>;
+  /** More daemon options, e.g. a manual `clock`. */
+  daemon?: DaemonOptions;
 }
 
 export async function startGateway(options: GatewayOptions = {}): Promise<GatewayUnderTest> {
@@ -60,7 +65,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     .join("\n");
   let kp: TestDaemon;
   try {
-    kp = await startTestDaemon(YAML.stringify(config), `${tokens}\n`, { gateway: "all", autoCheck: false });
+    kp = await startTestDaemon(YAML.stringify(config), `${tokens}\n`, { gateway: "all", autoCheck: false, ...options.daemon });
   } catch (error) {
     await fake.stop();
     throw error;

@@ -22,21 +22,34 @@ const list = defineCommand({
       for (const row of await store.status()) stored.set(`${row.pool}\u0000${row.id}`, row);
       await store.close();
     }
-    const rows = Object.values(config.pools)
-      .filter((pool) => !args.pool || pool.name === args.pool)
-      .flatMap((pool) =>
-        pool.keys.map((key) => {
-          const state = stored.get(`${pool.name}\u0000${key.id}`);
-          return { pool: pool.name, id: key.id, masked: maskToken(key.token), weight: key.weight, state: state?.state ?? "unknown", reason: state?.reason ?? (state ? null : "not yet seen by a daemon") };
-        }),
-      );
+    const pools = Object.values(config.pools).filter((pool) => !args.pool || pool.name === args.pool);
+    const rows = pools.flatMap((pool) => {
+      const origin = pool.tokensFile ? "file" : "env";
+      const configured = pool.keys.map((key) => {
+        const state = stored.get(`${pool.name}\u0000${key.id}`);
+        return { pool: pool.name, id: key.id, masked: maskToken(key.token), weight: key.weight, origin, state: state?.state ?? "unknown", reason: state?.reason ?? (state ? null : "not yet seen by a daemon") };
+      });
+      // What else the store holds for the pool was added through the admin API (keypool keys add).
+      const ids = new Set(pool.keys.map((key) => key.id));
+      const added = [...stored.values()]
+        .filter((row) => row.pool === pool.name && !ids.has(row.id))
+        .map((row) => ({ pool: pool.name, id: row.id, masked: row.masked, weight: row.weight, origin: "api", state: row.state, reason: row.reason }));
+      return [...configured, ...added];
+    });
     if (args.json) console.log(JSON.stringify(rows, null, 2));
-    else console.log(formatTable(["POOL", "ID", "TOKEN", "WEIGHT", "STATE", "REASON"], rows.map((r) => [r.pool, r.id, r.masked, r.weight, r.state, r.reason ?? ""])));
+    else console.log(formatTable(["POOL", "ID", "TOKEN", "WEIGHT", "ORIGIN", "STATE", "REASON"], rows.map((r) => [r.pool, r.id, r.masked, r.weight, r.origin, r.state, r.reason ?? ""])));
     return EXIT.ok;
   },
 });
 
 export default defineCommand({
-  meta: { name: "keys", description: "Inspect the pools' keys" },
-  subCommands: { list, reencrypt: () => import("./keys-reencrypt").then((m) => m.default) },
+  meta: { name: "keys", description: "Inspect and administer the pools' keys" },
+  subCommands: {
+    list,
+    add: () => import("./keys-add").then((m) => m.default),
+    rm: () => import("./keys-rm").then((m) => m.default),
+    enable: () => import("./keys-switch").then((m) => m.enableCommand),
+    disable: () => import("./keys-switch").then((m) => m.disableCommand),
+    reencrypt: () => import("./keys-reencrypt").then((m) => m.default),
+  },
 });

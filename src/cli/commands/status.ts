@@ -44,6 +44,8 @@ interface KeyRow {
   errors: number;
   in_flight: number;
   reason: string | null;
+  /** The last day's usage; absent from daemons that do not count it. */
+  usage?: { requests: number; success_rate: number | null; input_tokens: number; output_tokens: number; cost_usd: number };
 }
 
 interface StatusBody {
@@ -115,6 +117,7 @@ const STATE_COLOR: Record<string, string> = {
   disabled: ANSI.dim,
 };
 const HEADER = ["ID", "TOKEN", "STATE", "UNTIL", "REQUESTS", "ERRORS", "IN_FLIGHT", "REASON"];
+const USAGE_HEADER = [...HEADER.slice(0, -1), "USAGE 24H", "REASON"];
 const STATE_COLUMN = HEADER.indexOf("STATE");
 
 /** One table per pool. With color (a terminal), states are colored and UNTIL counts down; plain text keeps ISO times. */
@@ -127,6 +130,7 @@ export function renderStatus(body: StatusBody, options: { color: boolean; now: n
       .map(([state, n]) => paint(STATE_COLOR[state] ?? "", `${n} ${state}`))
       .join(", ");
     const keys = body.keys.filter((k) => k.pool === name);
+    const withUsage = keys.some((k) => k.usage);
     const rows = keys.map((k) => [
       k.id,
       k.masked,
@@ -135,15 +139,32 @@ export function renderStatus(body: StatusBody, options: { color: boolean; now: n
       k.requests,
       k.errors,
       k.in_flight,
+      ...(withUsage ? [formatUsage(k.usage)] : []),
       k.reason ?? "",
     ]);
     const painter: CellPainter = (text, row, column) => {
       if (row === -1) return paint(ANSI.bold, text);
       return column === STATE_COLUMN ? paint(STATE_COLOR[keys[row]!.state] ?? "", text) : text;
     };
-    sections.push(`${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}\n${formatTable(HEADER, rows, painter)}`);
+    sections.push(`${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}\n${formatTable(withUsage ? USAGE_HEADER : HEADER, rows, painter)}`);
   }
   return sections.join("\n\n");
+}
+
+/** `120 req · 97.5% ok · 57.3k tok · $0.0127`; `-` before the first request. */
+export function formatUsage(usage: KeyRow["usage"]): string {
+  if (!usage || usage.requests === 0) return "-";
+  const rate = usage.success_rate === null ? "" : ` · ${(Math.round(usage.success_rate * 1000) / 10).toString()}% ok`;
+  const tokens = usage.input_tokens + usage.output_tokens;
+  const tok = tokens > 0 ? ` · ${compactNumber(tokens)} tok` : "";
+  const cost = usage.cost_usd > 0 ? ` · $${usage.cost_usd < 1 ? usage.cost_usd.toPrecision(3).replace(/0+$/, "") : usage.cost_usd.toFixed(2)}` : "";
+  return `${usage.requests} req${rate}${tok}${cost}`;
+}
+
+function compactNumber(n: number): string {
+  if (n < 1000) return String(n);
+  if (n < 1_000_000) return `${(n / 1000).toFixed(1).replace(/\.0$/, "")}k`;
+  return `${(n / 1_000_000).toFixed(1).replace(/\.0$/, "")}M`;
 }
 
 function countdown(until: string, now: number): string {

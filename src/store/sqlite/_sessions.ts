@@ -47,9 +47,9 @@ export class SessionMap {
     if (!row) return { pool, session, own: null, candidates: [], stored: false };
     const live = row.expires_at > now;
     const own = live && this.canComeBack(pool, row.key_id) ? row.key_id : null;
-    // A lapsed or lost mapping still says where the session was last served: settle there if it can.
-    const candidates = [own, row.detour_id ?? (own === null ? row.key_id : null)].filter((id): id is string => id !== null);
-    return { pool, session, own, candidates: [...new Set(candidates)], stored: true };
+    // A session that lost its key (or let the mapping lapse) mid-detour settles on the key it was detouring on.
+    const candidates = [own, row.detour_id].filter((id): id is string => id !== null);
+    return { pool, session, own, candidates, stored: true };
   }
 
   /** After a take for the session: its own key refreshes the mapping; any other key is a detour, or the new own key. */

@@ -1,0 +1,68 @@
+import { defineCommand } from "citty";
+import { callDaemon, failFromResponse, resolveDaemon } from "../_client";
+import { type AdminKey, formatKey, keyPath } from "../_key-admin";
+import { daemonArgs, jsonArg } from "../_shared";
+import { CliExit, EXIT } from "../exit";
+
+const LIMIT_FLAGS = { "max-concurrency": "max_concurrency", rpm: "rpm", tpm: "tpm", "daily-requests": "daily_requests" } as const;
+
+export default defineCommand({
+  meta: {
+    name: "add",
+    description: "Add a key to a running daemon's pool; the token comes from stdin or a variable, never the command line",
+  },
+  args: {
+    ...daemonArgs,
+    ...jsonArg,
+    pool: { type: "string", description: "Pool name", default: "default" },
+    id: { type: "string", description: "Key id (default: derived from the token, as in a tokens file)" },
+    "token-stdin": { type: "boolean", description: "Read the token from stdin: printf %s \"$KEY\" | keypool keys add --token-stdin" },
+    "token-env": { type: "string", description: "Read the token from this environment variable" },
+    weight: { type: "string", description: "Share of traffic under weighted rotation (default 1)" },
+    group: { type: "string", description: "Quota group" },
+    "max-concurrency": { type: "string", description: "The key's own in-flight cap (wins over the pool's)" },
+    rpm: { type: "string", description: "The key's own requests per minute" },
+    tpm: { type: "string", description: "The key's own tokens per minute" },
+    "daily-requests": { type: "string", description: "The key's own requests per day" },
+  },
+  async run({ args }) {
+    const token = await readToken(args["token-stdin"], args["token-env"]);
+    const limits: Record<string, number> = {};
+    for (const [flag, field] of Object.entries(LIMIT_FLAGS)) {
+      const value = args[flag as keyof typeof LIMIT_FLAGS];
+      if (value !== undefined) limits[field] = positiveNumber(value, `--${flag}`, true);
+    }
+    const body = {
+      token,
+      id: args.id,
+      group: args.group,
+      weight: args.weight === undefined ? undefined : positiveNumber(args.weight, "--weight", false),
+      limits: Object.keys(limits).length > 0 ? limits : undefined,
+    };
+    const result = await callDaemon(resolveDaemon(args), "POST", keyPath(args.pool), body);
+    if (result.status !== 200) failFromResponse(result);
+    const key = result.body as AdminKey;
+    console.log(args.json ? formatKey(key, true) : `added key ${key.id} (${key.masked}) to pool ${key.pool}`);
+    return EXIT.ok;
+  },
+});
+
+async function readToken(fromStdin: boolean | undefined, variable: string | undefined): Promise<string> {
+  if (Boolean(fromStdin) === (variable !== undefined)) {
+    throw new CliExit(EXIT.usage, "give the token with exactly one of --token-stdin or --token-env VAR (never on the command line, where shell history keeps it)");
+  }
+  const raw = fromStdin ? await Bun.stdin.text() : process.env[variable!];
+  if (raw === undefined) throw new CliExit(EXIT.usage, `--token-env: ${variable} is not set`);
+  const token = raw.trim();
+  if (token === "") throw new CliExit(EXIT.usage, fromStdin ? "--token-stdin: stdin was empty" : `--token-env: ${variable} is empty`);
+  if (/\s/.test(token)) throw new CliExit(EXIT.usage, "the token contains whitespace — give exactly one token");
+  return token;
+}
+
+function positiveNumber(value: string, flag: string, integer: boolean): number {
+  const n = Number(value);
+  if (value === "" || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    throw new CliExit(EXIT.usage, `${flag} takes a ${integer ? "whole " : ""}number greater than 0, got "${value}"`);
+  }
+  return n;
+}

@@ -1,0 +1,79 @@
+import type { SQL } from "bun";
+import { FAILURE_BUCKETS, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, type UsageTotals, emptyUsage, hourOf } from "../../pool/usage";
+import type { UsageEntry } from "../sqlite/_usage-ledger";
+import type { KeyUsage } from "../types";
+
+const FAIL_COLUMNS = FAILURE_BUCKETS.map((bucket) => `fail_${bucket}`);
+const COUNT_COLUMNS = ["requests", "successes", ...FAIL_COLUMNS, "input_tokens", "output_tokens", "cached_tokens", "cost_micros"];
+const ADDS = COUNT_COLUMNS.map((c) => `${c} = keypool_usage_hourly.${c} + excluded.${c}`).join(", ");
+
+// Every release is 1 request; the other counts are $4 (successes) onwards, after pool, key and hour.
+const UPSERT = `INSERT INTO keypool_usage_hourly (pool, key_id, hour, ${COUNT_COLUMNS.join(", ")})
+  VALUES ($1, $2, $3::float8, 1, ${COUNT_COLUMNS.slice(1).map((_, i) => `$${i + 4}::float8`).join(", ")})
+  ON CONFLICT (pool, key_id, hour) DO UPDATE SET ${ADDS}`;
+
+const FOLD = `
+  WITH old AS (
+    DELETE FROM keypool_usage_hourly WHERE hour > ${LIFETIME_BUCKET} AND hour < $1::float8
+    RETURNING pool, key_id, ${COUNT_COLUMNS.join(", ")}
+  )
+  INSERT INTO keypool_usage_hourly (pool, key_id, hour, ${COUNT_COLUMNS.join(", ")})
+  SELECT pool, key_id, ${LIFETIME_BUCKET}, ${COUNT_COLUMNS.map((c) => `sum(${c})`).join(", ")} FROM old GROUP BY pool, key_id
+  ON CONFLICT (pool, key_id, hour) DO UPDATE SET ${ADDS}`;
+
+const SUMS = `
+  SELECT u.pool, u.key_id, ${COUNT_COLUMNS.map((c) => `sum(u.${c})::float8 AS ${c}`).join(", ")},
+    EXISTS (SELECT 1 FROM keypool_keys k WHERE k.pool = u.pool AND k.id = u.key_id) AS present
+  FROM keypool_usage_hourly u WHERE ($1::text IS NULL OR u.pool = $1) AND u.hour >= $2::float8
+  GROUP BY u.pool, u.key_id ORDER BY u.pool, u.key_id`;
+
+type UsageRow = { pool: string; key_id: string; present: boolean } & Record<string, number>;
+
+/** The hourly usage ledger, shared by every instance: the same UPSERT from each adds up in one row. */
+export class PostgresUsageLedger {
+  private nextFoldAt = 0;
+
+  /** One release's counts, inside the release's transaction. */
+  record(sql: SQL, pool: string, id: string, entry: UsageEntry, now: number): Promise<unknown> {
+    const failed = entry.ok ? undefined : (entry.failure ?? "other");
+    return sql.unsafe(UPSERT, [
+      pool,
+      id,
+      hourOf(now),
+      entry.ok ? 1 : 0,
+      ...FAILURE_BUCKETS.map((bucket) => (bucket === failed ? 1 : 0)),
+      count(entry.tokens?.input),
+      count(entry.tokens?.output),
+      count(entry.tokens?.cached),
+      entry.costMicros,
+    ]);
+  }
+
+  /** Once an hour per process: folds buckets past retention into each key's lifetime row (hour 0). */
+  async foldIfDue(sql: SQL, now: number): Promise<void> {
+    if (now < this.nextFoldAt) return;
+    this.nextFoldAt = hourOf(now) + HOUR_MS;
+    await sql.unsafe(FOLD, [hourOf(now - USAGE_RETENTION_MS)]);
+  }
+
+  async query(sql: SQL, pool: string | undefined, since: number): Promise<KeyUsage[]> {
+    const rows = (await sql.unsafe(SUMS, [pool ?? null, since])) as UsageRow[];
+    return rows.map((row) => ({ pool: row.pool, id: row.key_id, present: row.present, usage: totalsOf(row) }));
+  }
+}
+
+function count(n: number | undefined): number {
+  return n === undefined || !Number.isFinite(n) ? 0 : Math.max(0, Math.round(n));
+}
+
+function totalsOf(row: UsageRow): UsageTotals {
+  const usage = emptyUsage();
+  usage.requests = row.requests ?? 0;
+  usage.successes = row.successes ?? 0;
+  for (const bucket of FAILURE_BUCKETS) usage.failures[bucket] = row[`fail_${bucket}`] ?? 0;
+  usage.inputTokens = row.input_tokens ?? 0;
+  usage.outputTokens = row.output_tokens ?? 0;
+  usage.cachedTokens = row.cached_tokens ?? 0;
+  usage.costMicros = row.cost_micros ?? 0;
+  return usage;
+}

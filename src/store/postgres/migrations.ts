@@ -1,0 +1,122 @@
+/**
+ * PostgreSQL schema versions, applied in order; the version reached is kept in `keypool_meta`.
+ * Never edit a released step: add a new one. Tables carry a `keypool_` prefix because the database is
+ * usually shared with other applications.
+ *
+ * Times are epoch milliseconds and counters plain numbers, both as double precision: Bun returns
+ * int8 as a string, and a double holds every integer up to 2^53 exactly.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE keypool_keys (
+    pool            text    NOT NULL,
+    id              text    NOT NULL,
+    token           text    NOT NULL,
+    weight          float8  NOT NULL DEFAULT 1,
+    health          text    NOT NULL DEFAULT 'unknown',
+    reason          text,
+    ready_at        float8  NOT NULL DEFAULT 0,
+    -- true while health is unknown or live (or a timed quarantine): the pick index is partial on it
+    takeable        boolean NOT NULL DEFAULT true,
+    rank            float8  NOT NULL DEFAULT 0,
+    max_concurrency integer,
+    in_flight       integer NOT NULL DEFAULT 0,
+    last_used       float8,
+    last_check      float8,
+    requests        float8  NOT NULL DEFAULT 0,
+    errors          float8  NOT NULL DEFAULT 0,
+    last_check_ok         boolean,
+    last_check_status     integer,
+    last_check_latency_ms integer,
+    last_check_reason     text,
+    consecutive_failures  integer NOT NULL DEFAULT 0,
+    -- What the tokens file said, so a sync can tell "the file changed" from "we refreshed the token".
+    source_token          text,
+    source_refresh_token  text,
+    refresh_token         text,
+    expires_at            float8,
+    next_check_at         float8  NOT NULL DEFAULT 0,
+    refresh_owner         text,
+    refresh_lock_until    float8  NOT NULL DEFAULT 0,
+    key_group             text,
+    fail_class            text,
+    rung                  integer NOT NULL DEFAULT 0,
+    fail_until            float8  NOT NULL DEFAULT 0,
+    remaining_requests    float8,
+    remaining_tokens      float8,
+    remaining_reset_at    float8,
+    minute_start          float8  NOT NULL DEFAULT 0,
+    minute_requests       float8  NOT NULL DEFAULT 0,
+    minute_tokens         float8  NOT NULL DEFAULT 0,
+    day_start             float8  NOT NULL DEFAULT 0,
+    day_requests          float8  NOT NULL DEFAULT 0,
+    origin                text    NOT NULL DEFAULT 'file',
+    limit_max_concurrency integer,
+    limit_rpm             integer,
+    limit_tpm             integer,
+    limit_daily_requests  integer,
+    PRIMARY KEY (pool, id)
+  );
+  -- The take walks this index in rank order and stops at the first ready key it can lock.
+  CREATE INDEX keypool_keys_pick ON keypool_keys (pool, rank) WHERE takeable;
+  CREATE INDEX keypool_keys_due ON keypool_keys (pool, next_check_at);
+  CREATE INDEX keypool_keys_group ON keypool_keys (pool, key_group) WHERE key_group IS NOT NULL;
+
+  CREATE TABLE keypool_leases (
+    lease      text   PRIMARY KEY,
+    pool       text   NOT NULL,
+    key_id     text   NOT NULL,
+    taken_at   float8 NOT NULL,
+    expires_at float8 NOT NULL
+  );
+  CREATE INDEX keypool_leases_expiry ON keypool_leases (expires_at);
+  CREATE INDEX keypool_leases_key ON keypool_leases (pool, key_id, taken_at);
+
+  CREATE TABLE keypool_events (
+    seq        bigserial PRIMARY KEY,
+    at         float8 NOT NULL,
+    pool       text   NOT NULL,
+    key_id     text   NOT NULL,
+    from_state text   NOT NULL,
+    to_state   text   NOT NULL,
+    class      text,
+    reason     text,
+    until      float8
+  );
+
+  -- One row per key and hour (epoch ms of the hour's start); hour 0 holds what was folded out of
+  -- buckets past retention, so lifetime totals survive pruning.
+  CREATE TABLE keypool_usage_hourly (
+    pool            text   NOT NULL,
+    key_id          text   NOT NULL,
+    hour            float8 NOT NULL,
+    requests        float8 NOT NULL DEFAULT 0,
+    successes       float8 NOT NULL DEFAULT 0,
+    fail_rate_limit float8 NOT NULL DEFAULT 0,
+    fail_quota      float8 NOT NULL DEFAULT 0,
+    fail_auth       float8 NOT NULL DEFAULT 0,
+    fail_overloaded float8 NOT NULL DEFAULT 0,
+    fail_timeout    float8 NOT NULL DEFAULT 0,
+    fail_network    float8 NOT NULL DEFAULT 0,
+    fail_client     float8 NOT NULL DEFAULT 0,
+    fail_other      float8 NOT NULL DEFAULT 0,
+    input_tokens    float8 NOT NULL DEFAULT 0,
+    output_tokens   float8 NOT NULL DEFAULT 0,
+    cached_tokens   float8 NOT NULL DEFAULT 0,
+    cost_micros     float8 NOT NULL DEFAULT 0,
+    PRIMARY KEY (pool, key_id, hour)
+  );
+  CREATE INDEX keypool_usage_hourly_hour ON keypool_usage_hourly (hour);
+
+  CREATE TABLE keypool_sessions (
+    pool       text   NOT NULL,
+    session    text   NOT NULL,
+    key_id     text   NOT NULL,
+    detour_id  text,
+    expires_at float8 NOT NULL,
+    PRIMARY KEY (pool, session)
+  );
+  CREATE INDEX keypool_sessions_expiry ON keypool_sessions (pool, expires_at);
+  CREATE INDEX keypool_sessions_key ON keypool_sessions (pool, key_id);
+  `,
+];

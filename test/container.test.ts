@@ -1,0 +1,51 @@
+import { describe, expect, it } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { ConfigError } from "../src/config/errors";
+import { loadConfig } from "../src/config/load";
+import { deadUrl } from "./helpers/fake-upstream";
+import { startTestDaemon } from "./helpers/daemon";
+import { runKeypool } from "./helpers/run-keypool";
+import { tempDir } from "./helpers/temp-dir";
+
+const ROOT = resolve(import.meta.dir, "..");
+
+describe("keypool health", () => {
+  it("exits 0 when /health answers, 1 when nothing listens", async () => {
+    await using kp = await startTestDaemon('server: { addr: "127.0.0.1:0" }\ntokens_file: tokens.txt\n', "a,sk-a-0123456789abcdef\n");
+    const up = await runKeypool(["health", "--url", kp.url]);
+    expect(up).toEqual({ code: 0, stdout: `ok: ${kp.url}/health\n`, stderr: "" });
+    const down = await runKeypool(["health", "--url", await deadUrl()]);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toStartWith("unhealthy:");
+  });
+});
+
+// The image cannot be built here (no container engine), so these hold its pieces to each other.
+describe("container image", () => {
+  const dockerfile = readFileSync(resolve(ROOT, "Dockerfile"), "utf8");
+
+  it("runs as non-root, keeps state on /data, exposes both ports and checks itself", () => {
+    expect(dockerfile).toContain("USER nonroot:nonroot");
+    expect(dockerfile).toContain('VOLUME ["/data"]');
+    expect(dockerfile).toContain("EXPOSE 8787 8080");
+    expect(dockerfile).toContain('CMD ["/usr/local/bin/keypool", "health", "--url", "http://127.0.0.1:8787"]');
+    expect(dockerfile).toContain("COPY --chmod=0755 dist/keypool-linux-x64 /usr/local/bin/keypool");
+    expect(readFileSync(resolve(ROOT, ".dockerignore"), "utf8")).toContain("!dist/keypool-linux-x64");
+  });
+
+  it("ships an example config that matches the image and will not start without an API key", () => {
+    using dir = tempDir();
+    writeFileSync(dir.file("tokens.txt"), "a,sk-a-0123456789abcdef\n");
+    const text = readFileSync(resolve(ROOT, "docker/keypool.yaml"), "utf8").replaceAll("/etc/keypool/tokens.txt", dir.file("tokens.txt"));
+    writeFileSync(dir.file("keypool.yaml"), text);
+
+    const config = loadConfig(dir.file("keypool.yaml"), { KEYPOOL_API_KEY: "change-me" });
+    expect(config.stateFile).toBe("/data/keypool.db");
+    expect(config.server).toEqual({ host: "0.0.0.0", port: 8787, apiKey: "change-me" });
+    expect(config.pools.default!.upstream).toMatchObject({ enabled: true, listen: "0.0.0.0:8080" });
+    expect(dockerfile).toContain('CMD ["serve", "-c", "/etc/keypool/keypool.yaml"]');
+
+    expect(() => loadConfig(dir.file("keypool.yaml"), {})).toThrow(ConfigError);
+  });
+});
