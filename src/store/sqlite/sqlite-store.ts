@@ -764,6 +764,8 @@ function openDatabase(path: string, busyTimeoutMs: number): Database {
   db.exec("PRAGMA journal_mode = WAL");
   // NORMAL in WAL mode survives a process crash (kill -9); a power loss may drop the last commits.
   db.exec("PRAGMA synchronous = NORMAL");
+  // 64 MiB of page cache: a pool of 100,000 keys stays in memory, so a take costs the same as with 10.
+  db.exec("PRAGMA cache_size = -65536");
   return db;
 }
 
