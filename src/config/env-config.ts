@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { ConfigError } from "./errors";
 import { readConfigTree } from "./load";
-import { deriveKeyId } from "./tokens-file";
+import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "./tokens-file";
 import type { Config, KeySpec } from "./types";
 
 type Env = Record<string, string | undefined>;
@@ -162,6 +162,10 @@ function parseKeys(variable: string, value: string, issues: string[]): KeySpec[]
     if (token === "") return;
     if (/\s/.test(token)) {
       issues.push(`${variable}: item ${item} contains whitespace — separate keys with commas only`);
+      return;
+    }
+    if (!isSendableToken(token)) {
+      issues.push(`${variable}: item ${item} ${UNSENDABLE_TOKEN}`);
       return;
     }
     const first = firstAt.get(token);

@@ -115,9 +115,28 @@ function readConfig(s: Section, baseDir: string, keys?: Record<string, KeySpec[]
 
 function readStore(s: Section, baseDir: string): Config["store"] {
   const keyFile = s.string("encryption_key_file");
-  const store = { encryptionKeyFile: keyFile === undefined ? undefined : resolve(baseDir, keyFile) };
+  const postgres = s.section("postgres");
+  const store: Config["store"] = {
+    encryptionKeyFile: keyFile === undefined ? undefined : resolve(baseDir, keyFile),
+    postgres: postgres && readPostgres(postgres),
+  };
   s.done();
   return store;
+}
+
+/** `store.postgres`: the shared store. The URL holds a password, so no message ever echoes it. */
+function readPostgres(s: Section): NonNullable<Config["store"]>["postgres"] {
+  if (!s.has("url")) {
+    s.issues.add(s.keyPath("url"), "required — e.g. postgres://keypool:${DB_PASSWORD}@db.internal:5432/keypool (or set KEYPOOL_DATABASE_URL and leave store.postgres out)");
+  }
+  const url = s.url("url", ["postgres", "postgresql"], "postgres://keypool:PASSWORD@db.internal:5432/keypool");
+  const postgres = {
+    url: url ?? "",
+    timeoutSec: s.seconds("timeout_sec", { default: 5, positive: true }),
+    maxConnections: s.number("max_connections", { min: 1, integer: true, default: 10, unit: "connections" }),
+  };
+  s.done();
+  return postgres;
 }
 
 function readServer(s: Section): Config["server"] {

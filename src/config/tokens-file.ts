@@ -4,6 +4,19 @@ import type { KeySpec } from "./types";
 const KEY_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const GROUP = /^[A-Za-z0-9._:-]{1,64}$/;
 
+/**
+ * Whether a token can be sent at all: it goes into an HTTP header (or a URL, or argv), which carry
+ * visible ASCII only. A control character (NUL, DEL, …) or a non-ASCII letter would make every
+ * request with the key fail, so such a key is refused when it is declared. Whitespace is checked
+ * separately, with its own message.
+ */
+export function isSendableToken(token: string): boolean {
+  return /^[\x21-\x7e]+$/.test(token);
+}
+
+/** What to tell the user about a token that is not sendable (never echoing it). */
+export const UNSENDABLE_TOKEN = "has a control character or a non-ASCII character, which an HTTP header cannot carry — check the file's encoding";
+
 /** A stable id for a key declared without one: `key-` and the first 10 hex digits of sha256(token). */
 export function deriveKeyId(token: string): string {
   return `key-${new Bun.CryptoHasher("sha256").update(token).digest("hex").slice(0, 10)}`;
@@ -51,6 +64,7 @@ function parseLine(line: string): KeySpec | { error: string } {
 
   if (token === "") return { error: "the token is empty — write token, id,token or id,token,weight" };
   if (/\s/.test(token)) return { error: "the token contains whitespace — a token is one word; check for a missing comma" };
+  if (!isSendableToken(token)) return { error: `the token ${UNSENDABLE_TOKEN}` };
   if (!KEY_ID.test(id)) return { error: "the id must be 1–128 of A-Z a-z 0-9 . _ : - — fix the id before the first comma" };
 
   const key: KeySpec = { id, token, weight: 1 };

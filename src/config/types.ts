@@ -258,4 +258,15 @@ export type PriceTable = Readonly<Record<string, ModelPrice>>;
 export interface StoreConfig {
   /** Absolute path of a file holding the master key that encrypts token values (see src/store/token-cipher.ts). */
   encryptionKeyFile?: string;
+  /** Keep every pool's state in PostgreSQL, shared by every instance pointed at it, instead of the state file. */
+  postgres?: PostgresStoreConfig;
+}
+
+export interface PostgresStoreConfig {
+  /** `postgres://user:password@host:port/db`: a secret, masked wherever it is shown and never logged. */
+  url: string;
+  /** A take (or any store call) that cannot reach the database fails with STORE_UNAVAILABLE after this long (default 5). */
+  timeoutSec: number;
+  /** Connections this instance opens at most (default 10). */
+  maxConnections: number;
 }

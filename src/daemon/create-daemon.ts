@@ -20,7 +20,7 @@ import { type Metrics, createMetrics } from "../metrics/metrics";
 import { startMetricsListener } from "./metrics-listener";
 import { type Clock, systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
-import { SqliteStore } from "../store/sqlite/sqlite-store";
+import { createStore } from "../store/create-store";
 import type { PoolStore, SyncResult } from "../store/types";
 import { poolSettingsOf } from "./pool-settings";
 import { fallbackChains } from "../config/fallback";
@@ -78,7 +78,8 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   const logger = options.logger ?? createLogger(initialConfig.log);
   let config = initialConfig;
   const cipher = loadTokenCipher(config);
-  const store = new SqliteStore({ path: config.stateFile, clock, random: options.random, cipher });
+  const opened = await createStore(config, { clock, random: options.random, cipher });
+  const { store } = opened;
   await store.syncPools(poolsForStore(config));
   const metrics = createMetrics({ store, clock });
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
@@ -193,9 +194,11 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       }
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");
-      logger.info("keypool API listening", { url: urlOf(server), store: `sqlite:${config.stateFile}`, pools: store.poolNames() });
+      logger.info("keypool API listening", { url: urlOf(server), store: opened.where, pools: store.poolNames() });
       if (cipher) logger.info("tokens are encrypted at rest", { key: cipher.source, key_id: cipher.keyId });
-      else if (config.stateFile !== ":memory:") {
+      else if (opened.kind === "postgres") {
+        logger.warn("tokens are stored unencrypted in PostgreSQL; set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: opened.where });
+      } else if (config.stateFile !== ":memory:") {
         logger.warn("tokens are stored unencrypted in the state file (mode 0600); set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: config.stateFile });
       }
       watching = true;

@@ -287,12 +287,19 @@ async function attemptOnce(
     target.searchParams.delete(upstream.authQuery);
     target.searchParams.set(upstream.authQuery, lease.token);
   }
-  const headers = upstreamRequestHeaders(request.headers, {
-    authHeader: upstream.authQuery ? undefined : upstream.authHeader,
-    authValue: upstream.authQuery ? undefined : upstream.authTemplate.replaceAll("{token}", lease.token),
-    clientIp,
-    proto: new URL(request.url).protocol.replace(":", ""),
-  });
+  let headers: Headers;
+  try {
+    headers = upstreamRequestHeaders(request.headers, {
+      authHeader: upstream.authQuery ? undefined : upstream.authHeader,
+      authValue: upstream.authQuery ? undefined : upstream.authTemplate.replaceAll("{token}", lease.token),
+      clientIp,
+      proto: new URL(request.url).protocol.replace(":", ""),
+    });
+  } catch {
+    // A token no header can carry (stored before tokens were checked): a failure of this key, not a
+    // crash of the request that would leave its lease held.
+    return { kind: "transport", error: "the key's token has characters an HTTP header cannot carry", lease };
+  }
 
   // Aborted when the client disconnects (for the whole exchange) or when the first byte is late.
   const controller = new AbortController();

@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { isSendableToken } from "../config/tokens-file";
 import type { RefreshConfig } from "../config/types";
 import type { Clock } from "../pool/clock";
 import type { PoolStore, RefreshResult } from "../store/types";
@@ -80,6 +81,8 @@ export async function requestNewToken(
   const token = fieldAt(body, refresh.tokenField);
   // The body is never quoted in these reasons: it holds the new token.
   if (typeof token !== "string" || token === "") return fail(`token endpoint's answer has no string field "${refresh.tokenField}" — check refresh.token_field`);
+  // Stored, it would make every request with the key fail: keep the old token instead.
+  if (!isSendableToken(token)) return fail(`token endpoint's "${refresh.tokenField}" has whitespace, control or non-ASCII characters, which an HTTP header cannot carry`);
 
   const answer: TokenAnswer = { ok: true, token };
   if (refresh.refreshTokenField !== undefined) {

@@ -1,4 +1,4 @@
-import { deriveKeyId } from "../config/tokens-file";
+import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../config/tokens-file";
 import { DomainError } from "../pool/errors";
 import { FAILURE_BUCKETS, type FailureBucket, type UsageTotals, type UsageWindow, addUsage, emptyUsage, successRate } from "../pool/usage";
 import type { KeyLimitOverrides, KeyOrigin, KeyRecord, PoolStore } from "../store/types";
@@ -102,6 +102,7 @@ export class KeyAdminService {
   async add(pool: string, request: NewKeyRequest): Promise<AdminKeyJson> {
     // Checked here rather than by the schema, whose messages could quote the value.
     if (/\s/.test(request.token)) throw new DomainError("BAD_REQUEST", "token: contains whitespace — a token is one word");
+    if (!isSendableToken(request.token)) throw new DomainError("BAD_REQUEST", `token: ${UNSENDABLE_TOKEN.replace(" — check the file's encoding", "")}`);
     const id = request.id ?? deriveKeyId(request.token);
     const record = await this.explained(pool, () =>
       this.deps.store.addKey(pool, { id, token: request.token, weight: request.weight ?? 1, group: request.group, limits: limitsOf(request.limits) }),

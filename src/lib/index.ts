@@ -19,6 +19,7 @@ import { DomainError } from "../pool/errors";
 import { KEY_STATES, type KeyState } from "../pool/key-state";
 import { MASTER_KEY_ENV, loadTokenCipher } from "../store/master-key";
 import { SqliteStore } from "../store/sqlite/sqlite-store";
+import { createStore } from "../store/create-store";
 import type { KeyStatus, Lease, ReleaseResult, TakeOptions } from "../store/types";
 import { type ReportedOutcome, outcomeOfError, outcomeOfValue } from "./_outcome";
 
@@ -91,8 +92,9 @@ export interface KeyPool extends AsyncDisposable {
 }
 
 /**
- * Opens one pool over a SQLite state file, creating the file if needed and bringing the pool's keys
- * in (other pools in the file are left alone).
+ * Opens one pool over the shared state — a SQLite state file (created if needed), or PostgreSQL when the
+ * config's `store.postgres` or KEYPOOL_DATABASE_URL names one — and brings the pool's keys in (other
+ * pools in the store are left alone).
  * @throws ConfigError when the config or the keys are invalid, or the master key does not fit the file.
  */
 export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> {
@@ -102,7 +104,9 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
   const env = options.masterKey === undefined ? process.env : { ...process.env, [MASTER_KEY_ENV]: options.masterKey };
   const cipher = loadTokenCipher(config, env);
   const clock = options.clock ?? systemClock;
-  const store = new SqliteStore({ path: stateFile, clock, cipher });
+  // An explicit state file means SQLite; otherwise the config (or KEYPOOL_DATABASE_URL) may name PostgreSQL.
+  const store =
+    options.stateFile === undefined ? (await createStore(config, { clock, cipher })).store : new SqliteStore({ path: stateFile, clock, cipher });
   try {
     const origin = pool.tokensFile ? ("file" as const) : ("env" as const);
     await store.syncPools([{ settings: poolSettingsOf(pool, config.prices), keys: pool.keys.map((key) => ({ ...key, origin })) }], { prune: false });

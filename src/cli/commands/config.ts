@@ -4,6 +4,7 @@ import { loadConfig } from "../../config/load";
 import { originOf } from "../../alerts/alert";
 import type { AlertsConfig, CheckConfig, Config, PoolConfig, RefreshConfig } from "../../config/types";
 import { maskToken } from "../../pool/mask";
+import { maskDatabaseUrl } from "../../store/postgres/database-url";
 import { EXIT } from "../exit";
 import { configArg, jsonArg } from "../_shared";
 
@@ -24,7 +25,7 @@ export default defineCommand({
 });
 
 /**
- * A copy safe to print: tokens, the API key, header values, request bodies and proxy
+ * A copy safe to print: tokens, the API key, header values, request bodies, proxy and database
  * passwords are masked, because headers and bodies routinely carry credentials.
  */
 export function maskConfig(config: Config): unknown {
@@ -33,6 +34,7 @@ export function maskConfig(config: Config): unknown {
     server: { ...config.server, apiKey: mask(config.server.apiKey) },
     pools: Object.fromEntries(Object.entries(config.pools).map(([name, pool]) => [name, maskPool(pool)])),
     alerts: config.alerts && maskAlerts(config.alerts),
+    store: config.store && { ...config.store, postgres: config.store.postgres && { ...config.store.postgres, url: maskDatabaseUrl(config.store.postgres.url) } },
   };
   return JSON.parse(JSON.stringify(masked)); // drops undefined fields so YAML output stays tidy
 }

@@ -30,18 +30,6 @@ export function openClient(options: ConnectionOptions): SQL {
   });
 }
 
-/** `postgres://user:…@host:port/db`: the URL as it may be logged or shown, without its password or parameters. */
-export function maskDatabaseUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "…";
-    parsed.search = "";
-    return parsed.toString();
-  } catch {
-    return "postgres://…";
-  }
-}
-
 // SQLSTATE classes and codes that mean "the database is not there right now", not "the request is wrong".
 const UNAVAILABLE_STATES = /^(08|57P0|53)/;
 const TIMEOUT_STATES = new Set(["57014", "55P03"]);

@@ -2,7 +2,7 @@ import type { SQL } from "bun";
 import type { KeyHealth } from "../../pool/key-state";
 import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SEC, type SessionLookup } from "../sqlite/_sessions";
 
-// Lapsed mappings are swept, and the table held to session.max, at most this often per pool and process.
+// Lapsed mappings are swept, and the table counted, at most this often per pool and process.
 const SWEEP_EVERY_MS = 60_000;
 
 /**
@@ -14,6 +14,7 @@ const SWEEP_EVERY_MS = 60_000;
  */
 export class PostgresSessions {
   private readonly nextSweepAt = new Map<string, number>();
+  private readonly counts = new Map<string, number>();
 
   async lookup(sql: SQL, pool: string, session: string, now: number): Promise<SessionLookup> {
     const [row] = (await sql`
@@ -56,15 +57,23 @@ export class PostgresSessions {
     return byPool;
   }
 
-  /** Now and then: sweeps lapsed mappings and evicts the oldest beyond `max`. */
+  /**
+   * Holds the pool to `max` mappings, evicting the oldest. Counting the table costs a scan, so it is
+   * counted when the periodic sweep of lapsed mappings runs, and in between this instance adds its own
+   * inserts to that count: other instances' inserts are noticed at the next sweep.
+   */
   private async bound(sql: SQL, pool: string, now: number, max: number): Promise<void> {
-    if (now < (this.nextSweepAt.get(pool) ?? 0)) return;
-    this.nextSweepAt.set(pool, now + SWEEP_EVERY_MS);
-    await sql`DELETE FROM keypool_sessions WHERE pool = ${pool} AND expires_at <= ${now}`;
-    const [{ n }] = (await sql`SELECT count(*)::int AS n FROM keypool_sessions WHERE pool = ${pool}`) as [{ n: number }];
-    if (n > max) {
+    let count = this.counts.get(pool);
+    if (count === undefined || now >= (this.nextSweepAt.get(pool) ?? 0)) {
+      this.nextSweepAt.set(pool, now + SWEEP_EVERY_MS);
+      await sql`DELETE FROM keypool_sessions WHERE pool = ${pool} AND expires_at <= ${now}`;
+      count = ((await sql`SELECT count(*)::int AS n FROM keypool_sessions WHERE pool = ${pool}`) as [{ n: number }])[0].n;
+    } else count++;
+    if (count > max) {
       await sql`DELETE FROM keypool_sessions WHERE pool = ${pool} AND session IN (
-                  SELECT session FROM keypool_sessions WHERE pool = ${pool} ORDER BY expires_at LIMIT ${n - max})`;
+                  SELECT session FROM keypool_sessions WHERE pool = ${pool} ORDER BY expires_at LIMIT ${count - max})`;
+      count = max;
     }
+    this.counts.set(pool, count);
   }
 }

@@ -761,12 +761,30 @@ function openDatabase(path: string, busyTimeoutMs: number): Database {
   }
   const db = new Database(path, { create: true, strict: true });
   db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-  db.exec("PRAGMA journal_mode = WAL");
+  enableWal(db, busyTimeoutMs);
   // NORMAL in WAL mode survives a process crash (kill -9); a power loss may drop the last commits.
   db.exec("PRAGMA synchronous = NORMAL");
   // 64 MiB of page cache: a pool of 100,000 keys stays in memory, so a take costs the same as with 10.
   db.exec("PRAGMA cache_size = -65536");
   return db;
+}
+
+/**
+ * Switching a new file to WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once
+ * instead of calling the busy handler: two processes opening one fresh file together would fail
+ * here. So it is retried, for as long as busy_timeout allows any other wait.
+ */
+function enableWal(db: Database, busyTimeoutMs: number): void {
+  const deadline = performance.now() + busyTimeoutMs;
+  for (;;) {
+    try {
+      db.exec("PRAGMA journal_mode = WAL");
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== "SQLITE_BUSY" || performance.now() >= deadline) throw error;
+      Bun.sleepSync(5);
+    }
+  }
 }
 
 function migrate(db: Database): void {

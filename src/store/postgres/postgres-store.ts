@@ -1,0 +1,928 @@
+import type { SQL } from "bun";
+import type { Clock } from "../../pool/clock";
+import { DomainError } from "../../pool/errors";
+import {
+  afterCheck,
+  afterOutcome,
+  awaitsRevival,
+  CLEAN_LADDER,
+  DEFAULT_REVIVE_INTERVAL_SEC,
+  isTakeable,
+  jitteredMs,
+  type KeyCondition,
+  type KeyHealth,
+  type KeyState,
+  nextCheckAt,
+  type Outcome,
+  restUntil,
+  setDisabled,
+  stateOf,
+  untilOf,
+} from "../../pool/key-state";
+import { type FailureClass, classifyFailure } from "../../pool/classify";
+import { maskToken } from "../../pool/mask";
+import { countTokens } from "../../pool/limits";
+import { costMicros } from "../../pool/pricing";
+import { windowStart } from "../../pool/usage";
+import { exhaustedUntil, fullAt } from "../../pool/rate-limit-headers";
+import { FULL_BUDGET, LOWEST_RANK, initialRank, needsMaxRank, pickStart, rankAfterRelease, type RankContext } from "../../pool/rotation";
+import type {
+  CheckRecord,
+  DueCheck,
+  EventQuery,
+  KeyChanges,
+  KeyEvent,
+  KeyInput,
+  KeyRecord,
+  KeyStatus,
+  Lease,
+  NewKey,
+  PoolSettings,
+  PoolStore,
+  RefreshClaim,
+  RefreshResult,
+  ReleaseResult,
+  ReleaseTarget,
+  SyncOptions,
+  SyncResult,
+  TakeOptions,
+  UsageQuery,
+  UsageReport,
+} from "../types";
+import type { TokenCipher } from "../token-cipher";
+import { type AdminColumns, limitsOf, mergeOverrides, overridesOf, ownedError } from "../sqlite/_key-admin";
+import { ladderOf, MAX_EVENTS, type PolicyColumns, remainingOf, windowsOf } from "../sqlite/_key-policy";
+import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
+import { maskDatabaseUrl } from "./database-url";
+import { PostgresSessions } from "./_sessions";
+import { type TakenRow, type TakeVariant, takeSql } from "./_take";
+import { PostgresUsageLedger } from "./_usage-ledger";
+import { PostgresVault } from "./_vault";
+import { MIGRATIONS } from "./migrations";
+
+export interface PostgresStoreOptions extends ConnectionOptions {
+  clock: Clock;
+  random?: () => number;
+  /** Consecutive failed probes before a key is declared dead, for pools that do not say. */
+  failuresToDead?: number;
+  /** Encrypts token values at rest, as the SQLite store does. */
+  cipher?: TokenCipher;
+}
+
+interface KeyRow extends PolicyColumns, AdminColumns {
+  pool: string;
+  id: string;
+  token: string;
+  weight: number;
+  health: KeyHealth;
+  reason: string | null;
+  ready_at: number;
+  takeable: boolean;
+  rank: number;
+  max_concurrency: number | null;
+  in_flight: number;
+  last_used: number | null;
+  last_check: number | null;
+  requests: number;
+  errors: number;
+  last_check_status: number | null;
+  last_check_latency_ms: number | null;
+  consecutive_failures: number;
+  source_token: string | null;
+  source_refresh_token: string | null;
+  refresh_token: string | null;
+  expires_at: number | null;
+  next_check_at: number;
+  refresh_owner: string | null;
+  refresh_lock_until: number;
+}
+
+type Db = SQL;
+type Fields = Record<string, string | number | boolean | null>;
+
+// Expired leases are reclaimed at most this often per process; a take that finds nothing reclaims at once.
+const RECLAIM_EVERY_MS = 1000;
+// Serializes schema migrations, and syncs of the key lists, between instances starting at once.
+const MIGRATE_LOCK = "hashtext('keypool.migrate')";
+const SYNC_LOCK = "hashtext('keypool.sync')";
+const RETRIES = 3;
+
+/**
+ * The shared store: every keypool instance pointed at one PostgreSQL database serves the same pools.
+ * A take is one statement (see _take.ts); every other change locks the key's row (`FOR UPDATE`),
+ * applies the same pure transitions as the SQLite store (src/pool) in JS, and writes back in the
+ * same transaction. When the database cannot be reached, every method fails within `timeoutSec`
+ * with STORE_UNAVAILABLE, and the next call after it returns simply works again.
+ */
+export class PostgresStore implements PoolStore {
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly failuresToDead: number;
+  private readonly timeoutSec: number;
+  private readonly pools = new Map<string, PoolSettings>();
+  // Per-pool virtual time for weighted rotation; an approximation per instance is enough for fairness.
+  private readonly virtualTime = new Map<string, number>();
+  private readonly takeStatements = new Map<string, string>();
+  private readonly vault: PostgresVault;
+  private readonly sessions = new PostgresSessions();
+  private readonly ledger = new PostgresUsageLedger();
+  private nextReclaimAt = 0;
+
+  private constructor(
+    private readonly sql: SQL,
+    options: PostgresStoreOptions,
+    /** The database as logs and messages may name it: no password. */
+    readonly where: string,
+  ) {
+    this.clock = options.clock;
+    this.random = options.random ?? Math.random;
+    this.failuresToDead = options.failuresToDead ?? 3;
+    this.timeoutSec = options.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
+    this.vault = new PostgresVault(options.cipher, this.where);
+  }
+
+  /**
+   * Connects, brings the schema up to date (one instance at a time) and checks the encryption key.
+   * @throws DomainError STORE_UNAVAILABLE when the database cannot be reached; ConfigError for a wrong key.
+   */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const store = new PostgresStore(openClient(options), options, maskDatabaseUrl(options.url));
+    try {
+      // Other instances may hold the migration lock for a while: more time than one request gets.
+      await withDeadline(() => store.migrate(), Math.max(30, store.timeoutSec));
+    } catch (error) {
+      await store.sql.close({ timeout: 0 });
+      if (error instanceof DomainError && error.code === "STORE_UNAVAILABLE") {
+        throw new DomainError("STORE_UNAVAILABLE", `cannot open the PostgreSQL store ${store.where}: ${error.message} — check store.postgres.url (or KEYPOOL_DATABASE_URL) and that the server is up`);
+      }
+      throw error;
+    }
+    return store;
+  }
+
+  private async migrate(): Promise<void> {
+    await this.sql.begin(async (tx) => {
+      await tx.unsafe(`SELECT pg_advisory_xact_lock(${MIGRATE_LOCK})`);
+      await tx`CREATE TABLE IF NOT EXISTS keypool_meta (name text PRIMARY KEY, value text NOT NULL)`;
+      const [row] = (await tx`SELECT value FROM keypool_meta WHERE name = 'schema_version'`) as Array<{ value: string }>;
+      const current = row ? Number(row.value) : 0;
+      if (current > MIGRATIONS.length) {
+        throw new Error(`the database schema (version ${current}) is newer than this keypool understands (${MIGRATIONS.length}); upgrade keypool`);
+      }
+      for (let version = current; version < MIGRATIONS.length; version++) await tx.unsafe(MIGRATIONS[version]!);
+      if (current < MIGRATIONS.length) {
+        await tx`INSERT INTO keypool_meta (name, value) VALUES ('schema_version', ${String(MIGRATIONS.length)})
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
+      }
+      await this.vault.verify(tx);
+    });
+  }
+
+  poolNames(): string[] {
+    return [...this.pools.keys()];
+  }
+
+  async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options: SyncOptions = {}): Promise<Record<string, SyncResult>> {
+    const results = await this.transaction(async (tx) => {
+      await tx.unsafe(`SELECT pg_advisory_xact_lock(${SYNC_LOCK})`);
+      const results: Record<string, SyncResult> = {};
+      for (const { settings, keys } of pools) results[settings.name] = await this.syncOnePool(tx, settings, keys);
+      if (options.prune !== false) {
+        const wanted = pools.map((p) => p.settings.name);
+        const gone = (await tx`SELECT DISTINCT pool FROM keypool_keys WHERE NOT (pool = ANY(${wanted}::text[]))`) as Array<{ pool: string }>;
+        for (const { pool } of gone) {
+          await tx`DELETE FROM keypool_leases WHERE pool = ${pool}`;
+          await tx`DELETE FROM keypool_keys WHERE pool = ${pool}`;
+          await tx`DELETE FROM keypool_usage_hourly WHERE pool = ${pool}`;
+          await tx`DELETE FROM keypool_sessions WHERE pool = ${pool}`;
+        }
+      }
+      return results;
+    });
+    if (options.prune !== false) this.pools.clear();
+    for (const { settings } of pools) this.pools.set(settings.name, settings);
+    return results;
+  }
+
+  private async syncOnePool(tx: Db, settings: PoolSettings, keys: KeyInput[]): Promise<SyncResult> {
+    const pool = settings.name;
+    const existing = new Map<string, KeyRow>();
+    for (const row of (await tx`SELECT * FROM keypool_keys WHERE pool = ${pool} FOR UPDATE`) as KeyRow[]) existing.set(row.id, row);
+    const result: SyncResult = { added: [], updated: [], removed: [], kept: 0 };
+    const maxConcurrency = settings.maxConcurrency ?? null;
+    for (const key of keys) {
+      const before = existing.get(key.id);
+      existing.delete(key.id);
+      const refreshToken = key.refreshToken ?? null;
+      const origin = key.origin ?? "file";
+      if (!before) {
+        const rank = initialRank(settings.rotation, await this.rankContext(tx, pool, settings));
+        await this.insertKey(tx, pool, key.id, key.token, key.weight, rank, maxConcurrency, refreshToken, { key_group: key.group ?? null, origin });
+        result.added.push(key.id);
+        continue;
+      }
+      const fields: Fields = { weight: key.weight, key_group: key.group ?? null };
+      // A key the config takes over from the admin API loses the limits the API gave it.
+      if (before.origin !== origin) Object.assign(fields, { origin, limit_max_concurrency: null, limit_rpm: null, limit_tpm: null, limit_daily_requests: null });
+      const ownCap = before.origin === origin ? before.limit_max_concurrency : null;
+      fields.max_concurrency = ownCap ?? maxConcurrency;
+      if (this.vault.reveal(before.source_token) !== key.token) {
+        // A new token under an old id is a different credential: what we knew no longer applies.
+        const sealed = this.vault.seal(key.token);
+        const sealedRefresh = this.vault.seal(refreshToken);
+        Object.assign(fields, FORGET_TOKEN, { token: sealed, source_token: sealed, refresh_token: sealedRefresh, source_refresh_token: sealedRefresh });
+        result.updated.push(key.id);
+      } else if (this.vault.reveal(before.source_refresh_token) !== refreshToken) {
+        const sealedRefresh = this.vault.seal(refreshToken);
+        Object.assign(fields, { refresh_token: sealedRefresh, source_refresh_token: sealedRefresh });
+        result.updated.push(key.id);
+      } else if (before.weight !== key.weight) result.updated.push(key.id);
+      else result.kept++;
+      await this.write(tx, pool, key.id, fields);
+    }
+    for (const [id, row] of existing) {
+      // The admin API's keys are not the config's to remove.
+      if (row.origin === "api") {
+        await this.write(tx, pool, id, { max_concurrency: row.limit_max_concurrency ?? maxConcurrency });
+        result.kept++;
+        continue;
+      }
+      await tx`DELETE FROM keypool_leases WHERE pool = ${pool} AND key_id = ${id}`;
+      await tx`DELETE FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`;
+      result.removed.push(id);
+    }
+    return result;
+  }
+
+  private async insertKey(
+    tx: Db,
+    pool: string,
+    id: string,
+    token: string,
+    weight: number,
+    rank: number,
+    maxConcurrency: number | null,
+    refreshToken: string | null,
+    extra: Fields,
+  ): Promise<void> {
+    const sealed = this.vault.seal(token);
+    const sealedRefresh = this.vault.seal(refreshToken);
+    const fields: Fields = {
+      pool,
+      id,
+      token: sealed,
+      source_token: sealed,
+      weight,
+      rank,
+      max_concurrency: maxConcurrency,
+      refresh_token: sealedRefresh,
+      source_refresh_token: sealedRefresh,
+      ...extra,
+    };
+    const columns = Object.keys(fields);
+    await tx.unsafe(`INSERT INTO keypool_keys (${columns.join(", ")}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(", ")})`, Object.values(fields));
+  }
+
+  // ---- take ----------------------------------------------------------------------------------
+
+  async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
+    const settings = this.settingsOf(pool);
+    const exclude = [...(options.exclude ?? [])];
+    const outcome = await this.guard(() => this.takeNow(settings, exclude, options.session));
+    if ("lease" in outcome) return outcome;
+    throw new DomainError(
+      "NO_KEY_AVAILABLE",
+      `no key in pool "${pool}" is available right now; retry in ${Math.ceil(outcome.retryAfterMs / 1000)}s`,
+      outcome.retryAfterMs,
+    );
+  }
+
+  private async takeNow(settings: PoolSettings, exclude: string[], session?: string): Promise<Lease | { retryAfterMs: number }> {
+    const now = this.clock.now();
+    if (now >= this.nextReclaimAt) await this.reclaimExpiredLeases(now);
+    // A sticky session tries its own key (then the one it is detouring on) before the rotation does.
+    const sticky = session === undefined ? undefined : await this.sessions.lookup(this.sql, settings.name, session, now);
+    const preferred = sticky?.candidates.filter((id) => !exclude.includes(id)) ?? [];
+    let lease = preferred.length > 0 ? await this.pick(settings, now, exclude, { preferred }) : null;
+    lease ??= await this.pick(settings, now, exclude, {});
+    // Every ready key may have been locked by takes and releases in flight: wait for them once.
+    lease ??= await this.pick(settings, now, exclude, { wait: true });
+    if (!lease) {
+      const soonest = await this.soonestFree(settings, now);
+      if (!soonest.expired) return { retryAfterMs: soonest.retryAfterMs };
+      await this.reclaimExpiredLeases(now);
+      lease = await this.pick(settings, now, exclude, { wait: true });
+      if (!lease) return { retryAfterMs: (await this.soonestFree(settings, now)).retryAfterMs };
+    }
+    if (sticky) await this.sessions.record(this.sql, sticky, lease.id, now, { ttlSec: settings.sessionTtlSec, max: settings.maxSessions });
+    return lease;
+  }
+
+  /** One take statement (two for random, which wraps around); null when no key could be taken. */
+  private async pick(settings: PoolSettings, now: number, exclude: string[], how: { preferred?: string[]; wait?: boolean }): Promise<Lease | null> {
+    const { rotation } = settings;
+    const pool = settings.name;
+    const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
+    const expiresAt = now + settings.leaseTtlSec * 1000;
+    let rankInput = 0;
+    if (rotation === "random") rankInput = this.random();
+    if (rotation === "weighted") rankInput = await this.poolVirtualTime(this.sql, pool);
+    const run = async (from: number | string[]) => {
+      const variant: TakeVariant = { rotation, preferred: Array.isArray(from), wait: how.wait === true };
+      const params = [pool, now, from, exclude, leaseId, expiresAt, settings.cooldownSec * 1000, rankInput, settings.rpm ?? null, settings.dailyRequests ?? null];
+      const [row] = (await this.sql.unsafe(this.takeStatement(variant), params)) as TakenRow[];
+      return row ?? null;
+    };
+    let row: TakenRow | null;
+    if (how.preferred) row = await run(how.preferred);
+    else {
+      const start = pickStart(rotation, this.random);
+      row = await run(start);
+      // Wrap around: the walk began mid-order and found nothing ready after that point.
+      if (!row && start !== LOWEST_RANK) row = await run(LOWEST_RANK);
+    }
+    if (!row) return null;
+    if (rotation === "weighted") this.virtualTime.set(pool, Math.max(this.virtualTime.get(pool) ?? 0, row.old_rank));
+    return { lease: leaseId, pool, id: row.id, token: this.vault.reveal(row.token), takenAt: now, expiresAt };
+  }
+
+  private takeStatement(variant: TakeVariant): string {
+    const key = `${variant.rotation}:${variant.preferred}:${variant.wait}`;
+    let text = this.takeStatements.get(key);
+    if (text === undefined) this.takeStatements.set(key, (text = takeSql(variant)));
+    return text;
+  }
+
+  /** Leases never released within their TTL give their slot back, whichever instance took them; the key's state is untouched. */
+  private async reclaimExpiredLeases(now: number): Promise<void> {
+    this.nextReclaimAt = now + RECLAIM_EVERY_MS;
+    const leastBusy = [...this.pools.values()].filter((p) => p.rotation === "least_busy").map((p) => p.name);
+    await this.sql`
+      WITH gone AS (
+        DELETE FROM keypool_leases WHERE lease IN (SELECT lease FROM keypool_leases WHERE expires_at <= ${now} FOR UPDATE SKIP LOCKED)
+        RETURNING pool, key_id
+      ), counts AS (SELECT pool, key_id, count(*)::int AS n FROM gone GROUP BY pool, key_id)
+      UPDATE keypool_keys k SET
+        in_flight = GREATEST(0, k.in_flight - c.n),
+        rank = CASE WHEN k.pool = ANY(${leastBusy}::text[]) THEN GREATEST(0, k.in_flight - c.n) * 1e13 + COALESCE(k.last_used, 0) ELSE k.rank END
+      FROM counts c WHERE k.pool = c.pool AND k.id = c.key_id`;
+  }
+
+  private async soonestFree(settings: PoolSettings, now: number): Promise<{ retryAfterMs: number; expired: boolean }> {
+    const pool = settings.name;
+    const [row] = (await this.sql`
+      SELECT (SELECT min(ready_at) FROM keypool_keys WHERE pool = ${pool} AND takeable AND ready_at > ${now}) AS ready,
+             (SELECT min(expires_at) FROM keypool_leases WHERE pool = ${pool} AND expires_at > ${now}) AS lease,
+             EXISTS (SELECT 1 FROM keypool_leases WHERE expires_at <= ${now}) AS expired`) as [{ ready: number | null; lease: number | null; expired: boolean }];
+    const candidates = [row.ready, row.lease].filter((t): t is number => typeof t === "number" && t > now);
+    const retryAfterMs = candidates.length === 0 ? settings.recheckIntervalSec * 1000 : Math.max(1000, Math.min(...candidates) - now);
+    return { retryAfterMs, expired: row.expired };
+  }
+
+  // ---- release -------------------------------------------------------------------------------
+
+  async release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
+    return this.transaction((tx) => this.releaseIn(tx, target, outcome));
+  }
+
+  private async releaseIn(tx: Db, target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
+    const now = this.clock.now();
+    let pool: string;
+    let id: string;
+    let leasesGiven = 0;
+    let row: KeyRow | undefined;
+    if ("lease" in target) {
+      // One round trip gives the lease back and locks its key (a lease always has its key: removing a key removes its leases).
+      const [found] = (await tx`
+        WITH given AS (DELETE FROM keypool_leases WHERE lease = ${target.lease} RETURNING pool, key_id)
+        SELECT g.pool AS lease_pool, g.key_id AS lease_key, k.* FROM given g JOIN keypool_keys k ON k.pool = g.pool AND k.id = g.key_id
+        FOR UPDATE OF k`) as Array<KeyRow & { lease_pool: string; lease_key: string }>;
+      if (!found) throw new DomainError("UNKNOWN_LEASE", `lease "${target.lease}" is unknown or has expired; take a new key`);
+      pool = found.lease_pool;
+      id = found.lease_key;
+      leasesGiven = 1;
+      row = found;
+    } else {
+      pool = await this.findPoolOfKey(tx, target.id, target.pool);
+      id = target.id;
+      // Without a lease id, the oldest lease on the key is the one being given back.
+      const given = await tx`DELETE FROM keypool_leases WHERE lease = (
+                               SELECT lease FROM keypool_leases WHERE pool = ${pool} AND key_id = ${id} ORDER BY taken_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                             RETURNING lease`;
+      leasesGiven = given.length;
+      row = await this.lockKey(tx, pool, id);
+    }
+    if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
+    const settings = this.settingsOf(pool);
+    const before = conditionOf(row);
+    const effect = afterOutcome({ ...before, ...ladderOf(row) }, outcome, settings, now, this.random);
+    const fields: Fields = {};
+    const { condition, remaining } = this.applyUsage(row, effect, outcome, settings, now, fields);
+    const takeable = isTakeable(condition);
+    // A key coming back into rotation re-enters the order as a new key would.
+    const released = { rank: row.rank, weight: row.weight, inFlight: Math.max(0, row.in_flight - leasesGiven) };
+    const rank = takeable && !row.takeable ? initialRank(settings.rotation, await this.rankContext(tx, pool, settings)) : rankAfterRelease(settings.rotation, released, now, remaining);
+    const penalised = !outcome.ok && effect.class !== "client";
+    Object.assign(fields, {
+      in_flight: released.inFlight,
+      health: condition.health,
+      reason: condition.reason,
+      ready_at: condition.readyAt,
+      takeable,
+      rank,
+      last_used: now,
+      errors: row.errors + (penalised ? 1 : 0),
+      fail_class: effect.failClass,
+      rung: effect.rung,
+      fail_until: effect.failUntil,
+    });
+    if (awaitsRevival(condition.health) && !awaitsRevival(row.health)) {
+      // A key a caller found broken is re-probed on the revive schedule, not at its next routine check.
+      const reviveMs = jitteredMs(settings.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC, this.random);
+      fields.next_check_at = Math.min(row.next_check_at, now + reviveMs);
+    }
+    const events: KeyEvent[] = [];
+    const from = stateOf(before, now);
+    if (penalised || from !== stateOf(condition, now)) events.push(eventOf(pool, id, from, condition, effect.class ?? null, now));
+    await Promise.all([
+      this.write(tx, pool, id, fields),
+      this.ledger.record(tx, pool, id, { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) }, now),
+    ]);
+    if ((effect.class === "rate_limit" || effect.class === "quota") && row.key_group !== null) {
+      await this.coolGroup(tx, row, effect.readyAt, effect.class, settings, now, events);
+    }
+    await this.logEvents(tx, events);
+    await this.ledger.foldIfDue(tx, now);
+    return { pool, id, state: stateOf(condition, now), reason: condition.reason };
+  }
+
+  /**
+   * What the upstream said about the key's budget, and the tokens the request used: either may rest
+   * the key. Adds the columns to write to `fields`; `remaining` is for most_remaining's rank.
+   */
+  private applyUsage(row: KeyRow, condition: KeyCondition, outcome: Outcome, settings: PoolSettings, now: number, fields: Fields) {
+    let next = condition;
+    let remaining: number | undefined;
+    if (outcome.budget) {
+      const b = outcome.budget;
+      Object.assign(fields, {
+        remaining_requests: b.requests ?? row.remaining_requests,
+        remaining_tokens: b.tokens ?? row.remaining_tokens,
+        remaining_reset_at: fullAt(b) ?? row.remaining_reset_at,
+      });
+      const until = exhaustedUntil(b, now);
+      remaining = until === undefined ? b.requests : FULL_BUDGET;
+      if (until !== undefined) next = restUntil(next, until, "upstream rate-limit budget spent; resting until it resets", now);
+    }
+    const tokens = outcome.tokens ?? (outcome.usage && outcome.usage.input + outcome.usage.output);
+    if (tokens !== undefined && tokens > 0) {
+      const { windows, rest } = countTokens(windowsOf(row), tokens, limitsOf(row, settings), now);
+      Object.assign(fields, {
+        minute_start: windows.minuteStart,
+        minute_requests: windows.minuteRequests,
+        minute_tokens: windows.minuteTokens,
+        day_start: windows.dayStart,
+        day_requests: windows.dayRequests,
+      });
+      if (rest) next = restUntil(next, rest.until, rest.reason, now);
+    }
+    return { condition: next, remaining };
+  }
+
+  /** Keys of one group share an account's limits: a rate limit or spent quota on one rests them all, until the same time. */
+  private async coolGroup(tx: Db, row: KeyRow, until: number, cls: FailureClass, settings: PoolSettings, now: number, events: KeyEvent[]): Promise<void> {
+    const reason = `${cls} on key ${row.id} of group ${row.key_group}; resting with it`;
+    // Locked in id order, so two releases cooling one group wait for each other instead of deadlocking.
+    const members = (await tx`SELECT * FROM keypool_keys WHERE pool = ${row.pool} AND key_group = ${row.key_group} AND id <> ${row.id}
+                              ORDER BY id FOR UPDATE`) as KeyRow[];
+    for (const member of members) {
+      const rested = restUntil(conditionOf(member), until, reason, now);
+      if (rested.readyAt !== member.ready_at) await this.writeCondition(tx, member, rested, member.rank, settings, { cls, always: true }, events);
+    }
+  }
+
+  private async findPoolOfKey(tx: Db, id: string, pool?: string): Promise<string> {
+    if (pool !== undefined) {
+      this.settingsOf(pool);
+      const found = await tx`SELECT 1 FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`;
+      if (found.length === 0) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
+      return pool;
+    }
+    const owners = ((await tx`SELECT pool FROM keypool_keys WHERE id = ${id} AND pool = ANY(${this.poolNames()}::text[]) ORDER BY pool`) as Array<{ pool: string }>).map(
+      (r) => r.pool,
+    );
+    if (owners.length === 0) throw new DomainError("UNKNOWN_KEY", `no pool has a key "${id}"`);
+    if (owners.length > 1) throw new DomainError("AMBIGUOUS_KEY", `key "${id}" exists in pools ${owners.join(", ")}; say which with "pool"`);
+    return owners[0]!;
+  }
+
+  // ---- checks and refresh --------------------------------------------------------------------
+
+  async recordCheck(pool: string, id: string, result: CheckRecord): Promise<void> {
+    await this.transaction(async (tx) => {
+      const now = this.clock.now();
+      const settings = this.settingsOf(pool);
+      const row = await this.lockKey(tx, pool, id);
+      if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
+      if (result.token !== undefined && result.token !== this.vault.reveal(row.token)) return;
+      const failuresToDead = settings.failuresToDead ?? this.failuresToDead;
+      const verdict = afterCheck(conditionOf(row), result, row.consecutive_failures, { ...settings, failuresToDead }, now);
+      const failure = result.ok ? undefined : classifyFailure({ status: result.status, error: result.status === undefined ? result.reason : undefined });
+      const events: KeyEvent[] = [];
+      await this.writeCondition(tx, row, verdict.condition, row.rank, settings, { cls: failure ?? null }, events);
+      const fields: Fields = {
+        last_check: now,
+        last_check_ok: result.ok,
+        last_check_status: result.status ?? null,
+        last_check_latency_ms: Math.round(result.latencyMs),
+        last_check_reason: result.reason,
+        consecutive_failures: verdict.consecutiveFailures,
+        next_check_at: nextCheckAt(verdict.condition.health, row.expires_at, settings, now, this.random),
+      };
+      // A probe that revives a key is a success like any other: its ladder starts over.
+      if (result.ok && awaitsRevival(row.health)) Object.assign(fields, { fail_class: CLEAN_LADDER.failClass, rung: CLEAN_LADDER.rung, fail_until: CLEAN_LADDER.failUntil });
+      await this.write(tx, pool, id, fields);
+      await this.logEvents(tx, events);
+    });
+  }
+
+  async claimDueChecks(pool: string, limit: number, holdMs: number): Promise<DueCheck[]> {
+    this.settingsOf(pool);
+    if (limit <= 0) return [];
+    const now = this.clock.now();
+    // SKIP LOCKED: checkers on other instances claim other keys instead of waiting for these.
+    const rows = (await this.guard(
+      () => this.sql`UPDATE keypool_keys SET next_check_at = ${now + holdMs}
+                     WHERE pool = ${pool} AND id IN (
+                       SELECT id FROM keypool_keys WHERE pool = ${pool} AND next_check_at <= ${now} AND health <> 'disabled'
+                       ORDER BY next_check_at LIMIT ${limit} FOR UPDATE SKIP LOCKED)
+                     RETURNING id, token, expires_at, next_check_at`,
+    )) as Array<Pick<KeyRow, "id" | "token" | "expires_at">>;
+    return rows.map((row) => ({ pool, id: row.id, token: this.vault.reveal(row.token), expiresAt: row.expires_at }));
+  }
+
+  async beginRefresh(pool: string, id: string, claim: { owner: string; staleToken: string; lockUntil: number }): Promise<RefreshClaim> {
+    return this.guard(async () => {
+      const now = this.clock.now();
+      const [row] = (await this.sql`SELECT token FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`) as Array<Pick<KeyRow, "token">>;
+      if (!row) return { status: "missing" };
+      const current = this.vault.reveal(row.token);
+      if (current !== claim.staleToken) return { status: "superseded", token: current };
+      // One conditional write is the whole lock: it succeeds for exactly one caller, on any instance, while the lock is free.
+      const [won] = (await this.sql`UPDATE keypool_keys SET refresh_owner = ${claim.owner}, refresh_lock_until = ${claim.lockUntil}
+                                    WHERE pool = ${pool} AND id = ${id} AND token = ${row.token}
+                                      AND (refresh_owner IS NULL OR refresh_lock_until <= ${now})
+                                    RETURNING token, refresh_token`) as Array<Pick<KeyRow, "token" | "refresh_token">>;
+      if (won) return { status: "claimed", token: current, refreshToken: this.vault.reveal(won.refresh_token) };
+      const [after] = (await this.sql`SELECT token FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`) as Array<Pick<KeyRow, "token">>;
+      if (after && after.token !== row.token) return { status: "superseded", token: this.vault.reveal(after.token) };
+      return { status: "busy" };
+    });
+  }
+
+  async finishRefresh(pool: string, id: string, owner: string, result: RefreshResult): Promise<boolean> {
+    return this.transaction(async (tx) => {
+      const row = await this.lockKey(tx, pool, id);
+      // A lapsed lock may have passed to someone else, and a synced tokens file clears it: either way, not ours to write.
+      if (!row || row.refresh_owner !== owner) return false;
+      const now = this.clock.now();
+      const events: KeyEvent[] = [];
+      const fields: Fields = { refresh_owner: null, refresh_lock_until: 0 };
+      if (result.status === "refreshed") {
+        const settings = this.settingsOf(pool);
+        await this.writeCondition(tx, row, { health: "unknown", reason: "token refreshed", readyAt: row.ready_at }, row.rank, settings, { cls: null }, events);
+        Object.assign(fields, {
+          token: this.vault.seal(result.token),
+          refresh_token: result.refreshToken === undefined ? row.refresh_token : this.vault.seal(result.refreshToken),
+          expires_at: result.expiresAt ?? null,
+          consecutive_failures: 0,
+        });
+      } else if (result.status === "failed") {
+        const settings = this.settingsOf(pool);
+        // readyAt 0: out until a probe succeeds, never a timed quarantine that would lapse back into rotation.
+        const condition = { health: "quarantined" as const, reason: result.reason, readyAt: 0 };
+        await this.writeCondition(tx, row, condition, row.rank, settings, { cls: null }, events);
+        fields.next_check_at = nextCheckAt(condition.health, row.expires_at, settings, now, this.random);
+      }
+      await this.write(tx, pool, id, fields);
+      await this.logEvents(tx, events);
+      return true;
+    });
+  }
+
+  /**
+   * Writes a key's condition; a key coming back into rotation re-enters the order as a new key would.
+   * A change of state is added to `events` (`always`: even without one).
+   */
+  private async writeCondition(
+    tx: Db,
+    row: KeyRow,
+    condition: KeyCondition,
+    rank: number,
+    settings: PoolSettings,
+    event: { cls: FailureClass | null; always?: boolean },
+    events: KeyEvent[],
+  ): Promise<void> {
+    const takeable = isTakeable(condition);
+    const newRank = takeable && !row.takeable ? initialRank(settings.rotation, await this.rankContext(tx, row.pool, settings)) : rank;
+    await this.write(tx, row.pool, row.id, { health: condition.health, reason: condition.reason, ready_at: condition.readyAt, takeable, rank: newRank });
+    const now = this.clock.now();
+    const from = stateOf(conditionOf(row), now);
+    if (event.always || from !== stateOf(condition, now)) events.push(eventOf(row.pool, row.id, from, condition, event.cls, now));
+  }
+
+  // ---- reading -------------------------------------------------------------------------------
+
+  async status(pool?: string): Promise<KeyStatus[]> {
+    if (pool !== undefined) this.settingsOf(pool);
+    return this.guard(async () => {
+      const now = this.clock.now();
+      const [rows, sessions] = await Promise.all([
+        (pool === undefined ? this.sql`SELECT * FROM keypool_keys ORDER BY pool, id` : this.sql`SELECT * FROM keypool_keys WHERE pool = ${pool} ORDER BY id`) as Promise<KeyRow[]>,
+        this.sessions.countsByKey(this.sql, now),
+      ]);
+      return rows.map((row) => {
+        const condition = conditionOf(row);
+        return {
+          pool: row.pool,
+          id: row.id,
+          masked: maskToken(this.vault.reveal(row.token)),
+          state: stateOf(condition, now),
+          health: row.health,
+          reason: row.reason,
+          until: untilOf(condition, now),
+          weight: row.weight,
+          lastCheck: row.last_check,
+          lastCheckStatus: row.last_check_status,
+          lastCheckLatencyMs: row.last_check_latency_ms,
+          consecutiveFailures: row.consecutive_failures,
+          nextCheckAt: row.next_check_at === 0 ? null : row.next_check_at,
+          lastUsed: row.last_used,
+          requests: row.requests,
+          errors: row.errors,
+          inFlight: row.in_flight,
+          failClass: row.fail_class,
+          rung: row.rung,
+          group: row.key_group,
+          remaining: remainingOf(row),
+          sessions: sessions.get(row.pool)?.get(row.id) ?? 0,
+        };
+      });
+    });
+  }
+
+  async events(query: EventQuery): Promise<KeyEvent[]> {
+    if (query.pool !== undefined) this.settingsOf(query.pool);
+    const pool = query.pool ?? null;
+    const key = query.key ?? null;
+    const rows = (await this.guard(() =>
+      query.since === undefined
+        ? this.sql`SELECT * FROM (SELECT * FROM keypool_events WHERE (${pool}::text IS NULL OR pool = ${pool}) AND (${key}::text IS NULL OR key_id = ${key})
+                   ORDER BY seq DESC LIMIT ${query.limit}) latest ORDER BY seq`
+        : this.sql`SELECT * FROM keypool_events WHERE (${pool}::text IS NULL OR pool = ${pool}) AND (${key}::text IS NULL OR key_id = ${key})
+                   AND at > ${query.since} ORDER BY seq LIMIT ${query.limit}`,
+    )) as EventRow[];
+    return rows.map((r) => ({ at: r.at, pool: r.pool, key: r.key_id, from: r.from_state, to: r.to_state, class: r.class, reason: r.reason, until: r.until }));
+  }
+
+  async findKeyByToken(pool: string, token: string): Promise<string | null> {
+    this.settingsOf(pool);
+    // Every key is compared, in constant time, so timing says nothing about which key (if any) matched.
+    return this.guard(() => this.keyHoldingToken(this.sql, pool, token));
+  }
+
+  private async keyHoldingToken(db: Db, pool: string, token: string): Promise<string | null> {
+    let found: string | null = null;
+    for (const row of (await db`SELECT id, token FROM keypool_keys WHERE pool = ${pool}`) as Array<{ id: string; token: string }>) {
+      if (this.vault.holds(row.token, token) && found === null) found = row.id;
+    }
+    return found;
+  }
+
+  // ---- key administration --------------------------------------------------------------------
+
+  async listKeys(pool: string): Promise<KeyRecord[]> {
+    this.settingsOf(pool);
+    const rows = (await this.guard(() => this.sql`SELECT * FROM keypool_keys WHERE pool = ${pool} ORDER BY id`)) as KeyRow[];
+    const now = this.clock.now();
+    return rows.map((row) => this.recordOf(row, now));
+  }
+
+  async addKey(pool: string, key: NewKey): Promise<KeyRecord> {
+    return this.transaction(async (tx) => {
+      const settings = this.settingsOf(pool);
+      // Two instances adding one id at once: the second waits here, then sees the first's key.
+      await tx.unsafe(`SELECT pg_advisory_xact_lock(${SYNC_LOCK})`);
+      const [existing] = (await tx`SELECT * FROM keypool_keys WHERE pool = ${pool} AND id = ${key.id}`) as KeyRow[];
+      if (existing && existing.origin !== "api") throw ownedError(existing.origin, pool, key.id);
+      if (existing) throw new DomainError("KEY_EXISTS", `pool "${pool}" already has a key "${key.id}"; pick another id, or change that key with PATCH`);
+      const twin = await this.keyHoldingToken(tx, pool, key.token);
+      if (twin !== null) throw new DomainError("KEY_EXISTS", `pool "${pool}" already holds this token as key "${twin}"`);
+      const rank = initialRank(settings.rotation, await this.rankContext(tx, pool, settings));
+      const limits = mergeOverrides(NO_OVERRIDES, key.limits ?? {});
+      await this.insertKey(tx, pool, key.id, key.token, key.weight, rank, limits.maxConcurrency ?? settings.maxConcurrency ?? null, null, {
+        origin: "api",
+        key_group: key.group ?? null,
+        ...limitFields(limits),
+      });
+      return this.recordOf((await this.lockKey(tx, pool, key.id))!, this.clock.now());
+    });
+  }
+
+  async updateKey(pool: string, id: string, changes: KeyChanges): Promise<KeyRecord> {
+    return this.transaction(async (tx) => {
+      const settings = this.settingsOf(pool);
+      const row = await this.lockKey(tx, pool, id);
+      if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
+      // Switching a key off and on is an operator's call on any key; what the key *is* belongs to whoever defined it.
+      const reshapes = changes.weight !== undefined || changes.group !== undefined || changes.limits !== undefined;
+      if (reshapes && row.origin !== "api") throw ownedError(row.origin, pool, id);
+      const fields: Fields = {};
+      if (changes.weight !== undefined) fields.weight = changes.weight;
+      if (changes.group !== undefined) fields.key_group = changes.group ?? null;
+      if (changes.limits) {
+        const limits = mergeOverrides(overridesOf(row), changes.limits);
+        Object.assign(fields, limitFields(limits), { max_concurrency: limits.maxConcurrency ?? settings.maxConcurrency ?? null });
+      }
+      await this.write(tx, pool, id, fields);
+      const events: KeyEvent[] = [];
+      if (changes.enabled !== undefined) {
+        const next = setDisabled(conditionOf(row), !changes.enabled);
+        if (next.health !== row.health) await this.writeCondition(tx, row, next, row.rank, settings, { cls: null }, events);
+      }
+      await this.logEvents(tx, events);
+      return this.recordOf((await this.lockKey(tx, pool, id))!, this.clock.now());
+    });
+  }
+
+  async removeKey(pool: string, id: string): Promise<void> {
+    await this.transaction(async (tx) => {
+      this.settingsOf(pool);
+      const row = await this.lockKey(tx, pool, id);
+      if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
+      if (row.origin !== "api") throw ownedError(row.origin, pool, id);
+      await tx`DELETE FROM keypool_leases WHERE pool = ${pool} AND key_id = ${id}`;
+      await tx`DELETE FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`;
+    });
+  }
+
+  async usage(query: UsageQuery): Promise<UsageReport> {
+    if (query.pool !== undefined) this.settingsOf(query.pool);
+    const since = windowStart(query.window, this.clock.now());
+    return { since, keys: await this.guard(() => this.ledger.query(this.sql, query.pool, since)) };
+  }
+
+  private recordOf(row: KeyRow, now: number): KeyRecord {
+    return {
+      pool: row.pool,
+      id: row.id,
+      masked: maskToken(this.vault.reveal(row.token)),
+      origin: row.origin,
+      state: stateOf(conditionOf(row), now),
+      reason: row.reason,
+      enabled: row.health !== "disabled",
+      weight: row.weight,
+      group: row.key_group,
+      limits: overridesOf(row),
+      inFlight: row.in_flight,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.sql.close({ timeout: this.timeoutSec });
+  }
+
+  // ---- plumbing ------------------------------------------------------------------------------
+
+  private settingsOf(pool: string): PoolSettings {
+    const settings = this.pools.get(pool);
+    if (!settings) {
+      const known = this.poolNames().join(", ") || "none";
+      throw new DomainError("UNKNOWN_POOL", `pool "${pool}" does not exist (pools: ${known})`);
+    }
+    return settings;
+  }
+
+  private lockKey(tx: Db, pool: string, id: string): Promise<KeyRow | undefined> {
+    return (tx`SELECT * FROM keypool_keys WHERE pool = ${pool} AND id = ${id} FOR UPDATE` as Promise<KeyRow[]>).then((rows) => rows[0]);
+  }
+
+  /** One UPDATE of the given columns (names from this file, never from input). */
+  private async write(tx: Db, pool: string, id: string, fields: Fields): Promise<void> {
+    const columns = Object.keys(fields);
+    if (columns.length === 0) return;
+    const sets = columns.map((c, i) => `${c} = $${i + 1}`).join(", ");
+    await tx.unsafe(`UPDATE keypool_keys SET ${sets} WHERE pool = $${columns.length + 1} AND id = $${columns.length + 2}`, [...Object.values(fields), pool, id]);
+  }
+
+  /** Appends transitions and prunes the log back to MAX_EVENTS rows. */
+  private async logEvents(tx: Db, events: KeyEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const rows = events.map((e) => ({ at: e.at, pool: e.pool, key_id: e.key, from_state: e.from, to_state: e.to, class: e.class, reason: e.reason, until: e.until }));
+    await tx`WITH added AS (INSERT INTO keypool_events ${tx(rows)} RETURNING seq)
+             DELETE FROM keypool_events WHERE seq <= (SELECT max(seq) FROM added) - ${MAX_EVENTS}`;
+  }
+
+  private async rankContext(db: Db, pool: string, settings: PoolSettings): Promise<RankContext> {
+    const virtualTime = settings.rotation === "weighted" ? await this.poolVirtualTime(db, pool) : 0;
+    let maxRank = 0;
+    if (needsMaxRank(settings.rotation)) {
+      const [row] = (await db`SELECT max(rank) AS rank FROM keypool_keys WHERE pool = ${pool} AND takeable`) as Array<{ rank: number | null }>;
+      maxRank = row?.rank ?? 0;
+    }
+    return { now: this.clock.now(), random: this.random, maxRank, virtualTime };
+  }
+
+  private async poolVirtualTime(db: Db, pool: string): Promise<number> {
+    let virtualTime = this.virtualTime.get(pool);
+    if (virtualTime === undefined) {
+      const [row] = (await db`SELECT min(rank) AS rank FROM keypool_keys WHERE pool = ${pool} AND takeable`) as Array<{ rank: number | null }>;
+      virtualTime = row?.rank ?? 0;
+      this.virtualTime.set(pool, virtualTime);
+    }
+    return virtualTime;
+  }
+
+  /** A read or a single statement, failing with STORE_UNAVAILABLE past the deadline or without a database. */
+  private guard<T>(op: () => Promise<T>): Promise<T> {
+    return withDeadline(op, this.timeoutSec);
+  }
+
+  /** A transaction, run again when the server aborted it to break a deadlock. */
+  private transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T> {
+    return this.guard(async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return (await this.sql.begin((tx) => fn(tx))) as T;
+        } catch (error) {
+          if (!isRetryable(error) || attempt >= RETRIES) throw error;
+        }
+      }
+    });
+  }
+}
+
+interface EventRow {
+  at: number;
+  pool: string;
+  key_id: string;
+  from_state: KeyEvent["from"];
+  to_state: KeyEvent["to"];
+  class: FailureClass | null;
+  reason: string | null;
+  until: number | null;
+}
+
+/** What a changed token resets: the new credential starts over. */
+const FORGET_TOKEN: Fields = {
+  expires_at: null,
+  next_check_at: 0,
+  refresh_owner: null,
+  refresh_lock_until: 0,
+  health: "unknown",
+  last_check: null,
+  last_check_ok: null,
+  last_check_status: null,
+  last_check_latency_ms: null,
+  last_check_reason: null,
+  reason: "token replaced",
+  ready_at: 0,
+  takeable: true,
+  consecutive_failures: 0,
+  fail_class: null,
+  rung: 0,
+  fail_until: 0,
+  remaining_requests: null,
+  remaining_tokens: null,
+  remaining_reset_at: null,
+  minute_start: 0,
+  minute_requests: 0,
+  minute_tokens: 0,
+  day_start: 0,
+  day_requests: 0,
+};
+
+const NO_OVERRIDES = { maxConcurrency: null, rpm: null, tpm: null, dailyRequests: null };
+
+function limitFields(limits: ReturnType<typeof overridesOf>): Fields {
+  return {
+    limit_max_concurrency: limits.maxConcurrency,
+    limit_rpm: limits.rpm,
+    limit_tpm: limits.tpm,
+    limit_daily_requests: limits.dailyRequests,
+  };
+}
+
+function eventOf(pool: string, id: string, from: KeyState, to: KeyCondition, cls: FailureClass | null, now: number): KeyEvent {
+  return { at: now, pool, key: id, from, to: stateOf(to, now), class: cls, reason: to.reason, until: untilOf(to, now) };
+}
+
+/** What the upstream said a request used, at the configured price of the model it named. */
+function usageCost(settings: PoolSettings, outcome: Outcome): number {
+  return outcome.usage ? costMicros(settings.prices, outcome.model, outcome.usage) : 0;
+}
+
+function conditionOf(row: KeyRow): KeyCondition {
+  return { health: row.health, reason: row.reason, readyAt: row.ready_at };
+}
+
