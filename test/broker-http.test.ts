@@ -70,7 +70,11 @@ describe("GET /status", () => {
     await using kp = await startTestDaemon(BASE, TOKENS);
     await kp.fetch("/release", jsonPost({ id: "b", ok: false, status: 403 }));
     const body = await (await kp.fetch("/status")).json();
-    expect(body.pools.default).toEqual({ total: 3, counts: { unknown: 2, live: 0, cooling: 0, quarantined: 1, dead: 0, disabled: 0 } });
+    expect(body.pools.default).toEqual({
+      total: 3,
+      counts: { unknown: 2, live: 0, cooling: 0, quarantined: 1, dead: 0, disabled: 0 },
+      usage: expect.objectContaining({ requests: 1, success_rate: 0, cache_hit_ratio: null }),
+    });
     const b = body.keys.find((k: { id: string }) => k.id === "b");
     expect(b).toMatchObject({ id: "b", pool: "default", masked: "sk-…bbbb", state: "quarantined", reason: "auth failure (HTTP 403); no health check, retried after quarantine_sec", errors: 1 });
     expect(JSON.stringify(body)).not.toContain("sk-test-");

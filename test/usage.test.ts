@@ -51,6 +51,8 @@ describe("usage accounting", () => {
       input_tokens: requests * IN,
       output_tokens: requests * OUT,
       cached_tokens: 0,
+      cache_write_tokens: 0,
+      cache_hit_ratio: 0,
       cost_usd: Math.round(costMicros) / 1e6,
     });
     const openai = totals(3, 2 * (IN * 0.15 + OUT * 0.6));
@@ -65,7 +67,16 @@ describe("usage accounting", () => {
     expect((await (await gw.kp.fetch("/pools/anthropic/usage?window=day")).json()).totals).toEqual(anthropic);
 
     const status = await (await gw.kp.fetch("/status?pool=anthropic")).json();
-    expect(status.keys[0].usage).toEqual({ requests: 2, success_rate: 1, input_tokens: 2 * IN, output_tokens: 2 * OUT, cost_usd: anthropic.cost_usd });
+    expect(status.keys[0].usage).toEqual({
+      requests: 2,
+      success_rate: 1,
+      input_tokens: 2 * IN,
+      output_tokens: 2 * OUT,
+      cached_tokens: 0,
+      cache_write_tokens: 0,
+      cache_hit_ratio: 0,
+      cost_usd: anthropic.cost_usd,
+    });
   });
 
   it("counts failed attempts by class and retries on the key that answered", async () => {

@@ -22,6 +22,7 @@ export const rootCommand = defineCommand({
     env: () => import("./commands/env").then((m) => m.default),
     setup: () => import("./commands/setup").then((m) => m.default),
     health: () => import("./commands/health").then((m) => m.default),
+    store: () => import("./commands/store").then((m) => m.default),
   },
 });
 

@@ -15,6 +15,7 @@ import { TakeQueue } from "../store/take-queue";
 import type { Lease, PoolStore } from "../store/types";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
 import { relayBody } from "./_relay";
+import { scrubTokenFromBody } from "./_scrub-token";
 import { RetryBudget, isUpstreamSideFailure } from "./retry-budget";
 import { gatewayError } from "./errors";
 import { type GatewayRoute, type GatewayTarget, bodyFor, jsonBodyOf, matchRoute, modelIn, targetOf } from "./route";
@@ -204,8 +205,8 @@ export function createGateway(deps: GatewayDeps) {
 
       // From here the answer is the client's: never retried once a byte of it may have been sent.
       log(response.status, attempt, lease.id);
-      // The model prices the usage the answer reports.
-      return streamBack(response, lease, attempt, { ...outcome, model: sent.model }, sentAt);
+      // The model prices the usage the answer reports; the session's totals get it too.
+      return streamBack(response, lease, attempt, { ...outcome, model: sent.model, session }, sentAt);
     }
 
     return giveUp(maxAttempts);
@@ -233,7 +234,8 @@ export function createGateway(deps: GatewayDeps) {
       release(outcome);
       return new Response(null, { status: response.status, statusText: response.statusText, headers });
     }
-    if (isSmallWholeBody(response)) {
+    // Error answers are read whole too, so a key the upstream quotes back can be masked.
+    if (isSmallWholeBody(response) || response.status >= 400) {
       // A plain answer of known, modest size is read natively in one go: relaying it chunk by chunk
       // through a JS stream costs more than the request's own bookkeeping. Streams (SSE, chunked)
       // always take the relay below.
@@ -241,7 +243,8 @@ export function createGateway(deps: GatewayDeps) {
         (bytes) => {
           usage?.push(bytes);
           release(outcome);
-          return new Response(bytes, { status: response.status, statusText: response.statusText, headers });
+          const body = response.status >= 400 ? scrubTokenFromBody(bytes, headers, lease.token) : bytes;
+          return new Response(body, { status: response.status, statusText: response.statusText, headers });
         },
         () => {
           logger.warn("upstream broke off a response mid-body", { pool: lease.pool, key: lease.id });
@@ -320,7 +323,7 @@ async function attemptOnce(
     // A failure that may be retried is read whole within the same time limit: its body is kept
     // for the client in case no other key helps, and an upstream that stalls it must not hang us.
     const firstByteSec = (performance.now() - sentAt) / 1000;
-    if (upstream.retryOn.includes(response.status)) return { kind: "response", response: await bufferResponse(response), lease, firstByteSec };
+    if (upstream.retryOn.includes(response.status)) return { kind: "response", response: await bufferResponse(response, lease.token), lease, firstByteSec };
     return { kind: "response", response, lease, firstByteSec };
   } catch (error) {
     const reason = controller.signal.reason as DOMException | undefined;
@@ -354,12 +357,12 @@ function withKeypoolHeaders(response: Response, keyId: string, attempts: number)
   return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
 }
 
-async function bufferResponse(response: Response): Promise<Response> {
+async function bufferResponse(response: Response, token: string): Promise<Response> {
   const headers = clientResponseHeaders(response.headers);
   const bytes = new Uint8Array(await response.arrayBuffer());
   const kept = bytes.length > MAX_KEPT_ERROR_BODY ? bytes.slice(0, MAX_KEPT_ERROR_BODY) : bytes;
   headers.delete("content-length");
-  return new Response(kept, { status: response.status, statusText: response.statusText, headers });
+  return new Response(scrubTokenFromBody(kept, headers, token), { status: response.status, statusText: response.statusText, headers });
 }
 
 /** Buffers the request body (so a retry can replay it), refusing more than `limit` bytes. */

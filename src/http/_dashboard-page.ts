@@ -29,6 +29,8 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   .pills { display:flex; flex-wrap:wrap; gap:6px 12px; font-size:12.5px; color:var(--muted); }
   .pills b { color:var(--ink); }
   .dot { display:inline-block; width:9px; height:9px; border-radius:50%; margin-right:4px; vertical-align:baseline; }
+  .cache { margin-top:8px; font-size:12.5px; color:var(--muted); }
+  .cache b { color:var(--ink); }
   .chart { margin-top:12px; }
   .chart svg { width:100%; height:64px; display:block; }
   .chart .legend { display:flex; justify-content:space-between; font-size:12px; color:var(--muted); }
@@ -61,7 +63,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 <main id="main" hidden>
   <section id="cards" class="cards" aria-label="pools"></section>
   <table aria-label="keys">
-    <thead><tr><th>Pool</th><th>Key</th><th>Token</th><th>State</th><th>Reason</th><th>Until</th><th class="num">Requests</th><th class="num">Errors</th><th class="num">In flight</th></tr></thead>
+    <thead><tr><th>Pool</th><th>Key</th><th>Token</th><th>State</th><th>Reason</th><th>Until</th><th class="num">Requests</th><th class="num">Errors</th><th class="num">In flight</th><th class="num" title="Prompt-cache hit ratio over the last day: cached input tokens / input tokens">Cache hit</th></tr></thead>
     <tbody id="keys"></tbody>
   </table>
 </main>
@@ -142,8 +144,22 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
       }
       const minutes = (data.pools[name] && data.pools[name].minutes) || [];
       cards.append(el("article", { class: "card", "data-pool": name },
-        el("h2", {}, name, el("small", {}, summary.total + (summary.total === 1 ? " key" : " keys"))), bar, pills, chart(minutes)));
+        el("h2", {}, name, el("small", {}, summary.total + (summary.total === 1 ? " key" : " keys"))), bar, pills, cacheLine(summary.usage), chart(minutes)));
     }
+  }
+
+  // The pool's prompt-cache hit ratio over the last day: what sticky sessions are worth.
+  function cacheLine(usage) {
+    const line = el("div", { class: "cache", "data-cache-hit": "" });
+    if (!usage || !usage.input_tokens) line.append("cache hit: no input in the last day");
+    else line.append("cache hit ", el("b", {}, percent(usage.cache_hit_ratio)), " · " + compact(usage.cached_tokens) + " of " + compact(usage.input_tokens) + " input tokens (24h)");
+    return line;
+  }
+  function percent(ratio) {
+    return ratio === null || ratio === undefined ? "—" : (Math.round(ratio * 1000) / 10) + "%";
+  }
+  function compact(n) {
+    return n < 1000 ? String(n) : n < 1e6 ? (n / 1000).toFixed(1).replace(/\\.0$/, "") + "k" : (n / 1e6).toFixed(1).replace(/\\.0$/, "") + "M";
   }
 
   function chart(minutes) {
@@ -180,7 +196,8 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
       el("td", { class: "mono", "data-until": k.until || "" }, countdown(k.until)),
       el("td", { class: "num" }, k.requests),
       el("td", { class: "num" }, k.errors),
-      el("td", { class: "num" }, k.in_flight)));
+      el("td", { class: "num" }, k.in_flight),
+      el("td", { class: "num", "data-cache-hit": "" }, percent(k.usage && k.usage.cache_hit_ratio))));
     $("keys").replaceChildren(...rows);
   }
 

@@ -120,7 +120,9 @@ const USAGE_EXAMPLE = {
   success_rate: 0.975,
   input_tokens: 48210,
   output_tokens: 9120,
-  cached_tokens: 1024,
+  cached_tokens: 30720,
+  cache_write_tokens: 4096,
+  cache_hit_ratio: 0.6372,
   cost_usd: 0.012704,
 };
 
@@ -132,7 +134,9 @@ export const UsageJson = t.Object(
     success_rate: t.Union([t.Number(), t.Null()], { description: "successes / requests; null before any request" }),
     input_tokens: t.Integer(),
     output_tokens: t.Integer(),
-    cached_tokens: t.Integer({ description: "Input tokens served from the provider's prompt cache" }),
+    cached_tokens: t.Integer({ description: "Input tokens served from the provider's prompt cache (a part of input_tokens)" }),
+    cache_write_tokens: t.Integer({ description: "Input tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens; a part of input_tokens)" }),
+    cache_hit_ratio: t.Union([t.Number(), t.Null()], { description: "cached_tokens / input_tokens; null before any input" }),
     cost_usd: t.Number({ description: "Estimated from the config's prices (0 for models without one)" }),
   },
   { examples: [USAGE_EXAMPLE] },

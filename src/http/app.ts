@@ -11,6 +11,8 @@ import { compatRoutes } from "./compat-routes";
 import type { CompatService } from "./compat-service";
 import { DOCS_PATHS, docsRoutes } from "./docs-routes";
 import { errorResponse, toErrorResponse } from "./errors";
+import { MAX_JSON_DEPTH, nestsDeeperThan } from "./_json-depth";
+import { DomainError } from "../pool/errors";
 import { eventsRoutes } from "./events-routes";
 import type { KeyAdminService } from "./key-admin-service";
 import { metricsRoutes } from "./metrics-routes";
@@ -50,6 +52,12 @@ export function createApiApp(deps: ApiDeps) {
       }
       if (hasValidApiKey && !PUBLIC_PATHS.has(pathOf(request.url)) && !hasValidApiKey(request)) {
         return errorResponse("UNAUTHORIZED", "missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401);
+      }
+    })
+    .onTransform(function refuseDeepBody({ body }) {
+      // Between parsing and validation, which would walk a deeply nested body for seconds.
+      if (typeof body === "object" && body !== null && nestsDeeperThan(body)) {
+        throw new DomainError("BAD_REQUEST", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
       }
     })
     .onError(function mapError({ error, code }) {

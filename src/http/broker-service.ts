@@ -3,9 +3,9 @@ import { systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import type { FailureClass } from "../pool/classify";
 import { KEY_STATES, type KeyState, type Outcome } from "../pool/key-state";
-import { emptyUsage } from "../pool/usage";
+import { type UsageTotals, addUsage, cacheHitRatio, emptyUsage } from "../pool/usage";
 import { TakeQueue } from "../store/take-queue";
-import type { KeyEvent, KeyStatus, PoolStore, ReleaseResult } from "../store/types";
+import type { KeyEvent, KeyStatus, PoolStore, ReleaseResult, SessionUsage } from "../store/types";
 import { type CompactUsageJson, compactUsageJson } from "./key-admin-service";
 
 export interface TakeBody {
@@ -34,11 +34,15 @@ export interface ReleaseRequest {
   input_tokens?: number;
   output_tokens?: number;
   cached_tokens?: number;
+  cache_write_tokens?: number;
   /** The model the request used, to price the usage. */
   model?: string;
+  /** The sticky session given to /take: the usage also counts in that session's totals. */
+  session?: string;
 }
 
 export const DEFAULT_EVENT_LIMIT = 100;
+export const DEFAULT_SESSION_LIMIT = 20;
 
 export interface TakeRequest {
   /** A sticky session: the same id gets the same key while that key is usable. */
@@ -55,8 +59,25 @@ export interface EventsBody {
 }
 
 export interface StatusBody {
-  pools: Record<string, { total: number; counts: Record<KeyState, number> }>;
+  /** Per pool: keys by state, and the last day's usage of all its keys (removed ones included). */
+  pools: Record<string, { total: number; counts: Record<KeyState, number>; usage?: CompactUsageJson }>;
   keys: StatusRow[];
+}
+
+/** GET /sessions: a pool's live sticky sessions with the most input tokens, and their prompt-cache hit ratio. */
+export interface SessionsBody {
+  pool: string;
+  sessions: Array<{
+    session: string;
+    key: string;
+    requests: number;
+    input_tokens: number;
+    output_tokens: number;
+    cached_tokens: number;
+    cache_write_tokens: number;
+    cache_hit_ratio: number | null;
+    expires_at: string;
+  }>;
 }
 
 /** One key in /status: ISO times, snake_case, the token masked. */
@@ -132,8 +153,10 @@ export class BrokerService {
         input: request.input_tokens ?? 0,
         output: request.output_tokens ?? 0,
         cached: request.cached_tokens,
+        cacheWrite: request.cache_write_tokens,
       },
       model: request.model,
+      session: request.session || undefined,
     };
     let result: ReleaseResult;
     if (request.lease !== undefined) result = await this.keys.release({ lease: request.lease }, outcome);
@@ -165,9 +188,20 @@ export class BrokerService {
       summary.total++;
       summary.counts[row.state]++;
     }
-    // Each key's usage over the last day rides along, compact; GET /pools/:pool/usage has the rest.
-    const usage = new Map((await this.store.usage({ pool, window: "day" })).keys.map((k) => [`${k.pool}\u0000${k.id}`, k.usage]));
+    // Each key's usage over the last day rides along, compact, and each pool's sum; GET /pools/:pool/usage has the rest.
+    const report = (await this.store.usage({ pool, window: "day" })).keys;
+    const usage = new Map(report.map((k) => [`${k.pool}\u0000${k.id}`, k.usage]));
+    const poolTotals = new Map<string, UsageTotals>();
+    for (const k of report) addUsage(poolTotals.get(k.pool) ?? poolTotals.set(k.pool, emptyUsage()).get(k.pool)!, k.usage);
+    for (const [name, summary] of Object.entries(pools)) summary.usage = compactUsageJson(poolTotals.get(name) ?? emptyUsage());
     return { pools, keys: rows.map((row) => ({ ...statusRow(row), usage: compactUsageJson(usage.get(`${row.pool}\u0000${row.id}`) ?? emptyUsage()) })) };
+  }
+
+  /** The pool's live sticky sessions with the most input tokens first, each with its prompt-cache hit ratio. */
+  async sessions(pool?: string, limit = DEFAULT_SESSION_LIMIT): Promise<SessionsBody> {
+    const name = this.resolvePool(pool);
+    const sessions = await this.store.sessionUsage({ pool: name, limit });
+    return { pool: name, sessions: sessions.map(sessionJson) };
   }
 
   /** With one pool, or a pool named "default", callers need not name it. */
@@ -178,6 +212,20 @@ export class BrokerService {
     if (names.length === 1) return names[0]!;
     throw new DomainError("BAD_REQUEST", `several pools are configured (${names.join(", ")}); say which with ?pool=NAME`);
   }
+}
+
+function sessionJson(s: SessionUsage): SessionsBody["sessions"][number] {
+  return {
+    session: s.session,
+    key: s.keyId,
+    requests: s.requests,
+    input_tokens: s.inputTokens,
+    output_tokens: s.outputTokens,
+    cached_tokens: s.cachedTokens,
+    cache_write_tokens: s.cacheWriteTokens,
+    cache_hit_ratio: cacheHitRatio(s),
+    expires_at: iso(s.expiresAt),
+  };
 }
 
 function emptyCounts(): Record<KeyState, number> {

@@ -1,6 +1,6 @@
 import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../config/tokens-file";
 import { DomainError } from "../pool/errors";
-import { FAILURE_BUCKETS, type FailureBucket, type UsageTotals, type UsageWindow, addUsage, emptyUsage, successRate } from "../pool/usage";
+import { FAILURE_BUCKETS, type FailureBucket, type UsageTotals, type UsageWindow, addUsage, cacheHitRatio, emptyUsage, successRate } from "../pool/usage";
 import type { KeyLimitOverrides, KeyOrigin, KeyRecord, PoolStore } from "../store/types";
 
 /** The snake_case limits of a request or response body. */
@@ -49,6 +49,9 @@ export interface UsageJson {
   input_tokens: number;
   output_tokens: number;
   cached_tokens: number;
+  cache_write_tokens: number;
+  /** cached_tokens / input_tokens; null before any input. */
+  cache_hit_ratio: number | null;
   cost_usd: number;
 }
 
@@ -57,6 +60,9 @@ export interface CompactUsageJson {
   success_rate: number | null;
   input_tokens: number;
   output_tokens: number;
+  cached_tokens: number;
+  cache_write_tokens: number;
+  cache_hit_ratio: number | null;
   cost_usd: number;
 }
 
@@ -185,6 +191,8 @@ export function usageJson(usage: UsageTotals): UsageJson {
     input_tokens: usage.inputTokens,
     output_tokens: usage.outputTokens,
     cached_tokens: usage.cachedTokens,
+    cache_write_tokens: usage.cacheWriteTokens,
+    cache_hit_ratio: cacheHitRatio(usage),
     cost_usd: usdOf(usage.costMicros),
   };
 }
@@ -195,6 +203,9 @@ export function compactUsageJson(usage: UsageTotals): CompactUsageJson {
     success_rate: successRate(usage),
     input_tokens: usage.inputTokens,
     output_tokens: usage.outputTokens,
+    cached_tokens: usage.cachedTokens,
+    cache_write_tokens: usage.cacheWriteTokens,
+    cache_hit_ratio: cacheHitRatio(usage),
     cost_usd: usdOf(usage.costMicros),
   };
 }

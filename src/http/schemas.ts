@@ -80,7 +80,9 @@ export const ReleaseRequest = t.Object(
     tokens: t.Optional(t.Integer({ minimum: 0, description: "Tokens the request used, counted against the pool's tpm", examples: [1200] })),
     input_tokens: t.Optional(t.Integer({ minimum: 0, description: "The upstream's usage: input tokens, for the key's usage and cost (input + output also count against tpm)", examples: [1000] })),
     output_tokens: t.Optional(t.Integer({ minimum: 0, description: "The upstream's usage: output tokens", examples: [200] })),
-    cached_tokens: t.Optional(t.Integer({ minimum: 0, description: "Input tokens served from the provider's prompt cache", examples: [0] })),
+    cached_tokens: t.Optional(t.Integer({ minimum: 0, description: "Input tokens served from the provider's prompt cache (a part of input_tokens)", examples: [0] })),
+    cache_write_tokens: t.Optional(t.Integer({ minimum: 0, description: "Input tokens written to the provider's prompt cache (a part of input_tokens)", examples: [0] })),
+    session: t.Optional(t.String({ minLength: 1, maxLength: 512, description: "The session given to /take: the usage is added to that session's totals (GET /sessions)", examples: ["conv-42"] })),
     model: t.Optional(t.String({ maxLength: 200, description: "The model used: prices the usage from the config's prices", examples: ["gpt-4o-mini"] })),
   },
   { additionalProperties: false, examples: [{ lease: "ls_3f9a1c0d2b", ok: false, status: 429 }] },
@@ -98,16 +100,30 @@ export const ReleaseResult = t.Object(
 
 const nullableNumber = (description: string) => t.Union([t.Number(), t.Null()], { description });
 
-/** The per-key usage /status shows: the last 24 hours. */
+const COMPACT_USAGE_EXAMPLE = {
+  requests: 120,
+  success_rate: 0.975,
+  input_tokens: 48210,
+  output_tokens: 9120,
+  cached_tokens: 30720,
+  cache_write_tokens: 4096,
+  cache_hit_ratio: 0.6372,
+  cost_usd: 0.0127,
+};
+
+/** The per-key (and per-pool) usage /status shows: the last 24 hours. */
 export const CompactUsageJson = t.Object(
   {
     requests: t.Integer(),
     success_rate: t.Union([t.Number(), t.Null()]),
-    input_tokens: t.Integer(),
+    input_tokens: t.Integer({ description: "Every prompt token, cached or not" }),
     output_tokens: t.Integer(),
+    cached_tokens: t.Integer({ description: "Input tokens read from the provider's prompt cache" }),
+    cache_write_tokens: t.Integer({ description: "Input tokens written to the provider's prompt cache" }),
+    cache_hit_ratio: t.Union([t.Number(), t.Null()], { description: "cached_tokens / input_tokens; null before any input" }),
     cost_usd: t.Number(),
   },
-  { description: "The key's usage over the last day (see GET /pools/:pool/usage for more)", examples: [{ requests: 120, success_rate: 0.975, input_tokens: 48210, output_tokens: 9120, cost_usd: 0.0127 }] },
+  { description: "Usage over the last day (see GET /pools/:pool/usage for more)", examples: [COMPACT_USAGE_EXAMPLE] },
 );
 
 export const KeyRow = t.Object({
@@ -149,7 +165,9 @@ export const StateCounts = t.Object(Object.fromEntries(KEY_STATES.map((s) => [s,
 
 export const StatusBody = t.Object(
   {
-    pools: t.Record(t.String(), t.Object({ total: t.Number(), counts: StateCounts }), { description: "Per pool: keys by state" }),
+    pools: t.Record(t.String(), t.Object({ total: t.Number(), counts: StateCounts, usage: t.Optional(CompactUsageJson) }), {
+      description: "Per pool: keys by state, and the last day's usage of every key (removed keys included)",
+    }),
     keys: t.Array(KeyRow),
   },
   {

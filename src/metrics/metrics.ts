@@ -120,6 +120,13 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
     registers,
   });
 
+  const cachedTokens = new Counter({
+    name: "keypool_cached_tokens_total",
+    help: "Prompt-cache input tokens reported in upstream responses' usage: read from the cache, or written to it.",
+    labelNames: ["pool", "key", "kind"] as const,
+    registers,
+  });
+
   const series = new MinuteSeries();
 
   return {
@@ -153,6 +160,8 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
     recordTokens(pool, key, usage) {
       if (usage.input > 0) tokens.inc({ pool, key, direction: "input" }, usage.input);
       if (usage.output > 0) tokens.inc({ pool, key, direction: "output" }, usage.output);
+      if (usage.cached) cachedTokens.inc({ pool, key, kind: "read" }, usage.cached);
+      if (usage.cacheWrite) cachedTokens.inc({ pool, key, kind: "write" }, usage.cacheWrite);
     },
   };
 }

@@ -1,8 +1,11 @@
 export interface TokenUsage {
+  /** Every prompt token: read from the prompt cache, written to it, or neither. */
   input: number;
   output: number;
   /** Input tokens read from the provider's prompt cache, when the answer says. */
   cached?: number;
+  /** Input tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens), when the answer says. */
+  cacheWrite?: number;
 }
 
 export interface UsageMeter {
@@ -21,7 +24,10 @@ const MAX_SSE_LINE = 1024 * 1024;
  * JSON bodies carry one `usage` object (OpenAI `prompt_tokens`/`completion_tokens`, Anthropic and
  * the Responses API `input_tokens`/`output_tokens`); event streams carry it in one or more events —
  * Anthropic sends input in `message_start` and a running output total in `message_delta` — so the
- * largest figure seen for each direction wins. Returns undefined for other content types.
+ * largest figure seen for each field wins. Prompt-cache figures are read too: OpenAI's
+ * `prompt_tokens_details.cached_tokens` (a part of `prompt_tokens`), Anthropic's
+ * `cache_read_input_tokens` and `cache_creation_input_tokens` (apart from its `input_tokens`, so they
+ * are added in: `input` means every prompt token for both). Returns undefined for other content types.
  */
 export function createUsageMeter(contentType: string | null): UsageMeter | undefined {
   const type = (contentType ?? "").toLowerCase();
@@ -94,7 +100,10 @@ function usageObjectText(json: string): string | undefined {
 class Tally {
   private input = -1;
   private output = -1;
-  private cached = -1;
+  private cacheRead = -1;
+  private cacheWrite = -1;
+  /** Anthropic counts cache reads and writes apart from input_tokens; OpenAI counts them in. */
+  private cacheApart = false;
 
   addFromText(text: string): void {
     let value: unknown;
@@ -108,8 +117,12 @@ class Tally {
 
   result(): TokenUsage | undefined {
     if (this.input < 0 && this.output < 0) return undefined;
-    const usage: TokenUsage = { input: Math.max(0, this.input), output: Math.max(0, this.output) };
-    if (this.cached >= 0) usage.cached = this.cached;
+    const read = Math.max(0, this.cacheRead);
+    const write = Math.max(0, this.cacheWrite);
+    const input = Math.max(0, this.input) + (this.cacheApart ? read + write : 0);
+    const usage: TokenUsage = { input, output: Math.max(0, this.output) };
+    if (this.cacheRead >= 0) usage.cached = read;
+    if (this.cacheWrite >= 0) usage.cacheWrite = write;
     return usage;
   }
 
@@ -125,10 +138,14 @@ class Tally {
     const output = firstCount(usage.completion_tokens, usage.output_tokens);
     if (input !== undefined) this.input = Math.max(this.input, input);
     if (output !== undefined) this.output = Math.max(this.output, output);
-    // OpenAI: prompt_tokens_details / input_tokens_details.cached_tokens; Anthropic: cache_read_input_tokens.
+    // OpenAI: prompt_tokens_details (chat) or input_tokens_details (Responses API) .cached_tokens.
     const details = isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : isObject(usage.input_tokens_details) ? usage.input_tokens_details : {};
-    const cached = firstCount(details.cached_tokens, usage.cache_read_input_tokens);
-    if (cached !== undefined) this.cached = Math.max(this.cached, cached);
+    const anthropicRead = firstCount(usage.cache_read_input_tokens);
+    const anthropicWrite = firstCount(usage.cache_creation_input_tokens);
+    if (anthropicRead !== undefined || anthropicWrite !== undefined) this.cacheApart = true;
+    const read = firstCount(details.cached_tokens, anthropicRead);
+    if (read !== undefined) this.cacheRead = Math.max(this.cacheRead, read);
+    if (anthropicWrite !== undefined) this.cacheWrite = Math.max(this.cacheWrite, anthropicWrite);
   }
 }
 

@@ -77,6 +77,8 @@ export interface Outcome {
   usage?: TokenCounts;
   /** The model the request named, to look its price up. */
   model?: string;
+  /** The sticky session the request belonged to: `usage` is also added to that session's totals. */
+  session?: string;
 }
 
 /** Where a key stands on its backoff ladder. */

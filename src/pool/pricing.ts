@@ -9,10 +9,13 @@ export type { ModelPrice, PriceTable };
 
 /** Token counts one request used, as the upstream's `usage` reported them. */
 export interface TokenCounts {
+  /** Every prompt token, cached or not (Anthropic's cache reads and writes included). */
   input: number;
   output: number;
-  /** Input tokens served from the provider's prompt cache, when it says (informational; priced as input). */
+  /** Input tokens served from the provider's prompt cache, when it says (a part of `input`, priced as input). */
   cached?: number;
+  /** Input tokens written to the provider's prompt cache, when it says (a part of `input`, priced as input). */
+  cacheWrite?: number;
 }
 
 // Providers answer with dated snapshots of the model asked for: gpt-4o-mini-2024-07-18, claude-3-5-sonnet-20241022.

@@ -23,9 +23,13 @@ export interface UsageTotals {
   requests: number;
   successes: number;
   failures: Record<FailureBucket, number>;
+  /** Every prompt token, cached or not. */
   inputTokens: number;
   outputTokens: number;
+  /** Input tokens read from the provider's prompt cache. */
   cachedTokens: number;
+  /** Input tokens written to the provider's prompt cache. */
+  cacheWriteTokens: number;
   /** Estimated cost in micro-dollars, from the configured prices. */
   costMicros: number;
 }
@@ -38,6 +42,7 @@ export function emptyUsage(): UsageTotals {
     inputTokens: 0,
     outputTokens: 0,
     cachedTokens: 0,
+    cacheWriteTokens: 0,
     costMicros: 0,
   };
 }
@@ -49,6 +54,7 @@ export function addUsage(into: UsageTotals, more: UsageTotals): UsageTotals {
   into.inputTokens += more.inputTokens;
   into.outputTokens += more.outputTokens;
   into.cachedTokens += more.cachedTokens;
+  into.cacheWriteTokens += more.cacheWriteTokens;
   into.costMicros += more.costMicros;
   return into;
 }
@@ -56,6 +62,14 @@ export function addUsage(into: UsageTotals, more: UsageTotals): UsageTotals {
 /** Successes over requests; null before the first request. */
 export function successRate(usage: Pick<UsageTotals, "requests" | "successes">): number | null {
   return usage.requests === 0 ? null : usage.successes / usage.requests;
+}
+
+/**
+ * The prompt-cache hit ratio: input tokens read from the cache over every input token; null before
+ * any input. Capped at 1 for a caller who reported cache reads apart from its input.
+ */
+export function cacheHitRatio(usage: { inputTokens: number; cachedTokens: number }): number | null {
+  return usage.inputTokens > 0 ? Math.min(1, usage.cachedTokens / usage.inputTokens) : null;
 }
 
 /** The start of the hourly bucket `at` falls in. */

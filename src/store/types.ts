@@ -113,6 +113,28 @@ export interface KeyUsage {
   usage: UsageTotals;
 }
 
+/** A live sticky session and what its requests used while its mapping lived: the store keeps it on the session's row. */
+export interface SessionUsage {
+  pool: string;
+  session: string;
+  /** The session's own key. */
+  keyId: string;
+  /** Releases reported for the session: the gateway reports each answered request once. */
+  requests: number;
+  /** Every prompt token, cached or not. */
+  inputTokens: number;
+  outputTokens: number;
+  cachedTokens: number;
+  cacheWriteTokens: number;
+  expiresAt: number;
+}
+
+export interface SessionUsageQuery {
+  pool: string;
+  /** The sessions with the most input tokens first; at most this many. */
+  limit: number;
+}
+
 export interface SyncOptions {
   /**
    * Remove pools (and their keys and leases) that are not in the list: true for a daemon, which owns
@@ -301,6 +323,8 @@ export interface PoolStore {
   removeKey(pool: string, id: string): Promise<void>;
   /** Usage per key from the hourly ledger, over a window ending now. */
   usage(query: UsageQuery): Promise<UsageReport>;
+  /** The pool's live sticky sessions with the most input tokens, and their token totals. */
+  sessionUsage(query: SessionUsageQuery): Promise<SessionUsage[]>;
   poolNames(): string[];
   close(): Promise<void>;
 }

@@ -17,7 +17,7 @@ pools:
 const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\n";
 
 describe("the dashboard in a browser", () => {
-  it("asks for the API key, shows every pool, and shows a key's state change after a failure", async () => {
+  it("asks for the API key, shows every pool, a key's state change after a failure, and the prompt-cache hit ratio", async () => {
     await using kp = await startTestDaemon(CONFIG, TOKENS);
     await using chrome = await launchBrowser();
     const page = await chrome.context.newPage();
@@ -50,6 +50,12 @@ describe("the dashboard in a browser", () => {
     await alpha.locator(`[data-state="${b.state}"] b`, { hasText: b.state === a.state ? "2" : "1" }).waitFor();
     await alpha.locator("[data-error-rate]", { hasText: "100.0% errors" }).waitFor();
     expect(await alpha.locator("svg rect").count()).toBeGreaterThan(0);
+
+    // The prompt-cache hit ratio of the last day, on the pool's card and the key's row.
+    await report({ id: "a", pool: "alpha", ok: true, input_tokens: 4000, output_tokens: 10, cached_tokens: 3000 });
+    await alpha.locator("[data-cache-hit]", { hasText: "cache hit 75% · 3k of 4k input tokens (24h)" }).waitFor();
+    await page.locator('tr[data-key="alpha/a"] td[data-cache-hit]', { hasText: "75%" }).waitFor();
+    expect(await page.locator('[data-pool="beta"] [data-cache-hit]').innerText()).toBe("cache hit: no input in the last day");
 
     // The key is kept for the tab, and the page loaded nothing from anywhere else.
     expect(await page.evaluate(() => sessionStorage.getItem("keypool.apiKey"))).toBe(ADMIN_KEY);

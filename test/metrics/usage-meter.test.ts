@@ -36,6 +36,28 @@ describe("createUsageMeter", () => {
     expect(meter("text/event-stream", event, 3)).toEqual({ input: 9, output: 4 });
   });
 
+  it("reads OpenAI's cached prompt tokens, which are a part of prompt_tokens, from chat and Responses API usage", () => {
+    const chat = '{"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0}}}';
+    expect(meter("application/json", chat)).toEqual({ input: 2006, output: 300, cached: 1920 });
+    const streamed = 'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":2006,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":1920}}}\n\ndata: [DONE]\n\n';
+    expect(meter("text/event-stream", streamed, 5)).toEqual({ input: 2006, output: 3, cached: 1920 });
+    const responses = 'data: {"type":"response.completed","response":{"usage":{"input_tokens":900,"input_tokens_details":{"cached_tokens":512},"output_tokens":4}}}\n\n';
+    expect(meter("text/event-stream", responses)).toEqual({ input: 900, output: 4, cached: 512 });
+  });
+
+  it("adds Anthropic's cache reads and writes, which come apart from input_tokens, into input", () => {
+    const body = '{"usage":{"input_tokens":50,"cache_creation_input_tokens":248,"cache_read_input_tokens":1800,"cache_creation":{"ephemeral_5m_input_tokens":248},"output_tokens":12}}';
+    expect(meter("application/json", body)).toEqual({ input: 2098, output: 12, cached: 1800, cacheWrite: 248 });
+  });
+
+  it("reads Anthropic's cache figures from message_start, and from a message_delta that repeats them", () => {
+    const events = [
+      'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":25,"cache_creation_input_tokens":0,"cache_read_input_tokens":4000,"output_tokens":1}}}\n\n',
+      'event: message_delta\ndata: {"type":"message_delta","usage":{"input_tokens":25,"cache_creation_input_tokens":0,"cache_read_input_tokens":4000,"output_tokens":15}}\n\n',
+    ].join("");
+    expect(meter("text/event-stream", events)).toEqual({ input: 4025, output: 15, cached: 4000, cacheWrite: 0 });
+  });
+
   it("reports nothing for bodies without usage, and ignores other content types", () => {
     expect(meter("application/json", '{"data":[{"id":"gpt"}]}')).toBeUndefined();
     expect(meter("text/event-stream", "data: [DONE]\n\n")).toBeUndefined();

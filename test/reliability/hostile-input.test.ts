@@ -173,4 +173,22 @@ describe("scenario 10: credentials", () => {
     expect(JSON.stringify(gw.fake.calls)).not.toContain(clientKey);
     expect(leaksOf([LEAK], gw.kp.logs)).toEqual([]);
   });
+
+  it("masks a pooled key that the upstream quotes back in an error body, passed through or retried", async () => {
+    const tokens = { solo: "sk-test-solosolosolosolosolo" };
+    await using gw = await startGateway({
+      tokens,
+      handler: (req) => {
+        const key = req.headers.get("authorization")!.slice("Bearer ".length);
+        const status = new URL(req.url).pathname === "/v1/bad" ? 400 : 401;
+        return Response.json({ error: { message: `Incorrect API key provided: ${key}.`, param: encodeURIComponent(key) } }, { status });
+      },
+    });
+    for (const path of ["/v1/bad", "/v1/revoked"]) {
+      const response = await fetch(`${gw.url}${path}`, { method: "POST", body: "{}" });
+      const body = await response.json();
+      expect([response.status, body.error.message]).toEqual([path === "/v1/bad" ? 400 : 401, "Incorrect API key provided: [redacted]."]);
+      expect(JSON.stringify(body)).not.toContain(tokens.solo);
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import { SQL } from "bun";
 import { describe, expect, it } from "bun:test";
 import { ManualClock } from "../../src/pool/clock";
+import { MIGRATIONS } from "../../src/store/postgres/migrations";
 import { PostgresStore } from "../../src/store/postgres/postgres-store";
 import { createTokenCipher, parseMasterKey } from "../../src/store/token-cipher";
 import type { PoolStore } from "../../src/store/types";
@@ -41,7 +42,7 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
       const leases = await Promise.all(stores.map((store) => store.take("default")));
       expect(new Set(leases.map((l) => l.id)).size).toBe(4);
       await using sql = new SQL(schema.url, { max: 1 });
-      expect(await sql`SELECT value FROM keypool_meta WHERE name = 'schema_version'`).toEqual([{ value: "1" }]);
+      expect(await sql`SELECT value FROM keypool_meta WHERE name = 'schema_version'`).toEqual([{ value: String(MIGRATIONS.length) }]);
     } finally {
       await Promise.all(stores.map((store) => store.close()));
     }

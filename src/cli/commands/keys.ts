@@ -4,7 +4,8 @@ import { loadConfig } from "../../config/load";
 import { systemClock } from "../../pool/clock";
 import { maskToken } from "../../pool/mask";
 import { loadTokenCipher } from "../../store/master-key";
-import { SqliteStore } from "../../store/sqlite/sqlite-store";
+import { createStore } from "../../store/create-store";
+import { databaseUrlOf } from "../../store/postgres/database-url";
 import type { KeyStatus } from "../../store/types";
 import { configArg, jsonArg } from "../_shared";
 import { formatTable } from "../_table";
@@ -16,9 +17,9 @@ const list = defineCommand({
   async run({ args }) {
     const config = loadConfig(args.config);
     const stored = new Map<string, KeyStatus>();
-    // Read the state file as it is; listing must never create, migrate or sync it.
-    if (config.stateFile === ":memory:" || existsSync(config.stateFile)) {
-      const store = new SqliteStore({ path: config.stateFile, clock: systemClock, cipher: loadTokenCipher(config) });
+    // Read the state file as it is; listing must never create, migrate or sync it. (PostgreSQL is opened as a daemon would.)
+    if (databaseUrlOf(config) !== undefined || config.stateFile === ":memory:" || existsSync(config.stateFile)) {
+      const { store } = await createStore(config, { clock: systemClock, cipher: loadTokenCipher(config) });
       for (const row of await store.status()) stored.set(`${row.pool}\u0000${row.id}`, row);
       await store.close();
     }

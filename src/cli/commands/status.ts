@@ -45,11 +45,22 @@ interface KeyRow {
   in_flight: number;
   reason: string | null;
   /** The last day's usage; absent from daemons that do not count it. */
-  usage?: { requests: number; success_rate: number | null; input_tokens: number; output_tokens: number; cost_usd: number };
+  usage?: CompactUsage;
+}
+
+/** The cache fields are absent from daemons that predate prompt-cache accounting. */
+interface CompactUsage {
+  requests: number;
+  success_rate: number | null;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens?: number;
+  cache_hit_ratio?: number | null;
+  cost_usd: number;
 }
 
 interface StatusBody {
-  pools: Record<string, { total: number; counts: Record<string, number> }>;
+  pools: Record<string, { total: number; counts: Record<string, number>; usage?: CompactUsage }>;
   keys: KeyRow[];
 }
 
@@ -117,7 +128,7 @@ const STATE_COLOR: Record<string, string> = {
   disabled: ANSI.dim,
 };
 const HEADER = ["ID", "TOKEN", "STATE", "UNTIL", "REQUESTS", "ERRORS", "IN_FLIGHT", "REASON"];
-const USAGE_HEADER = [...HEADER.slice(0, -1), "USAGE 24H", "REASON"];
+const USAGE_HEADER = [...HEADER.slice(0, -1), "USAGE 24H", "CACHE HIT", "REASON"];
 const STATE_COLUMN = HEADER.indexOf("STATE");
 
 /** One table per pool. With color (a terminal), states are colored and UNTIL counts down; plain text keeps ISO times. */
@@ -139,14 +150,15 @@ export function renderStatus(body: StatusBody, options: { color: boolean; now: n
       k.requests,
       k.errors,
       k.in_flight,
-      ...(withUsage ? [formatUsage(k.usage)] : []),
+      ...(withUsage ? [formatUsage(k.usage), formatRatio(k.usage?.cache_hit_ratio)] : []),
       k.reason ?? "",
     ]);
     const painter: CellPainter = (text, row, column) => {
       if (row === -1) return paint(ANSI.bold, text);
       return column === STATE_COLUMN ? paint(STATE_COLOR[keys[row]!.state] ?? "", text) : text;
     };
-    sections.push(`${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}\n${formatTable(withUsage ? USAGE_HEADER : HEADER, rows, painter)}`);
+    const cache = formatPoolCache(summary.usage);
+    sections.push(`${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}${cache}\n${formatTable(withUsage ? USAGE_HEADER : HEADER, rows, painter)}`);
   }
   return sections.join("\n\n");
 }
@@ -159,6 +171,17 @@ export function formatUsage(usage: KeyRow["usage"]): string {
   const tok = tokens > 0 ? ` · ${compactNumber(tokens)} tok` : "";
   const cost = usage.cost_usd > 0 ? ` · $${usage.cost_usd < 1 ? usage.cost_usd.toPrecision(3).replace(/0+$/, "") : usage.cost_usd.toFixed(2)}` : "";
   return `${usage.requests} req${rate}${tok}${cost}`;
+}
+
+/** A cache-hit ratio as a percentage to one decimal; `-` before any input (or from a daemon that does not say). */
+export function formatRatio(ratio: number | null | undefined): string {
+  return ratio === null || ratio === undefined ? "-" : `${(Math.round(ratio * 1000) / 10).toString()}%`;
+}
+
+/** ` · cache hit 84.4% of 96k input tokens (24h)`, or nothing before any input. */
+function formatPoolCache(usage: CompactUsage | undefined): string {
+  if (!usage || usage.input_tokens === 0 || usage.cache_hit_ratio === undefined) return "";
+  return ` · cache hit ${formatRatio(usage.cache_hit_ratio)} of ${compactNumber(usage.input_tokens)} input tokens (24h)`;
 }
 
 function compactNumber(n: number): string {

@@ -1,6 +1,8 @@
 import type { SQL } from "bun";
 import type { KeyHealth } from "../../pool/key-state";
-import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SEC, type SessionLookup } from "../sqlite/_sessions";
+import type { TokenCounts } from "../../pool/pricing";
+import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SEC, type SessionLookup, type SessionUsageRow, sessionTokenCounts, sessionUsageOf } from "../sqlite/_sessions";
+import type { SessionUsage } from "../types";
 
 // Lapsed mappings are swept, and the table counted, at most this often per pool and process.
 const SWEEP_EVERY_MS = 60_000;
@@ -55,6 +57,23 @@ export class PostgresSessions {
     const byPool = new Map<string, Map<string, number>>();
     for (const r of rows) (byPool.get(r.pool) ?? byPool.set(r.pool, new Map()).get(r.pool)!).set(r.key_id, r.n);
     return byPool;
+  }
+
+  /** Adds a release's tokens to its session's totals (inside the release's transaction); a session no longer mapped is skipped. */
+  addUsage(sql: SQL, pool: string, session: string, usage: TokenCounts | undefined): Promise<unknown> {
+    const [input, output, cached, cacheWrite] = sessionTokenCounts(usage);
+    return sql`UPDATE keypool_sessions SET requests = requests + 1, input_tokens = input_tokens + ${input}, output_tokens = output_tokens + ${output},
+                 cached_tokens = cached_tokens + ${cached}, cache_write_tokens = cache_write_tokens + ${cacheWrite}
+               WHERE pool = ${pool} AND session = ${session}`;
+  }
+
+  /** The pool's live sessions with the most input tokens first (a scan of at most session.max rows). */
+  async top(sql: SQL, pool: string, now: number, limit: number): Promise<SessionUsage[]> {
+    const rows = (await sql`
+      SELECT pool, session, key_id, requests, input_tokens, output_tokens, cached_tokens, cache_write_tokens, expires_at
+      FROM keypool_sessions WHERE pool = ${pool} AND expires_at > ${now}
+      ORDER BY input_tokens DESC, session LIMIT ${limit}`) as SessionUsageRow[];
+    return rows.map(sessionUsageOf);
   }
 
   /**

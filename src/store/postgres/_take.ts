@@ -25,7 +25,7 @@ export interface TakeVariant {
   rotation: Rotation;
   /** Walk `$3` (a list of key ids) in its order instead of the rank order: a sticky session's keys. */
   preferred: boolean;
-  /** Wait for locked rows instead of skipping them: the second pass when every ready key was locked. */
+  /** Wait for the best ready key if it is locked, instead of skipping it: the second pass when every ready key was locked. */
   wait: boolean;
 }
 
@@ -62,15 +62,19 @@ export function takeSql(variant: TakeVariant): string {
   const order = variant.preferred ? `array_position($3::text[], id)` : `rank`;
   const rpmReason = `'rpm limit (' || c.rpm || ') reached; resting until the minute window closes'`;
   const dailyReason = `'daily_requests limit (' || c.daily || ') reached; resting until the day window closes'`;
-  return `
-WITH picked AS (
-  SELECT * FROM keypool_keys
-  WHERE pool = $1 AND takeable AND ready_at <= $2::float8
+  const ready = `pool = $1 AND takeable AND ready_at <= $2::float8
     AND (max_concurrency IS NULL OR in_flight < max_concurrency)
-    ${where} AND NOT (id = ANY($4::text[]))
-  ORDER BY ${order} LIMIT 1
-  FOR UPDATE ${variant.wait ? "" : "SKIP LOCKED"}
-),
+    ${where} AND NOT (id = ANY($4::text[]))`;
+  // Waiting, the statement locks at most the one row it waits for: a walk that waited on a row, found
+  // it no longer ready and moved on would keep that row locked while waiting on the next — and two
+  // such walks deadlock. PostgreSQL re-checks the conditions on the row once it has the lock.
+  const picked = variant.wait
+    ? `SELECT * FROM keypool_keys WHERE ${ready}
+         AND id = (SELECT id FROM keypool_keys WHERE ${ready} ORDER BY ${order} LIMIT 1)
+       FOR UPDATE`
+    : `SELECT * FROM keypool_keys WHERE ${ready} ORDER BY ${order} LIMIT 1 FOR UPDATE SKIP LOCKED`;
+  return `
+WITH picked AS (${picked}),
 windows AS (
   SELECT p.*,
     COALESCE(p.limit_rpm, $9::int) AS rpm,

@@ -4,7 +4,7 @@ import type { UsageEntry } from "../sqlite/_usage-ledger";
 import type { KeyUsage } from "../types";
 
 const FAIL_COLUMNS = FAILURE_BUCKETS.map((bucket) => `fail_${bucket}`);
-const COUNT_COLUMNS = ["requests", "successes", ...FAIL_COLUMNS, "input_tokens", "output_tokens", "cached_tokens", "cost_micros"];
+const COUNT_COLUMNS = ["requests", "successes", ...FAIL_COLUMNS, "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_micros"];
 const ADDS = COUNT_COLUMNS.map((c) => `${c} = keypool_usage_hourly.${c} + excluded.${c}`).join(", ");
 
 // Every release is 1 request; the other counts are $4 (successes) onwards, after pool, key and hour.
@@ -45,6 +45,7 @@ export class PostgresUsageLedger {
       count(entry.tokens?.input),
       count(entry.tokens?.output),
       count(entry.tokens?.cached),
+      count(entry.tokens?.cacheWrite),
       entry.costMicros,
     ]);
   }
@@ -74,6 +75,7 @@ function totalsOf(row: UsageRow): UsageTotals {
   usage.inputTokens = row.input_tokens ?? 0;
   usage.outputTokens = row.output_tokens ?? 0;
   usage.cachedTokens = row.cached_tokens ?? 0;
+  usage.cacheWriteTokens = row.cache_write_tokens ?? 0;
   usage.costMicros = row.cost_micros ?? 0;
   return usage;
 }

@@ -119,4 +119,15 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX keypool_sessions_expiry ON keypool_sessions (pool, expires_at);
   CREATE INDEX keypool_sessions_key ON keypool_sessions (pool, key_id);
   `,
+  // 2: prompt-cache accounting — tokens written to the cache per key, and each session's token totals
+  // (SQLite step 7).
+  `
+  ALTER TABLE keypool_usage_hourly ADD COLUMN cache_write_tokens float8 NOT NULL DEFAULT 0;
+  ALTER TABLE keypool_sessions
+    ADD COLUMN requests           float8 NOT NULL DEFAULT 0,
+    ADD COLUMN input_tokens       float8 NOT NULL DEFAULT 0,
+    ADD COLUMN output_tokens      float8 NOT NULL DEFAULT 0,
+    ADD COLUMN cached_tokens      float8 NOT NULL DEFAULT 0,
+    ADD COLUMN cache_write_tokens float8 NOT NULL DEFAULT 0;
+  `,
 ];

@@ -43,6 +43,8 @@ import type {
   RefreshResult,
   ReleaseResult,
   ReleaseTarget,
+  SessionUsage,
+  SessionUsageQuery,
   SyncOptions,
   SyncResult,
   TakeOptions,
@@ -160,20 +162,19 @@ export class PostgresStore implements PoolStore {
     return store;
   }
 
+  /** Brings a database's schema up to date without opening a store on it (no key is checked): for copying into it. */
+  static async prepareSchema(url: string, timeoutSec = DEFAULT_TIMEOUT_SEC): Promise<void> {
+    const sql = openClient({ url, timeoutSec, maxConnections: 1 });
+    try {
+      await withDeadline(() => sql.begin((tx) => migrateSchema(tx)), Math.max(30, timeoutSec));
+    } finally {
+      await sql.close({ timeout: 0 });
+    }
+  }
+
   private async migrate(): Promise<void> {
     await this.sql.begin(async (tx) => {
-      await tx.unsafe(`SELECT pg_advisory_xact_lock(${MIGRATE_LOCK})`);
-      await tx`CREATE TABLE IF NOT EXISTS keypool_meta (name text PRIMARY KEY, value text NOT NULL)`;
-      const [row] = (await tx`SELECT value FROM keypool_meta WHERE name = 'schema_version'`) as Array<{ value: string }>;
-      const current = row ? Number(row.value) : 0;
-      if (current > MIGRATIONS.length) {
-        throw new Error(`the database schema (version ${current}) is newer than this keypool understands (${MIGRATIONS.length}); upgrade keypool`);
-      }
-      for (let version = current; version < MIGRATIONS.length; version++) await tx.unsafe(MIGRATIONS[version]!);
-      if (current < MIGRATIONS.length) {
-        await tx`INSERT INTO keypool_meta (name, value) VALUES ('schema_version', ${String(MIGRATIONS.length)})
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
-      }
+      await migrateSchema(tx);
       await this.vault.verify(tx);
     });
   }
@@ -447,6 +448,7 @@ export class PostgresStore implements PoolStore {
     await Promise.all([
       this.write(tx, pool, id, fields),
       this.ledger.record(tx, pool, id, { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) }, now),
+      outcome.session !== undefined && this.sessions.addUsage(tx, pool, outcome.session, outcome.usage),
     ]);
     if ((effect.class === "rate_limit" || effect.class === "quota") && row.key_group !== null) {
       await this.coolGroup(tx, row, effect.readyAt, effect.class, settings, now, events);
@@ -772,6 +774,11 @@ export class PostgresStore implements PoolStore {
     return { since, keys: await this.guard(() => this.ledger.query(this.sql, query.pool, since)) };
   }
 
+  async sessionUsage(query: SessionUsageQuery): Promise<SessionUsage[]> {
+    this.settingsOf(query.pool);
+    return this.guard(() => this.sessions.top(this.sql, query.pool, this.clock.now(), query.limit));
+  }
+
   private recordOf(row: KeyRow, now: number): KeyRecord {
     return {
       pool: row.pool,
@@ -920,6 +927,22 @@ function eventOf(pool: string, id: string, from: KeyState, to: KeyCondition, cls
 /** What the upstream said a request used, at the configured price of the model it named. */
 function usageCost(settings: PoolSettings, outcome: Outcome): number {
   return outcome.usage ? costMicros(settings.prices, outcome.model, outcome.usage) : 0;
+}
+
+/** Applies the schema steps this database lacks, under a lock: instances starting at once migrate one after another. */
+async function migrateSchema(tx: Db): Promise<void> {
+  await tx.unsafe(`SELECT pg_advisory_xact_lock(${MIGRATE_LOCK})`);
+  await tx`CREATE TABLE IF NOT EXISTS keypool_meta (name text PRIMARY KEY, value text NOT NULL)`;
+  const [row] = (await tx`SELECT value FROM keypool_meta WHERE name = 'schema_version'`) as Array<{ value: string }>;
+  const current = row ? Number(row.value) : 0;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`the database schema (version ${current}) is newer than this keypool understands (${MIGRATIONS.length}); upgrade keypool`);
+  }
+  for (let version = current; version < MIGRATIONS.length; version++) await tx.unsafe(MIGRATIONS[version]!);
+  if (current < MIGRATIONS.length) {
+    await tx`INSERT INTO keypool_meta (name, value) VALUES ('schema_version', ${String(MIGRATIONS.length)})
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
+  }
 }
 
 function conditionOf(row: KeyRow): KeyCondition {

@@ -1,5 +1,7 @@
 import type { Database } from "bun:sqlite";
 import type { KeyHealth } from "../../pool/key-state";
+import type { TokenCounts } from "../../pool/pricing";
+import type { SessionUsage } from "../types";
 
 /** Sessions are mapped for this long when the pool does not say (session.ttl_sec). */
 export const DEFAULT_SESSION_TTL_SEC = 3600;
@@ -12,6 +14,39 @@ interface SessionRow {
   key_id: string;
   detour_id: string | null;
   expires_at: number;
+}
+
+/** A session row's token totals, as both stores keep them. */
+export interface SessionUsageRow {
+  pool: string;
+  session: string;
+  key_id: string;
+  requests: number;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens: number;
+  cache_write_tokens: number;
+  expires_at: number;
+}
+
+/** What one release adds to its session's totals: input, output, cached, cache-write tokens. */
+export function sessionTokenCounts(usage: TokenCounts | undefined): [number, number, number, number] {
+  const whole = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? 0 : Math.max(0, Math.round(n)));
+  return [whole(usage?.input), whole(usage?.output), whole(usage?.cached), whole(usage?.cacheWrite)];
+}
+
+export function sessionUsageOf(row: SessionUsageRow): SessionUsage {
+  return {
+    pool: row.pool,
+    session: row.session,
+    keyId: row.key_id,
+    requests: row.requests,
+    inputTokens: row.input_tokens,
+    outputTokens: row.output_tokens,
+    cachedTokens: row.cached_tokens,
+    cacheWriteTokens: row.cache_write_tokens,
+    expiresAt: row.expires_at,
+  };
 }
 
 /** What the store knew of a session when a take began: which keys to try first, and how to record the pick. */
@@ -73,6 +108,16 @@ export class SessionMap {
     return new Map(rows.map((r) => [r.key_id, r.n]));
   }
 
+  /** Adds a release's tokens to its session's totals (inside the release's transaction); a session no longer mapped is skipped. */
+  addUsage(pool: string, session: string, usage: TokenCounts | undefined): void {
+    this.sql.addUsage.run(pool, session, ...sessionTokenCounts(usage));
+  }
+
+  /** The pool's live sessions with the most input tokens first. */
+  top(pool: string, now: number, limit: number): SessionUsage[] {
+    return (this.sql.top.all(pool, now, limit) as SessionUsageRow[]).map(sessionUsageOf);
+  }
+
   forgetPool(pool: string): void {
     this.sql.deletePool.run(pool);
   }
@@ -109,5 +154,11 @@ function prepare(db: Database) {
                              SELECT session FROM sessions WHERE pool = ?1 ORDER BY expires_at LIMIT ?2)`),
     countByKey: db.query(`SELECT key_id, COUNT(*) AS n FROM sessions WHERE pool = ?1 AND expires_at > ?2 GROUP BY key_id`),
     deletePool: db.query(`DELETE FROM sessions WHERE pool = ?1`),
+    addUsage: db.query(`UPDATE sessions SET requests = requests + 1, input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
+                          cached_tokens = cached_tokens + ?5, cache_write_tokens = cache_write_tokens + ?6
+                        WHERE pool = ?1 AND session = ?2`),
+    // A scan of the pool's sessions (at most session.max): an index on the totals would cost every release a write.
+    top: db.query(`SELECT pool, session, key_id, requests, input_tokens, output_tokens, cached_tokens, cache_write_tokens, expires_at
+                   FROM sessions WHERE pool = ?1 AND expires_at > ?2 ORDER BY input_tokens DESC, session LIMIT ?3`),
   };
 }

@@ -4,7 +4,7 @@ import type { TokenCounts } from "../../pool/pricing";
 import type { KeyUsage } from "../types";
 
 const FAIL_COLUMNS = FAILURE_BUCKETS.map((bucket) => `fail_${bucket}`);
-const COUNT_COLUMNS = ["requests", "successes", ...FAIL_COLUMNS, "input_tokens", "output_tokens", "cached_tokens", "cost_micros"];
+const COUNT_COLUMNS = ["requests", "successes", ...FAIL_COLUMNS, "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_micros"];
 
 /** One release, as the ledger counts it. */
 export interface UsageEntry {
@@ -40,6 +40,7 @@ export class UsageLedger {
       count(entry.tokens?.input),
       count(entry.tokens?.output),
       count(entry.tokens?.cached),
+      count(entry.tokens?.cacheWrite),
       entry.costMicros,
     );
     if (now >= this.nextFoldAt) this.fold(now);
@@ -76,6 +77,7 @@ function totalsOf(row: UsageRow): UsageTotals {
   usage.inputTokens = row.input_tokens ?? 0;
   usage.outputTokens = row.output_tokens ?? 0;
   usage.cachedTokens = row.cached_tokens ?? 0;
+  usage.cacheWriteTokens = row.cache_write_tokens ?? 0;
   usage.costMicros = row.cost_micros ?? 0;
   return usage;
 }

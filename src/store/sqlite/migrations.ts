@@ -160,4 +160,14 @@ export const MIGRATIONS: readonly string[] = [
     UPDATE session_counts SET n = n - 1 WHERE pool = OLD.pool;
   END;
   `,
+  // 7: prompt-cache accounting — tokens written to the cache per key, and each session's token totals.
+  `
+  ALTER TABLE usage_hourly ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+  -- What the session's requests used while its mapping lived: its prompt-cache hit ratio.
+  ALTER TABLE sessions ADD COLUMN requests           INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE sessions ADD COLUMN input_tokens       INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE sessions ADD COLUMN output_tokens      INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE sessions ADD COLUMN cached_tokens      INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE sessions ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -46,6 +46,8 @@ import type {
   RefreshResult,
   ReleaseResult,
   ReleaseTarget,
+  SessionUsage,
+  SessionUsageQuery,
   SyncOptions,
   SyncResult,
   TakeOptions,
@@ -351,6 +353,7 @@ export class SqliteStore implements PoolStore {
     const rank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(pool, settings)) : rankAfterRelease(settings.rotation, released, now, remaining);
     const penalised = !outcome.ok && effect.class !== "client";
     this.ledger.record(pool, id, { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) }, now);
+    if (outcome.session !== undefined) this.sessions.addUsage(pool, outcome.session, outcome.usage);
     // One statement settles the lease, the key's condition and its counters.
     this.sql.settleRelease.run(leasesGiven, condition.health, condition.reason, condition.readyAt, takeable, rank, now, penalised ? 1 : 0, pool, id);
     if (effect.failClass !== row.fail_class || effect.rung !== row.rung || effect.failUntil !== row.fail_until) this.policy.writeLadder(pool, id, effect);
@@ -646,6 +649,11 @@ export class SqliteStore implements PoolStore {
     if (query.pool !== undefined) this.settingsOf(query.pool);
     const since = windowStart(query.window, this.clock.now());
     return { since, keys: this.ledger.query(query.pool, since) };
+  }
+
+  async sessionUsage(query: SessionUsageQuery): Promise<SessionUsage[]> {
+    this.settingsOf(query.pool);
+    return this.sessions.top(query.pool, this.clock.now(), query.limit);
   }
 
   /** The id of the key in `pool` holding `token`; every key is compared, in constant time. */

@@ -155,7 +155,7 @@ export function keyAdminContract(h: Harness): void {
       const { store, clock } = await h.openStore(settings({ prices }), FILE_KEYS.slice(0, 1));
       clock.set(Date.UTC(2026, 0, 1, 10, 30));
       const use = async (outcome: Outcome) => store.release({ lease: (await store.take("default")).lease }, outcome);
-      await use({ ok: true, usage: { input: 1000, output: 200, cached: 100 }, model: "gpt-4o-mini-2024-07-18" });
+      await use({ ok: true, usage: { input: 1000, output: 200, cached: 100, cacheWrite: 300 }, model: "gpt-4o-mini-2024-07-18" });
       await use({ ok: false, status: 500 });
       clock.advance(2 * HOUR_MS);
       await use({ ok: true, usage: { input: 10, output: 0 }, model: "unpriced" });
@@ -175,13 +175,16 @@ export function keyAdminContract(h: Harness): void {
             inputTokens: 10,
             outputTokens: 0,
             cachedTokens: 0,
+            cacheWriteTokens: 0,
             costMicros: 0,
           },
         },
       ]);
       const day = (await store.usage({ pool: "default", window: "day" })).keys[0]!.usage;
       // 1000 × 0.15 + 200 × 0.6 micro-dollars: the dated snapshot is priced as its model.
-      expect([day.requests, day.successes, day.failures.overloaded, day.inputTokens, day.outputTokens, day.cachedTokens, day.costMicros]).toEqual([4, 2, 1, 1010, 200, 100, 270]);
+      expect([day.requests, day.successes, day.failures.overloaded, day.inputTokens, day.outputTokens, day.cachedTokens, day.cacheWriteTokens, day.costMicros]).toEqual([
+        4, 2, 1, 1010, 200, 100, 300, 270,
+      ]);
     });
 
     it("keeps lifetime totals after folding buckets past retention, and counts removed keys", async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import type { PoolStore } from "../../../src/store/types";
-import { type Harness, keys, settings, use } from "./_harness";
+import { type Harness, failure, keys, settings, use } from "./_harness";
 
 const MIN = 60_000;
 
@@ -85,6 +85,32 @@ export function sessionsContract(h: Harness): void {
       const own = await use(a.store, { session: "s1" });
       // b's own rotation would move on; the session's mapping, written by a, wins.
       expect([await use(b.store), await use(b.store, { session: "s1" })]).toEqual([expect.not.stringMatching(own), own]);
+    });
+
+    it("adds each release's tokens to its session's totals and lists live sessions by input tokens", async () => {
+      const { store, clock } = await h.openStore(settings({ sessionTtlSec: 60 }));
+      const report = async (session: string, usage?: { input: number; output: number; cached?: number; cacheWrite?: number }) => {
+        const lease = await store.take("default", { session });
+        await store.release({ lease: lease.lease }, { ok: true, session, usage });
+      };
+      await report("small", { input: 100, output: 5, cached: 0 });
+      await report("big", { input: 1000, output: 10, cacheWrite: 1000 });
+      await report("big", { input: 1000, output: 10, cached: 900 });
+      // A failure reports no usage: it counts as a request and adds no tokens.
+      await report("big");
+      // A session no longer mapped (never taken with, or evicted) gains nothing and lists nothing.
+      await store.release({ lease: (await store.take("default")).lease }, { ok: true, session: "unmapped", usage: { input: 5, output: 5 } });
+
+      const top = await store.sessionUsage({ pool: "default", limit: 10 });
+      expect(top.map(({ expiresAt, ...rest }) => rest)).toEqual([
+        { pool: "default", session: "big", keyId: "k1", requests: 3, inputTokens: 2000, outputTokens: 20, cachedTokens: 900, cacheWriteTokens: 1000 },
+        { pool: "default", session: "small", keyId: "k0", requests: 1, inputTokens: 100, outputTokens: 5, cachedTokens: 0, cacheWriteTokens: 0 },
+      ]);
+      expect((await store.sessionUsage({ pool: "default", limit: 1 })).map((s) => s.session)).toEqual(["big"]);
+      // Only live mappings are listed.
+      clock.advance(61_000);
+      expect(await store.sessionUsage({ pool: "default", limit: 10 })).toEqual([]);
+      expect((await failure(store.sessionUsage({ pool: "nope", limit: 10 }))).code).toBe("UNKNOWN_POOL");
     });
   });
 }

@@ -1,0 +1,104 @@
+/**
+ * Store benchmark: `bun run bench:store [--quick]`
+ *
+ * In-process take+release pairs per second on the SQLite store (a file in a temp dir) and on the
+ * PostgreSQL store (local), measured in alternating rounds in one run, with 1 caller (latency-bound)
+ * and with 32 callers at once (what a busy gateway does). PostgreSQL is KEYPOOL_DATABASE_URL or
+ * KEYPOOL_TEST_POSTGRES_URL when set (the run works in a schema of its own and drops it), else a
+ * throwaway cluster this run starts from the server binaries (apt-get install postgresql).
+ *
+ * Prints a table, then one JSON line with every figure.
+ */
+import { SQL } from "bun";
+import { join } from "node:path";
+import { systemClock } from "../src/pool/clock";
+import { PostgresStore } from "../src/store/postgres/postgres-store";
+import { SqliteStore } from "../src/store/sqlite/sqlite-store";
+import type { PoolStore } from "../src/store/types";
+import { type OwnCluster, freshSchema, postgresBinDir, startOwnCluster } from "../test/helpers/postgres";
+import { benchKeys } from "./_keys";
+import { printBanner, printTable, secondsSince } from "./_report";
+import { BenchRun, parseBenchArgs } from "./_run";
+import { median, rate, ratio } from "./_stats";
+
+const KEYS = 100;
+const CALLERS = [1, 32] as const;
+
+const { quick } = parseBenchArgs(process.argv.slice(2), { script: "bench/store.ts", only: [] });
+const plan = quick ? { rounds: 3, roundMs: 700, warmupMs: 300 } : { rounds: 5, roundMs: 2_000, warmupMs: 1_000 };
+
+using run = new BenchRun("keypool-bench-store-");
+const started = performance.now();
+printBanner("store", quick);
+
+let cluster: OwnCluster | undefined;
+let baseUrl = process.env.KEYPOOL_DATABASE_URL || process.env.KEYPOOL_TEST_POSTGRES_URL;
+if (!baseUrl) {
+  const binDir = postgresBinDir();
+  if (!binDir) {
+    console.error("no PostgreSQL: set KEYPOOL_DATABASE_URL, or install the server (apt-get install postgresql) for a throwaway cluster");
+    process.exit(2);
+  }
+  cluster = await startOwnCluster(binDir);
+  baseUrl = cluster.url;
+}
+const schema = await freshSchema(baseUrl);
+const pgVersion = await (async () => {
+  await using sql = new SQL(baseUrl, { max: 1 });
+  return ((await sql`SHOW server_version`) as Array<{ server_version: string }>)[0]!.server_version.split(" ")[0];
+})();
+
+const settings = { name: "bench", rotation: "lru" as const, cooldownSec: 0, leaseTtlSec: 300, recheckIntervalSec: 300 };
+const stores: Record<"sqlite" | "postgres", PoolStore> = {
+  sqlite: new SqliteStore({ path: join(run.tempRoot, "bench.sqlite"), clock: systemClock }),
+  postgres: await PostgresStore.open({ url: schema.url, clock: systemClock, maxConnections: 16 }),
+};
+for (const store of Object.values(stores)) await store.syncPools([{ settings, keys: benchKeys(KEYS) }]);
+
+/** Pairs per second over `ms`, with `callers` loops taking and releasing at once. */
+async function pairsPerSec(store: PoolStore, callers: number, ms: number): Promise<number> {
+  const deadline = performance.now() + ms;
+  const t0 = performance.now();
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: callers }, async () => {
+      while (performance.now() < deadline) {
+        const lease = await store.take("bench");
+        await store.release({ lease: lease.lease }, { ok: true });
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - t0) / 1000);
+}
+
+const figures: Record<string, number[]> = {};
+try {
+  for (const store of Object.values(stores)) for (const callers of CALLERS) await pairsPerSec(store, callers, plan.warmupMs);
+  for (let round = 0; round < plan.rounds; round++) {
+    for (const callers of CALLERS) {
+      for (const [name, store] of Object.entries(stores)) (figures[`${name}/${callers}`] ??= []).push(await pairsPerSec(store, callers, plan.roundMs));
+    }
+  }
+} finally {
+  for (const store of Object.values(stores)) await store.close();
+  await schema[Symbol.asyncDispose]();
+  await cluster?.[Symbol.asyncDispose]();
+}
+
+const med = (key: string) => median(figures[key]!);
+const rows = [["callers", "SQLite pairs/s", "PostgreSQL pairs/s", "PostgreSQL/SQLite"]];
+for (const callers of CALLERS) {
+  rows.push([String(callers), rate(med(`sqlite/${callers}`)), rate(med(`postgres/${callers}`)), String(ratio(med(`postgres/${callers}`), med(`sqlite/${callers}`)))]);
+}
+printTable(rows);
+console.log(`\n${KEYS} keys, lru, take+release in-process; PostgreSQL ${pgVersion} on ${cluster ? "a throwaway local cluster" : "the given server"}; ${secondsSince(started)}s`);
+console.log(
+  JSON.stringify({
+    bench: "store",
+    keys: KEYS,
+    postgres: pgVersion,
+    medians: Object.fromEntries(Object.keys(figures).map((k) => [k, Math.round(med(k))])),
+    rounds: Object.fromEntries(Object.entries(figures).map(([k, v]) => [k, v.map(Math.round)])),
+  }),
+);
