@@ -3,7 +3,7 @@ import { Database } from "bun:sqlite";
 import { statSync } from "node:fs";
 import type { Rotation } from "../../src/config/types";
 import { ManualClock } from "../../src/pool/clock";
-import { MAX_EVENTS } from "../../src/store/sqlite/_key-policy";
+import { MAX_EVENTS } from "../../src/store/event-log";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
 import type { PoolStore } from "../../src/store/types";
 import { tempDir } from "../helpers/temp-dir";

@@ -1,14 +1,14 @@
 import type { SQL } from "bun";
 import type { KeyHealth } from "../../pool/key-state";
 import type { TokenCounts } from "../../pool/pricing";
-import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SEC, type SessionLookup, type SessionUsageRow, sessionTokenCounts, sessionUsageOf } from "../sqlite/_sessions";
+import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SEC, type SessionLookup, type SessionUsageRow, sessionTokenCounts, sessionUsageOf } from "../session-rules";
 import type { SessionUsage } from "../types";
 
 // Lapsed mappings are swept, and the table counted, at most this often per pool and process.
 const SWEEP_EVERY_MS = 60_000;
 
 /**
- * Sticky sessions in PostgreSQL, with the SQLite store's rules (see src/store/sqlite/_sessions.ts):
+ * Sticky sessions in PostgreSQL, with the SQLite store's rules (see src/store/sqlite/_sessions.ts and src/store/session-rules.ts):
  * a session keeps its own key while that key can come back by itself, detours on one other key
  * meanwhile, and moves for good only when its key is out until a probe or an operator acts.
  * Every instance reads and writes the same rows, so a session sticks across instances too.

@@ -1,7 +1,7 @@
 import type { SQL } from "bun";
 import { FAILURE_BUCKETS, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, type UsageTotals, emptyUsage, hourOf } from "../../pool/usage";
-import type { UsageEntry } from "../sqlite/_usage-ledger";
 import type { KeyUsage } from "../types";
+import type { UsageEntry } from "../usage-entry";
 
 const FAIL_COLUMNS = FAILURE_BUCKETS.map((bucket) => `fail_${bucket}`);
 const COUNT_COLUMNS = ["requests", "successes", ...FAIL_COLUMNS, "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_micros"];

@@ -52,8 +52,9 @@ import type {
   UsageReport,
 } from "../types";
 import type { TokenCipher } from "../token-cipher";
-import { type AdminColumns, limitsOf, mergeOverrides, overridesOf, ownedError } from "../sqlite/_key-admin";
-import { ladderOf, MAX_EVENTS, type PolicyColumns, remainingOf, windowsOf } from "../sqlite/_key-policy";
+import { MAX_EVENTS } from "../event-log";
+import { mergeOverrides, ownedError } from "../key-admin-rules";
+import { type AdminColumns, ladderOf, limitsOf, overridesOf, type PolicyColumns, remainingOf, windowsOf } from "../key-columns";
 import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
 import { maskDatabaseUrl } from "./database-url";
 import { PostgresSessions } from "./_sessions";

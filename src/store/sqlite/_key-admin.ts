@@ -1,46 +1,5 @@
 import type { Database } from "bun:sqlite";
-import { DomainError } from "../../pool/errors";
-import type { KeyLimits } from "../../pool/limits";
-import type { KeyLimitOverrides, KeyOrigin, PoolSettings } from "../types";
-
-/** The key columns key administration reads and writes (schema step 5). */
-export interface AdminColumns {
-  origin: KeyOrigin;
-  limit_max_concurrency: number | null;
-  limit_rpm: number | null;
-  limit_tpm: number | null;
-  limit_daily_requests: number | null;
-}
-
-/** The limits a key is held to: its own where it has them, else its pool's. */
-export function limitsOf(row: AdminColumns, settings: PoolSettings): KeyLimits {
-  return {
-    rpm: row.limit_rpm ?? settings.rpm,
-    tpm: row.limit_tpm ?? settings.tpm,
-    dailyRequests: row.limit_daily_requests ?? settings.dailyRequests,
-  };
-}
-
-export function overridesOf(row: AdminColumns): Required<KeyLimitOverrides> {
-  return { maxConcurrency: row.limit_max_concurrency, rpm: row.limit_rpm, tpm: row.limit_tpm, dailyRequests: row.limit_daily_requests };
-}
-
-/** `changes` applied over `current`: an absent field keeps its value, null clears it. */
-export function mergeOverrides(current: Required<KeyLimitOverrides>, changes: KeyLimitOverrides): Required<KeyLimitOverrides> {
-  const pick = (field: keyof KeyLimitOverrides) => (changes[field] === undefined ? current[field] : changes[field]);
-  return { maxConcurrency: pick("maxConcurrency"), rpm: pick("rpm"), tpm: pick("tpm"), dailyRequests: pick("dailyRequests") };
-}
-
-/** Refuses to let the admin API change a key the config defines: the config would silently win at the next reload. */
-export function ownedError(origin: KeyOrigin, pool: string, id: string): DomainError {
-  if (origin === "env") {
-    return new DomainError("KEY_OWNED_BY_ENV", `key "${id}" in pool "${pool}" comes from the environment (KEYPOOL_POOL_*_KEYS); change the variable and restart instead`);
-  }
-  return new DomainError(
-    "KEY_OWNED_BY_FILE",
-    `key "${id}" in pool "${pool}" is defined in the pool's tokens file; edit tokens.txt instead, then reload (POST /reload, SIGHUP or watch: true)`,
-  );
-}
+import type { KeyLimitOverrides, KeyOrigin } from "../types";
 
 /** Key administration's own statements; every method runs inside the caller's transaction. */
 export class AdminWrites {

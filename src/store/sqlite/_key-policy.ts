@@ -3,45 +3,8 @@ import type { FailureClass } from "../../pool/classify";
 import type { LadderPosition } from "../../pool/key-state";
 import type { UsageWindows } from "../../pool/limits";
 import { type RateLimitBudget, fullAt } from "../../pool/rate-limit-headers";
-import type { EventQuery, KeyEvent, RemainingBudget } from "../types";
-
-/** The event log keeps this many of the most recent transitions; older rows are pruned as new ones arrive. */
-export const MAX_EVENTS = 10_000;
-
-/** The key columns the failure policy reads and writes (schema step 4). */
-export interface PolicyColumns {
-  key_group: string | null;
-  fail_class: FailureClass | null;
-  rung: number;
-  fail_until: number;
-  remaining_requests: number | null;
-  remaining_tokens: number | null;
-  remaining_reset_at: number | null;
-  minute_start: number;
-  minute_requests: number;
-  minute_tokens: number;
-  day_start: number;
-  day_requests: number;
-}
-
-export function ladderOf(row: PolicyColumns): LadderPosition {
-  return { failClass: row.fail_class, rung: row.rung, failUntil: row.fail_until };
-}
-
-export function windowsOf(row: PolicyColumns): UsageWindows {
-  return {
-    minuteStart: row.minute_start,
-    minuteRequests: row.minute_requests,
-    minuteTokens: row.minute_tokens,
-    dayStart: row.day_start,
-    dayRequests: row.day_requests,
-  };
-}
-
-export function remainingOf(row: PolicyColumns): RemainingBudget | null {
-  if (row.remaining_requests === null && row.remaining_tokens === null && row.remaining_reset_at === null) return null;
-  return { requests: row.remaining_requests, tokens: row.remaining_tokens, resetAt: row.remaining_reset_at };
-}
+import { MAX_EVENTS } from "../event-log";
+import type { EventQuery, KeyEvent } from "../types";
 
 interface EventRow {
   at: number;

@@ -1,19 +1,10 @@
 import type { Database } from "bun:sqlite";
-import { FAILURE_BUCKETS, type FailureBucket, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, type UsageTotals, emptyUsage, hourOf } from "../../pool/usage";
-import type { TokenCounts } from "../../pool/pricing";
+import { FAILURE_BUCKETS, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, type UsageTotals, emptyUsage, hourOf } from "../../pool/usage";
 import type { KeyUsage } from "../types";
+import type { UsageEntry } from "../usage-entry";
 
 const FAIL_COLUMNS = FAILURE_BUCKETS.map((bucket) => `fail_${bucket}`);
 const COUNT_COLUMNS = ["requests", "successes", ...FAIL_COLUMNS, "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_micros"];
-
-/** One release, as the ledger counts it. */
-export interface UsageEntry {
-  ok: boolean;
-  /** The failure's class; ignored for a success. */
-  failure?: FailureBucket;
-  tokens?: TokenCounts;
-  costMicros: number;
-}
 
 type UsageRow = { pool: string; key_id: string } & Record<string, number>;
 

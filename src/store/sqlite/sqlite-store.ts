@@ -56,8 +56,10 @@ import type {
 } from "../types";
 import type { TokenCipher } from "../token-cipher";
 import { MIGRATIONS } from "./migrations";
-import { type AdminColumns, AdminWrites, limitsOf, mergeOverrides, overridesOf, ownedError } from "./_key-admin";
-import { ladderOf, type PolicyColumns, PolicyWrites, remainingOf, windowsOf } from "./_key-policy";
+import { mergeOverrides, ownedError } from "../key-admin-rules";
+import { type AdminColumns, ladderOf, limitsOf, overridesOf, type PolicyColumns, remainingOf, windowsOf } from "../key-columns";
+import { AdminWrites } from "./_key-admin";
+import { PolicyWrites } from "./_key-policy";
 import { TokenVault } from "./_token-vault";
 import { SessionMap } from "./_sessions";
 import { UsageLedger } from "./_usage-ledger";

@@ -1,0 +1,65 @@
+import type { FailureClass } from "../pool/classify";
+import type { LadderPosition } from "../pool/key-state";
+import type { KeyLimits, UsageWindows } from "../pool/limits";
+import type { KeyLimitOverrides, KeyOrigin, PoolSettings, RemainingBudget } from "./types";
+
+/** The key columns key administration reads and writes (schema step 5). */
+export interface AdminColumns {
+  origin: KeyOrigin;
+  limit_max_concurrency: number | null;
+  limit_rpm: number | null;
+  limit_tpm: number | null;
+  limit_daily_requests: number | null;
+}
+
+/** The key columns the failure policy reads and writes (schema step 4). */
+export interface PolicyColumns {
+  key_group: string | null;
+  fail_class: FailureClass | null;
+  rung: number;
+  fail_until: number;
+  remaining_requests: number | null;
+  remaining_tokens: number | null;
+  remaining_reset_at: number | null;
+  minute_start: number;
+  minute_requests: number;
+  minute_tokens: number;
+  day_start: number;
+  day_requests: number;
+}
+
+/** The limits a key is held to: its own where it has them, else its pool's. */
+export function limitsOf(row: AdminColumns, settings: PoolSettings): KeyLimits {
+  return {
+    rpm: row.limit_rpm ?? settings.rpm,
+    tpm: row.limit_tpm ?? settings.tpm,
+    dailyRequests: row.limit_daily_requests ?? settings.dailyRequests,
+  };
+}
+
+/** The limits a key has of its own; null where it follows its pool. */
+export function overridesOf(row: AdminColumns): Required<KeyLimitOverrides> {
+  return { maxConcurrency: row.limit_max_concurrency, rpm: row.limit_rpm, tpm: row.limit_tpm, dailyRequests: row.limit_daily_requests };
+}
+
+/** Where a key stands on its failure class's backoff ladder. */
+export function ladderOf(row: PolicyColumns): LadderPosition {
+  return { failClass: row.fail_class, rung: row.rung, failUntil: row.fail_until };
+}
+
+/** A key's per-minute and per-day counts, as the limit checks read them. */
+export function windowsOf(row: PolicyColumns): UsageWindows {
+  return {
+    minuteStart: row.minute_start,
+    minuteRequests: row.minute_requests,
+    minuteTokens: row.minute_tokens,
+    dayStart: row.day_start,
+    dayRequests: row.day_requests,
+  };
+}
+
+/** What the upstream last said is left for a key; null when it never said. */
+export function remainingOf(row: PolicyColumns): RemainingBudget | null {
+  if (row.remaining_requests === null && row.remaining_tokens === null && row.remaining_reset_at === null) return null;
+  return { requests: row.remaining_requests, tokens: row.remaining_tokens, resetAt: row.remaining_reset_at };
+}
