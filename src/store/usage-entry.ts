@@ -1,4 +1,4 @@
-import type { FailureBucket } from "../pool/usage";
+import { FAILURE_BUCKETS, type FailureBucket, type UsageTotals, emptyUsage } from "../pool/usage";
 import type { TokenCounts } from "../pool/pricing";
 
 /** One release, as the usage ledger counts it. */
@@ -8,4 +8,38 @@ export interface UsageEntry {
   failure?: FailureBucket;
   tokens?: TokenCounts;
   costMicros: number;
+}
+
+/** The counting columns of an hourly usage row, in the order both stores write them. */
+export const USAGE_COUNT_COLUMNS = [
+  "requests",
+  "successes",
+  ...FAILURE_BUCKETS.map((bucket) => `fail_${bucket}`),
+  "input_tokens",
+  "output_tokens",
+  "cached_tokens",
+  "cache_write_tokens",
+  "cost_micros",
+];
+
+/** A usage row as either store reads it back: the key plus one number per counting column. */
+export type UsageRow = { pool: string; key_id: string } & Record<string, number>;
+
+/** A count as stored: whole, finite and never negative. */
+export function usageCount(n: number | undefined): number {
+  return n === undefined || !Number.isFinite(n) ? 0 : Math.max(0, Math.round(n));
+}
+
+/** The domain totals of a usage row. */
+export function usageTotalsOf(row: UsageRow): UsageTotals {
+  const usage = emptyUsage();
+  usage.requests = row.requests ?? 0;
+  usage.successes = row.successes ?? 0;
+  for (const bucket of FAILURE_BUCKETS) usage.failures[bucket] = row[`fail_${bucket}`] ?? 0;
+  usage.inputTokens = row.input_tokens ?? 0;
+  usage.outputTokens = row.output_tokens ?? 0;
+  usage.cachedTokens = row.cached_tokens ?? 0;
+  usage.cacheWriteTokens = row.cache_write_tokens ?? 0;
+  usage.costMicros = row.cost_micros ?? 0;
+  return usage;
 }

@@ -1,10 +1,9 @@
 import type { SQL } from "bun";
-import { FAILURE_BUCKETS, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, type UsageTotals, emptyUsage, hourOf } from "../../pool/usage";
+import { FAILURE_BUCKETS, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, hourOf } from "../../pool/usage";
 import type { KeyUsage } from "../types";
-import type { UsageEntry } from "../usage-entry";
+import { USAGE_COUNT_COLUMNS, type UsageEntry, usageCount as count, usageTotalsOf as totalsOf } from "../usage-entry";
 
-const FAIL_COLUMNS = FAILURE_BUCKETS.map((bucket) => `fail_${bucket}`);
-const COUNT_COLUMNS = ["requests", "successes", ...FAIL_COLUMNS, "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_micros"];
+const COUNT_COLUMNS = USAGE_COUNT_COLUMNS;
 const ADDS = COUNT_COLUMNS.map((c) => `${c} = keypool_usage_hourly.${c} + excluded.${c}`).join(", ");
 
 // Every release is 1 request; the other counts are $4 (successes) onwards, after pool, key and hour.
@@ -61,21 +60,4 @@ export class PostgresUsageLedger {
     const rows = (await sql.unsafe(SUMS, [pool ?? null, since])) as UsageRow[];
     return rows.map((row) => ({ pool: row.pool, id: row.key_id, present: row.present, usage: totalsOf(row) }));
   }
-}
-
-function count(n: number | undefined): number {
-  return n === undefined || !Number.isFinite(n) ? 0 : Math.max(0, Math.round(n));
-}
-
-function totalsOf(row: UsageRow): UsageTotals {
-  const usage = emptyUsage();
-  usage.requests = row.requests ?? 0;
-  usage.successes = row.successes ?? 0;
-  for (const bucket of FAILURE_BUCKETS) usage.failures[bucket] = row[`fail_${bucket}`] ?? 0;
-  usage.inputTokens = row.input_tokens ?? 0;
-  usage.outputTokens = row.output_tokens ?? 0;
-  usage.cachedTokens = row.cached_tokens ?? 0;
-  usage.cacheWriteTokens = row.cache_write_tokens ?? 0;
-  usage.costMicros = row.cost_micros ?? 0;
-  return usage;
 }

@@ -1,12 +1,10 @@
 import type { Database } from "bun:sqlite";
-import { FAILURE_BUCKETS, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, type UsageTotals, emptyUsage, hourOf } from "../../pool/usage";
+import { FAILURE_BUCKETS, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, hourOf } from "../../pool/usage";
 import type { KeyUsage } from "../types";
-import type { UsageEntry } from "../usage-entry";
+import { USAGE_COUNT_COLUMNS, type UsageEntry, type UsageRow, usageCount as count, usageTotalsOf as totalsOf } from "../usage-entry";
 
-const FAIL_COLUMNS = FAILURE_BUCKETS.map((bucket) => `fail_${bucket}`);
-const COUNT_COLUMNS = ["requests", "successes", ...FAIL_COLUMNS, "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_micros"];
+const COUNT_COLUMNS = USAGE_COUNT_COLUMNS;
 
-type UsageRow = { pool: string; key_id: string } & Record<string, number>;
 
 /**
  * The hourly usage ledger (`usage_hourly`). `record` runs inside the release's transaction and is
@@ -54,23 +52,6 @@ export class UsageLedger {
   forgetPool(pool: string): void {
     this.sql.deletePool.run(pool);
   }
-}
-
-function count(n: number | undefined): number {
-  return n === undefined || !Number.isFinite(n) ? 0 : Math.max(0, Math.round(n));
-}
-
-function totalsOf(row: UsageRow): UsageTotals {
-  const usage = emptyUsage();
-  usage.requests = row.requests ?? 0;
-  usage.successes = row.successes ?? 0;
-  for (const bucket of FAILURE_BUCKETS) usage.failures[bucket] = row[`fail_${bucket}`] ?? 0;
-  usage.inputTokens = row.input_tokens ?? 0;
-  usage.outputTokens = row.output_tokens ?? 0;
-  usage.cachedTokens = row.cached_tokens ?? 0;
-  usage.cacheWriteTokens = row.cache_write_tokens ?? 0;
-  usage.costMicros = row.cost_micros ?? 0;
-  return usage;
 }
 
 function prepare(db: Database) {
