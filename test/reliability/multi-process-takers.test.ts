@@ -44,6 +44,8 @@ describe("scenario 9: two processes of concurrent takers on one SQLite file", ()
 
   it("opens a file another process is writing to in rollback mode: switching to WAL waits for the lock", async () => {
     using dir = tempDir();
+    // The holder keeps its lock for a fixed 300 ms on purpose: the store opens synchronously, so the test
+    // cannot signal it mid-open; the point is that opening waits out a lock of bounded length.
     // Another process (an older tool, or a keypool that has just created the file) holds a write
     // lock on a database not yet in WAL mode; SQLite answers the switch to WAL with SQLITE_BUSY at once.
     const hold = `const { Database } = require("bun:sqlite"); const db = new Database(process.argv[1], { create: true });

@@ -43,6 +43,7 @@ describe("scenario 8: reload under load", () => {
     const reloads: Array<Promise<unknown>> = [];
     for (let i = 0; i < total; i++) {
       const due = started + (i * 1000) / RATE;
+      // Pacing, not waiting for a condition: the scenario is defined as a request rate.
       if (due > performance.now()) await Bun.sleep(due - performance.now());
       inFlight.push(
         fetch(`${gatewayUrl}/v1/chat/completions`, { method: "POST", body: "{}" }).then(

@@ -182,6 +182,7 @@ describe("scenario 3: the upstream answers 5xx to everything", () => {
     const inFlight: Promise<void>[] = [];
     for (let i = 0; i < total; i++) {
       const due = started + (i * 1000) / perSec;
+      // Pacing, not waiting for a condition: the scenario is defined as a request rate.
       if (due > performance.now()) await Bun.sleep(due - performance.now());
       inFlight.push(
         (async () => {
