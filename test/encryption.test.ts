@@ -142,7 +142,7 @@ describe("keypool with KEYPOOL_MASTER_KEY", () => {
 
     const wrong = await keypool(dir.path, ["serve"], { KEYPOOL_MASTER_KEY: OTHER_HEX });
     expect(wrong.code).toBe(2);
-    expect(wrong.stderr).toMatch(/^config error: KEYPOOL_MASTER_KEY is not the key the state file .*state\.db was encrypted with \(key id \S+, the file's is \S+\) — set KEYPOOL_MASTER_KEY or store\.encryption_key_file/);
+    expect(wrong.stderr).toMatch(/^config error: KEYPOOL_MASTER_KEY is not the key the state file .*state\.db was encrypted with \(key id \S+, the store's is \S+\) — set KEYPOOL_MASTER_KEY or store\.encryption_key_file/);
     const missing = await keypool(dir.path, ["serve"], {});
     expect([missing.code, missing.stderr]).toEqual([2, `config error: the state file ${state} holds encrypted tokens — set KEYPOOL_MASTER_KEY or store.encryption_key_file to the key it was encrypted with`]);
 

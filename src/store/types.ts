@@ -4,6 +4,7 @@ import type { ClassifyRule, FailureClass } from "../pool/classify";
 import type { KeyHealth, KeyState, Outcome } from "../pool/key-state";
 import type { PriceTable } from "../pool/pricing";
 import type { UsageTotals, UsageWindow } from "../pool/usage";
+import type { TokenCipher } from "./token-cipher";
 
 /** What the store needs to know about a pool to take from it. */
 export interface PoolSettings {
@@ -326,5 +327,10 @@ export interface PoolStore {
   /** The pool's live sticky sessions with the most input tokens, and their token totals. */
   sessionUsage(query: SessionUsageQuery): Promise<SessionUsage[]>;
   poolNames(): string[];
+  /**
+   * Re-encrypts every stored secret under `cipher`, which becomes the store's key from then on.
+   * Other processes still running with the old key must restart; run it with them stopped.
+   */
+  reencrypt(cipher: TokenCipher): Promise<{ rewritten: number }>;
   close(): Promise<void>;
 }

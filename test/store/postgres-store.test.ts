@@ -1,11 +1,14 @@
 import { SQL } from "bun";
 import { describe, expect, it } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { ManualClock } from "../../src/pool/clock";
 import { MIGRATIONS } from "../../src/store/postgres/migrations";
 import { PostgresStore } from "../../src/store/postgres/postgres-store";
-import { createTokenCipher, parseMasterKey } from "../../src/store/token-cipher";
+import { createTokenCipher, keyIdOf, parseMasterKey } from "../../src/store/token-cipher";
 import type { PoolStore } from "../../src/store/types";
 import { POSTGRES_URL, announceSkip, freshSchema } from "../helpers/postgres";
+import { runKeypool } from "../helpers/run-keypool";
+import { tempDir } from "../helpers/temp-dir";
 import { failure, keys, settings } from "./contract/_harness";
 import { describeStoreContract } from "./contract/describe-store-contract";
 
@@ -63,6 +66,32 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
     const other = createTokenCipher(parseMasterKey("22".repeat(32)), "other key");
     expect(PostgresStore.open({ url: schema.url, clock, cipher: other })).rejects.toThrow(/other key is not the key the PostgreSQL store/);
     expect(PostgresStore.open({ url: schema.url, clock })).rejects.toThrow(/holds encrypted tokens/);
+  });
+
+  it("re-encrypts the database under a new key with `keypool keys reencrypt`", async () => {
+    await using schema = await freshSchema();
+    using dir = tempDir();
+    const [oldHex, newHex] = ["44".repeat(32), "55".repeat(32)];
+    const store = await PostgresStore.open({ url: schema.url, clock: new ManualClock(), cipher: createTokenCipher(parseMasterKey(oldHex), "old") });
+    await store.syncPools([{ settings: settings(), keys: keys(2) }]);
+    await store.close();
+    writeFileSync(dir.file("new.key"), `${newHex}\n`);
+    writeFileSync(dir.file("keypool.yaml"), `tokens_file: tokens.txt\nstore:\n  postgres:\n    url: ${schema.url}\n`);
+    writeFileSync(dir.file("tokens.txt"), keys(2).map((k) => `${k.id},${k.token}`).join("\n"));
+
+    const run = await runKeypool(["keys", "reencrypt", "--new-key-file", "new.key", "--json"], { cwd: dir.path, env: { KEYPOOL_MASTER_KEY: oldHex } });
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: "" });
+    const newCipher = createTokenCipher(parseMasterKey(newHex), "new");
+    expect(JSON.parse(run.stdout)).toMatchObject({ rewritten: 4, key_id: newCipher.keyId, was_encrypted: true });
+    expect(run.stdout).toContain('"store": "postgres://');
+
+    await using sql = new SQL(schema.url, { max: 1 });
+    const stored = (await sql`SELECT token FROM keypool_keys ORDER BY id`) as Array<{ token: string }>;
+    expect(stored.map((r) => keyIdOf(r.token))).toEqual([newCipher.keyId, newCipher.keyId]);
+    const reopened = await PostgresStore.open({ url: schema.url, clock: new ManualClock(), cipher: newCipher });
+    await reopened.syncPools([{ settings: settings(), keys: keys(2) }]);
+    expect(keys(2).map((k) => k.token)).toContain((await reopened.take("default")).token);
+    await reopened.close();
   });
 
   it("fails fast with STORE_UNAVAILABLE when nothing listens, without naming the password", async () => {

@@ -60,7 +60,8 @@ import { maskDatabaseUrl } from "./database-url";
 import { PostgresSessions } from "./_sessions";
 import { type TakenRow, type TakeVariant, takeSql } from "./_take";
 import { PostgresUsageLedger } from "./_usage-ledger";
-import { PostgresVault } from "./_vault";
+import { SecretVault } from "../secret-vault";
+import { rewrapVault, verifyVault } from "./_vault";
 import { MIGRATIONS } from "./migrations";
 
 export interface PostgresStoreOptions extends ConnectionOptions {
@@ -126,7 +127,7 @@ export class PostgresStore implements PoolStore {
   // Per-pool virtual time for weighted rotation; an approximation per instance is enough for fairness.
   private readonly virtualTime = new Map<string, number>();
   private readonly takeStatements = new Map<string, string>();
-  private readonly vault: PostgresVault;
+  private readonly vault: SecretVault;
   private readonly sessions = new PostgresSessions();
   private readonly ledger = new PostgresUsageLedger();
   private nextReclaimAt = 0;
@@ -141,7 +142,7 @@ export class PostgresStore implements PoolStore {
     this.random = options.random ?? Math.random;
     this.failuresToDead = options.failuresToDead ?? 3;
     this.timeoutSec = options.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
-    this.vault = new PostgresVault(options.cipher, this.where);
+    this.vault = new SecretVault(options.cipher, `the PostgreSQL store ${this.where}`);
   }
 
   /**
@@ -176,7 +177,7 @@ export class PostgresStore implements PoolStore {
   private async migrate(): Promise<void> {
     await this.sql.begin(async (tx) => {
       await migrateSchema(tx);
-      await this.vault.verify(tx);
+      await verifyVault(tx, this.vault);
     });
   }
 
@@ -794,6 +795,20 @@ export class PostgresStore implements PoolStore {
       limits: overridesOf(row),
       inFlight: row.in_flight,
     };
+  }
+
+  /**
+   * Re-encrypts every stored secret under `cipher`, which becomes this store's key, in one
+   * transaction that locks every key row. Instances still running with the old key must restart.
+   */
+  async reencrypt(cipher: TokenCipher): Promise<{ rewritten: number }> {
+    const result = await this.transaction(async (tx) => {
+      await tx.unsafe(`SELECT pg_advisory_xact_lock(${SYNC_LOCK})`);
+      return rewrapVault(tx, this.vault, cipher);
+    });
+    // Old row versions hold the old ciphertexts until vacuumed; a full vacuum rewrites the table without them.
+    await this.guard(() => this.sql.unsafe("VACUUM FULL keypool_keys"));
+    return result;
   }
 
   async close(): Promise<void> {

@@ -60,7 +60,8 @@ import { mergeOverrides, ownedError } from "../key-admin-rules";
 import { type AdminColumns, ladderOf, limitsOf, overridesOf, type PolicyColumns, remainingOf, windowsOf } from "../key-columns";
 import { AdminWrites } from "./_key-admin";
 import { PolicyWrites } from "./_key-policy";
-import { TokenVault } from "./_token-vault";
+import { SecretVault } from "../secret-vault";
+import { rewrapVault, verifyVault } from "./_token-vault";
 import { SessionMap } from "./_sessions";
 import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
@@ -132,7 +133,7 @@ export class SqliteStore implements PoolStore {
   private readonly admin: AdminWrites;
   private readonly ledger: UsageLedger;
   private readonly sessions: SessionMap;
-  private readonly vault: TokenVault;
+  private readonly vault: SecretVault;
   private readonly pickStatementsByPool = new Map<string, ReturnType<typeof preparePickStatements>>();
 
   constructor(options: SqliteStoreOptions) {
@@ -141,9 +142,9 @@ export class SqliteStore implements PoolStore {
     this.failuresToDead = options.failuresToDead ?? 3;
     this.db = openDatabase(options.path, options.busyTimeoutMs ?? 5000);
     migrate(this.db);
-    this.vault = new TokenVault(this.db, options.cipher, options.path);
+    this.vault = new SecretVault(options.cipher, `the state file ${options.path}`);
     try {
-      this.vault.verify();
+      verifyVault(this.db, this.vault);
     } catch (error) {
       this.db.close();
       throw error;
@@ -687,9 +688,9 @@ export class SqliteStore implements PoolStore {
    * Re-encrypts every stored secret under `cipher`, which becomes this store's key, then vacuums so
    * no copy under the old key stays in free pages. Processes still running with the old key must restart.
    */
-  reencrypt(cipher: TokenCipher): { rewritten: number } {
+  async reencrypt(cipher: TokenCipher): Promise<{ rewritten: number }> {
     this.writes.flush();
-    const result = this.vault.rewrap(cipher);
+    const result = rewrapVault(this.db, this.vault, cipher);
     this.db.exec("VACUUM");
     return result;
   }

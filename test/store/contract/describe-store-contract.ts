@@ -1,5 +1,6 @@
 import { describe } from "bun:test";
 import { type Backing, Harness, type MakeBacking } from "./_harness";
+import { encryptionContract } from "./encryption";
 import { failurePolicyContract } from "./failure-policy";
 import { keyAdminContract } from "./key-admin";
 import { sessionsContract } from "./sessions";
@@ -18,5 +19,6 @@ export function describeStoreContract(name: string, make: MakeBacking, options: 
     failurePolicyContract(h);
     sessionsContract(h);
     keyAdminContract(h);
+    encryptionContract(h);
   });
 }
