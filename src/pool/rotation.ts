@@ -26,7 +26,7 @@ export interface RankContext {
   random: () => number;
   /** Highest rank among the pool's takeable keys (lru and round_robin only). */
   maxRank: number;
-  /** The pool's virtual time for weighted: the highest rank any picked key had (weighted only). */
+  /** The pool's virtual time for weighted (see virtualTimeOf; weighted only). */
   virtualTime: number;
 }
 
@@ -102,6 +102,16 @@ export function initialRank(rotation: Rotation, ctx: RankContext): number {
     case "least_busy":
       return 0;
   }
+}
+
+/**
+ * weighted's virtual time, from the pool's highest-ranked takeable key: the rank that key had when
+ * it was last picked (its rank less one stride). Read from the stored keys, it is the same for every
+ * process sharing the pool; it never runs ahead of the true virtual time (the highest rank any
+ * pick had) and trails it by at most one stride.
+ */
+export function virtualTimeOf(top: { rank: number; weight: number } | null): number {
+  return top ? top.rank - 1 / top.weight : 0;
 }
 
 /** Whether rankAfterTake needs the pool's highest rank, which costs the store one extra index read. */

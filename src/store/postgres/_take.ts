@@ -18,8 +18,8 @@ import { DAY_MS, MINUTE_MS } from "../../pool/limits";
  * snapshot, which may predate a commit the lock waited for.
  *
  * Parameters: $1 pool, $2 now, $3 the rank to start from (random) or the preferred ids (sessions),
- * $4 ids to exclude, $5 lease id, $6 lease expiry, $7 cooldown ms, $8 rank input (random: the new rank;
- * weighted: the pool's virtual time), $9 pool rpm, $10 pool daily_requests.
+ * $4 ids to exclude, $5 lease id, $6 lease expiry, $7 cooldown ms, $8 the new rank (random only),
+ * $9 pool rpm, $10 pool daily_requests.
  */
 export interface TakeVariant {
   rotation: Rotation;
@@ -32,10 +32,12 @@ export interface TakeVariant {
 export interface TakenRow {
   id: string;
   token: string;
-  old_rank: number;
 }
 
 const MAX_RANK = `(SELECT max(rank) FROM keypool_keys WHERE pool = $1 AND takeable)`;
+
+/** weighted: the pool's virtual time, as virtualTimeOf (src/pool/rotation.ts) reads it from the shared rows. `$1` is the pool. */
+export const VIRTUAL_TIME = `(SELECT rank - 1.0 / weight FROM keypool_keys WHERE pool = $1 AND takeable ORDER BY rank DESC LIMIT 1)`;
 
 /** rankAfterTake in SQL; `p` is the picked row. */
 function rankSql(rotation: Rotation): string {
@@ -48,7 +50,8 @@ function rankSql(rotation: Rotation): string {
     case "random":
       return `$8::float8`;
     case "weighted":
-      return `GREATEST(p.rank, $8::float8) + 1.0 / p.weight`;
+      // A key back from a long rest starts at the virtual time, not its stale rank (see rankAfterTake).
+      return `GREATEST(p.rank, COALESCE(${VIRTUAL_TIME}, p.rank)) + 1.0 / p.weight`;
     case "most_remaining":
       return `p.rank + 1`;
     case "least_busy":
@@ -124,7 +127,7 @@ updated AS (
     day_requests = CASE WHEN p.limited THEN p.d_requests ELSE k.day_requests END
   FROM decided p
   WHERE k.pool = p.pool AND k.id = p.id
-  RETURNING k.id, k.token, p.rank AS old_rank
+  RETURNING k.id, k.token
 ),
 leased AS (
   INSERT INTO keypool_leases (lease, pool, key_id, taken_at, expires_at)
@@ -134,5 +137,5 @@ logged AS (
   INSERT INTO keypool_events (at, pool, key_id, from_state, to_state, class, reason, until)
   SELECT $2::float8, pool, id, health, 'cooling', NULL, limit_reason, limit_until FROM decided WHERE rested
 )
-SELECT id, token, old_rank FROM updated`;
+SELECT id, token FROM updated`;
 }

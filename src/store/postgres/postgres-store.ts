@@ -58,7 +58,7 @@ import { type AdminColumns, ladderOf, limitsOf, overridesOf, type PolicyColumns,
 import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
 import { maskDatabaseUrl } from "./database-url";
 import { PostgresSessions } from "./_sessions";
-import { type TakenRow, type TakeVariant, takeSql } from "./_take";
+import { type TakenRow, type TakeVariant, takeSql, VIRTUAL_TIME } from "./_take";
 import { PostgresUsageLedger } from "./_usage-ledger";
 import { SecretVault } from "../secret-vault";
 import { rewrapVault, verifyVault } from "./_vault";
@@ -109,6 +109,8 @@ const RECLAIM_EVERY_MS = 1000;
 // Serializes schema migrations, and syncs of the key lists, between instances starting at once.
 const MIGRATE_LOCK = "hashtext('keypool.migrate')";
 const SYNC_LOCK = "hashtext('keypool.sync')";
+// With a hash of pool and session, serializes one session's takes (the two-key lock space, apart from the two above).
+const SESSION_LOCK_CLASS = 0x6b70_7373; // "kpss"
 const RETRIES = 3;
 
 /**
@@ -124,8 +126,6 @@ export class PostgresStore implements PoolStore {
   private readonly failuresToDead: number;
   private readonly timeoutSec: number;
   private readonly pools = new Map<string, PoolSettings>();
-  // Per-pool virtual time for weighted rotation; an approximation per instance is enough for fairness.
-  private readonly virtualTime = new Map<string, number>();
   private readonly takeStatements = new Map<string, string>();
   private readonly vault: SecretVault;
   private readonly sessions = new PostgresSessions();
@@ -302,38 +302,44 @@ export class PostgresStore implements PoolStore {
 
   private async takeNow(settings: PoolSettings, exclude: string[], session?: string): Promise<Lease | { retryAfterMs: number }> {
     const now = this.clock.now();
-    if (now >= this.nextReclaimAt) await this.reclaimExpiredLeases(now);
-    // A sticky session tries its own key (then the one it is detouring on) before the rotation does.
-    const sticky = session === undefined ? undefined : await this.sessions.lookup(this.sql, settings.name, session, now);
-    const preferred = sticky?.candidates.filter((id) => !exclude.includes(id)) ?? [];
-    let lease = preferred.length > 0 ? await this.pick(settings, now, exclude, { preferred }) : null;
-    lease ??= await this.pick(settings, now, exclude, {});
+    if (now >= this.nextReclaimAt) await this.reclaimExpiredLeases(this.sql, now);
+    if (session === undefined) return this.takeIn(this.sql, settings, now, exclude, []);
+    // A session's takes run one at a time, each in one transaction, on whichever instance: two first
+    // takes of a new session cannot map it to two keys, and a take never reads a mapping half-changed.
+    return this.transaction(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(${SESSION_LOCK_CLASS}::int, hashtext(${`${settings.name}\n${session}`}))`;
+      // It tries its own key (then the one it is detouring on) before the rotation does.
+      const sticky = await this.sessions.lookup(tx, settings.name, session, now);
+      const taken = await this.takeIn(tx, settings, now, exclude, sticky.candidates);
+      if ("lease" in taken) await this.sessions.record(tx, sticky, taken.id, now, { ttlSec: settings.sessionTtlSec, max: settings.maxSessions });
+      return taken;
+    });
+  }
+
+  private async takeIn(db: Db, settings: PoolSettings, now: number, exclude: string[], candidates: string[]): Promise<Lease | { retryAfterMs: number }> {
+    const preferred = candidates.filter((id) => !exclude.includes(id));
+    let lease = preferred.length > 0 ? await this.pick(db, settings, now, exclude, { preferred }) : null;
+    lease ??= await this.pick(db, settings, now, exclude, {});
     // Every ready key may have been locked by takes and releases in flight: wait for them once.
-    lease ??= await this.pick(settings, now, exclude, { wait: true });
-    if (!lease) {
-      const soonest = await this.soonestFree(settings, now);
-      if (!soonest.expired) return { retryAfterMs: soonest.retryAfterMs };
-      await this.reclaimExpiredLeases(now);
-      lease = await this.pick(settings, now, exclude, { wait: true });
-      if (!lease) return { retryAfterMs: (await this.soonestFree(settings, now)).retryAfterMs };
-    }
-    if (sticky) await this.sessions.record(this.sql, sticky, lease.id, now, { ttlSec: settings.sessionTtlSec, max: settings.maxSessions });
-    return lease;
+    lease ??= await this.pick(db, settings, now, exclude, { wait: true });
+    if (lease) return lease;
+    const soonest = await this.soonestFree(db, settings, now);
+    if (!soonest.expired) return { retryAfterMs: soonest.retryAfterMs };
+    await this.reclaimExpiredLeases(db, now);
+    return (await this.pick(db, settings, now, exclude, { wait: true })) ?? { retryAfterMs: (await this.soonestFree(db, settings, now)).retryAfterMs };
   }
 
   /** One take statement (two for random, which wraps around); null when no key could be taken. */
-  private async pick(settings: PoolSettings, now: number, exclude: string[], how: { preferred?: string[]; wait?: boolean }): Promise<Lease | null> {
+  private async pick(db: Db, settings: PoolSettings, now: number, exclude: string[], how: { preferred?: string[]; wait?: boolean }): Promise<Lease | null> {
     const { rotation } = settings;
     const pool = settings.name;
     const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
     const expiresAt = now + settings.leaseTtlSec * 1000;
-    let rankInput = 0;
-    if (rotation === "random") rankInput = this.random();
-    if (rotation === "weighted") rankInput = await this.poolVirtualTime(this.sql, pool);
+    const rankInput = rotation === "random" ? this.random() : 0;
     const run = async (from: number | string[]) => {
       const variant: TakeVariant = { rotation, preferred: Array.isArray(from), wait: how.wait === true };
       const params = [pool, now, from, exclude, leaseId, expiresAt, settings.cooldownSec * 1000, rankInput, settings.rpm ?? null, settings.dailyRequests ?? null];
-      const [row] = (await this.sql.unsafe(this.takeStatement(variant), params)) as TakenRow[];
+      const [row] = (await db.unsafe(this.takeStatement(variant), params)) as TakenRow[];
       return row ?? null;
     };
     let row: TakenRow | null;
@@ -345,7 +351,6 @@ export class PostgresStore implements PoolStore {
       if (!row && start !== LOWEST_RANK) row = await run(LOWEST_RANK);
     }
     if (!row) return null;
-    if (rotation === "weighted") this.virtualTime.set(pool, Math.max(this.virtualTime.get(pool) ?? 0, row.old_rank));
     return { lease: leaseId, pool, id: row.id, token: this.vault.reveal(row.token), takenAt: now, expiresAt };
   }
 
@@ -357,10 +362,10 @@ export class PostgresStore implements PoolStore {
   }
 
   /** Leases never released within their TTL give their slot back, whichever instance took them; the key's state is untouched. */
-  private async reclaimExpiredLeases(now: number): Promise<void> {
+  private async reclaimExpiredLeases(db: Db, now: number): Promise<void> {
     this.nextReclaimAt = now + RECLAIM_EVERY_MS;
     const leastBusy = [...this.pools.values()].filter((p) => p.rotation === "least_busy").map((p) => p.name);
-    await this.sql`
+    await db`
       WITH gone AS (
         DELETE FROM keypool_leases WHERE lease IN (SELECT lease FROM keypool_leases WHERE expires_at <= ${now} FOR UPDATE SKIP LOCKED)
         RETURNING pool, key_id
@@ -371,9 +376,9 @@ export class PostgresStore implements PoolStore {
       FROM counts c WHERE k.pool = c.pool AND k.id = c.key_id`;
   }
 
-  private async soonestFree(settings: PoolSettings, now: number): Promise<{ retryAfterMs: number; expired: boolean }> {
+  private async soonestFree(db: Db, settings: PoolSettings, now: number): Promise<{ retryAfterMs: number; expired: boolean }> {
     const pool = settings.name;
-    const [row] = (await this.sql`
+    const [row] = (await db`
       SELECT (SELECT min(ready_at) FROM keypool_keys WHERE pool = ${pool} AND takeable AND ready_at > ${now}) AS ready,
              (SELECT min(expires_at) FROM keypool_leases WHERE pool = ${pool} AND expires_at > ${now}) AS lease,
              EXISTS (SELECT 1 FROM keypool_leases WHERE expires_at <= ${now}) AS expired`) as [{ ready: number | null; lease: number | null; expired: boolean }];
@@ -856,14 +861,10 @@ export class PostgresStore implements PoolStore {
     return { now: this.clock.now(), random: this.random, maxRank, virtualTime };
   }
 
+  /** weighted's virtual time, as every instance sees it (see VIRTUAL_TIME). */
   private async poolVirtualTime(db: Db, pool: string): Promise<number> {
-    let virtualTime = this.virtualTime.get(pool);
-    if (virtualTime === undefined) {
-      const [row] = (await db`SELECT min(rank) AS rank FROM keypool_keys WHERE pool = ${pool} AND takeable`) as Array<{ rank: number | null }>;
-      virtualTime = row?.rank ?? 0;
-      this.virtualTime.set(pool, virtualTime);
-    }
-    return virtualTime;
+    const [row] = (await db.unsafe(`SELECT ${VIRTUAL_TIME} AS rank`, [pool])) as Array<{ rank: number | null }>;
+    return row?.rank ?? 0;
   }
 
   /** A read or a single statement, failing with STORE_UNAVAILABLE past the deadline or without a database. */

@@ -28,7 +28,7 @@ import { type KeyLimits, countRequest, countTokens, hasRequestLimits } from "../
 import { costMicros } from "../../pool/pricing";
 import { windowStart } from "../../pool/usage";
 import { exhaustedUntil } from "../../pool/rate-limit-headers";
-import { FULL_BUDGET, LOWEST_RANK, busyRank, initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext } from "../../pool/rotation";
+import { FULL_BUDGET, LOWEST_RANK, busyRank, initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext, virtualTimeOf } from "../../pool/rotation";
 import type {
   CheckRecord,
   DueCheck,
@@ -124,8 +124,6 @@ export class SqliteStore implements PoolStore {
   private readonly random: () => number;
   private readonly failuresToDead: number;
   private readonly pools = new Map<string, PoolSettings>();
-  // Per-pool virtual time for weighted rotation; an approximation per process is enough for fairness.
-  private readonly virtualTime = new Map<string, number>();
   private nextReclaimAt = 0;
   private readonly sql: ReturnType<typeof prepareStatements>;
   private readonly writes: WriteBatcher;
@@ -253,7 +251,6 @@ export class SqliteStore implements PoolStore {
 
     const ctx = this.rankContext(settings.name, settings);
     const rank = rankAfterTake(settings.rotation, { rank: row.rank, weight: row.weight, inFlight: row.in_flight }, ctx);
-    if (settings.rotation === "weighted") this.virtualTime.set(settings.name, Math.max(ctx.virtualTime, row.rank));
     let condition = afterTake(conditionOf(row), settings, now);
     const limits = limitsOf(row, settings);
     if (hasRequestLimits(limits)) condition = this.countTake(row, condition, limits, now);
@@ -715,13 +712,11 @@ export class SqliteStore implements PoolStore {
   }
 
   private rankContext(pool: string, settings: PoolSettings): RankContext {
-    let virtualTime = this.virtualTime.get(pool);
-    if (virtualTime === undefined && settings.rotation === "weighted") {
-      virtualTime = (this.pickStatements(pool).minRank.get() as { rank: number } | null)?.rank ?? 0;
-      this.virtualTime.set(pool, virtualTime);
-    }
-    const maxRank = needsMaxRank(settings.rotation) ? ((this.pickStatements(pool).maxRank.get() as { rank: number } | null)?.rank ?? 0) : 0;
-    return { now: this.clock.now(), random: this.random, maxRank, virtualTime: virtualTime ?? 0 };
+    const top = () => this.pickStatements(pool).top.get() as { rank: number; weight: number } | null;
+    const maxRank = needsMaxRank(settings.rotation) ? (top()?.rank ?? 0) : 0;
+    // Read each time rather than remembered: other processes on the file move it too.
+    const virtualTime = settings.rotation === "weighted" ? virtualTimeOf(top()) : 0;
+    return { now: this.clock.now(), random: this.random, maxRank, virtualTime };
   }
 
   /** The pick statements of one pool, prepared on first use. */
@@ -827,8 +822,7 @@ function preparePickStatements(db: Database, pool: string) {
     pickExcluding: db.query(`SELECT * FROM keys WHERE ${ready} AND id NOT IN (SELECT value FROM json_each(?3)) ORDER BY rank LIMIT 1`),
     // One given key, if the pick would take it now: a sticky session's own key.
     pickKey: db.query(`SELECT * FROM keys WHERE ${ready} AND id = ?3`),
-    minRank: db.query(`SELECT rank FROM keys WHERE pool = ${literal} AND takeable = 1 ORDER BY rank LIMIT 1`),
-    maxRank: db.query(`SELECT rank FROM keys WHERE pool = ${literal} AND takeable = 1 ORDER BY rank DESC LIMIT 1`),
+    top: db.query(`SELECT rank, weight FROM keys WHERE pool = ${literal} AND takeable = 1 ORDER BY rank DESC LIMIT 1`),
   };
 }
 

@@ -87,6 +87,17 @@ export function sessionsContract(h: Harness): void {
       expect([await use(b.store), await use(b.store, { session: "s1" })]).toEqual([expect.not.stringMatching(own), own]);
     });
 
+    it("maps a new session to one key when its first takes arrive at once on two stores", async () => {
+      const a = await h.openStore(settings(), keys(4));
+      const b = await h.openStore(settings(), keys(4), { backing: a.backing, clock: a.clock });
+      for (let round = 0; round < 5; round++) {
+        const session = `burst-${round}`;
+        const leases = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? a : b).store.take("default", { session })));
+        expect(new Set(leases.map((l) => l.id)).size).toBe(1);
+        await Promise.all(leases.map((l, i) => (i % 2 === 0 ? a : b).store.release({ lease: l.lease }, { ok: true })));
+      }
+    });
+
     it("adds each release's tokens to its session's totals and lists live sessions by input tokens", async () => {
       const { store, clock } = await h.openStore(settings({ sessionTtlSec: 60 }));
       const report = async (session: string, usage?: { input: number; output: number; cached?: number; cacheWrite?: number }) => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import type { Rotation } from "../../../src/config/types";
-import { type Harness, failure, keys, seededRandom, settings } from "./_harness";
+import { type Harness, failure, keys, seededRandom, settings, use } from "./_harness";
 
 export function takeReleaseContract(h: Harness): void {
   describe("take", () => {
@@ -36,6 +36,26 @@ export function takeReleaseContract(h: Harness): void {
       for (const [i, expected] of [200, 400, 600, 800].entries()) {
         expect(Math.abs(counts[`k${i}`]! - expected)).toBeLessThanOrEqual(expected * 0.02);
       }
+    });
+
+    it("keeps weighted fair across processes sharing the pool, and starts a rested key at the pool's virtual time", async () => {
+      const backing = await h.backing();
+      const pool = settings({ rotation: "weighted" });
+      const { store: busy, clock } = await h.openStore(pool, keys(3), { backing });
+      // A second process on the same state, idle while the first works the pool.
+      const { store: idle } = await h.openStore(pool, keys(3), { backing, clock });
+      await busy.release({ id: "k0", pool: "default" }, { ok: false, status: 429 });
+      const during: string[] = [];
+      for (let i = 0; i < 100; i++) during.push(await use(busy));
+      expect(during).not.toContain("k0");
+      clock.advance(3_600_000);
+      // k0 is back, and the process that saw none of the work takes now: k0's fair share is one take
+      // in three, not a run of takes until its stale rank catches up with the others'.
+      const after: string[] = [];
+      for (let i = 0; i < 30; i++) after.push(await use(idle));
+      for (const id of ["k0", "k1", "k2"]) expect(after.filter((x) => x === id).length).toBeGreaterThanOrEqual(9);
+      // At most a tie's worth of repeats: k0 re-enters level with the others.
+      expect(after.some((id, i) => i > 1 && after[i - 1] === id && after[i - 2] === id)).toBe(false);
     });
 
     it("uses every key with random, none far from the mean", async () => {
