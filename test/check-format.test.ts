@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { XMLParser, XMLValidator } from "fast-xml-parser";
-import { renderJUnit } from "../src/cli/_junit";
+import { renderJUnit } from "../src/cli/junit";
 import { type FakeUpstream, startFakeUpstream } from "./helpers/fake-upstream";
 import { runKeypool } from "./helpers/run-keypool";
 import { tempDir } from "./helpers/temp-dir";

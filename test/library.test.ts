@@ -2,7 +2,7 @@ import { describe, expect, it } from "bun:test";
 import { closeSync, mkdirSync, openSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { deriveKeyId } from "../src/config/tokens-file";
-import { outcomeOfError, outcomeOfValue } from "../src/lib/_outcome";
+import { outcomeOfError, outcomeOfValue } from "../src/lib/outcome";
 import { DomainError, openPool } from "../src/lib/index";
 import { jsonPost } from "./helpers/daemon";
 import { spawnDaemon } from "./helpers/spawn-daemon";

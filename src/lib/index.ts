@@ -21,7 +21,7 @@ import { MASTER_KEY_ENV, loadTokenCipher } from "../store/master-key";
 import { SqliteStore } from "../store/sqlite/sqlite-store";
 import { createStore } from "../store/create-store";
 import type { KeyStatus, Lease, ReleaseResult, TakeOptions } from "../store/types";
-import { type ReportedOutcome, outcomeOfError, outcomeOfValue } from "./_outcome";
+import { type ReportedOutcome, outcomeOfError, outcomeOfValue } from "./outcome";
 
 export type { Config, KeyState, KeyStatus, Lease, ReleaseResult, ReportedOutcome, Rotation, TakeOptions };
 export { DomainError };

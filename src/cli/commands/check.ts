@@ -3,7 +3,7 @@ import { loadConfig } from "../../config/load";
 import type { Config } from "../../config/types";
 import { checkKeys, type CheckRow, type CheckTarget } from "../../health/check-keys";
 import { maskToken } from "../../pool/mask";
-import { renderJUnit } from "../_junit";
+import { renderJUnit } from "../junit";
 import { configArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
 
