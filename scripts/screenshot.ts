@@ -44,7 +44,10 @@ try {
         const lease = await daemon.broker.take(pool).catch(() => undefined);
         if (!lease) continue; // every key resting: a real client would wait too
         const failed = random() < errorRate;
-        await daemon.broker.release({ lease: lease.lease, ok: !failed, status: failed ? (random() < 0.8 ? 429 : 503) : 200 });
+        // Answers report their tokens; a conversation's later turns read most of their prompt from the upstream's cache.
+        const input = 800 + Math.round(random() * 2400);
+        const usage = failed ? {} : { input_tokens: input, output_tokens: 150 + Math.round(random() * 300), cached_tokens: Math.round(input * (0.35 + random() * 0.4)) };
+        await daemon.broker.release({ lease: lease.lease, ok: !failed, status: failed ? (random() < 0.8 ? 429 : 503) : 200, ...usage });
       }
     }
   }
