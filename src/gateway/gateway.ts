@@ -65,7 +65,9 @@ export function createGateway(deps: GatewayDeps) {
 
   return async function handleGatewayRequest(request: Request, server: Server<unknown>): Promise<Response> {
     const started = performance.now();
-    const requestId = crypto.randomUUID().slice(0, 8);
+    // Only log lines carry it: made on first use, not for every request.
+    let requestId: string | undefined;
+    const idOfRequest = () => (requestId ??= crypto.randomUUID().slice(0, 8));
     const url = new URL(request.url);
 
     const body = await readBody(request, maxBodyBytes);
@@ -90,7 +92,7 @@ export function createGateway(deps: GatewayDeps) {
     const clientIp = server.requestIP(request)?.address;
     const log = (status: number, attempts: number, keyId: string | undefined, extra: Record<string, unknown> = {}) =>
       logger.info("gateway request", {
-        request_id: requestId,
+        request_id: idOfRequest(),
         pool: route.pool,
         key: keyId,
         method: request.method,
@@ -165,7 +167,7 @@ export function createGateway(deps: GatewayDeps) {
       const sent = bodyFor(target, body, json);
 
       const sentAt = performance.now();
-      const result = await attemptOnce(request, match.path + url.search, sent.body, lease, target, clientIp);
+      const result = await attemptOnce(request, match.path + url.search, url.protocol, sent.body, lease, target, clientIp);
       if (result.kind === "transport") {
         if (request.signal.aborted) {
           // The client left before the answer: that says nothing about the key, so no penalty
@@ -190,7 +192,7 @@ export function createGateway(deps: GatewayDeps) {
         metrics.recordRequest(lease.pool, lease.id, outcome);
         metrics.observeUpstream(lease.pool, "total", (performance.now() - sentAt) / 1000);
         logger.warn("upstream attempt failed", {
-          request_id: requestId,
+          request_id: idOfRequest(),
           pool: lease.pool,
           key: lease.id,
           attempt,
@@ -279,14 +281,18 @@ function isSmallWholeBody(response: Response): boolean {
 async function attemptOnce(
   request: Request,
   pathAndQuery: string,
+  /** The client's scheme as `URL.protocol` gives it (`http:`), from the URL the caller already parsed. */
+  protocol: string,
   body: Uint8Array | undefined,
   lease: Lease,
   route: GatewayTarget,
   clientIp: string | undefined,
 ): Promise<Attempt> {
   const { upstream } = route;
-  const target = new URL(joinPath(upstream.baseUrl!, pathAndQuery));
+  // fetch takes the string as is; a URL object is built only when the key goes into the query.
+  let target: string | URL = joinPath(upstream.baseUrl!, pathAndQuery);
   if (upstream.authQuery) {
+    target = new URL(target);
     target.searchParams.delete(upstream.authQuery);
     target.searchParams.set(upstream.authQuery, lease.token);
   }
@@ -296,7 +302,7 @@ async function attemptOnce(
       authHeader: upstream.authQuery ? undefined : upstream.authHeader,
       authValue: upstream.authQuery ? undefined : upstream.authTemplate.replaceAll("{token}", lease.token),
       clientIp,
-      proto: new URL(request.url).protocol.replace(":", ""),
+      proto: protocol.replace(":", ""),
     });
   } catch {
     // A token no header can carry (stored before tokens were checked): a failure of this key, not a

@@ -9,8 +9,8 @@ interface PendingWrite {
 /**
  * Micro-batching: writes submitted in the same turn of the event loop share one IMMEDIATE
  * transaction, so a burst of N takes and releases pays for one lock and one commit instead of N.
- * Each write still runs as its own savepoint (bun:sqlite nests transactions that way): one that
- * throws rolls back alone, and the others commit.
+ * Each write is itself a bun:sqlite transaction (`db.transaction(fn).immediate`), so inside a batch
+ * it runs as a savepoint: one that throws rolls back alone, and the others commit.
  */
 export class WriteBatcher {
   private pending: PendingWrite[] = [];
@@ -29,6 +29,7 @@ export class WriteBatcher {
     );
   }
 
+  /** `run` must be a transaction of its own: alone in its turn, it runs unwrapped. */
   submit<R>(run: () => R): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.pending.push({ run, resolve: resolve as (value: unknown) => void, reject });
@@ -45,6 +46,7 @@ export class WriteBatcher {
     const batch = this.pending;
     if (batch.length === 0) return;
     this.pending = [];
+    if (batch.length === 1) return this.flushOne(batch[0]!);
     let results: Array<{ ok: boolean; value: unknown }>;
     try {
       results = this.runBatch.immediate(batch);
@@ -54,5 +56,20 @@ export class WriteBatcher {
       return;
     }
     results.forEach((result, i) => (result.ok ? batch[i]!.resolve(result.value) : batch[i]!.reject(result.value)));
+  }
+
+  /**
+   * A write alone in its turn (the common case below a few hundred requests/s) runs in its own
+   * IMMEDIATE transaction: wrapping it in a batch would only add a savepoint and its release.
+   */
+  private flushOne(write: PendingWrite): void {
+    let value: unknown;
+    try {
+      value = write.run();
+    } catch (error) {
+      write.reject(error);
+      return;
+    }
+    write.resolve(value);
   }
 }
