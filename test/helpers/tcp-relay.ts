@@ -4,15 +4,13 @@ import type { Socket } from "bun";
  * A TCP relay on port 0 in front of a real server, for tests of a network that stops answering
  * without closing anything: a frozen host, a partition that drops packets.
  *
- *   await using relay = await startTcpRelay("127.0.0.1", 5432);
+ *   await using relay = startTcpRelay("127.0.0.1", 5432);
  *   relay.freeze(); // connections stay open, nothing gets through in either direction
  *   relay.thaw();   // what was held is delivered: the host woke up
  *   relay.cut();    // every connection open now is reset: the host rebooted
  */
 export interface TcpRelay extends AsyncDisposable {
   port: number;
-  /** Connections open through the relay right now (a stranded one counts until the relay is disposed). */
-  readonly connections: number;
   /** Stops forwarding both ways. Sockets stay open and new ones are accepted; bytes are held, not dropped. */
   freeze(): void;
   /** Resumes forwarding, delivering everything held while frozen, in order. */
@@ -42,7 +40,7 @@ interface Link {
   stranded: boolean;
 }
 
-export async function startTcpRelay(hostname: string, port: number): Promise<TcpRelay> {
+export function startTcpRelay(hostname: string, port: number): TcpRelay {
   const links = new Set<Link>();
   let frozen = false;
 
@@ -102,6 +100,8 @@ export async function startTcpRelay(hostname: string, port: number): Promise<Tcp
         client.data = link;
         links.add(link);
         const open = (server: Socket<Link>) => {
+          // Cut or disposed while it was connecting: the server side goes too.
+          if (!links.has(link)) return server.terminate();
           link.sockets.add(server);
           link.up.to = server;
           pumpBoth(link);
@@ -114,9 +114,6 @@ export async function startTcpRelay(hostname: string, port: number): Promise<Tcp
 
   return {
     port: listener.port,
-    get connections() {
-      return links.size;
-    },
     freeze() {
       frozen = true;
     },

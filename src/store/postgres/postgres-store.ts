@@ -106,6 +106,8 @@ type Fields = Record<string, string | number | boolean | null>;
 
 // Expired leases are reclaimed at most this often per process; a take that finds nothing reclaims at once.
 const RECLAIM_EVERY_MS = 1000;
+// Lease ids of takes given up on at their deadline, remembered until the lease would have expired anyway; past this many, the oldest are left to expiry.
+const MAX_ABANDONED = 10_000;
 // Serializes schema migrations, and syncs of the key lists, between instances starting at once.
 const MIGRATE_LOCK = "hashtext('keypool.migrate')";
 const SYNC_LOCK = "hashtext('keypool.sync')";
@@ -131,6 +133,14 @@ export class PostgresStore implements PoolStore {
   private readonly sessions = new PostgresSessions();
   private readonly ledger = new PostgresUsageLedger();
   private nextReclaimAt = 0;
+  /**
+   * Takes this instance answered STORE_UNAVAILABLE to at their deadline, by lease id, with when the
+   * lease would expire. A hung server may still run such a take when it wakes; the next reclaim gives
+   * that lease back at once instead of after lease_ttl_sec.
+   */
+  private readonly abandoned = new Map<string, number>();
+  /** A take was abandoned since the last reclaim: the next take reclaims at once, as the store may answer again. */
+  private reclaimAbandoned = false;
 
   private constructor(
     private readonly sql: SQL,
@@ -291,7 +301,15 @@ export class PostgresStore implements PoolStore {
   async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
     const settings = this.settingsOf(pool);
     const exclude = [...(options.exclude ?? [])];
-    const outcome = await this.guard(() => this.takeNow(settings, exclude, options.session));
+    // One id for every pick of this take: at most one of them inserts a lease.
+    const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
+    let outcome: Lease | { retryAfterMs: number };
+    try {
+      outcome = await this.guard(() => this.takeNow(settings, exclude, leaseId, options.session));
+    } catch (error) {
+      if (error instanceof DomainError && error.code === "STORE_UNAVAILABLE") this.abandon(leaseId, this.clock.now() + settings.leaseTtlSec * 1000);
+      throw error;
+    }
     if ("lease" in outcome) return outcome;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
@@ -300,40 +318,47 @@ export class PostgresStore implements PoolStore {
     );
   }
 
-  private async takeNow(settings: PoolSettings, exclude: string[], session?: string): Promise<Lease | { retryAfterMs: number }> {
+  private async takeNow(settings: PoolSettings, exclude: string[], leaseId: string, session?: string): Promise<Lease | { retryAfterMs: number }> {
     const now = this.clock.now();
-    if (now >= this.nextReclaimAt) await this.reclaimExpiredLeases(this.sql, now);
-    if (session === undefined) return this.takeIn(this.sql, settings, now, exclude, []);
+    if (now >= this.nextReclaimAt || this.reclaimAbandoned) await this.reclaimExpiredLeases(this.sql, now);
+    if (session === undefined) return this.takeIn(this.sql, settings, now, exclude, leaseId, []);
     // A session's takes run one at a time, each in one transaction, on whichever instance: two first
     // takes of a new session cannot map it to two keys, and a take never reads a mapping half-changed.
     return this.transaction(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(${SESSION_LOCK_CLASS}::int, hashtext(${`${settings.name}\n${session}`}))`;
       // It tries its own key (then the one it is detouring on) before the rotation does.
       const sticky = await this.sessions.lookup(tx, settings.name, session, now);
-      const taken = await this.takeIn(tx, settings, now, exclude, sticky.candidates);
+      const taken = await this.takeIn(tx, settings, now, exclude, leaseId, sticky.candidates);
       if ("lease" in taken) await this.sessions.record(tx, sticky, taken.id, now, { ttlSec: settings.sessionTtlSec, max: settings.maxSessions });
       return taken;
     });
   }
 
-  private async takeIn(db: Db, settings: PoolSettings, now: number, exclude: string[], candidates: string[]): Promise<Lease | { retryAfterMs: number }> {
+  private async takeIn(
+    db: Db,
+    settings: PoolSettings,
+    now: number,
+    exclude: string[],
+    leaseId: string,
+    candidates: string[],
+  ): Promise<Lease | { retryAfterMs: number }> {
     const preferred = candidates.filter((id) => !exclude.includes(id));
-    let lease = preferred.length > 0 ? await this.pick(db, settings, now, exclude, { preferred }) : null;
-    lease ??= await this.pick(db, settings, now, exclude, {});
+    const pick = (how: { preferred?: string[]; wait?: boolean }) => this.pick(db, settings, now, exclude, leaseId, how);
+    let lease = preferred.length > 0 ? await pick({ preferred }) : null;
+    lease ??= await pick({});
     // Every ready key may have been locked by takes and releases in flight: wait for them once.
-    lease ??= await this.pick(db, settings, now, exclude, { wait: true });
+    lease ??= await pick({ wait: true });
     if (lease) return lease;
     const soonest = await this.soonestFree(db, settings, now);
     if (!soonest.expired) return { retryAfterMs: soonest.retryAfterMs };
     await this.reclaimExpiredLeases(db, now);
-    return (await this.pick(db, settings, now, exclude, { wait: true })) ?? { retryAfterMs: (await this.soonestFree(db, settings, now)).retryAfterMs };
+    return (await pick({ wait: true })) ?? { retryAfterMs: (await this.soonestFree(db, settings, now)).retryAfterMs };
   }
 
   /** One take statement (two for random, which wraps around); null when no key could be taken. */
-  private async pick(db: Db, settings: PoolSettings, now: number, exclude: string[], how: { preferred?: string[]; wait?: boolean }): Promise<Lease | null> {
+  private async pick(db: Db, settings: PoolSettings, now: number, exclude: string[], leaseId: string, how: { preferred?: string[]; wait?: boolean }): Promise<Lease | null> {
     const { rotation } = settings;
     const pool = settings.name;
-    const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
     const expiresAt = now + settings.leaseTtlSec * 1000;
     const rankInput = rotation === "random" ? this.random() : 0;
     const run = async (from: number | string[]) => {
@@ -365,15 +390,26 @@ export class PostgresStore implements PoolStore {
   private async reclaimExpiredLeases(db: Db, now: number): Promise<void> {
     this.nextReclaimAt = now + RECLAIM_EVERY_MS;
     const leastBusy = [...this.pools.values()].filter((p) => p.rotation === "least_busy").map((p) => p.name);
+    for (const [lease, expiresAt] of this.abandoned) if (expiresAt <= now) this.abandoned.delete(lease);
+    const abandoned = [...this.abandoned.keys()];
+    this.reclaimAbandoned = false;
     await db`
       WITH gone AS (
-        DELETE FROM keypool_leases WHERE lease IN (SELECT lease FROM keypool_leases WHERE expires_at <= ${now} FOR UPDATE SKIP LOCKED)
+        DELETE FROM keypool_leases WHERE lease IN (
+          SELECT lease FROM keypool_leases WHERE expires_at <= ${now} OR lease = ANY(${abandoned}::text[]) FOR UPDATE SKIP LOCKED)
         RETURNING pool, key_id
       ), counts AS (SELECT pool, key_id, count(*)::int AS n FROM gone GROUP BY pool, key_id)
       UPDATE keypool_keys k SET
         in_flight = GREATEST(0, k.in_flight - c.n),
         rank = CASE WHEN k.pool = ANY(${leastBusy}::text[]) THEN GREATEST(0, k.in_flight - c.n) * 1e13 + COALESCE(k.last_used, 0) ELSE k.rank END
       FROM counts c WHERE k.pool = c.pool AND k.id = c.key_id`;
+  }
+
+  /** Remembers a take given up on at its deadline (see `abandoned`). */
+  private abandon(leaseId: string, expiresAt: number): void {
+    if (this.abandoned.size >= MAX_ABANDONED) this.abandoned.delete(this.abandoned.keys().next().value!);
+    this.abandoned.set(leaseId, expiresAt);
+    this.reclaimAbandoned = true;
   }
 
   private async soonestFree(db: Db, settings: PoolSettings, now: number): Promise<{ retryAfterMs: number; expired: boolean }> {
