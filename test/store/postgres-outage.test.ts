@@ -41,6 +41,23 @@ async function takeUntilServed(daemonUrl: string, attempts = 10): Promise<TakeRe
   return results;
 }
 
+/** A schema of its own on the shared cluster, reached through a relay the test can freeze, cut or strand. */
+async function schemaBehindRelay(): Promise<AsyncDisposable & { relay: TcpRelay; url: string }> {
+  const schema = await freshSchema();
+  const server = new URL(POSTGRES_URL!);
+  const relay = startTcpRelay(server.hostname, Number(server.port));
+  const url = new URL(schema.url);
+  url.port = String(relay.port);
+  return {
+    relay,
+    url: url.toString(),
+    async [Symbol.asyncDispose]() {
+      await relay[Symbol.asyncDispose]();
+      await schema[Symbol.asyncDispose]();
+    },
+  };
+}
+
 /** Leases in flight across the pool, re-read after a take+release (which lets the store reclaim) until none are left or `withinMs` passes. */
 async function inFlightSettles(daemonUrl: string, withinMs: number): Promise<number> {
   const until = performance.now() + withinMs;
@@ -113,14 +130,11 @@ describe.skipIf(!POSTGRES_URL)("when PostgreSQL stops answering but keeps its co
       },
     ],
   ])("answers 503 STORE_UNAVAILABLE within store.timeout_sec, stays up, and recovers when the server %s", async (_, end) => {
-    await using schema = await freshSchema();
-    const server = new URL(POSTGRES_URL!);
-    await using relay = startTcpRelay(server.hostname, Number(server.port));
-    const url = new URL(schema.url);
-    url.port = String(relay.port);
+    await using db = await schemaBehindRelay();
+    const { relay } = db;
     using dir = tempDir();
     // Fewer connections than concurrent takes: hung connections must not leave later takes waiting past the deadline.
-    await using daemon = await serveWith(dir, url.toString(), 2);
+    await using daemon = await serveWith(dir, db.url, 2);
 
     const before = await take(daemon.url);
     expect(before.status).toBe(200);
@@ -149,13 +163,10 @@ describe.skipIf(!POSTGRES_URL)("when PostgreSQL stops answering but keeps its co
   }, 30_000);
 
   it("gives back the lease of a take it gave up on, when the server runs that take after all", async () => {
-    await using schema = await freshSchema();
-    const server = new URL(POSTGRES_URL!);
-    await using relay = startTcpRelay(server.hostname, Number(server.port));
-    const url = new URL(schema.url);
-    url.port = String(relay.port);
+    await using db = await schemaBehindRelay();
+    const { relay } = db;
     using dir = tempDir();
-    await using daemon = await serveWith(dir, url.toString());
+    await using daemon = await serveWith(dir, db.url);
     expect(await inFlightSettles(daemon.url, 0)).toBe(0);
 
     relay.freeze();
