@@ -52,6 +52,17 @@ describe("POST /release", () => {
     expect([response.status, body.error.code, typeof body.error.message]).toEqual([status, code, "string"]);
   });
 
+  it("takes numbers written as strings, as the schema allows, and still refuses ones out of range", async () => {
+    await using kp = await startTestDaemon(BASE, TOKENS);
+    const released = await kp.fetch("/release", jsonPost({ id: "a", ok: false, status: "429", input_tokens: "1200", output_tokens: "34" }));
+    expect([released.status, (await released.json()).state]).toEqual([200, "cooling"]);
+    const usage = await (await kp.fetch("/pools/default/usage")).json();
+    const a = usage.keys.find((k: { id: string }) => k.id === "a");
+    expect([a.usage.input_tokens, a.usage.output_tokens]).toEqual([1200, 34]);
+    const wrong = await kp.fetch("/release", jsonPost({ id: "b", ok: false, status: "42" }));
+    expect([wrong.status, (await wrong.json()).error.code]).toEqual([400, "BAD_REQUEST"]);
+  });
+
   it("quarantines a key released with 401 and stops handing it out", async () => {
     await using kp = await startTestDaemon(BASE, TOKENS);
     await kp.fetch("/release", jsonPost({ id: "a", ok: false, status: 401 }));

@@ -42,17 +42,14 @@ const PUBLIC_PATHS = new Set(["/health", "/metrics", "/ui", ...DOCS_PATHS]);
 
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
-  const hasValidApiKey = deps.apiKey ? createApiKeyCheck(deps.apiKey) : null;
+  const refusal = createRequestGuard(deps.apiKey);
   return new Elysia({ name: "keypool-api", normalize: false })
+    // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
+    // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
+    // So the hook stays this small, and returns the refusal by name.
     .onRequest(function guardRequest({ request }) {
-      // GET /take is the hot path: it has no body, so its headers are not even looked at here.
-      if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
-        // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
-        return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
-      }
-      if (hasValidApiKey && !PUBLIC_PATHS.has(pathOf(request.url)) && !hasValidApiKey(request)) {
-        return errorResponse("UNAUTHORIZED", "missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401);
-      }
+      const refused = refusal(request);
+      if (refused) return refused;
     })
     .onTransform(function refuseDeepBody({ body }) {
       // Between parsing and validation, which would walk a deeply nested body for seconds.
@@ -83,6 +80,22 @@ function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
   const routes = new Elysia({ name: "observability" });
   if (!metrics) return routes;
   return routes.use(metricsRoutes(metrics)).use(uiRoutes({ metrics, poolNames: poolNames ?? (() => []), clock: clock ?? systemClock }));
+}
+
+/** The answer to a request refused before routing (too large, or without the API key), if it is refused. */
+function createRequestGuard(apiKey: string | undefined): (request: Request) => Response | undefined {
+  const hasValidApiKey = apiKey ? createApiKeyCheck(apiKey) : null;
+  return function refusal(request) {
+    // GET /take is the hot path: it has no body, so its headers are not even looked at here.
+    if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
+      // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
+      return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
+    }
+    if (hasValidApiKey && !PUBLIC_PATHS.has(pathOf(request.url)) && !hasValidApiKey(request)) {
+      return errorResponse("UNAUTHORIZED", "missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401);
+    }
+    return undefined;
+  };
 }
 
 function pathOf(url: string): string {

@@ -3,6 +3,7 @@ import type { Clock } from "../pool/clock";
 import { KEY_STATES } from "../pool/key-state";
 import type { Outcome } from "../pool/key-state";
 import type { PoolStore } from "../store/types";
+import { CounterTally } from "./counter-tally";
 import { type MinuteCount, MinuteSeries } from "./minute-series";
 import { remainingQuotas } from "./ratelimit-headers";
 import type { TokenUsage } from "./usage-meter";
@@ -76,16 +77,17 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
       for (const row of rows) this.inc({ pool: row.pool, state: row.state });
     },
   });
-  const takes = new Counter({
+  // Counted on every take and release, so tallied first and handed to prom-client when read.
+  const takes = new CounterTally({
     name: "keypool_takes_total",
     help: "Keys asked of the store, by whether one was handed out.",
-    labelNames: ["pool", "outcome"] as const,
+    labelNames: ["pool", "outcome"],
     registers,
   });
-  const requests = new Counter({
+  const requests = new CounterTally({
     name: "keypool_requests_total",
     help: "Uses of a key (gateway attempts and broker releases), by outcome class.",
-    labelNames: ["pool", "key", "class"] as const,
+    labelNames: ["pool", "key", "class"],
     registers,
   });
   const retries = new Counter({
@@ -138,11 +140,11 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
       return Object.fromEntries(pools.map((pool) => [pool, { minutes: series.last(pool, now) }]));
     },
     recordTake(pool, outcome) {
-      takes.inc({ pool, outcome });
+      takes.add(pool, outcome);
     },
     recordRequest(pool, key, outcome) {
       const kind = requestClass(outcome);
-      requests.inc({ pool, key, class: kind });
+      requests.add(pool, key, kind);
       series.record(pool, kind !== "ok" && kind !== "client", clock.now());
     },
     recordRetry(pool) {
