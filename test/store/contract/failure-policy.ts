@@ -188,6 +188,27 @@ export function failurePolicyContract(h: Harness): void {
     });
   });
 
+  describe("limits shared by stores on one backing (instances, processes)", () => {
+    it("counts rpm across stores: the limit holds whichever takes the requests", async () => {
+      const a = await h.openStore(settings({ rpm: 4 }), keys(1));
+      const b = await h.openStore(settings({ rpm: 4 }), keys(1), { backing: a.backing, clock: a.clock });
+      for (const store of [a.store, b.store, a.store, b.store]) await store.release({ lease: (await store.take("default")).lease }, { ok: true });
+      await noKey(a.store.take("default"));
+      await noKey(b.store.take("default"));
+      a.clock.advance(MIN);
+      expect((await b.store.take("default")).id).toBe("k0");
+    });
+
+    it("counts tpm across stores: tokens released through each add up", async () => {
+      const a = await h.openStore(settings({ tpm: 1000 }), keys(1));
+      const b = await h.openStore(settings({ tpm: 1000 }), keys(1), { backing: a.backing, clock: a.clock });
+      await a.store.release({ lease: (await a.store.take("default")).lease }, { ok: true, tokens: 600 });
+      await b.store.release({ lease: (await b.store.take("default")).lease }, { ok: true, tokens: 600 });
+      await noKey(a.store.take("default"));
+      expect((await a.store.status("default"))[0]).toMatchObject({ state: "cooling" });
+    });
+  });
+
   describe("events", () => {
     it("records each transition with its class, reason and until", async () => {
       const { store, clock } = await open(settings(), keys(2, () => "g"));
