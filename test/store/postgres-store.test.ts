@@ -68,6 +68,22 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
     expect(PostgresStore.open({ url: schema.url, clock })).rejects.toThrow(/holds encrypted tokens/);
   });
 
+  it("syncs a pool of 50,000 keys, and syncs it again unchanged, with a 2 s timeout_sec", async () => {
+    await using schema = await freshSchema();
+    const store = await PostgresStore.open({ url: schema.url, clock: new ManualClock(), timeoutSec: 2 });
+    try {
+      const big = keys(50_000);
+      const first = await store.syncPools([{ settings: settings({ rotation: "round_robin" }), keys: big }]);
+      expect([first.default!.added.length, first.default!.kept]).toEqual([50_000, 0]);
+      const again = await store.syncPools([{ settings: settings({ rotation: "round_robin" }), keys: big }]);
+      expect([again.default!.added.length, again.default!.updated.length, again.default!.kept]).toEqual([0, 0, 50_000]);
+      // Added in order, so round_robin starts at the first.
+      expect([(await store.take("default")).id, (await store.take("default")).id]).toEqual(["k0", "k1"]);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
   it("re-encrypts the database under a new key with `keypool keys reencrypt`", async () => {
     await using schema = await freshSchema();
     using dir = tempDir();
