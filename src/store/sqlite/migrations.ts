@@ -170,4 +170,10 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE sessions ADD COLUMN cached_tokens      INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE sessions ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
   `,
+  // 8: every take inserts a lease and every release deletes one; this index made each of them touch
+  // one more B-tree (measured: take+release 20% less CPU without it). What used it — a release by key
+  // id instead of lease id, removing a key — now scans the open leases, which number the requests in flight.
+  `
+  DROP INDEX leases_key;
+  `,
 ];
