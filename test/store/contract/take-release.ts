@@ -27,16 +27,16 @@ export function takeReleaseContract(h: Harness): void {
     it("spreads traffic in proportion to weight (weighted)", async () => {
       const { store } = await h.openStore(settings({ rotation: "weighted" }), keys(4, { weight: (i) => i + 1 }));
       const counts: Record<string, number> = {};
-      for (let i = 0; i < 2_000; i++) {
+      for (let i = 0; i < 1_000; i++) {
         const lease = await store.take("default");
         counts[lease.id] = (counts[lease.id] ?? 0) + 1;
         await store.release({ lease: lease.lease }, { ok: true });
       }
-      // Weights 1:2:3:4 of 10 → 200, 400, 600, 800; stride scheduling is deterministic, so within 2%.
-      for (const [i, expected] of [200, 400, 600, 800].entries()) {
+      // Weights 1:2:3:4 of 10 → 100, 200, 300, 400; stride scheduling is deterministic, so within 2%.
+      for (const [i, expected] of [100, 200, 300, 400].entries()) {
         expect(Math.abs(counts[`k${i}`]! - expected)).toBeLessThanOrEqual(expected * 0.02);
       }
-    });
+    }, 20_000);
 
     it("keeps weighted fair across processes sharing the pool, and starts a rested key at the pool's virtual time", async () => {
       const backing = await h.backing();
