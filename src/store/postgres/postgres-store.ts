@@ -315,20 +315,6 @@ export class PostgresStore implements PoolStore {
     };
   }
 
-  private async insertKey(
-    tx: Db,
-    pool: string,
-    id: string,
-    token: string,
-    weight: number,
-    rank: number,
-    maxConcurrency: number | null,
-    refreshToken: string | null,
-    extra: Fields,
-  ): Promise<void> {
-    await tx`INSERT INTO keypool_keys ${tx(this.newKeyRow(pool, id, token, weight, rank, maxConcurrency, refreshToken, extra))}`;
-  }
-
   // ---- take ----------------------------------------------------------------------------------
 
   async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
@@ -798,11 +784,12 @@ export class PostgresStore implements PoolStore {
       if (twin !== null) throw new DomainError("KEY_EXISTS", `pool "${pool}" already holds this token as key "${twin}"`);
       const rank = initialRank(settings.rotation, await this.rankContext(tx, pool, settings));
       const limits = mergeOverrides(NO_OVERRIDES, key.limits ?? {});
-      await this.insertKey(tx, pool, key.id, key.token, key.weight, rank, limits.maxConcurrency ?? settings.maxConcurrency ?? null, null, {
+      const row = this.newKeyRow(pool, key.id, key.token, key.weight, rank, limits.maxConcurrency ?? settings.maxConcurrency ?? null, null, {
         origin: "api",
         key_group: key.group ?? null,
         ...limitFields(limits),
       });
+      await tx`INSERT INTO keypool_keys ${tx(row)}`;
       return this.recordOf((await this.lockKey(tx, pool, key.id))!, this.clock.now());
     });
   }
