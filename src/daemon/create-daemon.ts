@@ -78,7 +78,12 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   const logger = options.logger ?? createLogger(initialConfig.log);
   let config = initialConfig;
   const cipher = loadTokenCipher(config);
-  const opened = await createStore(config, { clock, random: options.random, cipher });
+  const opened = await createStore(config, {
+    clock,
+    random: options.random,
+    cipher,
+    onConnectionsReplaced: () => logger.warn("PostgreSQL stopped answering on open connections past store.timeout_sec; they are given up and new ones opened"),
+  });
   const { store } = opened;
   await store.syncPools(poolsForStore(config));
   const metrics = createMetrics({ store, clock });

@@ -13,6 +13,8 @@ export interface StoreDeps {
   random?: () => number;
   cipher?: TokenCipher;
   env?: Env;
+  /** PostgreSQL only: told when connections that stopped answering were replaced. */
+  onConnectionsReplaced?: () => void;
 }
 
 export interface OpenedStore {
@@ -41,6 +43,7 @@ export async function createStore(config: Pick<Config, "store" | "stateFile">, d
     clock: deps.clock,
     random: deps.random,
     cipher: deps.cipher,
+    onReplaced: deps.onConnectionsReplaced,
   });
   return { store, kind: "postgres", where: maskDatabaseUrl(url) };
 }

@@ -151,6 +151,8 @@ describe.skipIf(!POSTGRES_URL)("when PostgreSQL stops answering but keeps its co
 
     end(relay);
     const after = await takeUntilServed(daemon.url);
+    // The freeze outlasted the deadline: the connections were given up, and the log says so.
+    expect(daemon.log()).toContain("PostgreSQL stopped answering on open connections past store.timeout_sec");
     expect(after.at(-1)?.status).toBe(200);
     expect(after.filter((r) => r.status !== 200 && r.status !== 503)).toEqual([]);
     expect(after.filter((r) => r.ms >= DEADLINE_MS)).toEqual([]);

@@ -10,6 +10,8 @@ export interface ConnectionOptions {
   /** A connection attempt, a statement or a lock wait that takes longer fails (STORE_UNAVAILABLE). */
   timeoutSec?: number;
   maxConnections?: number;
+  /** Told when connections that stopped answering are given up and a new set is opened (see `openClient`): worth a log line. */
+  onReplaced?: () => void;
 }
 
 /**
@@ -18,7 +20,7 @@ export interface ConnectionOptions {
  * `withDeadline`), later calls go to a new pool and the hung one is closed.
  */
 export function openClient(options: ConnectionOptions): SQL {
-  return replaceablePool(() => newPool(options), options.timeoutSec ?? DEFAULT_TIMEOUT_SEC);
+  return replaceablePool(() => newPool(options), options.timeoutSec ?? DEFAULT_TIMEOUT_SEC, options.onReplaced);
 }
 
 function newPool(options: ConnectionOptions): SQL {
@@ -55,7 +57,7 @@ const callsInScope = new AsyncLocalStorage<Map<Replaceable, SQL>>();
  * closing just that one. A new pool takes the calls from then on; the old one gets `timeoutSec` to
  * finish what runs on it, then whatever still waits fails with ERR_POSTGRES_CONNECTION_CLOSED.
  */
-function replaceablePool(open: () => SQL, timeoutSec: number): SQL {
+function replaceablePool(open: () => SQL, timeoutSec: number, onReplaced?: () => void): SQL {
   let current = open();
   const retired = new Set<SQL>();
   const handle: Replaceable = {
@@ -63,6 +65,7 @@ function replaceablePool(open: () => SQL, timeoutSec: number): SQL {
       if (pool !== current) return;
       current = open();
       retired.add(pool);
+      onReplaced?.();
       void pool
         .close({ timeout: Math.ceil(timeoutSec) })
         .catch(() => {})
