@@ -22,6 +22,20 @@ export const USAGE_COUNT_COLUMNS = [
   "cost_micros",
 ];
 
+/** What one release adds to its hourly row, in USAGE_COUNT_COLUMNS order after `requests` (always 1). */
+export function usageIncrements(entry: UsageEntry): number[] {
+  const failed = entry.ok ? undefined : (entry.failure ?? "other");
+  return [
+    entry.ok ? 1 : 0,
+    ...FAILURE_BUCKETS.map((bucket) => (bucket === failed ? 1 : 0)),
+    usageCount(entry.tokens?.input),
+    usageCount(entry.tokens?.output),
+    usageCount(entry.tokens?.cached),
+    usageCount(entry.tokens?.cacheWrite),
+    entry.costMicros,
+  ];
+}
+
 /** A usage row as either store reads it back: the key plus one number per counting column. */
 export type UsageRow = { pool: string; key_id: string } & Record<string, number>;
 

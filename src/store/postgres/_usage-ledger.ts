@@ -1,7 +1,7 @@
 import type { SQL } from "bun";
-import { FAILURE_BUCKETS, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, hourOf } from "../../pool/usage";
+import { HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, hourOf } from "../../pool/usage";
 import type { KeyUsage } from "../types";
-import { USAGE_COUNT_COLUMNS, type UsageEntry, usageCount as count, usageTotalsOf as totalsOf } from "../usage-entry";
+import { USAGE_COUNT_COLUMNS, type UsageEntry, usageIncrements, usageTotalsOf as totalsOf } from "../usage-entry";
 
 const COUNT_COLUMNS = USAGE_COUNT_COLUMNS;
 const ADDS = COUNT_COLUMNS.map((c) => `${c} = keypool_usage_hourly.${c} + excluded.${c}`).join(", ");
@@ -34,19 +34,7 @@ export class PostgresUsageLedger {
 
   /** One release's counts, inside the release's transaction. */
   record(sql: SQL, pool: string, id: string, entry: UsageEntry, now: number): Promise<unknown> {
-    const failed = entry.ok ? undefined : (entry.failure ?? "other");
-    return sql.unsafe(UPSERT, [
-      pool,
-      id,
-      hourOf(now),
-      entry.ok ? 1 : 0,
-      ...FAILURE_BUCKETS.map((bucket) => (bucket === failed ? 1 : 0)),
-      count(entry.tokens?.input),
-      count(entry.tokens?.output),
-      count(entry.tokens?.cached),
-      count(entry.tokens?.cacheWrite),
-      entry.costMicros,
-    ]);
+    return sql.unsafe(UPSERT, [pool, id, hourOf(now), ...usageIncrements(entry)]);
   }
 
   /** Once an hour per process: folds buckets past retention into each key's lifetime row (hour 0). */

@@ -52,7 +52,7 @@ import type {
   UsageReport,
 } from "../types";
 import type { TokenCipher } from "../token-cipher";
-import { MAX_EVENTS } from "../event-log";
+import { type EventRow, MAX_EVENTS, eventOfRow } from "../event-log";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
 import { type AdminColumns, ladderOf, limitsOf, overridesOf, type PolicyColumns, remainingOf, windowsOf } from "../key-columns";
 import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
@@ -746,7 +746,7 @@ export class PostgresStore implements PoolStore {
         : this.sql`SELECT * FROM keypool_events WHERE (${pool}::text IS NULL OR pool = ${pool}) AND (${key}::text IS NULL OR key_id = ${key})
                    AND at > ${query.since} ORDER BY seq LIMIT ${query.limit}`,
     )) as EventRow[];
-    return rows.map((r) => ({ at: r.at, pool: r.pool, key: r.key_id, from: r.from_state, to: r.to_state, class: r.class, reason: r.reason, until: r.until }));
+    return rows.map(eventOfRow);
   }
 
   async findKeyByToken(pool: string, token: string): Promise<string | null> {
@@ -940,17 +940,6 @@ export class PostgresStore implements PoolStore {
       }
     }, timeoutSec);
   }
-}
-
-interface EventRow {
-  at: number;
-  pool: string;
-  key_id: string;
-  from_state: KeyEvent["from"];
-  to_state: KeyEvent["to"];
-  class: FailureClass | null;
-  reason: string | null;
-  until: number | null;
 }
 
 /** The fields whose values differ from the row's. */

@@ -1,21 +1,10 @@
 import type { Database } from "bun:sqlite";
-import type { FailureClass } from "../../pool/classify";
 import type { LadderPosition } from "../../pool/key-state";
 import type { UsageWindows } from "../../pool/limits";
 import { type RateLimitBudget, fullAt } from "../../pool/rate-limit-headers";
-import { MAX_EVENTS } from "../event-log";
+import { type EventRow, MAX_EVENTS, eventOfRow } from "../event-log";
 import type { EventQuery, KeyEvent } from "../types";
 
-interface EventRow {
-  at: number;
-  pool: string;
-  key_id: string;
-  from_state: KeyEvent["from"];
-  to_state: KeyEvent["to"];
-  class: FailureClass | null;
-  reason: string | null;
-  until: number | null;
-}
 
 /**
  * The failure policy's own statements: quota groups, ladders, rate-limit budgets, limit windows and
@@ -71,7 +60,7 @@ export class PolicyWrites {
   events(query: EventQuery): KeyEvent[] {
     const args = [query.pool ?? null, query.key ?? null, query.since ?? null, query.limit] as const;
     const rows = (query.since === undefined ? this.sql.latestEvents.all(...args).reverse() : this.sql.eventsSince.all(...args)) as EventRow[];
-    return rows.map((r) => ({ at: r.at, pool: r.pool, key: r.key_id, from: r.from_state, to: r.to_state, class: r.class, reason: r.reason, until: r.until }));
+    return rows.map(eventOfRow);
   }
 }
 

@@ -1,7 +1,7 @@
 import type { Database } from "bun:sqlite";
-import { FAILURE_BUCKETS, HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, hourOf } from "../../pool/usage";
+import { HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, hourOf } from "../../pool/usage";
 import type { KeyUsage } from "../types";
-import { USAGE_COUNT_COLUMNS, type UsageEntry, type UsageRow, usageCount as count, usageTotalsOf as totalsOf } from "../usage-entry";
+import { USAGE_COUNT_COLUMNS, type UsageEntry, type UsageRow, usageIncrements, usageTotalsOf as totalsOf } from "../usage-entry";
 
 const COUNT_COLUMNS = USAGE_COUNT_COLUMNS;
 
@@ -19,19 +19,7 @@ export class UsageLedger {
   }
 
   record(pool: string, id: string, entry: UsageEntry, now: number): void {
-    const failed = entry.ok ? undefined : (entry.failure ?? "other");
-    this.sql.upsert.run(
-      pool,
-      id,
-      hourOf(now),
-      entry.ok ? 1 : 0,
-      ...FAILURE_BUCKETS.map((bucket) => (bucket === failed ? 1 : 0)),
-      count(entry.tokens?.input),
-      count(entry.tokens?.output),
-      count(entry.tokens?.cached),
-      count(entry.tokens?.cacheWrite),
-      entry.costMicros,
-    );
+    this.sql.upsert.run(pool, id, hourOf(now), ...usageIncrements(entry));
     if (now >= this.nextFoldAt) this.fold(now);
   }
 
