@@ -112,6 +112,10 @@ function readCheck(s: Section): CheckConfig | undefined {
   s.allow([...HTTP_CHECK_ONLY, ...COMMAND_CHECK_ONLY]);
   const isHttp = s.has("url");
   const isCommand = s.has("cmd");
+  if (!checkTypeMatches(s, isHttp, isCommand)) {
+    s.done();
+    return undefined;
+  }
   let check: CheckConfig | undefined;
   if (isHttp && isCommand) {
     s.issues.add(s.path, "has both url and cmd — a check is an HTTP request (url) or a command (cmd); keep one");
@@ -137,6 +141,35 @@ function readCheck(s: Section): CheckConfig | undefined {
   s.done();
   return check;
 }
+
+const CHECK_TYPES = ["http", "command"] as const;
+
+/**
+ * poolctl's `type: http | command`. keypool tells the kind from url or cmd, so `type` is optional;
+ * when given it must agree with them, or the check would silently be of the other kind.
+ */
+function checkTypeMatches(s: Section, isHttp: boolean, isCommand: boolean): boolean {
+  const written = s.entry("type");
+  if (!written) return true;
+  const type = CHECK_TYPES.find((t) => t === written.value);
+  if (!type) {
+    s.issues.add(written.path, `${describe(written.value)} is not one of ${CHECK_TYPES.join(", ")}`);
+    return false;
+  }
+  const [needs, other] = type === "http" ? ["url", "cmd"] : ["cmd", "url"];
+  if (type === "http" ? isHttp : isCommand) return true;
+  if (type === "http" ? isCommand : isHttp) {
+    s.issues.add(written.path, `is ${type}, but the check has ${other} and no ${needs} — ${CHECK_FIX[type]}, or write type: ${type === "http" ? "command" : "http"}`);
+  } else {
+    s.issues.add(s.keyPath(needs), `required by type: ${type} — ${CHECK_FIX[type]}`);
+  }
+  return false;
+}
+
+const CHECK_FIX = {
+  http: "give url, the address probed with each token, e.g. https://api.example.com/v1/models",
+  command: 'give cmd, the command run for each token, e.g. "./probe.sh {token}"',
+} as const;
 
 function rejectKeys(s: Section, keys: string[], why: string): void {
   for (const k of keys) if (s.has(k)) s.issues.add(s.keyPath(k), why);

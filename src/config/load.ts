@@ -155,7 +155,8 @@ function readLog(s: Section): Config["log"] {
 }
 
 function readMetrics(s: Section): Config["metrics"] {
-  const metrics = { addr: readAddr(s, "addr", "127.0.0.1:9090").addr };
+  // poolctl's `addr: ""` means no dedicated listener; /metrics stays on the API either way.
+  const metrics = s.isBlank("addr") ? undefined : { addr: readAddr(s, "addr", "127.0.0.1:9090").addr };
   s.done();
   return metrics;
 }
