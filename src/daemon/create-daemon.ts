@@ -24,6 +24,7 @@ import { DomainError } from "../pool/errors";
 import { createStore } from "../store/create-store";
 import type { PoolStore, SyncResult } from "../store/types";
 import { poolSettingsOf } from "./pool-settings";
+import { importPoolctlState } from "./poolctl-state-import";
 import { fallbackChains } from "../config/fallback";
 import { TakeQueue } from "../store/take-queue";
 
@@ -87,6 +88,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   });
   const { store } = opened;
   await store.syncPools(poolsForStore(config));
+  const poolctlImport = importPoolctlState(config, store);
   const metrics = createMetrics({ store, clock });
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
   let chains = fallbackChains(config.pools);
@@ -201,6 +203,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: opened.where, pools: store.poolNames() });
+      if (poolctlImport) logger[poolctlImport.level](poolctlImport.message, poolctlImport.fields);
       if (!config.server.apiKey && !isLoopback(config.server.host)) {
         // poolctl's own example binds ":8787" with no key, so refusing would break its users; saying so will not.
         logger.warn("the API is open: it listens beyond loopback and server.api_key is not set — anyone who can reach it can take tokens", { url: urlOf(server) });
