@@ -65,7 +65,8 @@ function poolctlToken(row: KeyStatus): PoolctlToken {
     last_used: row.lastUsed === null ? NEVER : new Date(row.lastUsed).toISOString(),
     // A rest that ends by itself: after a take, a failure, or a timed quarantine.
     cooling: row.until !== null,
-    fails: row.consecutiveFailures,
+    // poolctl counted reported failures in a row (a failed check marked the key dead without counting).
+    fails: row.rung,
     requests: row.requests,
     errors: row.errors,
     last_status: row.lastCheckStatus ?? 0,

@@ -183,7 +183,7 @@ const PoolctlStatusFields = {
       last_check: poolctlTime("Last health check"),
       last_used: poolctlTime("Last take"),
       cooling: t.Boolean({ description: "Resting until `until` (see keys)" }),
-      fails: t.Number({ description: "Failed checks in a row" }),
+      fails: t.Number({ description: "Reported failures in a row (the backoff rung)" }),
       requests: t.Number(),
       errors: t.Number(),
       last_status: t.Number({ description: "HTTP status of the last check; 0 when none" }),
