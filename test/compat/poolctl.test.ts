@@ -1,10 +1,13 @@
-import { describe, expect, it } from "bun:test";
+import { describe, expect, it, setDefaultTimeout } from "bun:test";
 import { chmodSync, copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { startFakeUpstream } from "../helpers/fake-upstream";
 import { runKeypool } from "../helpers/run-keypool";
 import { spawnDaemon } from "../helpers/spawn-daemon";
 import { tempDir } from "../helpers/temp-dir";
 import { PEERS_DIR, freePort, poolctlPresent, runPoolctl, startPoolctl } from "./_poolctl-peer";
+
+// Every test here starts whole processes (keypool from source, poolctl), several of them cold.
+setDefaultTimeout(30_000);
 
 // The seed's quickstart, verbatim but for two things a test needs: the check's url points at a fake
 // upstream on port 0, and the daemon listens on a port the OS picks.
@@ -242,3 +245,81 @@ async function waitForChecks(url: string): Promise<void> {
   }
   throw new Error("keypool's first checks were never recorded");
 }
+
+const KNOWN_CLI_DIFFERENCES = [
+  "check: table header ID STATUS LATENCY → ID STATUS LATENCY REASON",
+  "status: one summary line → a summary line per pool and a table of keys",
+  "take: the raw token → the id and lease (the token only with --reveal)",
+  "check with no key live: exit 0 → 1",
+];
+
+describe.skipIf(!poolctlPresent)("side by side with the real poolctl: api_key, /metrics and the CLI", () => {
+  it("refuses the same calls, serves /metrics without the key, and prints what poolctl printed but for the documented differences", async () => {
+    await using poolctlUpstream = await startFakeUpstream();
+    await using keypoolUpstream = await startFakeUpstream();
+    using poolctlDir = tempDir();
+    using keypoolDir = tempDir();
+    const port = await freePort();
+    for (const [dir, upstream] of [[poolctlDir, poolctlUpstream], [keypoolDir, keypoolUpstream]] as const) {
+      writeFileSync(dir.file("tokens.txt"), QUICKSTART_TOKENS);
+      writeFileSync(dir.file("pool.yaml"), `${quickstartYaml(`${upstream.url}/me`, `127.0.0.1:${port}`)}  api_key: "sekrit"\n`);
+    }
+    const differences: string[] = [];
+    const cli = async (args: string[], keypoolArgs: string[] = []) => {
+      const p = await runPoolctl(args, poolctlDir.path);
+      const k = await runKeypool([...args, ...keypoolArgs], { cwd: keypoolDir.path });
+      return { p, k };
+    };
+
+    const check = await cli(["check", "-c", "pool.yaml"]);
+    expect([check.p.code, check.k.code]).toEqual([0, 0]);
+    const rows = (out: string) => out.split("\n").filter((l) => l.trim() !== "").map((l) => l.split(/\s+/).slice(0, 2).join(" "));
+    expect(rows(check.k.stdout).slice(1)).toEqual(rows(check.p.stdout).slice(1));
+    const header = (out: string) => out.split("\n")[0]!.trim().split(/\s+/).join(" ");
+    if (header(check.p.stdout) !== header(check.k.stdout)) differences.push(`check: table header ${header(check.p.stdout)} → ${header(check.k.stdout)}`);
+
+    await using poolctl = await startPoolctl("pool.yaml", port, poolctlDir.path, "sekrit");
+    await using keypool = await spawnDaemon(["serve", "-c", "pool.yaml", "--port", "0"], {}, { cwd: keypoolDir.path });
+    for (const path of ["/take", "/status"]) {
+      const [p, k] = [await answer(fetch(`${poolctl.url}${path}`)), await answer(fetch(`${keypool.url}${path}`))];
+      expect([path, p.status, k.status]).toEqual([path, 401, 401]);
+    }
+    const release = [await fetch(`${poolctl.url}/release`, curlPost('{"id":"key1","ok":true}')), await fetch(`${keypool.url}/release`, curlPost('{"id":"key1","ok":true}'))];
+    expect(release.map((r) => r.status)).toEqual([401, 401]);
+    // A scraper needs no key; both count tokens by status, under their own names (see the guide).
+    const metrics = [await fetch(`${poolctl.url}/metrics`), await fetch(`${keypool.url}/metrics`)];
+    expect(metrics.map((r) => [r.status, r.headers.get("content-type")])).toEqual([
+      [200, "text/plain; version=0.0.4; charset=utf-8"],
+      [200, "text/plain; version=0.0.4; charset=utf-8"],
+    ]);
+    const [poolctlMetrics, keypoolMetrics] = [await metrics[0]!.text(), await metrics[1]!.text()];
+    expect(poolctlMetrics).toContain('poolctl_tokens{status="live"}');
+    expect(keypoolMetrics).toContain('keypool_keys{pool="default",state="live"}');
+
+    // keypool's CLI is pointed at its daemon with --url (--port 0 moved it off server.addr), which
+    // reads no config, so the key comes with it.
+    const at = ["--url", keypool.url, "--api-key", "sekrit"];
+    const status = await cli(["status", "-c", "pool.yaml"], at);
+    expect([status.p.code, status.k.code]).toEqual([0, 0]);
+    expect(status.p.stdout).toMatch(/^total 3 \| live \d \| dead 0 \| quarantined 0 \| unknown \d \| cooling 0\n$/);
+    if (!status.k.stdout.startsWith("total")) differences.push("status: one summary line → a summary line per pool and a table of keys");
+
+    const take = await cli(["take", "-c", "pool.yaml"], at);
+    expect([take.p.code, take.p.stdout, take.k.code]).toEqual([0, "sk-aaaa\n", 0]);
+    if (take.k.stdout !== take.p.stdout) differences.push("take: the raw token → the id and lease (the token only with --reveal)");
+    const reveal = await runKeypool(["take", "-c", "pool.yaml", ...at, "--reveal"], { cwd: keypoolDir.path });
+    expect([reveal.code, reveal.stdout]).toEqual([0, "sk-bbbb\n"]);
+    expect((await runPoolctl(["take", "-c", "pool.yaml"], poolctlDir.path)).stdout).toBe("sk-bbbb\n");
+    const none = await cli(["take", "-c", "pool.yaml"], at);
+    const drained = await cli(["take", "-c", "pool.yaml"], at);
+    expect([none.p.code, none.k.code, drained.p.code, drained.k.code]).toEqual([0, 0, 1, 1]);
+
+    // Every key rejected by the check: poolctl still exits 0.
+    poolctlUpstream.setHandler(() => new Response("no", { status: 401 }));
+    keypoolUpstream.setHandler(() => new Response("no", { status: 401 }));
+    const dead = await cli(["check", "-c", "pool.yaml"]);
+    if (dead.p.code !== dead.k.code) differences.push(`check with no key live: exit ${dead.p.code} → ${dead.k.code}`);
+    expect(differences).toEqual(KNOWN_CLI_DIFFERENCES);
+    // Eleven processes, each a cold start of bun or poolctl.
+  }, 60_000);
+});
