@@ -103,6 +103,8 @@ describe("state_file pointing at poolctl's JSON state", () => {
     {
       await using kp = await spawnDaemon(["serve", "-c", "pool.yaml"], {}, { cwd: dir.path });
       expect(kp.log()).toContain('"state_file":"' + dir.file("pool_state.keypool.db") + '","imported_keys":3');
+      // Loopback only: no warning about an open API.
+      expect(kp.log()).not.toContain("server.api_key is not set");
       const { body } = await answer(fetch(`${kp.url}/status`));
       const byId = Object.fromEntries((body.keys as Array<Record<string, unknown>>).map((k) => [k.id, k]));
       expect(byId.key1).toMatchObject({ state: "cooling", until: IN_AN_HOUR, requests: 7, errors: 2, last_used: "2026-12-01T10:05:00.000Z" });
