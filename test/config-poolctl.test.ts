@@ -57,6 +57,12 @@ describe("poolctl's config keys, with poolctl's meaning", () => {
     }).toEqual({ proxy: undefined, server: { host: "0.0.0.0", port: 8787, apiKey: undefined }, metrics: undefined, refreshUrl: "", baseUrl: undefined });
   });
 
+  it("reads cooldown_sec: -1, poolctl's \"no rest\", as 0", () => {
+    const { config } = load("tokens_file: tokens.txt\ncooldown_sec: -1\nupstream:\n  cooldown_sec: -1\n");
+    expect([config.pools.default!.cooldownSec, config.pools.default!.upstream?.cooldownSec]).toEqual([0, 0]);
+    expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: -2\n")).toEqual(["cooldown_sec: expected a number of seconds ≥ 0, got -2"]);
+  });
+
   it("keeps its own state beside a JSON state_file, which it only reads", () => {
     const written = load("tokens_file: tokens.txt\nstate_file: pool_state.json\n");
     expect([written.config.stateFile, written.config.poolctlStateFile]).toEqual([`${written.dir}/pool_state.keypool.db`, `${written.dir}/pool_state.json`]);

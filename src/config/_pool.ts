@@ -44,7 +44,7 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
     tokensFile: tokens?.file,
     keys: tokens?.keys ?? [],
     rotation: s.oneOf("rotation", ROTATIONS, "lru"),
-    cooldownSec: s.seconds("cooldown_sec", { default: 30 }),
+    cooldownSec: readCooldown(s) ?? 30,
     recheckIntervalSec: s.seconds("recheck_interval_sec", { default: 300, positive: true }),
     leaseTtlSec: s.seconds("lease_ttl_sec", { default: 300, positive: true }),
     maxConcurrency: s.number("max_concurrency", { min: 1, integer: true }),
@@ -64,6 +64,14 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
   };
   s.done();
   return pool;
+}
+
+/**
+ * A rest in seconds; -1 is poolctl's way to write "no rest" (there, 0 means its 30 s default), so it
+ * reads as 0. Other negative values are refused.
+ */
+function readCooldown(s: Section): number | undefined {
+  return s.entry("cooldown_sec")?.value === -1 ? 0 : s.seconds("cooldown_sec");
 }
 
 function readTokens(s: Section, baseDir: string): { file: string; keys: PoolConfig["keys"] } | undefined {
@@ -228,7 +236,7 @@ function readUpstream(s: Section): UpstreamConfig {
     maxRetries: s.number("max_retries", { min: 0, integer: true, unit: "retries", default: 2 }),
     retryBudget: s.number("retry_budget", { min: 0, unit: "retries per client request" }),
     quarantineSec: s.seconds("quarantine_sec", { default: 300 }),
-    cooldownSec: s.seconds("cooldown_sec"),
+    cooldownSec: readCooldown(s),
     timeoutSec: s.seconds("timeout_sec", { default: 60, positive: true }),
     authQuery: s.string("auth_query"),
     clientKeys: s.stringList("client_keys", { secret: true }),
