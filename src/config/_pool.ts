@@ -167,7 +167,9 @@ function checkTypeMatches(s: Section, isHttp: boolean, isCommand: boolean): bool
   const [needs, other] = type === "http" ? ["url", "cmd"] : ["cmd", "url"];
   if (type === "http" ? isHttp : isCommand) return true;
   if (type === "http" ? isCommand : isHttp) {
-    s.issues.add(written.path, `is ${type}, but the check has ${other} and no ${needs} — ${CHECK_FIX[type]}, or write type: ${type === "http" ? "command" : "http"}`);
+    const otherType = type === "http" ? "command" : "http";
+    const fix = `${CHECK_FIX[type]}, or write type: ${otherType}`;
+    s.issues.add(written.path, `is ${type}, but the check has ${other} and no ${needs} — ${fix}`);
   } else {
     s.issues.add(s.keyPath(needs), `required by type: ${type} — ${CHECK_FIX[type]}`);
   }

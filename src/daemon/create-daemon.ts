@@ -206,7 +206,8 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       if (poolctlImport) logger[poolctlImport.level](poolctlImport.message, poolctlImport.fields);
       if (!config.server.apiKey && !isLoopback(config.server.host)) {
         // poolctl's own example binds ":8787" with no key, so refusing would break its users; saying so will not.
-        logger.warn("the API is open: it listens beyond loopback and server.api_key is not set — anyone who can reach it can take tokens", { url: urlOf(server) });
+        const open = "the API is open: it listens beyond loopback and server.api_key is not set — anyone who can reach it can take tokens";
+        logger.warn(open, { url: urlOf(server) });
       }
       if (cipher) logger.info("tokens are encrypted at rest", { key: cipher.source, key_id: cipher.keyId });
       else if (opened.kind === "postgres") {

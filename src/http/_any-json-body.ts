@@ -5,7 +5,8 @@
  * Answers undefined, synchronously, for application/json: Elysia's own parser reads that, and a
  * release pays for no promise. A body that is not JSON throws, and Elysia reports it as a PARSE error.
  */
-export function parseAnyJson({ request, contentType }: { request: Request; contentType: string }): Promise<unknown> | undefined {
+export function parseAnyJson(context: { request: Request; contentType: string }): Promise<unknown> | undefined {
+  const { request, contentType } = context;
   return contentType === "application/json" ? undefined : readJson(request);
 }
 

@@ -196,7 +196,10 @@ export class BrokerService {
     const poolTotals = new Map<string, UsageTotals>();
     for (const k of report) addUsage(poolTotals.get(k.pool) ?? poolTotals.set(k.pool, emptyUsage()).get(k.pool)!, k.usage);
     for (const [name, summary] of Object.entries(pools)) summary.usage = compactUsageJson(poolTotals.get(name) ?? emptyUsage());
-    const keys = rows.map((row) => ({ ...statusRow(row), usage: compactUsageJson(usage.get(`${row.pool}\u0000${row.id}`) ?? emptyUsage()) }));
+    const keys = rows.map((row) => ({
+      ...statusRow(row),
+      usage: compactUsageJson(usage.get(`${row.pool}\u0000${row.id}`) ?? emptyUsage()),
+    }));
     return { ...poolctlStatusFields(rows), pools, keys };
   }
 

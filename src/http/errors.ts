@@ -1,7 +1,8 @@
 import { DomainError, type ErrorCode } from "../pool/errors";
 
 /** Every JSON route reads its body as JSON whatever the Content-Type (see _any-json-body.ts). */
-const NOT_JSON = "request body is not valid JSON — send one JSON object, e.g. {\"id\":\"key1\",\"ok\":true}; any Content-Type is read as JSON";
+const NOT_JSON =
+  'request body is not valid JSON — send one JSON object, e.g. {"id":"key1","ok":true}; any Content-Type is read as JSON';
 
 /** The one table from error codes to HTTP statuses. */
 export const STATUS_BY_CODE: Record<ErrorCode, number> = {

@@ -164,7 +164,8 @@ export const KeyRow = t.Object({
 
 export const StateCounts = t.Object(Object.fromEntries(KEY_STATES.map((s) => [s, t.Number()])) as Record<(typeof KEY_STATES)[number], ReturnType<typeof t.Number>>);
 
-const poolctlTime = (description: string) => t.String({ format: "date-time", description: `${description}; 0001-01-01T00:00:00Z when never (as poolctl wrote it)` });
+const poolctlTime = (description: string) =>
+  t.String({ format: "date-time", description: `${description}; 0001-01-01T00:00:00Z when never (as poolctl wrote it)` });
 
 /** poolctl's /status fields, over every key shown, with poolctl's meanings. */
 const PoolctlStatusFields = {

@@ -18,7 +18,12 @@ export interface RestoredKeyState {
   lastCheckStatus: number | null;
 }
 
-const HEALTH_OF: Record<string, KeyHealth> = { live: "live", dead: "dead", unknown: "unknown", quarantined: "quarantined" };
+const HEALTH_OF: Record<string, KeyHealth> = {
+  live: "live",
+  dead: "dead",
+  unknown: "unknown",
+  quarantined: "quarantined",
+};
 
 /**
  * Reads poolctl's JSON state. Entries that are not objects with a string id are skipped, and fields
@@ -40,7 +45,8 @@ function restore(entry: Record<string, unknown>): RestoredKeyState {
   const coolingUntil = timeOf(entry.cooling_until) ?? 0;
   // A dead key waits for a probe, not a clock; every other rest carries over as it was.
   const readyAt = health === "dead" ? 0 : coolingUntil;
-  const reason = health === "live" || health === "unknown" ? (readyAt > 0 ? "resting (carried over from poolctl)" : null) : `${health} (carried over from poolctl)`;
+  const resting = readyAt > 0 ? "resting (carried over from poolctl)" : null;
+  const reason = health === "live" || health === "unknown" ? resting : `${health} (carried over from poolctl)`;
   return {
     id: entry.id as string,
     condition: { health, reason, readyAt },

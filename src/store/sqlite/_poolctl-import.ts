@@ -16,7 +16,12 @@ export interface PoolctlImport {
  * afterwards keypool's own record is the truth, and a restart must not roll it back to the JSON.
  * One transaction, so a crash leaves either no import or all of it.
  */
-export function importPoolctlStateOnce(db: Database, source: string, states: readonly RestoredKeyState[], pools: readonly string[]): PoolctlImport {
+export function importPoolctlStateOnce(
+  db: Database,
+  source: string,
+  states: readonly RestoredKeyState[],
+  pools: readonly string[],
+): PoolctlImport {
   const run = db.transaction((): PoolctlImport => {
     const before = db.query("SELECT value FROM meta WHERE name = ?1").get(IMPORTED) as { value: string } | null;
     if (before) return { restored: 0, already: before.value };
