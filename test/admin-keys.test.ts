@@ -104,7 +104,7 @@ describe("key administration over HTTP", () => {
     expect(anonymous.status).toBe(401);
     // Without an id, the key gets the id a tokens file would give it.
     const derived = await call("POST", "/pools/default/keys", { token: CANARY });
-    expect(derived.body.id).toMatch(/^key-[0-9a-f]{10}$/);
+    expect(derived.body.id).toMatch(/^t[0-9a-f]{8}$/);
   });
 
   it("keeps keys the API added across a restart and a reload", async () => {

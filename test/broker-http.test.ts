@@ -15,7 +15,7 @@ describe("GET /take", () => {
     expect(Object.keys(body).sort()).toEqual(["expires_at", "id", "lease", "pool", "token"]);
     expect(body.pool).toBe("default");
     const release = await kp.fetch("/release", jsonPost({ lease: body.lease, ok: true }));
-    expect([release.status, await release.json()]).toEqual([200, { pool: "default", id: body.id, state: "live", reason: null }]);
+    expect([release.status, await release.json()]).toEqual([200, { ok: true, pool: "default", id: body.id, state: "live", reason: null }]);
   });
 
   it("returns 503 with Retry-After when every key is cooling", async () => {
@@ -114,7 +114,7 @@ describe("POST /reload", () => {
     await kp.fetch("/release", jsonPost({ id: "a", ok: false, status: 401 }));
     writeFileSync(kp.dir.file("tokens.txt"), "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nc,sk-test-cccccccccccccccccccccccc\n");
     const response = await kp.fetch("/reload", { method: "POST" });
-    expect(await response.json()).toEqual({ pools: { default: { added: 1, updated: 0, removed: 2, kept: 1 } } });
+    expect(await response.json()).toEqual({ ok: true, pools: { default: { added: 1, updated: 0, removed: 2, kept: 1 } } });
     const states = Object.fromEntries((await (await kp.fetch("/status")).json()).keys.map((k: { id: string; state: string }) => [k.id, k.state]));
     expect(states).toEqual({ a: "quarantined", c: "unknown" });
   });

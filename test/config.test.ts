@@ -156,7 +156,7 @@ describe("config errors", () => {
   });
 
   it("rejects a negative or non-numeric cooldown", () => {
-    expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: -1\n")).toEqual(["cooldown_sec: expected a number of seconds ≥ 0, got -1"]);
+    expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: -5\n")).toEqual(["cooldown_sec: expected a number of seconds ≥ 0, got -5"]);
     expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: abc\n")).toEqual([
       'cooldown_sec: expected a number of seconds ≥ 0, got "abc"',
     ]);

@@ -31,7 +31,7 @@ describe("POST /reload", () => {
     // A valid file is applied, and what was known about each key is kept.
     writeFileSync(kp.configPath, CONFIG);
     writeFileSync(kp.dir.file("tokens.txt"), THREE_KEYS);
-    expect(await (await kp.fetch("/reload", { method: "POST" })).json()).toEqual({ pools: { default: { added: 1, updated: 0, removed: 0, kept: 2 } } });
+    expect(await (await kp.fetch("/reload", { method: "POST" })).json()).toEqual({ ok: true, pools: { default: { added: 1, updated: 0, removed: 0, kept: 2 } } });
     const status = await (await kp.fetch("/status")).json();
     expect(status.keys.map((k: { id: string; state: string }) => [k.id, k.state])).toEqual([
       ["a", "quarantined"],

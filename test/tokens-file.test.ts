@@ -76,8 +76,14 @@ describe("deriveKeyId", () => {
     const token = "sk-derive-me-0000000000000001";
     const id = deriveKeyId(token);
     expect(id).toBe(deriveKeyId(token));
-    expect(id).toMatch(/^key-[0-9a-f]{10}$/);
+    expect(id).toMatch(/^t[0-9a-f]{8}$/);
     expect(id).not.toContain(token.slice(-8));
     expect(deriveKeyId("sk-derive-me-0000000000000002")).not.toBe(id);
+  });
+
+  it("gives a bare token the id poolctl gives it (FNV-1a 32 of the trimmed token)", () => {
+    // Read off the real poolctl: its README's demo keys, and `poolctl check` on these tokens files.
+    expect(["key_alpha", "key_bravo", "key_charlie", "sk-cccccccccccc"].map(deriveKeyId)).toEqual(["t8ca5f15f", "t5347ccaf", "t753be07d", "tc3212f06"]);
+    expect(parseTokensFile("  sk-cccccccccccc  \n", "tokens.txt")).toEqual([{ id: "tc3212f06", token: "sk-cccccccccccc", weight: 1 }]);
   });
 });

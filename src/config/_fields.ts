@@ -76,12 +76,21 @@ export class Section {
     private readonly fallback?: Section,
   ) {}
 
-  /** The raw value at `key` and where it came from; null counts as absent. */
+  /**
+   * The raw value at `key` and where it came from. null and "" count as absent: poolctl's files
+   * (Go, where an empty string is the unset value) write `proxy: ""` or `api_key: ""` to mean "none".
+   */
   entry(key: string): { value: unknown; path: string } | undefined {
     this.known.add(key);
     const value = this.obj[key];
-    if (value !== undefined && value !== null) return { value, path: joinPath(this.path, key) };
+    if (value !== undefined && value !== null && value !== "") return { value, path: joinPath(this.path, key) };
     return this.fallback?.entry(key);
+  }
+
+  /** Whether `key` is written here as an empty string: "none", where absence would mean a default. */
+  isBlank(key: string): boolean {
+    this.known.add(key);
+    return this.obj[key] === "";
   }
 
   /** Declares keys as allowed here although another reader consumes them. */

@@ -44,7 +44,7 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
     tokensFile: tokens?.file,
     keys: tokens?.keys ?? [],
     rotation: s.oneOf("rotation", ROTATIONS, "lru"),
-    cooldownSec: s.seconds("cooldown_sec", { default: 30 }),
+    cooldownSec: readCooldown(s) ?? 30,
     recheckIntervalSec: s.seconds("recheck_interval_sec", { default: 300, positive: true }),
     leaseTtlSec: s.seconds("lease_ttl_sec", { default: 300, positive: true }),
     maxConcurrency: s.number("max_concurrency", { min: 1, integer: true }),
@@ -64,6 +64,14 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
   };
   s.done();
   return pool;
+}
+
+/**
+ * A rest in seconds; -1 is poolctl's way to write "no rest" (there, 0 means its 30 s default), so it
+ * reads as 0. Other negative values are refused.
+ */
+function readCooldown(s: Section): number | undefined {
+  return s.entry("cooldown_sec")?.value === -1 ? 0 : s.seconds("cooldown_sec");
 }
 
 function readTokens(s: Section, baseDir: string): { file: string; keys: PoolConfig["keys"] } | undefined {
@@ -112,6 +120,10 @@ function readCheck(s: Section): CheckConfig | undefined {
   s.allow([...HTTP_CHECK_ONLY, ...COMMAND_CHECK_ONLY]);
   const isHttp = s.has("url");
   const isCommand = s.has("cmd");
+  if (!checkTypeMatches(s, isHttp, isCommand)) {
+    s.done();
+    return undefined;
+  }
   let check: CheckConfig | undefined;
   if (isHttp && isCommand) {
     s.issues.add(s.path, "has both url and cmd — a check is an HTTP request (url) or a command (cmd); keep one");
@@ -137,6 +149,37 @@ function readCheck(s: Section): CheckConfig | undefined {
   s.done();
   return check;
 }
+
+const CHECK_TYPES = ["http", "command"] as const;
+
+/**
+ * poolctl's `type: http | command`. keypool tells the kind from url or cmd, so `type` is optional;
+ * when given it must agree with them, or the check would silently be of the other kind.
+ */
+function checkTypeMatches(s: Section, isHttp: boolean, isCommand: boolean): boolean {
+  const written = s.entry("type");
+  if (!written) return true;
+  const type = CHECK_TYPES.find((t) => t === written.value);
+  if (!type) {
+    s.issues.add(written.path, `${describe(written.value)} is not one of ${CHECK_TYPES.join(", ")}`);
+    return false;
+  }
+  const [needs, other] = type === "http" ? ["url", "cmd"] : ["cmd", "url"];
+  if (type === "http" ? isHttp : isCommand) return true;
+  if (type === "http" ? isCommand : isHttp) {
+    const otherType = type === "http" ? "command" : "http";
+    const fix = `${CHECK_FIX[type]}, or write type: ${otherType}`;
+    s.issues.add(written.path, `is ${type}, but the check has ${other} and no ${needs} — ${fix}`);
+  } else {
+    s.issues.add(s.keyPath(needs), `required by type: ${type} — ${CHECK_FIX[type]}`);
+  }
+  return false;
+}
+
+const CHECK_FIX = {
+  http: "give url, the address probed with each token, e.g. https://api.example.com/v1/models",
+  command: 'give cmd, the command run for each token, e.g. "./probe.sh {token}"',
+} as const;
 
 function rejectKeys(s: Section, keys: string[], why: string): void {
   for (const k of keys) if (s.has(k)) s.issues.add(s.keyPath(k), why);
@@ -195,7 +238,7 @@ function readUpstream(s: Section): UpstreamConfig {
     maxRetries: s.number("max_retries", { min: 0, integer: true, unit: "retries", default: 2 }),
     retryBudget: s.number("retry_budget", { min: 0, unit: "retries per client request" }),
     quarantineSec: s.seconds("quarantine_sec", { default: 300 }),
-    cooldownSec: s.seconds("cooldown_sec"),
+    cooldownSec: readCooldown(s),
     timeoutSec: s.seconds("timeout_sec", { default: 60, positive: true }),
     authQuery: s.string("auth_query"),
     clientKeys: s.stringList("client_keys", { secret: true }),

@@ -7,6 +7,7 @@ import { readPrices } from "./_prices";
 import { POOL_KEYS, describeFsError, readPool } from "./_pool";
 import { checkFallbacks } from "./_routing";
 import { ConfigError } from "./errors";
+import { stateFilesFor } from "./state-file";
 import { interpolateEnv } from "./interpolate";
 import { type Config, type KeySpec, LOG_FORMATS, LOG_LEVELS, type PoolConfig } from "./types";
 
@@ -101,7 +102,7 @@ function readConfig(s: Section, baseDir: string, keys?: Record<string, KeySpec[]
     server: readServer(server ?? new Section({}, "server", s.issues)),
     metrics: metrics && readMetrics(metrics),
     log: log && readLog(log),
-    stateFile: stateFile === ":memory:" ? stateFile : resolve(baseDir, stateFile),
+    ...stateFilesFor(stateFile === ":memory:" ? stateFile : resolve(baseDir, stateFile)),
     shutdownTimeoutSec: s.seconds("shutdown_timeout_sec", { default: DEFAULT_SHUTDOWN_TIMEOUT_SEC }),
     store: store && readStore(store, baseDir),
     watch: s.bool("watch"),
@@ -155,7 +156,8 @@ function readLog(s: Section): Config["log"] {
 }
 
 function readMetrics(s: Section): Config["metrics"] {
-  const metrics = { addr: readAddr(s, "addr", "127.0.0.1:9090").addr };
+  // poolctl's `addr: ""` means no dedicated listener; /metrics stays on the API either way.
+  const metrics = s.isBlank("addr") ? undefined : { addr: readAddr(s, "addr", "127.0.0.1:9090").addr };
   s.done();
   return metrics;
 }

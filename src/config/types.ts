@@ -204,6 +204,8 @@ export interface Config {
   log?: LogConfig;
   /** SQLite file path (absolute), or ":memory:". */
   stateFile: string;
+  /** poolctl's JSON state_file, when state_file names one: read once into stateFile (beside it), never written. */
+  poolctlStateFile?: string;
   /** On SIGTERM/SIGINT, how long in-flight requests and streams may take to finish before they are cut (default 30). */
   shutdownTimeoutSec?: number;
   /** How the state file is kept; absent means tokens are stored unencrypted (unless KEYPOOL_MASTER_KEY is set). */

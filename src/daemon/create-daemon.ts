@@ -1,4 +1,5 @@
 import type { Server } from "bun";
+import { isLoopback } from "../config/addr";
 import { ConfigError } from "../config/errors";
 import { DEFAULT_SHUTDOWN_TIMEOUT_SEC, loadConfig } from "../config/load";
 import type { Config } from "../config/types";
@@ -23,6 +24,7 @@ import { DomainError } from "../pool/errors";
 import { createStore } from "../store/create-store";
 import type { PoolStore, SyncResult } from "../store/types";
 import { poolSettingsOf } from "./pool-settings";
+import { importPoolctlState } from "./poolctl-state-import";
 import { fallbackChains } from "../config/fallback";
 import { TakeQueue } from "../store/take-queue";
 
@@ -86,6 +88,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   });
   const { store } = opened;
   await store.syncPools(poolsForStore(config));
+  const poolctlImport = importPoolctlState(config, store);
   const metrics = createMetrics({ store, clock });
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
   let chains = fallbackChains(config.pools);
@@ -200,6 +203,12 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: opened.where, pools: store.poolNames() });
+      if (poolctlImport) logger[poolctlImport.level](poolctlImport.message, poolctlImport.fields);
+      if (!config.server.apiKey && !isLoopback(config.server.host)) {
+        // poolctl's own example binds ":8787" with no key, so refusing would break its users; saying so will not.
+        const open = "the API is open: it listens beyond loopback and server.api_key is not set — anyone who can reach it can take tokens";
+        logger.warn(open, { url: urlOf(server) });
+      }
       if (cipher) logger.info("tokens are encrypted at rest", { key: cipher.source, key_id: cipher.keyId });
       else if (opened.kind === "postgres") {
         logger.warn("tokens are stored unencrypted in PostgreSQL; set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: opened.where });

@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import { parseAddr } from "../config/addr";
+import { isLoopback, parseAddr } from "../config/addr";
 import { listenError } from "./listen-error";
 import { fallbackChain } from "../config/fallback";
 import type { Config } from "../config/types";
@@ -116,8 +116,4 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
       await Promise.all([...servers.values()].map((s) => s.stop(force)));
     },
   };
-}
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
 }

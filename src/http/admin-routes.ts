@@ -7,7 +7,7 @@ export interface ReloadReport {
 
 /** POST /reload: re-read config and tokens files; an invalid file is rejected and the running pool kept. */
 export function adminRoutes(reload: () => Promise<ReloadReport>) {
-  return new Elysia({ name: "admin" }).post("/reload", () => reload(), {
+  return new Elysia({ name: "admin" }).post("/reload", async () => ({ ok: true as const, ...(await reload()) }), {
     response: { 200: ReloadReportSchema, ...errors(400, 401) },
     detail: {
       summary: "Re-read the config and tokens files",

@@ -13,6 +13,7 @@ import { DOCS_PATHS, docsRoutes } from "./docs-routes";
 import { errorResponse, toErrorResponse } from "./errors";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "./_json-depth";
 import { DomainError } from "../pool/errors";
+import { parseAnyJson } from "./_any-json-body";
 import { eventsRoutes } from "./events-routes";
 import type { KeyAdminService } from "./key-admin-service";
 import { metricsRoutes } from "./metrics-routes";
@@ -51,6 +52,7 @@ export function createApiApp(deps: ApiDeps) {
       const refused = refusal(request);
       if (refused) return refused;
     })
+    .onParse(parseAnyJson)
     .onTransform(function refuseDeepBody({ body }) {
       // Between parsing and validation, which would walk a deeply nested body for seconds.
       if (typeof body === "object" && body !== null && nestsDeeperThan(body)) {

@@ -5,6 +5,7 @@ import type { FailureClass } from "../pool/classify";
 import { KEY_STATES, type KeyState, type Outcome } from "../pool/key-state";
 import { type UsageTotals, addUsage, cacheHitRatio, emptyUsage } from "../pool/usage";
 import { TakeQueue } from "../store/take-queue";
+import { type PoolctlStatusFields, poolctlStatusFields } from "./_poolctl-status";
 import type { KeyEvent, KeyStatus, PoolStore, ReleaseResult, SessionUsage } from "../store/types";
 import { type CompactUsageJson, compactUsageJson } from "./key-admin-service";
 
@@ -58,7 +59,7 @@ export interface EventsBody {
   events: Array<Omit<KeyEvent, "at" | "until"> & { at: string; until: string | null }>;
 }
 
-export interface StatusBody {
+export interface StatusBody extends PoolctlStatusFields {
   /** Per pool: keys by state, and the last day's usage of all its keys (removed ones included). */
   pools: Record<string, { total: number; counts: Record<KeyState, number>; usage?: CompactUsageJson }>;
   keys: StatusRow[];
@@ -141,7 +142,8 @@ export class BrokerService {
     return { id: lease.id, token: lease.token, pool: lease.pool, lease: lease.lease, expires_at: iso(lease.expiresAt) };
   }
 
-  async release(request: ReleaseRequest): Promise<ReleaseResult> {
+  /** `ok: true` says the release was taken, as poolctl's answer did (its clients check for it). */
+  async release(request: ReleaseRequest): Promise<ReleaseResult & { ok: true }> {
     const outcome: Outcome = {
       ok: request.ok,
       status: request.status,
@@ -163,7 +165,7 @@ export class BrokerService {
     else if (request.id !== undefined) result = await this.keys.release({ id: request.id, pool: request.pool }, outcome);
     else throw new DomainError("BAD_REQUEST", 'say which key you are releasing: give "lease" (from /take) or "id"');
     this.metrics.recordRequest(result.pool, result.id, outcome);
-    return result;
+    return { ok: true, ...result };
   }
 
   /** Recent state transitions, oldest first; `since` is an ISO 8601 time or epoch milliseconds. */
@@ -194,7 +196,11 @@ export class BrokerService {
     const poolTotals = new Map<string, UsageTotals>();
     for (const k of report) addUsage(poolTotals.get(k.pool) ?? poolTotals.set(k.pool, emptyUsage()).get(k.pool)!, k.usage);
     for (const [name, summary] of Object.entries(pools)) summary.usage = compactUsageJson(poolTotals.get(name) ?? emptyUsage());
-    return { pools, keys: rows.map((row) => ({ ...statusRow(row), usage: compactUsageJson(usage.get(`${row.pool}\u0000${row.id}`) ?? emptyUsage()) })) };
+    const keys = rows.map((row) => ({
+      ...statusRow(row),
+      usage: compactUsageJson(usage.get(`${row.pool}\u0000${row.id}`) ?? emptyUsage()),
+    }));
+    return { ...poolctlStatusFields(rows), pools, keys };
   }
 
   /** The pool's live sticky sessions with the most input tokens first, each with its prompt-cache hit ratio. */

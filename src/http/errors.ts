@@ -1,5 +1,9 @@
 import { DomainError, type ErrorCode } from "../pool/errors";
 
+/** Every JSON route reads its body as JSON whatever the Content-Type (see _any-json-body.ts). */
+const NOT_JSON =
+  'request body is not valid JSON — send one JSON object, e.g. {"id":"key1","ok":true}; any Content-Type is read as JSON';
+
 /** The one table from error codes to HTTP statuses. */
 export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   NO_KEY_AVAILABLE: 503,
@@ -33,7 +37,8 @@ export function toErrorResponse(error: unknown, elysiaCode: string | number): Re
     case "VALIDATION":
       return errorResponse("BAD_REQUEST", describeValidation(error), 400);
     case "PARSE":
-      return errorResponse("BAD_REQUEST", "request body is not valid JSON", 400);
+      // Never the parser's own message: it quotes the body, which may hold a token.
+      return errorResponse("BAD_REQUEST", NOT_JSON, 400);
     case "NOT_FOUND":
       return errorResponse("NOT_FOUND", "no such route; see /swagger for the API", 404);
     default:

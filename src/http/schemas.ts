@@ -90,12 +90,13 @@ export const ReleaseRequest = t.Object(
 
 export const ReleaseResult = t.Object(
   {
+    ok: t.Literal(true, { description: "The release was taken (poolctl's answer, kept for its clients)" }),
     pool: t.String({ examples: ["default"] }),
     id: t.String({ examples: ["a"] }),
     state: KeyStateSchema,
     reason: t.Union([t.String(), t.Null()], { description: "Why the key is in its state", examples: ["cooling after HTTP 429"] }),
   },
-  { examples: [{ pool: "default", id: "a", state: "cooling", reason: "cooling after HTTP 429" }] },
+  { examples: [{ ok: true, pool: "default", id: "a", state: "cooling", reason: "cooling after HTTP 429" }] },
 );
 
 const nullableNumber = (description: string) => t.Union([t.Number(), t.Null()], { description });
@@ -163,8 +164,38 @@ export const KeyRow = t.Object({
 
 export const StateCounts = t.Object(Object.fromEntries(KEY_STATES.map((s) => [s, t.Number()])) as Record<(typeof KEY_STATES)[number], ReturnType<typeof t.Number>>);
 
+const poolctlTime = (description: string) =>
+  t.String({ format: "date-time", description: `${description}; 0001-01-01T00:00:00Z when never (as poolctl wrote it)` });
+
+/** poolctl's /status fields, over every key shown, with poolctl's meanings. */
+const PoolctlStatusFields = {
+  total: t.Number({ description: "Keys shown (poolctl's field)" }),
+  live: t.Number({ description: "Keys last found live, resting or not (poolctl's field)" }),
+  dead: t.Number({ description: "Keys found invalid, or disabled (poolctl's field)" }),
+  unknown: t.Number({ description: "Keys never checked (poolctl's field)" }),
+  quarantined: t.Number({ description: "Keys out after an auth failure (poolctl's field)" }),
+  cooling: t.Number({ description: "Keys in a rest that ends by itself (poolctl's field)" }),
+  tokens: t.Array(
+    t.Object({
+      id: t.String(),
+      pool: t.String(),
+      weight: t.Number(),
+      status: t.UnionEnum(["live", "dead", "unknown", "quarantined"]),
+      last_check: poolctlTime("Last health check"),
+      last_used: poolctlTime("Last take"),
+      cooling: t.Boolean({ description: "Resting until `until` (see keys)" }),
+      fails: t.Number({ description: "Reported failures in a row (the backoff rung)" }),
+      requests: t.Number(),
+      errors: t.Number(),
+      last_status: t.Number({ description: "HTTP status of the last check; 0 when none" }),
+    }),
+    { description: "Every key as poolctl showed it (no token); keypool's own view is `keys`" },
+  ),
+};
+
 export const StatusBody = t.Object(
   {
+    ...PoolctlStatusFields,
     pools: t.Record(t.String(), t.Object({ total: t.Number(), counts: StateCounts, usage: t.Optional(CompactUsageJson) }), {
       description: "Per pool: keys by state, and the last day's usage of every key (removed keys included)",
     }),
@@ -201,7 +232,8 @@ export const StatusBody = t.Object(
 
 export const ReloadReport = t.Object(
   {
+    ok: t.Literal(true, { description: "The config was re-read (poolctl's answer, kept for its clients)" }),
     pools: t.Record(t.String(), t.Object({ added: t.Number(), updated: t.Number(), removed: t.Number(), kept: t.Number() })),
   },
-  { examples: [{ pools: { default: { added: 1, updated: 0, removed: 0, kept: 2 } } }] },
+  { examples: [{ ok: true, pools: { default: { added: 1, updated: 0, removed: 0, kept: 2 } } }] },
 );

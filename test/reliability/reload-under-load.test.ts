@@ -71,7 +71,7 @@ describe("scenario 8: reload under load", () => {
     console.log(`reload under load: ${total} requests in ${seconds.toFixed(1)} s, ${failures.length} failed`);
 
     expect(await Promise.all(reloads)).toEqual([
-      [200, { pools: { default: { added: 2, updated: 0, removed: 1, kept: 2 } } }],
+      [200, { ok: true, pools: { default: { added: 2, updated: 0, removed: 1, kept: 2 } } }],
       [400, "INVALID_CONFIG"],
     ]);
     await daemon.waitForLog(/"msg":"reload rejected; keeping the running config".*"trigger":"SIGHUP"/);

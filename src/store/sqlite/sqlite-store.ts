@@ -1,4 +1,6 @@
 import { Database, type Statement } from "bun:sqlite";
+import { type PoolctlImport, importPoolctlStateOnce } from "./_poolctl-import";
+import type { RestoredKeyState } from "../poolctl-state";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Clock } from "../../pool/clock";
@@ -690,6 +692,12 @@ export class SqliteStore implements PoolStore {
     const result = rewrapVault(this.db, this.vault, cipher);
     this.db.exec("VACUUM");
     return result;
+  }
+
+  /** Takes over what poolctl's JSON `state_file` says of the keys synced so far, once per state file. */
+  importPoolctlState(source: string, states: readonly RestoredKeyState[]): PoolctlImport {
+    this.writes.flush();
+    return importPoolctlStateOnce(this.db, source, states, this.poolNames());
   }
 
   async close(): Promise<void> {
