@@ -10,6 +10,7 @@ import { MAX_BODY_BYTES, createApiApp } from "../http/app";
 import { type GatewayListeners, type GatewayMode, startGatewayListeners } from "./gateway-listeners";
 import { drainListeners } from "./_drain";
 import { listenError } from "./listen-error";
+import { isLoopbackHost } from "../config/addr";
 import { BrokerService } from "../http/broker-service";
 import { CompatService } from "../http/compat-service";
 import { KeyAdminService } from "../http/key-admin-service";
@@ -159,8 +160,8 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     watcher.watch([config.source, ...tokensFiles]);
   }
 
-  const compat = new CompatService(broker, store);
   const keyAdmin = new KeyAdminService({ store, tokensFileOf: (pool) => config.pools[pool]?.tokensFile });
+  const compat = new CompatService(broker, store, keyAdmin, clock);
   const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger, metrics, clock, poolNames: () => store.poolNames(), compat, keyAdmin });
   let server: Server<unknown> | undefined;
   let gateway: GatewayListeners | undefined;
@@ -200,6 +201,12 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: opened.where, pools: store.poolNames() });
+      if (!isLoopbackHost(config.server.host) && !config.server.apiKey) {
+        logger.warn("the API is open: it listens beyond loopback and no server.api_key is set, so anyone who reaches it can take keys", {
+          url: urlOf(server),
+          fix: "set server.api_key (KEYPOOL_API_KEY), or listen on 127.0.0.1",
+        });
+      }
       if (cipher) logger.info("tokens are encrypted at rest", { key: cipher.source, key_id: cipher.keyId });
       else if (opened.kind === "postgres") {
         logger.warn("tokens are stored unencrypted in PostgreSQL; set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: opened.where });

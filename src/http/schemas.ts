@@ -163,8 +163,25 @@ export const KeyRow = t.Object({
 
 export const StateCounts = t.Object(Object.fromEntries(KEY_STATES.map((s) => [s, t.Number()])) as Record<(typeof KEY_STATES)[number], ReturnType<typeof t.Number>>);
 
+/** One pool as Key Pool Manager's `GET /status` shows it (`models`). */
+const CompatModel = t.Object({
+  totalKeys: t.Integer(),
+  health: t.Object(
+    { healthy: t.Integer(), degraded: t.Integer(), failed: t.Integer(), rate_limited: t.Integer() },
+    { description: "failed: quarantined, dead or disabled; rate_limited and degraded: resting after such a failure; healthy: the rest" },
+  ),
+  currentIndex: t.Integer({ description: "The position after the key handed out last: where a round-robin would go next" }),
+  stats: t.Object({
+    totalRequests: t.Integer({ description: "Takes since the key was added (every key of the pool)" }),
+    successRate: t.String({ description: "Share of those that did not fail, as a percentage with two decimals", examples: ["96.67%"] }),
+  }),
+});
+
 export const StatusBody = t.Object(
   {
+    status: t.Optional(t.Literal("ok", { description: "Key Pool Manager's field: always ok when the daemon answers" })),
+    timestamp: t.Optional(t.Integer({ description: "Key Pool Manager's field: when the answer was made, in epoch milliseconds" })),
+    models: t.Optional(t.Record(t.String(), CompatModel, { description: "Key Pool Manager's view of each pool (the pool's name is the model's)" })),
     pools: t.Record(t.String(), t.Object({ total: t.Number(), counts: StateCounts, usage: t.Optional(CompactUsageJson) }), {
       description: "Per pool: keys by state, and the last day's usage of every key (removed keys included)",
     }),
