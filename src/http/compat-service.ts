@@ -2,8 +2,8 @@ import type { Clock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import type { KeyState } from "../pool/key-state";
 import { REPORTED_HEALTH, type ReportedHealth, outcomeOfReport, reportedHealthOf } from "../pool/reported-health";
-import type { KeyStatus, PoolStore } from "../store/types";
-import type { BrokerService } from "./broker-service";
+import type { PoolStore } from "../store/types";
+import type { BrokerService, StatusBody, StatusRow } from "./broker-service";
 import type { KeyAdminService } from "./key-admin-service";
 
 export { REPORTED_HEALTH, type ReportedHealth };
@@ -117,12 +117,14 @@ export class CompatService {
     return this.change(pool, await this.keyAdmin.update(pool, id, { enabled: false }), "disabled");
   }
 
-  /** `status`, `timestamp` and `models` as Key Pool Manager's `GET /status` has them. */
-  async statusFields(pool?: string): Promise<CompatStatusFields> {
-    const rows = await this.store.status(pool);
+  /** `status`, `timestamp` and `models` as Key Pool Manager's `GET /status` has them, read off keypool's own answer. */
+  statusFields(own: StatusBody): CompatStatusFields {
     const models: Record<string, CompatModelStatus> = {};
-    for (const name of pool === undefined ? this.store.poolNames() : [pool]) {
-      models[name] = modelStatus(rows.filter((row) => row.pool === name));
+    for (const [name, pool] of Object.entries(own.pools)) {
+      models[name] = modelStatus(
+        own.keys.filter((row) => row.pool === name),
+        pool.usage?.success_rate ?? null,
+      );
     }
     return { status: "ok", timestamp: this.clock.now(), models };
   }
@@ -151,25 +153,25 @@ export class CompatService {
 }
 
 /**
- * A pool in Key Pool Manager's terms. keypool has no round-robin cursor, so `currentIndex` is the
- * position after the key handed out last, in /status order: where a round-robin would go next.
+ * A pool in Key Pool Manager's terms. `totalRequests` counts the keys handed out; `successRate` is the
+ * share of outcomes reported over the last day that were successes (100% before any was reported).
+ * keypool has no round-robin cursor, so `currentIndex` is the position after the key last handed out or
+ * reported on, in /status order: where a round-robin would go next.
  */
-export function modelStatus(keys: readonly KeyStatus[]): CompatModelStatus {
+export function modelStatus(keys: readonly StatusRow[], successRate: number | null): CompatModelStatus {
   const health: Record<ReportedHealth, number> = { healthy: 0, degraded: 0, failed: 0, rate_limited: 0 };
   let totalRequests = 0;
-  let errors = 0;
   let last = -1;
   keys.forEach((key, index) => {
-    health[reportedHealthOf(key)]++;
+    health[reportedHealthOf({ state: key.state, failClass: key.class })]++;
     totalRequests += key.requests;
-    errors += key.errors;
-    if (key.lastUsed !== null && (last < 0 || key.lastUsed > (keys[last]!.lastUsed ?? 0))) last = index;
+    // ISO times compare as strings.
+    if (key.last_used !== null && (last < 0 || key.last_used > (keys[last]!.last_used ?? ""))) last = index;
   });
-  const successRate = totalRequests === 0 ? 100 : (100 * Math.max(0, totalRequests - errors)) / totalRequests;
   return {
     totalKeys: keys.length,
     health,
     currentIndex: keys.length === 0 ? 0 : (last + 1) % keys.length,
-    stats: { totalRequests, successRate: `${successRate.toFixed(2)}%` },
+    stats: { totalRequests, successRate: `${(100 * (successRate ?? 1)).toFixed(2)}%` },
   };
 }

@@ -170,10 +170,10 @@ const CompatModel = t.Object({
     { healthy: t.Integer(), degraded: t.Integer(), failed: t.Integer(), rate_limited: t.Integer() },
     { description: "failed: quarantined, dead or disabled; rate_limited and degraded: resting after such a failure; healthy: the rest" },
   ),
-  currentIndex: t.Integer({ description: "The position after the key handed out last: where a round-robin would go next" }),
+  currentIndex: t.Integer({ description: "The position after the key last handed out or reported on: where a round-robin would go next" }),
   stats: t.Object({
-    totalRequests: t.Integer({ description: "Takes since the key was added (every key of the pool)" }),
-    successRate: t.String({ description: "Share of those that did not fail, as a percentage with two decimals", examples: ["96.67%"] }),
+    totalRequests: t.Integer({ description: "Keys handed out, ever (every key of the pool)" }),
+    successRate: t.String({ description: "Share of the outcomes reported over the last day that were successes (100% before any)", examples: ["96.67%"] }),
   }),
 });
 

@@ -51,7 +51,7 @@ const SessionsBody = t.Object(
 export function statusRoutes(broker: BrokerService, compat?: CompatService) {
   const status = async (pool: string | undefined) => {
     const own = await broker.status(pool);
-    return compat ? { ...(await compat.statusFields(pool)), ...own } : own;
+    return compat ? { ...compat.statusFields(own), ...own } : own;
   };
   // normalize: false so fields added to status rows reach clients before the schema learns of them.
   return new Elysia({ name: "status", normalize: false })
