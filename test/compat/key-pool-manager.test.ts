@@ -172,4 +172,37 @@ describe("api-key-lb's API_KEYS: a two-key pool from the environment", () => {
     expect(statuses).toEqual([200, 200, 200, 200, 200]);
     expect(new Set(upstream.calls.map((c) => c.headers.authorization))).toEqual(new Set(["Bearer sk-key1", "Bearer sk-key2"]));
   });
+
+  it("keeps a session on one key (api-key-lb's sticky routing)", async () => {
+    await using upstream = await startFakeUpstream(() => Response.json({ choices: [] }));
+    using dir = tempDir();
+    await using kp = await spawnDaemon(["serve", "--port", "0"], { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0" }, { cwd: dir.path, cleanEnv: true });
+    const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url as string;
+    for (let i = 0; i < 4; i++) {
+      const response = await fetch(`${gateway}/v1/chat/completions`, json("POST", { model: "gpt-4", session_id: "conv-1", messages: [] }));
+      expect(response.status).toBe(200);
+      await response.body?.cancel();
+    }
+    expect(new Set(upstream.calls.map((c) => c.headers.authorization)).size).toBe(1);
+  });
+
+  it("rests a key for COOLDOWN_MS after a 429 without Retry-After, and answers from the other key meanwhile", async () => {
+    let calls = 0;
+    await using upstream = await startFakeUpstream(() => (++calls === 1 ? new Response("slow down", { status: 429 }) : Response.json({ choices: [] })));
+    using dir = tempDir();
+    await using kp = await spawnDaemon(
+      ["serve", "--port", "0"],
+      { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0", COOLDOWN_MS: "20000" },
+      { cwd: dir.path, cleanEnv: true },
+    );
+    const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url as string;
+    const response = await fetch(`${gateway}/v1/chat/completions`, json("POST", { model: "gpt-4", messages: [] }));
+    expect(response.status).toBe(200);
+    const throttled = upstream.calls[0]!.headers.authorization!.replace("Bearer ", "");
+    const status = await (await fetch(`${kp.url}/status`)).json();
+    const key = status.keys.find((k: { id: string }) => k.id === deriveKeyId(throttled));
+    // A flat COOLDOWN_MS, shortened by at most the 10% jitter that keeps throttled keys from returning together.
+    const restMs = Date.parse(key.until) - Date.parse(key.last_used);
+    expect([key.state, restMs >= 18_000 && restMs <= 20_000]).toEqual(["cooling", true]);
+  });
 });
