@@ -29,7 +29,15 @@ type Env = Record<string, string | undefined>;
 const POOL_VAR = /^KEYPOOL_POOL_([A-Z0-9_]+?)_(KEYS|BASE_URL|MODELS|ROTATION|COOLDOWN_SEC)$/;
 const MODEL_KEYS_VAR = /^([A-Z0-9][A-Z0-9_]*)_KEYS$/;
 /** `*_KEYS` variables that other software sets and that are not API keys. */
-const NOT_MODEL_KEYS = new Set(["API_KEYS", "KEY_POOL_KEYS", "GPG_KEYS", "PGP_KEYS", "SSH_KEYS", "AUTHORIZED_KEYS", "TRUSTED_KEYS"]);
+const NOT_MODEL_KEYS = new Set([
+  "API_KEYS",
+  "KEY_POOL_KEYS",
+  "GPG_KEYS",
+  "PGP_KEYS",
+  "SSH_KEYS",
+  "AUTHORIZED_KEYS",
+  "TRUSTED_KEYS",
+]);
 
 /** Millisecond variables and their bounds: a value outside them is a mistake, not a wish. */
 export const MS_VARS = {
@@ -95,16 +103,19 @@ export function configFromEnv(env: Env, cwd: string = process.cwd()): Config {
       at("cooldown_sec", pool.fields.COOLDOWN_SEC.name);
     }
     // api-key-lb rests a throttled key for exactly COOLDOWN_MS, every time: a flat ladder.
-    if (cooldownMs !== undefined) body.backoff = { rate_limit: { base_sec: cooldownMs / 1000, step_sec: 0, max_sec: cooldownMs / 1000 } };
+    if (cooldownMs !== undefined) {
+      body.backoff = { rate_limit: { base_sec: cooldownMs / 1000, step_sec: 0, max_sec: cooldownMs / 1000 } };
+    }
     if (checkMs !== undefined) body.recheck_interval_sec = checkMs / 1000;
     if (sessionTtlMs !== undefined) body.session = { ttl_sec: sessionTtlMs / 1000 };
     const apiKeyLbPool = name === "default" && fromApiKeyLb;
-    const baseUrl =
-      pool.fields.BASE_URL ??
-      (env.TARGET ? { name: "TARGET", value: env.TARGET } : apiKeyLbPool ? { name: "API_KEYS", value: API_KEY_LB_TARGET } : undefined);
+    const target = env.TARGET ? { name: "TARGET", value: env.TARGET } : undefined;
+    const lbDefault = apiKeyLbPool ? { name: "API_KEYS", value: API_KEY_LB_TARGET } : undefined;
+    const baseUrl = pool.fields.BASE_URL ?? target ?? lbDefault;
     if (baseUrl) {
       const models = pool.fields.MODELS ? splitList(pool.fields.MODELS.value) : pool.models;
-      body.upstream = { enabled: true, base_url: baseUrl.value, listen: joinAddr(host.value, gatewayPort), ...(models ? { models } : {}) };
+      const listen = joinAddr(host.value, gatewayPort);
+      body.upstream = { enabled: true, base_url: baseUrl.value, listen, ...(models ? { models } : {}) };
       at("upstream.base_url", baseUrl.name);
       at("upstream.listen", port ? "PORT" : host.variable);
       if (pool.fields.MODELS) at("upstream.models", pool.fields.MODELS.name);
@@ -143,13 +154,19 @@ interface Given<T> {
 function readHost(env: Env, issues: string[]): Given<string> {
   const own = env.KEYPOOL_HOST || undefined;
   const kpm = env.KEY_POOL_HOST || undefined;
-  if (own && kpm && own !== kpm) issues.push(`KEY_POOL_HOST: says ${JSON.stringify(kpm.slice(0, 64))} but KEYPOOL_HOST says ${JSON.stringify(own.slice(0, 64))} — unset one`);
+  if (own && kpm && own !== kpm) {
+    const [said, other] = [JSON.stringify(kpm.slice(0, 64)), JSON.stringify(own.slice(0, 64))];
+    issues.push(`KEY_POOL_HOST: says ${said} but KEYPOOL_HOST says ${other} — unset one`);
+  }
   if (own) return { value: own, variable: "KEYPOOL_HOST" };
   if (kpm) return { value: kpm, variable: "KEY_POOL_HOST" };
   return { value: "127.0.0.1", variable: "KEYPOOL_HOST" };
 }
 
-/** The API's address: KEYPOOL_ADDR, else the host with KEY_POOL_PORT, PORT (no gateway), 8769 (Key Pool Manager's pools) or 8787. */
+/**
+ * The API's address: KEYPOOL_ADDR, else the host with KEY_POOL_PORT, PORT (when no pool has a gateway),
+ * 8769 (when Key Pool Manager's variables define pools) or 8787.
+ */
 function apiAddr(
   env: Env,
   given: { host: Given<string>; apiPort?: Given<number>; port?: Given<number>; fromKeyPoolManager: boolean },
@@ -157,7 +174,8 @@ function apiAddr(
   if (env.KEYPOOL_ADDR !== undefined) return { addr: env.KEYPOOL_ADDR, variable: "KEYPOOL_ADDR" };
   const port = given.apiPort ?? given.port;
   if (port) return { addr: joinAddr(given.host.value, port.value), variable: port.variable };
-  return { addr: joinAddr(given.host.value, given.fromKeyPoolManager ? KEY_POOL_MANAGER_PORT : 8787), variable: given.host.variable };
+  const fallback = given.fromKeyPoolManager ? KEY_POOL_MANAGER_PORT : 8787;
+  return { addr: joinAddr(given.host.value, fallback), variable: given.host.variable };
 }
 
 function joinAddr(host: string, port: number): string {

@@ -202,7 +202,10 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: opened.where, pools: store.poolNames() });
       if (!isLoopbackHost(config.server.host) && !config.server.apiKey) {
-        logger.warn("the API is open: it listens beyond loopback and no server.api_key is set, so anyone who reaches it can take keys", {
+        const open =
+          "the API is open: it listens beyond loopback and no server.api_key is set, " +
+          "so anyone who reaches it can take keys";
+        logger.warn(open, {
           url: urlOf(server),
           fix: "set server.api_key (KEYPOOL_API_KEY), or listen on 127.0.0.1",
         });

@@ -30,7 +30,7 @@ export interface ApiDeps {
   metrics?: Metrics;
   poolNames?: () => string[];
   clock?: Clock;
-  /** With it, the app also serves the compatibility routes (/keys/:pool, POST /health/:pool) and /status's extra fields. */
+  /** With it, the app also serves the compatibility routes (/keys/:pool, /health/:pool) and /status's extra fields. */
   compat?: CompatService;
   /** With it, the app also serves key administration and usage: /pools, /pools/:pool/keys, /pools/:pool/usage. */
   keyAdmin?: KeyAdminService;

@@ -32,9 +32,15 @@ const HealthReport = t.Object(
   {
     key: t.String({ minLength: 1, maxLength: 8192, description: "The token, as GET /keys/:pool handed it out" }),
     status: t.UnionEnum(REPORTED_HEALTH, {
-      description: "healthy: in rotation; degraded: out for 5 min; rate_limited: out for 15 min; failed: out until reported healthy or re-added",
+      description:
+        "healthy: in rotation; degraded: out for 5 min; rate_limited: out for 15 min; " +
+        "failed: out until reported healthy or re-added",
     }),
-    error: t.Optional(t.Union([t.String({ maxLength: 4096 }), t.Null()], { description: "The upstream's error, if any: refines the class the failure is counted under" })),
+    error: t.Optional(
+      t.Union([t.String({ maxLength: 4096 }), t.Null()], {
+        description: "The upstream's error, if any: refines the class the failure is counted under",
+      }),
+    ),
   },
   { examples: [{ key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", status: "rate_limited", error: null }] },
 );
@@ -47,7 +53,11 @@ const HealthResult = t.Object(
     state: t.String({ description: "The key's state now", examples: ["cooling"] }),
     reason: t.Union([t.String(), t.Null()], { description: "Why the key is in its state" }),
   },
-  { examples: [{ success: true, model: "gpt-4", id: "key-5810d3946d", state: "cooling", reason: "reported rate_limited; back in 15m" }] },
+  {
+    examples: [
+      { success: true, model: "gpt-4", id: "key-5810d3946d", state: "cooling", reason: "reported rate_limited; back in 15m" },
+    ],
+  },
 );
 
 const KeyBody = t.Object(
@@ -62,11 +72,22 @@ const KeyChange = t.Object(
     id: t.String({ description: "The key's id", examples: ["key-5810d3946d"] }),
     masked: t.String({ examples: ["sk-…cccc"] }),
     result: t.UnionEnum(["added", "enabled", "removed", "disabled"], {
-      description: "added/removed: a key of the admin API's own; enabled/disabled: a key the config defines, switched on or off",
+      description: "added/removed: a key of the admin API's own; enabled/disabled: a key the config defines, switched",
     }),
     pool: t.Object({ totalKeys: t.Number(), healthyKeys: t.Number() }),
   },
-  { examples: [{ success: true, model: "gpt-4", id: "key-5810d3946d", masked: "sk-…cccc", result: "added", pool: { totalKeys: 3, healthyKeys: 3 } }] },
+  {
+    examples: [
+      {
+        success: true,
+        model: "gpt-4",
+        id: "key-5810d3946d",
+        masked: "sk-…cccc",
+        result: "added",
+        pool: { totalKeys: 3, healthyKeys: 3 },
+      },
+    ],
+  },
 );
 
 /**
@@ -124,7 +145,9 @@ export function compatRoutes(compat: CompatService) {
       response: { 200: KeyChange, ...errors(400, 401, 413), 404: CompatError, 409: CompatError },
       detail: {
         summary: "Add a key by its token (compatibility)",
-        description: "Like POST /pools/:pool/keys. A token the config defines and DELETE switched off is switched back on; 409 when the key is already in rotation.",
+        description:
+          "Like POST /pools/:pool/keys. A token the config defines and DELETE switched off is switched back on; " +
+          "409 when the key is already in rotation.",
         tags: ["compat"],
       },
     },
@@ -145,7 +168,9 @@ export function compatRoutes(compat: CompatService) {
       response: { 200: KeyChange, ...errors(400, 401, 413), 404: CompatError },
       detail: {
         summary: "Take a key out by its token (compatibility)",
-        description: "A key the admin API added is removed; one the environment or a tokens file defines is disabled (the config would bring it back).",
+        description:
+          "A key the admin API added is removed; one the environment or a tokens file defines is disabled " +
+          "(the config would bring it back).",
         tags: ["compat"],
       },
     },

@@ -20,6 +20,13 @@ interface PoolCounts {
   healthyKeys: number;
 }
 
+/** `POST /health/:pool`'s body. */
+export interface CompatHealthReport {
+  key: string;
+  status: ReportedHealth;
+  error?: string | null;
+}
+
 export interface CompatReport {
   success: true;
   model: string;
@@ -77,10 +84,10 @@ export class CompatService {
   }
 
   /** Applies a reported health to the key holding `token`, giving back its oldest lease if it has one. */
-  async report(pool: string, report: { key: string; status: ReportedHealth; error?: string | null }): Promise<CompatReport> {
+  async report(pool: string, report: CompatHealthReport): Promise<CompatReport> {
     const id = await this.idOf(pool, report.key);
-    const outcome = outcomeOfReport(report.status, report.error);
-    const result = await this.broker.release({ id, pool, ok: outcome.ok, class: outcome.class, error_body: outcome.body, verdict: outcome.verdict });
+    const { ok, class: cls, body, verdict } = outcomeOfReport(report.status, report.error);
+    const result = await this.broker.release({ id, pool, ok, class: cls, error_body: body, verdict });
     return { success: true, model: pool, id, state: result.state, reason: result.reason };
   }
 
@@ -129,8 +136,17 @@ export class CompatService {
     return { status: "ok", timestamp: this.clock.now(), models };
   }
 
-  private async change(pool: string, key: { id: string; masked: string }, result: CompatKeyChange["result"]): Promise<CompatKeyChange> {
-    return { success: true, model: pool, id: key.id, masked: key.masked, result, pool: await this.counts(pool) };
+  private async change(pool: string, key: { id: string; masked: string }, result: CompatKeyChange["result"]) {
+    const counts = await this.counts(pool);
+    const change: CompatKeyChange = {
+      success: true,
+      model: pool,
+      id: key.id,
+      masked: key.masked,
+      result,
+      pool: counts,
+    };
+    return change;
   }
 
   private async idOf(pool: string, token: string): Promise<string> {

@@ -182,16 +182,24 @@ export function afterOutcome(
 }
 
 /** A fixed verdict never climbs past an operator's switch, and a rest never revives a key that is out. */
-function afterVerdict(key: KeyCondition, ladder: LadderPosition, verdict: NonNullable<Outcome["verdict"]>, cls: FailureClass | undefined, now: number): OutcomeEffect {
+function afterVerdict(
+  key: KeyCondition,
+  ladder: LadderPosition,
+  verdict: NonNullable<Outcome["verdict"]>,
+  cls: FailureClass | undefined,
+  now: number,
+): OutcomeEffect {
   const condition: KeyCondition = { health: key.health, reason: key.reason, readyAt: key.readyAt };
   if (key.health === "disabled") return { ...condition, ...ladder, class: cls };
   if (verdict.restMs === null) {
-    return { health: "quarantined", readyAt: 0, reason: verdict.reason, ...(cls ? climb(ladder, cls, 0, now) : ladder), class: cls };
+    const position = cls ? climb(ladder, cls, 0, now) : ladder;
+    return { health: "quarantined", readyAt: 0, reason: verdict.reason, ...position, class: cls };
   }
   if (!isTakeable(key)) return { ...condition, ...ladder, class: cls };
   const readyAt = Math.max(key.readyAt, now + verdict.restMs);
   const position = cls ? climb(ladder, cls, readyAt, now) : ladder;
-  return { ...condition, readyAt, reason: `${verdict.reason}; back in ${formatDuration(readyAt - now)}`, ...position, class: cls };
+  const reason = `${verdict.reason}; back in ${formatDuration(readyAt - now)}`;
+  return { ...condition, readyAt, reason, ...position, class: cls };
 }
 
 function quarantine(what: string, policy: RestPolicy, now: number): KeyCondition {

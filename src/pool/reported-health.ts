@@ -30,9 +30,11 @@ export function outcomeOfReport(status: ReportedHealth, error?: string | null): 
   const body = error ? error.slice(0, 4096) : undefined;
   const cls = (body && classifyFailure({ body })) || CLASS_OF[status];
   if (status === "failed") {
-    return { ok: false, class: cls, body, verdict: { restMs: null, reason: "reported failed; out until reported healthy, re-added or revived by a check" } };
+    const reason = "reported failed; out until reported healthy, re-added or revived by a check";
+    return { ok: false, class: cls, body, verdict: { restMs: null, reason } };
   }
-  return { ok: false, class: CLASS_OF[status], body, verdict: { restMs: REPORTED_REST_MS[status], reason: `reported ${status}` } };
+  const verdict = { restMs: REPORTED_REST_MS[status], reason: `reported ${status}` };
+  return { ok: false, class: CLASS_OF[status], body, verdict };
 }
 
 /** The report word a key's state reads as, for `/status` in those tools' terms. */

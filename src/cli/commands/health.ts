@@ -12,7 +12,10 @@ export default defineCommand({
   meta: { name: "health", description: "Exit 0 when a daemon's /health answers 200, else 1 (for container health checks)" },
   args: {
     ...configOrEnvArg,
-    url: { type: "string", description: `Daemon URL (default: server.addr of the config serve would run, else ${DEFAULT_URL})` },
+    url: {
+      type: "string",
+      description: `Daemon URL (default: server.addr of the config serve would run, else ${DEFAULT_URL})`,
+    },
     timeout: { type: "string", description: "Seconds to wait for the answer (default 5)" },
   },
   async run({ args }) {
