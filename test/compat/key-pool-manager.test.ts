@@ -5,6 +5,7 @@ import { createDaemon } from "../../src/daemon/create-daemon";
 import { createLogger } from "../../src/log";
 import { ManualClock } from "../../src/pool/clock";
 import { startFakeUpstream } from "../helpers/fake-upstream";
+import { canary, leaksOf } from "../reliability/_canary";
 import { spawnDaemon } from "../helpers/spawn-daemon";
 import { tempDir } from "../helpers/temp-dir";
 
@@ -115,6 +116,32 @@ describe("Key Pool Manager's quickstart against keypool", () => {
   it("warns when it listens beyond loopback without an API key (the seed's default host is 0.0.0.0)", async () => {
     await using seed = await startSeedDaemon({ KEY_POOL_HOST: "0.0.0.0" });
     expect(seed.kp.log()).toContain('"msg":"the API is open: it listens beyond loopback and no server.api_key is set');
+  });
+});
+
+describe("Key Pool Manager's routes and tokens", () => {
+  it("put no token in any answer but GET /keys/:model's, nor in the log, /status, /events or /metrics", async () => {
+    const env = canary("kpm-env");
+    const added = canary("kpm-added");
+    await using seed = await startSeedDaemon({ GPT_4_KEYS: `sk-proj-xxx,${env.token}` });
+    const texts: string[] = [];
+    const keep = async (path: string, init?: RequestInit) => {
+      const response = await fetch(`${seed.kp.url}${path}`, init);
+      texts.push(`${response.status} ${JSON.stringify([...response.headers])} ${await response.text()}`);
+    };
+    // Upstream errors often quote the key they refused.
+    await keep("/health/gpt-4", json("POST", { key: env.token, status: "failed", error: `401 invalid api key ${env.token}` }));
+    await keep("/health/gpt-4", json("POST", { key: `${env.token}x`, status: "healthy", error: null }));
+    await keep("/keys/gpt-4", json("POST", { key: added.token }));
+    await keep("/keys/gpt-4", json("POST", { key: added.token }));
+    await keep("/keys/gpt-4", json("DELETE", { key: added.token }));
+    await keep("/keys/gpt-4", json("DELETE", { key: added.token }));
+    await keep("/keys/gpt-4", json("DELETE", { key: env.token }));
+    await keep("/keys/gpt-4", json("POST", { key: env.token }));
+    await keep("/keys/gpt-5", json("POST", { key: added.token }));
+    for (const path of ["/status", "/status?pool=gpt-4", "/events", "/metrics", "/pools/gpt-4/keys"]) await keep(path);
+    expect(texts.filter((t) => t.startsWith("200")).length).toBeGreaterThanOrEqual(9);
+    expect(leaksOf([env, added], [...texts, seed.kp.log(), seed.kp.stdout()])).toEqual([]);
   });
 });
 
