@@ -153,7 +153,7 @@ describe("configFromEnv", () => {
 
   it("refuses KEY_POOL_HOST and KEYPOOL_HOST that disagree", () => {
     expect(issuesOf({ GPT_4_KEYS: A, KEY_POOL_HOST: "0.0.0.0", KEYPOOL_HOST: "127.0.0.1" })).toEqual([
-      'KEY_POOL_HOST: says "0.0.0.0" but KEYPOOL_HOST says "127.0.0.1" — unset one',
+      'KEY_POOL_HOST: says "0.0.0.0" but KEYPOOL_HOST says "127.0.0.1" — set only one (empty counts as unset)',
     ]);
   });
 

@@ -156,7 +156,7 @@ function readHost(env: Env, issues: string[]): Given<string> {
   const kpm = env.KEY_POOL_HOST || undefined;
   if (own && kpm && own !== kpm) {
     const [said, other] = [JSON.stringify(kpm.slice(0, 64)), JSON.stringify(own.slice(0, 64))];
-    issues.push(`KEY_POOL_HOST: says ${said} but KEYPOOL_HOST says ${other} — unset one`);
+    issues.push(`KEY_POOL_HOST: says ${said} but KEYPOOL_HOST says ${other} — set only one (empty counts as unset)`);
   }
   if (own) return { value: own, variable: "KEYPOOL_HOST" };
   if (kpm) return { value: kpm, variable: "KEY_POOL_HOST" };

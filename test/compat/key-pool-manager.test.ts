@@ -104,6 +104,20 @@ describe("Key Pool Manager's quickstart against keypool", () => {
     for (const token of ["sk-proj-new-key", "sk-proj-old-key", "sk-proj-yyy"]) expect(everything).not.toContain(token);
   });
 
+  it("keeps keys added through the API, and environment keys taken out, as they were across a restart", async () => {
+    using dir = tempDir();
+    const start = () => spawnDaemon(["serve"], SEED_ENV, { cwd: dir.path, cleanEnv: true });
+    {
+      await using kp = await start();
+      await fetch(`${kp.url}/keys/gpt-4`, json("POST", { key: "sk-proj-new-key" }));
+      await fetch(`${kp.url}/keys/gpt-4`, json("DELETE", { key: "sk-proj-yyy" }));
+    }
+    await using kp = await start();
+    const keys = (await (await fetch(`${kp.url}/status?pool=gpt-4`)).json()).keys;
+    const stateOf = (token: string) => keys.find((k: { id: string }) => k.id === deriveKeyId(token))?.state;
+    expect([keys.length, stateOf("sk-proj-new-key"), stateOf("sk-proj-yyy"), stateOf("sk-proj-xxx")]).toEqual([3, "unknown", "disabled", "unknown"]);
+  });
+
   it("keeps the admin routes behind KEYPOOL_API_KEY when one is set", async () => {
     await using seed = await startSeedDaemon({ KEYPOOL_API_KEY: "kpm-admin-secret" });
     expect((await seed.call("/keys/gpt-4", json("POST", { key: "sk-proj-new-key" }))).status).toBe(401);
