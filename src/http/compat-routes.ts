@@ -22,7 +22,7 @@ const CompatKey = t.Object(
     key: t.String({ description: "The token itself", examples: ["sk-test-aaaaaaaaaaaaaaaaaaaaaaaa"] }),
     pool: t.Object({
       totalKeys: t.Number({ examples: [3] }),
-      healthyKeys: t.Number({ description: "Keys not quarantined, dead or disabled", examples: [2] }),
+      healthyKeys: t.Number({ description: "Keys neither out (failed) nor resting after a failure", examples: [2] }),
     }),
   },
   { examples: [{ success: true, model: "gpt-4", key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", pool: { totalKeys: 3, healthyKeys: 2 } }] },

@@ -62,9 +62,6 @@ export interface CompatStatusFields {
   models: Record<string, CompatModelStatus>;
 }
 
-// Not broken: such a key is in rotation now or will be once its rest ends.
-const HEALTHY_STATES: ReadonlySet<KeyState> = new Set(["unknown", "live", "cooling"]);
-
 /**
  * The compatibility API (`/keys/:pool`, `POST /health/:pool`, the extra `/status` fields) over the
  * broker and key administration, for clients written against similar tools: they name a key by
@@ -162,9 +159,10 @@ export class CompatService {
     return key;
   }
 
+  /** `healthyKeys` counts what /status's `models` calls healthy: a key resting after a failure is not. */
   private async counts(pool: string): Promise<PoolCounts> {
     const keys = await this.store.status(pool);
-    return { totalKeys: keys.length, healthyKeys: keys.filter((k) => HEALTHY_STATES.has(k.state)).length };
+    return { totalKeys: keys.length, healthyKeys: keys.filter((k) => reportedHealthOf(k) === "healthy").length };
   }
 }
 

@@ -75,7 +75,7 @@ describe("Key Pool Manager's quickstart against keypool", () => {
     expect((await report("claude-3-opus", "sk-ant-xxx", "rate_limited")).body.reason).toBe("reported rate_limited; back in 15m");
     expect((await report("mistral-large", "xxx", "failed")).body.state).toBe("quarantined");
     // The pool still answers with its healthy key, and says how many are healthy.
-    expect((await seed.call("/keys/gpt-4")).body).toEqual({ success: true, model: "gpt-4", key: "sk-proj-xxx", pool: { totalKeys: 2, healthyKeys: 2 } });
+    expect((await seed.call("/keys/gpt-4")).body).toEqual({ success: true, model: "gpt-4", key: "sk-proj-xxx", pool: { totalKeys: 2, healthyKeys: 1 } });
 
     const { status, body } = await seed.call("/status");
     expect([status, body.status, typeof body.timestamp]).toEqual([200, "ok", "number"]);
