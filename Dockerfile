@@ -6,6 +6,9 @@
 #     -v "$PWD/tokens.txt:/etc/keypool/tokens.txt:ro" -e KEYPOOL_API_KEY=change-me keypool
 #
 # Your own config replaces the example: -v "$PWD/keypool.yaml:/etc/keypool/keypool.yaml:ro".
+# Or no file at all: pools from the environment win over the example config, e.g. Key Pool Manager's
+#   docker run -p 8769:8769 -e GPT_4_KEYS=sk-proj-xxx,sk-proj-yyy keypool
+# (see docs/migrate/key-pool-manager.md; set KEYPOOL_API_KEY too, or the API hands keys to anyone).
 
 # distroless has no shell to create /data with, so a throwaway stage makes it, owned by nonroot (65532).
 FROM debian:12-slim AS data
@@ -22,12 +25,19 @@ VOLUME ["/data"]
 WORKDIR /data
 USER nonroot:nonroot
 
-# 8787: broker API, /status, /metrics, dashboard. 8080: the gateway.
-EXPOSE 8787 8080
+# The example config is used only when the environment defines no pool (KEYPOOL_POOL_*, <MODEL>_KEYS,
+# API_KEYS). Pools from the environment listen on all interfaces: the published port is the boundary.
+ENV KEYPOOL_DEFAULT_CONFIG=/etc/keypool/keypool.yaml \
+    KEYPOOL_HOST=0.0.0.0
 
-# No curl in distroless: keypool checks itself (exit 0 when /health answers 200).
+# 8787: broker API, /status, /metrics, dashboard. 8080: the gateway. 8769: the API when Key Pool
+# Manager's <MODEL>_KEYS variables configure it; 4577: api-key-lb's gateway (API_KEYS).
+EXPOSE 8787 8080 8769 4577
+
+# No curl in distroless: keypool checks itself (exit 0 when /health answers 200), at the address
+# `serve` resolves from the same environment (8787 with the example config, 8769 with <MODEL>_KEYS).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["/usr/local/bin/keypool", "health", "--url", "http://127.0.0.1:8787"]
+  CMD ["/usr/local/bin/keypool", "health"]
 
 ENTRYPOINT ["/usr/local/bin/keypool"]
-CMD ["serve", "-c", "/etc/keypool/keypool.yaml"]
+CMD ["serve"]

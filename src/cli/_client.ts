@@ -15,9 +15,13 @@ export function resolveDaemon(args: { config?: string; url?: string; "api-key"?:
     throw new CliExit(EXIT.usage, `no daemon address: pass --url http://HOST:PORT, or -c FILE with server.addr (cannot read "${args.config}")`);
   }
   const config = loadConfig(args.config);
-  const host = config.server.host === "0.0.0.0" || config.server.host === "::" ? "127.0.0.1" : config.server.host;
-  const hostPart = host.includes(":") ? `[${host}]` : host;
-  return { url: `http://${hostPart}:${config.server.port}`, apiKey: args["api-key"] ?? envKey ?? config.server.apiKey };
+  return { url: localUrlOf(config.server), apiKey: args["api-key"] ?? envKey ?? config.server.apiKey };
+}
+
+/** The URL a client on this machine reaches a server at: a wildcard address becomes loopback. */
+export function localUrlOf(server: { host: string; port: number }): string {
+  const host = server.host === "0.0.0.0" || server.host === "::" ? "127.0.0.1" : server.host;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${server.port}`;
 }
 
 /** Calls the daemon and returns the parsed JSON body with its status; network failures become a clear exit. */

@@ -8,7 +8,7 @@ export function parseAddr(addr: string): { host: string; port: number } | undefi
   return { host, port };
 }
 
-/** Whether only this machine can reach `host`. */
-export function isLoopback(host: string): boolean {
+/** Whether only this machine can reach a listener bound to `host`. */
+export function isLoopbackHost(host: string): boolean {
   return host === "localhost" || host === "::1" || host.startsWith("127.");
 }

@@ -10,18 +10,46 @@ type Env = Record<string, string | undefined>;
  * Pools defined by environment variables alone, for a start without any file:
  *
  * - `KEYPOOL_POOL_<NAME>_KEYS=k1,k2` with optional `_BASE_URL` (turns the pool's gateway on), `_MODELS`,
- *   `_ROTATION` and `_COOLDOWN_SEC`; `<NAME>` becomes the pool name, lowercased, `_` → `-`.
- * - For people coming from similar tools: `<MODEL>_KEYS` (`GPT_4_KEYS` → pool `gpt-4` serving model
- *   `gpt-4`), `API_KEYS` (pool `default`), `TARGET` (base URL of every pool without its own),
- *   `PORT` (the gateway's port, or the API's when no pool has a base URL), `COOLDOWN_MS`.
+ *   `_ROTATION` and `_COOLDOWN_SEC` (a rest after every take; none by default); `<NAME>` becomes the pool
+ *   name, lowercased, `_` → `-`.
+ * - Key Pool Manager's: `<MODEL>_KEYS` (`GPT_4_KEYS` → pool `gpt-4` serving model `gpt-4`), `KEY_POOL_HOST`,
+ *   `KEY_POOL_PORT` (the API; 8769 by default when such pools are configured) and `HEALTH_CHECK_INTERVAL`
+ *   (ms: the pools' `recheck_interval_sec`).
+ * - api-key-lb's: `API_KEYS` (pool `default`, whose gateway forwards to `TARGET`, default
+ *   https://api.openai.com, on `PORT`, default 4577), `TARGET` (base URL of every pool without its own),
+ *   `PORT` (the gateways' port, or the API's when no pool has a gateway), `COOLDOWN_MS` (the rest after a
+ *   429 without Retry-After) and `SESSION_TTL_MS` (how long a sticky session keeps its key).
  * - `KEYPOOL_HOST`, `KEYPOOL_ADDR`, `KEYPOOL_API_KEY`, `KEYPOOL_STATE_FILE` (default keypool.db in `cwd`),
  *   `KEYPOOL_MASTER_KEY_FILE` (`store.encryption_key_file`; `KEYPOOL_MASTER_KEY` itself is read by the store).
+ *
+ * A pool from the environment rests a key only when told to: the tools these variables come from hand
+ * the same key out again at once, and their users count on it.
  */
 
 const POOL_VAR = /^KEYPOOL_POOL_([A-Z0-9_]+?)_(KEYS|BASE_URL|MODELS|ROTATION|COOLDOWN_SEC)$/;
 const MODEL_KEYS_VAR = /^([A-Z0-9][A-Z0-9_]*)_KEYS$/;
 /** `*_KEYS` variables that other software sets and that are not API keys. */
-const NOT_MODEL_KEYS = new Set(["API_KEYS", "GPG_KEYS", "PGP_KEYS", "SSH_KEYS", "AUTHORIZED_KEYS", "TRUSTED_KEYS"]);
+const NOT_MODEL_KEYS = new Set([
+  "API_KEYS",
+  "KEY_POOL_KEYS",
+  "GPG_KEYS",
+  "PGP_KEYS",
+  "SSH_KEYS",
+  "AUTHORIZED_KEYS",
+  "TRUSTED_KEYS",
+]);
+
+/** Millisecond variables and their bounds: a value outside them is a mistake, not a wish. */
+export const MS_VARS = {
+  COOLDOWN_MS: { min: 1, max: 86_400_000, range: "1 to 86400000 (24 h)" },
+  SESSION_TTL_MS: { min: 1000, max: 604_800_000, range: "1000 (1 s) to 604800000 (7 days)" },
+  HEALTH_CHECK_INTERVAL: { min: 1000, max: 86_400_000, range: "1000 (1 s) to 86400000 (24 h)" },
+} as const;
+
+/** Defaults of the tools the variables come from. */
+const KEY_POOL_MANAGER_PORT = 8769;
+const API_KEY_LB_PORT = 4577;
+const API_KEY_LB_TARGET = "https://api.openai.com";
 
 type PoolField = "BASE_URL" | "MODELS" | "ROTATION" | "COOLDOWN_SEC";
 
@@ -53,40 +81,54 @@ export function configFromEnv(env: Env, cwd: string = process.cwd()): Config {
   const origin = new Map<string, string>();
   const keys: Record<string, KeySpec[]> = {};
   const poolTree: Record<string, unknown> = {};
-  const host = env.KEYPOOL_HOST || "127.0.0.1";
-  const port = readPort(env, issues);
-  const anyBaseUrl = [...pools.values()].some((p) => p.fields.BASE_URL) || Boolean(env.TARGET);
+  const host = readHost(env, issues);
+  const port = readPort(env, "PORT", issues);
+  const apiPort = readPort(env, "KEY_POOL_PORT", issues);
+  const cooldownMs = readMs(env, "COOLDOWN_MS", issues);
+  const sessionTtlMs = readMs(env, "SESSION_TTL_MS", issues);
+  const checkMs = readMs(env, "HEALTH_CHECK_INTERVAL", issues);
+  const fromApiKeyLb = pools.get("default")?.keysVar === "API_KEYS";
+  const gatewayPort = port?.value ?? (fromApiKeyLb ? API_KEY_LB_PORT : 8080);
 
   for (const [name, pool] of pools) {
     keys[name] = parseKeys(pool.keysVar, pool.keys, issues);
-    const body: Record<string, unknown> = {};
+    const body: Record<string, unknown> = { cooldown_sec: 0 };
     const at = (field: string, variable: string) => origin.set(`pools.${name}.${field}`, variable);
     if (pool.fields.ROTATION) {
       body.rotation = pool.fields.ROTATION.value;
       at("rotation", pool.fields.ROTATION.name);
     }
-    const cooldown = pool.fields.COOLDOWN_SEC;
-    if (cooldown) {
-      body.cooldown_sec = numberOrText(cooldown.value);
-      at("cooldown_sec", cooldown.name);
-    } else if (env.COOLDOWN_MS !== undefined) {
-      body.cooldown_sec = readCooldownMs(env.COOLDOWN_MS, issues);
+    if (pool.fields.COOLDOWN_SEC) {
+      body.cooldown_sec = numberOrText(pool.fields.COOLDOWN_SEC.value);
+      at("cooldown_sec", pool.fields.COOLDOWN_SEC.name);
     }
-    const baseUrl = pool.fields.BASE_URL ?? (env.TARGET ? { name: "TARGET", value: env.TARGET } : undefined);
+    // api-key-lb rests a throttled key for exactly COOLDOWN_MS, every time: a flat ladder.
+    if (cooldownMs !== undefined) {
+      body.backoff = { rate_limit: { base_sec: cooldownMs / 1000, step_sec: 0, max_sec: cooldownMs / 1000 } };
+    }
+    if (checkMs !== undefined) body.recheck_interval_sec = checkMs / 1000;
+    if (sessionTtlMs !== undefined) body.session = { ttl_sec: sessionTtlMs / 1000 };
+    const apiKeyLbPool = name === "default" && fromApiKeyLb;
+    const target = env.TARGET ? { name: "TARGET", value: env.TARGET } : undefined;
+    const lbDefault = apiKeyLbPool ? { name: "API_KEYS", value: API_KEY_LB_TARGET } : undefined;
+    const baseUrl = pool.fields.BASE_URL ?? target ?? lbDefault;
     if (baseUrl) {
       const models = pool.fields.MODELS ? splitList(pool.fields.MODELS.value) : pool.models;
-      body.upstream = { enabled: true, base_url: baseUrl.value, listen: `${host}:${port ?? 8080}`, ...(models ? { models } : {}) };
+      const listen = joinAddr(host.value, gatewayPort);
+      body.upstream = { enabled: true, base_url: baseUrl.value, listen, ...(models ? { models } : {}) };
       at("upstream.base_url", baseUrl.name);
-      at("upstream.listen", port === undefined ? "KEYPOOL_HOST" : "PORT");
+      at("upstream.listen", port ? "PORT" : host.variable);
       if (pool.fields.MODELS) at("upstream.models", pool.fields.MODELS.name);
     }
     poolTree[name] = body;
   }
 
-  const apiAddr = env.KEYPOOL_ADDR ?? (port !== undefined && !anyBaseUrl ? `${host}:${port}` : `${host}:8787`);
-  origin.set("server.addr", env.KEYPOOL_ADDR !== undefined ? "KEYPOOL_ADDR" : port !== undefined && !anyBaseUrl ? "PORT" : "KEYPOOL_HOST");
+  const anyGateway = Object.values(poolTree).some((body) => (body as { upstream?: unknown }).upstream);
+  const fromKeyPoolManager = [...pools.values()].some((p) => p.models !== undefined);
+  const api = apiAddr(env, { host, apiPort, port: anyGateway ? undefined : port, fromKeyPoolManager });
+  origin.set("server.addr", api.variable);
   const tree: Record<string, unknown> = {
-    server: { addr: apiAddr, ...(env.KEYPOOL_API_KEY ? { api_key: env.KEYPOOL_API_KEY } : {}) },
+    server: { addr: api.addr, ...(env.KEYPOOL_API_KEY ? { api_key: env.KEYPOOL_API_KEY } : {}) },
     state_file: env.KEYPOOL_STATE_FILE || "keypool.db",
     ...(env.KEYPOOL_MASTER_KEY_FILE ? { store: { encryption_key_file: env.KEYPOOL_MASTER_KEY_FILE } } : {}),
     pools: poolTree,
@@ -101,6 +143,43 @@ export function configFromEnv(env: Env, cwd: string = process.cwd()): Config {
     if (!(error instanceof ConfigError)) throw error;
     throw new ConfigError(error.issues.map((issue) => nameTheVariable(issue, origin)));
   }
+}
+
+interface Given<T> {
+  value: T;
+  variable: string;
+}
+
+/** KEYPOOL_HOST, or Key Pool Manager's KEY_POOL_HOST; loopback unless one says otherwise. */
+function readHost(env: Env, issues: string[]): Given<string> {
+  const own = env.KEYPOOL_HOST || undefined;
+  const kpm = env.KEY_POOL_HOST || undefined;
+  if (own && kpm && own !== kpm) {
+    const [said, other] = [JSON.stringify(kpm.slice(0, 64)), JSON.stringify(own.slice(0, 64))];
+    issues.push(`KEY_POOL_HOST: says ${said} but KEYPOOL_HOST says ${other} — set only one (empty counts as unset)`);
+  }
+  if (own) return { value: own, variable: "KEYPOOL_HOST" };
+  if (kpm) return { value: kpm, variable: "KEY_POOL_HOST" };
+  return { value: "127.0.0.1", variable: "KEYPOOL_HOST" };
+}
+
+/**
+ * The API's address: KEYPOOL_ADDR, else the host with KEY_POOL_PORT, PORT (when no pool has a gateway),
+ * 8769 (when Key Pool Manager's variables define pools) or 8787.
+ */
+function apiAddr(
+  env: Env,
+  given: { host: Given<string>; apiPort?: Given<number>; port?: Given<number>; fromKeyPoolManager: boolean },
+): { addr: string; variable: string } {
+  if (env.KEYPOOL_ADDR !== undefined) return { addr: env.KEYPOOL_ADDR, variable: "KEYPOOL_ADDR" };
+  const port = given.apiPort ?? given.port;
+  if (port) return { addr: joinAddr(given.host.value, port.value), variable: port.variable };
+  const fallback = given.fromKeyPoolManager ? KEY_POOL_MANAGER_PORT : 8787;
+  return { addr: joinAddr(given.host.value, fallback), variable: given.host.variable };
+}
+
+function joinAddr(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
 function collectPools(env: Env, issues: string[]): Map<string, EnvPool> {
@@ -182,18 +261,22 @@ function parseKeys(variable: string, value: string, issues: string[]): KeySpec[]
   return keys;
 }
 
-function readPort(env: Env, issues: string[]): number | undefined {
-  if (env.PORT === undefined || env.PORT === "") return undefined;
-  const port = Number(env.PORT);
-  if (Number.isInteger(port) && port >= 0 && port <= 65535) return port;
-  issues.push(`PORT: expected a port number 0–65535, got ${JSON.stringify(env.PORT.slice(0, 12))}`);
+function readPort(env: Env, variable: "PORT" | "KEY_POOL_PORT", issues: string[]): Given<number> | undefined {
+  const text = env[variable];
+  if (text === undefined || text === "") return undefined;
+  if (/^\d{1,5}$/.test(text.trim()) && Number(text) <= 65535) return { value: Number(text), variable };
+  issues.push(`${variable}: expected a port number 0–65535, got ${JSON.stringify(text.slice(0, 12))}`);
   return undefined;
 }
 
-function readCooldownMs(value: string, issues: string[]): number | undefined {
-  const ms = Number(value);
-  if (value.trim() !== "" && Number.isFinite(ms) && ms >= 0) return ms / 1000;
-  issues.push(`COOLDOWN_MS: expected a number of milliseconds ≥ 0, got ${JSON.stringify(value.slice(0, 12))}`);
+/** Whole milliseconds within MS_VARS's bounds; an empty variable counts as unset. */
+function readMs(env: Env, variable: keyof typeof MS_VARS, issues: string[]): number | undefined {
+  const text = env[variable];
+  if (text === undefined || text.trim() === "") return undefined;
+  const { min, max, range } = MS_VARS[variable];
+  const ms = Number(text);
+  if (/^\d+$/.test(text.trim()) && ms >= min && ms <= max) return ms;
+  issues.push(`${variable}: expected whole milliseconds from ${range}, got ${JSON.stringify(text.slice(0, 12))}`);
   return undefined;
 }
 

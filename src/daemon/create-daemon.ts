@@ -1,5 +1,4 @@
 import type { Server } from "bun";
-import { isLoopback } from "../config/addr";
 import { ConfigError } from "../config/errors";
 import { DEFAULT_SHUTDOWN_TIMEOUT_SEC, loadConfig } from "../config/load";
 import type { Config } from "../config/types";
@@ -11,6 +10,7 @@ import { MAX_BODY_BYTES, createApiApp } from "../http/app";
 import { type GatewayListeners, type GatewayMode, startGatewayListeners } from "./gateway-listeners";
 import { drainListeners } from "./_drain";
 import { listenError } from "./listen-error";
+import { isLoopbackHost } from "../config/addr";
 import { BrokerService } from "../http/broker-service";
 import { CompatService } from "../http/compat-service";
 import { KeyAdminService } from "../http/key-admin-service";
@@ -162,8 +162,8 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     watcher.watch([config.source, ...tokensFiles]);
   }
 
-  const compat = new CompatService(broker, store);
   const keyAdmin = new KeyAdminService({ store, tokensFileOf: (pool) => config.pools[pool]?.tokensFile });
+  const compat = new CompatService(broker, store, keyAdmin, clock);
   const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger, metrics, clock, poolNames: () => store.poolNames(), compat, keyAdmin });
   let server: Server<unknown> | undefined;
   let gateway: GatewayListeners | undefined;
@@ -204,10 +204,15 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: opened.where, pools: store.poolNames() });
       if (poolctlImport) logger[poolctlImport.level](poolctlImport.message, poolctlImport.fields);
-      if (!config.server.apiKey && !isLoopback(config.server.host)) {
-        // poolctl's own example binds ":8787" with no key, so refusing would break its users; saying so will not.
-        const open = "the API is open: it listens beyond loopback and server.api_key is not set — anyone who can reach it can take tokens";
-        logger.warn(open, { url: urlOf(server) });
+      // poolctl's own example binds ":8787" with no key, so refusing would break its users; saying so will not.
+      if (!isLoopbackHost(config.server.host) && !config.server.apiKey) {
+        const open =
+          "the API is open: it listens beyond loopback and no server.api_key is set, " +
+          "so anyone who reaches it can take keys";
+        logger.warn(open, {
+          url: urlOf(server),
+          fix: "set server.api_key (KEYPOOL_API_KEY), or listen on 127.0.0.1",
+        });
       }
       if (cipher) logger.info("tokens are encrypted at rest", { key: cipher.source, key_id: cipher.keyId });
       else if (opened.kind === "postgres") {

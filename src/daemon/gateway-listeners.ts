@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import { isLoopback, parseAddr } from "../config/addr";
+import { isLoopbackHost, parseAddr } from "../config/addr";
 import { listenError } from "./listen-error";
 import { fallbackChain } from "../config/fallback";
 import type { Config } from "../config/types";
@@ -98,7 +98,7 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
     servers.set(listen, server);
     urls[listen] = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
     deps.logger.info("keypool gateway listening", { url: urls[listen], pools: routes.map((r) => r.pool) });
-    if (!isLoopback(host) && routes.some((r) => !r.upstream.clientKeys?.length)) {
+    if (!isLoopbackHost(host) && routes.some((r) => !r.upstream.clientKeys?.length)) {
       deps.logger.warn("the gateway is open: it listens beyond loopback and no upstream.client_keys are set", { listen });
     }
   }

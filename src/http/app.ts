@@ -31,7 +31,7 @@ export interface ApiDeps {
   metrics?: Metrics;
   poolNames?: () => string[];
   clock?: Clock;
-  /** With it, the app also serves the compatibility routes GET /keys/:pool and POST /health/:pool. */
+  /** With it, the app also serves the compatibility routes (/keys/:pool, /health/:pool) and /status's extra fields. */
   compat?: CompatService;
   /** With it, the app also serves key administration and usage: /pools, /pools/:pool/keys, /pools/:pool/usage. */
   keyAdmin?: KeyAdminService;
@@ -69,7 +69,7 @@ export function createApiApp(deps: ApiDeps) {
       detail: { summary: "Liveness; never needs auth", tags: ["status"], security: [] },
     })
     .use(brokerRoutes(deps.broker))
-    .use(statusRoutes(deps.broker))
+    .use(statusRoutes(deps.broker, deps.compat))
     .use(eventsRoutes(deps.broker))
     .use(adminRoutes(deps.reload))
     .use(deps.compat ? compatRoutes(deps.compat) : new Elysia({ name: "compat-off" }))

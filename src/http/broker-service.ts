@@ -40,6 +40,8 @@ export interface ReleaseRequest {
   model?: string;
   /** The sticky session given to /take: the usage also counts in that session's totals. */
   session?: string;
+  /** A fixed effect instead of the class's ladder: POST /health/:pool's words, never POST /release's body. */
+  verdict?: Outcome["verdict"];
 }
 
 export const DEFAULT_EVENT_LIMIT = 100;
@@ -159,6 +161,7 @@ export class BrokerService {
       },
       model: request.model,
       session: request.session || undefined,
+      verdict: request.verdict,
     };
     let result: ReleaseResult;
     if (request.lease !== undefined) result = await this.keys.release({ lease: request.lease }, outcome);

@@ -22,7 +22,7 @@ const CompatKey = t.Object(
     key: t.String({ description: "The token itself", examples: ["sk-test-aaaaaaaaaaaaaaaaaaaaaaaa"] }),
     pool: t.Object({
       totalKeys: t.Number({ examples: [3] }),
-      healthyKeys: t.Number({ description: "Keys not quarantined, dead or disabled", examples: [2] }),
+      healthyKeys: t.Number({ description: "Keys neither out (failed) nor resting after a failure", examples: [2] }),
     }),
   },
   { examples: [{ success: true, model: "gpt-4", key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", pool: { totalKeys: 3, healthyKeys: 2 } }] },
@@ -31,10 +31,18 @@ const CompatKey = t.Object(
 const HealthReport = t.Object(
   {
     key: t.String({ minLength: 1, maxLength: 8192, description: "The token, as GET /keys/:pool handed it out" }),
-    status: t.UnionEnum(REPORTED_HEALTH, { description: "failed is an auth failure when error mentions 401/403/unauthorized" }),
-    error: t.Optional(t.String({ maxLength: 4096, description: "The upstream's error, to tell an auth failure from others" })),
+    status: t.UnionEnum(REPORTED_HEALTH, {
+      description:
+        "healthy: in rotation; degraded: out for 5 min; rate_limited: out for 15 min; " +
+        "failed: out until reported healthy or re-added",
+    }),
+    error: t.Optional(
+      t.Union([t.String({ maxLength: 4096 }), t.Null()], {
+        description: "The upstream's error, if any: refines the class the failure is counted under",
+      }),
+    ),
   },
-  { examples: [{ key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", status: "rate_limited" }] },
+  { examples: [{ key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", status: "rate_limited", error: null }] },
 );
 
 const HealthResult = t.Object(
@@ -44,13 +52,46 @@ const HealthResult = t.Object(
     id: t.String({ description: "The key's id", examples: ["key-5810d3946d"] }),
     state: t.String({ description: "The key's state now", examples: ["cooling"] }),
     reason: t.Union([t.String(), t.Null()], { description: "Why the key is in its state" }),
-    note: t.Optional(t.String({ description: "Said for degraded: it counts as a success" })),
   },
-  { examples: [{ success: true, model: "gpt-4", id: "key-5810d3946d", state: "cooling", reason: "rate_limit (HTTP 429); rung 1, resting 1m" }] },
+  {
+    examples: [
+      { success: true, model: "gpt-4", id: "key-5810d3946d", state: "cooling", reason: "reported rate_limited; back in 15m" },
+    ],
+  },
+);
+
+const KeyBody = t.Object(
+  { key: t.String({ minLength: 1, maxLength: 8192, description: "The token; never echoed back" }) },
+  { examples: [{ key: "sk-test-cccccccccccccccccccccccc" }] },
+);
+
+const KeyChange = t.Object(
+  {
+    success: t.Literal(true),
+    model: t.String({ examples: ["gpt-4"] }),
+    id: t.String({ description: "The key's id", examples: ["key-5810d3946d"] }),
+    masked: t.String({ examples: ["sk-…cccc"] }),
+    result: t.UnionEnum(["added", "enabled", "removed", "disabled"], {
+      description: "added/removed: a key of the admin API's own; enabled/disabled: a key the config defines, switched",
+    }),
+    pool: t.Object({ totalKeys: t.Number(), healthyKeys: t.Number() }),
+  },
+  {
+    examples: [
+      {
+        success: true,
+        model: "gpt-4",
+        id: "key-5810d3946d",
+        masked: "sk-…cccc",
+        result: "added",
+        pool: { totalKeys: 3, healthyKeys: 3 },
+      },
+    ],
+  },
 );
 
 /**
- * `GET /keys/:pool` and `POST /health/:pool`, shaped like similar key-rotation tools so their
+ * `GET|POST|DELETE /keys/:pool` and `POST /health/:pool`, shaped like similar key-rotation tools so their
  * clients work unchanged. Errors keep those tools' `success: false`.
  */
 export function compatRoutes(compat: CompatService) {
@@ -87,6 +128,52 @@ export function compatRoutes(compat: CompatService) {
         response: { 200: HealthResult, ...errors(400, 401, 413), 404: CompatError },
         detail: { summary: "Report how a key did (compatibility)", description: "Names the key by its token. An unknown token answers 404 without echoing it.", tags: ["compat"] },
       },
+    )
+    .post(
+      "/keys/:pool",
+      async ({ params, body, set, status }) => {
+        try {
+          return await compat.add(params.pool, body.key);
+        } catch (error) {
+          const failure = compatFailure(params.pool, error, set.headers);
+          return status(failure.status as 409, failure.body);
+        }
+      },
+      {
+      params: PoolParam,
+      body: KeyBody,
+      response: { 200: KeyChange, ...errors(400, 401, 413), 404: CompatError, 409: CompatError },
+      detail: {
+        summary: "Add a key by its token (compatibility)",
+        description:
+          "Like POST /pools/:pool/keys. A token the config defines and DELETE switched off is switched back on; " +
+          "409 when the key is already in rotation.",
+        tags: ["compat"],
+      },
+    },
+    )
+    .delete(
+      "/keys/:pool",
+      async ({ params, body, set, status }) => {
+        try {
+          return await compat.remove(params.pool, body.key);
+        } catch (error) {
+          const failure = compatFailure(params.pool, error, set.headers);
+          return status(failure.status as 404, failure.body);
+        }
+      },
+      {
+      params: PoolParam,
+      body: KeyBody,
+      response: { 200: KeyChange, ...errors(400, 401, 413), 404: CompatError },
+      detail: {
+        summary: "Take a key out by its token (compatibility)",
+        description:
+          "A key the admin API added is removed; one the environment or a tokens file defines is disabled " +
+          "(the config would bring it back).",
+        tags: ["compat"],
+      },
+    },
     );
 }
 

@@ -193,9 +193,37 @@ const PoolctlStatusFields = {
   ),
 };
 
+/** One pool as Key Pool Manager's `GET /status` shows it (`models`). */
+const CompatModel = t.Object({
+  totalKeys: t.Integer(),
+  health: t.Object(
+    { healthy: t.Integer(), degraded: t.Integer(), failed: t.Integer(), rate_limited: t.Integer() },
+    {
+      description:
+        "failed: quarantined, dead or disabled; rate_limited and degraded: resting after such a failure; " +
+        "healthy: the rest",
+    },
+  ),
+  currentIndex: t.Integer({
+    description: "The position after the key last handed out or reported on: where a round-robin would go next",
+  }),
+  stats: t.Object({
+    totalRequests: t.Integer({ description: "Keys handed out, ever (every key of the pool)" }),
+    successRate: t.String({
+      description: "Share of the outcomes reported over the last day that were successes (100% before any)",
+      examples: ["96.67%"],
+    }),
+  }),
+});
+
 export const StatusBody = t.Object(
   {
     ...PoolctlStatusFields,
+    status: t.Optional(t.Literal("ok", { description: "Key Pool Manager's field: always ok when the daemon answers" })),
+    timestamp: t.Optional(t.Integer({ description: "Key Pool Manager's field: when the answer was made (epoch ms)" })),
+    models: t.Optional(
+      t.Record(t.String(), CompatModel, { description: "Key Pool Manager's view of each pool (named as the model)" }),
+    ),
     pools: t.Record(t.String(), t.Object({ total: t.Number(), counts: StateCounts, usage: t.Optional(CompactUsageJson) }), {
       description: "Per pool: keys by state, and the last day's usage of every key (removed keys included)",
     }),

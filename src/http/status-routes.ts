@@ -1,5 +1,6 @@
 import { Elysia, t } from "elysia";
 import type { BrokerService } from "./broker-service";
+import type { CompatService } from "./compat-service";
 import { PoolQuery, StatusBody, errors } from "./schemas";
 
 const ratio = (description: string) => t.Union([t.Number(), t.Null()], { description });
@@ -43,11 +44,18 @@ const SessionsBody = t.Object(
   },
 );
 
-/** GET /status and GET /sessions (auth) — /health lives in the app root because it must bypass auth. */
-export function statusRoutes(broker: BrokerService) {
+/**
+ * GET /status and GET /sessions (auth) — /health lives in the app root because it must bypass auth.
+ * With `compat`, /status also carries Key Pool Manager's `status`, `timestamp` and `models`.
+ */
+export function statusRoutes(broker: BrokerService, compat?: CompatService) {
+  const status = async (pool: string | undefined) => {
+    const own = await broker.status(pool);
+    return compat ? { ...compat.statusFields(own), ...own } : own;
+  };
   // normalize: false so fields added to status rows reach clients before the schema learns of them.
   return new Elysia({ name: "status", normalize: false })
-    .get("/status", ({ query }) => broker.status(query.pool || undefined), {
+    .get("/status", ({ query }) => status(query.pool || undefined), {
       query: PoolQuery,
       response: { 200: StatusBody, ...errors(400, 401, 404) },
       detail: { summary: "Keys by state, with the reason and until of each; tokens masked", tags: ["status"] },

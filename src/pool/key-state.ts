@@ -79,6 +79,12 @@ export interface Outcome {
   model?: string;
   /** The sticky session the request belonged to: `usage` is also added to that session's totals. */
   session?: string;
+  /**
+   * A fixed effect instead of the class's ladder, for callers whose vocabulary fixes it (see
+   * reported-health.ts): rest exactly `restMs`, or with `restMs` null stay out until a success,
+   * a probe or an operator revives the key. `reason` says which report it was.
+   */
+  verdict?: { restMs: number | null; reason: string };
 }
 
 /** Where a key stands on its backoff ladder. */
@@ -144,6 +150,7 @@ export function afterOutcome(
     return { health: "live", readyAt: key.readyAt, reason: key.readyAt > now ? key.reason : null, ...CLEAN_LADDER };
   }
   const cls = outcome.class ?? classifyFailure(outcome, policy.classify);
+  if (outcome.verdict) return afterVerdict(key, ladder, outcome.verdict, cls, now);
   const what = describeFailure(outcome);
   // Never the key's fault (a prompt too long, a malformed request): nothing changes.
   if (cls === "client") return { ...condition, ...ladder, class: cls };
@@ -172,6 +179,27 @@ export function afterOutcome(
     failUntil,
     class: cls,
   };
+}
+
+/** A fixed verdict never climbs past an operator's switch, and a rest never revives a key that is out. */
+function afterVerdict(
+  key: KeyCondition,
+  ladder: LadderPosition,
+  verdict: NonNullable<Outcome["verdict"]>,
+  cls: FailureClass | undefined,
+  now: number,
+): OutcomeEffect {
+  const condition: KeyCondition = { health: key.health, reason: key.reason, readyAt: key.readyAt };
+  if (key.health === "disabled") return { ...condition, ...ladder, class: cls };
+  if (verdict.restMs === null) {
+    const position = cls ? climb(ladder, cls, 0, now) : ladder;
+    return { health: "quarantined", readyAt: 0, reason: verdict.reason, ...position, class: cls };
+  }
+  if (!isTakeable(key)) return { ...condition, ...ladder, class: cls };
+  const readyAt = Math.max(key.readyAt, now + verdict.restMs);
+  const position = cls ? climb(ladder, cls, readyAt, now) : ladder;
+  const reason = `${verdict.reason}; back in ${formatDuration(readyAt - now)}`;
+  return { ...condition, readyAt, reason, ...position, class: cls };
 }
 
 function quarantine(what: string, policy: RestPolicy, now: number): KeyCondition {

@@ -1,7 +1,8 @@
-import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
-import { resolveDaemon } from "../_client";
-import { configArg } from "../_shared";
+import { ConfigError } from "../../config/errors";
+import { findConfig } from "../../config/find-config";
+import { localUrlOf } from "../_client";
+import { configOrEnvArg } from "../_shared";
 import { EXIT } from "../exit";
 
 const DEFAULT_URL = "http://127.0.0.1:8787";
@@ -10,12 +11,15 @@ const DEFAULT_URL = "http://127.0.0.1:8787";
 export default defineCommand({
   meta: { name: "health", description: "Exit 0 when a daemon's /health answers 200, else 1 (for container health checks)" },
   args: {
-    ...configArg,
-    url: { type: "string", description: `Daemon URL (default: server.addr from -c, else ${DEFAULT_URL})` },
+    ...configOrEnvArg,
+    url: {
+      type: "string",
+      description: `Daemon URL (default: server.addr of the config serve would run, else ${DEFAULT_URL})`,
+    },
     timeout: { type: "string", description: "Seconds to wait for the answer (default 5)" },
   },
   async run({ args }) {
-    const base = args.url ?? (existsSync(args.config) ? resolveDaemon({ config: args.config }).url : DEFAULT_URL);
+    const base = args.url ?? configuredUrl(args.config);
     const timeoutSec = Number(args.timeout ?? 5);
     const url = `${base.replace(/\/$/, "")}/health`;
     try {
@@ -32,3 +36,13 @@ export default defineCommand({
     return EXIT.failure;
   },
 });
+
+/** Where `keypool serve` with the same -c, directory and environment listens; the default when there is no config. */
+function configuredUrl(path: string | undefined): string {
+  try {
+    return localUrlOf(findConfig({ path }).server);
+  } catch (error) {
+    if (error instanceof ConfigError) return DEFAULT_URL;
+    throw error;
+  }
+}
