@@ -89,7 +89,8 @@ describe("loadConfig", () => {
     expect(pools.anthropic).toMatchObject({
       rotation: "random",
       cooldownSec: 5,
-      check: { kind: "command", cmd: ["./probe.sh", "--model", "claude small"], timeoutSec: 10 },
+      // Quotes are shell syntax: the line runs as poolctl ran it, under /bin/sh.
+      check: { kind: "command", cmd: ["/bin/sh", "-c", './probe.sh --model "claude small"'], env: {}, timeoutSec: 10 },
     });
   });
 

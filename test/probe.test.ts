@@ -170,7 +170,7 @@ describe("probeKey with a command", () => {
   });
 
   it("masks the token in stderr it quotes", async () => {
-    const check = commandCheck(["sh", "-c", 'echo "rejected key $1" >&2; exit 3', "sh", "{token}"]);
+    const check = commandCheck(["sh", "-c", 'echo "rejected key $KEYPOOL_TOKEN" >&2; exit 3']);
     const result = await probeKey(check, TOKEN);
     expect(result).toMatchObject({ ok: false, reason: `exit 3: rejected key ${maskToken(TOKEN)}` });
     expect(result.reason).not.toContain(TOKEN);
@@ -209,12 +209,12 @@ describe("probeKey with a command", () => {
     });
   });
 
-  it("passes a shell-looking token as one literal argv element and in KEYPOOL_TOKEN, running nothing", async () => {
+  it("gives a shell-looking token only in KEYPOOL_TOKEN, never in argv, running nothing", async () => {
     const marker = join(tmp, "pwned");
     const token = `$(touch ${marker});id \`touch ${marker}-2\` "; touch ${marker}-3 '`;
     const echo = "console.log(JSON.stringify({ argv: process.argv.slice(1), env: process.env.KEYPOOL_TOKEN }))";
-    const check = commandCheck([process.execPath, "-e", echo, "key={token}"], {
-      successOutput: JSON.stringify({ argv: [`key=${token}`], env: token }),
+    const check = commandCheck([process.execPath, "-e", echo, "plain"], {
+      successOutput: JSON.stringify({ argv: ["plain"], env: token }),
     });
     expect(await probeKey(check, token)).toMatchObject({ ok: true });
     for (const suffix of ["", "-2", "-3"]) expect(existsSync(marker + suffix)).toBe(false);
