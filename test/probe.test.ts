@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CommandCheckConfig, HttpCheckConfig } from "../src/config/types";
 import { checkKeys } from "../src/health/check-keys";
+import { scrubToken } from "../src/health/_token-text";
 import { probeKey } from "../src/health/probe";
 import { maskToken } from "../src/pool/mask";
 import { deadUrl, neverAnswer, startFakeUpstream } from "./helpers/fake-upstream";
@@ -255,5 +256,29 @@ describe("checkKeys", () => {
     expect(rows).toEqual([
       { pool: "manual", id: "m1", state: "unchecked", ok: false, latencyMs: 0, reason: "no check configured" },
     ]);
+  });
+});
+
+describe("scrubToken", () => {
+  const token = "sk-scrub-0123456789abcdefghij";
+  it.each([
+    ["whole", `denied ${token}`],
+    ["URL-encoded", `GET /?key=${encodeURIComponent(`${token}/+`)}`],
+    ["cut short", `key ${token.slice(0, 20)}`],
+    ["its tail", `…${token.slice(-12)} rejected`],
+    ["a piece from the middle", `piece: ${token.slice(6, 18)}.`],
+  ])("masks the token %s", (_how, text) => {
+    const tokenWithExtras = text.includes("%2F") ? `${token}/+` : token;
+    const out = scrubToken(text, tokenWithExtras);
+    for (let i = 0; i + 8 <= tokenWithExtras.length; i++) expect(out).not.toContain(tokenWithExtras.slice(i, i + 8));
+  });
+
+  it("masks a JSON-escaped token", () => {
+    const quoted = 'sk-"quoted"\\0123456789abcdef';
+    expect(scrubToken(JSON.stringify({ key: quoted }), quoted)).toBe(`{"key":"${maskToken(quoted)}"}`);
+  });
+
+  it("leaves text that only shares short runs with the token alone", () => {
+    expect(scrubToken("exit 3: sk-… rejected 0123", token)).toBe("exit 3: sk-… rejected 0123");
   });
 });
