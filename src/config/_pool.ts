@@ -36,6 +36,11 @@ const HTTP = ["http", "https"] as const;
 /** `given`: the pool's keys from elsewhere (the environment), instead of a `tokens_file`. */
 export function readPool(name: string, s: Section, baseDir: string, given?: KeySpec[]): PoolConfig {
   const tokens = given ? { file: undefined, keys: given } : readTokens(s, baseDir);
+  // A token also written into a wrong field of the config must not come back in that field's message.
+  for (const key of tokens?.keys ?? []) {
+    s.issues.redact(key.token, `(the token of key ${key.id})`);
+    if (key.refreshToken) s.issues.redact(key.refreshToken, `(the refresh token of key ${key.id})`);
+  }
   const check = s.section("check");
   const refresh = s.section("refresh");
   const upstream = s.section("upstream");

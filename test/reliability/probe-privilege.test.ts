@@ -3,12 +3,14 @@
  * environment (master key, API key, a provider key of its own); the command probes it starts must see the
  * token and the pool's own variables, none of those secrets, and never the token in any process's argv.
  * Whatever a probe prints about the token comes back masked. Config refuses `{token}` in argv (exit 2).
+ * And no answer to a mistake — a wrongly-shaped admin body — quotes the secret it was sent.
  */
 import { describe, expect, it } from "bun:test";
 import { readFileSync } from "node:fs";
 import YAML from "yaml";
 import { TOKEN_VARIABLE } from "../../src/config/types";
 import { BASE_VARIABLES, KEY_ID_VARIABLE } from "../../src/health/_probe-env";
+import { startTestDaemon } from "../helpers/daemon";
 import { startFakeUpstream } from "../helpers/fake-upstream";
 import { runKeypool } from "../helpers/run-keypool";
 import { tempDir } from "../helpers/temp-dir";
@@ -156,5 +158,28 @@ describe("{token} in argv", () => {
     expect(run.stderr).toContain(`${field}: {token}`);
     expect(run.stderr).toContain("KEYPOOL_TOKEN");
     expect(leaksOf([key], [printed])).toEqual([]);
+  });
+});
+
+describe("an answer to a mistake", () => {
+  it("never quotes a token sent in the wrong shape or field of an admin body", async () => {
+    const leak = canary("admin-body");
+    await using kp = await startTestDaemon(
+      YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0" } }),
+      "a,sk-test-aaaaaaaaaaaaaaaa\n",
+    );
+    const bodies = [{ token: [leak.token] }, { token: { value: leak.token } }, { token: "sk-x", weight: leak.token }];
+    const answers: string[] = [];
+    for (const body of bodies) {
+      const answer = await kp.fetch("/pools/default/keys", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      expect(answer.status).toBe(400);
+      answers.push(await answer.text());
+    }
+    expect(answers[0]).toContain("token: Expected property 'token' to be string");
+    expect(leaksOf([leak], [...answers, ...kp.logs])).toEqual([]);
   });
 });
