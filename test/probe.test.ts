@@ -188,6 +188,19 @@ describe("probeKey with a command", () => {
     expect(() => process.kill(pid, 0)).toThrow();
   });
 
+  it.each([
+    ["at the deadline", 'sleep 30 & echo $! > "$1"; wait', { timeoutSec: 1 }, "timeout after 1s"],
+    ["when it exits first", 'sleep 30 > /dev/null 2>&1 & echo $! > "$1"', {}, "ok"],
+  ])("kills what the command started %s, so nothing holding the token outlives the probe", async (_when, script, over, reason) => {
+    const pidFile = join(tmp, `child-${reason.length}.pid`);
+    const result = await probeKey(commandCheck(["sh", "-c", script, "sh", pidFile], over), TOKEN);
+    expect(result).toMatchObject({ reason });
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    // SIGKILL is delivered before kill() returns, but the zombie is reaped by init: wait for that, not a time.
+    while (isRunning(pid)) await Bun.sleep(0);
+    expect(isRunning(pid)).toBe(false);
+  });
+
   it("returns promptly on a plain sleep 30 with timeout 1", async () => {
     const started = performance.now();
     expect(await probeKey(commandCheck(["sleep", "30"], { timeoutSec: 1 }), TOKEN)).toMatchObject({
@@ -258,6 +271,15 @@ describe("checkKeys", () => {
     ]);
   });
 });
+
+/** Alive and not a zombie (a killed child of init lingers as one until reaped). */
+function isRunning(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
 
 describe("scrubToken", () => {
   const token = "sk-scrub-0123456789abcdefghij";

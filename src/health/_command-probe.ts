@@ -35,6 +35,9 @@ export async function probeCommand(check: CommandCheckConfig, token: string, opt
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
+      // Its own process group, so that everything it started (a shell's pipeline, a background job) is
+      // killed with it: none may outlive the probe, holding the token in its environment.
+      detached: true,
     });
   } catch (error) {
     const code = (error as { code?: string }).code;
@@ -46,7 +49,7 @@ export async function probeCommand(check: CommandCheckConfig, token: string, opt
   let onStop = () => {};
   const stopped = new Promise<"timeout" | "aborted">((resolve) => {
     onStop = () => {
-      proc.kill("SIGKILL");
+      killGroup(proc);
       resolve(limit.why() ?? "timeout");
     };
     limit.signal.addEventListener("abort", onStop, { once: true });
@@ -59,6 +62,7 @@ export async function probeCommand(check: CommandCheckConfig, token: string, opt
   ]);
   const outcome = await Promise.race([finished, stopped]);
   limit.signal.removeEventListener("abort", onStop);
+  killGroup(proc);
 
   if (typeof outcome === "string") {
     await proc.exited; // SIGKILL is prompt; waiting means no process outlives the probe.
@@ -89,4 +93,13 @@ async function readCapped(stream: ReadableStream<Uint8Array>, max: number, keep:
   }
   const bytes = Buffer.concat(chunks);
   return (keep === "head" ? bytes.subarray(0, max) : bytes.subarray(Math.max(0, bytes.length - max))).toString("utf8");
+}
+
+function killGroup(proc: Bun.Subprocess): void {
+  try {
+    process.kill(-proc.pid, "SIGKILL");
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+  proc.kill("SIGKILL");
 }
