@@ -1,5 +1,6 @@
 import { describe, expect, it } from "bun:test";
-import { hasShellSyntax, referenceTokenInScript } from "../src/config/_command-line";
+import { hasShellSyntax } from "../src/config/_command-line";
+import { referenceTokenInScript } from "../src/config/_shell-script";
 import { ConfigError } from "../src/config/errors";
 import { readConfigTree } from "../src/config/load";
 
@@ -31,6 +32,7 @@ describe("referenceTokenInScript", () => {
     ["a here-document", "cat <<EOF\nv={token}\nEOF", "cat <<EOF\nv=${KEYPOOL_TOKEN}\nEOF"],
     ["a <<- here-document", 'cat <<-EOF\n\tv="{token}"\n\tEOF', 'cat <<-EOF\n\tv="${KEYPOOL_TOKEN}"\n\tEOF'],
     ["a pipe and &&", "printf %s {token} | grep -q . && echo ok", 'printf %s "$KEYPOOL_TOKEN" | grep -q . && echo ok'],
+    ["after a shift in $((…))", "printf %s $((1<<2)){token}", 'printf %s $((1<<2))"$KEYPOOL_TOKEN"'],
   ])("references the token %s", (_where, line, rewritten) => {
     expect(referenceTokenInScript(line)).toBe(rewritten);
   });
@@ -50,6 +52,7 @@ describe("referenceTokenInScript", () => {
     "cat <<EOF\nv={token}\nEOF",
     'x={token}; printf %s "$x"',
     "printf %s {token} # {token} in a comment stays text",
+    "printf %s $((1<<2)){token}",
   ])("gives %j exactly the token, whatever shell it holds", (line) => {
     const rewritten = referenceTokenInScript(line) as string;
     const expected = runWithToken(line.replaceAll("{token}", "PLACEHOLDER"), "").replaceAll("PLACEHOLDER", HOSTILE);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { existsSync } from "node:fs";
-import { referenceTokenInScript } from "../src/config/_command-line";
+import { referenceTokenInScript } from "../src/config/_shell-script";
 import type { CommandCheckConfig, Config, HttpCheckConfig } from "../src/config/types";
 import { createDaemon } from "../src/daemon/create-daemon";
 import { silentLogger } from "../src/log";

@@ -45,7 +45,8 @@ export function joinPath(path: string, key: string): string {
 export function describe(value: unknown): string {
   if (value === null || value === undefined) return "nothing";
   if (typeof value === "string") {
-    return value.length <= 32 && !looksLikeCredential(value) ? JSON.stringify(value) : `a string of ${value.length} characters`;
+    const shown = value.length <= 32 && !looksLikeCredential(value);
+    return shown ? JSON.stringify(value) : `a string of ${value.length} characters`;
   }
   if (typeof value === "number" || typeof value === "boolean") return String(value);
   if (Array.isArray(value)) return "a list";
