@@ -56,7 +56,11 @@ describe("a command probe's environment", () => {
     const key = canary("probe-env");
     const secrets = secretCanaries();
     const { run, states, printed } = await checkWith(
-      { cmd: 'env > "$OUT_DIR/env-$KEYPOOL_KEY_ID"', env: { OUT_DIR: out.path, POOL_REGION: "eu-west" } },
+      {
+        // ${…} in a cmd line is the shell's, from the probe's environment: asking for a secret gets nothing.
+        cmd: 'env > "$OUT_DIR/env-$KEYPOOL_KEY_ID"; printf %s "${KEYPOOL_MASTER_KEY}${KEYPOOL_API_KEY}" > "$OUT_DIR/asked"',
+        env: { OUT_DIR: out.path, POOL_REGION: "eu-west" },
+      },
       [key],
       { ...secrets.env, LC_ALL: "C.UTF-8", TZ: "UTC" },
     );
@@ -78,6 +82,7 @@ describe("a command probe's environment", () => {
       PATH: process.env.PATH,
     });
     expect(leaksOf(secrets.all, [JSON.stringify(seen)])).toEqual([]);
+    expect(readFileSync(out.file("asked"), "utf8")).toBe("");
     expect(leaksOf([key, ...secrets.all], [printed])).toEqual([]);
   });
 
