@@ -8,7 +8,9 @@
 import { describe, expect, it } from "bun:test";
 import { readFileSync } from "node:fs";
 import YAML from "yaml";
+import type { RefreshConfig } from "../../src/config/types";
 import { TOKEN_VARIABLE } from "../../src/config/types";
+import { requestNewToken } from "../../src/health/refresh";
 import { BASE_VARIABLES, KEY_ID_VARIABLE } from "../../src/health/_probe-env";
 import { startTestDaemon } from "../helpers/daemon";
 import { startFakeUpstream } from "../helpers/fake-upstream";
@@ -186,5 +188,33 @@ describe("an answer to a mistake", () => {
     }
     expect(answers[0]).toContain("token: Expected property 'token' to be string");
     expect(leaksOf([leak], [...answers, ...kp.logs])).toEqual([]);
+  });
+});
+
+describe("a failed refresh's reason", () => {
+  it("masks the refresh token and the old token however the endpoint echoes them, even cut short", async () => {
+    const old = canary("refresh-old");
+    const refresh = canary("refresh-rt");
+    // An endpoint that quotes what it got in a long description, which keypool cuts inside the refresh token.
+    await using endpoint = await startFakeUpstream((_req, call) => {
+      const sent = new URLSearchParams(call.body);
+      const description = `${"x".repeat(90)} refresh_token ${sent.get("refresh_token")} for ${sent.get("access")}`;
+      return Response.json({ error: "invalid_grant", error_description: description }, { status: 400 });
+    });
+    const config: RefreshConfig = {
+      enabled: true,
+      url: endpoint.url,
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "grant_type=refresh_token&refresh_token={refresh_token}&access={token}",
+      tokenField: "access_token",
+    };
+    const answer = await requestNewToken(config, { token: old.token, refreshToken: refresh.token });
+    const reason = answer.ok ? "" : answer.reason;
+    expect({ ok: answer.ok, reason }).toEqual({ ok: false, reason: expect.stringContaining("HTTP 400 (invalid_grant: ") });
+    expect(leaksOf([old, refresh], [reason])).toEqual([]);
+    for (const secret of [old.token, refresh.token]) {
+      for (let i = 0; i + 12 <= secret.length; i++) expect(reason).not.toContain(secret.slice(i, i + 12));
+    }
   });
 });
