@@ -89,7 +89,8 @@ describe("loadConfig", () => {
     expect(pools.anthropic).toMatchObject({
       rotation: "random",
       cooldownSec: 5,
-      check: { kind: "command", cmd: ["./probe.sh", "--model", "claude small"], timeoutSec: 10 },
+      // Quotes are shell syntax: the line runs as poolctl ran it, under /bin/sh.
+      check: { kind: "command", cmd: ["/bin/sh", "-c", './probe.sh --model "claude small"'], env: {}, timeoutSec: 10 },
     });
   });
 
@@ -242,6 +243,16 @@ describe("config errors", () => {
     ]);
   });
 
+  it("never echoes a key's token or refresh token written into a wrong field", () => {
+    // Short enough to be quoted as an ordinary value, were it not known to be a token.
+    const yaml = "tokens_file: tokens.txt\nrotation: k3y-AbCd12\nserver: { addr: rt-Zz9y8x }\n";
+    const issues = issuesFor(yaml, {}, { "tokens.txt": "one,k3y-AbCd12,1,refresh_token=rt-Zz9y8x\n" });
+    expect(issues).toEqual([
+      "server.addr: \"(the refresh token of key one)\" is not host:port with a port 0–65535 — write e.g. 127.0.0.1:8787 or :8787",
+      'rotation: "(the token of key one)" is not one of lru, round_robin, random, weighted, most_remaining, least_busy',
+    ]);
+  });
+
   it("never puts a token or secret value in an error message", () => {
     const canary = "sk-CANARY-9f8e7d6c5b4a39281706";
     const tokens = `one,${canary}\ntwo,${canary}\n${canary} x\nthree,${canary}tail,notaweight\n`;
@@ -256,7 +267,8 @@ describe("config errors", () => {
     const issues = issuesFor(yaml, { SECRET: canary }, { "tokens.txt": tokens });
     // Expect one issue per bad line and field above, so none was skipped by an early YAML error.
     expect(issues.length).toBe(12);
-    expect(issues).toContain('rotation: "${SECRET}" is not one of lru, round_robin, random, weighted, most_remaining, least_busy');
+    // A value shaped like a credential is described by its size only, whatever variable it came from.
+    expect(issues).toContain("rotation: a string of 30 characters is not one of lru, round_robin, random, weighted, most_remaining, least_busy");
     for (const issue of issues) expect(issue).not.toContain("CANARY");
   });
 });

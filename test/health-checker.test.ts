@@ -1,5 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { existsSync } from "node:fs";
+import { referenceTokenInScript } from "../src/config/_shell-script";
 import type { CommandCheckConfig, Config, HttpCheckConfig } from "../src/config/types";
 import { createDaemon } from "../src/daemon/create-daemon";
 import { silentLogger } from "../src/log";
@@ -193,7 +194,7 @@ describe("checker verdicts", () => {
 
 describe("command probes from the checker", () => {
   it.each([
-    ["as an argv element", ["echo", "{token}"]],
+    ["as a shell line's {token}", ["/bin/sh", "-c", referenceTokenInScript("printf %s {token}") as string]],
     ["in KEYPOOL_TOKEN, quoted in a script", ["sh", "-c", 'printf "%s" "$KEYPOOL_TOKEN"']],
   ])("passes a token full of shell syntax %s without running any of it", async (_how, cmd) => {
     using dir = tempDir("keypool-cmd-");

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CommandCheckConfig, HttpCheckConfig } from "../src/config/types";
 import { checkKeys } from "../src/health/check-keys";
+import { scrubToken } from "../src/health/_token-text";
 import { probeKey } from "../src/health/probe";
 import { maskToken } from "../src/pool/mask";
 import { deadUrl, neverAnswer, startFakeUpstream } from "./helpers/fake-upstream";
@@ -170,7 +171,7 @@ describe("probeKey with a command", () => {
   });
 
   it("masks the token in stderr it quotes", async () => {
-    const check = commandCheck(["sh", "-c", 'echo "rejected key $1" >&2; exit 3', "sh", "{token}"]);
+    const check = commandCheck(["sh", "-c", 'echo "rejected key $KEYPOOL_TOKEN" >&2; exit 3']);
     const result = await probeKey(check, TOKEN);
     expect(result).toMatchObject({ ok: false, reason: `exit 3: rejected key ${maskToken(TOKEN)}` });
     expect(result.reason).not.toContain(TOKEN);
@@ -185,6 +186,19 @@ describe("probeKey with a command", () => {
     expect(performance.now() - started).toBeLessThan(5000);
     const pid = Number(readFileSync(pidFile, "utf8"));
     expect(() => process.kill(pid, 0)).toThrow();
+  });
+
+  it.each([
+    ["at the deadline", 'sleep 30 & echo $! > "$1"; wait', { timeoutSec: 1 }, "timeout after 1s"],
+    ["when it exits first", 'sleep 30 > /dev/null 2>&1 & echo $! > "$1"', {}, "ok"],
+  ])("kills what the command started %s, so nothing holding the token outlives the probe", async (_when, script, over, reason) => {
+    const pidFile = join(tmp, `child-${reason.length}.pid`);
+    const result = await probeKey(commandCheck(["sh", "-c", script, "sh", pidFile], over), TOKEN);
+    expect(result).toMatchObject({ reason });
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    // SIGKILL is delivered before kill() returns, but the zombie is reaped by init: wait for that, not a time.
+    while (isRunning(pid)) await Bun.sleep(0);
+    expect(isRunning(pid)).toBe(false);
   });
 
   it("returns promptly on a plain sleep 30 with timeout 1", async () => {
@@ -209,12 +223,12 @@ describe("probeKey with a command", () => {
     });
   });
 
-  it("passes a shell-looking token as one literal argv element and in KEYPOOL_TOKEN, running nothing", async () => {
+  it("gives a shell-looking token only in KEYPOOL_TOKEN, never in argv, running nothing", async () => {
     const marker = join(tmp, "pwned");
     const token = `$(touch ${marker});id \`touch ${marker}-2\` "; touch ${marker}-3 '`;
     const echo = "console.log(JSON.stringify({ argv: process.argv.slice(1), env: process.env.KEYPOOL_TOKEN }))";
-    const check = commandCheck([process.execPath, "-e", echo, "key={token}"], {
-      successOutput: JSON.stringify({ argv: [`key=${token}`], env: token }),
+    const check = commandCheck([process.execPath, "-e", echo, "plain"], {
+      successOutput: JSON.stringify({ argv: ["plain"], env: token }),
     });
     expect(await probeKey(check, token)).toMatchObject({ ok: true });
     for (const suffix of ["", "-2", "-3"]) expect(existsSync(marker + suffix)).toBe(false);
@@ -255,5 +269,38 @@ describe("checkKeys", () => {
     expect(rows).toEqual([
       { pool: "manual", id: "m1", state: "unchecked", ok: false, latencyMs: 0, reason: "no check configured" },
     ]);
+  });
+});
+
+/** Alive and not a zombie (a killed child of init lingers as one until reaped). */
+function isRunning(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+describe("scrubToken", () => {
+  const token = "sk-scrub-0123456789abcdefghij";
+  it.each([
+    ["whole", `denied ${token}`],
+    ["URL-encoded", `GET /?key=${encodeURIComponent(`${token}/+`)}`],
+    ["cut short", `key ${token.slice(0, 20)}`],
+    ["its tail", `…${token.slice(-12)} rejected`],
+    ["a piece from the middle", `piece: ${token.slice(6, 18)}.`],
+  ])("masks the token %s", (_how, text) => {
+    const tokenWithExtras = text.includes("%2F") ? `${token}/+` : token;
+    const out = scrubToken(text, tokenWithExtras);
+    for (let i = 0; i + 8 <= tokenWithExtras.length; i++) expect(out).not.toContain(tokenWithExtras.slice(i, i + 8));
+  });
+
+  it("masks a JSON-escaped token", () => {
+    const quoted = 'sk-"quoted"\\0123456789abcdef';
+    expect(scrubToken(JSON.stringify({ key: quoted }), quoted)).toBe(`{"key":"${maskToken(quoted)}"}`);
+  });
+
+  it("leaves text that only shares short runs with the token alone", () => {
+    expect(scrubToken("exit 3: sk-… rejected 0123", token)).toBe("exit 3: sk-… rejected 0123");
   });
 });

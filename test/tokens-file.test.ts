@@ -41,6 +41,17 @@ describe("parseTokensFile", () => {
     ]);
   });
 
+  it("echoes no piece of a secret written in the wrong column", () => {
+    const refresh = "rt-9f8e7d6c";
+    const base64 = "c2stbGl2ZS0wMTIzNDU2Nzg5YWJjZGVm=";
+    const text = [`a,sk-good-00000000000001,${refresh}`, `b,sk-good-00000000000002,1,${base64}`, "c,sk-good-00000000000003,1,colour=red"].join("\n");
+    expect(issuesOf(text)).toEqual([
+      "keys.txt:1: weight is not a positive number",
+      "keys.txt:2: this field is not understood — after the weight only group=NAME and refresh_token=VALUE are allowed",
+      'keys.txt:3: "colour" is not understood — after the weight only group=NAME and refresh_token=VALUE are allowed',
+    ]);
+  });
+
   it("reports every malformed line as FILE:LINE", () => {
     const text = [
       "a,sk-good-00000000000001,x",
@@ -53,7 +64,7 @@ describe("parseTokensFile", () => {
       "g,sk-good-00000000000006,1,group=",
     ].join("\n");
     expect(issuesOf(text)).toEqual([
-      'keys.txt:1: weight "x" is not a positive number',
+      "keys.txt:1: weight is not a positive number",
       'keys.txt:2: weight "-1" is not a positive number',
       'keys.txt:3: weight "0" is not a positive number',
       "keys.txt:4: the token contains whitespace — a token is one word; check for a missing comma",

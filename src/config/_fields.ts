@@ -38,14 +38,25 @@ export function joinPath(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
 
-/** How a value looks in a message: short strings quoted, long ones only by size (they may be secrets). */
+/**
+ * How a value looks in a message: short strings quoted, long ones — and short ones shaped like a credential
+ * (a token put in the wrong field) — only by size.
+ */
 export function describe(value: unknown): string {
   if (value === null || value === undefined) return "nothing";
-  if (typeof value === "string") return value.length <= 32 ? JSON.stringify(value) : `a string of ${value.length} characters`;
+  if (typeof value === "string") {
+    const shown = value.length <= 32 && !looksLikeCredential(value);
+    return shown ? JSON.stringify(value) : `a string of ${value.length} characters`;
+  }
   if (typeof value === "number" || typeof value === "boolean") return String(value);
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a mapping";
   return typeof value;
+}
+
+/** One run of token characters with both letters and digits: what API keys look like, and few settings do. */
+function looksLikeCredential(value: string): boolean {
+  return value.length >= 16 && /^[A-Za-z0-9._~+/=-]+$/.test(value) && /\d/.test(value) && /[A-Za-z]/.test(value);
 }
 
 export function isMapping(value: unknown): value is Record<string, unknown> {

@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { splitCommandLine } from "./_command-line";
+import { readCheckCommand } from "./_command-line";
 import { readBackoff, readClassify } from "./_failure-policy";
 import { readFallback, readModelMap, readSession } from "./_routing";
-import { describe, readAddr, type Section } from "./_fields";
+import { readAddr, type Section } from "./_fields";
 import { ConfigError } from "./errors";
 import { parseTokensFile } from "./tokens-file";
 import { ROTATIONS, type CheckConfig, type KeySpec, type PoolConfig, type RefreshConfig, type UpstreamConfig } from "./types";
@@ -36,6 +36,11 @@ const HTTP = ["http", "https"] as const;
 /** `given`: the pool's keys from elsewhere (the environment), instead of a `tokens_file`. */
 export function readPool(name: string, s: Section, baseDir: string, given?: KeySpec[]): PoolConfig {
   const tokens = given ? { file: undefined, keys: given } : readTokens(s, baseDir);
+  // A token also written into a wrong field of the config must not come back in that field's message.
+  for (const key of tokens?.keys ?? []) {
+    s.issues.redact(key.token, `(the token of key ${key.id})`);
+    if (key.refreshToken) s.issues.redact(key.refreshToken, `(the refresh token of key ${key.id})`);
+  }
   const check = s.section("check");
   const refresh = s.section("refresh");
   const upstream = s.section("upstream");
@@ -108,7 +113,7 @@ export function describeFsError(error: unknown): string {
 }
 
 const HTTP_CHECK_ONLY = ["url", "method", "headers", "body", "success_status", "success_body", "insecure"];
-const COMMAND_CHECK_ONLY = ["cmd", "success_output"];
+const COMMAND_CHECK_ONLY = ["cmd", "env", "success_output"];
 
 function readCheck(s: Section): CheckConfig | undefined {
   const tuning = {
@@ -142,7 +147,7 @@ function readCheck(s: Section): CheckConfig | undefined {
     };
   } else if (isCommand) {
     rejectKeys(s, HTTP_CHECK_ONLY, "only applies to HTTP checks (url), not command checks (cmd)");
-    check = { kind: "command", cmd: readArgv(s, "cmd"), successOutput: s.string("success_output"), ...tuning };
+    check = { kind: "command", ...readCheckCommand(s), successOutput: s.string("success_output"), ...tuning };
   } else {
     s.issues.add(s.path, "needs url (an HTTP probe) or cmd (a command probe)");
   }
@@ -183,25 +188,6 @@ const CHECK_FIX = {
 
 function rejectKeys(s: Section, keys: string[], why: string): void {
   for (const k of keys) if (s.has(k)) s.issues.add(s.keyPath(k), why);
-}
-
-/** argv as a list of strings, or one string split on whitespace with simple quoting — never a shell. */
-function readArgv(s: Section, key: string): string[] {
-  const { value, path } = s.entry(key)!;
-  const argv = typeof value === "string" ? splitCommandLine(value) : value;
-  if (!Array.isArray(argv)) {
-    s.issues.add(path, isSplitError(argv) ? argv.error : `expected a list of strings or one string, got ${describe(argv)}`);
-    return [];
-  }
-  if (argv.length === 0 || !argv.every((a) => typeof a === "string")) {
-    s.issues.add(path, 'expected a non-empty list of strings, e.g. ["./probe.sh", "--quiet"]');
-    return [];
-  }
-  return argv;
-}
-
-function isSplitError(value: unknown): value is { error: string } {
-  return typeof value === "object" && value !== null && "error" in value;
 }
 
 function readRefresh(s: Section): RefreshConfig {

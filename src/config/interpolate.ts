@@ -4,14 +4,19 @@ type Env = Record<string, string | undefined>;
 
 const REFERENCE = /\$(\$)?\{([^}]*)\}/g;
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const SHELL_LINE_PATH = /(^|\.)check\.cmd$/;
 
 /**
  * Replaces `${NAME}` in every string value of a parsed config tree with the environment
- * variable's value; `$${NAME}` stands for a literal `${NAME}`. Keys are left alone.
+ * variable's value; `$${NAME}` stands for a literal `${NAME}`. Keys are left alone, and so is a check's
+ * `cmd` written as one string.
  * Problems are added to `issues` under the value's path; substituted values are redacted from
  * every issue, so a later message about a bad value shows `${NAME}` instead of the secret.
  */
 export function interpolateEnv(value: unknown, env: Env, issues: Issues, path = ""): unknown {
+  // A check's cmd line is a shell script: its ${NAME} is the shell's, expanded from the probe's own small
+  // environment — never from keypool's, which holds its secrets. ($${NAME} still means ${NAME}, as before.)
+  if (typeof value === "string" && SHELL_LINE_PATH.test(path)) return value.replaceAll("$${", "${");
   if (typeof value === "string") return interpolateString(value, env, issues, path);
   if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, issues, `${path}[${i}]`));
   if (isMapping(value)) {

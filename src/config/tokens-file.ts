@@ -85,8 +85,9 @@ function parseLine(line: string): KeySpec | { error: string } {
 
 function readWeight(field: string, key: KeySpec): string | undefined {
   const weight = Number(field);
-  // A long "weight" is more likely the tail of a token with a comma in it, so it is not echoed.
-  const shown = field.length <= 12 ? ` "${field}"` : "";
+  // Only what looks like a mistyped number is echoed: anything else may be a token (or its tail, cut at a comma)
+  // or a refresh token written in the weight's column.
+  const shown = /^[-+0-9.eE]{1,12}$/.test(field) ? ` "${field}"` : "";
   if (field === "" || !Number.isFinite(weight) || weight <= 0) return `weight${shown} is not a positive number`;
   key.weight = weight;
   return undefined;
@@ -103,7 +104,8 @@ function readExtra(field: string, key: KeySpec): string | undefined {
     return undefined;
   }
   if (name !== "group") {
-    const what = name && KEY_ID.test(name) ? `"${name}"` : "this field";
+    // Only a field-like name is echoed: a base64 secret ending in "=" would otherwise be shown as the "name".
+    const what = /^[a-z_]{1,24}$/.test(name) ? `"${name}"` : "this field";
     return `${what} is not understood — after the weight only group=NAME and refresh_token=VALUE are allowed`;
   }
   if (!GROUP.test(value)) return "group=NAME needs a name of 1–64 of A-Z a-z 0-9 . _ : -";

@@ -62,10 +62,18 @@ export interface HttpCheckConfig extends CheckTuning {
   timeoutSec: number;
 }
 
+/** The environment variable a check command finds its token in; `{token}` in a shell `cmd` references it. */
+export const TOKEN_VARIABLE = "KEYPOOL_TOKEN";
+
 export interface CommandCheckConfig extends CheckTuning {
   kind: "command";
-  /** argv; `{token}` is substituted as a whole element or inside one, never through a shell. */
+  /**
+   * argv, spawned without a shell; a shell-syntax `cmd` line is `["/bin/sh", "-c", script]`. Never holds the
+   * token: the command reads it from KEYPOOL_TOKEN (a script's `{token}` was rewritten to reference it).
+   */
   cmd: string[];
+  /** The pool's own variables for the command, on top of a small base (see health/_probe-env.ts). */
+  env?: Record<string, string>;
   /** Healthy when stdout contains this; when unset, healthy on exit 0. */
   successOutput?: string;
   timeoutSec: number;

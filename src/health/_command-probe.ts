@@ -1,11 +1,18 @@
 import type { CommandCheckConfig } from "../config/types";
 import { deadline } from "./_deadline";
+import { probeEnvironment } from "./_probe-env";
 import type { ProbeOptions, ProbeResult } from "./probe";
-import { lastLine, scrubToken, substituteToken } from "./_token-text";
+import { lastLine, scrubToken } from "./_token-text";
+
+/** Enough stdout to find success_output in any sane answer; a probe that prints more is read and dropped. */
+const MAX_STDOUT_BYTES = 1 << 20;
+/** Only stderr's last line is ever shown. */
+const MAX_STDERR_BYTES = 16 << 10;
 
 /**
- * Runs the check command with the token as (part of) argv elements and in KEYPOOL_TOKEN —
- * never through a shell, so no token can be parsed as shell syntax.
+ * Runs the check command as argv (a shell line was made `/bin/sh -c SCRIPT` at load), with the token only in
+ * KEYPOOL_TOKEN and an environment that holds none of keypool's own secrets. Nothing the command prints
+ * reaches a reason before the token is masked in it.
  */
 export async function probeCommand(check: CommandCheckConfig, token: string, opts: ProbeOptions): Promise<ProbeResult> {
   const started = performance.now();
@@ -15,7 +22,7 @@ export async function probeCommand(check: CommandCheckConfig, token: string, opt
     reason: scrubToken(reason, token),
   });
 
-  const argv = check.cmd.map((arg) => substituteToken(arg, token));
+  const argv = check.cmd;
   const program = argv[0];
   if (!program) return result(false, "check command is empty");
   const limit = deadline(check.timeoutSec, opts.signal);
@@ -24,10 +31,13 @@ export async function probeCommand(check: CommandCheckConfig, token: string, opt
   let proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
   try {
     proc = Bun.spawn(argv, {
-      env: { ...process.env, KEYPOOL_TOKEN: token },
+      env: probeEnvironment(check.env, token, opts.keyId),
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
+      // Its own process group, so that everything it started (a shell's pipeline, a background job) is
+      // killed with it: none may outlive the probe, holding the token in its environment.
+      detached: true,
     });
   } catch (error) {
     const code = (error as { code?: string }).code;
@@ -39,15 +49,20 @@ export async function probeCommand(check: CommandCheckConfig, token: string, opt
   let onStop = () => {};
   const stopped = new Promise<"timeout" | "aborted">((resolve) => {
     onStop = () => {
-      proc.kill("SIGKILL");
+      killGroup(proc);
       resolve(limit.why() ?? "timeout");
     };
     limit.signal.addEventListener("abort", onStop, { once: true });
   });
   // Output is awaited inside the race too: a grandchild that keeps stdout open must not outlive the deadline.
-  const finished = Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  const finished = Promise.all([
+    proc.exited,
+    readCapped(proc.stdout, MAX_STDOUT_BYTES, "head"),
+    readCapped(proc.stderr, MAX_STDERR_BYTES, "tail"),
+  ]);
   const outcome = await Promise.race([finished, stopped]);
   limit.signal.removeEventListener("abort", onStop);
+  killGroup(proc);
 
   if (typeof outcome === "string") {
     await proc.exited; // SIGKILL is prompt; waiting means no process outlives the probe.
@@ -61,6 +76,30 @@ export async function probeCommand(check: CommandCheckConfig, token: string, opt
   }
   if (exitCode === 0) return result(true, "ok");
   const status = proc.signalCode ? `killed by ${proc.signalCode}` : `exit ${exitCode}`;
-  const detail = lastLine(stderr);
+  // Masked before it is cut: a cut could leave a piece of the token that no longer matches it whole.
+  const detail = lastLine(scrubToken(lastLine(stderr, Number.POSITIVE_INFINITY), token));
   return result(false, detail ? `${status}: ${detail}` : status);
+}
+
+/** A stream's text, keeping its first (or last) `max` bytes and draining the rest. */
+async function readCapped(stream: ReadableStream<Uint8Array>, max: number, keep: "head" | "tail"): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    if (keep === "head" && size >= max) continue;
+    chunks.push(chunk);
+    size += chunk.byteLength;
+    while (keep === "tail" && size - chunks[0]!.byteLength >= max) size -= chunks.shift()!.byteLength;
+  }
+  const bytes = Buffer.concat(chunks);
+  return (keep === "head" ? bytes.subarray(0, max) : bytes.subarray(Math.max(0, bytes.length - max))).toString("utf8");
+}
+
+function killGroup(proc: Bun.Subprocess): void {
+  try {
+    process.kill(-proc.pid, "SIGKILL");
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+  proc.kill("SIGKILL");
 }

@@ -46,6 +46,6 @@ export async function checkKeys(targets: CheckTarget[], opts: CheckKeysOptions):
 
 async function checkOne({ pool, key, check, proxy }: CheckTarget, signal?: AbortSignal): Promise<CheckRow> {
   if (!check) return { pool, id: key.id, state: "unchecked", ok: false, latencyMs: 0, reason: "no check configured" };
-  const probe = await probeKey(check, key.token, { proxy, signal });
+  const probe = await probeKey(check, key.token, { proxy, signal, keyId: key.id });
   return { pool, id: key.id, state: probe.ok ? "live" : "failed", ...probe };
 }

@@ -137,7 +137,7 @@ export class Checker {
       }
     }
 
-    let result = await this.probe(pool, token);
+    let result = await this.probe(pool, key.id, token);
     if (!result) return;
     if (refresh && result.status === 401 && !refreshed) {
       // Recorded first so that, if the refresh fails, its reason is the one the key ends up with.
@@ -146,7 +146,7 @@ export class Checker {
       const outcome = await this.refresh(pool, key.id, token);
       if (outcome.status !== "refreshed" && outcome.status !== "superseded") return;
       token = outcome.token;
-      result = await this.probe(pool, token);
+      result = await this.probe(pool, key.id, token);
       if (!result) return;
     }
     await this.store.recordCheck(pool.name, key.id, { ...result, token });
@@ -155,8 +155,8 @@ export class Checker {
   }
 
   /** A probe's result, or undefined when it was cut short by stop(): that says nothing about the key. */
-  private async probe(pool: CheckedPool, token: string): Promise<ProbeResult | undefined> {
-    const result = await probeKey(pool.check, token, { proxy: pool.proxy, signal: this.aborter.signal });
+  private async probe(pool: CheckedPool, keyId: string, token: string): Promise<ProbeResult | undefined> {
+    const result = await probeKey(pool.check, token, { proxy: pool.proxy, signal: this.aborter.signal, keyId });
     return this.aborter.signal.aborted ? undefined : result;
   }
 

@@ -18,6 +18,8 @@ export interface ProbeOptions {
   proxy?: string;
   /** Aborts the probe (and kills a command probe's process). */
   signal?: AbortSignal;
+  /** The probed key's id, given to a command probe as KEYPOOL_KEY_ID. */
+  keyId?: string;
 }
 
 /**

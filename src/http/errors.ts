@@ -46,9 +46,14 @@ export function toErrorResponse(error: unknown, elysiaCode: string | number): Re
   }
 }
 
+/**
+ * The first problem, by path and expectation only: the validator's summary quotes the value it found
+ * ("… but found: sk-…"), and a token sent in the wrong field or shape must not come back in the answer.
+ */
 function describeValidation(error: unknown): string {
   const first = (error as { all?: Array<{ path?: string; summary?: string; message?: string }> }).all?.[0];
   if (!first) return "request does not match the expected shape";
   const where = first.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
-  return `${where || "body"}: ${first.summary ?? first.message ?? "invalid value"}`;
+  const what = (first.summary ?? first.message ?? "invalid value").replace(/\s*but found:[\s\S]*$/, "");
+  return `${where || "body"}: ${what}`;
 }

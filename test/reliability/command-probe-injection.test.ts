@@ -1,12 +1,15 @@
 /**
  * Scenario 13: tokens that look like shell — `$(…)`, backticks, `;`, pipes, redirections, newlines —
- * reach a command probe as literal argv elements and in KEYPOOL_TOKEN, and nothing in them runs.
+ * reach a command probe only through KEYPOOL_TOKEN, also when the check is a poolctl-style shell line whose
+ * `{token}` the shell expands from that variable, and nothing in them runs.
  * Checked at the probe, and end to end through a daemon's health checker reading a tokens file.
  * (One combined token at the probe: test/probe.test.ts.)
  */
 import { afterAll, describe, expect, it } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import YAML from "yaml";
+import { readConfigTree } from "../../src/config/load";
+import type { CheckConfig } from "../../src/config/types";
 import { probeKey } from "../../src/health/probe";
 import { startTestDaemon } from "../helpers/daemon";
 import { tempDir } from "../helpers/temp-dir";
@@ -29,20 +32,31 @@ function hostileTokens(marker: string): string[] {
   ];
 }
 
-/** The probe command (a script file, so no flag-looking token is taken by bun itself): prints whether argv[1] and KEYPOOL_TOKEN are exactly the token, and the embedded form too. */
+/**
+ * The probe command (a script file, so no flag-looking token is taken by bun itself): prints whether its two
+ * arguments, as the shell expanded them, and KEYPOOL_TOKEN are exactly the token and the embedded form.
+ */
 const ECHO_SOURCE = `const [whole, embedded] = process.argv.slice(2); const t = process.env.KEYPOOL_TOKEN;
   console.log(whole === t && embedded === "key=" + t + ";" ? "literal" : "mangled:" + JSON.stringify([whole, embedded, t]));`;
 const scripts = tempDir("keypool-probe-script-");
 const ECHO = scripts.file("echo-argv.ts");
 await Bun.write(ECHO, ECHO_SOURCE);
 afterAll(() => scripts[Symbol.dispose]());
+/** As a poolctl user writes it: one shell line, `{token}` bare and inside single quotes. */
+const CHECK = { cmd: `${process.execPath} ${ECHO} {token} 'key={token};'`, success_output: "literal", timeout_sec: 10 };
+
+function loadedCheck(): CheckConfig {
+  const config = readConfigTree({ check: CHECK }, { baseDir: scripts.path, keys: { default: [] } });
+  return config.pools.default!.check!;
+}
 
 describe("scenario 13: shell-looking tokens in a command probe", () => {
-  it("passes each as one literal argv element and in KEYPOOL_TOKEN, running nothing (probe)", async () => {
+  it("passes each through KEYPOOL_TOKEN into one literal argument of a shell line, running nothing (probe)", async () => {
     using dir = tempDir();
     const marker = dir.file("pwned");
+    const check = loadedCheck();
     for (const token of hostileTokens(marker)) {
-      const result = await probeKey({ kind: "command", cmd: [process.execPath, ECHO, "{token}", "key={token};"], successOutput: "literal", timeoutSec: 10 }, token);
+      const result = await probeKey(check, token);
       expect({ token, ok: result.ok, reason: result.reason }).toEqual({ token, ok: true, reason: "ok" });
     }
     expect(readdirSync(dir.path)).toEqual([]);
@@ -62,7 +76,7 @@ describe("scenario 13: shell-looking tokens in a command probe", () => {
         tokens_file: "tokens.txt",
         state_file: "state.db",
         server: { addr: "127.0.0.1:0" },
-        check: { cmd: [process.execPath, ECHO, "{token}", "key={token};"], success_output: "literal", timeout_sec: 10 },
+        check: CHECK,
       }),
       `${lines}\n`,
       { autoCheck: false },

@@ -63,13 +63,18 @@ function maskPool(pool: PoolConfig) {
 }
 
 function maskRequest<T extends CheckConfig | RefreshConfig>(req: T): T {
-  if ("kind" in req && req.kind === "command") return req;
+  // A command check's env may carry credentials (a proxy password, an API secret) just as headers do.
+  if ("kind" in req && req.kind === "command") return { ...req, env: req.env && mapValues(req.env, maskToken) };
   const r = req as Exclude<T, { kind: "command" }>;
   return {
     ...r,
     headers: Object.fromEntries(Object.entries(r.headers).map(([name, value]) => [name, maskToken(value)])),
     body: mask(r.body),
   };
+}
+
+function mapValues(record: Record<string, string>, f: (value: string) => string): Record<string, string> {
+  return Object.fromEntries(Object.entries(record).map(([name, value]) => [name, f(value)]));
 }
 
 function mask(secret: string | undefined): string | undefined {
