@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { readCheckCommand } from "./_command-line";
 import { readBackoff, readClassify } from "./_failure-policy";
 import { readFallback, readModelMap, readSession } from "./_routing";
-import { readAddr, type Section } from "./_fields";
+import { describe, readAddr, type Section } from "./_fields";
 import { ConfigError } from "./errors";
 import { parseTokensFile } from "./tokens-file";
 import { ROTATIONS, type CheckConfig, type KeySpec, type PoolConfig, type RefreshConfig, type UpstreamConfig } from "./types";
