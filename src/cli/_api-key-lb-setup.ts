@@ -1,9 +1,16 @@
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { API_KEY_LB_SERVICE, apiKeyLbConfigPath, configFromApiKeyLb } from "../config/api-key-lb";
 import { maskTarget } from "../gateway/health-report";
 import { unitFile, writeUnit } from "../service/install";
 import { defaultUnitDir, selfCommand, serviceSpec, unitFileName } from "../service/service-spec";
-import { type ApiKeyLbFlags, mergeApiKeyLbConfig, planClientPatches, readExistingConfig, writeApiKeyLbConfig } from "../setup/api-key-lb-setup";
+import {
+  type ApiKeyLbFlags,
+  mergeApiKeyLbConfig,
+  planClientPatches,
+  readExistingConfig,
+  writeApiKeyLbConfig,
+} from "../setup/api-key-lb-setup";
 import { applyChange, backupStamp, labelUnder } from "../setup/client-files";
 import { platformHere, runAll, serviceCommands } from "./_api-key-lb";
 import { CliExit, EXIT } from "./exit";
@@ -26,7 +33,8 @@ export async function setupApiKeyLb(flags: ApiKeyLbFlags, options: { home: strin
   const merged = mergeApiKeyLbConfig(existing, flags);
   if ("problems" in merged) throw new CliExit(EXIT.usage, merged.problems.map((p) => `keypool setup: ${p}`).join("\n"));
 
-  const summary = `${merged.keyCount} key${merged.keyCount === 1 ? "" : "s"}, target ${maskTarget(merged.target)}, port ${merged.port}`;
+  const keys = `${merged.keyCount} key${merged.keyCount === 1 ? "" : "s"}`;
+  const summary = `${keys}, target ${maskTarget(merged.target)}, port ${merged.port}`;
   if (!dryRun) writeApiKeyLbConfig(configPath, merged.file);
   console.log(`${dryRun ? "would save" : "saved"} ${label(configPath)} (${summary})`);
 
@@ -46,14 +54,16 @@ export async function setupApiKeyLb(flags: ApiKeyLbFlags, options: { home: strin
   return EXIT.ok;
 }
 
+type Label = (path: string) => string;
+
 /**
  * The per-user service runs `keypool proxy -c <config.json>`, as api-key-lb's LaunchAgent ran its proxy
  * on the same file; it is enabled and started, and a service manager that refuses is a note, not a failure.
  */
-async function installService(home: string, configPath: string, dryRun: boolean, label: (path: string) => string): Promise<void> {
+async function installService(home: string, configPath: string, dryRun: boolean, label: Label): Promise<void> {
   const platform = platformHere();
   if (!platform) {
-    console.log(`no service installed: keypool installs one on Linux (systemd) and macOS (launchd), not ${process.platform} — run keypool start`);
+    console.log(`no service installed: keypool installs one on Linux and macOS, not ${process.platform}`);
     return;
   }
   const unitDir = defaultUnitDir(platform, true, home);
@@ -68,6 +78,11 @@ async function installService(home: string, configPath: string, dryRun: boolean,
   const unit = unitFile(spec, unitDir);
   writeUnit(unit, spec);
   console.log(`wrote ${label(unit.path)}`);
+  const oldAgent = join(home, "Library", "LaunchAgents", "com.api-key-lb.plist");
+  if (platform === "darwin" && existsSync(oldAgent)) {
+    // Both would bind the same port at login; which one wins would be luck.
+    console.log(`note: api-key-lb's own agent is still installed: launchctl unload ${oldAgent} && rm ${oldAgent}`);
+  }
   const commands = serviceCommands(platform, unit.path).install;
   // launchd's bootout fails when the agent was not loaded yet: that is the first setup.
   const result = await runAll(commands, platform === "darwin" ? [0] : []);

@@ -4,7 +4,14 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { API_KEY_LB_SERVICE, apiKeyLbConfigPath, apiKeyLbSettings, apiKeyLbStateDir, homeOf, isApiKeyLbFile } from "../config/api-key-lb";
+import {
+  API_KEY_LB_SERVICE,
+  apiKeyLbConfigPath,
+  apiKeyLbSettings,
+  apiKeyLbStateDir,
+  homeOf,
+  isApiKeyLbFile,
+} from "../config/api-key-lb";
 import { DEFAULT_CONFIG_FILE } from "../config/find-config";
 import type { GatewayHealth } from "../gateway/health-report";
 import { type ServicePlatform, defaultUnitDir, unitFileName } from "../service/service-spec";
@@ -26,7 +33,8 @@ export function apiKeyLbContext(configPath?: string, env: Env = process.env): Ap
   const settings = apiKeyLbSettings({ path: configPath, env, home });
   const port = Number(settings.env.PORT);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new CliExit(EXIT.usage, `PORT must be a port number 0–65535, got "${String(settings.env.PORT).slice(0, 12)}"`);
+    const got = String(settings.env.PORT).slice(0, 12);
+    throw new CliExit(EXIT.usage, `PORT must be a port number 0–65535, got "${got}"`);
   }
   return { home, path: settings.path, port, env: settings.env };
 }
@@ -38,12 +46,14 @@ export function apiKeyLbContext(configPath?: string, env: Env = process.env): Ap
 export function usesApiKeyLb(configGiven: string | undefined, env: Env = process.env, cwd = process.cwd()): boolean {
   if (configGiven !== undefined) return isApiKeyLbFile(resolve(cwd, configGiven));
   if (existsSync(join(cwd, DEFAULT_CONFIG_FILE))) return false;
-  return Boolean(env.API_KEY_LB_CONFIG || env.API_KEYS) || existsSync(join(cwd, "api-key-lb.json")) || existsSync(apiKeyLbConfigPath(homeOf({ env })));
+  if (env.API_KEY_LB_CONFIG || env.API_KEYS) return true;
+  return existsSync(join(cwd, "api-key-lb.json")) || existsSync(apiKeyLbConfigPath(homeOf({ env })));
 }
 
 /** The value of -c/--config if it was on the command line (citty fills in the default otherwise). */
 export function configFlag(rawArgs: string[], parsed: string | undefined): string | undefined {
-  return rawArgs.some((a) => a === "-c" || a === "--config" || a.startsWith("--config=") || /^-c./.test(a)) ? parsed : undefined;
+  const given = rawArgs.some((a) => a === "-c" || a === "--config" || a.startsWith("--config=") || /^-c./.test(a));
+  return given ? parsed : undefined;
 }
 
 /** The gateway's /health on the loopback port, or undefined when nothing keypool-like answers there. */
@@ -69,13 +79,18 @@ export function installedUnit(home: string, platform = platformHere()): string |
   return existsSync(path) ? path : undefined;
 }
 
+type ServiceStep = "install" | "start" | "stop";
+
 /** The service manager's argv for each step, for the per-user service. */
-export function serviceCommands(platform: ServicePlatform, unitPath: string): Record<"install" | "start" | "stop", string[][]> {
+export function serviceCommands(platform: ServicePlatform, unitPath: string): Record<ServiceStep, string[][]> {
   if (platform === "darwin") {
     const target = `gui/${process.getuid?.() ?? 0}`;
     return {
       // bootout first: bootstrap refuses a label that is already loaded (a second setup).
-      install: [["launchctl", "bootout", `${target}/${API_KEY_LB_SERVICE}`], ["launchctl", "bootstrap", target, unitPath]],
+      install: [
+        ["launchctl", "bootout", `${target}/${API_KEY_LB_SERVICE}`],
+        ["launchctl", "bootstrap", target, unitPath],
+      ],
       start: [["launchctl", "kickstart", `${target}/${API_KEY_LB_SERVICE}`]],
       // SIGTERM ends keypool with exit 0, which KeepAlive (SuccessfulExit false) does not restart.
       stop: [["launchctl", "kill", "SIGTERM", `${target}/${API_KEY_LB_SERVICE}`]],
@@ -88,8 +103,10 @@ export function serviceCommands(platform: ServicePlatform, unitPath: string): Re
   };
 }
 
+export type RunResult = { ok: true } | { ok: false; command: string; why: string };
+
 /** Runs argv lists in order; the first failure ends the run. `tolerate` lists indexes whose failure is expected. */
-export async function runAll(commands: string[][], tolerate: number[] = []): Promise<{ ok: true } | { ok: false; command: string; why: string }> {
+export async function runAll(commands: string[][], tolerate: number[] = []): Promise<RunResult> {
   for (const [index, argv] of commands.entries()) {
     let code: number;
     let stderr = "";
@@ -99,7 +116,9 @@ export async function runAll(commands: string[][], tolerate: number[] = []): Pro
     } catch {
       return { ok: false, command: argv.join(" "), why: `${argv[0]} is not installed` };
     }
-    if (code !== 0 && !tolerate.includes(index)) return { ok: false, command: argv.join(" "), why: stderr.trim().split("\n")[0] || `exit ${code}` };
+    if (code !== 0 && !tolerate.includes(index)) {
+      return { ok: false, command: argv.join(" "), why: stderr.trim().split("\n")[0] || `exit ${code}` };
+    }
   }
   return { ok: true };
 }
@@ -155,7 +174,8 @@ export function renderGatewayHealth(health: GatewayHealth, port: number): string
   for (const key of health.keys) {
     lines.push(`  Key #${key.id} (${key.key})`);
     const until = key.until ? ` until ${key.until}` : "";
-    lines.push(`    Requests: ${key.requests}  Errors: ${key.errors}  Cache hits: ${key.cache_hits}  Status: ${key.status} (${key.state}${until})`);
+    const counts = `Requests: ${key.requests}  Errors: ${key.errors}  Cache hits: ${key.cache_hits}`;
+    lines.push(`    ${counts}  Status: ${key.status} (${key.state}${until})`);
   }
   return lines.join("\n");
 }

@@ -16,7 +16,15 @@ type Env = Record<string, string | undefined>;
  */
 
 /** The file's fields and the variable each stands in for. */
-const FILE_FIELDS = { keys: "API_KEYS", target: "TARGET", port: "PORT", cooldown_ms: "COOLDOWN_MS", session_ttl_ms: "SESSION_TTL_MS" } as const;
+const FILE_FIELDS = {
+  keys: "API_KEYS",
+  target: "TARGET",
+  port: "PORT",
+  cooldown_ms: "COOLDOWN_MS",
+  session_ttl_ms: "SESSION_TTL_MS",
+} as const;
+
+const EXAMPLE = '{"keys": "key1,key2", "target": "https://api.z.ai"}';
 type FileField = keyof typeof FILE_FIELDS;
 
 /** api-key-lb's defaults, for whatever neither the environment nor the file sets. */
@@ -75,15 +83,16 @@ export function readApiKeyLbFile(path: string): ApiKeyLbValues {
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    throw new ConfigError([`${path}: cannot read the api-key-lb config (${(error as NodeJS.ErrnoException).code ?? "error"}) — check the path, or unset API_KEY_LB_CONFIG`]);
+    const code = (error as NodeJS.ErrnoException).code ?? "error";
+    throw new ConfigError([`${path}: cannot read it (${code}) — check the path, --config or API_KEY_LB_CONFIG`]);
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError([`${path}: not valid JSON (${(error as Error).message}) — fix the file, e.g. {"keys": "key1,key2", "target": "https://api.z.ai"}`]);
+    throw new ConfigError([`${path}: not valid JSON (${(error as Error).message}) — fix the file, e.g. ${EXAMPLE}`]);
   }
-  if (!isObject(parsed)) throw new ConfigError([`${path}: expected a JSON object such as {"keys": "key1,key2", "target": "https://api.z.ai"}`]);
+  if (!isObject(parsed)) throw new ConfigError([`${path}: expected a JSON object such as ${EXAMPLE}`]);
   const issues: string[] = [];
   const values: ApiKeyLbValues = {};
   for (const field of Object.keys(FILE_FIELDS) as FileField[]) {
@@ -134,7 +143,8 @@ export function configFromApiKeyLb(options: ApiKeyLbLookup & { path?: string } =
   const { path, env } = apiKeyLbSettings(options);
   if (!env.API_KEYS?.trim()) {
     throw new ConfigError([
-      `no API keys: set API_KEYS=key1,key2${path ? ` or "keys" in ${path}` : ""}, or run keypool setup --keys key1,key2 --target URL`,
+      `no API keys: set API_KEYS=key1,key2${path ? ` or "keys" in ${path}` : ""}, ` +
+        "or run keypool setup --keys key1,key2 --target URL (a keypool.yaml runs with keypool serve -c keypool.yaml)",
     ]);
   }
   return configFromEnv(env, resolve(options.cwd ?? process.cwd()));
@@ -153,10 +163,14 @@ export function homeOf(options: { env?: Env; home?: string }): string {
 
 function keysText(value: unknown): string | { problem: string } {
   if (typeof value === "string") return value;
-  if (!Array.isArray(value)) return { problem: 'must be a comma-separated string or a list of strings, e.g. "keys": ["key1", "key2"]' };
+  if (!Array.isArray(value)) {
+    return { problem: 'must be a comma-separated string or a list of strings, e.g. "keys": ["key1", "key2"]' };
+  }
   for (const [index, item] of value.entries()) {
     if (typeof item !== "string") return { problem: `item ${index + 1} is not a string — write each key in quotes` };
-    if (item.includes(",")) return { problem: `item ${index + 1} contains a comma, which no API key has — split it into two items` };
+    if (item.includes(",")) {
+      return { problem: `item ${index + 1} contains a comma, which no API key has — split it into two items` };
+    }
   }
   return value.join(",");
 }

@@ -72,7 +72,9 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
   const cacheHits = new CacheHitCounter();
 
   const install = (groups: Map<string, GatewayRoute[]>) => {
-    for (const [listen, routes] of groups) handlers.set(listen, createGateway({ ...deps, routes, retryBudgets, cacheHits }));
+    for (const [listen, routes] of groups) {
+      handlers.set(listen, createGateway({ ...deps, routes, retryBudgets, cacheHits }));
+    }
   };
   const groups = routesByListener(config, mode);
   install(groups);

@@ -38,6 +38,8 @@ export interface GatewayDeps {
 /** upstream.retry_budget when unset: retries after upstream-side failures stay under 20% of requests. */
 export const DEFAULT_RETRY_BUDGET = 0.2;
 
+const CLIENT_KEY_MESSAGE = "missing or wrong client key: send one of upstream.client_keys as Bearer or x-api-key";
+
 /** How much of an upstream error body goes into the log (scrubbed of anything credential-like). */
 const MAX_LOGGED_ERROR_BODY = 500;
 
@@ -91,7 +93,7 @@ export function createGateway(deps: GatewayDeps) {
       return gatewayError(413, "payload_too_large", `request body is larger than ${route.upstream.maxBodyBytes} bytes`);
     }
     if (!clientKeyChecks.get(route.pool)!(request.headers)) {
-      return gatewayError(401, "invalid_client_key", "missing or wrong client key: send one of upstream.client_keys as Bearer or x-api-key");
+      return gatewayError(401, "invalid_client_key", CLIENT_KEY_MESSAGE);
     }
 
     const clientIp = server.requestIP(request)?.address;
@@ -224,7 +226,7 @@ export function createGateway(deps: GatewayDeps) {
   async function answerHealth(headers: Headers): Promise<Response> {
     const guarded = routes.filter((r) => r.upstream.clientKeys?.length);
     if (guarded.length > 0 && !guarded.some((r) => clientKeyChecks.get(r.pool)!(headers))) {
-      return gatewayError(401, "invalid_client_key", "missing or wrong client key: send one of upstream.client_keys as Bearer or x-api-key");
+      return gatewayError(401, "invalid_client_key", CLIENT_KEY_MESSAGE);
     }
     let report;
     try {

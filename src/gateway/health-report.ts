@@ -35,7 +35,11 @@ export interface HealthKey {
 /** States in which a key serves the next request. */
 const READY_STATES = new Set<KeyStatus["state"]>(["live", "unknown"]);
 
-export async function gatewayHealth(store: PoolStore, routes: readonly GatewayRoute[], cacheHits: CacheHitCounter): Promise<GatewayHealth> {
+export async function gatewayHealth(
+  store: PoolStore,
+  routes: readonly GatewayRoute[],
+  cacheHits: CacheHitCounter,
+): Promise<GatewayHealth> {
   const statuses = (await Promise.all(routes.map((r) => store.status(r.pool)))).flat();
   const keys = statuses.map(
     (k): HealthKey => ({

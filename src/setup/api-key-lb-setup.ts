@@ -28,7 +28,10 @@ const DEFAULT_PORT = 4577;
  * The config file after the flags are applied to what `existing` holds (flags win, as in api-key-lb).
  * @returns the file, or the problems, each naming the flag (never a key's value).
  */
-export function mergeApiKeyLbConfig(existing: Record<string, unknown>, flags: ApiKeyLbFlags): SavedApiKeyLbConfig | { problems: string[] } {
+export function mergeApiKeyLbConfig(
+  existing: Record<string, unknown>,
+  flags: ApiKeyLbFlags,
+): SavedApiKeyLbConfig | { problems: string[] } {
   const file: Record<string, unknown> = { ...existing };
   if (flags.keys) file.keys = flags.keys;
   if (flags.target) file.target = flags.target;
@@ -41,13 +44,16 @@ export function mergeApiKeyLbConfig(existing: Record<string, unknown>, flags: Ap
   } else {
     keys.forEach((key, index) => {
       if (typeof key !== "string" || /\s/.test(key) || !isSendableToken(key)) {
-        problems.push(`--keys: item ${index + 1} has whitespace or a character an HTTP header cannot carry — separate keys with commas only`);
+        const why = "has whitespace or a character an HTTP header cannot carry — separate keys with commas only";
+        problems.push(`--keys: item ${index + 1} ${why}`);
       }
     });
   }
   const target = typeof file.target === "string" ? file.target : undefined;
   if (!target) problems.push("--target is required: keypool setup --keys key1,key2 --target https://api.z.ai");
-  else if (!isHttpUrl(target)) problems.push(`--target must be an http(s) URL such as https://api.z.ai, got "${target.slice(0, 60)}"`);
+  else if (!isHttpUrl(target)) {
+    problems.push(`--target must be an http(s) URL such as https://api.z.ai, got "${target.slice(0, 60)}"`);
+  }
   const port = file.port;
   if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
     problems.push(`--port must be a port number 1–65535, got "${String(flags.port ?? port).slice(0, 12)}"`);
@@ -67,7 +73,9 @@ export function readExistingConfig(path: string): Record<string, unknown> {
   } catch (error) {
     throw new Error(`${path} is not valid JSON (${(error as Error).message}): fix or remove it, then run setup again`);
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error(`${path} must hold a JSON object: fix or remove it`);
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new Error(`${path} must hold a JSON object: fix or remove it`);
+  }
   return parsed as Record<string, unknown>;
 }
 
@@ -82,20 +90,26 @@ export function writeApiKeyLbConfig(path: string, file: Record<string, unknown>)
 export type ClientPlan = { kind: "change"; change: PlannedChange } | { kind: "skip"; path: string; why: string };
 
 /** The Hermes and OpenCode config files under `home`, each with what setup would do to it. */
-export function planClientPatches(home: string, target: string, port: number, label: (path: string) => string): ClientPlan[] {
+export function planClientPatches(home: string, target: string, port: number, label: Label): ClientPlan[] {
   const proxy = `http://127.0.0.1:${port}`;
   const host = new URL(target).hostname;
+  const opencode = join(home, ".config", "opencode", "opencode.json");
   return [
     plan(join(home, ".hermes", "config.yaml"), "Hermes", (text) => patchHermes(text, host, proxy), host, label),
-    plan(join(home, ".config", "opencode", "opencode.json"), "OpenCode", (text) => patchOpenCode(text, host, proxy), host, label),
+    plan(opencode, "OpenCode", (text) => patchOpenCode(text, host, proxy), host, label),
   ];
 }
 
-function plan(path: string, client: string, edit: (text: string) => string | { unreadable: string }, host: string, label: (path: string) => string): ClientPlan {
+type Label = (path: string) => string;
+type Edit = (text: string) => string | { unreadable: string };
+
+function plan(path: string, client: string, edit: Edit, host: string, label: Label): ClientPlan {
   if (!existsSync(path)) return { kind: "skip", path, why: `no ${client} config — skipped` };
   const before = readFileSync(path, "utf8");
   const after = edit(before);
-  if (typeof after !== "string") return { kind: "skip", path, why: `${after.unreadable} — set its base URL to the gateway by hand` };
+  if (typeof after !== "string") {
+    return { kind: "skip", path, why: `${after.unreadable} — set its base URL to the gateway by hand` };
+  }
   if (after === before) return { kind: "skip", path, why: `no base URL in it points at ${host} — left alone` };
   return { kind: "change", change: { path, before, after, diff: unifiedDiff(label(path), before, after) } };
 }

@@ -335,6 +335,17 @@ describe("api-key-lb's config.json", () => {
     expect(configFromApiKeyLb({ path, env: { HOME: dir.path } }).pools.default!.session?.ttlSec).toBe(120);
   });
 
+  it("runs the service's command, keypool proxy -c config.json, with the file's keys and target", async () => {
+    using dir = tempDir();
+    await using upstream = await startFakeUpstream(() => Response.json({ ok: true }));
+    const path = saved(dir, "home/.config/api-key-lb/config.json", { keys: [KEY_A, KEY_B], target: upstream.url, port: 0 });
+    await using kp = await spawnDaemon(["proxy", "-c", path], { HOME: dir.file("home"), KEYPOOL_ADDR: "127.0.0.1:0" }, { cleanEnv: true });
+    const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url;
+    expect((await curl(gateway, { model: "gpt-4", messages: [] })).status).toBe(200);
+    expect(["a", "b"]).toContain(keyOf(upstream.calls[0]!.headers.authorization) ?? "none");
+    expect(leaksOf(CANARIES, [kp.log(), kp.stdout()])).toEqual([]);
+  });
+
   it("names the file and the field when a value is of the wrong kind, and exits 2", async () => {
     using dir = tempDir();
     const path = saved(dir, "bad.json", { keys: KEYS, port: "forty" });

@@ -12,8 +12,9 @@ export default defineCommand({
   meta: {
     name: "setup",
     description:
-      "Show (and with --write, make) the change that points known client config files at the gateway: .env, ~/.bashrc, ~/.zshrc, fish. " +
-      "With --keys/--target/--port (api-key-lb's setup): save ~/.config/api-key-lb/config.json, point Hermes and OpenCode at the gateway, install the service",
+      "Show (and with --write, make) the change that points known client config files at the gateway: " +
+      ".env, ~/.bashrc, ~/.zshrc, fish. With --keys/--target/--port (api-key-lb's setup): save " +
+      "~/.config/api-key-lb/config.json, point Hermes and OpenCode at the gateway, install the service",
   },
   args: {
     ...configOrEnvArg,
@@ -22,7 +23,7 @@ export default defineCommand({
     home: { type: "string", description: "Home directory to look in (default: yours)" },
     cwd: { type: "string", description: "Directory whose .env to look at (default: the current one)" },
     pool: { type: "string", description: "Only this pool's gateway" },
-    keys: { type: "string", alias: "k", description: "api-key-lb setup: comma-separated API keys (saved, never printed)" },
+    keys: { type: "string", alias: "k", description: "api-key-lb setup: comma-separated API keys (never printed)" },
     target: { type: "string", alias: "t", description: "api-key-lb setup: the API's base URL, e.g. https://api.z.ai" },
     port: { type: "string", alias: "p", description: "api-key-lb setup: the gateway's port (default 4577)" },
   },
@@ -31,7 +32,8 @@ export default defineCommand({
     const home = resolve(args.home ?? homeOf({}));
     // api-key-lb's setup writes at once, as it always did; its diff is printed before each write.
     if (args.keys !== undefined || args.target !== undefined || args.port !== undefined) {
-      return setupApiKeyLb({ keys: args.keys, target: args.target, port: args.port }, { home, dryRun: Boolean(args["dry-run"]) });
+      const flags = { keys: args.keys, target: args.target, port: args.port };
+      return setupApiKeyLb(flags, { home, dryRun: Boolean(args["dry-run"]) });
     }
     const cwd = resolve(args.cwd ?? process.cwd());
     const config = findConfig({ path: args.config, cwd });

@@ -2,7 +2,15 @@ import { defineCommand } from "citty";
 import { configFromApiKeyLb } from "../../config/api-key-lb";
 import { createDaemon } from "../../daemon/create-daemon";
 import { createLogger } from "../../log";
-import { apiKeyLbContext, fetchGatewayHealth, installedUnit, platformHere, runAll, serviceCommands, writePid } from "../_api-key-lb";
+import {
+  apiKeyLbContext,
+  fetchGatewayHealth,
+  installedUnit,
+  platformHere,
+  runAll,
+  serviceCommands,
+  writePid,
+} from "../_api-key-lb";
 import { apiKeyLbConfigArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
 import { serveUntilSignal } from "./serve";
@@ -10,14 +18,17 @@ import { serveUntilSignal } from "./serve";
 export default defineCommand({
   meta: {
     name: "start",
-    description: "Start the gateway on api-key-lb's settings: the service setup installed, else in the foreground; says so when it already runs",
+    description:
+      "Start the gateway on api-key-lb's settings: the service setup installed, else in the foreground; " +
+      "says so when it already runs",
   },
   args: { ...apiKeyLbConfigArg },
   async run({ args }) {
     const context = apiKeyLbContext(args.config);
     const running = await fetchGatewayHealth(context.port);
     if (running) {
-      console.log(`already running on port ${context.port} (${running.keys.length} keys, ${running.sessions} sessions)`);
+      const counts = `${running.keys.length} keys, ${running.sessions} sessions`;
+      console.log(`already running on port ${context.port} (${counts})`);
       return EXIT.ok;
     }
     const unit = installedUnit(context.home);

@@ -10,7 +10,9 @@ const DEFAULT_WATCH_SEC = 2;
 export default defineCommand({
   meta: {
     name: "status",
-    description: "Show a running daemon's pools and keys (tokens masked); with api-key-lb's settings and no keypool.yaml, its gateway's /health",
+    description:
+      "Show a running daemon's pools and keys (tokens masked); with api-key-lb's settings and no keypool.yaml, " +
+      "its gateway's /health",
   },
   args: {
     ...daemonArgs,
@@ -44,7 +46,9 @@ export default defineCommand({
 async function apiKeyLbStatus(configPath: string | undefined, json: boolean): Promise<number> {
   const context = apiKeyLbContext(configPath);
   const health = await fetchGatewayHealth(context.port);
-  if (!health) throw new CliExit(EXIT.failure, `keypool is not running on port ${context.port} — start it with: keypool start`);
+  if (!health) {
+    throw new CliExit(EXIT.failure, `keypool is not running on port ${context.port} — start it with: keypool start`);
+  }
   console.log(json ? JSON.stringify(health, null, 2) : renderGatewayHealth(health, context.port));
   return EXIT.ok;
 }

@@ -4,7 +4,10 @@ import { apiKeyLbConfigArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
 
 export default defineCommand({
-  meta: { name: "stop", description: "Stop the gateway keypool start (or setup's service) runs on api-key-lb's settings" },
+  meta: {
+    name: "stop",
+    description: "Stop the gateway keypool start (or setup's service) runs on api-key-lb's settings",
+  },
   args: { ...apiKeyLbConfigArg },
   async run({ args }) {
     const context = apiKeyLbContext(args.config);
