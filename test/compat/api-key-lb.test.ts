@@ -51,38 +51,47 @@ function fakeHome(dir: ReturnType<typeof tempDir>) {
   mkdirSync(bin);
   writeFileSync(join(bin, "systemctl"), `#!/bin/sh\necho "$@" >> ${dir.file("systemctl.log")}\n`);
   chmodSync(join(bin, "systemctl"), 0o755);
-  return { home, env: { HOME: home, PATH: `${bin}:${process.env.PATH}` }, systemctlLog: () => readFileSync(dir.file("systemctl.log"), "utf8") };
+  const env = { HOME: home, PATH: `${bin}:${process.env.PATH}` };
+  return { home, env, systemctlLog: () => readFileSync(dir.file("systemctl.log"), "utf8") };
 }
 
 describe("keypool setup with api-key-lb's flags", () => {
-  it("saves the config, shows each diff, patches Hermes and OpenCode with a backup, and installs and starts the user service", async () => {
+  it("saves the config, shows each diff, patches Hermes and OpenCode with a backup, installs and starts the service", async () => {
     if (process.platform !== "linux") return;
     using dir = tempDir();
     const { home, env, systemctlLog } = fakeHome(dir);
-    const result = await runKeypool(["setup", "--keys", "sk-key1,sk-key2", "--target", "https://api.z.ai", "--port", "4577"], { env, cwd: dir.path });
+    const quickstart = ["setup", "--keys", "sk-key1,sk-key2", "--target", "https://api.z.ai", "--port", "4577"];
+    const result = await runKeypool(quickstart, { env, cwd: dir.path });
     expect(result.code).toBe(0);
     expect(result.stdout).not.toContain("sk-key");
     expect(result.stderr).not.toContain("sk-key");
 
     const configPath = join(home, ".config", "api-key-lb", "config.json");
-    expect(JSON.parse(readFileSync(configPath, "utf8"))).toEqual({ keys: ["sk-key1", "sk-key2"], target: "https://api.z.ai", port: 4577 });
+    const saved = JSON.parse(readFileSync(configPath, "utf8"));
+    expect(saved).toEqual({ keys: ["sk-key1", "sk-key2"], target: "https://api.z.ai", port: 4577 });
     expect(statSync(configPath).mode & 0o777).toBe(0o600);
     expect(result.stdout).toContain("saved ~/.config/api-key-lb/config.json (2 keys, target https://api.z.ai, port 4577)");
 
     // The diff comes before the write, and the file keeps its comment and layout.
-    const hermesDiff = "-  base_url: https://api.z.ai/api/coding/paas/v4\n+  base_url: http://127.0.0.1:4577/api/coding/paas/v4\n";
+    const hermesDiff =
+      "-  base_url: https://api.z.ai/api/coding/paas/v4\n" +
+      "+  base_url: http://127.0.0.1:4577/api/coding/paas/v4\n";
     expect(result.stdout).toContain(hermesDiff);
     expect(result.stdout.indexOf(hermesDiff)).toBeLessThan(result.stdout.indexOf("wrote ~/.hermes/config.yaml"));
-    expect(readFileSync(join(home, ".hermes", "config.yaml"), "utf8")).toBe(HERMES.replace("https://api.z.ai", "http://127.0.0.1:4577"));
+    const hermes = readFileSync(join(home, ".hermes", "config.yaml"), "utf8");
+    expect(hermes).toBe(HERMES.replace("https://api.z.ai", "http://127.0.0.1:4577"));
     const opencode = JSON.parse(readFileSync(join(home, ".config", "opencode", "opencode.json"), "utf8"));
     expect(opencode.provider).toEqual({
       zai: { options: { baseURL: "http://127.0.0.1:4577/api/coding/paas/v4" } },
       local: { options: { baseURL: "http://localhost:11434/v1" } },
     });
     expect(result.stdout).toContain('+        "baseURL": "http://127.0.0.1:4577/api/coding/paas/v4"');
-    const backups = (sub: string) => readdirSync(join(home, sub)).filter((f) => f.includes(".keypool-backup-"));
-    expect(backups(".hermes").map((f) => readFileSync(join(home, ".hermes", f), "utf8"))).toEqual([HERMES]);
-    expect(backups(".config/opencode").map((f) => readFileSync(join(home, ".config/opencode", f), "utf8"))).toEqual([OPENCODE]);
+    const backups = (sub: string) =>
+      readdirSync(join(home, sub))
+        .filter((f) => f.includes(".keypool-backup-"))
+        .map((f) => readFileSync(join(home, sub, f), "utf8"));
+    expect(backups(".hermes")).toEqual([HERMES]);
+    expect(backups(".config/opencode")).toEqual([OPENCODE]);
 
     const unit = readFileSync(join(home, ".config", "systemd", "user", "keypool-api-key-lb.service"), "utf8");
     expect(unit).toContain(` proxy -c ${configPath}\n`);
@@ -90,12 +99,13 @@ describe("keypool setup with api-key-lb's flags", () => {
     expect(systemctlLog()).toBe("--user daemon-reload\n--user enable --now keypool-api-key-lb\n");
   });
 
-  it("takes -k/-t/-p, keeps what the saved config already had, and leaves a config that points elsewhere alone", async () => {
+  it("takes -k/-t/-p, keeps what the saved config had, and leaves a client config that points elsewhere alone", async () => {
     if (process.platform !== "linux") return;
     using dir = tempDir();
     const { home, env } = fakeHome(dir);
     mkdirSync(join(home, ".config", "api-key-lb"), { recursive: true });
-    writeFileSync(join(home, ".config", "api-key-lb", "config.json"), JSON.stringify({ keys: "old1,old2", target: "https://api.z.ai", cooldown_ms: 5000 }));
+    const before = { keys: "old1,old2", target: "https://api.z.ai", cooldown_ms: 5000 };
+    writeFileSync(join(home, ".config", "api-key-lb", "config.json"), JSON.stringify(before));
     const result = await runKeypool(["setup", "-k", "sk-new1", "-t", "https://openrouter.ai/api/v1", "-p", "4600"], { env });
     expect(result.code).toBe(0);
     expect(JSON.parse(readFileSync(join(home, ".config", "api-key-lb", "config.json"), "utf8"))).toEqual({
@@ -121,7 +131,8 @@ describe("keypool setup with api-key-lb's flags", () => {
   it("still makes keypool's own client setup when none of api-key-lb's flags is given", async () => {
     using dir = tempDir();
     const { env } = fakeHome(dir);
-    const result = await runKeypool(["setup"], { env: { ...env, KEYPOOL_POOL_X_KEYS: "sk-x-aaaaaaaaaaaaaaaaaaaa", KEYPOOL_POOL_X_BASE_URL: "https://api.openai.com" }, cwd: dir.path });
+    const pool = { KEYPOOL_POOL_X_KEYS: "sk-x-aaaaaaaaaaaaaaaaaaaa", KEYPOOL_POOL_X_BASE_URL: "https://api.openai.com" };
+    const result = await runKeypool(["setup"], { env: { ...env, ...pool }, cwd: dir.path });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("no known client config file found");
   });
@@ -135,7 +146,11 @@ const CANARIES = [
 ];
 
 /** `API_KEYS=… TARGET=… keypool start` in a temp HOME, and the gateway's URL from its log. */
-async function startFromEnv(home: string, upstream: FakeUpstream, env: Record<string, string> = {}): Promise<{ kp: SpawnedDaemon; gateway: string }> {
+async function startFromEnv(
+  home: string,
+  upstream: FakeUpstream,
+  env: Record<string, string> = {},
+): Promise<{ kp: SpawnedDaemon; gateway: string }> {
   const kp = await spawnDaemon(
     ["start"],
     // The broker API's port is keypool's own addition: port 0 here, so the test binds no fixed port.
@@ -155,7 +170,8 @@ function curl(gateway: string, body: unknown, contentType: string | null = "appl
   });
 }
 
-const keyOf = (authorization: string | undefined) => (authorization === `Bearer ${KEY_A}` ? "a" : authorization === `Bearer ${KEY_B}` ? "b" : authorization);
+const keyOf = (authorization: string | undefined) =>
+  authorization === `Bearer ${KEY_A}` ? "a" : authorization === `Bearer ${KEY_B}` ? "b" : authorization;
 
 describe("keypool start on API_KEYS and TARGET", () => {
   it("forwards the seed's curl with a key of the pool in place of the client's, and the body untouched", async () => {
@@ -210,7 +226,9 @@ describe("keypool start on API_KEYS and TARGET", () => {
     const body = { model: "gpt-4", session_id: "agent-1", messages: [{ role: "user", content: "hi" }] };
     await curl(gateway, body);
     const sticky = upstream.calls[0]!.headers.authorization;
-    upstream.setHandler((_, call) => (call.headers.authorization === sticky ? new Response("slow down", { status: 429 }) : Response.json({ ok: true })));
+    upstream.setHandler((_, call) =>
+      call.headers.authorization === sticky ? new Response("slow down", { status: 429 }) : Response.json({ ok: true }),
+    );
 
     const before = Date.now();
     const response = await curl(gateway, body);
@@ -247,7 +265,8 @@ describe("keypool start on API_KEYS and TARGET", () => {
     expect(health.keys).toHaveLength(2);
     expect(used).toMatchObject({ errors: 0, cache_hits: 1, status: "ready", sessions: 1 });
     expect(health.keys.map((k: { id: string }) => k.id).sort()).toEqual([deriveKeyId(KEY_A), deriveKeyId(KEY_B)].sort());
-    expect(health.keys.map((k: { key: string }) => k.key).sort()).toEqual([`sk-…${KEY_A.slice(-4)}`, `sk-…${KEY_B.slice(-4)}`].sort());
+    const masked = [`sk-…${KEY_A.slice(-4)}`, `sk-…${KEY_B.slice(-4)}`];
+    expect(health.keys.map((k: { key: string }) => k.key).sort()).toEqual(masked.sort());
     expect(leaksOf(CANARIES, [text, kp.log(), kp.stdout()])).toEqual([]);
   });
 
@@ -298,7 +317,8 @@ describe("api-key-lb's config.json", () => {
     mkdirSync(cwd);
     const upstreamOf = (env: Record<string, string>) => findConfig({ cwd, env: { HOME: home, ...env } }).pools.default!.upstream!;
     expect(upstreamOf({})).toMatchObject({ baseUrl: "https://api.z.ai", listen: "127.0.0.1:5000" });
-    expect(upstreamOf({ PORT: "6000", TARGET: "https://openrouter.ai/api/v1" })).toMatchObject({ baseUrl: "https://openrouter.ai/api/v1", listen: "127.0.0.1:6000" });
+    const router = "https://openrouter.ai/api/v1";
+    expect(upstreamOf({ PORT: "6000", TARGET: router })).toMatchObject({ baseUrl: router, listen: "127.0.0.1:6000" });
     // An empty variable counts as unset, as in api-key-lb.
     expect(upstreamOf({ PORT: "" }).listen).toBe("127.0.0.1:5000");
     const keys = findConfig({ cwd, env: { HOME: home, API_KEYS: "sk-env-cccccccccccccccc" } }).pools.default!.keys;
@@ -339,7 +359,8 @@ describe("api-key-lb's config.json", () => {
     using dir = tempDir();
     await using upstream = await startFakeUpstream(() => Response.json({ ok: true }));
     const path = saved(dir, "home/.config/api-key-lb/config.json", { keys: [KEY_A, KEY_B], target: upstream.url, port: 0 });
-    await using kp = await spawnDaemon(["proxy", "-c", path], { HOME: dir.file("home"), KEYPOOL_ADDR: "127.0.0.1:0" }, { cleanEnv: true });
+    const env = { HOME: dir.file("home"), KEYPOOL_ADDR: "127.0.0.1:0" };
+    await using kp = await spawnDaemon(["proxy", "-c", path], env, { cleanEnv: true });
     const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url;
     expect((await curl(gateway, { model: "gpt-4", messages: [] })).status).toBe(200);
     expect(["a", "b"]).toContain(keyOf(upstream.calls[0]!.headers.authorization) ?? "none");
