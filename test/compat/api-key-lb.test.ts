@@ -11,6 +11,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { join } from "node:path";
 import { configFromApiKeyLb } from "../../src/config/api-key-lb";
 import { findConfig } from "../../src/config/find-config";
+import { patchHermes, patchOpenCode } from "../../src/setup/api-key-lb-setup";
 import { deriveKeyId } from "../../src/config/tokens-file";
 import { leaksOf } from "../reliability/_canary";
 import { type FakeUpstream, startFakeUpstream } from "../helpers/fake-upstream";
@@ -135,6 +136,37 @@ describe("keypool setup with api-key-lb's flags", () => {
     const result = await runKeypool(["setup"], { env: { ...env, ...pool }, cwd: dir.path });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("no known client config file found");
+  });
+});
+
+describe("the client patches", () => {
+  const proxy = "http://127.0.0.1:4577";
+
+  it("change only a base URL on the target's own host, keeping its path, quotes and the rest of the file", () => {
+    const hermes = [
+      "model:",
+      '  base_url: "https://API.Z.AI/api/v4"',
+      "  fallback_base_url: https://api.z.ai/v1",
+      "other:",
+      "  base_url: https://api.z.ai.example.com/v1",
+      "  base_url: https://api.z.ai:8443/v1 # pinned port",
+      "",
+    ].join("\n");
+    expect(patchHermes(hermes, "api.z.ai", proxy).split("\n")).toEqual([
+      "model:",
+      `  base_url: "${proxy}/api/v4"`,
+      "  fallback_base_url: https://api.z.ai/v1",
+      "other:",
+      "  base_url: https://api.z.ai.example.com/v1",
+      `  base_url: ${proxy}/v1 # pinned port`,
+      "",
+    ]);
+  });
+
+  it("leave an OpenCode file with comments alone, saying why, and keep a baseURL's query", () => {
+    expect(patchOpenCode('{\n  // mine\n  "provider": {}\n}', "api.z.ai", proxy)).toEqual({ unreadable: expect.stringContaining("comments") });
+    const text = '{"provider":{"z":{"options":{"baseURL":"https://api.z.ai/v4?team=1"}}}}';
+    expect(patchOpenCode(text, "api.z.ai", proxy)).toBe(`{"provider":{"z":{"options":{"baseURL":"${proxy}/v4?team=1"}}}}`);
   });
 });
 
