@@ -61,15 +61,21 @@ export function findApiKeyLbFile(options: ApiKeyLbLookup = {}): string | undefin
   return existsSync(saved) ? saved : undefined;
 }
 
-/** Whether `path` holds an api-key-lb config rather than a keypool one (a JSON object without keypool's sections). */
+/**
+ * Whether `path` holds an api-key-lb config rather than a keypool one: a JSON object with one of its
+ * fields and neither of the two ways a keypool config gives keys (`pools`, `tokens_file`). A `.json`
+ * that does not parse is api-key-lb's too, so the error speaks of its fields.
+ */
 export function isApiKeyLbFile(path: string): boolean {
   if (!path.endsWith(".json")) return false;
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(readFileSync(path, "utf8"));
-    return isObject(parsed) && !("pools" in parsed) && !("tokens_file" in parsed) && !("server" in parsed);
-  } catch {
-    return true;
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === undefined;
   }
+  if (!isObject(parsed) || "pools" in parsed || "tokens_file" in parsed) return false;
+  return Object.keys(FILE_FIELDS).some((field) => field in parsed);
 }
 
 export type ApiKeyLbValues = Partial<Record<FileField, string>>;
