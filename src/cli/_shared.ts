@@ -19,3 +19,13 @@ export const daemonArgs = {
   url: { type: "string", description: "Daemon URL (default: server.addr from the config)" },
   "api-key": { type: "string", description: "API key (default: server.api_key from the config, or KEYPOOL_API_KEY)" },
 } as const;
+
+/** For the commands of api-key-lb's users (start, stop): its config.json, else found where api-key-lb looks. */
+export const apiKeyLbConfigArg = {
+  config: {
+    type: "string",
+    alias: "c",
+    description:
+      "api-key-lb config file (default: API_KEY_LB_CONFIG, else ./api-key-lb.json, else ~/.config/api-key-lb/config.json)",
+  },
+} as const;

@@ -21,6 +21,8 @@ export const rootCommand = defineCommand({
     alerts: () => import("./commands/alerts").then((m) => m.default),
     env: () => import("./commands/env").then((m) => m.default),
     setup: () => import("./commands/setup").then((m) => m.default),
+    start: () => import("./commands/start").then((m) => m.default),
+    stop: () => import("./commands/stop").then((m) => m.default),
     health: () => import("./commands/health").then((m) => m.default),
     store: () => import("./commands/store").then((m) => m.default),
   },

@@ -4,6 +4,7 @@ import { listenError } from "./listen-error";
 import { fallbackChain } from "../config/fallback";
 import type { Config } from "../config/types";
 import { createGateway } from "../gateway/gateway";
+import { CacheHitCounter } from "../gateway/health-report";
 import type { RetryBudget } from "../gateway/retry-budget";
 import { buildRoute, type GatewayRoute, type GatewayTarget } from "../gateway/route";
 import type { Logger } from "../log";
@@ -68,9 +69,12 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
   const urls: Record<string, string> = {};
   // Outlives the handlers a reload replaces: a reload must not hand out a fresh retry allowance.
   const retryBudgets = new Map<string, RetryBudget>();
+  const cacheHits = new CacheHitCounter();
 
   const install = (groups: Map<string, GatewayRoute[]>) => {
-    for (const [listen, routes] of groups) handlers.set(listen, createGateway({ ...deps, routes, retryBudgets }));
+    for (const [listen, routes] of groups) {
+      handlers.set(listen, createGateway({ ...deps, routes, retryBudgets, cacheHits }));
+    }
   };
   const groups = routesByListener(config, mode);
   install(groups);

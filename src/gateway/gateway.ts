@@ -18,6 +18,7 @@ import { relayBody } from "./_relay";
 import { scrubTokenFromBody } from "./_scrub-token";
 import { RetryBudget, isUpstreamSideFailure } from "./retry-budget";
 import { gatewayError } from "./errors";
+import { CacheHitCounter, gatewayHealth } from "./health-report";
 import { type GatewayRoute, type GatewayTarget, bodyFor, jsonBodyOf, matchRoute, modelIn, targetOf } from "./route";
 
 export interface GatewayDeps {
@@ -30,10 +31,14 @@ export interface GatewayDeps {
   keys?: TakeQueue;
   /** Retry budgets by pool; the listeners pass one map so a reload keeps what the last 10 s spent. */
   retryBudgets?: Map<string, RetryBudget>;
+  /** Cache hits by key for GET /health; the listeners pass one so a reload keeps the counts. */
+  cacheHits?: CacheHitCounter;
 }
 
 /** upstream.retry_budget when unset: retries after upstream-side failures stay under 20% of requests. */
 export const DEFAULT_RETRY_BUDGET = 0.2;
+
+const CLIENT_KEY_MESSAGE = "missing or wrong client key: send one of upstream.client_keys as Bearer or x-api-key";
 
 /** How much of an upstream error body goes into the log (scrubbed of anything credential-like). */
 const MAX_LOGGED_ERROR_BODY = 500;
@@ -56,6 +61,7 @@ export function createGateway(deps: GatewayDeps) {
   const clientKeyChecks = new Map(routes.map((r) => [r.pool, clientKeyCheck(r.upstream.clientKeys)]));
   const maxBodyBytes = Math.max(...routes.map((r) => r.upstream.maxBodyBytes));
   const budgets = deps.retryBudgets ?? new Map<string, RetryBudget>();
+  const cacheHits = deps.cacheHits ?? new CacheHitCounter();
   const budgetOf = (route: GatewayRoute): RetryBudget => {
     const ratio = route.upstream.retryBudget ?? DEFAULT_RETRY_BUDGET;
     let budget = budgets.get(route.pool);
@@ -69,12 +75,13 @@ export function createGateway(deps: GatewayDeps) {
     let requestId: string | undefined;
     const idOfRequest = () => (requestId ??= crypto.randomUUID().slice(0, 8));
     const url = new URL(request.url);
+    if (request.method === "GET" && url.pathname === "/health") return answerHealth(request.headers);
 
     const body = await readBody(request, maxBodyBytes);
     if (body === "too-large") {
       return gatewayError(413, "payload_too_large", `request body is larger than ${maxBodyBytes} bytes`, { connection: "close" });
     }
-    const json = jsonBodyOf(body, request.headers.get("content-type"));
+    const json = jsonBodyOf(body);
     const model = modelIn(json);
     const match = matchRoute(routes, url.pathname, model);
     if (!match) {
@@ -86,7 +93,7 @@ export function createGateway(deps: GatewayDeps) {
       return gatewayError(413, "payload_too_large", `request body is larger than ${route.upstream.maxBodyBytes} bytes`);
     }
     if (!clientKeyChecks.get(route.pool)!(request.headers)) {
-      return gatewayError(401, "invalid_client_key", "missing or wrong client key: send one of upstream.client_keys as Bearer or x-api-key");
+      return gatewayError(401, "invalid_client_key", CLIENT_KEY_MESSAGE);
     }
 
     const clientIp = server.requestIP(request)?.address;
@@ -207,12 +214,29 @@ export function createGateway(deps: GatewayDeps) {
 
       // From here the answer is the client's: never retried once a byte of it may have been sent.
       log(response.status, attempt, lease.id);
+      cacheHits.record(lease.pool, lease.id, response.headers);
       // The model prices the usage the answer reports; the session's totals get it too.
       return streamBack(response, lease, attempt, { ...outcome, model: sent.model, session }, sentAt);
     }
 
     return giveUp(maxAttempts);
   };
+
+  /** Key stats for monitors; behind the client keys when any route has them, like every other path. */
+  async function answerHealth(headers: Headers): Promise<Response> {
+    const guarded = routes.filter((r) => r.upstream.clientKeys?.length);
+    if (guarded.length > 0 && !guarded.some((r) => clientKeyChecks.get(r.pool)!(headers))) {
+      return gatewayError(401, "invalid_client_key", CLIENT_KEY_MESSAGE);
+    }
+    let report;
+    try {
+      report = await gatewayHealth(store, routes, cacheHits);
+    } catch (error) {
+      if (!(error instanceof DomainError) || error.code !== "STORE_UNAVAILABLE") throw error;
+      return gatewayError(503, "store_unavailable", error.message, { "retry-after": "1" });
+    }
+    return new Response(`${JSON.stringify(report, null, 2)}\n`, { headers: { "content-type": "application/json" } });
+  }
 
   /** Sends the upstream response to the client as it arrives; the lease is released when it ends. */
   function streamBack(response: Response, lease: Lease, attempts: number, outcome: Outcome, sentAt: number): Response | Promise<Response> {

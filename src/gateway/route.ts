@@ -74,23 +74,35 @@ function underPrefix(path: string, prefix: string): string | undefined {
 }
 
 /** Reads `model` from a JSON body without failing on anything that is not JSON. */
-export function modelOf(body: Uint8Array | undefined, contentType: string | null): string | undefined {
-  return modelIn(jsonBodyOf(body, contentType));
+export function modelOf(body: Uint8Array | undefined): string | undefined {
+  return modelIn(jsonBodyOf(body));
 }
 
 export function modelIn(json: Record<string, unknown> | undefined): string | undefined {
   return typeof json?.model === "string" ? json.model : undefined;
 }
 
-/** A JSON object body, parsed once per request (route, session, model map); undefined for anything else. */
-export function jsonBodyOf(body: Uint8Array | undefined, contentType: string | null): Record<string, unknown> | undefined {
-  if (!body || body.length === 0 || !contentType?.includes("json")) return undefined;
+/**
+ * A JSON object body, parsed once per request (route, session, model map); undefined for anything else.
+ * The content-type is not asked: curl's `-d` labels JSON as a form, and clients of this kind of proxy
+ * send it so. Only a body that opens with `{` is parsed, so uploads and forms cost nothing.
+ */
+export function jsonBodyOf(body: Uint8Array | undefined): Record<string, unknown> | undefined {
+  if (!body || body.length === 0 || firstNonSpace(body) !== OPEN_BRACE) return undefined;
   try {
     const parsed: unknown = JSON.parse(new TextDecoder().decode(body));
     return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
+}
+
+const OPEN_BRACE = 0x7b;
+const JSON_SPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+
+function firstNonSpace(bytes: Uint8Array): number | undefined {
+  for (const byte of bytes) if (!JSON_SPACE.has(byte)) return byte;
+  return undefined;
 }
 
 /**

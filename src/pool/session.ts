@@ -5,8 +5,26 @@ import { createHash } from "node:crypto";
  * key that holds its prompt cache. Pure: takes the header value and the parsed JSON body.
  */
 
-/** Body fields that name a session, tried in this order; `a.b` is a nested field. */
-export const SESSION_BODY_FIELDS = ["session_id", "conversation_id", "thread_id", "metadata.session_id", "metadata.user_id", "user"] as const;
+/**
+ * Body fields that name a session, tried in this order; `a.b` is a nested field, `messages[].a.b` the
+ * field in any message (the first message that has it). The camelCase spellings and the per-message
+ * ids are those agent clients send (OpenCode, custom agents); explicit session ids come before the
+ * user-level ones, which may span many conversations.
+ */
+export const SESSION_BODY_FIELDS = [
+  "session_id",
+  "sessionId",
+  "conversation_id",
+  "conversationId",
+  "thread_id",
+  "metadata.session_id",
+  "messages[].metadata.session_id",
+  "messages[].custom_fields.session_id",
+  "metadata.user_id",
+  "user",
+] as const;
+
+const EACH_MESSAGE = "messages[].";
 
 /** How much of the system prompt the fingerprint reads: enough to tell prompts apart, cheap to hash. */
 export const FINGERPRINT_PROMPT_CHARS = 500;
@@ -61,11 +79,13 @@ export function fingerprintOf(body: Record<string, unknown>): string | undefined
   return `fp:${model}:${hash}`;
 }
 
+/** Anthropic's top-level `system`, else the first system (or developer) message, wherever it stands. */
 function systemPromptOf(body: Record<string, unknown>): string | undefined {
   if (body.system !== undefined) return textOf(body.system);
-  const first = Array.isArray(body.messages) ? body.messages[0] : undefined;
-  if (isObject(first) && (first.role === "system" || first.role === "developer")) return textOf(first.content);
-  return undefined;
+  if (!Array.isArray(body.messages)) return undefined;
+  // Not only the first message: some clients put a user preamble before the system prompt.
+  const system = body.messages.find((m) => isObject(m) && (m.role === "system" || m.role === "developer"));
+  return isObject(system) ? textOf(system.content) : undefined;
 }
 
 /** A string, or the text of a list of content blocks (`{type: "text", text}`), joined. */
@@ -79,6 +99,15 @@ function textOf(content: unknown): string | undefined {
 }
 
 function fieldAt(body: Record<string, unknown>, path: string): unknown {
+  if (path.startsWith(EACH_MESSAGE)) {
+    if (!Array.isArray(body.messages)) return undefined;
+    const rest = path.slice(EACH_MESSAGE.length);
+    for (const message of body.messages) {
+      const value = isObject(message) ? fieldAt(message, rest) : undefined;
+      if (normalize(value)) return value;
+    }
+    return undefined;
+  }
   let value: unknown = body;
   for (const part of path.split(".")) {
     if (!isObject(value)) return undefined;

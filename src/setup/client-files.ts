@@ -106,7 +106,8 @@ function assignUnlessSet(name: string, value: string, shell: Shell): string {
   return `export ${name}="\${${name}:-${value}}"`;
 }
 
-function unifiedDiff(label: string, before: string, after: string): string {
+/** A unified diff of one file, headed by `label`. */
+export function unifiedDiff(label: string, before: string, after: string): string {
   const patch = createTwoFilesPatch(label, label, before, after, undefined, undefined, { context: 3 });
   // The library opens with an `Index:`/`====` banner; a unified diff starts at `---`.
   return patch.slice(patch.indexOf("--- "));

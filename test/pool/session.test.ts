@@ -11,6 +11,10 @@ describe("sessionIdOf", () => {
     ["metadata.session_id", { metadata: { session_id: "s-1" } }],
     ["metadata.user_id", { metadata: { user_id: "s-1" } }],
     ["user", { user: "s-1" }],
+    ["sessionId", { sessionId: "s-1" }],
+    ["conversationId", { conversationId: "s-1" }],
+    ["messages[].metadata.session_id", { messages: [{ role: "user", content: "hi" }, { role: "user", metadata: { session_id: "s-1" } }] }],
+    ["messages[].custom_fields.session_id", { messages: [{ role: "user", custom_fields: { session_id: "s-1" } }] }],
   ])("reads the body's %s", (_, body) => {
     expect(sessionIdOf({ body: { model: "gpt-4o", ...body } })).toEqual({ id: "s-1", source: "body" });
   });
@@ -20,6 +24,13 @@ describe("sessionIdOf", () => {
     expect(sessionIdOf({ header: "h", body })).toEqual({ id: "h", source: "header" });
     expect(sessionIdOf({ header: "  ", body })).toEqual({ id: "c", source: "body" });
     expect(sessionIdOf({ body: { user: "u", metadata: { user_id: "mu" } } })?.id).toBe("mu");
+  });
+
+  it("reads explicit session ids before per-message ones, and those before user-level ids", () => {
+    const messages = [{ role: "user", metadata: { session_id: "msg" } }];
+    expect(sessionIdOf({ body: { sessionId: "camel", conversation_id: "c", messages } })?.id).toBe("camel");
+    expect(sessionIdOf({ body: { conversationId: "conv", thread_id: "t" } })?.id).toBe("conv");
+    expect(sessionIdOf({ body: { user: "u", metadata: { user_id: "mu" }, messages } })?.id).toBe("msg");
   });
 
   it("takes a numeric id, and ignores empty strings, objects and lists", () => {
@@ -42,6 +53,9 @@ describe("sessionIdOf", () => {
     expect(sessionIdOf({ body: chat(PROMPT, "gpt-4o-mini") })?.id).not.toBe(a!.id);
     expect(sessionIdOf({ body: chat(`${PROMPT} Be brief.`) })?.id).not.toBe(a!.id);
     expect(sessionIdOf({ body: { model: "o3", messages: [{ role: "developer", content: PROMPT }] } })?.source).toBe("fingerprint");
+    // A system message after a user preamble is still the session's prompt.
+    const late = { model: "gpt-4o", messages: [{ role: "user", content: "context" }, { role: "system", content: PROMPT }] };
+    expect(sessionIdOf({ body: late })).toEqual(a);
   });
 
   it("fingerprints an Anthropic request by its top-level system, as a string or as blocks", () => {

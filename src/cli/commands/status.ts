@@ -1,4 +1,5 @@
 import { defineCommand } from "citty";
+import { apiKeyLbContext, configFlag, fetchGatewayHealth, renderGatewayHealth, usesApiKeyLb } from "../_api-key-lb";
 import { callDaemon, type DaemonTarget, failFromResponse, resolveDaemon } from "../_client";
 import { daemonArgs, jsonArg } from "../_shared";
 import { type CellPainter, formatTable } from "../_table";
@@ -7,7 +8,12 @@ import { CliExit, EXIT } from "../exit";
 const DEFAULT_WATCH_SEC = 2;
 
 export default defineCommand({
-  meta: { name: "status", description: "Show a running daemon's pools and keys (tokens masked)" },
+  meta: {
+    name: "status",
+    description:
+      "Show a running daemon's pools and keys (tokens masked); with api-key-lb's settings and no keypool.yaml, " +
+      "its gateway's /health",
+  },
   args: {
     ...daemonArgs,
     ...jsonArg,
@@ -15,6 +21,8 @@ export default defineCommand({
     watch: { type: "string", description: `Refresh every SECONDS (default ${DEFAULT_WATCH_SEC}) until Ctrl-C` },
   },
   async run({ args, rawArgs }) {
+    const given = configFlag(rawArgs, args.config);
+    if (args.url === undefined && usesApiKeyLb(given)) return apiKeyLbStatus(given, Boolean(args.json));
     const target = resolveDaemon(args);
     const path = `/status${args.pool ? `?pool=${encodeURIComponent(args.pool)}` : ""}`;
     // `--watch --json` hands "--json" to --watch as its value: both flags still count.
@@ -33,6 +41,17 @@ export default defineCommand({
     return EXIT.ok;
   },
 });
+
+/** api-key-lb's status: the gateway's /health on its port (no daemon API address needed). */
+async function apiKeyLbStatus(configPath: string | undefined, json: boolean): Promise<number> {
+  const context = apiKeyLbContext(configPath);
+  const health = await fetchGatewayHealth(context.port);
+  if (!health) {
+    throw new CliExit(EXIT.failure, `keypool is not running on port ${context.port} — start it with: keypool start`);
+  }
+  console.log(json ? JSON.stringify(health, null, 2) : renderGatewayHealth(health, context.port));
+  return EXIT.ok;
+}
 
 interface KeyRow {
   id: string;
