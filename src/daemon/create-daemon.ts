@@ -23,6 +23,7 @@ import { DomainError } from "../pool/errors";
 import { createStore } from "../store/create-store";
 import type { PoolStore, SyncResult } from "../store/types";
 import { poolSettingsOf } from "./pool-settings";
+import { StoreGuard } from "./store-guard";
 import { fallbackChains } from "../config/fallback";
 import { TakeQueue } from "../store/take-queue";
 
@@ -46,6 +47,8 @@ export interface Daemon {
   readonly broker: BrokerService;
   readonly checker: Checker;
   readonly alerts: AlertService;
+  /** Watches the state file under the daemon; tests drive `storeGuard.tick()`. */
+  readonly storeGuard: StoreGuard;
   readonly app: ReturnType<typeof createApiApp>;
   readonly metrics: Metrics;
   /** Takes for the broker and the gateway: waiting in line for a key, and fallback pools. */
@@ -159,9 +162,10 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     watcher.watch([config.source, ...tokensFiles]);
   }
 
+  const storeGuard = new StoreGuard({ store, logger });
   const compat = new CompatService(broker, store);
   const keyAdmin = new KeyAdminService({ store, tokensFileOf: (pool) => config.pools[pool]?.tokensFile });
-  const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger, metrics, clock, poolNames: () => store.poolNames(), compat, keyAdmin });
+  const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger, metrics, clock, poolNames: () => store.poolNames(), compat, keyAdmin, storageLost: () => storeGuard.lost });
   let server: Server<unknown> | undefined;
   let gateway: GatewayListeners | undefined;
   let metricsServer: Server<unknown> | undefined;
@@ -173,6 +177,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     broker,
     checker,
     alerts,
+    storeGuard,
     app,
     metrics,
     keys,
@@ -206,6 +211,8 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       } else if (config.stateFile !== ":memory:") {
         logger.warn("tokens are stored unencrypted in the state file (mode 0600); set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: config.stateFile });
       }
+      // Its first look logs what is wrong with the state file before any traffic.
+      storeGuard.start();
       watching = true;
       watchConfigFiles();
       try {
@@ -238,6 +245,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       }
       // Before the store closes: probes in flight still record (or abandon) through it.
       await checker.stop();
+      await storeGuard.stop();
       watching = false;
       await watcher?.stop();
       watcher = undefined;

@@ -10,7 +10,8 @@ import type { BrokerService } from "./broker-service";
 import { compatRoutes } from "./compat-routes";
 import type { CompatService } from "./compat-service";
 import { DOCS_PATHS, docsRoutes } from "./docs-routes";
-import { errorResponse, toErrorResponse } from "./errors";
+import { STATUS_BY_CODE, errorResponse, toErrorResponse } from "./errors";
+import { errors } from "./schemas";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "./_json-depth";
 import { DomainError } from "../pool/errors";
 import { eventsRoutes } from "./events-routes";
@@ -34,6 +35,8 @@ export interface ApiDeps {
   compat?: CompatService;
   /** With it, the app also serves key administration and usage: /pools, /pools/:pool/keys, /pools/:pool/usage. */
   keyAdmin?: KeyAdminService;
+  /** Why the store must not be trusted (its state file deleted or replaced), making /health answer 503. */
+  storageLost?: () => DomainError | undefined;
 }
 
 // Routes anyone may call, even when server.api_key is set: /metrics is scraped without credentials,
@@ -62,9 +65,9 @@ export function createApiApp(deps: ApiDeps) {
       if (response.status >= 500) deps.logger.error("request failed", { error: (error as Error)?.message ?? String(error) });
       return response;
     })
-    .get("/health", () => ({ ok: true as const }), {
-      response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }) },
-      detail: { summary: "Liveness; never needs auth", tags: ["status"], security: [] },
+    .get("/health", () => healthAnswer(deps), {
+      response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }), ...errors(503) },
+      detail: { summary: "Liveness: 503 STATE_FILE_LOST once the state file is gone; never needs auth", tags: ["status"], security: [] },
     })
     .use(brokerRoutes(deps.broker))
     .use(statusRoutes(deps.broker))
@@ -74,6 +77,13 @@ export function createApiApp(deps: ApiDeps) {
     .use(deps.keyAdmin ? adminKeysRoutes(deps.keyAdmin) : new Elysia({ name: "admin-keys-off" }))
     .use(observabilityRoutes(deps))
     .use(docsRoutes());
+}
+
+/** Returned, not thrown: a probe polling a daemon that lost its file must not add an error line per poll. */
+function healthAnswer(deps: ApiDeps) {
+  const lost = deps.storageLost?.();
+  if (lost) return errorResponse(lost.code, lost.message, STATUS_BY_CODE[lost.code]);
+  return { ok: true as const };
 }
 
 function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {

@@ -49,6 +49,7 @@ import type {
   SyncResult,
   TakeOptions,
   UsageQuery,
+  StorageCheck,
   UsageReport,
 } from "../types";
 import type { TokenCipher } from "../token-cipher";
@@ -870,6 +871,11 @@ export class PostgresStore implements PoolStore {
     // Old row versions hold the old ciphertexts until vacuumed; a full vacuum rewrites the table without them.
     await this.guard(() => this.sql.unsafe("VACUUM FULL keypool_keys"));
     return result;
+  }
+
+  /** A database has no file to lose; an unreachable one answers STORE_UNAVAILABLE call by call instead. */
+  checkStorage(): StorageCheck {
+    return { warnings: [] };
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@ import { Database, type Statement } from "bun:sqlite";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Clock } from "../../pool/clock";
+import { ConfigError } from "../../config/errors";
 import { DomainError } from "../../pool/errors";
 import {
   afterCheck,
@@ -52,6 +53,7 @@ import type {
   SyncResult,
   TakeOptions,
   UsageQuery,
+  StorageCheck,
   UsageReport,
 } from "../types";
 import type { TokenCipher } from "../token-cipher";
@@ -63,6 +65,7 @@ import { PolicyWrites } from "./_key-policy";
 import { SecretVault } from "../secret-vault";
 import { rewrapVault, verifyVault } from "./_token-vault";
 import { SessionMap } from "./_sessions";
+import { StateFileIdentity, networkFilesystemWarning } from "./_state-file-identity";
 import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
 
@@ -117,6 +120,10 @@ interface LeaseRow {
 // Expired leases are reclaimed at most this often; a take that finds nothing reclaims at once.
 const RECLAIM_EVERY_MS = 1000;
 
+// A take looks at the state file's identity at most this often: a stat costs about as much as the rest
+// of a take's CPU, and a library process has no background timer to do it for it.
+const FILE_CHECK_EVERY_MS = 1000;
+
 /** The embedded default store: one SQLite file, shareable by several processes on one machine. */
 export class SqliteStore implements PoolStore {
   private readonly db: Database;
@@ -133,6 +140,11 @@ export class SqliteStore implements PoolStore {
   private readonly sessions: SessionMap;
   private readonly vault: SecretVault;
   private readonly pickStatementsByPool = new Map<string, ReturnType<typeof preparePickStatements>>();
+  /** Undefined for ":memory:", which no other process can see. */
+  private readonly file: StateFileIdentity | undefined;
+  private readonly fileWarnings: string[] = [];
+  private nextFileCheckAt = 0;
+  private lost: DomainError | undefined;
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock;
@@ -153,6 +165,29 @@ export class SqliteStore implements PoolStore {
     this.admin = new AdminWrites(this.db);
     this.ledger = new UsageLedger(this.db);
     this.sessions = new SessionMap(this.db);
+    if (options.path !== ":memory:") {
+      this.file = new StateFileIdentity(options.path);
+      const network = networkFilesystemWarning(options.path);
+      if (network) this.fileWarnings.push(network);
+    }
+  }
+
+  checkStorage(): StorageCheck {
+    this.nextFileCheckAt = this.clock.now() + FILE_CHECK_EVERY_MS;
+    const problem = this.file?.problem();
+    const wasLost = this.lost !== undefined;
+    this.lost = problem === undefined ? undefined : new DomainError("STATE_FILE_LOST", `${problem}: ${LOST_ADVICE}`);
+    // No commit, so no checkpoint either: a checkpoint here would move frames of a -wal that a
+    // newcomer on the path may now share into the file only this process can see.
+    if (wasLost !== (this.lost !== undefined)) this.db.exec(`PRAGMA query_only = ${this.lost ? 1 : 0}`);
+    const loose = this.file?.looseMode();
+    return { lost: this.lost, warnings: loose ? [...this.fileWarnings, loose] : this.fileWarnings };
+  }
+
+  /** Throws once the state file is lost; looks again when the last look is older than FILE_CHECK_EVERY_MS. */
+  private refuseIfLost(): void {
+    if (this.file && this.clock.now() >= this.nextFileCheckAt) this.checkStorage();
+    if (this.lost) throw this.lost;
   }
 
   poolNames(): string[] {
@@ -160,6 +195,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options: SyncOptions = {}): Promise<Record<string, SyncResult>> {
+    this.refuseIfLost();
     const run = this.db.transaction(() => {
       const results: Record<string, SyncResult> = {};
       for (const { settings, keys } of pools) results[settings.name] = this.syncOnePool(settings, keys);
@@ -227,6 +263,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
+    this.refuseIfLost();
     const settings = this.settingsOf(pool);
     const exclude = options.exclude ?? [];
     const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, options.session));
@@ -317,6 +354,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
+    this.refuseIfLost();
     return this.writes.submit(() => this.releaseTx.immediate(target, outcome));
   }
 
@@ -460,6 +498,7 @@ export class SqliteStore implements PoolStore {
   });
 
   async claimDueChecks(pool: string, limit: number, holdMs: number): Promise<DueCheck[]> {
+    this.refuseIfLost();
     this.settingsOf(pool);
     if (limit <= 0) return [];
     const now = this.clock.now();
@@ -477,6 +516,7 @@ export class SqliteStore implements PoolStore {
     id: string,
     claim: { owner: string; staleToken: string; lockUntil: number },
   ): Promise<RefreshClaim> {
+    this.refuseIfLost();
     return this.beginRefreshTx.immediate(pool, id, claim);
   }
 
@@ -593,6 +633,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async addKey(pool: string, key: NewKey): Promise<KeyRecord> {
+    this.refuseIfLost();
     return this.addKeyTx.immediate(pool, key);
   }
 
@@ -612,6 +653,7 @@ export class SqliteStore implements PoolStore {
   });
 
   async updateKey(pool: string, id: string, changes: KeyChanges): Promise<KeyRecord> {
+    this.refuseIfLost();
     return this.updateKeyTx.immediate(pool, id, changes);
   }
 
@@ -633,6 +675,7 @@ export class SqliteStore implements PoolStore {
   });
 
   async removeKey(pool: string, id: string): Promise<void> {
+    this.refuseIfLost();
     this.removeKeyTx.immediate(pool, id);
   }
 
@@ -694,6 +737,8 @@ export class SqliteStore implements PoolStore {
 
   async close(): Promise<void> {
     this.writes.flush();
+    // SQLite itself skips its checkpoint on close for a file that has moved, and leaves the -wal alone.
+    if (this.lost) return this.db.close();
     try {
       this.db.exec("PRAGMA optimize");
       this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -746,6 +791,9 @@ interface SourceRow {
   source_refresh_token: string | null;
 }
 
+const LOST_ADVICE =
+  "keys are no longer handed out from it, since other processes on that path would hand out the same ones; restart keypool (and every process sharing the file) so they all use the file now at that path";
+
 const NO_OVERRIDES = { maxConcurrency: null, rpm: null, tpm: null, dailyRequests: null };
 
 /** What the upstream said a request used, at the configured price of the model it named. */
@@ -759,6 +807,7 @@ function conditionOf(row: KeyRow): KeyCondition {
 
 function openDatabase(path: string, busyTimeoutMs: number): Database {
   if (path !== ":memory:") {
+    refuseOrphanedLog(path);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     // Created before SQLite opens it so the file never exists with looser permissions;
     // SQLite gives the -wal and -shm files the same mode as the database.
@@ -776,6 +825,20 @@ function openDatabase(path: string, busyTimeoutMs: number): Database {
   // 15-20% cheaper, but each checkpoint then syncs ~40 MiB of WAL inside a commit: the gateway's
   // p99 at 1,000 req/s went from +3.5 ms to +38 ms over a bare proxy.
   return db;
+}
+
+/**
+ * A -wal or -shm without its database means the file was deleted while a process had it open (or
+ * removed only in part): a new file opened next to them would read their pages as its own, and
+ * the process still holding them would go on leasing keys nobody else can see.
+ */
+function refuseOrphanedLog(path: string): void {
+  if (existsSync(path)) return;
+  const leftovers = [`${path}-wal`, `${path}-shm`].filter((file) => existsSync(file));
+  if (leftovers.length === 0) return;
+  throw new ConfigError([
+    `${leftovers.join(" and ")} exist without the state file ${path}: it was deleted while a process had it open, or removed only in part — stop every keypool using it, then restore ${path} or delete ${leftovers.join(" and ")}`,
+  ]);
 }
 
 /**
