@@ -6,6 +6,7 @@ import { readAlerts } from "./_alerts";
 import { readPrices } from "./_prices";
 import { POOL_KEYS, describeFsError, readPool } from "./_pool";
 import { checkFallbacks } from "./_routing";
+import { checkCredentialReuse } from "./_credential-reuse";
 import { ConfigError } from "./errors";
 import { interpolateEnv } from "./interpolate";
 import { type Config, type KeySpec, LOG_FORMATS, LOG_LEVELS, type PoolConfig } from "./types";
@@ -109,6 +110,7 @@ function readConfig(s: Section, baseDir: string, keys?: Record<string, KeySpec[]
     alerts: alerts && readAlerts(alerts),
     prices,
   };
+  checkCredentialReuse(config, s.issues);
   s.done();
   return config;
 }
@@ -141,9 +143,25 @@ function readPostgres(s: Section): NonNullable<Config["store"]>["postgres"] {
 
 function readServer(s: Section): Config["server"] {
   const { host, port } = readAddr(s, "addr", "127.0.0.1:8787");
-  const server = { host, port, apiKey: s.string("api_key") };
+  const server = { host, port, apiKey: s.string("api_key"), allowedHosts: readAllowedHosts(s) };
   s.done();
   return server;
+}
+
+// A DNS name or an IP literal (IPv6 in brackets, as a Host header writes it): no scheme, port or path.
+const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])$/;
+
+/** `server.allowed_hosts`: names besides loopback ones that loopback listeners without credentials answer. */
+function readAllowedHosts(s: Section): string[] | undefined {
+  const list = s.stringList("allowed_hosts");
+  if (!list) return undefined;
+  const names = list.map((name) => name.trim().toLowerCase());
+  names.forEach((name, index) => {
+    if (!HOST_NAME.test(name)) {
+      s.issues.add(joinPath(s.keyPath("allowed_hosts"), String(index)), `"${name.slice(0, 100)}" is not a host name — write the name alone, e.g. keypool.internal (no scheme, port or path)`);
+    }
+  });
+  return names;
 }
 
 function readLog(s: Section): Config["log"] {

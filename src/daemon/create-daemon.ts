@@ -24,6 +24,7 @@ import { createStore } from "../store/create-store";
 import type { PoolStore, SyncResult } from "../store/types";
 import { poolSettingsOf } from "./pool-settings";
 import { StoreGuard } from "./store-guard";
+import { hostCheckFor, isLoopbackAddress } from "../pool/loopback-host";
 import { fallbackChains } from "../config/fallback";
 import { TakeQueue } from "../store/take-queue";
 
@@ -165,7 +166,20 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   const storeGuard = new StoreGuard({ store, logger });
   const compat = new CompatService(broker, store);
   const keyAdmin = new KeyAdminService({ store, tokensFileOf: (pool) => config.pools[pool]?.tokensFile });
-  const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger, metrics, clock, poolNames: () => store.poolNames(), compat, keyAdmin, storageLost: () => storeGuard.lost });
+  const { server: listen } = config;
+  const app = createApiApp({
+    broker,
+    reload,
+    apiKey: listen.apiKey,
+    logger,
+    metrics,
+    clock,
+    poolNames: () => store.poolNames(),
+    compat,
+    keyAdmin,
+    storageLost: () => storeGuard.lost,
+    hostCheck: hostCheckFor({ host: listen.host, hasCredentials: Boolean(listen.apiKey), allowedHosts: listen.allowedHosts }),
+  });
   let server: Server<unknown> | undefined;
   let gateway: GatewayListeners | undefined;
   let metricsServer: Server<unknown> | undefined;
@@ -205,6 +219,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       server = app.server ?? undefined;
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: opened.where, pools: store.poolNames() });
+      warnAboutApiCredentials(config.server, logger);
       if (cipher) logger.info("tokens are encrypted at rest", { key: cipher.source, key_id: cipher.keyId });
       else if (opened.kind === "postgres") {
         logger.warn("tokens are stored unencrypted in PostgreSQL; set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: opened.where });
@@ -253,6 +268,18 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     },
     reload,
   };
+}
+
+// Shorter keys can be guessed online: nothing slows down or locks out repeated wrong keys.
+const MIN_API_KEY_LENGTH = 16;
+
+function warnAboutApiCredentials(server: Config["server"], logger: Logger): void {
+  if (!server.apiKey && !isLoopbackAddress(server.host)) {
+    logger.warn("the API is open: it listens beyond loopback and server.api_key is not set, so anyone who reaches it can take keys", { host: server.host });
+  }
+  if (server.apiKey && server.apiKey.length < MIN_API_KEY_LENGTH) {
+    logger.warn(`server.api_key is shorter than ${MIN_API_KEY_LENGTH} characters; use a random one, e.g. openssl rand -hex 24`);
+  }
 }
 
 function poolsForStore(config: Config) {

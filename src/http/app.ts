@@ -14,6 +14,7 @@ import { STATUS_BY_CODE, errorResponse, toErrorResponse } from "./errors";
 import { errors } from "./schemas";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "./_json-depth";
 import { DomainError } from "../pool/errors";
+import { hostRefusalMessage } from "../pool/loopback-host";
 import { eventsRoutes } from "./events-routes";
 import type { KeyAdminService } from "./key-admin-service";
 import { metricsRoutes } from "./metrics-routes";
@@ -35,6 +36,11 @@ export interface ApiDeps {
   compat?: CompatService;
   /** With it, the app also serves key administration and usage: /pools, /pools/:pool/keys, /pools/:pool/usage. */
   keyAdmin?: KeyAdminService;
+  /**
+   * Answers whether a request's `Host` header may be served; set for a loopback listener without
+   * api_key (see hostCheckFor), which refuses any other with 403 HOST_NOT_ALLOWED.
+   */
+  hostCheck?: (hostHeader: string | null) => boolean;
   /** Why the store must not be trusted (its state file deleted or replaced), making /health answer 503. */
   storageLost?: () => DomainError | undefined;
 }
@@ -45,7 +51,7 @@ const PUBLIC_PATHS = new Set(["/health", "/metrics", "/ui", ...DOCS_PATHS]);
 
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
-  const refusal = createRequestGuard(deps.apiKey);
+  const refusal = createRequestGuard(deps.apiKey, deps.hostCheck);
   return new Elysia({ name: "keypool-api", normalize: false })
     // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
     // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
@@ -93,9 +99,13 @@ function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
 }
 
 /** The answer to a request refused before routing (too large, or without the API key), if it is refused. */
-function createRequestGuard(apiKey: string | undefined): (request: Request) => Response | undefined {
+function createRequestGuard(apiKey: string | undefined, hostCheck: ApiDeps["hostCheck"]): (request: Request) => Response | undefined {
   const hasValidApiKey = apiKey ? createApiKeyCheck(apiKey) : null;
   return function refusal(request) {
+    if (hostCheck) {
+      const host = request.headers.get("host");
+      if (!hostCheck(host)) return errorResponse("HOST_NOT_ALLOWED", hostRefusalMessage(host!, "server.api_key"), 403);
+    }
     // GET /take is the hot path: it has no body, so its headers are not even looked at here.
     if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
       // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.

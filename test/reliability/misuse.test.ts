@@ -6,9 +6,10 @@
  * The state-file check is driven by `storeGuard.tick()`, never by waiting for its timer.
  */
 import { describe, expect, it } from "bun:test";
-import { chmodSync, copyFileSync, existsSync, renameSync, unlinkSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import YAML from "yaml";
 import { ConfigError } from "../../src/config/errors";
+import { parseConfig } from "../../src/config/load";
 import { openPool } from "../../src/lib";
 import { ManualClock } from "../../src/pool/clock";
 import { startTestDaemon } from "../helpers/daemon";
@@ -152,5 +153,128 @@ describe("a state file lost under the daemon", () => {
     const refused = await pool.take().catch((error) => error);
     expect(refused).toMatchObject({ code: "STATE_FILE_LOST" });
     expect(String(refused.message)).not.toContain(LEAK.token);
+  });
+});
+
+describe("the Host check on loopback listeners without credentials (DNS rebinding)", () => {
+  const yaml = (server: Record<string, unknown> = {}) =>
+    YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", cooldown_sec: 0, server: { addr: "127.0.0.1:0", ...server } });
+
+  it("refuses a request to another name with 403 HOST_NOT_ALLOWED saying what to do, on every route", async () => {
+    await using kp = await startTestDaemon(yaml(), tokensOf(POOL_TOKENS));
+    for (const path of ["/take", "/status", "/health", "/metrics"]) {
+      const refused = await errorOf(await kp.fetch(path, { headers: { host: "evil.example" } }));
+      expect(refused).toMatchObject({ status: 403, code: "HOST_NOT_ALLOWED" });
+      expect(refused.message).toContain('Host "evil.example"');
+      expect(refused.message).toContain("set server.api_key");
+      expect(refused.message).toContain("server.allowed_hosts");
+    }
+    // A rebinding page's port is its own; the name is what gives it away.
+    const port = new URL(kp.url).port;
+    expect((await kp.fetch("/take", { headers: { host: `evil.example:${port}` } })).status).toBe(403);
+    expect(leaksOf([LEAK], kp.logs)).toEqual([]);
+  });
+
+  it("serves loopback names: localhost:PORT, 127.0.0.1, [::1], *.localhost, and no Host at all", async () => {
+    await using kp = await startTestDaemon(yaml(), tokensOf(POOL_TOKENS));
+    const port = new URL(kp.url).port;
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, "LOCALHOST", "localhost.", "dashboard.localhost"]) {
+      expect({ host, status: (await kp.fetch("/take", { headers: { host } })).status }).toEqual({ host, status: 200 });
+    }
+    // HTTP/1.0 without Host: no browser sends that.
+    expect(await rawStatus(kp.url, ["GET /health HTTP/1.0"])).toBe(200);
+  });
+
+  it("serves the names in server.allowed_hosts", async () => {
+    await using kp = await startTestDaemon(yaml({ allowed_hosts: ["keypool.internal"] }), tokensOf(POOL_TOKENS));
+    expect((await kp.fetch("/status", { headers: { host: "keypool.internal:8787" } })).status).toBe(200);
+    expect((await kp.fetch("/status", { headers: { host: "evil.example" } })).status).toBe(403);
+  });
+
+  it("does not check Host once server.api_key is set", async () => {
+    const apiKey = `ak-${"0123456789abcdef".repeat(2)}`;
+    await using kp = await startTestDaemon(yaml({ api_key: apiKey }), tokensOf(POOL_TOKENS));
+    expect((await kp.fetch("/status", { apiKey, headers: { host: "evil.example" } })).status).toBe(200);
+    expect((await kp.fetch("/status", { headers: { host: "evil.example" } })).status).toBe(401);
+  });
+
+  it("refuses another name on a gateway without client_keys, in the OpenAI error shape, before any upstream call", async () => {
+    await using gw = await startGateway({ tokens: POOL_TOKENS, handler: () => Response.json({ ok: true }) });
+    const refused = await fetch(`${gw.url}/v1/models`, { headers: { host: "evil.example" } });
+    expect(refused.status).toBe(403);
+    const body = (await refused.json()) as { error: { code: string; message: string; type: string } };
+    expect(body.error).toMatchObject({ code: "host_not_allowed", type: "keypool_error" });
+    expect(body.error.message).toContain("set upstream.client_keys");
+    expect(gw.fake.calls.length).toBe(0);
+    const port = new URL(gw.url).port;
+    expect((await fetch(`${gw.url}/v1/models`, { headers: { host: `localhost:${port}` } })).status).toBe(200);
+    expect(gw.fake.calls.length).toBe(1);
+  });
+
+  it("does not check Host on a gateway whose pools all require client_keys", async () => {
+    const clientKey = `ck-${"fedcba9876543210".repeat(2)}`;
+    await using gw = await startGateway({ tokens: POOL_TOKENS, handler: () => Response.json({ ok: true }), upstream: { client_keys: [clientKey] } });
+    const served = await fetch(`${gw.url}/v1/models`, { headers: { host: "evil.example", authorization: `Bearer ${clientKey}` } });
+    expect(served.status).toBe(200);
+  });
+});
+
+/** The status of a request written byte for byte (fetch always adds a Host). */
+async function rawStatus(url: string, lines: string[]): Promise<number> {
+  const { hostname, port } = new URL(url);
+  const ended = Promise.withResolvers<string>();
+  let received = "";
+  await Bun.connect({
+    hostname,
+    port: Number(port),
+    socket: {
+      open: (socket) => void socket.write(`${lines.join("\r\n")}\r\nconnection: close\r\n\r\n`),
+      data: (_socket, data) => void (received += data.toString()),
+      close: () => ended.resolve(received),
+      error: (_socket, error) => ended.reject(error),
+    },
+  });
+  return Number((await ended.promise).split(" ")[1]);
+}
+
+describe("credentials and names a config gets wrong", () => {
+  function configErrorOf(yaml: string, tokens: string): ConfigError {
+    using dir = tempDir();
+    writeFileSync(dir.file("tokens.txt"), tokens);
+    try {
+      parseConfig(yaml, { baseDir: dir.path, env: {} });
+    } catch (error) {
+      if (error instanceof ConfigError) return error;
+      throw error;
+    }
+    throw new Error("the config was accepted");
+  }
+
+  it("refuses a server.api_key or a client key that is also a pooled key, naming the key by id only", () => {
+    const yaml = YAML.stringify({ tokens_file: "tokens.txt", server: { api_key: LEAK.token }, upstream: { base_url: "http://127.0.0.1:1", client_keys: ["ck-own-0123456789abcdef", LEAK.token] } });
+    const error = configErrorOf(yaml, tokensOf(POOL_TOKENS));
+    expect(error.issues).toEqual([
+      `server.api_key: is the same value as key "${LEAK.id}" of pool "default" — give the API a key of its own`,
+      `upstream.client_keys.1: is the same value as key "${LEAK.id}" of pool "default" — clients need keys of their own, not upstream keys`,
+    ]);
+    expect(leaksOf([LEAK], [error.message])).toEqual([]);
+  });
+
+  it("refuses an allowed host written as a URL or with a port", () => {
+    const yaml = YAML.stringify({ tokens_file: "tokens.txt", server: { allowed_hosts: ["ok.example", "http://keypool.internal:8787"] } });
+    expect(configErrorOf(yaml, tokensOf(POOL_TOKENS)).issues).toEqual([
+      'server.allowed_hosts.1: "http://keypool.internal:8787" is not a host name — write the name alone, e.g. keypool.internal (no scheme, port or path)',
+    ]);
+  });
+
+  it("warns at start when the API listens beyond loopback without server.api_key, or with a short one", async () => {
+    const open = YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "0.0.0.0:0" } });
+    await using kp = await startTestDaemon(open, tokensOf(POOL_TOKENS), { autoCheck: false });
+    expect(kp.logs.filter((line) => line.includes("the API is open"))).toHaveLength(1);
+    const short = YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0", api_key: "letmein" } });
+    await using weak = await startTestDaemon(short, tokensOf(POOL_TOKENS), { autoCheck: false });
+    const warnings = weak.logs.filter((line) => line.includes("server.api_key is shorter"));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).not.toContain("letmein");
   });
 });
