@@ -335,8 +335,8 @@ export interface PoolStore {
   reencrypt(cipher: TokenCipher): Promise<{ rewritten: number }>;
   /**
    * Looks again at what the store stands on. Once it finds the state lost (a SQLite file deleted or
-   * replaced under the process), every write (takes, releases, checks, changes to the key set) throws
-   * that DomainError (STATE_FILE_LOST) until a check finds the file back; reads still answer.
+   * replaced under the process), every write (takes, releases, refreshes, changes to the key set) throws
+   * that DomainError (STATE_FILE_LOST) and no check is due, until a look finds the file back; reads still answer.
    * Cheap (a few stat calls), but not for every request.
    */
   checkStorage(): StorageCheck;

@@ -6,7 +6,8 @@
  * The state-file check is driven by `storeGuard.tick()`, never by waiting for its timer.
  */
 import { describe, expect, it } from "bun:test";
-import { chmodSync, copyFileSync, existsSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import YAML from "yaml";
 import { ConfigError } from "../../src/config/errors";
 import { parseConfig } from "../../src/config/load";
@@ -276,5 +277,50 @@ describe("credentials and names a config gets wrong", () => {
     const warnings = weak.logs.filter((line) => line.includes("server.api_key is shorter"));
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).not.toContain("letmein");
+  });
+});
+
+describe("which routes need server.api_key", () => {
+  // Pinned route by route: a new route is behind the key unless it is added here, and to the README.
+  const PUBLIC = [
+    "GET /health",
+    "GET /metrics",
+    "GET /ui",
+    "GET /swagger",
+    "GET /swagger/swagger-ui.css",
+    "GET /swagger/swagger-ui-bundle.js",
+    "GET /openapi.json",
+  ];
+
+  /** The paths the README's `server.api_key` row names as public; `/x/*` stands for everything under /x/. */
+  function readmePublicPaths(): string[] {
+    const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
+    const row = readme.split("\n").find((line) => line.startsWith("| `server.api_key` |"));
+    if (!row) throw new Error("README.md has no server.api_key row in its configuration table");
+    const claim = row.slice(0, row.indexOf("needs"));
+    return [...claim.matchAll(/`(\/[^`]*)`/g)].map((m) => m[1]!);
+  }
+
+  it("answers 401 without the key on every route but the public ones, which the README names", async () => {
+    const apiKey = `ak-${"0123456789abcdef".repeat(2)}`;
+    await using kp = await startTestDaemon(
+      YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0", api_key: apiKey } }),
+      tokensOf(POOL_TOKENS),
+      { autoCheck: false },
+    );
+    const routes = kp.daemon.app.routes.map((route) => `${route.method} ${route.path}`);
+    expect(routes).toEqual(expect.arrayContaining(PUBLIC));
+    const answers: Record<string, "public" | "needs the key"> = {};
+    for (const route of routes) {
+      const [method, path] = route.split(" ") as [string, string];
+      const response = await kp.fetch(path.replaceAll(/:[a-z]+/g, "default"), { method });
+      await response.arrayBuffer();
+      answers[route] = response.status === 401 ? "needs the key" : "public";
+    }
+    expect(answers).toEqual(Object.fromEntries(routes.map((route) => [route, PUBLIC.includes(route) ? "public" : "needs the key"])));
+
+    const readme = readmePublicPaths();
+    const namedByReadme = (path: string) => readme.some((p) => (p.endsWith("/*") ? path.startsWith(p.slice(0, -1)) : path === p));
+    expect(routes.filter((route) => namedByReadme(route.split(" ")[1]!))).toEqual(routes.filter((route) => PUBLIC.includes(route)));
   });
 });
