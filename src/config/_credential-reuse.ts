@@ -14,12 +14,16 @@ export function checkCredentialReuse(config: Pick<Config, "server" | "pools">, i
   }
   const apiKey = config.server.apiKey;
   const apiKeyOwner = apiKey === undefined ? undefined : pooled.get(apiKey);
-  if (apiKeyOwner) issues.add("server.api_key", `is the same value as ${apiKeyOwner} — give the API a key of its own`);
+  if (apiKeyOwner) {
+    issues.add("server.api_key", `is the same value as ${apiKeyOwner} — give the API a key of its own`);
+  }
   for (const pool of Object.values(config.pools)) {
     (pool.upstream?.clientKeys ?? []).forEach((clientKey, index) => {
       const owner = pooled.get(clientKey);
       const path = pool.name === "default" ? "upstream.client_keys" : `pools.${pool.name}.upstream.client_keys`;
-      if (owner) issues.add(`${path}.${index}`, `is the same value as ${owner} — clients need keys of their own, not upstream keys`);
+      if (!owner) return;
+      const fix = "clients need keys of their own, not upstream keys";
+      issues.add(`${path}.${index}`, `is the same value as ${owner} — ${fix}`);
     });
   }
 }

@@ -149,7 +149,8 @@ function readServer(s: Section): Config["server"] {
 }
 
 // A DNS name or an IP literal (IPv6 in brackets, as a Host header writes it): no scheme, port or path.
-const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])$/;
+const DNS_LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
+const HOST_NAME = new RegExp(`^(?:${DNS_LABEL}(?:\\.${DNS_LABEL})*|\\[[0-9a-f:.]+\\])$`);
 
 /** `server.allowed_hosts`: names besides loopback ones that loopback listeners without credentials answer. */
 function readAllowedHosts(s: Section): string[] | undefined {
@@ -157,9 +158,10 @@ function readAllowedHosts(s: Section): string[] | undefined {
   if (!list) return undefined;
   const names = list.map((name) => name.trim().toLowerCase());
   names.forEach((name, index) => {
-    if (!HOST_NAME.test(name)) {
-      s.issues.add(joinPath(s.keyPath("allowed_hosts"), String(index)), `"${name.slice(0, 100)}" is not a host name — write the name alone, e.g. keypool.internal (no scheme, port or path)`);
-    }
+    if (HOST_NAME.test(name)) return;
+    const hint = "write the name alone, e.g. keypool.internal (no scheme, port or path)";
+    const path = joinPath(s.keyPath("allowed_hosts"), String(index));
+    s.issues.add(path, `"${name.slice(0, 100)}" is not a host name — ${hint}`);
   });
   return names;
 }

@@ -178,7 +178,11 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     compat,
     keyAdmin,
     storageLost: () => storeGuard.lost,
-    hostCheck: hostCheckFor({ host: listen.host, hasCredentials: Boolean(listen.apiKey), allowedHosts: listen.allowedHosts }),
+    hostCheck: hostCheckFor({
+      host: listen.host,
+      hasCredentials: Boolean(listen.apiKey),
+      allowedHosts: listen.allowedHosts,
+    }),
   });
   let server: Server<unknown> | undefined;
   let gateway: GatewayListeners | undefined;
@@ -275,10 +279,12 @@ const MIN_API_KEY_LENGTH = 16;
 
 function warnAboutApiCredentials(server: Config["server"], logger: Logger): void {
   if (!server.apiKey && !isLoopbackAddress(server.host)) {
-    logger.warn("the API is open: it listens beyond loopback and server.api_key is not set, so anyone who reaches it can take keys", { host: server.host });
+    const why = "it listens beyond loopback and server.api_key is not set, so anyone who reaches it can take keys";
+    logger.warn(`the API is open: ${why}`, { host: server.host });
   }
   if (server.apiKey && server.apiKey.length < MIN_API_KEY_LENGTH) {
-    logger.warn(`server.api_key is shorter than ${MIN_API_KEY_LENGTH} characters; use a random one, e.g. openssl rand -hex 24`);
+    const fix = "use a random one, e.g. openssl rand -hex 24";
+    logger.warn(`server.api_key is shorter than ${MIN_API_KEY_LENGTH} characters; ${fix}`);
   }
 }
 

@@ -49,7 +49,9 @@ export class StoreGuard {
 
   tick(): void {
     const check = this.store.checkStorage();
-    if (check.lost && !this.lostNow) this.logger.error("state lost: takes are refused and /health answers 503", { reason: check.lost.message });
+    if (check.lost && !this.lostNow) {
+      this.logger.error("state lost: takes are refused and /health answers 503", { reason: check.lost.message });
+    }
     if (!check.lost && this.lostNow) this.logger.info("the state file is back in place; takes resume");
     this.lostNow = check.lost;
     for (const warning of check.warnings) if (!this.warned.has(warning)) this.logger.warn(warning);

@@ -73,7 +73,11 @@ export function createApiApp(deps: ApiDeps) {
     })
     .get("/health", () => healthAnswer(deps), {
       response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }), ...errors(503) },
-      detail: { summary: "Liveness: 503 STATE_FILE_LOST once the state file is gone; never needs auth", tags: ["status"], security: [] },
+      detail: {
+        summary: "Liveness: 503 STATE_FILE_LOST once the state file is gone; never needs auth",
+        tags: ["status"],
+        security: [],
+      },
     })
     .use(brokerRoutes(deps.broker))
     .use(statusRoutes(deps.broker))
@@ -99,7 +103,10 @@ function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
 }
 
 /** The answer to a request refused before routing (too large, or without the API key), if it is refused. */
-function createRequestGuard(apiKey: string | undefined, hostCheck: ApiDeps["hostCheck"]): (request: Request) => Response | undefined {
+function createRequestGuard(
+  apiKey: string | undefined,
+  hostCheck: ApiDeps["hostCheck"],
+): (request: Request) => Response | undefined {
   const hasValidApiKey = apiKey ? createApiKeyCheck(apiKey) : null;
   return function refusal(request) {
     if (hostCheck) {

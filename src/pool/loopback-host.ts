@@ -48,14 +48,16 @@ const IPV4_LOOPBACK = /^127(\.\d{1,3}){3}$/;
 
 // `*.localhost` never leaves the machine (RFC 6761; browsers resolve it to loopback themselves).
 function isLoopbackName(name: string): boolean {
-  return name === "localhost" || name.endsWith(".localhost") || IPV4_LOOPBACK.test(name) || name === "[::1]" || name.startsWith("[::ffff:127.");
+  if (name === "localhost" || name.endsWith(".localhost") || IPV4_LOOPBACK.test(name)) return true;
+  return name === "[::1]" || name.startsWith("[::ffff:127.");
 }
 
 /** Why a request was refused, for the error body: what was wrong, and the three ways to be served. */
 export function hostRefusalMessage(hostHeader: string, credentialField: string): string {
   const name = hostnameOf(hostHeader).slice(0, 100);
   return (
-    `Host "${name}" is not a loopback name: this listener is on loopback without ${credentialField}, so it answers only ` +
+    `Host "${name}" is not a loopback name: this listener is on loopback without ${credentialField}, ` +
+    "so it answers only " +
     `requests to localhost, 127.0.0.1 or [::1] (a web page could otherwise reach it through DNS rebinding) — ` +
     `use one of those, set ${credentialField}, or add the name to server.allowed_hosts`
   );

@@ -53,13 +53,18 @@ export class StateFileIdentity {
   private compare(): string | undefined {
     const now = statOf(this.path);
     if (!now) return `the state file ${this.path} was deleted while keypool had it open`;
-    if (!sameFile(idOf(now), this.main)) return `the state file ${this.path} was replaced by another file while keypool had it open`;
+    if (!sameFile(idOf(now), this.main)) {
+      return `the state file ${this.path} was replaced by another file while keypool had it open`;
+    }
     const wal = statOf(`${this.path}-wal`);
     // While any connection is open SQLite keeps the -wal in place, so one missing or new is someone else's doing.
-    if (this.wal === undefined) this.wal = wal && idOf(wal);
-    else if (!wal) return `the state file's write-ahead log ${this.path}-wal was deleted while keypool had it open`;
-    else if (!sameFile(idOf(wal), this.wal)) return `the state file's write-ahead log ${this.path}-wal was replaced while keypool had it open`;
-    return undefined;
+    if (this.wal === undefined) {
+      this.wal = wal && idOf(wal);
+      return undefined;
+    }
+    if (wal && sameFile(idOf(wal), this.wal)) return undefined;
+    const what = wal ? "replaced" : "deleted";
+    return `the state file's write-ahead log ${this.path}-wal was ${what} while keypool had it open`;
   }
 
   /** Other users may read (or write) the file: it holds the pool's tokens (sealed or not) and their state. */
@@ -87,7 +92,11 @@ export function networkFilesystemWarning(path: string): string | undefined {
   }
   const name = NETWORK_FILESYSTEMS[(type >>> 0).toString(16)];
   if (!name) return undefined;
-  return `the state file ${path} is on a network filesystem (${name}): SQLite's locks are not reliable there, so two processes may hand out one exclusive key; keep it on a local disk, or use store.postgres to share state between machines`;
+  return (
+    `the state file ${path} is on a network filesystem (${name}): SQLite's locks are not reliable there, ` +
+    "so two processes may hand out one exclusive key; keep it on a local disk, " +
+    "or use store.postgres to share state between machines"
+  );
 }
 
 function statOf(path: string): BigIntStats | undefined {

@@ -793,7 +793,8 @@ interface SourceRow {
 }
 
 const LOST_ADVICE =
-  "keys are no longer handed out from it, since other processes on that path would hand out the same ones; restart keypool (and every process sharing the file) so they all use the file now at that path";
+  "keys are no longer handed out from it, since other processes on that path would hand out the same ones; " +
+  "restart keypool (and every process sharing the file) so they all use the file now at that path";
 
 const NO_OVERRIDES = { maxConcurrency: null, rpm: null, tpm: null, dailyRequests: null };
 
@@ -837,8 +838,11 @@ function refuseOrphanedLog(path: string): void {
   if (existsSync(path)) return;
   const leftovers = [`${path}-wal`, `${path}-shm`].filter((file) => existsSync(file));
   if (leftovers.length === 0) return;
+  const files = leftovers.join(" and ");
   throw new ConfigError([
-    `${leftovers.join(" and ")} exist without the state file ${path}: it was deleted while a process had it open, or removed only in part — stop every keypool using it, then restore ${path} or delete ${leftovers.join(" and ")}`,
+    `${files} exist without the state file ${path}: ` +
+      "it was deleted while a process had it open, or removed only in part — " +
+      `stop every keypool using it, then restore ${path} or delete ${files}`,
   ]);
 }
 
