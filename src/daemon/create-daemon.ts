@@ -130,6 +130,10 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       throw error;
     }
     const results = await store.syncPools(poolsForStore(next));
+    if (!Bun.deepEquals(next.server, config.server)) {
+      // The listener, its key and its Host check were set up at start: an edited api_key would go on being refused.
+      logger.warn("server settings changed: they take effect at the next restart (the running ones are kept)", { trigger });
+    }
     config = next;
     chains = fallbackChains(next.pools);
     gateway?.update(next);

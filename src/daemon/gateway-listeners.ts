@@ -72,7 +72,9 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
   // Outlives the handlers a reload replaces: a reload must not hand out a fresh retry allowance.
   const retryBudgets = new Map<string, RetryBudget>();
 
-  const install = (groups: Map<string, GatewayRoute[]>, allowedHosts: string[] | undefined) => {
+  // Like the API's, fixed at start: server.* changes need a restart.
+  const allowedHosts = config.server.allowedHosts;
+  const install = (groups: Map<string, GatewayRoute[]>) => {
     for (const [listen, routes] of groups) {
       handlers.set(listen, createGateway({ ...deps, routes, retryBudgets }));
       // One pool without client keys leaves the whole listener open to whoever reaches it.
@@ -81,7 +83,7 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
     }
   };
   const groups = routesByListener(config, mode);
-  install(groups, config.server.allowedHosts);
+  install(groups);
   const serve = (listen: string, request: Request, server: Server<unknown>) => {
     const host = request.headers.get("host");
     if (hostChecks.get(listen)?.(host) === false) {
@@ -125,7 +127,7 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
       for (const listen of nextGroups.keys()) {
         if (!servers.has(listen)) deps.logger.warn("new gateway listen address needs a restart", { listen });
       }
-      install(nextGroups, next.server.allowedHosts);
+      install(nextGroups);
     },
     async stop(force = false) {
       await Promise.all([...servers.values()].map((s) => s.stop(force)));

@@ -25,10 +25,14 @@ export function hostCheckFor(listener: {
 }): ((hostHeader: string | null) => boolean) | undefined {
   if (listener.hasCredentials || !isLoopbackAddress(listener.host)) return undefined;
   const allowed = new Set((listener.allowedHosts ?? []).map((name) => name.toLowerCase()));
+  // Clients send one Host over and over: remembering the last good one keeps the parse off the hot path.
+  let lastAllowed: string | undefined;
   return function isAllowedHost(hostHeader) {
-    if (hostHeader === null) return true;
+    if (hostHeader === null || hostHeader === lastAllowed) return true;
     const name = hostnameOf(hostHeader);
-    return isLoopbackName(name) || allowed.has(name);
+    if (!isLoopbackName(name) && !allowed.has(name)) return false;
+    lastAllowed = hostHeader;
+    return true;
   };
 }
 

@@ -268,6 +268,18 @@ describe("credentials and names a config gets wrong", () => {
     ]);
   });
 
+  it("says so when a reload changes server settings, which only a restart applies", async () => {
+    const apiKey = `ak-${"0123456789abcdef".repeat(2)}`;
+    const yaml = (server: Record<string, unknown>) => YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server });
+    await using kp = await startTestDaemon(yaml({ addr: "127.0.0.1:0" }), tokensOf(POOL_TOKENS), { autoCheck: false });
+    writeFileSync(kp.configPath, yaml({ addr: "127.0.0.1:0", api_key: apiKey }));
+    expect((await kp.fetch("/reload", { method: "POST" })).status).toBe(200);
+    const warnings = kp.logs.filter((line) => line.includes("server settings changed"));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("next restart");
+    expect(warnings[0]).not.toContain(apiKey);
+  });
+
   it("warns at start when the API listens beyond loopback without server.api_key, or with a short one", async () => {
     const open = YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "0.0.0.0:0" } });
     await using kp = await startTestDaemon(open, tokensOf(POOL_TOKENS), { autoCheck: false });
