@@ -102,7 +102,7 @@ function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
   return routes.use(metricsRoutes(metrics)).use(uiRoutes({ metrics, poolNames: poolNames ?? (() => []), clock: clock ?? systemClock }));
 }
 
-/** The answer to a request refused before routing (too large, or without the API key), if it is refused. */
+/** The answer to a request refused before routing (to a foreign Host, too large, or without the API key), if it is. */
 function createRequestGuard(
   apiKey: string | undefined,
   hostCheck: ApiDeps["hostCheck"],
@@ -113,7 +113,7 @@ function createRequestGuard(
       const host = request.headers.get("host");
       if (!hostCheck(host)) return errorResponse("HOST_NOT_ALLOWED", hostRefusalMessage(host!, "server.api_key"), 403);
     }
-    // GET /take is the hot path: it has no body, so its headers are not even looked at here.
+    // GET /take is the hot path: it has no body, so its Content-Length is not even looked at here.
     if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
       // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
       return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
