@@ -89,7 +89,12 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     onConnectionsReplaced: () => logger.warn("PostgreSQL stopped answering on open connections past store.timeout_sec; they are given up and new ones opened"),
   });
   const { store } = opened;
-  await store.syncPools(poolsForStore(config));
+  // A pool in the store that the config does not name goes: say so, it may be another daemon's.
+  const onPruned = (pool: string) =>
+    logger.warn(`pool "${pool}" was in the store but is not in this config: its keys, leases and usage were removed`, {
+      hint: "processes sharing one state file or database must run the same pools; give the others their own",
+    });
+  await store.syncPools(poolsForStore(config), { onPruned });
   const metrics = createMetrics({ store, clock });
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
   let chains = fallbackChains(config.pools);
@@ -129,7 +134,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       }
       throw error;
     }
-    const results = await store.syncPools(poolsForStore(next));
+    const results = await store.syncPools(poolsForStore(next), { onPruned });
     if (!Bun.deepEquals(next.server, config.server)) {
       // The listener, its key and its Host check were set up at start: an edited api_key would go on being refused.
       logger.warn("server settings changed: they take effect at the next restart (the running ones are kept)", { trigger });

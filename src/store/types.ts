@@ -143,6 +143,11 @@ export interface SyncOptions {
    * the file's pools; false for a library process that only brings its own pools.
    */
   prune?: boolean;
+  /**
+   * Told of each pool a prune removed, once the sync has committed: a daemon warns, since another
+   * process sharing the store with a different config loses that pool's keys silently otherwise.
+   */
+  onPruned?: (pool: string) => void;
 }
 
 export interface SyncResult {

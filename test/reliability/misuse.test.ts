@@ -131,6 +131,20 @@ describe("a state file lost under the daemon", () => {
     expect(d.kp.logs.some((line) => line.includes("back in place"))).toBe(true);
   });
 
+  it("warns when a daemon with other pools on the same file removes this one's pool", async () => {
+    using shared = tempDir();
+    const stateFile = shared.file("shared.db");
+    const config = (pool: string) => YAML.stringify({ state_file: stateFile, server: { addr: "127.0.0.1:0" }, pools: { [pool]: { tokens_file: "tokens.txt" } } });
+    await using first = await startTestDaemon(config("alpha"), tokensOf(POOL_TOKENS), { autoCheck: false });
+    await using second = await startTestDaemon(config("beta"), tokensOf(POOL_TOKENS), { autoCheck: false });
+    const warnings = second.logs.filter((line) => line.includes("was in the store but is not in this config"));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('pool \\"alpha\\"');
+    expect(warnings[0]).toContain("must run the same pools");
+    expect(first.logs.some((line) => line.includes("is not in this config"))).toBe(false);
+    expect(leaksOf([LEAK], [...first.logs, ...second.logs])).toEqual([]);
+  });
+
   it("warns once when the state file is opened to other users", async () => {
     await using d = await exclusiveDaemon();
     chmodSync(d.stateFile, 0o644);

@@ -196,6 +196,7 @@ export class SqliteStore implements PoolStore {
 
   async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options: SyncOptions = {}): Promise<Record<string, SyncResult>> {
     this.refuseIfLost();
+    const pruned: string[] = [];
     const run = this.db.transaction(() => {
       const results: Record<string, SyncResult> = {};
       for (const { settings, keys } of pools) results[settings.name] = this.syncOnePool(settings, keys);
@@ -206,11 +207,13 @@ export class SqliteStore implements PoolStore {
           this.sql.deletePoolKeys.run(pool);
           this.ledger.forgetPool(pool);
           this.sessions.forgetPool(pool);
+          pruned.push(pool);
         }
       }
       return results;
     });
     const results = run.immediate();
+    for (const pool of pruned) options.onPruned?.(pool);
     if (options.prune !== false) this.pools.clear();
     for (const { settings } of pools) this.pools.set(settings.name, settings);
     return results;
