@@ -45,11 +45,11 @@ import type {
   ReleaseTarget,
   SessionUsage,
   SessionUsageQuery,
+  StorageCheck,
   SyncOptions,
   SyncResult,
   TakeOptions,
   UsageQuery,
-  StorageCheck,
   UsageReport,
 } from "../types";
 import type { TokenCipher } from "../token-cipher";

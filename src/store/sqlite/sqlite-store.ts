@@ -49,11 +49,11 @@ import type {
   ReleaseTarget,
   SessionUsage,
   SessionUsageQuery,
+  StorageCheck,
   SyncOptions,
   SyncResult,
   TakeOptions,
   UsageQuery,
-  StorageCheck,
   UsageReport,
 } from "../types";
 import type { TokenCipher } from "../token-cipher";
@@ -120,8 +120,8 @@ interface LeaseRow {
 // Expired leases are reclaimed at most this often; a take that finds nothing reclaims at once.
 const RECLAIM_EVERY_MS = 1000;
 
-// A take looks at the state file's identity at most this often: a stat costs about as much as the rest
-// of a take's CPU, and a library process has no background timer to do it for it.
+// A take looks at the state file's identity at most this often: a stat on every take would be a
+// noticeable share of its CPU, and a library process has no background timer to look for it.
 const FILE_CHECK_EVERY_MS = 1000;
 
 /** The embedded default store: one SQLite file, shareable by several processes on one machine. */
@@ -741,7 +741,8 @@ export class SqliteStore implements PoolStore {
 
   async close(): Promise<void> {
     this.writes.flush();
-    // SQLite itself skips its checkpoint on close for a file that has moved, and leaves the -wal alone.
+    // No checkpoint of ours into a file others no longer see; SQLite skips its own on close for a
+    // file that has moved, and cannot take the lock for it while another process has the file open.
     if (this.lost) return this.db.close();
     try {
       this.db.exec("PRAGMA optimize");
