@@ -25,7 +25,7 @@ describe("gateway forwarding", () => {
       gw.url,
       [
         "POST /v1/chat/completions HTTP/1.1",
-        "host: client-side.example",
+        "host: client-side.localhost",
         "authorization: Bearer client-secret-1",
         "x-api-key: client-secret-2",
         "api-key: client-secret-3",
@@ -58,7 +58,7 @@ describe("gateway forwarding", () => {
     await using gw = await startGateway({
       handler: () => new Response("hi", { headers: { connection: "x-upstream-private", "x-upstream-private": "1", "keep-alive": "timeout=5", "x-request-id": "r-1" } }),
     });
-    const { status, head } = await rawHttp(gw.url, ["GET /v1/models HTTP/1.1", "host: x", "connection: close"]);
+    const { status, head } = await rawHttp(gw.url, ["GET /v1/models HTTP/1.1", "host: localhost", "connection: close"]);
     const names = head.split("\r\n").slice(1).map((line) => line.slice(0, line.indexOf(":")).toLowerCase());
     expect(status).toBe(200);
     expect(names).toContain("x-request-id");

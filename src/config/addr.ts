@@ -7,8 +7,3 @@ export function parseAddr(addr: string): { host: string; port: number } | undefi
   const host = m[1] ?? (m[2] || "0.0.0.0");
   return { host, port };
 }
-
-/** Whether only this machine can reach a listener bound to `host`. */
-export function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
-}

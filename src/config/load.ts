@@ -6,6 +6,7 @@ import { readAlerts } from "./_alerts";
 import { readPrices } from "./_prices";
 import { POOL_KEYS, describeFsError, readPool } from "./_pool";
 import { checkFallbacks } from "./_routing";
+import { checkCredentialReuse } from "./_credential-reuse";
 import { ConfigError } from "./errors";
 import { stateFilesFor } from "./state-file";
 import { interpolateEnv } from "./interpolate";
@@ -110,6 +111,7 @@ function readConfig(s: Section, baseDir: string, keys?: Record<string, KeySpec[]
     alerts: alerts && readAlerts(alerts),
     prices,
   };
+  checkCredentialReuse(config, s.issues);
   s.done();
   return config;
 }
@@ -142,9 +144,27 @@ function readPostgres(s: Section): NonNullable<Config["store"]>["postgres"] {
 
 function readServer(s: Section): Config["server"] {
   const { host, port } = readAddr(s, "addr", "127.0.0.1:8787");
-  const server = { host, port, apiKey: s.string("api_key") };
+  const server = { host, port, apiKey: s.string("api_key"), allowedHosts: readAllowedHosts(s) };
   s.done();
   return server;
+}
+
+// A DNS name or an IP literal (IPv6 in brackets, as a Host header writes it): no scheme, port or path.
+const DNS_LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
+const HOST_NAME = new RegExp(`^(?:${DNS_LABEL}(?:\\.${DNS_LABEL})*|\\[[0-9a-f:.]+\\])$`);
+
+/** `server.allowed_hosts`: names besides loopback ones that loopback listeners without credentials answer. */
+function readAllowedHosts(s: Section): string[] | undefined {
+  const list = s.stringList("allowed_hosts");
+  if (!list) return undefined;
+  const names = list.map((name) => name.trim().toLowerCase());
+  names.forEach((name, index) => {
+    if (HOST_NAME.test(name)) return;
+    const hint = "write the name alone, e.g. keypool.internal (no scheme, port or path)";
+    const path = joinPath(s.keyPath("allowed_hosts"), String(index));
+    s.issues.add(path, `"${name.slice(0, 100)}" is not a host name — ${hint}`);
+  });
+  return names;
 }
 
 function readLog(s: Section): Config["log"] {

@@ -193,6 +193,11 @@ export interface ServerConfig {
   host: string;
   port: number;
   apiKey?: string;
+  /**
+   * Host names, besides loopback ones, that listeners on loopback without credentials answer
+   * (the API without api_key, a gateway without client_keys); any other Host gets 403.
+   */
+  allowedHosts?: string[];
 }
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;

@@ -10,7 +10,6 @@ import { MAX_BODY_BYTES, createApiApp } from "../http/app";
 import { type GatewayListeners, type GatewayMode, startGatewayListeners } from "./gateway-listeners";
 import { drainListeners } from "./_drain";
 import { listenError } from "./listen-error";
-import { isLoopbackHost } from "../config/addr";
 import { BrokerService } from "../http/broker-service";
 import { CompatService } from "../http/compat-service";
 import { KeyAdminService } from "../http/key-admin-service";
@@ -25,6 +24,8 @@ import { createStore } from "../store/create-store";
 import type { PoolStore, SyncResult } from "../store/types";
 import { poolSettingsOf } from "./pool-settings";
 import { importPoolctlState } from "./poolctl-state-import";
+import { StoreGuard } from "./store-guard";
+import { hostCheckFor, isLoopbackAddress } from "../pool/loopback-host";
 import { fallbackChains } from "../config/fallback";
 import { TakeQueue } from "../store/take-queue";
 
@@ -48,6 +49,8 @@ export interface Daemon {
   readonly broker: BrokerService;
   readonly checker: Checker;
   readonly alerts: AlertService;
+  /** Watches the state file under the daemon; tests drive `storeGuard.tick()`. */
+  readonly storeGuard: StoreGuard;
   readonly app: ReturnType<typeof createApiApp>;
   readonly metrics: Metrics;
   /** Takes for the broker and the gateway: waiting in line for a key, and fallback pools. */
@@ -87,7 +90,12 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     onConnectionsReplaced: () => logger.warn("PostgreSQL stopped answering on open connections past store.timeout_sec; they are given up and new ones opened"),
   });
   const { store } = opened;
-  await store.syncPools(poolsForStore(config));
+  // A pool in the store that the config does not name goes: say so, it may be another daemon's.
+  const onPruned = (pool: string) =>
+    logger.warn(`pool "${pool}" was in the store but is not in this config: its keys, leases and usage were removed`, {
+      hint: "processes sharing one state file or database must run the same pools; give the others their own",
+    });
+  await store.syncPools(poolsForStore(config), { onPruned });
   const poolctlImport = importPoolctlState(config, store);
   const metrics = createMetrics({ store, clock });
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
@@ -128,7 +136,11 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       }
       throw error;
     }
-    const results = await store.syncPools(poolsForStore(next));
+    const results = await store.syncPools(poolsForStore(next), { onPruned });
+    if (!Bun.deepEquals(next.server, config.server)) {
+      // The listener, its key and its Host check were set up at start: an edited api_key would go on being refused.
+      logger.warn("server settings changed: they take effect at the next restart (the running ones are kept)", { trigger });
+    }
     config = next;
     chains = fallbackChains(next.pools);
     gateway?.update(next);
@@ -162,9 +174,27 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     watcher.watch([config.source, ...tokensFiles]);
   }
 
+  const storeGuard = new StoreGuard({ store, logger });
   const keyAdmin = new KeyAdminService({ store, tokensFileOf: (pool) => config.pools[pool]?.tokensFile });
   const compat = new CompatService(broker, store, keyAdmin, clock);
-  const app = createApiApp({ broker, reload, apiKey: config.server.apiKey, logger, metrics, clock, poolNames: () => store.poolNames(), compat, keyAdmin });
+  const { server: listen } = config;
+  const app = createApiApp({
+    broker,
+    reload,
+    apiKey: listen.apiKey,
+    logger,
+    metrics,
+    clock,
+    poolNames: () => store.poolNames(),
+    compat,
+    keyAdmin,
+    storageLost: () => storeGuard.lost,
+    hostCheck: hostCheckFor({
+      host: listen.host,
+      hasCredentials: Boolean(listen.apiKey),
+      allowedHosts: listen.allowedHosts,
+    }),
+  });
   let server: Server<unknown> | undefined;
   let gateway: GatewayListeners | undefined;
   let metricsServer: Server<unknown> | undefined;
@@ -176,6 +206,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     broker,
     checker,
     alerts,
+    storeGuard,
     app,
     metrics,
     keys,
@@ -204,22 +235,15 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       if (!server) throw new Error("the API server did not start");
       logger.info("keypool API listening", { url: urlOf(server), store: opened.where, pools: store.poolNames() });
       if (poolctlImport) logger[poolctlImport.level](poolctlImport.message, poolctlImport.fields);
-      // poolctl's own example binds ":8787" with no key, so refusing would break its users; saying so will not.
-      if (!isLoopbackHost(config.server.host) && !config.server.apiKey) {
-        const open =
-          "the API is open: it listens beyond loopback and no server.api_key is set, " +
-          "so anyone who reaches it can take keys";
-        logger.warn(open, {
-          url: urlOf(server),
-          fix: "set server.api_key (KEYPOOL_API_KEY), or listen on 127.0.0.1",
-        });
-      }
+      warnAboutApiCredentials(config.server, logger, urlOf(server));
       if (cipher) logger.info("tokens are encrypted at rest", { key: cipher.source, key_id: cipher.keyId });
       else if (opened.kind === "postgres") {
         logger.warn("tokens are stored unencrypted in PostgreSQL; set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: opened.where });
       } else if (config.stateFile !== ":memory:") {
         logger.warn("tokens are stored unencrypted in the state file (mode 0600); set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: config.stateFile });
       }
+      // Its first look logs what is wrong with the state file before any traffic.
+      storeGuard.start();
       watching = true;
       watchConfigFiles();
       try {
@@ -252,6 +276,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       }
       // Before the store closes: probes in flight still record (or abandon) through it.
       await checker.stop();
+      await storeGuard.stop();
       watching = false;
       await watcher?.stop();
       watcher = undefined;
@@ -259,6 +284,21 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     },
     reload,
   };
+}
+
+// Shorter keys can be guessed online: nothing slows down or locks out repeated wrong keys.
+const MIN_API_KEY_LENGTH = 16;
+
+// poolctl's own example binds ":8787" with no key, so refusing to start would break its users; a warning will not.
+function warnAboutApiCredentials(server: Config["server"], logger: Logger, url: string): void {
+  if (!server.apiKey && !isLoopbackAddress(server.host)) {
+    const why = "it listens beyond loopback and server.api_key is not set, so anyone who reaches it can take keys";
+    logger.warn(`the API is open: ${why}`, { url, fix: "set server.api_key (KEYPOOL_API_KEY), or listen on 127.0.0.1" });
+  }
+  if (server.apiKey && server.apiKey.length < MIN_API_KEY_LENGTH) {
+    const fix = "use a random one, e.g. openssl rand -hex 24";
+    logger.warn(`server.api_key is shorter than ${MIN_API_KEY_LENGTH} characters; ${fix}`);
+  }
 }
 
 function poolsForStore(config: Config) {

@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import { isLoopbackHost, parseAddr } from "../config/addr";
+import { parseAddr } from "../config/addr";
 import { listenError } from "./listen-error";
 import { fallbackChain } from "../config/fallback";
 import type { Config } from "../config/types";
@@ -12,6 +12,8 @@ import type { MetricsRecorder } from "../metrics/metrics";
 import type { Clock } from "../pool/clock";
 import type { TakeQueue } from "../store/take-queue";
 import type { PoolStore } from "../store/types";
+import { gatewayError } from "../gateway/errors";
+import { hostCheckFor, hostRefusalMessage, isLoopbackAddress } from "../pool/loopback-host";
 
 export type GatewayMode = "enabled-only" | "all";
 
@@ -65,19 +67,32 @@ function fallbackTargets(config: Config, pool: string): GatewayTarget[] {
 
 export function startGatewayListeners(config: Config, mode: GatewayMode, deps: Deps): GatewayListeners {
   const handlers = new Map<string, ReturnType<typeof createGateway>>();
+  const hostChecks = new Map<string, ReturnType<typeof hostCheckFor>>();
   const servers = new Map<string, Server<unknown>>();
   const urls: Record<string, string> = {};
   // Outlives the handlers a reload replaces: a reload must not hand out a fresh retry allowance.
   const retryBudgets = new Map<string, RetryBudget>();
   const cacheHits = new CacheHitCounter();
 
+  // Like the API's, fixed at start: server.* changes need a restart.
+  const allowedHosts = config.server.allowedHosts;
   const install = (groups: Map<string, GatewayRoute[]>) => {
     for (const [listen, routes] of groups) {
       handlers.set(listen, createGateway({ ...deps, routes, retryBudgets, cacheHits }));
+      // One pool without client keys leaves the whole listener open to whoever reaches it.
+      const hasCredentials = routes.every((r) => r.upstream.clientKeys?.length);
+      hostChecks.set(listen, hostCheckFor({ host: parseAddr(listen)!.host, hasCredentials, allowedHosts }));
     }
   };
   const groups = routesByListener(config, mode);
   install(groups);
+  const serve = (listen: string, request: Request, server: Server<unknown>) => {
+    const host = request.headers.get("host");
+    if (hostChecks.get(listen)?.(host) === false) {
+      return gatewayError(403, "host_not_allowed", hostRefusalMessage(host!, "upstream.client_keys"));
+    }
+    return handlers.get(listen)!(request, server);
+  };
 
   for (const [listen, routes] of groups) {
     // Validated when the config was loaded.
@@ -92,7 +107,7 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
         // The gateway enforces max_body_bytes itself, by Content-Length and while reading, and answers
         // with an OpenAI-shaped 413. Bun's own limit would answer an empty 413 before the handler runs.
         maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-        fetch: (request, srv) => handlers.get(listen)!(request, srv),
+        fetch: (request, srv) => serve(listen, request, srv),
       });
     } catch (error) {
       // Listeners bound before this one must not outlive the failed start.
@@ -102,7 +117,7 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
     servers.set(listen, server);
     urls[listen] = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
     deps.logger.info("keypool gateway listening", { url: urls[listen], pools: routes.map((r) => r.pool) });
-    if (!isLoopbackHost(host) && routes.some((r) => !r.upstream.clientKeys?.length)) {
+    if (!isLoopbackAddress(host) && routes.some((r) => !r.upstream.clientKeys?.length)) {
       deps.logger.warn("the gateway is open: it listens beyond loopback and no upstream.client_keys are set", { listen });
     }
   }

@@ -159,6 +159,10 @@ export function createGateway(deps: GatewayDeps) {
           log(503, attempt - 1, undefined, { reason: "store unavailable" });
           return gatewayError(503, "store_unavailable", error.message, { "retry-after": String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000))) });
         }
+        if (error instanceof DomainError && error.code === "STATE_FILE_LOST") {
+          log(503, attempt - 1, undefined, { reason: "state file lost" });
+          return gatewayError(503, "state_file_lost", error.message);
+        }
         if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
         metrics.recordTake(route.pool, "no_key");
         // Keys ran out after failed attempts (fewer keys than attempts): report those, not a 503.

@@ -10,10 +10,12 @@ import type { BrokerService } from "./broker-service";
 import { compatRoutes } from "./compat-routes";
 import type { CompatService } from "./compat-service";
 import { DOCS_PATHS, docsRoutes } from "./docs-routes";
-import { errorResponse, toErrorResponse } from "./errors";
+import { STATUS_BY_CODE, errorResponse, toErrorResponse } from "./errors";
+import { errors } from "./schemas";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "./_json-depth";
 import { DomainError } from "../pool/errors";
 import { parseAnyJson } from "./_any-json-body";
+import { hostRefusalMessage } from "../pool/loopback-host";
 import { eventsRoutes } from "./events-routes";
 import type { KeyAdminService } from "./key-admin-service";
 import { metricsRoutes } from "./metrics-routes";
@@ -35,6 +37,13 @@ export interface ApiDeps {
   compat?: CompatService;
   /** With it, the app also serves key administration and usage: /pools, /pools/:pool/keys, /pools/:pool/usage. */
   keyAdmin?: KeyAdminService;
+  /**
+   * Answers whether a request's `Host` header may be served; set for a loopback listener without
+   * api_key (see hostCheckFor), which refuses any other with 403 HOST_NOT_ALLOWED.
+   */
+  hostCheck?: (hostHeader: string | null) => boolean;
+  /** Why the store must not be trusted (its state file deleted or replaced), making /health answer 503. */
+  storageLost?: () => DomainError | undefined;
 }
 
 // Routes anyone may call, even when server.api_key is set: /metrics is scraped without credentials,
@@ -43,7 +52,7 @@ const PUBLIC_PATHS = new Set(["/health", "/metrics", "/ui", ...DOCS_PATHS]);
 
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
-  const refusal = createRequestGuard(deps.apiKey);
+  const refusal = createRequestGuard(deps.apiKey, deps.hostCheck);
   return new Elysia({ name: "keypool-api", normalize: false })
     // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
     // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
@@ -64,9 +73,13 @@ export function createApiApp(deps: ApiDeps) {
       if (response.status >= 500) deps.logger.error("request failed", { error: (error as Error)?.message ?? String(error) });
       return response;
     })
-    .get("/health", () => ({ ok: true as const }), {
-      response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }) },
-      detail: { summary: "Liveness; never needs auth", tags: ["status"], security: [] },
+    .get("/health", () => healthAnswer(deps), {
+      response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }), ...errors(503) },
+      detail: {
+        summary: "Liveness: 503 STATE_FILE_LOST once the state file is gone; never needs auth",
+        tags: ["status"],
+        security: [],
+      },
     })
     .use(brokerRoutes(deps.broker))
     .use(statusRoutes(deps.broker, deps.compat))
@@ -78,17 +91,31 @@ export function createApiApp(deps: ApiDeps) {
     .use(docsRoutes());
 }
 
+/** Returned, not thrown: a probe polling a daemon that lost its file must not add an error line per poll. */
+function healthAnswer(deps: ApiDeps) {
+  const lost = deps.storageLost?.();
+  if (lost) return errorResponse(lost.code, lost.message, STATUS_BY_CODE[lost.code]);
+  return { ok: true as const };
+}
+
 function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
   const routes = new Elysia({ name: "observability" });
   if (!metrics) return routes;
   return routes.use(metricsRoutes(metrics)).use(uiRoutes({ metrics, poolNames: poolNames ?? (() => []), clock: clock ?? systemClock }));
 }
 
-/** The answer to a request refused before routing (too large, or without the API key), if it is refused. */
-function createRequestGuard(apiKey: string | undefined): (request: Request) => Response | undefined {
+/** The answer to a request refused before routing (to a foreign Host, too large, or without the API key), if it is. */
+function createRequestGuard(
+  apiKey: string | undefined,
+  hostCheck: ApiDeps["hostCheck"],
+): (request: Request) => Response | undefined {
   const hasValidApiKey = apiKey ? createApiKeyCheck(apiKey) : null;
   return function refusal(request) {
-    // GET /take is the hot path: it has no body, so its headers are not even looked at here.
+    if (hostCheck) {
+      const host = request.headers.get("host");
+      if (!hostCheck(host)) return errorResponse("HOST_NOT_ALLOWED", hostRefusalMessage(host!, "server.api_key"), 403);
+    }
+    // GET /take is the hot path: it has no body, so its Content-Length is not even looked at here.
     if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
       // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
       return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });

@@ -20,6 +20,8 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   KEY_OWNED_BY_ENV: 409,
   KEY_EXISTS: 409,
   STORE_UNAVAILABLE: 503,
+  STATE_FILE_LOST: 503,
+  HOST_NOT_ALLOWED: 403,
 };
 
 export function errorResponse(code: ErrorCode | "INTERNAL", message: string, status: number, headers: Record<string, string> = {}): Response {

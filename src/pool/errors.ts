@@ -16,7 +16,14 @@ export type ErrorCode =
   /** The admin API was asked to add a key whose id or token the pool already has. */
   | "KEY_EXISTS"
   /** The shared store (PostgreSQL) cannot be reached or did not answer in time; the daemon keeps running and recovers by itself. */
-  | "STORE_UNAVAILABLE";
+  | "STORE_UNAVAILABLE"
+  /**
+   * The SQLite state file was deleted or replaced under the running process: what it would hand out
+   * no longer agrees with other processes on that path. Nothing recovers it but a restart.
+   */
+  | "STATE_FILE_LOST"
+  /** A request named a Host that a loopback listener without credentials does not answer (DNS rebinding). */
+  | "HOST_NOT_ALLOWED";
 
 export class DomainError extends Error {
   constructor(

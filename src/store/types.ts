@@ -1,6 +1,7 @@
 import type { Rotation } from "../config/types";
 import type { Ladders } from "../pool/backoff";
 import type { ClassifyRule, FailureClass } from "../pool/classify";
+import type { DomainError } from "../pool/errors";
 import type { KeyHealth, KeyState, Outcome } from "../pool/key-state";
 import type { PriceTable } from "../pool/pricing";
 import type { UsageTotals, UsageWindow } from "../pool/usage";
@@ -142,6 +143,11 @@ export interface SyncOptions {
    * the file's pools; false for a library process that only brings its own pools.
    */
   prune?: boolean;
+  /**
+   * Told of each pool a prune removed, once the sync has committed: a daemon warns, since another
+   * process sharing the store with a different config loses that pool's keys silently otherwise.
+   */
+  onPruned?: (pool: string) => void;
 }
 
 export interface SyncResult {
@@ -332,5 +338,20 @@ export interface PoolStore {
    * Other processes still running with the old key must restart; run it with them stopped.
    */
   reencrypt(cipher: TokenCipher): Promise<{ rewritten: number }>;
+  /**
+   * Looks again at what the store stands on. Once it finds the state lost (a SQLite file deleted or
+   * replaced under the process), every write (takes, releases, refreshes, changes to the key set) throws
+   * that DomainError (STATE_FILE_LOST) and no check is due, until a look finds the file back; reads still answer.
+   * Cheap (a few stat calls), but not for every request.
+   */
+  checkStorage(): StorageCheck;
   close(): Promise<void>;
+}
+
+/** What a store's look at its own storage found. */
+export interface StorageCheck {
+  /** Set while the store no longer writes where the other processes sharing it do. */
+  lost?: DomainError;
+  /** Risks that do not stop the store, each a sentence saying what to do (a state file other users can read). */
+  warnings: string[];
 }

@@ -95,10 +95,10 @@ describe("scenario 10: malformed JSON and wrong types", () => {
 describe("scenario 10: oversized and malformed HTTP", () => {
   it("answers 413 to limit + 1 declared bytes at once, before the body is even sent, without calling the upstream", async () => {
     await using gw = await gateway();
-    const head = ["POST /v1/chat/completions HTTP/1.1", "host: x", "content-type: application/json", "content-length: 1025"];
+    const head = ["POST /v1/chat/completions HTTP/1.1", "host: localhost", "content-type: application/json", "content-length: 1025"];
     // Only the head is sent: the answer must not wait for a body keypool is going to refuse anyway.
     expect(await rawExchange(gw.url, `${head.join("\r\n")}\r\n\r\n`)).toBe("HTTP/1.1 413 Payload Too Large");
-    const api = ["POST /release HTTP/1.1", "host: x", "content-type: application/json", `content-length: ${1024 * 1024 + 1}`];
+    const api = ["POST /release HTTP/1.1", "host: localhost", "content-type: application/json", `content-length: ${1024 * 1024 + 1}`];
     expect(await rawExchange(gw.kp.url, `${api.join("\r\n")}\r\n\r\n`)).toBe("HTTP/1.1 413 Payload Too Large");
     expect(gw.fake.calls.length).toBe(0);
   });
@@ -106,11 +106,11 @@ describe("scenario 10: oversized and malformed HTTP", () => {
   it("answers 431 to a header section over 16 KiB on both listeners (Bun's limit, which keypool leaves at its default)", async () => {
     await using gw = await gateway();
     for (const url of [gw.url, gw.kp.url]) {
-      const one = request(["GET /v1/models HTTP/1.1", "host: x", "connection: close", `x-big: ${"a".repeat(16 * 1024)}`]);
-      const many = request(["GET /v1/models HTTP/1.1", "host: x", "connection: close", ...Array.from({ length: 200 }, (_, i) => `x-h${i}: ${"b".repeat(100)}`)]);
+      const one = request(["GET /v1/models HTTP/1.1", "host: localhost", "connection: close", `x-big: ${"a".repeat(16 * 1024)}`]);
+      const many = request(["GET /v1/models HTTP/1.1", "host: localhost", "connection: close", ...Array.from({ length: 200 }, (_, i) => `x-h${i}: ${"b".repeat(100)}`)]);
       expect([await rawExchange(url, one), await rawExchange(url, many)]).toEqual(["HTTP/1.1 431 Request Header Fields Too Large", "HTTP/1.1 431 Request Header Fields Too Large"]);
       // Just under the limit still works.
-      expect(await rawExchange(url, request(["GET /v1/models HTTP/1.1", "host: x", "connection: close", `x-big: ${"a".repeat(15 * 1024)}`]))).toStartWith("HTTP/1.1 ");
+      expect(await rawExchange(url, request(["GET /v1/models HTTP/1.1", "host: localhost", "connection: close", `x-big: ${"a".repeat(15 * 1024)}`]))).toStartWith("HTTP/1.1 ");
     }
     expect(gw.fake.calls.length).toBe(1);
   });
@@ -118,10 +118,10 @@ describe("scenario 10: oversized and malformed HTTP", () => {
   it("answers 400 to CR or LF inside a header value, a folded header, or a NUL, and forwards nothing", async () => {
     await using gw = await gateway();
     const cases = [
-      ["GET /v1/models HTTP/1.1", "host: x", "x-a: one\ninjected: yes", "connection: close"],
-      ["GET /v1/models HTTP/1.1", "host: x", "x-a: one\rinjected: yes", "connection: close"],
-      ["GET /v1/models HTTP/1.1", "host: x", "x-a: one", " folded: yes", "connection: close"],
-      ["GET /v1/models HTTP/1.1", "host: x", "x-a: one\u0000two", "connection: close"],
+      ["GET /v1/models HTTP/1.1", "host: localhost", "x-a: one\ninjected: yes", "connection: close"],
+      ["GET /v1/models HTTP/1.1", "host: localhost", "x-a: one\rinjected: yes", "connection: close"],
+      ["GET /v1/models HTTP/1.1", "host: localhost", "x-a: one", " folded: yes", "connection: close"],
+      ["GET /v1/models HTTP/1.1", "host: localhost", "x-a: one\u0000two", "connection: close"],
     ];
     for (const url of [gw.url, gw.kp.url]) {
       for (const lines of cases) expect(await rawExchange(url, request(lines))).toBe("HTTP/1.1 400 Bad Request");
@@ -131,8 +131,8 @@ describe("scenario 10: oversized and malformed HTTP", () => {
 
   it("answers 400 to both Content-Length and Transfer-Encoding, or two different Content-Lengths (request smuggling)", async () => {
     await using gw = await gateway();
-    const both = request(["POST /v1/chat/completions HTTP/1.1", "host: x", "content-length: 5", "transfer-encoding: chunked"], "0\r\n\r\nGET /v1/smuggled HTTP/1.1\r\nhost: x\r\n\r\n");
-    const twice = request(["POST /v1/chat/completions HTTP/1.1", "host: x", "content-length: 5", "content-length: 6"], "hello!");
+    const both = request(["POST /v1/chat/completions HTTP/1.1", "host: localhost", "content-length: 5", "transfer-encoding: chunked"], "0\r\n\r\nGET /v1/smuggled HTTP/1.1\r\nhost: localhost\r\n\r\n");
+    const twice = request(["POST /v1/chat/completions HTTP/1.1", "host: localhost", "content-length: 5", "content-length: 6"], "hello!");
     for (const url of [gw.url, gw.kp.url]) {
       expect([await rawExchange(url, both), await rawExchange(url, twice)]).toEqual(["HTTP/1.1 400 Bad Request", "HTTP/1.1 400 Bad Request"]);
     }
@@ -150,7 +150,7 @@ describe("scenario 10: credentials", () => {
     for (const connection of ["x-api-key", "x-api-key, authorization", "close, X-API-KEY"]) {
       const status = await rawExchange(
         gw.url,
-        request(["POST /v1/messages HTTP/1.1", "host: x", `connection: ${connection}`, "x-api-key: sk-client-own", "authorization: Bearer sk-client-own", "content-length: 2"], "{}"),
+        request(["POST /v1/messages HTTP/1.1", "host: localhost", `connection: ${connection}`, "x-api-key: sk-client-own", "authorization: Bearer sk-client-own", "content-length: 2"], "{}"),
       );
       expect(status).toBe("HTTP/1.1 200 OK");
       const sent = gw.fake.calls.at(-1)!;

@@ -59,7 +59,18 @@ describe("scenario 14: URLs a request could influence", () => {
   });
 
   it("sends every gateway request to the configured upstream, whatever path, Host or target form the client uses", async () => {
-    await using gw = await startGateway({ handler: () => Response.json({ ok: true }) });
+    // The metadata address is an allowed host here, so the request gets past the Host check (class 6)
+    // and what is tested is where the gateway sends it.
+    await using gw = await startGateway({
+      handler: () => Response.json({ ok: true }),
+      config: (fakeUrl) => ({
+        tokens_file: "tokens.txt",
+        state_file: "state.db",
+        cooldown_sec: 0,
+        server: { addr: "127.0.0.1:0", allowed_hosts: ["169.254.169.254"] },
+        upstream: { listen: "127.0.0.1:0", base_url: fakeUrl, cooldown_sec: 0 },
+      }),
+    });
     const { hostname, port } = new URL(gw.url);
     const targets = [
       "http://169.254.169.254/latest/meta-data/",

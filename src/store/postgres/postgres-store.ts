@@ -45,6 +45,7 @@ import type {
   ReleaseTarget,
   SessionUsage,
   SessionUsageQuery,
+  StorageCheck,
   SyncOptions,
   SyncResult,
   TakeOptions,
@@ -200,6 +201,7 @@ export class PostgresStore implements PoolStore {
   }
 
   async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options: SyncOptions = {}): Promise<Record<string, SyncResult>> {
+    let pruned: string[] = [];
     const results = await this.transaction(async (tx) => {
       await tx.unsafe(`SELECT pg_advisory_xact_lock(${SYNC_LOCK})`);
       const results: Record<string, SyncResult> = {};
@@ -213,6 +215,8 @@ export class PostgresStore implements PoolStore {
           await tx`DELETE FROM keypool_usage_hourly WHERE pool = ${pool}`;
           await tx`DELETE FROM keypool_sessions WHERE pool = ${pool}`;
         }
+        // Set whole on each attempt: a retried transaction must not report a pool twice.
+        pruned = gone.map(({ pool }) => pool);
       }
       return results;
       // Each statement still answers within timeout_sec; the whole sync of a large pool may take longer.
@@ -222,6 +226,7 @@ export class PostgresStore implements PoolStore {
     // a take+release before, 1.8 ms after).
     const churn = Object.values(results).reduce((n, r) => n + r.added.length + r.removed.length, 0);
     if (churn >= ANALYZE_AFTER_KEYS) await this.guard(() => this.sql`ANALYZE keypool_keys`);
+    for (const pool of pruned) options.onPruned?.(pool);
     if (options.prune !== false) this.pools.clear();
     for (const { settings } of pools) this.pools.set(settings.name, settings);
     return results;
@@ -870,6 +875,11 @@ export class PostgresStore implements PoolStore {
     // Old row versions hold the old ciphertexts until vacuumed; a full vacuum rewrites the table without them.
     await this.guard(() => this.sql.unsafe("VACUUM FULL keypool_keys"));
     return result;
+  }
+
+  /** A database has no file to lose; an unreachable one answers STORE_UNAVAILABLE call by call instead. */
+  checkStorage(): StorageCheck {
+    return { warnings: [] };
   }
 
   async close(): Promise<void> {

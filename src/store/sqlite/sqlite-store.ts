@@ -4,6 +4,7 @@ import type { RestoredKeyState } from "../poolctl-state";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Clock } from "../../pool/clock";
+import { ConfigError } from "../../config/errors";
 import { DomainError } from "../../pool/errors";
 import {
   afterCheck,
@@ -50,6 +51,7 @@ import type {
   ReleaseTarget,
   SessionUsage,
   SessionUsageQuery,
+  StorageCheck,
   SyncOptions,
   SyncResult,
   TakeOptions,
@@ -65,6 +67,7 @@ import { PolicyWrites } from "./_key-policy";
 import { SecretVault } from "../secret-vault";
 import { rewrapVault, verifyVault } from "./_token-vault";
 import { SessionMap } from "./_sessions";
+import { StateFileIdentity, networkFilesystemWarning } from "./_state-file-identity";
 import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
 
@@ -119,6 +122,10 @@ interface LeaseRow {
 // Expired leases are reclaimed at most this often; a take that finds nothing reclaims at once.
 const RECLAIM_EVERY_MS = 1000;
 
+// A take looks at the state file's identity at most this often: a stat on every take would be a
+// noticeable share of its CPU, and a library process has no background timer to look for it.
+const FILE_CHECK_EVERY_MS = 1000;
+
 /** The embedded default store: one SQLite file, shareable by several processes on one machine. */
 export class SqliteStore implements PoolStore {
   private readonly db: Database;
@@ -135,6 +142,11 @@ export class SqliteStore implements PoolStore {
   private readonly sessions: SessionMap;
   private readonly vault: SecretVault;
   private readonly pickStatementsByPool = new Map<string, ReturnType<typeof preparePickStatements>>();
+  /** Undefined for ":memory:", which no other process can see. */
+  private readonly file: StateFileIdentity | undefined;
+  private readonly fileWarnings: string[] = [];
+  private nextFileCheckAt = 0;
+  private lost: DomainError | undefined;
 
   constructor(options: SqliteStoreOptions) {
     this.clock = options.clock;
@@ -155,6 +167,29 @@ export class SqliteStore implements PoolStore {
     this.admin = new AdminWrites(this.db);
     this.ledger = new UsageLedger(this.db);
     this.sessions = new SessionMap(this.db);
+    if (options.path !== ":memory:") {
+      this.file = new StateFileIdentity(options.path);
+      const network = networkFilesystemWarning(options.path);
+      if (network) this.fileWarnings.push(network);
+    }
+  }
+
+  checkStorage(): StorageCheck {
+    this.nextFileCheckAt = this.clock.now() + FILE_CHECK_EVERY_MS;
+    const problem = this.file?.problem();
+    const wasLost = this.lost !== undefined;
+    this.lost = problem === undefined ? undefined : new DomainError("STATE_FILE_LOST", `${problem}: ${LOST_ADVICE}`);
+    // No commit, so no checkpoint either: a checkpoint here would move frames of a -wal that a
+    // newcomer on the path may now share into the file only this process can see.
+    if (wasLost !== (this.lost !== undefined)) this.db.exec(`PRAGMA query_only = ${this.lost ? 1 : 0}`);
+    const loose = this.file?.looseMode();
+    return { lost: this.lost, warnings: loose ? [...this.fileWarnings, loose] : this.fileWarnings };
+  }
+
+  /** Throws once the state file is lost; looks again when the last look is older than FILE_CHECK_EVERY_MS. */
+  private refuseIfLost(): void {
+    if (this.file && this.clock.now() >= this.nextFileCheckAt) this.checkStorage();
+    if (this.lost) throw this.lost;
   }
 
   poolNames(): string[] {
@@ -162,6 +197,8 @@ export class SqliteStore implements PoolStore {
   }
 
   async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options: SyncOptions = {}): Promise<Record<string, SyncResult>> {
+    this.refuseIfLost();
+    const pruned: string[] = [];
     const run = this.db.transaction(() => {
       const results: Record<string, SyncResult> = {};
       for (const { settings, keys } of pools) results[settings.name] = this.syncOnePool(settings, keys);
@@ -172,11 +209,13 @@ export class SqliteStore implements PoolStore {
           this.sql.deletePoolKeys.run(pool);
           this.ledger.forgetPool(pool);
           this.sessions.forgetPool(pool);
+          pruned.push(pool);
         }
       }
       return results;
     });
     const results = run.immediate();
+    for (const pool of pruned) options.onPruned?.(pool);
     if (options.prune !== false) this.pools.clear();
     for (const { settings } of pools) this.pools.set(settings.name, settings);
     return results;
@@ -229,6 +268,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
+    this.refuseIfLost();
     const settings = this.settingsOf(pool);
     const exclude = options.exclude ?? [];
     const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, options.session));
@@ -319,6 +359,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
+    this.refuseIfLost();
     return this.writes.submit(() => this.releaseTx.immediate(target, outcome));
   }
 
@@ -462,6 +503,8 @@ export class SqliteStore implements PoolStore {
   });
 
   async claimDueChecks(pool: string, limit: number, holdMs: number): Promise<DueCheck[]> {
+    // Nothing is due on a lost file: the checker pauses instead of failing a pass every tick.
+    if (this.file && this.lost) return [];
     this.settingsOf(pool);
     if (limit <= 0) return [];
     const now = this.clock.now();
@@ -479,6 +522,7 @@ export class SqliteStore implements PoolStore {
     id: string,
     claim: { owner: string; staleToken: string; lockUntil: number },
   ): Promise<RefreshClaim> {
+    this.refuseIfLost();
     return this.beginRefreshTx.immediate(pool, id, claim);
   }
 
@@ -595,6 +639,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async addKey(pool: string, key: NewKey): Promise<KeyRecord> {
+    this.refuseIfLost();
     return this.addKeyTx.immediate(pool, key);
   }
 
@@ -614,6 +659,7 @@ export class SqliteStore implements PoolStore {
   });
 
   async updateKey(pool: string, id: string, changes: KeyChanges): Promise<KeyRecord> {
+    this.refuseIfLost();
     return this.updateKeyTx.immediate(pool, id, changes);
   }
 
@@ -635,6 +681,7 @@ export class SqliteStore implements PoolStore {
   });
 
   async removeKey(pool: string, id: string): Promise<void> {
+    this.refuseIfLost();
     this.removeKeyTx.immediate(pool, id);
   }
 
@@ -702,6 +749,9 @@ export class SqliteStore implements PoolStore {
 
   async close(): Promise<void> {
     this.writes.flush();
+    // No checkpoint of ours into a file others no longer see; SQLite skips its own on close for a
+    // file that has moved, and cannot take the lock for it while another process has the file open.
+    if (this.lost) return this.db.close();
     try {
       this.db.exec("PRAGMA optimize");
       this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -754,6 +804,10 @@ interface SourceRow {
   source_refresh_token: string | null;
 }
 
+const LOST_ADVICE =
+  "keys are no longer handed out from it, since other processes on that path would hand out the same ones; " +
+  "restart keypool (and every process sharing the file) so they all use the file now at that path";
+
 const NO_OVERRIDES = { maxConcurrency: null, rpm: null, tpm: null, dailyRequests: null };
 
 /** What the upstream said a request used, at the configured price of the model it named. */
@@ -767,6 +821,7 @@ function conditionOf(row: KeyRow): KeyCondition {
 
 function openDatabase(path: string, busyTimeoutMs: number): Database {
   if (path !== ":memory:") {
+    refuseOrphanedLog(path);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     // Created before SQLite opens it so the file never exists with looser permissions;
     // SQLite gives the -wal and -shm files the same mode as the database.
@@ -784,6 +839,23 @@ function openDatabase(path: string, busyTimeoutMs: number): Database {
   // 15-20% cheaper, but each checkpoint then syncs ~40 MiB of WAL inside a commit: the gateway's
   // p99 at 1,000 req/s went from +3.5 ms to +38 ms over a bare proxy.
   return db;
+}
+
+/**
+ * A -wal or -shm without its database means the file was deleted while a process had it open (or
+ * removed only in part): a new file opened next to them would read their pages as its own, and
+ * the process still holding them would go on leasing keys nobody else can see.
+ */
+function refuseOrphanedLog(path: string): void {
+  if (existsSync(path)) return;
+  const leftovers = [`${path}-wal`, `${path}-shm`].filter((file) => existsSync(file));
+  if (leftovers.length === 0) return;
+  const files = leftovers.join(" and ");
+  throw new ConfigError([
+    `${files} exist without the state file ${path}: ` +
+      "it was deleted while a process had it open, or removed only in part — " +
+      `stop every keypool using it, then restore ${path} or delete ${files}`,
+  ]);
 }
 
 /**
