@@ -192,6 +192,7 @@ describe("GET /status", () => {
         },
       },
     });
-    expect(Object.keys(body)).toEqual(["status", "timestamp", "models", "pools", "keys"]);
+    // Then poolctl's fields (test/status-poolctl-fields.test.ts), then keypool's own.
+    expect(Object.keys(body)).toEqual(["status", "timestamp", "models", "total", "live", "dead", "unknown", "quarantined", "cooling", "tokens", "pools", "keys"]);
   });
 });

@@ -129,7 +129,7 @@ describe("Key Pool Manager's quickstart against keypool", () => {
 
   it("warns when it listens beyond loopback without an API key (the seed's default host is 0.0.0.0)", async () => {
     await using seed = await startSeedDaemon({ KEY_POOL_HOST: "0.0.0.0" });
-    expect(seed.kp.log()).toContain('"msg":"the API is open: it listens beyond loopback and no server.api_key is set');
+    expect(seed.kp.log()).toContain('"msg":"the API is open: it listens beyond loopback and server.api_key is not set');
   });
 });
 
