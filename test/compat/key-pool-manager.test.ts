@@ -194,13 +194,14 @@ describe("Key Pool Manager's recovery times, on an environment-configured daemon
   });
 });
 
+// HOME is the test's own: an API_KEYS pool keeps its state under ~/.local/state, as api-key-lb users expect.
 describe("api-key-lb's API_KEYS: a two-key pool from the environment", () => {
   it("forwards five requests in a row, all answered, with the keys injected", async () => {
     await using upstream = await startFakeUpstream(() => Response.json({ id: "chatcmpl-1", choices: [] }));
     using dir = tempDir();
     await using kp = await spawnDaemon(
       ["serve", "--port", "0"],
-      { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0", COOLDOWN_MS: "60000", SESSION_TTL_MS: "3600000" },
+      { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0", COOLDOWN_MS: "60000", SESSION_TTL_MS: "3600000", HOME: dir.path },
       { cwd: dir.path, cleanEnv: true },
     );
     const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url as string;
@@ -217,7 +218,7 @@ describe("api-key-lb's API_KEYS: a two-key pool from the environment", () => {
   it("keeps a session on one key (api-key-lb's sticky routing)", async () => {
     await using upstream = await startFakeUpstream(() => Response.json({ choices: [] }));
     using dir = tempDir();
-    await using kp = await spawnDaemon(["serve", "--port", "0"], { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0" }, { cwd: dir.path, cleanEnv: true });
+    await using kp = await spawnDaemon(["serve", "--port", "0"], { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0", HOME: dir.path }, { cwd: dir.path, cleanEnv: true });
     const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url as string;
     for (let i = 0; i < 4; i++) {
       const response = await fetch(`${gateway}/v1/chat/completions`, json("POST", { model: "gpt-4", session_id: "conv-1", messages: [] }));
@@ -233,7 +234,7 @@ describe("api-key-lb's API_KEYS: a two-key pool from the environment", () => {
     using dir = tempDir();
     await using kp = await spawnDaemon(
       ["serve", "--port", "0"],
-      { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0", COOLDOWN_MS: "20000" },
+      { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0", COOLDOWN_MS: "20000", HOME: dir.path },
       { cwd: dir.path, cleanEnv: true },
     );
     const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url as string;
