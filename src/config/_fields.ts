@@ -1,3 +1,4 @@
+import { MAX_DURATION_SEC } from "../pool/bounds";
 import { parseAddr } from "./addr";
 /**
  * Field readers for config validation. Each reader reports a problem as an issue and returns
@@ -38,14 +39,22 @@ export function joinPath(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
 
-/** How a value looks in a message: short strings quoted, long ones only by size (they may be secrets). */
+/**
+ * How a value looks in a message: short plain strings quoted, others only by size. A value in the wrong
+ * place is often a secret pasted one line off, and a long unbroken run of letters and digits is what
+ * keys look like, so those are never shown.
+ */
 export function describe(value: unknown): string {
   if (value === null || value === undefined) return "nothing";
-  if (typeof value === "string") return value.length <= 32 ? JSON.stringify(value) : `a string of ${value.length} characters`;
+  if (typeof value === "string") return mayEcho(value) ? JSON.stringify(value) : `a string of ${value.length} characters`;
   if (typeof value === "number" || typeof value === "boolean") return String(value);
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a mapping";
   return typeof value;
+}
+
+function mayEcho(text: string): boolean {
+  return text.length <= 12 || (text.length <= 32 && !/[A-Za-z0-9_+\/=-]{16,}/.test(text));
 }
 
 export function isMapping(value: unknown): value is Record<string, unknown> {
@@ -56,6 +65,8 @@ interface NumberRule {
   min: number;
   /** When true, `min` itself is rejected. */
   aboveMin?: boolean;
+  /** Every number has a ceiling (from src/pool/bounds): nothing unbounded reaches the store or a timer. */
+  max: number;
   integer?: boolean;
   /** What the number counts, for messages: "seconds", "retries". */
   unit?: string;
@@ -126,18 +137,21 @@ export class Section {
       typeof v === "number" &&
       Number.isFinite(v) &&
       (rule.aboveMin ? v > rule.min : v >= rule.min) &&
+      v <= rule.max &&
       (!rule.integer || Number.isInteger(v));
-    if (ok) return v;
+    // -0 is a zero someone typed with a sign; stored, it would print as "0" anyway.
+    if (ok) return v === 0 ? 0 : v;
     const kind = rule.integer ? "a whole number" : "a number";
     const unit = rule.unit ? ` of ${rule.unit}` : "";
-    this.issues.add(e.path, `expected ${kind}${unit} ${rule.aboveMin ? ">" : "≥"} ${rule.min}, got ${describe(v)}`);
+    this.issues.add(e.path, `expected ${kind}${unit} ${rule.aboveMin ? ">" : "≥"} ${rule.min} and ≤ ${rule.max}, got ${describe(v)}`);
     return rule.default;
   }
 
-  seconds(key: string, rule: { default: number; positive?: boolean }): number;
-  seconds(key: string, rule?: { positive?: boolean }): number | undefined;
-  seconds(key: string, rule: { default?: number; positive?: boolean } = {}): number | undefined {
-    const asNumber: NumberRule = { min: 0, aboveMin: rule.positive, unit: "seconds" };
+  /** A duration in seconds, at most MAX_DURATION_SEC unless `max` says less. */
+  seconds(key: string, rule: { default: number; positive?: boolean; max?: number }): number;
+  seconds(key: string, rule?: { positive?: boolean; max?: number }): number | undefined;
+  seconds(key: string, rule: { default?: number; positive?: boolean; max?: number } = {}): number | undefined {
+    const asNumber: NumberRule = { min: 0, aboveMin: rule.positive, max: rule.max ?? MAX_DURATION_SEC, unit: "seconds" };
     return rule.default === undefined ? this.number(key, asNumber) : this.number(key, { ...asNumber, default: rule.default });
   }
 
@@ -176,11 +190,28 @@ export class Section {
     return out;
   }
 
+  /**
+   * A string that is a credential (an API key): never echoed, and replaced by its path wherever else
+   * it turns up in a message. A number given here is a key YAML read as a number: it is not shown either.
+   */
+  secret(key: string): string | undefined {
+    const e = this.entry(key);
+    if (!e) return undefined;
+    if (typeof e.value === "string" || typeof e.value === "number") this.issues.redact(String(e.value), `(the value of ${e.path})`);
+    if (typeof e.value === "string") return e.value;
+    const got = typeof e.value === "number" ? "a number — put it in quotes" : describe(e.value);
+    this.issues.add(e.path, `expected a string, got ${got}`);
+    return undefined;
+  }
+
   /** A list of non-empty strings (one string is taken as a list of one). `secret` keeps values out of messages. */
   stringList(key: string, options: { secret?: boolean } = {}): string[] | undefined {
     const e = this.entry(key);
     if (!e) return undefined;
     const list = Array.isArray(e.value) ? e.value : [e.value];
+    if (options.secret) {
+      for (const v of list) if (typeof v === "string" || typeof v === "number") this.issues.redact(String(v), `(a value of ${e.path})`);
+    }
     const badIndex = list.findIndex((v) => typeof v !== "string" || v.trim() === "");
     if (badIndex === -1) return list as string[];
     const got = options.secret ? "a value that is not a non-empty string" : describe(list[badIndex]);

@@ -3,6 +3,7 @@ import { ConfigError } from "./errors";
 import { readConfigTree } from "./load";
 import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "./tokens-file";
 import type { Config, KeySpec } from "./types";
+import { parseDecimal } from "../pool/bounds";
 
 type Env = Record<string, string | undefined>;
 
@@ -191,15 +192,16 @@ function readPort(env: Env, issues: string[]): number | undefined {
 }
 
 function readCooldownMs(value: string, issues: string[]): number | undefined {
-  const ms = Number(value);
-  if (value.trim() !== "" && Number.isFinite(ms) && ms >= 0) return ms / 1000;
+  const ms = parseDecimal(value);
+  // The seconds it becomes are bounded where cooldown_sec is read.
+  if (ms !== undefined && ms >= 0) return ms / 1000;
   issues.push(`COOLDOWN_MS: expected a number of milliseconds ≥ 0, got ${JSON.stringify(value.slice(0, 12))}`);
   return undefined;
 }
 
+/** A decimal number, or the text as given (then refused by the setting's reader, naming the variable). */
 function numberOrText(value: string): number | string {
-  const n = Number(value);
-  return value.trim() !== "" && Number.isFinite(n) ? n : value;
+  return parseDecimal(value) ?? value;
 }
 
 function splitList(value: string): string[] {

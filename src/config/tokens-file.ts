@@ -1,3 +1,4 @@
+import { MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../pool/bounds";
 import { ConfigError } from "./errors";
 import type { KeySpec } from "./types";
 
@@ -76,12 +77,15 @@ function parseLine(line: string): KeySpec | { error: string } {
 }
 
 function readWeight(field: string, key: KeySpec): string | undefined {
-  const weight = Number(field);
-  // A long "weight" is more likely the tail of a token with a comma in it, so it is not echoed.
-  const shown = field.length <= 12 ? ` "${field}"` : "";
-  if (field === "" || !Number.isFinite(weight) || weight <= 0) return `weight${shown} is not a positive number`;
-  key.weight = weight;
-  return undefined;
+  const weight = parseDecimal(field);
+  if (weight !== undefined && weight >= MIN_WEIGHT && weight <= MAX_WEIGHT) {
+    key.weight = weight;
+    return undefined;
+  }
+  // Shown only when it looks like a number: anything else here is more likely a token or a refresh
+  // token one column off (or the tail of a token with a comma in it).
+  const shown = /^[\d.eE+-]{1,12}$/.test(field) ? ` "${field}"` : "";
+  return `weight${shown} is not a number between ${MIN_WEIGHT} and ${MAX_WEIGHT} — write a decimal such as 1, 2 or 0.5`;
 }
 
 function readExtra(field: string, key: KeySpec): string | undefined {
@@ -95,7 +99,8 @@ function readExtra(field: string, key: KeySpec): string | undefined {
     return undefined;
   }
   if (name !== "group") {
-    const what = name && KEY_ID.test(name) ? `"${name}"` : "this field";
+    // A name is echoed only while it is short: a long one is likelier a secret than a misspelling.
+    const what = name && name.length <= 24 && KEY_ID.test(name) ? `"${name}"` : "this field";
     return `${what} is not understood — after the weight only group=NAME and refresh_token=VALUE are allowed`;
   }
   if (!GROUP.test(value)) return "group=NAME needs a name of 1–64 of A-Z a-z 0-9 . _ : -";

@@ -41,9 +41,28 @@ export function toErrorResponse(error: unknown, elysiaCode: string | number): Re
   }
 }
 
+interface ValidationIssue {
+  path?: string;
+  summary?: string;
+  message?: string;
+  value?: unknown;
+}
+
+/**
+ * The first problem, named by its field. The value itself is never shown: a token sent in the wrong
+ * field (or a wrongly typed one) would come straight back in the answer and into logs that record it.
+ */
 function describeValidation(error: unknown): string {
-  const first = (error as { all?: Array<{ path?: string; summary?: string; message?: string }> }).all?.[0];
+  const first = (error as { all?: ValidationIssue[] }).all?.[0];
   if (!first) return "request does not match the expected shape";
   const where = first.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
-  return `${where || "body"}: ${first.summary ?? first.message ?? "invalid value"}`;
+  return `${where || "body"}: ${withoutValue(first)}`;
+}
+
+function withoutValue({ summary, message, value }: ValidationIssue): string {
+  // Elysia ends a type mismatch with "but found: VALUE".
+  const text = (summary ?? message ?? "invalid value").replace(/ but found: [\s\S]*$/, "");
+  const shown = typeof value === "string" && value.length >= 4 ? value : undefined;
+  if (!shown || !text.includes(shown)) return text;
+  return message && !message.includes(shown) ? message : "invalid value";
 }

@@ -1,4 +1,5 @@
 import { t } from "elysia";
+import { MAX_COOLDOWN_SEC, MAX_REQUEST_TOKENS } from "../pool/bounds";
 import { FAILURE_CLASSES } from "../pool/classify";
 import { KEY_STATES, type KeyState } from "../pool/key-state";
 
@@ -69,7 +70,7 @@ export const ReleaseRequest = t.Object(
     error_body: t.Optional(
       t.String({ maxLength: 4096, description: "The start of the upstream's error body (≤ 4 KB): classifies the failure, e.g. insufficient_quota", examples: ['{"error":{"code":"insufficient_quota"}}'] }),
     ),
-    retry_after_sec: t.Optional(t.Number({ minimum: 0, description: "The upstream's Retry-After: replaces the first backoff rung", examples: [20] })),
+    retry_after_sec: t.Optional(t.Number({ minimum: 0, maximum: MAX_COOLDOWN_SEC, description: `The upstream's Retry-After: replaces the first backoff rung (at most ${MAX_COOLDOWN_SEC}: 7 days)`, examples: [20] })),
     // Literals, not t.UnionEnum: Elysia fills an absent optional UnionEnum with its first value.
     class: t.Optional(
       t.Union(
@@ -77,11 +78,11 @@ export const ReleaseRequest = t.Object(
         { description: "Your own verdict on the failure; wins over classification", examples: ["rate_limit"] },
       ),
     ),
-    tokens: t.Optional(t.Integer({ minimum: 0, description: "Tokens the request used, counted against the pool's tpm", examples: [1200] })),
-    input_tokens: t.Optional(t.Integer({ minimum: 0, description: "The upstream's usage: input tokens, for the key's usage and cost (input + output also count against tpm)", examples: [1000] })),
-    output_tokens: t.Optional(t.Integer({ minimum: 0, description: "The upstream's usage: output tokens", examples: [200] })),
-    cached_tokens: t.Optional(t.Integer({ minimum: 0, description: "Input tokens served from the provider's prompt cache (a part of input_tokens)", examples: [0] })),
-    cache_write_tokens: t.Optional(t.Integer({ minimum: 0, description: "Input tokens written to the provider's prompt cache (a part of input_tokens)", examples: [0] })),
+    tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "Tokens the request used, counted against the pool's tpm", examples: [1200] })),
+    input_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "The upstream's usage: input tokens, for the key's usage and cost (input + output also count against tpm)", examples: [1000] })),
+    output_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "The upstream's usage: output tokens", examples: [200] })),
+    cached_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "Input tokens served from the provider's prompt cache (a part of input_tokens)", examples: [0] })),
+    cache_write_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "Input tokens written to the provider's prompt cache (a part of input_tokens)", examples: [0] })),
     session: t.Optional(t.String({ minLength: 1, maxLength: 512, description: "The session given to /take: the usage is added to that session's totals (GET /sessions)", examples: ["conv-42"] })),
     model: t.Optional(t.String({ maxLength: 200, description: "The model used: prices the usage from the config's prices", examples: ["gpt-4o-mini"] })),
   },
