@@ -31,7 +31,7 @@ export class Issues {
   get all(): string[] {
     // Longest first, so a secret that contains another is replaced whole.
     const secrets = [...this.secrets].sort(([a], [b]) => b.length - a.length);
-    return [...this.list].map((issue) => secrets.reduce((text, [value, label]) => text.replaceAll(value, label), issue));
+    return [...this.list].map((issue) => hideKeyLikeValues(secrets.reduce((text, [value, label]) => text.replaceAll(value, label), issue)));
   }
 }
 
@@ -39,22 +39,29 @@ export function joinPath(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
 
-/**
- * How a value looks in a message: short plain strings quoted, others only by size. A value in the wrong
- * place is often a secret pasted one line off, and a long unbroken run of letters and digits is what
- * keys look like, so those are never shown.
- */
+/** How a value looks in a message: short strings quoted, long ones only by size (they may be secrets). */
 export function describe(value: unknown): string {
   if (value === null || value === undefined) return "nothing";
-  if (typeof value === "string") return mayEcho(value) ? JSON.stringify(value) : `a string of ${value.length} characters`;
+  if (typeof value === "string") return value.length <= 32 ? JSON.stringify(value) : `a string of ${value.length} characters`;
   if (typeof value === "number" || typeof value === "boolean") return String(value);
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a mapping";
   return typeof value;
 }
 
-function mayEcho(text: string): boolean {
-  return text.length <= 12 || (text.length <= 32 && !/[A-Za-z0-9_+\/=-]{16,}/.test(text));
+// What an API key looks like: an unbroken run of letters and digits, both present. Paths, hosts and
+// durations have separators or are short.
+const LOOKS_LIKE_A_KEY = /^(?=[^"]*\d)(?=[^"]*[A-Za-z])[A-Za-z0-9_+=-]{16,}$/;
+
+/**
+ * The last guard before a message is shown: a quoted value that looks like a key is replaced by its
+ * size. A key pasted into the wrong field is the likeliest mistake to quote one, and keypool cannot
+ * know every secret (only its own tokens and the environment's values are redacted by name).
+ */
+function hideKeyLikeValues(message: string): string {
+  return message.replace(/"([^"\n]*)"/g, (quoted, inner: string) =>
+    LOOKS_LIKE_A_KEY.test(inner) ? `a string of ${inner.length} characters` : quoted,
+  );
 }
 
 export function isMapping(value: unknown): value is Record<string, unknown> {
