@@ -53,6 +53,9 @@ interface ValidationIssue {
  * field (or a wrongly typed one) would come straight back in the answer and into logs that record it.
  */
 function describeValidation(error: unknown): string {
+  // A schema's own `error` text: query numbers carry one, since Elysia checks each on its own and loses the name.
+  const custom = (error as { customError?: unknown }).customError;
+  if (typeof custom === "string") return custom;
   const first = (error as { all?: ValidationIssue[] }).all?.[0];
   if (!first) return "request does not match the expected shape";
   const where = first.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";

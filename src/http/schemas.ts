@@ -1,5 +1,5 @@
 import { t } from "elysia";
-import { MAX_COOLDOWN_SEC, MAX_REQUEST_TOKENS } from "../pool/bounds";
+import { MAX_COOLDOWN_SEC, MAX_LIST_LIMIT, MAX_REQUEST_TOKENS, MAX_TAKE_WAIT_SEC } from "../pool/bounds";
 import { FAILURE_CLASSES } from "../pool/classify";
 import { KEY_STATES, type KeyState } from "../pool/key-state";
 
@@ -20,6 +20,10 @@ export const ErrorBody = t.Object(
     examples: [{ error: { code: "NO_KEY_AVAILABLE", message: 'every key in pool "default" is resting; retry after 12s' } }],
   },
 );
+
+/** `?limit=`: a whole number 1–MAX_LIST_LIMIT (the name goes in the schema's message, see errors.ts). */
+export const listLimit = (description: string) =>
+  t.Numeric({ minimum: 1, maximum: MAX_LIST_LIMIT, multipleOf: 1, description, error: `limit: expected a whole number from 1 to ${MAX_LIST_LIMIT}` });
 
 /** The error statuses a route can answer, each with the shared error body. */
 export function errors(...statuses: Array<400 | 401 | 404 | 409 | 413 | 500 | 503>) {
@@ -43,7 +47,13 @@ export const TakeQuery = t.Object({
     t.String({ maxLength: 512, description: "Sticky session id: the same id gets the same key while that key is usable", examples: ["conv-42"] }),
   ),
   wait: t.Optional(
-    t.Numeric({ minimum: 0, maximum: 3600, description: "When no key is free, wait up to this many seconds for one (first come, first served), then 503", examples: [10] }),
+    t.Numeric({
+      minimum: 0,
+      maximum: MAX_TAKE_WAIT_SEC,
+      description: "When no key is free, wait up to this many seconds for one (first come, first served), then 503",
+      examples: [10],
+      error: `wait: expected a number of seconds from 0 to ${MAX_TAKE_WAIT_SEC}`,
+    }),
   ),
 });
 

@@ -41,6 +41,11 @@ export const MAX_REQUEST_TOKENS = 1_000_000_000;
 /** Requests or tokens an upstream's rate-limit headers may say are left. */
 export const MAX_REMAINING = 1_000_000_000_000;
 
+/** GET /take?wait=: how long a caller may wait in line for a key, in seconds. */
+export const MAX_TAKE_WAIT_SEC = 3600;
+/** ?limit= on listing routes (events, sessions). */
+export const MAX_LIST_LIMIT = 1000;
+
 /** Smaller counts in the config: retries, probe concurrency, failures before dead, sessions, keys. */
 export const MAX_RETRIES = 100;
 export const MAX_SMALL_COUNT = 10_000;
