@@ -282,3 +282,15 @@ describe("class 1: numbers from the operator are refused at load with exit 2", (
     expect(issuesOf({ KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC: "30" })).toEqual([]);
   });
 });
+
+describe("class 1: numbers on the command line are refused with exit 2", () => {
+  it.each([
+    ["keys add --weight 1e-320", ["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KP_TEST_TOKEN", "--weight", "1e-320"], "--weight"],
+    ["keys add --weight 0x10", ["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KP_TEST_TOKEN", "--weight", "0x10"], "--weight"],
+    ["keys add --rpm 1e12", ["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KP_TEST_TOKEN", "--rpm", "1e12"], "--rpm"],
+    ["status --watch 1e10 (past setTimeout's range)", ["status", "--url", "http://127.0.0.1:9", "--watch", "1e10"], "--watch"],
+  ])("%s", async (_, args, flag) => {
+    const run = await runKeypool(args, { env: { KP_TEST_TOKEN: "sk-cli-00000000000000000000" } });
+    expect({ code: run.code, names: run.stderr.includes(flag) }).toEqual({ code: 2, names: true });
+  });
+});

@@ -138,7 +138,8 @@ function repairContract(name: string, make: () => Promise<RawBacking>, skip = fa
       } finally {
         await store.close();
       }
-    });
+      // Sixty takes and releases against PostgreSQL: room for a loaded machine beyond bun's 5 s default.
+    }, 30_000);
   });
 }
 
