@@ -31,7 +31,8 @@ export class Issues {
   get all(): string[] {
     // Longest first, so a secret that contains another is replaced whole.
     const secrets = [...this.secrets].sort(([a], [b]) => b.length - a.length);
-    return [...this.list].map((issue) => hideKeyLikeValues(secrets.reduce((text, [value, label]) => text.replaceAll(value, label), issue)));
+    const redacted = (issue: string) => secrets.reduce((text, [value, label]) => text.replaceAll(value, label), issue);
+    return [...this.list].map((issue) => hideKeyLikeValues(redacted(issue)));
   }
 }
 
@@ -150,7 +151,8 @@ export class Section {
     if (ok) return v === 0 ? 0 : v;
     const kind = rule.integer ? "a whole number" : "a number";
     const unit = rule.unit ? ` of ${rule.unit}` : "";
-    this.issues.add(e.path, `expected ${kind}${unit} ${rule.aboveMin ? ">" : "≥"} ${rule.min} and ≤ ${rule.max}, got ${describe(v)}`);
+    const range = `${rule.aboveMin ? ">" : "≥"} ${rule.min} and ≤ ${rule.max}`;
+    this.issues.add(e.path, `expected ${kind}${unit} ${range}, got ${describe(v)}`);
     return rule.default;
   }
 
@@ -158,7 +160,8 @@ export class Section {
   seconds(key: string, rule: { default: number; positive?: boolean; max?: number }): number;
   seconds(key: string, rule?: { positive?: boolean; max?: number }): number | undefined;
   seconds(key: string, rule: { default?: number; positive?: boolean; max?: number } = {}): number | undefined {
-    const asNumber: NumberRule = { min: 0, aboveMin: rule.positive, max: rule.max ?? MAX_DURATION_SEC, unit: "seconds" };
+    const max = rule.max ?? MAX_DURATION_SEC;
+    const asNumber: NumberRule = { min: 0, aboveMin: rule.positive, max, unit: "seconds" };
     return rule.default === undefined ? this.number(key, asNumber) : this.number(key, { ...asNumber, default: rule.default });
   }
 
@@ -204,7 +207,9 @@ export class Section {
   secret(key: string): string | undefined {
     const e = this.entry(key);
     if (!e) return undefined;
-    if (typeof e.value === "string" || typeof e.value === "number") this.issues.redact(String(e.value), `(the value of ${e.path})`);
+    if (typeof e.value === "string" || typeof e.value === "number") {
+      this.issues.redact(String(e.value), `(the value of ${e.path})`);
+    }
     if (typeof e.value === "string") return e.value;
     const got = typeof e.value === "number" ? "a number — put it in quotes" : describe(e.value);
     this.issues.add(e.path, `expected a string, got ${got}`);
@@ -217,7 +222,9 @@ export class Section {
     if (!e) return undefined;
     const list = Array.isArray(e.value) ? e.value : [e.value];
     if (options.secret) {
-      for (const v of list) if (typeof v === "string" || typeof v === "number") this.issues.redact(String(v), `(a value of ${e.path})`);
+      for (const v of list) {
+        if (typeof v === "string" || typeof v === "number") this.issues.redact(String(v), `(a value of ${e.path})`);
+      }
     }
     const badIndex = list.findIndex((v) => typeof v !== "string" || v.trim() === "");
     if (badIndex === -1) return list as string[];

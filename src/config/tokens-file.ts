@@ -85,7 +85,8 @@ function readWeight(field: string, key: KeySpec): string | undefined {
   // Shown only when it looks like a number: anything else here is more likely a token or a refresh
   // token one column off (or the tail of a token with a comma in it).
   const shown = /^[\d.eE+-]{1,12}$/.test(field) ? ` "${field}"` : "";
-  return `weight${shown} is not a number between ${MIN_WEIGHT} and ${MAX_WEIGHT} — write a decimal such as 1, 2 or 0.5`;
+  const range = `between ${MIN_WEIGHT} and ${MAX_WEIGHT}`;
+  return `weight${shown} is not a number ${range} — write a decimal such as 1, 2 or 0.5`;
 }
 
 function readExtra(field: string, key: KeySpec): string | undefined {

@@ -18,7 +18,12 @@ const limit = (description: string, example: number) =>
 
 /** Under weighted rotation a key's share; other rotations keep it for when the pool switches. */
 const weight = (description: string) =>
-  t.Number({ minimum: MIN_WEIGHT, maximum: MAX_WEIGHT, description: `${description} (${MIN_WEIGHT}–${MAX_WEIGHT})`, examples: [2] });
+  t.Number({
+    minimum: MIN_WEIGHT,
+    maximum: MAX_WEIGHT,
+    description: `${description} (${MIN_WEIGHT}–${MAX_WEIGHT})`,
+    examples: [2],
+  });
 
 export const KeyLimitsBody = t.Object(
   {

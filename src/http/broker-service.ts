@@ -265,7 +265,8 @@ function statusRow(row: KeyStatus): StatusRow {
 
 function parseSince(since: string): number {
   const at = /^\d+$/.test(since) ? Number(since) : Date.parse(since);
-  const problem = Number.isNaN(at) ? "is not a time" : at < 0 || at > MAX_TIME_MS ? "is not between 1970 and 9999" : undefined;
+  const outOfRange = at < 0 || at > MAX_TIME_MS;
+  const problem = Number.isNaN(at) ? "is not a time" : outOfRange ? "is not between 1970 and 9999" : undefined;
   if (problem) {
     const hint = "give an ISO 8601 time (2026-01-01T12:00:00Z) or epoch milliseconds";
     throw new DomainError("BAD_REQUEST", `since: "${since.slice(0, 40)}" ${problem} — ${hint}`);

@@ -23,7 +23,13 @@ export const ErrorBody = t.Object(
 
 /** `?limit=`: a whole number 1–MAX_LIST_LIMIT (the name goes in the schema's message, see errors.ts). */
 export const listLimit = (description: string) =>
-  t.Numeric({ minimum: 1, maximum: MAX_LIST_LIMIT, multipleOf: 1, description, error: `limit: expected a whole number from 1 to ${MAX_LIST_LIMIT}` });
+  t.Numeric({
+    minimum: 1,
+    maximum: MAX_LIST_LIMIT,
+    multipleOf: 1,
+    description,
+    error: `limit: expected a whole number from 1 to ${MAX_LIST_LIMIT}`,
+  });
 
 /** The error statuses a route can answer, each with the shared error body. */
 export function errors(...statuses: Array<400 | 401 | 404 | 409 | 413 | 500 | 503>) {

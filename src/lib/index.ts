@@ -181,7 +181,8 @@ function configFromKeys(options: OpenPoolOptions): Config {
     const weight = spec.weight ?? 1;
     // NaN fails both comparisons, so it is refused too.
     if (!(weight >= MIN_WEIGHT && weight <= MAX_WEIGHT)) {
-      throw new DomainError("BAD_REQUEST", `keys[${index}].weight: expected a number between ${MIN_WEIGHT} and ${MAX_WEIGHT}`);
+      const range = `between ${MIN_WEIGHT} and ${MAX_WEIGHT}`;
+      throw new DomainError("BAD_REQUEST", `keys[${index}].weight: expected a number ${range}`);
     }
     return { id: spec.id ?? deriveKeyId(spec.token), token: spec.token, weight };
   });

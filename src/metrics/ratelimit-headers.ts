@@ -22,7 +22,9 @@ export function remainingQuotas(headers: Headers): RemainingQuota[] {
       const kind = (m[1] ?? "requests").replaceAll("-", "_");
       const value = Number.parseFloat(raw);
       // Label values come from the upstream: only short, plain kinds become series.
-      if (KIND.test(kind) && Number.isFinite(value) && value >= 0) found.push({ kind, value: Math.min(value, MAX_REMAINING) });
+      if (KIND.test(kind) && Number.isFinite(value) && value >= 0) {
+        found.push({ kind, value: Math.min(value, MAX_REMAINING) });
+      }
       break;
     }
   }

@@ -75,7 +75,7 @@ export function clampCount(value: number, max: number): number {
   return Math.floor(clamp(value, 0, max));
 }
 
-/** An epoch-ms time as it may be stored and shown: NaN and anything before 1970 become 0, the far future MAX_TIME_MS. */
+/** An epoch-ms time as it may be stored and shown: NaN and times before 1970 become 0, the far future MAX_TIME_MS. */
 export function clampTime(ms: number): number {
   return clamp(ms, 0, MAX_TIME_MS);
 }

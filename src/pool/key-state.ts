@@ -122,7 +122,8 @@ const AUTH_STATUSES = new Set([401, 403]);
 /** The rest a take imposes: the key is not handed out again until it ends. */
 export function afterTake(key: KeyCondition, policy: RestPolicy, now: number): KeyCondition {
   if (policy.cooldownSec <= 0) return key;
-  return { ...key, readyAt: Math.max(key.readyAt, now + clampCooldownMs(policy.cooldownSec * 1000)), reason: "resting after take" };
+  const readyAt = Math.max(key.readyAt, now + clampCooldownMs(policy.cooldownSec * 1000));
+  return { ...key, readyAt, reason: "resting after take" };
 }
 
 /**

@@ -79,7 +79,9 @@ export function parseDuration(value: string): number | undefined {
   else if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) return undefined;
   else {
     ms = 0;
-    for (const [, amount, , unit] of text.matchAll(/(\d+(\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(amount) * UNIT_MS[unit!]!;
+    for (const [, amount, , unit] of text.matchAll(/(\d+(\.\d+)?)(ms|s|m|h|d)/g)) {
+      ms += Number(amount) * UNIT_MS[unit!]!;
+    }
   }
   // May be huge, even Infinity (hundreds of digits): callers hold it to a bound.
   return Math.ceil(ms);

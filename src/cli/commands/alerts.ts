@@ -22,7 +22,8 @@ const test = defineCommand({
     }
     const timeoutSec = args.timeout === undefined ? DEFAULT_TIMEOUT_MS / 1000 : Number(args.timeout);
     if (!Number.isFinite(timeoutSec) || timeoutSec <= 0 || timeoutSec > MAX_DURATION_SEC) {
-      throw new CliExit(EXIT.usage, `--timeout expects a number of seconds > 0 and ≤ ${MAX_DURATION_SEC}, got "${args.timeout}"`);
+      const range = `> 0 and ≤ ${MAX_DURATION_SEC}`;
+      throw new CliExit(EXIT.usage, `--timeout expects a number of seconds ${range}, got "${args.timeout}"`);
     }
     const alert = sampleAlert(Object.keys(config.pools)[0] ?? "default", Date.now());
     // One attempt each, no retries: the point is to see the answer now.

@@ -85,7 +85,8 @@ function watchSeconds(value: string): number {
   const seconds = Number(value);
   // Past setTimeout's range the timer fires at once: a "weekly" refresh would redraw as fast as it can.
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_DURATION_SEC) {
-    throw new CliExit(EXIT.usage, `--watch takes a number of seconds greater than 0 and at most ${MAX_DURATION_SEC}, got "${value}" (e.g. --watch 5)`);
+    const range = `greater than 0 and at most ${MAX_DURATION_SEC}`;
+    throw new CliExit(EXIT.usage, `--watch takes a number of seconds ${range}, got "${value}" (e.g. --watch 5)`);
   }
   return seconds;
 }
