@@ -187,7 +187,7 @@ function readPort(env: Env, issues: string[]): number | undefined {
   if (env.PORT === undefined || env.PORT === "") return undefined;
   const port = Number(env.PORT);
   if (Number.isInteger(port) && port >= 0 && port <= 65535) return port;
-  issues.push(`PORT: expected a port number 0–65535, got ${JSON.stringify(env.PORT.slice(0, 12))}`);
+  issues.push(`PORT: expected a port number 0–65535, got ${shownIfNumeric(env.PORT)}`);
   return undefined;
 }
 
@@ -195,8 +195,17 @@ function readCooldownMs(value: string, issues: string[]): number | undefined {
   const ms = parseDecimal(value);
   // The seconds it becomes are bounded where cooldown_sec is read.
   if (ms !== undefined && ms >= 0) return ms / 1000;
-  issues.push(`COOLDOWN_MS: expected a number of milliseconds ≥ 0, got ${JSON.stringify(value.slice(0, 12))}`);
+  issues.push(`COOLDOWN_MS: expected a number of milliseconds ≥ 0, got ${shownIfNumeric(value)}`);
   return undefined;
+}
+
+/**
+ * A value for a message: quoted whole when short or number-like, else not at all — never a slice of it,
+ * since a long value here is likelier a key set one variable off.
+ */
+function shownIfNumeric(value: string): string {
+  const text = value.trim();
+  return text.length <= 8 || /^[\d.eE+-]{1,24}$/.test(text) ? JSON.stringify(text) : `a value of ${text.length} characters`;
 }
 
 /** A decimal number, or the text as given (then refused by the setting's reader, naming the variable). */

@@ -269,7 +269,10 @@ function parseSince(since: string): number {
   const problem = Number.isNaN(at) ? "is not a time" : outOfRange ? "is not between 1970 and 9999" : undefined;
   if (problem) {
     const hint = "give an ISO 8601 time (2026-01-01T12:00:00Z) or epoch milliseconds";
-    throw new DomainError("BAD_REQUEST", `since: "${since.slice(0, 40)}" ${problem} — ${hint}`);
+    // Not quoted when it looks like a key (a long run of letters and digits): a secret pasted into the wrong place.
+    const keyLike = /(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{16,}/.test(since);
+    const shown = keyLike ? "" : ` "${since}"`;
+    throw new DomainError("BAD_REQUEST", `since:${shown} ${problem} — ${hint}`);
   }
   return at;
 }

@@ -194,6 +194,9 @@ describe("class 1: numbers from clients are refused out of range", () => {
       expect(response.status).toBe(400);
       texts.push(await response.text());
     }
+    const since = await gw.kp.fetch(`/events?since=${LEAK.token.slice(0, 40)}`);
+    expect(since.status).toBe(400);
+    texts.push(await since.text());
     expect(leaksOf([LEAK], [...texts, ...gw.kp.logs])).toEqual([]);
   });
 });
