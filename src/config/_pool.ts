@@ -1,6 +1,6 @@
-import { MAX_BODY_BYTES_LIMIT, MAX_KEY_LIMIT, MAX_RETRIES, MAX_SMALL_COUNT } from "../pool/bounds";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { MAX_BODY_BYTES_LIMIT, MAX_KEY_LIMIT, MAX_RETRIES, MAX_SMALL_COUNT } from "../pool/bounds";
 import { splitCommandLine } from "./_command-line";
 import { readBackoff, readClassify } from "./_failure-policy";
 import { readFallback, readModelMap, readSession } from "./_routing";

@@ -8,8 +8,8 @@
  * const answer = await pool.withKey((token) => callOpenAI(token));
  * ```
  */
-import { MAX_WEIGHT, MIN_WEIGHT } from "../pool/bounds";
 import { resolve } from "node:path";
+import { MAX_WEIGHT, MIN_WEIGHT } from "../pool/bounds";
 import { findConfig } from "../config/find-config";
 import { loadConfig, readConfigTree } from "../config/load";
 import { deriveKeyId } from "../config/tokens-file";

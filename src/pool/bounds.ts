@@ -99,8 +99,3 @@ export function parseDecimal(text: string): number | undefined {
   const n = Number(trimmed);
   return Number.isFinite(n) ? n : undefined;
 }
-
-/** A number range for messages: `1–1000`, `≥ 0.001 and ≤ 1000`. */
-export function describeRange(min: number, max: number, integer: boolean): string {
-  return integer ? `${min}–${max}` : `between ${min} and ${max}`;
-}
