@@ -325,7 +325,7 @@ describe("alerts config", () => {
 
   it("names each mistake without echoing the URL", () => {
     expect(issuesOf("alerts:\n  repeat_sec: -1\n  webhooks:\n    - url: ftp://secret.example.com/abc\n      format: teams\n      events: [key_gone]\n    - format: json\n")).toEqual([
-      "alerts.repeat_sec: expected a number of seconds ≥ 0, got -1",
+      "alerts.repeat_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -1",
       "alerts.webhooks.0.url: expected a http/https URL such as https://hooks.example.com/keypool",
       'alerts.webhooks.0.format: "teams" is not one of json, slack',
       'alerts.webhooks.0.events: "key_gone" is not one of key_dead, key_quarantined, key_recovered, pool_below_min_live, pool_exhausted, refresh_failed',

@@ -87,8 +87,8 @@ describe("failure policy config", () => {
       ].join("\n"),
     );
     expect(issues).toEqual([
-      "rpm: expected a whole number of requests ≥ 1, got 0",
-      "daily_requests: expected a whole number of requests ≥ 1, got 1.5",
+      "rpm: expected a whole number of requests ≥ 1 and ≤ 1000000000, got 0",
+      "daily_requests: expected a whole number of requests ≥ 1 and ≤ 1000000000, got 1.5",
       "classify.0.class: required — one of rate_limit, quota, auth, overloaded, timeout, network, client",
       "classify.1: needs status or body (or both) — a rule with neither would match every failure",
       "classify.2.body: is not a valid regular expression (Invalid regular expression: missing )) — fix it, or write a plain substring",

@@ -100,10 +100,10 @@ describe("routing config", () => {
 
   it("names bad session settings and a bad queue timeout", () => {
     expect(issuesOf("tokens_file: TOKENS_FILE\nsession: { header: 'x session', ttl_sec: 0, max: 0, sticky: true }\nupstream: { queue_timeout_sec: -1 }\n")).toEqual([
-      "upstream.queue_timeout_sec: expected a number of seconds ≥ 0, got -1",
+      "upstream.queue_timeout_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -1",
       'session.header: "x session" is not a header name — write e.g. x-session-id',
-      "session.ttl_sec: expected a number of seconds > 0, got 0",
-      "session.max: expected a whole number of sessions ≥ 1, got 0",
+      "session.ttl_sec: expected a number of seconds > 0 and ≤ 604800, got 0",
+      "session.max: expected a whole number of sessions ≥ 1 and ≤ 10000000, got 0",
       'session.sticky: unknown key (allowed here: enabled, fingerprint, header, max, ttl_sec)',
     ]);
   });

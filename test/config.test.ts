@@ -157,9 +157,9 @@ describe("config errors", () => {
   });
 
   it("rejects a negative or non-numeric cooldown", () => {
-    expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: -5\n")).toEqual(["cooldown_sec: expected a number of seconds ≥ 0, got -5"]);
+    expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: -5\n")).toEqual(["cooldown_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -5"]);
     expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: abc\n")).toEqual([
-      'cooldown_sec: expected a number of seconds ≥ 0, got "abc"',
+      'cooldown_sec: expected a number of seconds ≥ 0 and ≤ 604800, got "abc"',
     ]);
   });
 
@@ -231,7 +231,7 @@ describe("config errors", () => {
     expect(issuesFor(yaml)).toEqual([
       "pools.Bad Name: pool names are 1–64 lowercase letters, digits, _ and -, starting with a letter or digit — rename it",
       'rotation: "sideways" is not one of lru, round_robin, random, weighted, most_remaining, least_busy',
-      "pools.ok.max_concurrency: expected a whole number ≥ 1, got 0",
+      "pools.ok.max_concurrency: expected a whole number ≥ 1 and ≤ 1000000000, got 0",
       "pools.ok.upstream.base_url: required when enabled is true — e.g. https://api.openai.com",
       'pools.ok.upstream.auth_template: must contain {token}, e.g. "Bearer {token}"',
     ]);

@@ -97,6 +97,6 @@ describe("shutdown_timeout_sec", () => {
       }
       return [];
     })();
-    expect(issues).toContain("shutdown_timeout_sec: expected a number of seconds ≥ 0, got -1");
+    expect(issues).toContain("shutdown_timeout_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -1");
   });
 });

@@ -64,9 +64,9 @@ describe("parseTokensFile", () => {
       "g,sk-good-00000000000006,1,group=",
     ].join("\n");
     expect(issuesOf(text)).toEqual([
-      "keys.txt:1: weight is not a positive number",
-      'keys.txt:2: weight "-1" is not a positive number',
-      'keys.txt:3: weight "0" is not a positive number',
+      "keys.txt:1: weight is not a number between 0.001 and 1000 — write a decimal such as 1, 2 or 0.5",
+      'keys.txt:2: weight "-1" is not a number between 0.001 and 1000 — write a decimal such as 1, 2 or 0.5',
+      'keys.txt:3: weight "0" is not a number between 0.001 and 1000 — write a decimal such as 1, 2 or 0.5',
       "keys.txt:4: the token contains whitespace — a token is one word; check for a missing comma",
       "keys.txt:5: the token is empty — write token, id,token or id,token,weight",
       "keys.txt:6: the id must be 1–128 of A-Z a-z 0-9 . _ : - — fix the id before the first comma",

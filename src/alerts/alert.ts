@@ -2,6 +2,7 @@
  * What an alert says and how it is written for a webhook. Pure: no I/O, time comes in as numbers.
  * An alert names a key by its id only: tokens never leave the process this way.
  */
+import { isoTime } from "../pool/bounds";
 import type { AlertEvent, WebhookConfig } from "../config/types";
 import type { KeyState } from "../pool/key-state";
 import type { KeyEvent } from "../store/types";
@@ -54,7 +55,7 @@ export function payloadOf(alert: Alert, format: WebhookConfig["format"]): Record
     from: alert.from ?? null,
     reason: alert.reason,
     until: isoOrNull(alert.until),
-    time: new Date(alert.at).toISOString(),
+    time: isoTime(alert.at),
     ...(alert.live !== undefined ? { live: alert.live, min_live: alert.minLive } : {}),
     message: describeAlert(alert),
   };
@@ -64,7 +65,7 @@ export function payloadOf(alert: Alert, format: WebhookConfig["format"]): Record
 export function describeAlert(alert: Alert): string {
   const key = `key ${alert.key} in pool ${alert.pool}`;
   const why = alert.reason ? `: ${alert.reason}` : "";
-  const until = alert.until === null ? "" : ` (until ${new Date(alert.until).toISOString()})`;
+  const until = alert.until === null ? "" : ` (until ${isoTime(alert.until)})`;
   switch (alert.event) {
     case "key_dead":
       return `${key} is dead${why}`;
@@ -89,5 +90,5 @@ export function originOf(url: string): string {
 }
 
 function isoOrNull(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
+  return ms === null ? null : isoTime(ms);
 }

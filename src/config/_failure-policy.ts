@@ -1,3 +1,4 @@
+import { MAX_BACKOFF_FACTOR } from "../pool/bounds";
 import { isMapping, joinPath, Section } from "./_fields";
 import { type BackoffConfig, type ClassifyRuleConfig, FAILURE_CLASSES, LADDER_CLASSES, type LadderConfig } from "./types";
 
@@ -71,7 +72,7 @@ export function readBackoff(s: Section): BackoffConfig | undefined {
 function readLadder(l: Section): LadderConfig {
   const ladder: LadderConfig = {
     baseSec: l.seconds("base_sec", { positive: true }),
-    factor: l.number("factor", { min: 1 }),
+    factor: l.number("factor", { min: 1, max: MAX_BACKOFF_FACTOR }),
     stepSec: l.seconds("step_sec"),
     maxSec: l.seconds("max_sec", { positive: true }),
   };

@@ -1,3 +1,4 @@
+import { MAX_DURATION_SEC } from "../pool/bounds";
 import { parseAddr } from "./addr";
 /**
  * Field readers for config validation. Each reader reports a problem as an issue and returns
@@ -30,7 +31,8 @@ export class Issues {
   get all(): string[] {
     // Longest first, so a secret that contains another is replaced whole.
     const secrets = [...this.secrets].sort(([a], [b]) => b.length - a.length);
-    return [...this.list].map((issue) => secrets.reduce((text, [value, label]) => text.replaceAll(value, label), issue));
+    const redacted = (issue: string) => secrets.reduce((text, [value, label]) => text.replaceAll(value, label), issue);
+    return [...this.list].map((issue) => hideKeyLikeValues(redacted(issue)));
   }
 }
 
@@ -45,7 +47,7 @@ export function joinPath(path: string, key: string): string {
 export function describe(value: unknown): string {
   if (value === null || value === undefined) return "nothing";
   if (typeof value === "string") {
-    const shown = value.length <= 32 && !looksLikeCredential(value);
+    const shown = value.length <= 32 && !LOOKS_LIKE_A_KEY.test(value);
     return shown ? JSON.stringify(value) : `a string of ${value.length} characters`;
   }
   if (typeof value === "number" || typeof value === "boolean") return String(value);
@@ -54,9 +56,19 @@ export function describe(value: unknown): string {
   return typeof value;
 }
 
-/** One run of token characters with both letters and digits: what API keys look like, and few settings do. */
-function looksLikeCredential(value: string): boolean {
-  return value.length >= 16 && /^[A-Za-z0-9._~+/=-]+$/.test(value) && /\d/.test(value) && /[A-Za-z]/.test(value);
+// What an API key looks like: an unbroken run of letters and digits, both present. Paths, hosts and
+// durations have separators or are short.
+const LOOKS_LIKE_A_KEY = /^(?=[^"]*\d)(?=[^"]*[A-Za-z])[A-Za-z0-9_+=-]{16,}$/;
+
+/**
+ * The last guard before a message is shown: a quoted value that looks like a key is replaced by its
+ * size. A key pasted into the wrong field is the likeliest mistake to quote one, and keypool cannot
+ * know every secret (only its own tokens and the environment's values are redacted by name).
+ */
+function hideKeyLikeValues(message: string): string {
+  return message.replace(/"([^"\n]*)"/g, (quoted, inner: string) =>
+    LOOKS_LIKE_A_KEY.test(inner) ? `a string of ${inner.length} characters` : quoted,
+  );
 }
 
 export function isMapping(value: unknown): value is Record<string, unknown> {
@@ -67,6 +79,8 @@ interface NumberRule {
   min: number;
   /** When true, `min` itself is rejected. */
   aboveMin?: boolean;
+  /** Every number has a ceiling (from src/pool/bounds): nothing unbounded reaches the store or a timer. */
+  max: number;
   integer?: boolean;
   /** What the number counts, for messages: "seconds", "retries". */
   unit?: string;
@@ -146,18 +160,23 @@ export class Section {
       typeof v === "number" &&
       Number.isFinite(v) &&
       (rule.aboveMin ? v > rule.min : v >= rule.min) &&
+      v <= rule.max &&
       (!rule.integer || Number.isInteger(v));
-    if (ok) return v;
+    // -0 is a zero someone typed with a sign; stored, it would print as "0" anyway.
+    if (ok) return v === 0 ? 0 : v;
     const kind = rule.integer ? "a whole number" : "a number";
     const unit = rule.unit ? ` of ${rule.unit}` : "";
-    this.issues.add(e.path, `expected ${kind}${unit} ${rule.aboveMin ? ">" : "≥"} ${rule.min}, got ${describe(v)}`);
+    const range = `${rule.aboveMin ? ">" : "≥"} ${rule.min} and ≤ ${rule.max}`;
+    this.issues.add(e.path, `expected ${kind}${unit} ${range}, got ${describe(v)}`);
     return rule.default;
   }
 
-  seconds(key: string, rule: { default: number; positive?: boolean }): number;
-  seconds(key: string, rule?: { positive?: boolean }): number | undefined;
-  seconds(key: string, rule: { default?: number; positive?: boolean } = {}): number | undefined {
-    const asNumber: NumberRule = { min: 0, aboveMin: rule.positive, unit: "seconds" };
+  /** A duration in seconds, at most MAX_DURATION_SEC unless `max` says less. */
+  seconds(key: string, rule: { default: number; positive?: boolean; max?: number }): number;
+  seconds(key: string, rule?: { positive?: boolean; max?: number }): number | undefined;
+  seconds(key: string, rule: { default?: number; positive?: boolean; max?: number } = {}): number | undefined {
+    const max = rule.max ?? MAX_DURATION_SEC;
+    const asNumber: NumberRule = { min: 0, aboveMin: rule.positive, max, unit: "seconds" };
     return rule.default === undefined ? this.number(key, asNumber) : this.number(key, { ...asNumber, default: rule.default });
   }
 
@@ -196,11 +215,32 @@ export class Section {
     return out;
   }
 
+  /**
+   * A string that is a credential (an API key): never echoed, and replaced by its path wherever else
+   * it turns up in a message. A number given here is a key YAML read as a number: it is not shown either.
+   */
+  secret(key: string): string | undefined {
+    const e = this.entry(key);
+    if (!e) return undefined;
+    if (typeof e.value === "string" || typeof e.value === "number") {
+      this.issues.redact(String(e.value), `(the value of ${e.path})`);
+    }
+    if (typeof e.value === "string") return e.value;
+    const got = typeof e.value === "number" ? "a number — put it in quotes" : describe(e.value);
+    this.issues.add(e.path, `expected a string, got ${got}`);
+    return undefined;
+  }
+
   /** A list of non-empty strings (one string is taken as a list of one). `secret` keeps values out of messages. */
   stringList(key: string, options: { secret?: boolean } = {}): string[] | undefined {
     const e = this.entry(key);
     if (!e) return undefined;
     const list = Array.isArray(e.value) ? e.value : [e.value];
+    if (options.secret) {
+      for (const v of list) {
+        if (typeof v === "string" || typeof v === "number") this.issues.redact(String(v), `(a value of ${e.path})`);
+      }
+    }
     const badIndex = list.findIndex((v) => typeof v !== "string" || v.trim() === "");
     if (badIndex === -1) return list as string[];
     const got = options.secret ? "a value that is not a non-empty string" : describe(list[badIndex]);

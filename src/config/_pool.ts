@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { MAX_BODY_BYTES_LIMIT, MAX_KEY_LIMIT, MAX_RETRIES, MAX_SMALL_COUNT } from "../pool/bounds";
 import { readCheckCommand } from "./_command-line";
 import { readBackoff, readClassify } from "./_failure-policy";
 import { readFallback, readModelMap, readSession } from "./_routing";
@@ -36,11 +37,7 @@ const HTTP = ["http", "https"] as const;
 /** `given`: the pool's keys from elsewhere (the environment), instead of a `tokens_file`. */
 export function readPool(name: string, s: Section, baseDir: string, given?: KeySpec[]): PoolConfig {
   const tokens = given ? { file: undefined, keys: given } : readTokens(s, baseDir);
-  // A token also written into a wrong field of the config must not come back in that field's message.
-  for (const key of tokens?.keys ?? []) {
-    s.issues.redact(key.token, `(the token of key ${key.id})`);
-    if (key.refreshToken) s.issues.redact(key.refreshToken, `(the refresh token of key ${key.id})`);
-  }
+  keepSecretsOutOfMessages(s, tokens?.keys ?? []);
   const check = s.section("check");
   const refresh = s.section("refresh");
   const upstream = s.section("upstream");
@@ -52,10 +49,10 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
     cooldownSec: readCooldown(s) ?? 30,
     recheckIntervalSec: s.seconds("recheck_interval_sec", { default: 300, positive: true }),
     leaseTtlSec: s.seconds("lease_ttl_sec", { default: 300, positive: true }),
-    maxConcurrency: s.number("max_concurrency", { min: 1, integer: true }),
-    rpm: s.number("rpm", { min: 1, integer: true, unit: "requests" }),
-    tpm: s.number("tpm", { min: 1, integer: true, unit: "tokens" }),
-    dailyRequests: s.number("daily_requests", { min: 1, integer: true, unit: "requests" }),
+    maxConcurrency: s.number("max_concurrency", { min: 1, max: MAX_KEY_LIMIT, integer: true }),
+    rpm: s.number("rpm", { min: 1, max: MAX_KEY_LIMIT, integer: true, unit: "requests" }),
+    tpm: s.number("tpm", { min: 1, max: MAX_KEY_LIMIT, integer: true, unit: "tokens" }),
+    dailyRequests: s.number("daily_requests", { min: 1, max: MAX_KEY_LIMIT, integer: true, unit: "requests" }),
     classify: readClassify(s),
     backoff: readBackoff(s),
     check: check && readCheck(check),
@@ -65,7 +62,7 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
     session: readSession(s),
     fallback: readFallback(s),
     modelMap: readModelMap(s),
-    minLive: s.number("min_live", { min: 1, integer: true, unit: "keys" }),
+    minLive: s.number("min_live", { min: 1, max: MAX_KEY_LIMIT, integer: true, unit: "keys" }),
   };
   s.done();
   return pool;
@@ -77,6 +74,14 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
  */
 function readCooldown(s: Section): number | undefined {
   return s.entry("cooldown_sec")?.value === -1 ? 0 : s.seconds("cooldown_sec");
+}
+
+/** A token pasted into a wrong field elsewhere in the config must not come back in that field's message. */
+function keepSecretsOutOfMessages(s: Section, keys: readonly KeySpec[]): void {
+  for (const key of keys) {
+    s.issues.redact(key.token, `(the token of key "${key.id}")`);
+    if (key.refreshToken) s.issues.redact(key.refreshToken, `(the refresh token of key "${key.id}")`);
+  }
 }
 
 function readTokens(s: Section, baseDir: string): { file: string; keys: PoolConfig["keys"] } | undefined {
@@ -118,9 +123,9 @@ const COMMAND_CHECK_ONLY = ["cmd", "env", "success_output"];
 function readCheck(s: Section): CheckConfig | undefined {
   const tuning = {
     timeoutSec: s.seconds("timeout_sec", { default: 10, positive: true }),
-    concurrency: s.number("concurrency", { min: 1, integer: true }),
+    concurrency: s.number("concurrency", { min: 1, max: MAX_SMALL_COUNT, integer: true }),
     reviveIntervalSec: s.seconds("revive_interval_sec", { positive: true }),
-    failuresToDead: s.number("failures_to_dead", { min: 1, integer: true }),
+    failuresToDead: s.number("failures_to_dead", { min: 1, max: MAX_SMALL_COUNT, integer: true }),
   };
   s.allow([...HTTP_CHECK_ONLY, ...COMMAND_CHECK_ONLY]);
   const isHttp = s.has("url");
@@ -221,14 +226,14 @@ function readUpstream(s: Section): UpstreamConfig {
     authHeader: s.string("auth_header", "Authorization"),
     authTemplate,
     retryOn: s.statuses("retry_on", [401, 403, 429, 500, 502, 503, 504]),
-    maxRetries: s.number("max_retries", { min: 0, integer: true, unit: "retries", default: 2 }),
-    retryBudget: s.number("retry_budget", { min: 0, unit: "retries per client request" }),
+    maxRetries: s.number("max_retries", { min: 0, max: MAX_RETRIES, integer: true, unit: "retries", default: 2 }),
+    retryBudget: s.number("retry_budget", { min: 0, max: MAX_RETRIES, unit: "retries per client request" }),
     quarantineSec: s.seconds("quarantine_sec", { default: 300 }),
     cooldownSec: readCooldown(s),
     timeoutSec: s.seconds("timeout_sec", { default: 60, positive: true }),
     authQuery: s.string("auth_query"),
     clientKeys: s.stringList("client_keys", { secret: true }),
-    maxBodyBytes: s.number("max_body_bytes", { min: 1, integer: true, unit: "bytes", default: 32 * 1024 * 1024 }),
+    maxBodyBytes: s.number("max_body_bytes", { min: 1, max: MAX_BODY_BYTES_LIMIT, integer: true, unit: "bytes", default: 32 * 1024 * 1024 }),
     pathPrefix: readPathPrefix(s),
     models: s.stringList("models") ?? [],
     queueTimeoutSec: s.seconds("queue_timeout_sec"),

@@ -1,3 +1,4 @@
+import { MAX_SESSIONS } from "../pool/bounds";
 import { type Issues, type Section, describe, joinPath } from "./_fields";
 import { fallbackCycle } from "./fallback";
 import { DEFAULT_SESSION, type PoolConfig, type SessionConfig } from "./types";
@@ -16,7 +17,7 @@ export function readSession(s: Section): SessionConfig | undefined {
     header: header.toLowerCase(),
     fingerprint: section.bool("fingerprint", DEFAULT_SESSION.fingerprint),
     ttlSec: section.seconds("ttl_sec", { default: DEFAULT_SESSION.ttlSec, positive: true }),
-    max: section.number("max", { min: 1, integer: true, unit: "sessions", default: DEFAULT_SESSION.max }),
+    max: section.number("max", { min: 1, max: MAX_SESSIONS, integer: true, unit: "sessions", default: DEFAULT_SESSION.max }),
   };
   section.done();
   return session;

@@ -3,6 +3,7 @@ import { ConfigError } from "./errors";
 import { readConfigTree } from "./load";
 import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "./tokens-file";
 import type { Config, KeySpec } from "./types";
+import { parseDecimal } from "../pool/bounds";
 
 type Env = Record<string, string | undefined>;
 
@@ -265,7 +266,7 @@ function readPort(env: Env, variable: "PORT" | "KEY_POOL_PORT", issues: string[]
   const text = env[variable];
   if (text === undefined || text === "") return undefined;
   if (/^\d{1,5}$/.test(text.trim()) && Number(text) <= 65535) return { value: Number(text), variable };
-  issues.push(`${variable}: expected a port number 0–65535, got ${JSON.stringify(text.slice(0, 12))}`);
+  issues.push(`${variable}: expected a port number 0–65535, got ${shownIfNumeric(text)}`);
   return undefined;
 }
 
@@ -276,13 +277,22 @@ function readMs(env: Env, variable: keyof typeof MS_VARS, issues: string[]): num
   const { min, max, range } = MS_VARS[variable];
   const ms = Number(text);
   if (/^\d+$/.test(text.trim()) && ms >= min && ms <= max) return ms;
-  issues.push(`${variable}: expected whole milliseconds from ${range}, got ${JSON.stringify(text.slice(0, 12))}`);
+  issues.push(`${variable}: expected whole milliseconds from ${range}, got ${shownIfNumeric(text)}`);
   return undefined;
 }
 
+/**
+ * A value for a message: quoted whole when short or number-like, else not at all — never a slice of it,
+ * since a long value here is likelier a key set one variable off.
+ */
+function shownIfNumeric(value: string): string {
+  const text = value.trim();
+  return text.length <= 8 || /^[\d.eE+-]{1,24}$/.test(text) ? JSON.stringify(text) : `a value of ${text.length} characters`;
+}
+
+/** A decimal number, or the text as given (then refused by the setting's reader, naming the variable). */
 function numberOrText(value: string): number | string {
-  const n = Number(value);
-  return value.trim() !== "" && Number.isFinite(n) ? n : value;
+  return parseDecimal(value) ?? value;
 }
 
 function splitList(value: string): string[] {

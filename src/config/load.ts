@@ -1,3 +1,4 @@
+import { MAX_SMALL_COUNT } from "../pool/bounds";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
@@ -136,7 +137,7 @@ function readPostgres(s: Section): NonNullable<Config["store"]>["postgres"] {
   const postgres = {
     url: url ?? "",
     timeoutSec: s.seconds("timeout_sec", { default: 5, positive: true }),
-    maxConnections: s.number("max_connections", { min: 1, integer: true, default: 10, unit: "connections" }),
+    maxConnections: s.number("max_connections", { min: 1, max: MAX_SMALL_COUNT, integer: true, default: 10, unit: "connections" }),
   };
   s.done();
   return postgres;
@@ -144,7 +145,7 @@ function readPostgres(s: Section): NonNullable<Config["store"]>["postgres"] {
 
 function readServer(s: Section): Config["server"] {
   const { host, port } = readAddr(s, "addr", "127.0.0.1:8787");
-  const server = { host, port, apiKey: s.string("api_key"), allowedHosts: readAllowedHosts(s) };
+  const server = { host, port, apiKey: s.secret("api_key"), allowedHosts: readAllowedHosts(s) };
   s.done();
   return server;
 }

@@ -1,3 +1,4 @@
+import { MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../pool/bounds";
 import { ConfigError } from "./errors";
 import type { KeySpec } from "./types";
 
@@ -84,13 +85,16 @@ function parseLine(line: string): KeySpec | { error: string } {
 }
 
 function readWeight(field: string, key: KeySpec): string | undefined {
-  const weight = Number(field);
-  // Only what looks like a mistyped number is echoed: anything else may be a token (or its tail, cut at a comma)
-  // or a refresh token written in the weight's column.
-  const shown = /^[-+0-9.eE]{1,12}$/.test(field) ? ` "${field}"` : "";
-  if (field === "" || !Number.isFinite(weight) || weight <= 0) return `weight${shown} is not a positive number`;
-  key.weight = weight;
-  return undefined;
+  const weight = parseDecimal(field);
+  if (weight !== undefined && weight >= MIN_WEIGHT && weight <= MAX_WEIGHT) {
+    key.weight = weight;
+    return undefined;
+  }
+  // Shown only when it looks like a number: anything else here is more likely a token or a refresh
+  // token one column off (or the tail of a token with a comma in it).
+  const shown = /^[\d.eE+-]{1,12}$/.test(field) ? ` "${field}"` : "";
+  const range = `between ${MIN_WEIGHT} and ${MAX_WEIGHT}`;
+  return `weight${shown} is not a number ${range} — write a decimal such as 1, 2 or 0.5`;
 }
 
 function readExtra(field: string, key: KeySpec): string | undefined {

@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import { isSendableToken } from "../config/tokens-file";
 import type { RefreshConfig } from "../config/types";
 import type { Clock } from "../pool/clock";
+import { MAX_TOKEN_LIFETIME_SEC } from "../pool/bounds";
 import type { PoolStore, RefreshResult } from "../store/types";
 import { deadline } from "./_deadline";
 import { describeRefreshFailure, fieldAt, substituteCredentials } from "./_refresh-text";
@@ -91,7 +92,7 @@ export async function requestNewToken(
   }
   if (refresh.expiresInField !== undefined) {
     const seconds = Number(fieldAt(body, refresh.expiresInField));
-    if (Number.isFinite(seconds) && seconds > 0) answer.expiresInSec = seconds;
+    if (Number.isFinite(seconds) && seconds > 0) answer.expiresInSec = Math.min(seconds, MAX_TOKEN_LIFETIME_SEC);
   }
   return answer;
 }

@@ -72,7 +72,8 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   const STATES = ["live", "unknown", "cooling", "quarantined", "dead", "disabled"];
   const KEY_STORE = "keypool.apiKey";
   const params = new URLSearchParams(location.search);
-  const intervalMs = Math.max(250, Number(params.get("interval") || 2000));
+  // ?interval= from 250 ms to a minute; NaN (interval=abc) or Infinity would make the timer fire back to back.
+  const intervalMs = Math.min(60000, Math.max(250, Number(params.get("interval")) || 2000));
   const $ = (id) => document.getElementById(id);
   const color = (state) => getComputedStyle(document.documentElement).getPropertyValue("--" + state).trim() || "#888";
   let clockOffsetMs = 0;

@@ -1,4 +1,5 @@
 import { t } from "elysia";
+import { MAX_KEY_LIMIT, MAX_WEIGHT, MIN_WEIGHT } from "../pool/bounds";
 import { FAILURE_BUCKETS } from "../pool/usage";
 import { KeyStateSchema } from "./schemas";
 
@@ -8,7 +9,21 @@ export const KEY_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$";
 export const GROUP_PATTERN = "^[A-Za-z0-9._:-]{1,64}$";
 
 const limit = (description: string, example: number) =>
-  t.Optional(t.Union([t.Integer({ minimum: 1 }), t.Null()], { description: `${description}; null goes back to the pool's`, examples: [example] }));
+  t.Optional(
+    t.Union([t.Integer({ minimum: 1, maximum: MAX_KEY_LIMIT }), t.Null()], {
+      description: `${description} (1–${MAX_KEY_LIMIT}); null goes back to the pool's`,
+      examples: [example],
+    }),
+  );
+
+/** Under weighted rotation a key's share; other rotations keep it for when the pool switches. */
+const weight = (description: string) =>
+  t.Number({
+    minimum: MIN_WEIGHT,
+    maximum: MAX_WEIGHT,
+    description: `${description} (${MIN_WEIGHT}–${MAX_WEIGHT})`,
+    examples: [2],
+  });
 
 export const KeyLimitsBody = t.Object(
   {
@@ -43,7 +58,7 @@ export const NewKeyBody = t.Object(
   {
     id: t.Optional(t.String({ pattern: KEY_ID_PATTERN, description: "1–128 of A-Z a-z 0-9 . _ : - (default: derived from the token, as in a tokens file)", examples: ["team-b"] })),
     token: t.String({ minLength: 1, maxLength: 8192, description: "The secret; stored (encrypted with a master key) and never shown again", examples: ["sk-live-0123456789abcdefghij"] }),
-    weight: t.Optional(t.Number({ exclusiveMinimum: 0, description: "Share of traffic under weighted rotation (default 1)", examples: [2] })),
+    weight: t.Optional(weight("Share of traffic under weighted rotation (default 1)")),
     group: t.Optional(t.String({ pattern: GROUP_PATTERN, description: "Quota group: a rate limit on one key rests them all", examples: ["acme"] })),
     limits: t.Optional(KeyLimitsBody),
   },
@@ -53,7 +68,7 @@ export const NewKeyBody = t.Object(
 export const KeyChangesBody = t.Object(
   {
     enabled: t.Optional(t.Boolean({ description: "false: never handed out until enabled again (allowed on every key)" })),
-    weight: t.Optional(t.Number({ exclusiveMinimum: 0, examples: [2] })),
+    weight: t.Optional(weight("Share of traffic under weighted rotation")),
     group: t.Optional(t.Union([t.String({ pattern: GROUP_PATTERN }), t.Null()], { description: "null leaves the group", examples: ["acme"] })),
     limits: t.Optional(KeyLimitsBody),
   },

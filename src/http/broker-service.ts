@@ -1,4 +1,5 @@
 import { type MetricsRecorder, noMetrics } from "../metrics/metrics";
+import { MAX_TIME_MS, isoTime } from "../pool/bounds";
 import { systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import type { FailureClass } from "../pool/classify";
@@ -273,10 +274,17 @@ function statusRow(row: KeyStatus): StatusRow {
 
 function parseSince(since: string): number {
   const at = /^\d+$/.test(since) ? Number(since) : Date.parse(since);
-  if (Number.isNaN(at)) throw new DomainError("BAD_REQUEST", `since: "${since.slice(0, 40)}" is not a time — give an ISO 8601 time (2026-01-01T12:00:00Z) or epoch milliseconds`);
+  const outOfRange = at < 0 || at > MAX_TIME_MS;
+  const problem = Number.isNaN(at) ? "is not a time" : outOfRange ? "is not between 1970 and 9999" : undefined;
+  if (problem) {
+    const hint = "give an ISO 8601 time (2026-01-01T12:00:00Z) or epoch milliseconds";
+    // Not quoted when it looks like a key (a long run of letters and digits): a secret pasted into the wrong place.
+    const keyLike = /(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{16,}/.test(since);
+    const shown = keyLike ? "" : ` "${since}"`;
+    throw new DomainError("BAD_REQUEST", `since:${shown} ${problem} — ${hint}`);
+  }
   return at;
 }
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
+/** Stored times are shown clamped, never thrown on: one odd row must not take /status or /events down. */
+const iso = isoTime;

@@ -48,14 +48,31 @@ export function toErrorResponse(error: unknown, elysiaCode: string | number): Re
   }
 }
 
+interface ValidationIssue {
+  path?: string;
+  summary?: string;
+  message?: string;
+  value?: unknown;
+}
+
 /**
- * The first problem, by path and expectation only: the validator's summary quotes the value it found
- * ("… but found: sk-…"), and a token sent in the wrong field or shape must not come back in the answer.
+ * The first problem, named by its field. The value itself is never shown: a token sent in the wrong
+ * field (or a wrongly typed one) would come straight back in the answer and into logs that record it.
  */
 function describeValidation(error: unknown): string {
-  const first = (error as { all?: Array<{ path?: string; summary?: string; message?: string }> }).all?.[0];
+  // A schema's own `error` text: query numbers carry one, since Elysia checks each on its own and loses the name.
+  const custom = (error as { customError?: unknown }).customError;
+  if (typeof custom === "string") return custom;
+  const first = (error as { all?: ValidationIssue[] }).all?.[0];
   if (!first) return "request does not match the expected shape";
   const where = first.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "body";
-  const what = (first.summary ?? first.message ?? "invalid value").replace(/\s*but found:[\s\S]*$/, "");
-  return `${where || "body"}: ${what}`;
+  return `${where || "body"}: ${withoutValue(first)}`;
+}
+
+function withoutValue({ summary, message, value }: ValidationIssue): string {
+  // Elysia ends a type mismatch with "but found: VALUE".
+  const text = (summary ?? message ?? "invalid value").replace(/ but found: [\s\S]*$/, "");
+  const shown = typeof value === "string" && value.length >= 4 ? value : undefined;
+  if (!shown || !text.includes(shown)) return text;
+  return message && !message.includes(shown) ? message : "invalid value";
 }

@@ -1,7 +1,7 @@
 import { Elysia, t } from "elysia";
 import { FAILURE_CLASSES } from "../pool/classify";
 import type { BrokerService } from "./broker-service";
-import { KeyStateSchema, errors } from "./schemas";
+import { KeyStateSchema, errors, listLimit } from "./schemas";
 
 const nullable = <T extends Parameters<typeof t.Union>[0][number]>(schema: T) => t.Union([schema, t.Null()]);
 
@@ -23,7 +23,7 @@ export function eventsRoutes(broker: BrokerService) {
       pool: t.Optional(t.String({ maxLength: 64, description: "Only this pool's keys" })),
       key: t.Optional(t.String({ maxLength: 128, description: "Only this key (by id)" })),
       since: t.Optional(t.String({ maxLength: 40, description: "Only events after this ISO 8601 time or epoch milliseconds; then the first `limit` of them" })),
-      limit: t.Optional(t.Numeric({ minimum: 1, maximum: 1000, multipleOf: 1, description: "At most this many (default 100)" })),
+      limit: t.Optional(listLimit("At most this many (default 100)")),
     }),
     response: { 200: t.Object({ events: t.Array(KeyEventSchema) }), ...errors(400, 401, 404) },
     detail: {

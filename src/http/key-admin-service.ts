@@ -1,3 +1,4 @@
+import { isoTime } from "../pool/bounds";
 import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../config/tokens-file";
 import { DomainError } from "../pool/errors";
 import { FAILURE_BUCKETS, type FailureBucket, type UsageTotals, type UsageWindow, addUsage, cacheHitRatio, emptyUsage, successRate } from "../pool/usage";
@@ -140,7 +141,7 @@ export class KeyAdminService {
     return {
       pool,
       window,
-      since: report.since === 0 ? null : new Date(report.since).toISOString(),
+      since: report.since === 0 ? null : isoTime(report.since),
       totals: usageJson(totals),
       keys: ids.map((id) => ({ id, present: present.has(id), usage: usageJson(byId.get(id)?.usage ?? emptyUsage()) })),
     };

@@ -1,4 +1,5 @@
 import { t } from "elysia";
+import { MAX_COOLDOWN_SEC, MAX_LIST_LIMIT, MAX_REQUEST_TOKENS, MAX_TAKE_WAIT_SEC } from "../pool/bounds";
 import { FAILURE_CLASSES } from "../pool/classify";
 import { KEY_STATES, type KeyState } from "../pool/key-state";
 
@@ -19,6 +20,16 @@ export const ErrorBody = t.Object(
     examples: [{ error: { code: "NO_KEY_AVAILABLE", message: 'every key in pool "default" is resting; retry after 12s' } }],
   },
 );
+
+/** `?limit=`: a whole number 1–MAX_LIST_LIMIT (the name goes in the schema's message, see errors.ts). */
+export const listLimit = (description: string) =>
+  t.Numeric({
+    minimum: 1,
+    maximum: MAX_LIST_LIMIT,
+    multipleOf: 1,
+    description,
+    error: `limit: expected a whole number from 1 to ${MAX_LIST_LIMIT}`,
+  });
 
 /** The error statuses a route can answer, each with the shared error body. */
 export function errors(...statuses: Array<400 | 401 | 404 | 409 | 413 | 500 | 503>) {
@@ -42,7 +53,13 @@ export const TakeQuery = t.Object({
     t.String({ maxLength: 512, description: "Sticky session id: the same id gets the same key while that key is usable", examples: ["conv-42"] }),
   ),
   wait: t.Optional(
-    t.Numeric({ minimum: 0, maximum: 3600, description: "When no key is free, wait up to this many seconds for one (first come, first served), then 503", examples: [10] }),
+    t.Numeric({
+      minimum: 0,
+      maximum: MAX_TAKE_WAIT_SEC,
+      description: "When no key is free, wait up to this many seconds for one (first come, first served), then 503",
+      examples: [10],
+      error: `wait: expected a number of seconds from 0 to ${MAX_TAKE_WAIT_SEC}`,
+    }),
   ),
 });
 
@@ -69,7 +86,7 @@ export const ReleaseRequest = t.Object(
     error_body: t.Optional(
       t.String({ maxLength: 4096, description: "The start of the upstream's error body (≤ 4 KB): classifies the failure, e.g. insufficient_quota", examples: ['{"error":{"code":"insufficient_quota"}}'] }),
     ),
-    retry_after_sec: t.Optional(t.Number({ minimum: 0, description: "The upstream's Retry-After: replaces the first backoff rung", examples: [20] })),
+    retry_after_sec: t.Optional(t.Number({ minimum: 0, maximum: MAX_COOLDOWN_SEC, description: `The upstream's Retry-After: replaces the first backoff rung (at most ${MAX_COOLDOWN_SEC}: 7 days)`, examples: [20] })),
     // Literals, not t.UnionEnum: Elysia fills an absent optional UnionEnum with its first value.
     class: t.Optional(
       t.Union(
@@ -77,11 +94,11 @@ export const ReleaseRequest = t.Object(
         { description: "Your own verdict on the failure; wins over classification", examples: ["rate_limit"] },
       ),
     ),
-    tokens: t.Optional(t.Integer({ minimum: 0, description: "Tokens the request used, counted against the pool's tpm", examples: [1200] })),
-    input_tokens: t.Optional(t.Integer({ minimum: 0, description: "The upstream's usage: input tokens, for the key's usage and cost (input + output also count against tpm)", examples: [1000] })),
-    output_tokens: t.Optional(t.Integer({ minimum: 0, description: "The upstream's usage: output tokens", examples: [200] })),
-    cached_tokens: t.Optional(t.Integer({ minimum: 0, description: "Input tokens served from the provider's prompt cache (a part of input_tokens)", examples: [0] })),
-    cache_write_tokens: t.Optional(t.Integer({ minimum: 0, description: "Input tokens written to the provider's prompt cache (a part of input_tokens)", examples: [0] })),
+    tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "Tokens the request used, counted against the pool's tpm", examples: [1200] })),
+    input_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "The upstream's usage: input tokens, for the key's usage and cost (input + output also count against tpm)", examples: [1000] })),
+    output_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "The upstream's usage: output tokens", examples: [200] })),
+    cached_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "Input tokens served from the provider's prompt cache (a part of input_tokens)", examples: [0] })),
+    cache_write_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "Input tokens written to the provider's prompt cache (a part of input_tokens)", examples: [0] })),
     session: t.Optional(t.String({ minLength: 1, maxLength: 512, description: "The session given to /take: the usage is added to that session's totals (GET /sessions)", examples: ["conv-42"] })),
     model: t.Optional(t.String({ maxLength: 200, description: "The model used: prices the usage from the config's prices", examples: ["gpt-4o-mini"] })),
   },

@@ -1,7 +1,7 @@
 import { Elysia, t } from "elysia";
 import type { BrokerService } from "./broker-service";
 import type { CompatService } from "./compat-service";
-import { PoolQuery, StatusBody, errors } from "./schemas";
+import { PoolQuery, StatusBody, errors, listLimit } from "./schemas";
 
 const ratio = (description: string) => t.Union([t.Number(), t.Null()], { description });
 
@@ -63,7 +63,7 @@ export function statusRoutes(broker: BrokerService, compat?: CompatService) {
     .get("/sessions", ({ query }) => broker.sessions(query.pool || undefined, query.limit), {
       query: t.Object({
         pool: t.Optional(t.String({ maxLength: 64, description: "Pool name; may be left out with one pool, or one named default", examples: ["default"] })),
-        limit: t.Optional(t.Numeric({ minimum: 1, maximum: 1000, multipleOf: 1, description: "At most this many sessions (default 20)" })),
+        limit: t.Optional(listLimit("At most this many sessions (default 20)")),
       }),
       response: { 200: SessionsBody, ...errors(400, 401, 404) },
       detail: {

@@ -9,6 +9,7 @@
  * ```
  */
 import { resolve } from "node:path";
+import { MAX_WEIGHT, MIN_WEIGHT } from "../pool/bounds";
 import { findConfig } from "../config/find-config";
 import { loadConfig, readConfigTree } from "../config/load";
 import { deriveKeyId } from "../config/tokens-file";
@@ -177,7 +178,13 @@ function configFromKeys(options: OpenPoolOptions): Config {
     if (typeof spec.token !== "string" || spec.token === "") throw new DomainError("BAD_REQUEST", `keys[${index}]: the token is empty`);
     if (seen.has(spec.token)) throw new DomainError("BAD_REQUEST", `keys[${index}]: the same token is given twice — remove one`);
     seen.add(spec.token);
-    return { id: spec.id ?? deriveKeyId(spec.token), token: spec.token, weight: spec.weight ?? 1 };
+    const weight = spec.weight ?? 1;
+    // NaN fails both comparisons, so it is refused too.
+    if (!(weight >= MIN_WEIGHT && weight <= MAX_WEIGHT)) {
+      const range = `between ${MIN_WEIGHT} and ${MAX_WEIGHT}`;
+      throw new DomainError("BAD_REQUEST", `keys[${index}].weight: expected a number ${range}`);
+    }
+    return { id: spec.id ?? deriveKeyId(spec.token), token: spec.token, weight };
   });
   const body: Record<string, unknown> = { cooldown_sec: options.cooldownSec ?? 0 };
   if (options.rotation !== undefined) body.rotation = options.rotation;

@@ -1,3 +1,5 @@
+import { MAX_REMAINING } from "../pool/bounds";
+
 export interface RemainingQuota {
   /** What is counted: `requests`, `tokens`, `input_tokens`, `output_tokens`, … */
   kind: string;
@@ -20,7 +22,9 @@ export function remainingQuotas(headers: Headers): RemainingQuota[] {
       const kind = (m[1] ?? "requests").replaceAll("-", "_");
       const value = Number.parseFloat(raw);
       // Label values come from the upstream: only short, plain kinds become series.
-      if (KIND.test(kind) && Number.isFinite(value) && value >= 0) found.push({ kind, value });
+      if (KIND.test(kind) && Number.isFinite(value) && value >= 0) {
+        found.push({ kind, value: Math.min(value, MAX_REMAINING) });
+      }
       break;
     }
   }

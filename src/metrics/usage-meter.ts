@@ -1,3 +1,5 @@
+import { MAX_REQUEST_TOKENS, clampCount } from "../pool/bounds";
+
 export interface TokenUsage {
   /** Every prompt token: read from the prompt cache, written to it, or neither. */
   input: number;
@@ -119,7 +121,7 @@ class Tally {
     if (this.input < 0 && this.output < 0) return undefined;
     const read = Math.max(0, this.cacheRead);
     const write = Math.max(0, this.cacheWrite);
-    const input = Math.max(0, this.input) + (this.cacheApart ? read + write : 0);
+    const input = Math.min(MAX_REQUEST_TOKENS, Math.max(0, this.input) + (this.cacheApart ? read + write : 0));
     const usage: TokenUsage = { input, output: Math.max(0, this.output) };
     if (this.cacheRead >= 0) usage.cached = read;
     if (this.cacheWrite >= 0) usage.cacheWrite = write;
@@ -149,8 +151,10 @@ class Tally {
   }
 }
 
+/** The first count given, as a whole number no larger than one request can use: the upstream's body is not trusted. */
 function firstCount(...values: unknown[]): number | undefined {
-  return values.find((v): v is number => typeof v === "number" && Number.isFinite(v) && v >= 0);
+  const found = values.find((v): v is number => typeof v === "number" && Number.isFinite(v) && v >= 0);
+  return found === undefined ? undefined : clampCount(found, MAX_REQUEST_TOKENS);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -7,6 +7,7 @@
  */
 
 import { DEFAULT_LADDERS, type Ladders, backoffMs } from "./backoff";
+import { MAX_COOLDOWN_MS, clampCooldownMs } from "./bounds";
 import { type ClassifyRule, type FailureClass, classifyFailure } from "./classify";
 import type { TokenCounts } from "./pricing";
 import type { RateLimitBudget } from "./rate-limit-headers";
@@ -127,7 +128,8 @@ const AUTH_STATUSES = new Set([401, 403]);
 /** The rest a take imposes: the key is not handed out again until it ends. */
 export function afterTake(key: KeyCondition, policy: RestPolicy, now: number): KeyCondition {
   if (policy.cooldownSec <= 0) return key;
-  return { ...key, readyAt: Math.max(key.readyAt, now + policy.cooldownSec * 1000), reason: "resting after take" };
+  const readyAt = Math.max(key.readyAt, now + clampCooldownMs(policy.cooldownSec * 1000));
+  return { ...key, readyAt, reason: "resting after take" };
 }
 
 /**
@@ -135,6 +137,7 @@ export function afterTake(key: KeyCondition, policy: RestPolicy, now: number): K
  * caller gave a class) and rests the key on its class's ladder. A rest already set is never
  * shortened: a key that failed while resting keeps the longer of the two rests.
  * `random` jitters ladder rests (see backoffMs); tests pass `() => 0` for exact rests.
+ * No rest is longer than MAX_COOLDOWN_MS, whatever the caller or the upstream asked for.
  */
 export function afterOutcome(
   key: KeyCondition & Partial<LadderPosition>,
@@ -151,6 +154,7 @@ export function afterOutcome(
   }
   const cls = outcome.class ?? classifyFailure(outcome, policy.classify);
   if (outcome.verdict) return afterVerdict(key, ladder, outcome.verdict, cls, now);
+  const retryAfterMs = outcome.retryAfterMs === undefined ? undefined : clampCooldownMs(outcome.retryAfterMs);
   const what = describeFailure(outcome);
   // Never the key's fault (a prompt too long, a malformed request): nothing changes.
   if (cls === "client") return { ...condition, ...ladder, class: cls };
@@ -158,7 +162,7 @@ export function afterOutcome(
   // Out until a probe or an operator says otherwise: a rest would turn that into a timed wait.
   if (!isTakeable(key)) return { ...condition, ...ladder, class: cls };
   if (cls === undefined) {
-    const restMs = Math.max(policy.cooldownSec * 1000, outcome.retryAfterMs ?? 0);
+    const restMs = clampCooldownMs(Math.max(policy.cooldownSec * 1000, retryAfterMs ?? 0));
     const readyAt = restMs > 0 ? Math.max(key.readyAt, now + restMs) : key.readyAt;
     return { ...condition, ...ladder, readyAt, reason: readyAt > now ? `cooling after ${what}` : `failed (${what})` };
   }
@@ -166,8 +170,8 @@ export function afterOutcome(
   const rung = sameEpisode ? ladder.rung : ladder.failClass === cls ? ladder.rung + 1 : 1;
   const ladderOf = (policy.ladders ?? DEFAULT_LADDERS)[cls];
   // A failure of a request already in flight when the rung began only honours a longer Retry-After.
-  const earned = sameEpisode ? (outcome.retryAfterMs ?? 0) : backoffMs(ladderOf, rung, random, outcome.retryAfterMs);
-  const restMs = Math.max(earned, outcome.minRestMs ?? 0);
+  const earned = sameEpisode ? (retryAfterMs ?? 0) : backoffMs(ladderOf, rung, random, retryAfterMs);
+  const restMs = clampCooldownMs(Math.max(earned, outcome.minRestMs ?? 0));
   const readyAt = Math.max(key.readyAt, now + restMs);
   const failUntil = Math.max(sameEpisode ? ladder.failUntil : 0, now + restMs);
   return {
@@ -206,7 +210,7 @@ function quarantine(what: string, policy: RestPolicy, now: number): KeyCondition
   if (policy.quarantineSec === undefined) {
     return { health: "quarantined", readyAt: 0, reason: `auth failure (${what}); waiting for a health check` };
   }
-  const readyAt = now + Math.max(1, policy.quarantineSec) * 1000;
+  const readyAt = now + clampCooldownMs(Math.max(1, policy.quarantineSec) * 1000);
   return { health: "quarantined", readyAt, reason: `auth failure (${what}); no health check, retried after quarantine_sec` };
 }
 
@@ -226,8 +230,9 @@ function describeFailure(outcome: Outcome): string {
  * that are out for another reason (quarantined, dead, disabled) as they are.
  */
 export function restUntil(key: KeyCondition, until: number, reason: string, now: number): KeyCondition {
-  if (!isTakeableHealth(key.health) || until <= now || until <= key.readyAt) return key;
-  return { ...key, readyAt: until, reason };
+  const bounded = Math.min(until, now + MAX_COOLDOWN_MS);
+  if (!isTakeableHealth(key.health) || bounded <= now || bounded <= key.readyAt) return key;
+  return { ...key, readyAt: bounded, reason };
 }
 
 /** `45s`, `5m`, `1h 30m`: rests as /status reasons show them. */
@@ -282,7 +287,7 @@ export function afterCheck(
   }
   if (check.status === 429) {
     const restSec = check.retryAfterSec ?? policy.cooldownSec;
-    const readyAt = Math.max(key.readyAt, now + restSec * 1000);
+    const readyAt = Math.max(key.readyAt, now + clampCooldownMs(restSec * 1000));
     return { condition: { ...key, readyAt, reason: `health check: ${check.reason}` }, consecutiveFailures };
   }
   const failures = consecutiveFailures + 1;

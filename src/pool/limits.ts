@@ -4,6 +4,8 @@
  * window closes, so the store's ordinary "ready_at" skip is all it takes to honour it.
  */
 
+import { MAX_REQUEST_TOKENS, clampCount } from "./bounds";
+
 export interface KeyLimits {
   rpm?: number;
   tpm?: number;
@@ -62,7 +64,7 @@ export function countRequest(w: UsageWindows, limits: KeyLimits, now: number): {
 /** Counts tokens a finished request used; at `tpm`, the key rests until the minute window closes. */
 export function countTokens(w: UsageWindows, tokens: number, limits: KeyLimits, now: number): { windows: UsageWindows; rest?: LimitRest } {
   const c = current(w, now);
-  const windows = { ...c, minuteTokens: c.minuteTokens + Math.max(0, Math.round(tokens)) };
+  const windows = { ...c, minuteTokens: c.minuteTokens + clampCount(Math.round(tokens), MAX_REQUEST_TOKENS) };
   if (limits.tpm === undefined || windows.minuteTokens < limits.tpm) return { windows };
   return { windows, rest: { until: windows.minuteStart + MINUTE_MS, reason: `tpm limit (${limits.tpm}) reached; resting until the minute window closes` } };
 }

@@ -3,7 +3,10 @@
  * OpenAI `x-ratelimit-{remaining,reset}-{requests,tokens}` (resets as durations like `6m0s`) and
  * Anthropic `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{remaining,reset}`
  * (resets as RFC 3339 times). Pure: the caller passes the time the response arrived.
+ * What the upstream says is clamped: counts to [0, MAX_REMAINING], resets to at most MAX_COOLDOWN_MS ahead.
  */
+
+import { MAX_COOLDOWN_MS, MAX_REMAINING, clamp, clampCount } from "./bounds";
 
 export interface RateLimitBudget {
   /** Requests left in the current window. */
@@ -51,10 +54,11 @@ function reading(headers: HeaderSource, kind: string, now: number): Reading {
   let resetAt: number | undefined;
   if (openaiReset !== null) {
     const ms = parseDuration(openaiReset);
-    resetAt = ms === undefined ? undefined : now + ms;
+    resetAt = ms === undefined ? undefined : now + Math.min(ms, MAX_COOLDOWN_MS);
   } else if (anthropicReset !== null) {
     const at = Date.parse(anthropicReset.trim());
-    resetAt = Number.isNaN(at) ? undefined : at;
+    // A reset in the past is kept as it is (the budget is full again); one far ahead is not trusted.
+    resetAt = Number.isNaN(at) ? undefined : clamp(at, 0, now + MAX_COOLDOWN_MS);
   }
   return { remaining, resetAt };
 }
@@ -62,18 +66,24 @@ function reading(headers: HeaderSource, kind: string, now: number): Reading {
 function count(value: string | null): number | undefined {
   const text = value?.trim();
   if (!text || !/^\d+(\.\d+)?$/.test(text)) return undefined;
-  return Math.floor(Number(text));
+  return clampCount(Number(text), MAX_REMAINING);
 }
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** A Go-style duration (`20ms`, `1s`, `6m0s`, `1h2m3.5s`) or a bare number of seconds, in ms. */
+/** A Go-style duration (`20ms`, `1s`, `6m0s`, `1h2m3.5s`) or a bare number of seconds, in ms; not bounded. */
 export function parseDuration(value: string): number | undefined {
   const text = value.trim();
-  if (/^\d+(\.\d+)?$/.test(text)) return Math.ceil(Number(text) * 1000);
-  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) return undefined;
-  let ms = 0;
-  for (const [, amount, , unit] of text.matchAll(/(\d+(\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(amount) * UNIT_MS[unit!]!;
+  let ms: number;
+  if (/^\d+(\.\d+)?$/.test(text)) ms = Number(text) * 1000;
+  else if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) return undefined;
+  else {
+    ms = 0;
+    for (const [, amount, , unit] of text.matchAll(/(\d+(\.\d+)?)(ms|s|m|h|d)/g)) {
+      ms += Number(amount) * UNIT_MS[unit!]!;
+    }
+  }
+  // May be huge, even Infinity (hundreds of digits): callers hold it to a bound.
   return Math.ceil(ms);
 }
 

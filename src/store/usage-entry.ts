@@ -1,3 +1,4 @@
+import { MAX_REQUEST_TOKENS, clampCount } from "../pool/bounds";
 import { FAILURE_BUCKETS, type FailureBucket, type UsageTotals, emptyUsage } from "../pool/usage";
 import type { TokenCounts } from "../pool/pricing";
 
@@ -32,16 +33,17 @@ export function usageIncrements(entry: UsageEntry): number[] {
     usageCount(entry.tokens?.output),
     usageCount(entry.tokens?.cached),
     usageCount(entry.tokens?.cacheWrite),
-    entry.costMicros,
+    // From prices ≤ MAX_PRICE_PER_MTOK and counts ≤ MAX_REQUEST_TOKENS it is finite; NaN would still break a sum.
+    Number.isFinite(entry.costMicros) ? Math.max(0, entry.costMicros) : 0,
   ];
 }
 
 /** A usage row as either store reads it back: the key plus one number per counting column. */
 export type UsageRow = { pool: string; key_id: string } & Record<string, number>;
 
-/** A count as stored: whole, finite and never negative. */
+/** A count as stored: whole, finite, never negative, and no more than one request can use. */
 export function usageCount(n: number | undefined): number {
-  return n === undefined || !Number.isFinite(n) ? 0 : Math.max(0, Math.round(n));
+  return n === undefined || !Number.isFinite(n) ? 0 : clampCount(Math.round(n), MAX_REQUEST_TOKENS);
 }
 
 /** The domain totals of a usage row. */

@@ -47,7 +47,7 @@ describe("prices in config", () => {
   it("reads a top-level table and names every mistake", () => {
     expect(issues('prices:\n  gpt-4o-mini: { input_per_mtok: 0.15, output_per_mtok: 0.6 }\n')).toEqual([]);
     expect(issues('prices:\n  m: { input_per_mtok: -1, ouput_per_mtok: 2 }\n  n: 3\n')).toEqual([
-      "prices.m.input_per_mtok: expected a number of USD ≥ 0, got -1",
+      "prices.m.input_per_mtok: expected a number of USD ≥ 0 and ≤ 1000000, got -1",
       "prices.m.ouput_per_mtok: unknown key (allowed here: input_per_mtok, output_per_mtok — USD per million tokens)",
       "prices.n: expected { input_per_mtok, output_per_mtok }, got 3",
     ]);

@@ -5,6 +5,7 @@ import { loadConfig } from "../../config/load";
 import { formatTable } from "../_table";
 import { configArg, jsonArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
+import { MAX_DURATION_SEC } from "../../pool/bounds";
 
 const test = defineCommand({
   meta: { name: "test", description: "Send a sample alert to every webhook under alerts: and show what each answered" },
@@ -20,7 +21,10 @@ const test = defineCommand({
       throw new CliExit(EXIT.usage, `${args.config} has no alerts.webhooks — add one, e.g. alerts: { webhooks: [{ url: https://…, format: json }] }`);
     }
     const timeoutSec = args.timeout === undefined ? DEFAULT_TIMEOUT_MS / 1000 : Number(args.timeout);
-    if (!Number.isFinite(timeoutSec) || timeoutSec <= 0) throw new CliExit(EXIT.usage, `--timeout expects a number of seconds > 0, got "${args.timeout}"`);
+    if (!Number.isFinite(timeoutSec) || timeoutSec <= 0 || timeoutSec > MAX_DURATION_SEC) {
+      const range = `> 0 and ≤ ${MAX_DURATION_SEC}`;
+      throw new CliExit(EXIT.usage, `--timeout expects a number of seconds ${range}, got "${args.timeout}"`);
+    }
     const alert = sampleAlert(Object.keys(config.pools)[0] ?? "default", Date.now());
     // One attempt each, no retries: the point is to see the answer now.
     const results = await Promise.all(

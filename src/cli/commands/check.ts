@@ -6,6 +6,7 @@ import { maskToken } from "../../pool/mask";
 import { renderJUnit } from "../junit";
 import { configArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
+import { MAX_KEY_LIMIT, MAX_SMALL_COUNT } from "../../pool/bounds";
 
 export default defineCommand({
   meta: {
@@ -23,8 +24,8 @@ export default defineCommand({
   },
   async run({ args }) {
     const format = formatOf(args.format, args.json);
-    const minLive = integerFlag("--min-live", args["min-live"], 0);
-    const concurrency = integerFlag("--concurrency", args.concurrency, 1);
+    const minLive = integerFlag("--min-live", args["min-live"], 0, MAX_KEY_LIMIT);
+    const concurrency = integerFlag("--concurrency", args.concurrency, 1, MAX_SMALL_COUNT);
     const config = loadConfig(args.config);
     const targets = selectTargets(config, args.pool);
 
@@ -58,10 +59,10 @@ function formatOf(format: string | undefined, json: boolean | undefined): (typeo
   return format as (typeof FORMATS)[number];
 }
 
-function integerFlag(name: string, value: string, min: number): number {
+function integerFlag(name: string, value: string, min: number, max: number): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n < min) {
-    throw new CliExit(EXIT.usage, `${name} must be a whole number of at least ${min}, got "${value}"`);
+  if (!/^\d+$/.test(value.trim()) || n < min || n > max) {
+    throw new CliExit(EXIT.usage, `${name} must be a whole number from ${min} to ${max}, got "${value}"`);
   }
   return n;
 }

@@ -4,6 +4,7 @@ import { findConfig } from "../../config/find-config";
 import { localUrlOf } from "../_client";
 import { configOrEnvArg } from "../_shared";
 import { EXIT } from "../exit";
+import { MAX_DURATION_SEC } from "../../pool/bounds";
 
 const DEFAULT_URL = "http://127.0.0.1:8787";
 
@@ -23,7 +24,9 @@ export default defineCommand({
     const timeoutSec = Number(args.timeout ?? 5);
     const url = `${base.replace(/\/$/, "")}/health`;
     try {
-      const response = await fetch(url, { signal: AbortSignal.timeout((timeoutSec > 0 ? timeoutSec : 5) * 1000) });
+      // Out of range (Infinity makes AbortSignal.timeout throw) is the default, as a bad value always was.
+      const bounded = timeoutSec > 0 && timeoutSec <= MAX_DURATION_SEC ? timeoutSec : 5;
+      const response = await fetch(url, { signal: AbortSignal.timeout(bounded * 1000) });
       await response.body?.cancel().catch(() => {});
       if (response.status === 200) {
         console.log(`ok: ${url}`);

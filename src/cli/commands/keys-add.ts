@@ -3,6 +3,7 @@ import { callDaemon, failFromResponse, resolveDaemon } from "../_client";
 import { type AdminKey, formatKey, keyPath } from "../_key-admin";
 import { daemonArgs, jsonArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
+import { MAX_KEY_LIMIT, MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../../pool/bounds";
 
 const LIMIT_FLAGS = { "max-concurrency": "max_concurrency", rpm: "rpm", tpm: "tpm", "daily-requests": "daily_requests" } as const;
 
@@ -30,13 +31,13 @@ export default defineCommand({
     const limits: Record<string, number> = {};
     for (const [flag, field] of Object.entries(LIMIT_FLAGS)) {
       const value = args[flag as keyof typeof LIMIT_FLAGS];
-      if (value !== undefined) limits[field] = positiveNumber(value, `--${flag}`, true);
+      if (value !== undefined) limits[field] = boundedNumber(value, `--${flag}`, LIMIT_RANGE);
     }
     const body = {
       token,
       id: args.id,
       group: args.group,
-      weight: args.weight === undefined ? undefined : positiveNumber(args.weight, "--weight", false),
+      weight: args.weight === undefined ? undefined : boundedNumber(args.weight, "--weight", WEIGHT_RANGE),
       limits: Object.keys(limits).length > 0 ? limits : undefined,
     };
     const result = await callDaemon(resolveDaemon(args), "POST", keyPath(args.pool), body);
@@ -59,10 +60,21 @@ async function readToken(fromStdin: boolean | undefined, variable: string | unde
   return token;
 }
 
-function positiveNumber(value: string, flag: string, integer: boolean): number {
-  const n = Number(value);
-  if (value === "" || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
-    throw new CliExit(EXIT.usage, `${flag} takes a ${integer ? "whole " : ""}number greater than 0, got "${value}"`);
+interface Range {
+  min: number;
+  max: number;
+  integer: boolean;
+}
+
+const LIMIT_RANGE: Range = { min: 1, max: MAX_KEY_LIMIT, integer: true };
+const WEIGHT_RANGE: Range = { min: MIN_WEIGHT, max: MAX_WEIGHT, integer: false };
+
+/** The daemon refuses the same ranges; saying so here names the flag rather than the JSON field. */
+function boundedNumber(value: string, flag: string, range: Range): number {
+  const n = parseDecimal(value);
+  if (n === undefined || n < range.min || n > range.max || (range.integer && !Number.isInteger(n))) {
+    const what = `${range.integer ? "whole " : ""}number from ${range.min} to ${range.max}`;
+    throw new CliExit(EXIT.usage, `${flag} takes a ${what}, got "${value}"`);
   }
   return n;
 }

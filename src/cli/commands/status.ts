@@ -4,6 +4,7 @@ import { callDaemon, type DaemonTarget, failFromResponse, resolveDaemon } from "
 import { daemonArgs, jsonArg } from "../_shared";
 import { type CellPainter, formatTable } from "../_table";
 import { CliExit, EXIT } from "../exit";
+import { MAX_DURATION_SEC } from "../../pool/bounds";
 
 const DEFAULT_WATCH_SEC = 2;
 
@@ -101,8 +102,10 @@ async function fetchStatus(target: DaemonTarget, path: string, options: { tolera
 function watchSeconds(value: string): number {
   if (value === "" || value.startsWith("-")) return DEFAULT_WATCH_SEC;
   const seconds = Number(value);
-  if (!Number.isFinite(seconds) || seconds <= 0) {
-    throw new CliExit(EXIT.usage, `--watch takes a number of seconds greater than 0, got "${value}" (e.g. --watch 5)`);
+  // Past setTimeout's range the timer fires at once: a "weekly" refresh would redraw as fast as it can.
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_DURATION_SEC) {
+    const range = `greater than 0 and at most ${MAX_DURATION_SEC}`;
+    throw new CliExit(EXIT.usage, `--watch takes a number of seconds ${range}, got "${value}" (e.g. --watch 5)`);
   }
   return seconds;
 }

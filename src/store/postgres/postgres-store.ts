@@ -64,6 +64,7 @@ import { PostgresUsageLedger } from "./_usage-ledger";
 import { SecretVault } from "../secret-vault";
 import { rewrapVault, verifyVault } from "./_vault";
 import { MIGRATIONS } from "./migrations";
+import { repairStatements } from "../stored-bounds";
 
 export interface PostgresStoreOptions extends ConnectionOptions {
   clock: Clock;
@@ -192,6 +193,8 @@ export class PostgresStore implements PoolStore {
   private async migrate(): Promise<void> {
     await this.sql.begin(async (tx) => {
       await migrateSchema(tx);
+      // Values an older keypool (or a hand edit) stored out of range are put back in range: see stored-bounds.
+      for (const statement of repairStatements("postgres", this.clock.now())) await tx.unsafe(statement);
       await verifyVault(tx, this.vault);
     });
   }

@@ -60,6 +60,7 @@ import type {
 } from "../types";
 import type { TokenCipher } from "../token-cipher";
 import { MIGRATIONS } from "./migrations";
+import { repairStatements } from "../stored-bounds";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
 import { type AdminColumns, ladderOf, limitsOf, overridesOf, type PolicyColumns, remainingOf, windowsOf } from "../key-columns";
 import { AdminWrites } from "./_key-admin";
@@ -154,6 +155,7 @@ export class SqliteStore implements PoolStore {
     this.failuresToDead = options.failuresToDead ?? 3;
     this.db = openDatabase(options.path, options.busyTimeoutMs ?? 5000);
     migrate(this.db);
+    repairBounds(this.db, this.clock.now());
     this.vault = new SecretVault(options.cipher, `the state file ${options.path}`);
     try {
       verifyVault(this.db, this.vault);
@@ -889,6 +891,14 @@ function migrate(db: Database): void {
   });
   // IMMEDIATE so two processes starting on a fresh file do not both try to create the tables.
   apply.immediate();
+}
+
+/** Puts values an older keypool (or a hand edit) stored out of range back in range: see stored-bounds. */
+function repairBounds(db: Database, now: number): void {
+  const statements = repairStatements("sqlite", now);
+  db.transaction(() => {
+    for (const sql of statements) db.run(sql);
+  }).immediate();
 }
 
 /**
