@@ -60,7 +60,7 @@ describe("poolctl's config keys, with poolctl's meaning", () => {
   it("reads cooldown_sec: -1, poolctl's \"no rest\", as 0", () => {
     const { config } = load("tokens_file: tokens.txt\ncooldown_sec: -1\nupstream:\n  cooldown_sec: -1\n");
     expect([config.pools.default!.cooldownSec, config.pools.default!.upstream?.cooldownSec]).toEqual([0, 0]);
-    expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: -2\n")).toEqual(["cooldown_sec: expected a number of seconds ≥ 0, got -2"]);
+    expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: -2\n")).toEqual(["cooldown_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -2"]);
   });
 
   it("keeps its own state beside a JSON state_file, which it only reads", () => {

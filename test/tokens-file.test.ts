@@ -46,7 +46,7 @@ describe("parseTokensFile", () => {
     const base64 = "c2stbGl2ZS0wMTIzNDU2Nzg5YWJjZGVm=";
     const text = [`a,sk-good-00000000000001,${refresh}`, `b,sk-good-00000000000002,1,${base64}`, "c,sk-good-00000000000003,1,colour=red"].join("\n");
     expect(issuesOf(text)).toEqual([
-      "keys.txt:1: weight is not a positive number",
+      "keys.txt:1: weight is not a number between 0.001 and 1000 — write a decimal such as 1, 2 or 0.5",
       "keys.txt:2: this field is not understood — after the weight only group=NAME and refresh_token=VALUE are allowed",
       'keys.txt:3: "colour" is not understood — after the weight only group=NAME and refresh_token=VALUE are allowed',
     ]);

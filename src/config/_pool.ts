@@ -79,8 +79,8 @@ function readCooldown(s: Section): number | undefined {
 /** A token pasted into a wrong field elsewhere in the config must not come back in that field's message. */
 function keepSecretsOutOfMessages(s: Section, keys: readonly KeySpec[]): void {
   for (const key of keys) {
-    s.issues.redact(key.token, `(the token of key "${key.id}")`);
-    if (key.refreshToken) s.issues.redact(key.refreshToken, `(the refresh token of key "${key.id}")`);
+    s.issues.redact(key.token, `(the token of key ${key.id})`);
+    if (key.refreshToken) s.issues.redact(key.refreshToken, `(the refresh token of key ${key.id})`);
   }
 }
 
