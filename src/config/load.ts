@@ -8,7 +8,15 @@ import { POOL_KEYS, describeFsError, readPool } from "./_pool";
 import { checkFallbacks } from "./_routing";
 import { ConfigError } from "./errors";
 import { interpolateEnv } from "./interpolate";
-import { type Config, type KeySpec, LOG_FORMATS, LOG_LEVELS, type PoolConfig } from "./types";
+import {
+  type Config,
+  type KeySpec,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  MAX_IDLE_TIMEOUT_SEC,
+  MAX_MAX_CONNECTIONS,
+  type PoolConfig,
+} from "./types";
 
 type Env = Record<string, string | undefined>;
 
@@ -141,9 +149,22 @@ function readPostgres(s: Section): NonNullable<Config["store"]>["postgres"] {
 
 function readServer(s: Section): Config["server"] {
   const { host, port } = readAddr(s, "addr", "127.0.0.1:8787");
-  const server = { host, port, apiKey: s.string("api_key") };
+  const server: Config["server"] = { host, port, apiKey: s.string("api_key") };
+  // Set only when given, so a config that leaves them out reads the same as before they existed.
+  const idleTimeoutSec = boundedInteger(s, "idle_timeout_sec", 1, MAX_IDLE_TIMEOUT_SEC, "seconds");
+  const maxConnections = boundedInteger(s, "max_connections", 1, MAX_MAX_CONNECTIONS, "connections");
+  if (idleTimeoutSec !== undefined) server.idleTimeoutSec = idleTimeoutSec;
+  if (maxConnections !== undefined) server.maxConnections = maxConnections;
   s.done();
   return server;
+}
+
+/** A whole number in [min, max]; out of range is a config mistake that names the range. */
+function boundedInteger(s: Section, key: string, min: number, max: number, unit: string): number | undefined {
+  const value = s.number(key, { min, integer: true, unit });
+  if (value === undefined || value <= max) return value;
+  s.issues.add(s.keyPath(key), `expected a whole number of ${unit} from ${min} to ${max}, got ${value}`);
+  return undefined;
 }
 
 function readLog(s: Section): Config["log"] {

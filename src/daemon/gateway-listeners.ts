@@ -2,7 +2,9 @@ import type { Server } from "bun";
 import { parseAddr } from "../config/addr";
 import { listenError } from "./listen-error";
 import { fallbackChain } from "../config/fallback";
-import type { Config } from "../config/types";
+import { type Config, DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS } from "../config/types";
+import { gatewayError } from "../gateway/errors";
+import { busyMessage, connectionCap } from "../http/connection-cap";
 import { createGateway } from "../gateway/gateway";
 import type { RetryBudget } from "../gateway/retry-budget";
 import { buildRoute, type GatewayRoute, type GatewayTarget } from "../gateway/route";
@@ -69,8 +71,11 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
   // Outlives the handlers a reload replaces: a reload must not hand out a fresh retry allowance.
   const retryBudgets = new Map<string, RetryBudget>();
 
+  // Both are read once: they shape the listeners, which a reload does not rebuild.
+  const idleTimeoutSec = config.server.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC;
+  const maxConnections = config.server.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const install = (groups: Map<string, GatewayRoute[]>) => {
-    for (const [listen, routes] of groups) handlers.set(listen, createGateway({ ...deps, routes, retryBudgets }));
+    for (const [listen, routes] of groups) handlers.set(listen, createGateway({ ...deps, routes, retryBudgets, idleTimeoutSec }));
   };
   const groups = routesByListener(config, mode);
   install(groups);
@@ -79,16 +84,21 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
     // Validated when the config was loaded.
     const { host, port } = parseAddr(listen)!;
     let server: Server<unknown>;
+    const overCap = connectionCap(`gateway ${listen}`, maxConnections, deps.logger);
     try {
       server = Bun.serve({
         hostname: host,
         port,
-        // Long streams may sit idle for minutes between events; the socket must not be reaped.
-        idleTimeout: 0,
+        // Reaps idle keep-alive connections; the gateway turns it off for a request while it waits on
+        // a key or on the upstream, so long streams that sit idle between events are not cut.
+        idleTimeout: idleTimeoutSec,
         // The gateway enforces max_body_bytes itself, by Content-Length and while reading, and answers
         // with an OpenAI-shaped 413. Bun's own limit would answer an empty 413 before the handler runs.
         maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-        fetch: (request, srv) => handlers.get(listen)!(request, srv),
+        fetch: (request, srv) =>
+          overCap(srv)
+            ? gatewayError(503, "server_busy", busyMessage(maxConnections), { "retry-after": "1", connection: "close" })
+            : handlers.get(listen)!(request, srv),
       });
     } catch (error) {
       // Listeners bound before this one must not outlive the failed start.

@@ -14,6 +14,8 @@ import { errorResponse, toErrorResponse } from "./errors";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "./_json-depth";
 import { DomainError } from "../pool/errors";
 import { eventsRoutes } from "./events-routes";
+import { busyMessage, connectionCap } from "./connection-cap";
+import { DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS } from "../config/types";
 import type { KeyAdminService } from "./key-admin-service";
 import { metricsRoutes } from "./metrics-routes";
 import { statusRoutes } from "./status-routes";
@@ -34,6 +36,8 @@ export interface ApiDeps {
   compat?: CompatService;
   /** With it, the app also serves key administration and usage: /pools, /pools/:pool/keys, /pools/:pool/usage. */
   keyAdmin?: KeyAdminService;
+  /** server.idle_timeout_sec and server.max_connections of the listener the app is served on. */
+  listener?: { idleTimeoutSec?: number; maxConnections?: number };
 }
 
 // Routes anyone may call, even when server.api_key is set: /metrics is scraped without credentials,
@@ -43,11 +47,14 @@ const PUBLIC_PATHS = new Set(["/health", "/metrics", "/ui", ...DOCS_PATHS]);
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
   const refusal = createRequestGuard(deps.apiKey);
+  const maxConnections = deps.listener?.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const overCap = connectionCap("api", maxConnections, deps.logger);
   return new Elysia({ name: "keypool-api", normalize: false })
     // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
     // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
     // So the hook stays this small, and returns the refusal by name.
-    .onRequest(function guardRequest({ request }) {
+    .onRequest(function guardRequest({ request, server }) {
+      if (overCap(server)) return errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { "retry-after": "1", connection: "close" });
       const refused = refusal(request);
       if (refused) return refused;
     })
@@ -66,7 +73,7 @@ export function createApiApp(deps: ApiDeps) {
       response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }) },
       detail: { summary: "Liveness; never needs auth", tags: ["status"], security: [] },
     })
-    .use(brokerRoutes(deps.broker))
+    .use(brokerRoutes(deps.broker, deps.listener?.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC))
     .use(statusRoutes(deps.broker))
     .use(eventsRoutes(deps.broker))
     .use(adminRoutes(deps.reload))

@@ -16,6 +16,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   KEY_OWNED_BY_ENV: 409,
   KEY_EXISTS: 409,
   STORE_UNAVAILABLE: 503,
+  SERVER_BUSY: 503,
 };
 
 export function errorResponse(code: ErrorCode | "INTERNAL", message: string, status: number, headers: Record<string, string> = {}): Response {

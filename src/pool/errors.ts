@@ -16,7 +16,9 @@ export type ErrorCode =
   /** The admin API was asked to add a key whose id or token the pool already has. */
   | "KEY_EXISTS"
   /** The shared store (PostgreSQL) cannot be reached or did not answer in time; the daemon keeps running and recovers by itself. */
-  | "STORE_UNAVAILABLE";
+  | "STORE_UNAVAILABLE"
+  /** A listener is serving server.max_connections requests already; this one is turned away. */
+  | "SERVER_BUSY";
 
 export class DomainError extends Error {
   constructor(
