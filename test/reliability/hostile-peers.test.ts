@@ -1,0 +1,164 @@
+/**
+ * Issue 16, class 2: the process stays within bounds under hostile peers. Idle connections are
+ * reaped on every listener, a listener at server.max_connections refuses more (and says so in the
+ * log) while the others keep answering, and an upstream's error body is read only up to a cap: the
+ * rest is never pulled, and the upstream's connection is closed.
+ *
+ * Memory under 500 idle clients and a 300 MB error body is measured by `bun run bench:hostile`.
+ */
+import { describe, expect, it } from "bun:test";
+import { MAX_KEPT_ERROR_BODY } from "../../src/gateway/gateway";
+import { startGateway } from "../helpers/gateway-harness";
+import { canary, leaksOf } from "./_canary";
+
+const LEAK = canary("peers");
+const MB = 1024 * 1024;
+
+/** A raw keep-alive connection: sends `request` (if any) and resolves `closed` when the server closes it. */
+async function keepAliveConnection(url: string, request?: string) {
+  const { hostname, port } = new URL(url);
+  const closed = Promise.withResolvers<string>();
+  let received = "";
+  const socket = await Bun.connect({
+    hostname,
+    port: Number(port),
+    socket: {
+      data: (_s, data) => void (received += data.toString("latin1")),
+      close: () => closed.resolve(received),
+      error: (_s, error) => closed.reject(error),
+    },
+  });
+  if (request) socket.write(request);
+  return { closed: closed.promise, end: () => socket.terminate() };
+}
+
+const GET = (path: string) => `GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`;
+
+/** An upstream body of `total` bytes made on demand, counting what was pulled and whether it was cancelled. */
+function hugeBody(total: number) {
+  const chunk = new Uint8Array(64 * 1024).fill("e".charCodeAt(0));
+  const state = { produced: 0, cancelled: Promise.withResolvers<void>() };
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (state.produced >= total) return controller.close();
+      state.produced += chunk.length;
+      controller.enqueue(chunk);
+    },
+    cancel() {
+      state.cancelled.resolve();
+    },
+  });
+  return { stream, state };
+}
+
+describe("idle connections", () => {
+  it("are closed after server.idle_timeout_sec on the gateway and the API, once their answer is complete", async () => {
+    await using gw = await startGateway({
+      handler: () => Response.json({ ok: true }),
+      config: (url) => ({
+        tokens_file: "tokens.txt",
+        state_file: "state.db",
+        cooldown_sec: 0,
+        server: { addr: "127.0.0.1:0", idle_timeout_sec: 1 },
+        upstream: { listen: "127.0.0.1:0", base_url: url, cooldown_sec: 0 },
+      }),
+    });
+    // The old gateway listener had no idle timeout: its connection would stay open for good.
+    const gateway = await keepAliveConnection(gw.url, GET("/v1/models"));
+    const api = await keepAliveConnection(gw.kp.url, GET("/health"));
+    const [gatewaySaw, apiSaw] = await Promise.all([gateway.closed, api.closed]);
+    expect([gatewaySaw.split("\r\n")[0], apiSaw.split("\r\n")[0]]).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]);
+    expect(gw.fake.calls).toHaveLength(1);
+  }, 20_000);
+
+  it("do not cut a request whose upstream is silent for longer than the idle timeout", async () => {
+    // The upstream answers only once an idle connection (to the API, with the same idle timeout) has
+    // been reaped: proof that the request was quiet for longer than the idle timeout, without a clock.
+    const reaped = Promise.withResolvers<void>();
+    await using gw = await startGateway({
+      handler: async () => {
+        await reaped.promise;
+        return new Response("data: late\n\n", { headers: { "content-type": "text/event-stream" } });
+      },
+      config: (url) => ({
+        tokens_file: "tokens.txt",
+        state_file: "state.db",
+        cooldown_sec: 0,
+        server: { addr: "127.0.0.1:0", idle_timeout_sec: 1 },
+        upstream: { listen: "127.0.0.1:0", base_url: url, cooldown_sec: 0 },
+      }),
+    });
+    const answer = fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" }).then(async (r) => [r.status, await r.text()]);
+    await gw.fake.wait(1);
+    const sentinel = await keepAliveConnection(gw.kp.url, GET("/health"));
+    await sentinel.closed;
+    reaped.resolve();
+    expect(await answer).toEqual([200, "data: late\n\n"]);
+  }, 30_000);
+});
+
+describe("server.max_connections", () => {
+  it("refuses a request beyond the cap with 503 and a log line, while /health on the API answers", async () => {
+    const answer = Promise.withResolvers<void>();
+    await using gw = await startGateway({
+      tokens: { a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb", [LEAK.id]: LEAK.token },
+      handler: async () => {
+        await answer.promise;
+        return Response.json({ ok: true });
+      },
+      config: (url) => ({
+        tokens_file: "tokens.txt",
+        state_file: "state.db",
+        cooldown_sec: 0,
+        max_concurrency: 1,
+        server: { addr: "127.0.0.1:0", max_connections: 2 },
+        upstream: { listen: "127.0.0.1:0", base_url: url, cooldown_sec: 0 },
+      }),
+    });
+    const held = [1, 2].map(() => fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" }));
+    await gw.fake.wait(2);
+
+    const refused = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" });
+    const body = await refused.json();
+    expect([refused.status, body.error.code]).toEqual([503, "server_busy"]);
+    expect(gw.fake.calls).toHaveLength(2);
+    expect(gw.kp.logs.filter((line) => line.includes("connection cap reached"))).toHaveLength(1);
+    expect(gw.kp.logs.some((line) => line.includes('"listener":"gateway 127.0.0.1:0"') && line.includes('"max_connections":2'))).toBe(true);
+    expect((await gw.kp.fetch("/health")).status).toBe(200);
+
+    answer.resolve();
+    expect((await Promise.all(held)).map((r) => r.status)).toEqual([200, 200]);
+    // Below the cap again, requests are served.
+    expect((await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" })).status).toBe(200);
+    expect(leaksOf([LEAK], gw.kp.logs)).toEqual([]);
+  });
+});
+
+describe("an upstream error body far larger than anyone needs", () => {
+  // Far more than the cap; not the bench's 300 MB, so the test stays light when it fails on a gateway that reads it whole.
+  const TOTAL = 64 * MB;
+
+  for (const [status, why] of [
+    [400, "passed through"],
+    [500, "kept for a retry"],
+  ] as const) {
+    it(`reaches the client cut at the cap, and the upstream is cancelled after about that much (${status}: ${why})`, async () => {
+      let upstream: ReturnType<typeof hugeBody> | undefined;
+      await using gw = await startGateway({
+        // One key, so the 500 is retried nowhere and the buffered answer is what the client gets.
+        tokens: { [LEAK.id]: LEAK.token },
+        handler: () => {
+          upstream = hugeBody(TOTAL);
+          return new Response(upstream.stream, { status, headers: { "content-type": "text/plain" } });
+        },
+      });
+      const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" });
+      const received = await response.arrayBuffer();
+      await upstream!.state.cancelled.promise;
+      expect([response.status, received.byteLength]).toEqual([status, MAX_KEPT_ERROR_BODY]);
+      // What was pulled is the cap plus what sat in buffers on the way — nowhere near the whole body.
+      expect(upstream!.state.produced).toBeLessThan(8 * MB);
+      expect(leaksOf([LEAK], gw.kp.logs)).toEqual([]);
+    });
+  }
+});
