@@ -1,5 +1,10 @@
 import type { CommandCheckConfig } from "../config/types";
+import { readCapped } from "../capped-body";
 import { deadline } from "./_deadline";
+
+/** How much of a check command's stdout (for success_output) and stderr (for the reason) is read. */
+export const MAX_COMMAND_OUTPUT_BYTES = 1024 * 1024;
+const decoder = new TextDecoder();
 import type { ProbeOptions, ProbeResult } from "./probe";
 import { lastLine, scrubToken, substituteToken } from "./_token-text";
 
@@ -45,7 +50,9 @@ export async function probeCommand(check: CommandCheckConfig, token: string, opt
     limit.signal.addEventListener("abort", onStop, { once: true });
   });
   // Output is awaited inside the race too: a grandchild that keeps stdout open must not outlive the deadline.
-  const finished = Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  // Read to a cap: a command that prints without end must not fill the daemon's memory.
+  const output = (stream: ReadableStream<Uint8Array>) => readCapped(stream, MAX_COMMAND_OUTPUT_BYTES).then(({ bytes }) => decoder.decode(bytes));
+  const finished = Promise.all([proc.exited, output(proc.stdout), output(proc.stderr)]);
   const outcome = await Promise.race([finished, stopped]);
   limit.signal.removeEventListener("abort", onStop);
 

@@ -7,7 +7,11 @@
  * Memory under 500 idle clients and a 300 MB error body is measured by `bun run bench:hostile`.
  */
 import { describe, expect, it } from "bun:test";
+import type { HttpCheckConfig } from "../../src/config/types";
 import { MAX_KEPT_ERROR_BODY } from "../../src/gateway/gateway";
+import { probeKey } from "../../src/health/probe";
+import { MAX_TOKEN_ANSWER_BYTES, requestNewToken } from "../../src/health/refresh";
+import { startFakeUpstream } from "../helpers/fake-upstream";
 import { startGateway } from "../helpers/gateway-harness";
 import { canary, leaksOf } from "./_canary";
 
@@ -161,4 +165,35 @@ describe("an upstream error body far larger than anyone needs", () => {
       expect(leaksOf([LEAK], gw.kp.logs)).toEqual([]);
     });
   }
+});
+
+describe("health checks and token refresh facing an endless answer", () => {
+  const TOTAL = 64 * MB;
+
+  it("match success_body against the start of the body and cancel the rest", async () => {
+    let upstream: ReturnType<typeof hugeBody> | undefined;
+    await using fake = await startFakeUpstream(() => {
+      upstream = hugeBody(TOTAL);
+      return new Response(upstream.stream);
+    });
+    const check: HttpCheckConfig = { kind: "http", url: fake.url, method: "GET", headers: {}, successStatus: [200], timeoutSec: 30, successBody: "eee" };
+    const result = await probeKey(check, LEAK.token);
+    await upstream!.state.cancelled.promise;
+    expect([result.ok, result.reason]).toEqual([true, "ok"]);
+    // The probe's cap (1 MiB) plus the socket buffers on the way.
+    expect(upstream!.state.produced).toBeLessThan(16 * MB);
+  });
+
+  it("refuses a token endpoint's answer past its cap without reading the rest", async () => {
+    let upstream: ReturnType<typeof hugeBody> | undefined;
+    await using fake = await startFakeUpstream(() => {
+      upstream = hugeBody(TOTAL);
+      return new Response(upstream.stream, { headers: { "content-type": "application/json" } });
+    });
+    const refresh = { enabled: true, url: `${fake.url}/token`, method: "POST", headers: {}, tokenField: "access_token" };
+    const answer = await requestNewToken(refresh, { token: LEAK.token, refreshToken: null });
+    await upstream!.state.cancelled.promise;
+    expect(answer).toEqual({ ok: false, reason: `token endpoint answered HTTP 200 with more than ${MAX_TOKEN_ANSWER_BYTES} bytes; not a token answer` });
+    expect(upstream!.state.produced).toBeLessThan(8 * MB);
+  });
 });
