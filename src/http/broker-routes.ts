@@ -29,7 +29,7 @@ export function brokerRoutes(broker: BrokerService, idleTimeoutSec: number) {
   return new Elysia({ name: "broker", normalize: false })
     .get(
       "/take",
-      ({ query, request, server }) =>
+      async ({ query, request, server }) =>
         query.wait ? takeWaiting(query, request, server) : broker.take(query.pool, { session: query.session, signal: request.signal }),
       {
         query: TakeQuery,

@@ -11,6 +11,7 @@ import type { HttpCheckConfig } from "../../src/config/types";
 import { MAX_KEPT_ERROR_BODY } from "../../src/gateway/gateway";
 import { probeKey } from "../../src/health/probe";
 import { MAX_TOKEN_ANSWER_BYTES, requestNewToken } from "../../src/health/refresh";
+import { jsonPost, startTestDaemon } from "../helpers/daemon";
 import { startFakeUpstream } from "../helpers/fake-upstream";
 import { startGateway } from "../helpers/gateway-harness";
 import { canary, leaksOf } from "./_canary";
@@ -37,6 +38,17 @@ async function keepAliveConnection(url: string, request?: string) {
 }
 
 const GET = (path: string) => `GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`;
+
+/**
+ * Resolves once two idle connections to `url` have been reaped one after the other: the second
+ * opened only after the first was closed. A connection that has been quiet since before the first
+ * was opened, and was subject to the idle timeout, has been reaped by then too — a wait past the
+ * idle timeout measured by the server's own timer, not by the test's clock.
+ */
+async function twoIdleReaps(url: string): Promise<void> {
+  await (await keepAliveConnection(url, GET("/health"))).closed;
+  await (await keepAliveConnection(url, GET("/health"))).closed;
+}
 
 /** An upstream body of `total` bytes made on demand, counting what was pulled and whether it was cancelled. */
 function hugeBody(total: number) {
@@ -76,11 +88,11 @@ describe("idle connections", () => {
   }, 20_000);
 
   it("do not cut a request whose upstream is silent for longer than the idle timeout", async () => {
-    // The upstream answers only once an idle connection (to the API, with the same idle timeout) has
-    // been reaped: proof that the request was quiet for longer than the idle timeout, without a clock.
+    // The upstream answers only once the request has been quiet for longer than the idle timeout.
     const reaped = Promise.withResolvers<void>();
     await using gw = await startGateway({
-      handler: async () => {
+      handler: async (req) => {
+        if (new URL(req.url).pathname === "/health") return Response.json({ ok: true });
         await reaped.promise;
         return new Response("data: late\n\n", { headers: { "content-type": "text/event-stream" } });
       },
@@ -94,10 +106,22 @@ describe("idle connections", () => {
     });
     const answer = fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" }).then(async (r) => [r.status, await r.text()]);
     await gw.fake.wait(1);
-    const sentinel = await keepAliveConnection(gw.kp.url, GET("/health"));
-    await sentinel.closed;
+    await twoIdleReaps(gw.url);
     reaped.resolve();
     expect(await answer).toEqual([200, "data: late\n\n"]);
+  }, 30_000);
+
+  it("do not cut a broker take that waits in line for longer than the idle timeout", async () => {
+    await using kp = await startTestDaemon(
+      "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nmax_concurrency: 1\nserver: { addr: 127.0.0.1:0, idle_timeout_sec: 1 }\n",
+      `${LEAK.id},${LEAK.token}\n`,
+      { autoCheck: false },
+    );
+    const held = await (await kp.fetch("/take")).json();
+    const waiting = kp.fetch("/take?wait=60").then(async (r) => [r.status, (await r.json()).id]);
+    await twoIdleReaps(kp.url);
+    expect((await kp.fetch("/release", jsonPost({ lease: held.lease, ok: true }))).status).toBe(200);
+    expect(await waiting).toEqual([200, LEAK.id]);
   }, 30_000);
 });
 
