@@ -75,8 +75,9 @@ export function createGateway(deps: GatewayDeps) {
 
   return async function handleGatewayRequest(request: Request, server: Server<unknown>): Promise<Response> {
     // While keypool waits (for a key, for the upstream's answer, between a stream's events) the client's
-    // connection is quiet through no fault of the client's: its idle timeout is off from here, and back
-    // on once the answer is complete, so that the connection, kept alive after it, is reaped when idle.
+    // connection is quiet through no fault of the client's: `handle` turns its idle timeout off once the
+    // request is accepted, and it is back on once the answer is complete, so that the connection, kept
+    // alive after it, is reaped when idle (Bun keeps a timeout set for a request on its connection).
     let resumeLater = false;
     const resumeIdleTimeout = () => {
       try {
@@ -122,6 +123,7 @@ export function createGateway(deps: GatewayDeps) {
     if (!clientKeyChecks.get(route.pool)!(request.headers)) {
       return gatewayError(401, "invalid_client_key", "missing or wrong client key: send one of upstream.client_keys as Bearer or x-api-key");
     }
+    // Off until the answer is complete (see handleGatewayRequest).
     server.timeout(request, 0);
 
     const log = (status: number, attempts: number, keyId: string | undefined, extra: Record<string, unknown> = {}) =>
