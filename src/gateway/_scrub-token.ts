@@ -32,6 +32,11 @@ export function scrubTokenFromHeaders(headers: Headers, token: string): Headers 
   return scrubbed;
 }
 
+/** A short text from the upstream (its status line's reason phrase) with the key replaced by `[redacted]`. */
+export function scrubTokenFromText(text: string, token: string): string {
+  return text && tokenSpellings(token).replace(text, REDACTED);
+}
+
 /**
  * An upstream error body, at most `cap` bytes as the client will get it, with the key it was sent
  * replaced by `[redacted]`: some providers quote the key back ("invalid key sk-…"), and the gateway's

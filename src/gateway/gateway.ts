@@ -15,7 +15,7 @@ import { TakeQueue } from "../store/take-queue";
 import type { Lease, PoolStore } from "../store/types";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
 import { relayBody } from "./_relay";
-import { scrubTokenFromBody } from "./_scrub-token";
+import { scrubTokenFromBody, scrubTokenFromText } from "./_scrub-token";
 import { RetryBudget, isUpstreamSideFailure } from "./retry-budget";
 import { readCapped } from "../capped-body";
 import { DEFAULT_IDLE_TIMEOUT_SEC } from "../config/types";
@@ -272,12 +272,13 @@ export function createGateway(deps: GatewayDeps) {
       keys.release({ lease: lease.lease }, used ? { ...how, usage: used } : how).catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
     };
     const headers = clientResponseHeaders(response.headers, lease.token);
+    const statusText = scrubTokenFromText(response.statusText, lease.token);
     headers.set("x-keypool-key", lease.id);
     headers.set("x-keypool-pool", lease.pool);
     headers.set("x-keypool-attempts", String(attempts));
     if (!response.body) {
       release(outcome);
-      return new Response(null, { status: response.status, statusText: response.statusText, headers });
+      return new Response(null, { status: response.status, statusText, headers });
     }
     const brokenOff = () => {
       logger.warn("upstream broke off a response mid-body", { pool: lease.pool, key: lease.id });
@@ -290,7 +291,7 @@ export function createGateway(deps: GatewayDeps) {
         release(outcome);
         headers.delete("content-length");
         const body = await scrubTokenFromBody(bytes, headers, lease.token, MAX_KEPT_ERROR_BODY);
-        return new Response(body, { status: response.status, statusText: response.statusText, headers });
+        return new Response(body, { status: response.status, statusText, headers });
       }, brokenOff);
     }
     if (isSmallWholeBody(response)) {
@@ -300,7 +301,7 @@ export function createGateway(deps: GatewayDeps) {
       return response.bytes().then((bytes) => {
         usage?.push(bytes);
         release(outcome);
-        return new Response(bytes, { status: response.status, statusText: response.statusText, headers });
+        return new Response(bytes, { status: response.status, statusText, headers });
       }, brokenOff);
     }
     const resumeIdleTimeout = holdIdleTimeout();
@@ -318,7 +319,7 @@ export function createGateway(deps: GatewayDeps) {
       },
       onClientCancel: () => release(outcome),
     });
-    return new Response(body, { status: response.status, statusText: response.statusText, headers });
+    return new Response(body, { status: response.status, statusText, headers });
   }
 }
 
@@ -418,7 +419,7 @@ async function bufferResponse(response: Response, token: string): Promise<Respon
   const { bytes } = await readCapped(response.body, MAX_KEPT_ERROR_BODY);
   headers.delete("content-length");
   const body = await scrubTokenFromBody(bytes, headers, token, MAX_KEPT_ERROR_BODY);
-  return new Response(body, { status: response.status, statusText: response.statusText, headers });
+  return new Response(body, { status: response.status, statusText: scrubTokenFromText(response.statusText, token), headers });
 }
 
 /** Buffers the request body (so a retry can replay it), refusing more than `limit` bytes. */
