@@ -7,12 +7,16 @@
  * Memory under 500 idle clients and a 300 MB error body is measured by `bun run bench:hostile`.
  */
 import { describe, expect, it } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { ConfigError } from "../../src/config/errors";
+import { loadConfig } from "../../src/config/load";
 import type { HttpCheckConfig } from "../../src/config/types";
 import { MAX_KEPT_ERROR_BODY } from "../../src/gateway/gateway";
 import { probeKey } from "../../src/health/probe";
 import { MAX_TOKEN_ANSWER_BYTES, requestNewToken } from "../../src/health/refresh";
 import { jsonPost, startTestDaemon } from "../helpers/daemon";
 import { startFakeUpstream } from "../helpers/fake-upstream";
+import { tempDir } from "../helpers/temp-dir";
 import { startGateway } from "../helpers/gateway-harness";
 import { canary, leaksOf } from "./_canary";
 
@@ -220,5 +224,37 @@ describe("health checks and token refresh facing an endless answer", () => {
     await upstream!.state.cancelled.promise;
     expect(answer).toEqual({ ok: false, reason: `token endpoint answered HTTP 200 with more than ${MAX_TOKEN_ANSWER_BYTES} bytes; not a token answer` });
     expect(upstream!.state.produced).toBeLessThan(8 * MB);
+  });
+});
+
+describe("the limits' settings", () => {
+  function issuesOf(server: Record<string, unknown>): string[] {
+    using dir = tempDir();
+    writeFileSync(dir.file("tokens.txt"), `${LEAK.id},${LEAK.token}\n`);
+    writeFileSync(dir.file("keypool.yaml"), JSON.stringify({ tokens_file: "tokens.txt", server: { addr: "127.0.0.1:0", ...server } }));
+    try {
+      loadConfig(dir.file("keypool.yaml"));
+      return [];
+    } catch (error) {
+      if (error instanceof ConfigError) return error.issues;
+      throw error;
+    }
+  }
+
+  it("are bounded: an idle timeout of 1–255 s and a cap of 1–65536, whole numbers, or the config is refused", () => {
+    expect(issuesOf({ idle_timeout_sec: 255, max_connections: 65_536 })).toEqual([]);
+    expect([
+      issuesOf({ idle_timeout_sec: 0 }),
+      issuesOf({ idle_timeout_sec: 256 }),
+      issuesOf({ idle_timeout_sec: 1.5 }),
+      issuesOf({ max_connections: 0 }),
+      issuesOf({ max_connections: 1e9 }),
+    ]).toEqual([
+      ["server.idle_timeout_sec: expected a whole number of seconds ≥ 1, got 0"],
+      ["server.idle_timeout_sec: expected a whole number of seconds from 1 to 255, got 256"],
+      ["server.idle_timeout_sec: expected a whole number of seconds ≥ 1, got 1.5"],
+      ["server.max_connections: expected a whole number of connections ≥ 1, got 0"],
+      ["server.max_connections: expected a whole number of connections from 1 to 65536, got 1000000000"],
+    ]);
   });
 });
