@@ -6,7 +6,11 @@
  */
 import { describe, expect, it } from "bun:test";
 import { brotliCompressSync, deflateSync, gzipSync, zstdCompressSync } from "node:zlib";
+import { writeFileSync } from "node:fs";
+import { ConfigError } from "../../src/config/errors";
+import { loadConfig } from "../../src/config/load";
 import { startGateway } from "../helpers/gateway-harness";
+import { tempDir } from "../helpers/temp-dir";
 import { leaksOf } from "./_canary";
 
 /** Canaries with the characters encoders escape: `/` (JSON's `\/`), `+` and `=` (URL-encoding). */
@@ -157,5 +161,24 @@ describe("client headers", () => {
     await fetch(`${gw.url}/v1/x`, { headers: { "x-custom-trace": "t-1", "x-other": "dropped" } });
     const sent = gw.fake.calls[0]!.headers;
     expect([sent["x-custom-trace"], sent["x-other"]]).toEqual(["t-1", undefined]);
+  });
+});
+
+describe("upstream.forward_headers", () => {
+  it("cannot name a client credential or a connection header", () => {
+    using dir = tempDir();
+    writeFileSync(dir.file("tokens.txt"), `${CANARY.id},${CANARY.token}\n`);
+    const upstream = { base_url: "http://127.0.0.1:1", forward_headers: ["X-Trace", "Authorization", "x-api-key", "Connection"] };
+    writeFileSync(dir.file("keypool.yaml"), JSON.stringify({ tokens_file: "tokens.txt", upstream }));
+    let issues: string[] = [];
+    try {
+      loadConfig(dir.file("keypool.yaml"));
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      issues = error.issues;
+    }
+    expect(issues).toEqual([
+      "upstream.forward_headers: authorization, x-api-key, connection cannot be forwarded (a client credential, a connection header or not a header name) — remove it",
+    ]);
   });
 });
