@@ -233,7 +233,8 @@ function readForwardHeaders(s: Section): string[] | undefined {
   const names = s.stringList("forward_headers")?.map((name) => name.trim().toLowerCase());
   const refused = names?.filter((name) => NEVER_FORWARDED.has(name) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name));
   if (refused?.length) {
-    s.issues.add(s.keyPath("forward_headers"), `${refused.join(", ")} cannot be forwarded (a client credential, a connection header or not a header name) — remove it`);
+    const why = "cannot be forwarded (a client credential, a connection header or not a header name) — remove it";
+    s.issues.add(s.keyPath("forward_headers"), `${refused.join(", ")} ${why}`);
     return undefined;
   }
   return names;

@@ -187,13 +187,13 @@ export interface ServerConfig {
   host: string;
   port: number;
   apiKey?: string;
-  /** Every listener (API, gateway, metrics) closes a connection idle this long, in whole seconds (1–255); unset: DEFAULT_IDLE_TIMEOUT_SEC. */
+  /** Every listener (API, gateway, metrics) closes a connection idle this long (1–255 s); unset: DEFAULT_IDLE_TIMEOUT_SEC. */
   idleTimeoutSec?: number;
-  /** Requests in flight each listener serves at once, beyond which one is refused with 503; unset: DEFAULT_MAX_CONNECTIONS. */
+  /** Requests in flight each listener serves at once; more get a 503. Unset: DEFAULT_MAX_CONNECTIONS. */
   maxConnections?: number;
 }
 
-/** server.idle_timeout_sec when unset: long enough for a client between two requests, short enough to reap idle sockets. */
+/** server.idle_timeout_sec when unset: long enough between a client's requests, short enough to reap idle sockets. */
 export const DEFAULT_IDLE_TIMEOUT_SEC = 30;
 /** Bun closes idle sockets on a timer of at most this many seconds. */
 export const MAX_IDLE_TIMEOUT_SEC = 255;

@@ -227,7 +227,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       watchConfigFiles();
       try {
         gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store, clock, logger, metrics, keys });
-        if (config.metrics?.addr) metricsServer = startMetricsListener(config.metrics.addr, metrics, logger, config.server);
+        if (config.metrics?.addr) {
+          metricsServer = startMetricsListener(config.metrics.addr, metrics, logger, config.server);
+        }
       } catch (error) {
         await Promise.all([app.stop(true), gateway?.stop(true)]);
         server = undefined;

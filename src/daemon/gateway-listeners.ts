@@ -75,7 +75,9 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
   const idleTimeoutSec = config.server.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC;
   const maxConnections = config.server.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const install = (groups: Map<string, GatewayRoute[]>) => {
-    for (const [listen, routes] of groups) handlers.set(listen, createGateway({ ...deps, routes, retryBudgets, idleTimeoutSec }));
+    for (const [listen, routes] of groups) {
+      handlers.set(listen, createGateway({ ...deps, routes, retryBudgets, idleTimeoutSec }));
+    }
   };
   const groups = routesByListener(config, mode);
   install(groups);

@@ -13,7 +13,12 @@ import { errorResponse } from "../http/errors";
  * The dedicated `metrics.addr` listener: GET /metrics and nothing else, so it can be exposed to a
  * Prometheus on another network without exposing the API.
  */
-export function startMetricsListener(addr: string, metrics: Metrics, logger: Logger, server: ServerConfig): Server<unknown> {
+export function startMetricsListener(
+  addr: string,
+  metrics: Metrics,
+  logger: Logger,
+  server: ServerConfig,
+): Server<unknown> {
   // Validated when the config was loaded.
   const { host, port } = parseAddr(addr)!;
   const app = new Elysia({ name: "metrics-listener" }).use(metricsRoutes(metrics));
@@ -25,11 +30,13 @@ export function startMetricsListener(addr: string, metrics: Metrics, logger: Log
       hostname: host,
       port,
       idleTimeout: server.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC,
-      fetch: (request, srv) => (overCap(srv) ? errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { connection: "close" }) : app.handle(request)),
+      fetch: (request, srv) =>
+        overCap(srv) ? errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { connection: "close" }) : app.handle(request),
     });
   } catch (error) {
     throw listenError(error, { host, port, field: "metrics.addr" });
   }
-  logger.info("keypool metrics listening", { url: `http://${host.includes(":") ? `[${host}]` : host}:${listener.port}/metrics` });
+  const shown = host.includes(":") ? `[${host}]` : host;
+  logger.info("keypool metrics listening", { url: `http://${shown}:${listener.port}/metrics` });
   return listener;
 }

@@ -79,10 +79,11 @@ export function upstreamRequestHeaders(incoming: Headers, options: UpstreamHeade
 }
 
 function isForwarded(name: string, extra: readonly string[] | undefined): boolean {
-  return FORWARDED_REQUEST_HEADERS.has(name) || FORWARDED_REQUEST_PREFIXES.some((p) => name.startsWith(p)) || (extra?.includes(name) ?? false);
+  if (FORWARDED_REQUEST_HEADERS.has(name) || FORWARDED_REQUEST_PREFIXES.some((p) => name.startsWith(p))) return true;
+  return extra?.includes(name) ?? false;
 }
 
-/** The headers sent back to the client: the upstream's minus hop-by-hop ones, with the key scrubbed from every value. */
+/** The headers sent back to the client: the upstream's minus hop-by-hop ones, the key scrubbed from every value. */
 export function clientResponseHeaders(upstream: Headers, token: string): Headers {
   return scrubTokenFromHeaders(stripHopByHop(new Headers(upstream)), token);
 }

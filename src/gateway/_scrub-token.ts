@@ -45,7 +45,12 @@ export function scrubTokenFromText(text: string, token: string): string {
  * encoding keypool cannot undo cannot be searched, so the client gets a note instead of it.
  * Content-Length is dropped whenever the body changes.
  */
-export async function scrubTokenFromBody(bytes: Uint8Array, headers: Headers, token: string, cap: number): Promise<Uint8Array> {
+export async function scrubTokenFromBody(
+  bytes: Uint8Array,
+  headers: Headers,
+  token: string,
+  cap: number,
+): Promise<Uint8Array> {
   const codings = (headers.get("content-encoding") ?? "")
     .split(",")
     .map((c) => c.trim().toLowerCase())
@@ -57,7 +62,8 @@ export async function scrubTokenFromBody(bytes: Uint8Array, headers: Headers, to
     const decoded = await decompress(bytes, codings, cap);
     if (!decoded) {
       headers.set("content-type", "text/plain; charset=utf-8");
-      return encoder.encode(`[keypool: the upstream's error body was in an encoding keypool cannot read (${codings.join(", ")}), so it was left out]`);
+      const note = `[keypool: the upstream's error body was in an encoding keypool cannot read (${codings.join(", ")}), so it was left out]`;
+      return encoder.encode(note);
     }
     plain = decoded;
   }

@@ -98,7 +98,11 @@ export function createGateway(deps: GatewayDeps) {
   };
 
   /** `holdIdleTimeout` tells the caller a streamed answer will resume the idle timeout itself, when it ends. */
-  async function handle(request: Request, server: Server<unknown>, holdIdleTimeout: () => () => void): Promise<Response> {
+  async function handle(
+    request: Request,
+    server: Server<unknown>,
+    holdIdleTimeout: () => () => void,
+  ): Promise<Response> {
     const started = performance.now();
     // Only log lines carry it: made on first use, not for every request.
     let requestId: string | undefined;
@@ -419,7 +423,8 @@ async function bufferResponse(response: Response, token: string): Promise<Respon
   const { bytes } = await readCapped(response.body, MAX_KEPT_ERROR_BODY);
   headers.delete("content-length");
   const body = await scrubTokenFromBody(bytes, headers, token, MAX_KEPT_ERROR_BODY);
-  return new Response(body, { status: response.status, statusText: scrubTokenFromText(response.statusText, token), headers });
+  const statusText = scrubTokenFromText(response.statusText, token);
+  return new Response(body, { status: response.status, statusText, headers });
 }
 
 /** Buffers the request body (so a retry can replay it), refusing more than `limit` bytes. */

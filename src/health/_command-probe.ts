@@ -51,7 +51,7 @@ export async function probeCommand(check: CommandCheckConfig, token: string, opt
   });
   // Output is awaited inside the race too: a grandchild that keeps stdout open must not outlive the deadline.
   // Read to a cap: a command that prints without end must not fill the daemon's memory.
-  const output = (stream: ReadableStream<Uint8Array>) => readCapped(stream, MAX_COMMAND_OUTPUT_BYTES).then(({ bytes }) => decoder.decode(bytes));
+  const output = async (stream: ReadableStream<Uint8Array>) => decoder.decode((await readCapped(stream, MAX_COMMAND_OUTPUT_BYTES)).bytes);
   const finished = Promise.all([proc.exited, output(proc.stdout), output(proc.stderr)]);
   const outcome = await Promise.race([finished, stopped]);
   limit.signal.removeEventListener("abort", onStop);

@@ -70,7 +70,9 @@ export async function requestNewToken(
   let text: string;
   try {
     const answer = await readCappedText(response, MAX_TOKEN_ANSWER_BYTES);
-    if (answer.truncated) return fail(`token endpoint answered HTTP ${response.status} with more than ${MAX_TOKEN_ANSWER_BYTES} bytes; not a token answer`);
+    if (answer.truncated) {
+      return fail(`token endpoint answered HTTP ${response.status} with more than ${MAX_TOKEN_ANSWER_BYTES} bytes; not a token answer`);
+    }
     text = answer.text;
   } catch {
     return fail(limit.why() === "aborted" ? "aborted" : `token endpoint: ${limit.timeoutReason}`);

@@ -1,3 +1,4 @@
+import type { Server } from "bun";
 import { Elysia, t } from "elysia";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics/metrics";
@@ -46,16 +47,13 @@ const PUBLIC_PATHS = new Set(["/health", "/metrics", "/ui", ...DOCS_PATHS]);
 
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
-  const refusal = createRequestGuard(deps.apiKey);
-  const maxConnections = deps.listener?.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-  const overCap = connectionCap("api", maxConnections, deps.logger);
+  const refusal = createRequestGuard(deps.apiKey, deps.listener?.maxConnections ?? DEFAULT_MAX_CONNECTIONS, deps.logger);
   return new Elysia({ name: "keypool-api", normalize: false })
     // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
     // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
     // So the hook stays this small, and returns the refusal by name.
     .onRequest(function guardRequest({ request, server }) {
-      if (overCap(server)) return errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { "retry-after": "1", connection: "close" });
-      const refused = refusal(request);
+      const refused = refusal(request, server);
       if (refused) return refused;
     })
     .onTransform(function refuseDeepBody({ body }) {
@@ -89,10 +87,18 @@ function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
   return routes.use(metricsRoutes(metrics)).use(uiRoutes({ metrics, poolNames: poolNames ?? (() => []), clock: clock ?? systemClock }));
 }
 
-/** The answer to a request refused before routing (too large, or without the API key), if it is refused. */
-function createRequestGuard(apiKey: string | undefined): (request: Request) => Response | undefined {
+/** The answer to a request refused before routing (over the cap, too large, or without the API key), if it is refused. */
+function createRequestGuard(
+  apiKey: string | undefined,
+  maxConnections: number,
+  logger: Logger,
+): (request: Request, server: Server<unknown> | null) => Response | undefined {
   const hasValidApiKey = apiKey ? createApiKeyCheck(apiKey) : null;
-  return function refusal(request) {
+  const overCap = connectionCap("api", maxConnections, logger);
+  return function refusal(request, server) {
+    if (overCap(server)) {
+      return errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { "retry-after": "1", connection: "close" });
+    }
     // GET /take is the hot path: it has no body, so its headers are not even looked at here.
     if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
       // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.

@@ -30,7 +30,9 @@ export function brokerRoutes(broker: BrokerService, idleTimeoutSec: number) {
     .get(
       "/take",
       async ({ query, request, server }) =>
-        query.wait ? takeWaiting(query, request, server) : broker.take(query.pool, { session: query.session, signal: request.signal }),
+        query.wait
+          ? takeWaiting(query, request, server)
+          : broker.take(query.pool, { session: query.session, signal: request.signal }),
       {
         query: TakeQuery,
         response: { 200: TakeAnswer, ...errors(400, 401, 404, 503) },

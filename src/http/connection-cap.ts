@@ -13,7 +13,11 @@ const LOG_EVERY_MS = 10_000;
  *
  * Returns whether to refuse the request at hand; the caller answers 503 in its own error shape.
  */
-export function connectionCap(listener: string, max: number, logger: Logger): (server: Server<unknown> | null | undefined) => boolean {
+export function connectionCap(
+  listener: string,
+  max: number,
+  logger: Logger,
+): (server: Server<unknown> | null | undefined) => boolean {
   let refused = 0;
   let loggedAt = Number.NEGATIVE_INFINITY;
   return function overConnectionCap(server) {

@@ -167,6 +167,29 @@ describe("server.max_connections", () => {
   });
 });
 
+describe("server.max_connections on the API", () => {
+  it("refuses a request beyond the cap with SERVER_BUSY, and serves again once one finishes", async () => {
+    await using kp = await startTestDaemon(
+      "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nmax_concurrency: 1\nserver: { addr: 127.0.0.1:0, max_connections: 1 }\n",
+      `${LEAK.id},${LEAK.token}\n`,
+      { autoCheck: false },
+    );
+    const held = await (await kp.fetch("/take")).json();
+    const waiting = kp.fetch("/take?wait=60").then((r) => r.status);
+    // The waiting take holds the one place: the next request is turned away until it is served.
+    let refused: Response;
+    do refused = await kp.fetch("/status");
+    while (refused.status !== 503);
+    expect((await refused.json()).error.code).toBe("SERVER_BUSY");
+    expect(kp.logs.filter((line) => line.includes("connection cap reached") && line.includes('"listener":"api"'))).toHaveLength(1);
+    expect((await kp.fetch("/release", jsonPost({ lease: held.lease, ok: true }))).status).toBe(503);
+    kp.daemon.keys.stop();
+    expect(await waiting).toBe(503);
+    expect((await kp.fetch("/health")).status).toBe(200);
+    expect(leaksOf([LEAK], kp.logs)).toEqual([]);
+  });
+});
+
 describe("an upstream error body far larger than anyone needs", () => {
   // Far more than the cap; not the bench's 300 MB, so the test stays light when it fails on a gateway that reads it whole.
   const TOTAL = 64 * MB;
