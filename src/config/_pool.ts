@@ -237,9 +237,41 @@ function readUpstream(s: Section): UpstreamConfig {
     pathPrefix: readPathPrefix(s),
     models: s.stringList("models") ?? [],
     queueTimeoutSec: s.seconds("queue_timeout_sec"),
+    forwardHeaders: readForwardHeaders(s),
   };
   s.done();
   return upstream;
+}
+
+/**
+ * Client headers never forwarded whatever the config says: the client's own credentials (the pooled
+ * key replaces them) and headers that describe the connection rather than the request.
+ */
+const NEVER_FORWARDED = new Set([
+  "authorization",
+  "x-api-key",
+  "api-key",
+  "x-goog-api-key",
+  "proxy-authorization",
+  "host",
+  "content-length",
+  "connection",
+  "keep-alive",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+function readForwardHeaders(s: Section): string[] | undefined {
+  const names = s.stringList("forward_headers")?.map((name) => name.trim().toLowerCase());
+  const refused = names?.filter((name) => NEVER_FORWARDED.has(name) || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name));
+  if (refused?.length) {
+    const why = "cannot be forwarded (a client credential, a connection header or not a header name) — remove it";
+    s.issues.add(s.keyPath("forward_headers"), `${refused.join(", ")} ${why}`);
+    return undefined;
+  }
+  return names;
 }
 
 function readPathPrefix(s: Section): string | undefined {

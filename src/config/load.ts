@@ -11,7 +11,15 @@ import { checkCredentialReuse } from "./_credential-reuse";
 import { ConfigError } from "./errors";
 import { stateFilesFor } from "./state-file";
 import { interpolateEnv } from "./interpolate";
-import { type Config, type KeySpec, LOG_FORMATS, LOG_LEVELS, type PoolConfig } from "./types";
+import {
+  type Config,
+  type KeySpec,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  MAX_IDLE_TIMEOUT_SEC,
+  MAX_MAX_CONNECTIONS,
+  type PoolConfig,
+} from "./types";
 
 type Env = Record<string, string | undefined>;
 
@@ -145,7 +153,12 @@ function readPostgres(s: Section): NonNullable<Config["store"]>["postgres"] {
 
 function readServer(s: Section): Config["server"] {
   const { host, port } = readAddr(s, "addr", "127.0.0.1:8787");
-  const server = { host, port, apiKey: s.secret("api_key"), allowedHosts: readAllowedHosts(s) };
+  const server: Config["server"] = { host, port, apiKey: s.secret("api_key"), allowedHosts: readAllowedHosts(s) };
+  // Set only when given, so a config that leaves them out reads the same as before they existed.
+  const idleTimeoutSec = s.number("idle_timeout_sec", { min: 1, max: MAX_IDLE_TIMEOUT_SEC, integer: true, unit: "seconds" });
+  const maxConnections = s.number("max_connections", { min: 1, max: MAX_MAX_CONNECTIONS, integer: true, unit: "connections" });
+  if (idleTimeoutSec !== undefined) server.idleTimeoutSec = idleTimeoutSec;
+  if (maxConnections !== undefined) server.maxConnections = maxConnections;
   s.done();
   return server;
 }

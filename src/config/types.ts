@@ -122,6 +122,8 @@ export interface UpstreamConfig {
   models: string[];
   /** When no key is free, a request waits this long (FIFO) for one before it gets a 503; unset or 0 answers at once. */
   queueTimeoutSec?: number;
+  /** Lower-case client header names forwarded besides the built-in allow-list (src/gateway/_headers.ts). */
+  forwardHeaders?: string[];
 }
 
 /** Sticky sessions: one conversation keeps using one key while that key is usable (see src/pool/session.ts). */
@@ -198,7 +200,20 @@ export interface ServerConfig {
    * (the API without api_key, a gateway without client_keys); any other Host gets 403.
    */
   allowedHosts?: string[];
+  /** Every listener (API, gateway, metrics) closes a connection idle this long (1–255 s); unset: DEFAULT_IDLE_TIMEOUT_SEC. */
+  idleTimeoutSec?: number;
+  /** Requests in flight each listener serves at once; more get a 503. Unset: DEFAULT_MAX_CONNECTIONS. */
+  maxConnections?: number;
 }
+
+/** server.idle_timeout_sec when unset: long enough between a client's requests, short enough to reap idle sockets. */
+export const DEFAULT_IDLE_TIMEOUT_SEC = 30;
+/** Bun closes idle sockets on a timer of at most this many seconds. */
+export const MAX_IDLE_TIMEOUT_SEC = 255;
+/** server.max_connections when unset: well below common file-handle limits, well above one machine's clients. */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** The most server.max_connections may be, so that a typo cannot turn the cap off. */
+export const MAX_MAX_CONNECTIONS = 65_536;
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export const LOG_FORMATS = ["json", "text"] as const;

@@ -1,7 +1,7 @@
 import type { Server } from "bun";
 import { ConfigError } from "../config/errors";
 import { DEFAULT_SHUTDOWN_TIMEOUT_SEC, loadConfig } from "../config/load";
-import type { Config } from "../config/types";
+import { type Config, DEFAULT_IDLE_TIMEOUT_SEC } from "../config/types";
 import { Checker } from "../health/checker";
 import { AlertService, type AlertServiceOptions } from "../alerts/alert-service";
 import { reportExhaustion } from "../alerts/report-exhaustion";
@@ -194,6 +194,7 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       hasCredentials: Boolean(listen.apiKey),
       allowedHosts: listen.allowedHosts,
     }),
+    listener: { idleTimeoutSec: listen.idleTimeoutSec, maxConnections: listen.maxConnections },
   });
   let server: Server<unknown> | undefined;
   let gateway: GatewayListeners | undefined;
@@ -227,7 +228,13 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
         // MAX_BODY_BYTES by Content-Length with a JSON error, and Bun stops chunked bodies that run on.
         // Elysia turns SO_REUSEPORT on: a second daemon on the same config would then share the port
         // silently (the kernel splits connections between them) instead of failing to bind.
-        app.listen({ hostname: config.server.host, port, maxRequestBodySize: 2 * MAX_BODY_BYTES, reusePort: false });
+        app.listen({
+          hostname: config.server.host,
+          port,
+          maxRequestBodySize: 2 * MAX_BODY_BYTES,
+          reusePort: false,
+          idleTimeout: config.server.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC,
+        });
       } catch (error) {
         throw listenError(error, { host: config.server.host, port, field: "server.addr", flag: "--port N" });
       }
@@ -248,7 +255,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       watchConfigFiles();
       try {
         gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store, clock, logger, metrics, keys });
-        if (config.metrics?.addr) metricsServer = startMetricsListener(config.metrics.addr, metrics, logger);
+        if (config.metrics?.addr) {
+          metricsServer = startMetricsListener(config.metrics.addr, metrics, logger, config.server);
+        }
       } catch (error) {
         await Promise.all([app.stop(true), gateway?.stop(true)]);
         server = undefined;

@@ -2,7 +2,9 @@ import type { Server } from "bun";
 import { parseAddr } from "../config/addr";
 import { listenError } from "./listen-error";
 import { fallbackChain } from "../config/fallback";
-import type { Config } from "../config/types";
+import { type Config, DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS } from "../config/types";
+import { gatewayError } from "../gateway/errors";
+import { busyMessage, connectionCap } from "../http/connection-cap";
 import { createGateway } from "../gateway/gateway";
 import { CacheHitCounter } from "../gateway/health-report";
 import type { RetryBudget } from "../gateway/retry-budget";
@@ -12,7 +14,6 @@ import type { MetricsRecorder } from "../metrics/metrics";
 import type { Clock } from "../pool/clock";
 import type { TakeQueue } from "../store/take-queue";
 import type { PoolStore } from "../store/types";
-import { gatewayError } from "../gateway/errors";
 import { hostCheckFor, hostRefusalMessage, isLoopbackAddress } from "../pool/loopback-host";
 
 export type GatewayMode = "enabled-only" | "all";
@@ -74,11 +75,13 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
   const retryBudgets = new Map<string, RetryBudget>();
   const cacheHits = new CacheHitCounter();
 
-  // Like the API's, fixed at start: server.* changes need a restart.
+  // Read once, like the API's: they shape the listeners, which a reload does not rebuild (server.* needs a restart).
   const allowedHosts = config.server.allowedHosts;
+  const idleTimeoutSec = config.server.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC;
+  const maxConnections = config.server.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const install = (groups: Map<string, GatewayRoute[]>) => {
     for (const [listen, routes] of groups) {
-      handlers.set(listen, createGateway({ ...deps, routes, retryBudgets, cacheHits }));
+      handlers.set(listen, createGateway({ ...deps, routes, retryBudgets, cacheHits, idleTimeoutSec }));
       // One pool without client keys leaves the whole listener open to whoever reaches it.
       const hasCredentials = routes.every((r) => r.upstream.clientKeys?.length);
       hostChecks.set(listen, hostCheckFor({ host: parseAddr(listen)!.host, hasCredentials, allowedHosts }));
@@ -98,16 +101,21 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
     // Validated when the config was loaded.
     const { host, port } = parseAddr(listen)!;
     let server: Server<unknown>;
+    const overCap = connectionCap(`gateway ${listen}`, maxConnections, deps.logger);
     try {
       server = Bun.serve({
         hostname: host,
         port,
-        // Long streams may sit idle for minutes between events; the socket must not be reaped.
-        idleTimeout: 0,
+        // Reaps idle keep-alive connections; the gateway turns it off for a request while it waits on
+        // a key or on the upstream, so long streams that sit idle between events are not cut.
+        idleTimeout: idleTimeoutSec,
         // The gateway enforces max_body_bytes itself, by Content-Length and while reading, and answers
         // with an OpenAI-shaped 413. Bun's own limit would answer an empty 413 before the handler runs.
         maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-        fetch: (request, srv) => serve(listen, request, srv),
+        fetch: (request, srv) =>
+          overCap(srv)
+            ? gatewayError(503, "server_busy", busyMessage(maxConnections), { "retry-after": "1", connection: "close" })
+            : serve(listen, request, srv),
       });
     } catch (error) {
       // Listeners bound before this one must not outlive the failed start.

@@ -5,21 +5,38 @@ import { metricsRoutes } from "../http/metrics-routes";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics/metrics";
 import { listenError } from "./listen-error";
+import { DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS, type ServerConfig } from "../config/types";
+import { busyMessage, connectionCap } from "../http/connection-cap";
+import { errorResponse } from "../http/errors";
 
 /**
  * The dedicated `metrics.addr` listener: GET /metrics and nothing else, so it can be exposed to a
  * Prometheus on another network without exposing the API.
  */
-export function startMetricsListener(addr: string, metrics: Metrics, logger: Logger): Server<unknown> {
+export function startMetricsListener(
+  addr: string,
+  metrics: Metrics,
+  logger: Logger,
+  server: ServerConfig,
+): Server<unknown> {
   // Validated when the config was loaded.
   const { host, port } = parseAddr(addr)!;
   const app = new Elysia({ name: "metrics-listener" }).use(metricsRoutes(metrics));
-  let server: Server<unknown>;
+  const maxConnections = server.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const overCap = connectionCap(`metrics ${addr}`, maxConnections, logger);
+  let listener: Server<unknown>;
   try {
-    server = Bun.serve({ hostname: host, port, fetch: (request) => app.handle(request) });
+    listener = Bun.serve({
+      hostname: host,
+      port,
+      idleTimeout: server.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC,
+      fetch: (request, srv) =>
+        overCap(srv) ? errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { connection: "close" }) : app.handle(request),
+    });
   } catch (error) {
     throw listenError(error, { host, port, field: "metrics.addr" });
   }
-  logger.info("keypool metrics listening", { url: `http://${host.includes(":") ? `[${host}]` : host}:${server.port}/metrics` });
-  return server;
+  const shown = host.includes(":") ? `[${host}]` : host;
+  logger.info("keypool metrics listening", { url: `http://${shown}:${listener.port}/metrics` });
+  return listener;
 }

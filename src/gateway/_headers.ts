@@ -1,3 +1,5 @@
+import { scrubTokenFromHeaders } from "./_scrub-token";
+
 /** Headers that describe one connection, not the message: never forwarded in either direction. */
 const HOP_BY_HOP = new Set([
   "connection",
@@ -10,9 +12,6 @@ const HOP_BY_HOP = new Set([
   "transfer-encoding",
   "upgrade",
 ]);
-
-/** Ways clients commonly present an API key; whatever the client sent is removed before forwarding. */
-const CLIENT_CREDENTIAL_HEADERS = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
 /** Removes hop-by-hop headers, including any the `Connection` header names (RFC 9110 §7.6.1). */
 export function stripHopByHop(headers: Headers): Headers {
@@ -27,29 +26,64 @@ export function stripHopByHop(headers: Headers): Headers {
   return headers;
 }
 
+/**
+ * The client headers an upstream API needs, and why; nothing else the client sends is forwarded. The
+ * upstream sees the pooled key's account, not the client: the client's cookies, its own organization
+ * or project (they belong to the key's account), its address (`Forwarded`, `X-Forwarded-*`,
+ * `X-Real-IP`) and whatever else it adds stay here. `upstream.forward_headers` adds names a pool needs.
+ */
+const FORWARDED_REQUEST_HEADERS = new Set([
+  // What the body is and how it is compressed: the upstream cannot read the body without them.
+  "content-type",
+  "content-encoding",
+  // Which answer the client can take: JSON or an event stream, and compressed or not.
+  "accept",
+  "accept-encoding",
+  // SDKs name themselves; upstreams use it to work around old client versions.
+  "user-agent",
+  // Anthropic's API version and beta features: required to get the answer the client was written for.
+  "anthropic-version",
+  "anthropic-beta",
+  "anthropic-dangerous-direct-browser-access",
+  // OpenAI's beta features (Assistants v2 needs it).
+  "openai-beta",
+  // Make a retried request safe to replay (OpenAI, Anthropic); the client's own request ids for tracing.
+  "idempotency-key",
+  "x-client-request-id",
+  // The Google SDKs' version header, like user-agent.
+  "x-goog-api-client",
+]);
+
+/**
+ * Header-name prefixes forwarded for the same reasons: the OpenAI and Anthropic SDKs' `x-stainless-*`
+ * describe the SDK, the runtime and the retry count (`x-stainless-retry-count`) and set the upstream's
+ * own timeout (`x-stainless-timeout`).
+ */
+const FORWARDED_REQUEST_PREFIXES = ["x-stainless-"];
+
 export interface UpstreamHeaderOptions {
   authHeader?: string;
   authValue?: string;
-  clientIp?: string;
-  proto: string;
+  /** Lower-case names forwarded besides FORWARDED_REQUEST_HEADERS (upstream.forward_headers). */
+  extra?: readonly string[];
 }
 
-/** The headers sent upstream: the client's, minus hop-by-hop, Host, length and credentials, plus the key. */
+/** The headers sent upstream: the allowed ones of the client's (see FORWARDED_REQUEST_HEADERS), plus the key. */
 export function upstreamRequestHeaders(incoming: Headers, options: UpstreamHeaderOptions): Headers {
-  const headers = stripHopByHop(new Headers(incoming));
-  headers.delete("host");
-  headers.delete("content-length");
-  for (const name of CLIENT_CREDENTIAL_HEADERS) headers.delete(name);
-  if (options.authHeader && options.authValue !== undefined) headers.set(options.authHeader, options.authValue);
-  if (options.clientIp) {
-    const prior = incoming.get("x-forwarded-for");
-    headers.set("x-forwarded-for", prior ? `${prior}, ${options.clientIp}` : options.clientIp);
+  const headers = new Headers();
+  for (const [name, value] of incoming) {
+    if (isForwarded(name, options.extra)) headers.append(name, value);
   }
-  headers.set("x-forwarded-proto", options.proto);
+  if (options.authHeader && options.authValue !== undefined) headers.set(options.authHeader, options.authValue);
   return headers;
 }
 
-/** The headers sent back to the client: the upstream's minus hop-by-hop ones. */
-export function clientResponseHeaders(upstream: Headers): Headers {
-  return stripHopByHop(new Headers(upstream));
+function isForwarded(name: string, extra: readonly string[] | undefined): boolean {
+  if (FORWARDED_REQUEST_HEADERS.has(name) || FORWARDED_REQUEST_PREFIXES.some((p) => name.startsWith(p))) return true;
+  return extra?.includes(name) ?? false;
+}
+
+/** The headers sent back to the client: the upstream's minus hop-by-hop ones, the key scrubbed from every value. */
+export function clientResponseHeaders(upstream: Headers, token: string): Headers {
+  return scrubTokenFromHeaders(stripHopByHop(new Headers(upstream)), token);
 }

@@ -15,8 +15,10 @@ import { TakeQueue } from "../store/take-queue";
 import type { Lease, PoolStore } from "../store/types";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
 import { relayBody } from "./_relay";
-import { scrubTokenFromBody } from "./_scrub-token";
+import { scrubTokenFromBody, scrubTokenFromText } from "./_scrub-token";
 import { RetryBudget, isUpstreamSideFailure } from "./retry-budget";
+import { readCapped } from "../capped-body";
+import { DEFAULT_IDLE_TIMEOUT_SEC } from "../config/types";
 import { gatewayError } from "./errors";
 import { CacheHitCounter, gatewayHealth } from "./health-report";
 import { type GatewayRoute, type GatewayTarget, bodyFor, jsonBodyOf, matchRoute, modelIn, targetOf } from "./route";
@@ -33,6 +35,8 @@ export interface GatewayDeps {
   retryBudgets?: Map<string, RetryBudget>;
   /** Cache hits by key for GET /health; the listeners pass one so a reload keeps the counts. */
   cacheHits?: CacheHitCounter;
+  /** The listener's idle timeout, restored on a client's connection once its answer is complete. */
+  idleTimeoutSec?: number;
 }
 
 /** upstream.retry_budget when unset: retries after upstream-side failures stay under 20% of requests. */
@@ -43,8 +47,12 @@ const CLIENT_KEY_MESSAGE = "missing or wrong client key: send one of upstream.cl
 /** How much of an upstream error body goes into the log (scrubbed of anything credential-like). */
 const MAX_LOGGED_ERROR_BODY = 500;
 
-/** How much of a retried error body is kept, so it can still be returned if no other key is free. */
-const MAX_KEPT_ERROR_BODY = 256 * 1024;
+/**
+ * How much of an upstream error body is read: what the client gets (a retried one is kept this size
+ * in case no other key is free), and the most a compressed one is decompressed to, to be scrubbed.
+ * The rest is never read: the upstream connection is closed instead.
+ */
+export const MAX_KEPT_ERROR_BODY = 256 * 1024;
 
 type Attempt =
   | { kind: "response"; response: Response; lease: Lease; firstByteSec: number }
@@ -69,7 +77,38 @@ export function createGateway(deps: GatewayDeps) {
     return budget;
   };
 
+  const idleTimeoutSec = deps.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC;
+
   return async function handleGatewayRequest(request: Request, server: Server<unknown>): Promise<Response> {
+    // While keypool waits (for a key, for the upstream's answer, between a stream's events) the client's
+    // connection is quiet through no fault of the client's: `handle` turns its idle timeout off once the
+    // request is accepted, and it is back on once the answer is complete, so that the connection, kept
+    // alive after it, is reaped when idle (Bun keeps a timeout set for a request on its connection).
+    let resumeLater = false;
+    const resumeIdleTimeout = () => {
+      try {
+        server.timeout(request, idleTimeoutSec);
+      } catch {
+        // The connection is already gone.
+      }
+    };
+    const held = () => {
+      resumeLater = true;
+      return resumeIdleTimeout;
+    };
+    try {
+      return await handle(request, server, held);
+    } finally {
+      if (!resumeLater) resumeIdleTimeout();
+    }
+  };
+
+  /** `holdIdleTimeout` tells the caller a streamed answer will resume the idle timeout itself, when it ends. */
+  async function handle(
+    request: Request,
+    server: Server<unknown>,
+    holdIdleTimeout: () => () => void,
+  ): Promise<Response> {
     const started = performance.now();
     // Only log lines carry it: made on first use, not for every request.
     let requestId: string | undefined;
@@ -95,8 +134,9 @@ export function createGateway(deps: GatewayDeps) {
     if (!clientKeyChecks.get(route.pool)!(request.headers)) {
       return gatewayError(401, "invalid_client_key", CLIENT_KEY_MESSAGE);
     }
+    // Off until the answer is complete (see handleGatewayRequest).
+    server.timeout(request, 0);
 
-    const clientIp = server.requestIP(request)?.address;
     const log = (status: number, attempts: number, keyId: string | undefined, extra: Record<string, unknown> = {}) =>
       logger.info("gateway request", {
         request_id: idOfRequest(),
@@ -178,7 +218,7 @@ export function createGateway(deps: GatewayDeps) {
       const sent = bodyFor(target, body, json);
 
       const sentAt = performance.now();
-      const result = await attemptOnce(request, match.path + url.search, url.protocol, sent.body, lease, target, clientIp);
+      const result = await attemptOnce(request, match.path + url.search, sent.body, lease, target);
       if (result.kind === "transport") {
         if (request.signal.aborted) {
           // The client left before the answer: that says nothing about the key, so no penalty
@@ -220,11 +260,11 @@ export function createGateway(deps: GatewayDeps) {
       log(response.status, attempt, lease.id);
       cacheHits.record(lease.pool, lease.id, response.headers);
       // The model prices the usage the answer reports; the session's totals get it too.
-      return streamBack(response, lease, attempt, { ...outcome, model: sent.model, session }, sentAt);
+      return streamBack(response, lease, attempt, { ...outcome, model: sent.model, session }, sentAt, holdIdleTimeout);
     }
 
     return giveUp(maxAttempts);
-  };
+  }
 
   /** Key stats for monitors; behind the client keys when any route has them, like every other path. */
   async function answerHealth(headers: Headers): Promise<Response> {
@@ -243,7 +283,14 @@ export function createGateway(deps: GatewayDeps) {
   }
 
   /** Sends the upstream response to the client as it arrives; the lease is released when it ends. */
-  function streamBack(response: Response, lease: Lease, attempts: number, outcome: Outcome, sentAt: number): Response | Promise<Response> {
+  function streamBack(
+    response: Response,
+    lease: Lease,
+    attempts: number,
+    outcome: Outcome,
+    sentAt: number,
+    holdIdleTimeout: () => () => void,
+  ): Response | Promise<Response> {
     let released = false;
     // Token usage is read from successful answers as they pass, for the store's usage ledger and the metrics.
     const usage = response.status < 400 ? createUsageMeter(response.headers.get("content-type")) : undefined;
@@ -256,44 +303,55 @@ export function createGateway(deps: GatewayDeps) {
       if (used) metrics.recordTokens(lease.pool, lease.id, used);
       keys.release({ lease: lease.lease }, used ? { ...how, usage: used } : how).catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
     };
-    const headers = clientResponseHeaders(response.headers);
+    const headers = clientResponseHeaders(response.headers, lease.token);
+    const statusText = scrubTokenFromText(response.statusText, lease.token);
     headers.set("x-keypool-key", lease.id);
     headers.set("x-keypool-pool", lease.pool);
     headers.set("x-keypool-attempts", String(attempts));
     if (!response.body) {
       release(outcome);
-      return new Response(null, { status: response.status, statusText: response.statusText, headers });
+      return new Response(null, { status: response.status, statusText, headers });
     }
-    // Error answers are read whole too, so a key the upstream quotes back can be masked.
-    if (isSmallWholeBody(response) || response.status >= 400) {
+    const brokenOff = () => {
+      logger.warn("upstream broke off a response mid-body", { pool: lease.pool, key: lease.id });
+      release({ ok: false, error: "body interrupted" });
+      return gatewayError(502, "upstream_body_interrupted", "the upstream broke off its answer");
+    };
+    // Error answers are read (up to a cap, the rest cut off) so a key the upstream quotes back can be masked.
+    if (response.status >= 400) {
+      return readCapped(response.body, MAX_KEPT_ERROR_BODY).then(async ({ bytes }) => {
+        release(outcome);
+        headers.delete("content-length");
+        const body = await scrubTokenFromBody(bytes, headers, lease.token, MAX_KEPT_ERROR_BODY);
+        return new Response(body, { status: response.status, statusText, headers });
+      }, brokenOff);
+    }
+    if (isSmallWholeBody(response)) {
       // A plain answer of known, modest size is read natively in one go: relaying it chunk by chunk
       // through a JS stream costs more than the request's own bookkeeping. Streams (SSE, chunked)
       // always take the relay below.
-      return response.bytes().then(
-        (bytes) => {
-          usage?.push(bytes);
-          release(outcome);
-          const body = response.status >= 400 ? scrubTokenFromBody(bytes, headers, lease.token) : bytes;
-          return new Response(body, { status: response.status, statusText: response.statusText, headers });
-        },
-        () => {
-          logger.warn("upstream broke off a response mid-body", { pool: lease.pool, key: lease.id });
-          release({ ok: false, error: "body interrupted" });
-          return gatewayError(502, "upstream_body_interrupted", "the upstream broke off its answer");
-        },
-      );
+      return response.bytes().then((bytes) => {
+        usage?.push(bytes);
+        release(outcome);
+        return new Response(bytes, { status: response.status, statusText, headers });
+      }, brokenOff);
     }
+    const resumeIdleTimeout = holdIdleTimeout();
     const body = relayBody(response.body, {
       onChunk: usage && ((chunk) => usage.push(chunk)),
-      onComplete: () => release(outcome),
+      onComplete: () => {
+        resumeIdleTimeout();
+        release(outcome);
+      },
       // A stream cut by the upstream is the key's failure; one the client walked away from is not.
       onUpstreamError: () => {
+        resumeIdleTimeout();
         logger.warn("upstream broke off a response mid-stream", { pool: lease.pool, key: lease.id });
         release({ ok: false, error: "stream interrupted" });
       },
       onClientCancel: () => release(outcome),
     });
-    return new Response(body, { status: response.status, statusText: response.statusText, headers });
+    return new Response(body, { status: response.status, statusText, headers });
   }
 }
 
@@ -309,12 +367,9 @@ function isSmallWholeBody(response: Response): boolean {
 async function attemptOnce(
   request: Request,
   pathAndQuery: string,
-  /** The client's scheme as `URL.protocol` gives it (`http:`), from the URL the caller already parsed. */
-  protocol: string,
   body: Uint8Array | undefined,
   lease: Lease,
   route: GatewayTarget,
-  clientIp: string | undefined,
 ): Promise<Attempt> {
   const { upstream } = route;
   // fetch takes the string as is; a URL object is built only when the key goes into the query.
@@ -329,8 +384,7 @@ async function attemptOnce(
     headers = upstreamRequestHeaders(request.headers, {
       authHeader: upstream.authQuery ? undefined : upstream.authHeader,
       authValue: upstream.authQuery ? undefined : upstream.authTemplate.replaceAll("{token}", lease.token),
-      clientIp,
-      proto: protocol.replace(":", ""),
+      extra: upstream.forwardHeaders,
     });
   } catch {
     // A token no header can carry (stored before tokens were checked): a failure of this key, not a
@@ -391,12 +445,14 @@ function withKeypoolHeaders(response: Response, keyId: string, attempts: number)
   return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
 }
 
+/** The first MAX_KEPT_ERROR_BODY bytes of an error answer, scrubbed of the key; the rest is never read. */
 async function bufferResponse(response: Response, token: string): Promise<Response> {
-  const headers = clientResponseHeaders(response.headers);
-  const bytes = new Uint8Array(await response.arrayBuffer());
-  const kept = bytes.length > MAX_KEPT_ERROR_BODY ? bytes.slice(0, MAX_KEPT_ERROR_BODY) : bytes;
+  const headers = clientResponseHeaders(response.headers, token);
+  const { bytes } = await readCapped(response.body, MAX_KEPT_ERROR_BODY);
   headers.delete("content-length");
-  return new Response(scrubTokenFromBody(kept, headers, token), { status: response.status, statusText: response.statusText, headers });
+  const body = await scrubTokenFromBody(bytes, headers, token, MAX_KEPT_ERROR_BODY);
+  const statusText = scrubTokenFromText(response.statusText, token);
+  return new Response(body, { status: response.status, statusText, headers });
 }
 
 /** Buffers the request body (so a retry can replay it), refusing more than `limit` bytes. */

@@ -1,3 +1,4 @@
+import { readCappedText } from "../capped-body";
 import { parseRetryAfter } from "../pool/retry-after";
 import type { HttpCheckConfig } from "../config/types";
 import { deadline, type Deadline } from "./_deadline";
@@ -5,6 +6,8 @@ import type { ProbeOptions, ProbeResult } from "./probe";
 import { scrubToken, substituteToken } from "./_token-text";
 
 const MAX_REDIRECTS = 5;
+/** How much of a probe's answer `success_body` is matched against; the rest is never read. */
+export const MAX_PROBE_BODY_BYTES = 1024 * 1024;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const TLS_ERROR_CODES = new Set([
   "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
@@ -46,7 +49,8 @@ export async function probeHttp(check: HttpCheckConfig, token: string, opts: Pro
       await response.body?.cancel();
       return result(true, "ok", extra);
     }
-    return matcher.test(await response.text()) ? result(true, "ok", extra) : result(false, matcher.failure, extra);
+    const { text } = await readCappedText(response, MAX_PROBE_BODY_BYTES);
+    return matcher.test(text) ? result(true, "ok", extra) : result(false, matcher.failure, extra);
   } catch (error) {
     return result(false, describeFetchError(error, limit));
   }

@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { readCappedText } from "../capped-body";
 import { isSendableToken } from "../config/tokens-file";
 import type { RefreshConfig } from "../config/types";
 import type { Clock } from "../pool/clock";
@@ -13,6 +14,8 @@ export const DEFAULT_REFRESH_AHEAD_SEC = 60;
 export const REFRESH_TIMEOUT_SEC = 30;
 // The lock outlives the request by this much, so a slow store write after the answer cannot let a second refresher in.
 const LOCK_MARGIN_SEC = 60;
+/** A token endpoint's answer is a small JSON object; past this it is not one, and the rest is never read. */
+export const MAX_TOKEN_ANSWER_BYTES = 64 * 1024;
 
 export interface Credentials {
   token: string;
@@ -67,7 +70,11 @@ export async function requestNewToken(
 
   let text: string;
   try {
-    text = await response.text();
+    const answer = await readCappedText(response, MAX_TOKEN_ANSWER_BYTES);
+    if (answer.truncated) {
+      return fail(`token endpoint answered HTTP ${response.status} with more than ${MAX_TOKEN_ANSWER_BYTES} bytes; not a token answer`);
+    }
+    text = answer.text;
   } catch {
     return fail(limit.why() === "aborted" ? "aborted" : `token endpoint: ${limit.timeoutReason}`);
   }

@@ -1,3 +1,4 @@
+import type { Server } from "bun";
 import { Elysia, t } from "elysia";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics/metrics";
@@ -17,6 +18,8 @@ import { DomainError } from "../pool/errors";
 import { parseAnyJson } from "./_any-json-body";
 import { hostRefusalMessage } from "../pool/loopback-host";
 import { eventsRoutes } from "./events-routes";
+import { busyMessage, connectionCap } from "./connection-cap";
+import { DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS } from "../config/types";
 import type { KeyAdminService } from "./key-admin-service";
 import { metricsRoutes } from "./metrics-routes";
 import { statusRoutes } from "./status-routes";
@@ -44,6 +47,8 @@ export interface ApiDeps {
   hostCheck?: (hostHeader: string | null) => boolean;
   /** Why the store must not be trusted (its state file deleted or replaced), making /health answer 503. */
   storageLost?: () => DomainError | undefined;
+  /** server.idle_timeout_sec and server.max_connections of the listener the app is served on. */
+  listener?: { idleTimeoutSec?: number; maxConnections?: number };
 }
 
 // Routes anyone may call, even when server.api_key is set: /metrics is scraped without credentials,
@@ -52,13 +57,13 @@ const PUBLIC_PATHS = new Set(["/health", "/metrics", "/ui", ...DOCS_PATHS]);
 
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
-  const refusal = createRequestGuard(deps.apiKey, deps.hostCheck);
+  const refusal = createRequestGuard(deps.apiKey, deps.hostCheck, deps.listener?.maxConnections ?? DEFAULT_MAX_CONNECTIONS, deps.logger);
   return new Elysia({ name: "keypool-api", normalize: false })
     // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
     // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
     // So the hook stays this small, and returns the refusal by name.
-    .onRequest(function guardRequest({ request }) {
-      const refused = refusal(request);
+    .onRequest(function guardRequest({ request, server }) {
+      const refused = refusal(request, server);
       if (refused) return refused;
     })
     .onParse(parseAnyJson)
@@ -81,7 +86,7 @@ export function createApiApp(deps: ApiDeps) {
         security: [],
       },
     })
-    .use(brokerRoutes(deps.broker))
+    .use(brokerRoutes(deps.broker, deps.listener?.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC))
     .use(statusRoutes(deps.broker, deps.compat))
     .use(eventsRoutes(deps.broker))
     .use(adminRoutes(deps.reload))
@@ -104,18 +109,24 @@ function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
   return routes.use(metricsRoutes(metrics)).use(uiRoutes({ metrics, poolNames: poolNames ?? (() => []), clock: clock ?? systemClock }));
 }
 
-/** The answer to a request refused before routing (to a foreign Host, too large, or without the API key), if it is. */
+/** The answer to a request refused before routing (over the cap, to a foreign Host, too large, or without the API key), if it is. */
 function createRequestGuard(
   apiKey: string | undefined,
   hostCheck: ApiDeps["hostCheck"],
-): (request: Request) => Response | undefined {
+  maxConnections: number,
+  logger: Logger,
+): (request: Request, server: Server<unknown> | null) => Response | undefined {
   const hasValidApiKey = apiKey ? createApiKeyCheck(apiKey) : null;
-  return function refusal(request) {
+  const overCap = connectionCap("api", maxConnections, logger);
+  return function refusal(request, server) {
+    if (overCap(server)) {
+      return errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { "retry-after": "1", connection: "close" });
+    }
     if (hostCheck) {
       const host = request.headers.get("host");
       if (!hostCheck(host)) return errorResponse("HOST_NOT_ALLOWED", hostRefusalMessage(host!, "server.api_key"), 403);
     }
-    // GET /take is the hot path: it has no body, so its Content-Length is not even looked at here.
+    // GET /take is the hot path: it has no body, so its headers are not even looked at here.
     if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
       // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
       return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });

@@ -1,3 +1,4 @@
+import type { Server } from "bun";
 import { Elysia, type TSchema } from "elysia";
 import type { BrokerService } from "./broker-service";
 import { decodeLate } from "./_late-decode";
@@ -11,22 +12,40 @@ const releaseBody = decodeLate(ReleaseRequest);
 const TakeAnswer = documentedOnly(TakeBody);
 const ReleaseAnswer = documentedOnly(ReleaseResult);
 
-/** GET /take and POST /release. */
-export function brokerRoutes(broker: BrokerService) {
+/**
+ * GET /take and POST /release. `idleTimeoutSec` is the listener's: a take that waits in line turns it
+ * off while it waits (the connection is quiet through no fault of the client's) and back on after.
+ */
+export function brokerRoutes(broker: BrokerService, idleTimeoutSec: number) {
+  const takeWaiting = async (query: typeof TakeQuery.static, request: Request, server: Server<unknown> | null) => {
+    server?.timeout(request, 0);
+    try {
+      return await broker.take(query.pool, { session: query.session, waitSec: query.wait, signal: request.signal });
+    } finally {
+      server?.timeout(request, idleTimeoutSec);
+    }
+  };
   // normalize: false so unknown fields are rejected (a typo like "staus" must not pass silently).
   return new Elysia({ name: "broker", normalize: false })
-    .get("/take", ({ query, request }) => broker.take(query.pool, { session: query.session, waitSec: query.wait, signal: request.signal }), {
-      query: TakeQuery,
-      response: { 200: TakeAnswer, ...errors(400, 401, 404, 503) },
-      detail: {
-        summary: "Take a healthy key",
-        description:
-          "Hands out the best available key and a lease on it, from the pool or, when it has none, from its `fallback` pools (`pool` in the answer says which). " +
-          "`session` keeps one conversation on one key while that key is usable; `wait` waits in line for a key instead of failing at once. " +
-          "503 with `Retry-After` when no key is (or became) free; 404 for an unknown pool.",
-        tags: ["broker"],
+    .get(
+      "/take",
+      async ({ query, request, server }) =>
+        query.wait
+          ? takeWaiting(query, request, server)
+          : broker.take(query.pool, { session: query.session, signal: request.signal }),
+      {
+        query: TakeQuery,
+        response: { 200: TakeAnswer, ...errors(400, 401, 404, 503) },
+        detail: {
+          summary: "Take a healthy key",
+          description:
+            "Hands out the best available key and a lease on it, from the pool or, when it has none, from its `fallback` pools (`pool` in the answer says which). " +
+            "`session` keeps one conversation on one key while that key is usable; `wait` waits in line for a key instead of failing at once. " +
+            "503 with `Retry-After` when no key is (or became) free; 404 for an unknown pool.",
+          tags: ["broker"],
+        },
       },
-    })
+    )
     .post("/release", ({ body }) => broker.release(releaseBody.decode(body)), {
       body: releaseBody.schema,
       response: { 200: ReleaseAnswer, ...errors(400, 401, 404, 413) },

@@ -22,6 +22,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   STORE_UNAVAILABLE: 503,
   STATE_FILE_LOST: 503,
   HOST_NOT_ALLOWED: 403,
+  SERVER_BUSY: 503,
 };
 
 export function errorResponse(code: ErrorCode | "INTERNAL", message: string, status: number, headers: Record<string, string> = {}): Response {

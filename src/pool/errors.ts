@@ -23,7 +23,9 @@ export type ErrorCode =
    */
   | "STATE_FILE_LOST"
   /** A request named a Host that a loopback listener without credentials does not answer (DNS rebinding). */
-  | "HOST_NOT_ALLOWED";
+  | "HOST_NOT_ALLOWED"
+  /** A listener is serving server.max_connections requests already; this one is turned away. */
+  | "SERVER_BUSY";
 
 export class DomainError extends Error {
   constructor(

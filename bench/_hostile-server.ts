@@ -1,0 +1,84 @@
+/**
+ * One process of the hostile-peers run:
+ *
+ *   bun bench/_hostile-server.ts upstream <error-mb>          an upstream whose /error/<status> answers with <error-mb> MB
+ *   bun bench/_hostile-server.ts gateway <upstream-url> [dir]  the real daemon (API + gateway) in front of it
+ *
+ * Speaks the contract in `_process.ts`: its URL on the first line of stdout (the gateway prints
+ * `<gateway-url> <api-url>`), then serves until stopped. The upstream answers GET /produced with how
+ * many bytes of error bodies it has made so far: what the gateway pulled before it cut them off.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadConfig } from "../src/config/load";
+import { createDaemon } from "../src/daemon/create-daemon";
+import { createLogger } from "../src/log";
+import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
+
+const CHUNK = new Uint8Array(64 * 1024).fill("e".charCodeAt(0));
+
+function startUpstream(errorMb: number): ServedTarget {
+  const total = errorMb * 1024 * 1024;
+  let produced = 0;
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    // A body the gateway stops reading sits unsent; the upstream must not reap it for that.
+    idleTimeout: 0,
+    fetch(request) {
+      const path = new URL(request.url).pathname;
+      if (path === "/produced") return Response.json({ produced });
+      const status = Number(/^\/error\/(\d{3})$/.exec(path)?.[1] ?? 0);
+      if (!status) return Response.json({ data: [] });
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent >= total) return controller.close();
+          sent += CHUNK.length;
+          produced += CHUNK.length;
+          controller.enqueue(CHUNK);
+        },
+      });
+      return new Response(body, { status, headers: { "content-type": "application/json" } });
+    },
+  });
+  return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
+}
+
+async function startGateway(upstreamUrl: string, stateDir: string): Promise<ServedTarget> {
+  // Enough keys that those resting after a 500 leave others for the next request.
+  const tokens = Array.from({ length: 8 }, (_, i) => `k${i},sk-hostile-${String(i).padStart(24, "0")}`).join("\n");
+  writeFileSync(join(stateDir, "tokens.txt"), `${tokens}\n`);
+  const yaml = [
+    "state_file: state.sqlite",
+    "server: { addr: 127.0.0.1:0 }",
+    "tokens_file: tokens.txt",
+    "cooldown_sec: 0",
+    // A key that got a 500 rests briefly, so the next round finds it again.
+    "backoff: { overloaded: { base_sec: 0.1, step_sec: 0, max_sec: 0.1 } }",
+    `upstream: { listen: "127.0.0.1:0", base_url: "${upstreamUrl}", cooldown_sec: 0 }`,
+    "",
+  ].join("\n");
+  const configPath = join(stateDir, "keypool.yaml");
+  writeFileSync(configPath, yaml);
+  // Formatted as in production, then dropped: the logging path's memory is measured too.
+  const logger = createLogger({ level: "info", format: "json", write: () => {} });
+  const daemon = await createDaemon(loadConfig(configPath), { gateway: "all", logger, autoCheck: false });
+  await daemon.start();
+  const url = Object.values(daemon.gatewayUrls)[0];
+  if (!url) throw new Error(`the daemon started no gateway listener; config was:\n${yaml}`);
+  return { url: `${url} ${daemon.url}`, stop: () => daemon.stop() };
+}
+
+async function main(): Promise<void> {
+  const [kind, arg, givenDir] = process.argv.slice(2);
+  if ((kind !== "upstream" && kind !== "gateway") || !arg) {
+    console.error("usage: bun bench/_hostile-server.ts upstream <error-mb> | gateway <upstream-url> [state-dir]");
+    process.exit(2);
+  }
+  const stateDir = childStateDir(givenDir, kind === "gateway", "keypool-hostile-");
+  const target = kind === "upstream" ? startUpstream(Number(arg)) : await startGateway(arg, stateDir.path);
+  await serveUntilStopped(target, stateDir.remove);
+}
+
+await main();

@@ -1,0 +1,57 @@
+/**
+ * Every common spelling of a token in text an upstream wrote: as is, URL-encoded (`%2F`, either
+ * case), JSON-escaped (`\/`, `\u002f`, either case), or any mix of these, character by character.
+ * An upstream that quotes a key back does it through one of its encoders; matching each character's
+ * spellings catches all of them without knowing which encoder ran.
+ */
+export interface TokenSpellings {
+  /** Whether `text` holds the token in any spelling. */
+  test(text: string): boolean;
+  /** `text` with every spelling of the token replaced by `replacement`. */
+  replace(text: string, replacement: string): string;
+}
+
+const cache = new Map<string, TokenSpellings>();
+/** Tokens a process sees at once are few; the bound only keeps a long-running one from collecting old ones. */
+const MAX_CACHED = 1024;
+
+export function tokenSpellings(token: string): TokenSpellings {
+  let found = cache.get(token);
+  if (found) return found;
+  if (cache.size >= MAX_CACHED) cache.clear();
+  found = build(token);
+  cache.set(token, found);
+  return found;
+}
+
+function build(token: string): TokenSpellings {
+  const pattern = new RegExp([...token].map(spellingsOf).join(""), "g");
+  // Letters and digits survive every encoder above, so the longest run of them is a cheap first test.
+  const anchor = longestAlphanumericRun(token);
+  const mayHold = anchor.length >= 6 ? (text: string) => text.includes(anchor) : () => true;
+  return {
+    test(text) {
+      if (!mayHold(text)) return false;
+      pattern.lastIndex = 0;
+      return pattern.test(text);
+    },
+    replace(text, replacement) {
+      return mayHold(text) ? text.replace(pattern, () => replacement) : text;
+    },
+  };
+}
+
+function spellingsOf(char: string): string {
+  const code = char.codePointAt(0)!;
+  const literal = char.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&");
+  if (code > 0xff) return literal;
+  const hex = code.toString(16).padStart(2, "0");
+  const anyCase = [...hex].map((h) => (/[a-f]/.test(h) ? `[${h}${h.toUpperCase()}]` : h)).join("");
+  const forms = [literal, `%${anyCase}`, `\\\\u00${anyCase}`];
+  if (char === "/") forms.push("\\\\\\/");
+  return `(?:${forms.join("|")})`;
+}
+
+function longestAlphanumericRun(token: string): string {
+  return (token.match(/[A-Za-z0-9]+/g) ?? []).reduce((best, run) => (run.length > best.length ? run : best), "");
+}
