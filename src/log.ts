@@ -70,3 +70,29 @@ function bufferedStderr(): (line: string) => void {
 }
 
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** The header every error answer (and every gateway answer) carries, naming the log line that explains it. */
+export const REQUEST_ID_HEADER = "x-keypool-request-id";
+
+/** A short id that ties an answer to its log line: the answer says what went wrong, the log line says why. */
+export function newRequestId(): string {
+  return crypto.randomUUID().slice(0, 8);
+}
+
+/**
+ * An unexpected error as log fields: its message and stack belong in the log, never in an answer.
+ * Non-errors (a thrown string, a rejected undefined) are described as they are.
+ */
+export function errorFields(error: unknown): LogFields {
+  if (error instanceof Error) return { error: error.message, error_name: error.name, stack: error.stack };
+  return { error: String(error) };
+}
+
+/** The path of a request URL without its query, cheaply and without decoding (a malformed escape must not throw). */
+export function requestPath(url: string): string {
+  // Relative when the request named no host (HTTP/1.0 without Host).
+  const start = url.startsWith("/") ? 0 : url.indexOf("/", url.indexOf("//") + 2);
+  if (start === -1) return "/";
+  const end = url.indexOf("?", start);
+  return end === -1 ? url.slice(start) : url.slice(start, end);
+}

@@ -1,8 +1,10 @@
 import type { Server } from "bun";
 import { parseAddr } from "../config/addr";
 import { listenError } from "./listen-error";
+import { listenerErrorOptions } from "./listener-errors";
 import { fallbackChain } from "../config/fallback";
 import type { Config } from "../config/types";
+import { uncaughtGatewayAnswer } from "../gateway/errors";
 import { createGateway } from "../gateway/gateway";
 import type { RetryBudget } from "../gateway/retry-budget";
 import { buildRoute, type GatewayRoute, type GatewayTarget } from "../gateway/route";
@@ -89,6 +91,7 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
         // with an OpenAI-shaped 413. Bun's own limit would answer an empty 413 before the handler runs.
         maxRequestBodySize: Number.MAX_SAFE_INTEGER,
         fetch: (request, srv) => handlers.get(listen)!(request, srv),
+        ...listenerErrorOptions(uncaughtGatewayAnswer(deps.logger)),
       });
     } catch (error) {
       // Listeners bound before this one must not outlive the failed start.

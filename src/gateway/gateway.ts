@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import type { Logger } from "../log";
+import { type Logger, REQUEST_ID_HEADER, errorFields, newRequestId, requestPath } from "../log";
 import { type MetricsRecorder, noMetrics } from "../metrics/metrics";
 import { createUsageMeter } from "../metrics/usage-meter";
 import type { Clock } from "../pool/clock";
@@ -35,11 +35,24 @@ export interface GatewayDeps {
 /** upstream.retry_budget when unset: retries after upstream-side failures stay under 20% of requests. */
 export const DEFAULT_RETRY_BUDGET = 0.2;
 
+/**
+ * Methods never sent upstream: a TRACE is echoed back by the upstream with every header it got —
+ * the injected key among them — and CONNECT asks for a tunnel, which a gateway that injects keys
+ * into requests cannot be.
+ */
+const NOT_FORWARDED = new Set(["TRACE", "TRACK", "CONNECT"]);
+
 /** How much of an upstream error body goes into the log (scrubbed of anything credential-like). */
 const MAX_LOGGED_ERROR_BODY = 500;
 
 /** How much of a retried error body is kept, so it can still be returned if no other key is free. */
 const MAX_KEPT_ERROR_BODY = 256 * 1024;
+
+/** The request's id, and whether a log line already carries it. */
+interface RequestTrace {
+  readonly id: string;
+  logged: boolean;
+}
 
 type Attempt =
   | { kind: "response"; response: Response; lease: Lease; firstByteSec: number }
@@ -63,12 +76,34 @@ export function createGateway(deps: GatewayDeps) {
     return budget;
   };
 
+  /**
+   * Every answer carries the request id of its log line. An answer keypool refused without
+   * forwarding (no pool, too large, wrong client key) is logged here; a failure of keypool's own is
+   * logged with its stack and answered with a bare 500 that names the id.
+   */
   return async function handleGatewayRequest(request: Request, server: Server<unknown>): Promise<Response> {
+    const trace: RequestTrace = { id: newRequestId(), logged: false };
+    let response: Response;
+    try {
+      response = await forward(request, server, trace);
+    } catch (error) {
+      logger.error("gateway request failed", { request_id: trace.id, method: request.method, path: requestPath(request.url), ...errorFields(error) });
+      trace.logged = true;
+      response = gatewayError(500, "internal_error", `keypool failed to handle this request; the keypool log has the details under request ${trace.id}`);
+    }
+    if (!trace.logged) logger.info("gateway request refused", { request_id: trace.id, method: request.method, path: requestPath(request.url), status: response.status });
+    response.headers.set(REQUEST_ID_HEADER, trace.id);
+    return response;
+  };
+
+  async function forward(request: Request, server: Server<unknown>, trace: RequestTrace): Promise<Response> {
     const started = performance.now();
-    // Only log lines carry it: made on first use, not for every request.
-    let requestId: string | undefined;
-    const idOfRequest = () => (requestId ??= crypto.randomUUID().slice(0, 8));
-    const url = new URL(request.url);
+    const idOfRequest = () => trace.id;
+    if (NOT_FORWARDED.has(request.method)) {
+      return gatewayError(405, "method_not_allowed", `the gateway does not forward ${request.method} requests`, { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" });
+    }
+    const url = parseUrl(request.url);
+    if (!url) return gatewayError(400, "invalid_request", "the request's URL cannot be read: an HTTP/1.0 request needs a Host header");
 
     const body = await readBody(request, maxBodyBytes);
     if (body === "too-large") {
@@ -90,7 +125,8 @@ export function createGateway(deps: GatewayDeps) {
     }
 
     const clientIp = server.requestIP(request)?.address;
-    const log = (status: number, attempts: number, keyId: string | undefined, extra: Record<string, unknown> = {}) =>
+    const log = (status: number, attempts: number, keyId: string | undefined, extra: Record<string, unknown> = {}) => {
+      trace.logged = true;
       logger.info("gateway request", {
         request_id: idOfRequest(),
         pool: route.pool,
@@ -102,6 +138,7 @@ export function createGateway(deps: GatewayDeps) {
         duration_ms: Math.round(performance.now() - started),
         ...extra,
       });
+    };
 
     const maxAttempts = 1 + route.upstream.maxRetries;
     const budget = budgetOf(route);
@@ -212,7 +249,7 @@ export function createGateway(deps: GatewayDeps) {
     }
 
     return giveUp(maxAttempts);
-  };
+  }
 
   /** Sends the upstream response to the client as it arrives; the lease is released when it ends. */
   function streamBack(response: Response, lease: Lease, attempts: number, outcome: Outcome, sentAt: number): Response | Promise<Response> {
@@ -326,6 +363,11 @@ async function attemptOnce(
       // Compressed bodies pass through untouched, with their Content-Encoding.
       decompress: false,
     });
+    // A status a Response cannot carry (600+, 1xx past fetch) is a broken upstream, not an answer to relay.
+    if (response.status < 200 || response.status > 599) {
+      void response.body?.cancel().catch(() => {});
+      return { kind: "transport", error: `the upstream answered with status ${response.status}, which HTTP does not allow`, lease };
+    }
     // A failure that may be retried is read whole within the same time limit: its body is kept
     // for the client in case no other key helps, and an upstream that stalls it must not hang us.
     const firstByteSec = (performance.now() - sentAt) / 1000;
@@ -417,4 +459,13 @@ function clientKeyCheck(keys: string[] | undefined): (headers: Headers) => boole
 function stickySession(route: GatewayRoute, headers: Headers, json: Record<string, unknown> | undefined): string | undefined {
   if (!route.session.enabled) return undefined;
   return sessionIdOf({ header: headers.get(route.session.header), body: json, fingerprint: route.session.fingerprint })?.id;
+}
+
+/** The request's URL; Bun leaves it relative when the request names no host (HTTP/1.0 without Host). */
+function parseUrl(url: string): URL | undefined {
+  try {
+    return new URL(url);
+  } catch {
+    return undefined;
+  }
 }

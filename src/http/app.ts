@@ -1,5 +1,5 @@
 import { Elysia, t } from "elysia";
-import type { Logger } from "../log";
+import { type Logger, requestPath } from "../log";
 import type { Metrics } from "../metrics/metrics";
 import { type Clock, systemClock } from "../pool/clock";
 import { adminKeysRoutes } from "./admin-keys-routes";
@@ -10,7 +10,7 @@ import type { BrokerService } from "./broker-service";
 import { compatRoutes } from "./compat-routes";
 import type { CompatService } from "./compat-service";
 import { DOCS_PATHS, docsRoutes } from "./docs-routes";
-import { errorResponse, toErrorResponse } from "./errors";
+import { answerError, refuseRequest } from "./errors";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "./_json-depth";
 import { DomainError } from "../pool/errors";
 import { eventsRoutes } from "./events-routes";
@@ -42,7 +42,7 @@ const PUBLIC_PATHS = new Set(["/health", "/metrics", "/ui", ...DOCS_PATHS]);
 
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
-  const refusal = createRequestGuard(deps.apiKey);
+  const refusal = createRequestGuard(deps.apiKey, deps.logger);
   return new Elysia({ name: "keypool-api", normalize: false })
     // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
     // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
@@ -57,10 +57,8 @@ export function createApiApp(deps: ApiDeps) {
         throw new DomainError("BAD_REQUEST", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
       }
     })
-    .onError(function mapError({ error, code }) {
-      const response = toErrorResponse(error, code);
-      if (response.status >= 500) deps.logger.error("request failed", { error: (error as Error)?.message ?? String(error) });
-      return response;
+    .onError(function mapError({ error, code, request }) {
+      return answerError(deps.logger, request, error, code);
     })
     .get("/health", () => ({ ok: true as const }), {
       response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }) },
@@ -70,7 +68,7 @@ export function createApiApp(deps: ApiDeps) {
     .use(statusRoutes(deps.broker))
     .use(eventsRoutes(deps.broker))
     .use(adminRoutes(deps.reload))
-    .use(deps.compat ? compatRoutes(deps.compat) : new Elysia({ name: "compat-off" }))
+    .use(deps.compat ? compatRoutes(deps.compat, deps.logger) : new Elysia({ name: "compat-off" }))
     .use(deps.keyAdmin ? adminKeysRoutes(deps.keyAdmin) : new Elysia({ name: "admin-keys-off" }))
     .use(observabilityRoutes(deps))
     .use(docsRoutes());
@@ -83,23 +81,17 @@ function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
 }
 
 /** The answer to a request refused before routing (too large, or without the API key), if it is refused. */
-function createRequestGuard(apiKey: string | undefined): (request: Request) => Response | undefined {
+function createRequestGuard(apiKey: string | undefined, logger: Logger): (request: Request) => Response | undefined {
   const hasValidApiKey = apiKey ? createApiKeyCheck(apiKey) : null;
   return function refusal(request) {
     // GET /take is the hot path: it has no body, so its headers are not even looked at here.
     if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
       // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
-      return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
+      return refuseRequest(logger, request, "PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
     }
-    if (hasValidApiKey && !PUBLIC_PATHS.has(pathOf(request.url)) && !hasValidApiKey(request)) {
-      return errorResponse("UNAUTHORIZED", "missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401);
+    if (hasValidApiKey && !PUBLIC_PATHS.has(requestPath(request.url)) && !hasValidApiKey(request)) {
+      return refuseRequest(logger, request, "UNAUTHORIZED", "missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401);
     }
     return undefined;
   };
-}
-
-function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  const end = url.indexOf("?", start);
-  return end === -1 ? url.slice(start) : url.slice(start, end);
 }

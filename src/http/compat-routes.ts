@@ -1,7 +1,8 @@
 import { Elysia, t } from "elysia";
 import { DomainError } from "../pool/errors";
 import { REPORTED_HEALTH, type CompatService } from "./compat-service";
-import { STATUS_BY_CODE } from "./errors";
+import { type Logger, REQUEST_ID_HEADER } from "../log";
+import { STATUS_BY_CODE, logRefusal } from "./errors";
 import { errors } from "./schemas";
 
 const PoolParam = t.Object({ pool: t.String({ maxLength: 64, description: "Pool name (the model, in similar tools)", examples: ["gpt-4"] }) });
@@ -53,15 +54,15 @@ const HealthResult = t.Object(
  * `GET /keys/:pool` and `POST /health/:pool`, shaped like similar key-rotation tools so their
  * clients work unchanged. Errors keep those tools' `success: false`.
  */
-export function compatRoutes(compat: CompatService) {
+export function compatRoutes(compat: CompatService, logger: Logger) {
   return new Elysia({ name: "compat" })
     .get(
       "/keys/:pool",
-      async ({ params, set, status }) => {
+      async ({ params, set, status, request }) => {
         try {
           return await compat.take(params.pool);
         } catch (error) {
-          const failure = compatFailure(params.pool, error, set.headers);
+          const failure = compatFailure(params.pool, error, set.headers, logger, request);
           return status(failure.status as 503, failure.body);
         }
       },
@@ -73,11 +74,11 @@ export function compatRoutes(compat: CompatService) {
     )
     .post(
       "/health/:pool",
-      async ({ params, body, set, status }) => {
+      async ({ params, body, set, status, request }) => {
         try {
           return await compat.report(params.pool, body);
         } catch (error) {
-          const failure = compatFailure(params.pool, error, set.headers);
+          const failure = compatFailure(params.pool, error, set.headers, logger, request);
           return status(failure.status as 404, failure.body);
         }
       },
@@ -90,12 +91,11 @@ export function compatRoutes(compat: CompatService) {
     );
 }
 
-/** A domain error in the compatibility shape; anything else goes on to the app's error mapping. */
-function compatFailure(model: string, error: unknown, headers: Record<string, unknown>) {
+/** A domain error in the compatibility shape, logged with its request id; anything else goes on to the app's error mapping. */
+function compatFailure(model: string, error: unknown, headers: Record<string, unknown>, logger: Logger, request: Request) {
   if (!(error instanceof DomainError)) throw error;
   if (error.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
-  return {
-    status: STATUS_BY_CODE[error.code],
-    body: { success: false as const, model, error: { code: error.code, message: error.message } },
-  };
+  const status = STATUS_BY_CODE[error.code];
+  headers[REQUEST_ID_HEADER] = logRefusal(logger, request, status, error.code);
+  return { status, body: { success: false as const, model, error: { code: error.code, message: error.message } } };
 }
