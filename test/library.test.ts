@@ -69,6 +69,9 @@ describe("how withKey reads an outcome", () => {
     ["a 400", new ApiError(400), { ok: false, status: 400, body: "HTTP 400" }],
     ["a 402: a spent quota", new ApiError(402), { ok: false, status: 402, body: "HTTP 402" }],
     ["a timeout", Object.assign(new Error("t"), { name: "TimeoutError" }), { ok: false, error: "timeout" }],
+    ["a timeout made with an AbortController", Object.assign(new Error("request timed out"), { name: "AbortError" }), { ok: false, error: "timeout" }],
+    // The caller gave up: no fault of the key.
+    ["an abort", new DOMException("This operation was aborted", "AbortError"), { ok: false, class: "client" as const }],
     ["anything else thrown", new TypeError("fetch failed"), { ok: false, error: "network" }],
   ])("a thrown %s", (_, error, expected) => {
     expect(outcomeOfError(error, now)).toEqual(expected);

@@ -14,7 +14,7 @@ import { fallbackChains, modelServedAs } from "../config/fallback";
 import { findConfig } from "../config/find-config";
 import { loadConfig, readConfigTree } from "../config/load";
 import { deriveKeyId } from "../config/tokens-file";
-import type { BackoffConfig, Config, KeySpec, PoolConfig, Rotation } from "../config/types";
+import type { BackoffConfig, ClassifyRuleConfig, Config, KeySpec, PoolConfig, Rotation } from "../config/types";
 import { poolSettingsOf } from "../daemon/pool-settings";
 import { type Clock, systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
@@ -26,7 +26,7 @@ import { TakeQueue } from "../store/take-queue";
 import type { KeyStatus, Lease, ReleaseResult, ReleaseTarget, TakeOptions } from "../store/types";
 import { type ReportedOutcome, outcomeOfError, outcomeOfValue } from "./outcome";
 
-export type { BackoffConfig, Config, KeyState, KeyStatus, Lease, ReleaseResult, ReportedOutcome, Rotation, TakeOptions };
+export type { BackoffConfig, ClassifyRuleConfig, Config, KeyState, KeyStatus, Lease, ReleaseResult, ReportedOutcome, Rotation, TakeOptions };
 export { DomainError };
 
 /** A key given in code: its token, or the token with an id and a weight. */
@@ -52,6 +52,8 @@ export interface PoolInCode {
   maxConcurrency?: number;
   /** Per failure class, the rest ladder's changes from the defaults (as the config's `backoff:`). */
   backoff?: BackoffConfig;
+  /** Rules tried before the built-in classification (as the config's `classify:`), e.g. `{ status: [403], class: "quota" }`. */
+  classify?: ClassifyRuleConfig[];
 }
 
 export interface OpenPoolOptions extends Omit<PoolInCode, "keys" | "fallback" | "modelMap"> {
@@ -229,8 +231,8 @@ function resolveConfig(options: OpenPoolOptions): Config {
     throw new DomainError("BAD_REQUEST", "give either keys (one pool) or pools (several), not both");
   }
   if (options.keys !== undefined) {
-    const { keys, rotation, cooldownSec, leaseTtlSec, maxConcurrency, backoff } = options;
-    return configFromCode({ [options.pool ?? "default"]: { keys, rotation, cooldownSec, leaseTtlSec, maxConcurrency, backoff } }, options, "");
+    const { keys, rotation, cooldownSec, leaseTtlSec, maxConcurrency, backoff, classify } = options;
+    return configFromCode({ [options.pool ?? "default"]: { keys, rotation, cooldownSec, leaseTtlSec, maxConcurrency, backoff, classify } }, options, "");
   }
   if (options.pools !== undefined) return configFromCode(options.pools, options, "pools.");
   if (typeof options.config === "string") return loadConfig(options.config);
@@ -271,6 +273,7 @@ function poolTree(pool: PoolInCode): Record<string, unknown> {
   if (pool.maxConcurrency !== undefined) body.max_concurrency = pool.maxConcurrency;
   if (pool.fallback !== undefined) body.fallback = pool.fallback;
   if (pool.modelMap !== undefined) body.model_map = pool.modelMap;
+  if (pool.classify !== undefined) body.classify = pool.classify;
   if (pool.backoff !== undefined) {
     body.backoff = Object.fromEntries(
       Object.entries(pool.backoff).map(([cls, ladder]) => [

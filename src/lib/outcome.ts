@@ -32,7 +32,11 @@ export function outcomeOfError(error: unknown, now: number): ReportedOutcome {
   const e = (typeof error === "object" && error !== null ? error : {}) as Record<string, any>;
   const status = [e.status, e.statusCode, e.response?.status].find((s) => Number.isInteger(s) && s >= 100 && s <= 599) as number | undefined;
   if (status === undefined) {
-    const timedOut = e.name === "TimeoutError" || e.name === "AbortError" || e.code === "ETIMEDOUT";
+    const message = typeof e.message === "string" ? e.message : "";
+    // A timeout made with an AbortController says so in its message; any other abort is the
+    // caller giving up, which says nothing about the key (class "client" costs it nothing).
+    if (e.name === "AbortError" && !/time ?out|timed out/i.test(message)) return { ok: false, class: "client" };
+    const timedOut = e.name === "TimeoutError" || e.name === "AbortError" || e.code === "ETIMEDOUT" || e.code === "ECONNABORTED";
     return { ok: false, error: timedOut ? "timeout" : "network" };
   }
   const outcome = outcomeOfStatus(status, headersOf(e.headers ?? e.response?.headers), now);

@@ -117,6 +117,26 @@ describe("cooldown ladders, as key-carousel documents them", () => {
   });
 });
 
+describe("what a failure means for the key", () => {
+  it("quarantines a key on 403 by default, and rests it on the billing ladder with key-carousel's classify rule", async () => {
+    const clock = new ManualClock();
+    await using strict = await openPool({ keys: [{ id: "k", token: ANTHROPIC[0]! }], clock });
+    await failOnce(strict, new ApiError(403));
+    expect((await strict.status()).keys[0]).toMatchObject({ state: "quarantined", until: clock.now() + 300_000 });
+
+    await using seedLike = await openPool({ keys: [{ id: "k", token: ANTHROPIC[0]! }], clock, classify: [{ status: [403], class: "quota" }] });
+    await failOnce(seedLike, new ApiError(403));
+    expectRung(await restOf(seedLike, "k", clock.now()), 5 * HOUR);
+  });
+
+  it("costs the key nothing when the caller aborts, or the request itself was wrong (400, 404)", async () => {
+    const clock = new ManualClock();
+    await using pool = await openPool({ keys: [{ id: "k", token: ANTHROPIC[0]! }], clock });
+    for (const error of [new DOMException("This operation was aborted", "AbortError"), new ApiError(400), new ApiError(404)]) await failOnce(pool, error);
+    expect((await pool.take()).id).toBe("k");
+  });
+});
+
 describe("fallback to another provider's pool", () => {
   const pools = {
     anthropic: {
