@@ -23,10 +23,10 @@ import { MASTER_KEY_ENV, loadTokenCipher } from "../store/master-key";
 import { SqliteStore } from "../store/sqlite/sqlite-store";
 import { createStore } from "../store/create-store";
 import { TakeQueue } from "../store/take-queue";
-import type { KeyStatus, Lease, ReleaseResult, ReleaseTarget, TakeOptions } from "../store/types";
+import type { KeyStatus, Lease, ReleaseResult, ReleaseTarget, TakeOptions as StoreTakeOptions } from "../store/types";
 import { type ReportedOutcome, outcomeOfError, outcomeOfValue } from "./outcome";
 
-export type { BackoffConfig, ClassifyRuleConfig, Config, KeyState, KeyStatus, Lease, ReleaseResult, ReportedOutcome, Rotation, TakeOptions };
+export type { BackoffConfig, ClassifyRuleConfig, Config, KeyState, KeyStatus, Lease, ReleaseResult, ReportedOutcome, Rotation };
 export { DomainError };
 
 /** A key given in code: its token, or the token with an id and a weight. */
@@ -81,6 +81,18 @@ export interface OpenPoolOptions extends Omit<PoolInCode, "keys" | "fallback" | 
   clock?: Clock;
 }
 
+/** How to take a key: keys to avoid, a sticky session, and how long to wait for one. */
+export interface TakeOptions extends StoreTakeOptions {
+  /**
+   * When no key of the chain is free, wait up to this long for one, in line with this pool's other
+   * waiters (first come, first served), instead of throwing at once. A release through this pool
+   * hands the key on at once; a key whose rest ends is noticed within a quarter of a second.
+   */
+  waitMs?: number;
+  /** Aborting it takes the caller out of line (the take rejects with the signal's reason). */
+  signal?: AbortSignal;
+}
+
 /** One pool's keys by state, and each key as `keypool status` shows it (tokens masked). */
 export interface PoolStatus {
   pool: string;
@@ -100,7 +112,8 @@ export interface KeyPool extends AsyncDisposable {
   /**
    * Takes the best available key from the pool or, when it has none, from its fallbacks:
    * `lease.pool` says which.
-   * @throws DomainError `NO_KEY_AVAILABLE` (with `retryAfterMs`) when every key of every pool in the chain is resting or out.
+   * @throws DomainError `NO_KEY_AVAILABLE` (with `retryAfterMs`) when every key of every pool in the chain is resting or
+   * out (and stays so for `waitMs`).
    */
   take(options?: TakeOptions): Promise<Lease>;
   /** Gives a lease back with how it went (default: success). A lapsed lease throws DomainError `UNKNOWN_LEASE`. */
@@ -158,8 +171,8 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
   }
   // The daemon's own take path: the same chain, tried the same way (see TakeQueue.take).
   const keys = new TakeQueue({ store, clock, chainOf: () => chain });
-  const take = (takeOptions: TakeOptions = {}) =>
-    keys.take(name, { session: takeOptions.session, exclude: takeOptions.exclude && Object.fromEntries(chain.map((p) => [p, takeOptions.exclude!])) });
+  const take = ({ session, exclude, waitMs, signal }: TakeOptions = {}) =>
+    keys.take(name, { session, waitMs, signal, exclude: exclude && Object.fromEntries(chain.map((p) => [p, exclude])) });
 
   async function release(lease: Lease | string, outcome: ReportedOutcome = { ok: true }): Promise<ReleaseResult> {
     return keys.release({ lease: typeof lease === "string" ? lease : lease.lease }, outcome);

@@ -137,6 +137,21 @@ describe("what a failure means for the key", () => {
   });
 });
 
+describe("waiting for a key, as run() waits up to maxWaitMs", () => {
+  it("hands a key given back to the caller waiting in line, and lets a caller leave the line", async () => {
+    await using pool = await openPool({ keys: [{ id: "k", token: ANTHROPIC[0]! }], maxConcurrency: 1 });
+    const held = await pool.take();
+    const waiting = pool.take({ waitMs: 60_000 });
+    const leaving = new AbortController();
+    const gaveUp = pool.take({ waitMs: 60_000, signal: leaving.signal });
+    leaving.abort(new Error("caller left"));
+    await expect(gaveUp).rejects.toThrow("caller left");
+    await pool.release(held);
+    expect((await waiting).id).toBe("k");
+    await expect(pool.take()).rejects.toMatchObject({ code: "NO_KEY_AVAILABLE" });
+  });
+});
+
 describe("fallback to another provider's pool", () => {
   const pools = {
     anthropic: {
