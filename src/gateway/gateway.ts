@@ -98,7 +98,6 @@ export function createGateway(deps: GatewayDeps) {
 
   async function forward(request: Request, server: Server<unknown>, trace: RequestTrace): Promise<Response> {
     const started = performance.now();
-    const idOfRequest = () => trace.id;
     if (NOT_FORWARDED.has(request.method)) {
       return gatewayError(405, "method_not_allowed", `the gateway does not forward ${request.method} requests`, { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" });
     }
@@ -128,7 +127,7 @@ export function createGateway(deps: GatewayDeps) {
     const log = (status: number, attempts: number, keyId: string | undefined, extra: Record<string, unknown> = {}) => {
       trace.logged = true;
       logger.info("gateway request", {
-        request_id: idOfRequest(),
+        request_id: trace.id,
         pool: route.pool,
         key: keyId,
         method: request.method,
@@ -229,7 +228,7 @@ export function createGateway(deps: GatewayDeps) {
         metrics.recordRequest(lease.pool, lease.id, outcome);
         metrics.observeUpstream(lease.pool, "total", (performance.now() - sentAt) / 1000);
         logger.warn("upstream attempt failed", {
-          request_id: idOfRequest(),
+          request_id: trace.id,
           pool: lease.pool,
           key: lease.id,
           attempt,

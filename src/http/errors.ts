@@ -30,7 +30,7 @@ export function errorResponse(code: AnswerCode, message: string, status: number,
 }
 
 /** Maps anything a route throws to `{"error":{"code","message"}}`; unexpected errors say nothing internal. */
-export function toErrorResponse(error: unknown, elysiaCode: string | number, requestId?: string): Response {
+export function toErrorResponse(error: unknown, elysiaCode: string | number, requestId: string): Response {
   if (error instanceof DomainError) {
     const headers: Record<string, string> = {};
     if (error.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
@@ -48,8 +48,8 @@ export function toErrorResponse(error: unknown, elysiaCode: string | number, req
   }
 }
 
-function internalMessage(requestId: string | undefined): string {
-  return requestId === undefined ? "internal error; see the keypool log" : `internal error; the keypool log has the details under request ${requestId}`;
+function internalMessage(requestId: string): string {
+  return `internal error; the keypool log has the details under request ${requestId}`;
 }
 
 /**
