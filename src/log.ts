@@ -1,3 +1,5 @@
+import { scrubSecrets } from "./pool/scrub-secrets";
+
 /**
  * One line per event. JSON when stdout is not a terminal, readable text otherwise.
  * Fields must never carry a token: pass key ids, or masked values.
@@ -84,8 +86,14 @@ export function newRequestId(): string {
  * Non-errors (a thrown string, a rejected undefined) are described as they are.
  */
 export function errorFields(error: unknown): LogFields {
-  if (error instanceof Error) return { error: error.message, error_name: error.name, stack: error.stack };
-  return { error: String(error) };
+  // Scrubbed: an error may quote what it failed on, a credential included.
+  if (error instanceof Error) return { error: scrubSecrets(error.message), error_name: error.name, stack: error.stack && scrubSecrets(error.stack) };
+  return { error: scrubSecrets(String(error)) };
+}
+
+/** A request's path for an error's log line: without the query, and scrubbed of anything credential-like a client put in it. */
+export function loggedPath(url: string): string {
+  return scrubSecrets(requestPath(url));
 }
 
 /** The path of a request URL without its query, cheaply and without decoding (a malformed escape must not throw). */

@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import { type Logger, REQUEST_ID_HEADER, errorFields, newRequestId, requestPath } from "../log";
+import { type Logger, REQUEST_ID_HEADER, errorFields, loggedPath, newRequestId } from "../log";
 import { type MetricsRecorder, noMetrics } from "../metrics/metrics";
 import { createUsageMeter } from "../metrics/usage-meter";
 import type { Clock } from "../pool/clock";
@@ -87,11 +87,11 @@ export function createGateway(deps: GatewayDeps) {
     try {
       response = await forward(request, server, trace);
     } catch (error) {
-      logger.error("gateway request failed", { request_id: trace.id, method: request.method, path: requestPath(request.url), ...errorFields(error) });
+      logger.error("gateway request failed", { request_id: trace.id, method: request.method, path: loggedPath(request.url), ...errorFields(error) });
       trace.logged = true;
       response = gatewayError(500, "internal_error", `keypool failed to handle this request; the keypool log has the details under request ${trace.id}`);
     }
-    if (!trace.logged) logger.info("gateway request refused", { request_id: trace.id, method: request.method, path: requestPath(request.url), status: response.status });
+    if (!trace.logged) logger.info("gateway request refused", { request_id: trace.id, method: request.method, path: loggedPath(request.url), status: response.status });
     response.headers.set(REQUEST_ID_HEADER, trace.id);
     return response;
   };

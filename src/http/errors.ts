@@ -1,4 +1,4 @@
-import { type Logger, REQUEST_ID_HEADER, errorFields, newRequestId, requestPath } from "../log";
+import { type Logger, REQUEST_ID_HEADER, errorFields, loggedPath, newRequestId } from "../log";
 import { DomainError, type ErrorCode } from "../pool/errors";
 
 /** The one table from error codes to HTTP statuses. */
@@ -90,7 +90,7 @@ export function uncaughtErrorAnswer(logger: Logger): (error: Error) => Response 
 
 function logAnswer(logger: Logger, request: Request, status: number, requestId: string, error: unknown, code: string): void {
   // The query stays out: a client may have put a credential in it.
-  const fields = { request_id: requestId, method: request.method, path: requestPath(request.url), status };
+  const fields = { request_id: requestId, method: request.method, path: loggedPath(request.url), status };
   if (status >= 500 && !(error instanceof DomainError)) logger.error("request failed", { ...fields, ...errorFields(error) });
   else logger.info("request refused", { ...fields, code });
 }

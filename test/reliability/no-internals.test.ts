@@ -207,6 +207,9 @@ async function expectNoInternals(daemon: SpawnedDaemon, dir: string): Promise<vo
     ...(await sweep(api, ["/", "/health", "/take", "/release", "/status", "/events", "/pools/default/keys", "/keys/default", "/reload", "/metrics", "/ui", "/swagger", "/openapi.json", "/nope"])),
     ...(await sweep(gateway, ["/", "/v1/chat/completions", "/v1/models", "/nope"])),
     ...(await sweep(metrics, ["/", "/metrics", "/nope"])),
+    // A token pasted into a path: refused, and logged without it.
+    await exchange(api, "GET /pools/default/keys/<token>", request("GET", `/pools/default/keys/${LEAK.token}/x`)),
+    await exchange(gateway, "GET /<token> with TRACE", request("TRACE", `/v1/${LEAK.token}`)),
     // Last, as it rests the keys: an upstream status no Response can carry used to throw in the gateway.
     await exchange(gateway, "GET /bad-status (upstream answers 999)", request("GET", "/bad-status")),
   ];
