@@ -272,6 +272,20 @@ describe("persistence is opt-in", () => {
     expect(readdirSync(dir.path)).toEqual([]);
   });
 
+  it("keeps two pools opened in memory apart, and lets two opened on one state file see each other's cooldowns", async () => {
+    using dir = tempDir();
+    const keys = [{ id: "k", token: ANTHROPIC[0]! }];
+    await using first = await openPool({ keys });
+    await using second = await openPool({ keys });
+    await first.report({ id: "k", ok: false, status: 429 });
+    expect((await second.status()).counts.cooling).toBe(0);
+
+    await using shared = await openPool({ keys, stateFile: dir.file("shared.db") });
+    await using alsoShared = await openPool({ keys, stateFile: dir.file("shared.db") });
+    await shared.report({ id: "k", ok: false, status: 429 });
+    expect((await alsoShared.status()).counts.cooling).toBe(1);
+  });
+
   it("with a state file, a restart finds the cooldowns where they were", async () => {
     using dir = tempDir();
     const clock = new ManualClock();
