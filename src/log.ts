@@ -87,11 +87,12 @@ export function newRequestId(): string {
  */
 export function errorFields(error: unknown): LogFields {
   // Scrubbed: an error may quote what it failed on, a credential included.
-  if (error instanceof Error) return { error: scrubSecrets(error.message), error_name: error.name, stack: error.stack && scrubSecrets(error.stack) };
-  return { error: scrubSecrets(String(error)) };
+  if (!(error instanceof Error)) return { error: scrubSecrets(String(error)) };
+  const stack = error.stack && scrubSecrets(error.stack);
+  return { error: scrubSecrets(error.message), error_name: error.name, stack };
 }
 
-/** A request's path for an error's log line: without the query, and scrubbed of anything credential-like a client put in it. */
+/** A request's path for an error's log line: no query, and nothing credential-like a client put in it. */
 export function loggedPath(url: string): string {
   return scrubSecrets(requestPath(url));
 }

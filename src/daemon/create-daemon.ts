@@ -195,7 +195,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
         // MAX_BODY_BYTES by Content-Length with a JSON error, and Bun stops chunked bodies that run on.
         // Elysia turns SO_REUSEPORT on: a second daemon on the same config would then share the port
         // silently (the kernel splits connections between them) instead of failing to bind.
-        app.listen({ hostname: config.server.host, port, maxRequestBodySize: 2 * MAX_BODY_BYTES, reusePort: false, ...listenerErrorOptions(uncaughtErrorAnswer(logger)) });
+        const errors = listenerErrorOptions(uncaughtErrorAnswer(logger));
+        const maxRequestBodySize = 2 * MAX_BODY_BYTES;
+        app.listen({ hostname: config.server.host, port, maxRequestBodySize, reusePort: false, ...errors });
       } catch (error) {
         throw listenError(error, { host: config.server.host, port, field: "server.addr", flag: "--port N" });
       }

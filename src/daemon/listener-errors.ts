@@ -4,6 +4,6 @@
  * of source lines and absolute paths; without an `error` handler, production mode still answers
  * a bare 500. Every listener turns it off and answers in its own JSON error shape instead.
  */
-export function listenerErrorOptions(answer: (error: Error) => Response): { development: false; error: (error: Error) => Response } {
-  return { development: false, error: answer };
+export function listenerErrorOptions(answer: (error: Error) => Response) {
+  return { development: false as const, error: answer };
 }

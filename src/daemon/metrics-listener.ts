@@ -22,7 +22,8 @@ export function startMetricsListener(addr: string, metrics: Metrics, logger: Log
     .use(metricsRoutes(metrics));
   let server: Server<unknown>;
   try {
-    server = Bun.serve({ hostname: host, port, fetch: (request) => app.handle(request), ...listenerErrorOptions(uncaughtErrorAnswer(logger)) });
+    const fetch = (request: Request) => app.handle(request);
+    server = Bun.serve({ hostname: host, port, fetch, ...listenerErrorOptions(uncaughtErrorAnswer(logger)) });
   } catch (error) {
     throw listenError(error, { host, port, field: "metrics.addr" });
   }

@@ -13,7 +13,7 @@ export function uncaughtGatewayAnswer(logger: Logger): (error: Error) => Respons
   return function answerUncaught(error) {
     const requestId = newRequestId();
     logger.error("gateway request failed", { request_id: requestId, ...errorFields(error) });
-    const message = `keypool failed to handle this request; the keypool log has the details under request ${requestId}`;
+    const message = `keypool failed to handle this request; the keypool log has the details under ${requestId}`;
     return gatewayError(500, "internal_error", message, { [REQUEST_ID_HEADER]: requestId });
   };
 }

@@ -87,11 +87,16 @@ export function createGateway(deps: GatewayDeps) {
     try {
       response = await forward(request, server, trace);
     } catch (error) {
-      logger.error("gateway request failed", { request_id: trace.id, method: request.method, path: loggedPath(request.url), ...errorFields(error) });
+      const fields = { request_id: trace.id, method: request.method, path: loggedPath(request.url) };
+      logger.error("gateway request failed", { ...fields, ...errorFields(error) });
       trace.logged = true;
-      response = gatewayError(500, "internal_error", `keypool failed to handle this request; the keypool log has the details under request ${trace.id}`);
+      const message = `keypool failed to handle this request; the keypool log has the details under ${trace.id}`;
+      response = gatewayError(500, "internal_error", message);
     }
-    if (!trace.logged) logger.info("gateway request refused", { request_id: trace.id, method: request.method, path: loggedPath(request.url), status: response.status });
+    if (!trace.logged) {
+      const fields = { request_id: trace.id, method: request.method, path: loggedPath(request.url) };
+      logger.info("gateway request refused", { ...fields, status: response.status });
+    }
     response.headers.set(REQUEST_ID_HEADER, trace.id);
     return response;
   };
@@ -99,10 +104,15 @@ export function createGateway(deps: GatewayDeps) {
   async function forward(request: Request, server: Server<unknown>, trace: RequestTrace): Promise<Response> {
     const started = performance.now();
     if (NOT_FORWARDED.has(request.method)) {
-      return gatewayError(405, "method_not_allowed", `the gateway does not forward ${request.method} requests`, { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" });
+      const allow = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+      const message = `the gateway does not forward ${request.method} requests`;
+      return gatewayError(405, "method_not_allowed", message, { allow });
     }
     const url = parseUrl(request.url);
-    if (!url) return gatewayError(400, "invalid_request", "the request's URL cannot be read: an HTTP/1.0 request needs a Host header");
+    if (!url) {
+      const message = "the request's URL cannot be read: an HTTP/1.0 request needs a Host header";
+      return gatewayError(400, "invalid_request", message);
+    }
 
     const body = await readBody(request, maxBodyBytes);
     if (body === "too-large") {
@@ -365,7 +375,8 @@ async function attemptOnce(
     // A status a Response cannot carry (600+, 1xx past fetch) is a broken upstream, not an answer to relay.
     if (response.status < 200 || response.status > 599) {
       void response.body?.cancel().catch(() => {});
-      return { kind: "transport", error: `the upstream answered with status ${response.status}, which HTTP does not allow`, lease };
+      const error = `the upstream answered with status ${response.status}, which HTTP does not allow`;
+      return { kind: "transport", error, lease };
     }
     // A failure that may be retried is read whole within the same time limit: its body is kept
     // for the client in case no other key helps, and an upstream that stalls it must not hang us.

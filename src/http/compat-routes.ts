@@ -91,7 +91,7 @@ export function compatRoutes(compat: CompatService, logger: Logger) {
     );
 }
 
-/** A domain error in the compatibility shape, logged with its request id; anything else goes on to the app's error mapping. */
+/** A domain error in the compatibility shape, logged with its request id; others go to the app's error mapping. */
 function compatFailure(model: string, error: unknown, headers: Record<string, unknown>, logger: Logger, request: Request) {
   if (!(error instanceof DomainError)) throw error;
   if (error.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));

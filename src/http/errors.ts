@@ -25,8 +25,15 @@ export type AnswerCode = ErrorCode | "INTERNAL";
  * `{"error":{"code","message"}}`. The request id goes in a header, which every client can read
  * without the body's shape changing; the log line with the details carries the same id.
  */
-export function errorResponse(code: AnswerCode, message: string, status: number, headers: Record<string, string> = {}, requestId?: string): Response {
-  return Response.json({ error: { code, message } }, { status, headers: requestId === undefined ? headers : { ...headers, [REQUEST_ID_HEADER]: requestId } });
+export function errorResponse(
+  code: AnswerCode,
+  message: string,
+  status: number,
+  headers: Record<string, string> = {},
+  requestId?: string,
+): Response {
+  const withId = requestId === undefined ? headers : { ...headers, [REQUEST_ID_HEADER]: requestId };
+  return Response.json({ error: { code, message } }, { status, headers: withId });
 }
 
 /** Maps anything a route throws to `{"error":{"code","message"}}`; unexpected errors say nothing internal. */
@@ -60,16 +67,24 @@ function internalMessage(requestId: string): string {
 export function answerError(logger: Logger, request: Request, error: unknown, elysiaCode: string | number): Response {
   const requestId = newRequestId();
   const response = toErrorResponse(error, elysiaCode, requestId);
-  logAnswer(logger, request, response.status, requestId, error, error instanceof DomainError ? error.code : String(elysiaCode));
+  const code = error instanceof DomainError ? error.code : String(elysiaCode);
+  logAnswer(logger, request, response.status, requestId, error, code);
   return response;
 }
 
 /** An answer refused before routing (no API key, body too large), logged like any other error answer. */
-export function refuseRequest(logger: Logger, request: Request, code: ErrorCode, message: string, status: number, headers: Record<string, string> = {}): Response {
+export function refuseRequest(
+  logger: Logger,
+  request: Request,
+  code: ErrorCode,
+  message: string,
+  status: number,
+  headers: Record<string, string> = {},
+): Response {
   return errorResponse(code, message, status, headers, logRefusal(logger, request, status, code));
 }
 
-/** For a route that answers an error in a shape of its own: logs the refusal, and returns the id to answer with. */
+/** For a route that answers an error in a shape of its own: logs the refusal, and returns the id to answer it with. */
 export function logRefusal(logger: Logger, request: Request, status: number, code: ErrorCode): string {
   const requestId = newRequestId();
   logAnswer(logger, request, status, requestId, undefined, code);
@@ -88,11 +103,11 @@ export function uncaughtErrorAnswer(logger: Logger): (error: Error) => Response 
   };
 }
 
-function logAnswer(logger: Logger, request: Request, status: number, requestId: string, error: unknown, code: string): void {
+function logAnswer(logger: Logger, request: Request, status: number, requestId: string, error: unknown, code: string) {
   // The query stays out: a client may have put a credential in it.
   const fields = { request_id: requestId, method: request.method, path: loggedPath(request.url), status };
-  if (status >= 500 && !(error instanceof DomainError)) logger.error("request failed", { ...fields, ...errorFields(error) });
-  else logger.info("request refused", { ...fields, code });
+  if (status < 500 || error instanceof DomainError) logger.info("request refused", { ...fields, code });
+  else logger.error("request failed", { ...fields, ...errorFields(error) });
 }
 
 function describeValidation(error: unknown): string {

@@ -14,7 +14,8 @@ import { fallbackChains, modelServedAs } from "../config/fallback";
 import { findConfig } from "../config/find-config";
 import { loadConfig, readConfigTree } from "../config/load";
 import { deriveKeyId } from "../config/tokens-file";
-import type { BackoffConfig, ClassifyRuleConfig, Config, KeySpec, PoolConfig, Rotation } from "../config/types";
+import type { BackoffConfig, ClassifyRuleConfig, Config, KeySpec, LadderConfig, PoolConfig } from "../config/types";
+import type { Rotation } from "../config/types";
 import { poolSettingsOf } from "../daemon/pool-settings";
 import { type Clock, systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
@@ -26,7 +27,17 @@ import { TakeQueue } from "../store/take-queue";
 import type { KeyStatus, Lease, ReleaseResult, ReleaseTarget, TakeOptions as StoreTakeOptions } from "../store/types";
 import { type ReportedOutcome, outcomeOfError, outcomeOfValue } from "./outcome";
 
-export type { BackoffConfig, ClassifyRuleConfig, Config, KeyState, KeyStatus, Lease, ReleaseResult, ReportedOutcome, Rotation };
+export type {
+  BackoffConfig,
+  ClassifyRuleConfig,
+  Config,
+  KeyState,
+  KeyStatus,
+  Lease,
+  ReleaseResult,
+  ReportedOutcome,
+  Rotation,
+};
 export { DomainError };
 
 /** A key given in code: its token, or the token with an id and a weight. */
@@ -52,7 +63,7 @@ export interface PoolInCode {
   maxConcurrency?: number;
   /** Per failure class, the rest ladder's changes from the defaults (as the config's `backoff:`). */
   backoff?: BackoffConfig;
-  /** Rules tried before the built-in classification (as the config's `classify:`), e.g. `{ status: [403], class: "quota" }`. */
+  /** Rules tried before the built-in ones (as the config's `classify:`), e.g. `{ status: [403], class: "quota" }`. */
   classify?: ClassifyRuleConfig[];
 }
 
@@ -112,8 +123,8 @@ export interface KeyPool extends AsyncDisposable {
   /**
    * Takes the best available key from the pool or, when it has none, from its fallbacks:
    * `lease.pool` says which.
-   * @throws DomainError `NO_KEY_AVAILABLE` (with `retryAfterMs`) when every key of every pool in the chain is resting or
-   * out (and stays so for `waitMs`).
+   * @throws DomainError `NO_KEY_AVAILABLE` (with `retryAfterMs`) when every key of every pool in the chain
+   * is resting or out (and stays so for `waitMs`).
    */
   take(options?: TakeOptions): Promise<Lease>;
   /** Gives a lease back with how it went (default: success). A lapsed lease throws DomainError `UNKNOWN_LEASE`. */
@@ -171,6 +182,7 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
   }
   // The daemon's own take path: the same chain, tried the same way (see TakeQueue.take).
   const keys = new TakeQueue({ store, clock, chainOf: () => chain });
+  // A key tried is avoided in whichever pool of the chain holds it.
   const take = ({ session, exclude, waitMs, signal }: TakeOptions = {}) =>
     keys.take(name, { session, waitMs, signal, exclude: exclude && Object.fromEntries(chain.map((p) => [p, exclude])) });
 
@@ -191,7 +203,8 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
         if (!(error instanceof DomainError) || error.code !== "UNKNOWN_KEY" || member === chain.at(-1)) throw error;
       }
     }
-    throw new DomainError("UNKNOWN_KEY", `pool "${name}"${chain.length > 1 ? " and its fallbacks have" : " has"} no key with that ${token === undefined ? "id" : "token"}`);
+    const where = chain.length > 1 ? `pool "${name}" and its fallbacks have` : `pool "${name}" has`;
+    throw new DomainError("UNKNOWN_KEY", `${where} no key with that ${token === undefined ? "id" : "token"}`);
   }
 
   async function close(): Promise<void> {
@@ -206,7 +219,10 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
     release,
     report: releaseKey,
     async status(member = name) {
-      if (!chain.includes(member)) throw new DomainError("UNKNOWN_POOL", `pool "${member}" is not "${name}" or one of its fallbacks (${chain.join(", ")})`);
+      if (!chain.includes(member)) {
+        const fallbacks = chain.slice(1).join(", ") || "none";
+        throw new DomainError("UNKNOWN_POOL", `pool "${member}" is neither "${name}" nor its fallback (${fallbacks})`);
+      }
       const keys = await store.status(member);
       const counts = Object.fromEntries(KEY_STATES.map((s) => [s, 0])) as Record<KeyState, number>;
       for (const key of keys) counts[key.state]++;
@@ -245,7 +261,8 @@ function resolveConfig(options: OpenPoolOptions): Config {
   }
   if (options.keys !== undefined) {
     const { keys, rotation, cooldownSec, leaseTtlSec, maxConcurrency, backoff, classify } = options;
-    return configFromCode({ [options.pool ?? "default"]: { keys, rotation, cooldownSec, leaseTtlSec, maxConcurrency, backoff, classify } }, options, "");
+    const pool = { keys, rotation, cooldownSec, leaseTtlSec, maxConcurrency, backoff, classify };
+    return configFromCode({ [options.pool ?? "default"]: pool }, options, "");
   }
   if (options.pools !== undefined) return configFromCode(options.pools, options, "pools.");
   if (typeof options.config === "string") return loadConfig(options.config);
@@ -271,8 +288,12 @@ function keysFromCode(given: KeyInputLike[], where: string): KeySpec[] {
   const seen = new Set<string>();
   return given.map((key, index) => {
     const spec = typeof key === "string" ? { token: key } : key;
-    if (typeof spec.token !== "string" || spec.token === "") throw new DomainError("BAD_REQUEST", `${where}[${index}]: the token is empty`);
-    if (seen.has(spec.token)) throw new DomainError("BAD_REQUEST", `${where}[${index}]: the same token is given twice — remove one`);
+    if (typeof spec.token !== "string" || spec.token === "") {
+      throw new DomainError("BAD_REQUEST", `${where}[${index}]: the token is empty`);
+    }
+    if (seen.has(spec.token)) {
+      throw new DomainError("BAD_REQUEST", `${where}[${index}]: the same token is given twice — remove one`);
+    }
     seen.add(spec.token);
     return { id: spec.id ?? deriveKeyId(spec.token), token: spec.token, weight: spec.weight ?? 1 };
   });
@@ -288,16 +309,16 @@ function poolTree(pool: PoolInCode): Record<string, unknown> {
   if (pool.modelMap !== undefined) body.model_map = pool.modelMap;
   if (pool.classify !== undefined) body.classify = pool.classify;
   if (pool.backoff !== undefined) {
-    body.backoff = Object.fromEntries(
-      Object.entries(pool.backoff).map(([cls, ladder]) => [
-        cls,
-        Object.fromEntries(
-          Object.entries({ base_sec: ladder?.baseSec, factor: ladder?.factor, step_sec: ladder?.stepSec, max_sec: ladder?.maxSec }).filter(([, v]) => v !== undefined),
-        ),
-      ]),
-    );
+    const ladders = Object.entries(pool.backoff).map(([cls, ladder]) => [cls, ladderTree(ladder ?? {})]);
+    body.backoff = Object.fromEntries(ladders);
   }
   return body;
+}
+
+function ladderTree(ladder: LadderConfig): Record<string, number> {
+  const fields = { base_sec: ladder.baseSec, factor: ladder.factor, step_sec: ladder.stepSec, max_sec: ladder.maxSec };
+  const given = Object.entries(fields).filter((entry): entry is [string, number] => entry[1] !== undefined);
+  return Object.fromEntries(given);
 }
 
 function choosePool(config: Config, wanted: string | undefined): PoolConfig {

@@ -36,12 +36,13 @@ export function outcomeOfError(error: unknown, now: number): ReportedOutcome {
     // A timeout made with an AbortController says so in its message; any other abort is the
     // caller giving up, which says nothing about the key (class "client" costs it nothing).
     if (e.name === "AbortError" && !/time ?out|timed out/i.test(message)) return { ok: false, class: "client" };
-    const timedOut = e.name === "TimeoutError" || e.name === "AbortError" || e.code === "ETIMEDOUT" || e.code === "ECONNABORTED";
+    const timedOut = ["TimeoutError", "AbortError"].includes(e.name) || ["ETIMEDOUT", "ECONNABORTED"].includes(e.code);
     return { ok: false, error: timedOut ? "timeout" : "network" };
   }
   const outcome = outcomeOfStatus(status, headersOf(e.headers ?? e.response?.headers), now);
   // SDKs put the upstream's error text in the message (openai: "429 You exceeded your current quota…").
-  return outcome.ok || typeof e.message !== "string" || e.message === "" ? outcome : { ...outcome, body: e.message.slice(0, MAX_ERROR_BODY) };
+  if (outcome.ok || typeof e.message !== "string" || e.message === "") return outcome;
+  return { ...outcome, body: e.message.slice(0, MAX_ERROR_BODY) };
 }
 
 /** What a returned value says: a `Response` by its status, anything else is a success. */

@@ -294,7 +294,7 @@ describe("an error thrown inside keypool", () => {
     const id = response.headers.get(REQUEST_ID);
     expect({ status: response.status, json: JSON.parse(body), id }).toEqual({
       status: 500,
-      json: { error: { message: `keypool failed to handle this request; the keypool log has the details under request ${id}`, type: "keypool_error", code: "internal_error" } },
+      json: { error: { message: `keypool failed to handle this request; the keypool log has the details under ${id}`, type: "keypool_error", code: "internal_error" } },
       id: expect.stringMatching(/^[0-9a-f]{8}$/),
     });
     const line = gw.kp.logs.find((l) => l.includes(`"request_id":"${id}"`));
