@@ -1,3 +1,5 @@
+import { scrubSecrets } from "./pool/scrub-secrets";
+
 /**
  * One line per event. JSON when stdout is not a terminal, readable text otherwise.
  * Fields must never carry a token: pass key ids, or masked values.
@@ -70,3 +72,36 @@ function bufferedStderr(): (line: string) => void {
 }
 
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** The header every error answer (and every gateway answer) carries, naming the log line that explains it. */
+export const REQUEST_ID_HEADER = "x-keypool-request-id";
+
+/** A short id that ties an answer to its log line: the answer says what went wrong, the log line says why. */
+export function newRequestId(): string {
+  return crypto.randomUUID().slice(0, 8);
+}
+
+/**
+ * An unexpected error as log fields: its message and stack belong in the log, never in an answer.
+ * Non-errors (a thrown string, a rejected undefined) are described as they are.
+ */
+export function errorFields(error: unknown): LogFields {
+  // Scrubbed: an error may quote what it failed on, a credential included.
+  if (!(error instanceof Error)) return { error: scrubSecrets(String(error)) };
+  const stack = error.stack && scrubSecrets(error.stack);
+  return { error: scrubSecrets(error.message), error_name: error.name, stack };
+}
+
+/** A request's path for an error's log line: no query, and nothing credential-like a client put in it. */
+export function loggedPath(url: string): string {
+  return scrubSecrets(requestPath(url));
+}
+
+/** The path of a request URL without its query, cheaply and without decoding (a malformed escape must not throw). */
+export function requestPath(url: string): string {
+  // Relative when the request named no host (HTTP/1.0 without Host).
+  const start = url.startsWith("/") ? 0 : url.indexOf("/", url.indexOf("//") + 2);
+  if (start === -1) return "/";
+  const end = url.indexOf("?", start);
+  return end === -1 ? url.slice(start) : url.slice(start, end);
+}

@@ -56,11 +56,22 @@ describe("openPool with keys in code", () => {
 describe("how withKey reads an outcome", () => {
   const now = Date.parse("2026-01-01T00:00:00Z");
   it.each([
-    ["a 429 with retry-after", new ApiError(429, { "Retry-After": "7" }), { ok: false, status: 429, retryAfterMs: 7000 }],
-    ["a 401 (SDK error)", new ApiError(401), { ok: false, status: 401 }],
-    ["a 503 from axios", Object.assign(new Error("x"), { response: { status: 503, headers: {} } }), { ok: false, status: 503 }],
-    ["a 400: the request's fault, not the key's", new ApiError(400), { ok: true, status: 400 }],
+    ["a 429 with retry-after", new ApiError(429, { "Retry-After": "7" }), { ok: false, status: 429, retryAfterMs: 7000, body: "HTTP 429" }],
+    ["a 401 (SDK error)", new ApiError(401), { ok: false, status: 401, body: "HTTP 401" }],
+    ["a 503 from axios", Object.assign(new Error("x"), { response: { status: 503, headers: {} } }), { ok: false, status: 503, body: "x" }],
+    // The message carries the upstream's text: here it says the quota is spent, not that requests came too fast.
+    [
+      "a 429 for a spent quota (openai SDK)",
+      Object.assign(new ApiError(429), { message: "429 You exceeded your current quota, please check your plan and billing details." }),
+      { ok: false, status: 429, body: "429 You exceeded your current quota, please check your plan and billing details." },
+    ],
+    // The store classifies it: a plain 400 is the request's fault ("client") and costs the key nothing.
+    ["a 400", new ApiError(400), { ok: false, status: 400, body: "HTTP 400" }],
+    ["a 402: a spent quota", new ApiError(402), { ok: false, status: 402, body: "HTTP 402" }],
     ["a timeout", Object.assign(new Error("t"), { name: "TimeoutError" }), { ok: false, error: "timeout" }],
+    ["a timeout made with an AbortController", Object.assign(new Error("request timed out"), { name: "AbortError" }), { ok: false, error: "timeout" }],
+    // The caller gave up: no fault of the key.
+    ["an abort", new DOMException("This operation was aborted", "AbortError"), { ok: false, class: "client" as const }],
     ["anything else thrown", new TypeError("fetch failed"), { ok: false, error: "network" }],
   ])("a thrown %s", (_, error, expected) => {
     expect(outcomeOfError(error, now)).toEqual(expected);

@@ -50,3 +50,11 @@ export function fallbackChains(pools: Readonly<Record<string, { fallback?: reado
   const graph = Object.fromEntries(Object.entries(pools).map(([name, pool]) => [name, pool.fallback ?? []]));
   return new Map(Object.keys(pools).map((name) => [name, fallbackChain(graph, name)]));
 }
+
+/**
+ * The name `model` goes by when a pool serves it: the pool's `model_map` entry (a fallback whose
+ * provider calls the model differently), else the name as the caller gave it.
+ */
+export function modelServedAs(modelMap: Readonly<Record<string, string>> | undefined, model: string): string {
+  return modelMap && Object.hasOwn(modelMap, model) ? modelMap[model]! : model;
+}

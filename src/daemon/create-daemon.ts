@@ -7,6 +7,8 @@ import { AlertService, type AlertServiceOptions } from "../alerts/alert-service"
 import { reportExhaustion } from "../alerts/report-exhaustion";
 import type { ReloadReport } from "../http/admin-routes";
 import { MAX_BODY_BYTES, createApiApp } from "../http/app";
+import { uncaughtErrorAnswer } from "../http/errors";
+import { listenerErrorOptions } from "./listener-errors";
 import { type GatewayListeners, type GatewayMode, startGatewayListeners } from "./gateway-listeners";
 import { drainListeners } from "./_drain";
 import { listenError } from "./listen-error";
@@ -228,12 +230,14 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
         // MAX_BODY_BYTES by Content-Length with a JSON error, and Bun stops chunked bodies that run on.
         // Elysia turns SO_REUSEPORT on: a second daemon on the same config would then share the port
         // silently (the kernel splits connections between them) instead of failing to bind.
+        const errors = listenerErrorOptions(uncaughtErrorAnswer(logger));
         app.listen({
           hostname: config.server.host,
           port,
           maxRequestBodySize: 2 * MAX_BODY_BYTES,
           reusePort: false,
           idleTimeout: config.server.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC,
+          ...errors,
         });
       } catch (error) {
         throw listenError(error, { host: config.server.host, port, field: "server.addr", flag: "--port N" });

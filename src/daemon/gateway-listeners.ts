@@ -1,10 +1,12 @@
 import type { Server } from "bun";
 import { parseAddr } from "../config/addr";
 import { listenError } from "./listen-error";
+import { listenerErrorOptions } from "./listener-errors";
 import { fallbackChain } from "../config/fallback";
 import { type Config, DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS } from "../config/types";
 import { gatewayError } from "../gateway/errors";
 import { busyMessage, connectionCap } from "../http/connection-cap";
+import { uncaughtGatewayAnswer } from "../gateway/errors";
 import { createGateway } from "../gateway/gateway";
 import { CacheHitCounter } from "../gateway/health-report";
 import type { RetryBudget } from "../gateway/retry-budget";
@@ -116,6 +118,7 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
           overCap(srv)
             ? gatewayError(503, "server_busy", busyMessage(maxConnections), { "retry-after": "1", connection: "close" })
             : serve(listen, request, srv),
+        ...listenerErrorOptions(uncaughtGatewayAnswer(deps.logger)),
       });
     } catch (error) {
       // Listeners bound before this one must not outlive the failed start.

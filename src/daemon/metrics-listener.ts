@@ -1,13 +1,15 @@
 import type { Server } from "bun";
 import { Elysia } from "elysia";
 import { parseAddr } from "../config/addr";
+import { answerError, errorResponse, uncaughtErrorAnswer } from "../http/errors";
 import { metricsRoutes } from "../http/metrics-routes";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics/metrics";
 import { listenError } from "./listen-error";
 import { DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS, type ServerConfig } from "../config/types";
 import { busyMessage, connectionCap } from "../http/connection-cap";
-import { errorResponse } from "../http/errors";
+
+import { listenerErrorOptions } from "./listener-errors";
 
 /**
  * The dedicated `metrics.addr` listener: GET /metrics and nothing else, so it can be exposed to a
@@ -21,7 +23,11 @@ export function startMetricsListener(
 ): Server<unknown> {
   // Validated when the config was loaded.
   const { host, port } = parseAddr(addr)!;
-  const app = new Elysia({ name: "metrics-listener" }).use(metricsRoutes(metrics));
+  const app = new Elysia({ name: "metrics-listener" })
+    .onError(function mapError({ error, code, request }) {
+      return answerError(logger, request, error, code);
+    })
+    .use(metricsRoutes(metrics));
   const maxConnections = server.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const overCap = connectionCap(`metrics ${addr}`, maxConnections, logger);
   let listener: Server<unknown>;
@@ -32,6 +38,7 @@ export function startMetricsListener(
       idleTimeout: server.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC,
       fetch: (request, srv) =>
         overCap(srv) ? errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { connection: "close" }) : app.handle(request),
+      ...listenerErrorOptions(uncaughtErrorAnswer(logger)),
     });
   } catch (error) {
     throw listenError(error, { host, port, field: "metrics.addr" });

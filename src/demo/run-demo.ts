@@ -1,5 +1,7 @@
 import type { Config } from "../config/types";
 import { type Daemon, createDaemon } from "../daemon/create-daemon";
+import { listenerErrorOptions } from "../daemon/listener-errors";
+import { uncaughtGatewayAnswer } from "../gateway/errors";
 import { createLogger } from "../log";
 import { type KeyBehaviour, simulatedUpstream } from "./simulated-upstream";
 
@@ -30,13 +32,16 @@ const DEMO_KEYS: Array<{ id: string; token: string; behaviour: KeyBehaviour; sto
  * requests through the gateway and tells what happened to each key.
  */
 export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
+  const logger = createLogger({ level: "warn" });
   const upstream = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
     fetch: simulatedUpstream({ keys: Object.fromEntries(DEMO_KEYS.map((k) => [k.token, k.behaviour])), retryAfterSec: 60 }),
+    // It speaks the OpenAI API, so it fails like the gateway does: JSON, never Bun's HTML error page.
+    ...listenerErrorOptions(uncaughtGatewayAnswer(logger)),
   });
   const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
-  const daemon = await createDaemon(demoConfig(options, upstreamUrl), { logger: createLogger({ level: "warn" }), gateway: "all" });
+  const daemon = await createDaemon(demoConfig(options, upstreamUrl), { logger, gateway: "all" });
   try {
     await daemon.start();
   } catch (error) {

@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import type { Logger } from "../log";
+import { type Logger, REQUEST_ID_HEADER, errorFields, loggedPath, newRequestId } from "../log";
 import { type MetricsRecorder, noMetrics } from "../metrics/metrics";
 import { createUsageMeter } from "../metrics/usage-meter";
 import type { Clock } from "../pool/clock";
@@ -43,6 +43,12 @@ export interface GatewayDeps {
 export const DEFAULT_RETRY_BUDGET = 0.2;
 
 const CLIENT_KEY_MESSAGE = "missing or wrong client key: send one of upstream.client_keys as Bearer or x-api-key";
+/**
+ * Methods never sent upstream: a TRACE is echoed back by the upstream with every header it got —
+ * the injected key among them — and CONNECT asks for a tunnel, which a gateway that injects keys
+ * into requests cannot be.
+ */
+const NOT_FORWARDED = new Set(["TRACE", "TRACK", "CONNECT"]);
 
 /** How much of an upstream error body goes into the log (scrubbed of anything credential-like). */
 const MAX_LOGGED_ERROR_BODY = 500;
@@ -53,6 +59,12 @@ const MAX_LOGGED_ERROR_BODY = 500;
  * The rest is never read: the upstream connection is closed instead.
  */
 export const MAX_KEPT_ERROR_BODY = 256 * 1024;
+
+/** The request's id, and whether a log line already carries it. */
+interface RequestTrace {
+  readonly id: string;
+  logged: boolean;
+}
 
 type Attempt =
   | { kind: "response"; response: Response; lease: Lease; firstByteSec: number }
@@ -79,11 +91,18 @@ export function createGateway(deps: GatewayDeps) {
 
   const idleTimeoutSec = deps.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC;
 
+  /**
+   * Every answer carries the request id of its log line. An answer keypool refused without
+   * forwarding (no pool, too large, wrong client key) is logged here; a failure of keypool's own is
+   * logged with its stack and answered with a bare 500 that names the id.
+   *
+   * While keypool waits (for a key, for the upstream's answer, between a stream's events) the client's
+   * connection is quiet through no fault of the client's: `forward` turns its idle timeout off once the
+   * request is accepted, and it is back on once the answer is complete, so that the connection, kept
+   * alive after it, is reaped when idle (Bun keeps a timeout set for a request on its connection).
+   */
   return async function handleGatewayRequest(request: Request, server: Server<unknown>): Promise<Response> {
-    // While keypool waits (for a key, for the upstream's answer, between a stream's events) the client's
-    // connection is quiet through no fault of the client's: `handle` turns its idle timeout off once the
-    // request is accepted, and it is back on once the answer is complete, so that the connection, kept
-    // alive after it, is reaped when idle (Bun keeps a timeout set for a request on its connection).
+    const trace: RequestTrace = { id: newRequestId(), logged: false };
     let resumeLater = false;
     const resumeIdleTimeout = () => {
       try {
@@ -96,24 +115,44 @@ export function createGateway(deps: GatewayDeps) {
       resumeLater = true;
       return resumeIdleTimeout;
     };
+    let response: Response;
     try {
-      return await handle(request, server, held);
+      response = await forward(request, server, trace, held);
+    } catch (error) {
+      const fields = { request_id: trace.id, method: request.method, path: loggedPath(request.url) };
+      logger.error("gateway request failed", { ...fields, ...errorFields(error) });
+      trace.logged = true;
+      const message = `keypool failed to handle this request; the keypool log has the details under ${trace.id}`;
+      response = gatewayError(500, "internal_error", message);
     } finally {
       if (!resumeLater) resumeIdleTimeout();
     }
+    if (!trace.logged) {
+      const fields = { request_id: trace.id, method: request.method, path: loggedPath(request.url) };
+      logger.info("gateway request refused", { ...fields, status: response.status });
+    }
+    response.headers.set(REQUEST_ID_HEADER, trace.id);
+    return response;
   };
 
   /** `holdIdleTimeout` tells the caller a streamed answer will resume the idle timeout itself, when it ends. */
-  async function handle(
+  async function forward(
     request: Request,
     server: Server<unknown>,
+    trace: RequestTrace,
     holdIdleTimeout: () => () => void,
   ): Promise<Response> {
     const started = performance.now();
-    // Only log lines carry it: made on first use, not for every request.
-    let requestId: string | undefined;
-    const idOfRequest = () => (requestId ??= crypto.randomUUID().slice(0, 8));
-    const url = new URL(request.url);
+    if (NOT_FORWARDED.has(request.method)) {
+      const allow = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+      const message = `the gateway does not forward ${request.method} requests`;
+      return gatewayError(405, "method_not_allowed", message, { allow });
+    }
+    const url = parseUrl(request.url);
+    if (!url) {
+      const message = "the request's URL cannot be read: an HTTP/1.0 request needs a Host header";
+      return gatewayError(400, "invalid_request", message);
+    }
     if (request.method === "GET" && url.pathname === "/health") return answerHealth(request.headers);
 
     const body = await readBody(request, maxBodyBytes);
@@ -137,9 +176,10 @@ export function createGateway(deps: GatewayDeps) {
     // Off until the answer is complete (see handleGatewayRequest).
     server.timeout(request, 0);
 
-    const log = (status: number, attempts: number, keyId: string | undefined, extra: Record<string, unknown> = {}) =>
+    const log = (status: number, attempts: number, keyId: string | undefined, extra: Record<string, unknown> = {}) => {
+      trace.logged = true;
       logger.info("gateway request", {
-        request_id: idOfRequest(),
+        request_id: trace.id,
         pool: route.pool,
         key: keyId,
         method: request.method,
@@ -149,6 +189,7 @@ export function createGateway(deps: GatewayDeps) {
         duration_ms: Math.round(performance.now() - started),
         ...extra,
       });
+    };
 
     const maxAttempts = 1 + route.upstream.maxRetries;
     const budget = budgetOf(route);
@@ -243,7 +284,7 @@ export function createGateway(deps: GatewayDeps) {
         metrics.recordRequest(lease.pool, lease.id, outcome);
         metrics.observeUpstream(lease.pool, "total", (performance.now() - sentAt) / 1000);
         logger.warn("upstream attempt failed", {
-          request_id: idOfRequest(),
+          request_id: trace.id,
           pool: lease.pool,
           key: lease.id,
           attempt,
@@ -408,6 +449,12 @@ async function attemptOnce(
       // Compressed bodies pass through untouched, with their Content-Encoding.
       decompress: false,
     });
+    // A status a Response cannot carry (600+, 1xx past fetch) is a broken upstream, not an answer to relay.
+    if (response.status < 200 || response.status > 599) {
+      void response.body?.cancel().catch(() => {});
+      const error = `the upstream answered with status ${response.status}, which HTTP does not allow`;
+      return { kind: "transport", error, lease };
+    }
     // A failure that may be retried is read whole within the same time limit: its body is kept
     // for the client in case no other key helps, and an upstream that stalls it must not hang us.
     const firstByteSec = (performance.now() - sentAt) / 1000;
@@ -501,4 +548,13 @@ function clientKeyCheck(keys: string[] | undefined): (headers: Headers) => boole
 function stickySession(route: GatewayRoute, headers: Headers, json: Record<string, unknown> | undefined): string | undefined {
   if (!route.session.enabled) return undefined;
   return sessionIdOf({ header: headers.get(route.session.header), body: json, fingerprint: route.session.fingerprint })?.id;
+}
+
+/** The request's URL; Bun leaves it relative when the request names no host (HTTP/1.0 without Host). */
+function parseUrl(url: string): URL | undefined {
+  try {
+    return new URL(url);
+  } catch {
+    return undefined;
+  }
 }

@@ -1,3 +1,4 @@
+import { modelServedAs } from "../config/fallback";
 import { DEFAULT_SESSION, type SessionConfig, type UpstreamConfig } from "../config/types";
 
 /** A pool the gateway can forward to: its upstream, and the model names that upstream uses instead. */
@@ -111,7 +112,7 @@ function firstNonSpace(bytes: Uint8Array): number | undefined {
  */
 export function bodyFor(target: GatewayTarget, body: Uint8Array | undefined, json: Record<string, unknown> | undefined): { body: Uint8Array | undefined; model: string | undefined } {
   const model = modelIn(json);
-  const mapped = model !== undefined && target.modelMap && Object.hasOwn(target.modelMap, model) ? target.modelMap[model] : undefined;
-  if (mapped === undefined || !json) return { body, model };
+  const mapped = model === undefined ? undefined : modelServedAs(target.modelMap, model);
+  if (mapped === undefined || mapped === model || !json) return { body, model };
   return { body: new TextEncoder().encode(JSON.stringify({ ...json, model: mapped })), model: mapped };
 }

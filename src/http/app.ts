@@ -1,6 +1,6 @@
 import type { Server } from "bun";
 import { Elysia, t } from "elysia";
-import type { Logger } from "../log";
+import { type Logger, requestPath } from "../log";
 import type { Metrics } from "../metrics/metrics";
 import { type Clock, systemClock } from "../pool/clock";
 import { adminKeysRoutes } from "./admin-keys-routes";
@@ -11,7 +11,7 @@ import type { BrokerService } from "./broker-service";
 import { compatRoutes } from "./compat-routes";
 import type { CompatService } from "./compat-service";
 import { DOCS_PATHS, docsRoutes } from "./docs-routes";
-import { STATUS_BY_CODE, errorResponse, toErrorResponse } from "./errors";
+import { STATUS_BY_CODE, answerError, errorResponse, refuseRequest } from "./errors";
 import { errors } from "./schemas";
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "./_json-depth";
 import { DomainError } from "../pool/errors";
@@ -73,10 +73,8 @@ export function createApiApp(deps: ApiDeps) {
         throw new DomainError("BAD_REQUEST", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
       }
     })
-    .onError(function mapError({ error, code }) {
-      const response = toErrorResponse(error, code);
-      if (response.status >= 500) deps.logger.error("request failed", { error: (error as Error)?.message ?? String(error) });
-      return response;
+    .onError(function mapError({ error, code, request }) {
+      return answerError(deps.logger, request, error, code);
     })
     .get("/health", () => healthAnswer(deps), {
       response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }), ...errors(503) },
@@ -90,7 +88,7 @@ export function createApiApp(deps: ApiDeps) {
     .use(statusRoutes(deps.broker, deps.compat))
     .use(eventsRoutes(deps.broker))
     .use(adminRoutes(deps.reload))
-    .use(deps.compat ? compatRoutes(deps.compat) : new Elysia({ name: "compat-off" }))
+    .use(deps.compat ? compatRoutes(deps.compat, deps.logger) : new Elysia({ name: "compat-off" }))
     .use(deps.keyAdmin ? adminKeysRoutes(deps.keyAdmin) : new Elysia({ name: "admin-keys-off" }))
     .use(observabilityRoutes(deps))
     .use(docsRoutes());
@@ -120,26 +118,21 @@ function createRequestGuard(
   const overCap = connectionCap("api", maxConnections, logger);
   return function refusal(request, server) {
     if (overCap(server)) {
-      return errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { "retry-after": "1", connection: "close" });
+      const busy = { "retry-after": "1", connection: "close" };
+      return refuseRequest(logger, request, "SERVER_BUSY", busyMessage(maxConnections), 503, busy);
     }
     if (hostCheck) {
       const host = request.headers.get("host");
-      if (!hostCheck(host)) return errorResponse("HOST_NOT_ALLOWED", hostRefusalMessage(host!, "server.api_key"), 403);
+      if (!hostCheck(host)) return refuseRequest(logger, request, "HOST_NOT_ALLOWED", hostRefusalMessage(host!, "server.api_key"), 403);
     }
     // GET /take is the hot path: it has no body, so its headers are not even looked at here.
     if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
       // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
-      return errorResponse("PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
+      return refuseRequest(logger, request, "PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
     }
-    if (hasValidApiKey && !PUBLIC_PATHS.has(pathOf(request.url)) && !hasValidApiKey(request)) {
-      return errorResponse("UNAUTHORIZED", "missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401);
+    if (hasValidApiKey && !PUBLIC_PATHS.has(requestPath(request.url)) && !hasValidApiKey(request)) {
+      return refuseRequest(logger, request, "UNAUTHORIZED", "missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401);
     }
     return undefined;
   };
-}
-
-function pathOf(url: string): string {
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  const end = url.indexOf("?", start);
-  return end === -1 ? url.slice(start) : url.slice(start, end);
 }

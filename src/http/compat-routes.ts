@@ -1,7 +1,8 @@
 import { Elysia, t } from "elysia";
 import { DomainError } from "../pool/errors";
 import { REPORTED_HEALTH, type CompatService } from "./compat-service";
-import { STATUS_BY_CODE } from "./errors";
+import { type Logger, REQUEST_ID_HEADER } from "../log";
+import { STATUS_BY_CODE, logRefusal } from "./errors";
 import { errors } from "./schemas";
 
 const PoolParam = t.Object({ pool: t.String({ maxLength: 64, description: "Pool name (the model, in similar tools)", examples: ["gpt-4"] }) });
@@ -94,15 +95,15 @@ const KeyChange = t.Object(
  * `GET|POST|DELETE /keys/:pool` and `POST /health/:pool`, shaped like similar key-rotation tools so their
  * clients work unchanged. Errors keep those tools' `success: false`.
  */
-export function compatRoutes(compat: CompatService) {
+export function compatRoutes(compat: CompatService, logger: Logger) {
   return new Elysia({ name: "compat" })
     .get(
       "/keys/:pool",
-      async ({ params, set, status }) => {
+      async ({ params, set, status, request }) => {
         try {
           return await compat.take(params.pool);
         } catch (error) {
-          const failure = compatFailure(params.pool, error, set.headers);
+          const failure = compatFailure(params.pool, error, set.headers, logger, request);
           return status(failure.status as 503, failure.body);
         }
       },
@@ -114,11 +115,11 @@ export function compatRoutes(compat: CompatService) {
     )
     .post(
       "/health/:pool",
-      async ({ params, body, set, status }) => {
+      async ({ params, body, set, status, request }) => {
         try {
           return await compat.report(params.pool, body);
         } catch (error) {
-          const failure = compatFailure(params.pool, error, set.headers);
+          const failure = compatFailure(params.pool, error, set.headers, logger, request);
           return status(failure.status as 404, failure.body);
         }
       },
@@ -131,34 +132,34 @@ export function compatRoutes(compat: CompatService) {
     )
     .post(
       "/keys/:pool",
-      async ({ params, body, set, status }) => {
+      async ({ params, body, set, status, request }) => {
         try {
           return await compat.add(params.pool, body.key);
         } catch (error) {
-          const failure = compatFailure(params.pool, error, set.headers);
+          const failure = compatFailure(params.pool, error, set.headers, logger, request);
           return status(failure.status as 409, failure.body);
         }
       },
       {
-      params: PoolParam,
-      body: KeyBody,
-      response: { 200: KeyChange, ...errors(400, 401, 413), 404: CompatError, 409: CompatError },
-      detail: {
-        summary: "Add a key by its token (compatibility)",
-        description:
-          "Like POST /pools/:pool/keys. A token the config defines and DELETE switched off is switched back on; " +
-          "409 when the key is already in rotation.",
-        tags: ["compat"],
+        params: PoolParam,
+        body: KeyBody,
+        response: { 200: KeyChange, ...errors(400, 401, 413), 404: CompatError, 409: CompatError },
+        detail: {
+          summary: "Add a key by its token (compatibility)",
+          description:
+            "Like POST /pools/:pool/keys. A token the config defines and DELETE switched off is switched back on; " +
+            "409 when the key is already in rotation.",
+          tags: ["compat"],
+        },
       },
-    },
     )
     .delete(
       "/keys/:pool",
-      async ({ params, body, set, status }) => {
+      async ({ params, body, set, status, request }) => {
         try {
           return await compat.remove(params.pool, body.key);
         } catch (error) {
-          const failure = compatFailure(params.pool, error, set.headers);
+          const failure = compatFailure(params.pool, error, set.headers, logger, request);
           return status(failure.status as 404, failure.body);
         }
       },
@@ -177,12 +178,11 @@ export function compatRoutes(compat: CompatService) {
     );
 }
 
-/** A domain error in the compatibility shape; anything else goes on to the app's error mapping. */
-function compatFailure(model: string, error: unknown, headers: Record<string, unknown>) {
+/** A domain error in the compatibility shape, logged with its request id; others go to the app's error mapping. */
+function compatFailure(model: string, error: unknown, headers: Record<string, unknown>, logger: Logger, request: Request) {
   if (!(error instanceof DomainError)) throw error;
   if (error.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
-  return {
-    status: STATUS_BY_CODE[error.code],
-    body: { success: false as const, model, error: { code: error.code, message: error.message } },
-  };
+  const status = STATUS_BY_CODE[error.code];
+  headers[REQUEST_ID_HEADER] = logRefusal(logger, request, status, error.code);
+  return { status, body: { success: false as const, model, error: { code: error.code, message: error.message } } };
 }

@@ -1,3 +1,4 @@
+import { type Logger, REQUEST_ID_HEADER, errorFields, loggedPath, newRequestId } from "../log";
 import { DomainError, type ErrorCode } from "../pool/errors";
 
 /** Every JSON route reads its body as JSON whatever the Content-Type (see _any-json-body.ts). */
@@ -25,28 +26,96 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   SERVER_BUSY: 503,
 };
 
-export function errorResponse(code: ErrorCode | "INTERNAL", message: string, status: number, headers: Record<string, string> = {}): Response {
-  return Response.json({ error: { code, message } }, { status, headers });
+export type AnswerCode = ErrorCode | "INTERNAL";
+
+/**
+ * `{"error":{"code","message"}}`. The request id goes in a header, which every client can read
+ * without the body's shape changing; the log line with the details carries the same id.
+ */
+export function errorResponse(
+  code: AnswerCode,
+  message: string,
+  status: number,
+  headers: Record<string, string> = {},
+  requestId?: string,
+): Response {
+  const withId = requestId === undefined ? headers : { ...headers, [REQUEST_ID_HEADER]: requestId };
+  return Response.json({ error: { code, message } }, { status, headers: withId });
 }
 
 /** Maps anything a route throws to `{"error":{"code","message"}}`; unexpected errors say nothing internal. */
-export function toErrorResponse(error: unknown, elysiaCode: string | number): Response {
+export function toErrorResponse(error: unknown, elysiaCode: string | number, requestId: string): Response {
   if (error instanceof DomainError) {
     const headers: Record<string, string> = {};
     if (error.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
-    return errorResponse(error.code, error.message, STATUS_BY_CODE[error.code], headers);
+    return errorResponse(error.code, error.message, STATUS_BY_CODE[error.code], headers, requestId);
   }
   switch (elysiaCode) {
     case "VALIDATION":
-      return errorResponse("BAD_REQUEST", describeValidation(error), 400);
+      return errorResponse("BAD_REQUEST", describeValidation(error), 400, {}, requestId);
     case "PARSE":
       // Never the parser's own message: it quotes the body, which may hold a token.
-      return errorResponse("BAD_REQUEST", NOT_JSON, 400);
+      return errorResponse("BAD_REQUEST", NOT_JSON, 400, {}, requestId);
     case "NOT_FOUND":
-      return errorResponse("NOT_FOUND", "no such route; see /swagger for the API", 404);
+      return errorResponse("NOT_FOUND", "no such route; see /swagger for the API", 404, {}, requestId);
     default:
-      return errorResponse("INTERNAL", "internal error; see the keypool log", 500);
+      return errorResponse("INTERNAL", internalMessage(requestId), 500, {}, requestId);
   }
+}
+
+function internalMessage(requestId: string): string {
+  return `internal error; the keypool log has the details under request ${requestId}`;
+}
+
+/**
+ * The one way an HTTP listener answers a failed request: the client gets a code, a message and a
+ * request id; the log gets the same id with the method, the path and — for a failure of keypool's
+ * own — the error and its stack, which never go into an answer.
+ */
+export function answerError(logger: Logger, request: Request, error: unknown, elysiaCode: string | number): Response {
+  const requestId = newRequestId();
+  const response = toErrorResponse(error, elysiaCode, requestId);
+  const code = error instanceof DomainError ? error.code : String(elysiaCode);
+  logAnswer(logger, request, response.status, requestId, error, code);
+  return response;
+}
+
+/** An answer refused before routing (no API key, body too large), logged like any other error answer. */
+export function refuseRequest(
+  logger: Logger,
+  request: Request,
+  code: ErrorCode,
+  message: string,
+  status: number,
+  headers: Record<string, string> = {},
+): Response {
+  return errorResponse(code, message, status, headers, logRefusal(logger, request, status, code));
+}
+
+/** For a route that answers an error in a shape of its own: logs the refusal, and returns the id to answer it with. */
+export function logRefusal(logger: Logger, request: Request, status: number, code: ErrorCode): string {
+  const requestId = newRequestId();
+  logAnswer(logger, request, status, requestId, undefined, code);
+  return requestId;
+}
+
+/**
+ * Bun.serve's `error` option: the last resort for anything that escapes a listener's own handling.
+ * Without it, and with `development` on, Bun answers with its HTML error page (source lines, paths).
+ */
+export function uncaughtErrorAnswer(logger: Logger): (error: Error) => Response {
+  return function answerUncaught(error) {
+    const requestId = newRequestId();
+    logger.error("request failed", { request_id: requestId, status: 500, ...errorFields(error) });
+    return errorResponse("INTERNAL", internalMessage(requestId), 500, {}, requestId);
+  };
+}
+
+function logAnswer(logger: Logger, request: Request, status: number, requestId: string, error: unknown, code: string) {
+  // The query stays out: a client may have put a credential in it.
+  const fields = { request_id: requestId, method: request.method, path: loggedPath(request.url), status };
+  if (status < 500 || error instanceof DomainError) logger.info("request refused", { ...fields, code });
+  else logger.error("request failed", { ...fields, ...errorFields(error) });
 }
 
 interface ValidationIssue {

@@ -1,3 +1,4 @@
+import { type FailureClass, MAX_ERROR_BODY } from "../pool/classify";
 import type { TokenCounts } from "../pool/pricing";
 import { retryAfterMs } from "../pool/retry-after";
 
@@ -10,13 +11,17 @@ export interface ReportedOutcome {
   retryAfterMs?: number;
   /** A failure without a status: "timeout" or "network". */
   error?: string;
+  /**
+   * The upstream's error text (its first 4 KB are read): it tells an exhausted quota sent as 429
+   * ("insufficient_quota", "exceeded your current quota") from a rate limit, as in `POST /release`.
+   */
+  body?: string;
+  /** Your own verdict on the failure; wins over classification (e.g. "quota" for a billing error). */
+  class?: FailureClass;
   /** What the upstream's `usage` said the request used: counted for the key, and priced by `model` from the config's `prices`. */
   usage?: TokenCounts;
   model?: string;
 }
-
-// Statuses that say something about the key (or the upstream behind it); other 4xx are the request's fault.
-const KEY_FAILURES = new Set([401, 403, 408, 429]);
 
 /**
  * What a thrown error says about the key. HTTP client errors carry the status as `status`
@@ -27,10 +32,17 @@ export function outcomeOfError(error: unknown, now: number): ReportedOutcome {
   const e = (typeof error === "object" && error !== null ? error : {}) as Record<string, any>;
   const status = [e.status, e.statusCode, e.response?.status].find((s) => Number.isInteger(s) && s >= 100 && s <= 599) as number | undefined;
   if (status === undefined) {
-    const timedOut = e.name === "TimeoutError" || e.name === "AbortError" || e.code === "ETIMEDOUT";
+    const message = typeof e.message === "string" ? e.message : "";
+    // A timeout made with an AbortController says so in its message; any other abort is the
+    // caller giving up, which says nothing about the key (class "client" costs it nothing).
+    if (e.name === "AbortError" && !/time ?out|timed out/i.test(message)) return { ok: false, class: "client" };
+    const timedOut = ["TimeoutError", "AbortError"].includes(e.name) || ["ETIMEDOUT", "ECONNABORTED"].includes(e.code);
     return { ok: false, error: timedOut ? "timeout" : "network" };
   }
-  return outcomeOfStatus(status, headersOf(e.headers ?? e.response?.headers), now);
+  const outcome = outcomeOfStatus(status, headersOf(e.headers ?? e.response?.headers), now);
+  // SDKs put the upstream's error text in the message (openai: "429 You exceeded your current quota…").
+  if (outcome.ok || typeof e.message !== "string" || e.message === "") return outcome;
+  return { ...outcome, body: e.message.slice(0, MAX_ERROR_BODY) };
 }
 
 /** What a returned value says: a `Response` by its status, anything else is a success. */
@@ -40,7 +52,10 @@ export function outcomeOfValue(value: unknown, now: number): ReportedOutcome {
 }
 
 function outcomeOfStatus(status: number, headers: { get(name: string): string | null } | undefined, now: number): ReportedOutcome {
-  if (status < 400 || (status < 500 && !KEY_FAILURES.has(status))) return { ok: true, status };
+  // Every failure goes to the store, which classifies it with the pool's rules as for `POST /release`:
+  // a 402 is a spent quota, a 400 naming an invalid key an auth failure, any other 400 the request's
+  // own fault (class "client"), which costs the key nothing.
+  if (status < 400) return { ok: true, status };
   const wait = headers ? retryAfterMs(headers, now) : undefined;
   return wait === undefined ? { ok: false, status } : { ok: false, status, retryAfterMs: wait };
 }
