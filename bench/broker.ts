@@ -5,8 +5,10 @@
  * reference measured in the same run:
  *
  * 1. HTTP — /take + /release pairs per second through the real daemon, versus a bare Bun.serve
- *    answering the same request shapes. Each server runs in its own process; the two alternate
- *    in rounds and the medians are compared. Target: daemon/bare ≥ 0.6.
+ *    answering the same request shapes, and versus poolctl (the Go broker keypool replaces, from
+ *    ../shared/peers/, skipped when absent) on the same number of keys. Each server runs in its own
+ *    process; they alternate in rounds and the medians are compared. Targets: daemon/bare ≥ 0.6,
+ *    daemon/poolctl ≥ 1.0.
  * 2. Store — in-process take+release pairs per second at 10 keys versus 100,000 keys, per rotation.
  *    Target: 100k/10 ≥ 0.8 (a take must stay O(log n) in pool size).
  *
@@ -17,21 +19,25 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Rotation } from "../src/config/types";
-import { takeAndRelease } from "./_broker-load";
+import { takeAndRelease, takeAndReleaseById } from "./_broker-load";
 import { measureStore } from "./_broker-store";
 import { closedLoop } from "./_load";
-import { type ServerProcess, cpuProfileArgs } from "./_process";
+import { poolctlAvailable, startPoolctl } from "./_poolctl";
+import { type ServerProcess, cpuProfileArgs, stopServer } from "./_process";
 import { printBanner, printTable, secondsSince } from "./_report";
 import { BenchRun, parseBenchArgs } from "./_run";
 import { median, quantile, rate, ratio, round2 } from "./_stats";
 
 const HTTP_TARGET = 0.6;
+const POOLCTL_TARGET = 1.0;
+/** Keys in the HTTP targets' pools (bench/_broker-server.ts serves as many). */
+const HTTP_KEYS = 100;
 const STORE_TARGET = 0.8;
 const STORE_SIZES = [10, 100_000] as const;
 const ROTATIONS: Rotation[] = ["lru", "weighted", "round_robin"];
 const SERVER_SCRIPT = new URL("./_broker-server.ts", import.meta.url).pathname;
 
-type TargetKind = "daemon" | "bare" | "daemon-memory" | "api-stub";
+type TargetKind = "daemon" | "bare" | "daemon-memory" | "api-stub" | "poolctl";
 
 const { quick, only, profileDir, flags } = parseBenchArgs(process.argv.slice(2), {
   script: "bench/broker.ts",
@@ -50,6 +56,8 @@ interface HttpFigures {
   bare: number;
   daemon: number;
   ratio: number;
+  /** poolctl's pairs/s and the daemon's ratio to it, when its binary is present. */
+  poolctl?: { pairsPerSec: number; ratio: number };
   /** With --breakdown: each extra target's pairs/s and its ratio to bare. */
   breakdown?: Partial<Record<TargetKind, { pairsPerSec: number; ratio: number }>>;
   rounds: Partial<Record<TargetKind, number[]>>;
@@ -61,6 +69,7 @@ interface HttpFigures {
 async function benchHttp(): Promise<HttpFigures> {
   const { rounds, ...load } = plan.http;
   const kinds: TargetKind[] = breakdown ? ["bare", "daemon", "daemon-memory", "api-stub"] : ["bare", "daemon"];
+  if (poolctlAvailable()) kinds.push("poolctl");
   console.log(`HTTP /take + /release pairs/s — ${load.workers} workers, ${load.durationMs / 1000} s after ${load.warmupMs / 1000} s warmup, ${rounds} rounds each`);
   const profileArgs = cpuProfileArgs(profileDir);
   const targets = new Map<TargetKind, ServerProcess>();
@@ -70,12 +79,13 @@ async function benchHttp(): Promise<HttpFigures> {
     for (const kind of kinds) {
       const dir = join(run.tempRoot, kind);
       mkdirSync(dir);
-      targets.set(kind, await run.spawn(kind, SERVER_SCRIPT, [kind, dir], kind === "daemon" ? profileArgs : []));
+      targets.set(kind, kind === "poolctl" ? await startPoolctl(dir, { tokens: poolctlTokens() }) : await run.spawn(kind, SERVER_SCRIPT, [kind, dir], kind === "daemon" ? profileArgs : []));
       results.set(kind, { rps: [], p50: [], p99: [] });
     }
     for (let round = 1; round <= rounds; round++) {
       for (const kind of kinds) {
-        const r = await closedLoop(takeAndRelease(targets.get(kind)!.url), load);
+        const url = targets.get(kind)!.url;
+        const r = await closedLoop(kind === "poolctl" ? takeAndReleaseById(url) : takeAndRelease(url), load);
         const p50 = quantile(r.latencies, 0.5);
         const p99 = quantile(r.latencies, 0.99);
         const into = results.get(kind)!;
@@ -87,16 +97,18 @@ async function benchHttp(): Promise<HttpFigures> {
       }
     }
   } finally {
-    for (const target of targets.values()) await run.stop(target);
+    for (const [kind, target] of targets) await (kind === "poolctl" ? stopServer(target) : run.stop(target));
   }
   const medianOf = (kind: TargetKind) => median(results.get(kind)!.rps);
   const bare = medianOf("bare");
   const perKind = <T>(f: (kind: TargetKind) => T) => Object.fromEntries(kinds.map((k) => [k, f(k)]));
-  const extra = kinds.filter((k) => k !== "bare" && k !== "daemon");
+  const extra = kinds.filter((k) => k !== "bare" && k !== "daemon" && k !== "poolctl");
+  const poolctl = kinds.includes("poolctl") ? medianOf("poolctl") : undefined;
   return {
     bare: Math.round(bare),
     daemon: Math.round(medianOf("daemon")),
     ratio: ratio(medianOf("daemon"), bare),
+    ...(poolctl !== undefined && { poolctl: { pairsPerSec: Math.round(poolctl), ratio: ratio(medianOf("daemon"), poolctl) } }),
     ...(extra.length > 0 && {
       breakdown: Object.fromEntries(extra.map((k) => [k, { pairsPerSec: Math.round(medianOf(k)), ratio: ratio(medianOf(k), bare) }])),
     }),
@@ -139,6 +151,12 @@ async function benchStore(): Promise<Record<string, StoreFigures>> {
   return figures;
 }
 
+/** poolctl's tokens file for the same pool size as the daemon's (ids and tokens as bench/_keys.ts makes them). */
+function poolctlTokens(): string[] {
+  const width = String(HTTP_KEYS - 1).length;
+  return Array.from({ length: HTTP_KEYS }, (_, i) => `k${String(i).padStart(width, "0")},sk-bench-${String(i).padStart(width, "0")}`);
+}
+
 function verdict(value: number, target: number): string {
   return value >= target ? "ok" : "BELOW";
 }
@@ -147,6 +165,10 @@ function printResults(http: HttpFigures | undefined, store: Record<string, Store
   const rows: string[][] = [["measure", "reference", "subject", "ratio", "target", ""]];
   if (http) {
     rows.push(["http pairs/s daemon vs bare", rate(http.bare), rate(http.daemon), `${http.ratio.toFixed(2)}×`, `≥ ${HTTP_TARGET}`, verdict(http.ratio, HTTP_TARGET)]);
+    if (http.poolctl) {
+      const { pairsPerSec, ratio: vsPoolctl } = http.poolctl;
+      rows.push(["http pairs/s daemon vs poolctl", rate(pairsPerSec), rate(http.daemon), `${vsPoolctl.toFixed(2)}×`, `≥ ${POOLCTL_TARGET}`, verdict(vsPoolctl, POOLCTL_TARGET)]);
+    }
     for (const [kind, f] of Object.entries(http.breakdown ?? {})) {
       rows.push([`  (diagnostic) ${kind} vs bare`, rate(http.bare), rate(f.pairsPerSec), `${f.ratio.toFixed(2)}×`, "", ""]);
     }
