@@ -2,7 +2,7 @@
  * Class 6 of issue 16: misuse is noticed. A state file deleted or replaced under a running daemon
  * stops it handing out keys (logged, /health 503, takes refused) instead of letting it lease the
  * same exclusive keys as a newcomer on the path; a loopback listener without credentials answers
- * only requests addressed to a loopback name (DNS rebinding); the README says which routes are public.
+ * only requests addressed to a loopback name (DNS rebinding); docs/configuration.md says which routes are public.
  * The state-file check is driven by `storeGuard.tick()`, never by waiting for its timer.
  */
 import { describe, expect, it } from "bun:test";
@@ -307,7 +307,7 @@ describe("credentials and names a config gets wrong", () => {
 });
 
 describe("which routes need server.api_key", () => {
-  // Pinned route by route: a new route is behind the key unless it is added here, and to the README.
+  // Pinned route by route: a new route is behind the key unless it is added here, and to docs/configuration.md.
   const PUBLIC = [
     "GET /health",
     "GET /metrics",
@@ -318,16 +318,16 @@ describe("which routes need server.api_key", () => {
     "GET /openapi.json",
   ];
 
-  /** The paths the README's `server.api_key` row names as public; `/x/*` stands for everything under /x/. */
+  /** The paths the configuration page's `server.api_key` row names as public; `/x/*` stands for everything under /x/. */
   function readmePublicPaths(): string[] {
-    const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
+    const readme = readFileSync(join(import.meta.dir, "../../docs/configuration.md"), "utf8");
     const row = readme.split("\n").find((line) => line.startsWith("| `server.api_key` |"));
-    if (!row) throw new Error("README.md has no server.api_key row in its configuration table");
+    if (!row) throw new Error("docs/configuration.md has no server.api_key row in its configuration table");
     const claim = row.slice(0, row.indexOf("needs"));
     return [...claim.matchAll(/`(\/[^`]*)`/g)].map((m) => m[1]!);
   }
 
-  it("answers 401 without the key on every route but the public ones, which the README names", async () => {
+  it("answers 401 without the key on every route but the public ones, which docs/configuration.md names", async () => {
     const apiKey = `ak-${"0123456789abcdef".repeat(2)}`;
     await using kp = await startTestDaemon(
       YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0", api_key: apiKey } }),
