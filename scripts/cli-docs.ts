@@ -58,7 +58,8 @@ export async function renderCliReference(): Promise<string> {
     if (entries.length === 0) continue;
     lines.push("| argument | default | meaning |", "|---|---|---|");
     for (const [name, arg] of entries) {
-      const alias = arg.alias ? ` (${[arg.alias].flat().map((a) => (a.length === 1 ? `-${a}` : `--${a}`)).join(", ")})` : "";
+      const aliases = "alias" in arg ? arg.alias : undefined;
+      const alias = aliases ? ` (${[aliases].flat().map((a) => (a.length === 1 ? `-${a}` : `--${a}`)).join(", ")})` : "";
       const fallback = arg.default === undefined || arg.default === "" ? "" : `\`${String(arg.default)}\``;
       lines.push(`| \`${cell(usageOf(name, arg))}\`${alias} | ${fallback} | ${cell(arg.description ?? "")} |`);
     }

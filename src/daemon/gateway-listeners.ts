@@ -4,9 +4,8 @@ import { listenError } from "./listen-error";
 import { listenerErrorOptions } from "./listener-errors";
 import { fallbackChain } from "../config/fallback";
 import { type Config, DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS } from "../config/types";
-import { gatewayError } from "../gateway/errors";
-import { busyMessage, connectionCap } from "../http/connection-cap";
-import { uncaughtGatewayAnswer } from "../gateway/errors";
+import { BUSY_HEADERS, busyMessage, connectionCap } from "../http/connection-cap";
+import { refuseGatewayRequest, uncaughtGatewayAnswer } from "../gateway/errors";
 import { createGateway } from "../gateway/gateway";
 import { CacheHitCounter } from "../gateway/health-report";
 import type { RetryBudget } from "../gateway/retry-budget";
@@ -94,7 +93,8 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
   const serve = (listen: string, request: Request, server: Server<unknown>) => {
     const host = request.headers.get("host");
     if (hostChecks.get(listen)?.(host) === false) {
-      return gatewayError(403, "host_not_allowed", hostRefusalMessage(host!, "upstream.client_keys"));
+      const message = hostRefusalMessage(host!, "upstream.client_keys");
+      return refuseGatewayRequest(deps.logger, request, { status: 403, code: "host_not_allowed", message });
     }
     return handlers.get(listen)!(request, server);
   };
@@ -104,6 +104,7 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
     const { host, port } = parseAddr(listen)!;
     let server: Server<unknown>;
     const overCap = connectionCap(`gateway ${listen}`, maxConnections, deps.logger);
+    const busy = { status: 503, code: "server_busy", message: busyMessage(maxConnections), headers: BUSY_HEADERS };
     try {
       server = Bun.serve({
         hostname: host,
@@ -115,9 +116,7 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
         // with an OpenAI-shaped 413. Bun's own limit would answer an empty 413 before the handler runs.
         maxRequestBodySize: Number.MAX_SAFE_INTEGER,
         fetch: (request, srv) =>
-          overCap(srv)
-            ? gatewayError(503, "server_busy", busyMessage(maxConnections), { "retry-after": "1", connection: "close" })
-            : serve(listen, request, srv),
+          overCap(srv) ? refuseGatewayRequest(deps.logger, request, busy) : serve(listen, request, srv),
         ...listenerErrorOptions(uncaughtGatewayAnswer(deps.logger)),
       });
     } catch (error) {

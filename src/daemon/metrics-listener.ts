@@ -1,13 +1,13 @@
 import type { Server } from "bun";
 import { Elysia } from "elysia";
 import { parseAddr } from "../config/addr";
-import { answerError, errorResponse, uncaughtErrorAnswer } from "../http/errors";
+import { answerError, refuseRequest, uncaughtErrorAnswer } from "../http/errors";
 import { metricsRoutes } from "../http/metrics-routes";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics/metrics";
 import { listenError } from "./listen-error";
 import { DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS, type ServerConfig } from "../config/types";
-import { busyMessage, connectionCap } from "../http/connection-cap";
+import { BUSY_HEADERS, busyMessage, connectionCap } from "../http/connection-cap";
 
 import { listenerErrorOptions } from "./listener-errors";
 
@@ -37,7 +37,9 @@ export function startMetricsListener(
       port,
       idleTimeout: server.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC,
       fetch: (request, srv) =>
-        overCap(srv) ? errorResponse("SERVER_BUSY", busyMessage(maxConnections), 503, { connection: "close" }) : app.handle(request),
+        overCap(srv)
+          ? refuseRequest(logger, request, "SERVER_BUSY", busyMessage(maxConnections), 503, BUSY_HEADERS)
+          : app.handle(request),
       ...listenerErrorOptions(uncaughtErrorAnswer(logger)),
     });
   } catch (error) {

@@ -50,7 +50,8 @@ export class StoreGuard {
   tick(): void {
     const check = this.store.checkStorage();
     if (check.lost && !this.lostNow) {
-      this.logger.error("state lost: takes are refused and /health answers 503", { reason: check.lost.message });
+      const fields = { reason: check.lost.message, state_file: check.where };
+      this.logger.error("state lost: takes are refused and /health answers 503", fields);
     }
     if (!check.lost && this.lostNow) this.logger.info("the state file is back in place; takes resume");
     this.lostNow = check.lost;

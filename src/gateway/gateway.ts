@@ -127,7 +127,8 @@ export function createGateway(deps: GatewayDeps) {
     } finally {
       if (!resumeLater) resumeIdleTimeout();
     }
-    if (!trace.logged) {
+    // A monitor polling GET /health is answered, not refused: no line per poll.
+    if (!trace.logged && response.status >= 400) {
       const fields = { request_id: trace.id, method: request.method, path: loggedPath(request.url) };
       logger.info("gateway request refused", { ...fields, status: response.status });
     }

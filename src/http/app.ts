@@ -18,7 +18,7 @@ import { DomainError } from "../pool/errors";
 import { parseAnyJson } from "./_any-json-body";
 import { hostRefusalMessage } from "../pool/loopback-host";
 import { eventsRoutes } from "./events-routes";
-import { busyMessage, connectionCap } from "./connection-cap";
+import { BUSY_HEADERS, busyMessage, connectionCap } from "./connection-cap";
 import { DEFAULT_IDLE_TIMEOUT_SEC, DEFAULT_MAX_CONNECTIONS } from "../config/types";
 import type { KeyAdminService } from "./key-admin-service";
 import { metricsRoutes } from "./metrics-routes";
@@ -118,8 +118,7 @@ function createRequestGuard(
   const overCap = connectionCap("api", maxConnections, logger);
   return function refusal(request, server) {
     if (overCap(server)) {
-      const busy = { "retry-after": "1", connection: "close" };
-      return refuseRequest(logger, request, "SERVER_BUSY", busyMessage(maxConnections), 503, busy);
+      return refuseRequest(logger, request, "SERVER_BUSY", busyMessage(maxConnections), 503, BUSY_HEADERS);
     }
     if (hostCheck) {
       const host = request.headers.get("host");

@@ -39,6 +39,9 @@ export function connectionCap(
   };
 }
 
+/** Headers of a refusal at the cap: come back in a second, on a new connection. */
+export const BUSY_HEADERS = { "retry-after": "1", connection: "close" };
+
 /** The message a refused client gets. */
 export function busyMessage(max: number): string {
   return `keypool is serving its most requests at once (server.max_connections = ${max}); retry shortly`;

@@ -354,4 +354,6 @@ export interface StorageCheck {
   lost?: DomainError;
   /** Risks that do not stop the store, each a sentence saying what to do (a state file other users can read). */
   warnings: string[];
+  /** Where the state is kept, for the log line about a loss (never for an answer: paths stay out of those). */
+  where?: string;
 }

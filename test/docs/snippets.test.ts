@@ -100,7 +100,7 @@ describe("the docs' keypool command lines", async () => {
       }
       const command = byPath.get(path.join(" "));
       expect({ at, command: command ? path.join(" ") : `no such command: ${words.slice(1, 3).join(" ")}` }).toEqual({ at, command: path.join(" ") });
-      const known = new Set(Object.entries(command!.args).flatMap(([name, arg]) => [name, ...[arg.alias ?? []].flat()]));
+      const known = new Set(Object.entries(command!.args).flatMap(([name, arg]) => [name, ...[("alias" in arg && arg.alias) || []].flat()]));
       known.add("help");
       const unknown = rest
         .filter((w) => /^--?[A-Za-z]/.test(w))

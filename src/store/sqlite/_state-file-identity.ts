@@ -32,7 +32,7 @@ export class StateFileIdentity {
   private wal: FileId | undefined;
 
   /** Call once SQLite has the file open and has written to it (so the -wal exists). */
-  constructor(private readonly path: string) {
+  constructor(readonly path: string) {
     const stats = statOf(path);
     if (!stats) throw new Error(`the state file ${path} vanished while it was being opened`);
     this.main = idOf(stats);
@@ -52,10 +52,9 @@ export class StateFileIdentity {
 
   private compare(): string | undefined {
     const now = statOf(this.path);
-    if (!now) return `the state file ${this.path} was deleted while keypool had it open`;
-    if (!sameFile(idOf(now), this.main)) {
-      return `the state file ${this.path} was replaced by another file while keypool had it open`;
-    }
+    // Said without the path: the sentence reaches clients (503 STATE_FILE_LOST); the log names the file.
+    if (!now) return "the state file was deleted while keypool had it open";
+    if (!sameFile(idOf(now), this.main)) return "the state file was replaced by another file while keypool had it open";
     const wal = statOf(`${this.path}-wal`);
     // While any connection is open SQLite keeps the -wal in place, so one missing or new is someone else's doing.
     if (this.wal === undefined) {
@@ -64,7 +63,7 @@ export class StateFileIdentity {
     }
     if (wal && sameFile(idOf(wal), this.wal)) return undefined;
     const what = wal ? "replaced" : "deleted";
-    return `the state file's write-ahead log ${this.path}-wal was ${what} while keypool had it open`;
+    return `the state file's write-ahead log (its -wal file) was ${what} while keypool had it open`;
   }
 
   /** Other users may read (or write) the file: it holds the pool's tokens (sealed or not) and their state. */

@@ -185,7 +185,8 @@ export class SqliteStore implements PoolStore {
     // newcomer on the path may now share into the file only this process can see.
     if (wasLost !== (this.lost !== undefined)) this.db.exec(`PRAGMA query_only = ${this.lost ? 1 : 0}`);
     const loose = this.file?.looseMode();
-    return { lost: this.lost, warnings: loose ? [...this.fileWarnings, loose] : this.fileWarnings };
+    const warnings = loose ? [...this.fileWarnings, loose] : this.fileWarnings;
+    return { lost: this.lost, warnings, where: this.file?.path };
   }
 
   /** Throws once the state file is lost; looks again when the last look is older than FILE_CHECK_EVERY_MS. */
