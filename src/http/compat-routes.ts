@@ -3,7 +3,7 @@ import { DomainError } from "../pool/errors";
 import { REPORTED_HEALTH, type CompatService } from "./compat-service";
 import { type Logger, REQUEST_ID_HEADER } from "../log";
 import { STATUS_BY_CODE, logRefusal } from "./errors";
-import { errors } from "./schemas";
+import { ErrorBody, errors } from "./schemas";
 
 const PoolParam = t.Object({ pool: t.String({ maxLength: 64, description: "Pool name (the model, in similar tools)", examples: ["gpt-4"] }) });
 
@@ -15,6 +15,12 @@ const CompatError = t.Object(
   },
   { description: "A compatibility route's error: success false, and the usual error object" },
 );
+
+/**
+ * A 400 is the compatibility shape when the route refuses the key itself (whitespace in a token), and the
+ * usual shape when the body fails validation before the route runs.
+ */
+const CompatBadRequest = t.Union([CompatError, ErrorBody]);
 
 const CompatKey = t.Object(
   {
@@ -109,7 +115,7 @@ export function compatRoutes(compat: CompatService, logger: Logger) {
       },
       {
         params: PoolParam,
-        response: { 200: CompatKey, ...errors(400, 401), 404: CompatError, 503: CompatError },
+        response: { 200: CompatKey, ...errors(401), 400: CompatBadRequest, 404: CompatError, 503: CompatError },
         detail: { summary: "Take a key (compatibility)", description: "Like GET /take, for clients of similar tools. No lease: report with POST /health/:pool.", tags: ["compat"] },
       },
     )
@@ -126,7 +132,7 @@ export function compatRoutes(compat: CompatService, logger: Logger) {
       {
         params: PoolParam,
         body: HealthReport,
-        response: { 200: HealthResult, ...errors(400, 401, 413), 404: CompatError },
+        response: { 200: HealthResult, ...errors(401, 413), 400: CompatBadRequest, 404: CompatError },
         detail: { summary: "Report how a key did (compatibility)", description: "Names the key by its token. An unknown token answers 404 without echoing it.", tags: ["compat"] },
       },
     )
@@ -143,7 +149,7 @@ export function compatRoutes(compat: CompatService, logger: Logger) {
       {
         params: PoolParam,
         body: KeyBody,
-        response: { 200: KeyChange, ...errors(400, 401, 413), 404: CompatError, 409: CompatError },
+        response: { 200: KeyChange, ...errors(401, 413), 400: CompatBadRequest, 404: CompatError, 409: CompatError },
         detail: {
           summary: "Add a key by its token (compatibility)",
           description:
@@ -166,7 +172,7 @@ export function compatRoutes(compat: CompatService, logger: Logger) {
       {
       params: PoolParam,
       body: KeyBody,
-      response: { 200: KeyChange, ...errors(400, 401, 413), 404: CompatError },
+      response: { 200: KeyChange, ...errors(401, 413), 400: CompatBadRequest, 404: CompatError },
       detail: {
         summary: "Take a key out by its token (compatibility)",
         description:
