@@ -44,7 +44,7 @@ describe("JSON bodies without a JSON content-type", () => {
       expect([path, response.status, JSON.parse(text)]).toEqual([
         path,
         400,
-        { error: { code: "BAD_REQUEST", message: 'request body is not valid JSON — send one JSON object, e.g. {"id":"key1","ok":true}; any Content-Type is read as JSON' } },
+        { error: { code: "BAD_REQUEST", message: "request body is not valid JSON — send one JSON object (see /swagger for each route's); any Content-Type is read as JSON" } },
       ]);
       expect(text).not.toContain(CANARY);
     }

@@ -4,6 +4,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { ConfigError } from "../config/errors";
 import {
   API_KEY_LB_SERVICE,
   apiKeyLbConfigPath,
@@ -15,7 +16,6 @@ import {
 import { DEFAULT_CONFIG_FILE } from "../config/find-config";
 import type { GatewayHealth } from "../gateway/health-report";
 import { type ServicePlatform, defaultUnitDir, unitFileName } from "../service/service-spec";
-import { CliExit, EXIT } from "./exit";
 
 type Env = Record<string, string | undefined>;
 
@@ -33,8 +33,11 @@ export function apiKeyLbContext(configPath?: string, env: Env = process.env): Ap
   const settings = apiKeyLbSettings({ path: configPath, env, home });
   const port = Number(settings.env.PORT);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    const got = String(settings.env.PORT).slice(0, 12);
-    throw new CliExit(EXIT.usage, `PORT must be a port number 0–65535, got "${got}"`);
+    // Read like every other setting's mistake: a config error naming the variable, exit 2; the value is a
+    // port or a typo, never a slice of something longer (which could be a key set one variable off).
+    const text = String(settings.env.PORT);
+    const got = /^[\d.eE+-]{1,12}$/.test(text) ? `"${text}"` : `a value of ${text.length} characters`;
+    throw new ConfigError([`PORT: expected a port number 0–65535, got ${got}`]);
   }
   return { home, path: settings.path, port, env: settings.env };
 }

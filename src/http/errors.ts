@@ -3,7 +3,7 @@ import { DomainError, type ErrorCode } from "../pool/errors";
 
 /** Every JSON route reads its body as JSON whatever the Content-Type (see _any-json-body.ts). */
 const NOT_JSON =
-  'request body is not valid JSON — send one JSON object, e.g. {"id":"key1","ok":true}; any Content-Type is read as JSON';
+  "request body is not valid JSON — send one JSON object (see /swagger for each route's); any Content-Type is read as JSON";
 
 /** The one table from error codes to HTTP statuses. */
 export const STATUS_BY_CODE: Record<ErrorCode, number> = {
