@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { Database } from "bun:sqlite";
-import { statSync } from "node:fs";
+import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import type { Rotation } from "../../src/config/types";
 import { ManualClock } from "../../src/pool/clock";
 import { MAX_EVENTS } from "../../src/store/event-log";
@@ -53,6 +53,15 @@ describe("SqliteStore internals", () => {
     const store = new SqliteStore({ path, clock: new ManualClock() });
     await store.close();
     expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  it("refuses a state_file that is some other file, naming it, and leaves that file as it was", () => {
+    using dir = tempDir();
+    const path = dir.file("tokens.txt");
+    writeFileSync(path, "a,sk-not-a-database-aaaaaaaaaaaa\n", { mode: 0o644 });
+    chmodSync(path, 0o644);
+    expect(() => new SqliteStore({ path, clock: new ManualClock() })).toThrow(`state_file: ${path} is not a SQLite database`);
+    expect([statSync(path).mode & 0o777, readFileSync(path, "utf8")]).toEqual([0o644, "a,sk-not-a-database-aaaaaaaaaaaa\n"]);
   });
 
   it(`keeps only the latest ${MAX_EVENTS} transitions`, async () => {

@@ -1,7 +1,7 @@
 import { Database, type Statement } from "bun:sqlite";
 import { type PoolctlImport, importPoolctlStateOnce } from "./_poolctl-import";
 import type { RestoredKeyState } from "../poolctl-state";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Clock } from "../../pool/clock";
 import { ConfigError } from "../../config/errors";
@@ -825,6 +825,7 @@ function conditionOf(row: KeyRow): KeyCondition {
 function openDatabase(path: string, busyTimeoutMs: number): Database {
   if (path !== ":memory:") {
     refuseOrphanedLog(path);
+    refuseForeignFile(path);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     // Created before SQLite opens it so the file never exists with looser permissions;
     // SQLite gives the -wal and -shm files the same mode as the database.
@@ -858,6 +859,33 @@ function refuseOrphanedLog(path: string): void {
     `${files} exist without the state file ${path}: ` +
       "it was deleted while a process had it open, or removed only in part — " +
       `stop every keypool using it, then restore ${path} or delete ${files}`,
+  ]);
+}
+
+/** The first 16 bytes of every SQLite database file. */
+const SQLITE_HEADER = "SQLite format 3\0";
+
+/**
+ * A state_file that names some other file (a JSON state, a tokens file, a typo'd path) is refused before
+ * keypool touches it: opening it would fail anyway, and the chmod below would change a file that is not ours.
+ */
+function refuseForeignFile(path: string): void {
+  let head: string;
+  try {
+    const fd = openSync(path, "r");
+    try {
+      const bytes = Buffer.alloc(SQLITE_HEADER.length);
+      head = bytes.subarray(0, readSync(fd, bytes, 0, bytes.length, 0)).toString("latin1");
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return; // missing (created below) or unreadable (SQLite says why)
+  }
+  if (head.length === 0 || head === SQLITE_HEADER) return;
+  throw new ConfigError([
+    `state_file: ${path} is not a SQLite database (keypool's state file) — point state_file at a new path, ` +
+      "or move that file away; keypool left it untouched",
   ]);
 }
 
