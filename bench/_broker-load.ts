@@ -11,7 +11,11 @@ export function takeAndRelease(baseUrl: string): Workload {
       const took = await fetch(takeUrl);
       const lease = (await took.json()) as { lease?: string };
       if (!took.ok || !lease.lease) throw new Error(`GET /take → ${took.status} ${JSON.stringify(lease)}`);
-      const released = await fetch(releaseUrl, { method: "POST", headers, body: JSON.stringify({ lease: lease.lease, ok: true }) });
+      const released = await fetch(releaseUrl, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ lease: lease.lease, ok: true }),
+      });
       const result = await released.json();
       if (!released.ok) throw new Error(`POST /release → ${released.status} ${JSON.stringify(result)}`);
     },
@@ -29,7 +33,11 @@ export function takeAndReleaseById(baseUrl: string): Workload {
       const took = await fetch(takeUrl);
       const key = (await took.json()) as { id?: string };
       if (!took.ok || !key.id) throw new Error(`GET /take → ${took.status} ${JSON.stringify(key)}`);
-      const released = await fetch(releaseUrl, { method: "POST", headers, body: JSON.stringify({ id: key.id, ok: true }) });
+      const released = await fetch(releaseUrl, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ id: key.id, ok: true }),
+      });
       const result = await released.json();
       if (!released.ok) throw new Error(`POST /release → ${released.status} ${JSON.stringify(result)}`);
     },

@@ -29,7 +29,14 @@ async function startDaemon(stateFile: string): Promise<ServedTarget> {
     server: { host: "127.0.0.1", port: 0 },
     stateFile,
     pools: {
-      default: { name: "default", keys: benchKeys(HTTP_KEYS), rotation: "lru", cooldownSec: 0, recheckIntervalSec: 300, leaseTtlSec: 300 },
+      default: {
+        name: "default",
+        keys: benchKeys(HTTP_KEYS),
+        rotation: "lru",
+        cooldownSec: 0,
+        recheckIntervalSec: 300,
+        leaseTtlSec: 300,
+      },
     },
   };
   const daemon = await createDaemon(config, { port: 0, logger: silentLogger });
@@ -72,7 +79,14 @@ function stubStore(): PoolStore {
     poolNames: () => ["default"],
     take: async (pool: string) => {
       const now = Date.now();
-      return { lease: `ls_${(++leases).toString(16).padStart(32, "0")}`, pool, id: "k00042", token: "sk-bench-00042", takenAt: now, expiresAt: now + 300_000 };
+      return {
+        lease: `ls_${(++leases).toString(16).padStart(32, "0")}`,
+        pool,
+        id: "k00042",
+        token: "sk-bench-00042",
+        takenAt: now,
+        expiresAt: now + 300_000,
+      };
     },
     release: async () => ({ pool: "default", id: "k00042", state: "live", reason: null }),
   };
@@ -80,7 +94,11 @@ function stubStore(): PoolStore {
 }
 
 function startApiStub(): ServedTarget {
-  const app = createApiApp({ broker: new BrokerService(stubStore()), reload: async () => ({ pools: {} }), logger: silentLogger });
+  const app = createApiApp({
+    broker: new BrokerService(stubStore()),
+    reload: async () => ({ pools: {} }),
+    logger: silentLogger,
+  });
   app.listen({ hostname: "127.0.0.1", port: 0 });
   return {
     url: `http://127.0.0.1:${app.server!.port}`,

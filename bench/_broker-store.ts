@@ -44,7 +44,8 @@ export async function measureStore(dir: string, rotation: Rotation, options: Sto
     }
     const rounds = new Map<number, number[]>(options.sizes.map((size) => [size, []]));
     for (let round = 0; round < options.rounds; round++) {
-      for (const size of options.sizes) rounds.get(size)!.push(await pairsPerSec(stores.get(size)!, options.pairs, options.roundMs));
+      for (const size of options.sizes)
+        rounds.get(size)!.push(await pairsPerSec(stores.get(size)!, options.pairs, options.roundMs));
     }
     const perSize: StoreResult["perSize"] = {};
     for (const [size, values] of rounds) perSize[size] = { median: median(values), rounds: values };
@@ -52,7 +53,8 @@ export async function measureStore(dir: string, rotation: Rotation, options: Sto
   } finally {
     for (const store of stores.values()) await store.close();
     for (const size of options.sizes) {
-      for (const suffix of ["", "-wal", "-shm"]) rmSync(join(dir, `${rotation}-${size}.sqlite${suffix}`), { force: true });
+      for (const suffix of ["", "-wal", "-shm"])
+        rmSync(join(dir, `${rotation}-${size}.sqlite${suffix}`), { force: true });
     }
   }
 }

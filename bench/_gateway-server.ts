@@ -29,7 +29,9 @@ function startUpstream(): ServedTarget {
     object: "chat.completion",
     created: 1_700_000_000,
     model: "gpt-bench",
-    choices: [{ index: 0, message: { role: "assistant", content: "Hello from the bench upstream." }, finish_reason: "stop" }],
+    choices: [
+      { index: 0, message: { role: "assistant", content: "Hello from the bench upstream." }, finish_reason: "stop" },
+    ],
     usage: { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 },
   });
   const encoder = new TextEncoder();
@@ -54,7 +56,10 @@ function startUpstream(): ServedTarget {
         POST: async (request) => {
           const body = (await request.json()) as { stream?: boolean };
           if (!request.headers.get("authorization")?.startsWith("Bearer sk-bench-")) {
-            return Response.json({ error: { message: "no bench key", type: "invalid_request_error", code: "invalid_api_key" } }, { status: 401 });
+            return Response.json(
+              { error: { message: "no bench key", type: "invalid_request_error", code: "invalid_api_key" } },
+              { status: 401 },
+            );
           }
           if (!body.stream) return new Response(completion, { headers: { "content-type": "application/json" } });
           // One event per pull, so the events leave as separate chunks the way a model's tokens do.
@@ -68,7 +73,9 @@ function startUpstream(): ServedTarget {
               }
             },
           });
-          return new Response(stream, { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } });
+          return new Response(stream, {
+            headers: { "content-type": "text/event-stream", "cache-control": "no-cache" },
+          });
         },
       },
     },
@@ -122,12 +129,18 @@ async function startGateway(upstreamUrl: string, stateDir: string): Promise<Serv
 async function main(): Promise<void> {
   const [kind, upstreamUrl, givenDir] = process.argv.slice(2);
   if (!SERVER_KINDS.includes(kind ?? "") || (kind !== "upstream" && !upstreamUrl)) {
-    console.error("usage: bun bench/_gateway-server.ts upstream | bare <upstream-url> | gateway <upstream-url> [state-dir]");
+    console.error(
+      "usage: bun bench/_gateway-server.ts upstream | bare <upstream-url> | gateway <upstream-url> [state-dir]",
+    );
     process.exit(2);
   }
   const stateDir = childStateDir(givenDir, kind === "gateway", "keypool-bench-gateway-");
   const target =
-    kind === "upstream" ? startUpstream() : kind === "bare" ? startBare(upstreamUrl!) : await startGateway(upstreamUrl!, stateDir.path);
+    kind === "upstream"
+      ? startUpstream()
+      : kind === "bare"
+        ? startBare(upstreamUrl!)
+        : await startGateway(upstreamUrl!, stateDir.path);
   await serveUntilStopped(target, stateDir.remove);
 }
 

@@ -77,7 +77,8 @@ export async function closedLoop(workload: Workload, options: ClosedLoopOptions)
   failures.report(workload.baseUrl);
   latencies.sort((a, b) => a - b);
   const completed = latencies.length;
-  const cpuUsPerRequest = cpu0 !== undefined && cpu1 !== undefined && completed > 0 ? ((cpu1 - cpu0) * 1000) / completed : undefined;
+  const cpuUsPerRequest =
+    cpu0 !== undefined && cpu1 !== undefined && completed > 0 ? ((cpu1 - cpu0) * 1000) / completed : undefined;
   return { perSec: completed / seconds, completed, errors: failures.count, latencies, cpuUsPerRequest };
 }
 
@@ -143,7 +144,10 @@ const SETTLE_MS = 10_000;
 async function settle(requests: Promise<unknown>, baseUrl: string): Promise<void> {
   let timer: Timer | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`requests to ${baseUrl} still hanging ${SETTLE_MS / 1000} s after the run ended`)), SETTLE_MS);
+    timer = setTimeout(
+      () => reject(new Error(`requests to ${baseUrl} still hanging ${SETTLE_MS / 1000} s after the run ended`)),
+      SETTLE_MS,
+    );
   });
   try {
     await Promise.race([requests, timeout]);

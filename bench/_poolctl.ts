@@ -11,7 +11,8 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import type { ServerProcess } from "./_process";
 
-export const POOLCTL_BINARY = process.env.KEYPOOL_POOLCTL || resolve(import.meta.dir, "..", "..", "shared", "peers", "poolctl");
+export const POOLCTL_BINARY =
+  process.env.KEYPOOL_POOLCTL || resolve(import.meta.dir, "..", "..", "shared", "peers", "poolctl");
 
 const READY_TIMEOUT_MS = 10_000;
 
@@ -49,14 +50,21 @@ export async function startPoolctl(dir: string, options: PoolctlOptions): Promis
     `server: { addr: "127.0.0.1:${apiPort}" }`,
     "state_file: state.json",
     ...(options.upstreamUrl
-      ? [`upstream: { enabled: true, listen: "127.0.0.1:${gatewayPort}", base_url: "${options.upstreamUrl}", cooldown_sec: -1 }`]
+      ? [
+          `upstream: { enabled: true, listen: "127.0.0.1:${gatewayPort}", base_url: "${options.upstreamUrl}", cooldown_sec: -1 }`,
+        ]
       : []),
     "",
   ].join("\n");
   const configPath = join(dir, "pool.yaml");
   writeFileSync(configPath, yaml);
   const command = options.upstreamUrl ? "proxy" : "serve";
-  const proc = Bun.spawn([POOLCTL_BINARY, command, "-c", configPath], { cwd: dir, stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  const proc = Bun.spawn([POOLCTL_BINARY, command, "-c", configPath], {
+    cwd: dir,
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   await waitUntilAnswering(`${apiUrl}/status`, proc);
   const url = gatewayPort ? `http://127.0.0.1:${gatewayPort}` : apiUrl;

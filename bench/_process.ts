@@ -21,7 +21,12 @@ const READY_TIMEOUT_MS = 20_000;
  * Starts `bun [bunArgs] script [args]` and waits for the URL it prints. `bunArgs` go before the
  * script (e.g. --cpu-prof).
  */
-export async function spawnServer(name: string, script: string, args: string[], bunArgs: string[] = []): Promise<ServerProcess> {
+export async function spawnServer(
+  name: string,
+  script: string,
+  args: string[],
+  bunArgs: string[] = [],
+): Promise<ServerProcess> {
   const proc = Bun.spawn([process.execPath, ...bunArgs, script, ...args], {
     stdin: "pipe",
     stdout: "pipe",
@@ -128,7 +133,11 @@ export async function serveUntilStopped(target: ServedTarget, cleanUp: () => voi
  * A child's state dir: the one it was given; or, when it needs one and got none (run by hand), a temp
  * dir of its own that `remove` deletes.
  */
-export function childStateDir(given: string | undefined, needed: boolean, tempPrefix: string): { path: string; remove(): void } {
+export function childStateDir(
+  given: string | undefined,
+  needed: boolean,
+  tempPrefix: string,
+): { path: string; remove(): void } {
   if (given || !needed) return { path: given ?? "", remove: () => {} };
   const path = mkdtempSync(join(tmpdir(), tempPrefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };

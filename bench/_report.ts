@@ -1,7 +1,9 @@
 /** What both benchmarks print around their figures: a banner first, a table of verdicts last. */
 
 export function printBanner(bench: string, quick: boolean): void {
-  console.log(`keypool ${bench} bench${quick ? " (quick)" : ""} — bun ${Bun.version}, ${navigator.hardwareConcurrency} CPUs\n`);
+  console.log(
+    `keypool ${bench} bench${quick ? " (quick)" : ""} — bun ${Bun.version}, ${navigator.hardwareConcurrency} CPUs\n`,
+  );
 }
 
 /**
@@ -13,7 +15,12 @@ export function printTable(rows: string[][]): void {
   const last = widths.length - 1;
   console.log("");
   for (const row of rows) {
-    console.log(row.map((cell, col) => (col === 0 || col === last ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!))).join("  ").trimEnd());
+    console.log(
+      row
+        .map((cell, col) => (col === 0 || col === last ? cell.padEnd(widths[col]!) : cell.padStart(widths[col]!)))
+        .join("  ")
+        .trimEnd(),
+    );
   }
 }
 

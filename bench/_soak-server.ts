@@ -24,12 +24,16 @@ function startUpstream(failEvery: number): ServedTarget {
     object: "chat.completion",
     created: 1_700_000_000,
     model: "gpt-soak",
-    choices: [{ index: 0, message: { role: "assistant", content: "Hello from the soak upstream." }, finish_reason: "stop" }],
+    choices: [
+      { index: 0, message: { role: "assistant", content: "Hello from the soak upstream." }, finish_reason: "stop" },
+    ],
     usage: { prompt_tokens: 9, completion_tokens: 7, total_tokens: 16 },
   });
   const encoder = new TextEncoder();
   const event = (i: number) =>
-    encoder.encode(`data: ${JSON.stringify({ id: "chatcmpl-soak", object: "chat.completion.chunk", model: "gpt-soak", choices: [{ index: 0, delta: { content: `t${i} ` } }] })}\n\n`);
+    encoder.encode(
+      `data: ${JSON.stringify({ id: "chatcmpl-soak", object: "chat.completion.chunk", model: "gpt-soak", choices: [{ index: 0, delta: { content: `t${i} ` } }] })}\n\n`,
+    );
   let served = 0;
   const server = Bun.serve({
     hostname: "127.0.0.1",
@@ -37,7 +41,10 @@ function startUpstream(failEvery: number): ServedTarget {
     async fetch(request) {
       const body = (await request.json().catch(() => ({}))) as { stream?: boolean };
       if (++served % failEvery === 0) {
-        return Response.json({ error: { message: "The server had an error while processing your request.", type: "server_error" } }, { status: 500 });
+        return Response.json(
+          { error: { message: "The server had an error while processing your request.", type: "server_error" } },
+          { status: 500 },
+        );
       }
       if (!body.stream) return new Response(completion, { headers: { "content-type": "application/json" } });
       let next = 0;
@@ -59,7 +66,10 @@ function startUpstream(failEvery: number): ServedTarget {
 // The real daemon from a real YAML file. Its log is formatted as in production and then dropped,
 // so the soak measures the logging path's memory too without flooding the terminal.
 async function startGateway(upstreamUrl: string, stateDir: string): Promise<ServedTarget> {
-  const tokens = Array.from({ length: POOL_KEYS }, (_, i) => `k${String(i).padStart(2, "0")},sk-soak-${String(i).padStart(24, "0")}`).join("\n");
+  const tokens = Array.from(
+    { length: POOL_KEYS },
+    (_, i) => `k${String(i).padStart(2, "0")},sk-soak-${String(i).padStart(24, "0")}`,
+  ).join("\n");
   writeFileSync(join(stateDir, "tokens.txt"), `${tokens}\n`);
   const yaml = [
     "state_file: state.sqlite",

@@ -47,8 +47,14 @@ const { quick, only, profileDir, flags } = parseBenchArgs(process.argv.slice(2),
 const breakdown = flags.has("breakdown");
 
 const plan = quick
-  ? { http: { rounds: 2, workers: 32, warmupMs: 500, durationMs: 1_000 }, store: { pairs: 5_000, roundMs: 500, warmupPairs: 1_000, rounds: 3 } }
-  : { http: { rounds: 3, workers: 32, warmupMs: 1_000, durationMs: 3_000 }, store: { pairs: 20_000, roundMs: 1_500, warmupPairs: 2_000, rounds: 3 } };
+  ? {
+      http: { rounds: 2, workers: 32, warmupMs: 500, durationMs: 1_000 },
+      store: { pairs: 5_000, roundMs: 500, warmupPairs: 1_000, rounds: 3 },
+    }
+  : {
+      http: { rounds: 3, workers: 32, warmupMs: 1_000, durationMs: 3_000 },
+      store: { pairs: 20_000, roundMs: 1_500, warmupPairs: 2_000, rounds: 3 },
+    };
 
 using run = new BenchRun("keypool-bench-");
 
@@ -70,7 +76,9 @@ async function benchHttp(): Promise<HttpFigures> {
   const { rounds, ...load } = plan.http;
   const kinds: TargetKind[] = breakdown ? ["bare", "daemon", "daemon-memory", "api-stub"] : ["bare", "daemon"];
   if (poolctlAvailable()) kinds.push("poolctl");
-  console.log(`HTTP /take + /release pairs/s — ${load.workers} workers, ${load.durationMs / 1000} s after ${load.warmupMs / 1000} s warmup, ${rounds} rounds each`);
+  console.log(
+    `HTTP /take + /release pairs/s — ${load.workers} workers, ${load.durationMs / 1000} s after ${load.warmupMs / 1000} s warmup, ${rounds} rounds each`,
+  );
   const profileArgs = cpuProfileArgs(profileDir);
   const targets = new Map<TargetKind, ServerProcess>();
   const results = new Map<TargetKind, { rps: number[]; p50: number[]; p99: number[] }>();
@@ -79,7 +87,12 @@ async function benchHttp(): Promise<HttpFigures> {
     for (const kind of kinds) {
       const dir = join(run.tempRoot, kind);
       mkdirSync(dir);
-      targets.set(kind, kind === "poolctl" ? await startPoolctl(dir, { tokens: poolctlTokens() }) : await run.spawn(kind, SERVER_SCRIPT, [kind, dir], kind === "daemon" ? profileArgs : []));
+      targets.set(
+        kind,
+        kind === "poolctl"
+          ? await startPoolctl(dir, { tokens: poolctlTokens() })
+          : await run.spawn(kind, SERVER_SCRIPT, [kind, dir], kind === "daemon" ? profileArgs : []),
+      );
       results.set(kind, { rps: [], p50: [], p99: [] });
     }
     for (let round = 1; round <= rounds; round++) {
@@ -93,7 +106,9 @@ async function benchHttp(): Promise<HttpFigures> {
         into.p50.push(p50);
         into.p99.push(p99);
         errors += r.errors;
-        console.log(`  round ${round}  ${kind.padEnd(13)} ${rate(r.perSec).padStart(8)} pairs/s   p50 ${p50.toFixed(2)} ms   p99 ${p99.toFixed(2)} ms`);
+        console.log(
+          `  round ${round}  ${kind.padEnd(13)} ${rate(r.perSec).padStart(8)} pairs/s   p50 ${p50.toFixed(2)} ms   p99 ${p99.toFixed(2)} ms`,
+        );
       }
     }
   } finally {
@@ -108,9 +123,13 @@ async function benchHttp(): Promise<HttpFigures> {
     bare: Math.round(bare),
     daemon: Math.round(medianOf("daemon")),
     ratio: ratio(medianOf("daemon"), bare),
-    ...(poolctl !== undefined && { poolctl: { pairsPerSec: Math.round(poolctl), ratio: ratio(medianOf("daemon"), poolctl) } }),
+    ...(poolctl !== undefined && {
+      poolctl: { pairsPerSec: Math.round(poolctl), ratio: ratio(medianOf("daemon"), poolctl) },
+    }),
     ...(extra.length > 0 && {
-      breakdown: Object.fromEntries(extra.map((k) => [k, { pairsPerSec: Math.round(medianOf(k)), ratio: ratio(medianOf(k), bare) }])),
+      breakdown: Object.fromEntries(
+        extra.map((k) => [k, { pairsPerSec: Math.round(medianOf(k)), ratio: ratio(medianOf(k), bare) }]),
+      ),
     }),
     rounds: perKind((k) => results.get(k)!.rps.map(Math.round)),
     p50Ms: perKind((k) => round2(median(results.get(k)!.p50))),
@@ -146,7 +165,9 @@ async function benchStore(): Promise<Record<string, StoreFigures>> {
       rounds: Object.fromEntries(STORE_SIZES.map((s) => [String(s), r.perSize[s]!.rounds.map(Math.round)])),
       setupMs: Object.fromEntries(STORE_SIZES.map((s) => [String(s), r.setupMs[s]!])),
     };
-    console.log(`  ${rotation.padEnd(12)} 10 keys ${rate(small).padStart(8)}   100k keys ${rate(large).padStart(8)}   (100k setup ${r.setupMs[100_000]} ms)`);
+    console.log(
+      `  ${rotation.padEnd(12)} 10 keys ${rate(small).padStart(8)}   100k keys ${rate(large).padStart(8)}   (100k setup ${r.setupMs[100_000]} ms)`,
+    );
   }
   return figures;
 }
@@ -154,7 +175,10 @@ async function benchStore(): Promise<Record<string, StoreFigures>> {
 /** poolctl's tokens file for the same pool size as the daemon's (ids and tokens as bench/_keys.ts makes them). */
 function poolctlTokens(): string[] {
   const width = String(HTTP_KEYS - 1).length;
-  return Array.from({ length: HTTP_KEYS }, (_, i) => `k${String(i).padStart(width, "0")},sk-bench-${String(i).padStart(width, "0")}`);
+  return Array.from(
+    { length: HTTP_KEYS },
+    (_, i) => `k${String(i).padStart(width, "0")},sk-bench-${String(i).padStart(width, "0")}`,
+  );
 }
 
 function verdict(value: number, target: number): string {
@@ -164,17 +188,45 @@ function verdict(value: number, target: number): string {
 function printResults(http: HttpFigures | undefined, store: Record<string, StoreFigures> | undefined): void {
   const rows: string[][] = [["measure", "reference", "subject", "ratio", "target", ""]];
   if (http) {
-    rows.push(["http pairs/s daemon vs bare", rate(http.bare), rate(http.daemon), `${http.ratio.toFixed(2)}×`, `≥ ${HTTP_TARGET}`, verdict(http.ratio, HTTP_TARGET)]);
+    rows.push([
+      "http pairs/s daemon vs bare",
+      rate(http.bare),
+      rate(http.daemon),
+      `${http.ratio.toFixed(2)}×`,
+      `≥ ${HTTP_TARGET}`,
+      verdict(http.ratio, HTTP_TARGET),
+    ]);
     if (http.poolctl) {
       const { pairsPerSec, ratio: vsPoolctl } = http.poolctl;
-      rows.push(["http pairs/s daemon vs poolctl", rate(pairsPerSec), rate(http.daemon), `${vsPoolctl.toFixed(2)}×`, `≥ ${POOLCTL_TARGET}`, verdict(vsPoolctl, POOLCTL_TARGET)]);
+      rows.push([
+        "http pairs/s daemon vs poolctl",
+        rate(pairsPerSec),
+        rate(http.daemon),
+        `${vsPoolctl.toFixed(2)}×`,
+        `≥ ${POOLCTL_TARGET}`,
+        verdict(vsPoolctl, POOLCTL_TARGET),
+      ]);
     }
     for (const [kind, f] of Object.entries(http.breakdown ?? {})) {
-      rows.push([`  (diagnostic) ${kind} vs bare`, rate(http.bare), rate(f.pairsPerSec), `${f.ratio.toFixed(2)}×`, "", ""]);
+      rows.push([
+        `  (diagnostic) ${kind} vs bare`,
+        rate(http.bare),
+        rate(f.pairsPerSec),
+        `${f.ratio.toFixed(2)}×`,
+        "",
+        "",
+      ]);
     }
   }
   for (const [rotation, f] of Object.entries(store ?? {})) {
-    rows.push([`store ${rotation} 100k vs 10 keys`, rate(f.k10), rate(f.k100000), `${f.ratio.toFixed(2)}×`, `≥ ${STORE_TARGET}`, verdict(f.ratio, STORE_TARGET)]);
+    rows.push([
+      `store ${rotation} 100k vs 10 keys`,
+      rate(f.k10),
+      rate(f.k100000),
+      `${f.ratio.toFixed(2)}×`,
+      `≥ ${STORE_TARGET}`,
+      verdict(f.ratio, STORE_TARGET),
+    ]);
   }
   printTable(rows);
 }

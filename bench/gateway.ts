@@ -33,7 +33,10 @@ const SUBJECTS: Subject[] = ["bare", "gateway"];
 const POOL_KEYS = 20;
 const SERVER_SCRIPT = new URL("./_gateway-server.ts", import.meta.url).pathname;
 
-const { quick, only, profileDir } = parseBenchArgs(process.argv.slice(2), { script: "bench/gateway.ts", only: ["throughput", "latency"] });
+const { quick, only, profileDir } = parseBenchArgs(process.argv.slice(2), {
+  script: "bench/gateway.ts",
+  only: ["throughput", "latency"],
+});
 
 const plan = quick
   ? {
@@ -72,7 +75,10 @@ function perSubject<T>(make: (subject: Subject) => T): Partial<Record<Subject, T
   return Object.fromEntries(SUBJECTS.map((s) => [s, make(s)]));
 }
 
-async function benchThroughput(servers: Partial<Record<Subject, ServerProcess>>, mode: Mode): Promise<ThroughputFigures> {
+async function benchThroughput(
+  servers: Partial<Record<Subject, ServerProcess>>,
+  mode: Mode,
+): Promise<ThroughputFigures> {
   const { rounds, ...load } = plan.throughput;
   const rps = perSubject((): number[] => []);
   const cpu = perSubject((): number[] => []);
@@ -84,7 +90,9 @@ async function benchThroughput(servers: Partial<Record<Subject, ServerProcess>>,
     if (r.cpuUsPerRequest !== undefined) cpu[subject]!.push(r.cpuUsPerRequest);
     errors += r.errors;
     const cpuNote = r.cpuUsPerRequest === undefined ? "" : `   ${Math.round(r.cpuUsPerRequest)} µs CPU/request`;
-    console.log(`  ${mode.padEnd(4)} round ${round}  ${subject.padEnd(7)} ${rate(r.perSec).padStart(7)} req/s${cpuNote}`);
+    console.log(
+      `  ${mode.padEnd(4)} round ${round}  ${subject.padEnd(7)} ${rate(r.perSec).padStart(7)} req/s${cpuNote}`,
+    );
   });
   const bare = median(rps.bare!);
   const gateway = median(rps.gateway!);
@@ -126,7 +134,11 @@ async function benchLatency(urls: Partial<Record<Subject, string>>, mode: Mode):
       `  ${mode.padEnd(4)} round ${round}  ${subject.padEnd(7)} p50 ${quantile(r.latencies, 0.5).toFixed(2)} ms  p99 ${quantile(r.latencies, 0.99).toFixed(2)} ms  (${r.latencies.length} requests, send lag p99 ${r.sendLagP99Ms.toFixed(2)} ms)`,
     );
   });
-  const at = (subject: Subject, q: number) => quantile(samples[subject]!.sort((a, b) => a - b), q);
+  const at = (subject: Subject, q: number) =>
+    quantile(
+      samples[subject]!.sort((a, b) => a - b),
+      q,
+    );
   const p50 = perSubject((s) => at(s, 0.5));
   const p99 = perSubject((s) => at(s, 0.99));
   return {
@@ -138,25 +150,64 @@ async function benchLatency(urls: Partial<Record<Subject, string>>, mode: Mode):
   };
 }
 
-function printResults(throughput: Partial<Record<Mode, ThroughputFigures>>, latency: Partial<Record<Mode, LatencyFigures>>): void {
+function printResults(
+  throughput: Partial<Record<Mode, ThroughputFigures>>,
+  latency: Partial<Record<Mode, LatencyFigures>>,
+): void {
   const verdict = (ok: boolean) => (ok ? "ok" : "MISSED");
   const rows: string[][] = [["measure", "bare", "gateway", "result", "target", ""]];
   for (const [mode, f] of Object.entries(throughput)) {
-    rows.push([`${mode} throughput req/s`, rate(f.bare), rate(f.gateway), `${f.ratio.toFixed(2)}×`, `≥ ${THROUGHPUT_TARGET}×`, verdict(f.ratio >= THROUGHPUT_TARGET)]);
+    rows.push([
+      `${mode} throughput req/s`,
+      rate(f.bare),
+      rate(f.gateway),
+      `${f.ratio.toFixed(2)}×`,
+      `≥ ${THROUGHPUT_TARGET}×`,
+      verdict(f.ratio >= THROUGHPUT_TARGET),
+    ]);
     if (f.poolctl) {
       const { reqPerSec, ratio: vsPoolctl } = f.poolctl;
-      rows.push([`${mode} req/s vs poolctl proxy`, rate(reqPerSec), rate(f.gateway), `${vsPoolctl.toFixed(2)}×`, `≥ ${POOLCTL_TARGET}×`, verdict(vsPoolctl >= POOLCTL_TARGET)]);
+      rows.push([
+        `${mode} req/s vs poolctl proxy`,
+        rate(reqPerSec),
+        rate(f.gateway),
+        `${vsPoolctl.toFixed(2)}×`,
+        `≥ ${POOLCTL_TARGET}×`,
+        verdict(vsPoolctl >= POOLCTL_TARGET),
+      ]);
     }
     if (f.cpuUsPerRequest) {
       const { bare = 0, gateway = 0, poolctl } = f.cpuUsPerRequest;
-      rows.push([`${mode} server CPU µs/request`, String(bare), String(gateway), `${(gateway / bare).toFixed(1)}×`, "", ""]);
-      if (poolctl) rows.push([`${mode} CPU µs/request vs poolctl`, String(poolctl), String(gateway), `${(gateway / poolctl).toFixed(1)}×`, "", ""]);
+      rows.push([
+        `${mode} server CPU µs/request`,
+        String(bare),
+        String(gateway),
+        `${(gateway / bare).toFixed(1)}×`,
+        "",
+        "",
+      ]);
+      if (poolctl)
+        rows.push([
+          `${mode} CPU µs/request vs poolctl`,
+          String(poolctl),
+          String(gateway),
+          `${(gateway / poolctl).toFixed(1)}×`,
+          "",
+          "",
+        ]);
     }
   }
   for (const [mode, f] of Object.entries(latency)) {
     const ms = (n: number | undefined) => (n === undefined ? "" : `${n.toFixed(2)} ms`);
     const plus = (n: number) => `${n >= 0 ? "+" : ""}${n.toFixed(2)} ms`;
-    rows.push([`${mode} p50 @ ${rate(plan.latency.ratePerSec)}/s`, ms(f.p50Ms.bare), ms(f.p50Ms.gateway), plus(f.p50Ms.added), "", ""]);
+    rows.push([
+      `${mode} p50 @ ${rate(plan.latency.ratePerSec)}/s`,
+      ms(f.p50Ms.bare),
+      ms(f.p50Ms.gateway),
+      plus(f.p50Ms.added),
+      "",
+      "",
+    ]);
     rows.push([
       `${mode} p99 @ ${rate(plan.latency.ratePerSec)}/s`,
       ms(f.p99Ms.bare),
@@ -166,7 +217,14 @@ function printResults(throughput: Partial<Record<Mode, ThroughputFigures>>, late
       verdict(f.p99Ms.added <= ADDED_P99_TARGET_MS),
     ]);
     if (f.p99Ms.poolctl !== undefined) {
-      rows.push([`${mode} p99 poolctl proxy`, ms(f.p99Ms.bare), ms(f.p99Ms.poolctl), plus(f.p99Ms.poolctl - f.p99Ms.bare!), "", ""]);
+      rows.push([
+        `${mode} p99 poolctl proxy`,
+        ms(f.p99Ms.bare),
+        ms(f.p99Ms.poolctl),
+        plus(f.p99Ms.poolctl - f.p99Ms.bare!),
+        "",
+        "",
+      ]);
     }
   }
   printTable(rows);
@@ -177,7 +235,8 @@ async function smokeTest(urls: Partial<Record<Subject, string>>): Promise<void> 
   for (const mode of MODES) {
     for (const subject of SUBJECTS) {
       const r = await closedLoop(chatCompletion(urls[subject]!, mode), { workers: 1, warmupMs: 0, durationMs: 50 });
-      if (r.errors > 0 || r.completed === 0) throw new Error(`${subject} did not answer ${mode} requests correctly (see above)`);
+      if (r.errors > 0 || r.completed === 0)
+        throw new Error(`${subject} did not answer ${mode} requests correctly (see above)`);
     }
   }
 }
@@ -207,12 +266,16 @@ async function main(run: BenchRun): Promise<void> {
   const latency: Partial<Record<Mode, LatencyFigures>> = {};
   if (only !== "latency") {
     const { rounds, workers, warmupMs, durationMs } = plan.throughput;
-    console.log(`Throughput, closed loop — ${workers} workers, ${durationMs / 1000} s after ${warmupMs / 1000} s warmup, ${rounds} rounds each`);
+    console.log(
+      `Throughput, closed loop — ${workers} workers, ${durationMs / 1000} s after ${warmupMs / 1000} s warmup, ${rounds} rounds each`,
+    );
     for (const mode of MODES) throughput[mode] = await benchThroughput(servers, mode);
   }
   if (only !== "throughput") {
     const { rounds, ratePerSec, warmupMs, durationMs } = plan.latency;
-    console.log(`\nLatency, open loop — ${rate(ratePerSec)} req/s for ${durationMs / 1000} s after ${warmupMs / 1000} s warmup, ${rounds} rounds each`);
+    console.log(
+      `\nLatency, open loop — ${rate(ratePerSec)} req/s for ${durationMs / 1000} s after ${warmupMs / 1000} s warmup, ${rounds} rounds each`,
+    );
     for (const mode of MODES) latency[mode] = await benchLatency(urls, mode);
   }
 

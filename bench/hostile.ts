@@ -23,10 +23,15 @@ const SERVER_SCRIPT = new URL("./_hostile-server.ts", import.meta.url).pathname;
 function parse(): { clients: number; errorMb: number } {
   const usage = "usage: bun bench/hostile.ts [--clients N] [--error-mb M]";
   try {
-    const { values } = parseArgs({ args: process.argv.slice(2), strict: true, options: { clients: { type: "string" }, "error-mb": { type: "string" } } });
+    const { values } = parseArgs({
+      args: process.argv.slice(2),
+      strict: true,
+      options: { clients: { type: "string" }, "error-mb": { type: "string" } },
+    });
     const clients = Number(values.clients ?? 500);
     const errorMb = Number(values["error-mb"] ?? 300);
-    if (!Number.isInteger(clients) || clients < 0 || !Number.isInteger(errorMb) || errorMb < 1) throw new Error("bad value");
+    if (!Number.isInteger(clients) || clients < 0 || !Number.isInteger(errorMb) || errorMb < 1)
+      throw new Error("bad value");
     return { clients, errorMb };
   } catch {
     console.error(`unknown or bad arguments: ${process.argv.slice(2).join(" ")}\n${usage}`);
@@ -78,7 +83,9 @@ async function healthAnswers(apiUrl: string): Promise<boolean> {
 
 const { clients, errorMb } = parse();
 printBanner("hostile", false);
-console.log(`${clients} idle clients; error bodies of ${errorMb} MB (400 passed through, 500 retried), ${ROUNDS} rounds\n`);
+console.log(
+  `${clients} idle clients; error bodies of ${errorMb} MB (400 passed through, 500 retried), ${ROUNDS} rounds\n`,
+);
 
 using run = new BenchRun("keypool-hostile-");
 const upstream = await run.spawn("upstream", SERVER_SCRIPT, ["upstream", String(errorMb)]);
@@ -110,7 +117,9 @@ for (let round = 0; round < ROUNDS; round++) {
 const healthAfter = await healthAnswers(apiUrl);
 const peakRss = sampler.stop();
 const produced = ((await (await fetch(`${upstream.url}/produced`)).json()) as { produced: number }).produced;
-console.log(`  error answers: statuses ${[...statuses].join(", ")}; client got ${Math.max(...received)} bytes at most; /health ${healthAfter ? "answers" : "does NOT answer"}`);
+console.log(
+  `  error answers: statuses ${[...statuses].join(", ")}; client got ${Math.max(...received)} bytes at most; /health ${healthAfter ? "answers" : "does NOT answer"}`,
+);
 for (const socket of sockets) socket.terminate();
 await run.stop(gateway);
 await run.stop(upstream);
@@ -122,9 +131,27 @@ const met = peakRss < RSS_TARGET_MB && healthWithIdle && healthAfter;
 printTable([
   ["figure", "value", "target", "verdict"],
   ["daemon RSS idle", `${idleRss.toFixed(1)} MB`, "", ""],
-  ["daemon RSS peak under hostile load", `${peakRss.toFixed(1)} MB (+${(peakRss - idleRss).toFixed(1)})`, `< ${RSS_TARGET_MB} MB`, peakRss < RSS_TARGET_MB ? "ok" : "MISSED"],
+  [
+    "daemon RSS peak under hostile load",
+    `${peakRss.toFixed(1)} MB (+${(peakRss - idleRss).toFixed(1)})`,
+    `< ${RSS_TARGET_MB} MB`,
+    peakRss < RSS_TARGET_MB ? "ok" : "MISSED",
+  ],
   ["error-body bytes the upstream got to send", `${producedMb.toFixed(1)} of ${offeredMb} MB`, "", ""],
-  [`/health with ${clients} idle clients, and after`, `${healthWithIdle ? "200" : "no answer"}, ${healthAfter ? "200" : "no answer"}`, "200", healthWithIdle && healthAfter ? "ok" : "MISSED"],
+  [
+    `/health with ${clients} idle clients, and after`,
+    `${healthWithIdle ? "200" : "no answer"}, ${healthAfter ? "200" : "no answer"}`,
+    "200",
+    healthWithIdle && healthAfter ? "ok" : "MISSED",
+  ],
 ]);
-console.log(JSON.stringify({ clients, errorMb, idleRssMb: Math.round(idleRss * 10) / 10, peakRssMb: Math.round(peakRss * 10) / 10, producedMb: Math.round(producedMb) }));
+console.log(
+  JSON.stringify({
+    clients,
+    errorMb,
+    idleRssMb: Math.round(idleRss * 10) / 10,
+    peakRssMb: Math.round(peakRss * 10) / 10,
+    producedMb: Math.round(producedMb),
+  }),
+);
 process.exitCode = met ? 0 : 1;

@@ -20,9 +20,14 @@ const MAX_IN_FLIGHT = 2_000;
 const SERVER_SCRIPT = new URL("./_soak-server.ts", import.meta.url).pathname;
 
 function parse(): { minutes: number; rate: number } {
-  const usage = "usage: bun bench/soak.ts [--minutes N] [--rate REQ_PER_SEC]   (N ≥ 2: growth is measured from minute 2)";
+  const usage =
+    "usage: bun bench/soak.ts [--minutes N] [--rate REQ_PER_SEC]   (N ≥ 2: growth is measured from minute 2)";
   try {
-    const { values } = parseArgs({ args: process.argv.slice(2), strict: true, options: { minutes: { type: "string" }, rate: { type: "string" } } });
+    const { values } = parseArgs({
+      args: process.argv.slice(2),
+      strict: true,
+      options: { minutes: { type: "string" }, rate: { type: "string" } },
+    });
     const minutes = Number(values.minutes ?? 10);
     const rate = Number(values.rate ?? 300);
     if (!Number.isInteger(minutes) || minutes < 2 || !(rate > 0)) throw new Error("bad value");
@@ -55,7 +60,10 @@ const upstream = await run.spawn("upstream", SERVER_SCRIPT, ["upstream", String(
 const gateway = await run.spawn("gateway", SERVER_SCRIPT, ["gateway", upstream.url, run.tempRoot]);
 const [gatewayUrl, apiUrl] = gateway.url.split(" ") as [string, string];
 const pid = gateway.process.pid;
-const loads: Record<Mode, ReturnType<typeof chatCompletion>> = { json: chatCompletion(gatewayUrl, "json"), sse: chatCompletion(gatewayUrl, "sse") };
+const loads: Record<Mode, ReturnType<typeof chatCompletion>> = {
+  json: chatCompletion(gatewayUrl, "json"),
+  sse: chatCompletion(gatewayUrl, "sse"),
+};
 
 const totals = { sent: 0, ok: 0, failed: 0, skipped: 0, firstFailure: undefined as string | undefined };
 let window = { sent: 0, ok: 0, failed: 0 };
@@ -70,27 +78,35 @@ const send = (index: number) => {
   inFlight++;
   totals.sent++;
   window.sent++;
-  loads[index % 2 === 0 ? "json" : "sse"].send().then(
-    () => {
-      totals.ok++;
-      window.ok++;
-    },
-    (error: Error) => {
-      totals.failed++;
-      window.failed++;
-      totals.firstFailure ??= error.message;
-    },
-  ).finally(() => inFlight--);
+  loads[index % 2 === 0 ? "json" : "sse"]
+    .send()
+    .then(
+      () => {
+        totals.ok++;
+        window.ok++;
+      },
+      (error: Error) => {
+        totals.failed++;
+        window.failed++;
+        totals.firstFailure ??= error.message;
+      },
+    )
+    .finally(() => inFlight--);
 };
 
 const scrape = async () => {
-  for (const path of ["/metrics", "/status"]) await fetch(`${apiUrl}${path}`).then((r) => r.arrayBuffer()).catch(() => {});
+  for (const path of ["/metrics", "/status"])
+    await fetch(`${apiUrl}${path}`)
+      .then((r) => r.arrayBuffer())
+      .catch(() => {});
 };
 
 function endMinute(): void {
   const row = { minute: rows.length + 1, ...window, rssMb: rssMb(pid) };
   rows.push(row);
-  console.log(`  minute ${String(row.minute).padStart(2)}  ${row.sent} sent  ${row.ok} ok  ${row.failed} failed  RSS ${row.rssMb.toFixed(1)} MB`);
+  console.log(
+    `  minute ${String(row.minute).padStart(2)}  ${row.sent} sent  ${row.ok} ok  ${row.failed} failed  RSS ${row.rssMb.toFixed(1)} MB`,
+  );
   window = { sent: 0, ok: 0, failed: 0 };
 }
 
@@ -126,10 +142,23 @@ const growth = (atEnd - atTwo) / atTwo;
 const met = growth <= GROWTH_TARGET && totals.failed === 0 && totals.skipped === 0;
 printTable([
   ["figure", "value", "target", "verdict"],
-  [`RSS growth minute 2 → ${rows.length}`, `${(growth * 100).toFixed(1)}% (${atTwo.toFixed(1)} → ${atEnd.toFixed(1)} MB)`, `≤ ${GROWTH_TARGET * 100}%`, growth <= GROWTH_TARGET ? "ok" : "MISSED"],
+  [
+    `RSS growth minute 2 → ${rows.length}`,
+    `${(growth * 100).toFixed(1)}% (${atTwo.toFixed(1)} → ${atEnd.toFixed(1)} MB)`,
+    `≤ ${GROWTH_TARGET * 100}%`,
+    growth <= GROWTH_TARGET ? "ok" : "MISSED",
+  ],
   ["failed requests", `${totals.failed} of ${totals.sent}`, "0", totals.failed === 0 ? "ok" : "MISSED"],
   ["sends skipped (2,000 in flight)", String(totals.skipped), "0", totals.skipped === 0 ? "ok" : "MISSED"],
 ]);
 if (totals.firstFailure) console.error(`first failure: ${totals.firstFailure}`);
-console.log(JSON.stringify({ minutes, rate, rssMb: rows.map((r) => Math.round(r.rssMb * 10) / 10), growth: Math.round(growth * 1000) / 1000, ...totals }));
+console.log(
+  JSON.stringify({
+    minutes,
+    rate,
+    rssMb: rows.map((r) => Math.round(r.rssMb * 10) / 10),
+    growth: Math.round(growth * 1000) / 1000,
+    ...totals,
+  }),
+);
 process.exitCode = met ? 0 : 1;

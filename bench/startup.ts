@@ -11,14 +11,20 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { median, quantile } from "./_stats";
 
-const { values } = parseArgs({ args: process.argv.slice(2), options: { runs: { type: "string", default: "20" }, bin: { type: "string" } } });
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: { runs: { type: "string", default: "20" }, bin: { type: "string" } },
+});
 const runs = Number(values.runs);
 const bin = resolve(values.bin ?? process.env.KEYPOOL_BIN ?? `dist/keypool-${process.platform}-${process.arch}`);
 const MAIN = resolve(import.meta.dir, "../src/main.ts");
 
 const dir = mkdtempSync(join(tmpdir(), "keypool-startup-"));
 writeFileSync(join(dir, "tokens.txt"), "k1,sk-startup-aaaaaaaaaaaaaaaa\n");
-writeFileSync(join(dir, "keypool.yaml"), "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n");
+writeFileSync(
+  join(dir, "keypool.yaml"),
+  "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n",
+);
 
 async function timeVersion(command: string[]): Promise<number> {
   const started = performance.now();
@@ -54,7 +60,9 @@ async function measure(name: string, fn: () => Promise<number>) {
   const samples: number[] = [];
   for (let i = 0; i < runs; i++) samples.push(await fn());
   const sorted = samples.sort((a, b) => a - b);
-  console.log(`${name.padEnd(52)} median ${median(sorted).toFixed(1).padStart(6)} ms   p90 ${quantile(sorted, 0.9).toFixed(1).padStart(6)} ms`);
+  console.log(
+    `${name.padEnd(52)} median ${median(sorted).toFixed(1).padStart(6)} ms   p90 ${quantile(sorted, 0.9).toFixed(1).padStart(6)} ms`,
+  );
 }
 
 const targets: Array<[string, string[]]> = [["source (bun src/main.ts)", [process.execPath, MAIN]]];

@@ -36,7 +36,9 @@ let baseUrl = process.env.KEYPOOL_DATABASE_URL || process.env.KEYPOOL_TEST_POSTG
 if (!baseUrl) {
   const binDir = postgresBinDir();
   if (!binDir) {
-    console.error("no PostgreSQL: set KEYPOOL_DATABASE_URL, or install the server (apt-get install postgresql) for a throwaway cluster");
+    console.error(
+      "no PostgreSQL: set KEYPOOL_DATABASE_URL, or install the server (apt-get install postgresql) for a throwaway cluster",
+    );
     process.exit(2);
   }
   cluster = await startOwnCluster(binDir);
@@ -74,10 +76,12 @@ async function pairsPerSec(store: PoolStore, callers: number, ms: number): Promi
 
 const figures: Record<string, number[]> = {};
 try {
-  for (const store of Object.values(stores)) for (const callers of CALLERS) await pairsPerSec(store, callers, plan.warmupMs);
+  for (const store of Object.values(stores))
+    for (const callers of CALLERS) await pairsPerSec(store, callers, plan.warmupMs);
   for (let round = 0; round < plan.rounds; round++) {
     for (const callers of CALLERS) {
-      for (const [name, store] of Object.entries(stores)) (figures[`${name}/${callers}`] ??= []).push(await pairsPerSec(store, callers, plan.roundMs));
+      for (const [name, store] of Object.entries(stores))
+        (figures[`${name}/${callers}`] ??= []).push(await pairsPerSec(store, callers, plan.roundMs));
     }
   }
 } finally {
@@ -89,10 +93,17 @@ try {
 const med = (key: string) => median(figures[key]!);
 const rows = [["callers", "SQLite pairs/s", "PostgreSQL pairs/s", "PostgreSQL/SQLite"]];
 for (const callers of CALLERS) {
-  rows.push([String(callers), rate(med(`sqlite/${callers}`)), rate(med(`postgres/${callers}`)), String(ratio(med(`postgres/${callers}`), med(`sqlite/${callers}`)))]);
+  rows.push([
+    String(callers),
+    rate(med(`sqlite/${callers}`)),
+    rate(med(`postgres/${callers}`)),
+    String(ratio(med(`postgres/${callers}`), med(`sqlite/${callers}`))),
+  ]);
 }
 printTable(rows);
-console.log(`\n${KEYS} keys, lru, take+release in-process; PostgreSQL ${pgVersion} on ${cluster ? "a throwaway local cluster" : "the given server"}; ${secondsSince(started)}s`);
+console.log(
+  `\n${KEYS} keys, lru, take+release in-process; PostgreSQL ${pgVersion} on ${cluster ? "a throwaway local cluster" : "the given server"}; ${secondsSince(started)}s`,
+);
 console.log(
   JSON.stringify({
     bench: "store",

@@ -19,7 +19,9 @@ async function resolve<T>(value: Resolvable<T> | undefined): Promise<T | undefin
 }
 
 /** Every command as `keypool a b` with its description and flags, depth first, in registry order. */
-export async function listCommands(): Promise<Array<{ path: string[]; description: string; args: Record<string, ArgDef> }>> {
+export async function listCommands(): Promise<
+  Array<{ path: string[]; description: string; args: Record<string, ArgDef> }>
+> {
   const found: Array<{ path: string[]; description: string; args: Record<string, ArgDef> }> = [];
   async function walk(command: CommandDef, path: string[]): Promise<void> {
     const meta = await resolve(command.meta);
@@ -41,7 +43,8 @@ function usageOf(name: string, arg: ArgDef): string {
   if (arg.type === "positional") return arg.required === false ? `[${name.toUpperCase()}]` : name.toUpperCase();
   const flag = `--${name}`;
   if (arg.type === "boolean") return flag;
-  const hint = "valueHint" in arg && arg.valueHint ? arg.valueHint : arg.type === "enum" ? (arg.options ?? []).join("|") : "VALUE";
+  const hint =
+    "valueHint" in arg && arg.valueHint ? arg.valueHint : arg.type === "enum" ? (arg.options ?? []).join("|") : "VALUE";
   return `${flag} ${hint}`;
 }
 
@@ -59,7 +62,12 @@ export async function renderCliReference(): Promise<string> {
     lines.push("| argument | default | meaning |", "|---|---|---|");
     for (const [name, arg] of entries) {
       const aliases = "alias" in arg ? arg.alias : undefined;
-      const alias = aliases ? ` (${[aliases].flat().map((a) => (a.length === 1 ? `-${a}` : `--${a}`)).join(", ")})` : "";
+      const alias = aliases
+        ? ` (${[aliases]
+            .flat()
+            .map((a) => (a.length === 1 ? `-${a}` : `--${a}`))
+            .join(", ")})`
+        : "";
       const fallback = arg.default === undefined || arg.default === "" ? "" : `\`${String(arg.default)}\``;
       lines.push(`| \`${cell(usageOf(name, arg))}\`${alias} | ${fallback} | ${cell(arg.description ?? "")} |`);
     }

@@ -20,18 +20,26 @@ const POOLS = { openai: 6, anthropic: 4, gemini: 3 };
 const dir = mkdtempSync(join(tmpdir(), "keypool-shot-"));
 let yaml = "state_file: ':memory:'\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\npools:\n";
 for (const [pool, size] of Object.entries(POOLS)) {
-  const tokens = Array.from({ length: size }, (_, i) => `${pool}-${i + 1},sk-${pool}-${String(i + 1).repeat(24)}`).join("\n");
+  const tokens = Array.from({ length: size }, (_, i) => `${pool}-${i + 1},sk-${pool}-${String(i + 1).repeat(24)}`).join(
+    "\n",
+  );
   writeFileSync(join(dir, `${pool}.txt`), `${tokens}\n`);
   yaml += `  ${pool}:\n    tokens_file: ${pool}.txt\n`;
 }
 
 // A seeded generator: the same picture every run.
 let seed = 7;
-const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 
 const now = Date.now();
 const clock = new ManualClock(now - 59 * MINUTE);
-const daemon = await createDaemon(parseConfig(yaml, { baseDir: dir, env: {} }), { clock, logger: silentLogger, port: 0, autoCheck: false, random });
+const daemon = await createDaemon(parseConfig(yaml, { baseDir: dir, env: {} }), {
+  clock,
+  logger: silentLogger,
+  port: 0,
+  autoCheck: false,
+  random,
+});
 try {
   await daemon.start();
   for (let minute = 0; minute < 60; minute++) {
@@ -46,8 +54,19 @@ try {
         const failed = random() < errorRate;
         // Answers report their tokens; a conversation's later turns read most of their prompt from the upstream's cache.
         const input = 800 + Math.round(random() * 2400);
-        const usage = failed ? {} : { input_tokens: input, output_tokens: 150 + Math.round(random() * 300), cached_tokens: Math.round(input * (0.35 + random() * 0.4)) };
-        await daemon.broker.release({ lease: lease.lease, ok: !failed, status: failed ? (random() < 0.8 ? 429 : 503) : 200, ...usage });
+        const usage = failed
+          ? {}
+          : {
+              input_tokens: input,
+              output_tokens: 150 + Math.round(random() * 300),
+              cached_tokens: Math.round(input * (0.35 + random() * 0.4)),
+            };
+        await daemon.broker.release({
+          lease: lease.lease,
+          ok: !failed,
+          status: failed ? (random() < 0.8 ? 429 : 503) : 200,
+          ...usage,
+        });
       }
     }
   }
@@ -55,9 +74,14 @@ try {
   // Leave a few keys in telling states.
   await daemon.broker.release({ id: "openai-3", pool: "openai", ok: false, status: 401 });
   await daemon.store.release({ id: "openai-5", pool: "openai" }, { ok: false, status: 429, retryAfterMs: 95_000 });
-  await daemon.store.release({ id: "anthropic-2", pool: "anthropic" }, { ok: false, status: 529, retryAfterMs: 40_000 });
+  await daemon.store.release(
+    { id: "anthropic-2", pool: "anthropic" },
+    { ok: false, status: 529, retryAfterMs: 40_000 },
+  );
   for (const [pool, size] of Object.entries(POOLS)) {
-    for (let i = 1; i <= size; i++) if (!["openai-3", "openai-5", "anthropic-2", "gemini-3"].includes(`${pool}-${i}`)) await daemon.broker.release({ id: `${pool}-${i}`, pool, ok: true });
+    for (let i = 1; i <= size; i++)
+      if (!["openai-3", "openai-5", "anthropic-2", "gemini-3"].includes(`${pool}-${i}`))
+        await daemon.broker.release({ id: `${pool}-${i}`, pool, ok: true });
   }
 
   const browser = await chromium.launch({

@@ -34,7 +34,13 @@ describe("key administration over HTTP", () => {
     const seen: string[] = [];
     const call = client(kp, seen);
 
-    const added = await call("POST", "/pools/default/keys", { id: "c", token: CANARY, weight: 2, group: "acme", limits: { rpm: 600 } });
+    const added = await call("POST", "/pools/default/keys", {
+      id: "c",
+      token: CANARY,
+      weight: 2,
+      group: "acme",
+      limits: { rpm: 600 },
+    });
     expect(added).toEqual({
       status: 200,
       body: {
@@ -52,21 +58,45 @@ describe("key administration over HTTP", () => {
       },
     });
     const listed = await call("GET", "/pools/default/keys");
-    expect(listed.body.keys.map((k: { id: string; origin: string }) => `${k.id}:${k.origin}`)).toEqual(["a:file", "b:file", "c:api"]);
+    expect(listed.body.keys.map((k: { id: string; origin: string }) => `${k.id}:${k.origin}`)).toEqual([
+      "a:file",
+      "b:file",
+      "c:api",
+    ]);
     expect((await call("GET", "/pools")).body).toEqual({
-      pools: [{ name: "default", keys: 3, origins: { file: 2, api: 1, env: 0 }, takeable: 3, tokens_file: kp.dir.file("tokens.txt") }],
+      pools: [
+        {
+          name: "default",
+          keys: 3,
+          origins: { file: 2, api: 1, env: 0 },
+          takeable: 3,
+          tokens_file: kp.dir.file("tokens.txt"),
+        },
+      ],
     });
 
     // Disabled on every key, file ones included: only c is handed out.
-    for (const id of ["a", "b"]) expect((await call("PATCH", `/pools/default/keys/${id}`, { enabled: false })).body.state).toBe("disabled");
+    for (const id of ["a", "b"])
+      expect((await call("PATCH", `/pools/default/keys/${id}`, { enabled: false })).body.state).toBe("disabled");
     const take = await call("GET", "/take");
     expect([take.status, take.body.id, take.body.token]).toEqual([200, "c", CANARY]);
     seen.pop(); // The one answer that must carry the token.
     await call("POST", "/release", { lease: take.body.lease, ok: true });
 
-    const changed = await call("PATCH", "/pools/default/keys/c", { weight: 1, group: null, limits: { rpm: null, tpm: 5000 } });
-    expect([changed.body.weight, changed.body.group, changed.body.limits]).toEqual([1, null, { max_concurrency: null, rpm: null, tpm: 5000, daily_requests: null }]);
-    expect(await call("DELETE", "/pools/default/keys/c")).toEqual({ status: 200, body: { pool: "default", id: "c", removed: true } });
+    const changed = await call("PATCH", "/pools/default/keys/c", {
+      weight: 1,
+      group: null,
+      limits: { rpm: null, tpm: 5000 },
+    });
+    expect([changed.body.weight, changed.body.group, changed.body.limits]).toEqual([
+      1,
+      null,
+      { max_concurrency: null, rpm: null, tpm: 5000, daily_requests: null },
+    ]);
+    expect(await call("DELETE", "/pools/default/keys/c")).toEqual({
+      status: 200,
+      body: { pool: "default", id: "c", removed: true },
+    });
     expect((await call("GET", "/take")).body.error.code).toBe("NO_KEY_AVAILABLE");
     expect((await call("GET", "/pools/default/keys/c")).status).toBe(404);
     expect((await call("DELETE", "/pools/default/keys/c")).body.error.code).toBe("UNKNOWN_KEY");
@@ -84,23 +114,41 @@ describe("key administration over HTTP", () => {
       code: "KEY_OWNED_BY_FILE",
       message: `key "a" in pool "default" is defined in ${file}; edit ${file} instead, then reload (POST /reload, SIGHUP or watch: true)`,
     };
-    expect(await call("PATCH", "/pools/default/keys/a", { weight: 3 })).toEqual({ status: 409, body: { error: owned } });
+    expect(await call("PATCH", "/pools/default/keys/a", { weight: 3 })).toEqual({
+      status: 409,
+      body: { error: owned },
+    });
     expect(await call("DELETE", "/pools/default/keys/a")).toEqual({ status: 409, body: { error: owned } });
-    expect(await call("POST", "/pools/default/keys", { id: "a", token: CANARY })).toEqual({ status: 409, body: { error: owned } });
+    expect(await call("POST", "/pools/default/keys", { id: "a", token: CANARY })).toEqual({
+      status: 409,
+      body: { error: owned },
+    });
     const twin = await call("POST", "/pools/default/keys", { id: "z", token: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb" });
-    expect(twin).toEqual({ status: 409, body: { error: { code: "KEY_EXISTS", message: 'pool "default" already holds this token as key "b"' } } });
+    expect(twin).toEqual({
+      status: 409,
+      body: { error: { code: "KEY_EXISTS", message: 'pool "default" already holds this token as key "b"' } },
+    });
   });
 
   it("validates requests without echoing the token, and requires the API key", async () => {
     await using kp = await startTestDaemon(CONFIG, FILE_TOKENS);
     const call = client(kp);
     const spaced = await call("POST", "/pools/default/keys", { token: `${CANARY} x` });
-    expect(spaced).toEqual({ status: 400, body: { error: { code: "BAD_REQUEST", message: "token: contains whitespace — a token is one word" } } });
+    expect(spaced).toEqual({
+      status: 400,
+      body: { error: { code: "BAD_REQUEST", message: "token: contains whitespace — a token is one word" } },
+    });
     expect((await call("POST", "/pools/default/keys", { token: CANARY, weight: 0 })).status).toBe(400);
     expect((await call("POST", "/pools/default/keys", { token: CANARY, id: "bad id" })).status).toBe(400);
-    expect((await call("PATCH", "/pools/default/keys/a", {})).body.error.message).toBe("nothing to change: give enabled, weight, group or limits");
+    expect((await call("PATCH", "/pools/default/keys/a", {})).body.error.message).toBe(
+      "nothing to change: give enabled, weight, group or limits",
+    );
     expect((await call("POST", "/pools/nope/keys", { token: CANARY })).body.error.code).toBe("UNKNOWN_POOL");
-    const anonymous = await kp.fetch("/pools/default/keys", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: CANARY }) });
+    const anonymous = await kp.fetch("/pools/default/keys", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ token: CANARY }),
+    });
     expect(anonymous.status).toBe(401);
     // Without an id, the key gets the id a tokens file would give it.
     const derived = await call("POST", "/pools/default/keys", { token: CANARY });
@@ -120,13 +168,21 @@ describe("key administration over HTTP", () => {
     const headers = { "x-api-key": API_KEY, "content-type": "application/json" };
 
     const first = await start();
-    const added = await fetch(`${first.url}/pools/default/keys`, { method: "POST", headers, body: JSON.stringify({ id: "c", token: CANARY }) });
+    const added = await fetch(`${first.url}/pools/default/keys`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ id: "c", token: CANARY }),
+    });
     expect(added.status).toBe(200);
     await first.stop();
 
     const second = await start();
     try {
-      expect((await second.store.listKeys("default")).map((k) => `${k.id}:${k.origin}`)).toEqual(["a:file", "b:file", "c:api"]);
+      expect((await second.store.listKeys("default")).map((k) => `${k.id}:${k.origin}`)).toEqual([
+        "a:file",
+        "b:file",
+        "c:api",
+      ]);
       writeFileSync(dir.file("tokens.txt"), "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\n");
       const reload = await fetch(`${second.url}/reload`, { method: "POST", headers });
       expect((await reload.json()).pools.default).toEqual({ added: 0, updated: 0, removed: 1, kept: 2 });
@@ -149,7 +205,13 @@ describe("adding and removing keys under load", () => {
     let stopping = false;
     const watchers: Array<() => boolean> = [];
     const when = (condition: () => boolean) =>
-      new Promise<void>((resolve) => watchers.push(() => (condition() ? (resolve(), true) : false)));
+      new Promise<void>((resolve) =>
+        watchers.push(() => {
+          if (!condition()) return false;
+          resolve();
+          return true;
+        }),
+      );
     const notify = () => {
       for (let i = watchers.length - 1; i >= 0; i--) if (watchers[i]!()) watchers.splice(i, 1);
     };
@@ -164,7 +226,11 @@ describe("adding and removing keys under load", () => {
         }
         const lease = (await response.json()) as { id: string; lease: string };
         takes.push({ id: lease.id, startedAfterRemoval });
-        const release = await fetch(`${kp.url}/release`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ lease: lease.lease, ok: true }) });
+        const release = await fetch(`${kp.url}/release`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "application/json" },
+          body: JSON.stringify({ lease: lease.lease, ok: true }),
+        });
         // Only a lease on the removed key may be gone by the time it comes back.
         if (release.status !== 200) refusedReleases.push(lease.id);
         notify();

@@ -27,7 +27,8 @@ function alertsBy(receiver: FakeUpstream): Record<string, Array<Record<string, u
 }
 
 /** Holds a worker in its retry wait until shutdown, as a receiver that stays down would. */
-const waitForShutdown: Sleep = (_ms, signal) => new Promise((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+const waitForShutdown: Sleep = (_ms, signal) =>
+  new Promise((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
 
 describe("alerts from a running daemon", () => {
   it("sends each event once, with pool, key id, state, reason, until and time — never a token", async () => {
@@ -104,11 +105,36 @@ alerts:
       time,
       message: expect.stringMatching(/^key broken in pool default is dead: /),
     });
-    expect(by.key_quarantined![0]).toMatchObject({ state: "quarantined", from: "unknown", reason: expect.stringContaining("401"), until: null, time });
-    expect(by.refresh_failed![0]).toMatchObject({ pool: "default", state: "quarantined", reason: expect.stringContaining("400"), time });
-    expect(by.pool_exhausted![0]).toMatchObject({ pool: "default", state: null, reason: expect.stringContaining("default"), time });
-    expect(by.pool_below_min_live![0]).toMatchObject({ live: 1, min_live: 3, reason: "1 of 3 keys in rotation (min_live 3)", time });
-    expect(by.key_recovered!.find((a) => a.key === "broken")).toMatchObject({ from: "dead", state: "live", time: later });
+    expect(by.key_quarantined![0]).toMatchObject({
+      state: "quarantined",
+      from: "unknown",
+      reason: expect.stringContaining("401"),
+      until: null,
+      time,
+    });
+    expect(by.refresh_failed![0]).toMatchObject({
+      pool: "default",
+      state: "quarantined",
+      reason: expect.stringContaining("400"),
+      time,
+    });
+    expect(by.pool_exhausted![0]).toMatchObject({
+      pool: "default",
+      state: null,
+      reason: expect.stringContaining("default"),
+      time,
+    });
+    expect(by.pool_below_min_live![0]).toMatchObject({
+      live: 1,
+      min_live: 3,
+      reason: "1 of 3 keys in rotation (min_live 3)",
+      time,
+    });
+    expect(by.key_recovered!.find((a) => a.key === "broken")).toMatchObject({
+      from: "dead",
+      state: "live",
+      time: later,
+    });
 
     // Secrets stay where they belong: tokens nowhere in a payload, the hook's path nowhere in a log line.
     for (const call of receiver.calls) {
@@ -156,14 +182,19 @@ alerts:
     clock.advance(600_000); // 1000 s after the first alert
     await quarantineA();
     expect(receiver.calls.map((c) => c.path)).toEqual(["/all", "/all"]);
-    expect(alertsBy(receiver).key_quarantined!.map((a) => a.time)).toEqual([new Date(START).toISOString(), new Date(START + 1_000_000).toISOString()]);
+    expect(alertsBy(receiver).key_quarantined!.map((a) => a.time)).toEqual([
+      new Date(START).toISOString(),
+      new Date(START + 1_000_000).toISOString(),
+    ]);
   });
 
   it("keeps serving takes and proxied requests, and a bounded queue, while the receiver is down", async () => {
     await using upstream = await startFakeUpstream(() => Response.json({ ok: true }));
     const hook = await deadUrl();
     const clock = new ManualClock(START);
-    const tokens = Array.from({ length: 31 }, (_, i) => `k${String(i).padStart(2, "0")},sk-${i}-0123456789abcdef`).join("\n");
+    const tokens = Array.from({ length: 31 }, (_, i) => `k${String(i).padStart(2, "0")},sk-${i}-0123456789abcdef`).join(
+      "\n",
+    );
     await using kp = await startTestDaemon(
       `
 server: { addr: "127.0.0.1:0" }
@@ -174,7 +205,11 @@ alerts:
     - url: ${hook}/hook
 `,
       tokens,
-      { clock, autoCheck: false, alertDelivery: { queueLimit: 5, retryDelaysMs: [60_000, 60_000, 60_000], sleep: waitForShutdown } },
+      {
+        clock,
+        autoCheck: false,
+        alertDelivery: { queueLimit: 5, retryDelaysMs: [60_000, 60_000, 60_000], sleep: waitForShutdown },
+      },
     );
     const { daemon } = kp;
     const gateway = Object.values(daemon.gatewayUrls)[0]!;
@@ -200,7 +235,16 @@ alerts:
 });
 
 describe("webhook delivery", () => {
-  const alert: Alert = { event: "key_dead", pool: "p", key: "k", state: "dead", from: "live", reason: "probe failed", until: null, at: START };
+  const alert: Alert = {
+    event: "key_dead",
+    pool: "p",
+    key: "k",
+    state: "dead",
+    from: "live",
+    reason: "probe failed",
+    until: null,
+    at: START,
+  };
 
   async function deliverOnce(answers: number[]) {
     await using receiver = await startFakeUpstream(() => new Response(null, { status: answers.shift() ?? 200 }));
@@ -220,11 +264,22 @@ describe("webhook delivery", () => {
   it("retries a failing webhook three times with growing waits, then drops the alert with a log line", async () => {
     const result = await deliverOnce([503, 503, 503, 503]);
     expect(result).toMatchObject({ calls: 4, waits: [1_000, 5_000, 30_000], delivered: 0, failed: 1 });
-    expect(JSON.parse(result.logs[0]!)).toMatchObject({ msg: "alert dropped: webhook did not accept it", attempts: 4, error: "HTTP 503", key: "k" });
+    expect(JSON.parse(result.logs[0]!)).toMatchObject({
+      msg: "alert dropped: webhook did not accept it",
+      attempts: 4,
+      error: "HTTP 503",
+      key: "k",
+    });
   });
 
   it("stops retrying once the webhook accepts, and never retries a refusal that asking again cannot change", async () => {
-    expect(await deliverOnce([500, 429, 204])).toMatchObject({ calls: 3, waits: [1_000, 5_000], delivered: 1, failed: 0, logs: [] });
+    expect(await deliverOnce([500, 429, 204])).toMatchObject({
+      calls: 3,
+      waits: [1_000, 5_000],
+      delivered: 1,
+      failed: 0,
+      logs: [],
+    });
     expect(await deliverOnce([400])).toMatchObject({ calls: 1, waits: [], delivered: 0, failed: 1 });
   });
 });
@@ -235,7 +290,12 @@ describe("reportExhaustion", () => {
     { name: "a first take that finds no key", fails: true, reported: true },
     { name: "a take with an empty exclusion list", exclude: [], fails: true, reported: true },
     { name: "a retry that excluded the keys it tried (store shape)", exclude: ["k1"], fails: true, reported: false },
-    { name: "a retry that excluded the keys it tried (queue shape)", exclude: { p: ["k1"] }, fails: true, reported: false },
+    {
+      name: "a retry that excluded the keys it tried (queue shape)",
+      exclude: { p: ["k1"] },
+      fails: true,
+      reported: false,
+    },
     { name: "a take that got a key", fails: false, reported: false },
   ];
   for (const c of cases) {
@@ -268,14 +328,19 @@ describe("keypool alerts test", () => {
   it("posts a sample alert to each webhook and exits 0 when all accept it", async () => {
     await using receiver = await startFakeUpstream();
     using dir = tempDir();
-    const config = writeConfig(dir, `alerts:\n  webhooks:\n    - url: ${receiver.url}/json/s3cret\n    - url: ${receiver.url}/slack/s3cret\n      format: slack\n`);
+    const config = writeConfig(
+      dir,
+      `alerts:\n  webhooks:\n    - url: ${receiver.url}/json/s3cret\n    - url: ${receiver.url}/slack/s3cret\n      format: slack\n`,
+    );
     const run = await runKeypool(["alerts", "test", "-c", config]);
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(`#1       ${receiver.url}  json    ok      HTTP 200`);
     expect(run.stdout).not.toContain("s3cret");
     const byPath = Object.fromEntries(receiver.calls.map((c) => [c.path, JSON.parse(c.body)]));
     expect(byPath["/json/s3cret"]).toMatchObject({ event: "test", pool: "default", key: "example-key" });
-    expect(byPath["/slack/s3cret"]).toEqual({ text: "[keypool] test alert for pool default: this webhook receives keypool alerts" });
+    expect(byPath["/slack/s3cret"]).toEqual({
+      text: "[keypool] test alert for pool default: this webhook receives keypool alerts",
+    });
   });
 
   it("exits 1 when a webhook cannot be reached or refuses, and 2 without webhooks", async () => {
@@ -297,7 +362,8 @@ describe("keypool alerts test", () => {
 });
 
 describe("alerts config", () => {
-  const parse = (yaml: string) => parseConfig(`pools: { p: { tokens_file: /dev/null } }\n${yaml}`, { baseDir: "/", env: {} });
+  const parse = (yaml: string) =>
+    parseConfig(`pools: { p: { tokens_file: /dev/null } }\n${yaml}`, { baseDir: "/", env: {} });
   const issuesOf = (yaml: string) => {
     try {
       parse(yaml);
@@ -324,13 +390,19 @@ describe("alerts config", () => {
   });
 
   it("names each mistake without echoing the URL", () => {
-    expect(issuesOf("alerts:\n  repeat_sec: -1\n  webhooks:\n    - url: ftp://secret.example.com/abc\n      format: teams\n      events: [key_gone]\n    - format: json\n")).toEqual([
+    expect(
+      issuesOf(
+        "alerts:\n  repeat_sec: -1\n  webhooks:\n    - url: ftp://secret.example.com/abc\n      format: teams\n      events: [key_gone]\n    - format: json\n",
+      ),
+    ).toEqual([
       "alerts.repeat_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -1",
       "alerts.webhooks.0.url: expected a http/https URL such as https://hooks.example.com/keypool",
       'alerts.webhooks.0.format: "teams" is not one of json, slack',
       'alerts.webhooks.0.events: "key_gone" is not one of key_dead, key_quarantined, key_recovered, pool_below_min_live, pool_exhausted, refresh_failed',
       "alerts.webhooks.1.url: required — where to POST alerts, e.g. https://hooks.slack.com/services/…",
     ]);
-    expect(issuesOf("alerts: { webhooks: { url: x } }\n")).toEqual(['alerts.webhooks: expected a list of webhooks, got a mapping — start each one with "- url: …"']);
+    expect(issuesOf("alerts: { webhooks: { url: x } }\n")).toEqual([
+      'alerts.webhooks: expected a list of webhooks, got a mapping — start each one with "- url: …"',
+    ]);
   });
 });

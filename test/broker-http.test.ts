@@ -15,7 +15,10 @@ describe("GET /take", () => {
     expect(Object.keys(body).sort()).toEqual(["expires_at", "id", "lease", "pool", "token"]);
     expect(body.pool).toBe("default");
     const release = await kp.fetch("/release", jsonPost({ lease: body.lease, ok: true }));
-    expect([release.status, await release.json()]).toEqual([200, { ok: true, pool: "default", id: body.id, state: "live", reason: null }]);
+    expect([release.status, await release.json()]).toEqual([
+      200,
+      { ok: true, pool: "default", id: body.id, state: "live", reason: null },
+    ]);
   });
 
   it("returns 503 with Retry-After when every key is cooling", async () => {
@@ -39,7 +42,12 @@ describe("GET /take", () => {
 
 describe("POST /release", () => {
   it.each([
-    ["malformed JSON", { method: "POST", headers: { "content-type": "application/json" }, body: "{nope" }, 400, "BAD_REQUEST"],
+    [
+      "malformed JSON",
+      { method: "POST", headers: { "content-type": "application/json" }, body: "{nope" },
+      400,
+      "BAD_REQUEST",
+    ],
     ["ok of the wrong type", jsonPost({ lease: "x", ok: "yes" }), 400, "BAD_REQUEST"],
     ["neither lease nor id", jsonPost({ ok: true }), 400, "BAD_REQUEST"],
     ["an unknown field", jsonPost({ id: "a", ok: true, extra: 1 }), 400, "BAD_REQUEST"],
@@ -54,7 +62,10 @@ describe("POST /release", () => {
 
   it("takes numbers written as strings, as the schema allows, and still refuses ones out of range", async () => {
     await using kp = await startTestDaemon(BASE, TOKENS);
-    const released = await kp.fetch("/release", jsonPost({ id: "a", ok: false, status: "429", input_tokens: "1200", output_tokens: "34" }));
+    const released = await kp.fetch(
+      "/release",
+      jsonPost({ id: "a", ok: false, status: "429", input_tokens: "1200", output_tokens: "34" }),
+    );
     expect([released.status, (await released.json()).state]).toEqual([200, "cooling"]);
     const usage = await (await kp.fetch("/pools/default/usage")).json();
     const a = usage.keys.find((k: { id: string }) => k.id === "a");
@@ -87,7 +98,14 @@ describe("GET /status", () => {
       usage: expect.objectContaining({ requests: 1, success_rate: 0, cache_hit_ratio: null }),
     });
     const b = body.keys.find((k: { id: string }) => k.id === "b");
-    expect(b).toMatchObject({ id: "b", pool: "default", masked: "sk-…bbbb", state: "quarantined", reason: "auth failure (HTTP 403); no health check, retried after quarantine_sec", errors: 1 });
+    expect(b).toMatchObject({
+      id: "b",
+      pool: "default",
+      masked: "sk-…bbbb",
+      state: "quarantined",
+      reason: "auth failure (HTTP 403); no health check, retried after quarantine_sec",
+      errors: 1,
+    });
     expect(JSON.stringify(body)).not.toContain("sk-test-");
   });
 });
@@ -112,10 +130,18 @@ describe("POST /reload", () => {
   it("applies a changed tokens file and keeps the state of kept keys", async () => {
     await using kp = await startTestDaemon(BASE, TOKENS);
     await kp.fetch("/release", jsonPost({ id: "a", ok: false, status: 401 }));
-    writeFileSync(kp.dir.file("tokens.txt"), "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nc,sk-test-cccccccccccccccccccccccc\n");
+    writeFileSync(
+      kp.dir.file("tokens.txt"),
+      "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nc,sk-test-cccccccccccccccccccccccc\n",
+    );
     const response = await kp.fetch("/reload", { method: "POST" });
-    expect(await response.json()).toEqual({ ok: true, pools: { default: { added: 1, updated: 0, removed: 2, kept: 1 } } });
-    const states = Object.fromEntries((await (await kp.fetch("/status")).json()).keys.map((k: { id: string; state: string }) => [k.id, k.state]));
+    expect(await response.json()).toEqual({
+      ok: true,
+      pools: { default: { added: 1, updated: 0, removed: 2, kept: 1 } },
+    });
+    const states = Object.fromEntries(
+      (await (await kp.fetch("/status")).json()).keys.map((k: { id: string; state: string }) => [k.id, k.state]),
+    );
     expect(states).toEqual({ a: "quarantined", c: "unknown" });
   });
 
@@ -141,7 +167,7 @@ describe("secrets", () => {
     await record(await kp.fetch("/release", jsonPost({ id: "canary", ok: "no" })));
     await record(await kp.fetch("/status"));
     await kp.fetch("/reload", { method: "POST" });
-    expect(seen.filter((text) => text.includes(CANARY) && !text.includes("pool \\\""))).toEqual([]);
+    expect(seen.filter((text) => text.includes(CANARY) && !text.includes('pool \\"'))).toEqual([]);
     expect(kp.logs.filter((line) => line.includes(CANARY))).toEqual([]);
   });
 });

@@ -80,7 +80,11 @@ describe("GET /take?wait=", () => {
     await kp.daemon.keys.tick();
     const response = await answer;
     const body = (await response.json()) as { error: { code: string; message: string } };
-    expect([response.status, response.headers.get("retry-after"), body.error.code]).toEqual([503, expect.stringMatching(/^\d+$/), "NO_KEY_AVAILABLE"]);
+    expect([response.status, response.headers.get("retry-after"), body.error.code]).toEqual([
+      503,
+      expect.stringMatching(/^\d+$/),
+      "NO_KEY_AVAILABLE",
+    ]);
     expect(body.error.message).toContain("within the 5s wait");
   });
 
@@ -113,12 +117,17 @@ pools:
 `;
 
   it("hands out the fallback pool's keys, named as such, once the pool's own are taken", async () => {
-    await using kp = await startTestDaemon(pools.replace("backup.txt", "tokens.txt"), "a,sk-test-aaaaaaaaaaaaaaaa0001\n");
+    await using kp = await startTestDaemon(
+      pools.replace("backup.txt", "tokens.txt"),
+      "a,sk-test-aaaaaaaaaaaaaaaa0001\n",
+    );
     const first = await take(kp, "?pool=main");
     const second = await take(kp, "?pool=main");
     const third = await kp.fetch("/take?pool=main");
     expect([first.pool, second.pool, third.status]).toEqual(["main", "backup", 503]);
-    expect(((await third.json()) as { error: { message: string } }).error.message).toStartWith('no key in pool "main" or its fallbacks (backup)');
+    expect(((await third.json()) as { error: { message: string } }).error.message).toStartWith(
+      'no key in pool "main" or its fallbacks (backup)',
+    );
     // The backup pool on its own has no fallback: its key is out.
     expect((await kp.fetch("/take?pool=backup")).status).toBe(503);
   });

@@ -80,8 +80,22 @@ describe("keypool check", () => {
       unchecked: 0,
       min_live: 1,
       keys: [
-        { pool: "default", id: "good", status: "live", latency_ms: expect.any(Number), reason: "ok", masked: maskToken(GOOD) },
-        { pool: "default", id: "bad", status: "failed", latency_ms: expect.any(Number), reason: "HTTP 401", masked: maskToken(BAD) },
+        {
+          pool: "default",
+          id: "good",
+          status: "live",
+          latency_ms: expect.any(Number),
+          reason: "ok",
+          masked: maskToken(GOOD),
+        },
+        {
+          pool: "default",
+          id: "bad",
+          status: "failed",
+          latency_ms: expect.any(Number),
+          reason: "HTTP 401",
+          masked: maskToken(BAD),
+        },
       ],
     });
   });

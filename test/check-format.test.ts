@@ -48,7 +48,11 @@ describe("keypool check --format junit", () => {
     expect(stdout).not.toContain(GOOD);
     expect(stdout).not.toContain(BAD);
 
-    const report = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "", isArray: (name) => ["testsuite", "testcase"].includes(name) }).parse(stdout);
+    const report = new XMLParser({
+      ignoreAttributes: false,
+      attributeNamePrefix: "",
+      isArray: (name) => ["testsuite", "testcase"].includes(name),
+    }).parse(stdout);
     const suites = report.testsuites;
     expect([suites.name, suites.tests, suites.failures, suites.skipped]).toEqual(["keypool check", "4", "1", "1"]);
     expect(suites.testsuite.map((s: { name: string }) => s.name)).toEqual(["pool api", "pool hand", "threshold"]);
@@ -75,26 +79,38 @@ describe("keypool check --format junit", () => {
 
 describe("renderJUnit", () => {
   it("escapes markup and drops characters XML cannot hold, so any probe reason still parses", () => {
-    const reason = 'body said <b>"no" & \'never\'</b>\u0001\nsecond line';
-    const xml = renderJUnit([{ pool: "p", id: "k<1>", state: "failed", ok: false, latencyMs: 12, reason }], { live: 0, minLive: 0 });
+    const reason = "body said <b>\"no\" & 'never'</b>\u0001\nsecond line";
+    const xml = renderJUnit([{ pool: "p", id: "k<1>", state: "failed", ok: false, latencyMs: 12, reason }], {
+      live: 0,
+      minLive: 0,
+    });
     expect(XMLValidator.validate(xml)).toBe(true);
     // htmlEntities: the parser decodes numeric references (the newline is &#10;) only when asked.
     const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "", htmlEntities: true });
     const testcase = parser.parse(xml).testsuites.testsuite[0].testcase;
     expect(testcase.name).toBe("k<1>");
-    expect(testcase.failure.message).toBe('body said <b>"no" & \'never\'</b>\nsecond line');
+    expect(testcase.failure.message).toBe("body said <b>\"no\" & 'never'</b>\nsecond line");
   });
 });
 
 describe("keypool check --format", () => {
   it("treats --json as --format json", async () => {
-    const [json, format] = await Promise.all([check("--json", "--pool", "hand"), check("--format", "json", "--pool", "hand")]);
+    const [json, format] = await Promise.all([
+      check("--json", "--pool", "hand"),
+      check("--format", "json", "--pool", "hand"),
+    ]);
     expect(JSON.parse(json.stdout)).toEqual(JSON.parse(format.stdout));
     expect(JSON.parse(format.stdout)).toMatchObject({ live: 0, unchecked: 1 });
   });
 
   it("exits 2 on an unknown format, or --json with another format", async () => {
-    expect(await check("--format", "xml")).toMatchObject({ code: 2, stderr: expect.stringContaining("--format must be one of table, json, junit") });
-    expect(await check("--format", "junit", "--json")).toMatchObject({ code: 2, stderr: expect.stringContaining("--json means --format json") });
+    expect(await check("--format", "xml")).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("--format must be one of table, json, junit"),
+    });
+    expect(await check("--format", "junit", "--json")).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("--json means --format json"),
+    });
   });
 });

@@ -15,7 +15,11 @@ async function keypool(args: string[], options: { stdin?: string; env?: Record<s
     stderr: "pipe",
     env: { ...process.env, NO_COLOR: "1", ...options.env },
   });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   return { stdout, stderr, code };
 }
 
@@ -30,15 +34,27 @@ describe("keypool keys add|rm|enable|disable", () => {
       return result;
     };
 
-    const fromStdin = await run(["keys", "add", ...auth, "--pool", "default", "--id", "c", "--token-stdin", "--rpm", "60"], { stdin: `${CANARY}\n` });
+    const fromStdin = await run(
+      ["keys", "add", ...auth, "--pool", "default", "--id", "c", "--token-stdin", "--rpm", "60"],
+      { stdin: `${CANARY}\n` },
+    );
     expect([fromStdin.code, fromStdin.stdout.trim()]).toEqual([0, "added key c (sk-…1e2f) to pool default"]);
-    const fromEnv = await run(["keys", "add", ...auth, "--id", "d", "--token-env", "NEW_KEY", "--json"], { env: { NEW_KEY: CANARY_2 } });
+    const fromEnv = await run(["keys", "add", ...auth, "--id", "d", "--token-env", "NEW_KEY", "--json"], {
+      env: { NEW_KEY: CANARY_2 },
+    });
     expect(fromEnv.code).toBe(0);
-    expect(JSON.parse(fromEnv.stdout)).toMatchObject({ id: "d", origin: "api", masked: "sk-…4433", limits: { rpm: null } });
+    expect(JSON.parse(fromEnv.stdout)).toMatchObject({
+      id: "d",
+      origin: "api",
+      masked: "sk-…4433",
+      limits: { rpm: null },
+    });
 
     const disabled = await run(["keys", "disable", "c", ...auth]);
     expect([disabled.code, disabled.stdout.trim()]).toEqual([0, "disabled key c (pool default): disabled"]);
-    expect((await run(["keys", "enable", "--id", "c", ...auth])).stdout.trim()).toBe("enabled key c (pool default): unknown");
+    expect((await run(["keys", "enable", "--id", "c", ...auth])).stdout.trim()).toBe(
+      "enabled key c (pool default): unknown",
+    );
 
     const list = await run(["keys", "list", "-c", kp.configPath]);
     expect(list.stdout).toMatch(/default\s+c\s+sk-…1e2f\s+1\s+api/);
@@ -46,12 +62,19 @@ describe("keypool keys add|rm|enable|disable", () => {
 
     const refused = await run(["keys", "rm", "a", ...auth]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain(`keypool: KEY_OWNED_BY_FILE: key "a" in pool "default" is defined in ${kp.dir.file("tokens.txt")}`);
+    expect(refused.stderr).toContain(
+      `keypool: KEY_OWNED_BY_FILE: key "a" in pool "default" is defined in ${kp.dir.file("tokens.txt")}`,
+    );
     expect((await run(["keys", "rm", "d", ...auth])).stdout.trim()).toBe("removed key d from pool default");
 
     // Usage shows up in `keypool status` once a key has been used.
     const lease = await (await kp.fetch("/take", { apiKey: API_KEY })).json();
-    await kp.fetch("/release", { method: "POST", apiKey: API_KEY, headers: { "content-type": "application/json" }, body: JSON.stringify({ lease: lease.lease, ok: true, input_tokens: 1500, output_tokens: 500 }) });
+    await kp.fetch("/release", {
+      method: "POST",
+      apiKey: API_KEY,
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ lease: lease.lease, ok: true, input_tokens: 1500, output_tokens: 500 }),
+    });
     const status = await run(["status", ...auth]);
     expect(status.stdout).toContain("USAGE 24H");
     expect(status.stdout).toContain("1 req · 100% ok · 2k tok");
@@ -66,7 +89,14 @@ describe("keypool keys add|rm|enable|disable", () => {
       2,
       "give the token with exactly one of --token-stdin or --token-env VAR (never on the command line, where shell history keeps it)",
     ]);
-    const unset = await keypool(["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KEYPOOL_TEST_UNSET_VAR"]);
+    const unset = await keypool([
+      "keys",
+      "add",
+      "--url",
+      "http://127.0.0.1:9",
+      "--token-env",
+      "KEYPOOL_TEST_UNSET_VAR",
+    ]);
     expect([unset.code, unset.stderr.trim()]).toEqual([2, "--token-env: KEYPOOL_TEST_UNSET_VAR is not set"]);
     const empty = await keypool(["keys", "add", "--url", "http://127.0.0.1:9", "--token-stdin"], { stdin: "" });
     expect([empty.code, empty.stderr.trim()]).toEqual([2, "--token-stdin: stdin was empty"]);

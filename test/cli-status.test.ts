@@ -6,8 +6,28 @@ const NOW = Date.UTC(2026, 0, 1, 12, 0, 0);
 const BODY = {
   pools: { default: { total: 2, counts: { unknown: 0, live: 1, cooling: 1, quarantined: 0, dead: 0, disabled: 0 } } },
   keys: [
-    { id: "a", pool: "default", masked: "sk-…aaaa", state: "live", until: null, requests: 3, errors: 0, in_flight: 0, reason: null },
-    { id: "b", pool: "default", masked: "sk-…bbbb", state: "cooling", until: new Date(NOW + 95_000).toISOString(), requests: 1, errors: 1, in_flight: 0, reason: "cooling after HTTP 429" },
+    {
+      id: "a",
+      pool: "default",
+      masked: "sk-…aaaa",
+      state: "live",
+      until: null,
+      requests: 3,
+      errors: 0,
+      in_flight: 0,
+      reason: null,
+    },
+    {
+      id: "b",
+      pool: "default",
+      masked: "sk-…bbbb",
+      state: "cooling",
+      until: new Date(NOW + 95_000).toISOString(),
+      requests: 1,
+      errors: 1,
+      in_flight: 0,
+      reason: "cooling after HTTP 429",
+    },
   ],
 };
 
@@ -27,6 +47,7 @@ describe("keypool status output", () => {
     const text = renderStatus(BODY, { color: true, now: NOW });
     expect(text).toContain("\x1b[33mcooling\x1b[0m");
     expect(text).toContain("\x1b[32m1 live\x1b[0m");
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the ANSI color codes the test strips are control characters
     const plain = text.replace(/\x1b\[\d+m/g, "").split("\n");
     expect(plain[3]).toStartWith("b   sk-…bbbb  cooling  in 1m35s  ");
   });
@@ -34,8 +55,14 @@ describe("keypool status output", () => {
 
 describe("keypool status --watch", () => {
   it("prints a fresh table every interval until interrupted, then exits 0", async () => {
-    await using kp = await startTestDaemon("tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n", "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\n");
-    const proc = Bun.spawn([process.execPath, "src/main.ts", "status", "--url", kp.url, "--watch", "0.05"], { stdout: "pipe", stderr: "pipe" });
+    await using kp = await startTestDaemon(
+      "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n",
+      "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\n",
+    );
+    const proc = Bun.spawn([process.execPath, "src/main.ts", "status", "--url", kp.url, "--watch", "0.05"], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const reader = proc.stdout.getReader();
     let out = "";
     // Waits for output, not for time: two frames prove it refreshes.
@@ -51,7 +78,10 @@ describe("keypool status --watch", () => {
   });
 
   it("rejects an interval that is not a positive number", async () => {
-    const proc = Bun.spawn([process.execPath, "src/main.ts", "status", "--url", "http://127.0.0.1:9", "--watch", "soon"], { stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(
+      [process.execPath, "src/main.ts", "status", "--url", "http://127.0.0.1:9", "--watch", "soon"],
+      { stdout: "pipe", stderr: "pipe" },
+    );
     expect(await proc.exited).toBe(2);
     expect(await new Response(proc.stderr).text()).toContain("--watch takes a number of seconds");
   });

@@ -3,11 +3,20 @@ import { startTestDaemon } from "./helpers/daemon";
 
 const CANARY = "sk-canary-0c1d2e3f4a5b6c7d8e9f0a1b2c3d";
 const TOKENS = `a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\ncanary,${CANARY}\n`;
-const CONFIG = "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\n  api_key: cli-admin-key-42\n";
+const CONFIG =
+  "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\n  api_key: cli-admin-key-42\n";
 
 async function keypool(...args: string[]) {
-  const proc = Bun.spawn([process.execPath, "src/main.ts", ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const proc = Bun.spawn([process.execPath, "src/main.ts", ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   return { stdout, stderr, code };
 }
 
@@ -43,7 +52,10 @@ describe("keypool CLI against a running daemon", () => {
     expect((await run("config", "validate", "-c", kp.configPath)).code).toBe(0);
 
     const unauthorized = await run("status", "--url", kp.url, "--api-key", "wrong");
-    expect([unauthorized.code, unauthorized.stderr.trim()]).toEqual([1, "keypool: UNAUTHORIZED: missing or wrong API key: send it as X-API-Key or Authorization: Bearer"]);
+    expect([unauthorized.code, unauthorized.stderr.trim()]).toEqual([
+      1,
+      "keypool: UNAUTHORIZED: missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
+    ]);
 
     expect(outputs.filter((text) => text.includes(CANARY))).toEqual([]);
     expect(outputs.filter((text) => text.includes("cli-admin-key-42"))).toEqual([]);
@@ -55,11 +67,21 @@ describe("keypool CLI against a running daemon", () => {
   it("explains an unreachable daemon and exits 1", async () => {
     const result = await keypool("status", "--url", "http://127.0.0.1:9");
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('cannot reach keypool at http://127.0.0.1:9');
+    expect(result.stderr).toContain("cannot reach keypool at http://127.0.0.1:9");
   });
 
   it("prints help for every command and exits 0", async () => {
-    for (const command of [[], ["serve"], ["check"], ["status"], ["take"], ["release"], ["keys", "list"], ["config", "validate"], ["version"]]) {
+    for (const command of [
+      [],
+      ["serve"],
+      ["check"],
+      ["status"],
+      ["take"],
+      ["release"],
+      ["keys", "list"],
+      ["config", "validate"],
+      ["version"],
+    ]) {
       const result = await keypool(...command, "--help");
       expect({ command, code: result.code }).toEqual({ command, code: 0 });
       expect(result.stdout).toContain("USAGE");
@@ -77,7 +99,12 @@ describe("keypool config validate", () => {
     const { tempDir } = await import("./helpers/temp-dir");
     const { writeFileSync } = await import("node:fs");
     using dir = tempDir();
-    const secrets = ["sk-canary-token-aaaaaaaaaaaaaaaa", "rt-canary-refresh-bbbbbbbbbbbbbb", "ck-canary-client-cccccccccccccc", "ak-canary-admin-dddddddddddddd"];
+    const secrets = [
+      "sk-canary-token-aaaaaaaaaaaaaaaa",
+      "rt-canary-refresh-bbbbbbbbbbbbbb",
+      "ck-canary-client-cccccccccccccc",
+      "ak-canary-admin-dddddddddddddd",
+    ];
     writeFileSync(dir.file("tokens.txt"), `a,${secrets[0]},1,refresh_token=${secrets[1]}\n`);
     writeFileSync(
       dir.file("keypool.yaml"),

@@ -20,7 +20,9 @@ function fixtureDirs() {
 /** Every file under `root` with its bytes, for before/after comparisons. */
 function snapshot(root: string): Record<string, string> {
   const files = readdirSync(root, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
-  return Object.fromEntries(files.map((e) => [join(e.parentPath, e.name), readFileSync(join(e.parentPath, e.name)).toString("base64")]));
+  return Object.fromEntries(
+    files.map((e) => [join(e.parentPath, e.name), readFileSync(join(e.parentPath, e.name)).toString("base64")]),
+  );
 }
 
 describe("keypool env", () => {
@@ -176,7 +178,9 @@ describe("keypool setup", () => {
         "",
       ].join("\n"),
     );
-    expect(readFileSync(join(home, ".config/fish/config.fish"), "utf8")).toContain("set -q OPENAI_API_KEY; or set -gx OPENAI_API_KEY 'keypool'\n");
+    expect(readFileSync(join(home, ".config/fish/config.fish"), "utf8")).toContain(
+      "set -q OPENAI_API_KEY; or set -gx OPENAI_API_KEY 'keypool'\n",
+    );
 
     // Each changed file has a backup holding exactly what was there before.
     for (const file of [join(project, ".env"), join(home, ".bashrc"), join(home, ".config/fish/config.fish")]) {
@@ -188,14 +192,19 @@ describe("keypool setup", () => {
 
     const again = await runKeypool([...args, "--write"]);
     expect(again.stdout).toBe(
-      ["./.env", "~/.bashrc", "~/.config/fish/config.fish"].map((f) => `${f}: already points at the gateway`).join("\n") + "\n",
+      `${["./.env", "~/.bashrc", "~/.config/fish/config.fish"]
+        .map((f) => `${f}: already points at the gateway`)
+        .join("\n")}\n`,
     );
   });
 
   it("replaces its own block instead of adding a second one", async () => {
     const { dir, home, project, config } = fixtureDirs();
     using _ = dir;
-    writeFileSync(join(home, ".zshrc"), "# >>> keypool >>>\nexport OPENAI_BASE_URL='http://old:1/v1'\n# <<< keypool <<<\nbindkey -e\n");
+    writeFileSync(
+      join(home, ".zshrc"),
+      "# >>> keypool >>>\nexport OPENAI_BASE_URL='http://old:1/v1'\n# <<< keypool <<<\nbindkey -e\n",
+    );
     const run = await runKeypool(["setup", "-c", config, "--home", home, "--cwd", project, "--write"]);
     expect(run.code).toBe(0);
     const zshrc = readFileSync(join(home, ".zshrc"), "utf8");

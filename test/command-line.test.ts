@@ -9,7 +9,10 @@ const HOSTILE = `a*b$(touch\${IFS}pwned)\`id\`;"'z\\\${HOME}|&>`;
 
 /** What `script` prints under /bin/sh with the token in KEYPOOL_TOKEN, and nothing else of ours. */
 function runWithToken(script: string, token: string): string {
-  const run = Bun.spawnSync(["/bin/sh", "-c", script], { env: { PATH: process.env.PATH ?? "", KEYPOOL_TOKEN: token }, cwd: "/" });
+  const run = Bun.spawnSync(["/bin/sh", "-c", script], {
+    env: { PATH: process.env.PATH ?? "", KEYPOOL_TOKEN: token },
+    cwd: "/",
+  });
   return `${run.stdout.toString()}${run.stderr.toString()}`;
 }
 
@@ -24,7 +27,11 @@ describe("referenceTokenInScript", () => {
     ["double quotes inside single", `printf %s 'say "{token}"'`, `printf %s 'say "'"$KEYPOOL_TOKEN"'"'`],
     ["an escaped quote in double quotes", 'printf %s "\\"{token}\\""', 'printf %s "\\"${KEYPOOL_TOKEN}\\""'],
     ["$( ) in double quotes", 'printf %s "$(printf %s {token})"', 'printf %s "$(printf %s "$KEYPOOL_TOKEN")"'],
-    ["double quotes in $( ) in double quotes", 'printf %s "$(printf %s "x{token}")"', 'printf %s "$(printf %s "x${KEYPOOL_TOKEN}")"'],
+    [
+      "double quotes in $( ) in double quotes",
+      'printf %s "$(printf %s "x{token}")"',
+      'printf %s "$(printf %s "x${KEYPOOL_TOKEN}")"',
+    ],
     ["backquotes", "printf %s `printf %s {token}`", 'printf %s `printf %s "$KEYPOOL_TOKEN"`'],
     ["${…:-word} unquoted", "printf %s ${UNSET:-{token}}", 'printf %s ${UNSET:-"$KEYPOOL_TOKEN"}'],
     ["${…:-word} in double quotes", 'printf %s "${UNSET:-{token}}"', 'printf %s "${UNSET:-${KEYPOOL_TOKEN}}"'],
@@ -63,7 +70,10 @@ describe("referenceTokenInScript", () => {
     ["printf 'a{token}", "has an unclosed ' quote — close it"],
     ['printf "a{token}', 'has an unclosed " quote — close it'],
     ["printf $(echo {token}", "has an unclosed $( — close it"],
-    ["cat <<'EOF'\n{token}\nEOF", "{token} in here-document <<'EOF' is never expanded — unquote the end word, or use $KEYPOOL_TOKEN"],
+    [
+      "cat <<'EOF'\n{token}\nEOF",
+      "{token} in here-document <<'EOF' is never expanded — unquote the end word, or use $KEYPOOL_TOKEN",
+    ],
     ["cat <<EOF\n{token}", 'here-document <<EOF has no end line "EOF" — add it'],
   ])("refuses %j", (line, error) => {
     expect(referenceTokenInScript(line)).toEqual({ error });
@@ -91,7 +101,10 @@ describe("hasShellSyntax", () => {
 
 describe("check.cmd and check.env at load", () => {
   const load = (check: Record<string, unknown>) =>
-    readConfigTree({ check }, { baseDir: "/tmp", keys: { default: [{ id: "k", token: "sk-unit-0123456789abcdef", weight: 1 }] } });
+    readConfigTree(
+      { check },
+      { baseDir: "/tmp", keys: { default: [{ id: "k", token: "sk-unit-0123456789abcdef", weight: 1 }] } },
+    );
   const issuesOf = (check: Record<string, unknown>) => {
     try {
       load(check);
@@ -114,7 +127,9 @@ describe("check.cmd and check.env at load", () => {
   });
 
   it("keeps check.env for the command", () => {
-    expect(load({ cmd: "true", env: { HTTPS_PROXY: "http://proxy:3128", REGION: 3 } }).pools.default!.check).toMatchObject({
+    expect(
+      load({ cmd: "true", env: { HTTPS_PROXY: "http://proxy:3128", REGION: 3 } }).pools.default!.check,
+    ).toMatchObject({
       env: { HTTPS_PROXY: "http://proxy:3128", REGION: "3" },
     });
   });
@@ -122,14 +137,19 @@ describe("check.cmd and check.env at load", () => {
   it("names every mistake in cmd and env without echoing a value", () => {
     const secret = "sk-secret-value-0123456789";
     expect(
-      issuesOf({ cmd: ["probe", "--key={token}"], env: { KEYPOOL_MASTER_KEY: secret, "1X": secret, X: `${secret}{token}` } }),
+      issuesOf({
+        cmd: ["probe", "--key={token}"],
+        env: { KEYPOOL_MASTER_KEY: secret, "1X": secret, X: `${secret}{token}` },
+      }),
     ).toEqual([
       'check.cmd[1]: {token} in a list is an argument of the command, which every user can read with ps — read the token from the KEYPOOL_TOKEN environment variable in the command instead, or write cmd as one string for a shell, where {token} becomes "$KEYPOOL_TOKEN"',
       "check.env.KEYPOOL_MASTER_KEY: KEYPOOL_ names are keypool's own — the command gets the token as KEYPOOL_TOKEN; rename the variable",
       "check.env.1X: is not a variable name — use letters, digits and _, not starting with a digit",
       "check.env.X: {token} is not substituted in env — the command already gets the token as KEYPOOL_TOKEN",
     ]);
-    expect(issuesOf({ cmd: "   " })).toEqual(['check.cmd: is empty — give the command to run, e.g. "./probe.sh --quiet"']);
+    expect(issuesOf({ cmd: "   " })).toEqual([
+      'check.cmd: is empty — give the command to run, e.g. "./probe.sh --quiet"',
+    ]);
     expect(issuesOf({ cmd: [] })[0]).toStartWith("check.cmd: expected one string or a non-empty list of strings");
   });
 });

@@ -6,7 +6,8 @@ const A = "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa";
 const B = "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb";
 const TOKENS = `a,${A}\nb,${B}\n`;
 // No health check, so an auth failure quarantines for quarantine_sec instead of until a probe.
-const CONFIG = "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\n  api_key: compat-admin-key\n";
+const CONFIG =
+  "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\n  api_key: compat-admin-key\n";
 const auth = { apiKey: "compat-admin-key" };
 
 describe("GET /keys/:pool", () => {
@@ -32,7 +33,12 @@ describe("GET /keys/:pool", () => {
     for (let i = 0; i < 2; i++) expect((await kp.fetch("/keys/default", auth)).status).toBe(200);
     const response = await kp.fetch("/keys/default", auth);
     const body = await response.json();
-    expect([response.status, body.success, body.model, body.error.code]).toEqual([503, false, "default", "NO_KEY_AVAILABLE"]);
+    expect([response.status, body.success, body.model, body.error.code]).toEqual([
+      503,
+      false,
+      "default",
+      "NO_KEY_AVAILABLE",
+    ]);
     expect(Number(response.headers.get("retry-after"))).toBeGreaterThanOrEqual(59);
   });
 
@@ -41,14 +47,20 @@ describe("GET /keys/:pool", () => {
     const response = await kp.fetch("/keys/gpt-5", auth);
     expect([response.status, await response.json()]).toEqual([
       404,
-      { success: false, model: "gpt-5", error: { code: "UNKNOWN_POOL", message: 'pool "gpt-5" does not exist (pools: default)' } },
+      {
+        success: false,
+        model: "gpt-5",
+        error: { code: "UNKNOWN_POOL", message: 'pool "gpt-5" does not exist (pools: default)' },
+      },
     ]);
   });
 });
 
 describe("POST /health/:pool", () => {
   const report = (kp: Awaited<ReturnType<typeof startTestDaemon>>, body: unknown) =>
-    kp.fetch("/health/default", { ...jsonPost(body), apiKey: auth.apiKey }).then(async (r) => [r.status, await r.json()]);
+    kp
+      .fetch("/health/default", { ...jsonPost(body), apiKey: auth.apiKey })
+      .then(async (r) => [r.status, await r.json()]);
   const stateOf = async (kp: Awaited<ReturnType<typeof startTestDaemon>>, id: string) =>
     (await (await kp.fetch("/status", auth)).json()).keys.find((k: { id: string }) => k.id === id).state;
 
@@ -59,19 +71,22 @@ describe("POST /health/:pool", () => {
     ["rate_limited", null, "cooling", 15 * 60_000],
     ["failed", null, "quarantined", undefined],
     ["failed", "upstream timed out", "quarantined", undefined],
-  ] as const)("applies %s (error %p) to the key holding the token, for as long as the seed says", async (status, error, state, backInMs) => {
-    const clock = new ManualClock();
-    await using kp = await startTestDaemon(CONFIG, TOKENS, { clock, random: () => 0 });
-    const [code, body] = await report(kp, { key: B, status, error });
-    expect([code, body.success, body.model, body.id, body.state]).toEqual([200, true, "default", "b", state]);
-    expect(await stateOf(kp, "b")).toBe(state);
-    if (backInMs !== undefined) {
-      clock.advance(backInMs - 1);
-      expect(await stateOf(kp, "b")).toBe("cooling");
-      clock.advance(1);
-      expect(await stateOf(kp, "b")).toBe("unknown");
-    }
-  });
+  ] as const)(
+    "applies %s (error %p) to the key holding the token, for as long as the seed says",
+    async (status, error, state, backInMs) => {
+      const clock = new ManualClock();
+      await using kp = await startTestDaemon(CONFIG, TOKENS, { clock, random: () => 0 });
+      const [code, body] = await report(kp, { key: B, status, error });
+      expect([code, body.success, body.model, body.id, body.state]).toEqual([200, true, "default", "b", state]);
+      expect(await stateOf(kp, "b")).toBe(state);
+      if (backInMs !== undefined) {
+        clock.advance(backInMs - 1);
+        expect(await stateOf(kp, "b")).toBe("cooling");
+        clock.advance(1);
+        expect(await stateOf(kp, "b")).toBe("unknown");
+      }
+    },
+  );
 
   it("keeps a failed key out, however long, until it is reported healthy", async () => {
     const clock = new ManualClock();
@@ -95,7 +110,8 @@ describe("POST /health/:pool", () => {
   it("gives back the lease GET /keys/:pool took", async () => {
     await using kp = await startTestDaemon(CONFIG, TOKENS);
     const { key } = await (await kp.fetch("/keys/default", auth)).json();
-    const inFlight = async () => (await (await kp.fetch("/status", auth)).json()).keys.map((k: { in_flight: number }) => k.in_flight);
+    const inFlight = async () =>
+      (await (await kp.fetch("/status", auth)).json()).keys.map((k: { in_flight: number }) => k.in_flight);
     expect(await inFlight()).toContain(1);
     await report(kp, { key, status: "healthy" });
     expect(await inFlight()).toEqual([0, 0]);
@@ -105,7 +121,14 @@ describe("POST /health/:pool", () => {
     await using kp = await startTestDaemon(CONFIG, TOKENS);
     const stranger = "sk-stranger-0123456789abcdef0123";
     const [code, body] = await report(kp, { key: stranger, status: "failed" });
-    expect([code, body]).toEqual([404, { success: false, model: "default", error: { code: "UNKNOWN_KEY", message: 'pool "default" has no key with that token' } }]);
+    expect([code, body]).toEqual([
+      404,
+      {
+        success: false,
+        model: "default",
+        error: { code: "UNKNOWN_KEY", message: 'pool "default" has no key with that token' },
+      },
+    ]);
     expect(kp.logs.join("\n")).not.toContain(stranger);
   });
 
@@ -118,17 +141,33 @@ describe("POST /health/:pool", () => {
 
 describe("POST and DELETE /keys/:pool", () => {
   const C = "sk-test-cccccccccccccccccccccccc";
-  const send = (kp: Awaited<ReturnType<typeof startTestDaemon>>, method: "POST" | "DELETE", key: string, apiKey?: string) =>
-    kp.fetch("/keys/default", { ...jsonPost({ key }), method, apiKey }).then(async (r) => [r.status, await r.json()] as const);
+  const send = (
+    kp: Awaited<ReturnType<typeof startTestDaemon>>,
+    method: "POST" | "DELETE",
+    key: string,
+    apiKey?: string,
+  ) =>
+    kp
+      .fetch("/keys/default", { ...jsonPost({ key }), method, apiKey })
+      .then(async (r) => [r.status, await r.json()] as const);
   const states = async (kp: Awaited<ReturnType<typeof startTestDaemon>>) =>
-    Object.fromEntries((await (await kp.fetch("/status", auth)).json()).keys.map((k: { id: string; state: string }) => [k.id, k.state]));
+    Object.fromEntries(
+      (await (await kp.fetch("/status", auth)).json()).keys.map((k: { id: string; state: string }) => [k.id, k.state]),
+    );
 
   it("adds a key by its token, and removes it again, never echoing the token", async () => {
     await using kp = await startTestDaemon(CONFIG, TOKENS);
     const [added, body] = await send(kp, "POST", C, auth.apiKey);
     expect([added, { ...body, id: "(derived)" }]).toEqual([
       200,
-      { success: true, model: "default", id: "(derived)", masked: "sk-…cccc", result: "added", pool: { totalKeys: 3, healthyKeys: 3 } },
+      {
+        success: true,
+        model: "default",
+        id: "(derived)",
+        masked: "sk-…cccc",
+        result: "added",
+        pool: { totalKeys: 3, healthyKeys: 3 },
+      },
     ]);
     expect(Object.keys(await states(kp))).toHaveLength(3);
     const [again, twice] = await send(kp, "POST", C, auth.apiKey);
@@ -184,7 +223,10 @@ describe("GET /status", () => {
     const clock = new ManualClock();
     await using kp = await startTestDaemon(CONFIG, TOKENS, { clock });
     for (let i = 0; i < 3; i++) await kp.fetch("/keys/default", auth);
-    await kp.fetch("/health/default", { ...jsonPost({ key: A, status: "rate_limited", error: null }), apiKey: auth.apiKey });
+    await kp.fetch("/health/default", {
+      ...jsonPost({ key: A, status: "rate_limited", error: null }),
+      apiKey: auth.apiKey,
+    });
     const body = await (await kp.fetch("/status", auth)).json();
     expect({ status: body.status, timestamp: body.timestamp, models: body.models }).toEqual({
       status: "ok",
@@ -200,6 +242,19 @@ describe("GET /status", () => {
       },
     });
     // Then poolctl's fields (test/status-poolctl-fields.test.ts), then keypool's own.
-    expect(Object.keys(body)).toEqual(["status", "timestamp", "models", "total", "live", "dead", "unknown", "quarantined", "cooling", "tokens", "pools", "keys"]);
+    expect(Object.keys(body)).toEqual([
+      "status",
+      "timestamp",
+      "models",
+      "total",
+      "live",
+      "dead",
+      "unknown",
+      "quarantined",
+      "cooling",
+      "tokens",
+      "pools",
+      "keys",
+    ]);
   });
 });

@@ -11,7 +11,10 @@ const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaa0001,1,group=acme\nb,sk-test-bbbbbbbbb
 function parse(yaml: string) {
   using dir = tempDir();
   writeFileSync(dir.file("tokens.txt"), TOKENS);
-  return parseConfig(`tokens_file: ${dir.file("tokens.txt")}\nstate_file: ':memory:'\n${yaml}`, { baseDir: dir.path, env: {} });
+  return parseConfig(`tokens_file: ${dir.file("tokens.txt")}\nstate_file: ':memory:'\n${yaml}`, {
+    baseDir: dir.path,
+    env: {},
+  });
 }
 
 function issuesOf(yaml: string): string[] {
@@ -115,6 +118,10 @@ describe("failure policy config", () => {
       `state_file: ':memory:'\nrpm: 5\nbackoff: { quota: { max_sec: 7200 } }\npools:\n  one: { tokens_file: t.txt }\n  two: { tokens_file: t.txt, rpm: 7 }\n`,
       { baseDir: dir.path, env: {} },
     );
-    expect([config.pools.one!.rpm, config.pools.two!.rpm, config.pools.two!.backoff]).toEqual([5, 7, { quota: { maxSec: 7200 } }]);
+    expect([config.pools.one!.rpm, config.pools.two!.rpm, config.pools.two!.backoff]).toEqual([
+      5,
+      7,
+      { quota: { maxSec: 7200 } },
+    ]);
   });
 });

@@ -13,7 +13,10 @@ const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaa0001\n";
 function parse(yaml: string) {
   using dir = tempDir();
   writeFileSync(dir.file("tokens.txt"), TOKENS);
-  return parseConfig(`state_file: ':memory:'\n${yaml.replaceAll("TOKENS_FILE", dir.file("tokens.txt"))}`, { baseDir: dir.path, env: {} });
+  return parseConfig(`state_file: ':memory:'\n${yaml.replaceAll("TOKENS_FILE", dir.file("tokens.txt"))}`, {
+    baseDir: dir.path,
+    env: {},
+  });
 }
 
 function issuesOf(yaml: string): string[] {
@@ -28,7 +31,12 @@ function issuesOf(yaml: string): string[] {
 
 /** Pools a, b, c, … with the given `fallback:` lines. */
 function pools(fallbacks: Record<string, string>): string {
-  return ["pools:", ...Object.entries(fallbacks).map(([name, fallback]) => `  ${name}: { tokens_file: TOKENS_FILE${fallback ? `, fallback: ${fallback}` : ""} }`)].join("\n");
+  return [
+    "pools:",
+    ...Object.entries(fallbacks).map(
+      ([name, fallback]) => `  ${name}: { tokens_file: TOKENS_FILE${fallback ? `, fallback: ${fallback}` : ""} }`,
+    ),
+  ].join("\n");
 }
 
 describe("fallbackCycle", () => {
@@ -46,7 +54,11 @@ describe("fallbackCycle", () => {
 describe("fallbackChain", () => {
   it("lists the pool, then each fallback followed by its own fallbacks, each pool once", () => {
     const graph = { a: ["b", "d"], b: ["c", "d"], c: [], d: [] };
-    expect([fallbackChain(graph, "a"), fallbackChain(graph, "b"), fallbackChain(graph, "c")]).toEqual([["a", "b", "c", "d"], ["b", "c", "d"], ["c"]]);
+    expect([fallbackChain(graph, "a"), fallbackChain(graph, "b"), fallbackChain(graph, "c")]).toEqual([
+      ["a", "b", "c", "d"],
+      ["b", "c", "d"],
+      ["c"],
+    ]);
   });
 });
 
@@ -66,7 +78,14 @@ describe("routing config", () => {
       ].join("\n"),
     );
     const { openai, claude } = config.pools;
-    expect([openai!.session, openai!.fallback, openai!.upstream!.queueTimeoutSec, claude!.modelMap, claude!.session, claude!.fallback]).toEqual([
+    expect([
+      openai!.session,
+      openai!.fallback,
+      openai!.upstream!.queueTimeoutSec,
+      claude!.modelMap,
+      claude!.session,
+      claude!.fallback,
+    ]).toEqual([
       { enabled: true, header: "x-conversation", ttlSec: 600, max: 500, fingerprint: false },
       ["claude"],
       5,
@@ -75,36 +94,58 @@ describe("routing config", () => {
       undefined,
     ]);
     expect(poolSettingsOf(openai!)).toMatchObject({ sessionTtlSec: 600, maxSessions: 500 });
-    expect(DEFAULT_SESSION).toEqual({ enabled: true, header: "x-session-id", fingerprint: true, ttlSec: 3600, max: 100_000 });
+    expect(DEFAULT_SESSION).toEqual({
+      enabled: true,
+      header: "x-session-id",
+      fingerprint: true,
+      ttlSec: 3600,
+      max: 100_000,
+    });
   });
 
   it("lets pools inherit a top-level session, but not a top-level fallback or model_map", () => {
-    const config = parse("session: { ttl_sec: 60 }\npools:\n  a: { tokens_file: TOKENS_FILE }\n  b: { tokens_file: TOKENS_FILE }\n");
+    const config = parse(
+      "session: { ttl_sec: 60 }\npools:\n  a: { tokens_file: TOKENS_FILE }\n  b: { tokens_file: TOKENS_FILE }\n",
+    );
     expect([config.pools.a!.session?.ttlSec, config.pools.b!.session?.ttlSec]).toEqual([60, 60]);
-    expect(issuesOf("fallback: [b]\nmodel_map: { x: y }\npools:\n  a: { tokens_file: TOKENS_FILE }\n  b: { tokens_file: TOKENS_FILE }\n")).toEqual([
+    expect(
+      issuesOf(
+        "fallback: [b]\nmodel_map: { x: y }\npools:\n  a: { tokens_file: TOKENS_FILE }\n  b: { tokens_file: TOKENS_FILE }\n",
+      ),
+    ).toEqual([
       "fallback: is set per pool, not as a default for every pool — move it under the pools that need it (pools.NAME.fallback)",
       "model_map: is set per pool, not as a default for every pool — move it under the pools that need it (pools.NAME.model_map)",
     ]);
   });
 
   it("names a fallback that is not a pool", () => {
-    expect(issuesOf(pools({ a: "[b, nope]", b: "" }))).toEqual(['pools.a.fallback.1: "nope" is not a pool (pools: a, b) — name one of them, or remove it']);
-    expect(issuesOf("tokens_file: TOKENS_FILE\nfallback: other\n")).toEqual(['fallback.0: "other" is not a pool (pools: default) — name one of them, or remove it']);
+    expect(issuesOf(pools({ a: "[b, nope]", b: "" }))).toEqual([
+      'pools.a.fallback.1: "nope" is not a pool (pools: a, b) — name one of them, or remove it',
+    ]);
+    expect(issuesOf("tokens_file: TOKENS_FILE\nfallback: other\n")).toEqual([
+      'fallback.0: "other" is not a pool (pools: default) — name one of them, or remove it',
+    ]);
   });
 
   it("rejects a fallback cycle, naming its path", () => {
     const why = "a pool cannot fall back to itself, even through other pools; remove one of these fallbacks";
-    expect(issuesOf(pools({ a: "[b]", b: "[c]", c: "[a]" }))).toEqual([`pools.a.fallback: fallback cycle a → b → c → a — ${why}`]);
+    expect(issuesOf(pools({ a: "[b]", b: "[c]", c: "[a]" }))).toEqual([
+      `pools.a.fallback: fallback cycle a → b → c → a — ${why}`,
+    ]);
     expect(issuesOf(pools({ a: "[a]" }))).toEqual([`pools.a.fallback: fallback cycle a → a — ${why}`]);
   });
 
   it("names bad session settings and a bad queue timeout", () => {
-    expect(issuesOf("tokens_file: TOKENS_FILE\nsession: { header: 'x session', ttl_sec: 0, max: 0, sticky: true }\nupstream: { queue_timeout_sec: -1 }\n")).toEqual([
+    expect(
+      issuesOf(
+        "tokens_file: TOKENS_FILE\nsession: { header: 'x session', ttl_sec: 0, max: 0, sticky: true }\nupstream: { queue_timeout_sec: -1 }\n",
+      ),
+    ).toEqual([
       "upstream.queue_timeout_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -1",
       'session.header: "x session" is not a header name — write e.g. x-session-id',
       "session.ttl_sec: expected a number of seconds > 0 and ≤ 604800, got 0",
       "session.max: expected a whole number of sessions ≥ 1 and ≤ 10000000, got 0",
-      'session.sticky: unknown key (allowed here: enabled, fingerprint, header, max, ttl_sec)',
+      "session.sticky: unknown key (allowed here: enabled, fingerprint, header, max, ttl_sec)",
     ]);
   });
 });

@@ -115,7 +115,12 @@ describe("loadConfig", () => {
       pathPrefix: undefined,
       models: [],
     });
-    expect(config.pools.default!.refresh).toMatchObject({ enabled: true, method: "POST", tokenField: "access_token", aheadSec: 60 });
+    expect(config.pools.default!.refresh).toMatchObject({
+      enabled: true,
+      method: "POST",
+      tokenField: "access_token",
+      aheadSec: 60,
+    });
   });
 
   it("reads server addresses as host:port, :port and [v6]:port, with port 0 allowed", () => {
@@ -143,7 +148,9 @@ describe("environment interpolation", () => {
   });
 
   it("reports a missing variable with the path that uses it", () => {
-    expect(issuesFor('tokens_file: tokens.txt\ncheck:\n  url: https://x.test\n  headers: { X-Key: "${MISSING_KEY}" }\n')).toEqual([
+    expect(
+      issuesFor('tokens_file: tokens.txt\ncheck:\n  url: https://x.test\n  headers: { X-Key: "${MISSING_KEY}" }\n'),
+    ).toEqual([
       'check.headers.X-Key: environment variable MISSING_KEY is not set — export it, or write $${MISSING_KEY} for a literal "${MISSING_KEY}"',
     ]);
   });
@@ -157,14 +164,18 @@ describe("config errors", () => {
   });
 
   it("rejects a negative or non-numeric cooldown", () => {
-    expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: -5\n")).toEqual(["cooldown_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -5"]);
+    expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: -5\n")).toEqual([
+      "cooldown_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -5",
+    ]);
     expect(issuesFor("tokens_file: tokens.txt\ncooldown_sec: abc\n")).toEqual([
       'cooldown_sec: expected a number of seconds ≥ 0 and ≤ 604800, got "abc"',
     ]);
   });
 
   it("rejects unknown keys and suggests the closest known one", () => {
-    expect(issuesFor("tokens_file: tokens.txt\nserverr: { addr: :1 }\n")).toEqual(['serverr: unknown key (did you mean "server"?)']);
+    expect(issuesFor("tokens_file: tokens.txt\nserverr: { addr: :1 }\n")).toEqual([
+      'serverr: unknown key (did you mean "server"?)',
+    ]);
     expect(issuesFor("tokens_file: tokens.txt\nrefresh: { url: https://a.test, token_feild: t }\n")).toEqual([
       'refresh.token_feild: unknown key (did you mean "token_field"?)',
     ]);
@@ -198,7 +209,9 @@ describe("config errors", () => {
   it("reports a YAML syntax error as file:line:col", () => {
     using tmp = tempDir({ "keypool.yaml": "rotation: lru\nserver:\n\taddr: :1\n" });
     const file = join(tmp.dir, "keypool.yaml");
-    expect(issuesOf(() => loadConfig(file, {}))).toEqual([`${file}:3:1: YAML syntax error: Tabs are not allowed as indentation`]);
+    expect(issuesOf(() => loadConfig(file, {}))).toEqual([
+      `${file}:3:1: YAML syntax error: Tabs are not allowed as indentation`,
+    ]);
   });
 
   it("does not echo source text from a YAML error, which could be a secret", () => {
@@ -238,9 +251,9 @@ describe("config errors", () => {
   });
 
   it("passes tokens file problems through as FILE:LINE issues", () => {
-    expect(issuesFor("tokens_file: tokens.txt\n", {}, { "tokens.txt": "a,sk-1111111111111111\na,sk-2222222222222222\n" })).toEqual([
-      'tokens.txt:2: duplicate id "a" (first on line 1) — give each key its own id',
-    ]);
+    expect(
+      issuesFor("tokens_file: tokens.txt\n", {}, { "tokens.txt": "a,sk-1111111111111111\na,sk-2222222222222222\n" }),
+    ).toEqual(['tokens.txt:2: duplicate id "a" (first on line 1) — give each key its own id']);
   });
 
   it("never echoes a key's token or refresh token written into a wrong field", () => {
@@ -248,7 +261,7 @@ describe("config errors", () => {
     const yaml = "tokens_file: tokens.txt\nrotation: k3y-AbCd12\nserver: { addr: rt-Zz9y8x }\n";
     const issues = issuesFor(yaml, {}, { "tokens.txt": "one,k3y-AbCd12,1,refresh_token=rt-Zz9y8x\n" });
     expect(issues).toEqual([
-      "server.addr: \"(the refresh token of key one)\" is not host:port with a port 0–65535 — write e.g. 127.0.0.1:8787 or :8787",
+      'server.addr: "(the refresh token of key one)" is not host:port with a port 0–65535 — write e.g. 127.0.0.1:8787 or :8787',
       'rotation: "(the token of key one)" is not one of lru, round_robin, random, weighted, most_remaining, least_busy',
     ]);
   });
@@ -268,7 +281,9 @@ describe("config errors", () => {
     // Expect one issue per bad line and field above, so none was skipped by an early YAML error.
     expect(issues.length).toBe(12);
     // A value shaped like a credential is described by its size only, whatever variable it came from.
-    expect(issues).toContain("rotation: a string of 30 characters is not one of lru, round_robin, random, weighted, most_remaining, least_busy");
+    expect(issues).toContain(
+      "rotation: a string of 30 characters is not one of lru, round_robin, random, weighted, most_remaining, least_busy",
+    );
     for (const issue of issues) expect(issue).not.toContain("CANARY");
   });
 });

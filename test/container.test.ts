@@ -15,7 +15,10 @@ const ROOT = resolve(import.meta.dir, "..");
 
 describe("keypool health", () => {
   it("exits 0 when /health answers, 1 when nothing listens", async () => {
-    await using kp = await startTestDaemon('server: { addr: "127.0.0.1:0" }\ntokens_file: tokens.txt\n', "a,sk-a-0123456789abcdef\n");
+    await using kp = await startTestDaemon(
+      'server: { addr: "127.0.0.1:0" }\ntokens_file: tokens.txt\n',
+      "a,sk-a-0123456789abcdef\n",
+    );
     const up = await runKeypool(["health", "--url", kp.url]);
     expect(up).toEqual({ code: 0, stdout: `ok: ${kp.url}/health\n`, stderr: "" });
     const down = await runKeypool(["health", "--url", await deadUrl()]);
@@ -40,7 +43,10 @@ describe("container image", () => {
   it("ships an example config that matches the image and will not start without an API key", () => {
     using dir = tempDir();
     writeFileSync(dir.file("tokens.txt"), "a,sk-a-0123456789abcdef\n");
-    const text = readFileSync(resolve(ROOT, "docker/keypool.yaml"), "utf8").replaceAll("/etc/keypool/tokens.txt", dir.file("tokens.txt"));
+    const text = readFileSync(resolve(ROOT, "docker/keypool.yaml"), "utf8").replaceAll(
+      "/etc/keypool/tokens.txt",
+      dir.file("tokens.txt"),
+    );
     writeFileSync(dir.file("keypool.yaml"), text);
 
     const config = loadConfig(dir.file("keypool.yaml"), { KEYPOOL_API_KEY: "change-me" });
@@ -77,7 +83,11 @@ describe("container image", () => {
 describe("keypool health without --url", () => {
   it("asks the address keypool serve would listen on, from the same environment", async () => {
     using dir = tempDir();
-    await using kp = await spawnDaemon(["serve"], { GPT_4_KEYS: "sk-proj-xxx", KEY_POOL_PORT: "0" }, { cwd: dir.path, cleanEnv: true });
+    await using kp = await spawnDaemon(
+      ["serve"],
+      { GPT_4_KEYS: "sk-proj-xxx", KEY_POOL_PORT: "0" },
+      { cwd: dir.path, cleanEnv: true },
+    );
     const port = new URL(kp.url).port;
     const up = Bun.spawnSync([process.execPath, resolve(ROOT, "src/main.ts"), "health"], {
       cwd: dir.path,

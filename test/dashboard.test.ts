@@ -25,7 +25,11 @@ describe("GET /ui/data", () => {
   it("needs the API key and gives each pool the last hour of requests and errors per minute", async () => {
     await using kp = await startTestDaemon(CONFIG, TOKENS);
     expect((await kp.fetch("/ui/data")).status).toBe(401);
-    for (const report of [{ id: "a", ok: true }, { id: "b", ok: false, status: 401 }, { id: "a", ok: false, status: 404 }]) {
+    for (const report of [
+      { id: "a", ok: true },
+      { id: "b", ok: false, status: 401 },
+      { id: "a", ok: false, status: 404 },
+    ]) {
       expect((await kp.fetch("/release", { ...jsonPost(report), apiKey: ADMIN_KEY })).status).toBe(200);
     }
     const body = await (await kp.fetch("/ui/data", { apiKey: ADMIN_KEY })).json();
@@ -33,7 +37,10 @@ describe("GET /ui/data", () => {
     const minutes = body.pools.default.minutes as Array<{ minute: number; requests: number; errors: number }>;
     expect(minutes).toHaveLength(60);
     // A client's own mistake (404) is a request but not the key's error. (Summed: a minute may turn meanwhile.)
-    const hour = minutes.reduce((sum, m) => ({ requests: sum.requests + m.requests, errors: sum.errors + m.errors }), { requests: 0, errors: 0 });
+    const hour = minutes.reduce((sum, m) => ({ requests: sum.requests + m.requests, errors: sum.errors + m.errors }), {
+      requests: 0,
+      errors: 0,
+    });
     expect(hour).toEqual({ requests: 3, errors: 1 });
     expect(minutes.at(-1)!.minute).toBe(Math.floor(Date.parse(body.now) / 60_000));
   });

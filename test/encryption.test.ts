@@ -12,14 +12,23 @@ const OTHER_HEX = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221
 const TOKENS = ["sk-secret-aaaaaaaaaaaaaaaaaaaaaaaa", "sk-secret-bbbbbbbbbbbbbbbbbbbbbbbb"];
 const REFRESH = "rt-secret-cccccccccccccccccccccccc";
 const REFRESHED = "sk-secret-dddddddddddddddddddddddd";
-const SETTINGS = { name: "default", rotation: "lru" as const, cooldownSec: 0, leaseTtlSec: 300, recheckIntervalSec: 300 };
+const SETTINGS = {
+  name: "default",
+  rotation: "lru" as const,
+  cooldownSec: 0,
+  leaseTtlSec: 300,
+  recheckIntervalSec: 300,
+};
 const MAIN = `${import.meta.dir}/../src/main.ts`;
 
 const cipher = (hex = KEY_HEX) => createTokenCipher(parseMasterKey(hex), "test key");
 
 /** Every byte SQLite has written for the file: the database and, while it is open, its write-ahead log. */
 function fileBytes(path: string): string {
-  return [path, `${path}-wal`].filter(existsSync).map((p) => readFileSync(p).toString("latin1")).join("");
+  return [path, `${path}-wal`]
+    .filter(existsSync)
+    .map((p) => readFileSync(p).toString("latin1"))
+    .join("");
 }
 
 function secretsIn(path: string, secrets: string[]): string[] {
@@ -34,7 +43,12 @@ describe("token cipher", () => {
     const two = c.encrypt(TOKENS[0]!);
     expect(one).not.toBe(two);
     expect(one).toMatch(/^enc:v1:[A-Za-z0-9_-]{11}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]+$/);
-    expect([isEncrypted(one), keyIdOf(one), c.decrypt(one), c.decrypt(two)]).toEqual([true, c.keyId, TOKENS[0], TOKENS[0]]);
+    expect([isEncrypted(one), keyIdOf(one), c.decrypt(one), c.decrypt(two)]).toEqual([
+      true,
+      c.keyId,
+      TOKENS[0],
+      TOKENS[0],
+    ]);
   });
 
   it("refuses a value written under another key, or altered", () => {
@@ -70,13 +84,29 @@ describe("SQLite store with a master key", () => {
     await store.release({ lease: lease.lease }, { ok: true });
 
     // A refresh writes the new token and hands the refresh token back decrypted.
-    const claim = await store.beginRefresh("default", "a", { owner: "me", staleToken: TOKENS[0]!, lockUntil: Date.now() + 60_000 });
+    const claim = await store.beginRefresh("default", "a", {
+      owner: "me",
+      staleToken: TOKENS[0]!,
+      lockUntil: Date.now() + 60_000,
+    });
     expect(claim).toEqual({ status: "claimed", token: TOKENS[0]!, refreshToken: REFRESH });
-    await store.finishRefresh("default", "a", "me", { status: "refreshed", token: REFRESHED, refreshToken: `${REFRESH}-2` });
-    expect(await store.beginRefresh("default", "a", { owner: "me", staleToken: TOKENS[0]!, lockUntil: 0 })).toEqual({ status: "superseded", token: REFRESHED });
+    await store.finishRefresh("default", "a", "me", {
+      status: "refreshed",
+      token: REFRESHED,
+      refreshToken: `${REFRESH}-2`,
+    });
+    expect(await store.beginRefresh("default", "a", { owner: "me", staleToken: TOKENS[0]!, lockUntil: 0 })).toEqual({
+      status: "superseded",
+      token: REFRESHED,
+    });
 
     // Equality on encrypted columns still works: the same file is "kept", the refreshed token is found.
-    expect((await store.syncPools([{ settings: SETTINGS, keys }])).default).toEqual({ added: [], updated: [], removed: [], kept: 2 });
+    expect((await store.syncPools([{ settings: SETTINGS, keys }])).default).toEqual({
+      added: [],
+      updated: [],
+      removed: [],
+      kept: 2,
+    });
     expect(await store.findKeyByToken("default", REFRESHED)).toBe("a");
     expect(await store.findKeyByToken("default", TOKENS[0]!)).toBeNull();
     expect((await store.status()).map((k) => k.masked)).toEqual(["sk-…dddd", "sk-…bbbb"]);
@@ -92,12 +122,16 @@ describe("SQLite store with a master key", () => {
     using dir = tempDir();
     const path = dir.file("state.db");
     const plain = new SqliteStore({ path, clock: systemClock });
-    await plain.syncPools([{ settings: SETTINGS, keys: TOKENS.map((token, i) => ({ id: `k${i}`, token, weight: 1 })) }]);
+    await plain.syncPools([
+      { settings: SETTINGS, keys: TOKENS.map((token, i) => ({ id: `k${i}`, token, weight: 1 })) },
+    ]);
     await plain.close();
     expect(secretsIn(path, TOKENS)).toEqual(TOKENS);
 
     const sealed = new SqliteStore({ path, clock: systemClock, cipher: cipher() });
-    await sealed.syncPools([{ settings: SETTINGS, keys: TOKENS.map((token, i) => ({ id: `k${i}`, token, weight: 1 })) }]);
+    await sealed.syncPools([
+      { settings: SETTINGS, keys: TOKENS.map((token, i) => ({ id: `k${i}`, token, weight: 1 })) },
+    ]);
     expect(TOKENS).toContain((await sealed.take("default")).token);
     await sealed.close();
     expect(secretsIn(path, TOKENS)).toEqual([]);
@@ -110,8 +144,12 @@ describe("SQLite store with a master key", () => {
     await store.syncPools([{ settings: SETTINGS, keys: [{ id: "a", token: TOKENS[0]!, weight: 1 }] }]);
     await store.close();
     expect(() => new SqliteStore({ path, clock: systemClock, cipher: cipher(OTHER_HEX) })).toThrow(ConfigError);
-    expect(() => new SqliteStore({ path, clock: systemClock, cipher: cipher(OTHER_HEX) })).toThrow(/test key is not the key the state file .* was encrypted with/);
-    expect(() => new SqliteStore({ path, clock: systemClock })).toThrow(/holds encrypted tokens — set KEYPOOL_MASTER_KEY/);
+    expect(() => new SqliteStore({ path, clock: systemClock, cipher: cipher(OTHER_HEX) })).toThrow(
+      /test key is not the key the state file .* was encrypted with/,
+    );
+    expect(() => new SqliteStore({ path, clock: systemClock })).toThrow(
+      /holds encrypted tokens — set KEYPOOL_MASTER_KEY/,
+    );
   });
 });
 
@@ -120,8 +158,17 @@ describe("keypool with KEYPOOL_MASTER_KEY", () => {
   const tokensFile = TOKENS.map((t, i) => `k${i},${t}`).join("\n");
 
   async function keypool(cwd: string, args: string[], env: Record<string, string>) {
-    const proc = Bun.spawn([process.execPath, MAIN, ...args], { cwd, env: { PATH: process.env.PATH ?? "", ...env }, stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    const proc = Bun.spawn([process.execPath, MAIN, ...args], {
+      cwd,
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
     return { code, stdout: stdout.trim(), stderr: stderr.trim() };
   }
 
@@ -142,14 +189,26 @@ describe("keypool with KEYPOOL_MASTER_KEY", () => {
 
     const wrong = await keypool(dir.path, ["serve"], { KEYPOOL_MASTER_KEY: OTHER_HEX });
     expect(wrong.code).toBe(2);
-    expect(wrong.stderr).toMatch(/^config error: KEYPOOL_MASTER_KEY is not the key the state file .*state\.db was encrypted with \(key id \S+, the store's is \S+\) — set KEYPOOL_MASTER_KEY or store\.encryption_key_file/);
+    expect(wrong.stderr).toMatch(
+      /^config error: KEYPOOL_MASTER_KEY is not the key the state file .*state\.db was encrypted with \(key id \S+, the store's is \S+\) — set KEYPOOL_MASTER_KEY or store\.encryption_key_file/,
+    );
     const missing = await keypool(dir.path, ["serve"], {});
-    expect([missing.code, missing.stderr]).toEqual([2, `config error: the state file ${state} holds encrypted tokens — set KEYPOOL_MASTER_KEY or store.encryption_key_file to the key it was encrypted with`]);
+    expect([missing.code, missing.stderr]).toEqual([
+      2,
+      `config error: the state file ${state} holds encrypted tokens — set KEYPOOL_MASTER_KEY or store.encryption_key_file to the key it was encrypted with`,
+    ]);
 
     writeFileSync(dir.file("new.key"), `${OTHER_HEX}\n`);
-    const rotated = await keypool(dir.path, ["keys", "reencrypt", "--new-key-file", "new.key", "--json"], { KEYPOOL_MASTER_KEY: KEY_HEX });
+    const rotated = await keypool(dir.path, ["keys", "reencrypt", "--new-key-file", "new.key", "--json"], {
+      KEYPOOL_MASTER_KEY: KEY_HEX,
+    });
     expect(rotated.code).toBe(0);
-    expect(JSON.parse(rotated.stdout)).toMatchObject({ state_file: state, rewritten: 4, key_id: cipher(OTHER_HEX).keyId, was_encrypted: true });
+    expect(JSON.parse(rotated.stdout)).toMatchObject({
+      state_file: state,
+      rewritten: 4,
+      key_id: cipher(OTHER_HEX).keyId,
+      was_encrypted: true,
+    });
     expect(secretsIn(state, TOKENS)).toEqual([]);
     expect((await keypool(dir.path, ["serve"], { KEYPOOL_MASTER_KEY: KEY_HEX })).code).toBe(2);
 

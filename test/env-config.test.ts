@@ -29,7 +29,12 @@ function shape(env: Record<string, string>) {
           recheckIntervalSec: p.recheckIntervalSec,
           backoff: p.backoff,
           sessionTtlSec: p.session?.ttlSec,
-          upstream: p.upstream && { enabled: p.upstream.enabled, baseUrl: p.upstream.baseUrl, listen: p.upstream.listen, models: p.upstream.models },
+          upstream: p.upstream && {
+            enabled: p.upstream.enabled,
+            baseUrl: p.upstream.baseUrl,
+            listen: p.upstream.listen,
+            models: p.upstream.models,
+          },
         },
       ]),
     ),
@@ -95,7 +100,13 @@ describe("configFromEnv", () => {
   });
 
   it("makes COOLDOWN_MS a flat rest after a 429 and SESSION_TTL_MS the sticky sessions' lifetime", () => {
-    const pool = shape({ API_KEYS: A, TARGET: "https://api.z.ai", PORT: "9000", COOLDOWN_MS: "1500", SESSION_TTL_MS: "60000" }).pools.default!;
+    const pool = shape({
+      API_KEYS: A,
+      TARGET: "https://api.z.ai",
+      PORT: "9000",
+      COOLDOWN_MS: "1500",
+      SESSION_TTL_MS: "60000",
+    }).pools.default!;
     expect(pool).toEqual({
       keys: [deriveKeyId(A)],
       rotation: "lru",
@@ -116,12 +127,22 @@ describe("configFromEnv", () => {
         "gpt-4": { ...NO_EXTRAS, keys: [deriveKeyId(A)], rotation: "lru", cooldownSec: 0, upstream: undefined },
       },
     });
-    const tuned = shape({ GPT_4_KEYS: A, KEY_POOL_HOST: "0.0.0.0", KEY_POOL_PORT: "9100", HEALTH_CHECK_INTERVAL: "45000" });
+    const tuned = shape({
+      GPT_4_KEYS: A,
+      KEY_POOL_HOST: "0.0.0.0",
+      KEY_POOL_PORT: "9100",
+      HEALTH_CHECK_INTERVAL: "45000",
+    });
     expect([tuned.server, tuned.pools["gpt-4"]!.recheckIntervalSec]).toEqual([{ host: "0.0.0.0", port: 9100 }, 45]);
   });
 
   it("gives <MODEL>_KEYS pools a gateway for their model when TARGET is set", () => {
-    const config = shape({ GPT_4_KEYS: A, TARGET: "https://api.openai.com", PORT: "9000", KEYPOOL_STATE_FILE: "/var/lib/kp.db" });
+    const config = shape({
+      GPT_4_KEYS: A,
+      TARGET: "https://api.openai.com",
+      PORT: "9000",
+      KEYPOOL_STATE_FILE: "/var/lib/kp.db",
+    });
     expect([config.server, config.stateFile, config.pools["gpt-4"]!.upstream]).toEqual([
       { host: "127.0.0.1", port: 8769 },
       "/var/lib/kp.db",
@@ -130,11 +151,16 @@ describe("configFromEnv", () => {
   });
 
   it("reads the master key file from KEYPOOL_MASTER_KEY_FILE", () => {
-    expect(configFromEnv({ API_KEYS: A, KEYPOOL_MASTER_KEY_FILE: "secrets/master.key" }, "/srv/app").store).toEqual({ encryptionKeyFile: "/srv/app/secrets/master.key" });
+    expect(configFromEnv({ API_KEYS: A, KEYPOOL_MASTER_KEY_FILE: "secrets/master.key" }, "/srv/app").store).toEqual({
+      encryptionKeyFile: "/srv/app/secrets/master.key",
+    });
   });
 
   it("puts the API on PORT (and KEYPOOL_HOST) when no pool has an upstream", () => {
-    expect(shape({ KEYPOOL_POOL_DEFAULT_KEYS: A, PORT: "0", KEYPOOL_HOST: "0.0.0.0" }).server).toEqual({ host: "0.0.0.0", port: 0 });
+    expect(shape({ KEYPOOL_POOL_DEFAULT_KEYS: A, PORT: "0", KEYPOOL_HOST: "0.0.0.0" }).server).toEqual({
+      host: "0.0.0.0",
+      port: 0,
+    });
   });
 
   it.each([
@@ -148,7 +174,9 @@ describe("configFromEnv", () => {
     ["KEY_POOL_PORT", "65536", "expected a port number 0–65535"],
     ["PORT", "80.5", "expected a port number 0–65535"],
   ])("refuses %s=%p, naming the variable and its range", (variable, value, message) => {
-    expect(issuesOf({ API_KEYS: A, [variable]: value })).toEqual([`${variable}: ${message}, got ${JSON.stringify(value)}`]);
+    expect(issuesOf({ API_KEYS: A, [variable]: value })).toEqual([
+      `${variable}: ${message}, got ${JSON.stringify(value)}`,
+    ]);
   });
 
   it("refuses KEY_POOL_HOST and KEYPOOL_HOST that disagree", () => {
@@ -174,7 +202,11 @@ describe("configFromEnv", () => {
       "API_KEYS: item 2 is the same key as item 1 — remove one",
       "API_KEYS: item 3 contains whitespace — separate keys with commas only",
     ]);
-    const later = issuesOf({ KEYPOOL_POOL_Y_KEYS: B, KEYPOOL_POOL_Y_ROTATION: "fastest", KEYPOOL_POOL_Y_BASE_URL: "ftp://example.com" });
+    const later = issuesOf({
+      KEYPOOL_POOL_Y_KEYS: B,
+      KEYPOOL_POOL_Y_ROTATION: "fastest",
+      KEYPOOL_POOL_Y_BASE_URL: "ftp://example.com",
+    });
     expect(later.map((i) => i.split(":")[0])).toEqual(["KEYPOOL_POOL_Y_ROTATION", "KEYPOOL_POOL_Y_BASE_URL"]);
     expect([...issues, ...later].join("\n")).not.toContain("sk-env");
   });
@@ -208,16 +240,26 @@ describe("findConfig", () => {
 
   it("says how to configure keypool when there is nothing to go on", () => {
     using dir = tempDir();
-    expect(() => findConfig({ cwd: dir.path, env: {} })).toThrow(/no -c PATH was given, there is no keypool.yaml in .*set KEYPOOL_POOL_<NAME>_KEYS=key1,key2/);
+    expect(() => findConfig({ cwd: dir.path, env: {} })).toThrow(
+      /no -c PATH was given, there is no keypool.yaml in .*set KEYPOOL_POOL_<NAME>_KEYS=key1,key2/,
+    );
   });
 });
 
 describe("keypool serve with only environment variables", () => {
   it("starts without any file and hands out the environment's keys", async () => {
     using dir = tempDir();
-    await using kp = await spawnDaemon(["serve", "--port", "0"], { KEYPOOL_POOL_DEFAULT_KEYS: A, KEYPOOL_POOL_DEFAULT_COOLDOWN_SEC: "0" }, { cwd: dir.path, cleanEnv: true });
+    await using kp = await spawnDaemon(
+      ["serve", "--port", "0"],
+      { KEYPOOL_POOL_DEFAULT_KEYS: A, KEYPOOL_POOL_DEFAULT_COOLDOWN_SEC: "0" },
+      { cwd: dir.path, cleanEnv: true },
+    );
     const taken = await (await fetch(`${kp.url}/take`)).json();
-    expect({ id: taken.id, token: taken.token, pool: taken.pool }).toEqual({ id: deriveKeyId(A), token: A, pool: "default" });
+    expect({ id: taken.id, token: taken.token, pool: taken.pool }).toEqual({
+      id: deriveKeyId(A),
+      token: A,
+      pool: "default",
+    });
     const compat = await (await fetch(`${kp.url}/keys/default`)).json();
     expect(compat).toEqual({ success: true, model: "default", key: A, pool: { totalKeys: 1, healthyKeys: 1 } });
     expect(kp.log()).toContain(`"store":"sqlite:${dir.file("keypool.db")}"`);
@@ -227,7 +269,11 @@ describe("keypool serve with only environment variables", () => {
 
   it("hands out keys of a two-key pool five times in a row: no rest after a take", async () => {
     using dir = tempDir();
-    await using kp = await spawnDaemon(["serve", "--port", "0"], { KEYPOOL_POOL_DEFAULT_KEYS: `${A},${B}` }, { cwd: dir.path, cleanEnv: true });
+    await using kp = await spawnDaemon(
+      ["serve", "--port", "0"],
+      { KEYPOOL_POOL_DEFAULT_KEYS: `${A},${B}` },
+      { cwd: dir.path, cleanEnv: true },
+    );
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++) {
       const response = await fetch(`${kp.url}/take`);
@@ -249,7 +295,10 @@ describe("keypool serve with only environment variables", () => {
       const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
       return { code, stderr: stderr.trim() };
     };
-    expect(await run({ API_KEYS: `${A},${A}` })).toEqual({ code: 2, stderr: "config error: API_KEYS: item 2 is the same key as item 1 — remove one" });
+    expect(await run({ API_KEYS: `${A},${A}` })).toEqual({
+      code: 2,
+      stderr: "config error: API_KEYS: item 2 is the same key as item 1 — remove one",
+    });
     const empty = await run({});
     expect(empty.code).toBe(2);
     expect(empty.stderr).toContain("the environment defines no pool");

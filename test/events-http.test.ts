@@ -2,11 +2,22 @@ import { describe, expect, it } from "bun:test";
 import { ManualClock } from "../src/pool/clock";
 import { jsonPost, startTestDaemon } from "./helpers/daemon";
 
-const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa,1,group=acme\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb,1,group=acme\nc,sk-test-cccccccccccccccccccccccc\n";
-const BASE = "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\n  api_key: events-test-key-1\n";
+const TOKENS =
+  "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa,1,group=acme\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb,1,group=acme\nc,sk-test-cccccccccccccccccccccccc\n";
+const BASE =
+  "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\n  api_key: events-test-key-1\n";
 const KEY = { apiKey: "events-test-key-1" };
 
-type Row = { id: string; state: string; class: string | null; rung: number; group: string | null; until: string | null; errors: number; remaining: unknown };
+type Row = {
+  id: string;
+  state: string;
+  class: string | null;
+  rung: number;
+  group: string | null;
+  until: string | null;
+  errors: number;
+  remaining: unknown;
+};
 
 async function rows(kp: Awaited<ReturnType<typeof startTestDaemon>>): Promise<Record<string, Row>> {
   const body = await (await kp.fetch("/status", KEY)).json();
@@ -18,10 +29,21 @@ describe("POST /release failure fields", () => {
     await using kp = await startTestDaemon(BASE, TOKENS);
     const before = Date.now();
     const body = JSON.stringify({ error: { message: "You exceeded your current quota", code: "insufficient_quota" } });
-    const response = await kp.fetch("/release", { ...jsonPost({ id: "a", ok: false, status: 429, error_body: body }), ...KEY });
+    const response = await kp.fetch("/release", {
+      ...jsonPost({ id: "a", ok: false, status: 429, error_body: body }),
+      ...KEY,
+    });
     expect(response.status).toBe(200);
     const { a, b, c } = await rows(kp);
-    expect([a!.state, a!.class, a!.rung, a!.group, b!.state, b!.group, c!.state]).toEqual(["cooling", "quota", 1, "acme", "cooling", "acme", "unknown"]);
+    expect([a!.state, a!.class, a!.rung, a!.group, b!.state, b!.group, c!.state]).toEqual([
+      "cooling",
+      "quota",
+      1,
+      "acme",
+      "cooling",
+      "acme",
+      "unknown",
+    ]);
     // The quota ladder's first rung, 5 h, shortened by at most 10% jitter.
     const rest = Date.parse(a!.until!) - before;
     expect(rest).toBeGreaterThan(4.5 * 3600_000 - 1000);
@@ -33,7 +55,10 @@ describe("POST /release failure fields", () => {
     await using kp = await startTestDaemon(BASE, TOKENS);
     const before = Date.now();
     await kp.fetch("/release", { ...jsonPost({ id: "c", ok: false, status: 429, retry_after_sec: 7 }), ...KEY });
-    await kp.fetch("/release", { ...jsonPost({ id: "a", ok: false, status: 500, class: "client", tokens: 1200 }), ...KEY });
+    await kp.fetch("/release", {
+      ...jsonPost({ id: "a", ok: false, status: 500, class: "client", tokens: 1200 }),
+      ...KEY,
+    });
     const { a, c } = await rows(kp);
     expect(Date.parse(c!.until!) - before).toBeGreaterThanOrEqual(7000);
     expect(Date.parse(c!.until!) - Date.now()).toBeLessThanOrEqual(7000);
@@ -61,7 +86,9 @@ describe("GET /events", () => {
     clock.advance(1000);
     await kp.fetch("/release", { ...jsonPost({ id: "a", ok: false, status: 503 }), ...KEY });
     const all = await (await kp.fetch("/events", KEY)).json();
-    expect(all.events.map((e: { key: string; from: string; to: string; class: string }) => [e.key, e.from, e.to, e.class])).toEqual([
+    expect(
+      all.events.map((e: { key: string; from: string; to: string; class: string }) => [e.key, e.from, e.to, e.class]),
+    ).toEqual([
       ["c", "unknown", "quarantined", "auth"],
       ["a", "unknown", "cooling", "overloaded"],
     ]);
@@ -87,7 +114,13 @@ describe("GET /events", () => {
     const bad = await kp.fetch("/events?since=yesterday", KEY);
     expect([bad.status, await bad.json()]).toEqual([
       400,
-      { error: { code: "BAD_REQUEST", message: 'since: "yesterday" is not a time — give an ISO 8601 time (2026-01-01T12:00:00Z) or epoch milliseconds' } },
+      {
+        error: {
+          code: "BAD_REQUEST",
+          message:
+            'since: "yesterday" is not a time — give an ISO 8601 time (2026-01-01T12:00:00Z) or epoch milliseconds',
+        },
+      },
     ]);
     expect((await kp.fetch("/events?pool=nope", KEY)).status).toBe(404);
     expect((await kp.fetch("/events?limit=0", KEY)).status).toBe(400);

@@ -16,7 +16,16 @@ describe("gateway failure policy", () => {
     await using gw = await startGateway({
       handler: () =>
         ++calls === 1
-          ? Response.json({ error: { message: "You exceeded your current quota", type: "insufficient_quota", code: "insufficient_quota" } }, { status: 429 })
+          ? Response.json(
+              {
+                error: {
+                  message: "You exceeded your current quota",
+                  type: "insufficient_quota",
+                  code: "insufficient_quota",
+                },
+              },
+              { status: 429 },
+            )
           : Response.json({ ok: true }),
     });
     const response = await chat(gw.url);
@@ -28,7 +37,11 @@ describe("gateway failure policy", () => {
 
   it("costs a key nothing for the client's own mistake", async () => {
     await using gw = await startGateway({
-      handler: () => Response.json({ error: { message: "maximum context length is 8192 tokens", code: "context_length_exceeded" } }, { status: 400 }),
+      handler: () =>
+        Response.json(
+          { error: { message: "maximum context length is 8192 tokens", code: "context_length_exceeded" } },
+          { status: 400 },
+        ),
     });
     expect((await chat(gw.url)).status).toBe(400);
     const key = await gw.key(keyOfCall(gw.fake.calls[0]!)!);
@@ -55,6 +68,10 @@ describe("gateway failure policy", () => {
     // Read to the end: the lease (and what the headers said) is released as the body ends.
     expect([response.status, await response.json()]).toEqual([200, { ok: true }]);
     const key = await gw.key(keyOfCall(gw.fake.calls[0]!)!);
-    expect(key).toMatchObject({ state: "cooling", until: reset, remaining: { requests: 0, tokens: 12000, reset_at: reset } });
+    expect(key).toMatchObject({
+      state: "cooling",
+      until: reset,
+      remaining: { requests: 0, tokens: 12000, reset_at: reset },
+    });
   });
 });

@@ -14,7 +14,12 @@ describe("gateway forwarding", () => {
     const response = await fetch(`${gw.url}/v1/files/f-1?purpose=x&limit=2`, { method: "DELETE", body: "payload" });
     expect(response.status).toBe(204);
     const call = gw.fake.calls[0]!;
-    expect([call.method, call.path, call.body, call.headers.host]).toEqual(["DELETE", "/v1/files/f-1?purpose=x&limit=2", "payload", `127.0.0.1:${gw.fake.port}`]);
+    expect([call.method, call.path, call.body, call.headers.host]).toEqual([
+      "DELETE",
+      "/v1/files/f-1?purpose=x&limit=2",
+      "payload",
+      `127.0.0.1:${gw.fake.port}`,
+    ]);
     expect(TOKEN_VALUES.map((t) => `Bearer ${t}`)).toContain(call.headers.authorization!);
   });
 
@@ -62,17 +67,31 @@ describe("gateway forwarding", () => {
 
   it("strips hop-by-hop headers, and those the upstream's Connection names, from the response", async () => {
     await using gw = await startGateway({
-      handler: () => new Response("hi", { headers: { connection: "x-upstream-private", "x-upstream-private": "1", "keep-alive": "timeout=5", "x-request-id": "r-1" } }),
+      handler: () =>
+        new Response("hi", {
+          headers: {
+            connection: "x-upstream-private",
+            "x-upstream-private": "1",
+            "keep-alive": "timeout=5",
+            "x-request-id": "r-1",
+          },
+        }),
     });
     const { status, head } = await rawHttp(gw.url, ["GET /v1/models HTTP/1.1", "host: localhost", "connection: close"]);
-    const names = head.split("\r\n").slice(1).map((line) => line.slice(0, line.indexOf(":")).toLowerCase());
+    const names = head
+      .split("\r\n")
+      .slice(1)
+      .map((line) => line.slice(0, line.indexOf(":")).toLowerCase());
     expect(status).toBe(200);
     expect(names).toContain("x-request-id");
     expect(names.filter((n) => n === "x-upstream-private" || n === "keep-alive")).toEqual([]);
   });
 
   it("replaces the client's x-api-key with the pooled key for Anthropic-style upstreams", async () => {
-    await using gw = await startGateway({ handler: simulated(), upstream: { auth_header: "x-api-key", auth_template: "{token}" } });
+    await using gw = await startGateway({
+      handler: simulated(),
+      upstream: { auth_header: "x-api-key", auth_template: "{token}" },
+    });
     const client = new Anthropic({ apiKey: "client-secret", baseURL: gw.url, maxRetries: 0 });
     await client.messages.create({ model: "sim-1", max_tokens: 8, messages: [{ role: "user", content: "hi" }] });
     const sent = gw.fake.calls[0]!.headers;
@@ -82,7 +101,9 @@ describe("gateway forwarding", () => {
 
   it("injects the key as ?key= with auth_query, replacing any key= the client sent", async () => {
     await using gw = await startGateway({ handler: () => Response.json({}), upstream: { auth_query: "key" } });
-    const response = await fetch(`${gw.url}/v1beta/models?key=client-secret&alt=json`, { headers: { authorization: "Bearer client-secret-2" } });
+    const response = await fetch(`${gw.url}/v1beta/models?key=client-secret&alt=json`, {
+      headers: { authorization: "Bearer client-secret-2" },
+    });
     expect(response.status).toBe(200);
     const call = gw.fake.calls[0]!;
     const query = new URL(call.path, "http://x").searchParams;
@@ -95,7 +116,8 @@ describe("gateway forwarding", () => {
   it("passes a gzip body through untouched, Content-Encoding and bytes", async () => {
     const compressed = gzipSync(JSON.stringify({ hello: "x".repeat(4096) }));
     await using gw = await startGateway({
-      handler: () => new Response(compressed, { headers: { "content-encoding": "gzip", "content-type": "application/json" } }),
+      handler: () =>
+        new Response(compressed, { headers: { "content-encoding": "gzip", "content-type": "application/json" } }),
     });
     const response = await fetch(`${gw.url}/v1/models`, { headers: { "accept-encoding": "gzip" }, decompress: false });
     expect(response.headers.get("content-encoding")).toBe("gzip");
@@ -104,9 +126,15 @@ describe("gateway forwarding", () => {
   });
 
   it("passes a redirect back to the client instead of following it", async () => {
-    await using gw = await startGateway({ handler: () => new Response(null, { status: 307, headers: { location: "/v2/elsewhere" } }) });
+    await using gw = await startGateway({
+      handler: () => new Response(null, { status: 307, headers: { location: "/v2/elsewhere" } }),
+    });
     const response = await fetch(`${gw.url}/v1/models`, { redirect: "manual" });
-    expect([response.status, response.headers.get("location"), gw.fake.calls.length]).toEqual([307, "/v2/elsewhere", 1]);
+    expect([response.status, response.headers.get("location"), gw.fake.calls.length]).toEqual([
+      307,
+      "/v2/elsewhere",
+      1,
+    ]);
   });
 });
 
@@ -144,7 +172,9 @@ describe("gateway request body limit", () => {
 
   it("forwards a body exactly at the limit", async () => {
     await using gw = await startGateway({ upstream: { max_body_bytes: limit } });
-    expect((await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "z".repeat(limit) })).status).toBe(200);
+    expect((await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "z".repeat(limit) })).status).toBe(
+      200,
+    );
     expect(gw.fake.calls[0]!.body.length).toBe(limit);
   });
 });
@@ -176,7 +206,9 @@ describe("gateway client keys", () => {
 
   it("makes the SDK throw an authentication error on a wrong client key", async () => {
     await using gw = await startGateway({ handler: simulated(), upstream });
-    const error = await new OpenAI({ apiKey: "ck-wrong", baseURL: `${gw.url}/v1`, maxRetries: 0 }).models.list().catch((e: unknown) => e);
+    const error = await new OpenAI({ apiKey: "ck-wrong", baseURL: `${gw.url}/v1`, maxRetries: 0 }).models
+      .list()
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.AuthenticationError);
     expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe("invalid_client_key");
   });
@@ -192,17 +224,30 @@ describe("gateway with several pools on one listener", () => {
         cooldown_sec: 0,
         server: { addr: "127.0.0.1:0" },
         pools: {
-          openai: { tokens_file: "tokens.txt", upstream: { listen: "127.0.0.1:0", base_url: fakeUrl, models: ["gpt-x"] } },
+          openai: {
+            tokens_file: "tokens.txt",
+            upstream: { listen: "127.0.0.1:0", base_url: fakeUrl, models: ["gpt-x"] },
+          },
           claude: {
             tokens_file: "tokens.txt",
-            upstream: { listen: "127.0.0.1:0", base_url: claude.url, models: ["claude-x"], auth_header: "x-api-key", auth_template: "{token}" },
+            upstream: {
+              listen: "127.0.0.1:0",
+              base_url: claude.url,
+              models: ["claude-x"],
+              auth_header: "x-api-key",
+              auth_template: "{token}",
+            },
           },
         },
       }),
     });
     expect(Object.keys(gw.kp.daemon.gatewayUrls)).toHaveLength(1);
     const post = (path: string, model: string) =>
-      fetch(`${gw.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model }) });
+      fetch(`${gw.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model }),
+      });
 
     const answers = await Promise.all([
       post("/openai/v1/chat/completions", "anything").then((r) => r.json()),

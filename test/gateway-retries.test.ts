@@ -6,7 +6,10 @@ import { type FakeHandler, neverAnswer } from "./helpers/fake-upstream";
 import { keyOfCall, simulated, startGateway } from "./helpers/gateway-harness";
 
 const openai = (url: string) => new OpenAI({ apiKey: "unused", baseURL: `${url}/v1`, maxRetries: 0 });
-const chat = (url: string) => openai(url).chat.completions.create({ model: "sim-1", messages: [{ role: "user", content: "hi" }] }).withResponse();
+const chat = (url: string) =>
+  openai(url)
+    .chat.completions.create({ model: "sim-1", messages: [{ role: "user", content: "hi" }] })
+    .withResponse();
 
 /** Answers the first upstream call with `first`, every later one from the simulated API. */
 function firstCallFails(first: () => Response): FakeHandler {
@@ -18,11 +21,17 @@ function firstCallFails(first: () => Response): FakeHandler {
 describe("gateway retries", () => {
   it("retries a 429 on another key, cools the first for its Retry-After, and the client sees one 200", async () => {
     await using gw = await startGateway({
-      handler: firstCallFails(() => Response.json({ error: { message: "slow down" } }, { status: 429, headers: { "retry-after": "120" } })),
+      handler: firstCallFails(() =>
+        Response.json({ error: { message: "slow down" } }, { status: 429, headers: { "retry-after": "120" } }),
+      ),
     });
     const before = Date.now();
     const { data, response } = await chat(gw.url);
-    expect([response.status, data.choices[0]!.message.content, response.headers.get("x-keypool-attempts")]).toEqual([200, SIMULATED_TEXT, "2"]);
+    expect([response.status, data.choices[0]!.message.content, response.headers.get("x-keypool-attempts")]).toEqual([
+      200,
+      SIMULATED_TEXT,
+      "2",
+    ]);
 
     const [limited, served] = gw.fake.calls.map((c) => keyOfCall(c));
     expect(gw.fake.calls.length).toBe(2);
@@ -42,7 +51,9 @@ describe("gateway retries", () => {
 
   it("honours retry-after-ms over Retry-After", async () => {
     await using gw = await startGateway({
-      handler: firstCallFails(() => new Response("{}", { status: 429, headers: { "retry-after-ms": "90000", "retry-after": "5" } })),
+      handler: firstCallFails(
+        () => new Response("{}", { status: 429, headers: { "retry-after-ms": "90000", "retry-after": "5" } }),
+      ),
     });
     const before = Date.now();
     expect((await chat(gw.url)).response.status).toBe(200);
@@ -64,9 +75,15 @@ describe("gateway retries", () => {
   });
 
   it("passes other 4xx through untouched, with no retry and no penalty", async () => {
-    await using gw = await startGateway({ handler: () => Response.json({ error: { message: "context too long" } }, { status: 400 }) });
+    await using gw = await startGateway({
+      handler: () => Response.json({ error: { message: "context too long" } }, { status: 400 }),
+    });
     const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" });
-    expect([response.status, await response.json(), gw.fake.calls.length]).toEqual([400, { error: { message: "context too long" } }, 1]);
+    expect([response.status, await response.json(), gw.fake.calls.length]).toEqual([
+      400,
+      { error: { message: "context too long" } },
+      1,
+    ]);
     expect((await gw.key(response.headers.get("x-keypool-key")!)).state).not.toBe("cooling");
   });
 
@@ -88,7 +105,9 @@ describe("gateway retries", () => {
       upstream: { max_retries: 5, auth_header: "x-api-key", auth_template: "{token}" },
     });
     const client = new Anthropic({ apiKey: "unused", baseURL: gw.url, maxRetries: 0 });
-    const error = await client.messages.create({ model: "sim-1", max_tokens: 8, messages: [{ role: "user", content: "hi" }] }).catch((e: unknown) => e);
+    const error = await client.messages
+      .create({ model: "sim-1", max_tokens: 8, messages: [{ role: "user", content: "hi" }] })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(Anthropic.AuthenticationError);
     expect((error as InstanceType<typeof Anthropic.APIError>).headers?.get("x-keypool-attempts")).toBe("3");
     expect(gw.fake.calls.length).toBe(3);
@@ -103,12 +122,17 @@ describe("gateway retries", () => {
     const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" });
     expect(response.status).toBe(503);
     expect(Number(response.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
-    expect(await response.json()).toEqual({ error: { message: expect.any(String), type: "keypool_error", code: "no_key_available" } });
+    expect(await response.json()).toEqual({
+      error: { message: expect.any(String), type: "keypool_error", code: "no_key_available" },
+    });
     expect(gw.fake.calls.length).toBe(3);
 
     const error = await chat(gw.url).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.APIError);
-    expect([(error as InstanceType<typeof OpenAI.APIError>).status, (error as InstanceType<typeof OpenAI.APIError>).code]).toEqual([503, "no_key_available"]);
+    expect([
+      (error as InstanceType<typeof OpenAI.APIError>).status,
+      (error as InstanceType<typeof OpenAI.APIError>).code,
+    ]).toEqual([503, "no_key_available"]);
   });
 
   it("fails over to another key when the first sends no headers within timeout_sec", async () => {
@@ -117,7 +141,10 @@ describe("gateway retries", () => {
     let calls = 0;
     gw.fake.setHandler((req, call) => (++calls === 1 ? neverAnswer(req, call) : ok(req, call)));
     const { data, response } = await chat(gw.url);
-    expect([data.choices[0]!.message.content, response.headers.get("x-keypool-attempts")]).toEqual([SIMULATED_TEXT, "2"]);
+    expect([data.choices[0]!.message.content, response.headers.get("x-keypool-attempts")]).toEqual([
+      SIMULATED_TEXT,
+      "2",
+    ]);
     const slow = keyOfCall(gw.fake.calls[0]!)!;
     expect(response.headers.get("x-keypool-key")).not.toBe(slow);
     expect(await gw.key(slow)).toMatchObject({ errors: 1, in_flight: 0 });
@@ -137,7 +164,10 @@ describe("gateway retries", () => {
       return new Response(body, { status: 503 });
     });
     const { data, response } = await chat(gw.url);
-    expect([data.choices[0]!.message.content, response.headers.get("x-keypool-attempts")]).toEqual([SIMULATED_TEXT, "2"]);
+    expect([data.choices[0]!.message.content, response.headers.get("x-keypool-attempts")]).toEqual([
+      SIMULATED_TEXT,
+      "2",
+    ]);
     expect((await gw.key(keyOfCall(gw.fake.calls[0]!)!)).errors).toBe(1);
   });
 

@@ -16,7 +16,9 @@ type Message = { role: "system" | "user" | "assistant"; content: string };
 /** One turn of a conversation that grows like a real chat; the key the gateway used, and the attempts it took. */
 async function turn(client: OpenAI, history: Message[], text: string, extra: { user?: string } = {}) {
   history.push({ role: "user", content: text });
-  const { data, response } = await client.chat.completions.create({ model: "sim-1", messages: history, ...extra }).withResponse();
+  const { data, response } = await client.chat.completions
+    .create({ model: "sim-1", messages: history, ...extra })
+    .withResponse();
   history.push({ role: "assistant", content: data.choices[0]!.message.content ?? "" });
   return { key: response.headers.get("x-keypool-key")!, attempts: response.headers.get("x-keypool-attempts")! };
 }
@@ -77,12 +79,20 @@ describe("sticky sessions through the gateway", () => {
   });
 
   it("keeps an Anthropic conversation with the same system prompt on one key", async () => {
-    await using gw = await startGateway({ handler: simulated(), upstream: { auth_header: "x-api-key", auth_template: "{token}" } });
+    await using gw = await startGateway({
+      handler: simulated(),
+      upstream: { auth_header: "x-api-key", auth_template: "{token}" },
+    });
     const client = anthropic(gw.url);
     const keys = new Set<string>();
     for (let i = 0; i < 10; i++) {
       const { response } = await client.messages
-        .create({ model: "sim-1", max_tokens: 64, system: [{ type: "text", text: "You review pull requests." }], messages: [{ role: "user", content: `diff ${i}` }] })
+        .create({
+          model: "sim-1",
+          max_tokens: 64,
+          system: [{ type: "text", text: "You review pull requests." }],
+          messages: [{ role: "user", content: `diff ${i}` }],
+        })
         .withResponse();
       keys.add(response.headers.get("x-keypool-key")!);
     }
@@ -100,27 +110,42 @@ describe("gateway fallback pools", () => {
         server: { addr: "127.0.0.1:0" },
         cooldown_sec: 0,
         pools: {
-          openai: { tokens_file: "tokens.txt", fallback: ["claude"], upstream: { listen: "127.0.0.1:0", base_url: fakeUrl, cooldown_sec: 0, max_retries: 3 } },
-          claude: { tokens_file: "tokens.txt", model_map: { "gpt-4o": "sim-claude" }, upstream: { listen: "127.0.0.1:0", base_url: claude.url } },
+          openai: {
+            tokens_file: "tokens.txt",
+            fallback: ["claude"],
+            upstream: { listen: "127.0.0.1:0", base_url: fakeUrl, cooldown_sec: 0, max_retries: 3 },
+          },
+          claude: {
+            tokens_file: "tokens.txt",
+            model_map: { "gpt-4o": "sim-claude" },
+            upstream: { listen: "127.0.0.1:0", base_url: claude.url },
+          },
         },
       }),
     });
     const client = openai(`${gw.url}/openai`);
-    const ask = () => client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }).withResponse();
+    const ask = () =>
+      client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }).withResponse();
 
     // Each of openai's keys answers 429, and a fourth attempt finds none left: the claude pool serves.
     const first = await ask();
-    expect([first.data.choices[0]!.message.content, first.response.headers.get("x-keypool-pool"), first.response.headers.get("x-keypool-attempts")]).toEqual([
-      SIMULATED_TEXT,
-      "claude",
-      "4",
-    ]);
+    expect([
+      first.data.choices[0]!.message.content,
+      first.response.headers.get("x-keypool-pool"),
+      first.response.headers.get("x-keypool-attempts"),
+    ]).toEqual([SIMULATED_TEXT, "claude", "4"]);
     expect(gw.fake.calls).toHaveLength(3);
-    expect(claude.calls.map((c) => [c.path, JSON.parse(c.body).model])).toEqual([["/v1/chat/completions", "sim-claude"]]);
+    expect(claude.calls.map((c) => [c.path, JSON.parse(c.body).model])).toEqual([
+      ["/v1/chat/completions", "sim-claude"],
+    ]);
 
     // openai's keys now rest: the next request goes straight to the fallback.
     const second = await ask();
-    expect([second.response.headers.get("x-keypool-pool"), second.response.headers.get("x-keypool-attempts"), gw.fake.calls.length]).toEqual(["claude", "1", 3]);
+    expect([
+      second.response.headers.get("x-keypool-pool"),
+      second.response.headers.get("x-keypool-attempts"),
+      gw.fake.calls.length,
+    ]).toEqual(["claude", "1", 3]);
   });
 });
 
@@ -146,7 +171,8 @@ describe("gateway upstream.queue_timeout_sec", () => {
       }),
     });
     const client = openai(gw.url);
-    const ask = (content: string) => client.chat.completions.create({ model: "sim-1", messages: [{ role: "user", content }] });
+    const ask = (content: string) =>
+      client.chat.completions.create({ model: "sim-1", messages: [{ role: "user", content }] });
     const first = ask("first");
     await gw.fake.wait(1);
     const second = ask("second");
@@ -163,8 +189,12 @@ describe("gateway upstream.queue_timeout_sec", () => {
       tokens: { a: TOKENS.a },
       handler: simulated({ a: "rate_limited" }),
     });
-    const limited = await openai(gw.url).chat.completions.create({ model: "sim-1", messages: [{ role: "user", content: "x" }] }).catch((e: { status: number }) => e.status);
-    const resting = await openai(gw.url).chat.completions.create({ model: "sim-1", messages: [{ role: "user", content: "x" }] }).catch((e: { status: number }) => e.status);
+    const limited = await openai(gw.url)
+      .chat.completions.create({ model: "sim-1", messages: [{ role: "user", content: "x" }] })
+      .catch((e: { status: number }) => e.status);
+    const resting = await openai(gw.url)
+      .chat.completions.create({ model: "sim-1", messages: [{ role: "user", content: "x" }] })
+      .catch((e: { status: number }) => e.status);
     expect([limited, resting]).toEqual([429, 503]);
   });
 });

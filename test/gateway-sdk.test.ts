@@ -10,7 +10,8 @@ const allOk = () => simulated();
 const openai = (url: string) => new OpenAI({ apiKey: "unused", baseURL: `${url}/v1`, maxRetries: 0 });
 const anthropic = (url: string) => new Anthropic({ apiKey: "unused", baseURL: url, maxRetries: 0 });
 /** Leases still out across the pool: a stream read to its end has given its key back. */
-const leasesHeld = async (gw: GatewayUnderTest) => Object.values(await gw.keys()).reduce((sum, k) => sum + k.in_flight, 0);
+const leasesHeld = async (gw: GatewayUnderTest) =>
+  Object.values(await gw.keys()).reduce((sum, k) => sum + k.in_flight, 0);
 const ANTHROPIC_UPSTREAM = { auth_header: "x-api-key", auth_template: "{token}" };
 
 describe("gateway with the OpenAI SDK", () => {
@@ -27,7 +28,11 @@ describe("gateway with the OpenAI SDK", () => {
 
   it("streams the completion complete and in order", async () => {
     await using gw = await startGateway({ handler: allOk() });
-    const stream = await openai(gw.url).chat.completions.create({ model: "sim-1", messages: [{ role: "user", content: "hi" }], stream: true });
+    const stream = await openai(gw.url).chat.completions.create({
+      model: "sim-1",
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+    });
     const parts: string[] = [];
     for await (const chunk of stream) parts.push(chunk.choices[0]?.delta.content ?? "");
     expect(parts.join("")).toBe(SIMULATED_TEXT);
@@ -39,7 +44,11 @@ describe("gateway with the OpenAI SDK", () => {
 describe("gateway with the Anthropic SDK", () => {
   it("answers messages.create with the key in x-api-key", async () => {
     await using gw = await startGateway({ handler: allOk(), upstream: ANTHROPIC_UPSTREAM });
-    const message = await anthropic(gw.url).messages.create({ model: "sim-1", max_tokens: 64, messages: [{ role: "user", content: "hi" }] });
+    const message = await anthropic(gw.url).messages.create({
+      model: "sim-1",
+      max_tokens: 64,
+      messages: [{ role: "user", content: "hi" }],
+    });
     expect(message.content.map((block) => (block.type === "text" ? block.text : block.type))).toEqual([SIMULATED_TEXT]);
     expect(Object.values(TOKENS)).toContain(gw.fake.calls[0]!.headers["x-api-key"]!);
     expect(gw.fake.calls[0]!.headers.authorization).toBeUndefined();
@@ -47,7 +56,11 @@ describe("gateway with the Anthropic SDK", () => {
 
   it("streams with messages.stream, text complete and in order", async () => {
     await using gw = await startGateway({ handler: allOk(), upstream: ANTHROPIC_UPSTREAM });
-    const stream = anthropic(gw.url).messages.stream({ model: "sim-1", max_tokens: 64, messages: [{ role: "user", content: "hi" }] });
+    const stream = anthropic(gw.url).messages.stream({
+      model: "sim-1",
+      max_tokens: 64,
+      messages: [{ role: "user", content: "hi" }],
+    });
     const deltas: string[] = [];
     stream.on("text", (delta) => deltas.push(delta));
     const final = await stream.finalMessage();
@@ -57,7 +70,12 @@ describe("gateway with the Anthropic SDK", () => {
 
   it("streams with stream: true as raw events", async () => {
     await using gw = await startGateway({ handler: allOk(), upstream: ANTHROPIC_UPSTREAM });
-    const events = await anthropic(gw.url).messages.create({ model: "sim-1", max_tokens: 64, messages: [{ role: "user", content: "hi" }], stream: true });
+    const events = await anthropic(gw.url).messages.create({
+      model: "sim-1",
+      max_tokens: 64,
+      messages: [{ role: "user", content: "hi" }],
+      stream: true,
+    });
     let text = "";
     const types: string[] = [];
     for await (const event of events) {

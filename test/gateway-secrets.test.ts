@@ -20,8 +20,10 @@ let breaking: ControlledStream | undefined;
 /** The upstream's behaviour by path: answers, streams, breaks mid-stream, rate-limits, or rejects every key. */
 function upstreamByPath(req: Request): Response {
   const path = new URL(req.url).pathname;
-  if (path === "/v1/revoked") return Response.json({ error: { message: "Incorrect API key provided." } }, { status: 401 });
-  if (path === "/v1/limited") return Response.json({ error: { message: "slow down" } }, { status: 429, headers: { "retry-after": "0" } });
+  if (path === "/v1/revoked")
+    return Response.json({ error: { message: "Incorrect API key provided." } }, { status: 401 });
+  if (path === "/v1/limited")
+    return Response.json({ error: { message: "slow down" } }, { status: 429, headers: { "retry-after": "0" } });
   if (path === "/v1/break") return breaking!.respond(req);
   return Response.json({ ok: true });
 }
@@ -89,10 +91,14 @@ describe("gateway secrets", () => {
     // The checks mean something only if the tokens did reach the upstream and the scenarios happened.
     const upstreamSaw = JSON.stringify(fake.calls);
     expect([...HEADER_TOKENS, ...QUERY_TOKENS].every((t) => upstreamSaw.includes(t))).toBe(true);
-    expect(answers.map((a) => Number(a.slice(0, 3)))).toEqual([200, 429, 200, 200, 429, 200, 401, 503, 401, 503, 502, 413, 200]);
+    expect(answers.map((a) => Number(a.slice(0, 3)))).toEqual([
+      200, 429, 200, 200, 429, 200, 401, 503, 401, 503, 502, 413, 200,
+    ]);
     expect(output).toContain('"msg":"gateway request"');
 
-    const leaks = ALL.flatMap((token) => [token, token.slice(-24)]).filter((needle) => output.includes(needle) || answers.some((a) => a.includes(needle)));
+    const leaks = ALL.flatMap((token) => [token, token.slice(-24)]).filter(
+      (needle) => output.includes(needle) || answers.some((a) => a.includes(needle)),
+    );
     expect(leaks).toEqual([]);
   });
 });

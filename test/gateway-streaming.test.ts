@@ -16,7 +16,8 @@ describe("gateway streaming", () => {
     expect((await iterator.next()).value?.choices[0]?.delta.content).toBe("Hel");
     upstream.finish();
     const rest: string[] = [];
-    for (let next = await iterator.next(); !next.done; next = await iterator.next()) rest.push(next.value.choices[0]?.delta.content ?? "");
+    for (let next = await iterator.next(); !next.done; next = await iterator.next())
+      rest.push(next.value.choices[0]?.delta.content ?? "");
     expect(rest.join("")).toBe("lo");
   });
 
@@ -63,7 +64,9 @@ describe("gateway streaming", () => {
       },
     });
     const client = new AbortController();
-    const pending = fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}", signal: client.signal }).catch((e: Error) => e.name);
+    const pending = fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}", signal: client.signal }).catch(
+      (e: Error) => e.name,
+    );
     await gw.fake.wait(1);
     client.abort();
     await gone.promise;
@@ -93,7 +96,10 @@ describe("gateway streaming", () => {
   it("never retries once the response has started: an upstream that breaks mid-stream ends the client's stream", async () => {
     const upstream = controlledStream(openaiChunks(["partial"]));
     await using gw = await startGateway({ handler: (req) => upstream.respond(req) });
-    const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify(streamRequest) });
+    const response = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify(streamRequest),
+    });
     expect(response.status).toBe(200);
     const { text, reader } = await readFirstChunk(response.body!);
     expect(text).toContain("partial");

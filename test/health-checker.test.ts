@@ -14,11 +14,23 @@ import { tempDir } from "./helpers/temp-dir";
 const MINUTE = 60_000;
 
 function httpCheck(url: string, over: Partial<HttpCheckConfig> = {}): HttpCheckConfig {
-  return { kind: "http", url, method: "GET", headers: { authorization: "Bearer {token}" }, successStatus: [200], timeoutSec: 5, ...over };
+  return {
+    kind: "http",
+    url,
+    method: "GET",
+    headers: { authorization: "Bearer {token}" },
+    successStatus: [200],
+    timeoutSec: 5,
+    ...over,
+  };
 }
 
 function keys(n: number, prefix = "k"): KeyInput[] {
-  return Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, token: `sk-${prefix}${i}-0123456789abcdef`, weight: 1 }));
+  return Array.from({ length: n }, (_, i) => ({
+    id: `${prefix}${i}`,
+    token: `sk-${prefix}${i}-0123456789abcdef`,
+    weight: 1,
+  }));
 }
 
 /** Answers each request by the token in its Authorization header; tokens not listed get 200. */
@@ -39,7 +51,13 @@ describe("checker schedule", () => {
     expect(upstream.calls).toHaveLength(2);
     const rows = await h.status();
     for (const row of Object.values(rows)) {
-      expect(row).toMatchObject({ state: "live", lastCheck: now, lastCheckStatus: 200, consecutiveFailures: 0, nextCheckAt: now + 300_000 });
+      expect(row).toMatchObject({
+        state: "live",
+        lastCheck: now,
+        lastCheckStatus: 200,
+        consecutiveFailures: 0,
+        nextCheckAt: now + 300_000,
+      });
       expect(row.lastCheckLatencyMs).toBeGreaterThanOrEqual(0);
     }
 
@@ -132,7 +150,9 @@ describe("checker verdicts", () => {
   });
 
   it("cools a rate-limited key until Retry-After", async () => {
-    await using upstream = await startFakeUpstream(() => new Response("slow", { status: 429, headers: { "retry-after": "120" } }));
+    await using upstream = await startFakeUpstream(
+      () => new Response("slow", { status: 429, headers: { "retry-after": "120" } }),
+    );
     await using h = await openHealthPool({ keys: keys(1), check: httpCheck(upstream.url) });
     await h.checker.tick();
     expect((await h.status()).k0).toMatchObject({
@@ -249,7 +269,9 @@ describe("checker stop()", () => {
 
 describe("daemon wiring", () => {
   it("shows check results in /status and stops the checker before the store", async () => {
-    await using upstream = await startFakeUpstream(byToken({ "sk-k1-0123456789abcdef": () => new Response("", { status: 401 }) }));
+    await using upstream = await startFakeUpstream(
+      byToken({ "sk-k1-0123456789abcdef": () => new Response("", { status: 401 }) }),
+    );
     using dir = tempDir();
     const clock = new ManualClock();
     const config: Config = {
@@ -267,7 +289,13 @@ describe("daemon wiring", () => {
         },
       },
     };
-    const daemon = await createDaemon(config, { clock, logger: silentLogger, port: 0, random: () => 0.5, autoCheck: false });
+    const daemon = await createDaemon(config, {
+      clock,
+      logger: silentLogger,
+      port: 0,
+      random: () => 0.5,
+      autoCheck: false,
+    });
     await daemon.start();
     try {
       await daemon.checker.tick();
@@ -276,13 +304,15 @@ describe("daemon wiring", () => {
       };
       const next = new Date(clock.now() + 300_000).toISOString();
       const nextRevive = new Date(clock.now() + 60_000).toISOString();
-      expect(body.keys.map(({ id, state, last_check_status, consecutive_failures, next_check_at }) => ({
-        id,
-        state,
-        last_check_status,
-        consecutive_failures,
-        next_check_at,
-      }))).toEqual([
+      expect(
+        body.keys.map(({ id, state, last_check_status, consecutive_failures, next_check_at }) => ({
+          id,
+          state,
+          last_check_status,
+          consecutive_failures,
+          next_check_at,
+        })),
+      ).toEqual([
         { id: "k0", state: "live", last_check_status: 200, consecutive_failures: 0, next_check_at: next },
         { id: "k1", state: "quarantined", last_check_status: 401, consecutive_failures: 1, next_check_at: nextRevive },
       ]);

@@ -18,7 +18,14 @@ const OLD = "sk-old-0123456789abcdef";
 const KEY: KeyInput = { id: "k0", token: OLD, weight: 1, refreshToken: "rt-0" };
 
 function check(url: string): HttpCheckConfig {
-  return { kind: "http", url: `${url}/check`, method: "GET", headers: { authorization: "Bearer {token}" }, successStatus: [200], timeoutSec: 5 };
+  return {
+    kind: "http",
+    url: `${url}/check`,
+    method: "GET",
+    headers: { authorization: "Bearer {token}" },
+    successStatus: [200],
+    timeoutSec: 5,
+  };
 }
 
 function refreshConfig(url: string, over: Partial<RefreshConfig> = {}): RefreshConfig {
@@ -39,7 +46,9 @@ function refreshConfig(url: string, over: Partial<RefreshConfig> = {}): RefreshC
  * An API plus its token endpoint. The API accepts only tokens the endpoint has issued; the endpoint
  * issues `sk-fresh-N-…` with refresh token `rt-N` and the given lifetime, unless `tokenAnswer` is set.
  */
-async function startAuthUpstream(options: { expiresIn?: number; tokenAnswer?: (call: RecordedCall) => Response | Promise<Response> } = {}) {
+async function startAuthUpstream(
+  options: { expiresIn?: number; tokenAnswer?: (call: RecordedCall) => Response | Promise<Response> } = {},
+) {
   const valid = new Set<string>();
   let issued = 0;
   const upstream = await startFakeUpstream((_req, call) => {
@@ -48,22 +57,37 @@ async function startAuthUpstream(options: { expiresIn?: number; tokenAnswer?: (c
       issued++;
       const token = `sk-fresh-${issued}-0123456789abcdef`;
       valid.add(token);
-      return Response.json({ access_token: token, refresh_token: `rt-${issued}`, expires_in: options.expiresIn ?? 3600 });
+      return Response.json({
+        access_token: token,
+        refresh_token: `rt-${issued}`,
+        expires_in: options.expiresIn ?? 3600,
+      });
     }
-    return valid.has(call.headers.authorization?.slice("Bearer ".length) ?? "") ? new Response("ok") : new Response("no", { status: 401 });
+    return valid.has(call.headers.authorization?.slice("Bearer ".length) ?? "")
+      ? new Response("ok")
+      : new Response("no", { status: 401 });
   });
   return Object.assign(upstream, { valid });
 }
 
-const paths = (upstream: FakeUpstream) => upstream.calls.map((c) => `${c.path} ${c.headers.authorization ?? JSON.parse(c.body).refresh_token}`);
+const paths = (upstream: FakeUpstream) =>
+  upstream.calls.map((c) => `${c.path} ${c.headers.authorization ?? JSON.parse(c.body).refresh_token}`);
 
 describe("refresh from the checker", () => {
   it("refreshes a token rejected with 401, stores it, and probes with the new one", async () => {
     await using upstream = await startAuthUpstream();
-    await using h = await openHealthPool({ keys: [KEY], check: check(upstream.url), refresh: refreshConfig(upstream.url) });
+    await using h = await openHealthPool({
+      keys: [KEY],
+      check: check(upstream.url),
+      refresh: refreshConfig(upstream.url),
+    });
     await h.checker.tick();
 
-    expect(paths(upstream)).toEqual(["/check Bearer " + OLD, "/token rt-0", "/check Bearer sk-fresh-1-0123456789abcdef"]);
+    expect(paths(upstream)).toEqual([
+      `/check Bearer ${OLD}`,
+      "/token rt-0",
+      "/check Bearer sk-fresh-1-0123456789abcdef",
+    ]);
     expect((await h.status()).k0).toMatchObject({
       state: "live",
       masked: maskToken("sk-fresh-1-0123456789abcdef"),
@@ -75,7 +99,11 @@ describe("refresh from the checker", () => {
 
   it("keeps the refreshed token across a restart while the tokens file is unchanged, and drops it when the file changes", async () => {
     await using upstream = await startAuthUpstream();
-    await using h = await openHealthPool({ keys: [KEY], check: check(upstream.url), refresh: refreshConfig(upstream.url) });
+    await using h = await openHealthPool({
+      keys: [KEY],
+      check: check(upstream.url),
+      refresh: refreshConfig(upstream.url),
+    });
     await h.checker.tick();
     await h.close();
 
@@ -84,7 +112,12 @@ describe("refresh from the checker", () => {
 
     const edited = await h.reopen([{ ...KEY, token: "sk-edited-0123456789abcdef" }]);
     expect((await edited.take("default")).token).toBe("sk-edited-0123456789abcdef");
-    expect((await edited.status())[0]).toMatchObject({ state: "unknown", reason: "token replaced", lastCheckStatus: null, nextCheckAt: null });
+    expect((await edited.status())[0]).toMatchObject({
+      state: "unknown",
+      reason: "token replaced",
+      lastCheckStatus: null,
+      nextCheckAt: null,
+    });
     await restarted.close();
     await edited.close();
   });
@@ -109,7 +142,11 @@ describe("refresh from the checker", () => {
   it("quarantines the key with the endpoint's own reason, with no token in it, when the refresh is refused", async () => {
     const secret = "rt-SECRET-abcdefghijkl";
     await using upstream = await startAuthUpstream({
-      tokenAnswer: () => Response.json({ error: "invalid_grant", error_description: `refresh token ${secret} is revoked` }, { status: 400 }),
+      tokenAnswer: () =>
+        Response.json(
+          { error: "invalid_grant", error_description: `refresh token ${secret} is revoked` },
+          { status: 400 },
+        ),
     });
     await using h = await openHealthPool({
       keys: [{ ...KEY, refreshToken: secret }],
@@ -127,12 +164,17 @@ describe("refresh from the checker", () => {
 
   it("keeps a key whose refresh ahead of expiry failed out of rotation, even past a rest it had", async () => {
     let refuse = false;
-    const issue = () => Response.json({ access_token: "sk-fresh-1-0123456789abcdef", refresh_token: "rt-1", expires_in: 200 });
+    const issue = () =>
+      Response.json({ access_token: "sk-fresh-1-0123456789abcdef", refresh_token: "rt-1", expires_in: 200 });
     await using upstream = await startAuthUpstream({
       tokenAnswer: () => (refuse ? Response.json({ error: "invalid_grant" }, { status: 400 }) : issue()),
     });
     upstream.valid.add("sk-fresh-1-0123456789abcdef");
-    await using h = await openHealthPool({ keys: [KEY], check: check(upstream.url), refresh: refreshConfig(upstream.url) });
+    await using h = await openHealthPool({
+      keys: [KEY],
+      check: check(upstream.url),
+      refresh: refreshConfig(upstream.url),
+    });
     await h.checker.tick();
     // A rate limit a caller reported leaves the key resting for 10 minutes; the renewal falls due inside that rest.
     const lease = await h.store.take("default");
@@ -162,14 +204,24 @@ describe("refresh from the checker", () => {
   });
 
   it("stop() abandons a refresh in flight and gives its lock back", async () => {
-    await using upstream = await startFakeUpstream((_req, call) => (call.path === "/token" ? neverAnswer(_req, call) : new Response("", { status: 401 })));
-    await using h = await openHealthPool({ keys: [KEY], check: check(upstream.url), refresh: refreshConfig(upstream.url) });
+    await using upstream = await startFakeUpstream((_req, call) =>
+      call.path === "/token" ? neverAnswer(_req, call) : new Response("", { status: 401 }),
+    );
+    await using h = await openHealthPool({
+      keys: [KEY],
+      check: check(upstream.url),
+      refresh: refreshConfig(upstream.url),
+    });
     const pass = h.checker.tick();
     await upstream.wait(2);
     await h.checker.stop();
     await pass;
 
-    const claim = await h.store.beginRefresh("default", "k0", { owner: "next", staleToken: OLD, lockUntil: h.clock.now() + 1000 });
+    const claim = await h.store.beginRefresh("default", "k0", {
+      owner: "next",
+      staleToken: OLD,
+      lockUntil: h.clock.now() + 1000,
+    });
     expect(claim).toEqual({ status: "claimed", token: OLD, refreshToken: "rt-0" });
     await h.close();
     expect(integrityOf(h.dbPath)).toBe("ok");
@@ -180,32 +232,66 @@ describe("requestNewToken", () => {
   const tricky = { token: 'sk-a"b\\c&d=e', refreshToken: 'rt-"}, "admin": true, "x": "' };
 
   it.each([
-    ["a JSON body", "application/json", '{"refresh_token":"{refresh_token}","old":"{token}"}', (body: string) => JSON.parse(body)],
-    ["a form body", "application/x-www-form-urlencoded", "refresh_token={refresh_token}&old={token}", (body: string) => Object.fromEntries(new URLSearchParams(body))],
+    [
+      "a JSON body",
+      "application/json",
+      '{"refresh_token":"{refresh_token}","old":"{token}"}',
+      (body: string) => JSON.parse(body),
+    ],
+    [
+      "a form body",
+      "application/x-www-form-urlencoded",
+      "refresh_token={refresh_token}&old={token}",
+      (body: string) => Object.fromEntries(new URLSearchParams(body)),
+    ],
   ])("encodes tokens so they cannot break out of %s", async (_what, type, body, parse) => {
     await using upstream = await startFakeUpstream(() => Response.json({ access_token: "new" }));
-    const answer = await requestNewToken(refreshConfig(upstream.url, { headers: { "content-type": type }, body }), tricky);
+    const answer = await requestNewToken(
+      refreshConfig(upstream.url, { headers: { "content-type": type }, body }),
+      tricky,
+    );
     expect(answer).toEqual({ ok: true, token: "new" });
     expect(parse(upstream.calls[0]!.body)).toEqual({ refresh_token: tricky.refreshToken, old: tricky.token });
   });
 
   it("reads nested fields and a string lifetime", async () => {
-    await using upstream = await startFakeUpstream(() => Response.json({ data: { token: "new", refresh: "rt-9", ttl: "120" } }));
+    await using upstream = await startFakeUpstream(() =>
+      Response.json({ data: { token: "new", refresh: "rt-9", ttl: "120" } }),
+    );
     const answer = await requestNewToken(
-      refreshConfig(upstream.url, { tokenField: "data.token", refreshTokenField: "data.refresh", expiresInField: "data.ttl" }),
+      refreshConfig(upstream.url, {
+        tokenField: "data.token",
+        refreshTokenField: "data.refresh",
+        expiresInField: "data.ttl",
+      }),
       { token: OLD, refreshToken: "rt-0" },
     );
     expect(answer).toEqual({ ok: true, token: "new", refreshToken: "rt-9", expiresInSec: 120 });
   });
 
   it.each([
-    ["a missing token field", () => Response.json({ token: "sk-leak-0123456789abcdef" }), 'token endpoint\'s answer has no string field "access_token" — check refresh.token_field'],
+    [
+      "a missing token field",
+      () => Response.json({ token: "sk-leak-0123456789abcdef" }),
+      'token endpoint\'s answer has no string field "access_token" — check refresh.token_field',
+    ],
     ["a non-JSON answer", () => new Response("<html>"), "token endpoint answered HTTP 200 without a JSON body"],
-    ["a redirect", () => new Response(null, { status: 302, headers: { location: "https://elsewhere.example/" } }), "HTTP 302"],
-    ["a plain-text refusal", () => new Response(`bad token ${OLD}\n`, { status: 401 }), `HTTP 401 (bad token ${maskToken(OLD)})`],
+    [
+      "a redirect",
+      () => new Response(null, { status: 302, headers: { location: "https://elsewhere.example/" } }),
+      "HTTP 302",
+    ],
+    [
+      "a plain-text refusal",
+      () => new Response(`bad token ${OLD}\n`, { status: 401 }),
+      `HTTP 401 (bad token ${maskToken(OLD)})`,
+    ],
   ])("fails with a clear reason on %s", async (_what, answer, reason) => {
     await using upstream = await startFakeUpstream(answer);
-    expect(await requestNewToken(refreshConfig(upstream.url), { token: OLD, refreshToken: "rt-0" })).toEqual({ ok: false, reason });
+    expect(await requestNewToken(refreshConfig(upstream.url), { token: OLD, refreshToken: "rt-0" })).toEqual({
+      ok: false,
+      reason,
+    });
   });
 });
 
@@ -236,19 +322,28 @@ describe("refresh single-flight", () => {
     expect(await refreshKey(deps("b"), target, h.pool.refresh!)).toEqual({ status: "busy" });
     answer();
     expect(await first).toEqual({ status: "refreshed", token: "sk-fresh-1-0123456789abcdef" });
-    expect(await refreshKey(deps("c"), target, h.pool.refresh!)).toEqual({ status: "superseded", token: "sk-fresh-1-0123456789abcdef" });
+    expect(await refreshKey(deps("c"), target, h.pool.refresh!)).toEqual({
+      status: "superseded",
+      token: "sk-fresh-1-0123456789abcdef",
+    });
     expect(upstream.calls).toHaveLength(1);
   });
 
   it("lets a lapsed lock be taken over", async () => {
     await using h = await openHealthPool({ keys: [KEY], pool: { refresh: refreshConfig("http://unused.invalid") } });
-    const claim = (owner: string) => h.store.beginRefresh("default", "k0", { owner, staleToken: OLD, lockUntil: h.clock.now() + 90_000 });
+    const claim = (owner: string) =>
+      h.store.beginRefresh("default", "k0", { owner, staleToken: OLD, lockUntil: h.clock.now() + 90_000 });
     expect((await claim("crashed")).status).toBe("claimed");
     expect((await claim("next")).status).toBe("busy");
     h.clock.advance(90_000);
     expect((await claim("next")).status).toBe("claimed");
     // The crashed owner's late answer no longer counts.
-    expect(await h.store.finishRefresh("default", "k0", "crashed", { status: "refreshed", token: "sk-late-0123456789abcdef" })).toBe(false);
+    expect(
+      await h.store.finishRefresh("default", "k0", "crashed", {
+        status: "refreshed",
+        token: "sk-late-0123456789abcdef",
+      }),
+    ).toBe(false);
   });
 
   it("spends a refresh token once when two processes race to refresh the same key", async () => {
@@ -265,7 +360,13 @@ describe("refresh single-flight", () => {
     await seed.syncPools([{ settings: poolSettingsOf(config), keys: config.keys }]);
     await seed.close();
 
-    const spec = JSON.stringify({ pool: config, refresh: config.refresh, keys: config.keys, id: "k0", staleToken: OLD });
+    const spec = JSON.stringify({
+      pool: config,
+      refresh: config.refresh,
+      keys: config.keys,
+      id: "k0",
+      staleToken: OLD,
+    });
     const racer = join(import.meta.dir, "helpers", "refresh-racer.ts");
     const racers = [0, 1].map(() =>
       Bun.spawn([process.execPath, racer, dbPath, spec], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }),
@@ -309,8 +410,17 @@ describe("schema upgrade", () => {
     v1.close();
 
     const store = new SqliteStore({ path: dbPath, clock: new ManualClock() });
-    const config: PoolConfig = { name: "default", keys: [KEY], rotation: "lru", cooldownSec: 0, recheckIntervalSec: 300, leaseTtlSec: 300 };
-    const synced = await store.syncPools([{ settings: poolSettingsOf(config), keys: [{ id: "k0", token: OLD, weight: 1 }] }]);
+    const config: PoolConfig = {
+      name: "default",
+      keys: [KEY],
+      rotation: "lru",
+      cooldownSec: 0,
+      recheckIntervalSec: 300,
+      leaseTtlSec: 300,
+    };
+    const synced = await store.syncPools([
+      { settings: poolSettingsOf(config), keys: [{ id: "k0", token: OLD, weight: 1 }] },
+    ]);
     expect(synced.default).toEqual({ added: [], updated: [], removed: [], kept: 1 });
     expect((await store.status())[0]).toMatchObject({ state: "live", nextCheckAt: null });
     await store.close();
@@ -319,7 +429,9 @@ describe("schema upgrade", () => {
 
 describe("tokens file refresh_token", () => {
   it("reads refresh_token=VALUE after the token or weight, keeping = inside the value", () => {
-    expect(parseTokensFile("a,sk-aaaaaaaa,refresh_token=rt-abc==\nb,sk-bbbbbbbb,2,group=g,refresh_token=rt-b\n", "keys.txt")).toEqual([
+    expect(
+      parseTokensFile("a,sk-aaaaaaaa,refresh_token=rt-abc==\nb,sk-bbbbbbbb,2,group=g,refresh_token=rt-b\n", "keys.txt"),
+    ).toEqual([
       { id: "a", token: "sk-aaaaaaaa", weight: 1, refreshToken: "rt-abc==" },
       { id: "b", token: "sk-bbbbbbbb", weight: 2, group: "g", refreshToken: "rt-b" },
     ]);

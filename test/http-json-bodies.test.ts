@@ -38,13 +38,23 @@ describe("JSON bodies without a JSON content-type", () => {
 
   it("a body that is not JSON gets a 400 that says so, without echoing the body", async () => {
     await using kp = await startTestDaemon(CONFIG, `a,${A}\n`);
-    for (const [path, method] of [["/release", "POST"], ["/pools/default/keys", "POST"], ["/health/default", "POST"]] as const) {
+    for (const [path, method] of [
+      ["/release", "POST"],
+      ["/pools/default/keys", "POST"],
+      ["/health/default", "POST"],
+    ] as const) {
       const response = await kp.fetch(path, send(method, CONTENT_TYPES[0]![1], `token=${CANARY}&ok=true`));
       const text = await response.text();
       expect([path, response.status, JSON.parse(text)]).toEqual([
         path,
         400,
-        { error: { code: "BAD_REQUEST", message: "request body is not valid JSON — send one JSON object (see /swagger for each route's); any Content-Type is read as JSON" } },
+        {
+          error: {
+            code: "BAD_REQUEST",
+            message:
+              "request body is not valid JSON — send one JSON object (see /swagger for each route's); any Content-Type is read as JSON",
+          },
+        },
       ]);
       expect(text).not.toContain(CANARY);
     }
@@ -53,6 +63,9 @@ describe("JSON bodies without a JSON content-type", () => {
   it("an empty body names the fields the route needs", async () => {
     await using kp = await startTestDaemon(CONFIG, `a,${A}\n`);
     const response = await kp.fetch("/release", send("POST", CONTENT_TYPES[0]![1], ""));
-    expect([response.status, await response.json()]).toEqual([400, { error: { code: "BAD_REQUEST", message: "ok: Property 'ok' is missing" } }]);
+    expect([response.status, await response.json()]).toEqual([
+      400,
+      { error: { code: "BAD_REQUEST", message: "ok: Property 'ok' is missing" } },
+    ]);
   });
 });

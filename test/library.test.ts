@@ -29,11 +29,21 @@ describe("openPool with keys in code", () => {
     const lease = await pool.take();
     expect([A, B]).toContain(lease.token);
     expect(await pool.release(lease)).toMatchObject({ pool: "default", id: lease.id, state: "live" });
-    expect(await pool.report({ token: B, ok: false, status: 429, retryAfterMs: 60_000 })).toMatchObject({ id: "b", state: "cooling" });
-    await expect(pool.report({ token: "sk-not-in-the-pool-000000000000", ok: true })).rejects.toThrow('pool "default" has no key with that token');
+    expect(await pool.report({ token: B, ok: false, status: 429, retryAfterMs: 60_000 })).toMatchObject({
+      id: "b",
+      state: "cooling",
+    });
+    await expect(pool.report({ token: "sk-not-in-the-pool-000000000000", ok: true })).rejects.toThrow(
+      'pool "default" has no key with that token',
+    );
     const status = await pool.status();
     // Whichever key the take got is live now; b is cooling either way.
-    expect([status.pool, status.total, status.counts.live + status.counts.unknown, status.counts.cooling]).toEqual(["default", 2, 1, 1]);
+    expect([status.pool, status.total, status.counts.live + status.counts.unknown, status.counts.cooling]).toEqual([
+      "default",
+      2,
+      1,
+      1,
+    ]);
     expect(status.keys.map((k) => [k.id, k.masked])).toEqual([
       ["b", "sk-…bbbb"],
       [deriveKeyId(A), "sk-…aaaa"],
@@ -42,7 +52,11 @@ describe("openPool with keys in code", () => {
 
   it("withKey releases with what happened and hands back the result or the error", async () => {
     using dir = tempDir();
-    await using pool = await openPool({ keys: [{ id: "a", token: A }], stateFile: dir.file("lib.db"), maxConcurrency: 1 });
+    await using pool = await openPool({
+      keys: [{ id: "a", token: A }],
+      stateFile: dir.file("lib.db"),
+      maxConcurrency: 1,
+    });
     expect(await pool.withKey((token) => `used ${token.slice(0, 6)}`)).toBe("used sk-lib");
 
     const limited = new ApiError(429, { "retry-after": "30" });
@@ -56,20 +70,38 @@ describe("openPool with keys in code", () => {
 describe("how withKey reads an outcome", () => {
   const now = Date.parse("2026-01-01T00:00:00Z");
   it.each([
-    ["a 429 with retry-after", new ApiError(429, { "Retry-After": "7" }), { ok: false, status: 429, retryAfterMs: 7000, body: "HTTP 429" }],
+    [
+      "a 429 with retry-after",
+      new ApiError(429, { "Retry-After": "7" }),
+      { ok: false, status: 429, retryAfterMs: 7000, body: "HTTP 429" },
+    ],
     ["a 401 (SDK error)", new ApiError(401), { ok: false, status: 401, body: "HTTP 401" }],
-    ["a 503 from axios", Object.assign(new Error("x"), { response: { status: 503, headers: {} } }), { ok: false, status: 503, body: "x" }],
+    [
+      "a 503 from axios",
+      Object.assign(new Error("x"), { response: { status: 503, headers: {} } }),
+      { ok: false, status: 503, body: "x" },
+    ],
     // The message carries the upstream's text: here it says the quota is spent, not that requests came too fast.
     [
       "a 429 for a spent quota (openai SDK)",
-      Object.assign(new ApiError(429), { message: "429 You exceeded your current quota, please check your plan and billing details." }),
-      { ok: false, status: 429, body: "429 You exceeded your current quota, please check your plan and billing details." },
+      Object.assign(new ApiError(429), {
+        message: "429 You exceeded your current quota, please check your plan and billing details.",
+      }),
+      {
+        ok: false,
+        status: 429,
+        body: "429 You exceeded your current quota, please check your plan and billing details.",
+      },
     ],
     // The store classifies it: a plain 400 is the request's fault ("client") and costs the key nothing.
     ["a 400", new ApiError(400), { ok: false, status: 400, body: "HTTP 400" }],
     ["a 402: a spent quota", new ApiError(402), { ok: false, status: 402, body: "HTTP 402" }],
     ["a timeout", Object.assign(new Error("t"), { name: "TimeoutError" }), { ok: false, error: "timeout" }],
-    ["a timeout made with an AbortController", Object.assign(new Error("request timed out"), { name: "AbortError" }), { ok: false, error: "timeout" }],
+    [
+      "a timeout made with an AbortController",
+      Object.assign(new Error("request timed out"), { name: "AbortError" }),
+      { ok: false, error: "timeout" },
+    ],
     // The caller gave up: no fault of the key.
     ["an abort", new DOMException("This operation was aborted", "AbortError"), { ok: false, class: "client" as const }],
     ["anything else thrown", new TypeError("fetch failed"), { ok: false, error: "network" }],
@@ -78,7 +110,11 @@ describe("how withKey reads an outcome", () => {
   });
 
   it("a returned Response counts by its status, any other value is a success", () => {
-    expect(outcomeOfValue(new Response("", { status: 429, headers: { "retry-after-ms": "1500" } }), now)).toEqual({ ok: false, status: 429, retryAfterMs: 1500 });
+    expect(outcomeOfValue(new Response("", { status: 429, headers: { "retry-after-ms": "1500" } }), now)).toEqual({
+      ok: false,
+      status: 429,
+      retryAfterMs: 1500,
+    });
     expect(outcomeOfValue(new Response("ok"), now)).toEqual({ ok: true, status: 200 });
     expect(outcomeOfValue({ choices: [] }, now)).toEqual({ ok: true });
   });
@@ -88,9 +124,16 @@ describe("openPool with a config", () => {
   it("uses the config's pool and state file, and says which pools exist when asked for another", async () => {
     using dir = tempDir();
     writeFileSync(dir.file("tokens.txt"), `a,${A}\n`);
-    writeFileSync(dir.file("keypool.yaml"), "state_file: shared.db\npools:\n  openai:\n    tokens_file: tokens.txt\n  other:\n    tokens_file: tokens.txt\n");
-    await expect(openPool({ config: dir.file("keypool.yaml") })).rejects.toThrow("several pools are configured; say which with { pool } (pools: openai, other)");
-    await expect(openPool({ config: dir.file("keypool.yaml"), pool: "nope" })).rejects.toThrow('there is no pool "nope"');
+    writeFileSync(
+      dir.file("keypool.yaml"),
+      "state_file: shared.db\npools:\n  openai:\n    tokens_file: tokens.txt\n  other:\n    tokens_file: tokens.txt\n",
+    );
+    await expect(openPool({ config: dir.file("keypool.yaml") })).rejects.toThrow(
+      "several pools are configured; say which with { pool } (pools: openai, other)",
+    );
+    await expect(openPool({ config: dir.file("keypool.yaml"), pool: "nope" })).rejects.toThrow(
+      'there is no pool "nope"',
+    );
     await using pool = await openPool({ config: dir.file("keypool.yaml"), pool: "openai" });
     expect((await pool.take()).token).toBe(A);
   });
@@ -104,11 +147,17 @@ describe("the library next to a running daemon", () => {
     const tokens = Array.from({ length: 4 }, (_, i) => `k${i},sk-lib-${i}-0000000000000000000000`).join("\n");
     writeFileSync(dir.file("tokens.txt"), tokens);
     const configPath = dir.file("keypool.yaml");
-    writeFileSync(configPath, "tokens_file: tokens.txt\nstate_file: shared.db\ncooldown_sec: 0\nmax_concurrency: 1\nserver:\n  addr: 127.0.0.1:0\n");
+    writeFileSync(
+      configPath,
+      "tokens_file: tokens.txt\nstate_file: shared.db\ncooldown_sec: 0\nmax_concurrency: 1\nserver:\n  addr: 127.0.0.1:0\n",
+    );
     await using daemon = await spawnDaemon(["serve", "-c", configPath]);
 
     const spawnHammer = () =>
-      Bun.spawn([process.execPath, join(import.meta.dir, "helpers/library-hammer.ts"), configPath, lockDir, "1500"], { stdout: "pipe", stderr: "pipe" });
+      Bun.spawn([process.execPath, join(import.meta.dir, "helpers/library-hammer.ts"), configPath, lockDir, "1500"], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
     const workers = [spawnHammer(), spawnHammer()];
 
     // Meanwhile this process takes through the daemon's HTTP API under the same lock rule.
@@ -133,7 +182,11 @@ describe("the library next to a running daemon", () => {
 
     const results = await Promise.all(
       workers.map(async (worker) => {
-        const [out, err, code] = await Promise.all([new Response(worker.stdout).text(), new Response(worker.stderr).text(), worker.exited]);
+        const [out, err, code] = await Promise.all([
+          new Response(worker.stdout).text(),
+          new Response(worker.stderr).text(),
+          worker.exited,
+        ]);
         expect({ code, err }).toEqual({ code: 0, err: "" });
         return JSON.parse(out) as { takes: number; violations: number };
       }),

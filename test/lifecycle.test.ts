@@ -1,7 +1,7 @@
 import { describe, expect, it } from "bun:test";
 import { existsSync, statSync, writeFileSync } from "node:fs";
 import { parseConfig } from "../src/config/load";
-import { ConfigError } from "../src/config/errors";
+import type { ConfigError } from "../src/config/errors";
 import { startFakeUpstream } from "./helpers/fake-upstream";
 import { heldStream, integrityCheck, openStream, startServeWithGateway, writeGatewayConfig } from "./helpers/lifecycle";
 import { runKeypool } from "./helpers/run-keypool";
@@ -72,7 +72,10 @@ describe("a second daemon on the same config", () => {
   it("says which address is taken and what to do, and exits 1", async () => {
     using dir = tempDir();
     writeFileSync(dir.file("tokens.txt"), "k1,sk-lifecycle-bbbbbbbbbbbbbbbb\n");
-    writeFileSync(dir.file("keypool.yaml"), "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n");
+    writeFileSync(
+      dir.file("keypool.yaml"),
+      "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n",
+    );
     await using first = await spawnDaemon(["serve", "-c", dir.file("keypool.yaml")]);
     const port = new URL(first.url).port;
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "bun:test";
 import { jsonPost, startTestDaemon } from "./helpers/daemon";
 import { startGateway } from "./helpers/gateway-harness";
-import { parsePrometheusText, valueOf } from "./helpers/prometheus-text";
+import { parsePrometheusText, sampleValue } from "./helpers/prometheus-text";
 
 const CANARY = "sk-canary-9d8c7b6a5f4e3d2c1b0a9f8e7d6c";
 const GOOD = "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb";
@@ -13,12 +13,21 @@ const GOOD = "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb";
 function upstream(_req: Request, call: { headers: Record<string, string> }): Response {
   if (call.headers.authorization?.includes(CANARY)) {
     return Response.json(
-      { error: { message: `Rate limit reached for key ${CANARY}; see https://example.test/limits?key=${CANARY}`, type: "rate_limit" } },
+      {
+        error: {
+          message: `Rate limit reached for key ${CANARY}; see https://example.test/limits?key=${CANARY}`,
+          type: "rate_limit",
+        },
+      },
       { status: 429, headers: { "retry-after": "60", "x-ratelimit-remaining-tokens": "0" } },
     );
   }
   return Response.json(
-    { id: "cmpl-1", choices: [{ message: { role: "assistant", content: "hi" } }], usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 } },
+    {
+      id: "cmpl-1",
+      choices: [{ message: { role: "assistant", content: "hi" } }],
+      usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 },
+    },
     { headers: { "x-ratelimit-remaining-requests": "99", "anthropic-ratelimit-output-tokens-remaining": "5000" } },
   );
 }
@@ -63,19 +72,26 @@ describe("GET /metrics", () => {
     const { text, samples } = await scrape(`${gw.kp.url}/metrics`);
     const pool = { pool: "default" };
     expect({
-      takes: valueOf(samples, "keypool_takes_total", { ...pool, outcome: "ok" }),
-      canaryRateLimited: valueOf(samples, "keypool_requests_total", { ...pool, key: "canary", class: "rate_limit" }),
-      bOk: valueOf(samples, "keypool_requests_total", { ...pool, key: "b", class: "ok" }),
-      bOverloaded: valueOf(samples, "keypool_requests_total", { ...pool, key: "b", class: "overloaded" }),
-      retries: valueOf(samples, "keypool_retries_total", pool),
-      firstByte: valueOf(samples, "keypool_upstream_duration_seconds_count", { ...pool, phase: "first_byte" }),
-      total: valueOf(samples, "keypool_upstream_duration_seconds_count", { ...pool, phase: "total" }),
-      inputTokens: valueOf(samples, "keypool_tokens_total", { ...pool, key: "b", direction: "input" }),
-      outputTokens: valueOf(samples, "keypool_tokens_total", { ...pool, key: "b", direction: "output" }),
-      requestsLeft: valueOf(samples, "keypool_ratelimit_remaining", { ...pool, key: "b", kind: "requests" }),
-      outputTokensLeft: valueOf(samples, "keypool_ratelimit_remaining", { ...pool, key: "b", kind: "output_tokens" }),
-      canaryTokensLeft: valueOf(samples, "keypool_ratelimit_remaining", { ...pool, key: "canary", kind: "tokens" }),
-
+      takes: sampleValue(samples, "keypool_takes_total", { ...pool, outcome: "ok" }),
+      canaryRateLimited: sampleValue(samples, "keypool_requests_total", {
+        ...pool,
+        key: "canary",
+        class: "rate_limit",
+      }),
+      bOk: sampleValue(samples, "keypool_requests_total", { ...pool, key: "b", class: "ok" }),
+      bOverloaded: sampleValue(samples, "keypool_requests_total", { ...pool, key: "b", class: "overloaded" }),
+      retries: sampleValue(samples, "keypool_retries_total", pool),
+      firstByte: sampleValue(samples, "keypool_upstream_duration_seconds_count", { ...pool, phase: "first_byte" }),
+      total: sampleValue(samples, "keypool_upstream_duration_seconds_count", { ...pool, phase: "total" }),
+      inputTokens: sampleValue(samples, "keypool_tokens_total", { ...pool, key: "b", direction: "input" }),
+      outputTokens: sampleValue(samples, "keypool_tokens_total", { ...pool, key: "b", direction: "output" }),
+      requestsLeft: sampleValue(samples, "keypool_ratelimit_remaining", { ...pool, key: "b", kind: "requests" }),
+      outputTokensLeft: sampleValue(samples, "keypool_ratelimit_remaining", {
+        ...pool,
+        key: "b",
+        kind: "output_tokens",
+      }),
+      canaryTokensLeft: sampleValue(samples, "keypool_ratelimit_remaining", { ...pool, key: "canary", kind: "tokens" }),
     }).toEqual({
       takes: 6,
       canaryRateLimited: 1,
@@ -93,10 +109,12 @@ describe("GET /metrics", () => {
     // One series per state, zeros included, summing to the pool's size; the canary is resting.
     const keyStates = samples.filter((s) => s.name === "keypool_keys");
     expect([keyStates.length, keyStates.reduce((sum, s) => sum + s.value, 0)]).toEqual([6, 2]);
-    expect(valueOf(samples, "keypool_keys", { ...pool, state: "cooling" })).toBeGreaterThanOrEqual(1);
-    expect(valueOf(samples, "process_cpu_seconds_total")).toBeGreaterThan(0);
+    expect(sampleValue(samples, "keypool_keys", { ...pool, state: "cooling" })).toBeGreaterThanOrEqual(1);
+    expect(sampleValue(samples, "process_cpu_seconds_total")).toBeGreaterThan(0);
     // The histogram's buckets are cumulative and end at +Inf with the count.
-    expect(valueOf(samples, "keypool_upstream_duration_seconds_bucket", { ...pool, phase: "total", le: "+Inf" })).toBe(4);
+    expect(
+      sampleValue(samples, "keypool_upstream_duration_seconds_bucket", { ...pool, phase: "total", le: "+Inf" }),
+    ).toBe(4);
 
     // Neither the scrape nor the log line that quotes the upstream's error carries the token.
     expect(text).not.toContain(CANARY);
@@ -108,7 +126,7 @@ describe("GET /metrics", () => {
 
     // The dedicated listener serves the same registry, and nothing else.
     const dedicated = gw.kp.daemon.metricsUrl!;
-    expect(valueOf((await scrape(dedicated)).samples, "keypool_retries_total", pool)).toBe(1);
+    expect(sampleValue((await scrape(dedicated)).samples, "keypool_retries_total", pool)).toBe(1);
     expect((await fetch(dedicated.replace(/\/metrics$/, "/status"))).status).toBe(404);
   });
 

@@ -9,11 +9,18 @@ describe("two processes on one SQLite file", () => {
     mkdirSync(lockDir);
     const db = dir.file("shared.db");
     const spawnHammer = () =>
-      Bun.spawn([process.execPath, "test/helpers/lease-hammer.ts", db, lockDir, "3000"], { stdout: "pipe", stderr: "pipe" });
+      Bun.spawn([process.execPath, "test/helpers/lease-hammer.ts", db, lockDir, "3000"], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
     const workers = [spawnHammer(), spawnHammer()];
     const results = await Promise.all(
       workers.map(async (worker) => {
-        const [out, err, code] = await Promise.all([new Response(worker.stdout).text(), new Response(worker.stderr).text(), worker.exited]);
+        const [out, err, code] = await Promise.all([
+          new Response(worker.stdout).text(),
+          new Response(worker.stderr).text(),
+          worker.exited,
+        ]);
         expect({ code, err }).toEqual({ code: 0, err: "" });
         return JSON.parse(out) as { takes: number; violations: number; waits: number };
       }),

@@ -3,7 +3,8 @@ import { describe, expect, it } from "bun:test";
 import { DOCS_PATHS } from "../src/http/docs-routes";
 import { startTestDaemon } from "./helpers/daemon";
 
-const CONFIG = "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n  api_key: docs-admin-key-1234\n";
+const CONFIG =
+  "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n  api_key: docs-admin-key-1234\n";
 const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\n";
 
 type Operation = {
@@ -13,7 +14,11 @@ type Operation = {
   requestBody?: unknown;
   responses: Record<string, { content?: Record<string, { schema?: Record<string, unknown> }> }>;
 };
-type Spec = { openapi: string; paths: Record<string, Record<string, Operation>>; components: { securitySchemes: Record<string, unknown> } };
+type Spec = {
+  openapi: string;
+  paths: Record<string, Record<string, Operation>>;
+  components: { securitySchemes: Record<string, unknown> };
+};
 
 /** Every URL a page loads: src and href attributes, and CSS url(…) references. */
 function referencedUrls(text: string): string[] {
@@ -36,7 +41,9 @@ describe("GET /openapi.json", () => {
     const routes = kp.daemon.app.routes
       .filter((r) => !DOCS_PATHS.includes(r.path))
       .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
-    const documented = Object.entries(spec.paths).flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`));
+    const documented = Object.entries(spec.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`),
+    );
     expect(documented.sort()).toEqual(routes.sort());
   });
 
@@ -49,15 +56,25 @@ describe("GET /openapi.json", () => {
         const where = `${method.toUpperCase()} ${path}`;
         expect({ where, summary: typeof op.summary }).toEqual({ where, summary: "string" });
         const ok = Object.values(op.responses["200"]?.content ?? {})[0]?.schema;
-        expect({ where, example: Boolean(ok && JSON.stringify(ok).includes('"examples"')) }).toEqual({ where, example: true });
+        expect({ where, example: Boolean(ok && JSON.stringify(ok).includes('"examples"')) }).toEqual({
+          where,
+          example: true,
+        });
         const isPublic = Array.isArray(op.security) && op.security.length === 0;
         if (isPublic) continue;
-        const unauthorized = op.responses["401"]?.content?.["application/json"]?.schema as { properties?: Record<string, unknown> } | undefined;
-        expect({ where, errorShape: Object.keys(unauthorized?.properties ?? {}) }).toEqual({ where, errorShape: ["error"] });
+        const unauthorized = op.responses["401"]?.content?.["application/json"]?.schema as
+          | { properties?: Record<string, unknown> }
+          | undefined;
+        expect({ where, errorShape: Object.keys(unauthorized?.properties ?? {}) }).toEqual({
+          where,
+          errorShape: ["error"],
+        });
       }
     }
     expect(spec.paths["/release"]!.post!.requestBody).toBeDefined();
-    expect(spec.paths["/take"]!.get!.parameters).toEqual(["pool", "session", "wait"].map((name) => expect.objectContaining({ name, in: "query" })));
+    expect(spec.paths["/take"]!.get!.parameters).toEqual(
+      ["pool", "session", "wait"].map((name) => expect.objectContaining({ name, in: "query" })),
+    );
     expect(Object.keys(spec.paths["/take"]!.get!.responses).sort()).toEqual(["200", "400", "401", "404", "503"]);
   });
 });

@@ -19,12 +19,21 @@ describe("parsePoolctlState", () => {
     });
     const until = "2026-12-01T11:00:00Z";
     const states = parsePoolctlState(
-      JSON.stringify([entry("live", until), entry("unknown"), entry("quarantined", until), entry("dead", until), entry("err")]),
+      JSON.stringify([
+        entry("live", until),
+        entry("unknown"),
+        entry("quarantined", until),
+        entry("dead", until),
+        entry("err"),
+      ]),
     );
     expect(states.map((s) => [s.id, s.condition])).toEqual([
       ["live", { health: "live", reason: "resting (carried over from poolctl)", readyAt: Date.parse(until) }],
       ["unknown", { health: "unknown", reason: null, readyAt: 0 }],
-      ["quarantined", { health: "quarantined", reason: "quarantined (carried over from poolctl)", readyAt: Date.parse(until) }],
+      [
+        "quarantined",
+        { health: "quarantined", reason: "quarantined (carried over from poolctl)", readyAt: Date.parse(until) },
+      ],
       // Dead waits for a probe, not for a clock.
       ["dead", { health: "dead", reason: "dead (carried over from poolctl)", readyAt: 0 }],
       // A status this version does not know: nothing is assumed about the key.
@@ -41,7 +50,9 @@ describe("parsePoolctlState", () => {
   });
 
   it("skips entries without an id and reads fields of the wrong type as absent", () => {
-    const states = parsePoolctlState('[null, 3, {"weight": 1}, {"id": "a", "requests": "many", "fails": -1, "last_check": 5}]');
+    const states = parsePoolctlState(
+      '[null, 3, {"weight": 1}, {"id": "a", "requests": "many", "fails": -1, "last_check": 5}]',
+    );
     expect(states).toEqual([
       {
         id: "a",

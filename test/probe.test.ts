@@ -34,7 +34,13 @@ describe("probeKey over HTTP", () => {
   it("is live on a success status and sends the token in the header", async () => {
     await using upstream = await startFakeUpstream();
     const result = await probeKey(httpCheck(`${upstream.url}/v1/models`), TOKEN);
-    expect(result).toEqual({ ok: true, status: 200, latencyMs: expect.any(Number), reason: "ok", retryAfterSec: undefined });
+    expect(result).toEqual({
+      ok: true,
+      status: 200,
+      latencyMs: expect.any(Number),
+      reason: "ok",
+      retryAfterSec: undefined,
+    });
     expect(upstream.calls[0]!.headers.authorization).toBe(`Bearer ${TOKEN}`);
   });
 
@@ -58,7 +64,9 @@ describe("probeKey over HTTP", () => {
 
   it("reads Retry-After given as an HTTP date", async () => {
     const at = new Date(Date.now() + 120_000).toUTCString();
-    await using upstream = await startFakeUpstream(() => new Response("", { status: 429, headers: { "retry-after": at } }));
+    await using upstream = await startFakeUpstream(
+      () => new Response("", { status: 429, headers: { "retry-after": at } }),
+    );
     const { retryAfterSec } = await probeKey(httpCheck(upstream.url), TOKEN);
     // The date has one-second resolution and the request takes a moment.
     expect(retryAfterSec).toBeGreaterThanOrEqual(115);
@@ -89,7 +97,11 @@ describe("probeKey over HTTP", () => {
     });
     expect((await probeKey(check, token)).ok).toBe(true);
     const [call] = upstream.calls;
-    expect(call).toMatchObject({ method: "POST", path: `/check?key=${encodeURIComponent(token)}`, body: `{"key":"${token}"}` });
+    expect(call).toMatchObject({
+      method: "POST",
+      path: `/check?key=${encodeURIComponent(token)}`,
+      body: `{"key":"${token}"}`,
+    });
     expect(call!.headers["x-api-key"]).toBe(token);
   });
 
@@ -119,7 +131,10 @@ describe("probeKey over HTTP", () => {
     await using upstream = await startFakeUpstream(
       () => new Response(null, { status: 307, headers: { location: `${elsewhere.url}/steal?x=1` } }),
     );
-    const result = await probeKey(httpCheck(`${upstream.url}/start`, { url: `${upstream.url}/start?key={token}` }), TOKEN);
+    const result = await probeKey(
+      httpCheck(`${upstream.url}/start`, { url: `${upstream.url}/start?key={token}` }),
+      TOKEN,
+    );
     expect(result).toMatchObject({
       ok: false,
       reason: `redirected to another origin (${elsewhere.url}); token not sent`,
@@ -129,8 +144,13 @@ describe("probeKey over HTTP", () => {
   });
 
   it("stops after five redirects", async () => {
-    await using upstream = await startFakeUpstream(() => new Response(null, { status: 302, headers: { location: "/again" } }));
-    expect(await probeKey(httpCheck(upstream.url), TOKEN)).toMatchObject({ ok: false, reason: "more than 5 redirects" });
+    await using upstream = await startFakeUpstream(
+      () => new Response(null, { status: 302, headers: { location: "/again" } }),
+    );
+    expect(await probeKey(httpCheck(upstream.url), TOKEN)).toMatchObject({
+      ok: false,
+      reason: "more than 5 redirects",
+    });
     expect(upstream.calls).toHaveLength(6);
   });
 
@@ -191,15 +211,18 @@ describe("probeKey with a command", () => {
   it.each([
     ["at the deadline", 'sleep 30 & echo $! > "$1"; wait', { timeoutSec: 1 }, "timeout after 1s"],
     ["when it exits first", 'sleep 30 > /dev/null 2>&1 & echo $! > "$1"', {}, "ok"],
-  ])("kills what the command started %s, so nothing holding the token outlives the probe", async (_when, script, over, reason) => {
-    const pidFile = join(tmp, `child-${reason.length}.pid`);
-    const result = await probeKey(commandCheck(["sh", "-c", script, "sh", pidFile], over), TOKEN);
-    expect(result).toMatchObject({ reason });
-    const pid = Number(readFileSync(pidFile, "utf8"));
-    // SIGKILL is delivered before kill() returns, but the zombie is reaped by init: wait for that, not a time.
-    while (isRunning(pid)) await Bun.sleep(0);
-    expect(isRunning(pid)).toBe(false);
-  });
+  ])(
+    "kills what the command started %s, so nothing holding the token outlives the probe",
+    async (_when, script, over, reason) => {
+      const pidFile = join(tmp, `child-${reason.length}.pid`);
+      const result = await probeKey(commandCheck(["sh", "-c", script, "sh", pidFile], over), TOKEN);
+      expect(result).toMatchObject({ reason });
+      const pid = Number(readFileSync(pidFile, "utf8"));
+      // SIGKILL is delivered before kill() returns, but the zombie is reaped by init: wait for that, not a time.
+      while (isRunning(pid)) await Bun.sleep(0);
+      expect(isRunning(pid)).toBe(false);
+    },
+  );
 
   it("returns promptly on a plain sleep 30 with timeout 1", async () => {
     const started = performance.now();
@@ -244,7 +267,9 @@ describe("checkKeys", () => {
     upstream.setHandler(
       (_req, call) =>
         new Promise((resolve) =>
-          held.push(() => resolve(new Response("", { status: call.headers.authorization!.includes("bad") ? 401 : 200 }))),
+          held.push(() =>
+            resolve(new Response("", { status: call.headers.authorization!.includes("bad") ? 401 : 200 })),
+          ),
         ),
     );
     const check = httpCheck(upstream.url);
@@ -261,7 +286,9 @@ describe("checkKeys", () => {
     }
     const rows = await checking;
     expect(upstream.maxInFlight).toBe(3);
-    expect(rows.map((r) => [r.id, r.state])).toEqual(targets.map((t, i) => [`k${i}`, i % 3 === 0 ? "failed" : "live"]));
+    expect(rows.map((r) => [r.id, r.state])).toEqual(
+      targets.map((_t, i) => [`k${i}`, i % 3 === 0 ? "failed" : "live"]),
+    );
   });
 
   it("reports keys of a pool without a check as unchecked, without probing", async () => {

@@ -8,7 +8,8 @@ const CONFIG = "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\n
 const TWO_KEYS = "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\n";
 const THREE_KEYS = `${TWO_KEYS}c,sk-test-cccccccccccccccccccccccc\n`;
 
-const idsOf = async (url: string) => (await (await fetch(`${url}/status`)).json()).keys.map((k: { id: string }) => k.id);
+const idsOf = async (url: string) =>
+  (await (await fetch(`${url}/status`)).json()).keys.map((k: { id: string }) => k.id);
 
 /** Replaces a file the way editors save: write a new file beside it, rename it over the old one. */
 function saveLikeAnEditor(path: string, text: string): void {
@@ -24,14 +25,21 @@ describe("POST /reload", () => {
     const response = await kp.fetch("/reload", { method: "POST" });
     expect(response.status).toBe(400);
     expect((await response.json()).error.code).toBe("INVALID_CONFIG");
-    expect(kp.logs.some((line) => line.includes('"msg":"reload rejected; keeping the running config"') && line.includes("fastest"))).toBe(true);
+    expect(
+      kp.logs.some(
+        (line) => line.includes('"msg":"reload rejected; keeping the running config"') && line.includes("fastest"),
+      ),
+    ).toBe(true);
     const taken = await (await kp.fetch("/take")).json();
     expect(taken.id).toBe("b");
 
     // A valid file is applied, and what was known about each key is kept.
     writeFileSync(kp.configPath, CONFIG);
     writeFileSync(kp.dir.file("tokens.txt"), THREE_KEYS);
-    expect(await (await kp.fetch("/reload", { method: "POST" })).json()).toEqual({ ok: true, pools: { default: { added: 1, updated: 0, removed: 0, kept: 2 } } });
+    expect(await (await kp.fetch("/reload", { method: "POST" })).json()).toEqual({
+      ok: true,
+      pools: { default: { added: 1, updated: 0, removed: 0, kept: 2 } },
+    });
     const status = await (await kp.fetch("/status")).json();
     expect(status.keys.map((k: { id: string; state: string }) => [k.id, k.state])).toEqual([
       ["a", "quarantined"],
@@ -50,7 +58,9 @@ describe("SIGHUP", () => {
 
     writeFileSync(dir.file("tokens.txt"), THREE_KEYS);
     kp.proc.kill("SIGHUP");
-    expect(await kp.waitForLog(/"msg":"config reloaded"/)).toContain('"trigger":"SIGHUP","pools":{"default":{"added":1');
+    expect(await kp.waitForLog(/"msg":"config reloaded"/)).toContain(
+      '"trigger":"SIGHUP","pools":{"default":{"added":1',
+    );
     expect(await idsOf(kp.url)).toEqual(["a", "b", "c"]);
 
     writeFileSync(dir.file("tokens.txt"), "a,has a space\n");
@@ -79,7 +89,10 @@ describe("watch: true", () => {
     expect((await fetch(`${kp.url}/take`)).status).toBe(200);
 
     // Still watching after a rejected save (and after the editor replaced the file).
-    const reloadsSoFar = kp.log().split("\n").filter((line) => line.includes('"msg":"config reloaded"')).length;
+    const reloadsSoFar = kp
+      .log()
+      .split("\n")
+      .filter((line) => line.includes('"msg":"config reloaded"')).length;
     saveLikeAnEditor(config, `${CONFIG}watch: true\nrotation: random\n`);
     expect(await kp.waitForLog(/"msg":"config reloaded"/, reloadsSoFar)).toContain('"trigger":"watch"');
     expect(kp.log()).not.toContain("sk-test-");

@@ -4,8 +4,10 @@ import { jsonPost } from "./helpers/daemon";
 import { spawnDaemon } from "./helpers/spawn-daemon";
 import { tempDir } from "./helpers/temp-dir";
 
-const CONFIG = "tokens_file: tokens.txt\nstate_file: state/keypool.db\ncooldown_sec: 600\nserver:\n  addr: 127.0.0.1:0\n";
-const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\nc,sk-test-cccccccccccccccccccccccc\n";
+const CONFIG =
+  "tokens_file: tokens.txt\nstate_file: state/keypool.db\ncooldown_sec: 600\nserver:\n  addr: 127.0.0.1:0\n";
+const TOKENS =
+  "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\nc,sk-test-cccccccccccccccccccccccc\n";
 
 describe("state across kill -9", () => {
   it("keeps health, cooldowns, counters and open leases", async () => {

@@ -28,7 +28,10 @@ describe("keypool service install --dry-run", () => {
     const config = writeConfig(dir, "shutdown_timeout_sec: 20\n");
     const unitDir = dir.file("units");
     // A relative -c, run from the config's directory: the unit must still name it absolutely.
-    const result = await runKeypool(["service", "install", "-c", "keypool.yaml", "--dry-run", "--platform", "linux", "--unit-dir", unitDir], { cwd: dir.path });
+    const result = await runKeypool(
+      ["service", "install", "-c", "keypool.yaml", "--dry-run", "--platform", "linux", "--unit-dir", unitDir],
+      { cwd: dir.path },
+    );
     expect(result.code).toBe(0);
     expect(result.stdout.split("\n")[0]).toBe(`# ${unitDir}/keypool.service (dry run: nothing written)`);
     expect(existsSync(unitDir)).toBe(false);
@@ -59,9 +62,23 @@ describe("keypool service install --dry-run", () => {
   it("makes a --user unit with the user's targets and commands, and a capability for a port below 1024", async () => {
     using dir = tempDir();
     writeConfig(dir, "server:\n  addr: 127.0.0.1:443\n");
-    const result = await runKeypool(["service", "install", "-c", dir.file("keypool.yaml"), "--dry-run", "--platform", "linux", "--user", "--name", "kp-test"], {
-      cwd: dir.path,
-    });
+    const result = await runKeypool(
+      [
+        "service",
+        "install",
+        "-c",
+        dir.file("keypool.yaml"),
+        "--dry-run",
+        "--platform",
+        "linux",
+        "--user",
+        "--name",
+        "kp-test",
+      ],
+      {
+        cwd: dir.path,
+      },
+    );
     expect(result.code).toBe(0);
     const unit = unitEntries(result.stdout);
     expect(unit.WantedBy).toEqual(["default.target"]);
@@ -69,18 +86,44 @@ describe("keypool service install --dry-run", () => {
     expect(result.stdout).toContain("systemctl --user enable --now kp-test");
     expect(result.stdout).toContain("loginctl enable-linger");
 
-    const system = unitEntries((await runKeypool(["service", "install", "-c", dir.file("keypool.yaml"), "--dry-run", "--platform", "linux"])).stdout);
+    const system = unitEntries(
+      (await runKeypool(["service", "install", "-c", dir.file("keypool.yaml"), "--dry-run", "--platform", "linux"]))
+        .stdout,
+    );
     expect(system.AmbientCapabilities).toEqual(["CAP_NET_BIND_SERVICE"]);
   });
 
   it("prints a launchd plist on darwin that parses as XML", async () => {
     using dir = tempDir();
     const config = writeConfig(dir);
-    const result = await runKeypool(["service", "install", "-c", config, "--dry-run", "--platform", "darwin", "--user"]);
+    const result = await runKeypool([
+      "service",
+      "install",
+      "-c",
+      config,
+      "--dry-run",
+      "--platform",
+      "darwin",
+      "--user",
+    ]);
     expect(result.code).toBe(0);
-    const xml = result.stdout.slice(result.stdout.indexOf("<?xml"), result.stdout.indexOf("</plist>") + "</plist>".length);
+    const xml = result.stdout.slice(
+      result.stdout.indexOf("<?xml"),
+      result.stdout.indexOf("</plist>") + "</plist>".length,
+    );
     const plist = new XMLParser().parse(xml).plist.dict;
-    expect(plist.key).toEqual(["Label", "ProgramArguments", "WorkingDirectory", "RunAtLoad", "KeepAlive", "ExitTimeOut", "ThrottleInterval", "StandardOutPath", "StandardErrorPath", "Umask"]);
+    expect(plist.key).toEqual([
+      "Label",
+      "ProgramArguments",
+      "WorkingDirectory",
+      "RunAtLoad",
+      "KeepAlive",
+      "ExitTimeOut",
+      "ThrottleInterval",
+      "StandardOutPath",
+      "StandardErrorPath",
+      "Umask",
+    ]);
     expect(plist.array.string).toEqual([process.execPath, MAIN, "serve", "-c", config]);
     expect(result.stdout).toContain("launchctl bootstrap gui/$(id -u)");
   });
@@ -88,7 +131,16 @@ describe("keypool service install --dry-run", () => {
   it("refuses an invalid config with exit 2, before writing anything", async () => {
     using dir = tempDir();
     writeConfig(dir, "rotation: sideways\n");
-    const result = await runKeypool(["service", "install", "-c", dir.file("keypool.yaml"), "--unit-dir", dir.file("units"), "--platform", "linux"]);
+    const result = await runKeypool([
+      "service",
+      "install",
+      "-c",
+      dir.file("keypool.yaml"),
+      "--unit-dir",
+      dir.file("units"),
+      "--platform",
+      "linux",
+    ]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain("rotation");
     expect(existsSync(dir.file("units"))).toBe(false);
@@ -107,7 +159,10 @@ describe("keypool service install and uninstall", () => {
     expect(installed.stdout).toContain(`wrote ${unitDir}/keypool.service`);
     expect(readdirSync(unitDir)).toEqual(["keypool.service"]);
 
-    expect(await runKeypool(["service", "uninstall", ...args])).toMatchObject({ code: 0, stdout: `removed ${unitDir}/keypool.service\n` });
+    expect(await runKeypool(["service", "uninstall", ...args])).toMatchObject({
+      code: 0,
+      stdout: `removed ${unitDir}/keypool.service\n`,
+    });
     expect(readdirSync(unitDir)).toEqual([]);
     const again = await runKeypool(["service", "uninstall", ...args]);
     expect(again.code).toBe(1);

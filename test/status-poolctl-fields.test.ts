@@ -1,7 +1,8 @@
 import { describe, expect, it } from "bun:test";
 import { jsonPost, startTestDaemon } from "./helpers/daemon";
 
-const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaa0001\nb,sk-test-bbbbbbbbbbbbbbbb0002\nc,sk-test-cccccccccccccccc0003\nd,sk-test-dddddddddddddddd0004\n";
+const TOKENS =
+  "a,sk-test-aaaaaaaaaaaaaaaa0001\nb,sk-test-bbbbbbbbbbbbbbbb0002\nc,sk-test-cccccccccccccccc0003\nd,sk-test-dddddddddddddddd0004\n";
 const CONFIG = "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 30\nserver:\n  addr: 127.0.0.1:0\n";
 
 describe("GET /status, read as poolctl's /status", () => {
@@ -16,7 +17,9 @@ describe("GET /status, read as poolctl's /status", () => {
     const { pools, keys, tokens, status, timestamp, models, ...counts } = body;
     expect(counts).toEqual({ total: 4, live: 0, dead: 1, unknown: 2, quarantined: 1, cooling: 2 });
     const never = "0001-01-01T00:00:00Z";
-    expect(body.tokens.map((t: Record<string, unknown>) => [t.id, t.status, t.cooling, t.last_check, t.last_used === never])).toEqual([
+    expect(
+      body.tokens.map((t: Record<string, unknown>) => [t.id, t.status, t.cooling, t.last_check, t.last_used === never]),
+    ).toEqual([
       // Taken: resting, still the health it had (never checked).
       ["a", "unknown", true, never, false],
       // No health check here, so the quarantine ends by itself: a rest. Its release counts as a use.

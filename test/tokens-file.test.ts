@@ -44,7 +44,11 @@ describe("parseTokensFile", () => {
   it("echoes no piece of a secret written in the wrong column", () => {
     const refresh = "rt-9f8e7d6c";
     const base64 = "c2stbGl2ZS0wMTIzNDU2Nzg5YWJjZGVm=";
-    const text = [`a,sk-good-00000000000001,${refresh}`, `b,sk-good-00000000000002,1,${base64}`, "c,sk-good-00000000000003,1,colour=red"].join("\n");
+    const text = [
+      `a,sk-good-00000000000001,${refresh}`,
+      `b,sk-good-00000000000002,1,${base64}`,
+      "c,sk-good-00000000000003,1,colour=red",
+    ].join("\n");
     expect(issuesOf(text)).toEqual([
       "keys.txt:1: weight is not a number between 0.001 and 1000 — write a decimal such as 1, 2 or 0.5",
       "keys.txt:2: this field is not understood — after the weight only group=NAME and refresh_token=VALUE are allowed",
@@ -94,7 +98,14 @@ describe("deriveKeyId", () => {
 
   it("gives a bare token the id poolctl gives it (FNV-1a 32 of the trimmed token)", () => {
     // Read off the real poolctl: its README's demo keys, and `poolctl check` on these tokens files.
-    expect(["key_alpha", "key_bravo", "key_charlie", "sk-cccccccccccc"].map(deriveKeyId)).toEqual(["t8ca5f15f", "t5347ccaf", "t753be07d", "tc3212f06"]);
-    expect(parseTokensFile("  sk-cccccccccccc  \n", "tokens.txt")).toEqual([{ id: "tc3212f06", token: "sk-cccccccccccc", weight: 1 }]);
+    expect(["key_alpha", "key_bravo", "key_charlie", "sk-cccccccccccc"].map(deriveKeyId)).toEqual([
+      "t8ca5f15f",
+      "t5347ccaf",
+      "t753be07d",
+      "tc3212f06",
+    ]);
+    expect(parseTokensFile("  sk-cccccccccccc  \n", "tokens.txt")).toEqual([
+      { id: "tc3212f06", token: "sk-cccccccccccc", weight: 1 },
+    ]);
   });
 });

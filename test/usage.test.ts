@@ -6,7 +6,10 @@ import { TOKENS, simulated, startGateway } from "./helpers/gateway-harness";
 // The simulated upstream reports 12 input tokens and 7 output tokens for every answer.
 const IN = 12;
 const OUT = 7;
-const PRICES = { "gpt-4o-mini": { input_per_mtok: 0.15, output_per_mtok: 0.6 }, "claude-3-5-haiku": { input_per_mtok: 0.8, output_per_mtok: 4 } };
+const PRICES = {
+  "gpt-4o-mini": { input_per_mtok: 0.15, output_per_mtok: 0.6 },
+  "claude-3-5-haiku": { input_per_mtok: 0.8, output_per_mtok: 4 },
+};
 
 /** Pools `openai` and `anthropic` (each injecting the key the way its API expects) behind one listener. */
 function startPricedGateway() {
@@ -21,14 +24,20 @@ function startPricedGateway() {
       state_file: "state.db",
       cooldown_sec: 0,
       server: { addr: "127.0.0.1:0" },
-      pools: { openai: pool(fakeUrl), anthropic: pool(fakeUrl, { auth_header: "x-api-key", auth_template: "{token}" }) },
+      pools: {
+        openai: pool(fakeUrl),
+        anthropic: pool(fakeUrl, { auth_header: "x-api-key", auth_template: "{token}" }),
+      },
       prices: PRICES,
     }),
   });
 }
 
 async function chat(url: string, body: Record<string, unknown>, path = "/v1/chat/completions"): Promise<string> {
-  const response = await fetch(`${url}${path}`, jsonPost({ messages: [{ role: "user", content: "hi" }], max_tokens: 10, ...body }));
+  const response = await fetch(
+    `${url}${path}`,
+    jsonPost({ messages: [{ role: "user", content: "hi" }], max_tokens: 10, ...body }),
+  );
   expect(response.status).toBe(200);
   // Read to the end: the gateway releases the key, with the usage it saw, when the body is done.
   return response.text();
@@ -80,7 +89,10 @@ describe("usage accounting", () => {
   });
 
   it("counts failed attempts by class and retries on the key that answered", async () => {
-    await using gw = await startGateway({ handler: simulated({ a: "rate_limited", b: "ok" }), tokens: { a: TOKENS.a, b: TOKENS.b } });
+    await using gw = await startGateway({
+      handler: simulated({ a: "rate_limited", b: "ok" }),
+      tokens: { a: TOKENS.a, b: TOKENS.b },
+    });
     await chat(gw.url, { model: "gpt-4o-mini" });
     await chat(gw.url, { model: "gpt-4o-mini" });
     const body = await (await gw.kp.fetch("/pools/default/usage")).json();
@@ -93,7 +105,16 @@ describe("usage accounting", () => {
   it("takes usage reported to POST /release, and rejects an unknown window", async () => {
     await using gw = await startPricedGateway();
     const lease = await (await gw.kp.fetch("/take?pool=openai")).json();
-    const released = await gw.kp.fetch("/release", jsonPost({ lease: lease.lease, ok: true, input_tokens: 1_000_000, output_tokens: 1_000_000, model: "gpt-4o-mini" }));
+    const released = await gw.kp.fetch(
+      "/release",
+      jsonPost({
+        lease: lease.lease,
+        ok: true,
+        input_tokens: 1_000_000,
+        output_tokens: 1_000_000,
+        model: "gpt-4o-mini",
+      }),
+    );
     expect(released.status).toBe(200);
     const all = await (await gw.kp.fetch("/pools/openai/usage?window=all")).json();
     expect([all.since, all.totals.input_tokens, all.totals.cost_usd]).toEqual([null, 1_000_000, 0.75]);

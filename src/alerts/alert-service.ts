@@ -166,7 +166,7 @@ export class AlertService {
       const last = this.lastCount.get(pool.name);
       if (!changed.has(pool.name) && last !== undefined && now - last < MIN_LIVE_RECOUNT_MS) continue;
       this.lastCount.set(pool.name, now);
-      let keys;
+      let keys: Awaited<ReturnType<PoolStore["status"]>>;
       try {
         keys = await this.store.status(pool.name);
       } catch {
@@ -175,7 +175,17 @@ export class AlertService {
       const live = keys.filter((k) => IN_ROTATION.has(k.state)).length;
       if (live >= pool.minLive) continue;
       const reason = `${live} of ${keys.length} keys in rotation (min_live ${pool.minLive})`;
-      this.raise({ event: "pool_below_min_live", pool: pool.name, key: null, state: null, reason, until: null, at: now, live, minLive: pool.minLive });
+      this.raise({
+        event: "pool_below_min_live",
+        pool: pool.name,
+        key: null,
+        state: null,
+        reason,
+        until: null,
+        at: now,
+        live,
+        minLive: pool.minLive,
+      });
     }
   }
 

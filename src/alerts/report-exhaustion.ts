@@ -18,7 +18,8 @@ export function reportExhaustion<T extends Taker>(taker: T, onExhausted: Exhaust
     try {
       return await Reflect.apply(taker.take, taker, [pool, options, ...rest]);
     } catch (error) {
-      if (error instanceof DomainError && error.code === "NO_KEY_AVAILABLE" && !excludesAny(options?.exclude)) onExhausted(pool, error);
+      if (error instanceof DomainError && error.code === "NO_KEY_AVAILABLE" && !excludesAny(options?.exclude))
+        onExhausted(pool, error);
       throw error;
     }
   };
@@ -38,6 +39,7 @@ export function reportExhaustion<T extends Taker>(taker: T, onExhausted: Exhaust
 /** `exclude` is a list of key ids (the store) or lists by pool (the take queue). */
 function excludesAny(exclude: unknown): boolean {
   if (Array.isArray(exclude)) return exclude.length > 0;
-  if (typeof exclude === "object" && exclude !== null) return Object.values(exclude).some((ids) => Array.isArray(ids) && ids.length > 0);
+  if (typeof exclude === "object" && exclude !== null)
+    return Object.values(exclude).some((ids) => Array.isArray(ids) && ids.length > 0);
   return false;
 }

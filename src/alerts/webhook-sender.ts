@@ -26,7 +26,11 @@ export const timerSleep: Sleep = (ms, signal) =>
   });
 
 /** POSTs one alert to one webhook. Never throws. */
-export async function postAlert(hook: WebhookConfig, alert: Alert, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<PostAnswer> {
+export async function postAlert(
+  hook: WebhookConfig,
+  alert: Alert,
+  opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<PostAnswer> {
   const timeout = AbortSignal.timeout(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
   try {
@@ -42,7 +46,8 @@ export async function postAlert(hook: WebhookConfig, alert: Alert, opts: { timeo
     if (response.status >= 200 && response.status <= 299) return { ok: true, status: response.status };
     return { ok: false, status: response.status, error: `HTTP ${response.status}` };
   } catch (error) {
-    if (timeout.aborted) return { ok: false, error: `no answer within ${Math.round((opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 1000)}s` };
+    if (timeout.aborted)
+      return { ok: false, error: `no answer within ${Math.round((opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 1000)}s` };
     if (opts.signal?.aborted) return { ok: false, error: "aborted" };
     // Bun's fetch errors name the URL in their message; the code alone says what happened.
     const code = (error as { code?: string }).code;
@@ -104,7 +109,10 @@ export class WebhookSender {
       this.queue.shift();
       this.dropped++;
       if (this.droppedUnlogged++ === 0) {
-        this.options.logger.warn("alert queue full; dropping the oldest alerts", { webhook: this.origin, limit: this.limit });
+        this.options.logger.warn("alert queue full; dropping the oldest alerts", {
+          webhook: this.origin,
+          limit: this.limit,
+        });
       }
     }
     this.queue.push(alert);
@@ -132,7 +140,10 @@ export class WebhookSender {
     try {
       while (this.queue.length > 0 && !this.aborter.signal.aborted) {
         if (this.droppedUnlogged > 1) {
-          this.options.logger.warn("alerts dropped: queue was full", { webhook: this.origin, count: this.droppedUnlogged });
+          this.options.logger.warn("alerts dropped: queue was full", {
+            webhook: this.origin,
+            count: this.droppedUnlogged,
+          });
         }
         this.droppedUnlogged = 0;
         await this.deliver(this.queue.shift()!);

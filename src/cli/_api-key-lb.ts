@@ -100,7 +100,10 @@ export function serviceCommands(platform: ServicePlatform, unitPath: string): Re
     };
   }
   return {
-    install: [["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "enable", "--now", API_KEY_LB_SERVICE]],
+    install: [
+      ["systemctl", "--user", "daemon-reload"],
+      ["systemctl", "--user", "enable", "--now", API_KEY_LB_SERVICE],
+    ],
     start: [["systemctl", "--user", "start", API_KEY_LB_SERVICE]],
     stop: [["systemctl", "--user", "stop", API_KEY_LB_SERVICE]],
   };

@@ -12,7 +12,10 @@ export function resolveDaemon(args: { config?: string; url?: string; "api-key"?:
   const envKey = process.env.KEYPOOL_API_KEY || undefined;
   if (args.url) return { url: args.url.replace(/\/$/, ""), apiKey: args["api-key"] ?? envKey };
   if (!args.config || !existsSync(args.config)) {
-    throw new CliExit(EXIT.usage, `no daemon address: pass --url http://HOST:PORT, or -c FILE with server.addr (cannot read "${args.config}")`);
+    throw new CliExit(
+      EXIT.usage,
+      `no daemon address: pass --url http://HOST:PORT, or -c FILE with server.addr (cannot read "${args.config}")`,
+    );
   }
   const config = loadConfig(args.config);
   return { url: localUrlOf(config.server), apiKey: args["api-key"] ?? envKey ?? config.server.apiKey };
@@ -30,15 +33,23 @@ export async function callDaemon(
   method: "GET" | "POST" | "PATCH" | "DELETE",
   path: string,
   body?: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: a daemon's JSON answer, read by each command in its own shape
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = {};
   if (target.apiKey) headers["x-api-key"] = target.apiKey;
   if (body !== undefined) headers["content-type"] = "application/json";
   let response: Response;
   try {
-    response = await fetch(`${target.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    response = await fetch(`${target.url}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
   } catch (error) {
-    throw new CliExit(EXIT.failure, `cannot reach keypool at ${target.url} (${(error as Error).message}); is "keypool serve" running?`);
+    throw new CliExit(
+      EXIT.failure,
+      `cannot reach keypool at ${target.url} (${(error as Error).message}); is "keypool serve" running?`,
+    );
   }
   const text = await response.text();
   let parsed: unknown = text;
@@ -49,6 +60,7 @@ export async function callDaemon(
 }
 
 /** Turns a daemon error body into a CLI failure. */
+// biome-ignore lint/suspicious/noExplicitAny: any daemon answer, whose error field is read if present
 export function failFromResponse(result: { status: number; body: any }): never {
   const error = result.body?.error;
   const message = error ? `${error.code}: ${error.message}` : `daemon answered HTTP ${result.status}`;

@@ -6,7 +6,11 @@ export const configArg = {
 
 /** For commands that can run without a file: -c, else keypool.yaml, else pools from the environment. */
 export const configOrEnvArg = {
-  config: { type: "string", alias: "c", description: "Path to the config file (default: keypool.yaml, else KEYPOOL_POOL_<NAME>_KEYS variables)" },
+  config: {
+    type: "string",
+    alias: "c",
+    description: "Path to the config file (default: keypool.yaml, else KEYPOOL_POOL_<NAME>_KEYS variables)",
+  },
 } as const;
 
 export const jsonArg = {

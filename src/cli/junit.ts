@@ -6,18 +6,39 @@ import type { CheckRow } from "../health/check-keys";
  * keys of a pool without a check are skipped), and a last suite holding the --min-live threshold.
  * Only ids and reasons appear: never a token.
  */
-export function renderJUnit(rows: CheckRow[], counts: { live: number; minLive: number }, timestamp = new Date()): string {
+export function renderJUnit(
+  rows: CheckRow[],
+  counts: { live: number; minLive: number },
+  timestamp = new Date(),
+): string {
   const pools = [...new Set(rows.map((r) => r.pool))];
   const suites = pools.map((pool) => {
     const cases = rows.filter((r) => r.pool === pool);
     return suite(`pool ${pool}`, timestamp, cases.map(keyCase));
   });
   const enough = counts.live >= counts.minLive;
-  const threshold = testcase("keypool", `at least ${counts.minLive} live keys`, 0,
-    enough ? "" : element("failure", { message: `${counts.live} live, fewer than --min-live ${counts.minLive}`, type: "min_live" }));
+  const threshold = testcase(
+    "keypool",
+    `at least ${counts.minLive} live keys`,
+    0,
+    enough
+      ? ""
+      : element("failure", {
+          message: `${counts.live} live, fewer than --min-live ${counts.minLive}`,
+          type: "min_live",
+        }),
+  );
   suites.push(suite("threshold", timestamp, [{ xml: threshold, failed: !enough, skipped: false, seconds: 0 }]));
 
-  const all = suites.reduce((sum, s) => ({ tests: sum.tests + s.tests, failures: sum.failures + s.failures, skipped: sum.skipped + s.skipped, seconds: sum.seconds + s.seconds }), { tests: 0, failures: 0, skipped: 0, seconds: 0 });
+  const all = suites.reduce(
+    (sum, s) => ({
+      tests: sum.tests + s.tests,
+      failures: sum.failures + s.failures,
+      skipped: sum.skipped + s.skipped,
+      seconds: sum.seconds + s.seconds,
+    }),
+    { tests: 0, failures: 0, skipped: 0, seconds: 0 },
+  );
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
     `<testsuites${attrs({ name: "keypool check", tests: all.tests, failures: all.failures, errors: 0, skipped: all.skipped, time: secs(all.seconds) })}>`,
@@ -42,7 +63,12 @@ function keyCase(row: CheckRow): Case {
       : row.state === "unchecked"
         ? element("skipped", { message: row.reason })
         : "";
-  return { xml: testcase(`keypool.${row.pool}`, row.id, seconds, body), failed: row.state === "failed", skipped: row.state === "unchecked", seconds };
+  return {
+    xml: testcase(`keypool.${row.pool}`, row.id, seconds, body),
+    failed: row.state === "failed",
+    skipped: row.state === "unchecked",
+    seconds,
+  };
 }
 
 function suite(name: string, timestamp: Date, cases: Case[]) {

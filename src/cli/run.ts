@@ -75,9 +75,13 @@ async function reportError(error: unknown, rawArgs: string[]): Promise<number> {
 }
 
 /** Walks the leading words of rawArgs down the command tree: `keys list -c x` → the `list` command and `-c x`. */
-async function resolveLeaf(rawArgs: string[]): Promise<{ command: CommandDef<any>; parent?: CommandDef<any>; rest: string[] }> {
-  let command: CommandDef<any> = rootCommand;
-  let parent: CommandDef<any> | undefined;
+// citty's commands each declare their own args; the tree holds all of them, so it is typed by the widest.
+// biome-ignore lint/suspicious/noExplicitAny: see above
+type AnyCommand = CommandDef<any>;
+
+async function resolveLeaf(rawArgs: string[]): Promise<{ command: AnyCommand; parent?: AnyCommand; rest: string[] }> {
+  let command: AnyCommand = rootCommand;
+  let parent: AnyCommand | undefined;
   let index = 0;
   while (index < rawArgs.length) {
     const word = rawArgs[index]!;

@@ -19,7 +19,10 @@ export function readAlerts(s: Section): AlertsConfig {
 function readWebhooks(s: Section): WebhookConfig[] {
   const e = s.entry("webhooks");
   if (!e) {
-    s.issues.add(s.keyPath("webhooks"), "required — a list of webhooks, e.g. - { url: https://hooks.example.com/keypool, format: json }");
+    s.issues.add(
+      s.keyPath("webhooks"),
+      "required — a list of webhooks, e.g. - { url: https://hooks.example.com/keypool, format: json }",
+    );
     return [];
   }
   if (!Array.isArray(e.value)) {
@@ -40,7 +43,8 @@ function readWebhooks(s: Section): WebhookConfig[] {
 }
 
 function readWebhook(s: Section): WebhookConfig | undefined {
-  if (!s.has("url")) s.issues.add(s.keyPath("url"), "required — where to POST alerts, e.g. https://hooks.slack.com/services/…");
+  if (!s.has("url"))
+    s.issues.add(s.keyPath("url"), "required — where to POST alerts, e.g. https://hooks.slack.com/services/…");
   const url = s.url("url", ["http", "https"], "https://hooks.example.com/keypool");
   const hook = {
     url: url ?? "",
@@ -57,6 +61,7 @@ function readEvents(s: Section): AlertEvent[] | undefined {
   if (events === undefined) return undefined;
   const known = new Set<string>(ALERT_EVENTS);
   const bad = events.filter((name) => !known.has(name));
-  for (const name of bad) s.issues.add(s.keyPath("events"), `${describe(name)} is not one of ${ALERT_EVENTS.join(", ")}`);
+  for (const name of bad)
+    s.issues.add(s.keyPath("events"), `${describe(name)} is not one of ${ALERT_EVENTS.join(", ")}`);
   return bad.length === 0 ? (events as AlertEvent[]) : undefined;
 }

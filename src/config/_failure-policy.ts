@@ -1,6 +1,12 @@
 import { MAX_BACKOFF_FACTOR } from "../pool/bounds";
 import { isMapping, joinPath, Section } from "./_fields";
-import { type BackoffConfig, type ClassifyRuleConfig, FAILURE_CLASSES, LADDER_CLASSES, type LadderConfig } from "./types";
+import {
+  type BackoffConfig,
+  type ClassifyRuleConfig,
+  FAILURE_CLASSES,
+  LADDER_CLASSES,
+  type LadderConfig,
+} from "./types";
 
 const RULE_EXAMPLE = '- { status: 403, body: "quota", class: quota }';
 
@@ -50,7 +56,10 @@ function checkBodyPattern(r: Section, body: string): void {
   try {
     new RegExp(literal[1]!, literal[2]);
   } catch (error) {
-    r.issues.add(path, `is not a valid regular expression (${(error as Error).message}) — fix it, or write a plain substring`);
+    r.issues.add(
+      path,
+      `is not a valid regular expression (${(error as Error).message}) — fix it, or write a plain substring`,
+    );
   }
 }
 
@@ -63,8 +72,16 @@ export function readBackoff(s: Section): BackoffConfig | undefined {
     const l = b.section(cls);
     if (l) backoff[cls] = readLadder(l);
   }
-  if (b.has("auth")) b.issues.add(b.keyPath("auth"), "auth has no ladder: an auth failure quarantines the key until a probe revives it (or upstream.quarantine_sec without a check)");
-  if (b.has("client")) b.issues.add(b.keyPath("client"), "client has no ladder: a client error (e.g. context too long) never rests the key");
+  if (b.has("auth"))
+    b.issues.add(
+      b.keyPath("auth"),
+      "auth has no ladder: an auth failure quarantines the key until a probe revives it (or upstream.quarantine_sec without a check)",
+    );
+  if (b.has("client"))
+    b.issues.add(
+      b.keyPath("client"),
+      "client has no ladder: a client error (e.g. context too long) never rests the key",
+    );
   b.done();
   return backoff;
 }
@@ -77,7 +94,10 @@ function readLadder(l: Section): LadderConfig {
     maxSec: l.seconds("max_sec", { positive: true }),
   };
   if (ladder.factor !== undefined && ladder.stepSec !== undefined) {
-    l.issues.add(l.path, "has both factor and step_sec — a ladder grows by a factor (exponential) or by a step (linear); keep one");
+    l.issues.add(
+      l.path,
+      "has both factor and step_sec — a ladder grows by a factor (exponential) or by a step (linear); keep one",
+    );
   }
   if (ladder.baseSec !== undefined && ladder.maxSec !== undefined && ladder.maxSec < ladder.baseSec) {
     l.issues.add(l.keyPath("max_sec"), `must be at least base_sec (${ladder.baseSec})`);

@@ -137,7 +137,10 @@ export class Section {
     const e = this.entry(key);
     if (!e) return fallback;
     if (typeof e.value === "string") return e.value;
-    this.issues.add(e.path, `expected a string, got ${describe(e.value)}${typeof e.value === "number" ? " — put it in quotes" : ""}`);
+    this.issues.add(
+      e.path,
+      `expected a string, got ${describe(e.value)}${typeof e.value === "number" ? " — put it in quotes" : ""}`,
+    );
     return fallback;
   }
 
@@ -177,7 +180,9 @@ export class Section {
   seconds(key: string, rule: { default?: number; positive?: boolean; max?: number } = {}): number | undefined {
     const max = rule.max ?? MAX_DURATION_SEC;
     const asNumber: NumberRule = { min: 0, aboveMin: rule.positive, max, unit: "seconds" };
-    return rule.default === undefined ? this.number(key, asNumber) : this.number(key, { ...asNumber, default: rule.default });
+    return rule.default === undefined
+      ? this.number(key, asNumber)
+      : this.number(key, { ...asNumber, default: rule.default });
   }
 
   bool(key: string, fallback: boolean): boolean;
@@ -244,7 +249,10 @@ export class Section {
     const badIndex = list.findIndex((v) => typeof v !== "string" || v.trim() === "");
     if (badIndex === -1) return list as string[];
     const got = options.secret ? "a value that is not a non-empty string" : describe(list[badIndex]);
-    this.issues.add(Array.isArray(e.value) ? joinPath(e.path, String(badIndex)) : e.path, `expected a non-empty string, got ${got}`);
+    this.issues.add(
+      Array.isArray(e.value) ? joinPath(e.path, String(badIndex)) : e.path,
+      `expected a non-empty string, got ${got}`,
+    );
     return undefined;
   }
 
@@ -315,7 +323,6 @@ function editDistance(a: string, b: string): number {
   }
   return prev[b.length]!;
 }
-
 
 /** Reads an address field; reports a bad one with examples of good ones. */
 export function readAddr(s: Section, key: string, fallback: string): { addr: string; host: string; port: number } {

@@ -7,7 +7,14 @@ import { readFallback, readModelMap, readSession } from "./_routing";
 import { describe, readAddr, type Section } from "./_fields";
 import { ConfigError } from "./errors";
 import { parseTokensFile } from "./tokens-file";
-import { ROTATIONS, type CheckConfig, type KeySpec, type PoolConfig, type RefreshConfig, type UpstreamConfig } from "./types";
+import {
+  ROTATIONS,
+  type CheckConfig,
+  type KeySpec,
+  type PoolConfig,
+  type RefreshConfig,
+  type UpstreamConfig,
+} from "./types";
 
 /** Keys a pool accepts; at the top level next to `pools:` they are defaults for every pool. */
 export const POOL_KEYS = [
@@ -197,7 +204,11 @@ function rejectKeys(s: Section, keys: string[], why: string): void {
 
 function readRefresh(s: Section): RefreshConfig {
   const enabled = s.bool("enabled", true);
-  if (enabled && !s.has("url")) s.issues.add(s.keyPath("url"), "required when refresh is enabled — the token endpoint, e.g. https://auth.example.com/oauth/token");
+  if (enabled && !s.has("url"))
+    s.issues.add(
+      s.keyPath("url"),
+      "required when refresh is enabled — the token endpoint, e.g. https://auth.example.com/oauth/token",
+    );
   const url = s.url("url", HTTP, "https://auth.example.com/oauth/token");
   const refresh: RefreshConfig = {
     enabled,
@@ -216,9 +227,11 @@ function readRefresh(s: Section): RefreshConfig {
 
 function readUpstream(s: Section): UpstreamConfig {
   const enabled = s.bool("enabled", false);
-  if (enabled && !s.has("base_url")) s.issues.add(s.keyPath("base_url"), "required when enabled is true — e.g. https://api.openai.com");
+  if (enabled && !s.has("base_url"))
+    s.issues.add(s.keyPath("base_url"), "required when enabled is true — e.g. https://api.openai.com");
   const authTemplate = s.string("auth_template", "Bearer {token}");
-  if (!authTemplate.includes("{token}")) s.issues.add(s.keyPath("auth_template"), 'must contain {token}, e.g. "Bearer {token}"');
+  if (!authTemplate.includes("{token}"))
+    s.issues.add(s.keyPath("auth_template"), 'must contain {token}, e.g. "Bearer {token}"');
   const upstream: UpstreamConfig = {
     enabled,
     listen: readAddr(s, "listen", "127.0.0.1:8080").addr,
@@ -233,7 +246,13 @@ function readUpstream(s: Section): UpstreamConfig {
     timeoutSec: s.seconds("timeout_sec", { default: 60, positive: true }),
     authQuery: s.string("auth_query"),
     clientKeys: s.stringList("client_keys", { secret: true }),
-    maxBodyBytes: s.number("max_body_bytes", { min: 1, max: MAX_BODY_BYTES_LIMIT, integer: true, unit: "bytes", default: 32 * 1024 * 1024 }),
+    maxBodyBytes: s.number("max_body_bytes", {
+      min: 1,
+      max: MAX_BODY_BYTES_LIMIT,
+      integer: true,
+      unit: "bytes",
+      default: 32 * 1024 * 1024,
+    }),
     pathPrefix: readPathPrefix(s),
     models: s.stringList("models") ?? [],
     queueTimeoutSec: s.seconds("queue_timeout_sec"),
@@ -277,7 +296,7 @@ function readForwardHeaders(s: Section): string[] | undefined {
 function readPathPrefix(s: Section): string | undefined {
   const prefix = s.string("path_prefix");
   if (prefix === undefined) return undefined;
-  if (/^\/[A-Za-z0-9._~\/-]*$/.test(prefix)) return prefix.replace(/\/+$/, "");
+  if (/^\/[A-Za-z0-9._~/-]*$/.test(prefix)) return prefix.replace(/\/+$/, "");
   s.issues.add(s.keyPath("path_prefix"), 'expected a path starting with "/", e.g. /openai');
   return undefined;
 }

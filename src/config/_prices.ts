@@ -21,13 +21,17 @@ export function readPrices(s: Section): PriceTable | undefined {
     }
     const price: ModelPrice = { inputPerMtok: 0, outputPerMtok: 0 };
     for (const [field, value] of Object.entries(body)) {
-      const key = field === "input_per_mtok" ? "inputPerMtok" : field === "output_per_mtok" ? "outputPerMtok" : undefined;
-      if (!key) s.issues.add(joinPath(path, field), "unknown key (allowed here: input_per_mtok, output_per_mtok — USD per million tokens)");
+      const key =
+        field === "input_per_mtok" ? "inputPerMtok" : field === "output_per_mtok" ? "outputPerMtok" : undefined;
+      if (!key)
+        s.issues.add(
+          joinPath(path, field),
+          "unknown key (allowed here: input_per_mtok, output_per_mtok — USD per million tokens)",
+        );
       else if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > MAX_PRICE_PER_MTOK) {
         const expected = `a number of USD ≥ 0 and ≤ ${MAX_PRICE_PER_MTOK}`;
         s.issues.add(joinPath(path, field), `expected ${expected}, got ${describe(value)}`);
-      }
-      else price[key] = value;
+      } else price[key] = value;
     }
     table[model] = price;
   }

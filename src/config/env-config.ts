@@ -65,7 +65,10 @@ interface EnvPool {
 
 /** Whether the environment defines at least one pool (and so can stand in for a config file). */
 export function envDefinesPools(env: Env): boolean {
-  return Object.keys(env).some((name) => env[name] !== undefined && (POOL_VAR.exec(name)?.[2] === "KEYS" || isModelKeysVar(name) || name === "API_KEYS"));
+  return Object.keys(env).some(
+    (name) =>
+      env[name] !== undefined && (POOL_VAR.exec(name)?.[2] === "KEYS" || isModelKeysVar(name) || name === "API_KEYS"),
+  );
 }
 
 /**
@@ -76,7 +79,9 @@ export function configFromEnv(env: Env, cwd: string = process.cwd()): Config {
   const issues: string[] = [];
   const pools = collectPools(env, issues);
   if (pools.size === 0 && issues.length === 0) {
-    issues.push("no pool is defined in the environment — set e.g. KEYPOOL_POOL_DEFAULT_KEYS=key1,key2 (or API_KEYS=key1,key2)");
+    issues.push(
+      "no pool is defined in the environment — set e.g. KEYPOOL_POOL_DEFAULT_KEYS=key1,key2 (or API_KEYS=key1,key2)",
+    );
   }
   // Which variable each setting came from, so the validator's messages can name it.
   const origin = new Map<string, string>();
@@ -212,7 +217,9 @@ function collectPools(env: Env, issues: string[]): Map<string, EnvPool> {
   for (const [name, fields] of fieldsByPool) {
     const pool = pools.get(name);
     if (pool) pool.fields = fields;
-    else for (const field of Object.values(fields)) issues.push(`${field.name}: there is no ${keysVarOf(field.name)} — set the pool's keys too, or unset this`);
+    else
+      for (const field of Object.values(fields))
+        issues.push(`${field.name}: there is no ${keysVarOf(field.name)} — set the pool's keys too, or unset this`);
   }
   return pools;
 }
@@ -287,7 +294,9 @@ function readMs(env: Env, variable: keyof typeof MS_VARS, issues: string[]): num
  */
 function shownIfNumeric(value: string): string {
   const text = value.trim();
-  return text.length <= 8 || /^[\d.eE+-]{1,24}$/.test(text) ? JSON.stringify(text) : `a value of ${text.length} characters`;
+  return text.length <= 8 || /^[\d.eE+-]{1,24}$/.test(text)
+    ? JSON.stringify(text)
+    : `a value of ${text.length} characters`;
 }
 
 /** A decimal number, or the text as given (then refused by the setting's reader, naming the variable). */
@@ -296,7 +305,10 @@ function numberOrText(value: string): number | string {
 }
 
 function splitList(value: string): string[] {
-  return value.split(",").map((v) => v.trim()).filter(Boolean);
+  return value
+    .split(",")
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 /** `pools.gpt-4.rotation: …` → `KEYPOOL_POOL_GPT_4_ROTATION: …`, for every setting the environment gave. */

@@ -4,7 +4,11 @@
  */
 export class ConfigError extends Error {
   constructor(readonly issues: string[]) {
-    super(issues.length === 1 ? `config error: ${issues[0]}` : `config errors:\n${issues.map((i) => `  - ${i}`).join("\n")}`);
+    super(
+      issues.length === 1
+        ? `config error: ${issues[0]}`
+        : `config errors:\n${issues.map((i) => `  - ${i}`).join("\n")}`,
+    );
     this.name = "ConfigError";
   }
 }

@@ -46,7 +46,9 @@ export function fallbackCycle(graph: FallbackGraph): string[] | undefined {
 }
 
 /** Every pool's chain (itself, then its fallbacks), computed once per loaded config. */
-export function fallbackChains(pools: Readonly<Record<string, { fallback?: readonly string[] }>>): Map<string, string[]> {
+export function fallbackChains(
+  pools: Readonly<Record<string, { fallback?: readonly string[] }>>,
+): Map<string, string[]> {
   const graph = Object.fromEntries(Object.entries(pools).map(([name, pool]) => [name, pool.fallback ?? []]));
   return new Map(Object.keys(pools).map((name) => [name, fallbackChain(graph, name)]));
 }

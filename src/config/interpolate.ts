@@ -1,4 +1,4 @@
-import { Issues, isMapping, joinPath } from "./_fields";
+import { type Issues, isMapping, joinPath } from "./_fields";
 
 type Env = Record<string, string | undefined>;
 
@@ -31,12 +31,18 @@ function interpolateString(text: string, env: Env, issues: Issues, path: string)
   return text.replace(REFERENCE, (_match, escaped: string | undefined, name: string) => {
     if (escaped) return `\${${name}}`;
     if (!NAME.test(name)) {
-      issues.add(path, `"\${${name}}" is not a valid variable reference — use \${NAME} with letters, digits and _, or $\${…} for a literal`);
+      issues.add(
+        path,
+        `"\${${name}}" is not a valid variable reference — use \${NAME} with letters, digits and _, or $\${…} for a literal`,
+      );
       return "";
     }
     const resolved = env[name];
     if (resolved === undefined) {
-      issues.add(path, `environment variable ${name} is not set — export it, or write $\${${name}} for a literal "\${${name}}"`);
+      issues.add(
+        path,
+        `environment variable ${name} is not set — export it, or write $\${${name}} for a literal "\${${name}}"`,
+      );
       return "";
     }
     issues.redact(resolved, `\${${name}}`);

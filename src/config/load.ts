@@ -61,7 +61,10 @@ export function parseConfig(text: string, opts: { baseDir: string; source?: stri
  * (`keys` by pool name) instead of tokens files: how the environment defines pools.
  * Messages name the tree's paths (`pools.openai.rotation`); the caller may translate them.
  */
-export function readConfigTree(tree: Record<string, unknown>, opts: { baseDir: string; keys: Record<string, KeySpec[]> }): Config {
+export function readConfigTree(
+  tree: Record<string, unknown>,
+  opts: { baseDir: string; keys: Record<string, KeySpec[]> },
+): Config {
   const issues = new Issues();
   const config = readConfig(new Section(tree, "", issues), opts.baseDir, opts.keys);
   if (issues.all.length > 0) throw new ConfigError(issues.all);
@@ -139,13 +142,22 @@ function readStore(s: Section, baseDir: string): Config["store"] {
 /** `store.postgres`: the shared store. The URL holds a password, so no message ever echoes it. */
 function readPostgres(s: Section): NonNullable<Config["store"]>["postgres"] {
   if (!s.has("url")) {
-    s.issues.add(s.keyPath("url"), "required — e.g. postgres://keypool:${DB_PASSWORD}@db.internal:5432/keypool (or set KEYPOOL_DATABASE_URL and leave store.postgres out)");
+    s.issues.add(
+      s.keyPath("url"),
+      "required — e.g. postgres://keypool:${DB_PASSWORD}@db.internal:5432/keypool (or set KEYPOOL_DATABASE_URL and leave store.postgres out)",
+    );
   }
   const url = s.url("url", ["postgres", "postgresql"], "postgres://keypool:PASSWORD@db.internal:5432/keypool");
   const postgres = {
     url: url ?? "",
     timeoutSec: s.seconds("timeout_sec", { default: 5, positive: true }),
-    maxConnections: s.number("max_connections", { min: 1, max: MAX_SMALL_COUNT, integer: true, default: 10, unit: "connections" }),
+    maxConnections: s.number("max_connections", {
+      min: 1,
+      max: MAX_SMALL_COUNT,
+      integer: true,
+      default: 10,
+      unit: "connections",
+    }),
   };
   s.done();
   return postgres;
@@ -155,8 +167,18 @@ function readServer(s: Section): Config["server"] {
   const { host, port } = readAddr(s, "addr", "127.0.0.1:8787");
   const server: Config["server"] = { host, port, apiKey: s.secret("api_key"), allowedHosts: readAllowedHosts(s) };
   // Set only when given, so a config that leaves them out reads the same as before they existed.
-  const idleTimeoutSec = s.number("idle_timeout_sec", { min: 1, max: MAX_IDLE_TIMEOUT_SEC, integer: true, unit: "seconds" });
-  const maxConnections = s.number("max_connections", { min: 1, max: MAX_MAX_CONNECTIONS, integer: true, unit: "connections" });
+  const idleTimeoutSec = s.number("idle_timeout_sec", {
+    min: 1,
+    max: MAX_IDLE_TIMEOUT_SEC,
+    integer: true,
+    unit: "seconds",
+  });
+  const maxConnections = s.number("max_connections", {
+    min: 1,
+    max: MAX_MAX_CONNECTIONS,
+    integer: true,
+    unit: "connections",
+  });
   if (idleTimeoutSec !== undefined) server.idleTimeoutSec = idleTimeoutSec;
   if (maxConnections !== undefined) server.maxConnections = maxConnections;
   s.done();
@@ -202,17 +224,24 @@ function readMetrics(s: Section): Config["metrics"] {
  */
 function readPools(top: Section, baseDir: string, keys?: Record<string, KeySpec[]>): Record<string, PoolConfig> {
   const entry = top.entry("pools");
-  if (!entry) return checkFallbacks({ default: readPool("default", top, baseDir, keys?.default) }, () => "", top.issues);
+  if (!entry)
+    return checkFallbacks({ default: readPool("default", top, baseDir, keys?.default) }, () => "", top.issues);
   top.allow(POOL_KEYS);
   if (!isMapping(entry.value) || Object.keys(entry.value).length === 0) {
-    top.issues.add(entry.path, "expected a mapping of pool names to pool settings — add one, or drop pools: for a single pool");
+    top.issues.add(
+      entry.path,
+      "expected a mapping of pool names to pool settings — add one, or drop pools: for a single pool",
+    );
     return {};
   }
   const pools: Record<string, PoolConfig> = {};
   for (const [name, body] of Object.entries(entry.value)) {
     const path = joinPath(entry.path, name);
     if (!POOL_NAME.test(name)) {
-      top.issues.add(path, "pool names are 1–64 lowercase letters, digits, _ and -, starting with a letter or digit — rename it");
+      top.issues.add(
+        path,
+        "pool names are 1–64 lowercase letters, digits, _ and -, starting with a letter or digit — rename it",
+      );
       continue;
     }
     if (body !== null && !isMapping(body)) {

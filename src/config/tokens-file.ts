@@ -16,7 +16,8 @@ export function isSendableToken(token: string): boolean {
 }
 
 /** What to tell the user about a token that is not sendable (never echoing it). */
-export const UNSENDABLE_TOKEN = "has a control character or a non-ASCII character, which an HTTP header cannot carry — check the file's encoding";
+export const UNSENDABLE_TOKEN =
+  "has a control character or a non-ASCII character, which an HTTP header cannot carry — check the file's encoding";
 
 /**
  * A stable id for a key declared without one: `t` and the 32-bit FNV-1a hash of the token's UTF-8 bytes
@@ -42,24 +43,29 @@ export function parseTokensFile(text: string, fileName: string): KeySpec[] {
   const lineOfId = new Map<string, number>();
   const lineOfToken = new Map<string, number>();
 
-  text.replace(/^\uFEFF/, "").split(/\r?\n/).forEach((raw, index) => {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#")) return;
-    const at = `${fileName}:${index + 1}`;
-    const parsed = parseLine(line);
-    if ("error" in parsed) {
-      issues.push(`${at}: ${parsed.error}`);
-      return;
-    }
-    const firstId = lineOfId.get(parsed.id);
-    const firstToken = lineOfToken.get(parsed.token);
-    if (firstId !== undefined) issues.push(`${at}: duplicate id "${parsed.id}" (first on line ${firstId}) — give each key its own id`);
-    if (firstToken !== undefined) issues.push(`${at}: same token as line ${firstToken} — remove one of the two lines`);
-    if (firstId !== undefined || firstToken !== undefined) return;
-    lineOfId.set(parsed.id, index + 1);
-    lineOfToken.set(parsed.token, index + 1);
-    keys.push(parsed);
-  });
+  text
+    .replace(/^\uFEFF/, "")
+    .split(/\r?\n/)
+    .forEach((raw, index) => {
+      const line = raw.trim();
+      if (line === "" || line.startsWith("#")) return;
+      const at = `${fileName}:${index + 1}`;
+      const parsed = parseLine(line);
+      if ("error" in parsed) {
+        issues.push(`${at}: ${parsed.error}`);
+        return;
+      }
+      const firstId = lineOfId.get(parsed.id);
+      const firstToken = lineOfToken.get(parsed.token);
+      if (firstId !== undefined)
+        issues.push(`${at}: duplicate id "${parsed.id}" (first on line ${firstId}) — give each key its own id`);
+      if (firstToken !== undefined)
+        issues.push(`${at}: same token as line ${firstToken} — remove one of the two lines`);
+      if (firstId !== undefined || firstToken !== undefined) return;
+      lineOfId.set(parsed.id, index + 1);
+      lineOfToken.set(parsed.token, index + 1);
+      keys.push(parsed);
+    });
 
   if (issues.length > 0) throw new ConfigError(issues);
   return keys;
@@ -72,9 +78,11 @@ function parseLine(line: string): KeySpec | { error: string } {
   const id = second === undefined ? deriveKeyId(token) : first!;
 
   if (token === "") return { error: "the token is empty — write token, id,token or id,token,weight" };
-  if (/\s/.test(token)) return { error: "the token contains whitespace — a token is one word; check for a missing comma" };
+  if (/\s/.test(token))
+    return { error: "the token contains whitespace — a token is one word; check for a missing comma" };
   if (!isSendableToken(token)) return { error: `the token ${UNSENDABLE_TOKEN}` };
-  if (!KEY_ID.test(id)) return { error: "the id must be 1–128 of A-Z a-z 0-9 . _ : - — fix the id before the first comma" };
+  if (!KEY_ID.test(id))
+    return { error: "the id must be 1–128 of A-Z a-z 0-9 . _ : - — fix the id before the first comma" };
 
   const key: KeySpec = { id, token, weight: 1 };
   for (const [i, field] of rest.entries()) {

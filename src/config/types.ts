@@ -141,7 +141,13 @@ export interface SessionConfig {
 }
 
 /** Sticky sessions as they are when a pool has no `session:` section. */
-export const DEFAULT_SESSION: SessionConfig = { enabled: true, header: "x-session-id", fingerprint: true, ttlSec: 3600, max: 100_000 };
+export const DEFAULT_SESSION: SessionConfig = {
+  enabled: true,
+  header: "x-session-id",
+  fingerprint: true,
+  ttlSec: 3600,
+  max: 100_000,
+};
 
 /** One key as declared in a tokens file (or, later, in config or via the admin API). */
 export interface KeySpec {

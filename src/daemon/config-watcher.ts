@@ -56,11 +56,17 @@ export function createConfigWatcher(options: ConfigWatcherOptions): ConfigWatche
         if (watchers.has(dir)) continue;
         try {
           const watcher = watch(dir, { persistent: false }, (_event, name) => onEvent(dir, name));
-          watcher.on("error", (error) => options.logger.warn("stopped watching a config directory", { dir, error: error.message }));
+          watcher.on("error", (error) =>
+            options.logger.warn("stopped watching a config directory", { dir, error: error.message }),
+          );
           watchers.set(dir, watcher);
         } catch (error) {
           const watched = [...files].filter((f) => dirname(f) === dir).map((f) => basename(f));
-          options.logger.warn("cannot watch config files; they reload only on SIGHUP or POST /reload", { dir, files: watched, error: (error as Error).message });
+          options.logger.warn("cannot watch config files; they reload only on SIGHUP or POST /reload", {
+            dir,
+            files: watched,
+            error: (error as Error).message,
+          });
         }
       }
     },

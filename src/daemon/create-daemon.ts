@@ -89,7 +89,10 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     clock,
     random: options.random,
     cipher,
-    onConnectionsReplaced: () => logger.warn("PostgreSQL stopped answering on open connections past store.timeout_sec; they are given up and new ones opened"),
+    onConnectionsReplaced: () =>
+      logger.warn(
+        "PostgreSQL stopped answering on open connections past store.timeout_sec; they are given up and new ones opened",
+      ),
   });
   const { store } = opened;
   // A pool in the store that the config does not name goes: say so, it may be another daemon's.
@@ -103,8 +106,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
   let chains = fallbackChains(config.pools);
   // A take that finds no key after its wait and its fallbacks raises pool_exhausted.
-  const keys = reportExhaustion(new TakeQueue({ store, clock, chainOf: (pool) => chains.get(pool) ?? [pool] }), (pool, error) =>
-    alerts.poolExhausted(pool, error.message, error.retryAfterMs),
+  const keys = reportExhaustion(
+    new TakeQueue({ store, clock, chainOf: (pool) => chains.get(pool) ?? [pool] }),
+    (pool, error) => alerts.poolExhausted(pool, error.message, error.retryAfterMs),
   );
   const broker = new BrokerService(store, metrics, keys);
   const checker = new Checker({
@@ -141,7 +145,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     const results = await store.syncPools(poolsForStore(next), { onPruned });
     if (!Bun.deepEquals(next.server, config.server)) {
       // The listener, its key and its Host check were set up at start: an edited api_key would go on being refused.
-      logger.warn("server settings changed: they take effect at the next restart (the running ones are kept)", { trigger });
+      logger.warn("server settings changed: they take effect at the next restart (the running ones are kept)", {
+        trigger,
+      });
     }
     config = next;
     chains = fallbackChains(next.pools);
@@ -168,7 +174,8 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       onChange: (files) => {
         logger.info("config files changed; reloading", { files });
         reload("watch").catch((error) => {
-          if (!(error instanceof DomainError)) logger.error("reload failed", { trigger: "watch", error: (error as Error).message });
+          if (!(error instanceof DomainError))
+            logger.error("reload failed", { trigger: "watch", error: (error as Error).message });
         });
       },
     });
@@ -202,7 +209,8 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   let gateway: GatewayListeners | undefined;
   let metricsServer: Server<unknown> | undefined;
 
-  const urlOf = (running: Server<unknown>) => `http://${formatHost(running.hostname ?? config.server.host)}:${running.port}`;
+  const urlOf = (running: Server<unknown>) =>
+    `http://${formatHost(running.hostname ?? config.server.host)}:${running.port}`;
 
   return {
     store,
@@ -249,16 +257,28 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
       warnAboutApiCredentials(config.server, logger, urlOf(server));
       if (cipher) logger.info("tokens are encrypted at rest", { key: cipher.source, key_id: cipher.keyId });
       else if (opened.kind === "postgres") {
-        logger.warn("tokens are stored unencrypted in PostgreSQL; set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: opened.where });
+        logger.warn(
+          "tokens are stored unencrypted in PostgreSQL; set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them",
+          { store: opened.where },
+        );
       } else if (config.stateFile !== ":memory:") {
-        logger.warn("tokens are stored unencrypted in the state file (mode 0600); set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them", { store: config.stateFile });
+        logger.warn(
+          "tokens are stored unencrypted in the state file (mode 0600); set KEYPOOL_MASTER_KEY or store.encryption_key_file to encrypt them",
+          { store: config.stateFile },
+        );
       }
       // Its first look logs what is wrong with the state file before any traffic.
       storeGuard.start();
       watching = true;
       watchConfigFiles();
       try {
-        gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", { store, clock, logger, metrics, keys });
+        gateway = startGatewayListeners(config, options.gateway ?? "enabled-only", {
+          store,
+          clock,
+          logger,
+          metrics,
+          keys,
+        });
         if (config.metrics?.addr) {
           metricsServer = startMetricsListener(config.metrics.addr, metrics, logger, config.server);
         }
@@ -306,7 +326,10 @@ const MIN_API_KEY_LENGTH = 16;
 function warnAboutApiCredentials(server: Config["server"], logger: Logger, url: string): void {
   if (!server.apiKey && !isLoopbackAddress(server.host)) {
     const why = "it listens beyond loopback and server.api_key is not set, so anyone who reaches it can take keys";
-    logger.warn(`the API is open: ${why}`, { url, fix: "set server.api_key (KEYPOOL_API_KEY), or listen on 127.0.0.1" });
+    logger.warn(`the API is open: ${why}`, {
+      url,
+      fix: "set server.api_key (KEYPOOL_API_KEY), or listen on 127.0.0.1",
+    });
   }
   if (server.apiKey && server.apiKey.length < MIN_API_KEY_LENGTH) {
     const fix = "use a random one, e.g. openssl rand -hex 24";

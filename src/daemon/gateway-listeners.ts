@@ -47,7 +47,13 @@ export function routesByListener(config: Config, mode: GatewayMode): Map<string,
     const upstream = pool.upstream;
     if (!upstream?.baseUrl || (mode === "enabled-only" && !upstream.enabled)) continue;
     const list = groups.get(upstream.listen) ?? [];
-    list.push(buildRoute(pool.name, upstream, { session: pool.session, modelMap: pool.modelMap, fallbacks: fallbackTargets(config, pool.name) }));
+    list.push(
+      buildRoute(pool.name, upstream, {
+        session: pool.session,
+        modelMap: pool.modelMap,
+        fallbacks: fallbackTargets(config, pool.name),
+      }),
+    );
     groups.set(upstream.listen, list);
   }
   return groups;
@@ -63,7 +69,9 @@ function fallbackTargets(config: Config, pool: string): GatewayTarget[] {
     .slice(1)
     .flatMap((name) => {
       const fallback = config.pools[name]!;
-      return fallback.upstream?.baseUrl ? [{ pool: name, upstream: fallback.upstream, modelMap: fallback.modelMap }] : [];
+      return fallback.upstream?.baseUrl
+        ? [{ pool: name, upstream: fallback.upstream, modelMap: fallback.modelMap }]
+        : [];
     });
 }
 
@@ -122,13 +130,19 @@ export function startGatewayListeners(config: Config, mode: GatewayMode, deps: D
     } catch (error) {
       // Listeners bound before this one must not outlive the failed start.
       for (const started of servers.values()) void started.stop(true);
-      throw listenError(error, { host, port, field: `upstream.listen of pool ${routes.map((r) => r.pool).join(", ")}` });
+      throw listenError(error, {
+        host,
+        port,
+        field: `upstream.listen of pool ${routes.map((r) => r.pool).join(", ")}`,
+      });
     }
     servers.set(listen, server);
     urls[listen] = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
     deps.logger.info("keypool gateway listening", { url: urls[listen], pools: routes.map((r) => r.pool) });
     if (!isLoopbackAddress(host) && routes.some((r) => !r.upstream.clientKeys?.length)) {
-      deps.logger.warn("the gateway is open: it listens beyond loopback and no upstream.client_keys are set", { listen });
+      deps.logger.warn("the gateway is open: it listens beyond loopback and no upstream.client_keys are set", {
+        listen,
+      });
     }
   }
 

@@ -16,7 +16,10 @@ export class ListenError extends Error {
  * Wraps an error thrown by Bun.serve. `field` names where the address came from, e.g. `server.addr`
  * or `upstream.listen (pool openai)`; `flag` is a command-line override that would also fix it, if any.
  */
-export function listenError(error: unknown, where: { host: string; port: number; field: string; flag?: string }): ListenError {
+export function listenError(
+  error: unknown,
+  where: { host: string; port: number; field: string; flag?: string },
+): ListenError {
   const code = (error as { code?: string })?.code;
   const addr = `${where.host.includes(":") ? `[${where.host}]` : where.host}:${where.port}`;
   const orFlag = where.flag ? `, or pass ${where.flag}` : "";
@@ -38,6 +41,9 @@ export function listenError(error: unknown, where: { host: string; port: number;
         code,
       );
     default:
-      return new ListenError(`cannot listen on ${addr} (${where.field}): ${(error as Error)?.message ?? String(error)}`, code);
+      return new ListenError(
+        `cannot listen on ${addr} (${where.field}): ${(error as Error)?.message ?? String(error)}`,
+        code,
+      );
   }
 }

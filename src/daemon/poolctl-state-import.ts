@@ -10,7 +10,8 @@ export interface StartLine {
   fields: Record<string, unknown>;
 }
 
-const KEPT_BESIDE = "state_file is poolctl's JSON: keypool keeps its state in its own file beside it and never writes the JSON";
+const KEPT_BESIDE =
+  "state_file is poolctl's JSON: keypool keeps its state in its own file beside it and never writes the JSON";
 const UNREADABLE = "poolctl's state file could not be read; keys start fresh (the file is left as it is)";
 
 /**

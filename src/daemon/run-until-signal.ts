@@ -38,7 +38,11 @@ export function stopSignals(): StopSignals {
  * (up to shutdown_timeout_sec), the checker stops, the store is checkpointed and closed.
  * A second signal during that ends the wait at once. A failed start still closes the store.
  */
-export async function runUntilSignal(daemon: Daemon, logger: Logger, options: { timeoutSec: number }): Promise<RunOutcome> {
+export async function runUntilSignal(
+  daemon: Daemon,
+  logger: Logger,
+  options: { timeoutSec: number },
+): Promise<RunOutcome> {
   using signals = stopSignals();
   try {
     await daemon.start();
@@ -68,7 +72,8 @@ export async function runUntilSignal(daemon: Daemon, logger: Logger, options: { 
 function reloadOnHangup(daemon: Daemon, logger: Logger): Disposable {
   const onHangup = () => {
     daemon.reload("SIGHUP").catch((error) => {
-      if (!(error instanceof DomainError)) logger.error("reload failed", { trigger: "SIGHUP", error: (error as Error).message });
+      if (!(error instanceof DomainError))
+        logger.error("reload failed", { trigger: "SIGHUP", error: (error as Error).message });
     });
   };
   process.on("SIGHUP", onHangup);

@@ -22,8 +22,18 @@ export interface RunningDemo {
 
 /** Three demo keys: one answers, one is rate-limited, one was revoked. */
 const DEMO_KEYS: Array<{ id: string; token: string; behaviour: KeyBehaviour; story: string }> = [
-  { id: "demo-limited", token: "sk-demo-limited-0000000000000002", behaviour: "rate_limited", story: "answers 429 (rate limited)" },
-  { id: "demo-revoked", token: "sk-demo-revoked-0000000000000003", behaviour: "revoked", story: "answers 401 (revoked)" },
+  {
+    id: "demo-limited",
+    token: "sk-demo-limited-0000000000000002",
+    behaviour: "rate_limited",
+    story: "answers 429 (rate limited)",
+  },
+  {
+    id: "demo-revoked",
+    token: "sk-demo-revoked-0000000000000003",
+    behaviour: "revoked",
+    story: "answers 401 (revoked)",
+  },
   { id: "demo-ok", token: "sk-demo-healthy-0000000000000001", behaviour: "ok", story: "answers" },
 ];
 
@@ -36,7 +46,10 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
   const upstream = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
-    fetch: simulatedUpstream({ keys: Object.fromEntries(DEMO_KEYS.map((k) => [k.token, k.behaviour])), retryAfterSec: 60 }),
+    fetch: simulatedUpstream({
+      keys: Object.fromEntries(DEMO_KEYS.map((k) => [k.token, k.behaviour])),
+      retryAfterSec: 60,
+    }),
     // It speaks the OpenAI API, so it fails like the gateway does: JSON, never Bun's HTML error page.
     ...listenerErrorOptions(uncaughtGatewayAnswer(logger)),
   });
@@ -52,7 +65,9 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
   const { print } = options;
 
   print("keypool demo");
-  print(`  simulated upstream  ${upstreamUrl}   (OpenAI-compatible; ${DEMO_KEYS.map((k) => `${k.id} ${k.story}`).join(", ")})`);
+  print(
+    `  simulated upstream  ${upstreamUrl}   (OpenAI-compatible; ${DEMO_KEYS.map((k) => `${k.id} ${k.story}`).join(", ")})`,
+  );
   print(`  gateway             ${gatewayUrl}   (point an OpenAI client here, with no key)`);
   print(`  broker API          ${daemon.url}   (GET /take, POST /release, GET /status)`);
   print("");
@@ -63,7 +78,10 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "sim-1", messages: [{ role: "user", content: `request ${i}` }] }),
     });
-    const body = (await response.json()) as { choices?: Array<{ message: { content: string } }>; error?: { message: string } };
+    const body = (await response.json()) as {
+      choices?: Array<{ message: { content: string } }>;
+      error?: { message: string };
+    };
     const key = response.headers.get("x-keypool-key") ?? "none";
     const attempts = response.headers.get("x-keypool-attempts") ?? "0";
     const answer = body.choices?.[0]?.message.content ?? body.error?.message ?? "";
@@ -78,7 +96,9 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
   }
   print("");
   print("try it yourself:");
-  print(`  curl -s ${gatewayUrl}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"sim-1","messages":[{"role":"user","content":"hi"}]}'`);
+  print(
+    `  curl -s ${gatewayUrl}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"sim-1","messages":[{"role":"user","content":"hi"}]}'`,
+  );
   print(`  curl -s ${daemon.url}/status`);
   print("Ctrl-C to stop.");
 

@@ -21,7 +21,8 @@ export function simulatedUpstream(options: SimulatedUpstreamOptions): (request: 
     const anthropic = url.pathname.startsWith("/v1/messages");
     const token = anthropic ? request.headers.get("x-api-key") : bearer(request.headers.get("authorization"));
     const behaviour = token ? options.keys[token] : undefined;
-    if (behaviour === undefined || behaviour === "revoked") return apiError(401, "invalid_api_key", "Incorrect API key provided.", anthropic);
+    if (behaviour === undefined || behaviour === "revoked")
+      return apiError(401, "invalid_api_key", "Incorrect API key provided.", anthropic);
     if (behaviour === "rate_limited") {
       return apiError(429, "rate_limit_exceeded", "Rate limit reached for requests.", anthropic, {
         "retry-after": String(options.retryAfterSec ?? 60),
@@ -30,7 +31,10 @@ export function simulatedUpstream(options: SimulatedUpstreamOptions): (request: 
     if (behaviour === "server_error") return apiError(500, "server_error", "The server had an error.", anthropic);
 
     if (request.method === "GET" && url.pathname === "/v1/models") {
-      return Response.json({ object: "list", data: [{ id: "sim-1", object: "model", created: 0, owned_by: "keypool-demo" }] });
+      return Response.json({
+        object: "list",
+        data: [{ id: "sim-1", object: "model", created: 0, owned_by: "keypool-demo" }],
+      });
     }
     if (request.method !== "POST" || !(anthropic || url.pathname === "/v1/chat/completions")) {
       return apiError(404, "not_found", `no route ${request.method} ${url.pathname}`, anthropic);
@@ -46,9 +50,21 @@ function bearer(header: string | null): string | undefined {
   return header?.toLowerCase().startsWith("bearer ") ? header.slice(7).trim() : undefined;
 }
 
-function apiError(status: number, code: string, message: string, anthropic: boolean, headers: Record<string, string> = {}): Response {
+function apiError(
+  status: number,
+  code: string,
+  message: string,
+  anthropic: boolean,
+  headers: Record<string, string> = {},
+): Response {
   const body = anthropic
-    ? { type: "error", error: { type: status === 429 ? "rate_limit_error" : status === 401 ? "authentication_error" : "api_error", message } }
+    ? {
+        type: "error",
+        error: {
+          type: status === 429 ? "rate_limit_error" : status === 401 ? "authentication_error" : "api_error",
+          message,
+        },
+      }
     : { error: { message, type: status === 429 ? "requests" : "invalid_request_error", code } };
   return Response.json(body, { status, headers });
 }
@@ -68,8 +84,13 @@ function openaiCompletion(model: string): Response {
 }
 
 function openaiStream(model: string): Response {
-  const chunk = (delta: object, finish: string | null) =>
-    ({ id: "chatcmpl-sim", object: "chat.completion.chunk", created: 0, model, choices: [{ index: 0, delta, finish_reason: finish }] });
+  const chunk = (delta: object, finish: string | null) => ({
+    id: "chatcmpl-sim",
+    object: "chat.completion.chunk",
+    created: 0,
+    model,
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  });
   const events = [
     chunk({ role: "assistant", content: "" }, null),
     ...WORDS.map((w, i) => chunk({ content: i === 0 ? w : ` ${w}` }, null)),
@@ -95,12 +116,26 @@ function anthropicStream(model: string): Response {
   const event = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
   return sse([
     event("message_start", {
-      message: { id: "msg_sim", type: "message", role: "assistant", model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 0 } },
+      message: {
+        id: "msg_sim",
+        type: "message",
+        role: "assistant",
+        model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: 12, output_tokens: 0 },
+      },
     }),
     event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
-    ...WORDS.map((w, i) => event("content_block_delta", { index: 0, delta: { type: "text_delta", text: i === 0 ? w : ` ${w}` } })),
+    ...WORDS.map((w, i) =>
+      event("content_block_delta", { index: 0, delta: { type: "text_delta", text: i === 0 ? w : ` ${w}` } }),
+    ),
     event("content_block_stop", { index: 0 }),
-    event("message_delta", { delta: { stop_reason: "end_turn", stop_sequence: null }, usage: { output_tokens: WORDS.length } }),
+    event("message_delta", {
+      delta: { stop_reason: "end_turn", stop_sequence: null },
+      usage: { output_tokens: WORDS.length },
+    }),
     event("message_stop", {}),
   ]);
 }

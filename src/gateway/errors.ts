@@ -4,7 +4,12 @@ import { type Logger, REQUEST_ID_HEADER, errorFields, loggedPath, newRequestId }
  * Gateway errors use the OpenAI error shape, which both OpenAI and Anthropic SDKs surface readably:
  * `{"error":{"message","type","code"}}`.
  */
-export function gatewayError(status: number, code: string, message: string, headers: Record<string, string> = {}): Response {
+export function gatewayError(
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
   return Response.json({ error: { message, type: "keypool_error", code } }, { status, headers });
 }
 
@@ -18,7 +23,12 @@ export function refuseGatewayRequest(
   refusal: { status: number; code: string; message: string; headers?: Record<string, string> },
 ): Response {
   const requestId = newRequestId();
-  const fields = { request_id: requestId, method: request.method, path: loggedPath(request.url), status: refusal.status };
+  const fields = {
+    request_id: requestId,
+    method: request.method,
+    path: loggedPath(request.url),
+    status: refusal.status,
+  };
   logger.info("gateway request refused", { ...fields, code: refusal.code });
   const headers = { ...refusal.headers, [REQUEST_ID_HEADER]: requestId };
   return gatewayError(refusal.status, refusal.code, refusal.message, headers);

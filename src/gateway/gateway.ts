@@ -158,14 +158,20 @@ export function createGateway(deps: GatewayDeps) {
 
     const body = await readBody(request, maxBodyBytes);
     if (body === "too-large") {
-      return gatewayError(413, "payload_too_large", `request body is larger than ${maxBodyBytes} bytes`, { connection: "close" });
+      return gatewayError(413, "payload_too_large", `request body is larger than ${maxBodyBytes} bytes`, {
+        connection: "close",
+      });
     }
     const json = jsonBodyOf(body);
     const model = modelIn(json);
     const match = matchRoute(routes, url.pathname, model);
     if (!match) {
       const prefixes = routes.map((r) => r.prefix).join(", ");
-      return gatewayError(404, "no_pool_for_request", `no pool serves this request: use a path prefix (${prefixes}) or a model a pool lists`);
+      return gatewayError(
+        404,
+        "no_pool_for_request",
+        `no pool serves this request: use a path prefix (${prefixes}) or a model a pool lists`,
+      );
     }
     const { route } = match;
     if (body && body.length > route.upstream.maxBodyBytes) {
@@ -224,14 +230,24 @@ export function createGateway(deps: GatewayDeps) {
         return response;
       }
       log(502, attempts, undefined, { reason: lastTransportError, ...(budgetSpent && { retry_budget_spent: true }) });
-      return gatewayError(502, "upstream_unreachable", `the upstream could not be reached after ${attempts} attempts: ${lastTransportError}`);
+      return gatewayError(
+        502,
+        "upstream_unreachable",
+        `the upstream could not be reached after ${attempts} attempts: ${lastTransportError}`,
+      );
     };
 
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       let lease: Lease;
       try {
         // Only the first attempt waits in line: a retry has an answer to fall back on.
-        lease = await keys.take(route.pool, { pools, session, exclude: tried, waitMs: attempt === 1 ? queueMs : 0, signal: request.signal });
+        lease = await keys.take(route.pool, {
+          pools,
+          session,
+          exclude: tried,
+          waitMs: attempt === 1 ? queueMs : 0,
+          signal: request.signal,
+        });
       } catch (error) {
         if (request.signal.aborted) {
           log(499, attempt - 1, undefined, { reason: "client closed the request while waiting for a key" });
@@ -239,7 +255,9 @@ export function createGateway(deps: GatewayDeps) {
         }
         if (error instanceof DomainError && error.code === "STORE_UNAVAILABLE") {
           log(503, attempt - 1, undefined, { reason: "store unavailable" });
-          return gatewayError(503, "store_unavailable", error.message, { "retry-after": String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000))) });
+          return gatewayError(503, "store_unavailable", error.message, {
+            "retry-after": String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000))),
+          });
         }
         if (error instanceof DomainError && error.code === "STATE_FILE_LOST") {
           log(503, attempt - 1, undefined, { reason: "state file lost" });
@@ -314,7 +332,7 @@ export function createGateway(deps: GatewayDeps) {
     if (guarded.length > 0 && !guarded.some((r) => clientKeyChecks.get(r.pool)!(headers))) {
       return gatewayError(401, "invalid_client_key", CLIENT_KEY_MESSAGE);
     }
-    let report;
+    let report: Awaited<ReturnType<typeof gatewayHealth>>;
     try {
       report = await gatewayHealth(store, routes, cacheHits);
     } catch (error) {
@@ -343,7 +361,9 @@ export function createGateway(deps: GatewayDeps) {
       metrics.observeUpstream(lease.pool, "total", (performance.now() - sentAt) / 1000);
       const used = how.ok ? usage?.finish() : undefined;
       if (used) metrics.recordTokens(lease.pool, lease.id, used);
-      keys.release({ lease: lease.lease }, used ? { ...how, usage: used } : how).catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
+      keys
+        .release({ lease: lease.lease }, used ? { ...how, usage: used } : how)
+        .catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
     };
     const headers = clientResponseHeaders(response.headers, lease.token);
     const statusText = scrubTokenFromText(response.statusText, lease.token);
@@ -402,7 +422,11 @@ const MAX_WHOLE_BODY_BYTES = 1024 * 1024;
 
 function isSmallWholeBody(response: Response): boolean {
   const length = Number(response.headers.get("content-length") ?? Number.NaN);
-  return Number.isInteger(length) && length <= MAX_WHOLE_BODY_BYTES && !response.headers.get("content-type")?.includes("event-stream");
+  return (
+    Number.isInteger(length) &&
+    length <= MAX_WHOLE_BODY_BYTES &&
+    !response.headers.get("content-type")?.includes("event-stream")
+  );
 }
 
 /** One try with one key. The time limit covers only the wait for the response headers. */
@@ -438,7 +462,10 @@ async function attemptOnce(
   const controller = new AbortController();
   const onClientGone = () => controller.abort(new DOMException("client closed the request", "AbortError"));
   request.signal.addEventListener("abort", onClientGone, { once: true });
-  const firstByteTimer = setTimeout(() => controller.abort(new DOMException("timeout", "TimeoutError")), upstream.timeoutSec * 1000);
+  const firstByteTimer = setTimeout(
+    () => controller.abort(new DOMException("timeout", "TimeoutError")),
+    upstream.timeoutSec * 1000,
+  );
   const sentAt = performance.now();
   try {
     const response = await fetch(target, {
@@ -459,11 +486,13 @@ async function attemptOnce(
     // A failure that may be retried is read whole within the same time limit: its body is kept
     // for the client in case no other key helps, and an upstream that stalls it must not hang us.
     const firstByteSec = (performance.now() - sentAt) / 1000;
-    if (upstream.retryOn.includes(response.status)) return { kind: "response", response: await bufferResponse(response, lease.token), lease, firstByteSec };
+    if (upstream.retryOn.includes(response.status))
+      return { kind: "response", response: await bufferResponse(response, lease.token), lease, firstByteSec };
     return { kind: "response", response, lease, firstByteSec };
   } catch (error) {
     const reason = controller.signal.reason as DOMException | undefined;
-    const why = reason?.name === "TimeoutError" ? `no response within ${upstream.timeoutSec}s` : describeTransportError(error);
+    const why =
+      reason?.name === "TimeoutError" ? `no response within ${upstream.timeoutSec}s` : describeTransportError(error);
     return { kind: "transport", error: why, lease };
   } finally {
     clearTimeout(firstByteTimer);
@@ -483,7 +512,14 @@ async function outcomeOf(response: Response, route: GatewayTarget, now: number):
   // Only an answer that may be retried was buffered; one streamed to the client is judged by its status.
   const body = retryable ? (await response.clone().text()).slice(0, MAX_ERROR_BODY) : undefined;
   const floor = retryable ? (route.upstream.cooldownSec ?? 0) * 1000 : 0;
-  return { ok: false, status, budget, body, retryAfterMs: retryAfterMs(response.headers, now), minRestMs: floor || undefined };
+  return {
+    ok: false,
+    status,
+    budget,
+    body,
+    retryAfterMs: retryAfterMs(response.headers, now),
+    minRestMs: floor || undefined,
+  };
 }
 
 function withKeypoolHeaders(response: Response, keyId: string, attempts: number): Response {
@@ -546,9 +582,14 @@ function clientKeyCheck(keys: string[] | undefined): (headers: Headers) => boole
 }
 
 /** The request's sticky session id, when the route's pool keeps sessions (header, then body, then fingerprint). */
-function stickySession(route: GatewayRoute, headers: Headers, json: Record<string, unknown> | undefined): string | undefined {
+function stickySession(
+  route: GatewayRoute,
+  headers: Headers,
+  json: Record<string, unknown> | undefined,
+): string | undefined {
   if (!route.session.enabled) return undefined;
-  return sessionIdOf({ header: headers.get(route.session.header), body: json, fingerprint: route.session.fingerprint })?.id;
+  return sessionIdOf({ header: headers.get(route.session.header), body: json, fingerprint: route.session.fingerprint })
+    ?.id;
 }
 
 /** The request's URL; Bun leaves it relative when the request names no host (HTTP/1.0 without Host). */

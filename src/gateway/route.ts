@@ -52,7 +52,11 @@ export function targetOf(route: GatewayRoute, pool: string): GatewayTarget {
  * pool named like a path segment must not eat it); with several, a path prefix wins, then the
  * JSON body's `model`.
  */
-export function matchRoute(routes: readonly GatewayRoute[], path: string, model: string | undefined): RouteMatch | undefined {
+export function matchRoute(
+  routes: readonly GatewayRoute[],
+  path: string,
+  model: string | undefined,
+): RouteMatch | undefined {
   if (routes.length === 1) {
     return { route: routes[0]!, path };
   }
@@ -92,7 +96,9 @@ export function jsonBodyOf(body: Uint8Array | undefined): Record<string, unknown
   if (!body || body.length === 0 || firstNonSpace(body) !== OPEN_BRACE) return undefined;
   try {
     const parsed: unknown = JSON.parse(new TextDecoder().decode(body));
-    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }
@@ -110,7 +116,11 @@ function firstNonSpace(bytes: Uint8Array): number | undefined {
  * The body as `target` receives it: with the model renamed when the target's `model_map` names it
  * (a fallback pool whose upstream calls the model differently), else the client's bytes untouched.
  */
-export function bodyFor(target: GatewayTarget, body: Uint8Array | undefined, json: Record<string, unknown> | undefined): { body: Uint8Array | undefined; model: string | undefined } {
+export function bodyFor(
+  target: GatewayTarget,
+  body: Uint8Array | undefined,
+  json: Record<string, unknown> | undefined,
+): { body: Uint8Array | undefined; model: string | undefined } {
   const model = modelIn(json);
   const mapped = model === undefined ? undefined : modelServedAs(target.modelMap, model);
   if (mapped === undefined || mapped === model || !json) return { body, model };

@@ -36,11 +36,15 @@ export async function probeHttp(check: HttpCheckConfig, token: string, opts: Pro
   const limit = deadline(check.timeoutSec, opts.signal);
   try {
     const sent = await sendFollowingSameOrigin(check, token, opts, limit.signal);
-    if ("otherOrigin" in sent) return result(false, `redirected to another origin (${sent.otherOrigin}); token not sent`);
+    if ("otherOrigin" in sent)
+      return result(false, `redirected to another origin (${sent.otherOrigin}); token not sent`);
     if ("tooManyRedirects" in sent) return result(false, `more than ${MAX_REDIRECTS} redirects`);
 
     const { response } = sent;
-    const extra = { status: response.status, retryAfterSec: parseRetryAfter(response.headers.get("retry-after"), Date.now()) };
+    const extra = {
+      status: response.status,
+      retryAfterSec: parseRetryAfter(response.headers.get("retry-after"), Date.now()),
+    };
     if (!check.successStatus.includes(response.status)) {
       await response.body?.cancel();
       return result(false, `HTTP ${response.status}`, extra);
@@ -106,7 +110,6 @@ function bodyMatcher(spec: string): BodyMatcher | Error {
   }
 }
 
-
 function describeFetchError(error: unknown, limit: Deadline): string {
   const why = limit.why();
   if (why === "timeout") return limit.timeoutReason;
@@ -115,6 +118,7 @@ function describeFetchError(error: unknown, limit: Deadline): string {
   if (code === "ECONNREFUSED" || code === "ConnectionRefused") return "connection refused";
   if (code === "ECONNRESET" || code === "ConnectionClosed") return "connection reset by upstream";
   if (code === "ENOTFOUND") return `host not found: ${message?.split(" ").pop() ?? "?"}`;
-  if (code && TLS_ERROR_CODES.has(code)) return `TLS certificate rejected (${code}); set insecure: true only for a test upstream`;
+  if (code && TLS_ERROR_CODES.has(code))
+    return `TLS certificate rejected (${code}); set insecure: true only for a test upstream`;
   return message ?? String(error);
 }

@@ -5,7 +5,13 @@ import { scrubSecrets } from "../pool/scrub-secrets";
 import type { Clock } from "../pool/clock";
 import type { DueCheck, PoolStore } from "../store/types";
 import { probeKey, type ProbeResult } from "./probe";
-import { DEFAULT_REFRESH_AHEAD_SEC, REFRESH_TIMEOUT_SEC, refreshKey, refreshOwnerId, type RefreshOutcome } from "./refresh";
+import {
+  DEFAULT_REFRESH_AHEAD_SEC,
+  REFRESH_TIMEOUT_SEC,
+  refreshKey,
+  refreshOwnerId,
+  type RefreshOutcome,
+} from "./refresh";
 
 export const DEFAULT_CHECK_CONCURRENCY = 8;
 const DEFAULT_TICK_MS = 1000;
@@ -151,7 +157,13 @@ export class Checker {
     }
     await this.store.recordCheck(pool.name, key.id, { ...result, token });
     this.metrics.recordCheck(pool.name, result);
-    this.logger.debug("key checked", { pool: pool.name, id: key.id, ok: result.ok, status: result.status, reason: result.reason });
+    this.logger.debug("key checked", {
+      pool: pool.name,
+      id: key.id,
+      ok: result.ok,
+      status: result.status,
+      reason: result.reason,
+    });
   }
 
   /** A probe's result, or undefined when it was cut short by stop(): that says nothing about the key. */

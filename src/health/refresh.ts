@@ -43,7 +43,9 @@ export async function requestNewToken(
   opts: RefreshRequestOptions = {},
 ): Promise<TokenAnswer> {
   const fail = (reason: string): TokenAnswer => ({ ok: false, reason: scrubAll(reason, credentials) });
-  const usesRefreshToken = [refresh.url, refresh.body ?? "", ...Object.values(refresh.headers)].some((t) => t.includes("{refresh_token}"));
+  const usesRefreshToken = [refresh.url, refresh.body ?? "", ...Object.values(refresh.headers)].some((t) =>
+    t.includes("{refresh_token}"),
+  );
   if (usesRefreshToken && credentials.refreshToken === null) {
     return fail("no refresh token known for this key — add refresh_token=VALUE to its line in the tokens file");
   }
@@ -54,8 +56,13 @@ export async function requestNewToken(
   try {
     response = await fetch(substituteCredentials(refresh.url, credentials, "url"), {
       method: refresh.method,
-      headers: Object.fromEntries(Object.entries(refresh.headers).map(([k, v]) => [k, substituteCredentials(v, credentials, "raw")])),
-      body: refresh.body === undefined ? undefined : substituteCredentials(refresh.body, credentials, bodyEncoding(refresh.headers)),
+      headers: Object.fromEntries(
+        Object.entries(refresh.headers).map(([k, v]) => [k, substituteCredentials(v, credentials, "raw")]),
+      ),
+      body:
+        refresh.body === undefined
+          ? undefined
+          : substituteCredentials(refresh.body, credentials, bodyEncoding(refresh.headers)),
       // A token endpoint that redirects is misconfigured; following it would send the refresh token elsewhere.
       redirect: "manual",
       signal: limit.signal,
@@ -72,7 +79,9 @@ export async function requestNewToken(
   try {
     const answer = await readCappedText(response, MAX_TOKEN_ANSWER_BYTES);
     if (answer.truncated) {
-      return fail(`token endpoint answered HTTP ${response.status} with more than ${MAX_TOKEN_ANSWER_BYTES} bytes; not a token answer`);
+      return fail(
+        `token endpoint answered HTTP ${response.status} with more than ${MAX_TOKEN_ANSWER_BYTES} bytes; not a token answer`,
+      );
     }
     text = answer.text;
   } catch {
@@ -88,9 +97,13 @@ export async function requestNewToken(
   }
   const token = fieldAt(body, refresh.tokenField);
   // The body is never quoted in these reasons: it holds the new token.
-  if (typeof token !== "string" || token === "") return fail(`token endpoint's answer has no string field "${refresh.tokenField}" — check refresh.token_field`);
+  if (typeof token !== "string" || token === "")
+    return fail(`token endpoint's answer has no string field "${refresh.tokenField}" — check refresh.token_field`);
   // Stored, it would make every request with the key fail: keep the old token instead.
-  if (!isSendableToken(token)) return fail(`token endpoint's "${refresh.tokenField}" has whitespace, control or non-ASCII characters, which an HTTP header cannot carry`);
+  if (!isSendableToken(token))
+    return fail(
+      `token endpoint's "${refresh.tokenField}" has whitespace, control or non-ASCII characters, which an HTTP header cannot carry`,
+    );
 
   const answer: TokenAnswer = { ok: true, token };
   if (refresh.refreshTokenField !== undefined) {
@@ -175,7 +188,10 @@ export async function refreshKey(
 }
 
 function bodyEncoding(headers: Record<string, string>): "json" | "form" | "raw" {
-  const type = Object.entries(headers).find(([k]) => k.toLowerCase() === "content-type")?.[1]?.toLowerCase() ?? "";
+  const type =
+    Object.entries(headers)
+      .find(([k]) => k.toLowerCase() === "content-type")?.[1]
+      ?.toLowerCase() ?? "";
   if (type.includes("json")) return "json";
   if (type.includes("x-www-form-urlencoded")) return "form";
   return "raw";

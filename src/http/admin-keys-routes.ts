@@ -14,7 +14,8 @@ import {
 import type { KeyAdminService } from "./key-admin-service";
 import { errors } from "./schemas";
 
-const OWNERSHIP = "A key from a tokens file (or the environment) belongs to it: only `enabled` may change here, anything else answers 409 KEY_OWNED_BY_FILE.";
+const OWNERSHIP =
+  "A key from a tokens file (or the environment) belongs to it: only `enabled` may change here, anything else answers 409 KEY_OWNED_BY_FILE.";
 
 /** Key administration and usage (auth): pools, their keys, and what each key did and cost. */
 export function adminKeysRoutes(admin: KeyAdminService) {
@@ -34,7 +35,8 @@ export function adminKeysRoutes(admin: KeyAdminService) {
       response: { 200: AdminKeyJson, ...errors(400, 401, 404, 409, 413) },
       detail: {
         summary: "Add a key",
-        description: "The next take may hand it out; it is kept in the store across reloads and restarts. 409 when the pool already has the id (or the token), or its tokens file defines the id.",
+        description:
+          "The next take may hand it out; it is kept in the store across reloads and restarts. 409 when the pool already has the id (or the token), or its tokens file defines the id.",
         tags: ["admin"],
       },
     })
@@ -47,12 +49,20 @@ export function adminKeysRoutes(admin: KeyAdminService) {
     .delete("/pools/:pool/keys/:id", ({ params }) => admin.remove(params.pool, params.id), {
       params: PoolKeyParams,
       response: { 200: RemovedJson, ...errors(401, 404, 409) },
-      detail: { summary: "Remove a key the admin API added", description: `Its leases end with it; its usage still counts in the pool's totals. ${OWNERSHIP}`, tags: ["admin"] },
+      detail: {
+        summary: "Remove a key the admin API added",
+        description: `Its leases end with it; its usage still counts in the pool's totals. ${OWNERSHIP}`,
+        tags: ["admin"],
+      },
     })
     .get("/pools/:pool/usage", ({ params, query }) => admin.usage(params.pool, query.window), {
       params: PoolParams,
       query: UsageQueryJson,
       response: { 200: PoolUsageJson, ...errors(400, 401, 404) },
-      detail: { summary: "Usage and estimated cost, per key and in total", description: "From hourly buckets: window hour, day (default) or all.", tags: ["admin"] },
+      detail: {
+        summary: "Usage and estimated cost, per key and in total",
+        description: "From hourly buckets: window hour, day (default) or all.",
+        tags: ["admin"],
+      },
     });
 }

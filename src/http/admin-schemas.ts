@@ -35,7 +35,8 @@ export const KeyLimitsBody = t.Object(
   { additionalProperties: false, description: "The key's own limits; they win over the pool's" },
 );
 
-const nullableInt = (description: string, example: number) => t.Union([t.Integer(), t.Null()], { description, examples: [example] });
+const nullableInt = (description: string, example: number) =>
+  t.Union([t.Integer(), t.Null()], { description, examples: [example] });
 
 export const KeyLimitsJson = t.Object(
   {
@@ -52,24 +53,53 @@ export const PoolKeyParams = t.Object({
   id: t.String({ maxLength: 128, description: "Key id", examples: ["team-b"] }),
 });
 
-export const PoolParams = t.Object({ pool: t.String({ maxLength: 64, description: "Pool name", examples: ["default"] }) });
+export const PoolParams = t.Object({
+  pool: t.String({ maxLength: 64, description: "Pool name", examples: ["default"] }),
+});
 
 export const NewKeyBody = t.Object(
   {
-    id: t.Optional(t.String({ pattern: KEY_ID_PATTERN, description: "1–128 of A-Z a-z 0-9 . _ : - (default: derived from the token, as in a tokens file)", examples: ["team-b"] })),
-    token: t.String({ minLength: 1, maxLength: 8192, description: "The secret; stored (encrypted with a master key) and never shown again", examples: ["sk-live-0123456789abcdefghij"] }),
+    id: t.Optional(
+      t.String({
+        pattern: KEY_ID_PATTERN,
+        description: "1–128 of A-Z a-z 0-9 . _ : - (default: derived from the token, as in a tokens file)",
+        examples: ["team-b"],
+      }),
+    ),
+    token: t.String({
+      minLength: 1,
+      maxLength: 8192,
+      description: "The secret; stored (encrypted with a master key) and never shown again",
+      examples: ["sk-live-0123456789abcdefghij"],
+    }),
     weight: t.Optional(weight("Share of traffic under weighted rotation (default 1)")),
-    group: t.Optional(t.String({ pattern: GROUP_PATTERN, description: "Quota group: a rate limit on one key rests them all", examples: ["acme"] })),
+    group: t.Optional(
+      t.String({
+        pattern: GROUP_PATTERN,
+        description: "Quota group: a rate limit on one key rests them all",
+        examples: ["acme"],
+      }),
+    ),
     limits: t.Optional(KeyLimitsBody),
   },
-  { additionalProperties: false, examples: [{ id: "team-b", token: "sk-live-0123456789abcdefghij", weight: 2, limits: { rpm: 60 } }] },
+  {
+    additionalProperties: false,
+    examples: [{ id: "team-b", token: "sk-live-0123456789abcdefghij", weight: 2, limits: { rpm: 60 } }],
+  },
 );
 
 export const KeyChangesBody = t.Object(
   {
-    enabled: t.Optional(t.Boolean({ description: "false: never handed out until enabled again (allowed on every key)" })),
+    enabled: t.Optional(
+      t.Boolean({ description: "false: never handed out until enabled again (allowed on every key)" }),
+    ),
     weight: t.Optional(weight("Share of traffic under weighted rotation")),
-    group: t.Optional(t.Union([t.String({ pattern: GROUP_PATTERN }), t.Null()], { description: "null leaves the group", examples: ["acme"] })),
+    group: t.Optional(
+      t.Union([t.String({ pattern: GROUP_PATTERN }), t.Null()], {
+        description: "null leaves the group",
+        examples: ["acme"],
+      }),
+    ),
     limits: t.Optional(KeyLimitsBody),
   },
   { additionalProperties: false, examples: [{ enabled: false }, { weight: 2, limits: { rpm: null, tpm: 50000 } }] },
@@ -94,7 +124,10 @@ export const AdminKeyJson = t.Object(
     pool: t.String({ examples: ["default"] }),
     id: t.String({ examples: ["team-b"] }),
     masked: t.String({ description: "The token, masked", examples: ["sk-…ghij"] }),
-    origin: t.UnionEnum(["file", "api", "env"], { description: "file/env: the config owns the key (only enabled may change); api: added through this API", examples: ["api"] }),
+    origin: t.UnionEnum(["file", "api", "env"], {
+      description: "file/env: the config owns the key (only enabled may change); api: added through this API",
+      examples: ["api"],
+    }),
     state: KeyStateSchema,
     reason: t.Union([t.String(), t.Null()], { examples: ["disabled by operator"] }),
     enabled: t.Boolean(),
@@ -106,7 +139,10 @@ export const AdminKeyJson = t.Object(
   { examples: [KEY_EXAMPLE] },
 );
 
-export const KeyListJson = t.Object({ pool: t.String(), keys: t.Array(AdminKeyJson) }, { examples: [{ pool: "default", keys: [KEY_EXAMPLE] }] });
+export const KeyListJson = t.Object(
+  { pool: t.String(), keys: t.Array(AdminKeyJson) },
+  { examples: [{ pool: "default", keys: [KEY_EXAMPLE] }] },
+);
 
 export const RemovedJson = t.Object(
   { pool: t.String(), id: t.String(), removed: t.Literal(true) },
@@ -119,13 +155,36 @@ export const PoolsJson = t.Object(
       t.Object({
         name: t.String({ examples: ["default"] }),
         keys: t.Integer({ examples: [3] }),
-        origins: t.Object({ file: t.Integer(), api: t.Integer(), env: t.Integer() }, { description: "Keys by where they came from" }),
-        takeable: t.Integer({ description: "Keys live or unknown and not resting: could be handed out now", examples: [2] }),
-        tokens_file: t.Union([t.String(), t.Null()], { description: "The file that owns the pool's file keys", examples: ["/etc/keypool/tokens.txt"] }),
+        origins: t.Object(
+          { file: t.Integer(), api: t.Integer(), env: t.Integer() },
+          { description: "Keys by where they came from" },
+        ),
+        takeable: t.Integer({
+          description: "Keys live or unknown and not resting: could be handed out now",
+          examples: [2],
+        }),
+        tokens_file: t.Union([t.String(), t.Null()], {
+          description: "The file that owns the pool's file keys",
+          examples: ["/etc/keypool/tokens.txt"],
+        }),
       }),
     ),
   },
-  { examples: [{ pools: [{ name: "default", keys: 3, origins: { file: 2, api: 1, env: 0 }, takeable: 2, tokens_file: "/etc/keypool/tokens.txt" }] }] },
+  {
+    examples: [
+      {
+        pools: [
+          {
+            name: "default",
+            keys: 3,
+            origins: { file: 2, api: 1, env: 0 },
+            takeable: 2,
+            tokens_file: "/etc/keypool/tokens.txt",
+          },
+        ],
+      },
+    ],
+  },
 );
 
 const USAGE_EXAMPLE = {
@@ -145,13 +204,22 @@ export const UsageJson = t.Object(
   {
     requests: t.Integer({ description: "Outcomes reported (each gateway attempt is one)" }),
     successes: t.Integer(),
-    failures: t.Object(Object.fromEntries(FAILURE_BUCKETS.map((b) => [b, t.Integer()])), { description: "Failures by class; other: unclassified" }),
+    failures: t.Object(Object.fromEntries(FAILURE_BUCKETS.map((b) => [b, t.Integer()])), {
+      description: "Failures by class; other: unclassified",
+    }),
     success_rate: t.Union([t.Number(), t.Null()], { description: "successes / requests; null before any request" }),
     input_tokens: t.Integer(),
     output_tokens: t.Integer(),
-    cached_tokens: t.Integer({ description: "Input tokens served from the provider's prompt cache (a part of input_tokens)" }),
-    cache_write_tokens: t.Integer({ description: "Input tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens; a part of input_tokens)" }),
-    cache_hit_ratio: t.Union([t.Number(), t.Null()], { description: "cached_tokens / input_tokens; null before any input" }),
+    cached_tokens: t.Integer({
+      description: "Input tokens served from the provider's prompt cache (a part of input_tokens)",
+    }),
+    cache_write_tokens: t.Integer({
+      description:
+        "Input tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens; a part of input_tokens)",
+    }),
+    cache_hit_ratio: t.Union([t.Number(), t.Null()], {
+      description: "cached_tokens / input_tokens; null before any input",
+    }),
     cost_usd: t.Number({ description: "Estimated from the config's prices (0 for models without one)" }),
   },
   { examples: [USAGE_EXAMPLE] },
@@ -159,16 +227,39 @@ export const UsageJson = t.Object(
 
 export const UsageQueryJson = t.Object({
   // Literals, not t.UnionEnum: Elysia fills an absent optional UnionEnum with its first value.
-  window: t.Optional(t.Union([t.Literal("hour"), t.Literal("day"), t.Literal("all")], { description: "hour: buckets overlapping the last 60 min; day: the last 24 h; all: lifetime (default day)", examples: ["day"] })),
+  window: t.Optional(
+    t.Union([t.Literal("hour"), t.Literal("day"), t.Literal("all")], {
+      description: "hour: buckets overlapping the last 60 min; day: the last 24 h; all: lifetime (default day)",
+      examples: ["day"],
+    }),
+  ),
 });
 
 export const PoolUsageJson = t.Object(
   {
     pool: t.String(),
     window: t.UnionEnum(["hour", "day", "all"]),
-    since: t.Union([t.String({ format: "date-time" }), t.Null()], { description: "The first hourly bucket counted; null for all" }),
+    since: t.Union([t.String({ format: "date-time" }), t.Null()], {
+      description: "The first hourly bucket counted; null for all",
+    }),
     totals: UsageJson,
-    keys: t.Array(t.Object({ id: t.String(), present: t.Boolean({ description: "false: the key was removed; its usage still counts in totals" }), usage: UsageJson })),
+    keys: t.Array(
+      t.Object({
+        id: t.String(),
+        present: t.Boolean({ description: "false: the key was removed; its usage still counts in totals" }),
+        usage: UsageJson,
+      }),
+    ),
   },
-  { examples: [{ pool: "default", window: "day", since: "2026-01-01T11:00:00.000Z", totals: USAGE_EXAMPLE, keys: [{ id: "team-b", present: true, usage: USAGE_EXAMPLE }] }] },
+  {
+    examples: [
+      {
+        pool: "default",
+        window: "day",
+        since: "2026-01-01T11:00:00.000Z",
+        totals: USAGE_EXAMPLE,
+        keys: [{ id: "team-b", present: true, usage: USAGE_EXAMPLE }],
+      },
+    ],
+  },
 );

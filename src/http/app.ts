@@ -57,41 +57,48 @@ const PUBLIC_PATHS = new Set(["/health", "/metrics", "/ui", ...DOCS_PATHS]);
 
 /** The API listener: broker, status and admin routes behind one error mapping and one auth check. */
 export function createApiApp(deps: ApiDeps) {
-  const refusal = createRequestGuard(deps.apiKey, deps.hostCheck, deps.listener?.maxConnections ?? DEFAULT_MAX_CONNECTIONS, deps.logger);
-  return new Elysia({ name: "keypool-api", normalize: false })
-    // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
-    // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
-    // So the hook stays this small, and returns the refusal by name.
-    .onRequest(function guardRequest({ request, server }) {
-      const refused = refusal(request, server);
-      if (refused) return refused;
-    })
-    .onParse(parseAnyJson)
-    .onTransform(function refuseDeepBody({ body }) {
-      // Between parsing and validation, which would walk a deeply nested body for seconds.
-      if (typeof body === "object" && body !== null && nestsDeeperThan(body)) {
-        throw new DomainError("BAD_REQUEST", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
-      }
-    })
-    .onError(function mapError({ error, code, request }) {
-      return answerError(deps.logger, request, error, code);
-    })
-    .get("/health", () => healthAnswer(deps), {
-      response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }), ...errors(503) },
-      detail: {
-        summary: "Liveness: 503 STATE_FILE_LOST once the state file is gone; never needs auth",
-        tags: ["status"],
-        security: [],
-      },
-    })
-    .use(brokerRoutes(deps.broker, deps.listener?.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC))
-    .use(statusRoutes(deps.broker, deps.compat))
-    .use(eventsRoutes(deps.broker))
-    .use(adminRoutes(deps.reload))
-    .use(deps.compat ? compatRoutes(deps.compat, deps.logger) : new Elysia({ name: "compat-off" }))
-    .use(deps.keyAdmin ? adminKeysRoutes(deps.keyAdmin) : new Elysia({ name: "admin-keys-off" }))
-    .use(observabilityRoutes(deps))
-    .use(docsRoutes());
+  const refusal = createRequestGuard(
+    deps.apiKey,
+    deps.hostCheck,
+    deps.listener?.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    deps.logger,
+  );
+  return (
+    new Elysia({ name: "keypool-api", normalize: false })
+      // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
+      // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
+      // So the hook stays this small, and returns the refusal by name.
+      .onRequest(function guardRequest({ request, server }) {
+        const refused = refusal(request, server);
+        if (refused) return refused;
+      })
+      .onParse(parseAnyJson)
+      .onTransform(function refuseDeepBody({ body }) {
+        // Between parsing and validation, which would walk a deeply nested body for seconds.
+        if (typeof body === "object" && body !== null && nestsDeeperThan(body)) {
+          throw new DomainError("BAD_REQUEST", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
+        }
+      })
+      .onError(function mapError({ error, code, request }) {
+        return answerError(deps.logger, request, error, code);
+      })
+      .get("/health", () => healthAnswer(deps), {
+        response: { 200: t.Object({ ok: t.Literal(true) }, { examples: [{ ok: true }] }), ...errors(503) },
+        detail: {
+          summary: "Liveness: 503 STATE_FILE_LOST once the state file is gone; never needs auth",
+          tags: ["status"],
+          security: [],
+        },
+      })
+      .use(brokerRoutes(deps.broker, deps.listener?.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC))
+      .use(statusRoutes(deps.broker, deps.compat))
+      .use(eventsRoutes(deps.broker))
+      .use(adminRoutes(deps.reload))
+      .use(deps.compat ? compatRoutes(deps.compat, deps.logger) : new Elysia({ name: "compat-off" }))
+      .use(deps.keyAdmin ? adminKeysRoutes(deps.keyAdmin) : new Elysia({ name: "admin-keys-off" }))
+      .use(observabilityRoutes(deps))
+      .use(docsRoutes())
+  );
 }
 
 /** Returned, not thrown: a probe polling a daemon that lost its file must not add an error line per poll. */
@@ -104,7 +111,9 @@ function healthAnswer(deps: ApiDeps) {
 function observabilityRoutes({ metrics, poolNames, clock }: ApiDeps) {
   const routes = new Elysia({ name: "observability" });
   if (!metrics) return routes;
-  return routes.use(metricsRoutes(metrics)).use(uiRoutes({ metrics, poolNames: poolNames ?? (() => []), clock: clock ?? systemClock }));
+  return routes
+    .use(metricsRoutes(metrics))
+    .use(uiRoutes({ metrics, poolNames: poolNames ?? (() => []), clock: clock ?? systemClock }));
 }
 
 /** The answer to a request refused before routing (over the cap, to a foreign Host, too large, or without the API key), if it is. */
@@ -122,15 +131,29 @@ function createRequestGuard(
     }
     if (hostCheck) {
       const host = request.headers.get("host");
-      if (!hostCheck(host)) return refuseRequest(logger, request, "HOST_NOT_ALLOWED", hostRefusalMessage(host!, "server.api_key"), 403);
+      if (!hostCheck(host))
+        return refuseRequest(logger, request, "HOST_NOT_ALLOWED", hostRefusalMessage(host!, "server.api_key"), 403);
     }
     // GET /take is the hot path: it has no body, so its headers are not even looked at here.
     if (request.method !== "GET" && Number(request.headers.get("content-length") ?? 0) > MAX_BODY_BYTES) {
       // Closing lets the client stop uploading the rest instead of waiting on a connection we will not read.
-      return refuseRequest(logger, request, "PAYLOAD_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, 413, { connection: "close" });
+      return refuseRequest(
+        logger,
+        request,
+        "PAYLOAD_TOO_LARGE",
+        `request body is larger than ${MAX_BODY_BYTES} bytes`,
+        413,
+        { connection: "close" },
+      );
     }
     if (hasValidApiKey && !PUBLIC_PATHS.has(requestPath(request.url)) && !hasValidApiKey(request)) {
-      return refuseRequest(logger, request, "UNAUTHORIZED", "missing or wrong API key: send it as X-API-Key or Authorization: Bearer", 401);
+      return refuseRequest(
+        logger,
+        request,
+        "UNAUTHORIZED",
+        "missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
+        401,
+      );
     }
     return undefined;
   };

@@ -51,7 +51,8 @@ export function brokerRoutes(broker: BrokerService, idleTimeoutSec: number) {
       response: { 200: ReleaseAnswer, ...errors(400, 401, 404, 413) },
       detail: {
         summary: "Report how a key did and give it back",
-        description: "Give `lease` (from /take) or `id`. `ok: false` with the upstream `status` rests (429, 5xx) or quarantines (401, 403) the key.",
+        description:
+          "Give `lease` (from /take) or `id`. `ok: false` with the upstream `status` rests (429, 5xx) or quarantines (401, 403) the key.",
         tags: ["broker"],
       },
     });

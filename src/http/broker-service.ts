@@ -154,19 +154,23 @@ export class BrokerService {
       retryAfterMs: request.retry_after_sec === undefined ? undefined : Math.round(request.retry_after_sec * 1000),
       class: request.class,
       tokens: request.tokens,
-      usage: request.input_tokens === undefined && request.output_tokens === undefined ? undefined : {
-        input: request.input_tokens ?? 0,
-        output: request.output_tokens ?? 0,
-        cached: request.cached_tokens,
-        cacheWrite: request.cache_write_tokens,
-      },
+      usage:
+        request.input_tokens === undefined && request.output_tokens === undefined
+          ? undefined
+          : {
+              input: request.input_tokens ?? 0,
+              output: request.output_tokens ?? 0,
+              cached: request.cached_tokens,
+              cacheWrite: request.cache_write_tokens,
+            },
       model: request.model,
       session: request.session || undefined,
       verdict: request.verdict,
     };
     let result: ReleaseResult;
     if (request.lease !== undefined) result = await this.keys.release({ lease: request.lease }, outcome);
-    else if (request.id !== undefined) result = await this.keys.release({ id: request.id, pool: request.pool }, outcome);
+    else if (request.id !== undefined)
+      result = await this.keys.release({ id: request.id, pool: request.pool }, outcome);
     else throw new DomainError("BAD_REQUEST", 'say which key you are releasing: give "lease" (from /take) or "id"');
     this.metrics.recordRequest(result.pool, result.id, outcome);
     return { ok: true, ...result };
@@ -188,7 +192,8 @@ export class BrokerService {
   async status(pool?: string): Promise<StatusBody> {
     const rows = await this.store.status(pool);
     const pools: StatusBody["pools"] = {};
-    for (const name of pool === undefined ? this.store.poolNames() : [pool]) pools[name] = { total: 0, counts: emptyCounts() };
+    for (const name of pool === undefined ? this.store.poolNames() : [pool])
+      pools[name] = { total: 0, counts: emptyCounts() };
     for (const row of rows) {
       const summary = (pools[row.pool] ??= { total: 0, counts: emptyCounts() });
       summary.total++;
@@ -198,8 +203,10 @@ export class BrokerService {
     const report = (await this.store.usage({ pool, window: "day" })).keys;
     const usage = new Map(report.map((k) => [`${k.pool}\u0000${k.id}`, k.usage]));
     const poolTotals = new Map<string, UsageTotals>();
-    for (const k of report) addUsage(poolTotals.get(k.pool) ?? poolTotals.set(k.pool, emptyUsage()).get(k.pool)!, k.usage);
-    for (const [name, summary] of Object.entries(pools)) summary.usage = compactUsageJson(poolTotals.get(name) ?? emptyUsage());
+    for (const k of report)
+      addUsage(poolTotals.get(k.pool) ?? poolTotals.set(k.pool, emptyUsage()).get(k.pool)!, k.usage);
+    for (const [name, summary] of Object.entries(pools))
+      summary.usage = compactUsageJson(poolTotals.get(name) ?? emptyUsage());
     const keys = rows.map((row) => ({
       ...statusRow(row),
       usage: compactUsageJson(usage.get(`${row.pool}\u0000${row.id}`) ?? emptyUsage()),
@@ -220,7 +227,10 @@ export class BrokerService {
     const names = this.store.poolNames();
     if (names.includes("default")) return "default";
     if (names.length === 1) return names[0]!;
-    throw new DomainError("BAD_REQUEST", `several pools are configured (${names.join(", ")}); say which with ?pool=NAME`);
+    throw new DomainError(
+      "BAD_REQUEST",
+      `several pools are configured (${names.join(", ")}); say which with ?pool=NAME`,
+    );
   }
 }
 

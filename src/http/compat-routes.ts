@@ -5,7 +5,9 @@ import { type Logger, REQUEST_ID_HEADER } from "../log";
 import { STATUS_BY_CODE, logRefusal } from "./errors";
 import { ErrorBody, errors } from "./schemas";
 
-const PoolParam = t.Object({ pool: t.String({ maxLength: 64, description: "Pool name (the model, in similar tools)", examples: ["gpt-4"] }) });
+const PoolParam = t.Object({
+  pool: t.String({ maxLength: 64, description: "Pool name (the model, in similar tools)", examples: ["gpt-4"] }),
+});
 
 const CompatError = t.Object(
   {
@@ -32,7 +34,16 @@ const CompatKey = t.Object(
       healthyKeys: t.Number({ description: "Keys neither out (failed) nor resting after a failure", examples: [2] }),
     }),
   },
-  { examples: [{ success: true, model: "gpt-4", key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", pool: { totalKeys: 3, healthyKeys: 2 } }] },
+  {
+    examples: [
+      {
+        success: true,
+        model: "gpt-4",
+        key: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa",
+        pool: { totalKeys: 3, healthyKeys: 2 },
+      },
+    ],
+  },
 );
 
 const HealthReport = t.Object(
@@ -62,7 +73,13 @@ const HealthResult = t.Object(
   },
   {
     examples: [
-      { success: true, model: "gpt-4", id: "key-5810d3946d", state: "cooling", reason: "reported rate_limited; back in 15m" },
+      {
+        success: true,
+        model: "gpt-4",
+        id: "key-5810d3946d",
+        state: "cooling",
+        reason: "reported rate_limited; back in 15m",
+      },
     ],
   },
 );
@@ -116,7 +133,11 @@ export function compatRoutes(compat: CompatService, logger: Logger) {
       {
         params: PoolParam,
         response: { 200: CompatKey, ...errors(401), 400: CompatBadRequest, 404: CompatError, 503: CompatError },
-        detail: { summary: "Take a key (compatibility)", description: "Like GET /take, for clients of similar tools. No lease: report with POST /health/:pool.", tags: ["compat"] },
+        detail: {
+          summary: "Take a key (compatibility)",
+          description: "Like GET /take, for clients of similar tools. No lease: report with POST /health/:pool.",
+          tags: ["compat"],
+        },
       },
     )
     .post(
@@ -133,7 +154,11 @@ export function compatRoutes(compat: CompatService, logger: Logger) {
         params: PoolParam,
         body: HealthReport,
         response: { 200: HealthResult, ...errors(401, 413), 400: CompatBadRequest, 404: CompatError },
-        detail: { summary: "Report how a key did (compatibility)", description: "Names the key by its token. An unknown token answers 404 without echoing it.", tags: ["compat"] },
+        detail: {
+          summary: "Report how a key did (compatibility)",
+          description: "Names the key by its token. An unknown token answers 404 without echoing it.",
+          tags: ["compat"],
+        },
       },
     )
     .post(
@@ -170,24 +195,31 @@ export function compatRoutes(compat: CompatService, logger: Logger) {
         }
       },
       {
-      params: PoolParam,
-      body: KeyBody,
-      response: { 200: KeyChange, ...errors(401, 413), 400: CompatBadRequest, 404: CompatError },
-      detail: {
-        summary: "Take a key out by its token (compatibility)",
-        description:
-          "A key the admin API added is removed; one the environment or a tokens file defines is disabled " +
-          "(the config would bring it back).",
-        tags: ["compat"],
+        params: PoolParam,
+        body: KeyBody,
+        response: { 200: KeyChange, ...errors(401, 413), 400: CompatBadRequest, 404: CompatError },
+        detail: {
+          summary: "Take a key out by its token (compatibility)",
+          description:
+            "A key the admin API added is removed; one the environment or a tokens file defines is disabled " +
+            "(the config would bring it back).",
+          tags: ["compat"],
+        },
       },
-    },
     );
 }
 
 /** A domain error in the compatibility shape, logged with its request id; others go to the app's error mapping. */
-function compatFailure(model: string, error: unknown, headers: Record<string, unknown>, logger: Logger, request: Request) {
+function compatFailure(
+  model: string,
+  error: unknown,
+  headers: Record<string, unknown>,
+  logger: Logger,
+  request: Request,
+) {
   if (!(error instanceof DomainError)) throw error;
-  if (error.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
+  if (error.retryAfterMs !== undefined)
+    headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
   const status = STATUS_BY_CODE[error.code];
   headers[REQUEST_ID_HEADER] = logRefusal(logger, request, status, error.code);
   return { status, body: { success: false as const, model, error: { code: error.code, message: error.message } } };

@@ -57,9 +57,16 @@ export function docsRoutes() {
     }),
   );
   for (const [route, asset] of Object.entries(SWAGGER_ASSETS)) {
-    app = app.get(route, () => new Response(Bun.file(asset.path), { headers: { "content-type": asset.type, "cache-control": "public, max-age=86400" } }), {
-      detail: { hide: true },
-    });
+    app = app.get(
+      route,
+      () =>
+        new Response(Bun.file(asset.path), {
+          headers: { "content-type": asset.type, "cache-control": "public, max-age=86400" },
+        }),
+      {
+        detail: { hide: true },
+      },
+    );
   }
   return app;
 }

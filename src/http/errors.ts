@@ -47,7 +47,8 @@ export function errorResponse(
 export function toErrorResponse(error: unknown, elysiaCode: string | number, requestId: string): Response {
   if (error instanceof DomainError) {
     const headers: Record<string, string> = {};
-    if (error.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
+    if (error.retryAfterMs !== undefined)
+      headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
     return errorResponse(error.code, error.message, STATUS_BY_CODE[error.code], headers, requestId);
   }
   switch (elysiaCode) {

@@ -22,7 +22,12 @@ export function eventsRoutes(broker: BrokerService) {
     query: t.Object({
       pool: t.Optional(t.String({ maxLength: 64, description: "Only this pool's keys" })),
       key: t.Optional(t.String({ maxLength: 128, description: "Only this key (by id)" })),
-      since: t.Optional(t.String({ maxLength: 40, description: "Only events after this ISO 8601 time or epoch milliseconds; then the first `limit` of them" })),
+      since: t.Optional(
+        t.String({
+          maxLength: 40,
+          description: "Only events after this ISO 8601 time or epoch milliseconds; then the first `limit` of them",
+        }),
+      ),
       limit: t.Optional(listLimit("At most this many (default 100)")),
     }),
     response: { 200: t.Object({ events: t.Array(KeyEventSchema) }), ...errors(400, 401, 404) },

@@ -1,7 +1,16 @@
 import { isoTime } from "../pool/bounds";
 import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../config/tokens-file";
 import { DomainError } from "../pool/errors";
-import { FAILURE_BUCKETS, type FailureBucket, type UsageTotals, type UsageWindow, addUsage, cacheHitRatio, emptyUsage, successRate } from "../pool/usage";
+import {
+  FAILURE_BUCKETS,
+  type FailureBucket,
+  type UsageTotals,
+  type UsageWindow,
+  addUsage,
+  cacheHitRatio,
+  emptyUsage,
+  successRate,
+} from "../pool/usage";
 import type { KeyLimitOverrides, KeyOrigin, KeyRecord, PoolStore } from "../store/types";
 
 /** The snake_case limits of a request or response body. */
@@ -108,19 +117,33 @@ export class KeyAdminService {
 
   async add(pool: string, request: NewKeyRequest): Promise<AdminKeyJson> {
     // Checked here rather than by the schema, whose messages could quote the value.
-    if (/\s/.test(request.token)) throw new DomainError("BAD_REQUEST", "token: contains whitespace — a token is one word");
-    if (!isSendableToken(request.token)) throw new DomainError("BAD_REQUEST", `token: ${UNSENDABLE_TOKEN.replace(" — check the file's encoding", "")}`);
+    if (/\s/.test(request.token))
+      throw new DomainError("BAD_REQUEST", "token: contains whitespace — a token is one word");
+    if (!isSendableToken(request.token))
+      throw new DomainError("BAD_REQUEST", `token: ${UNSENDABLE_TOKEN.replace(" — check the file's encoding", "")}`);
     const id = request.id ?? deriveKeyId(request.token);
     const record = await this.explained(pool, () =>
-      this.deps.store.addKey(pool, { id, token: request.token, weight: request.weight ?? 1, group: request.group, limits: limitsOf(request.limits) }),
+      this.deps.store.addKey(pool, {
+        id,
+        token: request.token,
+        weight: request.weight ?? 1,
+        group: request.group,
+        limits: limitsOf(request.limits),
+      }),
     );
     return keyJson(record);
   }
 
   async update(pool: string, id: string, request: KeyChangesRequest): Promise<AdminKeyJson> {
-    if (Object.keys(request).length === 0) throw new DomainError("BAD_REQUEST", "nothing to change: give enabled, weight, group or limits");
+    if (Object.keys(request).length === 0)
+      throw new DomainError("BAD_REQUEST", "nothing to change: give enabled, weight, group or limits");
     const record = await this.explained(pool, () =>
-      this.deps.store.updateKey(pool, id, { enabled: request.enabled, weight: request.weight, group: request.group, limits: request.limits && limitsOf(request.limits) }),
+      this.deps.store.updateKey(pool, id, {
+        enabled: request.enabled,
+        weight: request.weight,
+        group: request.group,
+        limits: request.limits && limitsOf(request.limits),
+      }),
     );
     return keyJson(record);
   }
@@ -154,7 +177,10 @@ export class KeyAdminService {
     } catch (error) {
       const file = this.deps.tokensFileOf(pool);
       if (error instanceof DomainError && error.code === "KEY_OWNED_BY_FILE" && file) {
-        throw new DomainError(error.code, error.message.replace("the pool's tokens file; edit tokens.txt", `${file}; edit ${file}`));
+        throw new DomainError(
+          error.code,
+          error.message.replace("the pool's tokens file; edit tokens.txt", `${file}; edit ${file}`),
+        );
       }
       throw error;
     }
@@ -178,7 +204,12 @@ function keyJson(record: KeyRecord): AdminKeyJson {
     enabled: record.enabled,
     weight: record.weight,
     group: record.group,
-    limits: { max_concurrency: limits.maxConcurrency, rpm: limits.rpm, tpm: limits.tpm, daily_requests: limits.dailyRequests },
+    limits: {
+      max_concurrency: limits.maxConcurrency,
+      rpm: limits.rpm,
+      tpm: limits.tpm,
+      daily_requests: limits.dailyRequests,
+    },
     in_flight: record.inFlight,
   };
 }

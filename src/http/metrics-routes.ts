@@ -10,7 +10,9 @@ export function metricsRoutes(metrics: Metrics) {
       response: {
         200: t.String({
           description: "Prometheus text format 0.0.4",
-          examples: ['# HELP keypool_keys Keys per pool and state, read from the store at scrape time.\n# TYPE keypool_keys gauge\nkeypool_keys{pool="default",state="live"} 3\n'],
+          examples: [
+            '# HELP keypool_keys Keys per pool and state, read from the store at scrape time.\n# TYPE keypool_keys gauge\nkeypool_keys{pool="default",state="live"} 3\n',
+          ],
         }),
       },
       detail: { summary: "Prometheus metrics (no auth)", tags: ["observability"], security: [] },

@@ -12,12 +12,17 @@ export const ErrorBody = t.Object(
   {
     error: t.Object({
       code: t.String({ description: "Stable machine-readable code", examples: ["NO_KEY_AVAILABLE"] }),
-      message: t.String({ description: "What went wrong and what to do", examples: ['every key in pool "default" is resting; retry after 12s'] }),
+      message: t.String({
+        description: "What went wrong and what to do",
+        examples: ['every key in pool "default" is resting; retry after 12s'],
+      }),
     }),
   },
   {
     description: "Every API error has this shape",
-    examples: [{ error: { code: "NO_KEY_AVAILABLE", message: 'every key in pool "default" is resting; retry after 12s' } }],
+    examples: [
+      { error: { code: "NO_KEY_AVAILABLE", message: 'every key in pool "default" is resting; retry after 12s' } },
+    ],
   },
 );
 
@@ -36,21 +41,40 @@ export function errors(...statuses: Array<400 | 401 | 404 | 409 | 413 | 500 | 50
   return Object.fromEntries(statuses.map((status) => [status, ErrorBody])) as Record<number, typeof ErrorBody>;
 }
 
-const isoTime = (description: string) => t.String({ format: "date-time", description, examples: ["2026-01-01T12:00:00.000Z"] });
+const isoTime = (description: string) =>
+  t.String({ format: "date-time", description, examples: ["2026-01-01T12:00:00.000Z"] });
 const nullableIsoTime = (description: string) => t.Union([isoTime(description), t.Null()]);
 
-export const KeyStateSchema = t.UnionEnum([...KEY_STATES] as [KeyState, ...KeyState[]], { description: "unknown (never checked), live, cooling (resting until `until`), quarantined (auth failure), dead (probe says invalid), disabled (by an operator)",
+export const KeyStateSchema = t.UnionEnum([...KEY_STATES] as [KeyState, ...KeyState[]], {
+  description:
+    "unknown (never checked), live, cooling (resting until `until`), quarantined (auth failure), dead (probe says invalid), disabled (by an operator)",
   examples: ["live"],
 });
 
 export const PoolQuery = t.Object({
-  pool: t.Optional(t.String({ maxLength: 64, description: "Pool name; may be left out with one pool, or one named default", examples: ["default"] })),
+  pool: t.Optional(
+    t.String({
+      maxLength: 64,
+      description: "Pool name; may be left out with one pool, or one named default",
+      examples: ["default"],
+    }),
+  ),
 });
 
 export const TakeQuery = t.Object({
-  pool: t.Optional(t.String({ maxLength: 64, description: "Pool name; may be left out with one pool, or one named default", examples: ["default"] })),
+  pool: t.Optional(
+    t.String({
+      maxLength: 64,
+      description: "Pool name; may be left out with one pool, or one named default",
+      examples: ["default"],
+    }),
+  ),
   session: t.Optional(
-    t.String({ maxLength: 512, description: "Sticky session id: the same id gets the same key while that key is usable", examples: ["conv-42"] }),
+    t.String({
+      maxLength: 512,
+      description: "Sticky session id: the same id gets the same key while that key is usable",
+      examples: ["conv-42"],
+    }),
   ),
   wait: t.Optional(
     t.Numeric({
@@ -66,27 +90,60 @@ export const TakeQuery = t.Object({
 export const TakeBody = t.Object(
   {
     id: t.String({ description: "Key id (from the tokens file)", examples: ["a"] }),
-    token: t.String({ description: "The secret itself: the only place it leaves keypool", examples: ["sk-test-aaaaaaaaaaaaaaaaaaaaaaaa"] }),
+    token: t.String({
+      description: "The secret itself: the only place it leaves keypool",
+      examples: ["sk-test-aaaaaaaaaaaaaaaaaaaaaaaa"],
+    }),
     pool: t.String({ examples: ["default"] }),
     lease: t.String({ description: "Give this back to POST /release", examples: ["ls_3f9a1c0d2b"] }),
     expires_at: isoTime("When the lease lapses by itself if never released"),
   },
   {
-    examples: [{ id: "a", token: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", pool: "default", lease: "ls_3f9a1c0d2b", expires_at: "2026-01-01T12:05:00.000Z" }],
+    examples: [
+      {
+        id: "a",
+        token: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa",
+        pool: "default",
+        lease: "ls_3f9a1c0d2b",
+        expires_at: "2026-01-01T12:05:00.000Z",
+      },
+    ],
   },
 );
 
 export const ReleaseRequest = t.Object(
   {
-    lease: t.Optional(t.String({ minLength: 1, maxLength: 128, description: "The lease from /take", examples: ["ls_3f9a1c0d2b"] })),
-    id: t.Optional(t.String({ minLength: 1, maxLength: 128, description: "Or the key id, when there is no lease", examples: ["a"] })),
+    lease: t.Optional(
+      t.String({ minLength: 1, maxLength: 128, description: "The lease from /take", examples: ["ls_3f9a1c0d2b"] }),
+    ),
+    id: t.Optional(
+      t.String({ minLength: 1, maxLength: 128, description: "Or the key id, when there is no lease", examples: ["a"] }),
+    ),
     pool: t.Optional(t.String({ maxLength: 64, description: "With id: the key's pool", examples: ["default"] })),
     ok: t.Boolean({ description: "Whether the key worked" }),
-    status: t.Optional(t.Integer({ minimum: 100, maximum: 599, description: "The upstream's HTTP status: 429 rests the key, 401/403 quarantine it", examples: [429] })),
-    error_body: t.Optional(
-      t.String({ maxLength: 4096, description: "The start of the upstream's error body (≤ 4 KB): classifies the failure, e.g. insufficient_quota", examples: ['{"error":{"code":"insufficient_quota"}}'] }),
+    status: t.Optional(
+      t.Integer({
+        minimum: 100,
+        maximum: 599,
+        description: "The upstream's HTTP status: 429 rests the key, 401/403 quarantine it",
+        examples: [429],
+      }),
     ),
-    retry_after_sec: t.Optional(t.Number({ minimum: 0, maximum: MAX_COOLDOWN_SEC, description: `The upstream's Retry-After: replaces the first backoff rung (at most ${MAX_COOLDOWN_SEC}: 7 days)`, examples: [20] })),
+    error_body: t.Optional(
+      t.String({
+        maxLength: 4096,
+        description: "The start of the upstream's error body (≤ 4 KB): classifies the failure, e.g. insufficient_quota",
+        examples: ['{"error":{"code":"insufficient_quota"}}'],
+      }),
+    ),
+    retry_after_sec: t.Optional(
+      t.Number({
+        minimum: 0,
+        maximum: MAX_COOLDOWN_SEC,
+        description: `The upstream's Retry-After: replaces the first backoff rung (at most ${MAX_COOLDOWN_SEC}: 7 days)`,
+        examples: [20],
+      }),
+    ),
     // Literals, not t.UnionEnum: Elysia fills an absent optional UnionEnum with its first value.
     class: t.Optional(
       t.Union(
@@ -94,13 +151,62 @@ export const ReleaseRequest = t.Object(
         { description: "Your own verdict on the failure; wins over classification", examples: ["rate_limit"] },
       ),
     ),
-    tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "Tokens the request used, counted against the pool's tpm", examples: [1200] })),
-    input_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "The upstream's usage: input tokens, for the key's usage and cost (input + output also count against tpm)", examples: [1000] })),
-    output_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "The upstream's usage: output tokens", examples: [200] })),
-    cached_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "Input tokens served from the provider's prompt cache (a part of input_tokens)", examples: [0] })),
-    cache_write_tokens: t.Optional(t.Integer({ minimum: 0, maximum: MAX_REQUEST_TOKENS, description: "Input tokens written to the provider's prompt cache (a part of input_tokens)", examples: [0] })),
-    session: t.Optional(t.String({ minLength: 1, maxLength: 512, description: "The session given to /take: the usage is added to that session's totals (GET /sessions)", examples: ["conv-42"] })),
-    model: t.Optional(t.String({ maxLength: 200, description: "The model used: prices the usage from the config's prices", examples: ["gpt-4o-mini"] })),
+    tokens: t.Optional(
+      t.Integer({
+        minimum: 0,
+        maximum: MAX_REQUEST_TOKENS,
+        description: "Tokens the request used, counted against the pool's tpm",
+        examples: [1200],
+      }),
+    ),
+    input_tokens: t.Optional(
+      t.Integer({
+        minimum: 0,
+        maximum: MAX_REQUEST_TOKENS,
+        description:
+          "The upstream's usage: input tokens, for the key's usage and cost (input + output also count against tpm)",
+        examples: [1000],
+      }),
+    ),
+    output_tokens: t.Optional(
+      t.Integer({
+        minimum: 0,
+        maximum: MAX_REQUEST_TOKENS,
+        description: "The upstream's usage: output tokens",
+        examples: [200],
+      }),
+    ),
+    cached_tokens: t.Optional(
+      t.Integer({
+        minimum: 0,
+        maximum: MAX_REQUEST_TOKENS,
+        description: "Input tokens served from the provider's prompt cache (a part of input_tokens)",
+        examples: [0],
+      }),
+    ),
+    cache_write_tokens: t.Optional(
+      t.Integer({
+        minimum: 0,
+        maximum: MAX_REQUEST_TOKENS,
+        description: "Input tokens written to the provider's prompt cache (a part of input_tokens)",
+        examples: [0],
+      }),
+    ),
+    session: t.Optional(
+      t.String({
+        minLength: 1,
+        maxLength: 512,
+        description: "The session given to /take: the usage is added to that session's totals (GET /sessions)",
+        examples: ["conv-42"],
+      }),
+    ),
+    model: t.Optional(
+      t.String({
+        maxLength: 200,
+        description: "The model used: prices the usage from the config's prices",
+        examples: ["gpt-4o-mini"],
+      }),
+    ),
   },
   { additionalProperties: false, examples: [{ lease: "ls_3f9a1c0d2b", ok: false, status: 429 }] },
 );
@@ -111,7 +217,10 @@ export const ReleaseResult = t.Object(
     pool: t.String({ examples: ["default"] }),
     id: t.String({ examples: ["a"] }),
     state: KeyStateSchema,
-    reason: t.Union([t.String(), t.Null()], { description: "Why the key is in its state", examples: ["cooling after HTTP 429"] }),
+    reason: t.Union([t.String(), t.Null()], {
+      description: "Why the key is in its state",
+      examples: ["cooling after HTTP 429"],
+    }),
   },
   { examples: [{ ok: true, pool: "default", id: "a", state: "cooling", reason: "cooling after HTTP 429" }] },
 );
@@ -138,7 +247,9 @@ export const CompactUsageJson = t.Object(
     output_tokens: t.Integer(),
     cached_tokens: t.Integer({ description: "Input tokens read from the provider's prompt cache" }),
     cache_write_tokens: t.Integer({ description: "Input tokens written to the provider's prompt cache" }),
-    cache_hit_ratio: t.Union([t.Number(), t.Null()], { description: "cached_tokens / input_tokens; null before any input" }),
+    cache_hit_ratio: t.Union([t.Number(), t.Null()], {
+      description: "cached_tokens / input_tokens; null before any input",
+    }),
     cost_usd: t.Number(),
   },
   { description: "Usage over the last day (see GET /pools/:pool/usage for more)", examples: [COMPACT_USAGE_EXAMPLE] },
@@ -161,9 +272,18 @@ export const KeyRow = t.Object({
   requests: t.Number({ examples: [42] }),
   errors: t.Number({ examples: [1] }),
   in_flight: t.Number({ description: "Leases not yet released", examples: [0] }),
-  class: t.Union([t.UnionEnum([...FAILURE_CLASSES]), t.Null()], { description: "The class of the last failure; null after a success", examples: ["rate_limit"] }),
-  rung: t.Number({ description: "Failures of that class in a row: the backoff rung (0 after a success)", examples: [2] }),
-  group: t.Union([t.String(), t.Null()], { description: "Quota group: a rate limit on one key rests them all", examples: ["acme"] }),
+  class: t.Union([t.UnionEnum([...FAILURE_CLASSES]), t.Null()], {
+    description: "The class of the last failure; null after a success",
+    examples: ["rate_limit"],
+  }),
+  rung: t.Number({
+    description: "Failures of that class in a row: the backoff rung (0 after a success)",
+    examples: [2],
+  }),
+  group: t.Union([t.String(), t.Null()], {
+    description: "Quota group: a rate limit on one key rests them all",
+    examples: ["acme"],
+  }),
   remaining: t.Union(
     [
       t.Object({
@@ -179,10 +299,18 @@ export const KeyRow = t.Object({
   usage: t.Optional(CompactUsageJson),
 });
 
-export const StateCounts = t.Object(Object.fromEntries(KEY_STATES.map((s) => [s, t.Number()])) as Record<(typeof KEY_STATES)[number], ReturnType<typeof t.Number>>);
+export const StateCounts = t.Object(
+  Object.fromEntries(KEY_STATES.map((s) => [s, t.Number()])) as Record<
+    (typeof KEY_STATES)[number],
+    ReturnType<typeof t.Number>
+  >,
+);
 
 const poolctlTime = (description: string) =>
-  t.String({ format: "date-time", description: `${description}; 0001-01-01T00:00:00Z when never (as poolctl wrote it)` });
+  t.String({
+    format: "date-time",
+    description: `${description}; 0001-01-01T00:00:00Z when never (as poolctl wrote it)`,
+  });
 
 /** poolctl's /status fields, over every key shown, with poolctl's meanings. */
 const PoolctlStatusFields = {
@@ -241,15 +369,21 @@ export const StatusBody = t.Object(
     models: t.Optional(
       t.Record(t.String(), CompatModel, { description: "Key Pool Manager's view of each pool (named as the model)" }),
     ),
-    pools: t.Record(t.String(), t.Object({ total: t.Number(), counts: StateCounts, usage: t.Optional(CompactUsageJson) }), {
-      description: "Per pool: keys by state, and the last day's usage of every key (removed keys included)",
-    }),
+    pools: t.Record(
+      t.String(),
+      t.Object({ total: t.Number(), counts: StateCounts, usage: t.Optional(CompactUsageJson) }),
+      {
+        description: "Per pool: keys by state, and the last day's usage of every key (removed keys included)",
+      },
+    ),
     keys: t.Array(KeyRow),
   },
   {
     examples: [
       {
-        pools: { default: { total: 1, counts: { unknown: 0, live: 0, cooling: 1, quarantined: 0, dead: 0, disabled: 0 } } },
+        pools: {
+          default: { total: 1, counts: { unknown: 0, live: 0, cooling: 1, quarantined: 0, dead: 0, disabled: 0 } },
+        },
         keys: [
           {
             id: "a",
@@ -278,7 +412,10 @@ export const StatusBody = t.Object(
 export const ReloadReport = t.Object(
   {
     ok: t.Literal(true, { description: "The config was re-read (poolctl's answer, kept for its clients)" }),
-    pools: t.Record(t.String(), t.Object({ added: t.Number(), updated: t.Number(), removed: t.Number(), kept: t.Number() })),
+    pools: t.Record(
+      t.String(),
+      t.Object({ added: t.Number(), updated: t.Number(), removed: t.Number(), kept: t.Number() }),
+    ),
   },
   { examples: [{ ok: true, pools: { default: { added: 1, updated: 0, removed: 0, kept: 2 } } }] },
 );

@@ -10,7 +10,9 @@ const SessionsBody = t.Object(
     pool: t.String({ examples: ["default"] }),
     sessions: t.Array(
       t.Object({
-        session: t.String({ description: "The session id (an overlong one is its sha256; a fingerprint starts with fp:)" }),
+        session: t.String({
+          description: "The session id (an overlong one is its sha256; a fingerprint starts with fp:)",
+        }),
         key: t.String({ description: "The session's own key" }),
         requests: t.Integer({ description: "Answers the session got while its mapping lived" }),
         input_tokens: t.Integer({ description: "Every prompt token, cached or not" }),
@@ -18,7 +20,10 @@ const SessionsBody = t.Object(
         cached_tokens: t.Integer({ description: "Input tokens read from the provider's prompt cache" }),
         cache_write_tokens: t.Integer({ description: "Input tokens written to the provider's prompt cache" }),
         cache_hit_ratio: ratio("cached_tokens / input_tokens; null before any input"),
-        expires_at: t.String({ format: "date-time", description: "When the mapping lapses unless the session uses its key again" }),
+        expires_at: t.String({
+          format: "date-time",
+          description: "When the mapping lapses unless the session uses its key again",
+        }),
       }),
     ),
   },
@@ -62,13 +67,20 @@ export function statusRoutes(broker: BrokerService, compat?: CompatService) {
     })
     .get("/sessions", ({ query }) => broker.sessions(query.pool || undefined, query.limit), {
       query: t.Object({
-        pool: t.Optional(t.String({ maxLength: 64, description: "Pool name; may be left out with one pool, or one named default", examples: ["default"] })),
+        pool: t.Optional(
+          t.String({
+            maxLength: 64,
+            description: "Pool name; may be left out with one pool, or one named default",
+            examples: ["default"],
+          }),
+        ),
         limit: t.Optional(listLimit("At most this many sessions (default 20)")),
       }),
       response: { 200: SessionsBody, ...errors(400, 401, 404) },
       detail: {
         summary: "A pool's sticky sessions with the most input tokens, and their prompt-cache hit ratio",
-        description: "Live sessions only (a lapsed or evicted mapping takes its totals with it), most input tokens first.",
+        description:
+          "Live sessions only (a lapsed or evicted mapping takes its totals with it), most input tokens first.",
         tags: ["status"],
       },
     });

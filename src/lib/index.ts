@@ -167,7 +167,9 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
   const clock = options.clock ?? systemClock;
   // An explicit state file means SQLite; otherwise the config (or KEYPOOL_DATABASE_URL) may name PostgreSQL.
   const store =
-    options.stateFile === undefined ? (await createStore(config, { clock, cipher })).store : new SqliteStore({ path: stateFile, clock, cipher });
+    options.stateFile === undefined
+      ? (await createStore(config, { clock, cipher })).store
+      : new SqliteStore({ path: stateFile, clock, cipher });
   try {
     await store.syncPools(
       chain.map((member) => {
@@ -185,7 +187,12 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
   const keys = new TakeQueue({ store, clock, chainOf: () => chain });
   // A key tried is avoided in whichever pool of the chain holds it.
   const take = ({ session, exclude, waitMs, signal }: TakeOptions = {}) =>
-    keys.take(name, { session, waitMs, signal, exclude: exclude && Object.fromEntries(chain.map((p) => [p, exclude])) });
+    keys.take(name, {
+      session,
+      waitMs,
+      signal,
+      exclude: exclude && Object.fromEntries(chain.map((p) => [p, exclude])),
+    });
 
   async function release(lease: Lease | string, outcome: ReportedOutcome = { ok: true }): Promise<ReleaseResult> {
     return keys.release({ lease: typeof lease === "string" ? lease : lease.lease }, outcome);
@@ -333,7 +340,8 @@ function choosePool(config: Config, wanted: string | undefined): PoolConfig {
   const name = wanted ?? (names.length === 1 ? names[0] : names.includes("default") ? "default" : undefined);
   const pool = name === undefined ? undefined : config.pools[name];
   if (!pool) {
-    const which = wanted === undefined ? "several pools are configured; say which with { pool }" : `there is no pool "${wanted}"`;
+    const which =
+      wanted === undefined ? "several pools are configured; say which with { pool }" : `there is no pool "${wanted}"`;
     throw new DomainError("UNKNOWN_POOL", `${which} (pools: ${names.join(", ") || "none"})`);
   }
   return pool;

@@ -29,8 +29,11 @@ export interface ReportedOutcome {
  * an error without one is a transport failure.
  */
 export function outcomeOfError(error: unknown, now: number): ReportedOutcome {
+  // biome-ignore lint/suspicious/noExplicitAny: whatever an SDK threw; each field read is checked before use
   const e = (typeof error === "object" && error !== null ? error : {}) as Record<string, any>;
-  const status = [e.status, e.statusCode, e.response?.status].find((s) => Number.isInteger(s) && s >= 100 && s <= 599) as number | undefined;
+  const status = [e.status, e.statusCode, e.response?.status].find(
+    (s) => Number.isInteger(s) && s >= 100 && s <= 599,
+  ) as number | undefined;
   if (status === undefined) {
     const message = typeof e.message === "string" ? e.message : "";
     // A timeout made with an AbortController says so in its message; any other abort is the
@@ -51,7 +54,11 @@ export function outcomeOfValue(value: unknown, now: number): ReportedOutcome {
   return { ok: true };
 }
 
-function outcomeOfStatus(status: number, headers: { get(name: string): string | null } | undefined, now: number): ReportedOutcome {
+function outcomeOfStatus(
+  status: number,
+  headers: { get(name: string): string | null } | undefined,
+  now: number,
+): ReportedOutcome {
   // Every failure goes to the store, which classifies it with the pool's rules as for `POST /release`:
   // a 402 is a spent quota, a 400 naming an invalid key an auth failure, any other 400 the request's
   // own fault (class "client"), which costs the key nothing.
@@ -64,6 +71,8 @@ function outcomeOfStatus(status: number, headers: { get(name: string): string | 
 function headersOf(value: unknown): { get(name: string): string | null } | undefined {
   if (value instanceof Headers) return value;
   if (typeof value !== "object" || value === null) return undefined;
-  const lower = new Map(Object.entries(value).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? String(v[0]) : String(v)]));
+  const lower = new Map(
+    Object.entries(value).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? String(v[0]) : String(v)]),
+  );
   return { get: (name) => lower.get(name.toLowerCase()) ?? null };
 }

@@ -10,7 +10,16 @@ import type { TokenUsage } from "./usage-meter";
 
 export type TakeOutcome = "ok" | "no_key";
 /** Named like the failure classes in src/pool/classify.ts, decided here from the status alone. */
-export type RequestClass = "ok" | "client" | "rate_limit" | "quota" | "auth" | "overloaded" | "timeout" | "network" | "failed";
+export type RequestClass =
+  | "ok"
+  | "client"
+  | "rate_limit"
+  | "quota"
+  | "auth"
+  | "overloaded"
+  | "timeout"
+  | "network"
+  | "failed";
 export type CheckResult = "ok" | "auth" | "rate_limit" | "failed";
 export type UpstreamPhase = "first_byte" | "total";
 

@@ -8,7 +8,11 @@ export interface RemainingQuota {
 
 // OpenAI-style (`x-ratelimit-remaining-requests`), Anthropic (`anthropic-ratelimit-tokens-remaining`)
 // and the bare IETF draft / GitHub form (`ratelimit-remaining`, `x-ratelimit-remaining`).
-const PATTERNS: RegExp[] = [/^x-ratelimit-remaining(?:-([a-z-]+))?$/, /^anthropic-ratelimit-([a-z-]+)-remaining$/, /^ratelimit-remaining$/];
+const PATTERNS: RegExp[] = [
+  /^x-ratelimit-remaining(?:-([a-z-]+))?$/,
+  /^anthropic-ratelimit-([a-z-]+)-remaining$/,
+  /^ratelimit-remaining$/,
+];
 const KIND = /^[a-z][a-z_]{0,31}$/;
 
 /** The quotas an upstream says are left for the key that made the request, from its response headers. */

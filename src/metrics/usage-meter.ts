@@ -132,7 +132,8 @@ class Tally {
   private addUsageIn(value: unknown, depth: number): void {
     if (!isObject(value) || depth > 1) return;
     if (isObject(value.usage)) this.add(value.usage);
-    for (const nested of Object.values(value)) if (isObject(nested) && nested !== value.usage) this.addUsageIn(nested, depth + 1);
+    for (const nested of Object.values(value))
+      if (isObject(nested) && nested !== value.usage) this.addUsageIn(nested, depth + 1);
   }
 
   private add(usage: Record<string, unknown>): void {
@@ -141,7 +142,11 @@ class Tally {
     if (input !== undefined) this.input = Math.max(this.input, input);
     if (output !== undefined) this.output = Math.max(this.output, output);
     // OpenAI: prompt_tokens_details (chat) or input_tokens_details (Responses API) .cached_tokens.
-    const details = isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : isObject(usage.input_tokens_details) ? usage.input_tokens_details : {};
+    const details = isObject(usage.prompt_tokens_details)
+      ? usage.prompt_tokens_details
+      : isObject(usage.input_tokens_details)
+        ? usage.input_tokens_details
+        : {};
     const anthropicRead = firstCount(usage.cache_read_input_tokens);
     const anthropicWrite = firstCount(usage.cache_creation_input_tokens);
     if (anthropicRead !== undefined || anthropicWrite !== undefined) this.cacheApart = true;

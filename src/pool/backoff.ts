@@ -45,8 +45,16 @@ export function laddersOf(config: BackoffConfig | undefined): Ladders {
     if (!own) continue;
     const base = DEFAULT_LADDERS[cls];
     const shape =
-      own.factor !== undefined ? { factor: own.factor } : own.stepSec !== undefined ? { stepSec: own.stepSec } : { factor: base.factor, stepSec: base.stepSec };
-    ladders[cls] = { baseSec: own.baseSec ?? base.baseSec, maxSec: own.maxSec ?? Math.max(base.maxSec, own.baseSec ?? 0), ...shape };
+      own.factor !== undefined
+        ? { factor: own.factor }
+        : own.stepSec !== undefined
+          ? { stepSec: own.stepSec }
+          : { factor: base.factor, stepSec: base.stepSec };
+    ladders[cls] = {
+      baseSec: own.baseSec ?? base.baseSec,
+      maxSec: own.maxSec ?? Math.max(base.maxSec, own.baseSec ?? 0),
+      ...shape,
+    };
   }
   return ladders;
 }
@@ -54,7 +62,8 @@ export function laddersOf(config: BackoffConfig | undefined): Ladders {
 /** The rest of `rung` (1 = first failure) in milliseconds, before jitter. */
 export function rungRestMs(ladder: Ladder, rung: number): number {
   const n = Math.max(0, rung - 1);
-  const seconds = ladder.factor !== undefined ? ladder.baseSec * ladder.factor ** n : ladder.baseSec + (ladder.stepSec ?? 0) * n;
+  const seconds =
+    ladder.factor !== undefined ? ladder.baseSec * ladder.factor ** n : ladder.baseSec + (ladder.stepSec ?? 0) * n;
   return Math.round(Math.min(seconds, ladder.maxSec) * 1000);
 }
 

@@ -64,10 +64,14 @@ export const BUILT_IN_RULES: readonly ClassifyRule[] = [
  * The class of a failure, or undefined when there is nothing to classify (no status ≥ 400 and no
  * transport error: a caller reported a failure without saying what).
  */
-export function classifyFailure(report: FailureReport, poolRules: readonly ClassifyRule[] = []): FailureClass | undefined {
+export function classifyFailure(
+  report: FailureReport,
+  poolRules: readonly ClassifyRule[] = [],
+): FailureClass | undefined {
   const { status, error } = report;
   const hasStatus = status !== undefined && status >= 400;
-  if (!hasStatus && error !== undefined) return /time ?out|timed out|no response within/i.test(error) ? "timeout" : "network";
+  if (!hasStatus && error !== undefined)
+    return /time ?out|timed out|no response within/i.test(error) ? "timeout" : "network";
   const seen = { status, body: report.body?.slice(0, MAX_ERROR_BODY) };
   const matched = matchRules(seen, poolRules) ?? matchRules(seen, BUILT_IN_RULES);
   if (matched || !hasStatus) return matched;

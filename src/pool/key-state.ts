@@ -146,7 +146,11 @@ export function afterOutcome(
   now: number,
   random: () => number = Math.random,
 ): OutcomeEffect {
-  const ladder: LadderPosition = { failClass: key.failClass ?? null, rung: key.rung ?? 0, failUntil: key.failUntil ?? 0 };
+  const ladder: LadderPosition = {
+    failClass: key.failClass ?? null,
+    rung: key.rung ?? 0,
+    failUntil: key.failUntil ?? 0,
+  };
   const condition: KeyCondition = { health: key.health, reason: key.reason, readyAt: key.readyAt };
   if (outcome.ok) {
     if (key.health === "disabled") return { ...condition, ...CLEAN_LADDER };
@@ -211,7 +215,11 @@ function quarantine(what: string, policy: RestPolicy, now: number): KeyCondition
     return { health: "quarantined", readyAt: 0, reason: `auth failure (${what}); waiting for a health check` };
   }
   const readyAt = now + clampCooldownMs(Math.max(1, policy.quarantineSec) * 1000);
-  return { health: "quarantined", readyAt, reason: `auth failure (${what}); no health check, retried after quarantine_sec` };
+  return {
+    health: "quarantined",
+    readyAt,
+    reason: `auth failure (${what}); no health check, retried after quarantine_sec`,
+  };
 }
 
 function climb(ladder: LadderPosition, cls: FailureClass, failUntil: number, now: number): LadderPosition {
@@ -278,12 +286,19 @@ export function afterCheck(
   if (check.ok) {
     const revived = key.health !== "live" && key.health !== "unknown";
     return {
-      condition: { health: "live", readyAt: revived ? 0 : key.readyAt, reason: revived ? "revived by health check" : key.reason },
+      condition: {
+        health: "live",
+        readyAt: revived ? 0 : key.readyAt,
+        reason: revived ? "revived by health check" : key.reason,
+      },
       consecutiveFailures: 0,
     };
   }
   if (check.status !== undefined && AUTH_STATUSES.has(check.status)) {
-    return { condition: { ...key, health: "quarantined", readyAt: 0, reason: `health check: ${check.reason}` }, consecutiveFailures: consecutiveFailures + 1 };
+    return {
+      condition: { ...key, health: "quarantined", readyAt: 0, reason: `health check: ${check.reason}` },
+      consecutiveFailures: consecutiveFailures + 1,
+    };
   }
   if (check.status === 429) {
     const restSec = check.retryAfterSec ?? policy.cooldownSec;
@@ -292,7 +307,10 @@ export function afterCheck(
   }
   const failures = consecutiveFailures + 1;
   if (failures >= policy.failuresToDead) {
-    return { condition: { ...key, health: "dead", reason: `health check failed ${failures} times: ${check.reason}` }, consecutiveFailures: failures };
+    return {
+      condition: { ...key, health: "dead", reason: `health check failed ${failures} times: ${check.reason}` },
+      consecutiveFailures: failures,
+    };
   }
   return { condition: { ...key, reason: `health check: ${check.reason}` }, consecutiveFailures: failures };
 }
@@ -332,7 +350,9 @@ export function nextCheckAt(
   now: number,
   random: () => number,
 ): number {
-  const interval = awaitsRevival(health) ? (schedule.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC) : schedule.recheckIntervalSec;
+  const interval = awaitsRevival(health)
+    ? (schedule.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC)
+    : schedule.recheckIntervalSec;
   const regular = now + jitteredMs(interval, random);
   if (expiresAt === null || schedule.refreshAheadSec === undefined) return regular;
   const refreshAt = expiresAt - schedule.refreshAheadSec * 1000;

@@ -28,7 +28,13 @@ export interface LimitRest {
 export const MINUTE_MS = 60_000;
 export const DAY_MS = 86_400_000;
 
-export const EMPTY_WINDOWS: UsageWindows = { minuteStart: 0, minuteRequests: 0, minuteTokens: 0, dayStart: 0, dayRequests: 0 };
+export const EMPTY_WINDOWS: UsageWindows = {
+  minuteStart: 0,
+  minuteRequests: 0,
+  minuteTokens: 0,
+  dayStart: 0,
+  dayRequests: 0,
+};
 
 export function hasRequestLimits(limits: KeyLimits): boolean {
   return limits.rpm !== undefined || limits.dailyRequests !== undefined;
@@ -48,25 +54,46 @@ function current(w: UsageWindows, now: number): UsageWindows {
 }
 
 /** Counts one request (a take); when it uses up a limit, the key rests until that window closes. */
-export function countRequest(w: UsageWindows, limits: KeyLimits, now: number): { windows: UsageWindows; rest?: LimitRest } {
+export function countRequest(
+  w: UsageWindows,
+  limits: KeyLimits,
+  now: number,
+): { windows: UsageWindows; rest?: LimitRest } {
   const c = current(w, now);
   const windows = { ...c, minuteRequests: c.minuteRequests + 1, dayRequests: c.dayRequests + 1 };
   const rests: LimitRest[] = [];
   if (limits.rpm !== undefined && windows.minuteRequests >= limits.rpm) {
-    rests.push({ until: windows.minuteStart + MINUTE_MS, reason: `rpm limit (${limits.rpm}) reached; resting until the minute window closes` });
+    rests.push({
+      until: windows.minuteStart + MINUTE_MS,
+      reason: `rpm limit (${limits.rpm}) reached; resting until the minute window closes`,
+    });
   }
   if (limits.dailyRequests !== undefined && windows.dayRequests >= limits.dailyRequests) {
-    rests.push({ until: windows.dayStart + DAY_MS, reason: `daily_requests limit (${limits.dailyRequests}) reached; resting until the day window closes` });
+    rests.push({
+      until: windows.dayStart + DAY_MS,
+      reason: `daily_requests limit (${limits.dailyRequests}) reached; resting until the day window closes`,
+    });
   }
   return { windows, rest: latest(rests) };
 }
 
 /** Counts tokens a finished request used; at `tpm`, the key rests until the minute window closes. */
-export function countTokens(w: UsageWindows, tokens: number, limits: KeyLimits, now: number): { windows: UsageWindows; rest?: LimitRest } {
+export function countTokens(
+  w: UsageWindows,
+  tokens: number,
+  limits: KeyLimits,
+  now: number,
+): { windows: UsageWindows; rest?: LimitRest } {
   const c = current(w, now);
   const windows = { ...c, minuteTokens: c.minuteTokens + clampCount(Math.round(tokens), MAX_REQUEST_TOKENS) };
   if (limits.tpm === undefined || windows.minuteTokens < limits.tpm) return { windows };
-  return { windows, rest: { until: windows.minuteStart + MINUTE_MS, reason: `tpm limit (${limits.tpm}) reached; resting until the minute window closes` } };
+  return {
+    windows,
+    rest: {
+      until: windows.minuteStart + MINUTE_MS,
+      reason: `tpm limit (${limits.tpm}) reached; resting until the minute window closes`,
+    },
+  };
 }
 
 function latest(rests: LimitRest[]): LimitRest | undefined {

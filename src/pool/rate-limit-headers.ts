@@ -48,7 +48,9 @@ interface Reading {
 }
 
 function reading(headers: HeaderSource, kind: string, now: number): Reading {
-  const remaining = count(headers.get(`x-ratelimit-remaining-${kind}`) ?? headers.get(`anthropic-ratelimit-${kind}-remaining`));
+  const remaining = count(
+    headers.get(`x-ratelimit-remaining-${kind}`) ?? headers.get(`anthropic-ratelimit-${kind}-remaining`),
+  );
   const openaiReset = headers.get(`x-ratelimit-reset-${kind}`);
   const anthropicReset = headers.get(`anthropic-ratelimit-${kind}-reset`);
   let resetAt: number | undefined;

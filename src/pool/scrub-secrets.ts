@@ -18,7 +18,10 @@ const RULES: Array<[RegExp, string | ((match: string, ...groups: string[]) => st
   [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, REDACTED],
   // Vendor key shapes: OpenAI/Anthropic `sk-…`, Slack `xox?-…`, GitHub `ghp_…`, Google `AIza…`, AWS `AKIA…`.
   [/\b(?:sk|pk|rk)-[A-Za-z0-9_-]{8,}/g, REDACTED],
-  [/\b(?:xox[abpors]-[A-Za-z0-9-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}|AIza[A-Za-z0-9_-]{20,}|AKIA[A-Z0-9]{12,})/g, REDACTED],
+  [
+    /\b(?:xox[abpors]-[A-Za-z0-9-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}|AIza[A-Za-z0-9_-]{20,}|AKIA[A-Z0-9]{12,})/g,
+    REDACTED,
+  ],
   // Long hex or base64 runs with both letters and digits: a real word or path segment has no digits.
   [/[A-Za-z0-9+/_-]{32,}={0,2}/g, (run) => (/\d/.test(run) && /[A-Za-z]/.test(run) ? REDACTED : run)],
 ];

@@ -92,9 +92,7 @@ function systemPromptOf(body: Record<string, unknown>): string | undefined {
 function textOf(content: unknown): string | undefined {
   if (typeof content === "string") return content || undefined;
   if (!Array.isArray(content)) return undefined;
-  const text = content
-    .map((block) => (isObject(block) && typeof block.text === "string" ? block.text : ""))
-    .join("");
+  const text = content.map((block) => (isObject(block) && typeof block.text === "string" ? block.text : "")).join("");
   return text || undefined;
 }
 
@@ -118,7 +116,8 @@ function fieldAt(body: Record<string, unknown>, path: string): unknown {
 
 /** A usable id: a non-empty string or a finite number; an overlong one is replaced by its hash. */
 function normalize(value: unknown): string | undefined {
-  const id = typeof value === "string" ? value.trim() : typeof value === "number" && Number.isFinite(value) ? String(value) : "";
+  const id =
+    typeof value === "string" ? value.trim() : typeof value === "number" && Number.isFinite(value) ? String(value) : "";
   if (id === "") return undefined;
   if (id.length <= MAX_SESSION_ID_CHARS) return id;
   return `sha256:${createHash("sha256").update(id).digest("hex")}`;

@@ -56,7 +56,12 @@ export class WaitQueue<T> {
  * (`retryAfterMs`, from the store) or a waiter's deadline, but never longer than `pollMs`, because
  * another process may release a key at any moment and nothing here would hear of it.
  */
-export function wakeDelayMs(now: number, retryAfterMs: number | undefined, nextDeadline: number | undefined, pollMs: number): number {
+export function wakeDelayMs(
+  now: number,
+  retryAfterMs: number | undefined,
+  nextDeadline: number | undefined,
+  pollMs: number,
+): number {
   const candidates = [pollMs];
   if (retryAfterMs !== undefined) candidates.push(retryAfterMs);
   if (nextDeadline !== undefined) candidates.push(nextDeadline - now);

@@ -36,8 +36,16 @@ export function removeUnit(path: string): boolean {
 export function enableCommands(spec: ServiceSpec, unitPath: string): string[] {
   if (spec.platform === "darwin") {
     return spec.user
-      ? [`launchctl bootstrap gui/$(id -u) ${quote(unitPath)}`, `launchctl print gui/$(id -u)/${spec.name}`, `tail -f ${quote(logPath(spec))}`]
-      : [`sudo launchctl bootstrap system ${quote(unitPath)}`, `sudo launchctl print system/${spec.name}`, `tail -f ${quote(logPath(spec))}`];
+      ? [
+          `launchctl bootstrap gui/$(id -u) ${quote(unitPath)}`,
+          `launchctl print gui/$(id -u)/${spec.name}`,
+          `tail -f ${quote(logPath(spec))}`,
+        ]
+      : [
+          `sudo launchctl bootstrap system ${quote(unitPath)}`,
+          `sudo launchctl print system/${spec.name}`,
+          `tail -f ${quote(logPath(spec))}`,
+        ];
   }
   const ctl = spec.user ? "systemctl --user" : "sudo systemctl";
   return [
@@ -53,9 +61,16 @@ export function enableCommands(spec: ServiceSpec, unitPath: string): string[] {
  * argv lists that stop and unload the service before its file goes, and tidy up after; a failure
  * before is fine (the service may never have been loaded).
  */
-export function disableCommands(platform: "linux" | "darwin", user: boolean, name: string): { before: string[][]; after: string[][] } {
+export function disableCommands(
+  platform: "linux" | "darwin",
+  user: boolean,
+  name: string,
+): { before: string[][]; after: string[][] } {
   if (platform === "darwin") {
-    return { before: [["launchctl", "bootout", user ? `gui/${process.getuid?.() ?? 0}/${name}` : `system/${name}`]], after: [] };
+    return {
+      before: [["launchctl", "bootout", user ? `gui/${process.getuid?.() ?? 0}/${name}` : `system/${name}`]],
+      after: [],
+    };
   }
   const ctl = user ? ["systemctl", "--user"] : ["systemctl"];
   return { before: [[...ctl, "disable", "--now", name]], after: [[...ctl, "daemon-reload"]] };

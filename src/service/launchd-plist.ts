@@ -33,7 +33,9 @@ export function renderLaunchdPlist(spec: ServiceSpec): string {
 }
 
 export function logPath(spec: ServiceSpec): string {
-  return spec.user ? join(spec.home, "Library", "Logs", `${spec.name}.log`) : join("/usr/local/var/log", `${spec.name}.log`);
+  return spec.user
+    ? join(spec.home, "Library", "Logs", `${spec.name}.log`)
+    : join("/usr/local/var/log", `${spec.name}.log`);
 }
 
 function string(value: string): string {

@@ -40,7 +40,9 @@ export interface SpecOptions {
 
 export function serviceSpec(config: Config, options: SpecOptions): ServiceSpec {
   const home = options.home ?? homedir();
-  const gatewayPorts = Object.values(config.pools).map((p) => (p.upstream ? (parseAddr(p.upstream.listen)?.port ?? 0) : 0));
+  const gatewayPorts = Object.values(config.pools).map((p) =>
+    p.upstream ? (parseAddr(p.upstream.listen)?.port ?? 0) : 0,
+  );
   const ports = [config.server.port, ...gatewayPorts];
   return {
     name: options.name,
@@ -68,7 +70,9 @@ export function selfCommand(): string[] {
 
 function managedStateDir(options: Pick<SpecOptions, "name" | "platform" | "user">, home: string): string {
   if (options.platform === "darwin") {
-    return options.user ? join(home, "Library", "Application Support", options.name) : join("/usr/local/var/lib", options.name);
+    return options.user
+      ? join(home, "Library", "Application Support", options.name)
+      : join("/usr/local/var/lib", options.name);
   }
   return options.user ? join(home, ".local", "state", options.name) : join("/var/lib", options.name);
 }

@@ -38,7 +38,13 @@ export function mergeApiKeyLbConfig(
   if (flags.port) file.port = Number(flags.port);
   file.port ??= DEFAULT_PORT;
   const problems: string[] = [];
-  const keys = typeof file.keys === "string" ? file.keys.split(",").map((k) => k.trim()).filter(Boolean) : file.keys;
+  const keys =
+    typeof file.keys === "string"
+      ? file.keys
+          .split(",")
+          .map((k) => k.trim())
+          .filter(Boolean)
+      : file.keys;
   if (!Array.isArray(keys) || keys.length === 0) {
     problems.push("--keys is required: keypool setup --keys key1,key2 --target https://api.z.ai [--port 4577]");
   } else {

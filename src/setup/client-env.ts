@@ -35,7 +35,8 @@ type Flavor = "openai" | "anthropic";
 export function clientEnv(config: Config, options: { pool?: string } = {}): ClientEnv {
   const running = runningGateways(config);
   const pools = options.pool === undefined ? running : [namedPool(config, options.pool)];
-  if (pools.length === 0) throw new Error("no pool has a gateway — give one upstream: { enabled: true, base_url: https://api.openai.com }");
+  if (pools.length === 0)
+    throw new Error("no pool has a gateway — give one upstream: { enabled: true, base_url: https://api.openai.com }");
   const byFlavor = new Map<Flavor, PoolConfig>();
   for (const pool of pools) if (!byFlavor.has(flavorOf(pool))) byFlavor.set(flavorOf(pool), pool);
   const vars: ClientVar[] = [];
@@ -52,7 +53,9 @@ export function clientEnv(config: Config, options: { pool?: string } = {}): Clie
     vars.push({ name: "ANTHROPIC_BASE_URL", value: gatewayUrl(anthropic, running), placeholder: false });
     vars.push({ name: "ANTHROPIC_API_KEY", value: PLACEHOLDER_KEY, placeholder: true });
   }
-  const guarded = [openai, anthropic].filter((pool) => (pool?.upstream?.clientKeys?.length ?? 0) > 0).map((pool) => pool!.name);
+  const guarded = [openai, anthropic]
+    .filter((pool) => (pool?.upstream?.clientKeys?.length ?? 0) > 0)
+    .map((pool) => pool!.name);
   const notes = [
     `keypool gateway${config.source ? ` (${config.source})` : ""}`,
     guarded.length > 0
@@ -83,7 +86,8 @@ export function assignment(name: string, value: string, shell: Shell): string {
 function namedPool(config: Config, name: string): PoolConfig {
   const pool = config.pools[name];
   if (!pool) throw new Error(`no pool "${name}" — pools: ${Object.keys(config.pools).join(", ")}`);
-  if (!pool.upstream?.baseUrl) throw new Error(`pool "${name}" has no gateway — give it upstream: { enabled: true, base_url: … }`);
+  if (!pool.upstream?.baseUrl)
+    throw new Error(`pool "${name}" has no gateway — give it upstream: { enabled: true, base_url: … }`);
   return pool;
 }
 

@@ -35,7 +35,11 @@ export function knownFiles(dirs: { home: string; cwd: string }): KnownFile[] {
 }
 
 /** What setup would change in each known file that exists. `label` shortens paths in the diff headers. */
-export function planChanges(files: KnownFile[], env: ClientEnv, label: (path: string) => string = (p) => p): PlannedChange[] {
+export function planChanges(
+  files: KnownFile[],
+  env: ClientEnv,
+  label: (path: string) => string = (p) => p,
+): PlannedChange[] {
   return files
     .filter((f) => existsSync(f.path))
     .map((f) => {
@@ -56,7 +60,10 @@ export function applyChange(change: PlannedChange, stamp: string): string {
 
 /** `20260101T120000Z`: sorts by time and is safe in a file name. */
 export function backupStamp(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return now
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
 }
 
 /** A path relative to `base` when it is inside it, for shorter diff headers. */
@@ -90,7 +97,9 @@ function editRcBlock(text: string, env: ClientEnv, shell: Shell): string {
     BLOCK_START,
     ...env.notes.map((n) => `# ${n}`),
     "# written by keypool setup; delete this block to undo",
-    ...env.vars.map((v) => (v.placeholder ? assignUnlessSet(v.name, v.value, shell) : assignment(v.name, v.value, shell))),
+    ...env.vars.map((v) =>
+      v.placeholder ? assignUnlessSet(v.name, v.value, shell) : assignment(v.name, v.value, shell),
+    ),
     BLOCK_END,
   ].join("\n");
   const start = text.indexOf(BLOCK_START);

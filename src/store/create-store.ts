@@ -32,7 +32,12 @@ export interface OpenedStore {
 export async function createStore(config: Pick<Config, "store" | "stateFile">, deps: StoreDeps): Promise<OpenedStore> {
   const url = databaseUrlOf(config, deps.env);
   if (url === undefined) {
-    const store = new SqliteStore({ path: config.stateFile, clock: deps.clock, random: deps.random, cipher: deps.cipher });
+    const store = new SqliteStore({
+      path: config.stateFile,
+      clock: deps.clock,
+      random: deps.random,
+      cipher: deps.cipher,
+    });
     return { store, kind: "sqlite", where: `sqlite:${config.stateFile}` };
   }
   const postgres = config.store?.postgres;

@@ -17,5 +17,14 @@ export interface EventRow {
 }
 
 export function eventOfRow(r: EventRow): KeyEvent {
-  return { at: r.at, pool: r.pool, key: r.key_id, from: r.from_state, to: r.to_state, class: r.class, reason: r.reason, until: r.until };
+  return {
+    at: r.at,
+    pool: r.pool,
+    key: r.key_id,
+    from: r.from_state,
+    to: r.to_state,
+    class: r.class,
+    reason: r.reason,
+    until: r.until,
+  };
 }

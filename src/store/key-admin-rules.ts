@@ -2,15 +2,26 @@ import { DomainError } from "../pool/errors";
 import type { KeyLimitOverrides, KeyOrigin } from "./types";
 
 /** `changes` applied over `current`: an absent field keeps its value, null clears it. */
-export function mergeOverrides(current: Required<KeyLimitOverrides>, changes: KeyLimitOverrides): Required<KeyLimitOverrides> {
+export function mergeOverrides(
+  current: Required<KeyLimitOverrides>,
+  changes: KeyLimitOverrides,
+): Required<KeyLimitOverrides> {
   const pick = (field: keyof KeyLimitOverrides) => (changes[field] === undefined ? current[field] : changes[field]);
-  return { maxConcurrency: pick("maxConcurrency"), rpm: pick("rpm"), tpm: pick("tpm"), dailyRequests: pick("dailyRequests") };
+  return {
+    maxConcurrency: pick("maxConcurrency"),
+    rpm: pick("rpm"),
+    tpm: pick("tpm"),
+    dailyRequests: pick("dailyRequests"),
+  };
 }
 
 /** Refuses to let the admin API change a key the config defines: the config would silently win at the next reload. */
 export function ownedError(origin: KeyOrigin, pool: string, id: string): DomainError {
   if (origin === "env") {
-    return new DomainError("KEY_OWNED_BY_ENV", `key "${id}" in pool "${pool}" comes from the environment (KEYPOOL_POOL_*_KEYS); change the variable and restart instead`);
+    return new DomainError(
+      "KEY_OWNED_BY_ENV",
+      `key "${id}" in pool "${pool}" comes from the environment (KEYPOOL_POOL_*_KEYS); change the variable and restart instead`,
+    );
   }
   return new DomainError(
     "KEY_OWNED_BY_FILE",

@@ -39,7 +39,12 @@ export function limitsOf(row: AdminColumns, settings: PoolSettings): KeyLimits {
 
 /** The limits a key has of its own; null where it follows its pool. */
 export function overridesOf(row: AdminColumns): Required<KeyLimitOverrides> {
-  return { maxConcurrency: row.limit_max_concurrency, rpm: row.limit_rpm, tpm: row.limit_tpm, dailyRequests: row.limit_daily_requests };
+  return {
+    maxConcurrency: row.limit_max_concurrency,
+    rpm: row.limit_rpm,
+    tpm: row.limit_tpm,
+    dailyRequests: row.limit_daily_requests,
+  };
 }
 
 /** Where a key stands on its failure class's backoff ladder. */

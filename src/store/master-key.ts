@@ -29,7 +29,9 @@ export function readKeyFile(path: string, label: string): TokenCipher {
     text = readFileSync(file, "utf8");
   } catch (error) {
     const reason = (error as { code?: string }).code ?? String(error);
-    throw new ConfigError([`${label}: cannot read "${file}" (${reason}) — create it with e.g. openssl rand -hex 32 > ${file}`]);
+    throw new ConfigError([
+      `${label}: cannot read "${file}" (${reason}) — create it with e.g. openssl rand -hex 32 > ${file}`,
+    ]);
   }
   return cipherFrom(text, `${label} (${file})`);
 }

@@ -66,7 +66,9 @@ export class SecretVault {
       plain = this.cipher.decrypt(stored);
     } catch (error) {
       if (!(error instanceof TokenDecryptError)) throw error;
-      throw new ConfigError([`${error.message} in ${this.where} — the store was re-encrypted under another key while this process ran; restart it with the new key`]);
+      throw new ConfigError([
+        `${error.message} in ${this.where} — the store was re-encrypted under another key while this process ran; restart it with the new key`,
+      ]);
     }
     this.remember(stored, plain);
     return plain;
@@ -88,7 +90,10 @@ export class SecretVault {
       return false;
     }
     if (found.check !== undefined) this.checkKey(found.check);
-    else if (found.anyEncrypted) throw new ConfigError([`${this.cipher.source} is not the key the tokens in ${this.where} were encrypted with — ${SET_KEY_HINT}`]);
+    else if (found.anyEncrypted)
+      throw new ConfigError([
+        `${this.cipher.source} is not the key the tokens in ${this.where} were encrypted with — ${SET_KEY_HINT}`,
+      ]);
     return found.check === undefined;
   }
 
@@ -119,7 +124,10 @@ export class SecretVault {
    * A row's secrets after `change`, in SECRET_COLUMNS order, or undefined when none changed.
    * Equal values (token and source_token usually are) get one new value, so they stay comparable.
    */
-  rewrite(row: SecretColumns, change: (value: string) => string): { values: Array<string | null>; changed: number } | undefined {
+  rewrite(
+    row: SecretColumns,
+    change: (value: string) => string,
+  ): { values: Array<string | null>; changed: number } | undefined {
     const done = new Map<string, string>();
     let changed = 0;
     const values = SECRET_COLUMNS.map((column) => {

@@ -130,7 +130,9 @@ export class TakeQueue {
     for (const [pool, line] of this.lines) {
       if (line.timer !== undefined) this.timers.clear(line.timer);
       for (const waiter of line.queue.expire(Number.POSITIVE_INFINITY)) {
-        waiter.value.reject(new DomainError("NO_KEY_AVAILABLE", "keypool is shutting down; retry against another instance", 1000));
+        waiter.value.reject(
+          new DomainError("NO_KEY_AVAILABLE", "keypool is shutting down; retry against another instance", 1000),
+        );
       }
       this.changed(pool);
     }
@@ -149,12 +151,17 @@ export class TakeQueue {
         // The one who left may have been holding up the line.
         void this.pump(pool);
       };
-      const settle = <T>(fn: (value: T) => void) => (value: T) => {
-        signal?.removeEventListener("abort", onAbort);
-        fn(value);
-      };
+      const settle =
+        <T>(fn: (value: T) => void) =>
+        (value: T) => {
+          signal?.removeEventListener("abort", onAbort);
+          fn(value);
+        };
       const deadline = this.clock.now() + Math.max(0, request.waitMs ?? 0);
-      const waiter: Waiter<Pending> = line.queue.enqueue({ pools, request, resolve: settle(resolve), reject: settle(reject) }, deadline);
+      const waiter: Waiter<Pending> = line.queue.enqueue(
+        { pools, request, resolve: settle(resolve), reject: settle(reject) },
+        deadline,
+      );
       signal?.addEventListener("abort", onAbort, { once: true });
       this.changed(pool);
       void this.pump(pool);
@@ -220,7 +227,10 @@ export class TakeQueue {
   private timedOut(pool: string, waiter: Waiter<Pending>, miss: DomainError | undefined): DomainError {
     const waitMs = waiter.value.request.waitMs ?? 0;
     const retryAfterMs = miss?.retryAfterMs ?? this.pollMs;
-    if (waitMs <= 0) return miss ?? new DomainError("NO_KEY_AVAILABLE", `no key in pool "${pool}" is available right now`, retryAfterMs);
+    if (waitMs <= 0)
+      return (
+        miss ?? new DomainError("NO_KEY_AVAILABLE", `no key in pool "${pool}" is available right now`, retryAfterMs)
+      );
     return new DomainError(
       "NO_KEY_AVAILABLE",
       `no key in pool "${pool}"${fallbackNote(waiter.value.pools)} freed up within the ${formatSec(waitMs)} wait; retry in ${formatSec(retryAfterMs)}`,
@@ -253,12 +263,17 @@ export class TakeQueue {
       } catch (error) {
         if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
         first ??= error;
-        if (error.retryAfterMs !== undefined) soonestMs = Math.min(soonestMs ?? Number.POSITIVE_INFINITY, error.retryAfterMs);
+        if (error.retryAfterMs !== undefined)
+          soonestMs = Math.min(soonestMs ?? Number.POSITIVE_INFINITY, error.retryAfterMs);
       }
     }
     if (pools.length <= 1 || !first) return first ?? new DomainError("NO_KEY_AVAILABLE", "no pool to take from");
     const retry = soonestMs ?? 1000;
-    return new DomainError("NO_KEY_AVAILABLE", `no key in pool "${pools[0]}"${fallbackNote(pools)} is available right now; retry in ${formatSec(retry)}`, retry);
+    return new DomainError(
+      "NO_KEY_AVAILABLE",
+      `no key in pool "${pools[0]}"${fallbackNote(pools)} is available right now; retry in ${formatSec(retry)}`,
+      retry,
+    );
   }
 
   private lineOf(pool: string): Line {

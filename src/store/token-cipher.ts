@@ -63,7 +63,9 @@ export function parseMasterKey(text: string): Uint8Array {
   }
   if (value.length === 0) throw new Error("the master key is empty");
   if (value.length < 12) {
-    throw new Error("the master key is too short: give 32 random bytes as 64 hex digits or base64 (openssl rand -hex 32), or a passphrase of 12 or more characters");
+    throw new Error(
+      "the master key is too short: give 32 random bytes as 64 hex digits or base64 (openssl rand -hex 32), or a passphrase of 12 or more characters",
+    );
   }
   return derivePassphraseKey(value);
 }
@@ -100,13 +102,19 @@ export function createTokenCipher(key: Uint8Array, source: string): TokenCipher 
       if (id !== keyId) throw new TokenDecryptError(`a stored token was encrypted under key ${id}, not ${keyId}`, id);
       const iv = Buffer.from(ivText, "base64url");
       const body = Buffer.from(bodyText, "base64url");
-      if (iv.length !== IV_BYTES || body.length < TAG_BYTES) throw new TokenDecryptError("a stored token is truncated", id);
+      if (iv.length !== IV_BYTES || body.length < TAG_BYTES)
+        throw new TokenDecryptError("a stored token is truncated", id);
       try {
         const decipher = createDecipheriv("aes-256-gcm", key, iv);
         decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
-        return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]).toString("utf8");
+        return Buffer.concat([decipher.update(body.subarray(0, body.length - TAG_BYTES)), decipher.final()]).toString(
+          "utf8",
+        );
       } catch {
-        throw new TokenDecryptError("a stored token does not authenticate under this key (altered, or a key with a clashing id)", id);
+        throw new TokenDecryptError(
+          "a stored token does not authenticate under this key (altered, or a key with a clashing id)",
+          id,
+        );
       }
     },
   };

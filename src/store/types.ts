@@ -290,7 +290,10 @@ export type RefreshResult =
  */
 export interface PoolStore {
   /** Declares the pools this process serves and makes the store's keys match the given lists. */
-  syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options?: SyncOptions): Promise<Record<string, SyncResult>>;
+  syncPools(
+    pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>,
+    options?: SyncOptions,
+  ): Promise<Record<string, SyncResult>>;
   /** Hands out the best available key, or throws DomainError NO_KEY_AVAILABLE with retryAfterMs. */
   take(pool: string, options?: TakeOptions): Promise<Lease>;
   /** Reports how a lease (or, without a lease, a key) went; throws UNKNOWN_LEASE / UNKNOWN_KEY. */
@@ -306,7 +309,11 @@ export interface PoolStore {
    * Takes the key's refresh lock until `lockUntil`, only if it is free and the key still holds
    * `staleToken`: one refresh per key at a time, across every process sharing the store.
    */
-  beginRefresh(pool: string, id: string, claim: { owner: string; staleToken: string; lockUntil: number }): Promise<RefreshClaim>;
+  beginRefresh(
+    pool: string,
+    id: string,
+    claim: { owner: string; staleToken: string; lockUntil: number },
+  ): Promise<RefreshClaim>;
   /** Stores a refresh's outcome and gives the lock back; ignored unless `owner` still holds it. Returns whether it applied. */
   finishRefresh(pool: string, id: string, owner: string, result: RefreshResult): Promise<boolean>;
   status(pool?: string): Promise<KeyStatus[]>;

@@ -30,12 +30,15 @@ describe("the dashboard in a browser", () => {
     await page.fill("#key", ADMIN_KEY);
     await page.click("#login button[type=submit]");
     await page.locator('[data-pool="beta"]').waitFor();
-    expect(await page.locator("[data-pool]").evaluateAll((cards) => cards.map((c) => c.getAttribute("data-pool")))).toEqual(["alpha", "beta"]);
+    expect(
+      await page.locator("[data-pool]").evaluateAll((cards) => cards.map((c) => c.getAttribute("data-pool"))),
+    ).toEqual(["alpha", "beta"]);
     await page.locator('tr[data-key="alpha/b"][data-state="unknown"]').waitFor();
 
     // Scripted failures: an auth failure on b and a rate limit on a. Whatever state the failure
     // policy puts them in, the page must come to show what /status says, with a live countdown.
-    const report = async (body: object) => (await kp.fetch("/release", { ...jsonPost(body), apiKey: ADMIN_KEY })).json();
+    const report = async (body: object) =>
+      (await kp.fetch("/release", { ...jsonPost(body), apiKey: ADMIN_KEY })).json();
     const b = await report({ id: "b", pool: "alpha", ok: false, status: 401 });
     const a = await report({ id: "a", pool: "alpha", ok: false, status: 429 });
     expect([a.state, b.state]).not.toContain("unknown");
@@ -55,7 +58,9 @@ describe("the dashboard in a browser", () => {
     await report({ id: "a", pool: "alpha", ok: true, input_tokens: 4000, output_tokens: 10, cached_tokens: 3000 });
     await alpha.locator("[data-cache-hit]", { hasText: "cache hit 75% · 3k of 4k input tokens (24h)" }).waitFor();
     await page.locator('tr[data-key="alpha/a"] td[data-cache-hit]', { hasText: "75%" }).waitFor();
-    expect(await page.locator('[data-pool="beta"] [data-cache-hit]').innerText()).toBe("cache hit: no input in the last day");
+    expect(await page.locator('[data-pool="beta"] [data-cache-hit]').innerText()).toBe(
+      "cache hit: no input in the last day",
+    );
 
     // The key is kept for the tab, and the page loaded nothing from anywhere else.
     expect(await page.evaluate(() => sessionStorage.getItem("keypool.apiKey"))).toBe(ADMIN_KEY);

@@ -2,7 +2,8 @@ import { describe, expect, it } from "bun:test";
 import { startTestDaemon } from "../helpers/daemon";
 import { launchBrowser } from "./_browser";
 
-const CONFIG = "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n  api_key: swagger-admin-key-1234\n";
+const CONFIG =
+  "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n  api_key: swagger-admin-key-1234\n";
 
 describe("Swagger UI in a browser", () => {
   it("renders the API from keypool's own assets and lists /take, with nothing fetched beyond loopback", async () => {
@@ -12,7 +13,10 @@ describe("Swagger UI in a browser", () => {
     const failed: string[] = [];
     page.on("requestfailed", (request) => failed.push(request.url()));
     await page.goto(`${kp.url}/swagger`);
-    await page.locator(".opblock-summary-path", { hasText: /^\/take$/ }).first().waitFor();
+    await page
+      .locator(".opblock-summary-path", { hasText: /^\/take$/ })
+      .first()
+      .waitFor();
     expect(await page.locator(".info .title").innerText()).toContain("keypool");
     const paths = await page.locator(".opblock-summary-path").allInnerTexts();
     expect(paths).toEqual(expect.arrayContaining(["/take", "/release", "/status", "/metrics"]));

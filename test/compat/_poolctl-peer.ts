@@ -6,12 +6,16 @@ import { join, resolve } from "node:path";
  * KEYPOOL_POOLCTL_BIN points elsewhere (a worktree whose parent has no shared/). Tests that need it
  * skip, saying so, when it is missing.
  */
-export const POOLCTL_BIN = resolve(process.env.KEYPOOL_POOLCTL_BIN ?? join(import.meta.dir, "../../../shared/peers/poolctl"));
+export const POOLCTL_BIN = resolve(
+  process.env.KEYPOOL_POOLCTL_BIN ?? join(import.meta.dir, "../../../shared/peers/poolctl"),
+);
 export const PEERS_DIR = resolve(POOLCTL_BIN, "..");
 export const poolctlPresent = existsSync(POOLCTL_BIN);
 
 if (!poolctlPresent) {
-  console.warn(`skipping the side-by-side poolctl tests: no poolctl binary at ${POOLCTL_BIN} (set KEYPOOL_POOLCTL_BIN to run them)`);
+  console.warn(
+    `skipping the side-by-side poolctl tests: no poolctl binary at ${POOLCTL_BIN} (set KEYPOOL_POOLCTL_BIN to run them)`,
+  );
 }
 
 export interface Run {
@@ -22,7 +26,11 @@ export interface Run {
 
 export async function runPoolctl(args: string[], cwd: string): Promise<Run> {
   await using proc = Bun.spawn([POOLCTL_BIN, ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   return { stdout, stderr, code };
 }
 
@@ -46,7 +54,12 @@ export interface PoolctlDaemon extends AsyncDisposable {
  * awaited first, then a refused connection is retried, a bounded number of times, with no sleep.
  */
 export async function startPoolctl(config: string, port: number, cwd: string, apiKey?: string): Promise<PoolctlDaemon> {
-  const proc = Bun.spawn([POOLCTL_BIN, "serve", "-c", config], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([POOLCTL_BIN, "serve", "-c", config], {
+    cwd,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   let output = "";
   const decoder = new TextDecoder();
   const reader = (async () => {

@@ -71,12 +71,13 @@ describe("keypool setup with api-key-lb's flags", () => {
     const saved = JSON.parse(readFileSync(configPath, "utf8"));
     expect(saved).toEqual({ keys: ["sk-key1", "sk-key2"], target: "https://api.z.ai", port: 4577 });
     expect(statSync(configPath).mode & 0o777).toBe(0o600);
-    expect(result.stdout).toContain("saved ~/.config/api-key-lb/config.json (2 keys, target https://api.z.ai, port 4577)");
+    expect(result.stdout).toContain(
+      "saved ~/.config/api-key-lb/config.json (2 keys, target https://api.z.ai, port 4577)",
+    );
 
     // The diff comes before the write, and the file keeps its comment and layout.
     const hermesDiff =
-      "-  base_url: https://api.z.ai/api/coding/paas/v4\n" +
-      "+  base_url: http://127.0.0.1:4577/api/coding/paas/v4\n";
+      "-  base_url: https://api.z.ai/api/coding/paas/v4\n" + "+  base_url: http://127.0.0.1:4577/api/coding/paas/v4\n";
     expect(result.stdout).toContain(hermesDiff);
     expect(result.stdout.indexOf(hermesDiff)).toBeLessThan(result.stdout.indexOf("wrote ~/.hermes/config.yaml"));
     const hermes = readFileSync(join(home, ".hermes", "config.yaml"), "utf8");
@@ -107,7 +108,9 @@ describe("keypool setup with api-key-lb's flags", () => {
     mkdirSync(join(home, ".config", "api-key-lb"), { recursive: true });
     const before = { keys: "old1,old2", target: "https://api.z.ai", cooldown_ms: 5000 };
     writeFileSync(join(home, ".config", "api-key-lb", "config.json"), JSON.stringify(before));
-    const result = await runKeypool(["setup", "-k", "sk-new1", "-t", "https://openrouter.ai/api/v1", "-p", "4600"], { env });
+    const result = await runKeypool(["setup", "-k", "sk-new1", "-t", "https://openrouter.ai/api/v1", "-p", "4600"], {
+      env,
+    });
     expect(result.code).toBe(0);
     expect(JSON.parse(readFileSync(join(home, ".config", "api-key-lb", "config.json"), "utf8"))).toEqual({
       keys: ["sk-new1"],
@@ -132,7 +135,10 @@ describe("keypool setup with api-key-lb's flags", () => {
   it("still makes keypool's own client setup when none of api-key-lb's flags is given", async () => {
     using dir = tempDir();
     const { env } = fakeHome(dir);
-    const pool = { KEYPOOL_POOL_X_KEYS: "sk-x-aaaaaaaaaaaaaaaaaaaa", KEYPOOL_POOL_X_BASE_URL: "https://api.openai.com" };
+    const pool = {
+      KEYPOOL_POOL_X_KEYS: "sk-x-aaaaaaaaaaaaaaaaaaaa",
+      KEYPOOL_POOL_X_BASE_URL: "https://api.openai.com",
+    };
     const result = await runKeypool(["setup"], { env: { ...env, ...pool }, cwd: dir.path });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("no known client config file found");
@@ -164,9 +170,13 @@ describe("the client patches", () => {
   });
 
   it("leave an OpenCode file with comments alone, saying why, and keep a baseURL's query", () => {
-    expect(patchOpenCode('{\n  // mine\n  "provider": {}\n}', "api.z.ai", proxy)).toEqual({ unreadable: expect.stringContaining("comments") });
+    expect(patchOpenCode('{\n  // mine\n  "provider": {}\n}', "api.z.ai", proxy)).toEqual({
+      unreadable: expect.stringContaining("comments"),
+    });
     const text = '{"provider":{"z":{"options":{"baseURL":"https://api.z.ai/v4?team=1"}}}}';
-    expect(patchOpenCode(text, "api.z.ai", proxy)).toBe(`{"provider":{"z":{"options":{"baseURL":"${proxy}/v4?team=1"}}}}`);
+    expect(patchOpenCode(text, "api.z.ai", proxy)).toBe(
+      `{"provider":{"z":{"options":{"baseURL":"${proxy}/v4?team=1"}}}}`,
+    );
   });
 });
 
@@ -215,7 +225,11 @@ describe("keypool start on API_KEYS and TARGET", () => {
     const response = await curl(gateway, body);
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ id: "chatcmpl-1" });
-    expect(upstream.calls[0]).toMatchObject({ method: "POST", path: "/v1/chat/completions", body: JSON.stringify(body) });
+    expect(upstream.calls[0]).toMatchObject({
+      method: "POST",
+      path: "/v1/chat/completions",
+      body: JSON.stringify(body),
+    });
     expect(["a", "b"]).toContain(keyOf(upstream.calls[0]!.headers.authorization) ?? "none");
     // A body that is not JSON goes through as it came.
     expect((await fetch(`${gateway}/v1/files`, { method: "POST", body: "not json {" })).status).toBe(200);
@@ -227,7 +241,11 @@ describe("keypool start on API_KEYS and TARGET", () => {
     await using upstream = await startFakeUpstream(() => Response.json({ ok: true }));
     const { kp, gateway } = await startFromEnv(dir.file("home"), upstream);
     await using _kp = kp;
-    const chat = (extra: Record<string, unknown>) => ({ model: "gpt-4", messages: [{ role: "user", content: "hi" }], ...extra });
+    const chat = (extra: Record<string, unknown>) => ({
+      model: "gpt-4",
+      messages: [{ role: "user", content: "hi" }],
+      ...extra,
+    });
     const sources = [
       chat({ session_id: "s-1" }),
       chat({ sessionId: "s-1" }),
@@ -235,7 +253,13 @@ describe("keypool start on API_KEYS and TARGET", () => {
       chat({ conversationId: "s-2" }),
       chat({ thread_id: "s-3" }),
       { model: "gpt-4", messages: [{ role: "user", content: "hi", metadata: { session_id: "s-4" } }] },
-      { model: "gpt-4", messages: [{ role: "system", content: "You are Hermes." }, { role: "user", content: "hi" }] },
+      {
+        model: "gpt-4",
+        messages: [
+          { role: "system", content: "You are Hermes." },
+          { role: "user", content: "hi" },
+        ],
+      },
     ];
     for (const body of sources) {
       const before = upstream.calls.length;
@@ -282,7 +306,9 @@ describe("keypool start on API_KEYS and TARGET", () => {
 
   it("answers GET /health on the gateway port itself, with per-key stats and no token", async () => {
     using dir = tempDir();
-    await using upstream = await startFakeUpstream(() => Response.json({ ok: true }, { headers: { "x-cache": "HIT" } }));
+    await using upstream = await startFakeUpstream(() =>
+      Response.json({ ok: true }, { headers: { "x-cache": "HIT" } }),
+    );
     const { kp, gateway } = await startFromEnv(dir.file("home"), upstream);
     await using _kp = kp;
     await curl(gateway, { model: "gpt-4", session_id: "s-1", messages: [] });
@@ -297,7 +323,9 @@ describe("keypool start on API_KEYS and TARGET", () => {
     const used = health.keys.find((k: { requests: number }) => k.requests === 1);
     expect(health.keys).toHaveLength(2);
     expect(used).toMatchObject({ errors: 0, cache_hits: 1, status: "ready", sessions: 1 });
-    expect(health.keys.map((k: { id: string }) => k.id).sort()).toEqual([deriveKeyId(KEY_A), deriveKeyId(KEY_B)].sort());
+    expect(health.keys.map((k: { id: string }) => k.id).sort()).toEqual(
+      [deriveKeyId(KEY_A), deriveKeyId(KEY_B)].sort(),
+    );
     const masked = [`sk-…${KEY_A.slice(-4)}`, `sk-…${KEY_B.slice(-4)}`];
     expect(health.keys.map((k: { key: string }) => k.key).sort()).toEqual(masked.sort());
     expect(leaksOf(CANARIES, [text, kp.log(), kp.stdout()])).toEqual([]);
@@ -316,11 +344,16 @@ describe("keypool start on API_KEYS and TARGET", () => {
     expect(status.code).toBe(0);
     expect(status.stdout).toContain("  Status: ok\n");
     expect(status.stdout).toContain(`  Target: ${upstream.url}\n`);
-    expect(status.stdout).toMatch(/Key #\S+ \(sk-…\w{4}\)\n {4}Requests: 1 {2}Errors: 0 {2}Cache hits: 0 {2}Status: ready/);
+    expect(status.stdout).toMatch(
+      /Key #\S+ \(sk-…\w{4}\)\n {4}Requests: 1 {2}Errors: 0 {2}Cache hits: 0 {2}Status: ready/,
+    );
     expect(leaksOf(CANARIES, [status.stdout, status.stderr])).toEqual([]);
 
     const again = await runKeypool(["start"], { env, cwd: dir.path });
-    expect(again).toMatchObject({ code: 0, stdout: `already running on port ${new URL(gateway).port} (2 keys, 0 sessions)\n` });
+    expect(again).toMatchObject({
+      code: 0,
+      stdout: `already running on port ${new URL(gateway).port} (2 keys, 0 sessions)\n`,
+    });
 
     const stop = await runKeypool(["stop"], { env, cwd: dir.path });
     expect(stop).toMatchObject({ code: 0, stdout: `stopped keypool (PID ${kp.proc.pid})\n` });
@@ -328,7 +361,9 @@ describe("keypool start on API_KEYS and TARGET", () => {
     expect((await runKeypool(["stop"], { env, cwd: dir.path })).stdout).toBe("keypool is not running\n");
     const down = await runKeypool(["status"], { env, cwd: dir.path });
     expect(down.code).toBe(1);
-    expect(down.stderr).toContain(`keypool is not running on port ${new URL(gateway).port} — start it with: keypool start`);
+    expect(down.stderr).toContain(
+      `keypool is not running on port ${new URL(gateway).port} — start it with: keypool start`,
+    );
   });
 });
 
@@ -345,10 +380,16 @@ describe("api-key-lb's config.json", () => {
   it("is read from ~/.config/api-key-lb, under the environment, over the defaults", () => {
     using dir = tempDir();
     const home = dir.file("home");
-    saved(dir, "home/.config/api-key-lb/config.json", { keys: KEYS, target: "https://api.z.ai", port: 5000, cooldown_ms: 90000 });
+    saved(dir, "home/.config/api-key-lb/config.json", {
+      keys: KEYS,
+      target: "https://api.z.ai",
+      port: 5000,
+      cooldown_ms: 90000,
+    });
     const cwd = dir.file("work");
     mkdirSync(cwd);
-    const upstreamOf = (env: Record<string, string>) => findConfig({ cwd, env: { HOME: home, ...env } }).pools.default!.upstream!;
+    const upstreamOf = (env: Record<string, string>) =>
+      findConfig({ cwd, env: { HOME: home, ...env } }).pools.default!.upstream!;
     expect(upstreamOf({})).toMatchObject({ baseUrl: "https://api.z.ai", listen: "127.0.0.1:5000" });
     const router = "https://openrouter.ai/api/v1";
     expect(upstreamOf({ PORT: "6000", TARGET: router })).toMatchObject({ baseUrl: router, listen: "127.0.0.1:6000" });
@@ -361,7 +402,10 @@ describe("api-key-lb's config.json", () => {
   it("takes the seed's defaults where neither sets a value", () => {
     using dir = tempDir();
     const config = findConfig({ cwd: dir.path, env: { HOME: dir.path, API_KEYS: KEYS } });
-    expect(config.pools.default!.upstream).toMatchObject({ baseUrl: "https://api.openai.com", listen: "127.0.0.1:4577" });
+    expect(config.pools.default!.upstream).toMatchObject({
+      baseUrl: "https://api.openai.com",
+      listen: "127.0.0.1:4577",
+    });
     expect(config.stateFile).toBe(join(dir.path, ".local", "state", "keypool-api-key-lb", "keypool.db"));
   });
 
@@ -391,7 +435,11 @@ describe("api-key-lb's config.json", () => {
   it("runs the service's command, keypool proxy -c config.json, with the file's keys and target", async () => {
     using dir = tempDir();
     await using upstream = await startFakeUpstream(() => Response.json({ ok: true }));
-    const path = saved(dir, "home/.config/api-key-lb/config.json", { keys: [KEY_A, KEY_B], target: upstream.url, port: 0 });
+    const path = saved(dir, "home/.config/api-key-lb/config.json", {
+      keys: [KEY_A, KEY_B],
+      target: upstream.url,
+      port: 0,
+    });
     const env = { HOME: dir.file("home"), KEYPOOL_ADDR: "127.0.0.1:0" };
     await using kp = await spawnDaemon(["proxy", "-c", path], env, { cleanEnv: true });
     const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url;
@@ -403,7 +451,9 @@ describe("api-key-lb's config.json", () => {
   it("names the file and the field when a value is of the wrong kind, and exits 2", async () => {
     using dir = tempDir();
     const path = saved(dir, "bad.json", { keys: KEYS, port: "forty" });
-    expect(() => configFromApiKeyLb({ path, env: { HOME: dir.path } })).toThrow(`${path}: "port" must be a number, e.g. 4577 or 60000`);
+    expect(() => configFromApiKeyLb({ path, env: { HOME: dir.path } })).toThrow(
+      `${path}: "port" must be a number, e.g. 4577 or 60000`,
+    );
     const result = await runKeypool(["start", "--config", path], { env: { HOME: dir.path } });
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(`${path}: "port" must be a number`);

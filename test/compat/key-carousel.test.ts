@@ -124,7 +124,11 @@ describe("what a failure means for the key", () => {
     await failOnce(strict, new ApiError(403));
     expect((await strict.status()).keys[0]).toMatchObject({ state: "quarantined", until: clock.now() + 300_000 });
 
-    await using seedLike = await openPool({ keys: [{ id: "k", token: ANTHROPIC[0]! }], clock, classify: [{ status: [403], class: "quota" }] });
+    await using seedLike = await openPool({
+      keys: [{ id: "k", token: ANTHROPIC[0]! }],
+      clock,
+      classify: [{ status: [403], class: "quota" }],
+    });
     await failOnce(seedLike, new ApiError(403));
     expectRung(await restOf(seedLike, "k", clock.now()), 5 * HOUR);
   });
@@ -132,7 +136,12 @@ describe("what a failure means for the key", () => {
   it("costs the key nothing when the caller aborts, or the request itself was wrong (400, 404)", async () => {
     const clock = new ManualClock();
     await using pool = await openPool({ keys: [{ id: "k", token: ANTHROPIC[0]! }], clock });
-    for (const error of [new DOMException("This operation was aborted", "AbortError"), new ApiError(400), new ApiError(404)]) await failOnce(pool, error);
+    for (const error of [
+      new DOMException("This operation was aborted", "AbortError"),
+      new ApiError(400),
+      new ApiError(404),
+    ])
+      await failOnce(pool, error);
     expect((await pool.take()).id).toBe("k");
   });
 });
@@ -181,7 +190,10 @@ describe("fallback to another provider's pool", () => {
     // Every provider exhausted: the error says when the soonest key is back (a rate limit, not the 5 h billing rest).
     const exhausted = await pool.take().catch((error: DomainError) => error);
     expect(exhausted).toBeInstanceOf(DomainError);
-    expect(exhausted).toMatchObject({ code: "NO_KEY_AVAILABLE", message: expect.stringContaining("or its fallbacks (openai)") });
+    expect(exhausted).toMatchObject({
+      code: "NO_KEY_AVAILABLE",
+      message: expect.stringContaining("or its fallbacks (openai)"),
+    });
     expectRung((exhausted as DomainError).retryAfterMs!, 1 * MIN);
 
     clock.advance((exhausted as DomainError).retryAfterMs!);
@@ -194,14 +206,26 @@ describe("fallback to another provider's pool", () => {
   it("reports a fallback key by its token, as key-carousel's markFailure names a profile", async () => {
     const clock = new ManualClock();
     await using pool = await openPool({ pools, pool: "anthropic", clock });
-    expect(await pool.report({ token: OPENAI, ok: false, status: 429 })).toMatchObject({ pool: "openai", id: "openai-1", state: "cooling" });
-    expect(await pool.report({ id: "anthropic-2", ok: false, status: 429 })).toMatchObject({ pool: "anthropic", id: "anthropic-2" });
+    expect(await pool.report({ token: OPENAI, ok: false, status: 429 })).toMatchObject({
+      pool: "openai",
+      id: "openai-1",
+      state: "cooling",
+    });
+    expect(await pool.report({ id: "anthropic-2", ok: false, status: 429 })).toMatchObject({
+      pool: "anthropic",
+      id: "anthropic-2",
+    });
   });
 
   it("refuses a fallback that names no pool, or loops back, as a config file would", async () => {
-    await expect(openPool({ pools: { anthropic: { keys: [ANTHROPIC[0]!], fallback: ["gemini"] } } })).rejects.toThrow("pools.anthropic.fallback.0");
+    await expect(openPool({ pools: { anthropic: { keys: [ANTHROPIC[0]!], fallback: ["gemini"] } } })).rejects.toThrow(
+      "pools.anthropic.fallback.0",
+    );
     await expect(
-      openPool({ pools: { a: { keys: [ANTHROPIC[0]!], fallback: ["b"] }, b: { keys: [OPENAI], fallback: ["a"] } }, pool: "a" }),
+      openPool({
+        pools: { a: { keys: [ANTHROPIC[0]!], fallback: ["b"] }, b: { keys: [OPENAI], fallback: ["a"] } },
+        pool: "a",
+      }),
     ).rejects.toThrow("fallback cycle a → b → a");
   });
 
@@ -216,10 +240,15 @@ pools:
   c: { tokens_file: c.txt }
   d: { tokens_file: d.txt }
 `;
-    for (const name of ["a", "b", "c", "d"]) writeFileSync(dir.file(`${name}.txt`), `${name}1,sk-chain-${name}-000000000000000000\n`);
+    for (const name of ["a", "b", "c", "d"])
+      writeFileSync(dir.file(`${name}.txt`), `${name}1,sk-chain-${name}-000000000000000000\n`);
     writeFileSync(dir.file("daemon.yaml"), `${yaml}state_file: daemon.db\n`);
     writeFileSync(dir.file("library.yaml"), `${yaml}state_file: library.db\n`);
-    const daemon = await createDaemon(loadConfig(dir.file("daemon.yaml")), { logger: silentLogger, port: 0, autoCheck: false });
+    const daemon = await createDaemon(loadConfig(dir.file("daemon.yaml")), {
+      logger: silentLogger,
+      port: 0,
+      autoCheck: false,
+    });
     await daemon.start();
     try {
       await using pool = await openPool({ config: dir.file("library.yaml"), pool: "a" });
@@ -268,7 +297,11 @@ describe("persistence is opt-in", () => {
     delete env.KEYPOOL_STATE_FILE;
     delete env.KEYPOOL_DATABASE_URL;
     const run = Bun.spawnSync([process.execPath, program], { cwd: dir.path, env, stdout: "pipe", stderr: "pipe" });
-    expect({ code: run.exitCode, stderr: run.stderr.toString(), out: run.stdout.toString().trim() }).toEqual({ code: 0, stderr: "", out: "[1,0]" });
+    expect({ code: run.exitCode, stderr: run.stderr.toString(), out: run.stdout.toString().trim() }).toEqual({
+      code: 0,
+      stderr: "",
+      out: "[1,0]",
+    });
     expect(readdirSync(dir.path)).toEqual([]);
   });
 
@@ -289,7 +322,8 @@ describe("persistence is opt-in", () => {
   it("with a state file, a restart finds the cooldowns where they were", async () => {
     using dir = tempDir();
     const clock = new ManualClock();
-    const open = () => openPool({ keys: [{ id: "anthropic-1", token: ANTHROPIC[0]! }], stateFile: dir.file("carousel.db"), clock });
+    const open = () =>
+      openPool({ keys: [{ id: "anthropic-1", token: ANTHROPIC[0]! }], stateFile: dir.file("carousel.db"), clock });
     const first = await open();
     await failOnce(first, new ApiError(402));
     const until = (await first.status()).keys[0]!.until;

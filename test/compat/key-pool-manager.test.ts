@@ -59,7 +59,12 @@ describe("Key Pool Manager's quickstart against keypool", () => {
     await using seed = await startSeedDaemon();
     const answers = await Promise.all([0, 1, 2, 3, 4].map(() => seed.call("/keys/gpt-4")));
     for (const { status, body } of answers) {
-      expect([status, body.success, body.model, body.pool]).toEqual([200, true, "gpt-4", { totalKeys: 2, healthyKeys: 2 }]);
+      expect([status, body.success, body.model, body.pool]).toEqual([
+        200,
+        true,
+        "gpt-4",
+        { totalKeys: 2, healthyKeys: 2 },
+      ]);
       expect(["sk-proj-xxx", "sk-proj-yyy"]).toContain(body.key);
     }
     const take = await Promise.all([0, 1, 2, 3, 4].map(() => seed.call("/take?pool=claude-3-opus")));
@@ -69,21 +74,49 @@ describe("Key Pool Manager's quickstart against keypool", () => {
 
   it("POST /health/:model takes each of the seed's statuses, with error null", async () => {
     await using seed = await startSeedDaemon();
-    const report = (model: string, key: string, status: string) => seed.call(`/health/${model}`, json("POST", { key, status, error: null }));
+    const report = (model: string, key: string, status: string) =>
+      seed.call(`/health/${model}`, json("POST", { key, status, error: null }));
     expect((await report("gpt-4", "sk-proj-xxx", "healthy")).status).toBe(200);
-    expect((await report("gpt-4", "sk-proj-yyy", "degraded")).body).toMatchObject({ success: true, model: "gpt-4", state: "cooling", reason: "reported degraded; back in 5m" });
-    expect((await report("claude-3-opus", "sk-ant-xxx", "rate_limited")).body.reason).toBe("reported rate_limited; back in 15m");
+    expect((await report("gpt-4", "sk-proj-yyy", "degraded")).body).toMatchObject({
+      success: true,
+      model: "gpt-4",
+      state: "cooling",
+      reason: "reported degraded; back in 5m",
+    });
+    expect((await report("claude-3-opus", "sk-ant-xxx", "rate_limited")).body.reason).toBe(
+      "reported rate_limited; back in 15m",
+    );
     expect((await report("mistral-large", "xxx", "failed")).body.state).toBe("quarantined");
     // The pool still answers with its healthy key, and says how many are healthy.
-    expect((await seed.call("/keys/gpt-4")).body).toEqual({ success: true, model: "gpt-4", key: "sk-proj-xxx", pool: { totalKeys: 2, healthyKeys: 1 } });
+    expect((await seed.call("/keys/gpt-4")).body).toEqual({
+      success: true,
+      model: "gpt-4",
+      key: "sk-proj-xxx",
+      pool: { totalKeys: 2, healthyKeys: 1 },
+    });
 
     const { status, body } = await seed.call("/status");
     expect([status, body.status, typeof body.timestamp]).toEqual([200, "ok", "number"]);
     // One outcome reported per key so far: claude's and mistral's were failures, gpt-4's one of two.
     expect(body.models).toEqual({
-      "claude-3-opus": { totalKeys: 2, health: { healthy: 1, degraded: 0, failed: 0, rate_limited: 1 }, currentIndex: after(body, "claude-3-opus", "sk-ant-xxx"), stats: { totalRequests: 0, successRate: "0.00%" } },
-      "gpt-4": { totalKeys: 2, health: { healthy: 1, degraded: 1, failed: 0, rate_limited: 0 }, currentIndex: after(body, "gpt-4", "sk-proj-xxx"), stats: { totalRequests: 1, successRate: "50.00%" } },
-      "mistral-large": { totalKeys: 2, health: { healthy: 1, degraded: 0, failed: 1, rate_limited: 0 }, currentIndex: after(body, "mistral-large", "xxx"), stats: { totalRequests: 0, successRate: "0.00%" } },
+      "claude-3-opus": {
+        totalKeys: 2,
+        health: { healthy: 1, degraded: 0, failed: 0, rate_limited: 1 },
+        currentIndex: after(body, "claude-3-opus", "sk-ant-xxx"),
+        stats: { totalRequests: 0, successRate: "0.00%" },
+      },
+      "gpt-4": {
+        totalKeys: 2,
+        health: { healthy: 1, degraded: 1, failed: 0, rate_limited: 0 },
+        currentIndex: after(body, "gpt-4", "sk-proj-xxx"),
+        stats: { totalRequests: 1, successRate: "50.00%" },
+      },
+      "mistral-large": {
+        totalKeys: 2,
+        health: { healthy: 1, degraded: 0, failed: 1, rate_limited: 0 },
+        currentIndex: after(body, "mistral-large", "xxx"),
+        stats: { totalRequests: 0, successRate: "0.00%" },
+      },
     });
     expect((await seed.call("/health")).status).toBe(200);
   });
@@ -91,7 +124,11 @@ describe("Key Pool Manager's quickstart against keypool", () => {
   it("POST and DELETE /keys/:model add and remove keys with the seed's bodies, echoing no token", async () => {
     await using seed = await startSeedDaemon();
     const added = await seed.call("/keys/gpt-4", json("POST", { key: "sk-proj-new-key" }));
-    expect([added.status, added.body.result, added.body.pool]).toEqual([200, "added", { totalKeys: 3, healthyKeys: 3 }]);
+    expect([added.status, added.body.result, added.body.pool]).toEqual([
+      200,
+      "added",
+      { totalKeys: 3, healthyKeys: 3 },
+    ]);
     await seed.call("/keys/gpt-4", json("POST", { key: "sk-proj-old-key" }));
     const removed = await seed.call("/keys/gpt-4", json("DELETE", { key: "sk-proj-old-key" }));
     expect([removed.status, removed.body.result, removed.body.pool.totalKeys]).toEqual([200, "removed", 3]);
@@ -115,14 +152,22 @@ describe("Key Pool Manager's quickstart against keypool", () => {
     await using kp = await start();
     const keys = (await (await fetch(`${kp.url}/status?pool=gpt-4`)).json()).keys;
     const stateOf = (token: string) => keys.find((k: { id: string }) => k.id === deriveKeyId(token))?.state;
-    expect([keys.length, stateOf("sk-proj-new-key"), stateOf("sk-proj-yyy"), stateOf("sk-proj-xxx")]).toEqual([3, "unknown", "disabled", "unknown"]);
+    expect([keys.length, stateOf("sk-proj-new-key"), stateOf("sk-proj-yyy"), stateOf("sk-proj-xxx")]).toEqual([
+      3,
+      "unknown",
+      "disabled",
+      "unknown",
+    ]);
   });
 
   it("keeps the admin routes behind KEYPOOL_API_KEY when one is set", async () => {
     await using seed = await startSeedDaemon({ KEYPOOL_API_KEY: "kpm-admin-secret" });
     expect((await seed.call("/keys/gpt-4", json("POST", { key: "sk-proj-new-key" }))).status).toBe(401);
     expect((await seed.call("/keys/gpt-4", json("DELETE", { key: "sk-proj-xxx" }))).status).toBe(401);
-    const allowed = await seed.call("/keys/gpt-4", json("POST", { key: "sk-proj-new-key" }, { authorization: "Bearer kpm-admin-secret" }));
+    const allowed = await seed.call(
+      "/keys/gpt-4",
+      json("POST", { key: "sk-proj-new-key" }, { authorization: "Bearer kpm-admin-secret" }),
+    );
     expect(allowed.status).toBe(200);
     expect(seed.kp.log()).not.toContain("the API is open");
   });
@@ -144,7 +189,10 @@ describe("Key Pool Manager's routes and tokens", () => {
       texts.push(`${response.status} ${JSON.stringify([...response.headers])} ${await response.text()}`);
     };
     // Upstream errors often quote the key they refused.
-    await keep("/health/gpt-4", json("POST", { key: env.token, status: "failed", error: `401 invalid api key ${env.token}` }));
+    await keep(
+      "/health/gpt-4",
+      json("POST", { key: env.token, status: "failed", error: `401 invalid api key ${env.token}` }),
+    );
     await keep("/health/gpt-4", json("POST", { key: `${env.token}x`, status: "healthy", error: null }));
     await keep("/keys/gpt-4", json("POST", { key: added.token }));
     await keep("/keys/gpt-4", json("POST", { key: added.token }));
@@ -164,7 +212,13 @@ describe("Key Pool Manager's recovery times, on an environment-configured daemon
     using dir = tempDir();
     const clock = new ManualClock();
     const config = configFromEnv({ ...SEED_ENV, KEYPOOL_STATE_FILE: ":memory:" }, dir.path);
-    const daemon = await createDaemon(config, { clock, port: 0, autoCheck: false, random: () => 0, logger: createLogger({ level: "error", write: () => {} }) });
+    const daemon = await createDaemon(config, {
+      clock,
+      port: 0,
+      autoCheck: false,
+      random: () => 0,
+      logger: createLogger({ level: "error", write: () => {} }),
+    });
     await daemon.start();
     try {
       const post = (model: string, key: string, status: string) =>
@@ -174,7 +228,9 @@ describe("Key Pool Manager's recovery times, on an environment-configured daemon
       await post("mistral-large", "xxx", "failed");
       const health = async () => {
         const models = (await (await fetch(`${daemon.url}/status`)).json()).models;
-        return Object.fromEntries(Object.entries(models).map(([m, s]) => [m, (s as { health: Record<string, number> }).health]));
+        return Object.fromEntries(
+          Object.entries(models).map(([m, s]) => [m, (s as { health: Record<string, number> }).health]),
+        );
       };
       const of = (degraded: number, rateLimited: number) => ({
         "gpt-4": { healthy: 2 - degraded, degraded, failed: 0, rate_limited: 0 },
@@ -201,27 +257,50 @@ describe("api-key-lb's API_KEYS: a two-key pool from the environment", () => {
     using dir = tempDir();
     await using kp = await spawnDaemon(
       ["serve", "--port", "0"],
-      { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0", COOLDOWN_MS: "60000", SESSION_TTL_MS: "3600000", HOME: dir.path },
+      {
+        API_KEYS: "sk-key1,sk-key2",
+        TARGET: upstream.url,
+        PORT: "0",
+        COOLDOWN_MS: "60000",
+        SESSION_TTL_MS: "3600000",
+        HOME: dir.path,
+      },
       { cwd: dir.path, cleanEnv: true },
     );
     const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url as string;
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const response = await fetch(`${gateway}/v1/chat/completions`, json("POST", { model: "gpt-4", messages: [{ role: "user", content: `hi ${i}` }] }, { authorization: "Bearer anything" }));
+      const response = await fetch(
+        `${gateway}/v1/chat/completions`,
+        json(
+          "POST",
+          { model: "gpt-4", messages: [{ role: "user", content: `hi ${i}` }] },
+          { authorization: "Bearer anything" },
+        ),
+      );
       statuses.push(response.status);
       await response.body?.cancel();
     }
     expect(statuses).toEqual([200, 200, 200, 200, 200]);
-    expect(new Set(upstream.calls.map((c) => c.headers.authorization))).toEqual(new Set(["Bearer sk-key1", "Bearer sk-key2"]));
+    expect(new Set(upstream.calls.map((c) => c.headers.authorization))).toEqual(
+      new Set(["Bearer sk-key1", "Bearer sk-key2"]),
+    );
   });
 
   it("keeps a session on one key (api-key-lb's sticky routing)", async () => {
     await using upstream = await startFakeUpstream(() => Response.json({ choices: [] }));
     using dir = tempDir();
-    await using kp = await spawnDaemon(["serve", "--port", "0"], { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0", HOME: dir.path }, { cwd: dir.path, cleanEnv: true });
+    await using kp = await spawnDaemon(
+      ["serve", "--port", "0"],
+      { API_KEYS: "sk-key1,sk-key2", TARGET: upstream.url, PORT: "0", HOME: dir.path },
+      { cwd: dir.path, cleanEnv: true },
+    );
     const gateway = JSON.parse(await kp.waitForLog(/keypool gateway listening/)).url as string;
     for (let i = 0; i < 4; i++) {
-      const response = await fetch(`${gateway}/v1/chat/completions`, json("POST", { model: "gpt-4", session_id: "conv-1", messages: [] }));
+      const response = await fetch(
+        `${gateway}/v1/chat/completions`,
+        json("POST", { model: "gpt-4", session_id: "conv-1", messages: [] }),
+      );
       expect(response.status).toBe(200);
       await response.body?.cancel();
     }
@@ -230,7 +309,9 @@ describe("api-key-lb's API_KEYS: a two-key pool from the environment", () => {
 
   it("rests a key for COOLDOWN_MS after a 429 without Retry-After, and answers from the other key meanwhile", async () => {
     let calls = 0;
-    await using upstream = await startFakeUpstream(() => (++calls === 1 ? new Response("slow down", { status: 429 }) : Response.json({ choices: [] })));
+    await using upstream = await startFakeUpstream(() =>
+      ++calls === 1 ? new Response("slow down", { status: 429 }) : Response.json({ choices: [] }),
+    );
     using dir = tempDir();
     await using kp = await spawnDaemon(
       ["serve", "--port", "0"],

@@ -25,7 +25,11 @@ server:
 `;
 
 /** What `curl -d` sends: JSON in the body, labelled as a form. */
-const curlPost = (body: string): RequestInit => ({ method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body });
+const curlPost = (body: string): RequestInit => ({
+  method: "POST",
+  headers: { "content-type": "application/x-www-form-urlencoded" },
+  body,
+});
 
 interface Answer {
   status: number;
@@ -54,27 +58,46 @@ describe("poolctl's quickstart, run against keypool", () => {
     await using kp = await spawnDaemon(["serve", "-c", "pool.yaml"], {}, { cwd: dir.path });
     // ":8787" binds every interface and the quickstart sets no api_key: started, with a warning.
     expect(kp.log()).toContain("server.api_key is not set");
-    expect(await answer(fetch(`${kp.url}/take`))).toMatchObject({ status: 200, body: { id: "key1", token: "sk-aaaa" } });
-    expect(await answer(fetch(`${kp.url}/take`))).toMatchObject({ status: 200, body: { id: "key2", token: "sk-bbbb" } });
-    expect(await answer(fetch(`${kp.url}/release`, curlPost('{"id":"key1","ok":true}')))).toMatchObject({ status: 200, body: { ok: true } });
-    expect(await answer(fetch(`${kp.url}/release`, curlPost('{"id":"key2","ok":false}')))).toMatchObject({ status: 200, body: { ok: true } });
+    expect(await answer(fetch(`${kp.url}/take`))).toMatchObject({
+      status: 200,
+      body: { id: "key1", token: "sk-aaaa" },
+    });
+    expect(await answer(fetch(`${kp.url}/take`))).toMatchObject({
+      status: 200,
+      body: { id: "key2", token: "sk-bbbb" },
+    });
+    expect(await answer(fetch(`${kp.url}/release`, curlPost('{"id":"key1","ok":true}')))).toMatchObject({
+      status: 200,
+      body: { ok: true },
+    });
+    expect(await answer(fetch(`${kp.url}/release`, curlPost('{"id":"key2","ok":false}')))).toMatchObject({
+      status: 200,
+      body: { ok: true },
+    });
   });
 });
 
 describe("poolctl's example files", () => {
-  it.skipIf(!poolctlPresent)("validate and serve unchanged, and keypool never writes poolctl's JSON state file", async () => {
-    using dir = tempDir();
-    copyFileSync(`${PEERS_DIR}/poolctl.pool.example.yaml`, dir.file("pool.yaml"));
-    copyFileSync(`${PEERS_DIR}/poolctl.tokens.example.txt`, dir.file("tokens.txt"));
+  it.skipIf(!poolctlPresent)(
+    "validate and serve unchanged, and keypool never writes poolctl's JSON state file",
+    async () => {
+      using dir = tempDir();
+      copyFileSync(`${PEERS_DIR}/poolctl.pool.example.yaml`, dir.file("pool.yaml"));
+      copyFileSync(`${PEERS_DIR}/poolctl.tokens.example.txt`, dir.file("tokens.txt"));
 
-    expect((await runKeypool(["config", "validate", "-c", "pool.yaml"], { cwd: dir.path })).code).toBe(0);
-    // --port 0 only because ":8787" may be taken on a test machine; the file itself is unchanged.
-    await using kp = await spawnDaemon(["serve", "-c", "pool.yaml", "--port", "0"], {}, { cwd: dir.path });
-    const status = await answer(fetch(`${kp.url}/status`));
-    expect(status.body.tokens).toMatchObject([{ id: "key1", weight: 5 }, { id: "key2", weight: 1 }, { id: "tc3212f06", weight: 1 }]);
-    expect(existsSync(dir.file("pool_state.json"))).toBe(false);
-    expect(existsSync(dir.file("pool_state.keypool.db"))).toBe(true);
-  });
+      expect((await runKeypool(["config", "validate", "-c", "pool.yaml"], { cwd: dir.path })).code).toBe(0);
+      // --port 0 only because ":8787" may be taken on a test machine; the file itself is unchanged.
+      await using kp = await spawnDaemon(["serve", "-c", "pool.yaml", "--port", "0"], {}, { cwd: dir.path });
+      const status = await answer(fetch(`${kp.url}/status`));
+      expect(status.body.tokens).toMatchObject([
+        { id: "key1", weight: 5 },
+        { id: "key2", weight: 1 },
+        { id: "tc3212f06", weight: 1 },
+      ]);
+      expect(existsSync(dir.file("pool_state.json"))).toBe(false);
+      expect(existsSync(dir.file("pool_state.keypool.db"))).toBe(true);
+    },
+  );
 });
 
 describe("state_file pointing at poolctl's JSON state", () => {
@@ -82,10 +105,54 @@ describe("state_file pointing at poolctl's JSON state", () => {
   const IN_AN_HOUR = new Date(Date.now() + 3_600_000).toISOString();
   const POOLCTL_STATE = JSON.stringify(
     [
-      { id: "key1", weight: 1, status: "live", last_check: "2026-12-01T10:00:00.5Z", last_used: "2026-12-01T10:05:00Z", cooling_until: IN_AN_HOUR, fails: 0, requests: 7, errors: 2, last_status: 0 },
-      { id: "key2", weight: 1, status: "quarantined", last_check: "2026-12-01T10:00:00Z", last_used: "0001-01-01T00:00:00Z", cooling_until: IN_AN_HOUR, fails: 3, requests: 0, errors: 0, last_status: 401 },
-      { id: "t308e974e", weight: 1, status: "dead", last_check: "2026-12-01T10:00:00Z", last_used: "0001-01-01T00:00:00Z", cooling_until: "0001-01-01T00:00:00Z", fails: 1, requests: 1, errors: 1, last_status: 0 },
-      { id: "gone", weight: 1, status: "live", last_check: "0001-01-01T00:00:00Z", last_used: "0001-01-01T00:00:00Z", cooling_until: "0001-01-01T00:00:00Z", fails: 0, requests: 0, errors: 0, last_status: 0 },
+      {
+        id: "key1",
+        weight: 1,
+        status: "live",
+        last_check: "2026-12-01T10:00:00.5Z",
+        last_used: "2026-12-01T10:05:00Z",
+        cooling_until: IN_AN_HOUR,
+        fails: 0,
+        requests: 7,
+        errors: 2,
+        last_status: 0,
+      },
+      {
+        id: "key2",
+        weight: 1,
+        status: "quarantined",
+        last_check: "2026-12-01T10:00:00Z",
+        last_used: "0001-01-01T00:00:00Z",
+        cooling_until: IN_AN_HOUR,
+        fails: 3,
+        requests: 0,
+        errors: 0,
+        last_status: 401,
+      },
+      {
+        id: "t308e974e",
+        weight: 1,
+        status: "dead",
+        last_check: "2026-12-01T10:00:00Z",
+        last_used: "0001-01-01T00:00:00Z",
+        cooling_until: "0001-01-01T00:00:00Z",
+        fails: 1,
+        requests: 1,
+        errors: 1,
+        last_status: 0,
+      },
+      {
+        id: "gone",
+        weight: 1,
+        status: "live",
+        last_check: "0001-01-01T00:00:00Z",
+        last_used: "0001-01-01T00:00:00Z",
+        cooling_until: "0001-01-01T00:00:00Z",
+        fails: 0,
+        requests: 0,
+        errors: 0,
+        last_status: 0,
+      },
     ],
     null,
     2,
@@ -102,16 +169,28 @@ describe("state_file pointing at poolctl's JSON state", () => {
 
     {
       await using kp = await spawnDaemon(["serve", "-c", "pool.yaml"], {}, { cwd: dir.path });
-      expect(kp.log()).toContain('"state_file":"' + dir.file("pool_state.keypool.db") + '","imported_keys":3');
+      expect(kp.log()).toContain(`"state_file":"${dir.file("pool_state.keypool.db")}","imported_keys":3`);
       // Loopback only: no warning about an open API.
       expect(kp.log()).not.toContain("server.api_key is not set");
       const { body } = await answer(fetch(`${kp.url}/status`));
       const byId = Object.fromEntries((body.keys as Array<Record<string, unknown>>).map((k) => [k.id, k]));
-      expect(byId.key1).toMatchObject({ state: "cooling", until: IN_AN_HOUR, requests: 7, errors: 2, last_used: "2026-12-01T10:05:00.000Z" });
-      expect(byId.key2).toMatchObject({ state: "quarantined", last_check: "2026-12-01T10:00:00.000Z", last_check_status: 401 });
+      expect(byId.key1).toMatchObject({
+        state: "cooling",
+        until: IN_AN_HOUR,
+        requests: 7,
+        errors: 2,
+        last_used: "2026-12-01T10:05:00.000Z",
+      });
+      expect(byId.key2).toMatchObject({
+        state: "quarantined",
+        last_check: "2026-12-01T10:00:00.000Z",
+        last_check_status: 401,
+      });
       expect(byId.t308e974e).toMatchObject({ state: "dead", requests: 1, errors: 1 });
       // What keypool learns from now on is its own; the JSON is never written.
-      expect(await answer(fetch(`${kp.url}/release`, curlPost('{"id":"key1","ok":true}')))).toMatchObject({ status: 200 });
+      expect(await answer(fetch(`${kp.url}/release`, curlPost('{"id":"key1","ok":true}')))).toMatchObject({
+        status: 200,
+      });
     }
     expect(readFileSync(dir.file("pool_state.json"), "utf8")).toBe(POOLCTL_STATE);
     expect(statSync(dir.file("pool_state.json")).mode & 0o777).toBe(0o644);
@@ -125,23 +204,29 @@ describe("state_file pointing at poolctl's JSON state", () => {
     expect([key1.requests, key1.last_used === "2026-12-01T10:05:00.000Z"]).toEqual([7, false]);
   });
 
-  it.skipIf(!poolctlPresent)("starts on a state file the real poolctl wrote, byte for byte and mode unchanged", async () => {
-    await using upstream = await startFakeUpstream();
-    using dir = tempDir();
-    writeFileSync(dir.file("tokens.txt"), QUICKSTART_TOKENS);
-    writeFileSync(dir.file("pool.yaml"), `${quickstartYaml(`${upstream.url}/me`, "127.0.0.1:0")}state_file: pool_state.json\n`);
-    // `poolctl check` writes its state file too.
-    expect((await runPoolctl(["check", "-c", "pool.yaml"], dir.path)).code).toBe(0);
-    const written = readFileSync(dir.file("pool_state.json"));
-    const mode = statSync(dir.file("pool_state.json")).mode;
+  it.skipIf(!poolctlPresent)(
+    "starts on a state file the real poolctl wrote, byte for byte and mode unchanged",
+    async () => {
+      await using upstream = await startFakeUpstream();
+      using dir = tempDir();
+      writeFileSync(dir.file("tokens.txt"), QUICKSTART_TOKENS);
+      writeFileSync(
+        dir.file("pool.yaml"),
+        `${quickstartYaml(`${upstream.url}/me`, "127.0.0.1:0")}state_file: pool_state.json\n`,
+      );
+      // `poolctl check` writes its state file too.
+      expect((await runPoolctl(["check", "-c", "pool.yaml"], dir.path)).code).toBe(0);
+      const written = readFileSync(dir.file("pool_state.json"));
+      const mode = statSync(dir.file("pool_state.json")).mode;
 
-    await using kp = await spawnDaemon(["serve", "-c", "pool.yaml"], {}, { cwd: dir.path });
-    expect(kp.log()).toContain('"imported_keys":3');
-    expect((await answer(fetch(`${kp.url}/take`))).body).toMatchObject({ id: "key1" });
-    await kp[Symbol.asyncDispose]();
-    expect(readFileSync(dir.file("pool_state.json")).equals(written)).toBe(true);
-    expect(statSync(dir.file("pool_state.json")).mode).toBe(mode);
-  });
+      await using kp = await spawnDaemon(["serve", "-c", "pool.yaml"], {}, { cwd: dir.path });
+      expect(kp.log()).toContain('"imported_keys":3');
+      expect((await answer(fetch(`${kp.url}/take`))).body).toMatchObject({ id: "key1" });
+      await kp[Symbol.asyncDispose]();
+      expect(readFileSync(dir.file("pool_state.json")).equals(written)).toBe(true);
+      expect(statSync(dir.file("pool_state.json")).mode).toBe(mode);
+    },
+  );
 });
 
 /**
@@ -168,7 +253,10 @@ describe.skipIf(!poolctlPresent)("side by side with the real poolctl, on the sam
     using poolctlDir = tempDir();
     using keypoolDir = tempDir();
     const port = await freePort();
-    for (const [dir, upstream] of [[poolctlDir, poolctlUpstream], [keypoolDir, keypoolUpstream]] as const) {
+    for (const [dir, upstream] of [
+      [poolctlDir, poolctlUpstream],
+      [keypoolDir, keypoolUpstream],
+    ] as const) {
       writeFileSync(dir.file("tokens.txt"), QUICKSTART_TOKENS);
       writeFileSync(dir.file("pool.yaml"), quickstartYaml(`${upstream.url}/me`, `127.0.0.1:${port}`));
     }
@@ -177,7 +265,10 @@ describe.skipIf(!poolctlPresent)("side by side with the real poolctl, on the sam
     await keypoolUpstream.wait(3);
     const differences: string[] = [];
     const both = async (path: string, init?: RequestInit) => {
-      const [p, k] = [await answer(fetch(`${poolctl.url}${path}`, init)), await answer(fetch(`${keypool.url}${path}`, init))];
+      const [p, k] = [
+        await answer(fetch(`${poolctl.url}${path}`, init)),
+        await answer(fetch(`${keypool.url}${path}`, init)),
+      ];
       return { p, k };
     };
 
@@ -210,7 +301,8 @@ describe.skipIf(!poolctlPresent)("side by side with the real poolctl, on the sam
     const status = await both("/status");
     expect(status.k.status).toBe(status.p.status);
     for (const [field, value] of Object.entries(status.p.body)) {
-      if (field !== "tokens" && status.k.body[field] !== value) differences.push(`GET /status ${field}: ${value} → ${status.k.body[field]}`);
+      if (field !== "tokens" && status.k.body[field] !== value)
+        differences.push(`GET /status ${field}: ${value} → ${status.k.body[field]}`);
     }
     differences.push(...compareTokens(status.p.body.tokens as PoolctlToken[], status.k.body.tokens as PoolctlToken[]));
     expect(differences).toEqual(KNOWN_API_DIFFERENCES);
@@ -226,7 +318,10 @@ function compareTokens(poolctl: PoolctlToken[], keypool: PoolctlToken[]): string
   poolctl.forEach((p, i) => {
     const k = keypool[i]!;
     for (const [field, value] of Object.entries(p)) {
-      const same = field.startsWith("last_") && typeof value === "string" ? isNever(value) === isNever(String(k[field])) : k[field] === value;
+      const same =
+        field.startsWith("last_") && typeof value === "string"
+          ? isNever(value) === isNever(String(k[field]))
+          : k[field] === value;
       if (same) continue;
       const what = `GET /status tokens[].${field}: ${value} → ${k[field]}`;
       found.set(what, [...(found.get(what) ?? []), p.id]);
@@ -262,9 +357,15 @@ describe.skipIf(!poolctlPresent)("side by side with the real poolctl: api_key, /
     using poolctlDir = tempDir();
     using keypoolDir = tempDir();
     const port = await freePort();
-    for (const [dir, upstream] of [[poolctlDir, poolctlUpstream], [keypoolDir, keypoolUpstream]] as const) {
+    for (const [dir, upstream] of [
+      [poolctlDir, poolctlUpstream],
+      [keypoolDir, keypoolUpstream],
+    ] as const) {
       writeFileSync(dir.file("tokens.txt"), QUICKSTART_TOKENS);
-      writeFileSync(dir.file("pool.yaml"), `${quickstartYaml(`${upstream.url}/me`, `127.0.0.1:${port}`)}  api_key: "sekrit"\n`);
+      writeFileSync(
+        dir.file("pool.yaml"),
+        `${quickstartYaml(`${upstream.url}/me`, `127.0.0.1:${port}`)}  api_key: "sekrit"\n`,
+      );
     }
     const differences: string[] = [];
     const cli = async (args: string[], keypoolArgs: string[] = []) => {
@@ -275,10 +376,15 @@ describe.skipIf(!poolctlPresent)("side by side with the real poolctl: api_key, /
 
     const check = await cli(["check", "-c", "pool.yaml"]);
     expect([check.p.code, check.k.code]).toEqual([0, 0]);
-    const rows = (out: string) => out.split("\n").filter((l) => l.trim() !== "").map((l) => l.split(/\s+/).slice(0, 2).join(" "));
+    const rows = (out: string) =>
+      out
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .map((l) => l.split(/\s+/).slice(0, 2).join(" "));
     expect(rows(check.k.stdout).slice(1)).toEqual(rows(check.p.stdout).slice(1));
     const header = (out: string) => out.split("\n")[0]!.trim().split(/\s+/).join(" ");
-    if (header(check.p.stdout) !== header(check.k.stdout)) differences.push(`check: table header ${header(check.p.stdout)} → ${header(check.k.stdout)}`);
+    if (header(check.p.stdout) !== header(check.k.stdout))
+      differences.push(`check: table header ${header(check.p.stdout)} → ${header(check.k.stdout)}`);
 
     await using poolctl = await startPoolctl("pool.yaml", port, poolctlDir.path, "sekrit");
     await using keypool = await spawnDaemon(["serve", "-c", "pool.yaml", "--port", "0"], {}, { cwd: keypoolDir.path });
@@ -286,7 +392,10 @@ describe.skipIf(!poolctlPresent)("side by side with the real poolctl: api_key, /
       const [p, k] = [await answer(fetch(`${poolctl.url}${path}`)), await answer(fetch(`${keypool.url}${path}`))];
       expect([path, p.status, k.status]).toEqual([path, 401, 401]);
     }
-    const release = [await fetch(`${poolctl.url}/release`, curlPost('{"id":"key1","ok":true}')), await fetch(`${keypool.url}/release`, curlPost('{"id":"key1","ok":true}'))];
+    const release = [
+      await fetch(`${poolctl.url}/release`, curlPost('{"id":"key1","ok":true}')),
+      await fetch(`${keypool.url}/release`, curlPost('{"id":"key1","ok":true}')),
+    ];
     expect(release.map((r) => r.status)).toEqual([401, 401]);
     // A scraper needs no key; both count tokens by status, under their own names (see the guide).
     const metrics = [await fetch(`${poolctl.url}/metrics`), await fetch(`${keypool.url}/metrics`)];
@@ -304,11 +413,13 @@ describe.skipIf(!poolctlPresent)("side by side with the real poolctl: api_key, /
     const status = await cli(["status", "-c", "pool.yaml"], at);
     expect([status.p.code, status.k.code]).toEqual([0, 0]);
     expect(status.p.stdout).toMatch(/^total 3 \| live \d \| dead 0 \| quarantined 0 \| unknown \d \| cooling 0\n$/);
-    if (!status.k.stdout.startsWith("total")) differences.push("status: one summary line → a summary line per pool and a table of keys");
+    if (!status.k.stdout.startsWith("total"))
+      differences.push("status: one summary line → a summary line per pool and a table of keys");
 
     const take = await cli(["take", "-c", "pool.yaml"], at);
     expect([take.p.code, take.p.stdout, take.k.code]).toEqual([0, "sk-aaaa\n", 0]);
-    if (take.k.stdout !== take.p.stdout) differences.push("take: the raw token → the id and lease (the token only with --reveal)");
+    if (take.k.stdout !== take.p.stdout)
+      differences.push("take: the raw token → the id and lease (the token only with --reveal)");
     const reveal = await runKeypool(["take", "-c", "pool.yaml", ...at, "--reveal"], { cwd: keypoolDir.path });
     expect([reveal.code, reveal.stdout]).toEqual([0, "sk-bbbb\n"]);
     expect((await runPoolctl(["take", "-c", "pool.yaml"], poolctlDir.path)).stdout).toBe("sk-bbbb\n");

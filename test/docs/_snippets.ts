@@ -42,7 +42,13 @@ export function snippetsOf(file: string): Snippet[] {
     const body: string[] = [];
     let j = i + 1;
     for (; j < lines.length && !/^\s*```\s*$/.test(lines[j]!); j++) body.push(lines[j]!.slice(indent));
-    found.push({ file, line: i + 1, lang: open[2]!, text: body.join("\n"), before: lines.slice(Math.max(0, i - 3), i).join("\n") });
+    found.push({
+      file,
+      line: i + 1,
+      lang: open[2]!,
+      text: body.join("\n"),
+      before: lines.slice(Math.max(0, i - 3), i).join("\n"),
+    });
     i = j;
   }
   return found;
@@ -54,7 +60,10 @@ export function shellLines(text: string): Array<{ command: string; comment: stri
   return joined.map((raw) => {
     const line = raw.replace(/^\$ /, "");
     const hash = commentStart(line);
-    return { command: (hash < 0 ? line : line.slice(0, hash)).trim(), comment: hash < 0 ? "" : line.slice(hash + 1).trim() };
+    return {
+      command: (hash < 0 ? line : line.slice(0, hash)).trim(),
+      comment: hash < 0 ? "" : line.slice(hash + 1).trim(),
+    };
   });
 }
 

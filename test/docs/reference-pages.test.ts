@@ -55,7 +55,15 @@ function allowedKeys(yaml: string): string[] {
 }
 
 describe("the configuration pages", () => {
-  const docs = ["configuration.md", "key-states.md", "sessions-and-fallback.md", "gateway.md", "observability.md", "several-instances.md", "administration.md"]
+  const docs = [
+    "configuration.md",
+    "key-states.md",
+    "sessions-and-fallback.md",
+    "gateway.md",
+    "observability.md",
+    "several-instances.md",
+    "administration.md",
+  ]
     .map((page) => readFileSync(join(REPO, "docs", page), "utf8"))
     .join("\n");
 

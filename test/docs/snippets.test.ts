@@ -57,7 +57,9 @@ describe("the docs' YAML configs", () => {
       const whole = "tokens_file" in parsed || "pools" in parsed;
       const tree = whole ? parsed : { ...BASE_CONFIG, ...parsed };
       provideFiles(tree, dir.path);
-      const env = Object.fromEntries([...snippet.text.matchAll(/\$\{(\w+)/g)].map((m) => [m[1]!, "doc-value-0123456789"]));
+      const env = Object.fromEntries(
+        [...snippet.text.matchAll(/\$\{(\w+)/g)].map((m) => [m[1]!, "doc-value-0123456789"]),
+      );
       const problems = (() => {
         try {
           parseConfig(whole ? snippet.text : stringify(tree), { baseDir: dir.path, env });
@@ -90,7 +92,11 @@ describe("the docs' keypool command lines", async () => {
     it(`${at}: ${words.join(" ").slice(0, 80)}`, () => {
       const path: string[] = [];
       let rest = words.slice(1);
-      while (rest.length > 0 && byPath.has([...path, rest[0]].join(" ")) === false && hasChild(byPath, [...path, rest[0]!])) {
+      while (
+        rest.length > 0 &&
+        byPath.has([...path, rest[0]].join(" ")) === false &&
+        hasChild(byPath, [...path, rest[0]!])
+      ) {
         path.push(rest[0]!);
         rest = rest.slice(1);
       }
@@ -99,8 +105,13 @@ describe("the docs' keypool command lines", async () => {
         rest = rest.slice(1);
       }
       const command = byPath.get(path.join(" "));
-      expect({ at, command: command ? path.join(" ") : `no such command: ${words.slice(1, 3).join(" ")}` }).toEqual({ at, command: path.join(" ") });
-      const known = new Set(Object.entries(command!.args).flatMap(([name, arg]) => [name, ...[("alias" in arg && arg.alias) || []].flat()]));
+      expect({ at, command: command ? path.join(" ") : `no such command: ${words.slice(1, 3).join(" ")}` }).toEqual({
+        at,
+        command: path.join(" "),
+      });
+      const known = new Set(
+        Object.entries(command!.args).flatMap(([name, arg]) => [name, ...[("alias" in arg && arg.alias) || []].flat()]),
+      );
       known.add("help");
       const unknown = rest
         .filter((w) => /^--?[A-Za-z]/.test(w))
@@ -122,7 +133,10 @@ function camel(flag: string): string {
 
 describe("the docs' JSON answers", () => {
   it("match the schema /openapi.json gives the route they follow", async () => {
-    await using kp = await startTestDaemon("tokens_file: tokens.txt\nstate_file: state.db\nserver: { addr: 127.0.0.1:0 }\n", TWO_KEYS);
+    await using kp = await startTestDaemon(
+      "tokens_file: tokens.txt\nstate_file: state.db\nserver: { addr: 127.0.0.1:0 }\n",
+      TWO_KEYS,
+    );
     const spec = (await (await kp.fetch("/openapi.json")).json()) as OpenApi;
     const ajv = new Ajv({ strict: false, allErrors: true });
     const shown = snippets
@@ -134,16 +148,23 @@ describe("the docs' JSON answers", () => {
       if (!schema) continue;
       const validate = ajv.compile(schema);
       const valid = validate(answer.json);
-      expect({ at: answer.at, route: `${answer.method} ${answer.path}`, errors: valid ? [] : validate.errors }).toEqual({
-        at: answer.at,
-        route: `${answer.method} ${answer.path}`,
-        errors: [],
-      });
+      expect({ at: answer.at, route: `${answer.method} ${answer.path}`, errors: valid ? [] : validate.errors }).toEqual(
+        {
+          at: answer.at,
+          route: `${answer.method} ${answer.path}`,
+          errors: [],
+        },
+      );
     }
   });
 });
 
-type OpenApi = { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: object }> }> }>> };
+type OpenApi = {
+  paths: Record<
+    string,
+    Record<string, { responses: Record<string, { content?: Record<string, { schema: object }> }> }>
+  >;
+};
 
 /** `curl … host:port/path … # {json}` (or the JSON on the next comment line) → the answer shown. */
 function answersShown(s: Snippet): Array<{ method: string; path: string; json: unknown }> {
@@ -158,8 +179,10 @@ function answersShown(s: Snippet): Array<{ method: string; path: string; json: u
     const json = tryJson(comment);
     if (json === undefined) return;
     const explicit = words[words.indexOf("-X") + 1];
-    const method = words.includes("-X") && explicit ? explicit : words.some((w) => w === "-d" || w === "--data") ? "POST" : "GET";
-    const path = new URL(url.startsWith("http") ? url : `http://${url.startsWith(":") ? `localhost${url}` : url}`).pathname;
+    const method =
+      words.includes("-X") && explicit ? explicit : words.some((w) => w === "-d" || w === "--data") ? "POST" : "GET";
+    const path = new URL(url.startsWith("http") ? url : `http://${url.startsWith(":") ? `localhost${url}` : url}`)
+      .pathname;
     found.push({ method: method.toLowerCase(), path, json });
   });
   return found;
@@ -193,7 +216,8 @@ describe("the docs' links", () => {
         const [file, anchor] = target!.split("#") as [string, string | undefined];
         const path = file ? resolve(dirname(page), file) : page;
         if (!existsSync(path)) broken.push(`${target} (no such file)`);
-        else if (anchor && path.endsWith(".md") && !anchorsOf(path).has(anchor)) broken.push(`${target} (no such heading)`);
+        else if (anchor && path.endsWith(".md") && !anchorsOf(path).has(anchor))
+          broken.push(`${target} (no such heading)`);
       }
       expect(broken).toEqual([]);
     });

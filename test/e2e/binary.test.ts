@@ -6,7 +6,13 @@ import packageJson from "../../package.json" with { type: "json" };
 import { DOCS_PATHS } from "../../src/http/docs-routes";
 import { startFakeUpstream } from "../helpers/fake-upstream";
 import { KEYPOOL_BIN, binaryBuilt } from "../helpers/keypool-binary";
-import { heldStream, integrityCheck, openStream, startServeWithGateway, writeGatewayConfig } from "../helpers/lifecycle";
+import {
+  heldStream,
+  integrityCheck,
+  openStream,
+  startServeWithGateway,
+  writeGatewayConfig,
+} from "../helpers/lifecycle";
 import { runKeypool } from "../helpers/run-keypool";
 import { spawnDaemon } from "../helpers/spawn-daemon";
 import { tempDir } from "../helpers/temp-dir";
@@ -31,7 +37,19 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
     using dir = workDir();
     const result = await runKeypool(["--help"], { ...bin, cwd: dir.path });
     expect(result.code).toBe(0);
-    for (const command of ["serve", "proxy", "demo", "check", "status", "take", "release", "keys", "config", "service", "version"]) {
+    for (const command of [
+      "serve",
+      "proxy",
+      "demo",
+      "check",
+      "status",
+      "take",
+      "release",
+      "keys",
+      "config",
+      "service",
+      "version",
+    ]) {
       expect(result.stdout).toContain(command);
     }
   });
@@ -40,7 +58,12 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
     const result = await runKeypool(["version", "--json"], bin);
     expect(result.code).toBe(0);
     const info = JSON.parse(result.stdout);
-    expect(info).toEqual({ version: packageJson.version, commit: expect.stringMatching(/^([0-9a-f]{7,40}(-dirty)?|unknown)$/), bun: expect.any(String), platform: `${process.platform}-${process.arch}` });
+    expect(info).toEqual({
+      version: packageJson.version,
+      commit: expect.stringMatching(/^([0-9a-f]{7,40}(-dirty)?|unknown)$/),
+      bun: expect.any(String),
+      platform: `${process.platform}-${process.arch}`,
+    });
     expect((await runKeypool(["--version"], bin)).stdout.trim()).toBe(packageJson.version);
   });
 
@@ -53,14 +76,23 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
     expect(ok.stdout).toContain("id: good");
     expect(ok.stdout).not.toContain(GOOD);
     const broken = await runKeypool(["config", "validate", "-c", "broken.yaml"], { ...bin, cwd: dir.path });
-    expect(broken).toMatchObject({ code: 2, stderr: expect.stringContaining('rotaton: unknown key (did you mean "rotation"?)') });
+    expect(broken).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('rotaton: unknown key (did you mean "rotation"?)'),
+    });
   });
 
   it("check exits 0 with enough live keys, 1 with fewer than --min-live, 2 on a config error; JUnit parses", async () => {
     using dir = workDir();
-    await using upstream = await startFakeUpstream((req) => new Response("{}", { status: req.headers.get("authorization") === `Bearer ${GOOD}` ? 200 : 401 }));
-    writeFileSync(dir.file("keypool.yaml"), `tokens_file: tokens.txt\ncheck:\n  url: ${upstream.url}/v1/models\n  headers: { Authorization: "Bearer {token}" }\n`);
-    const check = (...args: string[]) => runKeypool(["check", "-c", "keypool.yaml", ...args], { ...bin, cwd: dir.path });
+    await using upstream = await startFakeUpstream(
+      (req) => new Response("{}", { status: req.headers.get("authorization") === `Bearer ${GOOD}` ? 200 : 401 }),
+    );
+    writeFileSync(
+      dir.file("keypool.yaml"),
+      `tokens_file: tokens.txt\ncheck:\n  url: ${upstream.url}/v1/models\n  headers: { Authorization: "Bearer {token}" }\n`,
+    );
+    const check = (...args: string[]) =>
+      runKeypool(["check", "-c", "keypool.yaml", ...args], { ...bin, cwd: dir.path });
 
     const table = await check();
     expect([table.code, table.stdout.trimEnd().split("\n").at(-1)]).toEqual([0, "1/2 live"]);
@@ -76,7 +108,10 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
 
   it("serves take and release, and stops on SIGTERM with exit 0 and a sound database", async () => {
     using dir = workDir();
-    writeFileSync(dir.file("keypool.yaml"), "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n");
+    writeFileSync(
+      dir.file("keypool.yaml"),
+      "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n",
+    );
     const started = performance.now();
     await using daemon = await spawnDaemon(["serve", "-c", "keypool.yaml"], {}, { ...bin, cwd: dir.path });
     const take = await fetch(`${daemon.url}/take`);
@@ -87,7 +122,11 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
 
     const lease = (await take.json()) as { id: string; lease: string; token: string };
     expect([GOOD, BAD]).toContain(lease.token);
-    const release = await fetch(`${daemon.url}/release`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ lease: lease.lease, ok: true }) });
+    const release = await fetch(`${daemon.url}/release`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ lease: lease.lease, ok: true }),
+    });
     expect(release.status).toBe(200);
 
     daemon.proc.kill("SIGTERM");
@@ -100,7 +139,10 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
 
   it("serves the Swagger UI, OpenAPI spec and dashboard from files embedded in the binary", async () => {
     using dir = workDir();
-    writeFileSync(dir.file("keypool.yaml"), "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n");
+    writeFileSync(
+      dir.file("keypool.yaml"),
+      "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n",
+    );
     await using daemon = await spawnDaemon(["serve", "-c", "keypool.yaml"], {}, { ...bin, cwd: dir.path });
     // The working directory holds no node_modules: whatever answers came out of the binary itself.
     const answers = await Promise.all(
@@ -136,8 +178,16 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
     );
     await using daemon = await spawnDaemon(["proxy", "-c", "keypool.yaml"], {}, { ...bin, cwd: dir.path });
     const gatewayUrl = JSON.parse(await daemon.waitForLog(/"msg":"keypool gateway listening"/)).url as string;
-    const response = await fetch(`${gatewayUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
-    expect([response.status, response.headers.get("x-keypool-key"), await response.json()]).toEqual([200, "good", { id: "chatcmpl-1", choices: [] }]);
+    const response = await fetch(`${gatewayUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    expect([response.status, response.headers.get("x-keypool-key"), await response.json()]).toEqual([
+      200,
+      "good",
+      { id: "chatcmpl-1", choices: [] },
+    ]);
     expect(upstream.calls[0]!.headers.authorization).toBe(`Bearer ${GOOD}`);
     daemon.proc.kill("SIGTERM");
     expect(await daemon.proc.exited).toBe(0);
@@ -145,7 +195,10 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
 
   it("runs the demo once on free ports and exits 0", async () => {
     using dir = workDir();
-    const result = await runKeypool(["demo", "--once", "--port", "0", "--gateway-port", "0", "--state", "demo.db"], { ...bin, cwd: dir.path });
+    const result = await runKeypool(["demo", "--once", "--port", "0", "--gateway-port", "0", "--state", "demo.db"], {
+      ...bin,
+      cwd: dir.path,
+    });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("keypool demo");
     expect(result.stdout).toMatch(/request 1: HTTP 200 from key demo-ok/);
@@ -154,7 +207,10 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
   it("prints a systemd unit that starts this binary by its absolute path", async () => {
     using dir = workDir();
     writeFileSync(dir.file("keypool.yaml"), "tokens_file: tokens.txt\n");
-    const result = await runKeypool(["service", "install", "-c", "keypool.yaml", "--dry-run", "--platform", "linux"], { ...bin, cwd: dir.path });
+    const result = await runKeypool(["service", "install", "-c", "keypool.yaml", "--dry-run", "--platform", "linux"], {
+      ...bin,
+      cwd: dir.path,
+    });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`\nExecStart=${KEYPOOL_BIN} serve -c ${dir.file("keypool.yaml")}\n`);
   });
@@ -167,7 +223,11 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
 const ARM64_BIN = join(KEYPOOL_BIN, "..", "keypool-linux-arm64");
 const ARM64_SYSROOT = "/usr/aarch64-linux-gnu";
 const qemu = Bun.which("qemu-aarch64") ?? Bun.which("qemu-aarch64-static");
-const canEmulate = Boolean(qemu) && existsSync(ARM64_BIN) && existsSync(join(ARM64_SYSROOT, "lib/ld-linux-aarch64.so.1")) && process.arch !== "arm64";
+const canEmulate =
+  Boolean(qemu) &&
+  existsSync(ARM64_BIN) &&
+  existsSync(join(ARM64_SYSROOT, "lib/ld-linux-aarch64.so.1")) &&
+  process.arch !== "arm64";
 describe.skipIf(!canEmulate)("the linux-arm64 binary under qemu-user", () => {
   it("prints its version", async () => {
     const result = await runKeypool(["version"], { command: [qemu!, "-L", ARM64_SYSROOT, ARM64_BIN] });

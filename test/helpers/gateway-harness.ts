@@ -36,7 +36,11 @@ export interface KeyStatusJson {
   sessions: number;
 }
 
-export const TOKENS = { a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb", c: "sk-test-cccccccccccccccccccccccc" };
+export const TOKENS = {
+  a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa",
+  b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb",
+  c: "sk-test-cccccccccccccccccccccccc",
+};
 
 export interface GatewayOptions {
   handler?: FakeHandler;
@@ -65,7 +69,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     .join("\n");
   let kp: TestDaemon;
   try {
-    kp = await startTestDaemon(YAML.stringify(config), `${tokens}\n`, { gateway: "all", autoCheck: false, ...options.daemon });
+    kp = await startTestDaemon(YAML.stringify(config), `${tokens}\n`, {
+      gateway: "all",
+      autoCheck: false,
+      ...options.daemon,
+    });
   } catch (error) {
     await fake.stop();
     throw error;
@@ -93,7 +101,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 }
 
 /** Which key (by id) a recorded upstream call used, from its Bearer header. */
-export function keyOfCall(call: { headers: Record<string, string> }, tokens: Record<string, string> = TOKENS): string | undefined {
+export function keyOfCall(
+  call: { headers: Record<string, string> },
+  tokens: Record<string, string> = TOKENS,
+): string | undefined {
   const auth = call.headers.authorization ?? call.headers["x-api-key"];
   return Object.entries(tokens).find(([, token]) => auth === `Bearer ${token}` || auth === token)?.[0];
 }
@@ -102,8 +113,14 @@ export function keyOfCall(call: { headers: Record<string, string> }, tokens: Rec
  * The demo's simulated OpenAI/Anthropic API as a fake-upstream handler. The fake has already read
  * the body, so the simulator gets a fresh request carrying the recorded one.
  */
-export function simulated(behaviour: Record<string, KeyBehaviour> = { a: "ok", b: "ok", c: "ok" }, tokens = TOKENS): FakeHandler {
-  const keys = Object.fromEntries(Object.entries(behaviour).map(([id, how]) => [tokens[id as keyof typeof tokens], how]));
+export function simulated(
+  behaviour: Record<string, KeyBehaviour> = { a: "ok", b: "ok", c: "ok" },
+  tokens = TOKENS,
+): FakeHandler {
+  const keys = Object.fromEntries(
+    Object.entries(behaviour).map(([id, how]) => [tokens[id as keyof typeof tokens], how]),
+  );
   const answer = simulatedUpstream({ keys });
-  return (req, call) => answer(new Request(req.url, { method: req.method, headers: req.headers, body: call.body || undefined }));
+  return (req, call) =>
+    answer(new Request(req.url, { method: req.method, headers: req.headers, body: call.body || undefined }));
 }

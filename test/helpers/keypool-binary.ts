@@ -8,11 +8,17 @@ import { join, resolve } from "node:path";
  */
 export const KEYPOOL_BIN = resolve(
   process.env.KEYPOOL_BIN ??
-    join(import.meta.dir, "../../dist", `keypool-${process.platform === "win32" ? "windows" : process.platform}-${process.arch}${process.platform === "win32" ? ".exe" : ""}`),
+    join(
+      import.meta.dir,
+      "../../dist",
+      `keypool-${process.platform === "win32" ? "windows" : process.platform}-${process.arch}${process.platform === "win32" ? ".exe" : ""}`,
+    ),
 );
 
 export const binaryBuilt = existsSync(KEYPOOL_BIN);
 
 if (!binaryBuilt) {
-  console.warn(`skipping end-to-end tests: no keypool binary at ${KEYPOOL_BIN} — run \`npm run build -- --target linux-x64\` (or set KEYPOOL_BIN)`);
+  console.warn(
+    `skipping end-to-end tests: no keypool binary at ${KEYPOOL_BIN} — run \`npm run build -- --target linux-x64\` (or set KEYPOOL_BIN)`,
+  );
 }

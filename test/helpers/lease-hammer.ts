@@ -18,9 +18,23 @@ const target = Number(takesArg);
 const store = /^postgres(ql)?:/.test(dbPath!)
   ? await PostgresStore.open({ url: dbPath!, clock: systemClock, maxConnections: 8 })
   : new SqliteStore({ path: dbPath!, clock: systemClock });
-const keys = Array.from({ length: 4 }, (_, i) => ({ id: `k${i}`, token: `sk-hammer-${i}-0000000000000000`, weight: 1 }));
+const keys = Array.from({ length: 4 }, (_, i) => ({
+  id: `k${i}`,
+  token: `sk-hammer-${i}-0000000000000000`,
+  weight: 1,
+}));
 await store.syncPools([
-  { settings: { name: "default", rotation: "lru", cooldownSec: 0, leaseTtlSec: 300, recheckIntervalSec: 300, maxConcurrency: 1 }, keys },
+  {
+    settings: {
+      name: "default",
+      rotation: "lru",
+      cooldownSec: 0,
+      leaseTtlSec: 300,
+      recheckIntervalSec: 300,
+      maxConcurrency: 1,
+    },
+    keys,
+  },
 ]);
 
 let claimed = 0;

@@ -68,7 +68,8 @@ export async function openStream(gatewayUrl: string) {
   let text = decoder.decode((await reader.read()).value);
   const rest = (async () => {
     try {
-      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += decoder.decode(chunk.value);
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
+        text += decoder.decode(chunk.value);
       return { text };
     } catch (error) {
       return { text, error: error as Error };
@@ -85,4 +86,3 @@ export function integrityCheck(path: string): string {
     db.close();
   }
 }
-

@@ -12,7 +12,9 @@ export const POSTGRES_URL = process.env.KEYPOOL_TEST_POSTGRES_URL || undefined;
 /** Says, for a test file, that its PostgreSQL tests did not run and how to run them. */
 export function announceSkip(what: string): void {
   if (POSTGRES_URL) return;
-  console.warn(`[skip] ${what}: PostgreSQL tests skipped — KEYPOOL_TEST_POSTGRES_URL is not set (source scripts/ci-postgres.sh to run them)`);
+  console.warn(
+    `[skip] ${what}: PostgreSQL tests skipped — KEYPOOL_TEST_POSTGRES_URL is not set (source scripts/ci-postgres.sh to run them)`,
+  );
 }
 
 /** `url` with its search_path set to `schema`: Bun sends unknown URL parameters to the server as startup parameters. */
@@ -81,7 +83,8 @@ export async function startOwnCluster(binDir: string): Promise<OwnCluster> {
   const data = join(dir, "data");
   await run([join(binDir, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"]);
   const options = `-c listen_addresses=127.0.0.1 -p ${port} -c unix_socket_directories=${dir} -c fsync=off -c max_connections=50`;
-  const start = () => run([join(binDir, "pg_ctl"), "-D", data, "-l", join(dir, "server.log"), "-w", "-s", "-o", options, "start"]);
+  const start = () =>
+    run([join(binDir, "pg_ctl"), "-D", data, "-l", join(dir, "server.log"), "-w", "-s", "-o", options, "start"]);
   const stop = () => run([join(binDir, "pg_ctl"), "-D", data, "-m", "fast", "-w", "-s", "stop"]);
   await start();
   return {

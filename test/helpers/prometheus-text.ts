@@ -17,7 +17,8 @@ export function parsePrometheusText(text: string): Sample[] {
   for (const [index, line] of text.split("\n").entries()) {
     if (line.trim() === "") continue;
     if (line.startsWith("#")) {
-      if (!/^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$/.test(line)) throw new Error(`line ${index + 1}: malformed comment: ${line}`);
+      if (!/^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$/.test(line))
+        throw new Error(`line ${index + 1}: malformed comment: ${line}`);
       continue;
     }
     const m = SAMPLE.exec(line);
@@ -48,7 +49,7 @@ function parseValue(text: string, line: number): number {
 }
 
 /** The value of the one sample named `name` whose labels include `labels`; undefined when none. */
-export function valueOf(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
+export function sampleValue(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
   const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
   if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`);
   return found[0]?.value;

@@ -17,6 +17,10 @@ await store.syncPools([{ settings: poolSettingsOf(pool), keys }]);
 console.log("ready");
 
 for await (const _ of console) break;
-const outcome = await refreshKey({ store, clock: systemClock, owner: refreshOwnerId() }, { pool: pool.name, id, staleToken }, refresh);
+const outcome = await refreshKey(
+  { store, clock: systemClock, owner: refreshOwnerId() },
+  { pool: pool.name, id, staleToken },
+  refresh,
+);
 console.log(JSON.stringify(outcome));
 await store.close();

@@ -28,7 +28,11 @@ export interface SpawnOptions {
  * Runs `keypool <args>` as its own OS process and resolves once it logs the URL it listens on.
  * The log line is the signal: no polling, no sleeps.
  */
-export async function spawnDaemon(args: string[], env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<SpawnedDaemon> {
+export async function spawnDaemon(
+  args: string[],
+  env: Record<string, string> = {},
+  options: SpawnOptions = {},
+): Promise<SpawnedDaemon> {
   const base = options.cleanEnv ? { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "" } : process.env;
   const proc = Bun.spawn([...(options.command ?? [process.execPath, MAIN]), ...args], {
     stdin: "ignore",

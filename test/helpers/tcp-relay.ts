@@ -96,7 +96,12 @@ export function startTcpRelay(hostname: string, port: number): TcpRelay {
     socket: {
       ...handlers,
       open(client) {
-        const link: Link = { up: { held: [], ended: false }, down: { to: client, held: [], ended: false }, sockets: new Set([client]), stranded: false };
+        const link: Link = {
+          up: { held: [], ended: false },
+          down: { to: client, held: [], ended: false },
+          sockets: new Set([client]),
+          stranded: false,
+        };
         client.data = link;
         links.add(link);
         const open = (server: Socket<Link>) => {
@@ -107,7 +112,12 @@ export function startTcpRelay(hostname: string, port: number): TcpRelay {
           pumpBoth(link);
         };
         // A server that refuses the relay refuses the client: its connection is reset.
-        Bun.connect<Link>({ hostname, port, data: link, socket: { ...handlers, open, connectError: () => drop(link) } }).catch(() => {});
+        Bun.connect<Link>({
+          hostname,
+          port,
+          data: link,
+          socket: { ...handlers, open, connectError: () => drop(link) },
+        }).catch(() => {});
       },
     },
   });

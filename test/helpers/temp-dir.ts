@@ -3,7 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** A temp directory removed when the `using` scope ends. */
-export function tempDir(prefix = "keypool-test-"): { path: string; file(name: string): string; [Symbol.dispose](): void } {
+export function tempDir(prefix = "keypool-test-"): {
+  path: string;
+  file(name: string): string;
+  [Symbol.dispose](): void;
+} {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return {
     path,

@@ -10,7 +10,12 @@ async function values(registry: Registry): Promise<Record<string, number>> {
 describe("CounterTally", () => {
   it("reports what a plain counter would, however often it is read between increments", async () => {
     const registry = new Registry();
-    const tally = new CounterTally({ name: "kp_test_total", help: "test", labelNames: ["pool", "outcome"], registers: [registry] });
+    const tally = new CounterTally({
+      name: "kp_test_total",
+      help: "test",
+      labelNames: ["pool", "outcome"],
+      registers: [registry],
+    });
     expect(await values(registry)).toEqual({});
     tally.add("a", "ok");
     tally.add("a", "ok");

@@ -13,11 +13,14 @@ function meter(contentType: string, text: string, size = 7) {
 
 describe("createUsageMeter", () => {
   it("reads OpenAI chat usage from a JSON body", () => {
-    expect(meter("application/json", '{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}')).toEqual({ input: 12, output: 5 });
+    expect(
+      meter("application/json", '{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}'),
+    ).toEqual({ input: 12, output: 5 });
   });
 
   it("reads usage with nested details from an Anthropic JSON body", () => {
-    const body = '{"id":"msg","content":[{"type":"text","text":"{not usage}"}],"usage":{"input_tokens":30,"cache_creation":{"ephemeral_5m_input_tokens":0},"output_tokens":8}}';
+    const body =
+      '{"id":"msg","content":[{"type":"text","text":"{not usage}"}],"usage":{"input_tokens":30,"cache_creation":{"ephemeral_5m_input_tokens":0},"output_tokens":8}}';
     expect(meter("application/json", body)).toEqual({ input: 30, output: 8 });
   });
 
@@ -37,16 +40,20 @@ describe("createUsageMeter", () => {
   });
 
   it("reads OpenAI's cached prompt tokens, which are a part of prompt_tokens, from chat and Responses API usage", () => {
-    const chat = '{"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0}}}';
+    const chat =
+      '{"usage":{"prompt_tokens":2006,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0}}}';
     expect(meter("application/json", chat)).toEqual({ input: 2006, output: 300, cached: 1920 });
-    const streamed = 'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":2006,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":1920}}}\n\ndata: [DONE]\n\n';
+    const streamed =
+      'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":2006,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":1920}}}\n\ndata: [DONE]\n\n';
     expect(meter("text/event-stream", streamed, 5)).toEqual({ input: 2006, output: 3, cached: 1920 });
-    const responses = 'data: {"type":"response.completed","response":{"usage":{"input_tokens":900,"input_tokens_details":{"cached_tokens":512},"output_tokens":4}}}\n\n';
+    const responses =
+      'data: {"type":"response.completed","response":{"usage":{"input_tokens":900,"input_tokens_details":{"cached_tokens":512},"output_tokens":4}}}\n\n';
     expect(meter("text/event-stream", responses)).toEqual({ input: 900, output: 4, cached: 512 });
   });
 
   it("adds Anthropic's cache reads and writes, which come apart from input_tokens, into input", () => {
-    const body = '{"usage":{"input_tokens":50,"cache_creation_input_tokens":248,"cache_read_input_tokens":1800,"cache_creation":{"ephemeral_5m_input_tokens":248},"output_tokens":12}}';
+    const body =
+      '{"usage":{"input_tokens":50,"cache_creation_input_tokens":248,"cache_read_input_tokens":1800,"cache_creation":{"ephemeral_5m_input_tokens":248},"output_tokens":12}}';
     expect(meter("application/json", body)).toEqual({ input: 2098, output: 12, cached: 1800, cacheWrite: 248 });
   });
 

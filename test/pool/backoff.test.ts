@@ -1,7 +1,14 @@
 import { describe, expect, it } from "bun:test";
 import { DEFAULT_LADDERS, backoffMs, laddersOf, rungRestMs } from "../../src/pool/backoff";
 import { ManualClock } from "../../src/pool/clock";
-import { type KeyCondition, type LadderPosition, type Outcome, type RestPolicy, afterOutcome, restUntil } from "../../src/pool/key-state";
+import {
+  type KeyCondition,
+  type LadderPosition,
+  type Outcome,
+  type RestPolicy,
+  afterOutcome,
+  restUntil,
+} from "../../src/pool/key-state";
 
 const SEC = 1000;
 const MIN = 60 * SEC;
@@ -31,11 +38,24 @@ const times = <T>(n: number, value: T): T[] => Array.from({ length: n }, () => v
 
 describe("default ladders", () => {
   it("rests a rate-limited key 1 min → 5 → 25 → 60 min, and no longer", () => {
-    expect(restsAfter(times(6, { ok: false, status: 429 })).rests).toEqual([1 * MIN, 5 * MIN, 25 * MIN, 60 * MIN, 60 * MIN, 60 * MIN]);
+    expect(restsAfter(times(6, { ok: false, status: 429 })).rests).toEqual([
+      1 * MIN,
+      5 * MIN,
+      25 * MIN,
+      60 * MIN,
+      60 * MIN,
+      60 * MIN,
+    ]);
   });
 
   it("rests a key whose quota is spent 5 h → 10 → 20 → 24 h", () => {
-    expect(restsAfter(times(5, { ok: false, status: 402 })).rests).toEqual([5 * HOUR, 10 * HOUR, 20 * HOUR, 24 * HOUR, 24 * HOUR]);
+    expect(restsAfter(times(5, { ok: false, status: 402 })).rests).toEqual([
+      5 * HOUR,
+      10 * HOUR,
+      20 * HOUR,
+      24 * HOUR,
+      24 * HOUR,
+    ]);
   });
 
   it("rests an overloaded key 30 s × n up to 5 min", () => {
@@ -44,20 +64,37 @@ describe("default ladders", () => {
   });
 
   it("treats timeouts and network errors like an overloaded upstream", () => {
-    expect(restsAfter(times(3, { ok: false, error: "no response within 60s" })).rests).toEqual([30 * SEC, 60 * SEC, 90 * SEC]);
-    expect(restsAfter(times(3, { ok: false, error: "connection refused" })).rests).toEqual([30 * SEC, 60 * SEC, 90 * SEC]);
+    expect(restsAfter(times(3, { ok: false, error: "no response within 60s" })).rests).toEqual([
+      30 * SEC,
+      60 * SEC,
+      90 * SEC,
+    ]);
+    expect(restsAfter(times(3, { ok: false, error: "connection refused" })).rests).toEqual([
+      30 * SEC,
+      60 * SEC,
+      90 * SEC,
+    ]);
   });
 });
 
 describe("afterOutcome on a ladder", () => {
   it("starts over after a success", () => {
-    const { rests, key } = restsAfter([{ ok: false, status: 429 }, { ok: false, status: 429 }, { ok: true }, { ok: false, status: 429 }]);
+    const { rests, key } = restsAfter([
+      { ok: false, status: 429 },
+      { ok: false, status: 429 },
+      { ok: true },
+      { ok: false, status: 429 },
+    ]);
     expect(rests).toEqual([1 * MIN, 5 * MIN, 0, 1 * MIN]);
     expect([key.failClass, key.rung]).toEqual(["rate_limit", 1]);
   });
 
   it("starts a new class's ladder at its first rung", () => {
-    const { rests, key } = restsAfter([{ ok: false, status: 429 }, { ok: false, status: 429 }, { ok: false, status: 503 }]);
+    const { rests, key } = restsAfter([
+      { ok: false, status: 429 },
+      { ok: false, status: 429 },
+      { ok: false, status: 503 },
+    ]);
     expect(rests).toEqual([1 * MIN, 5 * MIN, 30 * SEC]);
     expect([key.failClass, key.rung]).toEqual(["overloaded", 1]);
   });
@@ -101,7 +138,9 @@ describe("afterOutcome on a ladder", () => {
 
   it("jitters a ladder rest only downwards, by at most 10%, so the cap holds", () => {
     const almostOne = () => 0.999_999;
-    expect(restsAfter(times(5, { ok: false, status: 429 }), undefined, almostOne).rests.map((ms) => Math.round(ms / SEC))).toEqual([54, 270, 1350, 3240, 3240]);
+    expect(
+      restsAfter(times(5, { ok: false, status: 429 }), undefined, almostOne).rests.map((ms) => Math.round(ms / SEC)),
+    ).toEqual([54, 270, 1350, 3240, 3240]);
   });
 
   it("adds upstream.cooldown_sec as a floor to a ladder rest", () => {
@@ -110,7 +149,9 @@ describe("afterOutcome on a ladder", () => {
 
   it("classifies with the pool's own rules", () => {
     const policy: RestPolicy = { cooldownSec: 0, classify: [{ status: [400], body: "spend limit", class: "quota" }] };
-    expect(restsAfter([{ ok: false, status: 400, body: "monthly spend limit reached" }], policy).rests).toEqual([5 * HOUR]);
+    expect(restsAfter([{ ok: false, status: 400, body: "monthly spend limit reached" }], policy).rests).toEqual([
+      5 * HOUR,
+    ]);
   });
 
   it("takes the caller's class over classification", () => {
@@ -125,14 +166,22 @@ describe("afterOutcome on a ladder", () => {
 
   it("uses the pool's ladders", () => {
     const ladders = laddersOf({ rate_limit: { baseSec: 10, factor: 2, maxSec: 30 } });
-    expect(restsAfter(times(4, { ok: false, status: 429 }), { cooldownSec: 0, ladders }).rests).toEqual([10 * SEC, 20 * SEC, 30 * SEC, 30 * SEC]);
+    expect(restsAfter(times(4, { ok: false, status: 429 }), { cooldownSec: 0, ladders }).rests).toEqual([
+      10 * SEC,
+      20 * SEC,
+      30 * SEC,
+      30 * SEC,
+    ]);
   });
 });
 
 describe("laddersOf", () => {
   it("keeps the defaults for classes a pool does not mention", () => {
     expect(laddersOf(undefined)).toBe(DEFAULT_LADDERS);
-    expect(laddersOf({ quota: { maxSec: 7200 } })).toEqual({ ...DEFAULT_LADDERS, quota: { baseSec: 18_000, factor: 2, maxSec: 7200 } });
+    expect(laddersOf({ quota: { maxSec: 7200 } })).toEqual({
+      ...DEFAULT_LADDERS,
+      quota: { baseSec: 18_000, factor: 2, maxSec: 7200 },
+    });
   });
 
   it("switches a ladder to linear when step_sec is given, and to exponential with factor", () => {

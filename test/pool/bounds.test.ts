@@ -45,11 +45,22 @@ describe("retryAfterMs: an upstream's wait is held to [0, 7 days]", () => {
 describe("parseRateLimitHeaders: counts and resets are clamped", () => {
   it.each([
     ["a 40-digit remaining", { "x-ratelimit-remaining-requests": "9".repeat(40) }, { requests: MAX_REMAINING }],
-    ["a reset of 99999999999999h", { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "99999999999999h" }, { requests: 0, requestsResetAt: NOW + MAX_COOLDOWN_MS }],
-    ["a reset of 400 digits of seconds", { "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "9".repeat(400) }, { tokens: 0, tokensResetAt: NOW + MAX_COOLDOWN_MS }],
+    [
+      "a reset of 99999999999999h",
+      { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "99999999999999h" },
+      { requests: 0, requestsResetAt: NOW + MAX_COOLDOWN_MS },
+    ],
+    [
+      "a reset of 400 digits of seconds",
+      { "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "9".repeat(400) },
+      { tokens: 0, tokensResetAt: NOW + MAX_COOLDOWN_MS },
+    ],
     [
       "an Anthropic reset in the year 275760",
-      { "anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": "+275760-09-13T00:00:00.000Z" },
+      {
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "+275760-09-13T00:00:00.000Z",
+      },
       { requests: 0, requestsResetAt: NOW + MAX_COOLDOWN_MS },
     ],
     [
@@ -57,7 +68,11 @@ describe("parseRateLimitHeaders: counts and resets are clamped", () => {
       { "anthropic-ratelimit-requests-remaining": "3", "anthropic-ratelimit-requests-reset": "1900-01-01T00:00:00Z" },
       { requests: 3, requestsResetAt: 0 },
     ],
-    ["an ordinary reset", { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s" }, { requests: 0, requestsResetAt: NOW + 360_000 }],
+    [
+      "an ordinary reset",
+      { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s" },
+      { requests: 0, requestsResetAt: NOW + 360_000 },
+    ],
   ])("%s", (_, given, expected) => {
     const budget = parseRateLimitHeaders(headers(given), NOW);
     expect(budget).toEqual(expected);
@@ -81,8 +96,16 @@ describe("key-state: no rest is longer than MAX_COOLDOWN_MS, whoever asked", () 
 
   it("holds a take's cooldown, a quarantine, a probe's Retry-After and an outside rest to the same bound", () => {
     expect(afterTake(LIVE, { cooldownSec: 1e300 }, NOW).readyAt).toBe(NOW + MAX_COOLDOWN_MS);
-    expect(afterOutcome(LIVE, { ok: false, status: 401 }, { cooldownSec: 0, quarantineSec: 1e300 }, NOW).readyAt).toBe(NOW + MAX_COOLDOWN_MS);
-    const checked = afterCheck(LIVE, { ok: false, status: 429, reason: "429", retryAfterSec: 1e300 }, 0, { cooldownSec: 0, failuresToDead: 3 }, NOW);
+    expect(afterOutcome(LIVE, { ok: false, status: 401 }, { cooldownSec: 0, quarantineSec: 1e300 }, NOW).readyAt).toBe(
+      NOW + MAX_COOLDOWN_MS,
+    );
+    const checked = afterCheck(
+      LIVE,
+      { ok: false, status: 429, reason: "429", retryAfterSec: 1e300 },
+      0,
+      { cooldownSec: 0, failuresToDead: 3 },
+      NOW,
+    );
     expect(checked.condition.readyAt).toBe(NOW + MAX_COOLDOWN_MS);
     expect(restUntil(LIVE, Infinity, "budget", NOW).readyAt).toBe(NOW + MAX_COOLDOWN_MS);
   });
@@ -128,7 +151,9 @@ describe("clamp, clampCount, isoTime", () => {
   });
 
   it("clampCount gives whole numbers", () => {
-    expect([clampCount(2.9, 10), clampCount(1e308, 10), clampCount(-1, 10), clampCount(Number.NaN, 10)]).toEqual([2, 10, 0, 0]);
+    expect([clampCount(2.9, 10), clampCount(1e308, 10), clampCount(-1, 10), clampCount(Number.NaN, 10)]).toEqual([
+      2, 10, 0, 0,
+    ]);
   });
 
   it.each([

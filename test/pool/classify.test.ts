@@ -22,7 +22,8 @@ const OPENAI_RATE_LIMIT = JSON.stringify({
 });
 const OPENAI_BAD_KEY = JSON.stringify({
   error: {
-    message: "Incorrect API key provided: sk-proj-****abcd. You can find your API key at https://platform.openai.com/account/api-keys.",
+    message:
+      "Incorrect API key provided: sk-proj-****abcd. You can find your API key at https://platform.openai.com/account/api-keys.",
     type: "invalid_request_error",
     param: null,
     code: "invalid_api_key",
@@ -38,19 +39,40 @@ const OPENAI_CONTEXT = JSON.stringify({
   },
 });
 const OPENAI_BILLING_INACTIVE = JSON.stringify({
-  error: { message: "Your account is not active, please check your billing details on our website.", type: "billing_not_active", param: null, code: "billing_not_active" },
+  error: {
+    message: "Your account is not active, please check your billing details on our website.",
+    type: "billing_not_active",
+    param: null,
+    code: "billing_not_active",
+  },
 });
-const ANTHROPIC_OVERLOADED = JSON.stringify({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } });
-const ANTHROPIC_AUTH = JSON.stringify({ type: "error", error: { type: "authentication_error", message: "invalid x-api-key" } });
+const ANTHROPIC_OVERLOADED = JSON.stringify({
+  type: "error",
+  error: { type: "overloaded_error", message: "Overloaded" },
+});
+const ANTHROPIC_AUTH = JSON.stringify({
+  type: "error",
+  error: { type: "authentication_error", message: "invalid x-api-key" },
+});
 const ANTHROPIC_RATE_LIMIT = JSON.stringify({
   type: "error",
-  error: { type: "rate_limit_error", message: "This request would exceed the rate limit for your organization of 50,000 input tokens per minute." },
+  error: {
+    type: "rate_limit_error",
+    message: "This request would exceed the rate limit for your organization of 50,000 input tokens per minute.",
+  },
 });
 const ANTHROPIC_CREDIT = JSON.stringify({
   type: "error",
-  error: { type: "invalid_request_error", message: "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits." },
+  error: {
+    type: "invalid_request_error",
+    message:
+      "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+  },
 });
-const ANTHROPIC_TOO_LARGE = JSON.stringify({ type: "error", error: { type: "request_too_large", message: "Request exceeds the maximum allowed number of bytes." } });
+const ANTHROPIC_TOO_LARGE = JSON.stringify({
+  type: "error",
+  error: { type: "request_too_large", message: "Request exceeds the maximum allowed number of bytes." },
+});
 const geminiQuota = (quotaId: string) =>
   JSON.stringify({
     error: {
@@ -61,7 +83,9 @@ const geminiQuota = (quotaId: string) =>
       details: [
         {
           "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-          violations: [{ quotaMetric: "generativelanguage.googleapis.com/generate_content_free_tier_requests", quotaId }],
+          violations: [
+            { quotaMetric: "generativelanguage.googleapis.com/generate_content_free_tier_requests", quotaId },
+          ],
         },
         { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "21s" },
       ],
@@ -74,13 +98,21 @@ const GEMINI_KEY_INVALID = JSON.stringify({
     code: 400,
     message: "API key not valid. Please pass a valid API key.",
     status: "INVALID_ARGUMENT",
-    details: [{ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "API_KEY_INVALID", domain: "googleapis.com" }],
+    details: [
+      { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "API_KEY_INVALID", domain: "googleapis.com" },
+    ],
   },
 });
 const GEMINI_PERMISSION_DENIED = JSON.stringify({
-  error: { code: 403, message: "Permission denied: Consumer 'api_key:AIza…' has been suspended.", status: "PERMISSION_DENIED" },
+  error: {
+    code: 403,
+    message: "Permission denied: Consumer 'api_key:AIza…' has been suspended.",
+    status: "PERMISSION_DENIED",
+  },
 });
-const DEEPSEEK_BALANCE = JSON.stringify({ error: { message: "Insufficient Balance", type: "unknown_error", param: null, code: "invalid_request_error" } });
+const DEEPSEEK_BALANCE = JSON.stringify({
+  error: { message: "Insufficient Balance", type: "unknown_error", param: null, code: "invalid_request_error" },
+});
 
 describe("classifyFailure", () => {
   it.each([

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "bun:test";
-import { afterCheck, afterOutcome, afterTake, type KeyCondition, setDisabled, stateOf, untilOf } from "../../src/pool/key-state";
+import {
+  afterCheck,
+  afterOutcome,
+  afterTake,
+  type KeyCondition,
+  setDisabled,
+  stateOf,
+  untilOf,
+} from "../../src/pool/key-state";
 
 const NOW = 1_000_000;
 const fresh: KeyCondition = { health: "unknown", reason: null, readyAt: 0 };
@@ -21,7 +29,11 @@ describe("stateOf", () => {
 
 describe("afterTake", () => {
   it("rests the key for cooldown_sec", () => {
-    expect(afterTake(fresh, policy, NOW)).toEqual({ health: "unknown", reason: "resting after take", readyAt: NOW + 30_000 });
+    expect(afterTake(fresh, policy, NOW)).toEqual({
+      health: "unknown",
+      reason: "resting after take",
+      readyAt: NOW + 30_000,
+    });
   });
 
   it("changes nothing when cooldown_sec is 0", () => {
@@ -34,9 +46,26 @@ describe("afterOutcome", () => {
   const clean = { failClass: null, rung: 0, failUntil: 0 };
 
   it("marks a key live on success, keeps a rest that is still running and resets the ladder", () => {
-    const resting = { health: "unknown" as const, reason: "resting after take", readyAt: NOW + 10, failClass: "rate_limit" as const, rung: 3, failUntil: NOW - 1 };
-    expect(afterOutcome(resting, { ok: true }, policy, NOW)).toEqual({ health: "live", reason: "resting after take", readyAt: NOW + 10, ...clean });
-    expect(afterOutcome(fresh, { ok: true }, policy, NOW)).toEqual({ health: "live", reason: null, readyAt: 0, ...clean });
+    const resting = {
+      health: "unknown" as const,
+      reason: "resting after take",
+      readyAt: NOW + 10,
+      failClass: "rate_limit" as const,
+      rung: 3,
+      failUntil: NOW - 1,
+    };
+    expect(afterOutcome(resting, { ok: true }, policy, NOW)).toEqual({
+      health: "live",
+      reason: "resting after take",
+      readyAt: NOW + 10,
+      ...clean,
+    });
+    expect(afterOutcome(fresh, { ok: true }, policy, NOW)).toEqual({
+      health: "live",
+      reason: null,
+      readyAt: 0,
+      ...clean,
+    });
   });
 
   it.each([401, 403])("quarantines on HTTP %i", (status) => {
@@ -63,7 +92,12 @@ describe("afterOutcome", () => {
       failUntil: NOW + 60_000,
       class: "rate_limit",
     });
-    expect(afterOutcome(fresh, { ok: false }, policy, NOW)).toEqual({ health: "unknown", reason: "cooling after reported failure", readyAt: NOW + 30_000, ...clean });
+    expect(afterOutcome(fresh, { ok: false }, policy, NOW)).toEqual({
+      health: "unknown",
+      reason: "cooling after reported failure",
+      readyAt: NOW + 30_000,
+      ...clean,
+    });
   });
 
   it("never shortens a rest already set", () => {
@@ -72,18 +106,31 @@ describe("afterOutcome", () => {
   });
 
   it("records an unclassified failure without resting when cooldown_sec is 0", () => {
-    expect(afterOutcome(fresh, { ok: false }, { cooldownSec: 0 }, NOW)).toEqual({ health: "unknown", reason: "failed (reported failure)", readyAt: 0, ...clean });
+    expect(afterOutcome(fresh, { ok: false }, { cooldownSec: 0 }, NOW)).toEqual({
+      health: "unknown",
+      reason: "failed (reported failure)",
+      readyAt: 0,
+      ...clean,
+    });
   });
 
   it("leaves the key alone on a client error: a prompt too long is not the key's fault", () => {
     const live: KeyCondition = { health: "live", reason: null, readyAt: 0 };
-    const body = '{"error":{"message":"This model\'s maximum context length is 8192 tokens.","code":"context_length_exceeded"}}';
-    expect(afterOutcome(live, { ok: false, status: 400, body }, policy, NOW)).toEqual({ ...live, ...clean, class: "client" });
+    const body =
+      '{"error":{"message":"This model\'s maximum context length is 8192 tokens.","code":"context_length_exceeded"}}';
+    expect(afterOutcome(live, { ok: false, status: 400, body }, policy, NOW)).toEqual({
+      ...live,
+      ...clean,
+      class: "client",
+    });
   });
 
   it("does not turn a quarantine that waits for a probe into a timed one", () => {
     const quarantined: KeyCondition = { health: "quarantined", reason: "auth", readyAt: 0 };
-    expect(afterOutcome(quarantined, { ok: false, status: 503 }, policy, NOW, exact)).toMatchObject({ health: "quarantined", readyAt: 0 });
+    expect(afterOutcome(quarantined, { ok: false, status: 503 }, policy, NOW, exact)).toMatchObject({
+      health: "quarantined",
+      readyAt: 0,
+    });
   });
 });
 
@@ -108,7 +155,13 @@ describe("afterCheck", () => {
   });
 
   it("rests a rate-limited key for Retry-After", () => {
-    const limited = afterCheck(fresh, { ok: false, status: 429, reason: "HTTP 429", retryAfterSec: 7 }, 0, checkPolicy, NOW);
+    const limited = afterCheck(
+      fresh,
+      { ok: false, status: 429, reason: "HTTP 429", retryAfterSec: 7 },
+      0,
+      checkPolicy,
+      NOW,
+    );
     expect(limited.condition.readyAt).toBe(NOW + 7000);
   });
 

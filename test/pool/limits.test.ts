@@ -19,7 +19,7 @@ describe("countRequest", () => {
 
   it("opens a new window once the old one has closed", () => {
     const clock = new ManualClock();
-    let w = countRequest(EMPTY_WINDOWS, { rpm: 2 }, clock.now()).windows;
+    const w = countRequest(EMPTY_WINDOWS, { rpm: 2 }, clock.now()).windows;
     clock.advance(MINUTE_MS);
     const next = countRequest(w, { rpm: 2 }, clock.now());
     expect([next.windows.minuteStart, next.windows.minuteRequests, next.rest]).toEqual([clock.now(), 1, undefined]);
@@ -29,12 +29,15 @@ describe("countRequest", () => {
     const clock = new ManualClock();
     const start = clock.now();
     let w: UsageWindows = EMPTY_WINDOWS;
-    let rest;
+    let rest: ReturnType<typeof countRequest>["rest"];
     for (let i = 0; i < 5; i++) {
       ({ windows: w, rest } = countRequest(w, { dailyRequests: 5 }, clock.now()));
       clock.advance(2 * MINUTE_MS);
     }
-    expect(rest).toEqual({ until: start + DAY_MS, reason: "daily_requests limit (5) reached; resting until the day window closes" });
+    expect(rest).toEqual({
+      until: start + DAY_MS,
+      reason: "daily_requests limit (5) reached; resting until the day window closes",
+    });
     expect(w.dayRequests).toBe(5);
   });
 });

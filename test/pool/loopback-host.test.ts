@@ -59,21 +59,22 @@ describe("hostCheckFor", () => {
 
 describe("hostnameOf", () => {
   it("drops the port and a trailing dot, keeps IPv6 brackets", () => {
-    expect(["Evil.Example:80", "[::1]:8787", "[::1]", "localhost.", "a.b"].map(hostnameOf)).toEqual(["evil.example", "[::1]", "[::1]", "localhost", "a.b"]);
+    expect(["Evil.Example:80", "[::1]:8787", "[::1]", "localhost.", "a.b"].map(hostnameOf)).toEqual([
+      "evil.example",
+      "[::1]",
+      "[::1]",
+      "localhost",
+      "a.b",
+    ]);
   });
 });
 
 describe("isLoopbackAddress", () => {
   it("knows config listen hosts", () => {
-    expect(["127.0.0.1", "127.0.0.53", "::1", "localhost", "0.0.0.0", "::", "10.1.1.1", "example.com"].map(isLoopbackAddress)).toEqual([
-      true,
-      true,
-      true,
-      true,
-      false,
-      false,
-      false,
-      false,
-    ]);
+    expect(
+      ["127.0.0.1", "127.0.0.53", "::1", "localhost", "0.0.0.0", "::", "10.1.1.1", "example.com"].map(
+        isLoopbackAddress,
+      ),
+    ).toEqual([true, true, true, true, false, false, false, false]);
   });
 });

@@ -4,7 +4,10 @@ import { ConfigError } from "../../src/config/errors";
 import { costMicros, priceOf } from "../../src/pool/pricing";
 import { hourOf, successRate, windowStart } from "../../src/pool/usage";
 
-const PRICES = { "gpt-4o-mini": { inputPerMtok: 0.15, outputPerMtok: 0.6 }, "gpt-4o": { inputPerMtok: 2.5, outputPerMtok: 10 } };
+const PRICES = {
+  "gpt-4o-mini": { inputPerMtok: 0.15, outputPerMtok: 0.6 },
+  "gpt-4o": { inputPerMtok: 2.5, outputPerMtok: 10 },
+};
 
 describe("pricing", () => {
   it("prices a model by its own entry, or a dated snapshot by its model's", () => {
@@ -28,7 +31,10 @@ describe("usage windows", () => {
     expect(windowStart("hour", at)).toBe(Date.UTC(2026, 0, 1, 9));
     expect(windowStart("day", at)).toBe(Date.UTC(2025, 11, 31, 10));
     expect(windowStart("all", at)).toBe(0);
-    expect([successRate({ requests: 0, successes: 0 }), successRate({ requests: 4, successes: 3 })]).toEqual([null, 0.75]);
+    expect([successRate({ requests: 0, successes: 0 }), successRate({ requests: 4, successes: 3 })]).toEqual([
+      null,
+      0.75,
+    ]);
   });
 });
 
@@ -45,8 +51,8 @@ describe("prices in config", () => {
   };
 
   it("reads a top-level table and names every mistake", () => {
-    expect(issues('prices:\n  gpt-4o-mini: { input_per_mtok: 0.15, output_per_mtok: 0.6 }\n')).toEqual([]);
-    expect(issues('prices:\n  m: { input_per_mtok: -1, ouput_per_mtok: 2 }\n  n: 3\n')).toEqual([
+    expect(issues("prices:\n  gpt-4o-mini: { input_per_mtok: 0.15, output_per_mtok: 0.6 }\n")).toEqual([]);
+    expect(issues("prices:\n  m: { input_per_mtok: -1, ouput_per_mtok: 2 }\n  n: 3\n")).toEqual([
       "prices.m.input_per_mtok: expected a number of USD ≥ 0 and ≤ 1000000, got -1",
       "prices.m.ouput_per_mtok: unknown key (allowed here: input_per_mtok, output_per_mtok — USD per million tokens)",
       "prices.n: expected { input_per_mtok, output_per_mtok }, got 3",

@@ -30,7 +30,12 @@ describe("parseRateLimitHeaders", () => {
       "x-ratelimit-remaining-tokens": "1999455",
       "x-ratelimit-reset-tokens": "6m0s",
     });
-    expect(parseRateLimitHeaders(headers, NOW)).toEqual({ requests: 9998, tokens: 1_999_455, requestsResetAt: NOW + 17, tokensResetAt: NOW + 360_000 });
+    expect(parseRateLimitHeaders(headers, NOW)).toEqual({
+      requests: 9998,
+      tokens: 1_999_455,
+      requestsResetAt: NOW + 17,
+      tokensResetAt: NOW + 360_000,
+    });
   });
 
   it("reads Anthropic's budgets, taking the scarcest token budget, with RFC 3339 resets", () => {
@@ -44,7 +49,12 @@ describe("parseRateLimitHeaders", () => {
       "anthropic-ratelimit-output-tokens-remaining": "8000",
       "anthropic-ratelimit-output-tokens-reset": "2026-01-01T12:00:05Z",
     });
-    expect(parseRateLimitHeaders(headers, NOW)).toEqual({ requests: 49, tokens: 8000, requestsResetAt: NOW + 1000, tokensResetAt: NOW + 5000 });
+    expect(parseRateLimitHeaders(headers, NOW)).toEqual({
+      requests: 49,
+      tokens: 8000,
+      requestsResetAt: NOW + 1000,
+      tokensResetAt: NOW + 5000,
+    });
   });
 
   it("says nothing when there are no rate-limit headers, or only unreadable ones", () => {
@@ -55,8 +65,12 @@ describe("parseRateLimitHeaders", () => {
 
 describe("exhaustedUntil", () => {
   it("is the reset of the budget that ran out, the later one when both did", () => {
-    expect(exhaustedUntil({ requests: 0, requestsResetAt: NOW + 5000, tokens: 10, tokensResetAt: NOW + 9000 }, NOW)).toBe(NOW + 5000);
-    expect(exhaustedUntil({ requests: 0, requestsResetAt: NOW + 5000, tokens: 0, tokensResetAt: NOW + 9000 }, NOW)).toBe(NOW + 9000);
+    expect(
+      exhaustedUntil({ requests: 0, requestsResetAt: NOW + 5000, tokens: 10, tokensResetAt: NOW + 9000 }, NOW),
+    ).toBe(NOW + 5000);
+    expect(
+      exhaustedUntil({ requests: 0, requestsResetAt: NOW + 5000, tokens: 0, tokensResetAt: NOW + 9000 }, NOW),
+    ).toBe(NOW + 9000);
   });
 
   it("is undefined while budget is left, when the reset is unknown or already past", () => {

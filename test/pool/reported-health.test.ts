@@ -12,16 +12,34 @@ describe("outcomeOfReport", () => {
   it.each([
     ["healthy", null, { ok: true }],
     ["degraded", null, { ok: false, class: "overloaded", verdict: { restMs: 300_000, reason: "reported degraded" } }],
-    ["rate_limited", "", { ok: false, class: "rate_limit", verdict: { restMs: 900_000, reason: "reported rate_limited" } }],
-    ["failed", undefined, { ok: false, class: "auth", verdict: { restMs: null, reason: expect.stringContaining("reported failed") } }],
-    ["failed", "Rate limit reached for gpt-4", { ok: false, class: "rate_limit", body: "Rate limit reached for gpt-4", verdict: { restMs: null, reason: expect.any(String) } }],
+    [
+      "rate_limited",
+      "",
+      { ok: false, class: "rate_limit", verdict: { restMs: 900_000, reason: "reported rate_limited" } },
+    ],
+    [
+      "failed",
+      undefined,
+      { ok: false, class: "auth", verdict: { restMs: null, reason: expect.stringContaining("reported failed") } },
+    ],
+    [
+      "failed",
+      "Rate limit reached for gpt-4",
+      {
+        ok: false,
+        class: "rate_limit",
+        body: "Rate limit reached for gpt-4",
+        verdict: { restMs: null, reason: expect.any(String) },
+      },
+    ],
   ] as const)("reads %s (error %p)", (status, error, expected) => {
     expect(outcomeOfReport(status, error)).toEqual(expected as never);
   });
 });
 
 describe("a reported health applied to a key", () => {
-  const apply = (key: KeyCondition, status: Parameters<typeof outcomeOfReport>[0], now = NOW) => afterOutcome(key, outcomeOfReport(status), policy, now, exact);
+  const apply = (key: KeyCondition, status: Parameters<typeof outcomeOfReport>[0], now = NOW) =>
+    afterOutcome(key, outcomeOfReport(status), policy, now, exact);
 
   it.each([
     ["degraded", REPORTED_REST_MS.degraded],
@@ -44,7 +62,11 @@ describe("a reported health applied to a key", () => {
 
   it("keeps a failed key out with no end, until a success", () => {
     const failed = apply(fresh, "failed");
-    expect([failed.health, failed.readyAt, stateOf(failed, NOW + 365 * 86_400_000)]).toEqual(["quarantined", 0, "quarantined"]);
+    expect([failed.health, failed.readyAt, stateOf(failed, NOW + 365 * 86_400_000)]).toEqual([
+      "quarantined",
+      0,
+      "quarantined",
+    ]);
     expect(apply(failed, "healthy").health).toBe("live");
     // A rest is no way back for a key that is out.
     expect(apply(failed, "degraded").health).toBe("quarantined");
@@ -52,7 +74,8 @@ describe("a reported health applied to a key", () => {
 
   it("never overrides an operator's switch", () => {
     const disabled: KeyCondition = { health: "disabled", reason: "disabled by operator", readyAt: 0 };
-    for (const status of ["degraded", "rate_limited", "failed"] as const) expect(apply(disabled, status).health).toBe("disabled");
+    for (const status of ["degraded", "rate_limited", "failed"] as const)
+      expect(apply(disabled, status).health).toBe("disabled");
   });
 });
 

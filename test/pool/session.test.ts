@@ -13,7 +13,15 @@ describe("sessionIdOf", () => {
     ["user", { user: "s-1" }],
     ["sessionId", { sessionId: "s-1" }],
     ["conversationId", { conversationId: "s-1" }],
-    ["messages[].metadata.session_id", { messages: [{ role: "user", content: "hi" }, { role: "user", metadata: { session_id: "s-1" } }] }],
+    [
+      "messages[].metadata.session_id",
+      {
+        messages: [
+          { role: "user", content: "hi" },
+          { role: "user", metadata: { session_id: "s-1" } },
+        ],
+      },
+    ],
     ["messages[].custom_fields.session_id", { messages: [{ role: "user", custom_fields: { session_id: "s-1" } }] }],
   ])("reads the body's %s", (_, body) => {
     expect(sessionIdOf({ body: { model: "gpt-4o", ...body } })).toEqual({ id: "s-1", source: "body" });
@@ -35,7 +43,9 @@ describe("sessionIdOf", () => {
 
   it("takes a numeric id, and ignores empty strings, objects and lists", () => {
     expect(sessionIdOf({ body: { user: 42 } })?.id).toBe("42");
-    expect(sessionIdOf({ body: { session_id: "", conversation_id: {}, thread_id: ["x"] }, fingerprint: false })).toBeUndefined();
+    expect(
+      sessionIdOf({ body: { session_id: "", conversation_id: {}, thread_id: ["x"] }, fingerprint: false }),
+    ).toBeUndefined();
   });
 
   it("replaces an overlong id by a fixed-length hash, the same for the same id", () => {
@@ -45,23 +55,43 @@ describe("sessionIdOf", () => {
   });
 
   it("fingerprints an OpenAI request by model and system message", () => {
-    const chat = (content: unknown, model = "gpt-4o") => ({ model, messages: [{ role: "system", content }, { role: "user", content: "hi" }] });
+    const chat = (content: unknown, model = "gpt-4o") => ({
+      model,
+      messages: [
+        { role: "system", content },
+        { role: "user", content: "hi" },
+      ],
+    });
     const a = sessionIdOf({ body: chat(PROMPT) });
     expect(a).toEqual({ id: expect.stringMatching(/^fp:gpt-4o:[0-9a-f]{32}$/), source: "fingerprint" });
     // Content as text parts is the same prompt; another model or prompt is another session.
     expect(sessionIdOf({ body: chat([{ type: "text", text: PROMPT }]) })).toEqual(a);
     expect(sessionIdOf({ body: chat(PROMPT, "gpt-4o-mini") })?.id).not.toBe(a!.id);
     expect(sessionIdOf({ body: chat(`${PROMPT} Be brief.`) })?.id).not.toBe(a!.id);
-    expect(sessionIdOf({ body: { model: "o3", messages: [{ role: "developer", content: PROMPT }] } })?.source).toBe("fingerprint");
+    expect(sessionIdOf({ body: { model: "o3", messages: [{ role: "developer", content: PROMPT }] } })?.source).toBe(
+      "fingerprint",
+    );
     // A system message after a user preamble is still the session's prompt.
-    const late = { model: "gpt-4o", messages: [{ role: "user", content: "context" }, { role: "system", content: PROMPT }] };
+    const late = {
+      model: "gpt-4o",
+      messages: [
+        { role: "user", content: "context" },
+        { role: "system", content: PROMPT },
+      ],
+    };
     expect(sessionIdOf({ body: late })).toEqual(a);
   });
 
   it("fingerprints an Anthropic request by its top-level system, as a string or as blocks", () => {
     const messages = [{ role: "user", content: "hi" }];
     const asString = sessionIdOf({ body: { model: "claude-x", system: PROMPT, messages } });
-    const asBlocks = sessionIdOf({ body: { model: "claude-x", system: [{ type: "text", text: PROMPT, cache_control: { type: "ephemeral" } }], messages } });
+    const asBlocks = sessionIdOf({
+      body: {
+        model: "claude-x",
+        system: [{ type: "text", text: PROMPT, cache_control: { type: "ephemeral" } }],
+        messages,
+      },
+    });
     expect(asString?.source).toBe("fingerprint");
     expect(asBlocks).toEqual(asString);
   });

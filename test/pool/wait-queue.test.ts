@@ -6,7 +6,12 @@ describe("WaitQueue", () => {
   it("serves waiters first come, first served, whatever their deadlines", () => {
     const clock = new ManualClock();
     const queue = new WaitQueue<string>();
-    for (const [name, waitMs] of [["a", 5000], ["b", 1000], ["c", 9000]] as const) queue.enqueue(name, clock.now() + waitMs);
+    for (const [name, waitMs] of [
+      ["a", 5000],
+      ["b", 1000],
+      ["c", 9000],
+    ] as const)
+      queue.enqueue(name, clock.now() + waitMs);
     const served: string[] = [];
     while (queue.head) {
       served.push(queue.head.value);

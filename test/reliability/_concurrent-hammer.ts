@@ -16,9 +16,23 @@ import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
 const [dbPath, lockDir, takersArg, takesArg, keysArg] = process.argv.slice(2);
 const target = Number(takesArg);
 const store = new SqliteStore({ path: dbPath!, clock: systemClock });
-const keys = Array.from({ length: Number(keysArg) }, (_, i) => ({ id: `k${i}`, token: `sk-hammer-${i}-0000000000000000`, weight: 1 }));
+const keys = Array.from({ length: Number(keysArg) }, (_, i) => ({
+  id: `k${i}`,
+  token: `sk-hammer-${i}-0000000000000000`,
+  weight: 1,
+}));
 await store.syncPools([
-  { settings: { name: "default", rotation: "lru", cooldownSec: 0, leaseTtlSec: 300, recheckIntervalSec: 300, maxConcurrency: 1 }, keys },
+  {
+    settings: {
+      name: "default",
+      rotation: "lru",
+      cooldownSec: 0,
+      leaseTtlSec: 300,
+      recheckIntervalSec: 300,
+      maxConcurrency: 1,
+    },
+    keys,
+  },
 ]);
 
 let takes = 0;
@@ -29,7 +43,7 @@ const yieldTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 async function taker(): Promise<void> {
   while (takes < target) {
-    let lease;
+    let lease: Awaited<ReturnType<SqliteStore["take"]>>;
     try {
       lease = await store.take("default");
     } catch (error) {

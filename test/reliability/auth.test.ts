@@ -35,7 +35,12 @@ function wrongKeys(right: string): string[] {
 }
 
 /** Medians, per call, of `rounds` interleaved batches of `a` and `b` (which goes first alternates). */
-async function interleavedMedians(a: () => unknown, b: () => unknown, rounds: number, batch: number): Promise<[number, number]> {
+async function interleavedMedians(
+  a: () => unknown,
+  b: () => unknown,
+  rounds: number,
+  batch: number,
+): Promise<[number, number]> {
   const times: [number[], number[]] = [[], []];
   const run = async (which: 0 | 1) => {
     const fn = which === 0 ? a : b;
@@ -59,13 +64,22 @@ async function interleavedMedians(a: () => unknown, b: () => unknown, rounds: nu
 describe("scenario 12: wrong keys", () => {
   it("answers every wrong admin key with 401 and no error, on every authenticated route", async () => {
     await using kp = await startTestDaemon(
-      YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0", api_key: ADMIN_KEY } }),
+      YAML.stringify({
+        tokens_file: "tokens.txt",
+        state_file: "state.db",
+        server: { addr: "127.0.0.1:0", api_key: ADMIN_KEY },
+      }),
       `a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\n${LEAK.id},${LEAK.token}\n`,
     );
     const app = kp.daemon.app;
     const statuses = new Set<number>();
     for (const wrong of wrongKeys(ADMIN_KEY)) {
-      const ways: Array<Record<string, string>> = [{ "x-api-key": wrong }, { authorization: `Bearer ${wrong}` }, { authorization: `Basic ${wrong}` }, { authorization: wrong }];
+      const ways: Array<Record<string, string>> = [
+        { "x-api-key": wrong },
+        { authorization: `Bearer ${wrong}` },
+        { authorization: `Basic ${wrong}` },
+        { authorization: wrong },
+      ];
       for (const headers of ways) {
         for (const path of ["/status", "/take", "/events", "/pools"]) {
           let init: Headers;
@@ -79,13 +93,18 @@ describe("scenario 12: wrong keys", () => {
       }
     }
     expect([...statuses]).toEqual([401]);
-    expect((await app.handle(new Request("http://keypool/status", { headers: { "x-api-key": ADMIN_KEY } }))).status).toBe(200);
+    expect(
+      (await app.handle(new Request("http://keypool/status", { headers: { "x-api-key": ADMIN_KEY } }))).status,
+    ).toBe(200);
     expect(kp.logs.filter((line) => /"level":"error"/.test(line))).toEqual([]);
     expect(leaksOf([LEAK], kp.logs)).toEqual([]);
   });
 
   it("answers every wrong gateway client key with 401 and never calls the upstream", async () => {
-    await using gw = await startGateway({ handler: () => Response.json({ ok: true }), upstream: { client_keys: [CLIENT_KEY] } });
+    await using gw = await startGateway({
+      handler: () => Response.json({ ok: true }),
+      upstream: { client_keys: [CLIENT_KEY] },
+    });
     const statuses = new Set<number>();
     for (const wrong of wrongKeys(CLIENT_KEY)) {
       const ways: Array<Record<string, string>> = [{ "x-api-key": wrong }, { authorization: `Bearer ${wrong}` }];
@@ -103,10 +122,15 @@ describe("scenario 12: wrong keys", () => {
 describe("scenario 12: timing", () => {
   it("takes as long to refuse a key wrong in its first character as one wrong in its last (admin API)", async () => {
     await using kp = await startTestDaemon(
-      YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0", api_key: ADMIN_KEY } }),
+      YAML.stringify({
+        tokens_file: "tokens.txt",
+        state_file: "state.db",
+        server: { addr: "127.0.0.1:0", api_key: ADMIN_KEY },
+      }),
       "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\n",
     );
-    const ask = (key: string) => () => kp.daemon.app.handle(new Request("http://keypool/status", { headers: { "x-api-key": key } }));
+    const ask = (key: string) => () =>
+      kp.daemon.app.handle(new Request("http://keypool/status", { headers: { "x-api-key": key } }));
     const wrongFirst = ask(`X${ADMIN_KEY.slice(1)}`);
     const wrongLast = ask(`${ADMIN_KEY.slice(0, -1)}X`);
     for (let i = 0; i < 500; i++) await Promise.all([wrongFirst(), wrongLast()]); // warm-up: JIT
@@ -128,7 +152,9 @@ describe("scenario 12: timing", () => {
       30,
       20,
     );
-    console.log(`64 KiB secret: wrong-first ${(first * 1000).toFixed(1)} µs, wrong-last ${(last * 1000).toFixed(1)} µs`);
+    console.log(
+      `64 KiB secret: wrong-first ${(first * 1000).toFixed(1)} µs, wrong-last ${(last * 1000).toFixed(1)} µs`,
+    );
     expect(matches(secret)).toBe(true);
     expect(Math.abs(first - last) / Math.min(first, last)).toBeLessThan(0.25);
   });

@@ -19,7 +19,12 @@ import { tempDir } from "../helpers/temp-dir";
 import { canary, leaksOf } from "./_canary";
 
 const LEAK = canary("bounds");
-const TOKENS = { a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb", c: "sk-test-cccccccccccccccccccccccc", [LEAK.id]: LEAK.token };
+const TOKENS = {
+  a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa",
+  b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb",
+  c: "sk-test-cccccccccccccccccccccccc",
+  [LEAK.id]: LEAK.token,
+};
 const JSON_HEADERS = { "content-type": "application/json" };
 /** Slack for the time between a rest being set and the test reading it. */
 const NOW_SLACK_MS = 60_000;
@@ -30,10 +35,14 @@ const HOSTILE_429S: Array<Record<string, string>> = [
   { "retry-after-ms": "99999999999999999999999" },
   { "retry-after": "Fri, 31 Dec 275759 23:59:59 GMT" },
   { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "99999999999999h" },
-  { "anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": "+275760-09-13T00:00:00.000Z" },
+  {
+    "anthropic-ratelimit-requests-remaining": "0",
+    "anthropic-ratelimit-requests-reset": "+275760-09-13T00:00:00.000Z",
+  },
   { "retry-after": `${"9".repeat(400)}` },
 ];
 
+// biome-ignore lint/suspicious/noExplicitAny: answers of many shapes, each asserted on by the test
 async function json(response: Response): Promise<any> {
   return JSON.parse(await response.text());
 }
@@ -52,7 +61,8 @@ async function expectSaneTimes(fetchApi: (path: string) => Promise<Response>): P
   }
   const events = await fetchApi("/events?limit=1000");
   expect(events.status).toBe(200);
-  for (const event of (await json(events)).events) if (event.until) expect(Date.parse(event.until)).toBeLessThanOrEqual(latest);
+  for (const event of (await json(events)).events)
+    if (event.until) expect(Date.parse(event.until)).toBeLessThanOrEqual(latest);
 }
 
 /**
@@ -68,7 +78,12 @@ async function restartableGateway(options: Parameters<typeof startGateway>[0]) {
       running = false;
       await gw.kp.daemon.stop();
       const logger = createLogger({ level: "warn", format: "json", write: (line) => gw.kp.logs.push(line) });
-      const again = await createDaemon(loadConfig(gw.kp.configPath), { logger, port: 0, gateway: "all", autoCheck: false });
+      const again = await createDaemon(loadConfig(gw.kp.configPath), {
+        logger,
+        port: 0,
+        gateway: "all",
+        autoCheck: false,
+      });
       await again.start();
       try {
         await run(again.url);
@@ -88,7 +103,10 @@ describe("class 1: numbers from the upstream are clamped", () => {
   it("rests a key at most 7 days whatever Retry-After or rate-limit reset says, and /status, /events and keypool status keep answering, also after a restart", async () => {
     let answer = 0;
     // One key per hostile answer, and the canary: one request with enough retries meets them all.
-    const tokens = { ...Object.fromEntries(HOSTILE_429S.map((_, i) => [`k${i}`, `sk-test-${String(i).repeat(24)}`])), [LEAK.id]: LEAK.token };
+    const tokens = {
+      ...Object.fromEntries(HOSTILE_429S.map((_, i) => [`k${i}`, `sk-test-${String(i).repeat(24)}`])),
+      [LEAK.id]: LEAK.token,
+    };
     await using restartable = await restartableGateway({
       tokens,
       handler: () => {
@@ -98,7 +116,11 @@ describe("class 1: numbers from the upstream are clamped", () => {
       upstream: { max_retries: HOSTILE_429S.length },
     });
     const { gw } = restartable;
-    const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: JSON_HEADERS, body: "{}" });
+    const response = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: JSON_HEADERS,
+      body: "{}",
+    });
     expect(response.status).toBe(429);
     await response.text();
     expect(gw.fake.calls.length).toBe(HOSTILE_429S.length + 1);
@@ -121,12 +143,29 @@ describe("class 1: numbers from the upstream are clamped", () => {
       tokens: TOKENS,
       handler: () =>
         Response.json(
-          { id: "x", usage: { prompt_tokens: 1e308, completion_tokens: 9007199254740993, prompt_tokens_details: { cached_tokens: 1e300 } } },
-          { headers: { "x-ratelimit-remaining-requests": "9".repeat(40), "x-ratelimit-reset-requests": "99999999999999999h" } },
+          {
+            id: "x",
+            usage: {
+              prompt_tokens: 1e308,
+              // biome-ignore lint/correctness/noPrecisionLoss: 2^53+1 on purpose, as an upstream may send it
+              completion_tokens: 9007199254740993,
+              prompt_tokens_details: { cached_tokens: 1e300 },
+            },
+          },
+          {
+            headers: {
+              "x-ratelimit-remaining-requests": "9".repeat(40),
+              "x-ratelimit-reset-requests": "99999999999999999h",
+            },
+          },
         ),
     });
     for (let i = 0; i < 4; i++) {
-      const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: JSON_HEADERS, body: "{}" });
+      const response = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: JSON_HEADERS,
+        body: "{}",
+      });
       expect(response.status).toBe(200);
       await response.text();
     }
@@ -136,24 +175,48 @@ describe("class 1: numbers from the upstream are clamped", () => {
     expect(Number.isSafeInteger(usage.input_tokens)).toBe(true);
     await expectSaneTimes((path) => gw.kp.fetch(path));
     // Still serving.
-    expect((await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: JSON_HEADERS, body: "{}" })).status).toBe(200);
+    expect(
+      (await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", headers: JSON_HEADERS, body: "{}" })).status,
+    ).toBe(200);
   });
 });
 
 describe("class 1: numbers from clients are refused out of range", () => {
   it("answers 400 naming the field and its range to a hostile release, admin body or query, and the pool serves on", async () => {
-    await using gw = await startGateway({ tokens: TOKENS, handler: () => Response.json({ ok: true }), config: undefined });
-    const post = (path: string, body: unknown, method = "POST") => gw.kp.fetch(path, { method, headers: JSON_HEADERS, body: JSON.stringify(body) });
+    await using gw = await startGateway({
+      tokens: TOKENS,
+      handler: () => Response.json({ ok: true }),
+      config: undefined,
+    });
+    const post = (path: string, body: unknown, method = "POST") =>
+      gw.kp.fetch(path, { method, headers: JSON_HEADERS, body: JSON.stringify(body) });
     const refusals: Array<[string, Promise<Response>, string]> = [
-      ["retry_after_sec 1e308", post("/release", { id: "a", ok: false, status: 429, retry_after_sec: 1e308 }), "retry_after_sec"],
-      ["retry_after_sec 8 days", post("/release", { id: "a", ok: false, status: 429, retry_after_sec: 8 * 86400 }), "retry_after_sec"],
+      [
+        "retry_after_sec 1e308",
+        post("/release", { id: "a", ok: false, status: 429, retry_after_sec: 1e308 }),
+        "retry_after_sec",
+      ],
+      [
+        "retry_after_sec 8 days",
+        post("/release", { id: "a", ok: false, status: 429, retry_after_sec: 8 * 86400 }),
+        "retry_after_sec",
+      ],
+      // biome-ignore lint/correctness/noPrecisionLoss: 2^53+1 on purpose, as a client may send it
       ["tokens 2^53+1", post("/release", { id: "a", ok: true, tokens: 9007199254740993 }), "tokens"],
       ["input_tokens 1e15", post("/release", { id: "a", ok: true, input_tokens: 1e15 }), "input_tokens"],
-      ["weight 1e-320", post("/pools/default/keys", { token: "sk-new-000000000000000000001", weight: 1e-320 }), "weight"],
+      [
+        "weight 1e-320",
+        post("/pools/default/keys", { token: "sk-new-000000000000000000001", weight: 1e-320 }),
+        "weight",
+      ],
       ["weight 0", post("/pools/default/keys", { token: "sk-new-000000000000000000002", weight: 0 }), "weight"],
       ["weight 1e308", post("/pools/default/keys", { token: "sk-new-000000000000000000003", weight: 1e308 }), "weight"],
       ["weight -1", post("/pools/default/keys", { token: "sk-new-000000000000000000004", weight: -1 }), "weight"],
-      ["limit rpm 1e12", post("/pools/default/keys", { token: "sk-new-000000000000000000005", limits: { rpm: 1e12 } }), "limits.rpm"],
+      [
+        "limit rpm 1e12",
+        post("/pools/default/keys", { token: "sk-new-000000000000000000005", limits: { rpm: 1e12 } }),
+        "limits.rpm",
+      ],
       ["patch weight 1e-320", post("/pools/default/keys/x", { weight: 1e-320 }, "PATCH"), "weight"],
       ["wait 1e999", gw.kp.fetch("/take?wait=1e999"), "wait"],
       ["wait -1", gw.kp.fetch("/take?wait=-1"), "wait"],
@@ -173,7 +236,11 @@ describe("class 1: numbers from clients are refused out of range", () => {
     // The upper bounds themselves are accepted, and the key that got the longest rest comes back in view.
     const longest = await post("/release", { id: "a", ok: false, status: 429, retry_after_sec: 7 * 86400 });
     expect(longest.status).toBe(200);
-    const added = await post("/pools/default/keys", { id: "light", token: "sk-new-000000000000000000009", weight: 0.001 });
+    const added = await post("/pools/default/keys", {
+      id: "light",
+      token: "sk-new-000000000000000000009",
+      weight: 0.001,
+    });
     expect(added.status).toBe(200);
     for (let i = 0; i < 5; i++) expect((await fetch(`${gw.url}/v1/models`)).status).toBe(200);
     await expectSaneTimes((path) => gw.kp.fetch(path));
@@ -225,12 +292,28 @@ describe("class 1: numbers from the operator are refused at load with exit 2", (
       "check: { url: 'https://example.com', timeout_sec: 1e12, concurrency: 1e9 }",
       "prices: { m: { input_per_mtok: 1e300 } }",
     ];
-    const { code, out } = await check(`tokens_file: tokens.txt\n${fields.join("\n")}\n`, "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\n");
+    const { code, out } = await check(
+      `tokens_file: tokens.txt\n${fields.join("\n")}\n`,
+      "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\n",
+    );
     expect(code).toBe(2);
     for (const path of [
-      "cooldown_sec", "lease_ttl_sec", "recheck_interval_sec", "rpm", "tpm", "max_concurrency", "backoff.rate_limit.base_sec",
-      "backoff.rate_limit.factor", "session.ttl_sec", "upstream.timeout_sec", "upstream.max_retries", "upstream.max_body_bytes",
-      "upstream.quarantine_sec", "check.timeout_sec", "check.concurrency", "prices.m.input_per_mtok",
+      "cooldown_sec",
+      "lease_ttl_sec",
+      "recheck_interval_sec",
+      "rpm",
+      "tpm",
+      "max_concurrency",
+      "backoff.rate_limit.base_sec",
+      "backoff.rate_limit.factor",
+      "session.ttl_sec",
+      "upstream.timeout_sec",
+      "upstream.max_retries",
+      "upstream.max_body_bytes",
+      "upstream.quarantine_sec",
+      "check.timeout_sec",
+      "check.concurrency",
+      "prices.m.input_per_mtok",
     ]) {
       expect(out).toMatch(new RegExp(`${path.replaceAll(".", "\\.")}: expected .*≤ \\d+`));
     }
@@ -279,8 +362,12 @@ describe("class 1: numbers from the operator are refused at load with exit 2", (
         return error.issues;
       }
     };
-    expect(issuesOf({ KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC: "0x10" }).join("\n")).toContain("KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC");
-    expect(issuesOf({ KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC: "1e999" }).join("\n")).toContain("KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC");
+    expect(issuesOf({ KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC: "0x10" }).join("\n")).toContain(
+      "KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC",
+    );
+    expect(issuesOf({ KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC: "1e999" }).join("\n")).toContain(
+      "KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC",
+    );
     expect(issuesOf({ KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC: "99999999999" }).join("\n")).toContain("≤ 604800");
     expect(issuesOf({ KEYPOOL_POOL_ENVPOOL_COOLDOWN_SEC: "30" })).toEqual([]);
   });
@@ -288,10 +375,26 @@ describe("class 1: numbers from the operator are refused at load with exit 2", (
 
 describe("class 1: numbers on the command line are refused with exit 2", () => {
   it.each([
-    ["keys add --weight 1e-320", ["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KP_TEST_TOKEN", "--weight", "1e-320"], "--weight"],
-    ["keys add --weight 0x10", ["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KP_TEST_TOKEN", "--weight", "0x10"], "--weight"],
-    ["keys add --rpm 1e12", ["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KP_TEST_TOKEN", "--rpm", "1e12"], "--rpm"],
-    ["status --watch 1e10 (past setTimeout's range)", ["status", "--url", "http://127.0.0.1:9", "--watch", "1e10"], "--watch"],
+    [
+      "keys add --weight 1e-320",
+      ["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KP_TEST_TOKEN", "--weight", "1e-320"],
+      "--weight",
+    ],
+    [
+      "keys add --weight 0x10",
+      ["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KP_TEST_TOKEN", "--weight", "0x10"],
+      "--weight",
+    ],
+    [
+      "keys add --rpm 1e12",
+      ["keys", "add", "--url", "http://127.0.0.1:9", "--token-env", "KP_TEST_TOKEN", "--rpm", "1e12"],
+      "--rpm",
+    ],
+    [
+      "status --watch 1e10 (past setTimeout's range)",
+      ["status", "--url", "http://127.0.0.1:9", "--watch", "1e10"],
+      "--watch",
+    ],
   ])("%s", async (_, args, flag) => {
     const run = await runKeypool(args, { env: { KP_TEST_TOKEN: "sk-cli-00000000000000000000" } });
     expect({ code: run.code, names: run.stderr.includes(flag) }).toEqual({ code: 2, names: true });

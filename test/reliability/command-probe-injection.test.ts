@@ -82,7 +82,9 @@ describe("scenario 13: shell-looking tokens in a command probe", () => {
       { autoCheck: false },
     );
     await kp.daemon.checker.tick();
-    const status = (await (await kp.fetch("/status")).json()) as { keys: Array<{ id: string; state: string; reason: string | null }> };
+    const status = (await (await kp.fetch("/status")).json()) as {
+      keys: Array<{ id: string; state: string; reason: string | null }>;
+    };
     const states = Object.fromEntries(status.keys.map((k) => [k.id, `${k.state} ${k.reason ?? ""}`.trim()]));
     expect(states).toEqual(Object.fromEntries([...tokens.map((_, i) => [`k${i}`, "live"]), [leak.id, "live"]]));
     expect(readdirSync(markers.path)).toEqual([]);
@@ -99,8 +101,15 @@ describe("scenario 13: shell-looking tokens in a command probe", () => {
     // \n ends a line of the file (the rest is a line of its own); \r inside one is refused.
     expect(() => parseTokensFile("a,sk-one\rtouch-x\n", "t.txt")).toThrow("whitespace");
     expect(() => configFromEnv({ API_KEYS: "sk-one\n$(touch-x)" }, "/tmp")).toThrow("whitespace");
-    await using kp = await startTestDaemon(YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0" } }), "a,sk-test-aaaaaaaaaaaaaaaa\n");
-    const added = await kp.fetch("/pools/default/keys", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: "sk-x\n$(touch pwned)" }) });
+    await using kp = await startTestDaemon(
+      YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0" } }),
+      "a,sk-test-aaaaaaaaaaaaaaaa\n",
+    );
+    const added = await kp.fetch("/pools/default/keys", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ token: "sk-x\n$(touch pwned)" }),
+    });
     expect(added.status).toBe(400);
   });
 });

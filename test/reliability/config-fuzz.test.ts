@@ -31,7 +31,11 @@ function prng(seed: number) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(list: readonly T[]) => list[Math.floor(next() * list.length)]! };
+  return {
+    next,
+    int: (n: number) => Math.floor(next() * n),
+    pick: <T>(list: readonly T[]) => list[Math.floor(next() * list.length)]!,
+  };
 }
 type Rng = ReturnType<typeof prng>;
 
@@ -74,8 +78,61 @@ k3,sk-test-3333333333333333333333,1,group=team
 ${LEAK.id},${LEAK.token}
 `;
 
-const YAML_NOISE = [":", ": ", "- ", "{", "}", "[", "]", "'", '"', "\n", "  ", "\t", "&a ", "*a", "!!binary ", "!!js/function ", "~", "null", "0x1F", "1e999", "-1", "true", "%YAML 1.1\n", "@", "`", "#", "|", ">", "<<: *a", "?", ",", "\u0000", "\uFEFF", "é", "${HOME}", "${NOPE}"];
-const WRONG_VALUES: unknown[] = [null, 0, -1, 1.5, 1e308, "", "x", "127.0.0.1", true, [], [1, "a"], {}, { a: { b: [] } }, "NaN", "-0"];
+const YAML_NOISE = [
+  ":",
+  ": ",
+  "- ",
+  "{",
+  "}",
+  "[",
+  "]",
+  "'",
+  '"',
+  "\n",
+  "  ",
+  "\t",
+  "&a ",
+  "*a",
+  "!!binary ",
+  "!!js/function ",
+  "~",
+  "null",
+  "0x1F",
+  "1e999",
+  "-1",
+  "true",
+  "%YAML 1.1\n",
+  "@",
+  "`",
+  "#",
+  "|",
+  ">",
+  "<<: *a",
+  "?",
+  ",",
+  "\u0000",
+  "\uFEFF",
+  "é",
+  "${HOME}",
+  "${NOPE}",
+];
+const WRONG_VALUES: unknown[] = [
+  null,
+  0,
+  -1,
+  1.5,
+  1e308,
+  "",
+  "x",
+  "127.0.0.1",
+  true,
+  [],
+  [1, "a"],
+  {},
+  { a: { b: [] } },
+  "NaN",
+  "-0",
+];
 const CONFIG_PATHS = [
   ["rotation"],
   ["cooldown_sec"],
@@ -140,11 +197,47 @@ function mistype(rng: Rng): string {
 function randomTokens(rng: Rng): string {
   if (rng.next() < 0.5) {
     let text = VALID_TOKENS;
-    for (let n = 1 + rng.int(3); n > 0; n--) text = mutateText(rng, text, [",", ",,", "=", "group=", "refresh_token=", " ", "\t", "\r\n", "\u0000", "#", "0", "-1", "é", "\uFEFF", "x".repeat(200)]);
+    for (let n = 1 + rng.int(3); n > 0; n--)
+      text = mutateText(rng, text, [
+        ",",
+        ",,",
+        "=",
+        "group=",
+        "refresh_token=",
+        " ",
+        "\t",
+        "\r\n",
+        "\u0000",
+        "#",
+        "0",
+        "-1",
+        "é",
+        "\uFEFF",
+        "x".repeat(200),
+      ]);
     return text;
   }
-  const field = () => rng.pick(["k", "sk-abc", "", " ", "0", "-2", "1e3", "group=g", "group=", "refresh_token=r", "x=y", "a b", "\u0007", "ключ", "sk-".padEnd(300, "z")]);
-  return Array.from({ length: rng.int(6) }, () => Array.from({ length: 1 + rng.int(4) }, field).join(",")).join(rng.pick(["\n", "\r\n"]));
+  const field = () =>
+    rng.pick([
+      "k",
+      "sk-abc",
+      "",
+      " ",
+      "0",
+      "-2",
+      "1e3",
+      "group=g",
+      "group=",
+      "refresh_token=r",
+      "x=y",
+      "a b",
+      "\u0007",
+      "ключ",
+      "sk-".padEnd(300, "z"),
+    ]);
+  return Array.from({ length: rng.int(6) }, () => Array.from({ length: 1 + rng.int(4) }, field).join(",")).join(
+    rng.pick(["\n", "\r\n"]),
+  );
 }
 
 interface FuzzCase {
@@ -158,7 +251,11 @@ function fuzzCase(rng: Rng): FuzzCase {
   let config = VALID_CONFIG;
   if (which === 0) for (let n = 1 + rng.int(3); n > 0; n--) config = mutateText(rng, config, YAML_NOISE);
   if (which === 1) config = mistype(rng);
-  return { config, a: which >= 2 ? randomTokens(rng) : VALID_TOKENS, b: which === 3 ? randomTokens(rng) : VALID_TOKENS };
+  return {
+    config,
+    a: which >= 2 ? randomTokens(rng) : VALID_TOKENS,
+    b: which === 3 ? randomTokens(rng) : VALID_TOKENS,
+  };
 }
 
 /** What a loaded config must be: every pool whole, every value of its type. */
@@ -166,7 +263,8 @@ function expectComplete(config: Config): void {
   for (const [name, pool] of Object.entries(config.pools)) {
     expect(pool.name).toBe(name);
     expect(ROTATIONS).toContain(pool.rotation);
-    for (const n of [pool.cooldownSec, pool.leaseTtlSec, pool.recheckIntervalSec]) expect(Number.isFinite(n) && n >= 0).toBe(true);
+    for (const n of [pool.cooldownSec, pool.leaseTtlSec, pool.recheckIntervalSec])
+      expect(Number.isFinite(n) && n >= 0).toBe(true);
     for (const key of pool.keys) {
       expect(key.id).toMatch(/^[A-Za-z0-9._:-]{1,128}$/);
       expect(key.token).toMatch(/^[\x21-\x7e]+$/);
@@ -200,7 +298,9 @@ describe("scenario 11: fuzzed config and tokens files", () => {
       try {
         result = load(dir, c);
       } catch (error) {
-        throw new Error(`case ${i} (seed ${SEED}) threw ${(error as Error)?.stack ?? error}\ninput: ${JSON.stringify(c)}`);
+        throw new Error(
+          `case ${i} (seed ${SEED}) threw ${(error as Error)?.stack ?? error}\ninput: ${JSON.stringify(c)}`,
+        );
       }
       if (result === "ok") {
         outcomes.ok++;
@@ -208,9 +308,15 @@ describe("scenario 11: fuzzed config and tokens files", () => {
       }
       outcomes.rejected++;
       // Sentences that say where: a path, or FILE:LINE, and no secret of the files.
-      expect({ i, empty: result.length === 0 || result.some((issue) => issue.trim().length < 10) }).toEqual({ i, empty: false });
+      expect({ i, empty: result.length === 0 || result.some((issue) => issue.trim().length < 10) }).toEqual({
+        i,
+        empty: false,
+      });
       const secrets = [LEAK.token, "admin-secret-0123456789", "sk-test-1111111111111111111111"];
-      expect({ i, leaked: result.filter((issue) => secrets.some((s) => issue.includes(s))) }).toEqual({ i, leaked: [] });
+      expect({ i, leaked: result.filter((issue) => secrets.some((s) => issue.includes(s))) }).toEqual({
+        i,
+        leaked: [],
+      });
     }
     console.log(`config fuzz: ${CASES} cases, ${outcomes.ok} loaded whole, ${outcomes.rejected} rejected with issues`);
     // The generator must exercise both ends, or it tests nothing.
@@ -225,7 +331,8 @@ describe("scenario 11: fuzzed config and tokens files", () => {
       try {
         for (const key of parseTokensFile(text, "t.txt")) expect(key.token).toMatch(/^[\x21-\x7e]+$/);
       } catch (error) {
-        if (!(error instanceof ConfigError)) throw new Error(`case ${i} threw ${(error as Error)?.stack}\ninput: ${JSON.stringify(text)}`);
+        if (!(error instanceof ConfigError))
+          throw new Error(`case ${i} threw ${(error as Error)?.stack}\ninput: ${JSON.stringify(text)}`);
         expect(error.issues.every((issue) => /^t\.txt(:\d+)?: /.test(issue))).toBe(true);
       }
     }
@@ -234,12 +341,19 @@ describe("scenario 11: fuzzed config and tokens files", () => {
   it("applies a fuzzed reload whole or not at all: a rejected one leaves every pool and key as it was", async () => {
     const rng = prng(SEED + 2);
     const valid = VALID_CONFIG.replace("  api_key: admin-secret-0123456789\n", "");
-    await using kp = await startTestDaemon("tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n", "", { autoCheck: false });
+    await using kp = await startTestDaemon(
+      "tokens_file: tokens.txt\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n",
+      "",
+      { autoCheck: false },
+    );
     writeFileSync(kp.dir.file("a.txt"), VALID_TOKENS);
     writeFileSync(kp.dir.file("b.txt"), VALID_TOKENS);
     writeFileSync(kp.configPath, valid);
     await kp.daemon.reload();
-    const status = async () => (await (await kp.fetch("/status")).json()).keys.map((k: { pool: string; id: string }) => `${k.pool}/${k.id}`).sort();
+    const status = async () =>
+      (await (await kp.fetch("/status")).json()).keys
+        .map((k: { pool: string; id: string }) => `${k.pool}/${k.id}`)
+        .sort();
     let before = await status();
     let applied = 0;
     for (let i = 0; i < 40; i++) {
@@ -253,7 +367,10 @@ describe("scenario 11: fuzzed config and tokens files", () => {
         applied++;
         before = await status();
       } catch (error) {
-        expect({ i, code: error instanceof DomainError ? error.code : String(error) }).toEqual({ i, code: "INVALID_CONFIG" });
+        expect({ i, code: error instanceof DomainError ? error.code : String(error) }).toEqual({
+          i,
+          code: "INVALID_CONFIG",
+        });
         expect({ i, keys: await status() }).toEqual({ i, keys: before });
       }
       // Still serving: a key, or a 404/503 that says why not — never a 500.

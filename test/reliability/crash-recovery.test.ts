@@ -65,14 +65,20 @@ describe("scenario 6: kill -9 under load", () => {
         if (seen.takesAcked === 400) enoughTakes();
         const { lease } = JSON.parse(text) as { lease: string };
         if (seen.takesAcked % 50 === 0) continue;
-        const released = await fetch(`${first.url}/release`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ lease, ok: true }) }).catch(ignoreCrash);
+        const released = await fetch(`${first.url}/release`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ lease, ok: true }),
+        }).catch(ignoreCrash);
         if (released) seen.answers.push(await released.text().catch(() => ""));
       }
     };
     const gateway = async () => {
       while (!crashed) {
         seen.gatewayRequests++;
-        const response = await fetch(`${gatewayUrl}/v1/chat/completions`, { method: "POST", body: "{}" }).catch(ignoreCrash);
+        const response = await fetch(`${gatewayUrl}/v1/chat/completions`, { method: "POST", body: "{}" }).catch(
+          ignoreCrash,
+        );
         if (response) seen.answers.push(await response.text().catch(() => ""));
       }
     };
@@ -89,7 +95,9 @@ describe("scenario 6: kill -9 under load", () => {
     expect(integrityCheck(dir.file("state.db"))).toBe("ok");
 
     await using second = await spawnDaemon(args);
-    const status = (await (await fetch(`${second.url}/status`)).json()) as { keys: Array<{ id: string; requests: number; in_flight: number }> };
+    const status = (await (await fetch(`${second.url}/status`)).json()) as {
+      keys: Array<{ id: string; requests: number; in_flight: number }>;
+    };
     // Every take a client got a lease for, and every one the upstream saw through the gateway, was committed first.
     const counted = status.keys.reduce((sum, k) => sum + k.requests, 0);
     console.log(
@@ -110,6 +118,8 @@ describe("scenario 6: kill -9 under load", () => {
     expect(held.size).toBe(KEYS + 1);
 
     const after = await (await fetch(`${second.url}/status`)).text();
-    expect(leaksOf([leak], [crashLog, second.log(), after, ...seen.answers.filter((a) => !a.includes('"lease"'))])).toEqual([]);
+    expect(
+      leaksOf([leak], [crashLog, second.log(), after, ...seen.answers.filter((a) => !a.includes('"lease"'))]),
+    ).toEqual([]);
   }, 30_000);
 });

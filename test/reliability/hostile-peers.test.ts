@@ -157,7 +157,11 @@ describe("server.max_connections", () => {
     expect([refused.status, body.error.code]).toEqual([503, "server_busy"]);
     expect(gw.fake.calls).toHaveLength(2);
     expect(gw.kp.logs.filter((line) => line.includes("connection cap reached"))).toHaveLength(1);
-    expect(gw.kp.logs.some((line) => line.includes('"listener":"gateway 127.0.0.1:0"') && line.includes('"max_connections":2'))).toBe(true);
+    expect(
+      gw.kp.logs.some(
+        (line) => line.includes('"listener":"gateway 127.0.0.1:0"') && line.includes('"max_connections":2'),
+      ),
+    ).toBe(true);
     expect((await gw.kp.fetch("/health")).status).toBe(200);
 
     answer.resolve();
@@ -182,7 +186,9 @@ describe("server.max_connections on the API", () => {
     do refused = await kp.fetch("/status");
     while (refused.status !== 503);
     expect((await refused.json()).error.code).toBe("SERVER_BUSY");
-    expect(kp.logs.filter((line) => line.includes("connection cap reached") && line.includes('"listener":"api"'))).toHaveLength(1);
+    expect(
+      kp.logs.filter((line) => line.includes("connection cap reached") && line.includes('"listener":"api"')),
+    ).toHaveLength(1);
     expect((await kp.fetch("/release", jsonPost({ lease: held.lease, ok: true }))).status).toBe(503);
     kp.daemon.keys.stop();
     expect(await waiting).toBe(503);
@@ -229,7 +235,15 @@ describe("health checks and token refresh facing an endless answer", () => {
       upstream = hugeBody(TOTAL);
       return new Response(upstream.stream);
     });
-    const check: HttpCheckConfig = { kind: "http", url: fake.url, method: "GET", headers: {}, successStatus: [200], timeoutSec: 30, successBody: "eee" };
+    const check: HttpCheckConfig = {
+      kind: "http",
+      url: fake.url,
+      method: "GET",
+      headers: {},
+      successStatus: [200],
+      timeoutSec: 30,
+      successBody: "eee",
+    };
     const result = await probeKey(check, LEAK.token);
     await upstream!.state.cancelled.promise;
     expect([result.ok, result.reason]).toEqual([true, "ok"]);
@@ -243,10 +257,19 @@ describe("health checks and token refresh facing an endless answer", () => {
       upstream = hugeBody(TOTAL);
       return new Response(upstream.stream, { headers: { "content-type": "application/json" } });
     });
-    const refresh = { enabled: true, url: `${fake.url}/token`, method: "POST", headers: {}, tokenField: "access_token" };
+    const refresh = {
+      enabled: true,
+      url: `${fake.url}/token`,
+      method: "POST",
+      headers: {},
+      tokenField: "access_token",
+    };
     const answer = await requestNewToken(refresh, { token: LEAK.token, refreshToken: null });
     await upstream!.state.cancelled.promise;
-    expect(answer).toEqual({ ok: false, reason: `token endpoint answered HTTP 200 with more than ${MAX_TOKEN_ANSWER_BYTES} bytes; not a token answer` });
+    expect(answer).toEqual({
+      ok: false,
+      reason: `token endpoint answered HTTP 200 with more than ${MAX_TOKEN_ANSWER_BYTES} bytes; not a token answer`,
+    });
     expect(upstream!.state.produced).toBeLessThan(8 * MB);
   });
 });
@@ -255,7 +278,10 @@ describe("the limits' settings", () => {
   function issuesOf(server: Record<string, unknown>): string[] {
     using dir = tempDir();
     writeFileSync(dir.file("tokens.txt"), `${LEAK.id},${LEAK.token}\n`);
-    writeFileSync(dir.file("keypool.yaml"), JSON.stringify({ tokens_file: "tokens.txt", server: { addr: "127.0.0.1:0", ...server } }));
+    writeFileSync(
+      dir.file("keypool.yaml"),
+      JSON.stringify({ tokens_file: "tokens.txt", server: { addr: "127.0.0.1:0", ...server } }),
+    );
     try {
       loadConfig(dir.file("keypool.yaml"));
       return [];

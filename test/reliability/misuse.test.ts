@@ -35,11 +35,18 @@ async function exclusiveDaemon() {
       upstream: { listen: "127.0.0.1:0", base_url: fakeUrl, cooldown_sec: 0 },
     }),
   });
-  return { gw, kp: gw.kp, stateFile: gw.kp.dir.file("state.db"), [Symbol.asyncDispose]: () => gw[Symbol.asyncDispose]() };
+  return {
+    gw,
+    kp: gw.kp,
+    stateFile: gw.kp.dir.file("state.db"),
+    [Symbol.asyncDispose]: () => gw[Symbol.asyncDispose](),
+  };
 }
 
 function tokensOf(tokens: Record<string, string>): string {
-  return Object.entries(tokens).map(([id, token]) => `${id},${token}\n`).join("");
+  return Object.entries(tokens)
+    .map(([id, token]) => `${id},${token}\n`)
+    .join("");
 }
 
 async function errorOf(response: Response): Promise<{ status: number; code: string; message: string }> {
@@ -78,7 +85,13 @@ describe("a state file lost under the daemon", () => {
     // `rm state.db*`: a newcomer on the same path creates a fresh file, where every key is free again.
     for (const file of [d.stateFile, `${d.stateFile}-wal`, `${d.stateFile}-shm`]) unlinkSync(file);
     const tokens = tokensOf(POOL_TOKENS);
-    const yaml = YAML.stringify({ tokens_file: "tokens.txt", state_file: d.stateFile, max_concurrency: 1, cooldown_sec: 0, server: { addr: "127.0.0.1:0" } });
+    const yaml = YAML.stringify({
+      tokens_file: "tokens.txt",
+      state_file: d.stateFile,
+      max_concurrency: 1,
+      cooldown_sec: 0,
+      server: { addr: "127.0.0.1:0" },
+    });
     await using second = await startTestDaemon(yaml, tokens, { autoCheck: false });
     d.kp.daemon.storeGuard.tick();
     second.daemon.storeGuard.tick();
@@ -91,7 +104,11 @@ describe("a state file lost under the daemon", () => {
   it("keeps a newcomer from opening a fresh file beside the -wal and -shm of the deleted one", async () => {
     await using d = await exclusiveDaemon();
     unlinkSync(d.stateFile);
-    const yaml = YAML.stringify({ tokens_file: "tokens.txt", state_file: d.stateFile, server: { addr: "127.0.0.1:0" } });
+    const yaml = YAML.stringify({
+      tokens_file: "tokens.txt",
+      state_file: d.stateFile,
+      server: { addr: "127.0.0.1:0" },
+    });
     const refused = await startTestDaemon(yaml, tokensOf(POOL_TOKENS), { autoCheck: false }).catch((error) => error);
     expect(refused).toBeInstanceOf(ConfigError);
     expect(refused.message).toContain(`exist without the state file ${d.stateFile}`);
@@ -134,7 +151,12 @@ describe("a state file lost under the daemon", () => {
   it("warns when a daemon with other pools on the same file removes this one's pool", async () => {
     using shared = tempDir();
     const stateFile = shared.file("shared.db");
-    const config = (pool: string) => YAML.stringify({ state_file: stateFile, server: { addr: "127.0.0.1:0" }, pools: { [pool]: { tokens_file: "tokens.txt" } } });
+    const config = (pool: string) =>
+      YAML.stringify({
+        state_file: stateFile,
+        server: { addr: "127.0.0.1:0" },
+        pools: { [pool]: { tokens_file: "tokens.txt" } },
+      });
     await using first = await startTestDaemon(config("alpha"), tokensOf(POOL_TOKENS), { autoCheck: false });
     await using second = await startTestDaemon(config("beta"), tokensOf(POOL_TOKENS), { autoCheck: false });
     const warnings = second.logs.filter((line) => line.includes("was in the store but is not in this config"));
@@ -173,7 +195,12 @@ describe("a state file lost under the daemon", () => {
 
 describe("the Host check on loopback listeners without credentials (DNS rebinding)", () => {
   const yaml = (server: Record<string, unknown> = {}) =>
-    YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", cooldown_sec: 0, server: { addr: "127.0.0.1:0", ...server } });
+    YAML.stringify({
+      tokens_file: "tokens.txt",
+      state_file: "state.db",
+      cooldown_sec: 0,
+      server: { addr: "127.0.0.1:0", ...server },
+    });
 
   it("refuses a request to another name with 403 HOST_NOT_ALLOWED saying what to do, on every route", async () => {
     await using kp = await startTestDaemon(yaml(), tokensOf(POOL_TOKENS));
@@ -193,7 +220,14 @@ describe("the Host check on loopback listeners without credentials (DNS rebindin
   it("serves loopback names: localhost:PORT, 127.0.0.1, [::1], *.localhost, and no Host at all", async () => {
     await using kp = await startTestDaemon(yaml(), tokensOf(POOL_TOKENS));
     const port = new URL(kp.url).port;
-    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, "LOCALHOST", "localhost.", "dashboard.localhost"]) {
+    for (const host of [
+      `localhost:${port}`,
+      `127.0.0.1:${port}`,
+      `[::1]:${port}`,
+      "LOCALHOST",
+      "localhost.",
+      "dashboard.localhost",
+    ]) {
       expect({ host, status: (await kp.fetch("/take", { headers: { host } })).status }).toEqual({ host, status: 200 });
     }
     // HTTP/1.0 without Host: no browser sends that.
@@ -228,8 +262,14 @@ describe("the Host check on loopback listeners without credentials (DNS rebindin
 
   it("does not check Host on a gateway whose pools all require client_keys", async () => {
     const clientKey = `ck-${"fedcba9876543210".repeat(2)}`;
-    await using gw = await startGateway({ tokens: POOL_TOKENS, handler: () => Response.json({ ok: true }), upstream: { client_keys: [clientKey] } });
-    const served = await fetch(`${gw.url}/v1/models`, { headers: { host: "evil.example", authorization: `Bearer ${clientKey}` } });
+    await using gw = await startGateway({
+      tokens: POOL_TOKENS,
+      handler: () => Response.json({ ok: true }),
+      upstream: { client_keys: [clientKey] },
+    });
+    const served = await fetch(`${gw.url}/v1/models`, {
+      headers: { host: "evil.example", authorization: `Bearer ${clientKey}` },
+    });
     expect(served.status).toBe(200);
   });
 });
@@ -266,7 +306,11 @@ describe("credentials and names a config gets wrong", () => {
   }
 
   it("refuses a server.api_key or a client key that is also a pooled key, naming the key by id only", () => {
-    const yaml = YAML.stringify({ tokens_file: "tokens.txt", server: { api_key: LEAK.token }, upstream: { base_url: "http://127.0.0.1:1", client_keys: ["ck-own-0123456789abcdef", LEAK.token] } });
+    const yaml = YAML.stringify({
+      tokens_file: "tokens.txt",
+      server: { api_key: LEAK.token },
+      upstream: { base_url: "http://127.0.0.1:1", client_keys: ["ck-own-0123456789abcdef", LEAK.token] },
+    });
     const error = configErrorOf(yaml, tokensOf(POOL_TOKENS));
     expect(error.issues).toEqual([
       `server.api_key: is the same value as key "${LEAK.id}" of pool "default" — give the API a key of its own`,
@@ -276,7 +320,10 @@ describe("credentials and names a config gets wrong", () => {
   });
 
   it("refuses an allowed host written as a URL or with a port", () => {
-    const yaml = YAML.stringify({ tokens_file: "tokens.txt", server: { allowed_hosts: ["ok.example", "http://keypool.internal:8787"] } });
+    const yaml = YAML.stringify({
+      tokens_file: "tokens.txt",
+      server: { allowed_hosts: ["ok.example", "http://keypool.internal:8787"] },
+    });
     expect(configErrorOf(yaml, tokensOf(POOL_TOKENS)).issues).toEqual([
       'server.allowed_hosts.1: "http://keypool.internal:8787" is not a host name — write the name alone, e.g. keypool.internal (no scheme, port or path)',
     ]);
@@ -284,7 +331,8 @@ describe("credentials and names a config gets wrong", () => {
 
   it("says so when a reload changes server settings, which only a restart applies", async () => {
     const apiKey = `ak-${"0123456789abcdef".repeat(2)}`;
-    const yaml = (server: Record<string, unknown>) => YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server });
+    const yaml = (server: Record<string, unknown>) =>
+      YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server });
     await using kp = await startTestDaemon(yaml({ addr: "127.0.0.1:0" }), tokensOf(POOL_TOKENS), { autoCheck: false });
     writeFileSync(kp.configPath, yaml({ addr: "127.0.0.1:0", api_key: apiKey }));
     expect((await kp.fetch("/reload", { method: "POST" })).status).toBe(200);
@@ -298,7 +346,11 @@ describe("credentials and names a config gets wrong", () => {
     const open = YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "0.0.0.0:0" } });
     await using kp = await startTestDaemon(open, tokensOf(POOL_TOKENS), { autoCheck: false });
     expect(kp.logs.filter((line) => line.includes("the API is open"))).toHaveLength(1);
-    const short = YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0", api_key: "letmein" } });
+    const short = YAML.stringify({
+      tokens_file: "tokens.txt",
+      state_file: "state.db",
+      server: { addr: "127.0.0.1:0", api_key: "letmein" },
+    });
     await using weak = await startTestDaemon(short, tokensOf(POOL_TOKENS), { autoCheck: false });
     const warnings = weak.logs.filter((line) => line.includes("server.api_key is shorter"));
     expect(warnings).toHaveLength(1);
@@ -330,7 +382,11 @@ describe("which routes need server.api_key", () => {
   it("answers 401 without the key on every route but the public ones, which docs/configuration.md names", async () => {
     const apiKey = `ak-${"0123456789abcdef".repeat(2)}`;
     await using kp = await startTestDaemon(
-      YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", server: { addr: "127.0.0.1:0", api_key: apiKey } }),
+      YAML.stringify({
+        tokens_file: "tokens.txt",
+        state_file: "state.db",
+        server: { addr: "127.0.0.1:0", api_key: apiKey },
+      }),
       tokensOf(POOL_TOKENS),
       { autoCheck: false },
     );
@@ -343,10 +399,15 @@ describe("which routes need server.api_key", () => {
       await response.arrayBuffer();
       answers[route] = response.status === 401 ? "needs the key" : "public";
     }
-    expect(answers).toEqual(Object.fromEntries(routes.map((route) => [route, PUBLIC.includes(route) ? "public" : "needs the key"])));
+    expect(answers).toEqual(
+      Object.fromEntries(routes.map((route) => [route, PUBLIC.includes(route) ? "public" : "needs the key"])),
+    );
 
     const readme = readmePublicPaths();
-    const namedByReadme = (path: string) => readme.some((p) => (p.endsWith("/*") ? path.startsWith(p.slice(0, -1)) : path === p));
-    expect(routes.filter((route) => namedByReadme(route.split(" ")[1]!))).toEqual(routes.filter((route) => PUBLIC.includes(route)));
+    const namedByReadme = (path: string) =>
+      readme.some((p) => (p.endsWith("/*") ? path.startsWith(p.slice(0, -1)) : path === p));
+    expect(routes.filter((route) => namedByReadme(route.split(" ")[1]!))).toEqual(
+      routes.filter((route) => PUBLIC.includes(route)),
+    );
   });
 });

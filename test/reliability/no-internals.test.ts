@@ -56,7 +56,10 @@ function internalsIn(answer: Answer, dir: string): string[] {
 
 /** Bun's parser refused the request before keypool saw it: a bare status line, or a closed socket. */
 function isParserRefusal(answer: Answer): boolean {
-  return answer.status === 0 || (answer.body === "" && !answer.headers["content-type"] && [400, 413, 414, 431, 505].includes(answer.status));
+  return (
+    answer.status === 0 ||
+    (answer.body === "" && !answer.headers["content-type"] && [400, 413, 414, 431, 505].includes(answer.status))
+  );
 }
 
 /** Sends `bytes` as they are, and reads until the server closes (every probe says `Connection: close`). */
@@ -108,13 +111,30 @@ function dechunk(text: string): string {
   }
 }
 
-const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "PROPFIND", "TRACE", "CONNECT", "BREW", "get"];
+const METHODS = [
+  "GET",
+  "POST",
+  "PUT",
+  "PATCH",
+  "DELETE",
+  "HEAD",
+  "OPTIONS",
+  "PROPFIND",
+  "TRACE",
+  "CONNECT",
+  "BREW",
+  "get",
+];
 
 /** Bodies sent with every method: none, JSON that does not parse, and a JSON body (on GET too). */
 const BODIES: Array<{ name: string; headers: string[]; body: string }> = [
   { name: "no body", headers: [], body: "" },
   { name: "bad JSON", headers: ["Content-Type: application/json"], body: '{"lease": "ls_x", "ok": tr' },
-  { name: "JSON body", headers: ["Content-Type: application/json"], body: `{"lease":"ls_x","ok":false,"model":"m","token":"${LEAK.token}"}` },
+  {
+    name: "JSON body",
+    headers: ["Content-Type: application/json"],
+    body: `{"lease":"ls_x","ok":false,"model":"m","token":"${LEAK.token}"}`,
+  },
 ];
 
 function request(method: string, target: string, headers: string[] = [], body = ""): string {
@@ -133,18 +153,40 @@ function malformed(path: string): Array<[string, string]> {
     ["an asterisk target", request("OPTIONS", "*")],
     ["a 100 KB URL", request("GET", `${path}?q=${"a".repeat(100_000)}`)],
     ["a 100 KB header", request("GET", path, [`X-Big: ${"b".repeat(100_000)}`])],
-    ["4,000 headers", request("GET", path, Array.from({ length: 4000 }, (_, i) => `X-H${i}: v`))],
+    [
+      "4,000 headers",
+      request(
+        "GET",
+        path,
+        Array.from({ length: 4000 }, (_, i) => `X-H${i}: v`),
+      ),
+    ],
     ["a header without a colon", request("GET", path, ["Broken header line"])],
     ["a control character in a header", request("GET", path, ["X-Bad: a\u0001b"])],
     ["HTTP/1.0 without Host", `GET ${path} HTTP/1.0\r\nConnection: close\r\n\r\n`],
     ["a bogus protocol version", `GET ${path} HTTP/9.9\r\nHost: x\r\nConnection: close\r\n\r\n`],
     ["a garbage request line", "\u0016\u0003\u0001\u0002\u0000\u0001\u0000\u0001\r\n\r\n"],
-    ["bad chunked framing", request("POST", path, ["Content-Type: application/json", "Transfer-Encoding: chunked"]).replace(/Content-Length: \d+\r\n/, "") + "zz\r\n{}\r\n0\r\n\r\n"],
-    ["a body nested 100,000 deep", request("POST", path, ["Content-Type: application/json"], "[".repeat(100_000) + "]".repeat(100_000))],
+    [
+      "bad chunked framing",
+      `${request("POST", path, ["Content-Type: application/json", "Transfer-Encoding: chunked"]).replace(
+        /Content-Length: \d+\r\n/,
+        "",
+      )}zz\r\n{}\r\n0\r\n\r\n`,
+    ],
+    [
+      "a body nested 100,000 deep",
+      request("POST", path, ["Content-Type: application/json"], "[".repeat(100_000) + "]".repeat(100_000)),
+    ],
     ["a form body", request("POST", path, ["Content-Type: application/x-www-form-urlencoded"], "ok=%zz&lease=%")],
-    ["a multipart body without parts", request("POST", path, ["Content-Type: multipart/form-data; boundary=zz"], "not multipart")],
+    [
+      "a multipart body without parts",
+      request("POST", path, ["Content-Type: multipart/form-data; boundary=zz"], "not multipart"),
+    ],
     ["a binary body", request("POST", path, ["Content-Type: application/json"], "\u0000\u00ff\u00fe{")],
-    ["a wrong Content-Length", request("POST", path, ["Content-Type: application/json"], "{}").replace("Content-Length: 2", "Content-Length: 1")],
+    [
+      "a wrong Content-Length",
+      request("POST", path, ["Content-Type: application/json"], "{}").replace("Content-Length: 2", "Content-Length: 1"),
+    ],
   ];
 }
 
@@ -181,7 +223,9 @@ function startRawUpstream(): TCPSocketListener<{ received: string }> {
         if (text.length - split - 4 < length) return;
         const body = '{"ok":true}';
         const status = text.includes(" /bad-status") ? "999 Nonsense" : "200 OK";
-        socket.end(`HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+        socket.end(
+          `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        );
       },
     },
   });
@@ -204,7 +248,22 @@ async function listenersOf(daemon: SpawnedDaemon): Promise<Listeners> {
 async function expectNoInternals(daemon: SpawnedDaemon, dir: string): Promise<void> {
   const { api, gateway, metrics } = await listenersOf(daemon);
   const answers = [
-    ...(await sweep(api, ["/", "/health", "/take", "/release", "/status", "/events", "/pools/default/keys", "/keys/default", "/reload", "/metrics", "/ui", "/swagger", "/openapi.json", "/nope"])),
+    ...(await sweep(api, [
+      "/",
+      "/health",
+      "/take",
+      "/release",
+      "/status",
+      "/events",
+      "/pools/default/keys",
+      "/keys/default",
+      "/reload",
+      "/metrics",
+      "/ui",
+      "/swagger",
+      "/openapi.json",
+      "/nope",
+    ])),
     ...(await sweep(gateway, ["/", "/v1/chat/completions", "/v1/models", "/nope"])),
     ...(await sweep(metrics, ["/", "/metrics", "/nope"])),
     // A token pasted into a path: refused, and logged without it.
@@ -220,9 +279,13 @@ async function expectNoInternals(daemon: SpawnedDaemon, dir: string): Promise<vo
   const errors = answers.filter((a) => a.status >= 400 && !isParserRefusal(a));
   // The matrix reaches every kind of refusal: unknown routes, bad bodies, methods, and the broken upstream.
   expect([...new Set(errors.map((a) => a.status))].sort()).toEqual(expect.arrayContaining([400, 404, 405, 502]));
-  const withoutId = errors.filter((a) => !/^[0-9a-f]{8}$/.test(a.headers[REQUEST_ID] ?? "")).map((a) => `${a.probe} → ${a.status}`);
+  const withoutId = errors
+    .filter((a) => !/^[0-9a-f]{8}$/.test(a.headers[REQUEST_ID] ?? ""))
+    .map((a) => `${a.probe} → ${a.status}`);
   expect(withoutId).toEqual([]);
-  const notJson = errors.filter((a) => a.body !== "" && !isJsonError(a.body)).map((a) => `${a.probe} → ${a.status}: ${a.body.slice(0, 80)}`);
+  const notJson = errors
+    .filter((a) => a.body !== "" && !isJsonError(a.body))
+    .map((a) => `${a.probe} → ${a.status}: ${a.body.slice(0, 80)}`);
   expect(notJson).toEqual([]);
   // Each id names a line of the log: the one that tells the operator what happened.
   for (const answer of errors) await daemon.waitForLog(new RegExp(`"request_id":"${answer.headers[REQUEST_ID]}"`));
@@ -253,7 +316,10 @@ function writeConfig(dir: ReturnType<typeof tempDir>, upstream: string): void {
     },
   };
   writeFileSync(dir.file("keypool.yaml"), YAML.stringify(config));
-  writeFileSync(dir.file("tokens.txt"), `a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\n${LEAK.id},${LEAK.token}\n`);
+  writeFileSync(
+    dir.file("tokens.txt"),
+    `a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\n${LEAK.id},${LEAK.token}\n`,
+  );
 }
 
 describe("no answer carries internals", () => {
@@ -271,12 +337,20 @@ describe("no answer carries internals", () => {
     await expectNoInternals(daemon, dir.path);
   }, 120_000);
 
-  it.skipIf(!binaryBuilt)(`on every listener of the compiled binary (${KEYPOOL_BIN})`, async () => {
-    using dir = tempDir("keypool-internals-bin-");
-    writeConfig(dir, `http://127.0.0.1:${upstream.port}`);
-    await using daemon = await spawnDaemon(["serve", "-c", "keypool.yaml"], {}, { cwd: dir.path, command: [KEYPOOL_BIN], cleanEnv: true });
-    await expectNoInternals(daemon, dir.path);
-  }, 120_000);
+  it.skipIf(!binaryBuilt)(
+    `on every listener of the compiled binary (${KEYPOOL_BIN})`,
+    async () => {
+      using dir = tempDir("keypool-internals-bin-");
+      writeConfig(dir, `http://127.0.0.1:${upstream.port}`);
+      await using daemon = await spawnDaemon(
+        ["serve", "-c", "keypool.yaml"],
+        {},
+        { cwd: dir.path, command: [KEYPOOL_BIN], cleanEnv: true },
+      );
+      await expectNoInternals(daemon, dir.path);
+    },
+    120_000,
+  );
 });
 
 describe("an error thrown inside keypool", () => {
@@ -294,11 +368,22 @@ describe("an error thrown inside keypool", () => {
     const id = response.headers.get(REQUEST_ID);
     expect({ status: response.status, json: JSON.parse(body), id }).toEqual({
       status: 500,
-      json: { error: { message: `keypool failed to handle this request; the keypool log has the details under ${id}`, type: "keypool_error", code: "internal_error" } },
+      json: {
+        error: {
+          message: `keypool failed to handle this request; the keypool log has the details under ${id}`,
+          type: "keypool_error",
+          code: "internal_error",
+        },
+      },
       id: expect.stringMatching(/^[0-9a-f]{8}$/),
     });
     const line = gw.kp.logs.find((l) => l.includes(`"request_id":"${id}"`));
-    expect(JSON.parse(line!)).toMatchObject({ level: "error", msg: "gateway request failed", error: expect.stringContaining("disk I/O error"), stack: expect.stringContaining("sqlite-store.ts:123") });
+    expect(JSON.parse(line!)).toMatchObject({
+      level: "error",
+      msg: "gateway request failed",
+      error: expect.stringContaining("disk I/O error"),
+      stack: expect.stringContaining("sqlite-store.ts:123"),
+    });
   });
 
   it("reaches an API client as a JSON 500 naming a request id, and the log as the error with its stack", async () => {
@@ -308,9 +393,15 @@ describe("an error thrown inside keypool", () => {
     const id = response.headers.get(REQUEST_ID);
     expect({ status: response.status, json: await response.json() }).toEqual({
       status: 500,
-      json: { error: { code: "INTERNAL", message: `internal error; the keypool log has the details under request ${id}` } },
+      json: {
+        error: { code: "INTERNAL", message: `internal error; the keypool log has the details under request ${id}` },
+      },
     });
     const line = gw.kp.logs.find((l) => l.includes(`"request_id":"${id}"`));
-    expect(JSON.parse(line!)).toMatchObject({ level: "error", path: "/status", stack: expect.stringContaining("sqlite-store.ts:123") });
+    expect(JSON.parse(line!)).toMatchObject({
+      level: "error",
+      path: "/status",
+      stack: expect.stringContaining("sqlite-store.ts:123"),
+    });
   });
 });

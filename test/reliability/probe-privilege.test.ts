@@ -72,7 +72,9 @@ describe("a command probe's environment", () => {
     // sh itself adds PWD (and may add OLDPWD/SHLVL/_): not from keypool, and never a secret.
     const fromShell = new Set(["PWD", "OLDPWD", "SHLVL", "_"]);
     const allowed = new Set<string>([...BASE_VARIABLES, "OUT_DIR", "POOL_REGION", TOKEN_VARIABLE, KEY_ID_VARIABLE]);
-    const unexpected = Object.keys(seen).filter((name) => !allowed.has(name) && !name.startsWith("LC_") && !fromShell.has(name));
+    const unexpected = Object.keys(seen).filter(
+      (name) => !allowed.has(name) && !name.startsWith("LC_") && !fromShell.has(name),
+    );
     expect(unexpected).toEqual([]);
     expect(seen).toMatchObject({
       [TOKEN_VARIABLE]: key.token,
@@ -96,7 +98,9 @@ describe("a command probe's environment", () => {
     const cmd =
       'cat /proc/[0-9]*/cmdline > "$OUT_DIR/ps" 2>/dev/null; ' +
       `[ '{token}' = "$KEYPOOL_TOKEN" ] && printf '%s' {token} | grep -q '^sk-canary-probe-ps-' && echo valid`;
-    const { run, states, printed } = await checkWith({ cmd, success_output: "valid", env: { OUT_DIR: out.path } }, [key]);
+    const { run, states, printed } = await checkWith({ cmd, success_output: "valid", env: { OUT_DIR: out.path } }, [
+      key,
+    ]);
     expect({ code: run.code, states }).toEqual({ code: 0, states: { [key.id]: "live" } });
 
     const snapshot = readFileSync(out.file("ps")).toString("latin1").replaceAll("\0", " ");
@@ -123,22 +127,30 @@ describe("a command probe's environment", () => {
 describe("the seed's command check", () => {
   /** Answers 200 to the good key's bearer token, 401 to anything else. */
   async function meServer(good: Canary) {
-    return startFakeUpstream((req) =>
-      new Response(null, { status: req.headers.get("authorization") === `Bearer ${good.token}` ? 200 : 401 }),
+    return startFakeUpstream(
+      (req) => new Response(null, { status: req.headers.get("authorization") === `Bearer ${good.token}` ? 200 : 401 }),
     );
   }
 
-  it.skipIf(!Bun.which("curl"))("runs curl with %{http_code} and a quoted Bearer {token} header, as written", async () => {
-    const good = canary("curl-good");
-    const bad = canary("curl-bad");
-    await using me = await meServer(good);
-    const cmd = `curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer {token}' ${me.url}/me`;
-    const { run, states, printed } = await checkWith({ cmd, success_output: "200" }, [good, bad]);
-    expect({ code: run.code, states }).toEqual({ code: 0, states: { [good.id]: "live", [bad.id]: "failed" } });
-    expect(me.calls.map((c) => c.headers.authorization).sort()).toEqual([`Bearer ${bad.token}`, `Bearer ${good.token}`].sort());
-    expect(leaksOf([good, bad], [printed])).toEqual([]);
-  });
-  if (!Bun.which("curl")) console.warn("probe-privilege: curl is not installed; the curl case is skipped (sh/printf/grep case covers the quoting)");
+  it.skipIf(!Bun.which("curl"))(
+    "runs curl with %{http_code} and a quoted Bearer {token} header, as written",
+    async () => {
+      const good = canary("curl-good");
+      const bad = canary("curl-bad");
+      await using me = await meServer(good);
+      const cmd = `curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer {token}' ${me.url}/me`;
+      const { run, states, printed } = await checkWith({ cmd, success_output: "200" }, [good, bad]);
+      expect({ code: run.code, states }).toEqual({ code: 0, states: { [good.id]: "live", [bad.id]: "failed" } });
+      expect(me.calls.map((c) => c.headers.authorization).sort()).toEqual(
+        [`Bearer ${bad.token}`, `Bearer ${good.token}`].sort(),
+      );
+      expect(leaksOf([good, bad], [printed])).toEqual([]);
+    },
+  );
+  if (!Bun.which("curl"))
+    console.warn(
+      "probe-privilege: curl is not installed; the curl case is skipped (sh/printf/grep case covers the quoting)",
+    );
 
   it("keeps the same quoting working with only sh, printf and grep", async () => {
     const good = canary("sh-good");
@@ -211,7 +223,10 @@ describe("a failed refresh's reason", () => {
     };
     const answer = await requestNewToken(config, { token: old.token, refreshToken: refresh.token });
     const reason = answer.ok ? "" : answer.reason;
-    expect({ ok: answer.ok, reason }).toEqual({ ok: false, reason: expect.stringContaining("HTTP 400 (invalid_grant: ") });
+    expect({ ok: answer.ok, reason }).toEqual({
+      ok: false,
+      reason: expect.stringContaining("HTTP 400 (invalid_grant: "),
+    });
     expect(leaksOf([old, refresh], [reason])).toEqual([]);
     for (const secret of [old.token, refresh.token]) {
       for (let i = 0; i + 12 <= secret.length; i++) expect(reason).not.toContain(secret.slice(i, i + 12));

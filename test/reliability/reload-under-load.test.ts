@@ -57,12 +57,20 @@ describe("scenario 8: reload under load", () => {
       if (i === Math.floor(total / 3)) {
         // Valid: b goes, c and d come, another rotation and timeout.
         writeFileSync(dir.file("tokens.txt"), key("a") + key("c") + key("d") + tokensLines([leak]));
-        writeFileSync(dir.file("keypool.yaml"), config({ rotation: "round_robin", upstream: { enabled: true, listen: "127.0.0.1:0", base_url: fake.url, cooldown_sec: 0, timeout_sec: 30 } }));
+        writeFileSync(
+          dir.file("keypool.yaml"),
+          config({
+            rotation: "round_robin",
+            upstream: { enabled: true, listen: "127.0.0.1:0", base_url: fake.url, cooldown_sec: 0, timeout_sec: 30 },
+          }),
+        );
         reloads.push(fetch(`${daemon.url}/reload`, { method: "POST" }).then(async (r) => [r.status, await r.json()]));
       }
       if (i === Math.floor((2 * total) / 3)) {
         writeFileSync(dir.file("keypool.yaml"), config({ rotation: "fastest" }));
-        reloads.push(fetch(`${daemon.url}/reload`, { method: "POST" }).then(async (r) => [r.status, (await r.json()).error.code]));
+        reloads.push(
+          fetch(`${daemon.url}/reload`, { method: "POST" }).then(async (r) => [r.status, (await r.json()).error.code]),
+        );
         daemon.proc.kill("SIGHUP");
       }
     }

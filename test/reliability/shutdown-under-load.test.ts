@@ -36,7 +36,10 @@ describe("scenario 7: SIGTERM under load", () => {
     });
     using dir = tempDir();
     const leak = canary("sigterm");
-    writeFileSync(dir.file("tokens.txt"), `a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\n${tokensLines([leak])}`);
+    writeFileSync(
+      dir.file("tokens.txt"),
+      `a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\n${tokensLines([leak])}`,
+    );
     writeFileSync(
       dir.file("keypool.yaml"),
       YAML.stringify({

@@ -76,7 +76,13 @@ describe("scenario 5: a slow client on a fast stream", () => {
     writeFileSync(dir.file("tokens.txt"), `a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\n${tokensLines([leak])}`);
     writeFileSync(
       dir.file("keypool.yaml"),
-      YAML.stringify({ tokens_file: "tokens.txt", state_file: "state.db", cooldown_sec: 0, server: { addr: "127.0.0.1:0" }, upstream: { listen: "127.0.0.1:0", base_url: fake.url } }),
+      YAML.stringify({
+        tokens_file: "tokens.txt",
+        state_file: "state.db",
+        cooldown_sec: 0,
+        server: { addr: "127.0.0.1:0" },
+        upstream: { listen: "127.0.0.1:0", base_url: fake.url },
+      }),
     );
     await using proxy = await spawnProxy(dir.file("keypool.yaml"));
     const pid = proxy.proc.pid;

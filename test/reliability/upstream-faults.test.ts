@@ -52,7 +52,9 @@ async function cuttingUpstream(how: "end" | "reset") {
         if (!data.toString().includes("\r\n\r\n")) return;
         requests++;
         const chunk = (text: string) => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
-        socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n${chunk(sse(1))}${chunk(sse(2))}${chunk(sse(3))}`);
+        socket.write(
+          `HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n${chunk(sse(1))}${chunk(sse(2))}${chunk(sse(3))}`,
+        );
         // Let the three events leave before the connection goes.
         setTimeout(() => (how === "reset" ? socket.terminate() : socket.end()), 50);
       },
@@ -76,7 +78,8 @@ async function drain(response: Response): Promise<{ text: string; ending: string
   const decoder = new TextDecoder();
   let text = "";
   try {
-    for (let next = await reader.read(); !next.done; next = await reader.read()) text += decoder.decode(next.value, { stream: true });
+    for (let next = await reader.read(); !next.done; next = await reader.read())
+      text += decoder.decode(next.value, { stream: true });
     return { text, ending: "ended" };
   } catch {
     return { text, ending: "errored" };
@@ -102,7 +105,10 @@ describe("scenario 1: the upstream cuts a stream after 3 events", () => {
         const seen: string[] = [];
         // Once per key, so whichever key serves first, each is seen cut once.
         for (let i = 0; i < 2; i++) {
-          const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: "m", stream: true }) });
+          const response = await fetch(`${gw.url}/v1/chat/completions`, {
+            method: "POST",
+            body: JSON.stringify({ model: "m", stream: true }),
+          });
           expect(response.status).toBe(200);
           const { text, ending } = await drain(response);
           seen.push(text);
@@ -127,7 +133,11 @@ describe("scenario 2: the upstream accepts connections but never answers", () =>
   it("times out each attempt, fails over to another key, and spends the retry budget rather than every retry", async () => {
     // A TCP black hole: connections are accepted, nothing is ever read or written.
     const sockets: Socket<undefined>[] = [];
-    const hole = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => void sockets.push(s), data() {} } });
+    const hole = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { open: (s) => void sockets.push(s), data() {} },
+    });
     const tokens = tokensWithCanary();
     await using gw = await startGateway({
       tokens,
@@ -136,7 +146,13 @@ describe("scenario 2: the upstream accepts connections but never answers", () =>
         state_file: "state.db",
         cooldown_sec: 0,
         server: { addr: "127.0.0.1:0" },
-        upstream: { listen: "127.0.0.1:0", base_url: `http://127.0.0.1:${hole.port}`, cooldown_sec: 0, timeout_sec: 0.3, max_retries: 3 },
+        upstream: {
+          listen: "127.0.0.1:0",
+          base_url: `http://127.0.0.1:${hole.port}`,
+          cooldown_sec: 0,
+          timeout_sec: 0.3,
+          max_retries: 3,
+        },
       }),
     });
     try {
@@ -152,7 +168,9 @@ describe("scenario 2: the upstream accepts connections but never answers", () =>
       expect(elapsed).toBeLessThan(3000);
       const timedOut = Object.values(await gw.keys()).filter((k) => k.errors === 1);
       expect(timedOut).toHaveLength(2);
-      expect(timedOut.every((k) => k.state === "cooling" && k.reason?.includes("timeout") && k.in_flight === 0)).toBe(true);
+      expect(timedOut.every((k) => k.state === "cooling" && k.reason?.includes("timeout") && k.in_flight === 0)).toBe(
+        true,
+      );
       expect(gw.kp.logs.some((line) => line.includes('"retry_budget_spent":true'))).toBe(true);
       expectNoLeak(gw, [body]);
     } finally {
@@ -175,7 +193,11 @@ describe("scenario 3: the upstream answers 5xx to everything", () => {
   });
 
   /** `total` requests sent at a steady `perSec`, each on schedule whatever the answers do; returns every answer. */
-  async function steadyLoad(url: string, total: number, perSec: number): Promise<{ statuses: number[]; bodies: string[] }> {
+  async function steadyLoad(
+    url: string,
+    total: number,
+    perSec: number,
+  ): Promise<{ statuses: number[]; bodies: string[] }> {
     const statuses: number[] = [];
     const bodies: string[] = [];
     const started = performance.now();
@@ -186,7 +208,10 @@ describe("scenario 3: the upstream answers 5xx to everything", () => {
       if (due > performance.now()) await Bun.sleep(due - performance.now());
       inFlight.push(
         (async () => {
-          const response = await fetch(`${url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: "sim-1" }) });
+          const response = await fetch(`${url}/v1/chat/completions`, {
+            method: "POST",
+            body: JSON.stringify({ model: "sim-1" }),
+          });
           bodies.push(await response.text());
           statuses.push(response.status);
         })(),
@@ -206,7 +231,9 @@ describe("scenario 3: the upstream answers 5xx to everything", () => {
     expect(statuses).toHaveLength(requests);
     expect([...new Set(statuses)].filter((s) => s !== 500 && s !== 503)).toEqual([]);
     const attempts = gw.fake.calls.length;
-    console.log(`5xx everywhere: ${requests} client requests → ${attempts} upstream attempts (${(attempts / requests).toFixed(2)}×)`);
+    console.log(
+      `5xx everywhere: ${requests} client requests → ${attempts} upstream attempts (${(attempts / requests).toFixed(2)}×)`,
+    );
     expect(attempts).toBeLessThanOrEqual(1.2 * requests);
     // The budget did allow some retries: the ratio is a budget, not a ban.
     expect(attempts).toBeGreaterThan(requests * 0.5);
@@ -219,7 +246,10 @@ describe("scenario 3: the upstream answers 5xx to everything", () => {
     gw.fake.setHandler(everyKey(tokens, "ok"));
     let served = 0;
     for (let tries = 0; served < 20 && tries < 2000; tries++) {
-      const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: "sim-1" }) });
+      const response = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: "sim-1" }),
+      });
       await response.text();
       if (response.status === 200) served++;
       else await Bun.sleep(20);
@@ -232,7 +262,11 @@ describe("scenario 3: the upstream answers 5xx to everything", () => {
 
   it("retries every failure up to max_retries when retry_budget is raised to max_retries", async () => {
     const tokens = manyKeys();
-    await using gw = await startGateway({ tokens, handler: everyKey(tokens, "server_error"), config: config({ retry_budget: 2 }) });
+    await using gw = await startGateway({
+      tokens,
+      handler: everyKey(tokens, "server_error"),
+      config: config({ retry_budget: 2 }),
+    });
     const { statuses } = await steadyLoad(gw.url, 60, 150);
     expect(statuses).toHaveLength(60);
     // The budget is what held attempts down above: without it a failing upstream sees up to 3× the load.
@@ -262,13 +296,21 @@ describe("scenario 4: every key answers 429 with Retry-After: 2", () => {
     const tokens = tokensWithCanary();
     await using gw = await startGateway({
       tokens,
-      handler: () => Response.json({ error: { message: "Rate limit reached for requests" } }, { status: 429, headers: { "retry-after": "2" } }),
+      handler: () =>
+        Response.json(
+          { error: { message: "Rate limit reached for requests" } },
+          { status: 429, headers: { "retry-after": "2" } },
+        ),
       upstream: { max_retries: 5 },
     });
     const answers: Array<{ status: number; retryAfter: string | null; body: string }> = [];
     const ask = async () => {
       const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" });
-      answers.push({ status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.text() });
+      answers.push({
+        status: response.status,
+        retryAfter: response.headers.get("retry-after"),
+        body: await response.text(),
+      });
     };
     // One after another, then 50 at once: all within the 2 s the keys rest.
     for (let i = 0; i < 10; i++) await ask();
@@ -278,16 +320,27 @@ describe("scenario 4: every key answers 429 with Retry-After: 2", () => {
     expect(answers[0]!.status).toBe(429);
     expect(answers.slice(1).every((a) => a.status === 503)).toBe(true);
     expect(answers.every((a) => ["1", "2"].includes(a.retryAfter ?? ""))).toBe(true);
-    expectNoLeak(gw, answers.map((a) => a.body));
+    expectNoLeak(
+      gw,
+      answers.map((a) => a.body),
+    );
   });
 
   it("tells the client when the first key is back, not when the last one tried is", async () => {
-    const tokens = { a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb", c: "sk-test-cccccccccccccccccccccccc" };
+    const tokens = {
+      a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa",
+      b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb",
+      c: "sk-test-cccccccccccccccccccccccc",
+    };
     // a is back in 1 s, b and c in 30 s; whichever order they are tried in, the answer says 1.
     const after = { a: "1", b: "30", c: "30" };
     await using gw = await startGateway({
       tokens,
-      handler: (_req, call) => Response.json({ error: { message: "slow down" } }, { status: 429, headers: { "retry-after": after[keyOfCall(call, tokens) as "a"] } }),
+      handler: (_req, call) =>
+        Response.json(
+          { error: { message: "slow down" } },
+          { status: 429, headers: { "retry-after": after[keyOfCall(call, tokens) as "a"] } },
+        ),
       upstream: { max_retries: 5 },
     });
     const response = await fetch(`${gw.url}/v1/chat/completions`, { method: "POST", body: "{}" });

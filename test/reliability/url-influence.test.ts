@@ -35,7 +35,8 @@ function fieldsOf(schema: Schema | undefined, path: string, out: string[]): void
     out.push(`${path}.${name}`);
     fieldsOf(child, `${path}.${name}`, out);
   }
-  for (const child of [schema.items, ...(schema.anyOf ?? []), ...(schema.oneOf ?? []), ...(schema.allOf ?? [])]) fieldsOf(child, path, out);
+  for (const child of [schema.items, ...(schema.anyOf ?? []), ...(schema.oneOf ?? []), ...(schema.allOf ?? [])])
+    fieldsOf(child, path, out);
   if (typeof schema.additionalProperties === "object") fieldsOf(schema.additionalProperties, `${path}.*`, out);
 }
 
@@ -54,7 +55,9 @@ describe("scenario 14: URLs a request could influence", () => {
     expect(inputs).toContain("POST /pools/:pool/keys body.token");
     expect(inputs).toContain("POST /release body.lease");
     expect(inputs).toContain("GET /events query.since");
-    const urlLike = inputs.filter((i) => URL_LIKE_NAME.test(i.split(/[ .]/).at(-1)!) || /format (uri|url|hostname|ipv4|ipv6)/.test(i));
+    const urlLike = inputs.filter(
+      (i) => URL_LIKE_NAME.test(i.split(/[ .]/).at(-1)!) || /format (uri|url|hostname|ipv4|ipv6)/.test(i),
+    );
     expect(urlLike).toEqual([]);
   });
 
@@ -94,12 +97,16 @@ describe("scenario 14: URLs a request could influence", () => {
           error: (_s, e) => ended.reject(e),
         },
       });
-      socket.write(`GET ${target} HTTP/1.1\r\nhost: 169.254.169.254\r\nx-forwarded-host: 169.254.169.254\r\nconnection: close\r\n\r\n`);
+      socket.write(
+        `GET ${target} HTTP/1.1\r\nhost: 169.254.169.254\r\nx-forwarded-host: 169.254.169.254\r\nconnection: close\r\n\r\n`,
+      );
       const answer = await ended.promise;
       // Either the fake upstream answered (through the gateway, with a pooled key) or the request
       // was refused before leaving; it never went anywhere else.
       const status = Number(answer.split(" ")[1]);
-      expect({ target, ok: status === 200 ? answer.toLowerCase().includes("x-keypool-key:") : status === 400 }).toEqual({ target, ok: true });
+      expect({ target, ok: status === 200 ? answer.toLowerCase().includes("x-keypool-key:") : status === 400 }).toEqual(
+        { target, ok: true },
+      );
     }
     expect(gw.fake.calls.length).toBeGreaterThan(0);
     // Every call that left reached the one configured upstream, named by its own Host.

@@ -8,7 +8,11 @@ import { tempDir } from "../helpers/temp-dir";
 
 announceSkip("test/store/postgres-instances.test.ts");
 
-const TOKENS = { a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb", c: "sk-test-cccccccccccccccccccccccc" };
+const TOKENS = {
+  a: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa",
+  b: "sk-test-bbbbbbbbbbbbbbbbbbbbbbbb",
+  c: "sk-test-cccccccccccccccccccccccc",
+};
 const HAMMER = join(import.meta.dir, "../helpers/lease-hammer.ts");
 
 describe.skipIf(!POSTGRES_URL)("several keypool instances on one PostgreSQL database", () => {
@@ -16,10 +20,17 @@ describe.skipIf(!POSTGRES_URL)("several keypool instances on one PostgreSQL data
     await using schema = await freshSchema();
     // Key b's token is revoked upstream; a and c work.
     await using upstream = await startFakeUpstream((_, call) =>
-      call.headers.authorization === `Bearer ${TOKENS.b}` ? Response.json({ error: { message: "invalid api key" } }, { status: 401 }) : Response.json({ ok: true }),
+      call.headers.authorization === `Bearer ${TOKENS.b}`
+        ? Response.json({ error: { message: "invalid api key" } }, { status: 401 })
+        : Response.json({ ok: true }),
     );
     using dir = tempDir();
-    writeFileSync(dir.file("tokens.txt"), Object.entries(TOKENS).map(([id, token]) => `${id},${token}\n`).join(""));
+    writeFileSync(
+      dir.file("tokens.txt"),
+      Object.entries(TOKENS)
+        .map(([id, token]) => `${id},${token}\n`)
+        .join(""),
+    );
     writeFileSync(
       dir.file("keypool.yaml"),
       [
@@ -34,7 +45,9 @@ describe.skipIf(!POSTGRES_URL)("several keypool instances on one PostgreSQL data
     const args = ["serve", "-c", dir.file("keypool.yaml")];
     await using first = await spawnDaemon(args, { NO_COLOR: "1" });
     await using second = await spawnDaemon(args, { NO_COLOR: "1" });
-    const gateways = await Promise.all([first, second].map(async (d) => JSON.parse(await d.waitForLog(/keypool gateway listening/)).url as string));
+    const gateways = await Promise.all(
+      [first, second].map(async (d) => JSON.parse(await d.waitForLog(/keypool gateway listening/)).url as string),
+    );
     // The log names the database without its password, and never the URL's parameters.
     expect(first.log()).toContain("postgres://postgres@127.0.0.1");
     expect(first.log()).not.toContain("search_path");
@@ -64,11 +77,16 @@ describe.skipIf(!POSTGRES_URL)("several keypool instances on one PostgreSQL data
     using dir = tempDir();
     const lockDir = dir.file("locks");
     mkdirSync(lockDir);
-    const spawnHammer = () => Bun.spawn([process.execPath, HAMMER, schema.url, lockDir, "5000", "2"], { stdout: "pipe", stderr: "pipe" });
+    const spawnHammer = () =>
+      Bun.spawn([process.execPath, HAMMER, schema.url, lockDir, "5000", "2"], { stdout: "pipe", stderr: "pipe" });
     const workers = [spawnHammer(), spawnHammer()];
     const results = await Promise.all(
       workers.map(async (worker) => {
-        const [out, err, code] = await Promise.all([new Response(worker.stdout).text(), new Response(worker.stderr).text(), worker.exited]);
+        const [out, err, code] = await Promise.all([
+          new Response(worker.stdout).text(),
+          new Response(worker.stderr).text(),
+          worker.exited,
+        ]);
         expect({ code, err }).toEqual({ code: 0, err: "" });
         return JSON.parse(out) as { takes: number; violations: number; waits: number };
       }),

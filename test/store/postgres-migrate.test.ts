@@ -28,7 +28,11 @@ describe.skipIf(!POSTGRES_URL)("keypool store migrate --from sqlite:FILE --to po
     await source.take("other", { session: "s1" });
     const held = await source.take("other");
     await source.addKey("other", { id: "api", token: "sk-api-0000000000000000000000", weight: 2 });
-    const before = { status: await source.status(), events: await source.events({ limit: 100 }), usage: await source.usage({ window: "all" }) };
+    const before = {
+      status: await source.status(),
+      events: await source.events({ limit: 100 }),
+      usage: await source.usage({ window: "all" }),
+    };
     await source.close();
 
     const run = await runKeypool(["store", "migrate", "--from", `sqlite:${file}`, "--to", `postgres:${schema.url}`]);
@@ -39,10 +43,16 @@ describe.skipIf(!POSTGRES_URL)("keypool store migrate --from sqlite:FILE --to po
     const target = await PostgresStore.open({ url: schema.url, clock, random: () => 0, cipher });
     try {
       await target.syncPools(pools);
-      expect({ status: await target.status(), events: await target.events({ limit: 100 }), usage: await target.usage({ window: "all" }) }).toEqual(before);
+      expect({
+        status: await target.status(),
+        events: await target.events({ limit: 100 }),
+        usage: await target.usage({ window: "all" }),
+      }).toEqual(before);
       // The open lease came along: it can be released against the new store.
       expect((await target.release({ lease: held.lease }, { ok: true })).id).toBe(held.id);
-      expect((await target.take("other", { session: "s1" })).id).toBe(before.status.find((k) => k.pool === "other" && k.sessions === 1)!.id);
+      expect((await target.take("other", { session: "s1" })).id).toBe(
+        before.status.find((k) => k.pool === "other" && k.sessions === 1)!.id,
+      );
     } finally {
       await target.close();
     }
@@ -50,6 +60,9 @@ describe.skipIf(!POSTGRES_URL)("keypool store migrate --from sqlite:FILE --to po
 
   it("says what to write when an argument is not a store", async () => {
     const run = await runKeypool(["store", "migrate", "--from", "keypool.db", "--to", "postgres:x"]);
-    expect([run.code, run.stderr.trim()]).toEqual([2, `--from: expected sqlite:FILE (e.g. sqlite:./keypool.db), got "keypool.db"`]);
+    expect([run.code, run.stderr.trim()]).toEqual([
+      2,
+      `--from: expected sqlite:FILE (e.g. sqlite:./keypool.db), got "keypool.db"`,
+    ]);
   });
 });

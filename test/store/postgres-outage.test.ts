@@ -7,7 +7,10 @@ import { startTcpRelay, type TcpRelay } from "../helpers/tcp-relay";
 import { tempDir } from "../helpers/temp-dir";
 
 const BIN_DIR = postgresBinDir();
-if (!BIN_DIR) console.warn("[skip] test/store/postgres-outage.test.ts: no PostgreSQL server binaries (apt-get install postgresql, or source scripts/ci-postgres.sh)");
+if (!BIN_DIR)
+  console.warn(
+    "[skip] test/store/postgres-outage.test.ts: no PostgreSQL server binaries (apt-get install postgresql, or source scripts/ci-postgres.sh)",
+  );
 announceSkip("test/store/postgres-outage.test.ts (a server that stops answering)");
 
 const TIMEOUT_SEC = 2;
@@ -23,14 +26,21 @@ interface TakeResult {
 async function take(daemonUrl: string): Promise<TakeResult> {
   const started = performance.now();
   const response = await fetch(`${daemonUrl}/take`);
-  return { status: response.status, body: (await response.json()) as TakeResult["body"], ms: performance.now() - started };
+  return {
+    status: response.status,
+    body: (await response.json()) as TakeResult["body"],
+    ms: performance.now() - started,
+  };
 }
 
 // `keypool serve` on a two-key pool whose store is the PostgreSQL database at `url`.
 async function serveWith(dir: ReturnType<typeof tempDir>, url: string, maxConnections?: number) {
   writeFileSync(dir.file("tokens.txt"), "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\n");
   const store = `  postgres:\n    url: ${url}\n    timeout_sec: ${TIMEOUT_SEC}\n${maxConnections ? `    max_connections: ${maxConnections}\n` : ""}`;
-  writeFileSync(dir.file("keypool.yaml"), `tokens_file: tokens.txt\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\nstore:\n${store}`);
+  writeFileSync(
+    dir.file("keypool.yaml"),
+    `tokens_file: tokens.txt\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\nstore:\n${store}`,
+  );
   return spawnDaemon(["serve", "-c", dir.file("keypool.yaml")], { NO_COLOR: "1" });
 }
 
@@ -129,40 +139,44 @@ describe.skipIf(!POSTGRES_URL)("when PostgreSQL stops answering but keeps its co
         relay.thaw();
       },
     ],
-  ])("answers 503 STORE_UNAVAILABLE within store.timeout_sec, stays up, and recovers when the server %s", async (_, end) => {
-    await using db = await schemaBehindRelay();
-    const { relay } = db;
-    using dir = tempDir();
-    // Fewer connections than concurrent takes: hung connections must not leave later takes waiting past the deadline.
-    await using daemon = await serveWith(dir, db.url, 2);
+  ])(
+    "answers 503 STORE_UNAVAILABLE within store.timeout_sec, stays up, and recovers when the server %s",
+    async (_, end) => {
+      await using db = await schemaBehindRelay();
+      const { relay } = db;
+      using dir = tempDir();
+      // Fewer connections than concurrent takes: hung connections must not leave later takes waiting past the deadline.
+      await using daemon = await serveWith(dir, db.url, 2);
 
-    const before = await take(daemon.url);
-    expect(before.status).toBe(200);
-    expect((await fetch(`${daemon.url}/release`, jsonPost({ lease: before.body.lease, ok: true }))).status).toBe(200);
+      const before = await take(daemon.url);
+      expect(before.status).toBe(200);
+      expect((await fetch(`${daemon.url}/release`, jsonPost({ lease: before.body.lease, ok: true }))).status).toBe(200);
 
-    relay.freeze();
-    const sequential = [await take(daemon.url), await take(daemon.url)];
-    const concurrent = await Promise.all(Array.from({ length: 5 }, () => take(daemon.url)));
-    for (const during of [...sequential, ...concurrent]) {
-      expect([during.status, during.body.error?.code]).toEqual([503, "STORE_UNAVAILABLE"]);
-      expect(during.ms).toBeLessThan(DEADLINE_MS);
-    }
-    expect((await fetch(`${daemon.url}/health`)).status).toBe(200);
+      relay.freeze();
+      const sequential = [await take(daemon.url), await take(daemon.url)];
+      const concurrent = await Promise.all(Array.from({ length: 5 }, () => take(daemon.url)));
+      for (const during of [...sequential, ...concurrent]) {
+        expect([during.status, during.body.error?.code]).toEqual([503, "STORE_UNAVAILABLE"]);
+        expect(during.ms).toBeLessThan(DEADLINE_MS);
+      }
+      expect((await fetch(`${daemon.url}/health`)).status).toBe(200);
 
-    end(relay);
-    const after = await takeUntilServed(daemon.url);
-    // The freeze outlasted the deadline: the connections were given up, and the log says so.
-    expect(daemon.log()).toContain("PostgreSQL stopped answering on open connections past store.timeout_sec");
-    expect(after.at(-1)?.status).toBe(200);
-    expect(after.filter((r) => r.status !== 200 && r.status !== 503)).toEqual([]);
-    expect(after.filter((r) => r.ms >= DEADLINE_MS)).toEqual([]);
-    expect(daemon.proc.exitCode).toBeNull();
+      end(relay);
+      const after = await takeUntilServed(daemon.url);
+      // The freeze outlasted the deadline: the connections were given up, and the log says so.
+      expect(daemon.log()).toContain("PostgreSQL stopped answering on open connections past store.timeout_sec");
+      expect(after.at(-1)?.status).toBe(200);
+      expect(after.filter((r) => r.status !== 200 && r.status !== 503)).toEqual([]);
+      expect(after.filter((r) => r.ms >= DEADLINE_MS)).toEqual([]);
+      expect(daemon.proc.exitCode).toBeNull();
 
-    // Takes the daemon gave up on may still have run once the server woke: their leases come back
-    // within a reclaim pass or two (once a second, on the next take), not after lease_ttl_sec.
-    await fetch(`${daemon.url}/release`, jsonPost({ lease: after.at(-1)!.body.lease, ok: true }));
-    expect(await inFlightSettles(daemon.url, 10_000)).toBe(0);
-  }, 30_000);
+      // Takes the daemon gave up on may still have run once the server woke: their leases come back
+      // within a reclaim pass or two (once a second, on the next take), not after lease_ttl_sec.
+      await fetch(`${daemon.url}/release`, jsonPost({ lease: after.at(-1)!.body.lease, ok: true }));
+      expect(await inFlightSettles(daemon.url, 10_000)).toBe(0);
+    },
+    30_000,
+  );
 
   it("gives back the lease of a take it gave up on, when the server runs that take after all", async () => {
     await using db = await schemaBehindRelay();

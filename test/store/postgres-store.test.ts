@@ -39,13 +39,19 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
   it("migrates once when several instances start at once, and they all serve the pool", async () => {
     await using schema = await freshSchema();
     const clock = new ManualClock();
-    const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresStore.open({ url: schema.url, clock, maxConnections: 2 })));
+    const stores = await Promise.all(
+      Array.from({ length: 4 }, () => PostgresStore.open({ url: schema.url, clock, maxConnections: 2 })),
+    );
     try {
-      await Promise.all(stores.map((store) => store.syncPools([{ settings: settings({ maxConcurrency: 1 }), keys: keys(4) }])));
+      await Promise.all(
+        stores.map((store) => store.syncPools([{ settings: settings({ maxConcurrency: 1 }), keys: keys(4) }])),
+      );
       const leases = await Promise.all(stores.map((store) => store.take("default")));
       expect(new Set(leases.map((l) => l.id)).size).toBe(4);
       await using sql = new SQL(schema.url, { max: 1 });
-      expect(await sql`SELECT value FROM keypool_meta WHERE name = 'schema_version'`).toEqual([{ value: String(MIGRATIONS.length) }]);
+      expect(await sql`SELECT value FROM keypool_meta WHERE name = 'schema_version'`).toEqual([
+        { value: String(MIGRATIONS.length) },
+      ]);
     } finally {
       await Promise.all(stores.map((store) => store.close()));
     }
@@ -64,7 +70,9 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
     expect(dump.includes(keys(2)[0]!.token)).toBe(false);
 
     const other = createTokenCipher(parseMasterKey("22".repeat(32)), "other key");
-    expect(PostgresStore.open({ url: schema.url, clock, cipher: other })).rejects.toThrow(/other key is not the key the PostgreSQL store/);
+    expect(PostgresStore.open({ url: schema.url, clock, cipher: other })).rejects.toThrow(
+      /other key is not the key the PostgreSQL store/,
+    );
     expect(PostgresStore.open({ url: schema.url, clock })).rejects.toThrow(/holds encrypted tokens/);
   });
 
@@ -88,14 +96,26 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
     await using schema = await freshSchema();
     using dir = tempDir();
     const [oldHex, newHex] = ["44".repeat(32), "55".repeat(32)];
-    const store = await PostgresStore.open({ url: schema.url, clock: new ManualClock(), cipher: createTokenCipher(parseMasterKey(oldHex), "old") });
+    const store = await PostgresStore.open({
+      url: schema.url,
+      clock: new ManualClock(),
+      cipher: createTokenCipher(parseMasterKey(oldHex), "old"),
+    });
     await store.syncPools([{ settings: settings(), keys: keys(2) }]);
     await store.close();
     writeFileSync(dir.file("new.key"), `${newHex}\n`);
     writeFileSync(dir.file("keypool.yaml"), `tokens_file: tokens.txt\nstore:\n  postgres:\n    url: ${schema.url}\n`);
-    writeFileSync(dir.file("tokens.txt"), keys(2).map((k) => `${k.id},${k.token}`).join("\n"));
+    writeFileSync(
+      dir.file("tokens.txt"),
+      keys(2)
+        .map((k) => `${k.id},${k.token}`)
+        .join("\n"),
+    );
 
-    const run = await runKeypool(["keys", "reencrypt", "--new-key-file", "new.key", "--json"], { cwd: dir.path, env: { KEYPOOL_MASTER_KEY: oldHex } });
+    const run = await runKeypool(["keys", "reencrypt", "--new-key-file", "new.key", "--json"], {
+      cwd: dir.path,
+      env: { KEYPOOL_MASTER_KEY: oldHex },
+    });
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: "" });
     const newCipher = createTokenCipher(parseMasterKey(newHex), "new");
     expect(JSON.parse(run.stdout)).toMatchObject({ rewritten: 4, key_id: newCipher.keyId, was_encrypted: true });
@@ -116,7 +136,13 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
     const port = probe.port;
     probe.stop(true);
     const started = performance.now();
-    const error = await failure(PostgresStore.open({ url: `postgres://keypool:s3cret-pw@127.0.0.1:${port}/keypool`, clock: new ManualClock(), timeoutSec: 2 }));
+    const error = await failure(
+      PostgresStore.open({
+        url: `postgres://keypool:s3cret-pw@127.0.0.1:${port}/keypool`,
+        clock: new ManualClock(),
+        timeoutSec: 2,
+      }),
+    );
     expect(error.code).toBe("STORE_UNAVAILABLE");
     expect(error.message).not.toContain("s3cret-pw");
     expect(performance.now() - started).toBeLessThan(2_500);

@@ -24,7 +24,13 @@ const HOSTILE: Array<{ what: string; table: string; column: string; id?: string;
   { what: "an infinite weight", table: "keys", column: "weight", id: "k3", value: Infinity },
   { what: "an infinite rank", table: "keys", column: "rank", id: "k3", value: Infinity },
   { what: "a negative infinite rank", table: "keys", column: "rank", id: "k4", value: -Infinity },
-  { what: "a rate-limit reset in the year 275760", table: "keys", column: "remaining_reset_at", id: "k4", value: 8.64e15 },
+  {
+    what: "a rate-limit reset in the year 275760",
+    table: "keys",
+    column: "remaining_reset_at",
+    id: "k4",
+    value: 8.64e15,
+  },
   { what: "a last use long before 1970", table: "keys", column: "last_used", id: "k4", value: -1e20 },
   { what: "a next check at Infinity", table: "keys", column: "next_check_at", id: "k0", value: Infinity },
   { what: "a remaining budget beyond 2^53", table: "keys", column: "remaining_requests", id: "k0", value: 1e30 },
@@ -61,7 +67,10 @@ async function postgresBacking(): Promise<RawBacking> {
   const schema = await freshSchema();
   const sql = new SQL(schema.url, { max: 1 });
   const write = (table: string, column: string, value: string, id?: string) =>
-    sql.unsafe(`UPDATE keypool_${table} SET "${column}" = $1::float8 ${id ? "WHERE id = $2" : ""}`, id ? [value, id] : [value]);
+    sql.unsafe(
+      `UPDATE keypool_${table} SET "${column}" = $1::float8 ${id ? "WHERE id = $2" : ""}`,
+      id ? [value, id] : [value],
+    );
   return {
     open: (clock) => PostgresStore.open({ url: schema.url, clock, random: () => 0 }),
     async poke(table, column, value, id) {
@@ -80,7 +89,8 @@ async function postgresBacking(): Promise<RawBacking> {
 /** Every time a key or an event shows, as /status and /events would render it. */
 async function shownTimes(store: PoolStore): Promise<number[]> {
   const times: Array<number | null> = [];
-  for (const k of await store.status()) times.push(k.until, k.lastUsed, k.lastCheck, k.nextCheckAt, k.remaining?.resetAt ?? null);
+  for (const k of await store.status())
+    times.push(k.until, k.lastUsed, k.lastCheck, k.nextCheckAt, k.remaining?.resetAt ?? null);
   for (const e of await store.events({ limit: 1000 })) times.push(e.at, e.until);
   return times.filter((t): t is number => t !== null);
 }

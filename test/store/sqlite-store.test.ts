@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { Database } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import type { Rotation } from "../../src/config/types";
 import { ManualClock } from "../../src/pool/clock";
@@ -38,14 +38,19 @@ function dbOf(store: SqliteStore): Database {
 }
 
 describe("SqliteStore internals", () => {
-  it.each(["lru", "round_robin", "random", "weighted"] as Rotation[])("walks the pick index instead of scanning (%s)", async (rotation) => {
-    const store = await openMemoryStore(settings({ rotation }));
-    const plan = dbOf(store)
-      .prepare(`EXPLAIN QUERY PLAN SELECT * FROM keys WHERE pool = 'default' AND takeable = 1 AND rank >= ?2 AND ready_at <= ?1
+  it.each(["lru", "round_robin", "random", "weighted"] as Rotation[])(
+    "walks the pick index instead of scanning (%s)",
+    async (rotation) => {
+      const store = await openMemoryStore(settings({ rotation }));
+      const plan = dbOf(store)
+        .prepare(`EXPLAIN QUERY PLAN SELECT * FROM keys WHERE pool = 'default' AND takeable = 1 AND rank >= ?2 AND ready_at <= ?1
                 AND (max_concurrency IS NULL OR in_flight < max_concurrency) ORDER BY rank LIMIT 1`)
-      .all(0, 0) as Array<{ detail: string }>;
-    expect(plan.map((p) => p.detail)).toEqual(["SEARCH keys USING INDEX keys_pick (pool=? AND takeable=? AND rank>?)"]);
-  });
+        .all(0, 0) as Array<{ detail: string }>;
+      expect(plan.map((p) => p.detail)).toEqual([
+        "SEARCH keys USING INDEX keys_pick (pool=? AND takeable=? AND rank>?)",
+      ]);
+    },
+  );
 
   it("creates the database file with mode 0600", async () => {
     using dir = tempDir();
@@ -60,8 +65,13 @@ describe("SqliteStore internals", () => {
     const path = dir.file("tokens.txt");
     writeFileSync(path, "a,sk-not-a-database-aaaaaaaaaaaa\n", { mode: 0o644 });
     chmodSync(path, 0o644);
-    expect(() => new SqliteStore({ path, clock: new ManualClock() })).toThrow(`state_file: ${path} is not a SQLite database`);
-    expect([statSync(path).mode & 0o777, readFileSync(path, "utf8")]).toEqual([0o644, "a,sk-not-a-database-aaaaaaaaaaaa\n"]);
+    expect(() => new SqliteStore({ path, clock: new ManualClock() })).toThrow(
+      `state_file: ${path} is not a SQLite database`,
+    );
+    expect([statSync(path).mode & 0o777, readFileSync(path, "utf8")]).toEqual([
+      0o644,
+      "a,sk-not-a-database-aaaaaaaaaaaa\n",
+    ]);
   });
 
   it(`keeps only the latest ${MAX_EVENTS} transitions`, async () => {

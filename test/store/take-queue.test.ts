@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { ManualClock } from "../../src/pool/clock";
-import { DomainError } from "../../src/pool/errors";
+import type { DomainError } from "../../src/pool/errors";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
 import { TakeQueue, type Timers } from "../../src/store/take-queue";
 import type { Lease, PoolSettings } from "../../src/store/types";
@@ -35,7 +35,11 @@ async function setup(pools: Record<string, number> = { default: 1 }, chains: Rec
   await store.syncPools(
     Object.entries(pools).map(([name, n]) => ({
       settings: pool(name),
-      keys: Array.from({ length: n }, (_, i) => ({ id: `${name}-${i}`, token: `sk-test-${name}-${String(i).padStart(16, "0")}`, weight: 1 })),
+      keys: Array.from({ length: n }, (_, i) => ({
+        id: `${name}-${i}`,
+        token: `sk-test-${name}-${String(i).padStart(16, "0")}`,
+        weight: 1,
+      })),
     })),
   );
   const queue = new TakeQueue({ store, clock, timers, chainOf: (name) => chains[name] ?? [name] });
@@ -108,7 +112,10 @@ describe("TakeQueue", () => {
     clock.advance(1);
     await queue.tick();
     const error = (await waiter) as DomainError;
-    expect([error.code, error.message]).toEqual(["NO_KEY_AVAILABLE", expect.stringContaining('no key in pool "default" freed up within the 5s wait')]);
+    expect([error.code, error.message]).toEqual([
+      "NO_KEY_AVAILABLE",
+      expect.stringContaining('no key in pool "default" freed up within the 5s wait'),
+    ]);
   });
 
   it("takes a caller who leaves out of line, and the next one gets the key", async () => {

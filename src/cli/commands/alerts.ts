@@ -18,7 +18,10 @@ const test = defineCommand({
     const config = loadConfig(args.config);
     const hooks = config.alerts?.webhooks ?? [];
     if (hooks.length === 0) {
-      throw new CliExit(EXIT.usage, `${args.config} has no alerts.webhooks — add one, e.g. alerts: { webhooks: [{ url: https://…, format: json }] }`);
+      throw new CliExit(
+        EXIT.usage,
+        `${args.config} has no alerts.webhooks — add one, e.g. alerts: { webhooks: [{ url: https://…, format: json }] }`,
+      );
     }
     const timeoutSec = args.timeout === undefined ? DEFAULT_TIMEOUT_MS / 1000 : Number(args.timeout);
     if (!Number.isFinite(timeoutSec) || timeoutSec <= 0 || timeoutSec > MAX_DURATION_SEC) {
@@ -28,11 +31,22 @@ const test = defineCommand({
     const alert = sampleAlert(Object.keys(config.pools)[0] ?? "default", Date.now());
     // One attempt each, no retries: the point is to see the answer now.
     const results = await Promise.all(
-      hooks.map(async (hook, index) => ({ webhook: index + 1, origin: originOf(hook.url), format: hook.format, ...(await postAlert(hook, alert, { timeoutMs: timeoutSec * 1000 })) })),
+      hooks.map(async (hook, index) => ({
+        webhook: index + 1,
+        origin: originOf(hook.url),
+        format: hook.format,
+        ...(await postAlert(hook, alert, { timeoutMs: timeoutSec * 1000 })),
+      })),
     );
     if (args.json) console.log(JSON.stringify({ results }));
     else {
-      const rows = results.map((r) => [`#${r.webhook}`, r.origin, r.format, r.ok ? "ok" : "FAILED", r.ok ? `HTTP ${r.status}` : r.error]);
+      const rows = results.map((r) => [
+        `#${r.webhook}`,
+        r.origin,
+        r.format,
+        r.ok ? "ok" : "FAILED",
+        r.ok ? `HTTP ${r.status}` : r.error,
+      ]);
       console.log(formatTable(["WEBHOOK", "ORIGIN", "FORMAT", "RESULT", "ANSWER"], rows));
     }
     return results.every((r) => r.ok) ? EXIT.ok : EXIT.failure;
@@ -45,5 +59,14 @@ export default defineCommand({
 });
 
 function sampleAlert(pool: string, now: number): Alert {
-  return { event: "test", pool, key: "example-key", state: "dead", from: "live", reason: "sample alert sent by keypool alerts test", until: null, at: now };
+  return {
+    event: "test",
+    pool,
+    key: "example-key",
+    state: "dead",
+    from: "live",
+    reason: "sample alert sent by keypool alerts test",
+    until: null,
+    at: now,
+  };
 }

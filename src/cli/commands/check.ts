@@ -17,9 +17,18 @@ export default defineCommand({
   args: {
     ...configArg,
     pool: { type: "string", description: "Only check this pool" },
-    "min-live": { type: "string", default: "1", valueHint: "N", description: "Exit 1 when fewer keys than this are live" },
+    "min-live": {
+      type: "string",
+      default: "1",
+      valueHint: "N",
+      description: "Exit 1 when fewer keys than this are live",
+    },
     concurrency: { type: "string", default: "8", valueHint: "N", description: "Probes in flight at once" },
-    format: { type: "string", valueHint: "table|json|junit", description: "Output: a table (default), JSON, or a JUnit XML report for CI" },
+    format: {
+      type: "string",
+      valueHint: "table|json|junit",
+      description: "Output: a table (default), JSON, or a JUnit XML report for CI",
+    },
     json: { type: "boolean", description: "Same as --format json" },
   },
   async run({ args }) {
@@ -43,7 +52,8 @@ export default defineCommand({
       console.log(`${live}/${probed} live${unchecked ? `, ${unchecked} unchecked (pool has no check)` : ""}`);
     }
     // Thrown rather than returned: citty drops a subcommand's return value, and CliExit reaches run.ts either way.
-    if (live < minLive) throw new CliExit(EXIT.failure, `keypool check: ${live} live, fewer than --min-live ${minLive}`);
+    if (live < minLive)
+      throw new CliExit(EXIT.failure, `keypool check: ${live} live, fewer than --min-live ${minLive}`);
     return EXIT.ok;
   },
 });
@@ -55,7 +65,8 @@ function formatOf(format: string | undefined, json: boolean | undefined): (typeo
   if (!(FORMATS as readonly string[]).includes(format)) {
     throw new CliExit(EXIT.usage, `--format must be one of ${FORMATS.join(", ")}, got "${format}"`);
   }
-  if (json && format !== "json") throw new CliExit(EXIT.usage, `--json means --format json; drop one of --json and --format ${format}`);
+  if (json && format !== "json")
+    throw new CliExit(EXIT.usage, `--json means --format json; drop one of --json and --format ${format}`);
   return format as (typeof FORMATS)[number];
 }
 

@@ -34,7 +34,10 @@ export function maskConfig(config: Config): unknown {
     server: { ...config.server, apiKey: mask(config.server.apiKey) },
     pools: Object.fromEntries(Object.entries(config.pools).map(([name, pool]) => [name, maskPool(pool)])),
     alerts: config.alerts && maskAlerts(config.alerts),
-    store: config.store && { ...config.store, postgres: config.store.postgres && { ...config.store.postgres, url: maskDatabaseUrl(config.store.postgres.url) } },
+    store: config.store && {
+      ...config.store,
+      postgres: config.store.postgres && { ...config.store.postgres, url: maskDatabaseUrl(config.store.postgres.url) },
+    },
   };
   return JSON.parse(JSON.stringify(masked)); // drops undefined fields so YAML output stays tidy
 }

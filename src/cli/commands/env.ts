@@ -11,7 +11,10 @@ export default defineCommand({
   },
   args: {
     ...configOrEnvArg,
-    shell: { type: "string", description: `Syntax: ${SHELLS.join(", ")} (default: fish when $SHELL is fish, else bash)` },
+    shell: {
+      type: "string",
+      description: `Syntax: ${SHELLS.join(", ")} (default: fish when $SHELL is fish, else bash)`,
+    },
     pool: { type: "string", description: "Only this pool's gateway" },
   },
   run({ args }) {
@@ -20,7 +23,7 @@ export default defineCommand({
       throw new CliExit(EXIT.usage, `--shell "${shell}" is not one of ${SHELLS.join(", ")}`);
     }
     const config = findConfig({ path: args.config });
-    let env;
+    let env: ReturnType<typeof clientEnv>;
     try {
       env = clientEnv(config, { pool: args.pool });
     } catch (error) {

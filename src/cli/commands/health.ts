@@ -10,7 +10,10 @@ const DEFAULT_URL = "http://127.0.0.1:8787";
 
 /** For container health checks: images without curl still have keypool. */
 export default defineCommand({
-  meta: { name: "health", description: "Exit 0 when a daemon's /health answers 200, else 1 (for container health checks)" },
+  meta: {
+    name: "health",
+    description: "Exit 0 when a daemon's /health answers 200, else 1 (for container health checks)",
+  },
   args: {
     ...configOrEnvArg,
     url: {
@@ -34,7 +37,9 @@ export default defineCommand({
       }
       console.error(`unhealthy: ${url} answered HTTP ${response.status}`);
     } catch (error) {
-      console.error(`unhealthy: ${url} did not answer (${(error as Error).name === "TimeoutError" ? "timeout" : (error as Error).message})`);
+      console.error(
+        `unhealthy: ${url} did not answer (${(error as Error).name === "TimeoutError" ? "timeout" : (error as Error).message})`,
+      );
     }
     return EXIT.failure;
   },

@@ -5,19 +5,28 @@ import { daemonArgs, jsonArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
 import { MAX_KEY_LIMIT, MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../../pool/bounds";
 
-const LIMIT_FLAGS = { "max-concurrency": "max_concurrency", rpm: "rpm", tpm: "tpm", "daily-requests": "daily_requests" } as const;
+const LIMIT_FLAGS = {
+  "max-concurrency": "max_concurrency",
+  rpm: "rpm",
+  tpm: "tpm",
+  "daily-requests": "daily_requests",
+} as const;
 
 export default defineCommand({
   meta: {
     name: "add",
-    description: "Add a key to a running daemon's pool; the token comes from stdin or a variable, never the command line",
+    description:
+      "Add a key to a running daemon's pool; the token comes from stdin or a variable, never the command line",
   },
   args: {
     ...daemonArgs,
     ...jsonArg,
     pool: { type: "string", description: "Pool name", default: "default" },
     id: { type: "string", description: "Key id (default: derived from the token, as in a tokens file)" },
-    "token-stdin": { type: "boolean", description: "Read the token from stdin: printf %s \"$KEY\" | keypool keys add --token-stdin" },
+    "token-stdin": {
+      type: "boolean",
+      description: 'Read the token from stdin: printf %s "$KEY" | keypool keys add --token-stdin',
+    },
     "token-env": { type: "string", description: "Read the token from this environment variable" },
     weight: { type: "string", description: "Share of traffic under weighted rotation (default 1)" },
     group: { type: "string", description: "Quota group" },
@@ -50,12 +59,16 @@ export default defineCommand({
 
 async function readToken(fromStdin: boolean | undefined, variable: string | undefined): Promise<string> {
   if (Boolean(fromStdin) === (variable !== undefined)) {
-    throw new CliExit(EXIT.usage, "give the token with exactly one of --token-stdin or --token-env VAR (never on the command line, where shell history keeps it)");
+    throw new CliExit(
+      EXIT.usage,
+      "give the token with exactly one of --token-stdin or --token-env VAR (never on the command line, where shell history keeps it)",
+    );
   }
   const raw = fromStdin ? await Bun.stdin.text() : process.env[variable!];
   if (raw === undefined) throw new CliExit(EXIT.usage, `--token-env: ${variable} is not set`);
   const token = raw.trim();
-  if (token === "") throw new CliExit(EXIT.usage, fromStdin ? "--token-stdin: stdin was empty" : `--token-env: ${variable} is empty`);
+  if (token === "")
+    throw new CliExit(EXIT.usage, fromStdin ? "--token-stdin: stdin was empty" : `--token-env: ${variable} is empty`);
   if (/\s/.test(token)) throw new CliExit(EXIT.usage, "the token contains whitespace — give exactly one token");
   return token;
 }

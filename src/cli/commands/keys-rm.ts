@@ -5,7 +5,10 @@ import { daemonArgs, jsonArg } from "../_shared";
 import { EXIT } from "../exit";
 
 export default defineCommand({
-  meta: { name: "rm", description: "Remove a key the admin API added (a tokens file's keys are removed from the file)" },
+  meta: {
+    name: "rm",
+    description: "Remove a key the admin API added (a tokens file's keys are removed from the file)",
+  },
   args: { ...daemonArgs, ...jsonArg, ...keyTargetArgs },
   async run({ args }) {
     const id = keyIdOf(args, "rm");

@@ -8,7 +8,12 @@ import { EXIT } from "../exit";
 function switchCommand(enabled: boolean) {
   const name = enabled ? "enable" : "disable";
   return defineCommand({
-    meta: { name, description: enabled ? "Put a disabled key back into rotation" : "Stop handing a key out until it is enabled again" },
+    meta: {
+      name,
+      description: enabled
+        ? "Put a disabled key back into rotation"
+        : "Stop handing a key out until it is enabled again",
+    },
     args: { ...daemonArgs, ...jsonArg, ...keyTargetArgs },
     async run({ args }) {
       const id = keyIdOf(args, name);

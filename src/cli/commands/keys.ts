@@ -28,17 +28,39 @@ const list = defineCommand({
       const origin = pool.tokensFile ? "file" : "env";
       const configured = pool.keys.map((key) => {
         const state = stored.get(`${pool.name}\u0000${key.id}`);
-        return { pool: pool.name, id: key.id, masked: maskToken(key.token), weight: key.weight, origin, state: state?.state ?? "unknown", reason: state?.reason ?? (state ? null : "not yet seen by a daemon") };
+        return {
+          pool: pool.name,
+          id: key.id,
+          masked: maskToken(key.token),
+          weight: key.weight,
+          origin,
+          state: state?.state ?? "unknown",
+          reason: state?.reason ?? (state ? null : "not yet seen by a daemon"),
+        };
       });
       // What else the store holds for the pool was added through the admin API (keypool keys add).
       const ids = new Set(pool.keys.map((key) => key.id));
       const added = [...stored.values()]
         .filter((row) => row.pool === pool.name && !ids.has(row.id))
-        .map((row) => ({ pool: pool.name, id: row.id, masked: row.masked, weight: row.weight, origin: "api", state: row.state, reason: row.reason }));
+        .map((row) => ({
+          pool: pool.name,
+          id: row.id,
+          masked: row.masked,
+          weight: row.weight,
+          origin: "api",
+          state: row.state,
+          reason: row.reason,
+        }));
       return [...configured, ...added];
     });
     if (args.json) console.log(JSON.stringify(rows, null, 2));
-    else console.log(formatTable(["POOL", "ID", "TOKEN", "WEIGHT", "ORIGIN", "STATE", "REASON"], rows.map((r) => [r.pool, r.id, r.masked, r.weight, r.origin, r.state, r.reason ?? ""])));
+    else
+      console.log(
+        formatTable(
+          ["POOL", "ID", "TOKEN", "WEIGHT", "ORIGIN", "STATE", "REASON"],
+          rows.map((r) => [r.pool, r.id, r.masked, r.weight, r.origin, r.state, r.reason ?? ""]),
+        ),
+      );
     return EXIT.ok;
   },
 });

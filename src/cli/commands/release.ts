@@ -15,7 +15,8 @@ export default defineCommand({
     status: { type: "string", description: "Upstream HTTP status you got (e.g. 429)" },
   },
   async run({ args }) {
-    if (!args.lease && !args.id) throw new CliExit(EXIT.usage, "say which key: --lease LEASE (from take) or --id KEY_ID");
+    if (!args.lease && !args.id)
+      throw new CliExit(EXIT.usage, "say which key: --lease LEASE (from take) or --id KEY_ID");
     const status = args.status === undefined ? undefined : Number(args.status);
     if (status !== undefined && !(Number.isInteger(status) && status >= 100 && status <= 599)) {
       throw new CliExit(EXIT.usage, `--status: "${args.status}" is not an HTTP status (100-599)`);
@@ -24,7 +25,11 @@ export default defineCommand({
     const body = { lease: args.lease, id: args.id, pool: args.pool, ok, status };
     const result = await callDaemon(resolveDaemon(args), "POST", "/release", body);
     if (result.status !== 200) failFromResponse(result);
-    console.log(args.json ? JSON.stringify(result.body) : `released ${result.body.id} (pool ${result.body.pool}): ${result.body.state}`);
+    console.log(
+      args.json
+        ? JSON.stringify(result.body)
+        : `released ${result.body.id} (pool ${result.body.pool}): ${result.body.state}`,
+    );
     return EXIT.ok;
   },
 });

@@ -7,19 +7,39 @@ import { configArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
 
 const shared = {
-  user: { type: "boolean", description: "A per-user service (systemd --user, a launchd agent) instead of a system one" },
-  name: { type: "string", default: "keypool", description: "Service name (unit keypool.service, launchd label keypool)" },
-  platform: { type: "string", valueHint: "linux|darwin", description: "Write a systemd unit (linux) or a launchd plist (darwin); default: this machine's" },
-  "unit-dir": { type: "string", description: "Write the unit here instead of the service manager's directory (for packaging)" },
+  user: {
+    type: "boolean",
+    description: "A per-user service (systemd --user, a launchd agent) instead of a system one",
+  },
+  name: {
+    type: "string",
+    default: "keypool",
+    description: "Service name (unit keypool.service, launchd label keypool)",
+  },
+  platform: {
+    type: "string",
+    valueHint: "linux|darwin",
+    description: "Write a systemd unit (linux) or a launchd plist (darwin); default: this machine's",
+  },
+  "unit-dir": {
+    type: "string",
+    description: "Write the unit here instead of the service manager's directory (for packaging)",
+  },
   "dry-run": { type: "boolean", description: "Print what would be done and change nothing" },
 } as const;
 
 const install = defineCommand({
-  meta: { name: "install", description: "Write a systemd unit (or launchd plist) that runs `keypool serve -c FILE`, and print how to start it" },
+  meta: {
+    name: "install",
+    description: "Write a systemd unit (or launchd plist) that runs `keypool serve -c FILE`, and print how to start it",
+  },
   args: {
     ...configArg,
     ...shared,
-    "run-as": { type: "string", description: "System units: run as this existing user instead of a transient one (DynamicUser)" },
+    "run-as": {
+      type: "string",
+      description: "System units: run as this existing user instead of a transient one (DynamicUser)",
+    },
   },
   run({ args }) {
     const platform = platformOf(args.platform);
@@ -38,7 +58,10 @@ const install = defineCommand({
       try {
         writeUnit(unit, spec);
       } catch (error) {
-        throw new CliExit(EXIT.failure, `cannot write ${unit.path}: ${(error as Error).message}${spec.user ? "" : " — run with sudo, or pass --user"}`);
+        throw new CliExit(
+          EXIT.failure,
+          `cannot write ${unit.path}: ${(error as Error).message}${spec.user ? "" : " — run with sudo, or pass --user"}`,
+        );
       }
       console.log(`wrote ${unit.path}`);
     }
@@ -50,7 +73,10 @@ const install = defineCommand({
 });
 
 const uninstall = defineCommand({
-  meta: { name: "uninstall", description: "Stop and disable the service and remove its unit file (the state directory is kept)" },
+  meta: {
+    name: "uninstall",
+    description: "Stop and disable the service and remove its unit file (the state directory is kept)",
+  },
   args: { ...shared },
   async run({ args }) {
     const platform = platformOf(args.platform);
@@ -67,7 +93,10 @@ const uninstall = defineCommand({
     }
     for (const argv of commands.before) await run(argv);
     if (!removeUnit(path)) {
-      throw new CliExit(EXIT.failure, `no unit at ${path} — nothing to uninstall${user ? "" : " (installed with --user? pass it here too)"}`);
+      throw new CliExit(
+        EXIT.failure,
+        `no unit at ${path} — nothing to uninstall${user ? "" : " (installed with --user? pass it here too)"}`,
+      );
     }
     console.log(`removed ${path}`);
     for (const argv of commands.after) await run(argv);
@@ -76,7 +105,10 @@ const uninstall = defineCommand({
 });
 
 export default defineCommand({
-  meta: { name: "service", description: "Install keypool as a systemd or launchd service (health checks run inside it: no cron)" },
+  meta: {
+    name: "service",
+    description: "Install keypool as a systemd or launchd service (health checks run inside it: no cron)",
+  },
   subCommands: { install, uninstall },
 });
 

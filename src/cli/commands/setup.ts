@@ -28,7 +28,8 @@ export default defineCommand({
     port: { type: "string", alias: "p", description: "api-key-lb setup: the gateway's port (default 4577)" },
   },
   run({ args }) {
-    if (args.write && args["dry-run"]) throw new CliExit(EXIT.usage, "--write and --dry-run contradict each other: pick one");
+    if (args.write && args["dry-run"])
+      throw new CliExit(EXIT.usage, "--write and --dry-run contradict each other: pick one");
     const home = resolve(args.home ?? homeOf({}));
     // api-key-lb's setup writes at once, as it always did; its diff is printed before each write.
     if (args.keys !== undefined || args.target !== undefined || args.port !== undefined) {
@@ -37,16 +38,19 @@ export default defineCommand({
     }
     const cwd = resolve(args.cwd ?? process.cwd());
     const config = findConfig({ path: args.config, cwd });
-    let env;
+    let env: ReturnType<typeof clientEnv>;
     try {
       env = clientEnv(config, { pool: args.pool });
     } catch (error) {
       throw new CliExit(EXIT.usage, `keypool setup: ${(error as Error).message}`);
     }
-    const label = (path: string) => (path.startsWith(`${cwd}/`) ? labelUnder(cwd, ".")(path) : labelUnder(home, "~")(path));
+    const label = (path: string) =>
+      path.startsWith(`${cwd}/`) ? labelUnder(cwd, ".")(path) : labelUnder(home, "~")(path);
     const changes = planChanges(knownFiles({ home, cwd }), env, label);
     if (changes.length === 0) {
-      console.log(`no known client config file found (.env in ${cwd}; .bashrc, .zshrc, .config/fish/config.fish in ${home}) — use "keypool env" instead`);
+      console.log(
+        `no known client config file found (.env in ${cwd}; .bashrc, .zshrc, .config/fish/config.fish in ${home}) — use "keypool env" instead`,
+      );
       return EXIT.ok;
     }
     const stamp = backupStamp(new Date());
@@ -58,7 +62,8 @@ export default defineCommand({
       process.stdout.write(change.diff);
       if (args.write) console.log(`wrote ${label(change.path)} (backup: ${label(applyChange(change, stamp))})`);
     }
-    if (!args.write && changes.some((c) => c.diff !== "")) console.log("dry run: nothing written — run again with --write to apply");
+    if (!args.write && changes.some((c) => c.diff !== ""))
+      console.log("dry run: nothing written — run again with --write to apply");
     return EXIT.ok;
   },
 });

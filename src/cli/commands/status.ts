@@ -29,7 +29,8 @@ export default defineCommand({
     // `--watch --json` hands "--json" to --watch as its value: both flags still count.
     const json = Boolean(args.json) || rawArgs.includes("--json");
     const color = !json && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
-    const render = (body: StatusBody) => (json ? JSON.stringify(body, null, 2) : renderStatus(body, { color, now: Date.now() }));
+    const render = (body: StatusBody) =>
+      json ? JSON.stringify(body, null, 2) : renderStatus(body, { color, now: Date.now() });
     if (args.watch === undefined) {
       console.log(render(await fetchStatus(target, path)));
       return EXIT.ok;
@@ -85,9 +86,17 @@ interface StatusBody {
 }
 
 async function fetchStatus(target: DaemonTarget, path: string): Promise<StatusBody>;
-async function fetchStatus(target: DaemonTarget, path: string, options: { tolerateUnreachable: true }): Promise<StatusBody | string>;
+async function fetchStatus(
+  target: DaemonTarget,
+  path: string,
+  options: { tolerateUnreachable: true },
+): Promise<StatusBody | string>;
 /** With `tolerateUnreachable`, a daemon that is down (or restarting) is a message to show, not an exit; a refused key still exits. */
-async function fetchStatus(target: DaemonTarget, path: string, options: { tolerateUnreachable?: boolean } = {}): Promise<StatusBody | string> {
+async function fetchStatus(
+  target: DaemonTarget,
+  path: string,
+  options: { tolerateUnreachable?: boolean } = {},
+): Promise<StatusBody | string> {
   let result: Awaited<ReturnType<typeof callDaemon>>;
   try {
     result = await callDaemon(target, "GET", path);
@@ -140,7 +149,15 @@ async function watch(seconds: number, frame: () => Promise<string>, clearScreen:
   }
 }
 
-const ANSI = { reset: "\x1b[0m", bold: "\x1b[1m", dim: "\x1b[2m", red: "\x1b[31m", green: "\x1b[32m", yellow: "\x1b[33m", magenta: "\x1b[35m" };
+const ANSI = {
+  reset: "\x1b[0m",
+  bold: "\x1b[1m",
+  dim: "\x1b[2m",
+  red: "\x1b[31m",
+  green: "\x1b[32m",
+  yellow: "\x1b[33m",
+  magenta: "\x1b[35m",
+};
 const STATE_COLOR: Record<string, string> = {
   live: ANSI.green,
   unknown: ANSI.dim,
@@ -180,7 +197,9 @@ export function renderStatus(body: StatusBody, options: { color: boolean; now: n
       return column === STATE_COLUMN ? paint(STATE_COLOR[keys[row]!.state] ?? "", text) : text;
     };
     const cache = formatPoolCache(summary.usage);
-    sections.push(`${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}${cache}\n${formatTable(withUsage ? USAGE_HEADER : HEADER, rows, painter)}`);
+    sections.push(
+      `${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}${cache}\n${formatTable(withUsage ? USAGE_HEADER : HEADER, rows, painter)}`,
+    );
   }
   return sections.join("\n\n");
 }
@@ -191,7 +210,10 @@ export function formatUsage(usage: KeyRow["usage"]): string {
   const rate = usage.success_rate === null ? "" : ` · ${(Math.round(usage.success_rate * 1000) / 10).toString()}% ok`;
   const tokens = usage.input_tokens + usage.output_tokens;
   const tok = tokens > 0 ? ` · ${compactNumber(tokens)} tok` : "";
-  const cost = usage.cost_usd > 0 ? ` · $${usage.cost_usd < 1 ? usage.cost_usd.toPrecision(3).replace(/0+$/, "") : usage.cost_usd.toFixed(2)}` : "";
+  const cost =
+    usage.cost_usd > 0
+      ? ` · $${usage.cost_usd < 1 ? usage.cost_usd.toPrecision(3).replace(/0+$/, "") : usage.cost_usd.toFixed(2)}`
+      : "";
   return `${usage.requests} req${rate}${tok}${cost}`;
 }
 

@@ -8,11 +8,16 @@ import { CliExit, EXIT } from "../exit";
 const migrate = defineCommand({
   meta: {
     name: "migrate",
-    description: "Copy every pool's state from a SQLite state file into PostgreSQL (stop the keypools writing to the file first)",
+    description:
+      "Copy every pool's state from a SQLite state file into PostgreSQL (stop the keypools writing to the file first)",
   },
   args: {
     from: { type: "string", required: true, description: "sqlite:FILE — the state file to copy from" },
-    to: { type: "string", required: true, description: "postgres:URL (or the postgres:// URL itself) — the database to copy into" },
+    to: {
+      type: "string",
+      required: true,
+      description: "postgres:URL (or the postgres:// URL itself) — the database to copy into",
+    },
     ...jsonArg,
   },
   async run({ args }) {
@@ -23,9 +28,13 @@ const migrate = defineCommand({
     if (args.json) console.log(JSON.stringify({ from: file, to: where, ...report }, null, 2));
     else {
       for (const [pool, n] of Object.entries(report.pools)) {
-        console.log(`${pool}: ${n.keys} keys, ${n.leases} open leases, ${n.events} events, ${n.usageRows} usage rows, ${n.sessions} sessions`);
+        console.log(
+          `${pool}: ${n.keys} keys, ${n.leases} open leases, ${n.events} events, ${n.usageRows} usage rows, ${n.sessions} sessions`,
+        );
       }
-      console.log(`copied ${Object.keys(report.pools).length} pools from ${file} to ${where}; point store.postgres.url (or KEYPOOL_DATABASE_URL) at it and start keypool`);
+      console.log(
+        `copied ${Object.keys(report.pools).length} pools from ${file} to ${where}; point store.postgres.url (or KEYPOOL_DATABASE_URL) at it and start keypool`,
+      );
     }
     return EXIT.ok;
   },
@@ -37,12 +46,17 @@ export default defineCommand({
 });
 
 function sqliteFileOf(value: string): string {
-  if (!value.startsWith("sqlite:")) throw new CliExit(EXIT.usage, `--from: expected sqlite:FILE (e.g. sqlite:./keypool.db), got "${value}"`);
+  if (!value.startsWith("sqlite:"))
+    throw new CliExit(EXIT.usage, `--from: expected sqlite:FILE (e.g. sqlite:./keypool.db), got "${value}"`);
   return resolve(value.slice("sqlite:".length));
 }
 
 function postgresUrlOf(value: string): string {
   const url = value.startsWith("postgres:postgres") ? value.slice("postgres:".length) : value;
-  if (!/^postgres(ql)?:\/\//.test(url)) throw new CliExit(EXIT.usage, "--to: expected postgres:URL, e.g. postgres:postgres://keypool:PASSWORD@db.internal/keypool");
+  if (!/^postgres(ql)?:\/\//.test(url))
+    throw new CliExit(
+      EXIT.usage,
+      "--to: expected postgres:URL, e.g. postgres:postgres://keypool:PASSWORD@db.internal/keypool",
+    );
   return url;
 }

@@ -10,7 +10,10 @@ export default defineCommand({
     ...daemonArgs,
     ...jsonArg,
     pool: { type: "string", description: "Pool name" },
-    reveal: { type: "boolean", description: "Print the raw token alone on stdout, for scripts: TOKEN=$(keypool take --reveal)" },
+    reveal: {
+      type: "boolean",
+      description: "Print the raw token alone on stdout, for scripts: TOKEN=$(keypool take --reveal)",
+    },
   },
   async run({ args }) {
     const query = args.pool ? `?pool=${encodeURIComponent(args.pool)}` : "";
@@ -24,7 +27,9 @@ export default defineCommand({
     } else if (args.json) {
       console.log(JSON.stringify({ ...lease, masked: maskToken(token ?? "") }));
     } else {
-      console.log(`key ${lease.id} (${maskToken(token ?? "")}) pool ${lease.pool} lease ${lease.lease} expires ${lease.expires_at}`);
+      console.log(
+        `key ${lease.id} (${maskToken(token ?? "")}) pool ${lease.pool} lease ${lease.lease} expires ${lease.expires_at}`,
+      );
     }
     return EXIT.ok;
   },

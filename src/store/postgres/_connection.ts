@@ -106,8 +106,13 @@ const TIMEOUT_STATES = new Set(["57014", "55P03"]);
 export function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const { code, errno } = error as { code?: string; errno?: string | number };
-  if (typeof code === "string" && /^ERR_POSTGRES_(CONNECTION_|IDLE_TIMEOUT|LIFETIME_TIMEOUT|TLS_)/.test(code)) return true;
-  if (typeof code === "string" && /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EPIPE)$/.test(code)) return true;
+  if (typeof code === "string" && /^ERR_POSTGRES_(CONNECTION_|IDLE_TIMEOUT|LIFETIME_TIMEOUT|TLS_)/.test(code))
+    return true;
+  if (
+    typeof code === "string" &&
+    /^(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EPIPE)$/.test(code)
+  )
+    return true;
   if (typeof errno === "string" && (UNAVAILABLE_STATES.test(errno) || TIMEOUT_STATES.has(errno))) return true;
   return false;
 }
@@ -121,8 +126,13 @@ export function isRetryable(error: unknown): boolean {
 export function unavailableError(cause: unknown, timeoutSec: number): DomainError {
   // The client's own message may name the host; the code is enough to tell what happened.
   const code = (cause as { code?: string; errno?: string } | null)?.errno ?? (cause as { code?: string } | null)?.code;
-  const what = cause === "timeout" ? `did not answer within ${timeoutSec}s` : `is unreachable${code ? ` (${code})` : ""}`;
-  return new DomainError("STORE_UNAVAILABLE", `the PostgreSQL store ${what}; keypool retries by itself — try again shortly`, 1000);
+  const what =
+    cause === "timeout" ? `did not answer within ${timeoutSec}s` : `is unreachable${code ? ` (${code})` : ""}`;
+  return new DomainError(
+    "STORE_UNAVAILABLE",
+    `the PostgreSQL store ${what}; keypool retries by itself — try again shortly`,
+    1000,
+  );
 }
 
 // A server that answers at all answers about when the deadline passes: statement_timeout and

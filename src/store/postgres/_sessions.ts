@@ -1,7 +1,14 @@
 import type { SQL } from "bun";
 import type { KeyHealth } from "../../pool/key-state";
 import type { TokenCounts } from "../../pool/pricing";
-import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SEC, type SessionLookup, type SessionUsageRow, sessionTokenCounts, sessionUsageOf } from "../session-rules";
+import {
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_SESSION_TTL_SEC,
+  type SessionLookup,
+  type SessionUsageRow,
+  sessionTokenCounts,
+  sessionUsageOf,
+} from "../session-rules";
 import type { SessionUsage } from "../types";
 
 // Lapsed mappings are swept, and the table counted, at most this often per pool and process.
@@ -22,7 +29,12 @@ export class PostgresSessions {
     const [row] = (await sql`
       SELECT s.key_id, s.detour_id, s.expires_at, k.health
       FROM keypool_sessions s LEFT JOIN keypool_keys k ON k.pool = s.pool AND k.id = s.key_id
-      WHERE s.pool = ${pool} AND s.session = ${session}`) as Array<{ key_id: string; detour_id: string | null; expires_at: number; health: KeyHealth | null }>;
+      WHERE s.pool = ${pool} AND s.session = ${session}`) as Array<{
+      key_id: string;
+      detour_id: string | null;
+      expires_at: number;
+      health: KeyHealth | null;
+    }>;
     if (!row) return { pool, session, own: null, candidates: [], stored: false };
     const live = row.expires_at > now;
     const own = live && (row.health === "unknown" || row.health === "live") ? row.key_id : null;
@@ -32,7 +44,13 @@ export class PostgresSessions {
   }
 
   /** After a take for the session: its own key refreshes the mapping; any other key is a detour, or the new own key. */
-  async record(sql: SQL, lookup: SessionLookup, keyId: string, now: number, limits: { ttlSec?: number; max?: number }): Promise<void> {
+  async record(
+    sql: SQL,
+    lookup: SessionLookup,
+    keyId: string,
+    now: number,
+    limits: { ttlSec?: number; max?: number },
+  ): Promise<void> {
     const expiresAt = now + (limits.ttlSec ?? DEFAULT_SESSION_TTL_SEC) * 1000;
     const { pool, session } = lookup;
     if (lookup.own === keyId) {
@@ -49,11 +67,12 @@ export class PostgresSessions {
 
   /** Live sessions per key id of `pool`: what /status shows as sessions held. */
   async countsByKey(sql: SQL, now: number): Promise<Map<string, Map<string, number>>> {
-    const rows = (await sql`SELECT pool, key_id, count(*)::int AS n FROM keypool_sessions WHERE expires_at > ${now} GROUP BY pool, key_id`) as Array<{
-      pool: string;
-      key_id: string;
-      n: number;
-    }>;
+    const rows =
+      (await sql`SELECT pool, key_id, count(*)::int AS n FROM keypool_sessions WHERE expires_at > ${now} GROUP BY pool, key_id`) as Array<{
+        pool: string;
+        key_id: string;
+        n: number;
+      }>;
     const byPool = new Map<string, Map<string, number>>();
     for (const r of rows) (byPool.get(r.pool) ?? byPool.set(r.pool, new Map()).get(r.pool)!).set(r.key_id, r.n);
     return byPool;
@@ -86,7 +105,8 @@ export class PostgresSessions {
     if (count === undefined || now >= (this.nextSweepAt.get(pool) ?? 0)) {
       this.nextSweepAt.set(pool, now + SWEEP_EVERY_MS);
       await sql`DELETE FROM keypool_sessions WHERE pool = ${pool} AND expires_at <= ${now}`;
-      count = ((await sql`SELECT count(*)::int AS n FROM keypool_sessions WHERE pool = ${pool}`) as [{ n: number }])[0].n;
+      count = ((await sql`SELECT count(*)::int AS n FROM keypool_sessions WHERE pool = ${pool}`) as [{ n: number }])[0]
+        .n;
     } else count++;
     if (count > max) {
       await sql`DELETE FROM keypool_sessions WHERE pool = ${pool} AND session IN (

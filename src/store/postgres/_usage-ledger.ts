@@ -8,7 +8,9 @@ const ADDS = COUNT_COLUMNS.map((c) => `${c} = keypool_usage_hourly.${c} + exclud
 
 // Every release is 1 request; the other counts are $4 (successes) onwards, after pool, key and hour.
 const UPSERT = `INSERT INTO keypool_usage_hourly (pool, key_id, hour, ${COUNT_COLUMNS.join(", ")})
-  VALUES ($1, $2, $3::float8, 1, ${COUNT_COLUMNS.slice(1).map((_, i) => `$${i + 4}::float8`).join(", ")})
+  VALUES ($1, $2, $3::float8, 1, ${COUNT_COLUMNS.slice(1)
+    .map((_, i) => `$${i + 4}::float8`)
+    .join(", ")})
   ON CONFLICT (pool, key_id, hour) DO UPDATE SET ${ADDS}`;
 
 const FOLD = `

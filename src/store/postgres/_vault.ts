@@ -1,6 +1,13 @@
 import type { SQL } from "bun";
 import type { TokenCipher } from "../token-cipher";
-import { ANY_ENCRYPTED_SECRET, ANY_PLAIN_SECRET, KEY_CHECK_NAME, SECRET_COLUMNS, type SecretColumns, type SecretVault } from "../secret-vault";
+import {
+  ANY_ENCRYPTED_SECRET,
+  ANY_PLAIN_SECRET,
+  KEY_CHECK_NAME,
+  SECRET_COLUMNS,
+  type SecretColumns,
+  type SecretVault,
+} from "../secret-vault";
 
 /**
  * The PostgreSQL side of the secret vault (src/store/secret-vault.ts): reading and writing the
@@ -38,9 +45,9 @@ async function any(tx: SQL, where: string): Promise<boolean> {
 
 /** Applies `change` to every non-null secret; returns how many values it changed. */
 async function rewriteAll(tx: SQL, vault: SecretVault, change: (value: string) => string): Promise<number> {
-  const rows = (await tx.unsafe(`SELECT pool, id, ${SECRET_COLUMNS.join(", ")} FROM keypool_keys ORDER BY pool, id FOR UPDATE`)) as Array<
-    SecretColumns & { pool: string; id: string }
-  >;
+  const rows = (await tx.unsafe(
+    `SELECT pool, id, ${SECRET_COLUMNS.join(", ")} FROM keypool_keys ORDER BY pool, id FOR UPDATE`,
+  )) as Array<SecretColumns & { pool: string; id: string }>;
   const updates = rows.flatMap((row) => {
     const rewritten = vault.rewrite(row, change);
     return rewritten ? [{ row, ...rewritten }] : [];

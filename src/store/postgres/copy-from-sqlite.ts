@@ -12,27 +12,99 @@ export interface CopyReport {
 
 // Columns both schemas have, by table; SQLite's 0/1 flags become booleans.
 const KEY_COLUMNS = [
-  "pool", "id", "token", "weight", "health", "reason", "ready_at", "takeable", "rank", "max_concurrency", "in_flight", "last_used",
-  "last_check", "requests", "errors", "last_check_ok", "last_check_status", "last_check_latency_ms", "last_check_reason",
-  "consecutive_failures", "source_token", "source_refresh_token", "refresh_token", "expires_at", "next_check_at", "refresh_owner",
-  "refresh_lock_until", "key_group", "fail_class", "rung", "fail_until", "remaining_requests", "remaining_tokens", "remaining_reset_at",
-  "minute_start", "minute_requests", "minute_tokens", "day_start", "day_requests", "origin", "limit_max_concurrency", "limit_rpm",
-  "limit_tpm", "limit_daily_requests",
+  "pool",
+  "id",
+  "token",
+  "weight",
+  "health",
+  "reason",
+  "ready_at",
+  "takeable",
+  "rank",
+  "max_concurrency",
+  "in_flight",
+  "last_used",
+  "last_check",
+  "requests",
+  "errors",
+  "last_check_ok",
+  "last_check_status",
+  "last_check_latency_ms",
+  "last_check_reason",
+  "consecutive_failures",
+  "source_token",
+  "source_refresh_token",
+  "refresh_token",
+  "expires_at",
+  "next_check_at",
+  "refresh_owner",
+  "refresh_lock_until",
+  "key_group",
+  "fail_class",
+  "rung",
+  "fail_until",
+  "remaining_requests",
+  "remaining_tokens",
+  "remaining_reset_at",
+  "minute_start",
+  "minute_requests",
+  "minute_tokens",
+  "day_start",
+  "day_requests",
+  "origin",
+  "limit_max_concurrency",
+  "limit_rpm",
+  "limit_tpm",
+  "limit_daily_requests",
 ] as const;
 const BOOLEAN_COLUMNS = new Set(["takeable", "last_check_ok"]);
 const TABLES = {
   leases: { from: "leases", to: "keypool_leases", columns: ["lease", "pool", "key_id", "taken_at", "expires_at"] },
-  events: { from: "events", to: "keypool_events", columns: ["at", "pool", "key_id", "from_state", "to_state", "class", "reason", "until"], order: "seq" },
+  events: {
+    from: "events",
+    to: "keypool_events",
+    columns: ["at", "pool", "key_id", "from_state", "to_state", "class", "reason", "until"],
+    order: "seq",
+  },
   usageRows: {
     from: "usage_hourly",
     to: "keypool_usage_hourly",
-    columns: ["pool", "key_id", "hour", "requests", "successes", "fail_rate_limit", "fail_quota", "fail_auth", "fail_overloaded", "fail_timeout",
-      "fail_network", "fail_client", "fail_other", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_micros"],
+    columns: [
+      "pool",
+      "key_id",
+      "hour",
+      "requests",
+      "successes",
+      "fail_rate_limit",
+      "fail_quota",
+      "fail_auth",
+      "fail_overloaded",
+      "fail_timeout",
+      "fail_network",
+      "fail_client",
+      "fail_other",
+      "input_tokens",
+      "output_tokens",
+      "cached_tokens",
+      "cache_write_tokens",
+      "cost_micros",
+    ],
   },
   sessions: {
     from: "sessions",
     to: "keypool_sessions",
-    columns: ["pool", "session", "key_id", "detour_id", "expires_at", "requests", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens"],
+    columns: [
+      "pool",
+      "session",
+      "key_id",
+      "detour_id",
+      "expires_at",
+      "requests",
+      "input_tokens",
+      "output_tokens",
+      "cached_tokens",
+      "cache_write_tokens",
+    ],
   },
 } as const;
 const BATCH = 500;
@@ -44,41 +116,72 @@ const BATCH = 500;
  * as stored: an encrypted file stays encrypted under the same master key, and its key check comes
  * along. One transaction: the database has all of it or none.
  */
-export async function copySqliteToPostgres(file: string, url: string, options: { timeoutSec?: number } = {}): Promise<CopyReport> {
+export async function copySqliteToPostgres(
+  file: string,
+  url: string,
+  options: { timeoutSec?: number } = {},
+): Promise<CopyReport> {
   if (!existsSync(file)) throw new ConfigError([`--from: no state file at ${file}`]);
   const source = new Database(file, { readonly: true });
   try {
     const version = (source.query("PRAGMA user_version").get() as { user_version: number }).user_version;
     if (version !== SQLITE_MIGRATIONS.length) {
-      throw new ConfigError([`--from: ${file} has schema version ${version}, this keypool writes ${SQLITE_MIGRATIONS.length} — run this keypool on it once (keypool status -c …) so it is upgraded, then copy`]);
+      throw new ConfigError([
+        `--from: ${file} has schema version ${version}, this keypool writes ${SQLITE_MIGRATIONS.length} — run this keypool on it once (keypool status -c …) so it is upgraded, then copy`,
+      ]);
     }
-    const check = (source.query("SELECT value FROM meta WHERE name = 'token_key_check'").get() as { value: string } | null)?.value;
+    const check = (
+      source.query("SELECT value FROM meta WHERE name = 'token_key_check'").get() as { value: string } | null
+    )?.value;
     await PostgresStore.prepareSchema(url, options.timeoutSec);
     const sql = new SQL(url, { max: 1 });
     try {
       return await sql.begin(async (tx) => {
-        const pools = (source.query("SELECT DISTINCT pool FROM keys ORDER BY pool").all() as Array<{ pool: string }>).map((r) => r.pool);
+        const pools = (
+          source.query("SELECT DISTINCT pool FROM keys ORDER BY pool").all() as Array<{ pool: string }>
+        ).map((r) => r.pool);
         const report: CopyReport = { pools: {} };
         for (const pool of pools) {
-          for (const table of ["keypool_leases", "keypool_keys", "keypool_events", "keypool_usage_hourly", "keypool_sessions"]) {
+          for (const table of [
+            "keypool_leases",
+            "keypool_keys",
+            "keypool_events",
+            "keypool_usage_hourly",
+            "keypool_sessions",
+          ]) {
             await tx.unsafe(`DELETE FROM ${table} WHERE pool = $1`, [pool]);
           }
           report.pools[pool] = { keys: 0, leases: 0, events: 0, usageRows: 0, sessions: 0 };
         }
-        const keyRows = source.query(`SELECT ${KEY_COLUMNS.join(", ")} FROM keys`).all() as Array<Record<string, unknown>>;
-        await insertAll(tx, "keypool_keys", KEY_COLUMNS, keyRows.map((row) => mapBooleans(row)));
+        const keyRows = source.query(`SELECT ${KEY_COLUMNS.join(", ")} FROM keys`).all() as Array<
+          Record<string, unknown>
+        >;
+        await insertAll(
+          tx,
+          "keypool_keys",
+          KEY_COLUMNS,
+          keyRows.map((row) => mapBooleans(row)),
+        );
         for (const row of keyRows) report.pools[row.pool as string]!.keys++;
-        for (const [name, table] of Object.entries(TABLES) as Array<[keyof typeof TABLES, (typeof TABLES)[keyof typeof TABLES]]>) {
+        for (const [name, table] of Object.entries(TABLES) as Array<
+          [keyof typeof TABLES, (typeof TABLES)[keyof typeof TABLES]]
+        >) {
           const order = "order" in table ? ` ORDER BY ${table.order}` : "";
-          const rows = source.query(`SELECT ${table.columns.join(", ")} FROM ${table.from}${order}`).all() as Array<Record<string, unknown>>;
+          const rows = source.query(`SELECT ${table.columns.join(", ")} FROM ${table.from}${order}`).all() as Array<
+            Record<string, unknown>
+          >;
           await insertAll(tx, table.to, table.columns, rows);
           for (const row of rows) if (report.pools[row.pool as string]) report.pools[row.pool as string]![name]++;
         }
         if (check) {
           // Tokens are copied as ciphertext: the database must hold no tokens under another master key.
-          const [held] = (await tx`SELECT value FROM keypool_meta WHERE name = 'token_key_check'`) as Array<{ value: string }>;
+          const [held] = (await tx`SELECT value FROM keypool_meta WHERE name = 'token_key_check'`) as Array<{
+            value: string;
+          }>;
           if (held && keyIdOf(held.value) !== keyIdOf(check)) {
-            throw new ConfigError([`--to: the database's tokens are encrypted under another master key (key id ${keyIdOf(held.value)}) than ${file}'s (${keyIdOf(check)}); copy into a database of its own, or re-encrypt one side first`]);
+            throw new ConfigError([
+              `--to: the database's tokens are encrypted under another master key (key id ${keyIdOf(held.value)}) than ${file}'s (${keyIdOf(check)}); copy into a database of its own, or re-encrypt one side first`,
+            ]);
           }
           await tx`INSERT INTO keypool_meta (name, value) VALUES ('token_key_check', ${check}) ON CONFLICT (name) DO UPDATE SET value = excluded.value`;
         }
@@ -94,14 +197,25 @@ export async function copySqliteToPostgres(file: string, url: string, options: {
 
 function mapBooleans(row: Record<string, unknown>): Record<string, unknown> {
   const out = { ...row };
-  for (const column of BOOLEAN_COLUMNS) if (out[column] !== null && out[column] !== undefined) out[column] = out[column] === 1 || out[column] === true;
+  for (const column of BOOLEAN_COLUMNS)
+    if (out[column] !== null && out[column] !== undefined) out[column] = out[column] === 1 || out[column] === true;
   return out;
 }
 
-async function insertAll(tx: SQL, table: string, columns: readonly string[], rows: Array<Record<string, unknown>>): Promise<void> {
+async function insertAll(
+  tx: SQL,
+  table: string,
+  columns: readonly string[],
+  rows: Array<Record<string, unknown>>,
+): Promise<void> {
   for (let i = 0; i < rows.length; i += BATCH) {
     const batch = rows.slice(i, i + BATCH);
-    const values = batch.map((_, r) => `(${columns.map((_, c) => `$${r * columns.length + c + 1}`).join(", ")})`).join(", ");
-    await tx.unsafe(`INSERT INTO ${table} (${columns.join(", ")}) VALUES ${values}`, batch.flatMap((row) => columns.map((c) => row[c] ?? null)));
+    const values = batch
+      .map((_, r) => `(${columns.map((_, c) => `$${r * columns.length + c + 1}`).join(", ")})`)
+      .join(", ");
+    await tx.unsafe(
+      `INSERT INTO ${table} (${columns.join(", ")}) VALUES ${values}`,
+      batch.flatMap((row) => columns.map((c) => row[c] ?? null)),
+    );
   }
 }

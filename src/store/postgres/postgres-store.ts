@@ -25,7 +25,15 @@ import { countTokens } from "../../pool/limits";
 import { costMicros } from "../../pool/pricing";
 import { windowStart } from "../../pool/usage";
 import { exhaustedUntil, fullAt } from "../../pool/rate-limit-headers";
-import { FULL_BUDGET, LOWEST_RANK, initialRank, needsMaxRank, pickStart, rankAfterRelease, type RankContext } from "../../pool/rotation";
+import {
+  FULL_BUDGET,
+  LOWEST_RANK,
+  initialRank,
+  needsMaxRank,
+  pickStart,
+  rankAfterRelease,
+  type RankContext,
+} from "../../pool/rotation";
 import type {
   CheckRecord,
   DueCheck,
@@ -55,7 +63,15 @@ import type {
 import type { TokenCipher } from "../token-cipher";
 import { type EventRow, MAX_EVENTS, eventOfRow } from "../event-log";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
-import { type AdminColumns, ladderOf, limitsOf, overridesOf, type PolicyColumns, remainingOf, windowsOf } from "../key-columns";
+import {
+  type AdminColumns,
+  ladderOf,
+  limitsOf,
+  overridesOf,
+  type PolicyColumns,
+  remainingOf,
+  windowsOf,
+} from "../key-columns";
 import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
 import { maskDatabaseUrl } from "./database-url";
 import { PostgresSessions } from "./_sessions";
@@ -173,7 +189,10 @@ export class PostgresStore implements PoolStore {
     } catch (error) {
       await store.sql.close({ timeout: 0 });
       if (error instanceof DomainError && error.code === "STORE_UNAVAILABLE") {
-        throw new DomainError("STORE_UNAVAILABLE", `cannot open the PostgreSQL store ${store.where}: ${error.message} — check store.postgres.url (or KEYPOOL_DATABASE_URL) and that the server is up`);
+        throw new DomainError(
+          "STORE_UNAVAILABLE",
+          `cannot open the PostgreSQL store ${store.where}: ${error.message} — check store.postgres.url (or KEYPOOL_DATABASE_URL) and that the server is up`,
+        );
       }
       throw error;
     }
@@ -203,27 +222,36 @@ export class PostgresStore implements PoolStore {
     return [...this.pools.keys()];
   }
 
-  async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options: SyncOptions = {}): Promise<Record<string, SyncResult>> {
+  async syncPools(
+    pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>,
+    options: SyncOptions = {},
+  ): Promise<Record<string, SyncResult>> {
     let pruned: string[] = [];
-    const results = await this.transaction(async (tx) => {
-      await tx.unsafe(`SELECT pg_advisory_xact_lock(${SYNC_LOCK})`);
-      const results: Record<string, SyncResult> = {};
-      for (const { settings, keys } of pools) results[settings.name] = await this.syncOnePool(tx, settings, keys);
-      if (options.prune !== false) {
-        const wanted = pools.map((p) => p.settings.name);
-        const gone = (await tx`SELECT DISTINCT pool FROM keypool_keys WHERE NOT (pool = ANY(${wanted}::text[]))`) as Array<{ pool: string }>;
-        for (const { pool } of gone) {
-          await tx`DELETE FROM keypool_leases WHERE pool = ${pool}`;
-          await tx`DELETE FROM keypool_keys WHERE pool = ${pool}`;
-          await tx`DELETE FROM keypool_usage_hourly WHERE pool = ${pool}`;
-          await tx`DELETE FROM keypool_sessions WHERE pool = ${pool}`;
+    const results = await this.transaction(
+      async (tx) => {
+        await tx.unsafe(`SELECT pg_advisory_xact_lock(${SYNC_LOCK})`);
+        const results: Record<string, SyncResult> = {};
+        for (const { settings, keys } of pools) results[settings.name] = await this.syncOnePool(tx, settings, keys);
+        if (options.prune !== false) {
+          const wanted = pools.map((p) => p.settings.name);
+          const gone =
+            (await tx`SELECT DISTINCT pool FROM keypool_keys WHERE NOT (pool = ANY(${wanted}::text[]))`) as Array<{
+              pool: string;
+            }>;
+          for (const { pool } of gone) {
+            await tx`DELETE FROM keypool_leases WHERE pool = ${pool}`;
+            await tx`DELETE FROM keypool_keys WHERE pool = ${pool}`;
+            await tx`DELETE FROM keypool_usage_hourly WHERE pool = ${pool}`;
+            await tx`DELETE FROM keypool_sessions WHERE pool = ${pool}`;
+          }
+          // Set whole on each attempt: a retried transaction must not report a pool twice.
+          pruned = gone.map(({ pool }) => pool);
         }
-        // Set whole on each attempt: a retried transaction must not report a pool twice.
-        pruned = gone.map(({ pool }) => pool);
-      }
-      return results;
-      // Each statement still answers within timeout_sec; the whole sync of a large pool may take longer.
-    }, Math.max(SYNC_TIMEOUT_SEC, this.timeoutSec));
+        return results;
+        // Each statement still answers within timeout_sec; the whole sync of a large pool may take longer.
+      },
+      Math.max(SYNC_TIMEOUT_SEC, this.timeoutSec),
+    );
     // The planner picks the take's index from the table's statistics: after a large pool arrives it
     // would sort the pool per take until autovacuum gets round to it (measured on 100,000 keys: 3.6 ms
     // a take+release before, 1.8 ms after).
@@ -238,7 +266,8 @@ export class PostgresStore implements PoolStore {
   private async syncOnePool(tx: Db, settings: PoolSettings, keys: KeyInput[]): Promise<SyncResult> {
     const pool = settings.name;
     const existing = new Map<string, KeyRow>();
-    for (const row of (await tx`SELECT * FROM keypool_keys WHERE pool = ${pool} FOR UPDATE`) as KeyRow[]) existing.set(row.id, row);
+    for (const row of (await tx`SELECT * FROM keypool_keys WHERE pool = ${pool} FOR UPDATE`) as KeyRow[])
+      existing.set(row.id, row);
     const result: SyncResult = { added: [], updated: [], removed: [], kept: 0 };
     const maxConcurrency = settings.maxConcurrency ?? null;
     // Read once: each new key's rank follows from the ones before it (round_robin appends them in order).
@@ -252,20 +281,37 @@ export class PostgresStore implements PoolStore {
       if (!before) {
         const rank = initialRank(settings.rotation, ctx);
         ctx.maxRank = Math.max(ctx.maxRank, rank);
-        added.push(this.newKeyRow(pool, key.id, key.token, key.weight, rank, maxConcurrency, refreshToken, { key_group: key.group ?? null, origin }));
+        added.push(
+          this.newKeyRow(pool, key.id, key.token, key.weight, rank, maxConcurrency, refreshToken, {
+            key_group: key.group ?? null,
+            origin,
+          }),
+        );
         result.added.push(key.id);
         continue;
       }
       const fields: Fields = { weight: key.weight, key_group: key.group ?? null };
       // A key the config takes over from the admin API loses the limits the API gave it.
-      if (before.origin !== origin) Object.assign(fields, { origin, limit_max_concurrency: null, limit_rpm: null, limit_tpm: null, limit_daily_requests: null });
+      if (before.origin !== origin)
+        Object.assign(fields, {
+          origin,
+          limit_max_concurrency: null,
+          limit_rpm: null,
+          limit_tpm: null,
+          limit_daily_requests: null,
+        });
       const ownCap = before.origin === origin ? before.limit_max_concurrency : null;
       fields.max_concurrency = ownCap ?? maxConcurrency;
       if (this.vault.reveal(before.source_token) !== key.token) {
         // A new token under an old id is a different credential: what we knew no longer applies.
         const sealed = this.vault.seal(key.token);
         const sealedRefresh = this.vault.seal(refreshToken);
-        Object.assign(fields, FORGET_TOKEN, { token: sealed, source_token: sealed, refresh_token: sealedRefresh, source_refresh_token: sealedRefresh });
+        Object.assign(fields, FORGET_TOKEN, {
+          token: sealed,
+          source_token: sealed,
+          refresh_token: sealedRefresh,
+          source_refresh_token: sealedRefresh,
+        });
         result.updated.push(key.id);
       } else if (this.vault.reveal(before.source_refresh_token) !== refreshToken) {
         const sealedRefresh = this.vault.seal(refreshToken);
@@ -280,7 +326,12 @@ export class PostgresStore implements PoolStore {
     for (const [id, row] of existing) {
       // The admin API's keys are not the config's to remove.
       if (row.origin === "api") {
-        await this.write(tx, pool, id, changedFields(row, { max_concurrency: row.limit_max_concurrency ?? maxConcurrency }));
+        await this.write(
+          tx,
+          pool,
+          id,
+          changedFields(row, { max_concurrency: row.limit_max_concurrency ?? maxConcurrency }),
+        );
         result.kept++;
         continue;
       }
@@ -292,7 +343,8 @@ export class PostgresStore implements PoolStore {
       result.removed.push(...removed);
     }
     // Many rows per statement: a pool of 100,000 keys is added in about a hundred round trips, not 100,000.
-    for (let i = 0; i < added.length; i += INSERT_CHUNK) await tx`INSERT INTO keypool_keys ${tx(added.slice(i, i + INSERT_CHUNK))}`;
+    for (let i = 0; i < added.length; i += INSERT_CHUNK)
+      await tx`INSERT INTO keypool_keys ${tx(added.slice(i, i + INSERT_CHUNK))}`;
     return result;
   }
 
@@ -334,7 +386,8 @@ export class PostgresStore implements PoolStore {
     try {
       outcome = await this.guard(() => this.takeNow(settings, exclude, leaseId, options.session));
     } catch (error) {
-      if (error instanceof DomainError && error.code === "STORE_UNAVAILABLE") this.abandon(leaseId, this.clock.now() + settings.leaseTtlSec * 1000);
+      if (error instanceof DomainError && error.code === "STORE_UNAVAILABLE")
+        this.abandon(leaseId, this.clock.now() + settings.leaseTtlSec * 1000);
       throw error;
     }
     if ("lease" in outcome) return outcome;
@@ -345,7 +398,12 @@ export class PostgresStore implements PoolStore {
     );
   }
 
-  private async takeNow(settings: PoolSettings, exclude: string[], leaseId: string, session?: string): Promise<Lease | { retryAfterMs: number }> {
+  private async takeNow(
+    settings: PoolSettings,
+    exclude: string[],
+    leaseId: string,
+    session?: string,
+  ): Promise<Lease | { retryAfterMs: number }> {
     const now = this.clock.now();
     if (now >= this.nextReclaimAt || this.reclaimAbandoned) await this.reclaimExpiredLeases(this.sql, now);
     if (session === undefined) return this.takeIn(this.sql, settings, now, exclude, leaseId, []);
@@ -356,7 +414,11 @@ export class PostgresStore implements PoolStore {
       // It tries its own key (then the one it is detouring on) before the rotation does.
       const sticky = await this.sessions.lookup(tx, settings.name, session, now);
       const taken = await this.takeIn(tx, settings, now, exclude, leaseId, sticky.candidates);
-      if ("lease" in taken) await this.sessions.record(tx, sticky, taken.id, now, { ttlSec: settings.sessionTtlSec, max: settings.maxSessions });
+      if ("lease" in taken)
+        await this.sessions.record(tx, sticky, taken.id, now, {
+          ttlSec: settings.sessionTtlSec,
+          max: settings.maxSessions,
+        });
       return taken;
     });
   }
@@ -383,14 +445,32 @@ export class PostgresStore implements PoolStore {
   }
 
   /** One take statement (two for random, which wraps around); null when no key could be taken. */
-  private async pick(db: Db, settings: PoolSettings, now: number, exclude: string[], leaseId: string, how: { preferred?: string[]; wait?: boolean }): Promise<Lease | null> {
+  private async pick(
+    db: Db,
+    settings: PoolSettings,
+    now: number,
+    exclude: string[],
+    leaseId: string,
+    how: { preferred?: string[]; wait?: boolean },
+  ): Promise<Lease | null> {
     const { rotation } = settings;
     const pool = settings.name;
     const expiresAt = now + settings.leaseTtlSec * 1000;
     const rankInput = rotation === "random" ? this.random() : 0;
     const run = async (from: number | string[]) => {
       const variant: TakeVariant = { rotation, preferred: Array.isArray(from), wait: how.wait === true };
-      const params = [pool, now, from, exclude, leaseId, expiresAt, settings.cooldownSec * 1000, rankInput, settings.rpm ?? null, settings.dailyRequests ?? null];
+      const params = [
+        pool,
+        now,
+        from,
+        exclude,
+        leaseId,
+        expiresAt,
+        settings.cooldownSec * 1000,
+        rankInput,
+        settings.rpm ?? null,
+        settings.dailyRequests ?? null,
+      ];
       const [row] = (await db.unsafe(this.takeStatement(variant), params)) as TakenRow[];
       return row ?? null;
     };
@@ -439,14 +519,21 @@ export class PostgresStore implements PoolStore {
     this.reclaimAbandoned = true;
   }
 
-  private async soonestFree(db: Db, settings: PoolSettings, now: number): Promise<{ retryAfterMs: number; expired: boolean }> {
+  private async soonestFree(
+    db: Db,
+    settings: PoolSettings,
+    now: number,
+  ): Promise<{ retryAfterMs: number; expired: boolean }> {
     const pool = settings.name;
     const [row] = (await db`
       SELECT (SELECT min(ready_at) FROM keypool_keys WHERE pool = ${pool} AND takeable AND ready_at > ${now}) AS ready,
              (SELECT min(expires_at) FROM keypool_leases WHERE pool = ${pool} AND expires_at > ${now}) AS lease,
-             EXISTS (SELECT 1 FROM keypool_leases WHERE expires_at <= ${now}) AS expired`) as [{ ready: number | null; lease: number | null; expired: boolean }];
+             EXISTS (SELECT 1 FROM keypool_leases WHERE expires_at <= ${now}) AS expired`) as [
+      { ready: number | null; lease: number | null; expired: boolean },
+    ];
     const candidates = [row.ready, row.lease].filter((t): t is number => typeof t === "number" && t > now);
-    const retryAfterMs = candidates.length === 0 ? settings.recheckIntervalSec * 1000 : Math.max(1000, Math.min(...candidates) - now);
+    const retryAfterMs =
+      candidates.length === 0 ? settings.recheckIntervalSec * 1000 : Math.max(1000, Math.min(...candidates) - now);
     return { retryAfterMs, expired: row.expired };
   }
 
@@ -468,7 +555,8 @@ export class PostgresStore implements PoolStore {
         WITH given AS (DELETE FROM keypool_leases WHERE lease = ${target.lease} RETURNING pool, key_id)
         SELECT g.pool AS lease_pool, g.key_id AS lease_key, k.* FROM given g JOIN keypool_keys k ON k.pool = g.pool AND k.id = g.key_id
         FOR UPDATE OF k`) as Array<KeyRow & { lease_pool: string; lease_key: string }>;
-      if (!found) throw new DomainError("UNKNOWN_LEASE", `lease "${target.lease}" is unknown or has expired; take a new key`);
+      if (!found)
+        throw new DomainError("UNKNOWN_LEASE", `lease "${target.lease}" is unknown or has expired; take a new key`);
       pool = found.lease_pool;
       id = found.lease_key;
       leasesGiven = 1;
@@ -492,7 +580,10 @@ export class PostgresStore implements PoolStore {
     const takeable = isTakeable(condition);
     // A key coming back into rotation re-enters the order as a new key would.
     const released = { rank: row.rank, weight: row.weight, inFlight: Math.max(0, row.in_flight - leasesGiven) };
-    const rank = takeable && !row.takeable ? initialRank(settings.rotation, await this.rankContext(tx, pool, settings)) : rankAfterRelease(settings.rotation, released, now, remaining);
+    const rank =
+      takeable && !row.takeable
+        ? initialRank(settings.rotation, await this.rankContext(tx, pool, settings))
+        : rankAfterRelease(settings.rotation, released, now, remaining);
     const penalised = !outcome.ok && effect.class !== "client";
     Object.assign(fields, {
       in_flight: released.inFlight,
@@ -514,10 +605,17 @@ export class PostgresStore implements PoolStore {
     }
     const events: KeyEvent[] = [];
     const from = stateOf(before, now);
-    if (penalised || from !== stateOf(condition, now)) events.push(eventOf(pool, id, from, condition, effect.class ?? null, now));
+    if (penalised || from !== stateOf(condition, now))
+      events.push(eventOf(pool, id, from, condition, effect.class ?? null, now));
     await Promise.all([
       this.write(tx, pool, id, fields),
-      this.ledger.record(tx, pool, id, { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) }, now),
+      this.ledger.record(
+        tx,
+        pool,
+        id,
+        { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) },
+        now,
+      ),
       outcome.session !== undefined && this.sessions.addUsage(tx, pool, outcome.session, outcome.usage),
     ]);
     if ((effect.class === "rate_limit" || effect.class === "quota") && row.key_group !== null) {
@@ -532,7 +630,14 @@ export class PostgresStore implements PoolStore {
    * What the upstream said about the key's budget, and the tokens the request used: either may rest
    * the key. Adds the columns to write to `fields`; `remaining` is for most_remaining's rank.
    */
-  private applyUsage(row: KeyRow, condition: KeyCondition, outcome: Outcome, settings: PoolSettings, now: number, fields: Fields) {
+  private applyUsage(
+    row: KeyRow,
+    condition: KeyCondition,
+    outcome: Outcome,
+    settings: PoolSettings,
+    now: number,
+    fields: Fields,
+  ) {
     let next = condition;
     let remaining: number | undefined;
     if (outcome.budget) {
@@ -544,7 +649,8 @@ export class PostgresStore implements PoolStore {
       });
       const until = exhaustedUntil(b, now);
       remaining = until === undefined ? b.requests : FULL_BUDGET;
-      if (until !== undefined) next = restUntil(next, until, "upstream rate-limit budget spent; resting until it resets", now);
+      if (until !== undefined)
+        next = restUntil(next, until, "upstream rate-limit budget spent; resting until it resets", now);
     }
     const tokens = outcome.tokens ?? (outcome.usage && outcome.usage.input + outcome.usage.output);
     if (tokens !== undefined && tokens > 0) {
@@ -562,14 +668,24 @@ export class PostgresStore implements PoolStore {
   }
 
   /** Keys of one group share an account's limits: a rate limit or spent quota on one rests them all, until the same time. */
-  private async coolGroup(tx: Db, row: KeyRow, until: number, cls: FailureClass, settings: PoolSettings, now: number, events: KeyEvent[]): Promise<void> {
+  private async coolGroup(
+    tx: Db,
+    row: KeyRow,
+    until: number,
+    cls: FailureClass,
+    settings: PoolSettings,
+    now: number,
+    events: KeyEvent[],
+  ): Promise<void> {
     const reason = `${cls} on key ${row.id} of group ${row.key_group}; resting with it`;
     // Locked in id order, so two releases cooling one group wait for each other instead of deadlocking.
-    const members = (await tx`SELECT * FROM keypool_keys WHERE pool = ${row.pool} AND key_group = ${row.key_group} AND id <> ${row.id}
+    const members =
+      (await tx`SELECT * FROM keypool_keys WHERE pool = ${row.pool} AND key_group = ${row.key_group} AND id <> ${row.id}
                               ORDER BY id FOR UPDATE`) as KeyRow[];
     for (const member of members) {
       const rested = restUntil(conditionOf(member), until, reason, now);
-      if (rested.readyAt !== member.ready_at) await this.writeCondition(tx, member, rested, member.rank, settings, { cls, always: true }, events);
+      if (rested.readyAt !== member.ready_at)
+        await this.writeCondition(tx, member, rested, member.rank, settings, { cls, always: true }, events);
     }
   }
 
@@ -580,11 +696,14 @@ export class PostgresStore implements PoolStore {
       if (found.length === 0) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
       return pool;
     }
-    const owners = ((await tx`SELECT pool FROM keypool_keys WHERE id = ${id} AND pool = ANY(${this.poolNames()}::text[]) ORDER BY pool`) as Array<{ pool: string }>).map(
-      (r) => r.pool,
-    );
+    const owners = (
+      (await tx`SELECT pool FROM keypool_keys WHERE id = ${id} AND pool = ANY(${this.poolNames()}::text[]) ORDER BY pool`) as Array<{
+        pool: string;
+      }>
+    ).map((r) => r.pool);
     if (owners.length === 0) throw new DomainError("UNKNOWN_KEY", `no pool has a key "${id}"`);
-    if (owners.length > 1) throw new DomainError("AMBIGUOUS_KEY", `key "${id}" exists in pools ${owners.join(", ")}; say which with "pool"`);
+    if (owners.length > 1)
+      throw new DomainError("AMBIGUOUS_KEY", `key "${id}" exists in pools ${owners.join(", ")}; say which with "pool"`);
     return owners[0]!;
   }
 
@@ -598,8 +717,16 @@ export class PostgresStore implements PoolStore {
       if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
       if (result.token !== undefined && result.token !== this.vault.reveal(row.token)) return;
       const failuresToDead = settings.failuresToDead ?? this.failuresToDead;
-      const verdict = afterCheck(conditionOf(row), result, row.consecutive_failures, { ...settings, failuresToDead }, now);
-      const failure = result.ok ? undefined : classifyFailure({ status: result.status, error: result.status === undefined ? result.reason : undefined });
+      const verdict = afterCheck(
+        conditionOf(row),
+        result,
+        row.consecutive_failures,
+        { ...settings, failuresToDead },
+        now,
+      );
+      const failure = result.ok
+        ? undefined
+        : classifyFailure({ status: result.status, error: result.status === undefined ? result.reason : undefined });
       const events: KeyEvent[] = [];
       await this.writeCondition(tx, row, verdict.condition, row.rank, settings, { cls: failure ?? null }, events);
       const fields: Fields = {
@@ -612,7 +739,12 @@ export class PostgresStore implements PoolStore {
         next_check_at: nextCheckAt(verdict.condition.health, row.expires_at, settings, now, this.random),
       };
       // A probe that revives a key is a success like any other: its ladder starts over.
-      if (result.ok && awaitsRevival(row.health)) Object.assign(fields, { fail_class: CLEAN_LADDER.failClass, rung: CLEAN_LADDER.rung, fail_until: CLEAN_LADDER.failUntil });
+      if (result.ok && awaitsRevival(row.health))
+        Object.assign(fields, {
+          fail_class: CLEAN_LADDER.failClass,
+          rung: CLEAN_LADDER.rung,
+          fail_until: CLEAN_LADDER.failUntil,
+        });
       await this.write(tx, pool, id, fields);
       await this.logEvents(tx, events);
     });
@@ -633,20 +765,29 @@ export class PostgresStore implements PoolStore {
     return rows.map((row) => ({ pool, id: row.id, token: this.vault.reveal(row.token), expiresAt: row.expires_at }));
   }
 
-  async beginRefresh(pool: string, id: string, claim: { owner: string; staleToken: string; lockUntil: number }): Promise<RefreshClaim> {
+  async beginRefresh(
+    pool: string,
+    id: string,
+    claim: { owner: string; staleToken: string; lockUntil: number },
+  ): Promise<RefreshClaim> {
     return this.guard(async () => {
       const now = this.clock.now();
-      const [row] = (await this.sql`SELECT token FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`) as Array<Pick<KeyRow, "token">>;
+      const [row] = (await this.sql`SELECT token FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`) as Array<
+        Pick<KeyRow, "token">
+      >;
       if (!row) return { status: "missing" };
       const current = this.vault.reveal(row.token);
       if (current !== claim.staleToken) return { status: "superseded", token: current };
       // One conditional write is the whole lock: it succeeds for exactly one caller, on any instance, while the lock is free.
-      const [won] = (await this.sql`UPDATE keypool_keys SET refresh_owner = ${claim.owner}, refresh_lock_until = ${claim.lockUntil}
+      const [won] = (await this
+        .sql`UPDATE keypool_keys SET refresh_owner = ${claim.owner}, refresh_lock_until = ${claim.lockUntil}
                                     WHERE pool = ${pool} AND id = ${id} AND token = ${row.token}
                                       AND (refresh_owner IS NULL OR refresh_lock_until <= ${now})
                                     RETURNING token, refresh_token`) as Array<Pick<KeyRow, "token" | "refresh_token">>;
       if (won) return { status: "claimed", token: current, refreshToken: this.vault.reveal(won.refresh_token) };
-      const [after] = (await this.sql`SELECT token FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`) as Array<Pick<KeyRow, "token">>;
+      const [after] = (await this.sql`SELECT token FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`) as Array<
+        Pick<KeyRow, "token">
+      >;
       if (after && after.token !== row.token) return { status: "superseded", token: this.vault.reveal(after.token) };
       return { status: "busy" };
     });
@@ -662,7 +803,15 @@ export class PostgresStore implements PoolStore {
       const fields: Fields = { refresh_owner: null, refresh_lock_until: 0 };
       if (result.status === "refreshed") {
         const settings = this.settingsOf(pool);
-        await this.writeCondition(tx, row, { health: "unknown", reason: "token refreshed", readyAt: row.ready_at }, row.rank, settings, { cls: null }, events);
+        await this.writeCondition(
+          tx,
+          row,
+          { health: "unknown", reason: "token refreshed", readyAt: row.ready_at },
+          row.rank,
+          settings,
+          { cls: null },
+          events,
+        );
         Object.assign(fields, {
           token: this.vault.seal(result.token),
           refresh_token: result.refreshToken === undefined ? row.refresh_token : this.vault.seal(result.refreshToken),
@@ -696,11 +845,19 @@ export class PostgresStore implements PoolStore {
     events: KeyEvent[],
   ): Promise<void> {
     const takeable = isTakeable(condition);
-    const newRank = takeable && !row.takeable ? initialRank(settings.rotation, await this.rankContext(tx, row.pool, settings)) : rank;
-    await this.write(tx, row.pool, row.id, { health: condition.health, reason: condition.reason, ready_at: condition.readyAt, takeable, rank: newRank });
+    const newRank =
+      takeable && !row.takeable ? initialRank(settings.rotation, await this.rankContext(tx, row.pool, settings)) : rank;
+    await this.write(tx, row.pool, row.id, {
+      health: condition.health,
+      reason: condition.reason,
+      ready_at: condition.readyAt,
+      takeable,
+      rank: newRank,
+    });
     const now = this.clock.now();
     const from = stateOf(conditionOf(row), now);
-    if (event.always || from !== stateOf(condition, now)) events.push(eventOf(row.pool, row.id, from, condition, event.cls, now));
+    if (event.always || from !== stateOf(condition, now))
+      events.push(eventOf(row.pool, row.id, from, condition, event.cls, now));
   }
 
   // ---- reading -------------------------------------------------------------------------------
@@ -710,7 +867,9 @@ export class PostgresStore implements PoolStore {
     return this.guard(async () => {
       const now = this.clock.now();
       const [rows, sessions] = await Promise.all([
-        (pool === undefined ? this.sql`SELECT * FROM keypool_keys ORDER BY pool, id` : this.sql`SELECT * FROM keypool_keys WHERE pool = ${pool} ORDER BY id`) as Promise<KeyRow[]>,
+        (pool === undefined
+          ? this.sql`SELECT * FROM keypool_keys ORDER BY pool, id`
+          : this.sql`SELECT * FROM keypool_keys WHERE pool = ${pool} ORDER BY id`) as Promise<KeyRow[]>,
         this.sessions.countsByKey(this.sql, now),
       ]);
       return rows.map((row) => {
@@ -749,9 +908,11 @@ export class PostgresStore implements PoolStore {
     const key = query.key ?? null;
     const rows = (await this.guard(() =>
       query.since === undefined
-        ? this.sql`SELECT * FROM (SELECT * FROM keypool_events WHERE (${pool}::text IS NULL OR pool = ${pool}) AND (${key}::text IS NULL OR key_id = ${key})
+        ? this
+            .sql`SELECT * FROM (SELECT * FROM keypool_events WHERE (${pool}::text IS NULL OR pool = ${pool}) AND (${key}::text IS NULL OR key_id = ${key})
                    ORDER BY seq DESC LIMIT ${query.limit}) latest ORDER BY seq`
-        : this.sql`SELECT * FROM keypool_events WHERE (${pool}::text IS NULL OR pool = ${pool}) AND (${key}::text IS NULL OR key_id = ${key})
+        : this
+            .sql`SELECT * FROM keypool_events WHERE (${pool}::text IS NULL OR pool = ${pool}) AND (${key}::text IS NULL OR key_id = ${key})
                    AND at > ${query.since} ORDER BY seq LIMIT ${query.limit}`,
     )) as EventRow[];
     return rows.map(eventOfRow);
@@ -765,7 +926,10 @@ export class PostgresStore implements PoolStore {
 
   private async keyHoldingToken(db: Db, pool: string, token: string): Promise<string | null> {
     let found: string | null = null;
-    for (const row of (await db`SELECT id, token FROM keypool_keys WHERE pool = ${pool}`) as Array<{ id: string; token: string }>) {
+    for (const row of (await db`SELECT id, token FROM keypool_keys WHERE pool = ${pool}`) as Array<{
+      id: string;
+      token: string;
+    }>) {
       if (this.vault.holds(row.token, token) && found === null) found = row.id;
     }
     return found;
@@ -775,7 +939,9 @@ export class PostgresStore implements PoolStore {
 
   async listKeys(pool: string): Promise<KeyRecord[]> {
     this.settingsOf(pool);
-    const rows = (await this.guard(() => this.sql`SELECT * FROM keypool_keys WHERE pool = ${pool} ORDER BY id`)) as KeyRow[];
+    const rows = (await this.guard(
+      () => this.sql`SELECT * FROM keypool_keys WHERE pool = ${pool} ORDER BY id`,
+    )) as KeyRow[];
     const now = this.clock.now();
     return rows.map((row) => this.recordOf(row, now));
   }
@@ -787,16 +953,30 @@ export class PostgresStore implements PoolStore {
       await tx.unsafe(`SELECT pg_advisory_xact_lock(${SYNC_LOCK})`);
       const [existing] = (await tx`SELECT * FROM keypool_keys WHERE pool = ${pool} AND id = ${key.id}`) as KeyRow[];
       if (existing && existing.origin !== "api") throw ownedError(existing.origin, pool, key.id);
-      if (existing) throw new DomainError("KEY_EXISTS", `pool "${pool}" already has a key "${key.id}"; pick another id, or change that key with PATCH`);
+      if (existing)
+        throw new DomainError(
+          "KEY_EXISTS",
+          `pool "${pool}" already has a key "${key.id}"; pick another id, or change that key with PATCH`,
+        );
       const twin = await this.keyHoldingToken(tx, pool, key.token);
-      if (twin !== null) throw new DomainError("KEY_EXISTS", `pool "${pool}" already holds this token as key "${twin}"`);
+      if (twin !== null)
+        throw new DomainError("KEY_EXISTS", `pool "${pool}" already holds this token as key "${twin}"`);
       const rank = initialRank(settings.rotation, await this.rankContext(tx, pool, settings));
       const limits = mergeOverrides(NO_OVERRIDES, key.limits ?? {});
-      const row = this.newKeyRow(pool, key.id, key.token, key.weight, rank, limits.maxConcurrency ?? settings.maxConcurrency ?? null, null, {
-        origin: "api",
-        key_group: key.group ?? null,
-        ...limitFields(limits),
-      });
+      const row = this.newKeyRow(
+        pool,
+        key.id,
+        key.token,
+        key.weight,
+        rank,
+        limits.maxConcurrency ?? settings.maxConcurrency ?? null,
+        null,
+        {
+          origin: "api",
+          key_group: key.group ?? null,
+          ...limitFields(limits),
+        },
+      );
       await tx`INSERT INTO keypool_keys ${tx(row)}`;
       return this.recordOf((await this.lockKey(tx, pool, key.id))!, this.clock.now());
     });
@@ -815,13 +995,16 @@ export class PostgresStore implements PoolStore {
       if (changes.group !== undefined) fields.key_group = changes.group ?? null;
       if (changes.limits) {
         const limits = mergeOverrides(overridesOf(row), changes.limits);
-        Object.assign(fields, limitFields(limits), { max_concurrency: limits.maxConcurrency ?? settings.maxConcurrency ?? null });
+        Object.assign(fields, limitFields(limits), {
+          max_concurrency: limits.maxConcurrency ?? settings.maxConcurrency ?? null,
+        });
       }
       await this.write(tx, pool, id, fields);
       const events: KeyEvent[] = [];
       if (changes.enabled !== undefined) {
         const next = setDisabled(conditionOf(row), !changes.enabled);
-        if (next.health !== row.health) await this.writeCondition(tx, row, next, row.rank, settings, { cls: null }, events);
+        if (next.health !== row.health)
+          await this.writeCondition(tx, row, next, row.rank, settings, { cls: null }, events);
       }
       await this.logEvents(tx, events);
       return this.recordOf((await this.lockKey(tx, pool, id))!, this.clock.now());
@@ -901,7 +1084,9 @@ export class PostgresStore implements PoolStore {
   }
 
   private lockKey(tx: Db, pool: string, id: string): Promise<KeyRow | undefined> {
-    return (tx`SELECT * FROM keypool_keys WHERE pool = ${pool} AND id = ${id} FOR UPDATE` as Promise<KeyRow[]>).then((rows) => rows[0]);
+    return (tx`SELECT * FROM keypool_keys WHERE pool = ${pool} AND id = ${id} FOR UPDATE` as Promise<KeyRow[]>).then(
+      (rows) => rows[0],
+    );
   }
 
   /** One UPDATE of the given columns (names from this file, never from input). */
@@ -909,13 +1094,25 @@ export class PostgresStore implements PoolStore {
     const columns = Object.keys(fields);
     if (columns.length === 0) return;
     const sets = columns.map((c, i) => `${c} = $${i + 1}`).join(", ");
-    await tx.unsafe(`UPDATE keypool_keys SET ${sets} WHERE pool = $${columns.length + 1} AND id = $${columns.length + 2}`, [...Object.values(fields), pool, id]);
+    await tx.unsafe(
+      `UPDATE keypool_keys SET ${sets} WHERE pool = $${columns.length + 1} AND id = $${columns.length + 2}`,
+      [...Object.values(fields), pool, id],
+    );
   }
 
   /** Appends transitions and prunes the log back to MAX_EVENTS rows. */
   private async logEvents(tx: Db, events: KeyEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const rows = events.map((e) => ({ at: e.at, pool: e.pool, key_id: e.key, from_state: e.from, to_state: e.to, class: e.class, reason: e.reason, until: e.until }));
+    const rows = events.map((e) => ({
+      at: e.at,
+      pool: e.pool,
+      key_id: e.key,
+      from_state: e.from,
+      to_state: e.to,
+      class: e.class,
+      reason: e.reason,
+      until: e.until,
+    }));
     await tx`WITH added AS (INSERT INTO keypool_events ${tx(rows)} RETURNING seq)
              DELETE FROM keypool_events WHERE seq <= (SELECT max(seq) FROM added) - ${MAX_EVENTS}`;
   }
@@ -924,7 +1121,9 @@ export class PostgresStore implements PoolStore {
     const virtualTime = settings.rotation === "weighted" ? await this.poolVirtualTime(db, pool) : 0;
     let maxRank = 0;
     if (needsMaxRank(settings.rotation)) {
-      const [row] = (await db`SELECT max(rank) AS rank FROM keypool_keys WHERE pool = ${pool} AND takeable`) as Array<{ rank: number | null }>;
+      const [row] = (await db`SELECT max(rank) AS rank FROM keypool_keys WHERE pool = ${pool} AND takeable`) as Array<{
+        rank: number | null;
+      }>;
       maxRank = row?.rank ?? 0;
     }
     return { now: this.clock.now(), random: this.random, maxRank, virtualTime };
@@ -1001,7 +1200,14 @@ function limitFields(limits: ReturnType<typeof overridesOf>): Fields {
   };
 }
 
-function eventOf(pool: string, id: string, from: KeyState, to: KeyCondition, cls: FailureClass | null, now: number): KeyEvent {
+function eventOf(
+  pool: string,
+  id: string,
+  from: KeyState,
+  to: KeyCondition,
+  cls: FailureClass | null,
+  now: number,
+): KeyEvent {
   return { at: now, pool, key: id, from, to: stateOf(to, now), class: cls, reason: to.reason, until: untilOf(to, now) };
 }
 
@@ -1017,7 +1223,9 @@ async function migrateSchema(tx: Db): Promise<void> {
   const [row] = (await tx`SELECT value FROM keypool_meta WHERE name = 'schema_version'`) as Array<{ value: string }>;
   const current = row ? Number(row.value) : 0;
   if (current > MIGRATIONS.length) {
-    throw new Error(`the database schema (version ${current}) is newer than this keypool understands (${MIGRATIONS.length}); upgrade keypool`);
+    throw new Error(
+      `the database schema (version ${current}) is newer than this keypool understands (${MIGRATIONS.length}); upgrade keypool`,
+    );
   }
   for (let version = current; version < MIGRATIONS.length; version++) await tx.unsafe(MIGRATIONS[version]!);
   if (current < MIGRATIONS.length) {
@@ -1029,4 +1237,3 @@ async function migrateSchema(tx: Db): Promise<void> {
 function conditionOf(row: KeyRow): KeyCondition {
   return { health: row.health, reason: row.reason, readyAt: row.ready_at };
 }
-

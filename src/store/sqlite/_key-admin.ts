@@ -18,8 +18,21 @@ export class AdminWrites {
   }
 
   /** Writes a key's own limits and the in-flight cap the pick reads (its own, else the pool's). */
-  writeLimits(pool: string, id: string, limits: Required<KeyLimitOverrides>, poolMaxConcurrency: number | undefined): void {
-    this.sql.writeLimits.run(limits.maxConcurrency, limits.rpm, limits.tpm, limits.dailyRequests, poolMaxConcurrency ?? null, pool, id);
+  writeLimits(
+    pool: string,
+    id: string,
+    limits: Required<KeyLimitOverrides>,
+    poolMaxConcurrency: number | undefined,
+  ): void {
+    this.sql.writeLimits.run(
+      limits.maxConcurrency,
+      limits.rpm,
+      limits.tpm,
+      limits.dailyRequests,
+      poolMaxConcurrency ?? null,
+      pool,
+      id,
+    );
   }
 
   /** A reload may change the pool's in-flight cap; keys with their own keep theirs. */
@@ -38,13 +51,17 @@ export class AdminWrites {
 
 function prepare(db: Database) {
   return {
-    setConfigOrigin: db.query(`UPDATE keys SET origin = ?1, limit_max_concurrency = NULL, limit_rpm = NULL, limit_tpm = NULL,
+    setConfigOrigin:
+      db.query(`UPDATE keys SET origin = ?1, limit_max_concurrency = NULL, limit_rpm = NULL, limit_tpm = NULL,
                                  limit_daily_requests = NULL
                                WHERE pool = ?2 AND id = ?3 AND origin != ?1`),
-    writeLimits: db.query(`UPDATE keys SET limit_max_concurrency = ?1, limit_rpm = ?2, limit_tpm = ?3, limit_daily_requests = ?4,
+    writeLimits:
+      db.query(`UPDATE keys SET limit_max_concurrency = ?1, limit_rpm = ?2, limit_tpm = ?3, limit_daily_requests = ?4,
                              max_concurrency = COALESCE(?1, ?5)
                            WHERE pool = ?6 AND id = ?7`),
-    applyPoolConcurrency: db.query(`UPDATE keys SET max_concurrency = COALESCE(limit_max_concurrency, ?1) WHERE pool = ?2 AND id = ?3`),
+    applyPoolConcurrency: db.query(
+      `UPDATE keys SET max_concurrency = COALESCE(limit_max_concurrency, ?1) WHERE pool = ?2 AND id = ?3`,
+    ),
     markApi: db.query(`UPDATE keys SET origin = 'api' WHERE pool = ?1 AND id = ?2`),
     setWeight: db.query(`UPDATE keys SET weight = ?1 WHERE pool = ?2 AND id = ?3`),
   };

@@ -5,7 +5,6 @@ import { type RateLimitBudget, fullAt } from "../../pool/rate-limit-headers";
 import { type EventRow, MAX_EVENTS, eventOfRow } from "../event-log";
 import type { EventQuery, KeyEvent } from "../types";
 
-
 /**
  * The failure policy's own statements: quota groups, ladders, rate-limit budgets, limit windows and
  * the event log. Every method runs inside the caller's transaction, so a failure, its group's rest
@@ -59,7 +58,9 @@ export class PolicyWrites {
 
   events(query: EventQuery): KeyEvent[] {
     const args = [query.pool ?? null, query.key ?? null, query.since ?? null, query.limit] as const;
-    const rows = (query.since === undefined ? this.sql.latestEvents.all(...args).reverse() : this.sql.eventsSince.all(...args)) as EventRow[];
+    const rows = (
+      query.since === undefined ? this.sql.latestEvents.all(...args).reverse() : this.sql.eventsSince.all(...args)
+    ) as EventRow[];
     return rows.map(eventOfRow);
   }
 }
@@ -73,7 +74,8 @@ function prepare(db: Database) {
                                minute_tokens = 0, day_start = 0, day_requests = 0
                              WHERE pool = ?1 AND id = ?2`),
     writeLadder: db.query(`UPDATE keys SET fail_class = ?1, rung = ?2, fail_until = ?3 WHERE pool = ?4 AND id = ?5`),
-    writeWindows: db.query(`UPDATE keys SET minute_start = ?1, minute_requests = ?2, minute_tokens = ?3, day_start = ?4, day_requests = ?5
+    writeWindows:
+      db.query(`UPDATE keys SET minute_start = ?1, minute_requests = ?2, minute_tokens = ?3, day_start = ?4, day_requests = ?5
                             WHERE pool = ?6 AND id = ?7`),
     writeBudget: db.query(`UPDATE keys SET remaining_requests = COALESCE(?1, remaining_requests),
                              remaining_tokens = COALESCE(?2, remaining_tokens), remaining_reset_at = COALESCE(?3, remaining_reset_at)

@@ -34,8 +34,20 @@ export function importPoolctlStateOnce(
     for (const pool of pools) {
       for (const s of states) {
         const { health, reason, readyAt } = s.condition;
-        const changes = update.run(health, reason, readyAt, isTakeable(s.condition) ? 1 : 0, s.lastCheck, s.lastUsed,
-          s.requests, s.errors, s.consecutiveFailures, s.lastCheckStatus, pool, s.id).changes;
+        const changes = update.run(
+          health,
+          reason,
+          readyAt,
+          isTakeable(s.condition) ? 1 : 0,
+          s.lastCheck,
+          s.lastUsed,
+          s.requests,
+          s.errors,
+          s.consecutiveFailures,
+          s.lastCheckStatus,
+          pool,
+          s.id,
+        ).changes;
         restored += changes;
       }
     }

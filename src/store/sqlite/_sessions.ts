@@ -1,7 +1,14 @@
 import type { Database } from "bun:sqlite";
 import type { KeyHealth } from "../../pool/key-state";
 import type { TokenCounts } from "../../pool/pricing";
-import { DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_SEC, type SessionLookup, type SessionUsageRow, sessionTokenCounts, sessionUsageOf } from "../session-rules";
+import {
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_SESSION_TTL_SEC,
+  type SessionLookup,
+  type SessionUsageRow,
+  sessionTokenCounts,
+  sessionUsageOf,
+} from "../session-rules";
 import type { SessionUsage } from "../types";
 
 // Lapsed mappings are swept at most this often per pool; until then the bound and the TTL check keep them harmless.
@@ -98,15 +105,20 @@ function prepare(db: Database) {
     backOnOwn: db.query(`UPDATE sessions SET detour_id = NULL, expires_at = ?1 WHERE pool = ?2 AND session = ?3`),
     // A detour leaves expires_at alone: a session that never gets its key back lets the mapping lapse.
     detour: db.query(`UPDATE sessions SET detour_id = ?1 WHERE pool = ?2 AND session = ?3`),
-    remap: db.query(`UPDATE sessions SET key_id = ?1, detour_id = NULL, expires_at = ?2 WHERE pool = ?3 AND session = ?4`),
+    remap: db.query(
+      `UPDATE sessions SET key_id = ?1, detour_id = NULL, expires_at = ?2 WHERE pool = ?3 AND session = ?4`,
+    ),
     insert: db.query(`INSERT INTO sessions (pool, session, key_id, expires_at) VALUES (?1, ?2, ?3, ?4)`),
     count: db.query(`SELECT n FROM session_counts WHERE pool = ?1`),
     sweep: db.query(`DELETE FROM sessions WHERE pool = ?1 AND expires_at <= ?2`),
     evictOldest: db.query(`DELETE FROM sessions WHERE pool = ?1 AND session IN (
                              SELECT session FROM sessions WHERE pool = ?1 ORDER BY expires_at LIMIT ?2)`),
-    countByKey: db.query(`SELECT key_id, COUNT(*) AS n FROM sessions WHERE pool = ?1 AND expires_at > ?2 GROUP BY key_id`),
+    countByKey: db.query(
+      `SELECT key_id, COUNT(*) AS n FROM sessions WHERE pool = ?1 AND expires_at > ?2 GROUP BY key_id`,
+    ),
     deletePool: db.query(`DELETE FROM sessions WHERE pool = ?1`),
-    addUsage: db.query(`UPDATE sessions SET requests = requests + 1, input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
+    addUsage:
+      db.query(`UPDATE sessions SET requests = requests + 1, input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
                           cached_tokens = cached_tokens + ?5, cache_write_tokens = cache_write_tokens + ?6
                         WHERE pool = ?1 AND session = ?2`),
     // A scan of the pool's sessions (at most session.max): an index on the totals would cost every release a write.

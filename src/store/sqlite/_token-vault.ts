@@ -1,6 +1,13 @@
 import type { Database } from "bun:sqlite";
 import type { TokenCipher } from "../token-cipher";
-import { ANY_ENCRYPTED_SECRET, ANY_PLAIN_SECRET, KEY_CHECK_NAME, SECRET_COLUMNS, type SecretColumns, type SecretVault } from "../secret-vault";
+import {
+  ANY_ENCRYPTED_SECRET,
+  ANY_PLAIN_SECRET,
+  KEY_CHECK_NAME,
+  SECRET_COLUMNS,
+  type SecretColumns,
+  type SecretVault,
+} from "../secret-vault";
 
 /**
  * The SQLite side of the secret vault (src/store/secret-vault.ts): reading and writing the check
@@ -17,7 +24,8 @@ import { ANY_ENCRYPTED_SECRET, ANY_PLAIN_SECRET, KEY_CHECK_NAME, SECRET_COLUMNS,
 export function verifyVault(db: Database, vault: SecretVault): { sealed: number } {
   if (vault.encrypted) db.exec("PRAGMA secure_delete = ON");
   const run = db.transaction(() => {
-    const check = (db.query("SELECT value FROM meta WHERE name = ?1").get(KEY_CHECK_NAME) as { value: string } | null)?.value;
+    const check = (db.query("SELECT value FROM meta WHERE name = ?1").get(KEY_CHECK_NAME) as { value: string } | null)
+      ?.value;
     const needsCheck = vault.admit({ check, anyEncrypted: any(db, ANY_ENCRYPTED_SECRET) });
     if (!vault.encrypted) return { sealed: 0 };
     // Only a file that a keypool without the key wrote to needs a pass over every row.
@@ -46,7 +54,9 @@ function any(db: Database, where: string): boolean {
 
 /** Applies `change` to every non-null secret; returns how many values it changed. */
 function rewriteAll(db: Database, vault: SecretVault, change: (value: string) => string): number {
-  const rows = db.query(`SELECT pool, id, ${SECRET_COLUMNS.join(", ")} FROM keys`).all() as Array<SecretColumns & { pool: string; id: string }>;
+  const rows = db.query(`SELECT pool, id, ${SECRET_COLUMNS.join(", ")} FROM keys`).all() as Array<
+    SecretColumns & { pool: string; id: string }
+  >;
   const update = db.query(`UPDATE keys SET ${SECRET_COLUMNS.map((c, i) => `${c} = ?${i + 1}`).join(", ")}
                            WHERE pool = ?${SECRET_COLUMNS.length + 1} AND id = ?${SECRET_COLUMNS.length + 2}`);
   let changed = 0;

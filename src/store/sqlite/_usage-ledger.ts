@@ -1,10 +1,15 @@
 import type { Database } from "bun:sqlite";
 import { HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, hourOf } from "../../pool/usage";
 import type { KeyUsage } from "../types";
-import { USAGE_COUNT_COLUMNS, type UsageEntry, type UsageRow, usageIncrements, usageTotalsOf as totalsOf } from "../usage-entry";
+import {
+  USAGE_COUNT_COLUMNS,
+  type UsageEntry,
+  type UsageRow,
+  usageIncrements,
+  usageTotalsOf as totalsOf,
+} from "../usage-entry";
 
 const COUNT_COLUMNS = USAGE_COUNT_COLUMNS;
-
 
 /**
  * The hourly usage ledger (`usage_hourly`). `record` runs inside the release's transaction and is

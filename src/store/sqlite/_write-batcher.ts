@@ -46,7 +46,10 @@ export class WriteBatcher {
     const batch = this.pending;
     if (batch.length === 0) return;
     this.pending = [];
-    if (batch.length === 1) return this.flushOne(batch[0]!);
+    if (batch.length === 1) {
+      this.flushOne(batch[0]!);
+      return;
+    }
     let results: Array<{ ok: boolean; value: unknown }>;
     try {
       results = this.runBatch.immediate(batch);
@@ -55,7 +58,10 @@ export class WriteBatcher {
       for (const write of batch) write.reject(error);
       return;
     }
-    results.forEach((result, i) => (result.ok ? batch[i]!.resolve(result.value) : batch[i]!.reject(result.value)));
+    results.forEach((result, i) => {
+      if (result.ok) batch[i]!.resolve(result.value);
+      else batch[i]!.reject(result.value);
+    });
   }
 
   /**

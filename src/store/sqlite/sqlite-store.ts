@@ -31,7 +31,18 @@ import { type KeyLimits, countRequest, countTokens, hasRequestLimits } from "../
 import { costMicros } from "../../pool/pricing";
 import { windowStart } from "../../pool/usage";
 import { exhaustedUntil } from "../../pool/rate-limit-headers";
-import { FULL_BUDGET, LOWEST_RANK, busyRank, initialRank, needsMaxRank, pickStart, rankAfterRelease, rankAfterTake, type RankContext, virtualTimeOf } from "../../pool/rotation";
+import {
+  FULL_BUDGET,
+  LOWEST_RANK,
+  busyRank,
+  initialRank,
+  needsMaxRank,
+  pickStart,
+  rankAfterRelease,
+  rankAfterTake,
+  type RankContext,
+  virtualTimeOf,
+} from "../../pool/rotation";
 import type {
   CheckRecord,
   DueCheck,
@@ -62,7 +73,15 @@ import type { TokenCipher } from "../token-cipher";
 import { MIGRATIONS } from "./migrations";
 import { repairStatements } from "../stored-bounds";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
-import { type AdminColumns, ladderOf, limitsOf, overridesOf, type PolicyColumns, remainingOf, windowsOf } from "../key-columns";
+import {
+  type AdminColumns,
+  ladderOf,
+  limitsOf,
+  overridesOf,
+  type PolicyColumns,
+  remainingOf,
+  windowsOf,
+} from "../key-columns";
 import { AdminWrites } from "./_key-admin";
 import { PolicyWrites } from "./_key-policy";
 import { SecretVault } from "../secret-vault";
@@ -199,7 +218,10 @@ export class SqliteStore implements PoolStore {
     return [...this.pools.keys()];
   }
 
-  async syncPools(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>, options: SyncOptions = {}): Promise<Record<string, SyncResult>> {
+  async syncPools(
+    pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>,
+    options: SyncOptions = {},
+  ): Promise<Record<string, SyncResult>> {
     this.refuseIfLost();
     const pruned: string[] = [];
     const run = this.db.transaction(() => {
@@ -236,12 +258,27 @@ export class SqliteStore implements PoolStore {
       const refreshToken = key.refreshToken ?? null;
       if (!before) {
         const rank = initialRank(settings.rotation, this.rankContext(pool, settings));
-        this.sql.insertKey.run(pool, key.id, this.vault.seal(key.token), key.weight, rank, maxConcurrency, this.vault.seal(refreshToken));
+        this.sql.insertKey.run(
+          pool,
+          key.id,
+          this.vault.seal(key.token),
+          key.weight,
+          rank,
+          maxConcurrency,
+          this.vault.seal(refreshToken),
+        );
         result.added.push(key.id);
       } else if (this.vault.reveal(before.source_token) !== key.token) {
         // A new token under an old id is a different credential: what we knew no longer applies.
         // Compared with what the file said before, not with the stored token, which a refresh may have replaced.
-        this.sql.replaceToken.run(this.vault.seal(key.token), key.weight, maxConcurrency, this.vault.seal(refreshToken), pool, key.id);
+        this.sql.replaceToken.run(
+          this.vault.seal(key.token),
+          key.weight,
+          maxConcurrency,
+          this.vault.seal(refreshToken),
+          pool,
+          key.id,
+        );
         this.policy.forgetLearned(pool, key.id);
         result.updated.push(key.id);
       } else if (this.vault.reveal(before.source_refresh_token) !== refreshToken) {
@@ -283,36 +320,43 @@ export class SqliteStore implements PoolStore {
     );
   }
 
-  private readonly takeTx = this.lazyTransaction((settings: PoolSettings, exclude: readonly string[], session?: string): Lease | { retryAfterMs: number } => {
-    const now = this.clock.now();
-    const start = pickStart(settings.rotation, this.random);
-    // A sticky session tries its own key (then the one it is detouring on) before the rotation does.
-    const sticky = session === undefined ? undefined : this.sessions.lookup(settings.name, session, now);
-    let row = sticky ? this.pickPreferred(settings.name, now, sticky.candidates, exclude) : null;
-    row ??= this.pick(settings.name, now, start, exclude, now >= this.nextReclaimAt);
-    // Only worth a second look when a lease may have expired since the last sweep.
-    if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, start, exclude, true);
-    if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now) };
+  private readonly takeTx = this.lazyTransaction(
+    (settings: PoolSettings, exclude: readonly string[], session?: string): Lease | { retryAfterMs: number } => {
+      const now = this.clock.now();
+      const start = pickStart(settings.rotation, this.random);
+      // A sticky session tries its own key (then the one it is detouring on) before the rotation does.
+      const sticky = session === undefined ? undefined : this.sessions.lookup(settings.name, session, now);
+      let row = sticky ? this.pickPreferred(settings.name, now, sticky.candidates, exclude) : null;
+      row ??= this.pick(settings.name, now, start, exclude, now >= this.nextReclaimAt);
+      // Only worth a second look when a lease may have expired since the last sweep.
+      if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, start, exclude, true);
+      if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now) };
 
-    const ctx = this.rankContext(settings.name, settings);
-    const rank = rankAfterTake(settings.rotation, { rank: row.rank, weight: row.weight, inFlight: row.in_flight }, ctx);
-    let condition = afterTake(conditionOf(row), settings, now);
-    const limits = limitsOf(row, settings);
-    if (hasRequestLimits(limits)) condition = this.countTake(row, condition, limits, now);
-    this.sql.markTaken.run(rank, condition.readyAt, condition.reason, now, settings.name, row.id);
+      const ctx = this.rankContext(settings.name, settings);
+      const rank = rankAfterTake(
+        settings.rotation,
+        { rank: row.rank, weight: row.weight, inFlight: row.in_flight },
+        ctx,
+      );
+      let condition = afterTake(conditionOf(row), settings, now);
+      const limits = limitsOf(row, settings);
+      if (hasRequestLimits(limits)) condition = this.countTake(row, condition, limits, now);
+      this.sql.markTaken.run(rank, condition.readyAt, condition.reason, now, settings.name, row.id);
 
-    const lease: Lease = {
-      lease: `ls_${crypto.randomUUID().replaceAll("-", "")}`,
-      pool: settings.name,
-      id: row.id,
-      token: this.vault.reveal(row.token),
-      takenAt: now,
-      expiresAt: now + settings.leaseTtlSec * 1000,
-    };
-    this.sql.insertLease.run(lease.lease, lease.pool, lease.id, now, lease.expiresAt);
-    if (sticky) this.sessions.record(sticky, row.id, now, { ttlSec: settings.sessionTtlSec, max: settings.maxSessions });
-    return lease;
-  });
+      const lease: Lease = {
+        lease: `ls_${crypto.randomUUID().replaceAll("-", "")}`,
+        pool: settings.name,
+        id: row.id,
+        token: this.vault.reveal(row.token),
+        takenAt: now,
+        expiresAt: now + settings.leaseTtlSec * 1000,
+      };
+      this.sql.insertLease.run(lease.lease, lease.pool, lease.id, now, lease.expiresAt);
+      if (sticky)
+        this.sessions.record(sticky, row.id, now, { ttlSec: settings.sessionTtlSec, max: settings.maxSessions });
+      return lease;
+    },
+  );
 
   /** The first of a session's keys that is ready now and not excluded. */
   private pickPreferred(pool: string, now: number, ids: readonly string[], exclude: readonly string[]): KeyRow | null {
@@ -324,7 +368,13 @@ export class SqliteStore implements PoolStore {
     return null;
   }
 
-  private pick(pool: string, now: number, start: number, exclude: readonly string[], reclaimFirst: boolean): KeyRow | null {
+  private pick(
+    pool: string,
+    now: number,
+    start: number,
+    exclude: readonly string[],
+    reclaimFirst: boolean,
+  ): KeyRow | null {
     if (reclaimFirst) this.reclaimExpiredLeases(now);
     // The common case (nothing excluded) keeps the simplest statement on the hot path.
     const get = (from: number) =>
@@ -348,7 +398,8 @@ export class SqliteStore implements PoolStore {
     for (const lease of expired) {
       this.sql.decrementInFlight.run(lease.pool, lease.key_id);
       this.sql.deleteLease.run(lease.lease);
-      if (this.pools.get(lease.pool)?.rotation === "least_busy") this.policy.rankByBusy(lease.pool, lease.key_id, busyRank);
+      if (this.pools.get(lease.pool)?.rotation === "least_busy")
+        this.policy.rankByBusy(lease.pool, lease.key_id, busyRank);
     }
   }
 
@@ -373,7 +424,8 @@ export class SqliteStore implements PoolStore {
     let leasesGiven = 0;
     if ("lease" in target) {
       const lease = this.sql.deleteLeaseReturning.get(target.lease) as { pool: string; key_id: string } | null;
-      if (!lease) throw new DomainError("UNKNOWN_LEASE", `lease "${target.lease}" is unknown or has expired; take a new key`);
+      if (!lease)
+        throw new DomainError("UNKNOWN_LEASE", `lease "${target.lease}" is unknown or has expired; take a new key`);
       pool = lease.pool;
       id = lease.key_id;
       leasesGiven = 1;
@@ -396,15 +448,36 @@ export class SqliteStore implements PoolStore {
     const takeable = isTakeable(condition) ? 1 : 0;
     // A key coming back into rotation re-enters the order as a new key would.
     const released = { rank: row.rank, weight: row.weight, inFlight: Math.max(0, row.in_flight - leasesGiven) };
-    const rank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(pool, settings)) : rankAfterRelease(settings.rotation, released, now, remaining);
+    const rank =
+      takeable && !row.takeable
+        ? initialRank(settings.rotation, this.rankContext(pool, settings))
+        : rankAfterRelease(settings.rotation, released, now, remaining);
     const penalised = !outcome.ok && effect.class !== "client";
-    this.ledger.record(pool, id, { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) }, now);
+    this.ledger.record(
+      pool,
+      id,
+      { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) },
+      now,
+    );
     if (outcome.session !== undefined) this.sessions.addUsage(pool, outcome.session, outcome.usage);
     // One statement settles the lease, the key's condition and its counters.
-    this.sql.settleRelease.run(leasesGiven, condition.health, condition.reason, condition.readyAt, takeable, rank, now, penalised ? 1 : 0, pool, id);
-    if (effect.failClass !== row.fail_class || effect.rung !== row.rung || effect.failUntil !== row.fail_until) this.policy.writeLadder(pool, id, effect);
+    this.sql.settleRelease.run(
+      leasesGiven,
+      condition.health,
+      condition.reason,
+      condition.readyAt,
+      takeable,
+      rank,
+      now,
+      penalised ? 1 : 0,
+      pool,
+      id,
+    );
+    if (effect.failClass !== row.fail_class || effect.rung !== row.rung || effect.failUntil !== row.fail_until)
+      this.policy.writeLadder(pool, id, effect);
     const from = stateOf(before, now);
-    if (penalised || from !== stateOf(condition, now)) this.recordEvent(pool, id, from, condition, effect.class ?? null, now);
+    if (penalised || from !== stateOf(condition, now))
+      this.recordEvent(pool, id, from, condition, effect.class ?? null, now);
     if ((effect.class === "rate_limit" || effect.class === "quota") && row.key_group !== null) {
       this.coolGroup(row, effect.readyAt, effect.class, settings, now);
     }
@@ -427,7 +500,8 @@ export class SqliteStore implements PoolStore {
       this.policy.writeBudget(row.pool, row.id, outcome.budget);
       const until = exhaustedUntil(outcome.budget, now);
       remaining = until === undefined ? outcome.budget.requests : FULL_BUDGET;
-      if (until !== undefined) next = restUntil(next, until, "upstream rate-limit budget spent; resting until it resets", now);
+      if (until !== undefined)
+        next = restUntil(next, until, "upstream rate-limit budget spent; resting until it resets", now);
     }
     const tokens = outcome.tokens ?? (outcome.usage && outcome.usage.input + outcome.usage.output);
     if (tokens !== undefined && tokens > 0) {
@@ -453,12 +527,29 @@ export class SqliteStore implements PoolStore {
     const reason = `${cls} on key ${row.id} of group ${row.key_group}; resting with it`;
     for (const member of this.policy.groupMembers<KeyRow>(row.pool, row.key_group!, row.id)) {
       const rested = restUntil(conditionOf(member), until, reason, now);
-      if (rested.readyAt !== member.ready_at) this.writeCondition(member, rested, member.rank, settings, { cls, always: true });
+      if (rested.readyAt !== member.ready_at)
+        this.writeCondition(member, rested, member.rank, settings, { cls, always: true });
     }
   }
 
-  private recordEvent(pool: string, id: string, from: KeyState, to: KeyCondition, cls: FailureClass | null, now: number): void {
-    this.policy.event({ at: now, pool, key: id, from, to: stateOf(to, now), class: cls, reason: to.reason, until: untilOf(to, now) });
+  private recordEvent(
+    pool: string,
+    id: string,
+    from: KeyState,
+    to: KeyCondition,
+    cls: FailureClass | null,
+    now: number,
+  ): void {
+    this.policy.event({
+      at: now,
+      pool,
+      key: id,
+      from,
+      to: stateOf(to, now),
+      class: cls,
+      reason: to.reason,
+      until: untilOf(to, now),
+    });
   }
 
   private findPoolOfKey(id: string, pool?: string): string {
@@ -486,8 +577,16 @@ export class SqliteStore implements PoolStore {
     if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
     if (result.token !== undefined && result.token !== this.vault.reveal(row.token)) return;
     const failuresToDead = settings.failuresToDead ?? this.failuresToDead;
-    const verdict = afterCheck(conditionOf(row), result, row.consecutive_failures, { ...settings, failuresToDead }, now);
-    const failure = result.ok ? undefined : classifyFailure({ status: result.status, error: result.status === undefined ? result.reason : undefined });
+    const verdict = afterCheck(
+      conditionOf(row),
+      result,
+      row.consecutive_failures,
+      { ...settings, failuresToDead },
+      now,
+    );
+    const failure = result.ok
+      ? undefined
+      : classifyFailure({ status: result.status, error: result.status === undefined ? result.reason : undefined });
     this.writeCondition(row, verdict.condition, row.rank, settings, { cls: failure ?? null });
     // A probe that revives a key is a success like any other: its ladder starts over.
     if (result.ok && awaitsRevival(row.health)) this.policy.writeLadder(pool, id, CLEAN_LADDER);
@@ -538,9 +637,10 @@ export class SqliteStore implements PoolStore {
       if (current !== claim.staleToken) return { status: "superseded", token: current };
       // One conditional write is the whole lock: it succeeds for exactly one caller while the lock is free.
       // It matches the stored value just read, not the plain token: encrypted, equal tokens differ.
-      const won = this.sql.takeRefreshLock.get(claim.owner, claim.lockUntil, pool, id, row.token, now) as
-        | Pick<KeyRow, "token" | "refresh_token">
-        | null;
+      const won = this.sql.takeRefreshLock.get(claim.owner, claim.lockUntil, pool, id, row.token, now) as Pick<
+        KeyRow,
+        "token" | "refresh_token"
+      > | null;
       if (won) return { status: "claimed", token: current, refreshToken: this.vault.reveal(won.refresh_token) };
       return { status: "busy" };
     },
@@ -550,25 +650,38 @@ export class SqliteStore implements PoolStore {
     return this.finishRefreshTx.immediate(pool, id, owner, result);
   }
 
-  private readonly finishRefreshTx = this.lazyTransaction((pool: string, id: string, owner: string, result: RefreshResult) => {
-    const row = this.sql.keyById.get(pool, id) as KeyRow | null;
-    // A lapsed lock may have passed to someone else, and a synced tokens file clears it: either way, not ours to write.
-    if (!row || row.refresh_owner !== owner) return false;
-    const now = this.clock.now();
-    if (result.status === "refreshed") {
-      const settings = this.settingsOf(pool);
-      this.writeCondition(row, { health: "unknown", reason: "token refreshed", readyAt: row.ready_at }, row.rank, settings);
-      this.sql.storeRefreshedToken.run(this.vault.seal(result.token), this.vault.seal(result.refreshToken ?? null), result.expiresAt ?? null, pool, id);
-    } else if (result.status === "failed") {
-      const settings = this.settingsOf(pool);
-      // readyAt 0: out until a probe succeeds, never a timed quarantine that would lapse back into rotation.
-      const condition = { health: "quarantined" as const, reason: result.reason, readyAt: 0 };
-      this.writeCondition(row, condition, row.rank, settings);
-      this.sql.scheduleCheck.run(nextCheckAt(condition.health, row.expires_at, settings, now, this.random), pool, id);
-    }
-    this.sql.releaseRefreshLock.run(pool, id);
-    return true;
-  });
+  private readonly finishRefreshTx = this.lazyTransaction(
+    (pool: string, id: string, owner: string, result: RefreshResult) => {
+      const row = this.sql.keyById.get(pool, id) as KeyRow | null;
+      // A lapsed lock may have passed to someone else, and a synced tokens file clears it: either way, not ours to write.
+      if (!row || row.refresh_owner !== owner) return false;
+      const now = this.clock.now();
+      if (result.status === "refreshed") {
+        const settings = this.settingsOf(pool);
+        this.writeCondition(
+          row,
+          { health: "unknown", reason: "token refreshed", readyAt: row.ready_at },
+          row.rank,
+          settings,
+        );
+        this.sql.storeRefreshedToken.run(
+          this.vault.seal(result.token),
+          this.vault.seal(result.refreshToken ?? null),
+          result.expiresAt ?? null,
+          pool,
+          id,
+        );
+      } else if (result.status === "failed") {
+        const settings = this.settingsOf(pool);
+        // readyAt 0: out until a probe succeeds, never a timed quarantine that would lapse back into rotation.
+        const condition = { health: "quarantined" as const, reason: result.reason, readyAt: 0 };
+        this.writeCondition(row, condition, row.rank, settings);
+        this.sql.scheduleCheck.run(nextCheckAt(condition.health, row.expires_at, settings, now, this.random), pool, id);
+      }
+      this.sql.releaseRefreshLock.run(pool, id);
+      return true;
+    },
+  );
 
   /**
    * Writes a key's condition; a key coming back into rotation re-enters the order as a new key would.
@@ -582,11 +695,21 @@ export class SqliteStore implements PoolStore {
     event: { cls: FailureClass | null; always?: boolean } = { cls: null },
   ): void {
     const takeable = isTakeable(condition) ? 1 : 0;
-    const newRank = takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(row.pool, settings)) : rank;
-    this.sql.writeCondition.run(condition.health, condition.reason, condition.readyAt, takeable, newRank, row.pool, row.id);
+    const newRank =
+      takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(row.pool, settings)) : rank;
+    this.sql.writeCondition.run(
+      condition.health,
+      condition.reason,
+      condition.readyAt,
+      takeable,
+      newRank,
+      row.pool,
+      row.id,
+    );
     const now = this.clock.now();
     const from = stateOf(conditionOf(row), now);
-    if (event.always || from !== stateOf(condition, now)) this.recordEvent(row.pool, row.id, from, condition, event.cls, now);
+    if (event.always || from !== stateOf(condition, now))
+      this.recordEvent(row.pool, row.id, from, condition, event.cls, now);
   }
 
   async status(pool?: string): Promise<KeyStatus[]> {
@@ -594,7 +717,8 @@ export class SqliteStore implements PoolStore {
     const now = this.clock.now();
     const rows = (pool === undefined ? this.sql.allKeys.all() : this.sql.poolKeys.all(pool)) as KeyRow[];
     const sessions = new Map<string, Map<string, number>>();
-    const sessionsOf = (name: string) => sessions.get(name) ?? sessions.set(name, this.sessions.countsByKey(name, now)).get(name)!;
+    const sessionsOf = (name: string) =>
+      sessions.get(name) ?? sessions.set(name, this.sessions.countsByKey(name, now)).get(name)!;
     return rows.map((row) => {
       const condition = conditionOf(row);
       return {
@@ -650,11 +774,23 @@ export class SqliteStore implements PoolStore {
     const settings = this.settingsOf(pool);
     const existing = this.sql.keyById.get(pool, key.id) as KeyRow | null;
     if (existing && existing.origin !== "api") throw ownedError(existing.origin, pool, key.id);
-    if (existing) throw new DomainError("KEY_EXISTS", `pool "${pool}" already has a key "${key.id}"; pick another id, or change that key with PATCH`);
+    if (existing)
+      throw new DomainError(
+        "KEY_EXISTS",
+        `pool "${pool}" already has a key "${key.id}"; pick another id, or change that key with PATCH`,
+      );
     const twin = this.keyHoldingToken(pool, key.token);
     if (twin !== null) throw new DomainError("KEY_EXISTS", `pool "${pool}" already holds this token as key "${twin}"`);
     const rank = initialRank(settings.rotation, this.rankContext(pool, settings));
-    this.sql.insertKey.run(pool, key.id, this.vault.seal(key.token), key.weight, rank, settings.maxConcurrency ?? null, null);
+    this.sql.insertKey.run(
+      pool,
+      key.id,
+      this.vault.seal(key.token),
+      key.weight,
+      rank,
+      settings.maxConcurrency ?? null,
+      null,
+    );
     this.admin.markApiKey(pool, key.id);
     this.admin.writeLimits(pool, key.id, mergeOverrides(NO_OVERRIDES, key.limits ?? {}), settings.maxConcurrency);
     this.policy.setGroup(pool, key.id, key.group);
@@ -675,7 +811,8 @@ export class SqliteStore implements PoolStore {
     if (reshapes && row.origin !== "api") throw ownedError(row.origin, pool, id);
     if (changes.weight !== undefined) this.admin.setWeight(pool, id, changes.weight);
     if (changes.group !== undefined) this.policy.setGroup(pool, id, changes.group ?? undefined);
-    if (changes.limits) this.admin.writeLimits(pool, id, mergeOverrides(overridesOf(row), changes.limits), settings.maxConcurrency);
+    if (changes.limits)
+      this.admin.writeLimits(pool, id, mergeOverrides(overridesOf(row), changes.limits), settings.maxConcurrency);
     if (changes.enabled !== undefined) {
       const next = setDisabled(conditionOf(row), !changes.enabled);
       if (next.health !== row.health) this.writeCondition(row, next, row.rank, settings);
@@ -911,7 +1048,9 @@ function migrate(db: Database): void {
   const apply = db.transaction(() => {
     const current = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
     if (current > MIGRATIONS.length) {
-      throw new Error(`the database schema (version ${current}) is newer than this keypool understands (${MIGRATIONS.length}); upgrade keypool`);
+      throw new Error(
+        `the database schema (version ${current}) is newer than this keypool understands (${MIGRATIONS.length}); upgrade keypool`,
+      );
     }
     for (let version = current; version < MIGRATIONS.length; version++) {
       db.exec(MIGRATIONS[version]!);
@@ -941,7 +1080,9 @@ function preparePickStatements(db: Database, pool: string) {
                  AND (max_concurrency IS NULL OR in_flight < max_concurrency)`;
   return {
     pick: db.query(`SELECT * FROM keys WHERE ${ready} ORDER BY rank LIMIT 1`),
-    pickExcluding: db.query(`SELECT * FROM keys WHERE ${ready} AND id NOT IN (SELECT value FROM json_each(?3)) ORDER BY rank LIMIT 1`),
+    pickExcluding: db.query(
+      `SELECT * FROM keys WHERE ${ready} AND id NOT IN (SELECT value FROM json_each(?3)) ORDER BY rank LIMIT 1`,
+    ),
     // One given key, if the pick would take it now: a sticky session's own key.
     pickKey: db.query(`SELECT * FROM keys WHERE ${ready} AND id = ?3`),
     top: db.query(`SELECT rank, weight FROM keys WHERE pool = ${literal} AND takeable = 1 ORDER BY rank DESC LIMIT 1`),
@@ -989,7 +1130,8 @@ function prepareStatements(db: Database) {
     releaseRefreshLock: q(`UPDATE keys SET refresh_owner = NULL, refresh_lock_until = 0 WHERE pool = ?1 AND id = ?2`),
     storedPools: q(`SELECT DISTINCT pool FROM keys`),
     poolKeySources: q(`SELECT id, origin, weight, source_token, source_refresh_token FROM keys WHERE pool = ?1`),
-    insertKey: q(`INSERT INTO keys (pool, id, token, weight, rank, max_concurrency, source_token, refresh_token, source_refresh_token)
+    insertKey:
+      q(`INSERT INTO keys (pool, id, token, weight, rank, max_concurrency, source_token, refresh_token, source_refresh_token)
                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3, ?7, ?7)`),
     replaceToken: q(`UPDATE keys SET token = ?1, source_token = ?1, weight = ?2, max_concurrency = ?3,
                        refresh_token = ?4, source_refresh_token = ?4, expires_at = NULL, next_check_at = 0,
@@ -997,7 +1139,8 @@ function prepareStatements(db: Database) {
                        last_check_ok = NULL, last_check_status = NULL, last_check_latency_ms = NULL, last_check_reason = NULL,
                        reason = 'token replaced', ready_at = 0, takeable = 1, consecutive_failures = 0
                      WHERE pool = ?5 AND id = ?6`),
-    replaceRefreshToken: q(`UPDATE keys SET refresh_token = ?1, source_refresh_token = ?1, weight = ?2, max_concurrency = ?3
+    replaceRefreshToken:
+      q(`UPDATE keys SET refresh_token = ?1, source_refresh_token = ?1, weight = ?2, max_concurrency = ?3
                             WHERE pool = ?4 AND id = ?5`),
     updateKeySettings: q(`UPDATE keys SET weight = ?1, max_concurrency = ?2 WHERE pool = ?3 AND id = ?4`),
     deleteKey: q(`DELETE FROM keys WHERE pool = ?1 AND id = ?2`),

@@ -21,7 +21,10 @@ export function settings(overrides: Partial<PoolSettings> = {}): PoolSettings {
   return { name: "default", rotation: "lru", cooldownSec: 0, leaseTtlSec: 300, recheckIntervalSec: 300, ...overrides };
 }
 
-export function keys(n: number, options: { weight?: (i: number) => number; group?: (i: number) => string | undefined } = {}): KeyInput[] {
+export function keys(
+  n: number,
+  options: { weight?: (i: number) => number; group?: (i: number) => string | undefined } = {},
+): KeyInput[] {
   return Array.from({ length: n }, (_, i) => ({
     id: `k${i}`,
     token: `sk-test-${String(i).padStart(20, "0")}`,
@@ -82,7 +85,11 @@ export class Harness {
   }
 
   /** A synced store on a fresh backing; jitter off (random() = 0) unless given. */
-  async openStore(pool: PoolSettings = settings(), keyList: KeyInput[] = keys(3), options: Partial<OpenOptions> & { backing?: Backing } = {}) {
+  async openStore(
+    pool: PoolSettings = settings(),
+    keyList: KeyInput[] = keys(3),
+    options: Partial<OpenOptions> & { backing?: Backing } = {},
+  ) {
     const clock = (options.clock as ManualClock | undefined) ?? new ManualClock();
     const backing = options.backing ?? (await this.backing());
     const store = await backing.open({ clock, random: options.random ?? (() => 0), cipher: options.cipher });

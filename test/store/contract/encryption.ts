@@ -23,8 +23,12 @@ export function encryptionContract(h: Harness): void {
       await store.close();
       const wrong = await openFailure(backing.open({ clock: { now: () => 0 }, cipher: cipher("22", "other key") }));
       expect(wrong).toBeInstanceOf(ConfigError);
-      expect(wrong.message).toMatch(/other key is not the key .* was encrypted with \(key id \S+, the store's is \S+\)/);
-      expect((await openFailure(backing.open({ clock: { now: () => 0 } }))).message).toMatch(/holds encrypted tokens — set KEYPOOL_MASTER_KEY/);
+      expect(wrong.message).toMatch(
+        /other key is not the key .* was encrypted with \(key id \S+, the store's is \S+\)/,
+      );
+      expect((await openFailure(backing.open({ clock: { now: () => 0 } }))).message).toMatch(
+        /holds encrypted tokens — set KEYPOOL_MASTER_KEY/,
+      );
     });
 
     it("seals what a keypool without a key stored, once one opens the store", async () => {
@@ -48,7 +52,9 @@ export function encryptionContract(h: Harness): void {
       expect(withRefresh.map((k) => k.token)).toContain((await store.take("default")).token);
       await store.close();
 
-      expect((await openFailure(backing.open({ clock: { now: () => 0 }, cipher: cipher("11") }))).message).toMatch(/is not the key/);
+      expect((await openFailure(backing.open({ clock: { now: () => 0 }, cipher: cipher("11") }))).message).toMatch(
+        /is not the key/,
+      );
       const reopened = await backing.open({ clock: { now: () => 0 }, cipher: next });
       await reopened.syncPools([{ settings: settings(), keys: withRefresh }]);
       const tokens = new Set<string>();

@@ -13,7 +13,8 @@ export function failurePolicyContract(h: Harness): void {
   /** A store on a manual clock with jitter off (random() = 0), so every rest is exact. */
   async function open(pool: PoolSettings, keyList: KeyInput[]) {
     const { store, clock } = await h.openStore(pool, keyList);
-    const byId = async () => Object.fromEntries((await store.status()).map((row) => [row.id, row])) as Record<string, KeyStatus>;
+    const byId = async () =>
+      Object.fromEntries((await store.status()).map((row) => [row.id, row])) as Record<string, KeyStatus>;
     return { store, clock, byId };
   }
 
@@ -21,10 +22,19 @@ export function failurePolicyContract(h: Harness): void {
     it("climbs the ladder on repeated rate limits and starts over after a success", async () => {
       const { store, clock, byId } = await open(settings(), keys(1));
       await store.release({ id: "k0" }, { ok: false, status: 429 });
-      expect((await byId()).k0).toMatchObject({ state: "cooling", until: clock.now() + MIN, failClass: "rate_limit", rung: 1 });
+      expect((await byId()).k0).toMatchObject({
+        state: "cooling",
+        until: clock.now() + MIN,
+        failClass: "rate_limit",
+        rung: 1,
+      });
       clock.advance(MIN);
       await store.release({ id: "k0" }, { ok: false, status: 429 });
-      expect((await byId()).k0).toMatchObject({ until: clock.now() + 5 * MIN, rung: 2, reason: "rate_limit (HTTP 429); rung 2, resting 5m" });
+      expect((await byId()).k0).toMatchObject({
+        until: clock.now() + 5 * MIN,
+        rung: 2,
+        reason: "rate_limit (HTTP 429); rung 2, resting 5m",
+      });
       clock.advance(5 * MIN);
       await store.release({ id: "k0" }, { ok: true });
       expect((await byId()).k0).toMatchObject({ state: "live", failClass: null, rung: 0 });
@@ -38,7 +48,10 @@ export function failurePolicyContract(h: Harness): void {
 
     it("costs the key nothing on a client error: no rest, no error counted", async () => {
       const { store, byId } = await open(settings(), keys(1));
-      await store.release({ id: "k0" }, { ok: false, status: 400, body: '{"error":{"code":"context_length_exceeded"}}' });
+      await store.release(
+        { id: "k0" },
+        { ok: false, status: 400, body: '{"error":{"code":"context_length_exceeded"}}' },
+      );
       expect((await byId()).k0).toMatchObject({ state: "unknown", errors: 0, failClass: null, rung: 0 });
     });
 
@@ -67,7 +80,9 @@ export function failurePolicyContract(h: Harness): void {
       await store.release({ id: "k1" }, { ok: false, status: 429, retryAfterMs: 90 * SEC });
       const rows = await byId();
       const until = clock.now() + 90 * SEC;
-      expect([rows.k0!, rows.k1!, rows.k2!].map((r) => [r.state, r.until, r.group])).toEqual(times(3, ["cooling", until, "acme"]));
+      expect([rows.k0!, rows.k1!, rows.k2!].map((r) => [r.state, r.until, r.group])).toEqual(
+        times(3, ["cooling", until, "acme"]),
+      );
       expect(rows.k0!.reason).toBe("rate_limit on key k1 of group acme; resting with it");
       expect([rows.k3!.state, rows.k3!.group]).toEqual(["unknown", null]);
       // Only the key outside the group is handed out.
@@ -96,7 +111,10 @@ export function failurePolicyContract(h: Harness): void {
 
     it("stores the group from the key list and follows changes to it", async () => {
       const pool = settings();
-      const { store, byId } = await open(pool, keys(2, () => "a"));
+      const { store, byId } = await open(
+        pool,
+        keys(2, () => "a"),
+      );
       await store.syncPools([{ settings: pool, keys: keys(2, (i) => (i === 0 ? "b" : undefined)) }]);
       expect(Object.values(await byId()).map((r) => r.group)).toEqual(["b", null]);
     });
@@ -106,7 +124,14 @@ export function failurePolicyContract(h: Harness): void {
     it("rests a key whose budget is spent until it resets, before any 429, and shows what is left", async () => {
       const { store, clock, byId } = await open(settings(), keys(2));
       const reset = clock.now() + 20 * SEC;
-      await store.release({ id: "k0" }, { ok: true, status: 200, budget: { requests: 0, requestsResetAt: reset, tokens: 900, tokensResetAt: reset + SEC } });
+      await store.release(
+        { id: "k0" },
+        {
+          ok: true,
+          status: 200,
+          budget: { requests: 0, requestsResetAt: reset, tokens: 900, tokensResetAt: reset + SEC },
+        },
+      );
       expect((await byId()).k0).toMatchObject({
         state: "cooling",
         until: reset,
@@ -192,7 +217,8 @@ export function failurePolicyContract(h: Harness): void {
     it("counts rpm across stores: the limit holds whichever takes the requests", async () => {
       const a = await h.openStore(settings({ rpm: 4 }), keys(1));
       const b = await h.openStore(settings({ rpm: 4 }), keys(1), { backing: a.backing, clock: a.clock });
-      for (const store of [a.store, b.store, a.store, b.store]) await store.release({ lease: (await store.take("default")).lease }, { ok: true });
+      for (const store of [a.store, b.store, a.store, b.store])
+        await store.release({ lease: (await store.take("default")).lease }, { ok: true });
       await noKey(a.store.take("default"));
       await noKey(b.store.take("default"));
       a.clock.advance(MIN);
@@ -211,15 +237,45 @@ export function failurePolicyContract(h: Harness): void {
 
   describe("events", () => {
     it("records each transition with its class, reason and until", async () => {
-      const { store, clock } = await open(settings(), keys(2, () => "g"));
+      const { store, clock } = await open(
+        settings(),
+        keys(2, () => "g"),
+      );
       const t0 = clock.now();
       await store.release({ id: "k0" }, { ok: false, status: 429 });
       clock.advance(MIN);
       await store.release({ id: "k0" }, { ok: true });
       expect(await store.events({ limit: 10 })).toEqual([
-        { at: t0, pool: "default", key: "k0", from: "unknown", to: "cooling", class: "rate_limit", reason: "rate_limit (HTTP 429); rung 1, resting 1m", until: t0 + MIN },
-        { at: t0, pool: "default", key: "k1", from: "unknown", to: "cooling", class: "rate_limit", reason: "rate_limit on key k0 of group g; resting with it", until: t0 + MIN },
-        { at: t0 + MIN, pool: "default", key: "k0", from: "unknown", to: "live", class: null, reason: null, until: null },
+        {
+          at: t0,
+          pool: "default",
+          key: "k0",
+          from: "unknown",
+          to: "cooling",
+          class: "rate_limit",
+          reason: "rate_limit (HTTP 429); rung 1, resting 1m",
+          until: t0 + MIN,
+        },
+        {
+          at: t0,
+          pool: "default",
+          key: "k1",
+          from: "unknown",
+          to: "cooling",
+          class: "rate_limit",
+          reason: "rate_limit on key k0 of group g; resting with it",
+          until: t0 + MIN,
+        },
+        {
+          at: t0 + MIN,
+          pool: "default",
+          key: "k0",
+          from: "unknown",
+          to: "live",
+          class: null,
+          reason: null,
+          until: null,
+        },
       ]);
     });
 

@@ -36,7 +36,13 @@ export function keyAdminContract(h: Harness): void {
   describe("addKey", () => {
     it("hands the new key out on the next takes and keeps it through a sync that does not list it", async () => {
       const { store } = await h.openStore(settings(), FILE_KEYS);
-      const added = await store.addKey("default", { id: "c", token: API_TOKEN, weight: 1, group: "acme", limits: { rpm: 100 } });
+      const added = await store.addKey("default", {
+        id: "c",
+        token: API_TOKEN,
+        weight: 1,
+        group: "acme",
+        limits: { rpm: 100 },
+      });
       expect(added).toEqual({
         pool: "default",
         id: "c",
@@ -54,17 +60,23 @@ export function keyAdminContract(h: Harness): void {
 
       const result = await store.syncPools([{ settings: settings(), keys: FILE_KEYS.slice(0, 1) }]);
       expect(result.default!.removed).toEqual(["b"]);
-      expect((await store.listKeys("default")).map((k) => [k.id, k.origin])).toEqual([["a", "file"], ["c", "api"]]);
+      expect((await store.listKeys("default")).map((k) => [k.id, k.origin])).toEqual([
+        ["a", "file"],
+        ["c", "api"],
+      ]);
     });
 
     it("refuses an id the tokens file defines, an id already added and a token already held", async () => {
       const { store } = await h.openStore(settings(), FILE_KEYS);
       expect(await failure(store.addKey("default", { id: "a", token: API_TOKEN, weight: 1 }))).toEqual({
         code: "KEY_OWNED_BY_FILE",
-        message: 'key "a" in pool "default" is defined in the pool\'s tokens file; edit tokens.txt instead, then reload (POST /reload, SIGHUP or watch: true)',
+        message:
+          'key "a" in pool "default" is defined in the pool\'s tokens file; edit tokens.txt instead, then reload (POST /reload, SIGHUP or watch: true)',
       });
       await store.addKey("default", { id: "c", token: API_TOKEN, weight: 1 });
-      expect((await failure(store.addKey("default", { id: "c", token: "sk-other-0000000000000000", weight: 1 }))).code).toBe("KEY_EXISTS");
+      expect(
+        (await failure(store.addKey("default", { id: "c", token: "sk-other-0000000000000000", weight: 1 }))).code,
+      ).toBe("KEY_EXISTS");
       const twin = await failure(store.addKey("default", { id: "d", token: FILE_KEYS[1]!.token, weight: 1 }));
       expect(twin).toEqual({ code: "KEY_EXISTS", message: 'pool "default" already holds this token as key "b"' });
       expect((await failure(store.addKey("nope", { id: "x", token: API_TOKEN, weight: 1 }))).code).toBe("UNKNOWN_POOL");
@@ -78,7 +90,6 @@ export function keyAdminContract(h: Harness): void {
       expect([c.origin, c.weight, c.limits.rpm]).toEqual(["file", 3, null]);
       expect((await failure(store.removeKey("default", "c"))).code).toBe("KEY_OWNED_BY_FILE");
     });
-
   });
 
   describe("updateKey", () => {
@@ -93,7 +104,11 @@ export function keyAdminContract(h: Harness): void {
       expect([enabled.state, enabled.enabled]).toEqual(["unknown", true]);
       expect(await takenIds(store, 4)).toEqual(new Set(["a", "b"]));
       // Then its first success makes it live.
-      expect((await store.events({ key: "a", limit: 10 })).map((e) => `${e.from}->${e.to}`)).toEqual(["unknown->disabled", "disabled->unknown", "unknown->live"]);
+      expect((await store.events({ key: "a", limit: 10 })).map((e) => `${e.from}->${e.to}`)).toEqual([
+        "unknown->disabled",
+        "disabled->unknown",
+        "unknown->live",
+      ]);
     });
 
     it("refuses to reshape a file key, and changes weight, group and limits of an added one", async () => {
@@ -101,8 +116,16 @@ export function keyAdminContract(h: Harness): void {
       expect((await failure(store.updateKey("default", "a", { weight: 2 }))).code).toBe("KEY_OWNED_BY_FILE");
       expect((await failure(store.updateKey("default", "zz", { enabled: false }))).code).toBe("UNKNOWN_KEY");
       await store.addKey("default", { id: "c", token: API_TOKEN, weight: 1, limits: { rpm: 10, tpm: 500 } });
-      const changed = await store.updateKey("default", "c", { weight: 4, group: "acme", limits: { rpm: null, dailyRequests: 50 } });
-      expect([changed.weight, changed.group, changed.limits]).toEqual([4, "acme", { maxConcurrency: null, rpm: null, tpm: 500, dailyRequests: 50 }]);
+      const changed = await store.updateKey("default", "c", {
+        weight: 4,
+        group: "acme",
+        limits: { rpm: null, dailyRequests: 50 },
+      });
+      expect([changed.weight, changed.group, changed.limits]).toEqual([
+        4,
+        "acme",
+        { maxConcurrency: null, rpm: null, tpm: 500, dailyRequests: 50 },
+      ]);
       expect((await store.updateKey("default", "c", { group: null })).group).toBeNull();
     });
 
@@ -117,7 +140,10 @@ export function keyAdminContract(h: Harness): void {
       await store.release({ lease: second.lease }, { ok: true });
       // Two requests this minute: rpm rests the key until the window closes.
       const rested = (await store.listKeys("default"))[0]!;
-      expect([rested.state, rested.reason]).toEqual(["cooling", "rpm limit (2) reached; resting until the minute window closes"]);
+      expect([rested.state, rested.reason]).toEqual([
+        "cooling",
+        "rpm limit (2) reached; resting until the minute window closes",
+      ]);
       clock.advance(60_000);
       await store.updateKey("default", "c", { limits: { maxConcurrency: null } });
       const a = await store.take("default");
@@ -142,7 +168,10 @@ export function keyAdminContract(h: Harness): void {
     });
 
     it("leaves env keys to the environment", async () => {
-      const { store } = await h.openStore(settings(), FILE_KEYS.map((k) => ({ ...k, origin: "env" as const })));
+      const { store } = await h.openStore(
+        settings(),
+        FILE_KEYS.map((k) => ({ ...k, origin: "env" as const })),
+      );
       const refused = await failure(store.removeKey("default", "a"));
       expect(refused.code).toBe("KEY_OWNED_BY_ENV");
     });
@@ -155,7 +184,11 @@ export function keyAdminContract(h: Harness): void {
       const { store, clock } = await h.openStore(settings({ prices }), FILE_KEYS.slice(0, 1));
       clock.set(Date.UTC(2026, 0, 1, 10, 30));
       const use = async (outcome: Outcome) => store.release({ lease: (await store.take("default")).lease }, outcome);
-      await use({ ok: true, usage: { input: 1000, output: 200, cached: 100, cacheWrite: 300 }, model: "gpt-4o-mini-2024-07-18" });
+      await use({
+        ok: true,
+        usage: { input: 1000, output: 200, cached: 100, cacheWrite: 300 },
+        model: "gpt-4o-mini-2024-07-18",
+      });
       await use({ ok: false, status: 500 });
       clock.advance(2 * HOUR_MS);
       await use({ ok: true, usage: { input: 10, output: 0 }, model: "unpriced" });
@@ -182,9 +215,16 @@ export function keyAdminContract(h: Harness): void {
       ]);
       const day = (await store.usage({ pool: "default", window: "day" })).keys[0]!.usage;
       // 1000 × 0.15 + 200 × 0.6 micro-dollars: the dated snapshot is priced as its model.
-      expect([day.requests, day.successes, day.failures.overloaded, day.inputTokens, day.outputTokens, day.cachedTokens, day.cacheWriteTokens, day.costMicros]).toEqual([
-        4, 2, 1, 1010, 200, 100, 300, 270,
-      ]);
+      expect([
+        day.requests,
+        day.successes,
+        day.failures.overloaded,
+        day.inputTokens,
+        day.outputTokens,
+        day.cachedTokens,
+        day.cacheWriteTokens,
+        day.costMicros,
+      ]).toEqual([4, 2, 1, 1010, 200, 100, 300, 270]);
     });
 
     it("keeps lifetime totals after folding buckets past retention, and counts removed keys", async () => {
@@ -192,7 +232,10 @@ export function keyAdminContract(h: Harness): void {
       await store.addKey("default", { id: "c", token: API_TOKEN, weight: 1 });
       await store.updateKey("default", "a", { enabled: false });
       const lease = await store.take("default");
-      await store.release({ lease: lease.lease }, { ok: true, usage: { input: 1_000_000, output: 0 }, model: "gpt-4o-mini" });
+      await store.release(
+        { lease: lease.lease },
+        { ok: true, usage: { input: 1_000_000, output: 0 }, model: "gpt-4o-mini" },
+      );
       clock.advance(9 * 24 * HOUR_MS);
       await store.removeKey("default", "c");
       await store.updateKey("default", "a", { enabled: true });
@@ -202,7 +245,10 @@ export function keyAdminContract(h: Harness): void {
       expect((await store.usage({ window: "day" })).keys.map((k) => `${k.id}:${k.usage.requests}`)).toEqual(["a:1"]);
       const all = await store.usage({ window: "all" });
       expect(all.since).toBe(0);
-      expect(all.keys.map((k) => [k.id, k.present, k.usage.requests, k.usage.costMicros])).toEqual([["a", true, 1, 0], ["c", false, 1, 150_000]]);
+      expect(all.keys.map((k) => [k.id, k.present, k.usage.requests, k.usage.costMicros])).toEqual([
+        ["a", true, 1, 0],
+        ["c", false, 1, 150_000],
+      ]);
     });
   });
 
@@ -212,7 +258,11 @@ export function keyAdminContract(h: Harness): void {
       await first.store.addKey("default", { id: "c", token: API_TOKEN, weight: 2 });
       await first.store.close();
       const second = await h.openStore(settings(), FILE_KEYS, { backing: first.backing });
-      expect((await second.store.listKeys("default")).map((k) => `${k.id}:${k.origin}:${k.weight}`)).toEqual(["a:file:1", "b:file:1", "c:api:2"]);
+      expect((await second.store.listKeys("default")).map((k) => `${k.id}:${k.origin}:${k.weight}`)).toEqual([
+        "a:file:1",
+        "b:file:1",
+        "c:api:2",
+      ]);
       expect(await takenIds(second.store, 3)).toEqual(new Set(["a", "b", "c"]));
     });
   });

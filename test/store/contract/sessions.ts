@@ -84,7 +84,10 @@ export function sessionsContract(h: Harness): void {
       const b = await h.openStore(settings(), keys(3), { backing: a.backing, clock: a.clock });
       const own = await use(a.store, { session: "s1" });
       // b's own rotation would move on; the session's mapping, written by a, wins.
-      expect([await use(b.store), await use(b.store, { session: "s1" })]).toEqual([expect.not.stringMatching(own), own]);
+      expect([await use(b.store), await use(b.store, { session: "s1" })]).toEqual([
+        expect.not.stringMatching(own),
+        own,
+      ]);
     });
 
     it("maps a new session to one key when its first takes arrive at once on two stores", async () => {
@@ -92,7 +95,9 @@ export function sessionsContract(h: Harness): void {
       const b = await h.openStore(settings(), keys(4), { backing: a.backing, clock: a.clock });
       for (let round = 0; round < 5; round++) {
         const session = `burst-${round}`;
-        const leases = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? a : b).store.take("default", { session })));
+        const leases = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? a : b).store.take("default", { session })),
+        );
         expect(new Set(leases.map((l) => l.id)).size).toBe(1);
         await Promise.all(leases.map((l, i) => (i % 2 === 0 ? a : b).store.release({ lease: l.lease }, { ok: true })));
       }
@@ -100,7 +105,10 @@ export function sessionsContract(h: Harness): void {
 
     it("adds each release's tokens to its session's totals and lists live sessions by input tokens", async () => {
       const { store, clock } = await h.openStore(settings({ sessionTtlSec: 60 }));
-      const report = async (session: string, usage?: { input: number; output: number; cached?: number; cacheWrite?: number }) => {
+      const report = async (
+        session: string,
+        usage?: { input: number; output: number; cached?: number; cacheWrite?: number },
+      ) => {
         const lease = await store.take("default", { session });
         await store.release({ lease: lease.lease }, { ok: true, session, usage });
       };
@@ -110,12 +118,33 @@ export function sessionsContract(h: Harness): void {
       // A failure reports no usage: it counts as a request and adds no tokens.
       await report("big");
       // A session no longer mapped (never taken with, or evicted) gains nothing and lists nothing.
-      await store.release({ lease: (await store.take("default")).lease }, { ok: true, session: "unmapped", usage: { input: 5, output: 5 } });
+      await store.release(
+        { lease: (await store.take("default")).lease },
+        { ok: true, session: "unmapped", usage: { input: 5, output: 5 } },
+      );
 
       const top = await store.sessionUsage({ pool: "default", limit: 10 });
       expect(top.map(({ expiresAt, ...rest }) => rest)).toEqual([
-        { pool: "default", session: "big", keyId: "k1", requests: 3, inputTokens: 2000, outputTokens: 20, cachedTokens: 900, cacheWriteTokens: 1000 },
-        { pool: "default", session: "small", keyId: "k0", requests: 1, inputTokens: 100, outputTokens: 5, cachedTokens: 0, cacheWriteTokens: 0 },
+        {
+          pool: "default",
+          session: "big",
+          keyId: "k1",
+          requests: 3,
+          inputTokens: 2000,
+          outputTokens: 20,
+          cachedTokens: 900,
+          cacheWriteTokens: 1000,
+        },
+        {
+          pool: "default",
+          session: "small",
+          keyId: "k0",
+          requests: 1,
+          inputTokens: 100,
+          outputTokens: 5,
+          cachedTokens: 0,
+          cacheWriteTokens: 0,
+        },
       ]);
       expect((await store.sessionUsage({ pool: "default", limit: 1 })).map((s) => s.session)).toEqual(["big"]);
       // Only live mappings are listed.

@@ -126,12 +126,15 @@ export function takeReleaseContract(h: Harness): void {
       expect([error.code, error.message]).toEqual(["UNKNOWN_POOL", 'pool "nope" does not exist (pools: default)']);
     });
 
-    it.each(["lru", "round_robin", "random", "weighted", "most_remaining", "least_busy"] as Rotation[])("hands out a token with its lease (%s)", async (rotation) => {
-      const { store } = await h.openStore(settings({ rotation }), keys(2));
-      const lease = await store.take("default");
-      expect(lease.token).toBe(keys(2).find((k) => k.id === lease.id)!.token);
-      expect(lease.expiresAt - lease.takenAt).toBe(300_000);
-    });
+    it.each(["lru", "round_robin", "random", "weighted", "most_remaining", "least_busy"] as Rotation[])(
+      "hands out a token with its lease (%s)",
+      async (rotation) => {
+        const { store } = await h.openStore(settings({ rotation }), keys(2));
+        const lease = await store.take("default");
+        expect(lease.token).toBe(keys(2).find((k) => k.id === lease.id)!.token);
+        expect(lease.expiresAt - lease.takenAt).toBe(300_000);
+      },
+    );
   });
 
   describe("release", () => {
@@ -156,7 +159,12 @@ export function takeReleaseContract(h: Harness): void {
     it("keeps the state of kept keys, adds new ones and stops handing out removed ones", async () => {
       const { store } = await h.openStore(settings(), keys(3));
       await store.release({ id: "k1" }, { ok: false, status: 401 });
-      const result = await store.syncPools([{ settings: settings(), keys: [...keys(3).slice(1), { id: "new", token: "sk-new-000000000000000000", weight: 1 }] }]);
+      const result = await store.syncPools([
+        {
+          settings: settings(),
+          keys: [...keys(3).slice(1), { id: "new", token: "sk-new-000000000000000000", weight: 1 }],
+        },
+      ]);
       expect(result.default).toEqual({ added: ["new"], updated: [], removed: ["k0"], kept: 2 });
       const states = Object.fromEntries((await store.status()).map((r) => [r.id, r.state]));
       expect(states).toEqual({ k1: "quarantined", k2: "unknown", new: "unknown" });
@@ -166,7 +174,9 @@ export function takeReleaseContract(h: Harness): void {
     it("forgets what it knew about a key whose token changed", async () => {
       const { store } = await h.openStore(settings(), keys(1));
       await store.release({ id: "k0" }, { ok: false, status: 401 });
-      await store.syncPools([{ settings: settings(), keys: [{ id: "k0", token: "sk-rotated-00000000000000", weight: 1 }] }]);
+      await store.syncPools([
+        { settings: settings(), keys: [{ id: "k0", token: "sk-rotated-00000000000000", weight: 1 }] },
+      ]);
       const [row] = await store.status();
       expect([row!.state, row!.reason]).toEqual(["unknown", "token replaced"]);
     });
@@ -177,7 +187,10 @@ export function takeReleaseContract(h: Harness): void {
       await first.store.release({ id: "k1" }, { ok: false, status: 403 });
       const before = await first.store.status();
       await first.store.close();
-      const second = await h.openStore(settings({ cooldownSec: 60 }), keys(2), { backing: first.backing, clock: first.clock });
+      const second = await h.openStore(settings({ cooldownSec: 60 }), keys(2), {
+        backing: first.backing,
+        clock: first.clock,
+      });
       expect(await second.store.status()).toEqual(before);
     });
   });
