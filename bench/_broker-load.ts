@@ -1,7 +1,11 @@
-/** The broker benchmark's unit of load: a /take and the /release of its lease, as a client does them. */
+/** The broker benchmark's unit of load: a /take and the /release of what it took, as a client does them. */
 import type { Workload } from "./_load";
 
-export function takeAndRelease(baseUrl: string): Workload {
+/**
+ * keypool's client releases the lease it was given; poolctl has no leases, so its client names the key
+ * (`by: "id"`). Either way the release is one more request, so the two brokers do the same work.
+ */
+export function takeAndRelease(baseUrl: string, by: "lease" | "id" = "lease"): Workload {
   const takeUrl = `${baseUrl}/take`;
   const releaseUrl = `${baseUrl}/release`;
   const headers = { "content-type": "application/json" };
@@ -9,34 +13,13 @@ export function takeAndRelease(baseUrl: string): Workload {
     baseUrl,
     async send() {
       const took = await fetch(takeUrl);
-      const lease = (await took.json()) as { lease?: string };
-      if (!took.ok || !lease.lease) throw new Error(`GET /take → ${took.status} ${JSON.stringify(lease)}`);
+      const taken = (await took.json()) as { lease?: string; id?: string };
+      const handle = taken[by];
+      if (!took.ok || !handle) throw new Error(`GET /take → ${took.status} ${JSON.stringify(taken)}`);
       const released = await fetch(releaseUrl, {
         method: "POST",
         headers,
-        body: JSON.stringify({ lease: lease.lease, ok: true }),
-      });
-      const result = await released.json();
-      if (!released.ok) throw new Error(`POST /release → ${released.status} ${JSON.stringify(result)}`);
-    },
-  };
-}
-
-/** The same unit against poolctl, whose release names the key it took (it has no leases). */
-export function takeAndReleaseById(baseUrl: string): Workload {
-  const takeUrl = `${baseUrl}/take`;
-  const releaseUrl = `${baseUrl}/release`;
-  const headers = { "content-type": "application/json" };
-  return {
-    baseUrl,
-    async send() {
-      const took = await fetch(takeUrl);
-      const key = (await took.json()) as { id?: string };
-      if (!took.ok || !key.id) throw new Error(`GET /take → ${took.status} ${JSON.stringify(key)}`);
-      const released = await fetch(releaseUrl, {
-        method: "POST",
-        headers,
-        body: JSON.stringify({ id: key.id, ok: true }),
+        body: JSON.stringify({ [by]: handle, ok: true }),
       });
       const result = await released.json();
       if (!released.ok) throw new Error(`POST /release → ${released.status} ${JSON.stringify(result)}`);

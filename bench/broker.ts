@@ -19,7 +19,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Rotation } from "../src/config/types";
-import { takeAndRelease, takeAndReleaseById } from "./_broker-load";
+import { takeAndRelease } from "./_broker-load";
 import { measureStore } from "./_broker-store";
 import { closedLoop } from "./_load";
 import { poolctlAvailable, startPoolctl } from "./_poolctl";
@@ -98,7 +98,7 @@ async function benchHttp(): Promise<HttpFigures> {
     for (let round = 1; round <= rounds; round++) {
       for (const kind of kinds) {
         const url = targets.get(kind)!.url;
-        const r = await closedLoop(kind === "poolctl" ? takeAndReleaseById(url) : takeAndRelease(url), load);
+        const r = await closedLoop(takeAndRelease(url, kind === "poolctl" ? "id" : "lease"), load);
         const p50 = quantile(r.latencies, 0.5);
         const p99 = quantile(r.latencies, 0.99);
         const into = results.get(kind)!;

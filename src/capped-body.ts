@@ -44,7 +44,8 @@ export async function readCappedText(response: Response, cap: number): Promise<{
   return { text: new TextDecoder().decode(bytes), truncated };
 }
 
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
+/** The chunks as one array of `size` bytes (the first chunk itself when it is the only one). */
+export function concat(chunks: Uint8Array[], size: number): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;
   const all = new Uint8Array(size);
   let offset = 0;

@@ -17,7 +17,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
 import { relayBody } from "./_relay";
 import { scrubTokenFromBody, scrubTokenFromText } from "./_scrub-token";
 import { RetryBudget, isUpstreamSideFailure } from "./retry-budget";
-import { readCapped } from "../capped-body";
+import { concat, readCapped } from "../capped-body";
 import { DEFAULT_IDLE_TIMEOUT_SEC } from "../config/types";
 import { gatewayError } from "./errors";
 import { CacheHitCounter, gatewayHealth } from "./health-report";
@@ -553,14 +553,7 @@ async function readBody(request: Request, limit: number): Promise<Uint8Array | u
     if (size > limit) return "too-large";
     chunks.push(chunk);
   }
-  if (chunks.length === 1) return chunks[0];
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return all;
+  return concat(chunks, size);
 }
 
 function joinPath(base: string, pathAndQuery: string): string {
