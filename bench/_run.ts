@@ -90,6 +90,12 @@ export class BenchRun implements Disposable {
     return server;
   }
 
+  /** Takes on a server started some other way (a peer's binary), so a crash or Ctrl-C kills it too. */
+  adopt(server: ServerProcess): ServerProcess {
+    this.#servers.add(server);
+    return server;
+  }
+
   /** Stops a server gracefully (see `stopServer`). */
   async stop(server: ServerProcess): Promise<void> {
     await stopServer(server);

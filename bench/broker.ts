@@ -23,7 +23,7 @@ import { takeAndRelease } from "./_broker-load";
 import { measureStore } from "./_broker-store";
 import { closedLoop } from "./_load";
 import { poolctlAvailable, startPoolctl } from "./_poolctl";
-import { type ServerProcess, cpuProfileArgs, stopServer } from "./_process";
+import { type ServerProcess, cpuProfileArgs } from "./_process";
 import { printBanner, printTable, secondsSince } from "./_report";
 import { BenchRun, parseBenchArgs } from "./_run";
 import { median, quantile, rate, ratio, round2 } from "./_stats";
@@ -90,7 +90,7 @@ async function benchHttp(): Promise<HttpFigures> {
       targets.set(
         kind,
         kind === "poolctl"
-          ? await startPoolctl(dir, { tokens: poolctlTokens() })
+          ? run.adopt(await startPoolctl(dir, { tokens: poolctlTokens() }))
           : await run.spawn(kind, SERVER_SCRIPT, [kind, dir], kind === "daemon" ? profileArgs : []),
       );
       results.set(kind, { rps: [], p50: [], p99: [] });
@@ -112,7 +112,7 @@ async function benchHttp(): Promise<HttpFigures> {
       }
     }
   } finally {
-    for (const [kind, target] of targets) await (kind === "poolctl" ? stopServer(target) : run.stop(target));
+    for (const target of targets.values()) await run.stop(target);
   }
   const medianOf = (kind: TargetKind) => median(results.get(kind)!.rps);
   const bare = medianOf("bare");

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { type Mode, chatCompletion } from "./_gateway-load";
 import { closedLoop, openLoop } from "./_load";
 import { poolctlAvailable, startPoolctl } from "./_poolctl";
-import { type ServerProcess, cpuMsOf, cpuProfileArgs, stopServer } from "./_process";
+import { type ServerProcess, cpuMsOf, cpuProfileArgs } from "./_process";
 import { printBanner, printTable, secondsSince } from "./_report";
 import { BenchRun, parseBenchArgs } from "./_run";
 import { median, quantile, rate, ratio, round2 } from "./_stats";
@@ -256,7 +256,7 @@ async function main(run: BenchRun): Promise<void> {
     const dir = join(run.tempRoot, "poolctl");
     mkdirSync(dir);
     const tokens = Array.from({ length: POOL_KEYS }, (_, i) => `k${String(i).padStart(2, "0")},sk-bench-${i}`);
-    servers.poolctl = await startPoolctl(dir, { tokens, upstreamUrl: upstream.url });
+    servers.poolctl = run.adopt(await startPoolctl(dir, { tokens, upstreamUrl: upstream.url }));
     SUBJECTS.push("poolctl");
   }
   const urls = perSubject((s) => servers[s]!.url);
@@ -280,7 +280,7 @@ async function main(run: BenchRun): Promise<void> {
   }
 
   // Stopped gracefully (not killed) so a --cpu-prof profile gets written.
-  if (servers.poolctl) await stopServer(servers.poolctl);
+  if (servers.poolctl) await run.stop(servers.poolctl);
   for (const server of [gateway, bare, upstream]) await run.stop(server);
   printResults(throughput, latency);
   console.log(
