@@ -26,9 +26,11 @@ WORKDIR /data
 USER nonroot:nonroot
 
 # The example config is used only when the environment defines no pool (KEYPOOL_POOL_*, <MODEL>_KEYS,
-# API_KEYS). Pools from the environment listen on all interfaces: the published port is the boundary.
+# API_KEYS). Pools from the environment listen on all interfaces: the published port is the boundary,
+# and keep their state on the volume (API_KEYS alone would otherwise keep it under the home directory).
 ENV KEYPOOL_DEFAULT_CONFIG=/etc/keypool/keypool.yaml \
-    KEYPOOL_HOST=0.0.0.0
+    KEYPOOL_HOST=0.0.0.0 \
+    KEYPOOL_STATE_FILE=/data/keypool.db
 
 # 8787: broker API, /status, /metrics, dashboard. 8080: the gateway. 8769: the API when Key Pool
 # Manager's <MODEL>_KEYS variables configure it; 4577: api-key-lb's gateway (API_KEYS).

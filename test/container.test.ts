@@ -66,11 +66,19 @@ describe("container image", () => {
     const config = findConfig({ cwd: dir.path, env });
     expect([config.server, config.stateFile, Object.keys(config.pools)]).toEqual([
       { host: "0.0.0.0", port: 8769 },
-      dir.file("keypool.db"),
+      "/data/keypool.db",
       ["claude-3-opus", "gpt-4"],
     ]);
     expect(localUrlOf(config.server)).toBe("http://127.0.0.1:8769");
     expect(dockerfile).toMatch(/^WORKDIR \/data$/m);
+  });
+
+  // api-key-lb's `API_KEYS=… TARGET=…`: its state would go under the home directory, off the volume.
+  it("keeps an API_KEYS pool's state on the /data volume too", () => {
+    using dir = tempDir();
+    const env = { ...imageEnv(), HOME: dir.path, API_KEYS: "sk-key1,sk-key2", TARGET: "https://api.z.ai" };
+    const config = findConfig({ cwd: dir.path, env, home: dir.path });
+    expect([config.stateFile, config.pools.default!.upstream?.listen]).toEqual(["/data/keypool.db", "0.0.0.0:4577"]);
   });
 
   /** The image's ENV lines as a map (one ENV instruction, continued with backslashes). */
