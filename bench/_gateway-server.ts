@@ -7,11 +7,8 @@
  *
  * Speaks the contract in `_process.ts`: its URL on the first line of stdout, then serves until stopped.
  */
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { loadConfig } from "../src/config/load";
-import { createDaemon } from "../src/daemon/create-daemon";
 import { silentLogger } from "../src/log";
+import { startBenchGateway } from "./_gateway-daemon";
 import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
 const SERVER_KINDS = ["upstream", "bare", "gateway"];
@@ -104,26 +101,12 @@ function startBare(upstreamUrl: string): ServedTarget {
   return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
 }
 
-// The real daemon from a real YAML file, configured as `keypool proxy` would run it.
+// The real daemon, configured as `keypool proxy` would run it.
 async function startGateway(upstreamUrl: string, stateDir: string): Promise<ServedTarget> {
-  const tokens = Array.from({ length: POOL_KEYS }, (_, i) => `k${String(i).padStart(2, "0")},sk-bench-${i}`).join("\n");
-  writeFileSync(join(stateDir, "tokens.txt"), `${tokens}\n`);
-  const yaml = [
-    "state_file: state.sqlite",
-    "server: { addr: 127.0.0.1:0 }",
-    "tokens_file: tokens.txt",
-    "rotation: lru",
-    "cooldown_sec: 0",
-    `upstream: { listen: "127.0.0.1:0", base_url: "${upstreamUrl}", cooldown_sec: 0 }`,
-    "",
-  ].join("\n");
-  const configPath = join(stateDir, "keypool.yaml");
-  writeFileSync(configPath, yaml);
-  const daemon = await createDaemon(loadConfig(configPath), { gateway: "all", logger: silentLogger, autoCheck: false });
-  await daemon.start();
-  const url = Object.values(daemon.gatewayUrls)[0];
-  if (!url) throw new Error(`the daemon started no gateway listener; config was:\n${yaml}`);
-  return { url, stop: () => daemon.stop() };
+  const tokens = Array.from({ length: POOL_KEYS }, (_, i) => `k${String(i).padStart(2, "0")},sk-bench-${i}`);
+  const settings = ["rotation: lru"];
+  const gateway = await startBenchGateway({ upstreamUrl, stateDir, tokens, settings, logger: silentLogger });
+  return { url: gateway.gatewayUrl, stop: gateway.stop };
 }
 
 async function main(): Promise<void> {

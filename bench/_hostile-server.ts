@@ -8,11 +8,7 @@
  * `<gateway-url> <api-url>`), then serves until stopped. The upstream answers GET /produced with how
  * many bytes of error bodies it has made so far: what the gateway pulled before it cut them off.
  */
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { loadConfig } from "../src/config/load";
-import { createDaemon } from "../src/daemon/create-daemon";
-import { createLogger } from "../src/log";
+import { startBenchGateway } from "./_gateway-daemon";
 import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
 const CHUNK = new Uint8Array(64 * 1024).fill("e".charCodeAt(0));
@@ -47,27 +43,11 @@ function startUpstream(errorMb: number): ServedTarget {
 
 async function startGateway(upstreamUrl: string, stateDir: string): Promise<ServedTarget> {
   // Enough keys that those resting after a 500 leave others for the next request.
-  const tokens = Array.from({ length: 8 }, (_, i) => `k${i},sk-hostile-${String(i).padStart(24, "0")}`).join("\n");
-  writeFileSync(join(stateDir, "tokens.txt"), `${tokens}\n`);
-  const yaml = [
-    "state_file: state.sqlite",
-    "server: { addr: 127.0.0.1:0 }",
-    "tokens_file: tokens.txt",
-    "cooldown_sec: 0",
-    // A key that got a 500 rests briefly, so the next round finds it again.
-    "backoff: { overloaded: { base_sec: 0.1, step_sec: 0, max_sec: 0.1 } }",
-    `upstream: { listen: "127.0.0.1:0", base_url: "${upstreamUrl}", cooldown_sec: 0 }`,
-    "",
-  ].join("\n");
-  const configPath = join(stateDir, "keypool.yaml");
-  writeFileSync(configPath, yaml);
-  // Formatted as in production, then dropped: the logging path's memory is measured too.
-  const logger = createLogger({ level: "info", format: "json", write: () => {} });
-  const daemon = await createDaemon(loadConfig(configPath), { gateway: "all", logger, autoCheck: false });
-  await daemon.start();
-  const url = Object.values(daemon.gatewayUrls)[0];
-  if (!url) throw new Error(`the daemon started no gateway listener; config was:\n${yaml}`);
-  return { url: `${url} ${daemon.url}`, stop: () => daemon.stop() };
+  const tokens = Array.from({ length: 8 }, (_, i) => `k${i},sk-hostile-${String(i).padStart(24, "0")}`);
+  // A key that got a 500 rests briefly, so the next round finds it again.
+  const settings = ["backoff: { overloaded: { base_sec: 0.1, step_sec: 0, max_sec: 0.1 } }"];
+  const gateway = await startBenchGateway({ upstreamUrl, stateDir, tokens, settings });
+  return { url: `${gateway.gatewayUrl} ${gateway.apiUrl}`, stop: gateway.stop };
 }
 
 async function main(): Promise<void> {

@@ -7,11 +7,7 @@
  * Speaks the contract in `_process.ts`: its URL on the first line of stdout (the gateway prints
  * `<gateway-url> <api-url>`), then serves until stopped.
  */
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { loadConfig } from "../src/config/load";
-import { createDaemon } from "../src/daemon/create-daemon";
-import { createLogger } from "../src/log";
+import { startBenchGateway } from "./_gateway-daemon";
 import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
 /** Enough keys that the ones resting after an injected failure leave plenty to serve. */
@@ -63,32 +59,15 @@ function startUpstream(failEvery: number): ServedTarget {
   return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
 }
 
-// The real daemon from a real YAML file. Its log is formatted as in production and then dropped,
-// so the soak measures the logging path's memory too without flooding the terminal.
 async function startGateway(upstreamUrl: string, stateDir: string): Promise<ServedTarget> {
   const tokens = Array.from(
     { length: POOL_KEYS },
     (_, i) => `k${String(i).padStart(2, "0")},sk-soak-${String(i).padStart(24, "0")}`,
-  ).join("\n");
-  writeFileSync(join(stateDir, "tokens.txt"), `${tokens}\n`);
-  const yaml = [
-    "state_file: state.sqlite",
-    "server: { addr: 127.0.0.1:0 }",
-    "tokens_file: tokens.txt",
-    "cooldown_sec: 0",
-    // A key that got an injected 500 rests a second, not the default 30 s, so the pool stays busy.
-    "backoff: { overloaded: { base_sec: 1, step_sec: 0, max_sec: 1 } }",
-    `upstream: { listen: "127.0.0.1:0", base_url: "${upstreamUrl}", cooldown_sec: 0 }`,
-    "",
-  ].join("\n");
-  const configPath = join(stateDir, "keypool.yaml");
-  writeFileSync(configPath, yaml);
-  const logger = createLogger({ level: "info", format: "json", write: () => {} });
-  const daemon = await createDaemon(loadConfig(configPath), { gateway: "all", logger, autoCheck: false });
-  await daemon.start();
-  const url = Object.values(daemon.gatewayUrls)[0];
-  if (!url) throw new Error(`the daemon started no gateway listener; config was:\n${yaml}`);
-  return { url: `${url} ${daemon.url}`, stop: () => daemon.stop() };
+  );
+  // A key that got an injected 500 rests a second, not the default 30 s, so the pool stays busy.
+  const settings = ["backoff: { overloaded: { base_sec: 1, step_sec: 0, max_sec: 1 } }"];
+  const gateway = await startBenchGateway({ upstreamUrl, stateDir, tokens, settings });
+  return { url: `${gateway.gatewayUrl} ${gateway.apiUrl}`, stop: gateway.stop };
 }
 
 async function main(): Promise<void> {

@@ -1,0 +1,47 @@
+/**
+ * The real daemon from a real YAML file, with one pool whose gateway forwards to a benchmark's upstream,
+ * as `keypool proxy` would run it. Shared by the gateway, soak and hostile-peer benchmark servers.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadConfig } from "../src/config/load";
+import { createDaemon } from "../src/daemon/create-daemon";
+import { type Logger, createLogger } from "../src/log";
+
+export interface BenchGatewayOptions {
+  upstreamUrl: string;
+  stateDir: string;
+  /** The pool's tokens file, as lines `id,token`. */
+  tokens: string[];
+  /** More pool-level YAML lines (rotation, backoff, …). */
+  settings?: string[];
+  /** Default: JSON lines formatted as in production, then dropped, so the logging path's cost is measured. */
+  logger?: Logger;
+}
+
+export interface BenchGateway {
+  gatewayUrl: string;
+  apiUrl: string;
+  stop(): Promise<void>;
+}
+
+export async function startBenchGateway(options: BenchGatewayOptions): Promise<BenchGateway> {
+  writeFileSync(join(options.stateDir, "tokens.txt"), `${options.tokens.join("\n")}\n`);
+  const yaml = [
+    "state_file: state.sqlite",
+    "server: { addr: 127.0.0.1:0 }",
+    "tokens_file: tokens.txt",
+    "cooldown_sec: 0",
+    ...(options.settings ?? []),
+    `upstream: { listen: "127.0.0.1:0", base_url: "${options.upstreamUrl}", cooldown_sec: 0 }`,
+    "",
+  ].join("\n");
+  const configPath = join(options.stateDir, "keypool.yaml");
+  writeFileSync(configPath, yaml);
+  const logger = options.logger ?? createLogger({ level: "info", format: "json", write: () => {} });
+  const daemon = await createDaemon(loadConfig(configPath), { gateway: "all", logger, autoCheck: false });
+  await daemon.start();
+  const gatewayUrl = Object.values(daemon.gatewayUrls)[0];
+  if (!gatewayUrl) throw new Error(`the daemon started no gateway listener; config was:\n${yaml}`);
+  return { gatewayUrl, apiUrl: daemon.url, stop: () => daemon.stop() };
+}
