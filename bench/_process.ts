@@ -97,6 +97,12 @@ export function cpuMsOf(server: ServerProcess): number | undefined {
   }
 }
 
+/** The process's resident memory in MB, from /proc (Linux only). */
+export function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+}
+
 /** A server inside a child process, as the child sees it. */
 export interface ServedTarget {
   url: string;

@@ -9,7 +9,7 @@
  * send, and whether /health on the API kept answering. Target: peak RSS under 200 MB.
  * Exit 0 when every target is met, 1 otherwise, 2 on bad arguments.
  */
-import { readFileSync } from "node:fs";
+import { rssMb } from "./_process";
 import { parseArgs } from "node:util";
 import type { Socket } from "bun";
 import { printBanner, printTable } from "./_report";
@@ -37,11 +37,6 @@ function parse(): { clients: number; errorMb: number } {
     console.error(`unknown or bad arguments: ${process.argv.slice(2).join(" ")}\n${usage}`);
     process.exit(2);
   }
-}
-
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
 }
 
 /** Samples a process's RSS until stopped; the peak is what the load cost. */

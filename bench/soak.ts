@@ -7,7 +7,7 @@
  * Prints the daemon's RSS every minute. Target: RSS growth ≤ 10% between minute 2 (after warm-up)
  * and minute N. Exit 0 when the target is met and no request failed, 1 otherwise, 2 on bad arguments.
  */
-import { readFileSync } from "node:fs";
+import { rssMb } from "./_process";
 import { parseArgs } from "node:util";
 import { type Mode, chatCompletion } from "./_gateway-load";
 import { printBanner, printTable } from "./_report";
@@ -36,11 +36,6 @@ function parse(): { minutes: number; rate: number } {
     console.error(`unknown or bad arguments: ${process.argv.slice(2).join(" ")}\n${usage}`);
     process.exit(2);
   }
-}
-
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
 }
 
 interface Minute {

@@ -246,6 +246,18 @@ const KNOWN_API_DIFFERENCES = [
   "GET /status tokens[].errors: 0 → 1 (key2)",
 ];
 
+/** The quickstart's tokens and pool.yaml in each dir, the same config but for the fake upstream its check calls. */
+function writeQuickstart(
+  port: number,
+  sides: Array<[{ file(name: string): string }, { url: string }]>,
+  extra = "",
+): void {
+  for (const [dir, upstream] of sides) {
+    writeFileSync(dir.file("tokens.txt"), QUICKSTART_TOKENS);
+    writeFileSync(dir.file("pool.yaml"), `${quickstartYaml(`${upstream.url}/me`, `127.0.0.1:${port}`)}${extra}`);
+  }
+}
+
 describe.skipIf(!poolctlPresent)("side by side with the real poolctl, on the same config", () => {
   it("answers the broker routes with the same statuses and fields, but for the documented differences", async () => {
     await using poolctlUpstream = await startFakeUpstream();
@@ -253,13 +265,10 @@ describe.skipIf(!poolctlPresent)("side by side with the real poolctl, on the sam
     using poolctlDir = tempDir();
     using keypoolDir = tempDir();
     const port = await freePort();
-    for (const [dir, upstream] of [
+    writeQuickstart(port, [
       [poolctlDir, poolctlUpstream],
       [keypoolDir, keypoolUpstream],
-    ] as const) {
-      writeFileSync(dir.file("tokens.txt"), QUICKSTART_TOKENS);
-      writeFileSync(dir.file("pool.yaml"), quickstartYaml(`${upstream.url}/me`, `127.0.0.1:${port}`));
-    }
+    ]);
     await using poolctl = await startPoolctl("pool.yaml", port, poolctlDir.path);
     await using keypool = await spawnDaemon(["serve", "-c", "pool.yaml", "--port", "0"], {}, { cwd: keypoolDir.path });
     await keypoolUpstream.wait(3);
@@ -357,16 +366,14 @@ describe.skipIf(!poolctlPresent)("side by side with the real poolctl: api_key, /
     using poolctlDir = tempDir();
     using keypoolDir = tempDir();
     const port = await freePort();
-    for (const [dir, upstream] of [
-      [poolctlDir, poolctlUpstream],
-      [keypoolDir, keypoolUpstream],
-    ] as const) {
-      writeFileSync(dir.file("tokens.txt"), QUICKSTART_TOKENS);
-      writeFileSync(
-        dir.file("pool.yaml"),
-        `${quickstartYaml(`${upstream.url}/me`, `127.0.0.1:${port}`)}  api_key: "sekrit"\n`,
-      );
-    }
+    writeQuickstart(
+      port,
+      [
+        [poolctlDir, poolctlUpstream],
+        [keypoolDir, keypoolUpstream],
+      ],
+      '  api_key: "sekrit"\n',
+    );
     const differences: string[] = [];
     const cli = async (args: string[], keypoolArgs: string[] = []) => {
       const p = await runPoolctl(args, poolctlDir.path);
