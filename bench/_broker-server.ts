@@ -13,7 +13,7 @@ import { join } from "node:path";
 import type { Config } from "../src/config/types";
 import { createDaemon } from "../src/daemon/create-daemon";
 import { createApiApp } from "../src/http/app";
-import { BrokerService } from "../src/http/broker-service";
+import { BrokerService } from "../src/broker/broker-service";
 import { silentLogger } from "../src/log";
 import type { PoolStore } from "../src/store/types";
 import { benchKeys } from "./_keys";

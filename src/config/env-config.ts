@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { ConfigError } from "./errors";
 import { readConfigTree } from "./load";
-import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "./tokens-file";
+import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../pool/token-rules";
 import type { Config, KeySpec } from "./types";
 import { parseDecimal } from "../pool/bounds";
 

@@ -3,37 +3,22 @@
  * Field names are camelCase; the YAML keys they come from are snake_case (see README).
  */
 
-export const ROTATIONS = ["lru", "round_robin", "random", "weighted", "most_remaining", "least_busy"] as const;
-export type Rotation = (typeof ROTATIONS)[number];
+import type { BackoffConfig, ClassifyRuleConfig, FailureClass, PriceTable, Rotation } from "../pool/vocabulary";
 
-/** Why a key failed, as far as it matters for what to do with the key (see src/pool/classify.ts). */
-export const FAILURE_CLASSES = ["rate_limit", "quota", "auth", "overloaded", "timeout", "network", "client"] as const;
-export type FailureClass = (typeof FAILURE_CLASSES)[number];
-
-/** The classes that rest a key on a backoff ladder (auth quarantines; client is never the key's fault). */
-export const LADDER_CLASSES = ["rate_limit", "quota", "overloaded", "timeout", "network"] as const;
-export type LadderClass = (typeof LADDER_CLASSES)[number];
-
-/** A pool's own classification rule; a rule matches when every field it gives matches. */
-export interface ClassifyRuleConfig {
-  status?: number[];
-  /** A case-insensitive substring of the error body, or a regular expression written `/pattern/flags`. */
-  body?: string;
-  class: FailureClass;
-}
-
-/**
- * One ladder as configured; unset fields keep the built-in ladder's. Rung n (from 0) rests
- * `base × factor^n` (exponential) or `base + step × n` (linear), never more than `max`.
- */
-export interface LadderConfig {
-  baseSec?: number;
-  factor?: number;
-  stepSec?: number;
-  maxSec?: number;
-}
-
-export type BackoffConfig = Partial<Record<LadderClass, LadderConfig>>;
+// The domain's words belong to src/pool; they are re-exported here for the config layer's readers.
+export {
+  type BackoffConfig,
+  type ClassifyRuleConfig,
+  FAILURE_CLASSES,
+  type FailureClass,
+  LADDER_CLASSES,
+  type LadderClass,
+  type LadderConfig,
+  type ModelPrice,
+  type PriceTable,
+  ROTATIONS,
+  type Rotation,
+} from "../pool/vocabulary";
 
 /** How a key is probed: an HTTP request or a command, never both. */
 export type CheckConfig = HttpCheckConfig | CommandCheckConfig;
@@ -280,16 +265,6 @@ export interface AlertsConfig {
   repeatSec: number;
   webhooks: WebhookConfig[];
 }
-
-export interface ModelPrice {
-  /** USD per million input (prompt) tokens. */
-  inputPerMtok: number;
-  /** USD per million output (completion) tokens. */
-  outputPerMtok: number;
-}
-
-/** `prices:` — model name → price. */
-export type PriceTable = Readonly<Record<string, ModelPrice>>;
 
 export interface StoreConfig {
   /** Absolute path of a file holding the master key that encrypts token values (see src/store/token-cipher.ts). */

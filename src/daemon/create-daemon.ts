@@ -12,9 +12,9 @@ import { listenerErrorOptions } from "./listener-errors";
 import { type GatewayListeners, type GatewayMode, startGatewayListeners } from "./gateway-listeners";
 import { drainListeners } from "./_drain";
 import { listenError } from "./listen-error";
-import { BrokerService } from "../http/broker-service";
-import { CompatService } from "../http/compat-service";
-import { KeyAdminService } from "../http/key-admin-service";
+import { BrokerService } from "../broker/broker-service";
+import { CompatService } from "../broker/compat-service";
+import { KeyAdminService } from "../broker/key-admin-service";
 import { type ConfigWatcher, createConfigWatcher } from "./config-watcher";
 import { loadTokenCipher } from "../store/master-key";
 import { type Logger, createLogger } from "../log";
@@ -29,7 +29,7 @@ import { importPoolctlState } from "./poolctl-state-import";
 import { StoreGuard } from "./store-guard";
 import { hostCheckFor, isLoopbackAddress } from "../pool/loopback-host";
 import { fallbackChains } from "../config/fallback";
-import { TakeQueue } from "../store/take-queue";
+import { TakeQueue } from "../broker/take-queue";
 
 export interface DaemonOptions {
   clock?: Clock;

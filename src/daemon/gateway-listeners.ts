@@ -13,7 +13,7 @@ import { buildRoute, type GatewayRoute, type GatewayTarget } from "../gateway/ro
 import type { Logger } from "../log";
 import type { MetricsRecorder } from "../metrics/metrics";
 import type { Clock } from "../pool/clock";
-import type { TakeQueue } from "../store/take-queue";
+import type { TakeQueue } from "../broker/take-queue";
 import type { PoolStore } from "../store/types";
 import { hostCheckFor, hostRefusalMessage, isLoopbackAddress } from "../pool/loopback-host";
 

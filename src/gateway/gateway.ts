@@ -11,7 +11,7 @@ import { retryAfterMs } from "../pool/retry-after";
 import { scrubSecrets } from "../pool/scrub-secrets";
 import { createSecretMatcher, presentedCredential } from "../pool/secret-match";
 import { sessionIdOf } from "../pool/session";
-import { TakeQueue } from "../store/take-queue";
+import { TakeQueue } from "../broker/take-queue";
 import type { Lease, PoolStore } from "../store/types";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
 import { relayBody } from "./_relay";

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { readCappedText } from "../capped-body";
-import { isSendableToken } from "../config/tokens-file";
+import { isSendableToken } from "../pool/token-rules";
 import type { RefreshConfig } from "../config/types";
 import type { Clock } from "../pool/clock";
 import { MAX_TOKEN_LIFETIME_SEC } from "../pool/bounds";

@@ -11,7 +11,7 @@ import {
   RemovedJson,
   UsageQueryJson,
 } from "./admin-schemas";
-import type { KeyAdminService } from "./key-admin-service";
+import type { KeyAdminService } from "../broker/key-admin-service";
 import { errors } from "./schemas";
 
 const OWNERSHIP =

@@ -1,6 +1,6 @@
 import type { Server } from "bun";
 import { Elysia, type TSchema } from "elysia";
-import type { BrokerService } from "./broker-service";
+import type { BrokerService } from "../broker/broker-service";
 import { decodeLate } from "./_late-decode";
 import { ReleaseRequest, ReleaseResult, TakeBody, TakeQuery, errors } from "./schemas";
 

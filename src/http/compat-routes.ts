@@ -1,6 +1,6 @@
 import { Elysia, t } from "elysia";
 import { DomainError } from "../pool/errors";
-import { REPORTED_HEALTH, type CompatService } from "./compat-service";
+import { REPORTED_HEALTH, type CompatService } from "../broker/compat-service";
 import { type Logger, REQUEST_ID_HEADER } from "../log";
 import { STATUS_BY_CODE, logRefusal } from "./errors";
 import { ErrorBody, errors } from "./schemas";

@@ -1,6 +1,6 @@
 import { Elysia, t } from "elysia";
 import { FAILURE_CLASSES } from "../pool/classify";
-import type { BrokerService } from "./broker-service";
+import type { BrokerService } from "../broker/broker-service";
 import { KeyStateSchema, errors, listLimit } from "./schemas";
 
 const nullable = <T extends Parameters<typeof t.Union>[0][number]>(schema: T) => t.Union([schema, t.Null()]);

@@ -1,6 +1,6 @@
 import { Elysia, t } from "elysia";
-import type { BrokerService } from "./broker-service";
-import type { CompatService } from "./compat-service";
+import type { BrokerService } from "../broker/broker-service";
+import type { CompatService } from "../broker/compat-service";
 import { PoolQuery, StatusBody, errors, listLimit } from "./schemas";
 
 const ratio = (description: string) => t.Union([t.Number(), t.Null()], { description });

@@ -14,7 +14,7 @@ import { MAX_WEIGHT, MIN_WEIGHT } from "../pool/bounds";
 import { fallbackChains, modelServedAs } from "../config/fallback";
 import { findConfig } from "../config/find-config";
 import { loadConfig, readConfigTree } from "../config/load";
-import { deriveKeyId } from "../config/tokens-file";
+import { deriveKeyId } from "../pool/token-rules";
 import type { BackoffConfig, ClassifyRuleConfig, Config, KeySpec, LadderConfig, PoolConfig } from "../config/types";
 import type { Rotation } from "../config/types";
 import { poolSettingsOf } from "../daemon/pool-settings";
@@ -24,7 +24,7 @@ import { KEY_STATES, type KeyState } from "../pool/key-state";
 import { MASTER_KEY_ENV, loadTokenCipher } from "../store/master-key";
 import { SqliteStore } from "../store/sqlite/sqlite-store";
 import { createStore } from "../store/create-store";
-import { TakeQueue } from "../store/take-queue";
+import { TakeQueue } from "../broker/take-queue";
 import type { KeyStatus, Lease, ReleaseResult, ReleaseTarget, TakeOptions as StoreTakeOptions } from "../store/types";
 import { type ReportedOutcome, outcomeOfError, outcomeOfValue } from "./outcome";
 

@@ -1,4 +1,4 @@
-import { type BackoffConfig, LADDER_CLASSES, type LadderClass } from "../config/types";
+import { type BackoffConfig, LADDER_CLASSES, type LadderClass } from "./vocabulary";
 
 /**
  * Backoff ladders: how long a key rests after its n-th failure of one class in a row. Rung 1 is

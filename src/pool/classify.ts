@@ -1,4 +1,4 @@
-import { type ClassifyRuleConfig, FAILURE_CLASSES, type FailureClass } from "../config/types";
+import { type ClassifyRuleConfig, FAILURE_CLASSES, type FailureClass } from "./vocabulary";
 
 /**
  * Failure classes: *why* a key failed, which decides what happens to it — a rate limit rests it for

@@ -3,7 +3,7 @@
  * A price per million tokens is, conveniently, the price of one token in micro-dollars.
  */
 
-import type { ModelPrice, PriceTable } from "../config/types";
+import type { ModelPrice, PriceTable } from "./vocabulary";
 
 export type { ModelPrice, PriceTable };
 

@@ -1,4 +1,4 @@
-import type { Rotation } from "../config/types";
+import type { Rotation } from "./vocabulary";
 
 /**
  * Every strategy is expressed as a *rank*: the store always hands out the available key with the

@@ -1,6 +1,6 @@
 /**
  * Callers waiting for a key, first come first served. Pure: the caller says what time it is.
- * The service that drives it (src/store/take-queue.ts) tries the head waiter whenever a key may
+ * The service that drives it (src/broker/take-queue.ts) tries the head waiter whenever a key may
  * have freed up, and stops at the first one it cannot serve, so no later waiter overtakes it.
  */
 

@@ -5,7 +5,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { isSendableToken } from "../config/tokens-file";
+import { isSendableToken } from "../pool/token-rules";
 import { type PlannedChange, unifiedDiff } from "./client-files";
 
 export interface ApiKeyLbFlags {

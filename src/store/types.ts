@@ -1,4 +1,4 @@
-import type { Rotation } from "../config/types";
+import type { Rotation } from "../pool/vocabulary";
 import type { Ladders } from "../pool/backoff";
 import type { ClassifyRule, FailureClass } from "../pool/classify";
 import type { DomainError } from "../pool/errors";

@@ -1,4 +1,4 @@
-import type { Rotation } from "../../config/types";
+import type { Rotation } from "../../pool/vocabulary";
 import { DAY_MS, MINUTE_MS } from "../../pool/limits";
 
 /**

@@ -5,7 +5,7 @@ import { DomainError } from "../pool/errors";
 import type { FailureClass } from "../pool/classify";
 import { KEY_STATES, type KeyState, type Outcome } from "../pool/key-state";
 import { type UsageTotals, addUsage, cacheHitRatio, emptyUsage } from "../pool/usage";
-import { TakeQueue } from "../store/take-queue";
+import { TakeQueue } from "./take-queue";
 import { type PoolctlStatusFields, poolctlStatusFields } from "./_poolctl-status";
 import type { KeyEvent, KeyStatus, PoolStore, ReleaseResult, SessionUsage } from "../store/types";
 import { type CompactUsageJson, compactUsageJson } from "./key-admin-service";

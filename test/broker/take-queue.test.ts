@@ -2,7 +2,7 @@ import { describe, expect, it } from "bun:test";
 import { ManualClock } from "../../src/pool/clock";
 import type { DomainError } from "../../src/pool/errors";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
-import { TakeQueue, type Timers } from "../../src/store/take-queue";
+import { TakeQueue, type Timers } from "../../src/broker/take-queue";
 import type { Lease, PoolSettings } from "../../src/store/types";
 
 /** Timers that only fire when the test says so. */

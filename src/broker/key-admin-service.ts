@@ -1,5 +1,5 @@
 import { isoTime } from "../pool/bounds";
-import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../config/tokens-file";
+import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../pool/token-rules";
 import { DomainError } from "../pool/errors";
 import {
   FAILURE_BUCKETS,

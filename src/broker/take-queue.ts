@@ -2,7 +2,7 @@ import type { Clock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import type { Outcome } from "../pool/key-state";
 import { WaitQueue, type Waiter, wakeDelayMs } from "../pool/wait-queue";
-import type { Lease, PoolStore, ReleaseResult, ReleaseTarget } from "./types";
+import type { Lease, PoolStore, ReleaseResult, ReleaseTarget } from "../store/types";
 
 /** How often a waiting line looks at the store at least: another process's release makes no sound here. */
 export const DEFAULT_POLL_MS = 250;
