@@ -1,5 +1,6 @@
 import type { FailureClass } from "../pool/classify";
-import type { LadderPosition } from "../pool/key-state";
+import type { KeyFacts } from "../pool/key-facts";
+import type { KeyHealth, LadderPosition } from "../pool/key-state";
 import type { KeyLimits, UsageWindows } from "../pool/limits";
 import type { KeyLimitOverrides, KeyOrigin, PoolSettings, RemainingBudget } from "./types";
 
@@ -67,4 +68,42 @@ export function windowsOf(row: PolicyColumns): UsageWindows {
 export function remainingOf(row: PolicyColumns): RemainingBudget | null {
   if (row.remaining_requests === null && row.remaining_tokens === null && row.remaining_reset_at === null) return null;
   return { requests: row.remaining_requests, tokens: row.remaining_tokens, resetAt: row.remaining_reset_at };
+}
+
+/** The key columns both stores keep under the same names (SQLite stores booleans as 0/1). */
+export interface DecisionColumns extends PolicyColumns, AdminColumns {
+  pool: string;
+  id: string;
+  weight: number;
+  health: KeyHealth;
+  reason: string | null;
+  ready_at: number;
+  takeable: number | boolean;
+  rank: number;
+  max_concurrency: number | null;
+  in_flight: number;
+  consecutive_failures: number;
+  next_check_at: number;
+  expires_at: number | null;
+}
+
+/** A stored key in the planners' words (src/pool/key-facts.ts). */
+export function factsOf(row: DecisionColumns, settings: PoolSettings): KeyFacts {
+  return {
+    pool: row.pool,
+    id: row.id,
+    weight: row.weight,
+    condition: { health: row.health, reason: row.reason, readyAt: row.ready_at },
+    takeable: Boolean(row.takeable),
+    rank: row.rank,
+    inFlight: row.in_flight,
+    maxConcurrency: row.max_concurrency,
+    group: row.key_group,
+    ladder: ladderOf(row),
+    windows: windowsOf(row),
+    limits: limitsOf(row, settings),
+    consecutiveFailures: row.consecutive_failures,
+    nextCheckAt: row.next_check_at,
+    expiresAt: row.expires_at,
+  };
 }

@@ -1,0 +1,68 @@
+/**
+ * Everything a decision about one key reads, in the domain's words: what the stores load (from a row,
+ * or from memory) before they call a planner, whatever their columns are called.
+ */
+import type { KeyCondition, KeyState, LadderPosition } from "./key-state";
+import type { KeyLimits, UsageWindows } from "./limits";
+import type { FailureClass, Rotation } from "./vocabulary";
+import type { ClassifyRule } from "./classify";
+import type { Ladders } from "./backoff";
+import type { PriceTable } from "./pricing";
+
+export interface KeyFacts {
+  pool: string;
+  id: string;
+  weight: number;
+  condition: KeyCondition;
+  /** Whether the key was in rotation before this decision (see isTakeable). */
+  takeable: boolean;
+  rank: number;
+  inFlight: number;
+  /** Null: no cap on leases in flight. */
+  maxConcurrency: number | null;
+  group: string | null;
+  ladder: LadderPosition;
+  windows: UsageWindows;
+  /** The limits the key is held to: its own, else its pool's. */
+  limits: KeyLimits;
+  consecutiveFailures: number;
+  /** When the checker next probes the key (0: as soon as one runs). */
+  nextCheckAt: number;
+  /** When the key's token expires, if a refresh said. */
+  expiresAt: number | null;
+}
+
+/** The part of a pool's settings that decisions read (the store's PoolSettings is a superset). */
+export interface PoolRules {
+  name: string;
+  rotation: Rotation;
+  cooldownSec: number;
+  quarantineSec?: number;
+  recheckIntervalSec: number;
+  reviveIntervalSec?: number;
+  failuresToDead?: number;
+  refreshAheadSec?: number;
+  classify?: readonly ClassifyRule[];
+  ladders?: Ladders;
+  prices?: PriceTable;
+}
+
+/** What a decision needs besides the key: the time, a source of randomness and the pool's order. */
+export interface DecisionContext {
+  now: number;
+  random: () => number;
+  /**
+   * Where a key (re-)entering rotation goes: lru first in line, round_robin last, … (see initialRank).
+   * A function because it may cost the store a read, and most decisions never need it.
+   */
+  initialRank: () => number;
+}
+
+/** One recorded change of state, as planners describe it (stores add nothing but persistence). */
+export interface PlannedEvent {
+  from: KeyState;
+  to: KeyState;
+  class: FailureClass | null;
+  reason: string | null;
+  until: number | null;
+}
