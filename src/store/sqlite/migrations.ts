@@ -176,4 +176,28 @@ export const MIGRATIONS: readonly string[] = [
   `
   DROP INDEX leases_key;
   `,
+  // 9: the in-memory hot path (see _hot-path.ts) keeps each process's copy of the keys current by
+  // reading only the rows changed since it last looked: every insert or update gives the row the next
+  // number of one counter, and a removal counts in its own (a copy cannot see a row that is gone).
+  `
+  CREATE TABLE key_changes (
+    one      INTEGER PRIMARY KEY CHECK (one = 1),
+    seq      INTEGER NOT NULL,
+    removals INTEGER NOT NULL
+  );
+  INSERT INTO key_changes (one, seq, removals) VALUES (1, 0, 0);
+  ALTER TABLE keys ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX keys_seq ON keys (seq);
+  CREATE TRIGGER keys_seq_added AFTER INSERT ON keys BEGIN
+    UPDATE key_changes SET seq = seq + 1;
+    UPDATE keys SET seq = (SELECT seq FROM key_changes) WHERE pool = NEW.pool AND id = NEW.id;
+  END;
+  CREATE TRIGGER keys_seq_changed AFTER UPDATE ON keys WHEN NEW.seq = OLD.seq BEGIN
+    UPDATE key_changes SET seq = seq + 1;
+    UPDATE keys SET seq = (SELECT seq FROM key_changes) WHERE pool = NEW.pool AND id = NEW.id;
+  END;
+  CREATE TRIGGER keys_seq_removed AFTER DELETE ON keys BEGIN
+    UPDATE key_changes SET removals = removals + 1;
+  END;
+  `,
 ];

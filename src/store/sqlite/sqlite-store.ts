@@ -6,40 +6,15 @@ import { dirname } from "node:path";
 import type { Clock } from "../../pool/clock";
 import { ConfigError } from "../../config/errors";
 import { DomainError } from "../../pool/errors";
-import {
-  afterCheck,
-  afterOutcome,
-  afterTake,
-  awaitsRevival,
-  CLEAN_LADDER,
-  DEFAULT_REVIVE_INTERVAL_SEC,
-  isTakeable,
-  jitteredMs,
-  type KeyCondition,
-  type KeyHealth,
-  type KeyState,
-  nextCheckAt,
-  type Outcome,
-  restUntil,
-  setDisabled,
-  stateOf,
-  untilOf,
-} from "../../pool/key-state";
-import { type FailureClass, classifyFailure } from "../../pool/classify";
+import { isTakeable, type KeyCondition, type Outcome, stateOf, untilOf } from "../../pool/key-state";
 import { maskToken } from "../../pool/mask";
-import { type KeyLimits, countRequest, countTokens, hasRequestLimits } from "../../pool/limits";
-import { costMicros } from "../../pool/pricing";
 import { windowStart } from "../../pool/usage";
-import { exhaustedUntil } from "../../pool/rate-limit-headers";
 import {
-  FULL_BUDGET,
   LOWEST_RANK,
   busyRank,
   initialRank,
   needsMaxRank,
   pickStart,
-  rankAfterRelease,
-  rankAfterTake,
   type RankContext,
   virtualTimeOf,
 } from "../../pool/rotation";
@@ -73,15 +48,7 @@ import type { TokenCipher } from "../token-cipher";
 import { MIGRATIONS } from "./migrations";
 import { repairStatements } from "../stored-bounds";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
-import {
-  type AdminColumns,
-  ladderOf,
-  limitsOf,
-  overridesOf,
-  type PolicyColumns,
-  remainingOf,
-  windowsOf,
-} from "../key-columns";
+import { factsOf, overridesOf, remainingOf } from "../key-columns";
 import { AdminWrites } from "./_key-admin";
 import { PolicyWrites } from "./_key-policy";
 import { SecretVault } from "../secret-vault";
@@ -90,6 +57,12 @@ import { SessionMap } from "./_sessions";
 import { StateFileIdentity, networkFilesystemWarning } from "./_state-file-identity";
 import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
+import type { KeyRow } from "./_key-row";
+import { HotPath, noteCommit } from "./_hot-path";
+import type { DecisionContext, PlannedEvent } from "../../pool/key-facts";
+import { planTake } from "../../pool/plan-take";
+import { planGroupRest, planRelease } from "../../pool/plan-release";
+import { type ConditionPlan, planCheck, planEnabled, planRefreshFailed, planRefreshed } from "../../pool/plan-check";
 
 export interface SqliteStoreOptions {
   /** File path, or ":memory:". */
@@ -102,34 +75,6 @@ export interface SqliteStoreOptions {
   failuresToDead?: number;
   /** Encrypts token values at rest; a file encrypted under another key (or none) fails to open with a ConfigError. */
   cipher?: TokenCipher;
-}
-
-interface KeyRow extends PolicyColumns, AdminColumns {
-  pool: string;
-  id: string;
-  token: string;
-  weight: number;
-  health: KeyHealth;
-  reason: string | null;
-  ready_at: number;
-  takeable: number;
-  rank: number;
-  max_concurrency: number | null;
-  in_flight: number;
-  last_used: number | null;
-  last_check: number | null;
-  requests: number;
-  errors: number;
-  last_check_status: number | null;
-  last_check_latency_ms: number | null;
-  consecutive_failures: number;
-  source_token: string | null;
-  source_refresh_token: string | null;
-  refresh_token: string | null;
-  expires_at: number | null;
-  next_check_at: number;
-  refresh_owner: string | null;
-  refresh_lock_until: number;
 }
 
 interface LeaseRow {
@@ -161,6 +106,8 @@ export class SqliteStore implements PoolStore {
   private readonly ledger: UsageLedger;
   private readonly sessions: SessionMap;
   private readonly vault: SecretVault;
+  /** Takes and releases that change nothing other processes decide on, decided in memory (see _hot-path.ts). */
+  private readonly hot: HotPath;
   private readonly pickStatementsByPool = new Map<string, ReturnType<typeof preparePickStatements>>();
   /** Undefined for ":memory:", which no other process can see. */
   private readonly file: StateFileIdentity | undefined;
@@ -188,6 +135,13 @@ export class SqliteStore implements PoolStore {
     this.admin = new AdminWrites(this.db);
     this.ledger = new UsageLedger(this.db);
     this.sessions = new SessionMap(this.db);
+    this.hot = new HotPath({
+      db: this.db,
+      clock: this.clock,
+      random: this.random,
+      reveal: (sealed) => this.vault.reveal(sealed),
+    });
+    this.hot.onFlushDue = () => this.flushHotLater();
     if (options.path !== ":memory:") {
       this.file = new StateFileIdentity(options.path);
       const network = networkFilesystemWarning(options.path);
@@ -223,6 +177,7 @@ export class SqliteStore implements PoolStore {
     options: SyncOptions = {},
   ): Promise<Record<string, SyncResult>> {
     this.refuseIfLost();
+    this.flushHot();
     const pruned: string[] = [];
     const run = this.db.transaction(() => {
       const results: Record<string, SyncResult> = {};
@@ -240,6 +195,8 @@ export class SqliteStore implements PoolStore {
       return results;
     });
     const results = run.immediate();
+    noteCommit();
+    this.hot.reset();
     for (const pool of pruned) options.onPruned?.(pool);
     if (options.prune !== false) this.pools.clear();
     for (const { settings } of pools) this.pools.set(settings.name, settings);
@@ -311,6 +268,10 @@ export class SqliteStore implements PoolStore {
     this.refuseIfLost();
     const settings = this.settingsOf(pool);
     const exclude = options.exclude ?? [];
+    if (options.session === undefined) {
+      const lease = this.hot.take(settings, exclude);
+      if (lease) return lease;
+    }
     const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, options.session));
     if ("lease" in outcome) return outcome;
     throw new DomainError(
@@ -332,16 +293,10 @@ export class SqliteStore implements PoolStore {
       if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, start, exclude, true);
       if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now) };
 
-      const ctx = this.rankContext(settings.name, settings);
-      const rank = rankAfterTake(
-        settings.rotation,
-        { rank: row.rank, weight: row.weight, inFlight: row.in_flight },
-        ctx,
-      );
-      let condition = afterTake(conditionOf(row), settings, now);
-      const limits = limitsOf(row, settings);
-      if (hasRequestLimits(limits)) condition = this.countTake(row, condition, limits, now);
-      this.sql.markTaken.run(rank, condition.readyAt, condition.reason, now, settings.name, row.id);
+      const plan = planTake(factsOf(row, settings), settings, this.rankContext(settings.name, settings));
+      if (plan.windows) this.policy.writeWindows(settings.name, row.id, plan.windows);
+      if (plan.event) this.recordEvent(settings.name, row.id, plan.event, now);
+      this.sql.markTaken.run(plan.rank, plan.condition.readyAt, plan.condition.reason, now, settings.name, row.id);
 
       const lease: Lease = {
         lease: `ls_${crypto.randomUUID().replaceAll("-", "")}`,
@@ -414,7 +369,17 @@ export class SqliteStore implements PoolStore {
 
   async release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
     this.refuseIfLost();
-    return this.writes.submit(() => this.releaseTx.immediate(target, outcome));
+    if (!("lease" in target)) return this.writes.submit(() => this.releaseTx.immediate(target, outcome));
+    const settled = this.hot.release(target.lease, outcome, (pool) => this.settingsOf(pool));
+    if (settled) return settled;
+    return this.writes.submit(() => {
+      try {
+        return this.releaseTx.immediate(target, outcome);
+      } finally {
+        // After the transaction, whose flush wrote the lease if only memory had it.
+        this.hot.forgetLease(target.lease);
+      }
+    });
   }
 
   private readonly releaseTx = this.lazyTransaction((target: ReleaseTarget, outcome: Outcome): ReleaseResult => {
@@ -442,114 +407,61 @@ export class SqliteStore implements PoolStore {
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
     const settings = this.settingsOf(pool);
-    const before = conditionOf(row);
-    const effect = afterOutcome({ ...before, ...ladderOf(row) }, outcome, settings, now, this.random);
-    const { condition, remaining } = this.applyUsage(row, effect, outcome, settings, now);
-    const takeable = isTakeable(condition) ? 1 : 0;
-    // A key coming back into rotation re-enters the order as a new key would.
-    const released = { rank: row.rank, weight: row.weight, inFlight: Math.max(0, row.in_flight - leasesGiven) };
-    const rank =
-      takeable && !row.takeable
-        ? initialRank(settings.rotation, this.rankContext(pool, settings))
-        : rankAfterRelease(settings.rotation, released, now, remaining);
-    const penalised = !outcome.ok && effect.class !== "client";
+    const facts = factsOf(row, settings);
+    const plan = planRelease(facts, outcome, settings, this.decisionContext(pool, settings, now), leasesGiven);
+    if (plan.budget) this.policy.writeBudget(pool, id, plan.budget);
+    if (plan.windows) this.policy.writeWindows(pool, id, plan.windows);
     this.ledger.record(
       pool,
       id,
-      { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) },
+      { ok: outcome.ok, failure: plan.failureClass, tokens: outcome.usage, costMicros: plan.costMicros },
       now,
     );
     if (outcome.session !== undefined) this.sessions.addUsage(pool, outcome.session, outcome.usage);
+    const { condition } = plan;
     // One statement settles the lease, the key's condition and its counters.
     this.sql.settleRelease.run(
       leasesGiven,
       condition.health,
       condition.reason,
       condition.readyAt,
-      takeable,
-      rank,
+      plan.takeable ? 1 : 0,
+      plan.rank,
       now,
-      penalised ? 1 : 0,
+      plan.penalised ? 1 : 0,
       pool,
       id,
     );
-    if (effect.failClass !== row.fail_class || effect.rung !== row.rung || effect.failUntil !== row.fail_until)
-      this.policy.writeLadder(pool, id, effect);
-    const from = stateOf(before, now);
-    if (penalised || from !== stateOf(condition, now))
-      this.recordEvent(pool, id, from, condition, effect.class ?? null, now);
-    if ((effect.class === "rate_limit" || effect.class === "quota") && row.key_group !== null) {
-      this.coolGroup(row, effect.readyAt, effect.class, settings, now);
+    const ladder = facts.ladder;
+    if (
+      plan.ladder.failClass !== ladder.failClass ||
+      plan.ladder.rung !== ladder.rung ||
+      plan.ladder.failUntil !== ladder.failUntil
+    )
+      this.policy.writeLadder(pool, id, plan.ladder);
+    if (plan.event) this.recordEvent(pool, id, plan.event, now);
+    if (plan.groupRest) {
+      for (const member of this.policy.groupMembers<KeyRow>(pool, plan.groupRest.group, id)) {
+        const rested = planGroupRest(factsOf(member, settings), plan.groupRest, now);
+        if (rested)
+          this.writeCondition(member, { ...rested, takeable: isTakeable(rested.condition), rank: member.rank });
+      }
     }
-    if (awaitsRevival(condition.health) && !awaitsRevival(row.health)) {
-      // A key a caller found broken is re-probed on the revive schedule, not at its next routine check.
-      const reviveMs = jitteredMs(settings.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC, this.random);
-      this.sql.pullCheckForward.run(now + reviveMs, pool, id);
-    }
+    if (plan.reviveCheckAt !== undefined) this.sql.pullCheckForward.run(plan.reviveCheckAt, pool, id);
     return { pool, id, state: stateOf(condition, now), reason: condition.reason };
   });
 
-  /**
-   * What the upstream said about the key's budget, and the tokens the request used: either may rest
-   * the key until its budget resets or its tpm window closes. `remaining` is for most_remaining's rank.
-   */
-  private applyUsage(row: KeyRow, condition: KeyCondition, outcome: Outcome, settings: PoolSettings, now: number) {
-    let next = condition;
-    let remaining: number | undefined;
-    if (outcome.budget) {
-      this.policy.writeBudget(row.pool, row.id, outcome.budget);
-      const until = exhaustedUntil(outcome.budget, now);
-      remaining = until === undefined ? outcome.budget.requests : FULL_BUDGET;
-      if (until !== undefined)
-        next = restUntil(next, until, "upstream rate-limit budget spent; resting until it resets", now);
-    }
-    const tokens = outcome.tokens ?? (outcome.usage && outcome.usage.input + outcome.usage.output);
-    if (tokens !== undefined && tokens > 0) {
-      const { windows, rest } = countTokens(windowsOf(row), tokens, limitsOf(row, settings), now);
-      this.policy.writeWindows(row.pool, row.id, windows);
-      if (rest) next = restUntil(next, rest.until, rest.reason, now);
-    }
-    return { condition: next, remaining };
+  private recordEvent(pool: string, id: string, event: PlannedEvent, now: number): void {
+    this.policy.event({ at: now, pool, key: id, ...event });
   }
 
-  /** Counts a take against rpm and daily_requests; the take that uses a limit up rests the key until its window closes. */
-  private countTake(row: KeyRow, condition: KeyCondition, limits: KeyLimits, now: number): KeyCondition {
-    const { windows, rest } = countRequest(windowsOf(row), limits, now);
-    this.policy.writeWindows(row.pool, row.id, windows);
-    if (!rest) return condition;
-    const rested = restUntil(condition, rest.until, rest.reason, now);
-    if (rested !== condition) this.recordEvent(row.pool, row.id, stateOf(conditionOf(row), now), rested, null, now);
-    return rested;
-  }
-
-  /** Keys of one group share an account's limits: a rate limit or spent quota on one rests them all, until the same time. */
-  private coolGroup(row: KeyRow, until: number, cls: FailureClass, settings: PoolSettings, now: number): void {
-    const reason = `${cls} on key ${row.id} of group ${row.key_group}; resting with it`;
-    for (const member of this.policy.groupMembers<KeyRow>(row.pool, row.key_group!, row.id)) {
-      const rested = restUntil(conditionOf(member), until, reason, now);
-      if (rested.readyAt !== member.ready_at)
-        this.writeCondition(member, rested, member.rank, settings, { cls, always: true });
-    }
-  }
-
-  private recordEvent(
-    pool: string,
-    id: string,
-    from: KeyState,
-    to: KeyCondition,
-    cls: FailureClass | null,
-    now: number,
-  ): void {
-    this.policy.event({
-      at: now,
-      pool,
-      key: id,
-      from,
-      to: stateOf(to, now),
-      class: cls,
-      reason: to.reason,
-      until: untilOf(to, now),
-    });
+  /** What a decision needs besides the key; a key re-entering rotation reads the pool's order only then. */
+  private decisionContext(pool: string, settings: PoolSettings, now: number): DecisionContext {
+    return {
+      now,
+      random: this.random,
+      initialRank: () => initialRank(settings.rotation, this.rankContext(pool, settings)),
+    };
   }
 
   private findPoolOfKey(id: string, pool?: string): string {
@@ -576,29 +488,23 @@ export class SqliteStore implements PoolStore {
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
     if (result.token !== undefined && result.token !== this.vault.reveal(row.token)) return;
-    const failuresToDead = settings.failuresToDead ?? this.failuresToDead;
-    const verdict = afterCheck(
-      conditionOf(row),
+    const plan = planCheck(
+      factsOf(row, settings),
       result,
-      row.consecutive_failures,
-      { ...settings, failuresToDead },
-      now,
+      settings,
+      this.decisionContext(pool, settings, now),
+      this.failuresToDead,
     );
-    const failure = result.ok
-      ? undefined
-      : classifyFailure({ status: result.status, error: result.status === undefined ? result.reason : undefined });
-    this.writeCondition(row, verdict.condition, row.rank, settings, { cls: failure ?? null });
-    // A probe that revives a key is a success like any other: its ladder starts over.
-    if (result.ok && awaitsRevival(row.health)) this.policy.writeLadder(pool, id, CLEAN_LADDER);
-    const next = nextCheckAt(verdict.condition.health, row.expires_at, settings, now, this.random);
+    this.writeCondition(row, plan);
+    if (plan.ladder) this.policy.writeLadder(pool, id, plan.ladder);
     this.sql.recordCheck.run(
       now,
       result.ok ? 1 : 0,
       result.status ?? null,
       Math.round(result.latencyMs),
       result.reason,
-      verdict.consecutiveFailures,
-      next,
+      plan.consecutiveFailures,
+      plan.nextCheckAt,
       pool,
       id,
     );
@@ -658,12 +564,7 @@ export class SqliteStore implements PoolStore {
       const now = this.clock.now();
       if (result.status === "refreshed") {
         const settings = this.settingsOf(pool);
-        this.writeCondition(
-          row,
-          { health: "unknown", reason: "token refreshed", readyAt: row.ready_at },
-          row.rank,
-          settings,
-        );
+        this.writeCondition(row, planRefreshed(factsOf(row, settings), this.decisionContext(pool, settings, now)));
         this.sql.storeRefreshedToken.run(
           this.vault.seal(result.token),
           this.vault.seal(result.refreshToken ?? null),
@@ -673,46 +574,33 @@ export class SqliteStore implements PoolStore {
         );
       } else if (result.status === "failed") {
         const settings = this.settingsOf(pool);
-        // readyAt 0: out until a probe succeeds, never a timed quarantine that would lapse back into rotation.
-        const condition = { health: "quarantined" as const, reason: result.reason, readyAt: 0 };
-        this.writeCondition(row, condition, row.rank, settings);
-        this.sql.scheduleCheck.run(nextCheckAt(condition.health, row.expires_at, settings, now, this.random), pool, id);
+        const facts = factsOf(row, settings);
+        const plan = planRefreshFailed(facts, result.reason, settings, this.decisionContext(pool, settings, now));
+        this.writeCondition(row, plan);
+        this.sql.scheduleCheck.run(plan.nextCheckAt, pool, id);
       }
       this.sql.releaseRefreshLock.run(pool, id);
       return true;
     },
   );
 
-  /**
-   * Writes a key's condition; a key coming back into rotation re-enters the order as a new key would.
-   * A change of state is logged as an event (`always`: even without one).
-   */
-  private writeCondition(
-    row: KeyRow,
-    condition: KeyCondition,
-    rank: number,
-    settings: PoolSettings,
-    event: { cls: FailureClass | null; always?: boolean } = { cls: null },
-  ): void {
-    const takeable = isTakeable(condition) ? 1 : 0;
-    const newRank =
-      takeable && !row.takeable ? initialRank(settings.rotation, this.rankContext(row.pool, settings)) : rank;
+  /** Writes a planned condition, its place in the rotation and its event. */
+  private writeCondition(row: KeyRow, plan: ConditionPlan): void {
+    const { condition } = plan;
     this.sql.writeCondition.run(
       condition.health,
       condition.reason,
       condition.readyAt,
-      takeable,
-      newRank,
+      plan.takeable ? 1 : 0,
+      plan.rank,
       row.pool,
       row.id,
     );
-    const now = this.clock.now();
-    const from = stateOf(conditionOf(row), now);
-    if (event.always || from !== stateOf(condition, now))
-      this.recordEvent(row.pool, row.id, from, condition, event.cls, now);
+    if (plan.event) this.recordEvent(row.pool, row.id, plan.event, this.clock.now());
   }
 
   async status(pool?: string): Promise<KeyStatus[]> {
+    this.flushHot();
     if (pool !== undefined) this.settingsOf(pool);
     const now = this.clock.now();
     const rows = (pool === undefined ? this.sql.allKeys.all() : this.sql.poolKeys.all(pool)) as KeyRow[];
@@ -760,6 +648,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async listKeys(pool: string): Promise<KeyRecord[]> {
+    this.flushHot();
     this.settingsOf(pool);
     const now = this.clock.now();
     return (this.sql.poolKeys.all(pool) as KeyRow[]).map((row) => this.recordOf(row, now));
@@ -814,8 +703,12 @@ export class SqliteStore implements PoolStore {
     if (changes.limits)
       this.admin.writeLimits(pool, id, mergeOverrides(overridesOf(row), changes.limits), settings.maxConcurrency);
     if (changes.enabled !== undefined) {
-      const next = setDisabled(conditionOf(row), !changes.enabled);
-      if (next.health !== row.health) this.writeCondition(row, next, row.rank, settings);
+      const plan = planEnabled(
+        factsOf(row, settings),
+        changes.enabled,
+        this.decisionContext(pool, settings, this.clock.now()),
+      );
+      if (plan) this.writeCondition(row, plan);
     }
     return this.recordOf(this.sql.keyById.get(pool, id) as KeyRow, this.clock.now());
   });
@@ -835,12 +728,14 @@ export class SqliteStore implements PoolStore {
   });
 
   async usage(query: UsageQuery): Promise<UsageReport> {
+    this.flushHot();
     if (query.pool !== undefined) this.settingsOf(query.pool);
     const since = windowStart(query.window, this.clock.now());
     return { since, keys: this.ledger.query(query.pool, since) };
   }
 
   async sessionUsage(query: SessionUsageQuery): Promise<SessionUsage[]> {
+    this.flushHot();
     this.settingsOf(query.pool);
     return this.sessions.top(query.pool, this.clock.now(), query.limit);
   }
@@ -876,6 +771,9 @@ export class SqliteStore implements PoolStore {
    */
   async reencrypt(cipher: TokenCipher): Promise<{ rewritten: number }> {
     this.writes.flush();
+    this.flushHot();
+    // The copy in memory holds tokens sealed under the old key.
+    this.hot.reset();
     const result = rewrapVault(this.db, this.vault, cipher);
     this.db.exec("VACUUM");
     return result;
@@ -884,11 +782,14 @@ export class SqliteStore implements PoolStore {
   /** Takes over what poolctl's JSON `state_file` says of the keys synced so far, once per state file. */
   importPoolctlState(source: string, states: readonly RestoredKeyState[]): PoolctlImport {
     this.writes.flush();
+    this.flushHot();
     return importPoolctlStateOnce(this.db, source, states, this.poolNames());
   }
 
   async close(): Promise<void> {
     this.writes.flush();
+    this.hot.close();
+    this.flushHot();
     // No checkpoint of ours into a file others no longer see; SQLite skips its own on close for a
     // file that has moved, and cannot take the lock for it while another process has the file open.
     if (this.lost) return this.db.close();
@@ -931,7 +832,38 @@ export class SqliteStore implements PoolStore {
   private lazyTransaction<A extends unknown[], R>(fn: (...args: A) => R) {
     let tx: ReturnType<Database["transaction"]> | undefined;
     const get = () => (tx ??= this.db.transaction(fn));
-    return { immediate: (...args: A): R => get().immediate(...args) as R };
+    return {
+      immediate: (...args: A): R => {
+        // What only memory knows goes first, in a transaction of its own, so this one decides on the whole
+        // truth and rolling it back (an unknown lease, say) loses none of it.
+        this.flushHot();
+        try {
+          return get().immediate(...args) as R;
+        } finally {
+          this.hot.markStale();
+          noteCommit();
+        }
+      },
+    };
+  }
+
+  /** Writes what the hot path holds only in memory, now (inside a caller's batch, as its own savepoint). */
+  private flushHot(): void {
+    if (!this.hot.dirty || this.lost) return;
+    this.hotFlushTx ??= this.db.transaction(() => this.hot.flushInto());
+    this.hotFlushTx.immediate();
+  }
+
+  private hotFlushTx: ReturnType<Database["transaction"]> | undefined;
+
+  /** The flush timer's turn: batched with whatever else is being written in this turn. */
+  private flushHotLater(): void {
+    this.writes
+      .submit(() => this.flushHot())
+      .catch(() => {
+        // A flush that could not commit (the file locked past busy_timeout) loses its counts, as a kill -9
+        // loses the last of them; the state every process decides on was never in it.
+      });
   }
 }
 
@@ -949,11 +881,6 @@ const LOST_ADVICE =
   "restart keypool (and every process sharing the file) so they all use the file now at that path";
 
 const NO_OVERRIDES = { maxConcurrency: null, rpm: null, tpm: null, dailyRequests: null };
-
-/** What the upstream said a request used, at the configured price of the model it named. */
-function usageCost(settings: PoolSettings, outcome: Outcome): number {
-  return outcome.usage ? costMicros(settings.prices, outcome.model, outcome.usage) : 0;
-}
 
 function conditionOf(row: KeyRow): KeyCondition {
   return { health: row.health, reason: row.reason, readyAt: row.ready_at };

@@ -1,0 +1,547 @@
+import type { Database, Statement } from "bun:sqlite";
+import { type Choice, isReady } from "../../pool/choose-key";
+import type { Clock } from "../../pool/clock";
+import { type KeyState, type Outcome, stateOf } from "../../pool/key-state";
+import { planRelease } from "../../pool/plan-release";
+import { planTake, takeNeedsArbitration } from "../../pool/plan-take";
+import { fullAt } from "../../pool/rate-limit-headers";
+import { type RankContext, busyRank, initialRank, needsMaxRank, pickStart, virtualTimeOf } from "../../pool/rotation";
+import { hourOf } from "../../pool/usage";
+import { factsOf } from "../key-columns";
+import type { Lease, PoolSettings } from "../types";
+import { USAGE_COUNT_COLUMNS, usageIncrements } from "../usage-entry";
+import type { KeyRow } from "./_key-row";
+import { RankOrder } from "./_rank-order";
+
+/**
+ * Counters, the rotation order and leases reach the file at most this long after the take or release
+ * that changed them (the issue allows a second; a shorter wait keeps each flush small).
+ */
+export const FLUSH_EVERY_MS = 200;
+
+/**
+ * Transactions committed by any store of this process. Two stores in one process (a library beside a
+ * daemon, or tests) share a turn of the event loop, so the once-per-turn look at data_version would
+ * miss a commit the other made earlier in the same turn; this counter makes the look happen again.
+ */
+let commitsInProcess = 0;
+
+/** Called by the store after each of its write transactions. */
+export function noteCommit(): void {
+  commitsInProcess++;
+}
+
+/** What this process has done to a key that the file does not know yet. */
+interface PendingCounts {
+  inFlight: number;
+  requests: number;
+  errors: number;
+  lastUsed: number;
+  /** The rank, remaining budget and windows in memory are newer than the file's. */
+  rank: boolean;
+  budget: boolean;
+  windows: boolean;
+}
+
+/** A lease handed out by the hot path; `stored` once a flush wrote its row. */
+interface HotLease {
+  pool: string;
+  id: string;
+  expiresAt: number;
+  stored: boolean;
+  /** foreignCommits when the lease was last known to be in the file (another process may release it there). */
+  seenAt: number;
+}
+
+interface HotPool {
+  rotation: PoolSettings["rotation"];
+  rows: Map<string, KeyRow>;
+  /** The keys in rotation (takeable), in rank order. */
+  order: RankOrder<KeyRow>;
+}
+
+export interface HotPathOptions {
+  db: Database;
+  clock: Clock;
+  random: () => number;
+  reveal: (sealed: string) => string;
+}
+
+/**
+ * The SQLite store's in-memory hot path. Most takes and releases change nothing another process
+ * decides on: a key without a lease cap, request limits or a rest after each take is handed out, and
+ * a success comes back. Those are decided here, on this process's copy of the pool's keys, with no
+ * statement on the request path; their counters, rank and leases are written by a flush every
+ * FLUSH_EVERY_MS (a lease taken and released in between never reaches the file at all).
+ *
+ * Everything else — exclusive keys, limits, failures, checks, refreshes, operators' changes — goes
+ * through the store's transactions as before, after a flush, so the file always decides those.
+ * The copy stays current: before a take it asks SQLite whether any other connection committed since
+ * it last looked (`PRAGMA data_version`, once per event-loop turn: every request handled in a turn
+ * arrived before the turn began, so none of them can have been sent after a commit the look missed)
+ * and then reads only the rows changed since (migration 9's change numbers).
+ */
+export class HotPath {
+  private readonly db: Database;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly reveal: (sealed: string) => string;
+  private readonly pools = new Map<string, HotPool>();
+  private readonly leases = new Map<string, HotLease>();
+  private readonly pending = new Map<KeyRow, PendingCounts>();
+  /** Usage per key and hour not yet in the ledger: "pool\nid\nhour" → usage_hourly increments. */
+  private readonly ledger = new Map<string, { pool: string; id: string; hour: number; counts: number[] }>();
+  /** Stored leases given back (or lapsed) since the last flush. */
+  private released: Array<{ lease: string; pool: string; id: string }> = [];
+  private readonly sql: ReturnType<typeof prepare>;
+  private dataVersion = -1;
+  private lastSeq = 0;
+  private removals = 0;
+  /** Set by the store after a transaction of its own changed keys: the copy reads them back. */
+  private stale = true;
+  private lookedThisTurn = false;
+  private commitsSeen = -1;
+  /** How many times another connection was found to have committed. */
+  private foreignCommits = 0;
+  private flushTimer: Timer | undefined;
+  private nextLapseCheck = 0;
+
+  constructor(options: HotPathOptions) {
+    this.db = options.db;
+    this.clock = options.clock;
+    this.random = options.random;
+    this.reveal = options.reveal;
+    this.sql = prepare(options.db);
+    const changes = this.sql.changes.get() as { seq: number; removals: number };
+    this.lastSeq = changes.seq;
+    this.removals = changes.removals;
+  }
+
+  /**
+   * A take decided in memory, or undefined when the store must decide it (nothing ready here, or
+   * the key it would hand out is arbitrated in the file). Never throws for lack of a key.
+   */
+  take(settings: PoolSettings, exclude: readonly string[]): Lease | undefined {
+    this.refresh();
+    const pool = this.poolOf(settings);
+    const now = this.clock.now();
+    if (now >= this.nextLapseCheck) this.lapseLeases(now);
+    const choice: Choice = { now, start: pickStart(settings.rotation, this.random), exclude };
+    const row = pool.order.find(
+      choice.start,
+      (key) => isReady(candidateOf(key), now) && (exclude.length === 0 || !exclude.includes(key.id)),
+    );
+    if (!row) return undefined;
+    const facts = factsOf(row, settings);
+    if (takeNeedsArbitration(facts, settings)) return undefined;
+    const plan = planTake(facts, settings, this.rankContext(settings, pool, now));
+    this.rerank(pool, row, plan.rank);
+    row.in_flight = plan.inFlight;
+    row.requests++;
+    row.last_used = now;
+    const counts = this.pendingOf(row);
+    counts.inFlight++;
+    counts.requests++;
+    counts.lastUsed = now;
+    counts.rank = true;
+    const lease: Lease = {
+      lease: `ls_${crypto.randomUUID().replaceAll("-", "")}`,
+      pool: settings.name,
+      id: row.id,
+      token: this.reveal(row.token),
+      takenAt: now,
+      expiresAt: now + settings.leaseTtlSec * 1000,
+    };
+    this.leases.set(lease.lease, {
+      pool: lease.pool,
+      id: lease.id,
+      expiresAt: lease.expiresAt,
+      stored: false,
+      seenAt: 0,
+    });
+    this.scheduleFlush();
+    return lease;
+  }
+
+  /**
+   * A release decided in memory: a lease this process handed out, given back with an outcome that
+   * changes nothing other processes decide on. Undefined otherwise: the store decides it.
+   */
+  release(
+    leaseId: string,
+    outcome: Outcome,
+    settingsOf: (pool: string) => PoolSettings,
+  ): { pool: string; id: string; state: KeyState; reason: string | null } | undefined {
+    const lease = this.leases.get(leaseId);
+    if (!lease || outcome.session !== undefined) return undefined;
+    const now = this.clock.now();
+    if (lease.expiresAt <= now) return undefined;
+    this.refresh();
+    if (lease.stored && lease.seenAt !== this.foreignCommits) {
+      // Written to the file, where another process may have released it since: the file decides.
+      if (this.sql.leaseExists.get(leaseId) === null) return undefined;
+      lease.seenAt = this.foreignCommits;
+    }
+    const pool = this.pools.get(lease.pool);
+    const row = pool?.rows.get(lease.id);
+    if (!pool || !row) return undefined;
+    const settings = settingsOf(lease.pool);
+    const facts = factsOf(row, settings);
+    const plan = planRelease(
+      facts,
+      outcome,
+      settings,
+      {
+        now,
+        random: this.random,
+        initialRank: () => initialRank(settings.rotation, this.rankContext(settings, pool, now)),
+      },
+      1,
+    );
+    // Anything another process must see at its next take goes through the file's transaction.
+    const decidedElsewhere =
+      plan.changesCondition ||
+      plan.event !== undefined ||
+      plan.groupRest !== undefined ||
+      plan.reviveCheckAt !== undefined ||
+      (plan.windows !== undefined && facts.limits.tpm !== undefined);
+    if (decidedElsewhere) return undefined;
+    this.leases.delete(leaseId);
+    if (lease.stored) this.released.push({ lease: leaseId, pool: lease.pool, id: lease.id });
+    this.rerank(pool, row, plan.rank);
+    row.in_flight = plan.inFlight;
+    row.last_used = Math.max(row.last_used ?? 0, now);
+    const counts = this.pendingOf(row);
+    counts.inFlight--;
+    counts.lastUsed = now;
+    counts.rank = true;
+    if (plan.penalised) {
+      row.errors++;
+      counts.errors++;
+    }
+    if (plan.budget) {
+      row.remaining_requests = plan.budget.requests ?? row.remaining_requests;
+      row.remaining_tokens = plan.budget.tokens ?? row.remaining_tokens;
+      row.remaining_reset_at = fullAt(plan.budget) ?? row.remaining_reset_at;
+      counts.budget = true;
+    }
+    if (plan.windows) {
+      row.minute_start = plan.windows.minuteStart;
+      row.minute_requests = plan.windows.minuteRequests;
+      row.minute_tokens = plan.windows.minuteTokens;
+      row.day_start = plan.windows.dayStart;
+      row.day_requests = plan.windows.dayRequests;
+      counts.windows = true;
+    }
+    this.countUsage(
+      row,
+      now,
+      usageIncrements({
+        ok: outcome.ok,
+        failure: plan.failureClass,
+        tokens: outcome.usage,
+        costMicros: plan.costMicros,
+      }),
+    );
+    this.scheduleFlush();
+    return { pool: row.pool, id: row.id, state: stateOf(plan.condition, now), reason: plan.condition.reason };
+  }
+
+  /** Whether this process handed out the lease and has not seen it back (a store transaction must also forget it). */
+  forgetLease(leaseId: string): void {
+    this.leases.delete(leaseId);
+  }
+
+  /** The store's own transaction changed keys: read them back before the next decision here. */
+  markStale(): void {
+    this.stale = true;
+  }
+
+  /** Forgets every copy (the pools were re-declared); call after a flush. */
+  reset(): void {
+    this.pools.clear();
+    this.stale = true;
+  }
+
+  /**
+   * Writes what only memory knows — counters, ranks, budgets, windows, open leases, given-back
+   * leases, usage — inside the caller's write transaction. Every transaction of the store runs it
+   * first, so the file is whole before anything else decides on it.
+   */
+  flushInto(): void {
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    for (const given of this.released) {
+      // Another process may have reclaimed a lapsed lease first: its slot is then already given back.
+      if (this.sql.deleteLease.get(given.lease) === null) {
+        const row = this.pools.get(given.pool)?.rows.get(given.id);
+        if (row) this.pendingOf(row).inFlight++;
+      }
+    }
+    this.released = [];
+    for (const [leaseId, lease] of this.leases) {
+      if (lease.stored) continue;
+      this.sql.insertLease.run(leaseId, lease.pool, lease.id, this.clock.now(), lease.expiresAt);
+      lease.stored = true;
+      lease.seenAt = this.foreignCommits;
+    }
+    for (const [row, counts] of this.pending) {
+      this.sql.addCounts.run(
+        counts.rank ? row.rank : null,
+        counts.inFlight,
+        counts.requests,
+        counts.errors,
+        counts.lastUsed,
+        row.pool,
+        row.id,
+      );
+      if (counts.budget)
+        this.sql.writeBudget.run(
+          row.remaining_requests,
+          row.remaining_tokens,
+          row.remaining_reset_at,
+          row.pool,
+          row.id,
+        );
+      if (counts.windows)
+        this.sql.writeWindows.run(
+          row.minute_start,
+          row.minute_requests,
+          row.minute_tokens,
+          row.day_start,
+          row.day_requests,
+          row.pool,
+          row.id,
+        );
+    }
+    this.pending.clear();
+    for (const { pool, id, hour, counts } of this.ledger.values()) this.sql.addUsage.run(pool, id, hour, ...counts);
+    this.ledger.clear();
+  }
+
+  /** Whether anything waits to be written. */
+  get dirty(): boolean {
+    return this.pending.size > 0 || this.released.length > 0 || this.ledger.size > 0 || this.hasUnstoredLeases();
+  }
+
+  /** Stops the flush timer; the store flushes once more itself. */
+  close(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+  }
+
+  /** Set by the store: runs flushInto in a write transaction of its own. */
+  onFlushDue: () => void = () => {};
+
+  private hasUnstoredLeases(): boolean {
+    for (const lease of this.leases.values()) if (!lease.stored) return true;
+    return false;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      this.onFlushDue();
+    }, FLUSH_EVERY_MS);
+    this.flushTimer.unref?.();
+  }
+
+  /**
+   * Leases never given back within their TTL free their slot. One this process never wrote is
+   * settled here; one already in the file is deleted by the next flush (or by whichever process
+   * reclaims it first).
+   */
+  private lapseLeases(now: number): void {
+    this.nextLapseCheck = now + 1000;
+    for (const [leaseId, lease] of this.leases) {
+      if (lease.expiresAt > now) continue;
+      this.leases.delete(leaseId);
+      const pool = this.pools.get(lease.pool);
+      const row = pool?.rows.get(lease.id);
+      if (lease.stored) this.released.push({ lease: leaseId, pool: lease.pool, id: lease.id });
+      if (!pool || !row) continue;
+      row.in_flight = Math.max(0, row.in_flight - 1);
+      const counts = this.pendingOf(row);
+      counts.inFlight--;
+      if (row.takeable && pool.rotation === "least_busy") {
+        this.rerank(pool, row, busyRank(row.in_flight, row.last_used ?? 0));
+        counts.rank = true;
+      }
+    }
+    this.scheduleFlush();
+  }
+
+  private pendingOf(row: KeyRow): PendingCounts {
+    let counts = this.pending.get(row);
+    if (!counts) {
+      counts = { inFlight: 0, requests: 0, errors: 0, lastUsed: 0, rank: false, budget: false, windows: false };
+      this.pending.set(row, counts);
+    }
+    return counts;
+  }
+
+  private countUsage(row: KeyRow, now: number, increments: number[]): void {
+    const hour = hourOf(now);
+    const slot = `${row.pool}\n${row.id}\n${hour}`;
+    const entry = this.ledger.get(slot);
+    if (!entry) {
+      this.ledger.set(slot, { pool: row.pool, id: row.id, hour, counts: [1, ...increments] });
+      return;
+    }
+    entry.counts[0]!++;
+    for (let i = 0; i < increments.length; i++) entry.counts[i + 1]! += increments[i]!;
+  }
+
+  private rerank(pool: HotPool, row: KeyRow, rank: number): void {
+    if (rank === row.rank) return;
+    const inOrder = pool.order.remove(row);
+    row.rank = rank;
+    if (inOrder) pool.order.add(row);
+  }
+
+  private rankContext(settings: PoolSettings, pool: HotPool, now: number): RankContext {
+    const top = pool.order.last();
+    return {
+      now,
+      random: this.random,
+      maxRank: needsMaxRank(settings.rotation) ? (top?.rank ?? 0) : 0,
+      virtualTime: settings.rotation === "weighted" ? virtualTimeOf(top ?? null) : 0,
+    };
+  }
+
+  /**
+   * Brings the copy up to date with the file: once per event-loop turn, or at once after one of the
+   * store's own transactions changed keys.
+   */
+  private refresh(): void {
+    if (this.lookedThisTurn && !this.stale && this.commitsSeen === commitsInProcess) return;
+    this.commitsSeen = commitsInProcess;
+    if (!this.lookedThisTurn) {
+      this.lookedThisTurn = true;
+      setImmediate(() => {
+        this.lookedThisTurn = false;
+      });
+    }
+    const version = (this.sql.dataVersion.get() as { data_version: number }).data_version;
+    if (version === this.dataVersion && !this.stale) return;
+    if (version !== this.dataVersion) this.foreignCommits++;
+    this.dataVersion = version;
+    this.stale = false;
+    const changes = this.sql.changes.get() as { seq: number; removals: number };
+    if (changes.removals !== this.removals) {
+      // A copy cannot see a row that is gone: read the pools again whole.
+      this.removals = changes.removals;
+      this.lastSeq = changes.seq;
+      for (const [name, pool] of [...this.pools]) this.pools.set(name, this.load(name, pool.rotation));
+      return;
+    }
+    if (changes.seq === this.lastSeq) return;
+    for (const fresh of this.sql.changedSince.all(this.lastSeq) as KeyRow[]) this.adopt(fresh);
+    this.lastSeq = changes.seq;
+  }
+
+  /** A row another transaction changed replaces the copy's, with this process's unwritten counts on top. */
+  private adopt(fresh: KeyRow): void {
+    const pool = this.pools.get(fresh.pool);
+    if (!pool) return;
+    const old = pool.rows.get(fresh.id);
+    if (old) {
+      pool.order.remove(old);
+      this.carryPending(old, fresh);
+    }
+    pool.rows.set(fresh.id, fresh);
+    if (fresh.takeable) pool.order.add(fresh);
+  }
+
+  /** Moves what memory knows of a key and the file does not yet onto its freshly read row. */
+  private carryPending(old: KeyRow, fresh: KeyRow): void {
+    const counts = this.pending.get(old);
+    if (!counts) return;
+    this.pending.delete(old);
+    this.pending.set(fresh, counts);
+    fresh.in_flight = Math.max(0, fresh.in_flight + counts.inFlight);
+    fresh.requests += counts.requests;
+    fresh.errors += counts.errors;
+    if (counts.lastUsed > (fresh.last_used ?? 0)) fresh.last_used = counts.lastUsed;
+    if (counts.rank) fresh.rank = old.rank;
+    if (counts.budget) {
+      fresh.remaining_requests = old.remaining_requests;
+      fresh.remaining_tokens = old.remaining_tokens;
+      fresh.remaining_reset_at = old.remaining_reset_at;
+    }
+    if (counts.windows) {
+      fresh.minute_start = old.minute_start;
+      fresh.minute_requests = old.minute_requests;
+      fresh.minute_tokens = old.minute_tokens;
+      fresh.day_start = old.day_start;
+      fresh.day_requests = old.day_requests;
+    }
+  }
+
+  private poolOf(settings: PoolSettings): HotPool {
+    let pool = this.pools.get(settings.name);
+    if (!pool) {
+      pool = this.load(settings.name, settings.rotation);
+      this.pools.set(settings.name, pool);
+    }
+    return pool;
+  }
+
+  private load(name: string, rotation: PoolSettings["rotation"]): HotPool {
+    const pool: HotPool = { rotation, rows: new Map(), order: new RankOrder() };
+    const before = this.pools.get(name);
+    for (const row of this.sql.poolKeys.all(name) as KeyRow[]) {
+      const old = before?.rows.get(row.id);
+      if (old) this.carryPending(old, row);
+      pool.rows.set(row.id, row);
+      if (row.takeable) pool.order.add(row);
+    }
+    return pool;
+  }
+}
+
+/** A row in chooseKey's words. */
+function candidateOf(row: KeyRow) {
+  return {
+    id: row.id,
+    rank: row.rank,
+    takeable: row.takeable === 1,
+    readyAt: row.ready_at,
+    inFlight: row.in_flight,
+    maxConcurrency: row.max_concurrency,
+  };
+}
+
+function prepare(db: Database) {
+  const q = (sql: string): Statement => db.query(sql);
+  return {
+    dataVersion: q(`PRAGMA data_version`),
+    changes: q(`SELECT seq, removals FROM key_changes`),
+    changedSince: q(`SELECT * FROM keys WHERE seq > ?1`),
+    poolKeys: q(`SELECT * FROM keys WHERE pool = ?1`),
+    insertLease: q(`INSERT INTO leases (lease, pool, key_id, taken_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)`),
+    deleteLease: q(`DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id`),
+    leaseExists: q(`SELECT 1 FROM leases WHERE lease = ?1`),
+    addCounts: q(`UPDATE keys SET rank = COALESCE(?1, rank), in_flight = MAX(0, in_flight + ?2),
+                    requests = requests + ?3, errors = errors + ?4, last_used = MAX(COALESCE(last_used, 0), ?5)
+                  WHERE pool = ?6 AND id = ?7`),
+    writeBudget: q(`UPDATE keys SET remaining_requests = ?1, remaining_tokens = ?2, remaining_reset_at = ?3
+                    WHERE pool = ?4 AND id = ?5`),
+    writeWindows: q(`UPDATE keys SET minute_start = ?1, minute_requests = ?2, minute_tokens = ?3, day_start = ?4,
+                       day_requests = ?5
+                     WHERE pool = ?6 AND id = ?7`),
+    addUsage: addUsageStatement(db),
+  };
+}
+
+/** Adds a whole flush's worth of one key's hour to its ledger row (requests included, unlike a single release). */
+function addUsageStatement(db: Database): Statement {
+  const columns = USAGE_COUNT_COLUMNS;
+  const values = columns.map((_, i) => `?${i + 4}`).join(", ");
+  const adds = columns.map((c) => `${c} = ${c} + excluded.${c}`).join(", ");
+  return db.query(`INSERT INTO usage_hourly (pool, key_id, hour, ${columns.join(", ")}) VALUES (?1, ?2, ?3, ${values})
+                   ON CONFLICT (pool, key_id, hour) DO UPDATE SET ${adds}`);
+}

@@ -1,0 +1,159 @@
+import { describe, expect, it } from "bun:test";
+import { type Candidate, chooseKey } from "../../src/pool/choose-key";
+import { ManualClock } from "../../src/pool/clock";
+import { LOWEST_RANK } from "../../src/pool/rotation";
+import { RankOrder } from "../../src/store/sqlite/_rank-order";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
+import type { PoolSettings } from "../../src/store/types";
+import { tempDir } from "../helpers/temp-dir";
+import { failure, keys, noKey, seededRandom, settings } from "./contract/_harness";
+
+/**
+ * The SQLite store's in-memory hot path (src/store/sqlite/_hot-path.ts): what it decides alone, what it
+ * leaves to the file, and that two stores sharing one file (as two processes do) still see each other.
+ */
+
+function twoStores(pool: PoolSettings = settings(), n = 3) {
+  const dir = tempDir();
+  const clock = new ManualClock();
+  const open = () => new SqliteStore({ path: dir.file("keypool.db"), clock, random: () => 0 });
+  const a = open();
+  const b = open();
+  return {
+    a,
+    b,
+    clock,
+    async sync() {
+      await a.syncPools([{ settings: pool, keys: keys(n) }]);
+      await b.syncPools([{ settings: pool, keys: keys(n) }]);
+    },
+    async [Symbol.asyncDispose]() {
+      await a.close();
+      await b.close();
+      dir[Symbol.dispose]();
+    },
+  };
+}
+
+describe("the rotation order in memory", () => {
+  it("hands out what chooseKey would, over random pools, starts and re-rankings", () => {
+    const random = seededRandom(17);
+    const int = (n: number) => Math.floor(random() * n);
+    for (let round = 0; round < 200; round++) {
+      const n = 1 + int(3000);
+      const order = new RankOrder<Candidate>();
+      const all: Candidate[] = [];
+      for (let i = 0; i < n; i++) {
+        const key: Candidate = {
+          id: `k${int(5000)}-${i}`,
+          rank: int(50),
+          takeable: true,
+          readyAt: random() < 0.3 ? 100 : 0,
+          inFlight: int(3),
+          maxConcurrency: random() < 0.2 ? 1 : null,
+        };
+        all.push(key);
+        order.add(key);
+      }
+      for (let j = 0; j < n / 2; j++) {
+        const key = all[int(n)]!;
+        expect(order.remove(key)).toBe(true);
+        key.rank = int(60);
+        order.add(key);
+      }
+      const start = random() < 0.5 ? LOWEST_RANK : int(60);
+      const exclude = all.slice(0, int(3)).map((k) => k.id);
+      const wanted = chooseKey(all, { now: 50, start, exclude });
+      const ready = (k: Candidate) =>
+        k.readyAt <= 50 && (k.maxConcurrency === null || k.inFlight < k.maxConcurrency) && !exclude.includes(k.id);
+      expect(order.find(start, ready)?.id).toBe(wanted?.id);
+      expect(order.size).toBe(n);
+      expect([...order].length).toBe(n);
+    }
+  });
+});
+
+describe("SqliteStore hot path, two stores on one file", () => {
+  it("sees another store's operator switch at its next take", async () => {
+    await using s = twoStores();
+    await s.sync();
+    for (let i = 0; i < 3; i++) {
+      const lease = await s.a.take("default");
+      await s.a.release({ lease: lease.lease }, { ok: true });
+    }
+    await s.b.updateKey("default", "k0", { enabled: false });
+    await s.b.updateKey("default", "k1", { enabled: false });
+    for (let i = 0; i < 6; i++) {
+      const lease = await s.a.take("default");
+      expect(lease.id).toBe("k2");
+      await s.a.release({ lease: lease.lease }, { ok: true });
+    }
+  });
+
+  it("sees another store's rate-limited key resting at its next take", async () => {
+    await using s = twoStores(settings(), 2);
+    await s.sync();
+    await s.a.take("default");
+    const held = await s.b.take("default", { exclude: ["k0"] });
+    expect(held.id).toBe("k1");
+    await s.b.release({ lease: held.lease }, { ok: false, status: 429, retryAfterMs: 60_000 });
+    const next = await s.a.take("default");
+    expect(next.id).toBe("k0");
+  });
+
+  it("writes counters and leases within a flush: the other store counts them and can release the lease", async () => {
+    await using s = twoStores();
+    await s.sync();
+    for (let i = 0; i < 5; i++) {
+      const lease = await s.a.take("default");
+      await s.a.release({ lease: lease.lease }, { ok: true });
+    }
+    const open = await s.a.take("default");
+    // A read flushes what only memory held; the timer would within FLUSH_EVERY_MS.
+    await s.a.status("default");
+    const seen = await s.b.status("default");
+    expect(seen.reduce((sum, k) => sum + k.requests, 0)).toBe(6);
+    expect(seen.find((k) => k.id === open.id)?.inFlight).toBe(1);
+    const released = await s.b.release({ lease: open.lease }, { ok: true });
+    expect(released.id).toBe(open.id);
+    expect(await failure(s.a.release({ lease: open.lease }, { ok: true }))).toMatchObject({ code: "UNKNOWN_LEASE" });
+    const usage = await s.b.usage({ pool: "default", window: "all" });
+    expect(usage.keys.reduce((sum, k) => sum + k.usage.requests, 0)).toBe(6);
+  });
+
+  it("leaves exclusive keys to the file: one lease each, across stores", async () => {
+    await using s = twoStores(settings({ maxConcurrency: 1 }), 2);
+    await s.sync();
+    const first = await s.a.take("default");
+    const second = await s.b.take("default");
+    expect(new Set([first.id, second.id]).size).toBe(2);
+    await noKey(s.a.take("default"));
+    await noKey(s.b.take("default"));
+    await s.a.release({ lease: first.lease }, { ok: true });
+    expect((await s.b.take("default")).id).toBe(first.id);
+  });
+
+  it("leaves a rest after each take to the file: the other store waits it out", async () => {
+    await using s = twoStores(settings({ cooldownSec: 30 }), 1);
+    await s.sync();
+    await s.a.take("default");
+    await noKey(s.b.take("default"));
+    s.clock.advance(30_000);
+    expect((await s.b.take("default")).id).toBe("k0");
+  });
+
+  it("counts a lease nobody gave back as lapsed, once", async () => {
+    await using s = twoStores(settings({ leaseTtlSec: 10 }), 1);
+    await s.sync();
+    const lapsed = await s.a.take("default");
+    await s.a.status("default");
+    s.clock.advance(11_000);
+    const next = await s.a.take("default");
+    await s.b.take("default");
+    await s.a.release({ lease: next.lease }, { ok: true });
+    await s.a.status("default");
+    const [key] = await s.b.status("default");
+    expect(key!.inFlight).toBe(1);
+    expect(await failure(s.b.release({ lease: lapsed.lease }, { ok: true }))).toMatchObject({ code: "UNKNOWN_LEASE" });
+  });
+});
