@@ -35,7 +35,8 @@ export class RankOrder<K extends Ranked> {
     const b = this.bucketFor(key);
     const bucket = this.buckets[b]!;
     bucket.splice(this.slotIn(bucket, key), 0, key);
-    if (bucket.length > BUCKET_SIZE * 2) this.buckets.splice(b, 1, bucket.slice(0, BUCKET_SIZE), bucket.slice(BUCKET_SIZE));
+    if (bucket.length > BUCKET_SIZE * 2)
+      this.buckets.splice(b, 1, bucket.slice(0, BUCKET_SIZE), bucket.slice(BUCKET_SIZE));
   }
 
   /** Removes a key at the rank it was added with; false when it is not here. */
