@@ -51,6 +51,11 @@ export interface ReleasePlan {
    * store settles it at once. A plain success only moves counters and the order, which may wait.
    */
   changesCondition: boolean;
+  /**
+   * A first success of a key on probation (unknown → live), and nothing else: both states are handed
+   * out alike, so no other process decides differently for not knowing it yet.
+   */
+  confirmsHealth: boolean;
 }
 
 export interface GroupRest {
@@ -106,6 +111,12 @@ export function planRelease(
     costMicros: outcome.usage ? costMicros(pool.prices, outcome.model, outcome.usage) : 0,
     changesCondition:
       !sameCondition(condition, key.condition) || takeable !== key.takeable || !sameLadder(ladder, key.ladder),
+    confirmsHealth:
+      key.condition.health === "unknown" &&
+      condition.health === "live" &&
+      condition.readyAt === key.condition.readyAt &&
+      takeable === key.takeable &&
+      sameLadder(ladder, key.ladder),
   };
   if (outcome.budget) plan.budget = outcome.budget;
   if (windows) plan.windows = windows;

@@ -8,7 +8,7 @@ import { fullAt } from "../../pool/rate-limit-headers";
 import { type RankContext, busyRank, initialRank, needsMaxRank, pickStart, virtualTimeOf } from "../../pool/rotation";
 import { hourOf } from "../../pool/usage";
 import { factsOf } from "../key-columns";
-import type { Lease, PoolSettings } from "../types";
+import type { KeyEvent, Lease, PoolSettings } from "../types";
 import { USAGE_COUNT_COLUMNS, usageIncrements } from "../usage-entry";
 import type { KeyRow } from "./_key-row";
 import { RankOrder } from "./_rank-order";
@@ -18,6 +18,9 @@ import { RankOrder } from "./_rank-order";
  * that changed them (the issue allows a second; a shorter wait keeps each flush small).
  */
 export const FLUSH_EVERY_MS = 200;
+
+/** Entries of the key log kept when it is pruned: a copy more than this many changes behind reads everything. */
+const KEY_LOG_KEPT = 100_000;
 
 /**
  * Transactions committed by any store of this process. Two stores in one process (a library beside a
@@ -41,6 +44,8 @@ interface PendingCounts {
   rank: boolean;
   budget: boolean;
   windows: boolean;
+  /** A first success (unknown → live) the file has not recorded yet, with its event. */
+  confirmed?: KeyEvent;
 }
 
 /** A lease handed out by the hot path; `stored` once a flush wrote its row. */
@@ -65,6 +70,8 @@ export interface HotPathOptions {
   clock: Clock;
   random: () => number;
   reveal: (sealed: string) => string;
+  /** Appends to the store's event log (inside the flush's transaction). */
+  recordEvent: (event: KeyEvent) => void;
 }
 
 /**
@@ -86,6 +93,7 @@ export class HotPath {
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly reveal: (sealed: string) => string;
+  private readonly recordEvent: (event: KeyEvent) => void;
   private readonly pools = new Map<string, HotPool>();
   private readonly leases = new Map<string, HotLease>();
   private readonly pending = new Map<KeyRow, PendingCounts>();
@@ -95,8 +103,9 @@ export class HotPath {
   private released: Array<{ lease: string; pool: string; id: string }> = [];
   private readonly sql: ReturnType<typeof prepare>;
   private dataVersion = -1;
+  /** The last entry of the file's key log (migration 9) this copy has read. */
   private lastSeq = 0;
-  private removals = 0;
+  private nextLogPrune = 0;
   /** Set by the store after a transaction of its own changed keys: the copy reads them back. */
   private stale = true;
   private lookedThisTurn = false;
@@ -111,10 +120,9 @@ export class HotPath {
     this.clock = options.clock;
     this.random = options.random;
     this.reveal = options.reveal;
+    this.recordEvent = options.recordEvent;
     this.sql = prepare(options.db);
-    const changes = this.sql.changes.get() as { seq: number; removals: number };
-    this.lastSeq = changes.seq;
-    this.removals = changes.removals;
+    this.lastSeq = this.logEnd();
   }
 
   /**
@@ -200,8 +208,8 @@ export class HotPath {
     );
     // Anything another process must see at its next take goes through the file's transaction.
     const decidedElsewhere =
-      plan.changesCondition ||
-      plan.event !== undefined ||
+      (plan.changesCondition && !plan.confirmsHealth) ||
+      (plan.event !== undefined && !plan.confirmsHealth) ||
       plan.groupRest !== undefined ||
       plan.reviveCheckAt !== undefined ||
       (plan.windows !== undefined && facts.limits.tpm !== undefined);
@@ -215,6 +223,11 @@ export class HotPath {
     counts.inFlight--;
     counts.lastUsed = now;
     counts.rank = true;
+    if (plan.confirmsHealth && plan.event) {
+      row.health = plan.condition.health;
+      row.reason = plan.condition.reason;
+      counts.confirmed = { at: now, pool: row.pool, key: row.id, ...plan.event };
+    }
     if (plan.penalised) {
       row.errors++;
       counts.errors++;
@@ -257,9 +270,10 @@ export class HotPath {
     this.stale = true;
   }
 
-  /** Forgets every copy (the pools were re-declared); call after a flush. */
+  /** Forgets every copy (the pools were re-declared); call after a flush. Each pool is read whole when next used. */
   reset(): void {
     this.pools.clear();
+    this.lastSeq = this.logEnd();
     this.stale = true;
   }
 
@@ -305,6 +319,9 @@ export class HotPath {
           row.pool,
           row.id,
         );
+      // Only if nothing else changed the key since: a quarantine another process wrote stands.
+      if (counts.confirmed && this.sql.confirmLive.run(row.reason, row.pool, row.id).changes > 0)
+        this.recordEvent(counts.confirmed);
       if (counts.windows)
         this.sql.writeWindows.run(
           row.minute_start,
@@ -317,6 +334,11 @@ export class HotPath {
         );
     }
     this.pending.clear();
+    const now = this.clock.now();
+    if (now >= this.nextLogPrune) {
+      this.nextLogPrune = now + 60_000;
+      this.sql.pruneLog.run(KEY_LOG_KEPT);
+    }
     for (const { pool, id, hour, counts } of this.ledger.values()) this.sql.addUsage.run(pool, id, hour, ...counts);
     this.ledger.clear();
   }
@@ -430,29 +452,42 @@ export class HotPath {
     if (version !== this.dataVersion) this.foreignCommits++;
     this.dataVersion = version;
     this.stale = false;
-    const changes = this.sql.changes.get() as { seq: number; removals: number };
-    if (changes.removals !== this.removals) {
-      // A copy cannot see a row that is gone: read the pools again whole.
-      this.removals = changes.removals;
-      this.lastSeq = changes.seq;
-      for (const [name, pool] of [...this.pools]) this.pools.set(name, this.load(name, pool.rotation));
+    const end = this.logEnd();
+    if (end === this.lastSeq) return;
+    if (this.pools.size === 0) {
+      // Nothing copied yet: every pool is read whole when first used.
+      this.lastSeq = end;
       return;
     }
-    if (changes.seq === this.lastSeq) return;
-    for (const fresh of this.sql.changedSince.all(this.lastSeq) as KeyRow[]) this.adopt(fresh);
-    this.lastSeq = changes.seq;
+    const start = (this.sql.logStart.get() as { seq: number | null }).seq ?? end;
+    if (start > this.lastSeq + 1) {
+      // The log was pruned past what this copy read: read the pools whole.
+      for (const [name, pool] of [...this.pools]) this.pools.set(name, this.load(name, pool.rotation));
+    } else {
+      for (const { pool, id } of this.sql.changedSince.all(this.lastSeq, end) as Array<{ pool: string; id: string }>)
+        this.reread(pool, id);
+    }
+    this.lastSeq = end;
   }
 
-  /** A row another transaction changed replaces the copy's, with this process's unwritten counts on top. */
-  private adopt(fresh: KeyRow): void {
-    const pool = this.pools.get(fresh.pool);
+  private logEnd(): number {
+    return (this.sql.logEnd.get() as { seq: number | null }).seq ?? 0;
+  }
+
+  /** A key another transaction changed: its row replaces the copy's, with this process's unwritten counts on top. */
+  private reread(poolName: string, id: string): void {
+    const pool = this.pools.get(poolName);
     if (!pool) return;
-    const old = pool.rows.get(fresh.id);
-    if (old) {
-      pool.order.remove(old);
-      this.carryPending(old, fresh);
+    const old = pool.rows.get(id);
+    const fresh = this.sql.keyById.get(poolName, id) as KeyRow | null;
+    if (old) pool.order.remove(old);
+    if (!fresh) {
+      pool.rows.delete(id);
+      if (old) this.pending.delete(old);
+      return;
     }
-    pool.rows.set(fresh.id, fresh);
+    if (old) this.carryPending(old, fresh);
+    pool.rows.set(id, fresh);
     if (fresh.takeable) pool.order.add(fresh);
   }
 
@@ -467,6 +502,10 @@ export class HotPath {
     fresh.errors += counts.errors;
     if (counts.lastUsed > (fresh.last_used ?? 0)) fresh.last_used = counts.lastUsed;
     if (counts.rank) fresh.rank = old.rank;
+    if (counts.confirmed && fresh.health === "unknown") {
+      fresh.health = old.health;
+      fresh.reason = old.reason;
+    }
     if (counts.budget) {
       fresh.remaining_requests = old.remaining_requests;
       fresh.remaining_tokens = old.remaining_tokens;
@@ -519,8 +558,11 @@ function prepare(db: Database) {
   const q = (sql: string): Statement => db.query(sql);
   return {
     dataVersion: q(`PRAGMA data_version`),
-    changes: q(`SELECT seq, removals FROM key_changes`),
-    changedSince: q(`SELECT * FROM keys WHERE seq > ?1`),
+    logEnd: q(`SELECT MAX(seq) AS seq FROM key_log`),
+    logStart: q(`SELECT MIN(seq) AS seq FROM key_log`),
+    changedSince: q(`SELECT DISTINCT pool, id FROM key_log WHERE seq > ?1 AND seq <= ?2`),
+    keyById: q(`SELECT * FROM keys WHERE pool = ?1 AND id = ?2`),
+    pruneLog: q(`DELETE FROM key_log WHERE seq <= (SELECT MAX(seq) FROM key_log) - ?1`),
     poolKeys: q(`SELECT * FROM keys WHERE pool = ?1`),
     insertLease: q(`INSERT INTO leases (lease, pool, key_id, taken_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)`),
     deleteLease: q(`DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id`),
@@ -534,6 +576,7 @@ function prepare(db: Database) {
                        day_requests = ?5
                      WHERE pool = ?6 AND id = ?7`),
     addUsage: addUsageStatement(db),
+    confirmLive: q(`UPDATE keys SET health = 'live', reason = ?1 WHERE pool = ?2 AND id = ?3 AND health = 'unknown'`),
   };
 }
 

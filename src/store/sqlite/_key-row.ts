@@ -28,6 +28,4 @@ export interface KeyRow extends PolicyColumns, AdminColumns {
   next_check_at: number;
   refresh_owner: string | null;
   refresh_lock_until: number;
-  /** The number of the last change to the row (see migration 9). */
-  seq: number;
 }

@@ -140,6 +140,7 @@ export class SqliteStore implements PoolStore {
       clock: this.clock,
       random: this.random,
       reveal: (sealed) => this.vault.reveal(sealed),
+      recordEvent: (event) => this.policy.event(event),
     });
     this.hot.onFlushDue = () => this.flushHotLater();
     if (options.path !== ":memory:") {
@@ -637,6 +638,7 @@ export class SqliteStore implements PoolStore {
   }
 
   async events(query: EventQuery): Promise<KeyEvent[]> {
+    this.flushHot();
     if (query.pool !== undefined) this.settingsOf(query.pool);
     return this.policy.events(query);
   }
