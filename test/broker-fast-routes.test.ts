@@ -59,6 +59,8 @@ interface Case {
   headers?: Record<string, string>;
   /** `{{lease}}` stands for the lease of a take made just before. */
   body?: string;
+  /** Sent as a stream: chunked, with no Content-Length. */
+  chunked?: boolean;
   /** What the Elysia path answered; method and path fill in the log line of a refusal. */
   answer: (method: string, path: string) => Answer;
 }
@@ -377,6 +379,8 @@ const CASES: Case[] = [
   release("release an empty JSON body", "", invalid(NO_OK)),
   release("release an empty text body", "", invalid(NO_OK), { headers: { "content-type": "text/plain" } }),
   release("release a blank text body", "  \n", invalid(NO_OK), { headers: { "content-type": "text/plain" } }),
+  release("release a blank JSON body", "  \n", refused(400, "BAD_REQUEST", NOT_JSON, { logged: "PARSE" })),
+  release("release a chunked JSON body", { lease: "{{lease}}", ok: true }, ok(released("h")), { chunked: true }),
   release("release an array", "[]", invalid(NO_OK)),
   release("release null", "null", invalid(NO_OK)),
   release("release a number", "1", invalid(NO_OK)),
@@ -435,6 +439,36 @@ const CASES: Case[] = [
   }),
 ];
 
+/** One request written byte for byte, for what fetch() will not send; the answer's status and JSON body. */
+async function rawAnswer(url: string, head: string[], body: string): Promise<{ status: number; body: unknown }> {
+  const { hostname, port } = new URL(url);
+  const ended = Promise.withResolvers<string>();
+  let received = "";
+  const socket = await Bun.connect({
+    hostname,
+    port: Number(port),
+    socket: {
+      data: (_socket, data) => {
+        received += data.toString();
+      },
+      close: () => ended.resolve(received),
+      error: (_socket, error) => ended.reject(error),
+    },
+  });
+  socket.write(`${head.join("\r\n")}\r\n\r\n${body}`);
+  const text = await ended.promise;
+  return { status: Number(text.split(" ")[1]), body: JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) };
+}
+
+function streamOf(text: string): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      if (text !== "") controller.enqueue(new TextEncoder().encode(text));
+      controller.close();
+    },
+  });
+}
+
 /** What a client saw, with what varies between runs (lease ids, the request id) replaced or left out. */
 async function answerOf(kp: TestDaemon, c: Case): Promise<Answer> {
   let body = c.body;
@@ -446,7 +480,7 @@ async function answerOf(kp: TestDaemon, c: Case): Promise<Answer> {
     method: c.method,
     headers: c.headers,
     // Bytes, so fetch adds no content-type of its own.
-    body: body === undefined ? undefined : new TextEncoder().encode(body),
+    body: body === undefined ? undefined : c.chunked ? streamOf(body) : new TextEncoder().encode(body),
   });
   const text = await response.text();
   const requestId = response.headers.get("x-keypool-request-id");
@@ -489,6 +523,27 @@ describe("GET /take and POST /release, served outside Elysia", () => {
     } finally {
       for (const kp of Object.values(servers)) await kp[Symbol.asyncDispose]();
     }
+  });
+
+  it("read an empty chunked body as no fields, as Elysia did", async () => {
+    await using kp = await startTestDaemon(CONFIGS.open, TOKENS, { autoCheck: false });
+    // fetch() sends an empty stream with Content-Length: 0; only a socket sends an empty chunked body.
+    const send = (type: string) =>
+      rawAnswer(
+        kp.url,
+        [
+          `POST /release HTTP/1.1`,
+          "host: localhost",
+          "connection: close",
+          "transfer-encoding: chunked",
+          `content-type: ${type}`,
+        ],
+        "0\r\n\r\n",
+      );
+    expect([await send("application/json"), await send("text/plain")]).toEqual([
+      { status: 400, body: { error: { code: "BAD_REQUEST", message: NO_OK } } },
+      { status: 400, body: { error: { code: "BAD_REQUEST", message: NO_OK } } },
+    ]);
   });
 
   it("refuse both routes at server.max_connections with SERVER_BUSY, as the Elysia path did", async () => {

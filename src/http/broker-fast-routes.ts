@@ -4,7 +4,7 @@ import { parseQueryFromURL } from "elysia/parse-query";
 import { getSchemaValidator } from "elysia/schema";
 import type { BrokerService } from "../broker/broker-service";
 import type { Logger } from "../log";
-import { parseAnyJson } from "./_any-json-body";
+import { readAnyJsonBody } from "./_any-json-body";
 import { refuseDeepBody } from "./_json-depth";
 import { decodeLate } from "./_late-decode";
 import { type TakeQueryValue, brokerTake, releaseBody } from "./broker-routes";
@@ -63,7 +63,7 @@ export function brokerFastRoutes(deps: FastRouteDeps): Record<string, { GET?: Ha
     if (refused) return refused;
     let body: unknown;
     try {
-      body = await readJsonBody(request);
+      body = await readAnyJsonBody(request);
     } catch (error) {
       return fail(request, error, "PARSE");
     }
@@ -79,16 +79,11 @@ export function brokerFastRoutes(deps: FastRouteDeps): Record<string, { GET?: Ha
 
 function readTakeQuery(url: string): TakeQueryValue {
   const start = url.indexOf("?");
-  const query = start === -1 ? Object.create(null) : parseQueryFromURL(url, start + 1);
+  // No query is a valid one: every field is optional.
+  if (start === -1) return {};
+  const query = parseQueryFromURL(url, start + 1);
   if (!takeQueryCheck.Check(query)) throw new ValidationError("query", takeQueryCheck, query);
   return takeQuery.decode(query);
-}
-
-/** As Elysia reads a body: a request without one is read as "", any other type than JSON through parseAnyJson. */
-async function readJsonBody(request: Request): Promise<unknown> {
-  const header = request.body ? request.headers.get("content-type") : null;
-  const contentType = header ? header.split(";", 1)[0]! : "";
-  return (await parseAnyJson({ request, contentType })) ?? (await request.json());
 }
 
 function checkedReleaseBody(body: unknown): typeof releaseBody.schema.static {
