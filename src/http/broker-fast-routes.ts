@@ -11,23 +11,23 @@ import { type TakeQueryValue, brokerTake, releaseBody } from "./broker-routes";
 import { answerError } from "./errors";
 import { TakeQuery } from "./schemas";
 
-/**
- * GET /take and POST /release as Bun.serve `routes`, outside Elysia. They are the broker's hot path,
- * and Elysia's per-request work for them (its context, its hook chain, its response mapping, and the
- * interpreted TypeBox decode of the query) cost more than the rest of a take over a fast store:
- * `bench:broker --breakdown` compares the app over a do-nothing store (api-stub) with a bare Bun.serve.
- *
- * Everything else the Elysia path gives is kept by calling the same parts in the same order: the request
- * guard, the JSON body reader, the depth check, Elysia's own validator over the schemas the Elysia routes
- * declare (so the checks and their messages cannot drift), the same BrokerService calls and the same
- * error mapping and log line. The Elysia definitions stay for the OpenAPI document and app.handle();
- * test/broker-fast-routes.test.ts pins the answers both gave.
- */
+// GET /take and POST /release as Bun.serve `routes`, outside Elysia. They are the broker's hot path,
+// and Elysia's per-request work for them (its context, its hook chain, its response mapping, the
+// interpreted TypeBox decode of the query) is a cost a bare Bun.serve route does not pay:
+// `bench:broker --breakdown` measures it, as the app over a do-nothing store (api-stub) against bare.
+//
+// Everything else the Elysia path gives is kept by calling the same parts in the same order: the request
+// guard, the JSON body reading, the depth check, Elysia's own validator over the schemas the Elysia routes
+// declare (so the rules and their messages cannot drift apart), the same BrokerService calls, the same
+// error mapping and log line. The Elysia definitions stay for the OpenAPI document and app.handle();
+// test/broker-fast-routes.test.ts pins the answers the Elysia path gave, which these routes must give.
+
 export interface FastRouteDeps {
   broker: BrokerService;
   logger: Logger;
   /** The listener's request guard (connection cap, Host, body size, API key): its refusal, if any. */
   refusal: (request: Request, server: Server<unknown> | null) => Response | undefined;
+  /** The listener's idle timeout, turned off while a take waits in line (see brokerTake). */
   idleTimeoutSec: number;
 }
 
