@@ -15,3 +15,17 @@ async function readJson(request: Request): Promise<unknown> {
   // A POST without a body means no fields; the route's schema then names the ones it needs.
   return text.trim() === "" ? {} : JSON.parse(text);
 }
+
+/**
+ * What Elysia with parseAnyJson makes of a request's body, for a route served outside Elysia; throws
+ * what JSON.parse throws. A body with text in it is JSON whatever its type (application/json included:
+ * Request.json() is JSON.parse of the same text), and an empty one is no fields. Only a blank one
+ * needs a header: sent as application/json, Elysia took it for malformed JSON.
+ */
+export async function readAnyJsonBody(request: Request): Promise<unknown> {
+  const text = await request.text();
+  if (text.trim() !== "") return JSON.parse(text);
+  if (text === "") return {};
+  const contentType = request.headers.get("content-type")?.split(";", 1)[0];
+  return contentType === "application/json" ? JSON.parse(text) : {};
+}

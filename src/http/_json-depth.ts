@@ -1,3 +1,5 @@
+import { DomainError } from "../pool/errors";
+
 /** Request bodies nest no deeper than this; keypool's own bodies nest two levels. */
 export const MAX_JSON_DEPTH = 32;
 
@@ -17,4 +19,11 @@ export function nestsDeeperThan(value: unknown, limit = MAX_JSON_DEPTH): boolean
     }
   }
   return false;
+}
+
+/** Throws BAD_REQUEST for a parsed body that nests too deep; runs between parsing and validation. */
+export function refuseDeepBody(body: unknown): void {
+  if (typeof body === "object" && body !== null && nestsDeeperThan(body)) {
+    throw new DomainError("BAD_REQUEST", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
+  }
 }

@@ -7,14 +7,15 @@ import { adminKeysRoutes } from "./admin-keys-routes";
 import { type ReloadReport, adminRoutes } from "./admin-routes";
 import { createApiKeyCheck } from "./auth";
 import { brokerRoutes } from "./broker-routes";
+import { brokerFastRoutes } from "./broker-fast-routes";
 import type { BrokerService } from "../broker/broker-service";
 import { compatRoutes } from "./compat-routes";
 import type { CompatService } from "../broker/compat-service";
 import { DOCS_PATHS, docsRoutes } from "./docs-routes";
 import { STATUS_BY_CODE, answerError, errorResponse, refuseRequest } from "./errors";
 import { errors } from "./schemas";
-import { MAX_JSON_DEPTH, nestsDeeperThan } from "./_json-depth";
-import { DomainError } from "../pool/errors";
+import { refuseDeepBody } from "./_json-depth";
+import type { DomainError } from "../pool/errors";
 import { parseAnyJson } from "./_any-json-body";
 import { hostRefusalMessage } from "../pool/loopback-host";
 import { eventsRoutes } from "./events-routes";
@@ -63,8 +64,11 @@ export function createApiApp(deps: ApiDeps) {
     deps.listener?.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     deps.logger,
   );
+  const idleTimeoutSec = deps.listener?.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC;
+  // Elysia merges `serve.routes` over its own when it listens: these two go to Bun's router directly.
+  const routes = brokerFastRoutes({ broker: deps.broker, logger: deps.logger, refusal, idleTimeoutSec });
   return (
-    new Elysia({ name: "keypool-api", normalize: false })
+    new Elysia({ name: "keypool-api", normalize: false, serve: { routes } })
       // Elysia reads a hook's source to decide whether to await it, and takes `return f(…)` for maybe
       // async: that await, and the promise it wraps every route in, cost ~4 µs of CPU per take+release.
       // So the hook stays this small, and returns the refusal by name.
@@ -73,11 +77,10 @@ export function createApiApp(deps: ApiDeps) {
         if (refused) return refused;
       })
       .onParse(parseAnyJson)
-      .onTransform(function refuseDeepBody({ body }) {
-        // Between parsing and validation, which would walk a deeply nested body for seconds.
-        if (typeof body === "object" && body !== null && nestsDeeperThan(body)) {
-          throw new DomainError("BAD_REQUEST", `request body nests deeper than ${MAX_JSON_DEPTH} levels`);
-        }
+      // Between parsing and validation, which would walk a deeply nested body for seconds. No `return`:
+      // Elysia would take the hook for maybe async (see guardRequest).
+      .onTransform(function refuseDeep({ body }) {
+        refuseDeepBody(body);
       })
       .onError(function mapError({ error, code, request }) {
         return answerError(deps.logger, request, error, code);
@@ -90,7 +93,7 @@ export function createApiApp(deps: ApiDeps) {
           security: [],
         },
       })
-      .use(brokerRoutes(deps.broker, deps.listener?.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC))
+      .use(brokerRoutes(deps.broker, idleTimeoutSec))
       .use(statusRoutes(deps.broker, deps.compat))
       .use(eventsRoutes(deps.broker))
       .use(adminRoutes(deps.reload))

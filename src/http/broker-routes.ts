@@ -1,23 +1,27 @@
 import type { Server } from "bun";
 import { Elysia, type TSchema } from "elysia";
-import type { BrokerService } from "../broker/broker-service";
+import type { BrokerService, TakeBody } from "../broker/broker-service";
 import { decodeLate } from "./_late-decode";
-import { ReleaseRequest, ReleaseResult, TakeBody, TakeQuery, errors } from "./schemas";
+import { ReleaseRequest, ReleaseResult, TakeBody as TakeAnswerSchema, TakeQuery, errors } from "./schemas";
 
 // Every take and release comes through here, so Elysia is left only what only it can do. The
 // release body's token counts are decoded by the handler (see decodeLate); a query cannot be spared
 // that way, as Elysia turns any number in one back into a decoder. And the answers, which
 // BrokerService builds from typed store results, are documented but not checked again.
-const releaseBody = decodeLate(ReleaseRequest);
-const TakeAnswer = documentedOnly(TakeBody);
+// A listener serves both routes through broker-fast-routes.ts instead; these definitions are what
+// the OpenAPI document shows, and what app.handle() (no socket) runs.
+export const releaseBody = decodeLate(ReleaseRequest);
+const TakeAnswer = documentedOnly(TakeAnswerSchema);
 const ReleaseAnswer = documentedOnly(ReleaseResult);
 
+export type TakeQueryValue = typeof TakeQuery.static;
+
 /**
- * GET /take and POST /release. `idleTimeoutSec` is the listener's: a take that waits in line turns it
+ * The take both routes make. `idleTimeoutSec` is the listener's: a take that waits in line turns it
  * off while it waits (the connection is quiet through no fault of the client's) and back on after.
  */
-export function brokerRoutes(broker: BrokerService, idleTimeoutSec: number) {
-  const takeWaiting = async (query: typeof TakeQuery.static, request: Request, server: Server<unknown> | null) => {
+export function brokerTake(broker: BrokerService, idleTimeoutSec: number) {
+  const takeWaiting = async (query: TakeQueryValue, request: Request, server: Server<unknown> | null) => {
     server?.timeout(request, 0);
     try {
       return await broker.take(query.pool, { session: query.session, waitSec: query.wait, signal: request.signal });
@@ -25,27 +29,30 @@ export function brokerRoutes(broker: BrokerService, idleTimeoutSec: number) {
       server?.timeout(request, idleTimeoutSec);
     }
   };
+  return function take(query: TakeQueryValue, request: Request, server: Server<unknown> | null): Promise<TakeBody> {
+    return query.wait
+      ? takeWaiting(query, request, server)
+      : broker.take(query.pool, { session: query.session, signal: request.signal });
+  };
+}
+
+/** GET /take and POST /release, for the OpenAPI document and for app.handle(). */
+export function brokerRoutes(broker: BrokerService, idleTimeoutSec: number) {
+  const take = brokerTake(broker, idleTimeoutSec);
   // normalize: false so unknown fields are rejected (a typo like "staus" must not pass silently).
   return new Elysia({ name: "broker", normalize: false })
-    .get(
-      "/take",
-      async ({ query, request, server }) =>
-        query.wait
-          ? takeWaiting(query, request, server)
-          : broker.take(query.pool, { session: query.session, signal: request.signal }),
-      {
-        query: TakeQuery,
-        response: { 200: TakeAnswer, ...errors(400, 401, 404, 503) },
-        detail: {
-          summary: "Take a healthy key",
-          description:
-            "Hands out the best available key and a lease on it, from the pool or, when it has none, from its `fallback` pools (`pool` in the answer says which). " +
-            "`session` keeps one conversation on one key while that key is usable; `wait` waits in line for a key instead of failing at once. " +
-            "503 with `Retry-After` when no key is (or became) free; 404 for an unknown pool.",
-          tags: ["broker"],
-        },
+    .get("/take", async ({ query, request, server }) => take(query, request, server), {
+      query: TakeQuery,
+      response: { 200: TakeAnswer, ...errors(400, 401, 404, 503) },
+      detail: {
+        summary: "Take a healthy key",
+        description:
+          "Hands out the best available key and a lease on it, from the pool or, when it has none, from its `fallback` pools (`pool` in the answer says which). " +
+          "`session` keeps one conversation on one key while that key is usable; `wait` waits in line for a key instead of failing at once. " +
+          "503 with `Retry-After` when no key is (or became) free; 404 for an unknown pool.",
+        tags: ["broker"],
       },
-    )
+    })
     .post("/release", ({ body }) => broker.release(releaseBody.decode(body)), {
       body: releaseBody.schema,
       response: { 200: ReleaseAnswer, ...errors(400, 401, 404, 413) },
