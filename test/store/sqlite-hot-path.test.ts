@@ -157,3 +157,21 @@ describe("SqliteStore hot path, two stores on one file", () => {
     expect(await failure(s.b.release({ lease: lapsed.lease }, { ok: true }))).toMatchObject({ code: "UNKNOWN_LEASE" });
   });
 });
+
+describe("SqliteStore hot path, leases of a process that died", () => {
+  it("reclaims them once they lapse, though every take is decided in memory", async () => {
+    await using s = twoStores(settings({ leaseTtlSec: 10 }), 2);
+    await s.sync();
+    // b takes and "dies": its lease is in the file, and b never comes back.
+    await s.b.take("default");
+    await s.b.status("default");
+    const before = await s.a.status("default");
+    expect(before.reduce((sum, k) => sum + k.inFlight, 0)).toBe(1);
+    s.clock.advance(11_000);
+    const lease = await s.a.take("default");
+    await s.a.release({ lease: lease.lease }, { ok: true });
+    await s.a.take("default").then((l) => s.a.release({ lease: l.lease }, { ok: true }));
+    const after = await s.a.status("default");
+    expect(after.reduce((sum, k) => sum + k.inFlight, 0)).toBe(0);
+  });
+});

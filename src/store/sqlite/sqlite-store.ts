@@ -270,6 +270,7 @@ export class SqliteStore implements PoolStore {
     const settings = this.settingsOf(pool);
     const exclude = options.exclude ?? [];
     if (options.session === undefined) {
+      this.reclaimLeasesOfTheDead();
       const lease = this.hot.take(settings, exclude);
       if (lease) return lease;
     }
@@ -342,6 +343,20 @@ export class SqliteStore implements PoolStore {
     // Wrap around: the walk began mid-order and found nothing ready after that point.
     return get(LOWEST_RANK);
   }
+
+  /**
+   * Leases a process took and never gave back (it crashed) lapse in the file: the slow path reclaims
+   * them as it takes, and this does it for the hot path, which may not take slowly for a long time.
+   */
+  private reclaimLeasesOfTheDead(): void {
+    const now = this.clock.now();
+    if (now < this.nextReclaimAt) return;
+    this.nextReclaimAt = now + RECLAIM_EVERY_MS;
+    // Rare (only once a lease has lapsed), so done here and now: the take that follows sees the slot.
+    if (this.hasExpiredLeases(now)) this.reclaimTx.immediate(now);
+  }
+
+  private readonly reclaimTx = this.lazyTransaction((now: number) => this.reclaimExpiredLeases(now));
 
   private hasExpiredLeases(now: number): boolean {
     return this.sql.anyExpiredLease.get(now) !== null;
