@@ -3,7 +3,7 @@
  * Field names are camelCase; the YAML keys they come from are snake_case (see README).
  */
 
-import type { BackoffConfig, ClassifyRuleConfig, FailureClass, PriceTable, Rotation } from "../pool/vocabulary";
+import type { BackoffConfig, ClassifyRuleConfig, PriceTable, Rotation } from "../pool/vocabulary";
 
 // The domain's words belong to src/pool; they are re-exported here for the config layer's readers.
 export {
