@@ -61,47 +61,40 @@ function rankSql(rotation: Rotation): string {
 }
 
 /**
- * chooseKey's rule over the rows: ready (isReady), not excluded, from `$3` on in rank order, ties by
- * the smaller id. Ids compare byte by byte (COLLATE "C"), as JavaScript compares them, whatever the
- * database's collation says.
- */
-function choice(variant: Pick<TakeVariant, "preferred">): { ready: string; order: string } {
-  const from = variant.preferred ? `AND id = ANY($3::text[])` : `AND rank >= $3::float8`;
-  return {
-    ready: `pool = $1 AND takeable AND ready_at <= $2::float8
-      AND (max_concurrency IS NULL OR in_flight < max_concurrency)
-      ${from} AND NOT (id = ANY($4::text[]))`,
-    order: variant.preferred ? `array_position($3::text[], id)` : `rank, id COLLATE "C"`,
-  };
-}
-
-/** The locked row chooseKey picks, with its version (xmin) for writes that must find it unchanged. */
-function pickedSql(variant: Omit<TakeVariant, "rotation">): string {
-  const { ready, order } = choice(variant);
-  // Waiting, the statement locks at most the one row it waits for: a walk that waited on a row, found
-  // it no longer ready and moved on would keep that row locked while waiting on the next — and two
-  // such walks deadlock. PostgreSQL re-checks the conditions on the row once it has the lock.
-  return variant.wait
-    ? `SELECT *, xmin::text AS row_version FROM keypool_keys WHERE ${ready}
-         AND id = (SELECT id FROM keypool_keys WHERE ${ready} ORDER BY ${order} LIMIT 1)
-       FOR UPDATE`
-    : `SELECT *, xmin::text AS row_version FROM keypool_keys WHERE ${ready} ORDER BY ${order} LIMIT 1
-       FOR UPDATE SKIP LOCKED`;
-}
-
-/**
- * The pick alone, locking the row for the caller's transaction: the take of a key with request limits,
- * which the store plans with planTake. Parameters $1–$4 as above.
+ * chooseKey's rule over the rows: ready (isReady) and not excluded; a session's keys in its order, or
+ * the rank order from `$3` on, wrapping around to the beginning when nothing ready lies after `$3`;
+ * ties by the smaller id. Ids compare byte by byte (COLLATE "C"), as JavaScript compares them,
+ * whatever the database's collation says. The row comes locked, with its version (xmin) for writes
+ * that must find it unchanged. Parameters $1–$4 as for takeSql.
  */
 export function pickSql(variant: Omit<TakeVariant, "rotation">): string {
-  return pickedSql(variant);
+  const ready = `pool = $1 AND takeable AND ready_at <= $2::float8
+      AND (max_concurrency IS NULL OR in_flight < max_concurrency) AND NOT (id = ANY($4::text[]))`;
+  const row = `SELECT *, xmin::text AS row_version FROM keypool_keys`;
+  const walk = (from: string, lock: string) =>
+    variant.preferred
+      ? `${row} WHERE ${ready} AND id = ANY($3::text[]) ORDER BY array_position($3::text[], id) LIMIT 1 ${lock}`
+      : `${row} WHERE ${ready} ${from} ORDER BY rank, id COLLATE "C" LIMIT 1 ${lock}`;
+  if (variant.wait) {
+    // Waiting, the statement locks at most the one row it waits for: a walk that waited on a row, found
+    // it no longer ready and moved on would keep that row locked while waiting on the next — and two
+    // such walks deadlock. PostgreSQL re-checks the conditions on the row once it has the lock.
+    const id = (from: string) => `(SELECT id FROM (${walk(from, "")}) w)`;
+    const chosen = variant.preferred ? id("") : `COALESCE(${id("AND rank >= $3::float8")}, ${id("")})`;
+    return `${row} WHERE ${ready} AND id = ${chosen} FOR UPDATE`;
+  }
+  if (variant.preferred) return walk("", "FOR UPDATE SKIP LOCKED");
+  // The wrap is read only when the walk from `$3` found nothing (a one-time filter).
+  return `WITH after AS (${walk("AND rank >= $3::float8", "FOR UPDATE SKIP LOCKED")}),
+    wrapped AS (${walk("", "FOR UPDATE SKIP LOCKED")})
+    SELECT * FROM after UNION ALL SELECT * FROM wrapped WHERE NOT EXISTS (SELECT 1 FROM after)`;
 }
 
 /** The take statement; each row it returns says whether the key was taken (`taken`) or only picked. */
 export function takeSql(variant: TakeVariant): string {
   const limited = `COALESCE(p.limit_rpm, $10::int) IS NOT NULL OR COALESCE(p.limit_daily_requests, $11::int) IS NOT NULL`;
   return `
-WITH picked AS (${pickedSql(variant)}),
+WITH picked AS (${pickSql(variant)}),
 updated AS (
   UPDATE keypool_keys k SET
     rank = ${rankSql(variant.rotation)},

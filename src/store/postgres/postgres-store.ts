@@ -59,6 +59,8 @@ export interface PostgresStoreOptions extends ConnectionOptions {
   failuresToDead?: number;
   /** Encrypts token values at rest, as the SQLite store does. */
   cipher?: TokenCipher;
+  /** Wraps the client every call goes through: tests count round trips with it. */
+  wrapClient?: (sql: SQL) => SQL;
 }
 
 type Db = SQL;
@@ -128,7 +130,8 @@ export class PostgresStore implements PoolStore {
    * @throws DomainError STORE_UNAVAILABLE when the database cannot be reached; ConfigError for a wrong key.
    */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
-    const store = new PostgresStore(openClient(options), options, maskDatabaseUrl(options.url));
+    const client = openClient(options);
+    const store = new PostgresStore(options.wrapClient?.(client) ?? client, options, maskDatabaseUrl(options.url));
     try {
       // Other instances may hold the migration lock for a while: more time than one request gets.
       await withDeadline(() => store.migrate(), Math.max(30, store.timeoutSec));
@@ -390,7 +393,7 @@ export class PostgresStore implements PoolStore {
     return (await pick({ wait: true })) ?? { retryAfterMs: (await this.soonestFree(db, settings, now)).retryAfterMs };
   }
 
-  /** chooseKey's walk: from the session's keys, or from pickStart, wrapping around to the beginning. */
+  /** chooseKey's walk: from the session's keys, or from pickStart (see pickSql). */
   private async pick(
     db: Db,
     settings: PoolSettings,
@@ -401,14 +404,8 @@ export class PostgresStore implements PoolStore {
   ): Promise<Lease | null> {
     const wait = how.wait === true;
     const take = new TakeAttempt(settings, now, exclude, leaseId, this.random);
-    let row: VersionedRow | null;
-    if (how.preferred) row = await this.takeFrom(db, take, { preferred: true, wait }, how.preferred);
-    else {
-      const start = pickStart(settings.rotation, this.random);
-      row = await this.takeFrom(db, take, { preferred: false, wait }, start);
-      // Wrap around: the walk began mid-order and found nothing ready after that point.
-      if (!row && start !== LOWEST_RANK) row = await this.takeFrom(db, take, { preferred: false, wait }, LOWEST_RANK);
-    }
+    const from = how.preferred ?? pickStart(settings.rotation, this.random);
+    const row = await this.takeFrom(db, take, { preferred: how.preferred !== undefined, wait }, from);
     if (!row) return null;
     this.rememberLease(leaseId, row);
     const token = this.vault.reveal(row.token);
