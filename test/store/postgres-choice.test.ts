@@ -6,7 +6,7 @@ import { DomainError } from "../../src/pool/errors";
 import { LOWEST_RANK } from "../../src/pool/rotation";
 import { PostgresStore } from "../../src/store/postgres/postgres-store";
 import { POSTGRES_URL, announceSkip, freshSchema } from "../helpers/postgres";
-import { seededRandom, settings } from "./contract/_harness";
+import { keys, seededRandom, settings } from "./contract/_harness";
 
 announceSkip("test/store/postgres-choice.test.ts");
 
@@ -111,4 +111,22 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore take", () => {
       await store.close();
     }
   }, 60_000);
+
+  it("gives a key back its place in least_busy when its lease expires unreleased", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({ url: schema.url, clock, maxConnections: 2 });
+    try {
+      await store.syncPools([{ settings: settings({ rotation: "least_busy", leaseTtlSec: 60 }), keys: keys(2) }]);
+      const held = await store.take("default");
+      clock.advance(1);
+      const other = await store.take("default");
+      await store.release({ lease: other.lease }, { ok: true });
+      // `held` expires: its key has no lease in flight again and was used before the other one.
+      clock.advance(61_000);
+      expect((await store.take("default")).id).toBe(held.id);
+    } finally {
+      await store.close();
+    }
+  });
 });

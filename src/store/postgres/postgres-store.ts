@@ -9,7 +9,7 @@ import { planCheck, planEnabled, planRefreshFailed, planRefreshed } from "../../
 import { type GroupRest, planGroupRest, planRelease } from "../../pool/plan-release";
 import { planTake } from "../../pool/plan-take";
 import { windowStart } from "../../pool/usage";
-import { LOWEST_RANK, initialRank, needsMaxRank, pickStart, type RankContext } from "../../pool/rotation";
+import { type RankContext, initialRank, needsMaxRank, pickStart, rankAfterReclaim } from "../../pool/rotation";
 import type {
   CheckRecord,
   DueCheck,
@@ -488,20 +488,34 @@ export class PostgresStore implements PoolStore {
   /** Leases never released within their TTL give their slot back, whichever instance took them; the key's state is untouched. */
   private async reclaimExpiredLeases(db: Db, now: number): Promise<void> {
     this.nextReclaimAt = now + RECLAIM_EVERY_MS;
-    const leastBusy = [...this.pools.values()].filter((p) => p.rotation === "least_busy").map((p) => p.name);
     for (const [lease, expiresAt] of this.abandoned) if (expiresAt <= now) this.abandoned.delete(lease);
     const abandoned = [...this.abandoned.keys()];
     this.reclaimAbandoned = false;
-    await db`
+    const freed = (await db`
       WITH gone AS (
         DELETE FROM keypool_leases WHERE lease IN (
           SELECT lease FROM keypool_leases WHERE expires_at <= ${now} OR lease = ANY(${abandoned}::text[]) FOR UPDATE SKIP LOCKED)
         RETURNING pool, key_id
       ), counts AS (SELECT pool, key_id, count(*)::int AS n FROM gone GROUP BY pool, key_id)
-      UPDATE keypool_keys k SET
-        in_flight = GREATEST(0, k.in_flight - c.n),
-        rank = CASE WHEN k.pool = ANY(${leastBusy}::text[]) THEN GREATEST(0, k.in_flight - c.n) * 1e13 + COALESCE(k.last_used, 0) ELSE k.rank END
-      FROM counts c WHERE k.pool = c.pool AND k.id = c.key_id`;
+      UPDATE keypool_keys k SET in_flight = GREATEST(0, k.in_flight - c.n)
+      FROM counts c WHERE k.pool = c.pool AND k.id = c.key_id
+      RETURNING k.pool, k.id, k.rank, k.weight, k.in_flight, k.last_used, k.xmin::text AS row_version`) as Array<
+      Pick<VersionedRow, "pool" | "id" | "rank" | "weight" | "in_flight" | "last_used" | "row_version">
+    >;
+    const moved = freed.flatMap((row) => {
+      const rotation = this.pools.get(row.pool)?.rotation;
+      const key = { rank: row.rank, weight: row.weight, inFlight: row.in_flight, lastUsed: row.last_used };
+      const rank = rotation === undefined ? row.rank : rankAfterReclaim(rotation, key);
+      return rank === row.rank ? [] : [{ ...row, rank }];
+    });
+    if (moved.length === 0) return;
+    // Only where nothing changed the key since: a take or release meanwhile has ranked it already.
+    await db`
+      UPDATE keypool_keys k SET rank = m.rank
+      FROM (SELECT unnest(${moved.map((m) => m.pool)}::text[]) AS pool, unnest(${moved.map((m) => m.id)}::text[]) AS id,
+                   unnest(${moved.map((m) => m.rank)}::float8[]) AS rank,
+                   unnest(${moved.map((m) => m.row_version)}::text[]) AS version) m
+      WHERE k.pool = m.pool AND k.id = m.id AND k.xmin::text = m.version`;
   }
 
   /** Remembers a take given up on at its deadline (see `abandoned`). */
