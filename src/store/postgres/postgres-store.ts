@@ -576,7 +576,7 @@ export class PostgresStore implements PoolStore {
         await this.ledger.foldIfDue(this.sql, now);
         return { pool: row.pool, id: row.id, state: stateOf(plan.condition, now), reason: plan.condition.reason };
       }
-      if (!answer || !answer.leased) throw unknownLease(lease);
+      if (!answer?.leased) throw unknownLease(lease);
       row = answer;
     }
     return this.transaction((tx) => this.releaseLocked(tx, { lease }, outcome));
