@@ -72,7 +72,8 @@ export function guardedReleaseSql(
     .map(([column, value]) => `${column} = ${params.add(value)}`)
     .join(", ");
   const steps = [
-    `cur AS (SELECT k.*, k.xmin::text AS row_version FROM keypool_keys k WHERE k.pool = ${pool} AND k.id = ${id} FOR UPDATE)`,
+    `cur AS (SELECT k.*, k.xmin::text AS row_version FROM keypool_keys k
+       WHERE k.pool = ${pool} AND k.id = ${id} FOR UPDATE)`,
     `given AS (DELETE FROM keypool_leases WHERE lease = ${lease} AND pool = ${pool} AND key_id = ${id}
        AND EXISTS (SELECT 1 FROM cur WHERE row_version = ${params.add(row.row_version, "text")}) RETURNING lease)`,
     `updated AS (UPDATE keypool_keys k SET ${sets} FROM given WHERE k.pool = ${pool} AND k.id = ${id} RETURNING 1)`,
@@ -84,14 +85,15 @@ export function guardedReleaseSql(
     const e = plan.event;
     steps.push(
       `logged AS (INSERT INTO keypool_events (at, pool, key_id, from_state, to_state, class, reason, until)
-         SELECT ${params.add(now, "float8")}, ${pool}, ${id}, ${params.add(e.from, "text")}, ${params.add(e.to, "text")},
-           ${params.add(e.class, "text")}, ${params.add(e.reason, "text")}, ${params.add(e.until, "float8")} FROM given
+         SELECT ${params.add(now, "float8")}, ${pool}, ${id}, ${params.add(e.from, "text")},
+           ${params.add(e.to, "text")}, ${params.add(e.class, "text")}, ${params.add(e.reason, "text")}, ${params.add(e.until, "float8")} FROM given
          RETURNING seq)`,
       `pruned AS (DELETE FROM keypool_events WHERE seq <= (SELECT max(seq) FROM logged) - ${MAX_EVENTS})`,
     );
   }
   const text = `WITH ${steps.join(",\n")}
-SELECT EXISTS (SELECT 1 FROM given) AS given, EXISTS (SELECT 1 FROM keypool_leases WHERE lease = ${lease}) AS leased, cur.*
+SELECT EXISTS (SELECT 1 FROM given) AS given,
+  EXISTS (SELECT 1 FROM keypool_leases WHERE lease = ${lease}) AS leased, cur.*
 FROM cur`;
   return { text, values: params.values };
 }

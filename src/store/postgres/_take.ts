@@ -92,7 +92,8 @@ export function pickSql(variant: Omit<TakeVariant, "rotation">): string {
 
 /** The take statement; each row it returns says whether the key was taken (`taken`) or only picked. */
 export function takeSql(variant: TakeVariant): string {
-  const limited = `COALESCE(p.limit_rpm, $10::int) IS NOT NULL OR COALESCE(p.limit_daily_requests, $11::int) IS NOT NULL`;
+  const limited = `COALESCE(p.limit_rpm, $10::int) IS NOT NULL
+    OR COALESCE(p.limit_daily_requests, $11::int) IS NOT NULL`;
   return `
 WITH picked AS (${pickSql(variant)}),
 updated AS (

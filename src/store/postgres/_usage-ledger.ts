@@ -41,7 +41,8 @@ export class PostgresUsageLedger {
   upsert(source: string, params: Params, pool: string, id: string, entry: UsageEntry, now: number): string {
     const counts = usageIncrements(entry).map((n) => params.add(n, "float8"));
     return `INSERT INTO keypool_usage_hourly (pool, key_id, hour, ${COUNT_COLUMNS.join(", ")})
-      SELECT ${params.add(pool, "text")}, ${params.add(id, "text")}, ${params.add(hourOf(now), "float8")}, 1, ${counts.join(", ")}
+      SELECT ${params.add(pool, "text")}, ${params.add(id, "text")}, ${params.add(hourOf(now), "float8")}, 1,
+        ${counts.join(", ")}
       FROM ${source}
       ON CONFLICT (pool, key_id, hour) DO UPDATE SET ${ADDS}`;
   }

@@ -89,8 +89,8 @@ const MAX_REMEMBERED_LEASES = 10_000;
  * It decides nothing itself: it loads a key's row, asks src/pool's planner and writes the plan. A take
  * is one statement that follows chooseKey (see _take.ts); a release by lease id is one statement that
  * writes its plan only over the row it was planned from (see _release.ts); every other change locks
- * the key's row (`FOR UPDATE`) in a transaction. When the database cannot be reached, every method fails within `timeoutSec`
- * with STORE_UNAVAILABLE, and the next call after it returns simply works again.
+ * the key's row (`FOR UPDATE`) in a transaction. When the database cannot be reached, every method
+ * fails within `timeoutSec` with STORE_UNAVAILABLE, and the next call after it returns simply works again.
  */
 export class PostgresStore implements PoolStore {
   private readonly clock: Clock;
@@ -486,7 +486,10 @@ export class PostgresStore implements PoolStore {
     });
   }
 
-  /** Leases never released within their TTL give their slot back, whichever instance took them; the key's state is untouched. */
+  /**
+   * Leases never released within their TTL give their slot back, whichever instance took them; the
+   * key's state is untouched.
+   */
   private async reclaimExpiredLeases(db: Db, now: number): Promise<void> {
     this.nextReclaimAt = now + RECLAIM_EVERY_MS;
     for (const [lease, expiresAt] of this.abandoned) if (expiresAt <= now) this.abandoned.delete(lease);
@@ -495,7 +498,8 @@ export class PostgresStore implements PoolStore {
     const freed = (await db`
       WITH gone AS (
         DELETE FROM keypool_leases WHERE lease IN (
-          SELECT lease FROM keypool_leases WHERE expires_at <= ${now} OR lease = ANY(${abandoned}::text[]) FOR UPDATE SKIP LOCKED)
+          SELECT lease FROM keypool_leases WHERE expires_at <= ${now} OR lease = ANY(${abandoned}::text[])
+          FOR UPDATE SKIP LOCKED)
         RETURNING pool, key_id
       ), counts AS (SELECT pool, key_id, count(*)::int AS n FROM gone GROUP BY pool, key_id)
       UPDATE keypool_keys k SET in_flight = GREATEST(0, k.in_flight - c.n)
@@ -585,7 +589,8 @@ export class PostgresStore implements PoolStore {
   /** The key a lease is on, as it is now. */
   private async leasedRow(lease: string): Promise<VersionedRow> {
     const [row] = (await this.sql`
-      SELECT k.*, k.xmin::text AS row_version FROM keypool_leases l JOIN keypool_keys k ON k.pool = l.pool AND k.id = l.key_id
+      SELECT k.*, k.xmin::text AS row_version
+      FROM keypool_leases l JOIN keypool_keys k ON k.pool = l.pool AND k.id = l.key_id
       WHERE l.lease = ${lease}`) as VersionedRow[];
     if (!row) throw unknownLease(lease);
     return row;
@@ -643,7 +648,10 @@ export class PostgresStore implements PoolStore {
     return tx.unsafe(this.sessions.addUsage("(SELECT 1) one", params, pool, session, outcome.usage), params.values);
   }
 
-  /** Keys of one group share an account's limits: a rate limit or spent quota on one rests them all, until the same time. */
+  /**
+   * Keys of one group share an account's limits: a rate limit or spent quota on one rests them all,
+   * until the same time (planGroupRest).
+   */
   private async restGroup(tx: Db, row: KeyRow, rest: GroupRest, now: number, events: KeyEvent[]): Promise<void> {
     // Locked in id order, so two releases resting one group wait for each other instead of deadlocking.
     const members =
