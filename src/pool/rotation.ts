@@ -86,6 +86,14 @@ export function rankAfterRelease(rotation: Rotation, key: RankedKey, now: number
   }
 }
 
+/**
+ * A lease given back by expiry, not by a release: nothing was learned about the key, so only the ranks
+ * that count leases in flight move (least_busy, keeping the key's recency). `key.inFlight` is the count after.
+ */
+export function rankAfterReclaim(rotation: Rotation, key: RankedKey & { lastUsed: number | null }): number {
+  return rotation === "least_busy" ? busyRank(key.inFlight ?? 0, key.lastUsed ?? 0) : key.rank;
+}
+
 /** Where a new (or newly enabled) key enters the order: first in line for lru, last for round_robin. */
 export function initialRank(rotation: Rotation, ctx: RankContext): number {
   switch (rotation) {

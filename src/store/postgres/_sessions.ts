@@ -10,6 +10,7 @@ import {
   sessionUsageOf,
 } from "../session-rules";
 import type { SessionUsage } from "../types";
+import type { Params } from "./_key-row";
 
 // Lapsed mappings are swept, and the table counted, at most this often per pool and process.
 const SWEEP_EVERY_MS = 60_000;
@@ -78,12 +79,17 @@ export class PostgresSessions {
     return byPool;
   }
 
-  /** Adds a release's tokens to its session's totals (inside the release's transaction); a session no longer mapped is skipped. */
-  addUsage(sql: SQL, pool: string, session: string, usage: TokenCounts | undefined): Promise<unknown> {
-    const [input, output, cached, cacheWrite] = sessionTokenCounts(usage);
-    return sql`UPDATE keypool_sessions SET requests = requests + 1, input_tokens = input_tokens + ${input}, output_tokens = output_tokens + ${output},
-                 cached_tokens = cached_tokens + ${cached}, cache_write_tokens = cache_write_tokens + ${cacheWrite}
-               WHERE pool = ${pool} AND session = ${session}`;
+  /**
+   * Adds a release's tokens to its session's totals, as a statement to put in the release's, once
+   * per row of `source`; a session no longer mapped is skipped.
+   */
+  addUsage(source: string, params: Params, pool: string, session: string, usage: TokenCounts | undefined): string {
+    const [input, output, cached, cacheWrite] = sessionTokenCounts(usage).map((n) => params.add(n, "float8"));
+    return `UPDATE keypool_sessions SET requests = requests + 1, input_tokens = input_tokens + ${input},
+        output_tokens = output_tokens + ${output}, cached_tokens = cached_tokens + ${cached},
+        cache_write_tokens = cache_write_tokens + ${cacheWrite}
+      WHERE pool = ${params.add(pool, "text")} AND session = ${params.add(session, "text")}
+        AND EXISTS (SELECT 1 FROM ${source})`;
   }
 
   /** The pool's live sessions with the most input tokens first (a scan of at most session.max rows). */

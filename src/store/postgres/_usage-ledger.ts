@@ -2,16 +2,10 @@ import type { SQL } from "bun";
 import { HOUR_MS, LIFETIME_BUCKET, USAGE_RETENTION_MS, hourOf } from "../../pool/usage";
 import type { KeyUsage } from "../types";
 import { USAGE_COUNT_COLUMNS, type UsageEntry, usageIncrements, usageTotalsOf as totalsOf } from "../usage-entry";
+import { Params } from "./_key-row";
 
 const COUNT_COLUMNS = USAGE_COUNT_COLUMNS;
 const ADDS = COUNT_COLUMNS.map((c) => `${c} = keypool_usage_hourly.${c} + excluded.${c}`).join(", ");
-
-// Every release is 1 request; the other counts are $4 (successes) onwards, after pool, key and hour.
-const UPSERT = `INSERT INTO keypool_usage_hourly (pool, key_id, hour, ${COUNT_COLUMNS.join(", ")})
-  VALUES ($1, $2, $3::float8, 1, ${COUNT_COLUMNS.slice(1)
-    .map((_, i) => `$${i + 4}::float8`)
-    .join(", ")})
-  ON CONFLICT (pool, key_id, hour) DO UPDATE SET ${ADDS}`;
 
 const FOLD = `
   WITH old AS (
@@ -34,9 +28,23 @@ type UsageRow = { pool: string; key_id: string; present: boolean } & Record<stri
 export class PostgresUsageLedger {
   private nextFoldAt = 0;
 
-  /** One release's counts, inside the release's transaction. */
+  /** One release's counts, on their own. */
   record(sql: SQL, pool: string, id: string, entry: UsageEntry, now: number): Promise<unknown> {
-    return sql.unsafe(UPSERT, [pool, id, hourOf(now), ...usageIncrements(entry)]);
+    const params = new Params();
+    return sql.unsafe(this.upsert("(SELECT 1) one", params, pool, id, entry, now), params.values);
+  }
+
+  /**
+   * One release's counts as a statement to put in a larger one: added once per row of `source`
+   * (none: nothing is counted). Every release is 1 request.
+   */
+  upsert(source: string, params: Params, pool: string, id: string, entry: UsageEntry, now: number): string {
+    const counts = usageIncrements(entry).map((n) => params.add(n, "float8"));
+    return `INSERT INTO keypool_usage_hourly (pool, key_id, hour, ${COUNT_COLUMNS.join(", ")})
+      SELECT ${params.add(pool, "text")}, ${params.add(id, "text")}, ${params.add(hourOf(now), "float8")}, 1,
+        ${counts.join(", ")}
+      FROM ${source}
+      ON CONFLICT (pool, key_id, hour) DO UPDATE SET ${ADDS}`;
   }
 
   /** Once an hour per process: folds buckets past retention into each key's lifetime row (hour 0). */

@@ -130,4 +130,9 @@ export const MIGRATIONS: readonly string[] = [
     ADD COLUMN cached_tokens      float8 NOT NULL DEFAULT 0,
     ADD COLUMN cache_write_tokens float8 NOT NULL DEFAULT 0;
   `,
+  // 3: the take's order is rank, then id byte by byte (chooseKey's tie rule): the index walks it as is.
+  `
+  CREATE INDEX keypool_keys_choice ON keypool_keys (pool, rank, id COLLATE "C") WHERE takeable;
+  DROP INDEX keypool_keys_pick;
+  `,
 ];

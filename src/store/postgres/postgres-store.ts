@@ -1,39 +1,15 @@
 import type { SQL } from "bun";
 import type { Clock } from "../../pool/clock";
 import { DomainError } from "../../pool/errors";
-import {
-  afterCheck,
-  afterOutcome,
-  awaitsRevival,
-  CLEAN_LADDER,
-  DEFAULT_REVIVE_INTERVAL_SEC,
-  isTakeable,
-  jitteredMs,
-  type KeyCondition,
-  type KeyHealth,
-  type KeyState,
-  nextCheckAt,
-  type Outcome,
-  restUntil,
-  setDisabled,
-  stateOf,
-  untilOf,
-} from "../../pool/key-state";
-import { type FailureClass, classifyFailure } from "../../pool/classify";
+import { type KeyCondition, type Outcome, afterTake, stateOf, untilOf } from "../../pool/key-state";
+import type { DecisionContext, PlannedEvent } from "../../pool/key-facts";
+import { hasRequestLimits } from "../../pool/limits";
 import { maskToken } from "../../pool/mask";
-import { countTokens } from "../../pool/limits";
-import { costMicros } from "../../pool/pricing";
+import { planCheck, planEnabled, planRefreshFailed, planRefreshed } from "../../pool/plan-check";
+import { type GroupRest, planGroupRest, planRelease } from "../../pool/plan-release";
+import { planTake } from "../../pool/plan-take";
 import { windowStart } from "../../pool/usage";
-import { exhaustedUntil, fullAt } from "../../pool/rate-limit-headers";
-import {
-  FULL_BUDGET,
-  LOWEST_RANK,
-  initialRank,
-  needsMaxRank,
-  pickStart,
-  rankAfterRelease,
-  type RankContext,
-} from "../../pool/rotation";
+import { type RankContext, initialRank, needsMaxRank, pickStart, rankAfterReclaim } from "../../pool/rotation";
 import type {
   CheckRecord,
   DueCheck,
@@ -63,19 +39,13 @@ import type {
 import type { TokenCipher } from "../token-cipher";
 import { type EventRow, MAX_EVENTS, eventOfRow } from "../event-log";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
-import {
-  type AdminColumns,
-  ladderOf,
-  limitsOf,
-  overridesOf,
-  type PolicyColumns,
-  remainingOf,
-  windowsOf,
-} from "../key-columns";
+import { factsOf, overridesOf, remainingOf } from "../key-columns";
+import { type Fields, type KeyRow, Params, type VersionedRow, conditionFields, eventOf } from "./_key-row";
+import { type GuardedAnswer, guardedReleaseSql, releaseFields } from "./_release";
 import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
 import { maskDatabaseUrl } from "./database-url";
 import { PostgresSessions } from "./_sessions";
-import { type TakenRow, type TakeVariant, takeSql, VIRTUAL_TIME } from "./_take";
+import { type TakeVariant, VIRTUAL_TIME, pickSql, takeSql } from "./_take";
 import { PostgresUsageLedger } from "./_usage-ledger";
 import { SecretVault } from "../secret-vault";
 import { rewrapVault, verifyVault } from "./_vault";
@@ -89,38 +59,11 @@ export interface PostgresStoreOptions extends ConnectionOptions {
   failuresToDead?: number;
   /** Encrypts token values at rest, as the SQLite store does. */
   cipher?: TokenCipher;
-}
-
-interface KeyRow extends PolicyColumns, AdminColumns {
-  pool: string;
-  id: string;
-  token: string;
-  weight: number;
-  health: KeyHealth;
-  reason: string | null;
-  ready_at: number;
-  takeable: boolean;
-  rank: number;
-  max_concurrency: number | null;
-  in_flight: number;
-  last_used: number | null;
-  last_check: number | null;
-  requests: number;
-  errors: number;
-  last_check_status: number | null;
-  last_check_latency_ms: number | null;
-  consecutive_failures: number;
-  source_token: string | null;
-  source_refresh_token: string | null;
-  refresh_token: string | null;
-  expires_at: number | null;
-  next_check_at: number;
-  refresh_owner: string | null;
-  refresh_lock_until: number;
+  /** Wraps the client every call goes through: tests count round trips with it. */
+  wrapClient?: (sql: SQL) => SQL;
 }
 
 type Db = SQL;
-type Fields = Record<string, string | number | boolean | null>;
 
 // Expired leases are reclaimed at most this often per process; a take that finds nothing reclaims at once.
 const RECLAIM_EVERY_MS = 1000;
@@ -136,13 +79,18 @@ const RETRIES = 3;
 const INSERT_CHUNK = 1000;
 const SYNC_TIMEOUT_SEC = 60;
 const ANALYZE_AFTER_KEYS = 1000;
+// A release planned from a row another take or release changed meanwhile is planned again this often, then locked.
+const OPTIMISTIC_TRIES = 4;
+// Rows of keys this instance handed out, kept for their releases; past this many, a release reads its key first.
+const MAX_REMEMBERED_LEASES = 10_000;
 
 /**
  * The shared store: every keypool instance pointed at one PostgreSQL database serves the same pools.
- * A take is one statement (see _take.ts); every other change locks the key's row (`FOR UPDATE`),
- * applies the same pure transitions as the SQLite store (src/pool) in JS, and writes back in the
- * same transaction. When the database cannot be reached, every method fails within `timeoutSec`
- * with STORE_UNAVAILABLE, and the next call after it returns simply works again.
+ * It decides nothing itself: it loads a key's row, asks src/pool's planner and writes the plan. A take
+ * is one statement that follows chooseKey (see _take.ts); a release by lease id is one statement that
+ * writes its plan only over the row it was planned from (see _release.ts); every other change locks
+ * the key's row (`FOR UPDATE`) in a transaction. When the database cannot be reached, every method
+ * fails within `timeoutSec` with STORE_UNAVAILABLE, and the next call after it returns simply works again.
  */
 export class PostgresStore implements PoolStore {
   private readonly clock: Clock;
@@ -151,6 +99,7 @@ export class PostgresStore implements PoolStore {
   private readonly timeoutSec: number;
   private readonly pools = new Map<string, PoolSettings>();
   private readonly takeStatements = new Map<string, string>();
+  private readonly takenRows = new Map<string, VersionedRow>();
   private readonly vault: SecretVault;
   private readonly sessions = new PostgresSessions();
   private readonly ledger = new PostgresUsageLedger();
@@ -182,7 +131,8 @@ export class PostgresStore implements PoolStore {
    * @throws DomainError STORE_UNAVAILABLE when the database cannot be reached; ConfigError for a wrong key.
    */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
-    const store = new PostgresStore(openClient(options), options, maskDatabaseUrl(options.url));
+    const client = openClient(options);
+    const store = new PostgresStore(options.wrapClient?.(client) ?? client, options, maskDatabaseUrl(options.url));
     try {
       // Other instances may hold the migration lock for a while: more time than one request gets.
       await withDeadline(() => store.migrate(), Math.max(30, store.timeoutSec));
@@ -444,7 +394,7 @@ export class PostgresStore implements PoolStore {
     return (await pick({ wait: true })) ?? { retryAfterMs: (await this.soonestFree(db, settings, now)).retryAfterMs };
   }
 
-  /** One take statement (two for random, which wraps around); null when no key could be taken. */
+  /** chooseKey's walk: from the session's keys, or from pickStart (see pickSql). */
   private async pick(
     db: Db,
     settings: PoolSettings,
@@ -453,37 +403,67 @@ export class PostgresStore implements PoolStore {
     leaseId: string,
     how: { preferred?: string[]; wait?: boolean },
   ): Promise<Lease | null> {
-    const { rotation } = settings;
-    const pool = settings.name;
-    const expiresAt = now + settings.leaseTtlSec * 1000;
-    const rankInput = rotation === "random" ? this.random() : 0;
-    const run = async (from: number | string[]) => {
-      const variant: TakeVariant = { rotation, preferred: Array.isArray(from), wait: how.wait === true };
-      const params = [
-        pool,
-        now,
-        from,
-        exclude,
-        leaseId,
-        expiresAt,
-        settings.cooldownSec * 1000,
-        rankInput,
-        settings.rpm ?? null,
-        settings.dailyRequests ?? null,
-      ];
-      const [row] = (await db.unsafe(this.takeStatement(variant), params)) as TakenRow[];
-      return row ?? null;
-    };
-    let row: TakenRow | null;
-    if (how.preferred) row = await run(how.preferred);
-    else {
-      const start = pickStart(rotation, this.random);
-      row = await run(start);
-      // Wrap around: the walk began mid-order and found nothing ready after that point.
-      if (!row && start !== LOWEST_RANK) row = await run(LOWEST_RANK);
-    }
+    const wait = how.wait === true;
+    const take = new TakeAttempt(settings, now, exclude, leaseId, this.random);
+    const from = how.preferred ?? pickStart(settings.rotation, this.random);
+    const row = await this.takeFrom(db, take, { preferred: how.preferred !== undefined, wait }, from);
     if (!row) return null;
-    return { lease: leaseId, pool, id: row.id, token: this.vault.reveal(row.token), takenAt: now, expiresAt };
+    this.rememberLease(leaseId, row);
+    const token = this.vault.reveal(row.token);
+    return { lease: leaseId, pool: settings.name, id: row.id, token, takenAt: now, expiresAt: take.expiresAt };
+  }
+
+  /**
+   * One take statement. A key the statement picked but may not take alone (it has request limits)
+   * is taken again the planned way: locked in a transaction, planTake, written.
+   */
+  private async takeFrom(
+    db: Db,
+    take: TakeAttempt,
+    variant: Omit<TakeVariant, "rotation">,
+    from: number | string[],
+  ): Promise<VersionedRow | null> {
+    const { settings } = take;
+    if (!hasRequestLimits({ rpm: settings.rpm, dailyRequests: settings.dailyRequests })) {
+      const statement = this.takeStatement({ ...variant, rotation: settings.rotation });
+      const [row] = (await db.unsafe(statement, take.params(from))) as Array<VersionedRow & { taken: boolean }>;
+      if (!row) return null;
+      if (row.taken) return row;
+    }
+    return this.inTransaction(db, (tx) => this.plannedTake(tx, take, variant, from));
+  }
+
+  /** A take the planner decides: the locked pick, planTake, its writes and the lease. */
+  private async plannedTake(
+    tx: Db,
+    take: TakeAttempt,
+    variant: Omit<TakeVariant, "rotation">,
+    from: number | string[],
+  ): Promise<VersionedRow | null> {
+    const { settings, now } = take;
+    const pool = settings.name;
+    const [row] = (await tx.unsafe(pickSql(variant), [pool, now, from, take.exclude])) as VersionedRow[];
+    if (!row) return null;
+    const plan = planTake(factsOf(row, settings), settings, await this.rankContext(tx, pool, settings));
+    const fields: Fields = {
+      ...conditionFields({ condition: plan.condition, takeable: row.takeable, rank: plan.rank }),
+      in_flight: plan.inFlight,
+      last_used: now,
+      requests: row.requests + 1,
+    };
+    if (plan.windows)
+      Object.assign(fields, {
+        minute_start: plan.windows.minuteStart,
+        minute_requests: plan.windows.minuteRequests,
+        minute_tokens: plan.windows.minuteTokens,
+        day_start: plan.windows.dayStart,
+        day_requests: plan.windows.dayRequests,
+      });
+    const after = await this.write(tx, pool, row.id, fields);
+    await tx`INSERT INTO keypool_leases (lease, pool, key_id, taken_at, expires_at)
+             VALUES (${take.leaseId}, ${pool}, ${row.id}, ${now}, ${take.expiresAt})`;
+    if (plan.event) await this.logEvents(tx, [eventOf(pool, row.id, plan.event, now)]);
+    return after ?? null;
   }
 
   private takeStatement(variant: TakeVariant): string {
@@ -493,23 +473,54 @@ export class PostgresStore implements PoolStore {
     return text;
   }
 
-  /** Leases never released within their TTL give their slot back, whichever instance took them; the key's state is untouched. */
+  /** The key's row as the take left it, kept for its release to plan from (see releaseLease). */
+  private rememberLease(leaseId: string, row: VersionedRow): void {
+    if (this.takenRows.size >= MAX_REMEMBERED_LEASES) this.takenRows.delete(this.takenRows.keys().next().value!);
+    // The token is not needed to plan a release, and stays out of a cache that outlives the take.
+    this.takenRows.set(leaseId, {
+      ...row,
+      token: "",
+      source_token: null,
+      refresh_token: null,
+      source_refresh_token: null,
+    });
+  }
+
+  /**
+   * Leases never released within their TTL give their slot back, whichever instance took them; the
+   * key's state is untouched.
+   */
   private async reclaimExpiredLeases(db: Db, now: number): Promise<void> {
     this.nextReclaimAt = now + RECLAIM_EVERY_MS;
-    const leastBusy = [...this.pools.values()].filter((p) => p.rotation === "least_busy").map((p) => p.name);
     for (const [lease, expiresAt] of this.abandoned) if (expiresAt <= now) this.abandoned.delete(lease);
     const abandoned = [...this.abandoned.keys()];
     this.reclaimAbandoned = false;
-    await db`
+    const freed = (await db`
       WITH gone AS (
         DELETE FROM keypool_leases WHERE lease IN (
-          SELECT lease FROM keypool_leases WHERE expires_at <= ${now} OR lease = ANY(${abandoned}::text[]) FOR UPDATE SKIP LOCKED)
+          SELECT lease FROM keypool_leases WHERE expires_at <= ${now} OR lease = ANY(${abandoned}::text[])
+          FOR UPDATE SKIP LOCKED)
         RETURNING pool, key_id
       ), counts AS (SELECT pool, key_id, count(*)::int AS n FROM gone GROUP BY pool, key_id)
-      UPDATE keypool_keys k SET
-        in_flight = GREATEST(0, k.in_flight - c.n),
-        rank = CASE WHEN k.pool = ANY(${leastBusy}::text[]) THEN GREATEST(0, k.in_flight - c.n) * 1e13 + COALESCE(k.last_used, 0) ELSE k.rank END
-      FROM counts c WHERE k.pool = c.pool AND k.id = c.key_id`;
+      UPDATE keypool_keys k SET in_flight = GREATEST(0, k.in_flight - c.n)
+      FROM counts c WHERE k.pool = c.pool AND k.id = c.key_id
+      RETURNING k.pool, k.id, k.rank, k.weight, k.in_flight, k.last_used, k.xmin::text AS row_version`) as Array<
+      Pick<VersionedRow, "pool" | "id" | "rank" | "weight" | "in_flight" | "last_used" | "row_version">
+    >;
+    const moved = freed.flatMap((row) => {
+      const rotation = this.pools.get(row.pool)?.rotation;
+      const key = { rank: row.rank, weight: row.weight, inFlight: row.in_flight, lastUsed: row.last_used };
+      const rank = rotation === undefined ? row.rank : rankAfterReclaim(rotation, key);
+      return rank === row.rank ? [] : [{ ...row, rank }];
+    });
+    if (moved.length === 0) return;
+    // Only where nothing changed the key since: a take or release meanwhile has ranked it already.
+    await db`
+      UPDATE keypool_keys k SET rank = m.rank
+      FROM (SELECT unnest(${moved.map((m) => m.pool)}::text[]) AS pool, unnest(${moved.map((m) => m.id)}::text[]) AS id,
+                   unnest(${moved.map((m) => m.rank)}::float8[]) AS rank,
+                   unnest(${moved.map((m) => m.row_version)}::text[]) AS version) m
+      WHERE k.pool = m.pool AND k.id = m.id AND k.xmin::text = m.version`;
   }
 
   /** Remembers a take given up on at its deadline (see `abandoned`). */
@@ -540,10 +551,53 @@ export class PostgresStore implements PoolStore {
   // ---- release -------------------------------------------------------------------------------
 
   async release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
-    return this.transaction((tx) => this.releaseIn(tx, target, outcome));
+    if (!("lease" in target)) return this.transaction((tx) => this.releaseLocked(tx, target, outcome));
+    const taken = this.takenRows.get(target.lease);
+    this.takenRows.delete(target.lease);
+    return this.guard(() => this.releaseLease(target.lease, outcome, taken));
   }
 
-  private async releaseIn(tx: Db, target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
+  /**
+   * A release by lease id, planned from the key's row as this instance last saw it (as the take left
+   * it, usually) and written in one statement if the row is still that version. When another take or
+   * release changed the row meanwhile, the statement answers with the row as it is now and the
+   * release is planned again from that.
+   */
+  private async releaseLease(lease: string, outcome: Outcome, seen?: VersionedRow): Promise<ReleaseResult> {
+    let row = seen ?? (await this.leasedRow(lease));
+    for (let attempt = 0; attempt < OPTIMISTIC_TRIES; attempt++) {
+      const settings = this.settingsOf(row.pool);
+      const now = this.clock.now();
+      const plan = await this.decide(this.sql, settings, now, (ctx) =>
+        planRelease(factsOf(row, settings), outcome, settings, ctx, 1),
+      );
+      // Resting a group locks its other keys: that needs a transaction.
+      if (plan.groupRest) break;
+      const entry = { ok: outcome.ok, failure: plan.failureClass, tokens: outcome.usage, costMicros: plan.costMicros };
+      const { text, values } = guardedReleaseSql({ lease, row, plan, outcome, entry, now }, this.ledger, this.sessions);
+      const [answer] = (await this.sql.unsafe(text, values)) as GuardedAnswer[];
+      if (answer?.given) {
+        await this.ledger.foldIfDue(this.sql, now);
+        return { pool: row.pool, id: row.id, state: stateOf(plan.condition, now), reason: plan.condition.reason };
+      }
+      if (!answer?.leased) throw unknownLease(lease);
+      row = answer;
+    }
+    return this.transaction((tx) => this.releaseLocked(tx, { lease }, outcome));
+  }
+
+  /** The key a lease is on, as it is now. */
+  private async leasedRow(lease: string): Promise<VersionedRow> {
+    const [row] = (await this.sql`
+      SELECT k.*, k.xmin::text AS row_version
+      FROM keypool_leases l JOIN keypool_keys k ON k.pool = l.pool AND k.id = l.key_id
+      WHERE l.lease = ${lease}`) as VersionedRow[];
+    if (!row) throw unknownLease(lease);
+    return row;
+  }
+
+  /** A release inside a transaction: the lease given back and the key locked, then planned and written. */
+  private async releaseLocked(tx: Db, target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
     const now = this.clock.now();
     let pool: string;
     let id: string;
@@ -555,8 +609,7 @@ export class PostgresStore implements PoolStore {
         WITH given AS (DELETE FROM keypool_leases WHERE lease = ${target.lease} RETURNING pool, key_id)
         SELECT g.pool AS lease_pool, g.key_id AS lease_key, k.* FROM given g JOIN keypool_keys k ON k.pool = g.pool AND k.id = g.key_id
         FOR UPDATE OF k`) as Array<KeyRow & { lease_pool: string; lease_key: string }>;
-      if (!found)
-        throw new DomainError("UNKNOWN_LEASE", `lease "${target.lease}" is unknown or has expired; take a new key`);
+      if (!found) throw unknownLease(target.lease);
       pool = found.lease_pool;
       id = found.lease_key;
       leasesGiven = 1;
@@ -573,119 +626,43 @@ export class PostgresStore implements PoolStore {
     }
     if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
     const settings = this.settingsOf(pool);
-    const before = conditionOf(row);
-    const effect = afterOutcome({ ...before, ...ladderOf(row) }, outcome, settings, now, this.random);
-    const fields: Fields = {};
-    const { condition, remaining } = this.applyUsage(row, effect, outcome, settings, now, fields);
-    const takeable = isTakeable(condition);
-    // A key coming back into rotation re-enters the order as a new key would.
-    const released = { rank: row.rank, weight: row.weight, inFlight: Math.max(0, row.in_flight - leasesGiven) };
-    const rank =
-      takeable && !row.takeable
-        ? initialRank(settings.rotation, await this.rankContext(tx, pool, settings))
-        : rankAfterRelease(settings.rotation, released, now, remaining);
-    const penalised = !outcome.ok && effect.class !== "client";
-    Object.assign(fields, {
-      in_flight: released.inFlight,
-      health: condition.health,
-      reason: condition.reason,
-      ready_at: condition.readyAt,
-      takeable,
-      rank,
-      last_used: now,
-      errors: row.errors + (penalised ? 1 : 0),
-      fail_class: effect.failClass,
-      rung: effect.rung,
-      fail_until: effect.failUntil,
-    });
-    if (awaitsRevival(condition.health) && !awaitsRevival(row.health)) {
-      // A key a caller found broken is re-probed on the revive schedule, not at its next routine check.
-      const reviveMs = jitteredMs(settings.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC, this.random);
-      fields.next_check_at = Math.min(row.next_check_at, now + reviveMs);
-    }
-    const events: KeyEvent[] = [];
-    const from = stateOf(before, now);
-    if (penalised || from !== stateOf(condition, now))
-      events.push(eventOf(pool, id, from, condition, effect.class ?? null, now));
+    const facts = factsOf(row, settings);
+    const plan = await this.decide(tx, settings, now, (ctx) => planRelease(facts, outcome, settings, ctx, leasesGiven));
+    const entry = { ok: outcome.ok, failure: plan.failureClass, tokens: outcome.usage, costMicros: plan.costMicros };
+    const params = new Params();
+    const usage = this.ledger.upsert("(SELECT 1) one", params, pool, id, entry, now);
     await Promise.all([
-      this.write(tx, pool, id, fields),
-      this.ledger.record(
-        tx,
-        pool,
-        id,
-        { ok: outcome.ok, failure: effect.class, tokens: outcome.usage, costMicros: usageCost(settings, outcome) },
-        now,
-      ),
-      outcome.session !== undefined && this.sessions.addUsage(tx, pool, outcome.session, outcome.usage),
+      this.write(tx, pool, id, releaseFields(row, plan, now)),
+      tx.unsafe(usage, params.values),
+      outcome.session !== undefined && this.addSessionUsage(tx, pool, outcome.session, outcome),
     ]);
-    if ((effect.class === "rate_limit" || effect.class === "quota") && row.key_group !== null) {
-      await this.coolGroup(tx, row, effect.readyAt, effect.class, settings, now, events);
-    }
+    const events = plan.event ? [eventOf(pool, id, plan.event, now)] : [];
+    if (plan.groupRest) await this.restGroup(tx, row, plan.groupRest, now, events);
     await this.logEvents(tx, events);
     await this.ledger.foldIfDue(tx, now);
-    return { pool, id, state: stateOf(condition, now), reason: condition.reason };
+    return { pool, id, state: stateOf(plan.condition, now), reason: plan.condition.reason };
+  }
+
+  private addSessionUsage(tx: Db, pool: string, session: string, outcome: Outcome): Promise<unknown> {
+    const params = new Params();
+    return tx.unsafe(this.sessions.addUsage("(SELECT 1) one", params, pool, session, outcome.usage), params.values);
   }
 
   /**
-   * What the upstream said about the key's budget, and the tokens the request used: either may rest
-   * the key. Adds the columns to write to `fields`; `remaining` is for most_remaining's rank.
+   * Keys of one group share an account's limits: a rate limit or spent quota on one rests them all,
+   * until the same time (planGroupRest).
    */
-  private applyUsage(
-    row: KeyRow,
-    condition: KeyCondition,
-    outcome: Outcome,
-    settings: PoolSettings,
-    now: number,
-    fields: Fields,
-  ) {
-    let next = condition;
-    let remaining: number | undefined;
-    if (outcome.budget) {
-      const b = outcome.budget;
-      Object.assign(fields, {
-        remaining_requests: b.requests ?? row.remaining_requests,
-        remaining_tokens: b.tokens ?? row.remaining_tokens,
-        remaining_reset_at: fullAt(b) ?? row.remaining_reset_at,
-      });
-      const until = exhaustedUntil(b, now);
-      remaining = until === undefined ? b.requests : FULL_BUDGET;
-      if (until !== undefined)
-        next = restUntil(next, until, "upstream rate-limit budget spent; resting until it resets", now);
-    }
-    const tokens = outcome.tokens ?? (outcome.usage && outcome.usage.input + outcome.usage.output);
-    if (tokens !== undefined && tokens > 0) {
-      const { windows, rest } = countTokens(windowsOf(row), tokens, limitsOf(row, settings), now);
-      Object.assign(fields, {
-        minute_start: windows.minuteStart,
-        minute_requests: windows.minuteRequests,
-        minute_tokens: windows.minuteTokens,
-        day_start: windows.dayStart,
-        day_requests: windows.dayRequests,
-      });
-      if (rest) next = restUntil(next, rest.until, rest.reason, now);
-    }
-    return { condition: next, remaining };
-  }
-
-  /** Keys of one group share an account's limits: a rate limit or spent quota on one rests them all, until the same time. */
-  private async coolGroup(
-    tx: Db,
-    row: KeyRow,
-    until: number,
-    cls: FailureClass,
-    settings: PoolSettings,
-    now: number,
-    events: KeyEvent[],
-  ): Promise<void> {
-    const reason = `${cls} on key ${row.id} of group ${row.key_group}; resting with it`;
-    // Locked in id order, so two releases cooling one group wait for each other instead of deadlocking.
+  private async restGroup(tx: Db, row: KeyRow, rest: GroupRest, now: number, events: KeyEvent[]): Promise<void> {
+    // Locked in id order, so two releases resting one group wait for each other instead of deadlocking.
     const members =
-      (await tx`SELECT * FROM keypool_keys WHERE pool = ${row.pool} AND key_group = ${row.key_group} AND id <> ${row.id}
-                              ORDER BY id FOR UPDATE`) as KeyRow[];
+      (await tx`SELECT * FROM keypool_keys WHERE pool = ${row.pool} AND key_group = ${rest.group} AND id <> ${row.id}
+                ORDER BY id FOR UPDATE`) as KeyRow[];
     for (const member of members) {
-      const rested = restUntil(conditionOf(member), until, reason, now);
-      if (rested.readyAt !== member.ready_at)
-        await this.writeCondition(tx, member, rested, member.rank, settings, { cls, always: true }, events);
+      const planned = planGroupRest({ condition: conditionOf(member) }, rest, now);
+      if (!planned) continue;
+      const { health, reason, readyAt } = planned.condition;
+      await this.write(tx, row.pool, member.id, { health, reason, ready_at: readyAt });
+      events.push(eventOf(row.pool, member.id, planned.event, now));
     }
   }
 
@@ -716,37 +693,28 @@ export class PostgresStore implements PoolStore {
       const row = await this.lockKey(tx, pool, id);
       if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
       if (result.token !== undefined && result.token !== this.vault.reveal(row.token)) return;
-      const failuresToDead = settings.failuresToDead ?? this.failuresToDead;
-      const verdict = afterCheck(
-        conditionOf(row),
-        result,
-        row.consecutive_failures,
-        { ...settings, failuresToDead },
-        now,
+      const facts = factsOf(row, settings);
+      const plan = await this.decide(tx, settings, now, (ctx) =>
+        planCheck(facts, result, settings, ctx, this.failuresToDead),
       );
-      const failure = result.ok
-        ? undefined
-        : classifyFailure({ status: result.status, error: result.status === undefined ? result.reason : undefined });
-      const events: KeyEvent[] = [];
-      await this.writeCondition(tx, row, verdict.condition, row.rank, settings, { cls: failure ?? null }, events);
       const fields: Fields = {
+        ...conditionFields(plan),
         last_check: now,
         last_check_ok: result.ok,
         last_check_status: result.status ?? null,
         last_check_latency_ms: Math.round(result.latencyMs),
         last_check_reason: result.reason,
-        consecutive_failures: verdict.consecutiveFailures,
-        next_check_at: nextCheckAt(verdict.condition.health, row.expires_at, settings, now, this.random),
+        consecutive_failures: plan.consecutiveFailures,
+        next_check_at: plan.nextCheckAt,
       };
-      // A probe that revives a key is a success like any other: its ladder starts over.
-      if (result.ok && awaitsRevival(row.health))
+      if (plan.ladder)
         Object.assign(fields, {
-          fail_class: CLEAN_LADDER.failClass,
-          rung: CLEAN_LADDER.rung,
-          fail_until: CLEAN_LADDER.failUntil,
+          fail_class: plan.ladder.failClass,
+          rung: plan.ladder.rung,
+          fail_until: plan.ladder.failUntil,
         });
       await this.write(tx, pool, id, fields);
-      await this.logEvents(tx, events);
+      if (plan.event) await this.logEvents(tx, [eventOf(pool, id, plan.event, now)]);
     });
   }
 
@@ -799,20 +767,13 @@ export class PostgresStore implements PoolStore {
       // A lapsed lock may have passed to someone else, and a synced tokens file clears it: either way, not ours to write.
       if (!row || row.refresh_owner !== owner) return false;
       const now = this.clock.now();
-      const events: KeyEvent[] = [];
       const fields: Fields = { refresh_owner: null, refresh_lock_until: 0 };
+      let event: PlannedEvent | undefined;
       if (result.status === "refreshed") {
         const settings = this.settingsOf(pool);
-        await this.writeCondition(
-          tx,
-          row,
-          { health: "unknown", reason: "token refreshed", readyAt: row.ready_at },
-          row.rank,
-          settings,
-          { cls: null },
-          events,
-        );
-        Object.assign(fields, {
+        const plan = await this.decide(tx, settings, now, (ctx) => planRefreshed(factsOf(row, settings), ctx));
+        event = plan.event;
+        Object.assign(fields, conditionFields(plan), {
           token: this.vault.seal(result.token),
           refresh_token: result.refreshToken === undefined ? row.refresh_token : this.vault.seal(result.refreshToken),
           expires_at: result.expiresAt ?? null,
@@ -820,44 +781,16 @@ export class PostgresStore implements PoolStore {
         });
       } else if (result.status === "failed") {
         const settings = this.settingsOf(pool);
-        // readyAt 0: out until a probe succeeds, never a timed quarantine that would lapse back into rotation.
-        const condition = { health: "quarantined" as const, reason: result.reason, readyAt: 0 };
-        await this.writeCondition(tx, row, condition, row.rank, settings, { cls: null }, events);
-        fields.next_check_at = nextCheckAt(condition.health, row.expires_at, settings, now, this.random);
+        const plan = await this.decide(tx, settings, now, (ctx) =>
+          planRefreshFailed(factsOf(row, settings), result.reason, settings, ctx),
+        );
+        event = plan.event;
+        Object.assign(fields, conditionFields(plan), { next_check_at: plan.nextCheckAt });
       }
       await this.write(tx, pool, id, fields);
-      await this.logEvents(tx, events);
+      if (event) await this.logEvents(tx, [eventOf(pool, id, event, now)]);
       return true;
     });
-  }
-
-  /**
-   * Writes a key's condition; a key coming back into rotation re-enters the order as a new key would.
-   * A change of state is added to `events` (`always`: even without one).
-   */
-  private async writeCondition(
-    tx: Db,
-    row: KeyRow,
-    condition: KeyCondition,
-    rank: number,
-    settings: PoolSettings,
-    event: { cls: FailureClass | null; always?: boolean },
-    events: KeyEvent[],
-  ): Promise<void> {
-    const takeable = isTakeable(condition);
-    const newRank =
-      takeable && !row.takeable ? initialRank(settings.rotation, await this.rankContext(tx, row.pool, settings)) : rank;
-    await this.write(tx, row.pool, row.id, {
-      health: condition.health,
-      reason: condition.reason,
-      ready_at: condition.readyAt,
-      takeable,
-      rank: newRank,
-    });
-    const now = this.clock.now();
-    const from = stateOf(conditionOf(row), now);
-    if (event.always || from !== stateOf(condition, now))
-      events.push(eventOf(row.pool, row.id, from, condition, event.cls, now));
   }
 
   // ---- reading -------------------------------------------------------------------------------
@@ -999,14 +932,14 @@ export class PostgresStore implements PoolStore {
           max_concurrency: limits.maxConcurrency ?? settings.maxConcurrency ?? null,
         });
       }
-      await this.write(tx, pool, id, fields);
-      const events: KeyEvent[] = [];
       if (changes.enabled !== undefined) {
-        const next = setDisabled(conditionOf(row), !changes.enabled);
-        if (next.health !== row.health)
-          await this.writeCondition(tx, row, next, row.rank, settings, { cls: null }, events);
+        const now = this.clock.now();
+        const facts = factsOf(row, settings);
+        const plan = await this.decide(tx, settings, now, (ctx) => planEnabled(facts, changes.enabled!, ctx));
+        if (plan) Object.assign(fields, conditionFields(plan));
+        if (plan?.event) await this.logEvents(tx, [eventOf(pool, id, plan.event, now)]);
       }
-      await this.logEvents(tx, events);
+      await this.write(tx, pool, id, fields);
       return this.recordOf((await this.lockKey(tx, pool, id))!, this.clock.now());
     });
   }
@@ -1089,15 +1022,17 @@ export class PostgresStore implements PoolStore {
     );
   }
 
-  /** One UPDATE of the given columns (names from this file, never from input). */
-  private async write(tx: Db, pool: string, id: string, fields: Fields): Promise<void> {
+  /** One UPDATE of the given columns (names from this file, never from input); the row as written. */
+  private async write(tx: Db, pool: string, id: string, fields: Fields): Promise<VersionedRow | undefined> {
     const columns = Object.keys(fields);
-    if (columns.length === 0) return;
+    if (columns.length === 0) return undefined;
     const sets = columns.map((c, i) => `${c} = $${i + 1}`).join(", ");
-    await tx.unsafe(
-      `UPDATE keypool_keys SET ${sets} WHERE pool = $${columns.length + 1} AND id = $${columns.length + 2}`,
+    const [row] = (await tx.unsafe(
+      `UPDATE keypool_keys SET ${sets} WHERE pool = $${columns.length + 1} AND id = $${columns.length + 2}
+       RETURNING *, xmin::text AS row_version`,
       [...Object.values(fields), pool, id],
-    );
+    )) as VersionedRow[];
+    return row;
   }
 
   /** Appends transitions and prunes the log back to MAX_EVENTS rows. */
@@ -1115,6 +1050,30 @@ export class PostgresStore implements PoolStore {
     }));
     await tx`WITH added AS (INSERT INTO keypool_events ${tx(rows)} RETURNING seq)
              DELETE FROM keypool_events WHERE seq <= (SELECT max(seq) FROM added) - ${MAX_EVENTS}`;
+  }
+
+  /**
+   * Runs a planner. Where a key re-enters the rotation it asks for initialRank, which may cost a read
+   * of the pool's order: only then is the order read and the (pure) planner run again with it.
+   */
+  private async decide<T>(db: Db, settings: PoolSettings, now: number, plan: (ctx: DecisionContext) => T): Promise<T> {
+    let asked = false;
+    const first = plan({
+      now,
+      random: this.random,
+      initialRank: () => {
+        asked = true;
+        return 0;
+      },
+    });
+    if (!asked) return first;
+    const order = await this.rankContext(db, settings.name, settings);
+    return plan({ now, random: this.random, initialRank: () => initialRank(settings.rotation, order) });
+  }
+
+  /** Opens a transaction unless `db` is one already. */
+  private inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> {
+    return db === this.sql ? (this.sql.begin((tx) => fn(tx)) as Promise<T>) : fn(db);
   }
 
   private async rankContext(db: Db, pool: string, settings: PoolSettings): Promise<RankContext> {
@@ -1200,20 +1159,8 @@ function limitFields(limits: ReturnType<typeof overridesOf>): Fields {
   };
 }
 
-function eventOf(
-  pool: string,
-  id: string,
-  from: KeyState,
-  to: KeyCondition,
-  cls: FailureClass | null,
-  now: number,
-): KeyEvent {
-  return { at: now, pool, key: id, from, to: stateOf(to, now), class: cls, reason: to.reason, until: untilOf(to, now) };
-}
-
-/** What the upstream said a request used, at the configured price of the model it named. */
-function usageCost(settings: PoolSettings, outcome: Outcome): number {
-  return outcome.usage ? costMicros(settings.prices, outcome.model, outcome.usage) : 0;
+function unknownLease(lease: string): DomainError {
+  return new DomainError("UNKNOWN_LEASE", `lease "${lease}" is unknown or has expired; take a new key`);
 }
 
 /** Applies the schema steps this database lacks, under a lock: instances starting at once migrate one after another. */
@@ -1236,4 +1183,48 @@ async function migrateSchema(tx: Db): Promise<void> {
 
 function conditionOf(row: KeyRow): KeyCondition {
   return { health: row.health, reason: row.reason, readyAt: row.ready_at };
+}
+
+const NOT_RESTING: KeyCondition = { health: "live", reason: null, readyAt: 0 };
+
+/** What every statement of one take shares: its lease, and what the rotation and the rest after a take make of it. */
+class TakeAttempt {
+  readonly expiresAt: number;
+  /** random's new rank for the taken key. */
+  private readonly rank: number;
+  /** afterTake's rest, as the take statement applies it to the row's own (see takeSql). */
+  private readonly restFloor: number;
+  private readonly restReason: string | null;
+
+  constructor(
+    readonly settings: PoolSettings,
+    readonly now: number,
+    readonly exclude: string[],
+    readonly leaseId: string,
+    random: () => number,
+  ) {
+    this.expiresAt = now + settings.leaseTtlSec * 1000;
+    this.rank = settings.rotation === "random" ? random() : 0;
+    const rested = afterTake(NOT_RESTING, settings, now);
+    this.restFloor = rested === NOT_RESTING ? 0 : rested.readyAt;
+    this.restReason = rested === NOT_RESTING ? null : rested.reason;
+  }
+
+  /** takeSql's parameters, walking from `from`. */
+  params(from: number | string[]): unknown[] {
+    const s = this.settings;
+    return [
+      s.name,
+      this.now,
+      from,
+      this.exclude,
+      this.leaseId,
+      this.expiresAt,
+      this.restFloor,
+      this.restReason,
+      this.rank,
+      s.rpm ?? null,
+      s.dailyRequests ?? null,
+    ];
+  }
 }

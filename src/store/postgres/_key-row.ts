@@ -1,0 +1,66 @@
+import type { KeyHealth } from "../../pool/key-state";
+import type { ConditionPlan } from "../../pool/plan-check";
+import type { PlannedEvent } from "../../pool/key-facts";
+import type { AdminColumns, PolicyColumns } from "../key-columns";
+import type { KeyEvent } from "../types";
+
+export interface KeyRow extends PolicyColumns, AdminColumns {
+  pool: string;
+  id: string;
+  token: string;
+  weight: number;
+  health: KeyHealth;
+  reason: string | null;
+  ready_at: number;
+  takeable: boolean;
+  rank: number;
+  max_concurrency: number | null;
+  in_flight: number;
+  last_used: number | null;
+  last_check: number | null;
+  requests: number;
+  errors: number;
+  last_check_status: number | null;
+  last_check_latency_ms: number | null;
+  consecutive_failures: number;
+  source_token: string | null;
+  source_refresh_token: string | null;
+  refresh_token: string | null;
+  expires_at: number | null;
+  next_check_at: number;
+  refresh_owner: string | null;
+  refresh_lock_until: number;
+}
+
+/** A row as a locking read returns it, with its version: the row's xmin, which every write to it changes. */
+export interface VersionedRow extends KeyRow {
+  row_version: string;
+}
+
+export type Fields = Record<string, string | number | boolean | null>;
+
+/** The columns a planned condition writes. */
+export function conditionFields(plan: Pick<ConditionPlan, "condition" | "takeable" | "rank">): Fields {
+  return {
+    health: plan.condition.health,
+    reason: plan.condition.reason,
+    ready_at: plan.condition.readyAt,
+    takeable: plan.takeable,
+    rank: plan.rank,
+  };
+}
+
+export function eventOf(pool: string, key: string, event: PlannedEvent, at: number): KeyEvent {
+  return { at, pool, key, ...event };
+}
+
+/** Statement parameters, numbered in the order they are added. */
+export class Params {
+  readonly values: unknown[] = [];
+
+  /** The placeholder of a new parameter, cast to `type` where PostgreSQL cannot infer it. */
+  add(value: unknown, type?: string): string {
+    this.values.push(value);
+    return type ? `$${this.values.length}::${type}` : `$${this.values.length}`;
+  }
+}

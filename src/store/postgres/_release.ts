@@ -1,0 +1,99 @@
+import type { Outcome } from "../../pool/key-state";
+import type { ReleasePlan } from "../../pool/plan-release";
+import { fullAt } from "../../pool/rate-limit-headers";
+import { MAX_EVENTS } from "../event-log";
+import { windowsOf } from "../key-columns";
+import type { UsageEntry } from "../usage-entry";
+import { type Fields, type KeyRow, Params, conditionFields } from "./_key-row";
+import type { PostgresSessions } from "./_sessions";
+import type { PostgresUsageLedger } from "./_usage-ledger";
+
+/** The key columns a planned release writes, all of them every time (one statement text per variant). */
+export function releaseFields(row: KeyRow, plan: ReleasePlan, now: number): Fields {
+  const windows = plan.windows ?? windowsOf(row);
+  const budget = plan.budget;
+  return {
+    ...conditionFields(plan),
+    in_flight: plan.inFlight,
+    last_used: now,
+    errors: row.errors + (plan.penalised ? 1 : 0),
+    fail_class: plan.ladder.failClass,
+    rung: plan.ladder.rung,
+    fail_until: plan.ladder.failUntil,
+    remaining_requests: budget?.requests ?? row.remaining_requests,
+    remaining_tokens: budget?.tokens ?? row.remaining_tokens,
+    remaining_reset_at: (budget && fullAt(budget)) ?? row.remaining_reset_at,
+    minute_start: windows.minuteStart,
+    minute_requests: windows.minuteRequests,
+    minute_tokens: windows.minuteTokens,
+    day_start: windows.dayStart,
+    day_requests: windows.dayRequests,
+    next_check_at:
+      plan.reviveCheckAt === undefined ? row.next_check_at : Math.min(row.next_check_at, plan.reviveCheckAt),
+  };
+}
+
+export interface GuardedRelease {
+  lease: string;
+  /** The row the plan was made from: the release is written only if the key's row is still this version. */
+  row: KeyRow & { row_version: string };
+  plan: ReleasePlan;
+  outcome: Outcome;
+  entry: UsageEntry;
+  now: number;
+}
+
+/** What the guarded release answers: whether it gave the lease back, and the key's row as it is now. */
+export interface GuardedAnswer extends KeyRow {
+  given: boolean;
+  /** Whether the lease existed when the statement began. */
+  leased: boolean;
+  row_version: string;
+}
+
+/**
+ * A release in one statement, without a transaction around it: give the lease back, write the plan,
+ * count the usage, add to the session's totals and log the event — if the key's row is still the
+ * version the plan was made from. Otherwise nothing is written and the statement returns the row as
+ * it is now, locked while the statement ran, for the store to plan again (optimistic concurrency: a
+ * plan is never written over facts it did not see).
+ */
+export function guardedReleaseSql(
+  release: GuardedRelease,
+  ledger: PostgresUsageLedger,
+  sessions: PostgresSessions,
+): { text: string; values: unknown[] } {
+  const { row, plan, outcome, now } = release;
+  const params = new Params();
+  const pool = params.add(row.pool, "text");
+  const id = params.add(row.id, "text");
+  const lease = params.add(release.lease, "text");
+  const sets = Object.entries(releaseFields(row, plan, now))
+    .map(([column, value]) => `${column} = ${params.add(value)}`)
+    .join(", ");
+  const steps = [
+    `cur AS (SELECT k.*, k.xmin::text AS row_version FROM keypool_keys k
+       WHERE k.pool = ${pool} AND k.id = ${id} FOR UPDATE)`,
+    `given AS (DELETE FROM keypool_leases WHERE lease = ${lease} AND pool = ${pool} AND key_id = ${id}
+       AND EXISTS (SELECT 1 FROM cur WHERE row_version = ${params.add(row.row_version, "text")}) RETURNING lease)`,
+    `updated AS (UPDATE keypool_keys k SET ${sets} FROM given WHERE k.pool = ${pool} AND k.id = ${id} RETURNING 1)`,
+    `counted AS (${ledger.upsert("given", params, row.pool, row.id, release.entry, now)})`,
+  ];
+  if (outcome.session !== undefined)
+    steps.push(`session AS (${sessions.addUsage("given", params, row.pool, outcome.session, outcome.usage)})`);
+  if (plan.event) {
+    const e = plan.event;
+    steps.push(
+      `logged AS (INSERT INTO keypool_events (at, pool, key_id, from_state, to_state, class, reason, until)
+         SELECT ${params.add(now, "float8")}, ${pool}, ${id}, ${params.add(e.from, "text")},
+           ${params.add(e.to, "text")}, ${params.add(e.class, "text")}, ${params.add(e.reason, "text")}, ${params.add(e.until, "float8")} FROM given
+         RETURNING seq)`,
+      `pruned AS (DELETE FROM keypool_events WHERE seq <= (SELECT max(seq) FROM logged) - ${MAX_EVENTS})`,
+    );
+  }
+  const text = `WITH ${steps.join(",\n")}
+SELECT EXISTS (SELECT 1 FROM given) AS given,
+  EXISTS (SELECT 1 FROM keypool_leases WHERE lease = ${lease}) AS leased, cur.*
+FROM cur`;
+  return { text, values: params.values };
+}

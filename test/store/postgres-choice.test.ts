@@ -1,0 +1,132 @@
+import { SQL } from "bun";
+import { describe, expect, it } from "bun:test";
+import { type Candidate, chooseKey } from "../../src/pool/choose-key";
+import { ManualClock } from "../../src/pool/clock";
+import { DomainError } from "../../src/pool/errors";
+import { LOWEST_RANK } from "../../src/pool/rotation";
+import { PostgresStore } from "../../src/store/postgres/postgres-store";
+import { POSTGRES_URL, announceSkip, freshSchema } from "../helpers/postgres";
+import { keys, seededRandom, settings } from "./contract/_harness";
+
+announceSkip("test/store/postgres-choice.test.ts");
+
+// Ids whose order differs between byte order and the usual collations (case, punctuation, accents).
+const IDS = ["a", "B", "b", "_x", "A1", "a-2", "Z", "é", "a b", "k10", "k9"];
+// Few ranks, so that ties are common.
+const RANKS = [0, 0.25, 0.5, 0.5, 0.75, 1];
+
+interface Trial {
+  pool: "lru" | "random";
+  start: number;
+  keys: Array<Candidate & { health: string }>;
+  exclude: string[];
+  session?: { own: string; detour: string | null };
+}
+
+function trial(random: () => number, now: number): Trial {
+  const pick = <T>(items: readonly T[]) => items[Math.floor(random() * items.length)]!;
+  const ids = IDS.filter(() => random() < 0.5);
+  if (ids.length === 0) ids.push(pick(IDS));
+  const keys = ids.map((id) => {
+    const takeable = random() < 0.8;
+    const maxConcurrency = pick([null, null, 1, 2]);
+    return {
+      id,
+      rank: pick(RANKS),
+      takeable,
+      health: takeable ? pick(["live", "unknown"]) : pick(["dead", "disabled"]),
+      readyAt: pick([0, now - 1000, now, now + 1000]),
+      inFlight: pick([0, 0, 1, 2]),
+      maxConcurrency,
+    };
+  });
+  const pool = random() < 0.5 ? "lru" : "random";
+  const start = pool === "random" ? pick(RANKS) : LOWEST_RANK;
+  const exclude = ids.filter(() => random() < 0.15);
+  const session = random() < 0.3 ? { own: pick(ids), detour: random() < 0.5 ? pick(ids) : null } : undefined;
+  return { pool, start, keys, exclude, session };
+}
+
+/** The keys a session tries first, as the store's session lookup finds them (src/store/postgres/_sessions.ts). */
+function preferredOf(t: Trial): string[] {
+  if (!t.session) return [];
+  const own = t.keys.find((k) => k.id === t.session!.own);
+  const live = own && (own.health === "live" || own.health === "unknown");
+  return [live ? t.session.own : null, t.session.detour].filter((id): id is string => id !== null);
+}
+
+describe.skipIf(!POSTGRES_URL)("PostgresStore take", () => {
+  it("hands out the key chooseKey picks, over random pools", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    let start = 0;
+    // The random rotation's walk starts at random(): the trial's start.
+    const store = await PostgresStore.open({ url: schema.url, clock, random: () => start, maxConnections: 2 });
+    await using sql = new SQL(schema.url, { max: 1 });
+    try {
+      await store.syncPools([
+        { settings: settings({ name: "lru" }), keys: [] },
+        { settings: settings({ name: "random", rotation: "random" }), keys: [] },
+      ]);
+      const random = seededRandom(17);
+      const mismatches: unknown[] = [];
+      for (let i = 0; i < 400; i++) {
+        const now = clock.now();
+        const t = trial(random, now);
+        start = t.start;
+        await sql`DELETE FROM keypool_leases`;
+        await sql`DELETE FROM keypool_sessions`;
+        await sql`DELETE FROM keypool_keys`;
+        // Inserted in a random order, so that the table's own order cannot stand in for the tie rule.
+        const rows = t.keys
+          .map((k) => ({ k, order: random() }))
+          .sort((a, b) => a.order - b.order)
+          .map(({ k }) => ({
+            pool: t.pool,
+            id: k.id,
+            token: `sk-choice-${k.id}`,
+            health: k.health,
+            takeable: k.takeable,
+            rank: k.rank,
+            ready_at: k.readyAt,
+            in_flight: k.inFlight,
+            max_concurrency: k.maxConcurrency,
+          }));
+        await sql`INSERT INTO keypool_keys ${sql(rows)}`;
+        if (t.session)
+          await sql`INSERT INTO keypool_sessions (pool, session, key_id, detour_id, expires_at)
+                    VALUES (${t.pool}, 's', ${t.session.own}, ${t.session.detour}, ${now + 60_000})`;
+        const expected = chooseKey(t.keys, { now, start: t.start, exclude: t.exclude, preferred: preferredOf(t) });
+        let taken: string | null = null;
+        try {
+          taken = (await store.take(t.pool, { exclude: t.exclude, session: t.session ? "s" : undefined })).id;
+        } catch (error) {
+          if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
+        }
+        if (taken !== (expected?.id ?? null)) mismatches.push({ trial: i, ...t, expected: expected?.id, taken });
+        clock.advance(1);
+      }
+      expect(mismatches).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it("gives a key back its place in least_busy when its lease expires unreleased", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({ url: schema.url, clock, maxConnections: 2 });
+    try {
+      await store.syncPools([{ settings: settings({ rotation: "least_busy", leaseTtlSec: 60 }), keys: keys(2) }]);
+      const held = await store.take("default");
+      clock.advance(1);
+      const other = await store.take("default");
+      await store.release({ lease: other.lease }, { ok: true });
+      // `held` expires: its key has no lease in flight again and was used before the other one.
+      clock.advance(61_000);
+      expect((await store.take("default")).id).toBe(held.id);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -1,0 +1,95 @@
+import type { SQL } from "bun";
+import { describe, expect, it } from "bun:test";
+import { ManualClock } from "../../src/pool/clock";
+import { ROTATIONS } from "../../src/pool/vocabulary";
+import { PostgresStore } from "../../src/store/postgres/postgres-store";
+import { POSTGRES_URL, announceSkip, freshSchema } from "../helpers/postgres";
+import { keys, seededRandom, settings } from "./contract/_harness";
+
+announceSkip("test/store/postgres-round-trips.test.ts");
+
+/**
+ * Counts what the store sends: each statement is one round trip, and a transaction two more (BEGIN
+ * and COMMIT), whatever runs inside it.
+ */
+function counting(sql: SQL, counter: { trips: number }): SQL {
+  return new Proxy(sql, {
+    apply(target, self, args) {
+      counter.trips++;
+      return Reflect.apply(target as unknown as (...a: unknown[]) => unknown, self, args);
+    },
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property);
+      if (typeof value !== "function") return value;
+      if (property === "unsafe")
+        return (...args: unknown[]) => {
+          counter.trips++;
+          return value.apply(target, args);
+        };
+      if (property === "begin")
+        return (fn: (tx: SQL) => unknown) => {
+          counter.trips += 2;
+          return value.call(target, (tx: SQL) => fn(counting(tx, counter)));
+        };
+      return value.bind(target);
+    },
+  });
+}
+
+describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
+  for (const rotation of ROTATIONS) {
+    it(`takes and releases a key in at most two round trips (${rotation})`, async () => {
+      await using schema = await freshSchema();
+      const counter = { trips: 0 };
+      const clock = new ManualClock();
+      const store = await PostgresStore.open({
+        url: schema.url,
+        clock,
+        random: seededRandom(7),
+        maxConnections: 2,
+        wrapClient: (sql) => counting(sql, counter),
+      });
+      try {
+        await store.syncPools([{ settings: settings({ rotation }), keys: keys(4) }]);
+        // The first take of a second reclaims expired leases, and the first release of an hour folds
+        // old usage: both once in a while, not per request.
+        const first = await store.take("default");
+        await store.release({ lease: first.lease }, { ok: true });
+        const trips: number[] = [];
+        for (let i = 0; i < 8; i++) {
+          counter.trips = 0;
+          const lease = await store.take("default");
+          await store.release({ lease: lease.lease }, { ok: true, usage: { input: 10, output: 5 } });
+          trips.push(counter.trips);
+        }
+        expect(trips).toEqual(trips.map(() => 2));
+        const [status] = (await store.status("default")).filter((k) => k.id === first.id);
+        expect(status?.inFlight).toBe(0);
+      } finally {
+        await store.close();
+      }
+    });
+  }
+
+  it("plans a release again when another release changed the key meanwhile, and loses neither", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({ url: schema.url, clock, maxConnections: 2 });
+    try {
+      await store.syncPools([{ settings: settings({ maxConcurrency: 2 }), keys: keys(1) }]);
+      const a = await store.take("default");
+      const b = await store.take("default");
+      // a's release was planned from the row its take left, which b's take has changed since.
+      await store.release({ lease: a.lease }, { ok: false, status: 500 });
+      await store.release({ lease: b.lease }, { ok: true });
+      const [key] = await store.status("default");
+      expect({ inFlight: key?.inFlight, errors: key?.errors, requests: key?.requests }).toEqual({
+        inFlight: 0,
+        errors: 1,
+        requests: 2,
+      });
+    } finally {
+      await store.close();
+    }
+  });
+});
