@@ -32,7 +32,7 @@ const THROUGHPUT_TARGET = 0.9;
 const POOLCTL_TARGET = 1.0;
 const CPU_TARGET = 1.3;
 /** Added p99 allowed at each open-loop rate (req/s → ms). */
-const ADDED_P99_TARGET_MS: Record<number, number> = { 300: 1, 1_000: 3 };
+const ADDED_P99_TARGET_MS: Record<number, number> = { 300: 1, 1000: 3 };
 const MODES: Mode[] = ["json", "sse"];
 type Subject = "bare" | "gateway" | "gateway-stub" | "poolctl";
 /** The subjects of this run, in the order a round measures them; bare always first (the baseline). */
@@ -233,9 +233,12 @@ function targetCells(value: number, target: number | undefined, sense: "≥" | "
 async function smokeTest(urls: Partial<Record<Subject, string>>): Promise<void> {
   for (const mode of MODES) {
     for (const subject of SUBJECTS) {
-      const r = await closedLoop(chatCompletion(urls[subject]!, mode), { workers: 1, warmupMs: 0, durationMs: 50 });
-      if (r.errors > 0 || r.completed === 0)
-        throw new Error(`${subject} did not answer ${mode} requests correctly (see above)`);
+      // One request, however long it takes: on a loaded machine a first request can outlast a short window.
+      await chatCompletion(urls[subject]!, mode)
+        .send()
+        .catch((error: Error) => {
+          throw new Error(`${subject} did not answer a ${mode} request correctly: ${error.message}`);
+        });
     }
   }
 }
