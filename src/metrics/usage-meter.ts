@@ -64,6 +64,13 @@ function eventStreamMeter(): UsageMeter {
   let pending = "";
   const takeLines = (text: string) => {
     pending += text;
+    // Most events carry no usage: unless the text holds one, only the unfinished last line is kept,
+    // instead of cutting and trimming every line of every event.
+    if (!pending.includes('"usage"')) {
+      pending = pending.slice(pending.lastIndexOf("\n") + 1);
+      if (pending.length > MAX_SSE_LINE) pending = "";
+      return;
+    }
     let newline = pending.indexOf("\n");
     while (newline !== -1) {
       const line = pending.slice(0, newline).trim();
