@@ -20,6 +20,8 @@ export interface UsageMeter {
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
 /** An SSE line longer than this is skipped: a usage event is small. */
 const MAX_SSE_LINE = 1024 * 1024;
+const NEWLINE = 0x0a;
+const USAGE = Buffer.from('"usage"');
 
 /**
  * Reads token usage out of an LLM API response as it streams past, without holding it up.
@@ -80,8 +82,16 @@ function eventStreamMeter(): UsageMeter {
     }
     if (pending.length > MAX_SSE_LINE) pending = "";
   };
+  // Whether everything pushed so far ended at a line's end: nothing is then held back, in `pending` or
+  // in the decoder (a character cut between chunks).
+  let atLineEnd = true;
   return {
     push(chunk) {
+      // The usual chunk is whole events, none of them about usage: it is not even decoded.
+      const endsLine = chunk[chunk.length - 1] === NEWLINE;
+      if (atLineEnd && endsLine && Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).indexOf(USAGE) === -1)
+        return;
+      atLineEnd = endsLine;
       takeLines(decoder.decode(chunk, { stream: true }));
     },
     finish() {
