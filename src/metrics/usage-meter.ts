@@ -50,8 +50,13 @@ function jsonMeter(): UsageMeter {
     },
     finish() {
       if (size > MAX_JSON_BYTES) return undefined;
-      // Only the usage object is parsed, not the whole answer (which may be megabytes of embeddings).
-      const usage = usageObjectText(new TextDecoder().decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      // Only the usage object is parsed, not the whole answer (which may be megabytes of embeddings),
+      // and only the text from its key on is decoded.
+      const body =
+        chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, size) : Buffer.concat(chunks);
+      const key = body.lastIndexOf(USAGE);
+      if (key === -1) return undefined;
+      const usage = usageObjectText(body.toString("utf8", key));
       if (usage === undefined) return undefined;
       const tally = new Tally();
       tally.addFromText(`{"usage":${usage}}`);
