@@ -199,6 +199,12 @@ function throughputRows(mode: Mode, f: ThroughputFigures): string[][] {
       const cells = [String(cpu.bare), String(cpu[s]), times(r)];
       rows.push([`${mode} CPU µs/request ${s}`, ...cells, ...targetCells(r, target, "≤")]);
     }
+    // Where the gateway's extra CPU goes: its own code (stub less bare), the store (real less stub).
+    if (cpu["gateway-stub"] !== undefined) {
+      const own = cpu["gateway-stub"] - cpu.bare!;
+      const store = cpu.gateway! - cpu["gateway-stub"];
+      rows.push([`${mode} CPU µs: gateway code / store`, "", `${own} / ${store}`, "", "", ""]);
+    }
   }
   return rows;
 }
