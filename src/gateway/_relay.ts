@@ -47,13 +47,11 @@ export function relayBody(upstream: ReadableStream<Uint8Array>, hooks: RelayHook
         if (chunk.done) break;
         if (ended) return;
         hooks.onChunk?.(chunk.value);
-        const written = controller.write(chunk.value);
-        if ((typeof written === "number" ? written : await written) === 0 && chunk.value.length > 0) {
+        const ok = sent(controller, chunk.value);
+        if (!(typeof ok === "boolean" ? ok : await ok)) {
           clientGone();
           return;
         }
-        const flushed = controller.flush();
-        if (typeof flushed !== "number") await flushed;
       }
       end(() => hooks.onComplete());
       controller.close();
@@ -62,4 +60,30 @@ export function relayBody(upstream: ReadableStream<Uint8Array>, hooks: RelayHook
       clientGone();
     },
   });
+}
+
+/**
+ * Writes and flushes one chunk; false once the client is gone. A promise only while the client's buffer
+ * is full: the usual chunk goes out without one.
+ */
+function sent(controller: ReadableStreamDirectController, chunk: Uint8Array): boolean | Promise<boolean> {
+  try {
+    const written = controller.write(chunk);
+    if (typeof written !== "number") return written.then((n) => n > 0 && flushed(controller), notSent);
+    return (written > 0 || chunk.length === 0) && flushed(controller);
+  } catch {
+    return false;
+  }
+}
+
+const notSent = () => false;
+
+function flushed(controller: ReadableStreamDirectController): boolean | Promise<boolean> {
+  const pending = controller.flush();
+  return typeof pending === "number"
+    ? true
+    : pending.then(
+        () => true,
+        () => false,
+      );
 }
