@@ -20,12 +20,11 @@ import { createMetrics } from "../src/metrics/metrics";
 import { systemClock } from "../src/pool/clock";
 import type { Lease, PoolStore, ReleaseResult } from "../src/store/types";
 import { startBenchGateway, writeBenchGatewayConfig } from "./_gateway-daemon";
+import { benchTokenLines } from "./_gateway-tokens";
 import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
 const SERVER_KINDS = ["upstream", "bare", "gateway", "gateway-stub"];
 
-/** Enough keys that rotation does real work, few enough that every one is hot in the store. */
-const POOL_KEYS = 20;
 /** The single token the bare passthrough injects; the gateway injects one of its pool's. */
 const BARE_TOKEN = "sk-bench-bare";
 const SSE_EVENTS = 10;
@@ -112,13 +111,9 @@ function startBare(upstreamUrl: string): ServedTarget {
   return { url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
 }
 
-function benchTokens(): string[] {
-  return Array.from({ length: POOL_KEYS }, (_, i) => `k${String(i).padStart(2, "0")},sk-bench-${i}`);
-}
-
 // The real daemon, configured as `keypool proxy` would run it.
 async function startGateway(upstreamUrl: string, stateDir: string): Promise<ServedTarget> {
-  const tokens = benchTokens();
+  const tokens = benchTokenLines();
   const settings = ["rotation: lru"];
   const gateway = await startBenchGateway({ upstreamUrl, stateDir, tokens, settings, logger: silentLogger });
   return { url: gateway.gatewayUrl, stop: gateway.stop };
@@ -147,7 +142,7 @@ function stubStore(tokens: string[]): PoolStore {
 }
 
 function startGatewayOverStub(upstreamUrl: string, stateDir: string): ServedTarget {
-  const tokens = benchTokens();
+  const tokens = benchTokenLines();
   const config = loadConfig(writeBenchGatewayConfig({ upstreamUrl, stateDir, tokens, settings: ["rotation: lru"] }));
   const store = stubStore(tokens);
   const clock = systemClock;

@@ -21,6 +21,7 @@ import { mkdirSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { type Mode, chatCompletion } from "./_gateway-load";
+import { benchTokenLines } from "./_gateway-tokens";
 import { closedLoop, openLoop } from "./_load";
 import { poolctlAvailable, startPoolctl } from "./_poolctl";
 import { type ServerProcess, cpuMsOf, cpuProfileArgs } from "./_process";
@@ -37,8 +38,6 @@ const MODES: Mode[] = ["json", "sse"];
 type Subject = "bare" | "gateway" | "gateway-stub" | "poolctl";
 /** The subjects of this run, in the order a round measures them; bare always first (the baseline). */
 const SUBJECTS: Subject[] = ["bare", "gateway"];
-/** The same number of keys as bench/_gateway-server.ts gives the gateway. */
-const POOL_KEYS = 20;
 const SERVER_SCRIPT = new URL("./_gateway-server.ts", import.meta.url).pathname;
 
 const { quick, only, profileDir, flags } = parseBenchArgs(process.argv.slice(2), {
@@ -324,7 +323,7 @@ async function main(run: BenchRun): Promise<void> {
     SUBJECTS.push("gateway-stub");
   }
   if (poolctlAvailable()) {
-    const tokens = Array.from({ length: POOL_KEYS }, (_, i) => `k${String(i).padStart(2, "0")},sk-bench-${i}`);
+    const tokens = benchTokenLines();
     processes.poolctl = run.adopt(await startPoolctl(stateDirOf("poolctl"), { tokens, upstreamUrl: upstream.url }));
     SUBJECTS.push("poolctl");
   }
