@@ -25,7 +25,8 @@ export interface BenchGateway {
   stop(): Promise<void>;
 }
 
-export async function startBenchGateway(options: BenchGatewayOptions): Promise<BenchGateway> {
+/** Writes the tokens file and the YAML a benchmark's daemon runs from; returns the YAML's path. */
+export function writeBenchGatewayConfig(options: Omit<BenchGatewayOptions, "logger">): string {
   writeFileSync(join(options.stateDir, "tokens.txt"), `${options.tokens.join("\n")}\n`);
   const yaml = [
     "state_file: state.sqlite",
@@ -38,10 +39,15 @@ export async function startBenchGateway(options: BenchGatewayOptions): Promise<B
   ].join("\n");
   const configPath = join(options.stateDir, "keypool.yaml");
   writeFileSync(configPath, yaml);
+  return configPath;
+}
+
+export async function startBenchGateway(options: BenchGatewayOptions): Promise<BenchGateway> {
+  const configPath = writeBenchGatewayConfig(options);
   const logger = options.logger ?? createLogger({ level: "info", format: "json", write: () => {} });
   const daemon = await createDaemon(loadConfig(configPath), { gateway: "all", logger, autoCheck: false });
   await daemon.start();
   const gatewayUrl = Object.values(daemon.gatewayUrls)[0];
-  if (!gatewayUrl) throw new Error(`the daemon started no gateway listener; config was:\n${yaml}`);
+  if (!gatewayUrl) throw new Error(`the daemon started no gateway listener; config was in ${configPath}`);
   return { gatewayUrl, apiUrl: daemon.url, stop: () => daemon.stop() };
 }

@@ -4,17 +4,27 @@
  *   bun bench/_gateway-server.ts upstream
  *   bun bench/_gateway-server.ts bare    <upstream-url>
  *   bun bench/_gateway-server.ts gateway <upstream-url> [state-dir]
+ *   bun bench/_gateway-server.ts gateway-stub <upstream-url> [state-dir]
+ *
+ * `gateway-stub` is for `--breakdown`: the daemon's gateway listener, wired as the daemon wires it
+ * (metrics, take queue, routes from the same YAML), over a store that does nothing, so what it costs
+ * beyond bare is the gateway code's own cost, apart from the store's.
  *
  * Speaks the contract in `_process.ts`: its URL on the first line of stdout, then serves until stopped.
  */
+import { TakeQueue } from "../src/broker/take-queue";
+import { loadConfig } from "../src/config/load";
+import { startGatewayListeners } from "../src/daemon/gateway-listeners";
 import { silentLogger } from "../src/log";
-import { startBenchGateway } from "./_gateway-daemon";
+import { createMetrics } from "../src/metrics/metrics";
+import { systemClock } from "../src/pool/clock";
+import type { Lease, PoolStore, ReleaseResult } from "../src/store/types";
+import { startBenchGateway, writeBenchGatewayConfig } from "./_gateway-daemon";
+import { benchTokenLines } from "./_gateway-tokens";
 import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
-const SERVER_KINDS = ["upstream", "bare", "gateway"];
+const SERVER_KINDS = ["upstream", "bare", "gateway", "gateway-stub"];
 
-/** Enough keys that rotation does real work, few enough that every one is hot in the store. */
-const POOL_KEYS = 20;
 /** The single token the bare passthrough injects; the gateway injects one of its pool's. */
 const BARE_TOKEN = "sk-bench-bare";
 const SSE_EVENTS = 10;
@@ -103,27 +113,66 @@ function startBare(upstreamUrl: string): ServedTarget {
 
 // The real daemon, configured as `keypool proxy` would run it.
 async function startGateway(upstreamUrl: string, stateDir: string): Promise<ServedTarget> {
-  const tokens = Array.from({ length: POOL_KEYS }, (_, i) => `k${String(i).padStart(2, "0")},sk-bench-${i}`);
+  const tokens = benchTokenLines();
   const settings = ["rotation: lru"];
   const gateway = await startBenchGateway({ upstreamUrl, stateDir, tokens, settings, logger: silentLogger });
   return { url: gateway.gatewayUrl, stop: gateway.stop };
+}
+
+// Only what the gateway calls on its hot path; leases rotate over the pool's keys as an LRU pick would.
+function stubStore(tokens: string[]): PoolStore {
+  const keys = tokens.map((line) => line.split(","));
+  let leases = 0;
+  const stub = {
+    take: async (pool: string): Promise<Lease> => {
+      const [id, token] = keys[leases % keys.length]!;
+      const now = Date.now();
+      return {
+        lease: `ls_${(++leases).toString(16)}`,
+        pool,
+        id: id!,
+        token: token!,
+        takenAt: now,
+        expiresAt: now + 300_000,
+      };
+    },
+    release: async (): Promise<ReleaseResult> => ({ pool: "default", id: keys[0]![0]!, state: "live", reason: null }),
+  };
+  return stub as unknown as PoolStore;
+}
+
+function startGatewayOverStub(upstreamUrl: string, stateDir: string): ServedTarget {
+  const tokens = benchTokenLines();
+  const config = loadConfig(writeBenchGatewayConfig({ upstreamUrl, stateDir, tokens, settings: ["rotation: lru"] }));
+  const store = stubStore(tokens);
+  const clock = systemClock;
+  const listeners = startGatewayListeners(config, "all", {
+    store,
+    clock,
+    logger: silentLogger,
+    metrics: createMetrics({ store, clock }),
+    keys: new TakeQueue({ store, clock }),
+  });
+  return { url: Object.values(listeners.urls)[0]!, stop: () => listeners.stop() };
 }
 
 async function main(): Promise<void> {
   const [kind, upstreamUrl, givenDir] = process.argv.slice(2);
   if (!SERVER_KINDS.includes(kind ?? "") || (kind !== "upstream" && !upstreamUrl)) {
     console.error(
-      "usage: bun bench/_gateway-server.ts upstream | bare <upstream-url> | gateway <upstream-url> [state-dir]",
+      "usage: bun bench/_gateway-server.ts upstream | bare <upstream-url> | gateway|gateway-stub <upstream-url> [state-dir]",
     );
     process.exit(2);
   }
-  const stateDir = childStateDir(givenDir, kind === "gateway", "keypool-bench-gateway-");
+  const stateDir = childStateDir(givenDir, kind!.startsWith("gateway"), "keypool-bench-gateway-");
   const target =
     kind === "upstream"
       ? startUpstream()
       : kind === "bare"
         ? startBare(upstreamUrl!)
-        : await startGateway(upstreamUrl!, stateDir.path);
+        : kind === "gateway-stub"
+          ? startGatewayOverStub(upstreamUrl!, stateDir.path)
+          : await startGateway(upstreamUrl!, stateDir.path);
   await serveUntilStopped(target, stateDir.remove);
 }
 

@@ -295,9 +295,10 @@ export function createGateway(deps: GatewayDeps) {
       }
 
       const { response } = result;
-      const outcome = await outcomeOf(response, target, clock.now());
+      const rateLimits = hasRateLimitHeaders(response.headers);
+      const outcome = await outcomeOf(response, target, clock.now(), rateLimits);
       metrics.observeUpstream(lease.pool, "first_byte", result.firstByteSec);
-      metrics.recordRateLimits(lease.pool, lease.id, response.headers);
+      if (rateLimits) metrics.recordRateLimits(lease.pool, lease.id, response.headers);
       if (!outcome.ok && target.upstream.retryOn.includes(response.status)) {
         await keys.release({ lease: lease.lease }, outcome);
         metrics.recordRequest(lease.pool, lease.id, outcome);
@@ -504,9 +505,9 @@ async function attemptOnce(
  * long costs the key nothing). Rate-limit headers are read on every answer, so a key whose budget is
  * spent rests before it ever gets a 429.
  */
-async function outcomeOf(response: Response, route: GatewayTarget, now: number): Promise<Outcome> {
+async function outcomeOf(response: Response, route: GatewayTarget, now: number, rateLimits: boolean): Promise<Outcome> {
   const status = response.status;
-  const budget = parseRateLimitHeaders(response.headers, now);
+  const budget = rateLimits ? parseRateLimitHeaders(response.headers, now) : undefined;
   if (status < 400) return { ok: true, status, budget };
   const retryable = route.upstream.retryOn.includes(status);
   // Only an answer that may be retried was buffered; one streamed to the client is judged by its status.
@@ -520,6 +521,15 @@ async function outcomeOf(response: Response, route: GatewayTarget, now: number):
     retryAfterMs: retryAfterMs(response.headers, now),
     minRestMs: floor || undefined,
   };
+}
+
+/**
+ * Whether any header name speaks of rate limits. The budget parser and the metrics each look up a
+ * dozen names; one pass over the names first spares both on answers from upstreams that send none.
+ */
+function hasRateLimitHeaders(headers: Headers): boolean {
+  for (const name of headers.keys()) if (name.includes("ratelimit")) return true;
+  return false;
 }
 
 function withKeypoolHeaders(response: Response, keyId: string, attempts: number): Response {

@@ -95,7 +95,7 @@ export function modelIn(json: Record<string, unknown> | undefined): string | und
 export function jsonBodyOf(body: Uint8Array | undefined): Record<string, unknown> | undefined {
   if (!body || body.length === 0 || firstNonSpace(body) !== OPEN_BRACE) return undefined;
   try {
-    const parsed: unknown = JSON.parse(new TextDecoder().decode(body));
+    const parsed: unknown = JSON.parse(utf8.decode(body));
     return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
       ? (parsed as Record<string, unknown>)
       : undefined;
@@ -104,6 +104,7 @@ export function jsonBodyOf(body: Uint8Array | undefined): Record<string, unknown
   }
 }
 
+const utf8 = new TextDecoder();
 const OPEN_BRACE = 0x7b;
 const JSON_SPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
 

@@ -34,6 +34,11 @@ export class CounterTally {
 
   /** One more of the series with these label values, given in `labelNames` order. */
   add(...values: string[]): void {
+    this.addBy(1, ...values);
+  }
+
+  /** `amount` (≥ 0) more of the series with these label values, given in `labelNames` order. */
+  addBy(amount: number, ...values: string[]): void {
     let branch = this.root;
     const last = values.length - 1;
     for (let i = 0; i < last; i++) {
@@ -46,7 +51,9 @@ export class CounterTally {
       series = { labels: Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]!])), pending: 0 };
       branch.set(values[last]!, series);
     }
-    if (series.pending++ === 0) this.touched.push(series);
+    if (amount <= 0) return;
+    if (series.pending === 0) this.touched.push(series);
+    series.pending += amount;
   }
 
   private flushInto(counter: Counter): void {

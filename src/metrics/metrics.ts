@@ -124,17 +124,18 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
     labelNames: ["pool", "result"] as const,
     registers,
   });
-  const tokens = new Counter({
+  // Counted on every answer that reports usage: tallied like takes and requests.
+  const tokens = new CounterTally({
     name: "keypool_tokens_total",
     help: "LLM tokens reported in upstream responses' usage, by direction.",
-    labelNames: ["pool", "key", "direction"] as const,
+    labelNames: ["pool", "key", "direction"],
     registers,
   });
 
-  const cachedTokens = new Counter({
+  const cachedTokens = new CounterTally({
     name: "keypool_cached_tokens_total",
     help: "Prompt-cache input tokens reported in upstream responses' usage: read from the cache, or written to it.",
-    labelNames: ["pool", "key", "kind"] as const,
+    labelNames: ["pool", "key", "kind"],
     registers,
   });
 
@@ -169,10 +170,10 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
       checks.inc({ pool, result: checkResult(result) });
     },
     recordTokens(pool, key, usage) {
-      if (usage.input > 0) tokens.inc({ pool, key, direction: "input" }, usage.input);
-      if (usage.output > 0) tokens.inc({ pool, key, direction: "output" }, usage.output);
-      if (usage.cached) cachedTokens.inc({ pool, key, kind: "read" }, usage.cached);
-      if (usage.cacheWrite) cachedTokens.inc({ pool, key, kind: "write" }, usage.cacheWrite);
+      tokens.addBy(usage.input, pool, key, "input");
+      tokens.addBy(usage.output, pool, key, "output");
+      if (usage.cached) cachedTokens.addBy(usage.cached, pool, key, "read");
+      if (usage.cacheWrite) cachedTokens.addBy(usage.cacheWrite, pool, key, "write");
     },
   };
 }

@@ -20,6 +20,8 @@ export interface UsageMeter {
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
 /** An SSE line longer than this is skipped: a usage event is small. */
 const MAX_SSE_LINE = 1024 * 1024;
+const NEWLINE = 0x0a;
+const USAGE = Buffer.from('"usage"');
 
 /**
  * Reads token usage out of an LLM API response as it streams past, without holding it up.
@@ -48,8 +50,13 @@ function jsonMeter(): UsageMeter {
     },
     finish() {
       if (size > MAX_JSON_BYTES) return undefined;
-      // Only the usage object is parsed, not the whole answer (which may be megabytes of embeddings).
-      const usage = usageObjectText(new TextDecoder().decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      // Only the usage object is parsed, not the whole answer (which may be megabytes of embeddings),
+      // and only the text from its key on is decoded.
+      const body =
+        chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, size) : Buffer.concat(chunks);
+      const key = body.lastIndexOf(USAGE);
+      if (key === -1) return undefined;
+      const usage = usageObjectText(body.toString("utf8", key));
       if (usage === undefined) return undefined;
       const tally = new Tally();
       tally.addFromText(`{"usage":${usage}}`);
@@ -64,6 +71,13 @@ function eventStreamMeter(): UsageMeter {
   let pending = "";
   const takeLines = (text: string) => {
     pending += text;
+    // Most events carry no usage: unless the text holds one, only the unfinished last line is kept,
+    // instead of cutting and trimming every line of every event.
+    if (!pending.includes('"usage"')) {
+      pending = pending.slice(pending.lastIndexOf("\n") + 1);
+      if (pending.length > MAX_SSE_LINE) pending = "";
+      return;
+    }
     let newline = pending.indexOf("\n");
     while (newline !== -1) {
       const line = pending.slice(0, newline).trim();
@@ -73,8 +87,16 @@ function eventStreamMeter(): UsageMeter {
     }
     if (pending.length > MAX_SSE_LINE) pending = "";
   };
+  // Whether everything pushed so far ended at a line's end: nothing is then held back, in `pending` or
+  // in the decoder (a character cut between chunks).
+  let atLineEnd = true;
   return {
     push(chunk) {
+      // The usual chunk is whole events, none of them about usage: it is not even decoded.
+      const endsLine = chunk[chunk.length - 1] === NEWLINE;
+      if (atLineEnd && endsLine && Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).indexOf(USAGE) === -1)
+        return;
+      atLineEnd = endsLine;
       takeLines(decoder.decode(chunk, { stream: true }));
     },
     finish() {

@@ -26,6 +26,18 @@ export const SESSION_BODY_FIELDS = [
 
 const EACH_MESSAGE = "messages[].";
 
+/** A body field as a path: `each` when it is looked up in every message. */
+interface FieldPath {
+  each: boolean;
+  parts: readonly string[];
+}
+
+// Split once here: every request without a session header walks the whole list.
+const BODY_FIELD_PATHS: readonly FieldPath[] = SESSION_BODY_FIELDS.map((field) => {
+  const each = field.startsWith(EACH_MESSAGE);
+  return { each, parts: (each ? field.slice(EACH_MESSAGE.length) : field).split(".") };
+});
+
 /** How much of the system prompt the fingerprint reads: enough to tell prompts apart, cheap to hash. */
 export const FINGERPRINT_PROMPT_CHARS = 500;
 
@@ -56,7 +68,7 @@ export function sessionIdOf(input: SessionInput): SessionId | undefined {
   const fromHeader = normalize(input.header);
   if (fromHeader) return { id: fromHeader, source: "header" };
   if (!isObject(input.body)) return undefined;
-  for (const field of SESSION_BODY_FIELDS) {
+  for (const field of BODY_FIELD_PATHS) {
     const id = normalize(fieldAt(input.body, field));
     if (id) return { id, source: "body" };
   }
@@ -96,18 +108,21 @@ function textOf(content: unknown): string | undefined {
   return text || undefined;
 }
 
-function fieldAt(body: Record<string, unknown>, path: string): unknown {
-  if (path.startsWith(EACH_MESSAGE)) {
+function fieldAt(body: Record<string, unknown>, path: FieldPath): unknown {
+  if (path.each) {
     if (!Array.isArray(body.messages)) return undefined;
-    const rest = path.slice(EACH_MESSAGE.length);
     for (const message of body.messages) {
-      const value = isObject(message) ? fieldAt(message, rest) : undefined;
+      const value = isObject(message) ? valueAt(message, path.parts) : undefined;
       if (normalize(value)) return value;
     }
     return undefined;
   }
+  return valueAt(body, path.parts);
+}
+
+function valueAt(body: Record<string, unknown>, parts: readonly string[]): unknown {
   let value: unknown = body;
-  for (const part of path.split(".")) {
+  for (const part of parts) {
     if (!isObject(value)) return undefined;
     value = value[part];
   }

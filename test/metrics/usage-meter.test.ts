@@ -65,6 +65,28 @@ describe("createUsageMeter", () => {
     expect(meter("text/event-stream", events)).toEqual({ input: 4025, output: 15, cached: 4000, cacheWrite: 0 });
   });
 
+  it("reads a stream's usage whether its chunks are whole events or cut anywhere, across multibyte text", () => {
+    const events = [
+      'data: {"choices":[{"delta":{"content":"héllo wörld ✓"}}]}\n\n',
+      'data: {"choices":[{"delta":{"content":"✓✓"}}]}\n\n',
+      'data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":7}}\n\n',
+      "data: [DONE]\n\n",
+    ];
+    const whole = createUsageMeter("text/event-stream")!;
+    for (const event of events) whole.push(bytes(event));
+    expect(whole.finish()).toEqual({ input: 9, output: 7 });
+    // Every cut point of the text, so a chunk ends mid-line, mid-character and mid-"usage".
+    for (const size of [1, 2, 3, 5, 11, 40])
+      expect(meter("text/event-stream", events.join(""), size)).toEqual({ input: 9, output: 7 });
+    // Whole events first, then one cut short: what was held back must still be read.
+    const mixed = createUsageMeter("text/event-stream")!;
+    const usageEvent = bytes(events[2]!);
+    mixed.push(bytes(events[0]!));
+    mixed.push(usageEvent.slice(0, 40));
+    mixed.push(usageEvent.slice(40));
+    expect(mixed.finish()).toEqual({ input: 9, output: 7 });
+  });
+
   it("reports nothing for bodies without usage, and ignores other content types", () => {
     expect(meter("application/json", '{"data":[{"id":"gpt"}]}')).toBeUndefined();
     expect(meter("text/event-stream", "data: [DONE]\n\n")).toBeUndefined();
