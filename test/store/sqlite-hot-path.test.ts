@@ -175,3 +175,30 @@ describe("SqliteStore hot path, leases of a process that died", () => {
     expect(after.reduce((sum, k) => sum + k.inFlight, 0)).toBe(0);
   });
 });
+
+describe("SqliteStore hot path, sticky sessions", () => {
+  it("renews a session on its own key in memory, and never overwrites another store's remap", async () => {
+    await using s = twoStores(settings({ sessionTtlSec: 60 }), 3);
+    await s.sync();
+    const first = await s.a.take("default", { session: "s" });
+    await s.a.release({ lease: first.lease }, { ok: true });
+    for (let i = 0; i < 3; i++) {
+      s.clock.advance(50_000);
+      const again = await s.a.take("default", { session: "s" });
+      expect(again.id).toBe(first.id);
+      await s.a.release({ lease: again.lease }, { ok: true, session: "s", usage: { input: 10, output: 1 } });
+    }
+    // The renewals reached the file: 150 s after the mapping was made, b still sees it live.
+    expect((await s.a.sessionUsage({ pool: "default", limit: 5 }))[0]).toMatchObject({ requests: 3, inputTokens: 30 });
+    const seen = await s.b.take("default", { session: "s" });
+    expect(seen.id).toBe(first.id);
+    await s.b.release({ lease: seen.lease }, { ok: true });
+    // b takes the key out; its next take for the session moves the mapping for good.
+    await s.b.updateKey("default", first.id, { enabled: false });
+    const moved = await s.b.take("default", { session: "s" });
+    expect(moved.id).not.toBe(first.id);
+    await s.b.release({ lease: moved.lease }, { ok: true });
+    const followed = await s.a.take("default", { session: "s" });
+    expect(followed.id).toBe(moved.id);
+  });
+});

@@ -11,6 +11,7 @@ import { factsOf } from "../key-columns";
 import type { KeyEvent, Lease, PoolSettings } from "../types";
 import { USAGE_COUNT_COLUMNS, usageIncrements } from "../usage-entry";
 import type { KeyRow } from "./_key-row";
+import { HotSessions } from "./_hot-sessions";
 import { RankOrder } from "./_rank-order";
 
 /**
@@ -102,6 +103,7 @@ export class HotPath {
   /** Stored leases given back (or lapsed) since the last flush. */
   private released: Array<{ lease: string; pool: string; id: string }> = [];
   private readonly sql: ReturnType<typeof prepare>;
+  private readonly sessions: HotSessions;
   private dataVersion = -1;
   /** The last entry of the file's key log (migration 9) this copy has read. */
   private lastSeq = 0;
@@ -122,6 +124,7 @@ export class HotPath {
     this.reveal = options.reveal;
     this.recordEvent = options.recordEvent;
     this.sql = prepare(options.db);
+    this.sessions = new HotSessions(options.db);
     this.lastSeq = this.logEnd();
   }
 
@@ -129,16 +132,33 @@ export class HotPath {
    * A take decided in memory, or undefined when the store must decide it (nothing ready here, or
    * the key it would hand out is arbitrated in the file). Never throws for lack of a key.
    */
-  take(settings: PoolSettings, exclude: readonly string[]): Lease | undefined {
+  take(settings: PoolSettings, exclude: readonly string[], session?: string): Lease | undefined {
     this.refresh();
     const pool = this.poolOf(settings);
     const now = this.clock.now();
     if (now >= this.nextLapseCheck) this.lapseLeases(now);
+    const usable = (key: KeyRow) =>
+      isReady(candidateOf(key), now) && (exclude.length === 0 || !exclude.includes(key.id));
+    // A sticky session tries its own key (then the one it is detouring on) before the rotation does.
+    const sticky =
+      session === undefined
+        ? undefined
+        : this.sessions.lookup(settings.name, session, now, (id) => {
+            const health = pool.rows.get(id)?.health;
+            return health === "unknown" || health === "live";
+          });
+    let row: KeyRow | undefined;
+    for (const id of sticky?.candidates ?? []) {
+      const key = pool.rows.get(id);
+      if (key?.takeable && usable(key)) {
+        row = key;
+        break;
+      }
+    }
+    // Any other take for a session changes its mapping, which the file's transaction records.
+    if (sticky && (row === undefined || row.id !== sticky.own)) return undefined;
     const choice: Choice = { now, start: pickStart(settings.rotation, this.random), exclude };
-    const row = pool.order.find(
-      choice.start,
-      (key) => isReady(candidateOf(key), now) && (exclude.length === 0 || !exclude.includes(key.id)),
-    );
+    row ??= pool.order.find(choice.start, usable);
     if (!row) return undefined;
     const facts = factsOf(row, settings);
     if (takeNeedsArbitration(facts, settings)) return undefined;
@@ -160,6 +180,7 @@ export class HotPath {
       takenAt: now,
       expiresAt: now + settings.leaseTtlSec * 1000,
     };
+    if (sticky) this.sessions.backOnOwn(sticky, now, { ttlSec: settings.sessionTtlSec });
     this.leases.set(lease.lease, {
       pool: lease.pool,
       id: lease.id,
@@ -181,7 +202,7 @@ export class HotPath {
     settingsOf: (pool: string) => PoolSettings,
   ): { pool: string; id: string; state: KeyState; reason: string | null } | undefined {
     const lease = this.leases.get(leaseId);
-    if (!lease || outcome.session !== undefined) return undefined;
+    if (!lease) return undefined;
     const now = this.clock.now();
     if (lease.expiresAt <= now) return undefined;
     this.refresh();
@@ -246,6 +267,7 @@ export class HotPath {
       row.day_requests = plan.windows.dayRequests;
       counts.windows = true;
     }
+    if (outcome.session !== undefined) this.sessions.addUsage(row.pool, outcome.session, outcome.usage);
     this.countUsage(
       row,
       now,
@@ -340,12 +362,19 @@ export class HotPath {
       this.sql.pruneLog.run(KEY_LOG_KEPT);
     }
     for (const { pool, id, hour, counts } of this.ledger.values()) this.sql.addUsage.run(pool, id, hour, ...counts);
+    this.sessions.flushInto();
     this.ledger.clear();
   }
 
   /** Whether anything waits to be written. */
   get dirty(): boolean {
-    return this.pending.size > 0 || this.released.length > 0 || this.ledger.size > 0 || this.hasUnstoredLeases();
+    return (
+      this.pending.size > 0 ||
+      this.released.length > 0 ||
+      this.ledger.size > 0 ||
+      this.hasUnstoredLeases() ||
+      this.sessions.dirty
+    );
   }
 
   /** Stops the flush timer; the store flushes once more itself. */
@@ -452,6 +481,8 @@ export class HotPath {
     if (version !== this.dataVersion) this.foreignCommits++;
     this.dataVersion = version;
     this.stale = false;
+    // Session mappings are not in the key log: they are read again.
+    this.sessions.clear();
     const end = this.logEnd();
     if (end === this.lastSeq) return;
     if (this.pools.size === 0) {

@@ -269,11 +269,9 @@ export class SqliteStore implements PoolStore {
     this.refuseIfLost();
     const settings = this.settingsOf(pool);
     const exclude = options.exclude ?? [];
-    if (options.session === undefined) {
-      this.reclaimLeasesOfTheDead();
-      const lease = this.hot.take(settings, exclude);
-      if (lease) return lease;
-    }
+    this.reclaimLeasesOfTheDead();
+    const lease = this.hot.take(settings, exclude, options.session);
+    if (lease) return lease;
     const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, options.session));
     if ("lease" in outcome) return outcome;
     throw new DomainError(
