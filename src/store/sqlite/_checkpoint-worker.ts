@@ -1,0 +1,113 @@
+import type { Database } from "bun:sqlite";
+
+/** What the store's thread asks of the checkpoint worker; replies come back in the same order. */
+export type CheckpointRequest =
+  | { type: "open"; path: string; truncateAboveBytes: number }
+  | { type: "tick" }
+  | { type: "stop" };
+
+/** What one look at the write-ahead log did. */
+export interface CheckpointReport {
+  /** `none`: nothing new since the last look; `passive`: frames copied without waiting for anyone. */
+  mode: "none" | "passive" | "truncate";
+  /** Another connection held what the checkpoint needed, so it stopped short (it never waits). */
+  busy: boolean;
+  /** Frames in the write-ahead log, and how many of them are now in the database file. */
+  walFrames: number;
+  checkpointed: number;
+}
+
+export type CheckpointReply =
+  | { type: "opened" }
+  | { type: "tick"; report: CheckpointReport }
+  | { type: "stopped" }
+  | { type: "failed"; message: string };
+
+interface WorkerScope {
+  onmessage: ((event: MessageEvent<CheckpointRequest>) => void) | null;
+  postMessage(reply: CheckpointReply): void;
+}
+
+/**
+ * The body of the checkpoint worker. It runs from its own source text (see _checkpointer.ts), so it
+ * must stay self-contained: it reads only its argument and the worker's globals, and gets bun:sqlite
+ * by a name it is handed, which no bundler rewrites.
+ */
+export function checkpointWorker(sqliteModule: string): void {
+  const scope = globalThis as unknown as WorkerScope;
+  let db: Database | undefined;
+  let walPath = "";
+  let truncateAbove = 0;
+  // Whatever was committed before this connection opened is new to it: the first look checkpoints.
+  let seenVersion = -1;
+  // Unknown at start, so a large log left by an earlier run is truncated at the first quiet look.
+  let committedSinceTruncate = true;
+  let behind = false;
+  let queue = Promise.resolve();
+
+  const open = async (path: string, truncateAboveBytes: number): Promise<void> => {
+    const sqlite = (await import(sqliteModule)) as typeof import("bun:sqlite");
+    db = new sqlite.Database(path, { readwrite: true, create: false });
+    // Every checkpoint here gives way at once rather than wait: the store's thread never waits on this one.
+    db.exec("PRAGMA busy_timeout = 0");
+    db.exec("PRAGMA wal_autocheckpoint = 0");
+    walPath = `${path}-wal`;
+    truncateAbove = truncateAboveBytes;
+  };
+
+  const dataVersion = (conn: Database): number =>
+    (conn.query("PRAGMA data_version").get() as { data_version: number }).data_version;
+
+  const checkpoint = (conn: Database, mode: "passive" | "truncate"): CheckpointReport => {
+    const row = conn.query(`PRAGMA wal_checkpoint(${mode.toUpperCase()})`).get() as {
+      busy: number;
+      log: number;
+      checkpointed: number;
+    };
+    behind = row.busy !== 0 || row.checkpointed < row.log;
+    return { mode, busy: row.busy !== 0, walFrames: row.log, checkpointed: row.checkpointed };
+  };
+
+  // data_version moves when any other connection, in this process or another, commits: a look costs
+  // no system call, and a checkpoint runs only when there is something to copy.
+  const tick = (conn: Database): CheckpointReport => {
+    const version = dataVersion(conn);
+    if (version !== seenVersion) {
+      seenVersion = version;
+      committedSinceTruncate = true;
+      return checkpoint(conn, "passive");
+    }
+    if (behind) return checkpoint(conn, "passive");
+    // Quiet now: give back the disk a burst made the log take. TRUNCATE holds the write lock only for
+    // as long as the truncation, and gives up at once if a writer is there.
+    if (committedSinceTruncate && Bun.file(walPath).size > truncateAbove) {
+      const report = checkpoint(conn, "truncate");
+      if (!report.busy) committedSinceTruncate = false;
+      return report;
+    }
+    return { mode: "none", busy: false, walFrames: 0, checkpointed: 0 };
+  };
+
+  const handle = async (request: CheckpointRequest): Promise<void> => {
+    if (request.type === "open") {
+      await open(request.path, request.truncateAboveBytes);
+      scope.postMessage({ type: "opened" });
+    } else if (request.type === "tick") {
+      if (!db) throw new Error("the checkpoint worker was asked to tick before it opened the state file");
+      scope.postMessage({ type: "tick", report: tick(db) });
+    } else {
+      // Another connection (the store's) is still open, so closing this one runs no checkpoint of its own.
+      db?.close();
+      db = undefined;
+      scope.postMessage({ type: "stopped" });
+    }
+  };
+
+  scope.onmessage = (event) => {
+    queue = queue
+      .then(() => handle(event.data))
+      .catch((error: unknown) =>
+        scope.postMessage({ type: "failed", message: error instanceof Error ? error.message : String(error) }),
+      );
+  };
+}
