@@ -11,8 +11,8 @@ const WRITER = join(import.meta.dir, "../helpers/checkpoint-writer.ts");
 // SQLite's automatic checkpoint runs once the log passes this many pages; the store's connection must not.
 const AUTOCHECKPOINT_PAGES = 1000;
 
-async function openStore(path: string, truncateAboveBytes?: number, n = 20): Promise<SqliteStore> {
-  const checkpoints = { everyMs: 0, truncateAboveBytes };
+async function openStore(path: string, limitBytes?: number, n = 20): Promise<SqliteStore> {
+  const checkpoints = { everyMs: 0, truncateAboveBytes: limitBytes, restartAboveBytes: limitBytes };
   const store = new SqliteStore({ path, clock: new ManualClock(), checkpoints });
   await store.syncPools([{ settings: settings(), keys: keys(n) }]);
   return store;
@@ -51,10 +51,37 @@ describe("the checkpointer", () => {
     await store.close();
   });
 
+  it("starts a long log over even while writes go on", async () => {
+    using dir = tempDir();
+    const path = dir.file("keypool.db");
+    const store = await openStore(path, 1 << 30);
+    await commit(store, 50);
+    expect(await store.checkpointer!.tick()).toMatchObject({ mode: "passive", busy: false });
+    await store.close();
+    const restarting = new SqliteStore({
+      path,
+      clock: new ManualClock(),
+      checkpoints: { everyMs: 0, restartAboveBytes: 64 * 1024, truncateAboveBytes: 1 << 30 },
+    });
+    await restarting.syncPools([{ settings: settings(), keys: keys(20) }]);
+    await commit(restarting, 50);
+    expect(await restarting.checkpointer!.tick()).toMatchObject({ mode: "restart", busy: false });
+    await commit(restarting, 1);
+    // Started over: the one commit since is all the log holds.
+    const after = await restarting.checkpointer!.tick();
+    expect(after.walFrames).toBeLessThan(20);
+    await restarting.close();
+  });
+
   it("truncates a large log once writes pause", async () => {
     using dir = tempDir();
     const path = dir.file("keypool.db");
-    const store = await openStore(path, 64 * 1024, 2000);
+    const store = new SqliteStore({
+      path,
+      clock: new ManualClock(),
+      checkpoints: { everyMs: 0, restartAboveBytes: 1 << 30, truncateAboveBytes: 64 * 1024 },
+    });
+    await store.syncPools([{ settings: settings(), keys: keys(2000) }]);
     expect(walBytes(path)).toBeGreaterThan(64 * 1024);
     expect(await store.checkpointer!.tick()).toMatchObject({ mode: "passive", busy: false });
     expect(walBytes(path)).toBeGreaterThan(64 * 1024);

@@ -2,14 +2,24 @@ import type { Database } from "bun:sqlite";
 
 /** What the store's thread asks of the checkpoint worker; replies come back in the same order. */
 export type CheckpointRequest =
-  | { type: "open"; path: string; truncateAboveBytes: number }
+  | { type: "open"; path: string; limits: CheckpointLimits }
   | { type: "tick" }
   | { type: "stop" };
 
+export interface CheckpointLimits {
+  /** A log that has grown past this under steady writes is started over (RESTART). */
+  restartAboveBytes: number;
+  /** A log file larger than this is truncated once writes pause. */
+  truncateAboveBytes: number;
+}
+
 /** What one look at the write-ahead log did. */
 export interface CheckpointReport {
-  /** `none`: nothing new since the last look; `passive`: frames copied without waiting for anyone. */
-  mode: "none" | "passive" | "truncate";
+  /**
+   * `none`: nothing new since the last look; `passive`: frames copied without waiting for anyone;
+   * `restart`: the log started over after a passive pass left it long; `truncate`: emptied in a pause.
+   */
+  mode: "none" | "passive" | "restart" | "truncate";
   /** Another connection held what the checkpoint needed, so it stopped short (it never waits). */
   busy: boolean;
   /** Frames in the write-ahead log, and how many of them are now in the database file. */
@@ -37,7 +47,8 @@ export function checkpointWorker(sqliteModule: string): void {
   const scope = globalThis as unknown as WorkerScope;
   let db: Database | undefined;
   let walPath = "";
-  let truncateAbove = 0;
+  let limits: CheckpointLimits = { restartAboveBytes: 0, truncateAboveBytes: 0 };
+  let pageSize = 4096;
   // Whatever was committed before this connection opened is new to it: the first look checkpoints.
   let seenVersion = -1;
   // Unknown at start, so a large log left by an earlier run is truncated at the first quiet look.
@@ -45,20 +56,21 @@ export function checkpointWorker(sqliteModule: string): void {
   let behind = false;
   let queue = Promise.resolve();
 
-  const open = async (path: string, truncateAboveBytes: number): Promise<void> => {
+  const open = async (path: string, given: CheckpointLimits): Promise<void> => {
     const sqlite = (await import(sqliteModule)) as typeof import("bun:sqlite");
     db = new sqlite.Database(path, { readwrite: true, create: false });
     // Every checkpoint here gives way at once rather than wait: the store's thread never waits on this one.
     db.exec("PRAGMA busy_timeout = 0");
     db.exec("PRAGMA wal_autocheckpoint = 0");
     walPath = `${path}-wal`;
-    truncateAbove = truncateAboveBytes;
+    limits = given;
+    pageSize = (db.query("PRAGMA page_size").get() as { page_size: number }).page_size;
   };
 
   const dataVersion = (conn: Database): number =>
     (conn.query("PRAGMA data_version").get() as { data_version: number }).data_version;
 
-  const checkpoint = (conn: Database, mode: "passive" | "truncate"): CheckpointReport => {
+  const checkpoint = (conn: Database, mode: "passive" | "restart" | "truncate"): CheckpointReport => {
     const row = conn.query(`PRAGMA wal_checkpoint(${mode.toUpperCase()})`).get() as {
       busy: number;
       log: number;
@@ -68,6 +80,16 @@ export function checkpointWorker(sqliteModule: string): void {
     return { mode, busy: row.busy !== 0, walFrames: row.log, checkpointed: row.checkpointed };
   };
 
+  // A log is started over by the first write after a checkpoint has copied all of it. Under steady
+  // writes a passive checkpoint never catches up (a commit always lands while it syncs), so once the
+  // log is long a RESTART copies the little that is left while holding the write lock, then starts it
+  // over. It gives up at once if a writer is there; a writer that comes during it waits that long.
+  const passive = (conn: Database): CheckpointReport => {
+    const report = checkpoint(conn, "passive");
+    if (report.busy || report.walFrames * pageSize <= limits.restartAboveBytes) return report;
+    return checkpoint(conn, "restart");
+  };
+
   // data_version moves when any other connection, in this process or another, commits: a look costs
   // no system call, and a checkpoint runs only when there is something to copy.
   const tick = (conn: Database): CheckpointReport => {
@@ -75,12 +97,12 @@ export function checkpointWorker(sqliteModule: string): void {
     if (version !== seenVersion) {
       seenVersion = version;
       committedSinceTruncate = true;
-      return checkpoint(conn, "passive");
+      return passive(conn);
     }
-    if (behind) return checkpoint(conn, "passive");
+    if (behind) return passive(conn);
     // Quiet now: give back the disk a burst made the log take. TRUNCATE holds the write lock only for
     // as long as the truncation, and gives up at once if a writer is there.
-    if (committedSinceTruncate && Bun.file(walPath).size > truncateAbove) {
+    if (committedSinceTruncate && Bun.file(walPath).size > limits.truncateAboveBytes) {
       const report = checkpoint(conn, "truncate");
       if (!report.busy) committedSinceTruncate = false;
       return report;
@@ -90,7 +112,7 @@ export function checkpointWorker(sqliteModule: string): void {
 
   const handle = async (request: CheckpointRequest): Promise<void> => {
     if (request.type === "open") {
-      await open(request.path, request.truncateAboveBytes);
+      await open(request.path, request.limits);
       scope.postMessage({ type: "opened" });
     } else if (request.type === "tick") {
       if (!db) throw new Error("the checkpoint worker was asked to tick before it opened the state file");

@@ -12,13 +12,16 @@ export type { CheckpointReport } from "./_checkpoint-worker";
 export interface CheckpointerOptions {
   /** How often the worker looks for new commits; 0 leaves it to whoever calls `tick()` (tests, benchmarks). */
   everyMs?: number;
-  /** A write-ahead log larger than this is truncated once writes pause. */
+  /** A log longer than this is started over even while writes go on (each time, a writer may wait one sync). */
+  restartAboveBytes?: number;
+  /** A write-ahead log file larger than this is truncated once writes pause. */
   truncateAboveBytes?: number;
 }
 
 const DEFAULT_EVERY_MS = 100;
-// About what SQLite's own automatic checkpoint let the log reach (1,000 pages of 4 KiB).
-const DEFAULT_TRUNCATE_ABOVE_BYTES = 4 * 1024 * 1024;
+// About where SQLite's own automatic checkpoint started the log over (1,000 pages of 4 KiB).
+const DEFAULT_RESTART_ABOVE_BYTES = 4 * 1024 * 1024;
+const DEFAULT_TRUNCATE_ABOVE_BYTES = 1024 * 1024;
 // SQLite's default, for when the worker cannot do the job and the store's own commits must again.
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
 
@@ -131,7 +134,10 @@ export class Checkpointer {
     worker.postMessage({
       type: "open",
       path: this.path,
-      truncateAboveBytes: this.options.truncateAboveBytes ?? DEFAULT_TRUNCATE_ABOVE_BYTES,
+      limits: {
+        restartAboveBytes: this.options.restartAboveBytes ?? DEFAULT_RESTART_ABOVE_BYTES,
+        truncateAboveBytes: this.options.truncateAboveBytes ?? DEFAULT_TRUNCATE_ABOVE_BYTES,
+      },
     } satisfies CheckpointRequest);
     return worker;
   }
@@ -146,8 +152,10 @@ export class Checkpointer {
 
   private fail(reason: string): void {
     if (this.failure) return;
-    this.failure = reason;
-    const error = new Error(reason);
+    this.failure =
+      `${reason}; the state file is checkpointed by SQLite inside commits again, ` +
+      "so requests may wait on a disk sync — restart keypool, and report this if it persists";
+    const error = new Error(this.failure);
     for (const waiter of this.pending.splice(0)) waiter.reject(error);
     if (this.timer) clearInterval(this.timer);
     // Checkpoints must still happen somewhere, or the log grows without bound.

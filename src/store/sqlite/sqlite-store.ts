@@ -209,8 +209,8 @@ export class SqliteStore implements PoolStore {
     // No commit, so no checkpoint either: a checkpoint here would move frames of a -wal that a
     // newcomer on the path may now share into the file only this process can see.
     if (wasLost !== (this.lost !== undefined)) this.db.exec(`PRAGMA query_only = ${this.lost ? 1 : 0}`);
-    const loose = this.file?.looseMode();
-    const warnings = loose ? [...this.fileWarnings, loose] : this.fileWarnings;
+    const extra = [this.file?.looseMode(), this.checkpointer?.failure].filter((w) => w !== undefined);
+    const warnings = extra.length > 0 ? [...this.fileWarnings, ...extra] : this.fileWarnings;
     return { lost: this.lost, warnings, where: this.file?.path };
   }
 
