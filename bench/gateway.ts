@@ -1,5 +1,5 @@
 /**
- * Gateway benchmark: `bun run bench:gateway [--quick] [--only=throughput|latency] [--cpu-prof-dir=DIR]`
+ * Gateway benchmark: `bun run bench:gateway [--quick] [--only=throughput|latency|checkpoints] [--cpu-prof-dir=DIR]`
  *
  * The keypool gateway against a bare Bun.serve passthrough (forward + inject Authorization, nothing
  * else) and against poolctl's proxy (the Go gateway keypool replaces, from ../shared/peers/, skipped when
@@ -10,11 +10,14 @@
  *    gateway/poolctl ≥ 1.0.
  * 2. Added latency — open loop at a fixed 1,000 req/s; p50/p99 through each and the difference.
  *    Target: gateway p99 − bare p99 ≤ 1 ms.
+ * 3. Checkpoints — the same at 1,000 req/s through a gateway whose pool has 100,000 keys, so its state
+ *    file's log fills and checkpoints during the measurement (see _gateway-checkpoints.ts). Target: ≤ 3 ms.
  *
  * Prints a table, then one JSON line with every figure. --cpu-prof-dir profiles the gateway process.
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { benchUnderCheckpoints, checkpointRows } from "./_gateway-checkpoints";
 import { type Mode, chatCompletion } from "./_gateway-load";
 import { closedLoop, openLoop } from "./_load";
 import { poolctlAvailable, startPoolctl } from "./_poolctl";
@@ -35,17 +38,19 @@ const SERVER_SCRIPT = new URL("./_gateway-server.ts", import.meta.url).pathname;
 
 const { quick, only, profileDir } = parseBenchArgs(process.argv.slice(2), {
   script: "bench/gateway.ts",
-  only: ["throughput", "latency"],
+  only: ["throughput", "latency", "checkpoints"],
 });
 
 const plan = quick
   ? {
       throughput: { rounds: 2, workers: 32, warmupMs: 300, durationMs: 1_000 },
       latency: { rounds: 1, ratePerSec: 1_000, warmupMs: 300, durationMs: 1_000 },
+      checkpoints: { rounds: 1, ratePerSec: 1_000, warmupMs: 300, durationMs: 2_000 },
     }
   : {
       throughput: { rounds: 3, workers: 32, warmupMs: 500, durationMs: 3_000 },
       latency: { rounds: 2, ratePerSec: 1_000, warmupMs: 500, durationMs: 3_000 },
+      checkpoints: { rounds: 2, ratePerSec: 1_000, warmupMs: 500, durationMs: 5_000 },
     };
 
 /**
@@ -153,6 +158,7 @@ async function benchLatency(urls: Partial<Record<Subject, string>>, mode: Mode):
 function printResults(
   throughput: Partial<Record<Mode, ThroughputFigures>>,
   latency: Partial<Record<Mode, LatencyFigures>>,
+  extraRows: string[][] = [],
 ): void {
   const verdict = (ok: boolean) => (ok ? "ok" : "MISSED");
   const rows: string[][] = [["measure", "bare", "gateway", "result", "target", ""]];
@@ -227,7 +233,7 @@ function printResults(
       ]);
     }
   }
-  printTable(rows);
+  printTable([...rows, ...extraRows]);
 }
 
 /** One request of each kind through each subject before timing anything: a broken setup fails loudly here. */
@@ -264,14 +270,14 @@ async function main(run: BenchRun): Promise<void> {
 
   const throughput: Partial<Record<Mode, ThroughputFigures>> = {};
   const latency: Partial<Record<Mode, LatencyFigures>> = {};
-  if (only !== "latency") {
+  if (only === undefined || only === "throughput") {
     const { rounds, workers, warmupMs, durationMs } = plan.throughput;
     console.log(
       `Throughput, closed loop — ${workers} workers, ${durationMs / 1000} s after ${warmupMs / 1000} s warmup, ${rounds} rounds each`,
     );
     for (const mode of MODES) throughput[mode] = await benchThroughput(servers, mode);
   }
-  if (only !== "throughput") {
+  if (only === undefined || only === "latency") {
     const { rounds, ratePerSec, warmupMs, durationMs } = plan.latency;
     console.log(
       `\nLatency, open loop — ${rate(ratePerSec)} req/s for ${durationMs / 1000} s after ${warmupMs / 1000} s warmup, ${rounds} rounds each`,
@@ -279,10 +285,15 @@ async function main(run: BenchRun): Promise<void> {
     for (const mode of MODES) latency[mode] = await benchLatency(urls, mode);
   }
 
+  const checkpoints =
+    only === undefined || only === "checkpoints"
+      ? await benchUnderCheckpoints(run, upstream.url, bare.url, MODES, plan.checkpoints)
+      : undefined;
+
   // Stopped gracefully (not killed) so a --cpu-prof profile gets written.
   if (servers.poolctl) await run.stop(servers.poolctl);
   for (const server of [gateway, bare, upstream]) await run.stop(server);
-  printResults(throughput, latency);
+  printResults(throughput, latency, checkpoints && checkpointRows(checkpoints, plan.checkpoints.ratePerSec));
   console.log(
     JSON.stringify({
       bench: "gateway",
@@ -291,8 +302,9 @@ async function main(run: BenchRun): Promise<void> {
       cpus: navigator.hardwareConcurrency,
       seconds: secondsSince(started),
       targets: { throughputRatio: THROUGHPUT_TARGET, addedP99Ms: ADDED_P99_TARGET_MS },
-      ...(only !== "latency" && { throughput }),
-      ...(only !== "throughput" && { latency }),
+      ...((only === undefined || only === "throughput") && { throughput }),
+      ...((only === undefined || only === "latency") && { latency }),
+      ...(checkpoints && { checkpoints }),
     }),
   );
 }
