@@ -87,6 +87,8 @@ export function checkpointWorker(sqliteModule: string): void {
   const passive = (conn: Database): CheckpointReport => {
     const report = checkpoint(conn, "passive");
     if (report.busy || report.walFrames * pageSize <= limits.restartAboveBytes) return report;
+    // A second pass copies what came during the first, so the locked one has only a few frames left.
+    if (checkpoint(conn, "passive").busy) return report;
     return checkpoint(conn, "restart");
   };
 

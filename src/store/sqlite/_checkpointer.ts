@@ -19,8 +19,10 @@ export interface CheckpointerOptions {
 }
 
 const DEFAULT_EVERY_MS = 100;
-// About where SQLite's own automatic checkpoint started the log over (1,000 pages of 4 KiB).
-const DEFAULT_RESTART_ABOVE_BYTES = 4 * 1024 * 1024;
+// Each start-over costs the next commit one sync (SQLite syncs a new log's header), and may make a commit
+// wait while the last frames are copied: rare at this size. The passive checkpoints keep readers from
+// searching more than the log's uncopied tail, so a long log does not slow them.
+const DEFAULT_RESTART_ABOVE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TRUNCATE_ABOVE_BYTES = 1024 * 1024;
 // SQLite's default, for when the worker cannot do the job and the store's own commits must again.
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
