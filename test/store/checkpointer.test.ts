@@ -3,6 +3,7 @@ import { Database } from "bun:sqlite";
 import { existsSync, renameSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ManualClock } from "../../src/pool/clock";
+import type { CheckpointerOptions } from "../../src/store/sqlite/_checkpointer";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
 import { tempDir } from "../helpers/temp-dir";
 import { keys, settings, use } from "./contract/_harness";
@@ -11,9 +12,10 @@ const WRITER = join(import.meta.dir, "../helpers/checkpoint-writer.ts");
 // SQLite's automatic checkpoint runs once the log passes this many pages; the store's connection must not.
 const AUTOCHECKPOINT_PAGES = 1000;
 
-async function openStore(path: string, limitBytes?: number, n = 20): Promise<SqliteStore> {
-  const checkpoints = { everyMs: 0, truncateAboveBytes: limitBytes, restartAboveBytes: limitBytes };
-  const store = new SqliteStore({ path, clock: new ManualClock(), checkpoints });
+const NEVER = 1 << 30;
+
+async function openStore(path: string, limits: Omit<CheckpointerOptions, "everyMs"> = {}, n = 20) {
+  const store = new SqliteStore({ path, clock: new ManualClock(), checkpoints: { everyMs: 0, ...limits } });
   await store.syncPools([{ settings: settings(), keys: keys(n) }]);
   return store;
 }
@@ -30,7 +32,11 @@ describe("the checkpointer", () => {
   it("checkpoints on its own thread, and the store's connection never does", async () => {
     using dir = tempDir();
     const path = dir.file("keypool.db");
-    const store = await openStore(path, 1 << 30);
+    const store = await openStore(path, {
+      passiveAboveBytes: 64 * 1024,
+      restartAboveBytes: NEVER,
+      truncateAboveBytes: NEVER,
+    });
     await commit(store, 800);
     const first = await store.checkpointer!.tick();
     // Every frame since the file opened is still in the log: nobody restarted it, though it passed
@@ -40,10 +46,12 @@ describe("the checkpointer", () => {
     expect(first.checkpointed).toBe(first.walFrames);
     const size = walBytes(path);
 
-    await commit(store, 10);
+    // Less than the threshold waits while writes go on, and is copied at the first quiet look.
+    await commit(store, 1);
+    expect(await store.checkpointer!.tick()).toMatchObject({ mode: "none" });
     const second = await store.checkpointer!.tick();
-    // Everything had been copied, so the next commit started the log over from its beginning.
     expect(second).toMatchObject({ mode: "passive", busy: false });
+    // Everything had been copied, so the next commit started the log over from its beginning.
     expect(second.walFrames).toBeLessThan(first.walFrames / 10);
     expect(second.checkpointed).toBe(second.walFrames);
     expect(walBytes(path)).toBe(size);
@@ -54,34 +62,25 @@ describe("the checkpointer", () => {
   it("starts a long log over even while writes go on", async () => {
     using dir = tempDir();
     const path = dir.file("keypool.db");
-    const store = await openStore(path, 1 << 30);
-    await commit(store, 50);
-    expect(await store.checkpointer!.tick()).toMatchObject({ mode: "passive", busy: false });
-    await store.close();
-    const restarting = new SqliteStore({
-      path,
-      clock: new ManualClock(),
-      checkpoints: { everyMs: 0, restartAboveBytes: 64 * 1024, truncateAboveBytes: 1 << 30 },
+    const store = await openStore(path, {
+      passiveAboveBytes: 0,
+      restartAboveBytes: 64 * 1024,
+      truncateAboveBytes: NEVER,
     });
-    await restarting.syncPools([{ settings: settings(), keys: keys(20) }]);
-    await commit(restarting, 50);
-    expect(await restarting.checkpointer!.tick()).toMatchObject({ mode: "restart", busy: false });
-    await commit(restarting, 1);
+    await commit(store, 50);
+    expect(await store.checkpointer!.tick()).toMatchObject({ mode: "restart", busy: false });
+    await commit(store, 1);
     // Started over: the one commit since is all the log holds.
-    const after = await restarting.checkpointer!.tick();
+    const after = await store.checkpointer!.tick();
     expect(after.walFrames).toBeLessThan(20);
-    await restarting.close();
+    await store.close();
   });
 
   it("truncates a large log once writes pause", async () => {
     using dir = tempDir();
     const path = dir.file("keypool.db");
-    const store = new SqliteStore({
-      path,
-      clock: new ManualClock(),
-      checkpoints: { everyMs: 0, restartAboveBytes: 1 << 30, truncateAboveBytes: 64 * 1024 },
-    });
-    await store.syncPools([{ settings: settings(), keys: keys(2000) }]);
+    const limits = { passiveAboveBytes: 0, restartAboveBytes: NEVER, truncateAboveBytes: 64 * 1024 };
+    const store = await openStore(path, limits, 2000);
     expect(walBytes(path)).toBeGreaterThan(64 * 1024);
     expect(await store.checkpointer!.tick()).toMatchObject({ mode: "passive", busy: false });
     expect(walBytes(path)).toBeGreaterThan(64 * 1024);

@@ -7,6 +7,8 @@ export type CheckpointRequest =
   | { type: "stop" };
 
 export interface CheckpointLimits {
+  /** Frames not yet copied into the database file are copied once they pass this (or when writes pause). */
+  passiveAboveBytes: number;
   /** A log that has grown past this under steady writes is started over (RESTART). */
   restartAboveBytes: number;
   /** A log file larger than this is truncated once writes pause. */
@@ -47,7 +49,8 @@ export function checkpointWorker(sqliteModule: string): void {
   const scope = globalThis as unknown as WorkerScope;
   let db: Database | undefined;
   let walPath = "";
-  let limits: CheckpointLimits = { restartAboveBytes: 0, truncateAboveBytes: 0 };
+  let limits: CheckpointLimits = { passiveAboveBytes: 0, restartAboveBytes: 0, truncateAboveBytes: 0 };
+  let shmPath = "";
   let pageSize = 4096;
   // Whatever was committed before this connection opened is new to it: the first look checkpoints.
   let seenVersion = -1;
@@ -63,6 +66,7 @@ export function checkpointWorker(sqliteModule: string): void {
     db.exec("PRAGMA busy_timeout = 0");
     db.exec("PRAGMA wal_autocheckpoint = 0");
     walPath = `${path}-wal`;
+    shmPath = `${path}-shm`;
     limits = given;
     pageSize = (db.query("PRAGMA page_size").get() as { page_size: number }).page_size;
   };
@@ -92,16 +96,34 @@ export function checkpointWorker(sqliteModule: string): void {
     return checkpoint(conn, "restart");
   };
 
-  // data_version moves when any other connection, in this process or another, commits: a look costs
-  // no system call, and a checkpoint runs only when there is something to copy.
-  const tick = (conn: Database): CheckpointReport => {
-    const version = dataVersion(conn);
-    if (version !== seenVersion) {
-      seenVersion = version;
-      committedSinceTruncate = true;
-      return passive(conn);
+  // Frames in the log not yet copied, from the wal-index header and checkpoint info at the start of the
+  // -shm file (https://sqlite.org/walformat.html, native byte order); undefined if it cannot be read.
+  const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+  const uncopiedFrames = async (): Promise<number | undefined> => {
+    try {
+      const view = new DataView(await Bun.file(shmPath).slice(0, 100).arrayBuffer());
+      if (view.byteLength < 100 || view.getUint32(0, littleEndian) !== 3007000 || view.getUint8(12) !== 1) return;
+      return Math.max(0, view.getUint32(16, littleEndian) - view.getUint32(96, littleEndian));
+    } catch {
+      return undefined;
     }
-    if (behind) return passive(conn);
+  };
+
+  // A checkpoint that catches up lets the next commit start the log over, and that commit then syncs the
+  // new log's header: so copying waits until there is a fair amount to copy, or until writes pause.
+  // data_version moves when any other connection, in this process or another, commits.
+  const tick = async (conn: Database): Promise<CheckpointReport> => {
+    const version = dataVersion(conn);
+    const changed = version !== seenVersion;
+    seenVersion = version;
+    if (changed) committedSinceTruncate = true;
+    const uncopied = await uncopiedFrames();
+    const due =
+      uncopied === undefined
+        ? changed || behind
+        : uncopied > 0 && (uncopied * pageSize >= limits.passiveAboveBytes || !changed);
+    if (due) return passive(conn);
+    if (changed) return { mode: "none", busy: false, walFrames: 0, checkpointed: 0 };
     // Quiet now: give back the disk a burst made the log take. TRUNCATE holds the write lock only for
     // as long as the truncation, and gives up at once if a writer is there.
     if (committedSinceTruncate && Bun.file(walPath).size > limits.truncateAboveBytes) {
@@ -118,7 +140,7 @@ export function checkpointWorker(sqliteModule: string): void {
       scope.postMessage({ type: "opened" });
     } else if (request.type === "tick") {
       if (!db) throw new Error("the checkpoint worker was asked to tick before it opened the state file");
-      scope.postMessage({ type: "tick", report: tick(db) });
+      scope.postMessage({ type: "tick", report: await tick(db) });
     } else {
       // Another connection (the store's) is still open, so closing this one runs no checkpoint of its own.
       db?.close();
