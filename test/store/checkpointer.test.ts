@@ -33,7 +33,7 @@ describe("the checkpointer", () => {
     using dir = tempDir();
     const path = dir.file("keypool.db");
     const store = await openStore(path, {
-      passiveAboveBytes: 64 * 1024,
+      copyEveryMs: NEVER,
       restartAboveBytes: NEVER,
       truncateAboveBytes: NEVER,
     });
@@ -46,7 +46,7 @@ describe("the checkpointer", () => {
     expect(first.checkpointed).toBe(first.walFrames);
     const size = walBytes(path);
 
-    // Less than the threshold waits while writes go on, and is copied at the first quiet look.
+    // While writes go on, copying waits for copyEveryMs; it runs at the first quiet look.
     await commit(store, 1);
     expect(await store.checkpointer!.tick()).toMatchObject({ mode: "none" });
     const second = await store.checkpointer!.tick();
@@ -63,7 +63,7 @@ describe("the checkpointer", () => {
     using dir = tempDir();
     const path = dir.file("keypool.db");
     const store = await openStore(path, {
-      passiveAboveBytes: 0,
+      copyEveryMs: 0,
       restartAboveBytes: 64 * 1024,
       truncateAboveBytes: NEVER,
     });
@@ -79,7 +79,7 @@ describe("the checkpointer", () => {
   it("truncates a large log once writes pause", async () => {
     using dir = tempDir();
     const path = dir.file("keypool.db");
-    const limits = { passiveAboveBytes: 0, restartAboveBytes: NEVER, truncateAboveBytes: 64 * 1024 };
+    const limits = { copyEveryMs: 0, restartAboveBytes: NEVER, truncateAboveBytes: 64 * 1024 };
     const store = await openStore(path, limits, 2000);
     expect(walBytes(path)).toBeGreaterThan(64 * 1024);
     expect(await store.checkpointer!.tick()).toMatchObject({ mode: "passive", busy: false });

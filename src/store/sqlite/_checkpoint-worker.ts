@@ -7,8 +7,8 @@ export type CheckpointRequest =
   | { type: "stop" };
 
 export interface CheckpointLimits {
-  /** Frames not yet copied into the database file are copied once they pass this (or when writes pause). */
-  passiveAboveBytes: number;
+  /** While writes go on, copying runs at most this often; when they pause, at the next look. */
+  copyEveryMs: number;
   /** A log that has grown past this under steady writes is started over (RESTART). */
   restartAboveBytes: number;
   /** A log file larger than this is truncated once writes pause. */
@@ -45,12 +45,13 @@ interface WorkerScope {
  * must stay self-contained: it reads only its argument and the worker's globals, and gets bun:sqlite
  * by a name it is handed, which no bundler rewrites.
  */
-export function checkpointWorker(sqliteModule: string): void {
+export function checkpointWorker(sqliteModule: string, fsModule: string): void {
   const scope = globalThis as unknown as WorkerScope;
   let db: Database | undefined;
   let walPath = "";
-  let limits: CheckpointLimits = { passiveAboveBytes: 0, restartAboveBytes: 0, truncateAboveBytes: 0 };
-  let shmPath = "";
+  let limits: CheckpointLimits = { copyEveryMs: 0, restartAboveBytes: 0, truncateAboveBytes: 0 };
+  let walBytes: (path: string) => number = () => 0;
+  let lastCopyAt = Number.NEGATIVE_INFINITY;
   let pageSize = 4096;
   // Whatever was committed before this connection opened is new to it: the first look checkpoints.
   let seenVersion = -1;
@@ -61,12 +62,16 @@ export function checkpointWorker(sqliteModule: string): void {
 
   const open = async (path: string, given: CheckpointLimits): Promise<void> => {
     const sqlite = (await import(sqliteModule)) as typeof import("bun:sqlite");
+    const fs = (await import(fsModule)) as typeof import("node:fs");
+    // stat, never open: closing any descriptor of the state file's -wal or -shm in this process would
+    // drop every lock SQLite holds on it here (POSIX locks belong to the process), and with them the
+    // guarantees other processes rely on.
+    walBytes = (file) => fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
     db = new sqlite.Database(path, { readwrite: true, create: false });
     // Every checkpoint here gives way at once rather than wait: the store's thread never waits on this one.
     db.exec("PRAGMA busy_timeout = 0");
     db.exec("PRAGMA wal_autocheckpoint = 0");
     walPath = `${path}-wal`;
-    shmPath = `${path}-shm`;
     limits = given;
     pageSize = (db.query("PRAGMA page_size").get() as { page_size: number }).page_size;
   };
@@ -81,6 +86,7 @@ export function checkpointWorker(sqliteModule: string): void {
       checkpointed: number;
     };
     behind = row.busy !== 0 || row.checkpointed < row.log;
+    lastCopyAt = performance.now();
     return { mode, busy: row.busy !== 0, walFrames: row.log, checkpointed: row.checkpointed };
   };
 
@@ -96,37 +102,23 @@ export function checkpointWorker(sqliteModule: string): void {
     return checkpoint(conn, "restart");
   };
 
-  // Frames in the log not yet copied, from the wal-index header and checkpoint info at the start of the
-  // -shm file (https://sqlite.org/walformat.html, native byte order); undefined if it cannot be read.
-  const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-  const uncopiedFrames = async (): Promise<number | undefined> => {
-    try {
-      const view = new DataView(await Bun.file(shmPath).slice(0, 100).arrayBuffer());
-      if (view.byteLength < 100 || view.getUint32(0, littleEndian) !== 3007000 || view.getUint8(12) !== 1) return;
-      return Math.max(0, view.getUint32(16, littleEndian) - view.getUint32(96, littleEndian));
-    } catch {
-      return undefined;
-    }
-  };
-
   // A checkpoint that catches up lets the next commit start the log over, and that commit then syncs the
-  // new log's header: so copying waits until there is a fair amount to copy, or until writes pause.
-  // data_version moves when any other connection, in this process or another, commits.
-  const tick = async (conn: Database): Promise<CheckpointReport> => {
+  // new log's header: so while writes go on, copying runs at most every copyEveryMs; once they pause,
+  // at the next look. data_version moves when any other connection, in this process or another, commits.
+  const tick = (conn: Database): CheckpointReport => {
     const version = dataVersion(conn);
     const changed = version !== seenVersion;
     seenVersion = version;
-    if (changed) committedSinceTruncate = true;
-    const uncopied = await uncopiedFrames();
-    const due =
-      uncopied === undefined
-        ? changed || behind
-        : uncopied > 0 && (uncopied * pageSize >= limits.passiveAboveBytes || !changed);
+    if (changed) {
+      committedSinceTruncate = true;
+      behind = true;
+    }
+    const due = behind && (!changed || performance.now() - lastCopyAt >= limits.copyEveryMs);
     if (due) return passive(conn);
     if (changed) return { mode: "none", busy: false, walFrames: 0, checkpointed: 0 };
     // Quiet now: give back the disk a burst made the log take. TRUNCATE holds the write lock only for
     // as long as the truncation, and gives up at once if a writer is there.
-    if (committedSinceTruncate && Bun.file(walPath).size > limits.truncateAboveBytes) {
+    if (committedSinceTruncate && walBytes(walPath) > limits.truncateAboveBytes) {
       const report = checkpoint(conn, "truncate");
       if (!report.busy) committedSinceTruncate = false;
       return report;
@@ -140,7 +132,7 @@ export function checkpointWorker(sqliteModule: string): void {
       scope.postMessage({ type: "opened" });
     } else if (request.type === "tick") {
       if (!db) throw new Error("the checkpoint worker was asked to tick before it opened the state file");
-      scope.postMessage({ type: "tick", report: await tick(db) });
+      scope.postMessage({ type: "tick", report: tick(db) });
     } else {
       // Another connection (the store's) is still open, so closing this one runs no checkpoint of its own.
       db?.close();

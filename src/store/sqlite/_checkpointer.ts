@@ -12,8 +12,8 @@ export type { CheckpointReport } from "./_checkpoint-worker";
 export interface CheckpointerOptions {
   /** How often the worker looks for new commits; 0 leaves it to whoever calls `tick()` (tests, benchmarks). */
   everyMs?: number;
-  /** Frames waiting to be copied into the database file are copied once they pass this, or when writes pause. */
-  passiveAboveBytes?: number;
+  /** While writes go on, frames are copied into the database file at most this often; when they pause, at once. */
+  copyEveryMs?: number;
   /** A log longer than this is started over even while writes go on (each time, a writer may wait one sync). */
   restartAboveBytes?: number;
   /** A write-ahead log file larger than this is truncated once writes pause. */
@@ -26,15 +26,15 @@ const DEFAULT_EVERY_MS = 100;
 // searching more than the log's uncopied tail, so a long log does not slow them.
 const DEFAULT_RESTART_ABOVE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TRUNCATE_ABOVE_BYTES = 1024 * 1024;
-// About where SQLite's own automatic checkpoint ran (1,000 pages of 4 KiB).
-const DEFAULT_PASSIVE_ABOVE_BYTES = 4 * 1024 * 1024;
+// A copy that catches up costs the next commit a sync of the new log's header: at most about once a second.
+const DEFAULT_COPY_EVERY_MS = 1000;
 // SQLite's default, for when the worker cannot do the job and the store's own commits must again.
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
 
 // Built from the function's own text so that one source serves `bun src/main.ts`, the compiled
 // executable and an application that bundles the library: a worker entry file would need its path
 // worked out differently in each.
-const WORKER_SOURCE = `(${checkpointWorker.toString()})(${JSON.stringify("bun:sqlite")});`;
+const WORKER_SOURCE = `(${checkpointWorker.toString()})("bun:sqlite", "node:fs");`;
 // One URL for the process, never revoked: a worker loads its script after `new Worker` returns.
 let workerUrl: string | undefined;
 
@@ -72,7 +72,7 @@ export class Checkpointer {
     }
   }
 
-  /** One look at the log: a passive checkpoint if enough waits to be copied, or writes paused with some waiting. */
+  /** One look at the log: a passive checkpoint if frames wait to be copied and writes paused or copyEveryMs passed. */
   async tick(): Promise<CheckpointReport> {
     if (this.stopped) throw new Error("the checkpointer has stopped");
     // A file that is no longer at its path may share a -wal with a newcomer there: copying frames into
@@ -141,7 +141,7 @@ export class Checkpointer {
       type: "open",
       path: this.path,
       limits: {
-        passiveAboveBytes: this.options.passiveAboveBytes ?? DEFAULT_PASSIVE_ABOVE_BYTES,
+        copyEveryMs: this.options.copyEveryMs ?? DEFAULT_COPY_EVERY_MS,
         restartAboveBytes: this.options.restartAboveBytes ?? DEFAULT_RESTART_ABOVE_BYTES,
         truncateAboveBytes: this.options.truncateAboveBytes ?? DEFAULT_TRUNCATE_ABOVE_BYTES,
       },
