@@ -1,11 +1,12 @@
 /**
  * A benchmark target in its own process, so the load generator's CPU use weighs on both targets alike.
  *
- *   bun bench/_broker-server.ts daemon|bare|daemon-memory|api-stub [state-dir]
+ *   bun bench/_broker-server.ts daemon|bare|daemon-memory|api-stub [state-dir] [keys]
  *
  * `daemon` and `bare` are the two sides of the comparison. The other two take the daemon apart for
  * `--breakdown`: `daemon-memory` is the real daemon with its SQLite state in memory (no file I/O),
- * `api-stub` is the real HTTP app over a store that does nothing (the cost of Elysia alone).
+ * `api-stub` is the real HTTP app over a store that does nothing (the cost of Elysia alone). The daemons'
+ * pool has `keys` keys (default DEFAULT_KEYS).
  *
  * Speaks the contract in `_process.ts`: its URL on the first line of stdout, then serves until stopped.
  */
@@ -19,19 +20,19 @@ import type { PoolStore } from "../src/store/types";
 import { benchKeys } from "./_keys";
 import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
-const HTTP_KEYS = 100;
+const DEFAULT_KEYS = 100;
 
 const KINDS = ["daemon", "bare", "daemon-memory", "api-stub"] as const;
 type Kind = (typeof KINDS)[number];
 
-async function startDaemon(stateFile: string): Promise<ServedTarget> {
+async function startDaemon(stateFile: string, keyCount: number): Promise<ServedTarget> {
   const config: Config = {
     server: { host: "127.0.0.1", port: 0 },
     stateFile,
     pools: {
       default: {
         name: "default",
-        keys: benchKeys(HTTP_KEYS),
+        keys: benchKeys(keyCount),
         rotation: "lru",
         cooldownSec: 0,
         recheckIntervalSec: 300,
@@ -108,12 +109,12 @@ function startApiStub(): ServedTarget {
   };
 }
 
-async function start(kind: Kind, stateDir: string): Promise<ServedTarget> {
+async function start(kind: Kind, stateDir: string, keyCount: number): Promise<ServedTarget> {
   switch (kind) {
     case "daemon":
-      return startDaemon(join(stateDir, "state.sqlite"));
+      return startDaemon(join(stateDir, "state.sqlite"), keyCount);
     case "daemon-memory":
-      return startDaemon(":memory:");
+      return startDaemon(":memory:", keyCount);
     case "bare":
       return startBare();
     case "api-stub":
@@ -123,12 +124,13 @@ async function start(kind: Kind, stateDir: string): Promise<ServedTarget> {
 
 async function main(): Promise<void> {
   const kind = process.argv[2] as Kind;
-  if (!KINDS.includes(kind)) {
-    console.error(`usage: bun bench/_broker-server.ts ${KINDS.join("|")} [state-dir]`);
+  const keyCount = Number(process.argv[4] ?? DEFAULT_KEYS);
+  if (!KINDS.includes(kind) || !Number.isInteger(keyCount) || keyCount < 1) {
+    console.error(`usage: bun bench/_broker-server.ts ${KINDS.join("|")} [state-dir] [keys]`);
     process.exit(2);
   }
-  const stateDir = childStateDir(process.argv[3], kind === "daemon", "keypool-bench-server-");
-  await serveUntilStopped(await start(kind, stateDir.path), stateDir.remove);
+  const stateDir = childStateDir(process.argv[3] || undefined, kind === "daemon", "keypool-bench-server-");
+  await serveUntilStopped(await start(kind, stateDir.path, keyCount), stateDir.remove);
 }
 
 await main();

@@ -6,9 +6,9 @@
  *
  * 1. HTTP — /take + /release pairs per second through the real daemon, versus a bare Bun.serve
  *    answering the same request shapes, and versus poolctl (the Go broker keypool replaces, from
- *    ../shared/peers/, skipped when absent) on the same number of keys. Each server runs in its own
- *    process; they alternate in rounds and the medians are compared. Targets: daemon/bare ≥ 0.6,
- *    daemon/poolctl ≥ 1.0.
+ *    ../shared/peers/, skipped when absent), each broker with a pool of 10 and of 100,000 keys. Each
+ *    server runs in its own process; they alternate in rounds and the medians are compared. Targets:
+ *    daemon/bare ≥ 0.6 (10 keys), daemon/poolctl ≥ 1.0 at both sizes, daemon 100k/10 ≥ 0.8.
  * 2. Store — in-process take+release pairs per second at 10 keys versus 100,000 keys, per rotation.
  *    Target: 100k/10 ≥ 0.8 (a take must stay O(log n) in pool size).
  *
@@ -20,6 +20,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Rotation } from "../src/config/types";
 import { takeAndRelease } from "./_broker-load";
+import { benchKeys } from "./_keys";
 import { measureStore } from "./_broker-store";
 import { closedLoop } from "./_load";
 import { poolctlAvailable, startPoolctl } from "./_poolctl";
@@ -30,14 +31,23 @@ import { median, quantile, rate, ratio, round2 } from "./_stats";
 
 const HTTP_TARGET = 0.6;
 const POOLCTL_TARGET = 1.0;
-/** Keys in the HTTP targets' pools (bench/_broker-server.ts serves as many). */
-const HTTP_KEYS = 100;
+/** Pool sizes the HTTP targets serve; the daemon at the largest must keep SIZE_TARGET of its rate at the smallest. */
+const HTTP_SIZES = [10, 100_000] as const;
+const SIZE_TARGET = 0.8;
 const STORE_TARGET = 0.8;
 const STORE_SIZES = [10, 100_000] as const;
 const ROTATIONS: Rotation[] = ["lru", "weighted", "round_robin"];
 const SERVER_SCRIPT = new URL("./_broker-server.ts", import.meta.url).pathname;
 
 type TargetKind = "daemon" | "bare" | "daemon-memory" | "api-stub" | "poolctl";
+
+/** One server measured: a kind, and for the brokers the pool size it serves. */
+interface Target {
+  kind: TargetKind;
+  keys: number;
+  /** `daemon@100000`, `bare`: the key of its figures. */
+  label: string;
+}
 
 const { quick, only, profileDir, flags } = parseBenchArgs(process.argv.slice(2), {
   script: "bench/broker.ts",
@@ -60,80 +70,113 @@ using run = new BenchRun("keypool-bench-");
 
 interface HttpFigures {
   bare: number;
+  /** The daemon's pairs/s at the smallest pool, and its ratio to bare. */
   daemon: number;
   ratio: number;
-  /** poolctl's pairs/s and the daemon's ratio to it, when its binary is present. */
-  poolctl?: { pairsPerSec: number; ratio: number };
+  /** Pairs/s per pool size. */
+  daemonBySize: Record<string, number>;
+  /** The daemon's pairs/s at the largest pool over the smallest. */
+  largeVsSmall: number;
+  /** poolctl's pairs/s per pool size and the daemon's ratio to it, when its binary is present. */
+  poolctl?: Record<string, { pairsPerSec: number; ratio: number }>;
   /** With --breakdown: each extra target's pairs/s and its ratio to bare. */
   breakdown?: Partial<Record<TargetKind, { pairsPerSec: number; ratio: number }>>;
-  rounds: Partial<Record<TargetKind, number[]>>;
-  p50Ms: Partial<Record<TargetKind, number>>;
-  p99Ms: Partial<Record<TargetKind, number>>;
+  rounds: Record<string, number[]>;
+  p50Ms: Record<string, number>;
+  p99Ms: Record<string, number>;
   errors: number;
+}
+
+function httpTargets(withPoolctl: boolean): Target[] {
+  const at = (kind: TargetKind, keys: number): Target => ({ kind, keys, label: `${kind}@${keys}` });
+  const small = HTTP_SIZES[0];
+  const targets: Target[] = [{ kind: "bare", keys: 0, label: "bare" }];
+  for (const keys of HTTP_SIZES) targets.push(at("daemon", keys));
+  if (breakdown) targets.push(at("daemon-memory", small), at("api-stub", small));
+  if (withPoolctl) for (const keys of HTTP_SIZES) targets.push(at("poolctl", keys));
+  return targets;
+}
+
+async function startTarget(target: Target, profileArgs: string[]): Promise<ServerProcess> {
+  const dir = join(run.tempRoot, target.label.replace("@", "-"));
+  mkdirSync(dir, { recursive: true });
+  if (target.kind === "poolctl") return run.adopt(await startPoolctl(dir, { tokens: poolctlTokens(target.keys) }));
+  const args = [target.kind, dir, String(target.keys || HTTP_SIZES[0])];
+  return run.spawn(target.label, SERVER_SCRIPT, args, target.kind === "daemon" ? profileArgs : []);
 }
 
 async function benchHttp(): Promise<HttpFigures> {
   const { rounds, ...load } = plan.http;
-  const kinds: TargetKind[] = breakdown ? ["bare", "daemon", "daemon-memory", "api-stub"] : ["bare", "daemon"];
-  if (poolctlAvailable()) kinds.push("poolctl");
+  const targets = httpTargets(poolctlAvailable());
   console.log(
-    `HTTP /take + /release pairs/s — ${load.workers} workers, ${load.durationMs / 1000} s after ${load.warmupMs / 1000} s warmup, ${rounds} rounds each`,
+    `HTTP /take + /release pairs/s — ${load.workers} workers, ${load.durationMs / 1000} s after ${load.warmupMs / 1000} s warmup, ${rounds} rounds each; pools of ${HTTP_SIZES.map(rate).join(" and ")} keys`,
   );
   const profileArgs = cpuProfileArgs(profileDir);
-  const targets = new Map<TargetKind, ServerProcess>();
-  const results = new Map<TargetKind, { rps: number[]; p50: number[]; p99: number[] }>();
+  const servers = new Map<string, ServerProcess>();
+  const results = new Map<string, { rps: number[]; p50: number[]; p99: number[] }>();
   let errors = 0;
   try {
-    for (const kind of kinds) {
-      const dir = join(run.tempRoot, kind);
-      mkdirSync(dir);
-      targets.set(
-        kind,
-        kind === "poolctl"
-          ? run.adopt(await startPoolctl(dir, { tokens: poolctlTokens() }))
-          : await run.spawn(kind, SERVER_SCRIPT, [kind, dir], kind === "daemon" ? profileArgs : []),
-      );
-      results.set(kind, { rps: [], p50: [], p99: [] });
+    for (const target of targets) {
+      if (target.kind !== "poolctl") servers.set(target.label, await startTarget(target, profileArgs));
+      results.set(target.label, { rps: [], p50: [], p99: [] });
     }
     for (let round = 1; round <= rounds; round++) {
-      for (const kind of kinds) {
-        const url = targets.get(kind)!.url;
+      for (const target of targets) {
+        const { kind, label } = target;
+        // poolctl runs only for its own measurement: its checker forks the check command for every key
+        // (at 100,000 keys, for many minutes), which would weigh on the other targets' rounds.
+        const transient = kind === "poolctl" ? await startTarget(target, profileArgs) : undefined;
+        const url = (transient ?? servers.get(label)!).url;
         const r = await closedLoop(takeAndRelease(url, kind === "poolctl" ? "id" : "lease"), load);
+        if (transient) await run.stop(transient);
         const p50 = quantile(r.latencies, 0.5);
         const p99 = quantile(r.latencies, 0.99);
-        const into = results.get(kind)!;
+        const into = results.get(label)!;
         into.rps.push(r.perSec);
         into.p50.push(p50);
         into.p99.push(p99);
         errors += r.errors;
         console.log(
-          `  round ${round}  ${kind.padEnd(13)} ${rate(r.perSec).padStart(8)} pairs/s   p50 ${p50.toFixed(2)} ms   p99 ${p99.toFixed(2)} ms`,
+          `  round ${round}  ${label.padEnd(20)} ${rate(r.perSec).padStart(8)} pairs/s   p50 ${p50.toFixed(2)} ms   p99 ${p99.toFixed(2)} ms`,
         );
       }
     }
   } finally {
-    for (const target of targets.values()) await run.stop(target);
+    for (const server of servers.values()) await run.stop(server);
   }
-  const medianOf = (kind: TargetKind) => median(results.get(kind)!.rps);
+  const medianOf = (label: string) => median(results.get(label)!.rps);
   const bare = medianOf("bare");
-  const perKind = <T>(f: (kind: TargetKind) => T) => Object.fromEntries(kinds.map((k) => [k, f(k)]));
-  const extra = kinds.filter((k) => k !== "bare" && k !== "daemon" && k !== "poolctl");
-  const poolctl = kinds.includes("poolctl") ? medianOf("poolctl") : undefined;
+  const daemonAt = (keys: number) => medianOf(`daemon@${keys}`);
+  const [small, large] = [HTTP_SIZES[0], HTTP_SIZES[HTTP_SIZES.length - 1]!];
+  const labels = targets.map((t) => t.label);
+  const perLabel = <T>(f: (label: string) => T) => Object.fromEntries(labels.map((l) => [l, f(l)]));
+  const extra = targets.filter((t) => t.kind === "daemon-memory" || t.kind === "api-stub");
+  const withPoolctl = targets.some((t) => t.kind === "poolctl");
   return {
     bare: Math.round(bare),
-    daemon: Math.round(medianOf("daemon")),
-    ratio: ratio(medianOf("daemon"), bare),
-    ...(poolctl !== undefined && {
-      poolctl: { pairsPerSec: Math.round(poolctl), ratio: ratio(medianOf("daemon"), poolctl) },
+    daemon: Math.round(daemonAt(small)),
+    ratio: ratio(daemonAt(small), bare),
+    daemonBySize: Object.fromEntries(HTTP_SIZES.map((keys) => [String(keys), Math.round(daemonAt(keys))])),
+    largeVsSmall: ratio(daemonAt(large), daemonAt(small)),
+    ...(withPoolctl && {
+      poolctl: Object.fromEntries(
+        HTTP_SIZES.map((keys) => {
+          const theirs = medianOf(`poolctl@${keys}`);
+          return [String(keys), { pairsPerSec: Math.round(theirs), ratio: ratio(daemonAt(keys), theirs) }];
+        }),
+      ),
     }),
     ...(extra.length > 0 && {
       breakdown: Object.fromEntries(
-        extra.map((k) => [k, { pairsPerSec: Math.round(medianOf(k)), ratio: ratio(medianOf(k), bare) }]),
+        extra.map((t) => [
+          t.kind,
+          { pairsPerSec: Math.round(medianOf(t.label)), ratio: ratio(medianOf(t.label), bare) },
+        ]),
       ),
     }),
-    rounds: perKind((k) => results.get(k)!.rps.map(Math.round)),
-    p50Ms: perKind((k) => round2(median(results.get(k)!.p50))),
-    p99Ms: perKind((k) => round2(median(results.get(k)!.p99))),
+    rounds: perLabel((l) => results.get(l)!.rps.map(Math.round)),
+    p50Ms: perLabel((l) => round2(median(results.get(l)!.p50))),
+    p99Ms: perLabel((l) => round2(median(results.get(l)!.p99))),
     errors,
   };
 }
@@ -172,13 +215,9 @@ async function benchStore(): Promise<Record<string, StoreFigures>> {
   return figures;
 }
 
-/** poolctl's tokens file for the same pool size as the daemon's (ids and tokens as bench/_keys.ts makes them). */
-function poolctlTokens(): string[] {
-  const width = String(HTTP_KEYS - 1).length;
-  return Array.from(
-    { length: HTTP_KEYS },
-    (_, i) => `k${String(i).padStart(width, "0")},sk-bench-${String(i).padStart(width, "0")}`,
-  );
+/** poolctl's tokens file for a pool of `count` keys (ids and tokens as bench/_keys.ts makes them). */
+function poolctlTokens(count: number): string[] {
+  return benchKeys(count).map((key) => `${key.id},${key.token}`);
 }
 
 function verdict(value: number, target: number): string {
@@ -188,25 +227,38 @@ function verdict(value: number, target: number): string {
 function printResults(http: HttpFigures | undefined, store: Record<string, StoreFigures> | undefined): void {
   const rows: string[][] = [["measure", "reference", "subject", "ratio", "target", ""]];
   if (http) {
+    const [small, large] = [HTTP_SIZES[0], HTTP_SIZES[HTTP_SIZES.length - 1]!];
     rows.push([
-      "http pairs/s daemon vs bare",
+      `http pairs/s daemon vs bare, ${rate(small)} keys`,
       rate(http.bare),
       rate(http.daemon),
       `${http.ratio.toFixed(2)}×`,
       `≥ ${HTTP_TARGET}`,
       verdict(http.ratio, HTTP_TARGET),
     ]);
-    if (http.poolctl) {
-      const { pairsPerSec, ratio: vsPoolctl } = http.poolctl;
+    for (const keys of HTTP_SIZES) {
+      const vs = http.poolctl?.[String(keys)];
+      if (!vs) continue;
+      const ours = http.daemonBySize[String(keys)]!;
+      // At 100,000 keys poolctl may finish no pair at all inside a short window: the daemon is then ahead without bound.
+      const none = vs.pairsPerSec === 0;
       rows.push([
-        "http pairs/s daemon vs poolctl",
-        rate(pairsPerSec),
-        rate(http.daemon),
-        `${vsPoolctl.toFixed(2)}×`,
+        `http pairs/s daemon vs poolctl, ${rate(keys)} keys`,
+        rate(vs.pairsPerSec),
+        rate(ours),
+        none ? "∞ (poolctl: no pair done)" : `${vs.ratio.toFixed(2)}×`,
         `≥ ${POOLCTL_TARGET}`,
-        verdict(vsPoolctl, POOLCTL_TARGET),
+        none ? verdict(ours > 0 ? Number.POSITIVE_INFINITY : 0, POOLCTL_TARGET) : verdict(vs.ratio, POOLCTL_TARGET),
       ]);
     }
+    rows.push([
+      `http pairs/s daemon ${rate(large)} vs ${rate(small)} keys`,
+      rate(http.daemonBySize[String(small)]!),
+      rate(http.daemonBySize[String(large)]!),
+      `${http.largeVsSmall.toFixed(2)}×`,
+      `≥ ${SIZE_TARGET}`,
+      verdict(http.largeVsSmall, SIZE_TARGET),
+    ]);
     for (const [kind, f] of Object.entries(http.breakdown ?? {})) {
       rows.push([
         `  (diagnostic) ${kind} vs bare`,

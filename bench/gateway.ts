@@ -1,5 +1,5 @@
 /**
- * Gateway benchmark: `bun run bench:gateway [--quick] [--only=throughput|latency] [--breakdown] [--cpu-prof-dir=DIR]`
+ * Gateway benchmark: `bun run bench:gateway [--quick] [--only=throughput|latency|checkpoints] [--breakdown] [--cpu-prof-dir=DIR]`
  *
  * The keypool gateway against a bare Bun.serve passthrough (forward + inject Authorization, nothing
  * else) and against poolctl's proxy (the Go gateway keypool replaces, from ../shared/peers/, skipped when
@@ -10,6 +10,8 @@
  *    gateway/bare ≥ 0.9, gateway/poolctl ≥ 1.0, CPU per request ≤ 1.3× bare's.
  * 2. Added latency — open loop at fixed rates (300 and 1,000 req/s); p50/p99 through each subject and
  *    the difference to bare. Targets: gateway p99 − bare p99 ≤ 1 ms at 300/s, ≤ 3 ms at 1,000/s.
+ * 3. Checkpoints — the same at 1,000 req/s through a gateway whose pool has 100,000 keys, so its state
+ *    file's log fills and checkpoints during the measurement (see _gateway-checkpoints.ts). Target: ≤ 3 ms.
  *
  * --breakdown adds `gateway-stub`: the gateway listener over a store that does nothing, so the gateway
  * code's own cost shows apart from the store's. --cpu-prof-dir profiles the gateway processes.
@@ -20,6 +22,7 @@
 import { mkdirSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
+import { benchUnderCheckpoints, checkpointRows } from "./_gateway-checkpoints";
 import { type Mode, chatCompletion } from "./_gateway-load";
 import { benchTokenLines } from "./_gateway-tokens";
 import { closedLoop, openLoop } from "./_load";
@@ -42,7 +45,7 @@ const SERVER_SCRIPT = new URL("./_gateway-server.ts", import.meta.url).pathname;
 
 const { quick, only, profileDir, flags } = parseBenchArgs(process.argv.slice(2), {
   script: "bench/gateway.ts",
-  only: ["throughput", "latency"],
+  only: ["throughput", "latency", "checkpoints"],
   flags: ["breakdown"],
 });
 const breakdown = flags.has("breakdown");
@@ -55,6 +58,7 @@ const plan = quick
         { rounds: 1, ratePerSec: 300, warmupMs: 300, durationMs: 2_000 },
         { rounds: 1, ratePerSec: 1_000, warmupMs: 300, durationMs: 1_000 },
       ],
+      checkpoints: { rounds: 1, ratePerSec: 1_000, warmupMs: 300, durationMs: 2_000 },
     }
   : {
       throughput: { rounds: 3, workers: 32, warmupMs: 500, durationMs: 3_000 },
@@ -62,6 +66,7 @@ const plan = quick
         { rounds: 2, ratePerSec: 300, warmupMs: 500, durationMs: 4_000 },
         { rounds: 2, ratePerSec: 1_000, warmupMs: 500, durationMs: 3_000 },
       ],
+      checkpoints: { rounds: 2, ratePerSec: 1_000, warmupMs: 500, durationMs: 5_000 },
     };
 
 /**
@@ -257,6 +262,8 @@ interface SectionResult {
 interface Servers {
   processes: Partial<Record<Subject, ServerProcess>>;
   urls: Partial<Record<Subject, string>>;
+  upstreamUrl: string;
+  run: BenchRun;
 }
 
 async function throughputSection({ processes }: Servers): Promise<SectionResult> {
@@ -287,10 +294,17 @@ async function latencySection({ urls }: Servers): Promise<SectionResult> {
   return { figures, rows };
 }
 
+/** The gateway's added p99 while a 100,000-key pool's state file checkpoints (see _gateway-checkpoints.ts). */
+async function checkpointsSection({ run, upstreamUrl, urls }: Servers): Promise<SectionResult> {
+  const figures = await benchUnderCheckpoints(run, upstreamUrl, urls.bare!, MODES, plan.checkpoints);
+  return { figures, rows: checkpointRows(figures, plan.checkpoints.ratePerSec) };
+}
+
 /** The benchmark's parts, in the order they run; --only picks one by name. */
 const SECTIONS: Record<string, (servers: Servers) => Promise<SectionResult>> = {
   throughput: throughputSection,
   latency: latencySection,
+  checkpoints: checkpointsSection,
 };
 
 async function main(run: BenchRun): Promise<void> {
@@ -327,7 +341,7 @@ async function main(run: BenchRun): Promise<void> {
     processes.poolctl = run.adopt(await startPoolctl(stateDirOf("poolctl"), { tokens, upstreamUrl: upstream.url }));
     SUBJECTS.push("poolctl");
   }
-  const servers: Servers = { processes, urls: perSubject((s) => processes[s]!.url) };
+  const servers: Servers = { processes, urls: perSubject((s) => processes[s]!.url), upstreamUrl: upstream.url, run };
   await smokeTest(servers.urls);
 
   const figures: Record<string, unknown> = {};

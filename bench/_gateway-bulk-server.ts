@@ -1,0 +1,31 @@
+/**
+ * The gateway benchmark's checkpoint section: the real daemon as `keypool proxy` runs it, over a pool of
+ * many keys, so every request's take and release write pages all over a large table and the state file's
+ * log fills fast enough that checkpoints run during the measurement.
+ *
+ *   bun bench/_gateway-bulk-server.ts <upstream-url> <state-dir> [keys]
+ *
+ * Speaks the contract in `_process.ts`: its URL on the first line of stdout, then serves until stopped.
+ */
+import { silentLogger } from "../src/log";
+import { startBenchGateway } from "./_gateway-daemon";
+import { benchKeys } from "./_keys";
+import { serveUntilStopped } from "./_process";
+
+const DEFAULT_KEYS = 100_000;
+
+const [upstreamUrl, stateDir, keysArg] = process.argv.slice(2);
+const keyCount = Number(keysArg ?? DEFAULT_KEYS);
+if (!upstreamUrl || !stateDir || !Number.isInteger(keyCount) || keyCount < 1) {
+  console.error("usage: bun bench/_gateway-bulk-server.ts <upstream-url> <state-dir> [keys]");
+  process.exit(2);
+}
+const tokens = benchKeys(keyCount).map((key) => `${key.id},${key.token}`);
+const gateway = await startBenchGateway({
+  upstreamUrl,
+  stateDir,
+  tokens,
+  settings: ["rotation: lru"],
+  logger: silentLogger,
+});
+await serveUntilStopped({ url: gateway.gatewayUrl, stop: gateway.stop }, () => {});

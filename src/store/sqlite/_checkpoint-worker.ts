@@ -1,0 +1,151 @@
+import type { Database } from "bun:sqlite";
+
+/** What the store's thread asks of the checkpoint worker; replies come back in the same order. */
+export type CheckpointRequest =
+  | { type: "open"; path: string; limits: CheckpointLimits }
+  | { type: "tick" }
+  | { type: "stop" };
+
+export interface CheckpointLimits {
+  /** While writes go on, copying runs at most this often; when they pause, at the next look. */
+  copyEveryMs: number;
+  /** A log that has grown past this under steady writes is started over (RESTART). */
+  restartAboveBytes: number;
+  /** A log file larger than this is truncated once writes pause. */
+  truncateAboveBytes: number;
+}
+
+/** What one look at the write-ahead log did. */
+export interface CheckpointReport {
+  /**
+   * `none`: nothing new since the last look; `passive`: frames copied without waiting for anyone;
+   * `restart`: the log started over after a passive pass left it long; `truncate`: emptied in a pause.
+   */
+  mode: "none" | "passive" | "restart" | "truncate";
+  /** Another connection held what the checkpoint needed, so it stopped short (it never waits). */
+  busy: boolean;
+  /** Frames in the write-ahead log, and how many of them are now in the database file. */
+  walFrames: number;
+  checkpointed: number;
+}
+
+export type CheckpointReply =
+  | { type: "opened" }
+  | { type: "tick"; report: CheckpointReport }
+  | { type: "stopped" }
+  | { type: "failed"; message: string };
+
+interface WorkerScope {
+  onmessage: ((event: MessageEvent<CheckpointRequest>) => void) | null;
+  postMessage(reply: CheckpointReply): void;
+}
+
+/**
+ * The body of the checkpoint worker. It runs from its own source text (see _checkpointer.ts), so it
+ * must stay self-contained: it reads only its argument and the worker's globals, and gets bun:sqlite
+ * by a name it is handed, which no bundler rewrites.
+ */
+export function checkpointWorker(sqliteModule: string, fsModule: string): void {
+  const scope = globalThis as unknown as WorkerScope;
+  let db: Database | undefined;
+  let walPath = "";
+  let limits: CheckpointLimits = { copyEveryMs: 0, restartAboveBytes: 0, truncateAboveBytes: 0 };
+  let walBytes: (path: string) => number = () => 0;
+  let lastCopyAt = Number.NEGATIVE_INFINITY;
+  let pageSize = 4096;
+  // Whatever was committed before this connection opened is new to it: the first look checkpoints.
+  let seenVersion = -1;
+  // Unknown at start, so a large log left by an earlier run is truncated at the first quiet look.
+  let committedSinceTruncate = true;
+  let behind = false;
+  let queue = Promise.resolve();
+
+  const open = async (path: string, given: CheckpointLimits): Promise<void> => {
+    const sqlite = (await import(sqliteModule)) as typeof import("bun:sqlite");
+    const fs = (await import(fsModule)) as typeof import("node:fs");
+    // stat, never open: closing any descriptor of the state file's -wal or -shm in this process would
+    // drop every lock SQLite holds on it here (POSIX locks belong to the process), and with them the
+    // guarantees other processes rely on.
+    walBytes = (file) => fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+    db = new sqlite.Database(path, { readwrite: true, create: false });
+    // Every checkpoint here gives way at once rather than wait: the store's thread never waits on this one.
+    db.exec("PRAGMA busy_timeout = 0");
+    db.exec("PRAGMA wal_autocheckpoint = 0");
+    walPath = `${path}-wal`;
+    limits = given;
+    pageSize = (db.query("PRAGMA page_size").get() as { page_size: number }).page_size;
+  };
+
+  const dataVersion = (conn: Database): number =>
+    (conn.query("PRAGMA data_version").get() as { data_version: number }).data_version;
+
+  const checkpoint = (conn: Database, mode: "passive" | "restart" | "truncate"): CheckpointReport => {
+    const row = conn.query(`PRAGMA wal_checkpoint(${mode.toUpperCase()})`).get() as {
+      busy: number;
+      log: number;
+      checkpointed: number;
+    };
+    behind = row.busy !== 0 || row.checkpointed < row.log;
+    lastCopyAt = performance.now();
+    return { mode, busy: row.busy !== 0, walFrames: row.log, checkpointed: row.checkpointed };
+  };
+
+  // A log is started over by the first write after a checkpoint has copied all of it. Under steady
+  // writes a passive checkpoint never catches up (a commit always lands while it syncs), so once the
+  // log is long a RESTART copies the little that is left while holding the write lock, then starts it
+  // over. It gives up at once if a writer is there; a writer that comes during it waits that long.
+  const passive = (conn: Database): CheckpointReport => {
+    const report = checkpoint(conn, "passive");
+    if (report.busy || report.walFrames * pageSize <= limits.restartAboveBytes) return report;
+    // A second pass copies what came during the first, so the locked one has only a few frames left.
+    if (checkpoint(conn, "passive").busy) return report;
+    return checkpoint(conn, "restart");
+  };
+
+  // A checkpoint that catches up lets the next commit start the log over, and that commit then syncs the
+  // new log's header: so while writes go on, copying runs at most every copyEveryMs; once they pause,
+  // at the next look. data_version moves when any other connection, in this process or another, commits.
+  const tick = (conn: Database): CheckpointReport => {
+    const version = dataVersion(conn);
+    const changed = version !== seenVersion;
+    seenVersion = version;
+    if (changed) {
+      committedSinceTruncate = true;
+      behind = true;
+    }
+    const due = behind && (!changed || performance.now() - lastCopyAt >= limits.copyEveryMs);
+    if (due) return passive(conn);
+    if (changed) return { mode: "none", busy: false, walFrames: 0, checkpointed: 0 };
+    // Quiet now: give back the disk a burst made the log take. TRUNCATE holds the write lock only for
+    // as long as the truncation, and gives up at once if a writer is there.
+    if (committedSinceTruncate && walBytes(walPath) > limits.truncateAboveBytes) {
+      const report = checkpoint(conn, "truncate");
+      if (!report.busy) committedSinceTruncate = false;
+      return report;
+    }
+    return { mode: "none", busy: false, walFrames: 0, checkpointed: 0 };
+  };
+
+  const handle = async (request: CheckpointRequest): Promise<void> => {
+    if (request.type === "open") {
+      await open(request.path, request.limits);
+      scope.postMessage({ type: "opened" });
+    } else if (request.type === "tick") {
+      if (!db) throw new Error("the checkpoint worker was asked to tick before it opened the state file");
+      scope.postMessage({ type: "tick", report: tick(db) });
+    } else {
+      // Another connection (the store's) is still open, so closing this one runs no checkpoint of its own.
+      db?.close();
+      db = undefined;
+      scope.postMessage({ type: "stopped" });
+    }
+  };
+
+  scope.onmessage = (event) => {
+    queue = queue
+      .then(() => handle(event.data))
+      .catch((error: unknown) =>
+        scope.postMessage({ type: "failed", message: error instanceof Error ? error.message : String(error) }),
+      );
+  };
+}
