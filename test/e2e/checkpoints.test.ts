@@ -56,7 +56,9 @@ async function emptied(walPath: string): Promise<void> {
 async function checkpointsOnTheWorker(command: string[] | undefined): Promise<void> {
   using dir = tempDir("keypool-e2e-");
   writeFileSync(dir.file("tokens.txt"), "a,sk-e2e-aaaaaaaaaaaaaaaa\nb,sk-e2e-bbbbbbbbbbbbbbbb\n");
-  const config = "tokens_file: tokens.txt\ncooldown_sec: 0\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n";
+  // Exclusive keys: every take and release commits (other takes are decided in memory and flushed in bulk).
+  const config =
+    "tokens_file: tokens.txt\ncooldown_sec: 0\nmax_concurrency: 1\nstate_file: state.db\nserver:\n  addr: 127.0.0.1:0\n";
   writeFileSync(dir.file("keypool.yaml"), config);
   await using daemon = await spawnDaemon(["serve", "-c", "keypool.yaml"], {}, { command, cwd: dir.path });
   const state = dir.file("state.db");
