@@ -300,6 +300,14 @@ export class HotPath {
   }
 
   /**
+   * Reads a pool's copy now rather than at its first take: a pool of 100,000 keys takes a second or two
+   * to read, which belongs to start-up, not to the first request.
+   */
+  preload(settings: PoolSettings): void {
+    this.poolOf(settings);
+  }
+
+  /**
    * Writes what only memory knows — counters, ranks, budgets, windows, open leases, given-back
    * leases, usage — inside the caller's write transaction. Every transaction of the store runs it
    * first, so the file is whole before anything else decides on it.

@@ -207,6 +207,7 @@ export class SqliteStore implements PoolStore {
     for (const pool of pruned) options.onPruned?.(pool);
     if (options.prune !== false) this.pools.clear();
     for (const { settings } of pools) this.pools.set(settings.name, settings);
+    for (const { settings } of pools) this.hot.preload(settings);
     return results;
   }
 
