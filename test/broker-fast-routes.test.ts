@@ -4,6 +4,7 @@
  * the same matrix against it — so the lean route must answer every request, good and bad, exactly so:
  * status, body, the headers that matter, and the log line with the answer's request id.
  */
+import { sendRaw } from "./helpers/gateway-raw-http";
 import { describe, expect, it } from "bun:test";
 import YAML from "yaml";
 import { ManualClock } from "../src/pool/clock";
@@ -441,22 +442,7 @@ const CASES: Case[] = [
 
 /** One request written byte for byte, for what fetch() will not send; the answer's status and JSON body. */
 async function rawAnswer(url: string, head: string[], body: string): Promise<{ status: number; body: unknown }> {
-  const { hostname, port } = new URL(url);
-  const ended = Promise.withResolvers<string>();
-  let received = "";
-  const socket = await Bun.connect({
-    hostname,
-    port: Number(port),
-    socket: {
-      data: (_socket, data) => {
-        received += data.toString();
-      },
-      close: () => ended.resolve(received),
-      error: (_socket, error) => ended.reject(error),
-    },
-  });
-  socket.write(`${head.join("\r\n")}\r\n\r\n${body}`);
-  const text = await ended.promise;
+  const text = await sendRaw(url, `${head.join("\r\n")}\r\n\r\n${body}`);
   return { status: Number(text.split(" ")[1]), body: JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) };
 }
 

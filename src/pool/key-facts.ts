@@ -36,14 +36,23 @@ export interface KeyFacts {
 export interface PoolRules {
   name: string;
   rotation: Rotation;
+  /** Rest after every take and after every unclassified failure; 0 disables it. */
   cooldownSec: number;
+  /** Auth failures keep a key out this long when the pool has no health check to revive it. */
   quarantineSec?: number;
+  /** Retry-After hint when no key will free up by itself (all quarantined, dead or disabled); also the check interval. */
   recheckIntervalSec: number;
+  /** How often quarantined and dead keys are re-probed (default 60). */
   reviveIntervalSec?: number;
+  /** Consecutive failed probes before a key is dead (default: the store's, 3). */
   failuresToDead?: number;
+  /** Set when the pool refreshes tokens: checks are pulled forward to this long before a known expiry. */
   refreshAheadSec?: number;
+  /** The pool's own failure rules, tried before the built-in ones. */
   classify?: readonly ClassifyRule[];
+  /** Per-class backoff ladders; DEFAULT_LADDERS when unset. */
   ladders?: Ladders;
+  /** Prices per model, for the usage ledger's estimated cost. */
   prices?: PriceTable;
 }
 

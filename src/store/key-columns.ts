@@ -87,6 +87,23 @@ export interface DecisionColumns extends PolicyColumns, AdminColumns {
   expires_at: number | null;
 }
 
+/** Every column of a stored key, under the names both stores use; `Flag` is how the store keeps a boolean. */
+export interface KeyColumns<Flag extends number | boolean> extends DecisionColumns {
+  token: string;
+  takeable: Flag;
+  last_used: number | null;
+  last_check: number | null;
+  requests: number;
+  errors: number;
+  last_check_status: number | null;
+  last_check_latency_ms: number | null;
+  source_token: string | null;
+  source_refresh_token: string | null;
+  refresh_token: string | null;
+  refresh_owner: string | null;
+  refresh_lock_until: number;
+}
+
 /** A stored key in the planners' words (src/pool/key-facts.ts). */
 export function factsOf(row: DecisionColumns, settings: PoolSettings): KeyFacts {
   return {

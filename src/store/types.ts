@@ -1,39 +1,18 @@
-import type { Rotation } from "../pool/vocabulary";
-import type { Ladders } from "../pool/backoff";
-import type { ClassifyRule, FailureClass } from "../pool/classify";
+import type { PoolRules } from "../pool/key-facts";
+import type { FailureClass } from "../pool/classify";
 import type { DomainError } from "../pool/errors";
 import type { KeyHealth, KeyState, Outcome } from "../pool/key-state";
-import type { PriceTable } from "../pool/pricing";
 import type { UsageTotals, UsageWindow } from "../pool/usage";
 import type { TokenCipher } from "./token-cipher";
 
-/** What the store needs to know about a pool to take from it. */
-export interface PoolSettings {
-  name: string;
-  rotation: Rotation;
-  cooldownSec: number;
+/** What the store needs to know about a pool to take from it: the rules decisions read, and its own. */
+export interface PoolSettings extends PoolRules {
   leaseTtlSec: number;
   maxConcurrency?: number;
-  /** Auth failures keep a key out this long when the pool has no health check to revive it. */
-  quarantineSec?: number;
-  /** Retry-After hint when no key will free up by itself (all quarantined, dead or disabled); also the check interval. */
-  recheckIntervalSec: number;
-  /** How often quarantined and dead keys are re-probed (default 60). */
-  reviveIntervalSec?: number;
-  /** Consecutive failed probes before a key is dead (default: the store's, 3). */
-  failuresToDead?: number;
-  /** Set when the pool refreshes tokens: checks are pulled forward to this long before a known expiry. */
-  refreshAheadSec?: number;
-  /** The pool's own failure rules, tried before the built-in ones. */
-  classify?: readonly ClassifyRule[];
-  /** Per-class backoff ladders; DEFAULT_LADDERS when unset. */
-  ladders?: Ladders;
   /** Per-key limits, each counted in its own window. */
   rpm?: number;
   tpm?: number;
   dailyRequests?: number;
-  /** Prices per model, for the usage ledger's estimated cost. */
-  prices?: PriceTable;
   /** Sticky sessions: a mapping lapses this long after the session last used its own key (default 3600). */
   sessionTtlSec?: number;
   /** Session mappings kept for the pool; the oldest go first (default 100,000). */

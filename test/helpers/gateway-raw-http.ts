@@ -4,6 +4,13 @@
  * The request should carry `Connection: close` so the answer ends with the socket.
  */
 export async function rawHttp(url: string, lines: string[], body = ""): Promise<{ status: number; head: string }> {
+  const text = await sendRaw(url, `${lines.join("\r\n")}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  const head = text.slice(0, text.indexOf("\r\n\r\n"));
+  return { status: Number(head.split(" ")[1]), head };
+}
+
+/** Writes `request` as it is and reads the answer until the server closes the socket. */
+export async function sendRaw(url: string, request: string): Promise<string> {
   const { hostname, port } = new URL(url);
   const ended = Promise.withResolvers<string>();
   let received = "";
@@ -22,8 +29,6 @@ export async function rawHttp(url: string, lines: string[], body = ""): Promise<
       },
     },
   });
-  socket.write(`${lines.join("\r\n")}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  const text = await ended.promise;
-  const head = text.slice(0, text.indexOf("\r\n\r\n"));
-  return { status: Number(head.split(" ")[1]), head };
+  socket.write(request);
+  return ended.promise;
 }
