@@ -1,0 +1,84 @@
+/**
+ * A key's state per model: what the stores will keep for each (key, model) pair beside the key's
+ * own row, in the domain's words. A pair rests after a pair-scoped failure (see failure-scope.ts),
+ * is denied when an answer said the key cannot use the model (see model-access.ts), and counts its
+ * own requests and tokens against the pool's model_limits. A key with no pair for a model has
+ * nothing against it for that model.
+ */
+import { CLEAN_LADDER, type LadderPosition, formatDuration } from "./key-state";
+import { EMPTY_WINDOWS, type UsageWindows } from "./limits";
+import type { FailureClass } from "./vocabulary";
+
+export type ModelAccess = "ok" | "denied";
+
+export interface ModelState {
+  /** Epoch ms when the pair's rest (or its denial) ends; 0 when the pair is not resting. */
+  readyAt: number;
+  /** Why the pair rests or is denied; null when there is nothing to say. */
+  reason: string | null;
+  /** The pair's own ladder: pair-scoped failures climb it, a success on the model starts it over. */
+  ladder: LadderPosition;
+  /** "denied": the key cannot use the model; the pair is tried again once `readyAt` passes. */
+  access: ModelAccess;
+  /** The pair's windows for the pool's model_limits (rpm and tpm of this model on this key). */
+  windows: UsageWindows;
+}
+
+export const FRESH_MODEL_STATE: ModelState = {
+  readyAt: 0,
+  reason: null,
+  ladder: CLEAN_LADDER,
+  access: "ok",
+  windows: EMPTY_WINDOWS,
+};
+
+/** What a decision about a key and a model reads besides the key's own facts. */
+export interface ModelFacts {
+  /** The models the tokens file restricts the key to (`models=a|b`); null: any model. */
+  allowedModels: ReadonlySet<string> | null;
+  /** The key's pairs; a model missing here has a fresh pair. */
+  models: ReadonlyMap<string, ModelState>;
+}
+
+export type PairState = "ready" | "cooling" | "denied" | "restricted";
+
+/**
+ * When the key may next serve `model`, as far as the model is concerned (the key's own condition is
+ * isReady's business): 0 for now, Infinity for never (the tokens file does not list the model).
+ */
+export function modelReadyAt(key: ModelFacts, model: string): number {
+  if (key.allowedModels !== null && !key.allowedModels.has(model)) return Number.POSITIVE_INFINITY;
+  return key.models.get(model)?.readyAt ?? 0;
+}
+
+/** Whether a take for `model` may hand this key out, as far as the model is concerned (the pick's filter). */
+export function isUsableForModel(key: ModelFacts, model: string, now: number): boolean {
+  return modelReadyAt(key, model) <= now;
+}
+
+/** The pair as /status, /events and metrics will name it. */
+export function pairStateOf(key: ModelFacts, model: string, now: number): PairState {
+  if (key.allowedModels !== null && !key.allowedModels.has(model)) return "restricted";
+  const pair = key.models.get(model);
+  if (!pair || pair.readyAt <= now) return "ready";
+  return pair.access === "denied" ? "denied" : "cooling";
+}
+
+/** One recorded change of a pair, as the planners describe it (the key's own events are PlannedEvent). */
+export interface PairEvent {
+  model: string;
+  from: PairState;
+  to: PairState;
+  class: FailureClass | null;
+  reason: string | null;
+  until: number | null;
+}
+
+/** A pair's state as a ModelFacts of one model, for pairStateOf. */
+export function onePair(model: string, pair: ModelState): ModelFacts {
+  return { allowedModels: null, models: new Map([[model, pair]]) };
+}
+
+export function denialReason(what: string, restMs: number): string {
+  return `no access to this model (${what}); tried again in ${formatDuration(restMs)}`;
+}
