@@ -5,6 +5,7 @@
  * own requests and tokens against the pool's model_limits. A key with no pair for a model has
  * nothing against it for that model.
  */
+import { MAX_MODEL_NAME_LENGTH } from "./bounds";
 import { CLEAN_LADDER, type LadderPosition, formatDuration } from "./key-state";
 import { EMPTY_WINDOWS, type UsageWindows } from "./limits";
 import type { FailureClass } from "./vocabulary";
@@ -82,3 +83,15 @@ export function onePair(model: string, pair: ModelState): ModelFacts {
 export function denialReason(what: string, restMs: number): string {
   return `no access to this model (${what}); tried again in ${formatDuration(restMs)}`;
 }
+
+/**
+ * What a model name may be, wherever it comes from (a request, a tokens file, a config key): the
+ * names providers use — `gpt-4o-2024-08-06`, `ft:gpt-4o:org:x:id`, `openai/gpt-4o`,
+ * `anthropic.claude-3-5-sonnet-20240620-v1:0`, `claude-3@20240229` — and nothing that could break
+ * a tokens-file line (`,` `|` `=`), a metric label or a log line.
+ */
+export function isModelName(text: string): boolean {
+  return text.length <= MAX_MODEL_NAME_LENGTH && MODEL_NAME.test(text);
+}
+
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/;
