@@ -6,6 +6,7 @@
  * nothing against it for that model.
  */
 import { MAX_MODEL_NAME_LENGTH } from "./bounds";
+import { type Candidate, type Choice, chooseKey } from "./choose-key";
 import { CLEAN_LADDER, type LadderPosition, formatDuration } from "./key-state";
 import { EMPTY_WINDOWS, type UsageWindows } from "./limits";
 import type { FailureClass } from "./vocabulary";
@@ -95,3 +96,32 @@ export function isModelName(text: string): boolean {
 }
 
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/;
+
+/**
+ * The reference pick for a take that names a model: chooseKey's rule over the keys that may serve the
+ * model now. Stores may walk their own order, but must choose what this chooses (a test holds them to it).
+ */
+export function chooseKeyForModel<K extends Candidate & ModelFacts>(
+  keys: readonly K[],
+  choice: Choice,
+  model: string,
+): K | undefined {
+  return chooseKey(
+    keys.filter((key) => isUsableForModel(key, model, choice.now)),
+    choice,
+  );
+}
+
+/**
+ * When a take for `model` could next succeed, for the Retry-After of a 503: the earliest moment a key
+ * in rotation is rested both as a key and for the model. Infinity when no key will ever serve it by
+ * itself (every key is out or does not list the model), which callers answer as they do today.
+ */
+export function modelReadyAtOfPool(keys: readonly (Candidate & ModelFacts)[], model: string): number {
+  let earliest = Number.POSITIVE_INFINITY;
+  for (const key of keys) {
+    if (!key.takeable) continue;
+    earliest = Math.min(earliest, Math.max(key.readyAt, modelReadyAt(key, model)));
+  }
+  return earliest;
+}

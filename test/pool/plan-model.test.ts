@@ -8,7 +8,9 @@ import {
   type ModelFacts,
   type ModelState,
   type PairState,
+  chooseKeyForModel,
   isUsableForModel,
+  modelReadyAtOfPool,
   modelReadyAt,
   pairStateOf,
 } from "../../src/pool/model-facts";
@@ -20,6 +22,7 @@ import {
   planModelTake,
 } from "../../src/pool/plan-model";
 import { planRelease } from "../../src/pool/plan-release";
+import { LOWEST_RANK } from "../../src/pool/rotation";
 
 const NOW = 1_000_000_000;
 const MIN = 60_000;
@@ -310,5 +313,38 @@ describe("planModelCheck", () => {
     const found = planModelCheck(undefined, "m-big", { ok: false, status: 404, body: OPENAI_404 }, pool(), NOW);
     expect(found).toMatchObject({ access: "denied", readyAt: NOW + DEFAULT_MODEL_ACCESS_REST_SEC * 1000 });
     expect(planModelCheck(undefined, "m-big", { ok: false, status: 500 }, pool(), NOW)).toBeNull();
+  });
+});
+
+describe("chooseKeyForModel", () => {
+  const candidate = (id: string, rank: number, facts: Partial<ModelFacts> = {}) => ({
+    id,
+    rank,
+    takeable: true,
+    readyAt: 0,
+    inFlight: 0,
+    maxConcurrency: null,
+    allowedModels: null,
+    models: new Map<string, ModelState>(),
+    ...facts,
+  });
+  const keys = [
+    candidate("a", 1, { models: new Map([["m-big", pair({ readyAt: NOW + MIN })]]) }),
+    candidate("b", 2, { models: new Map([["m-big", pair({ access: "denied", readyAt: NOW + MIN })]]) }),
+    candidate("c", 3, { allowedModels: new Set(["m-small"]) }),
+    candidate("d", 4),
+  ];
+  const choice = { now: NOW, start: LOWEST_RANK, exclude: [] };
+
+  it("skips keys resting, denied or restricted for the model, and only for that model", () => {
+    expect(chooseKeyForModel(keys, choice, "m-big")?.id).toBe("d");
+    expect(chooseKeyForModel(keys, choice, "m-small")?.id).toBe("a");
+    expect(chooseKeyForModel(keys, { ...choice, exclude: ["a", "b", "c"] }, "m-small")?.id).toBe("d");
+  });
+
+  it("answers when a take for the model could next succeed", () => {
+    expect(modelReadyAtOfPool(keys, "m-big")).toBe(0);
+    expect(modelReadyAtOfPool(keys.slice(0, 3), "m-big")).toBe(NOW + MIN);
+    expect(modelReadyAtOfPool(keys.slice(2, 3), "m-big")).toBe(Number.POSITIVE_INFINITY);
   });
 });
