@@ -61,40 +61,60 @@ export function planModelRelease(
   if (model === undefined) return planRelease(key, outcome, pool, ctx, leasesGiven);
   const before = key.models.get(model) ?? FRESH_MODEL_STATE;
   // The upstream's budget headers describe the model that was called: they rest the pair, not the key.
-  const keyOutcome: Outcome = { ...outcome, budget: undefined };
+  const forKey = (o: Outcome) => planRelease(key, { ...o, budget: undefined }, pool, ctx, leasesGiven);
   if (outcome.ok) {
-    const plan = planRelease(key, keyOutcome, pool, ctx, leasesGiven);
-    return { ...plan, pair: pairPlan(model, before, afterPairSuccess(before, outcome, pool, ctx.now, model), ctx) };
+    return {
+      ...forKey(outcome),
+      pair: pairPlan(model, before, afterPairSuccess(before, outcome, pool, ctx.now, model), ctx),
+    };
   }
+  // Not the key's fault for its other models: the key is left exactly as a client error leaves it.
   if (outcome.class === undefined && !outcome.verdict && deniesModelAccess(outcome, pool.modelAccess)) {
-    return planDenied(key, model, before, keyOutcome, pool, ctx, leasesGiven);
+    const pair = deniedPair(model, before, pool, ctx, null, describe(outcome));
+    return {
+      ...forKey({ ...outcome, class: "client" }),
+      penalised: false,
+      failureClass: undefined,
+      modelDenied: true,
+      pair,
+    };
   }
   const cls = outcome.class ?? classifyFailure(outcome, pool.classify);
   if (cls === undefined || cls === "client" || outcome.verdict || scopeOf(cls, outcome, pool.failurePolicy) === "key") {
-    const plan = planRelease(key, keyOutcome, pool, ctx, leasesGiven);
     const after = withBudget(withTokens(before, outcome, pool, ctx.now, model), outcome, ctx.now);
-    return { ...plan, pair: pairPlan(model, before, after, ctx) };
+    return { ...forKey(outcome), pair: pairPlan(model, before, after, ctx) };
   }
-  return planPairFailure(key, model, before, keyOutcome, cls, pool, ctx, leasesGiven, outcome);
+  // Pair-scoped: the key is left as a client error leaves it (but the failure is still counted as its).
+  const pair = pairAfterFailure(model, before, outcome, cls, pool, ctx);
+  const plan: ModelReleasePlan = {
+    ...forKey({ ...outcome, class: "client" }),
+    penalised: true,
+    failureClass: cls,
+    pair,
+  };
+  if ((cls === "rate_limit" || cls === "quota") && key.group !== null) {
+    plan.groupRest = {
+      group: key.group,
+      until: pair.state.readyAt,
+      cls,
+      reason: `${cls} on key ${key.id} of group ${key.group} for ${model}; resting with it`,
+      model,
+    };
+  }
+  return plan;
 }
 
-/** A pair-scoped failure: the key is left as a client error leaves it, and the pair climbs its own ladder. */
-function planPairFailure(
-  key: KeyFacts & ModelFacts,
+/** The pair climbs its own ladder, as a key climbs its ladder for a failure of the same class. */
+function pairAfterFailure(
   model: string,
   before: ModelState,
-  keyOutcome: Outcome,
+  outcome: Outcome,
   cls: FailureClass,
   pool: ModelRules,
   ctx: DecisionContext,
-  leasesGiven: number,
-  outcome: Outcome,
-): ModelReleasePlan {
-  const plan = planRelease(key, { ...keyOutcome, class: "client" }, pool, ctx, leasesGiven);
-  const base = { ...plan, penalised: true, failureClass: cls };
+): PairPlan {
   // An auth failure scoped to the model (failure_policy.auth.scope: model) is a denial of that model.
-  if (cls === "auth")
-    return { ...base, pair: deniedPair(model, before, pool, ctx, cls, `auth failure, ${describe(outcome)}`) };
+  if (cls === "auth") return deniedPair(model, before, pool, ctx, cls, `auth failure, ${describe(outcome)}`);
   const effect = afterOutcome(
     { health: "live", reason: before.reason, readyAt: before.readyAt, ...before.ladder },
     { ...outcome, class: cls },
@@ -103,34 +123,15 @@ function planPairFailure(
     ctx.random,
   );
   const ladder: LadderPosition = { failClass: effect.failClass, rung: effect.rung, failUntil: effect.failUntil };
-  const rested: ModelState = { ...before, readyAt: effect.readyAt, reason: effect.reason, ladder };
-  const after = withBudget(withTokens(rested, outcome, pool, ctx.now, model), outcome, ctx.now);
-  const result: ModelReleasePlan = { ...base, pair: pairPlan(model, before, after, ctx, cls) };
-  if ((cls === "rate_limit" || cls === "quota") && key.group !== null) {
-    result.groupRest = {
-      group: key.group,
-      until: after.readyAt,
-      cls,
-      reason: `${cls} on key ${key.id} of group ${key.group} for ${model}; resting with it`,
-      model,
-    };
-  }
-  return result;
-}
-
-function planDenied(
-  key: KeyFacts & ModelFacts,
-  model: string,
-  before: ModelState,
-  keyOutcome: Outcome,
-  pool: ModelRules,
-  ctx: DecisionContext,
-  leasesGiven: number,
-): ModelReleasePlan {
-  // Not the key's fault for its other models: the key is left exactly as a client error leaves it.
-  const plan = planRelease(key, { ...keyOutcome, class: "client" }, pool, ctx, leasesGiven);
-  const pair = deniedPair(model, before, pool, ctx, null, describe(keyOutcome));
-  return { ...plan, penalised: false, failureClass: undefined, modelDenied: true, pair };
+  // An answer other than a denial means the upstream serves the model to this key: any denial is over.
+  const rested: ModelState = { ...before, access: "ok", readyAt: effect.readyAt, reason: effect.reason, ladder };
+  return pairPlan(
+    model,
+    before,
+    withBudget(withTokens(rested, outcome, pool, ctx.now, model), outcome, ctx.now),
+    ctx,
+    cls,
+  );
 }
 
 function deniedPair(

@@ -185,6 +185,13 @@ describe("planModelRelease", () => {
       expect(plan.pair?.state.access).toBe("ok");
     });
 
+    it("ends when the pair, tried again after its rest, is rate limited instead: the key has the model", () => {
+      const lapsed = pair({ access: "denied", readyAt: NOW - 1, reason: "no access" });
+      const plan = release(key({ models: new Map([["m-big", lapsed]]) }), "m-big", { ok: false, status: 429 });
+      expect(plan.pair?.state).toMatchObject({ access: "ok", readyAt: NOW + MIN });
+      expect(plan.pair?.event).toMatchObject({ from: "ready", to: "cooling", class: "rate_limit" });
+    });
+
     it("turns an auth failure scoped to the model into a denial of the model", () => {
       const rules = pool({ failurePolicy: { auth: { scope: "model" } } });
       const plan = release(key(), "m-big", { ok: false, status: 401 }, rules);
