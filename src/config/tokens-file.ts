@@ -1,6 +1,6 @@
 import { MAX_MODELS, MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../pool/bounds";
 import { isModelName } from "../pool/model-facts";
-import { MODEL_AWARE_KEYS_SUPPORTED } from "./_model-aware";
+import { MODEL_AWARE_KEYS_SUPPORTED, NOT_SUPPORTED_YET } from "./_model-aware";
 import { ConfigError } from "./errors";
 import type { KeySpec } from "./types";
 import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../pool/token-rules";
@@ -96,8 +96,7 @@ function readExtra(field: string, key: KeySpec, acceptsModels: boolean): string 
     return undefined;
   }
   if (name === "models") {
-    if (!acceptsModels)
-      return "models= is not supported in this version of keypool (per-model key state is not kept yet) — remove it";
+    if (!acceptsModels) return `models= ${NOT_SUPPORTED_YET}`;
     return readModels(value, key);
   }
   if (name !== "group") {
