@@ -9,6 +9,7 @@ import { parseTokensFile } from "../src/config/tokens-file";
 import { tempDir } from "./helpers/temp-dir";
 
 const TOKEN = "sk-canary-model-aware-0000000000001";
+const MODELS_FIX = "write models=NAME|NAME with the names the provider uses, e.g. models=gpt-4o|gpt-4o-mini";
 
 function configIssues(yaml: string, tokens = `a,${TOKEN}\n`): string[] {
   using dir = tempDir();
@@ -83,12 +84,13 @@ describe("failure_policy", () => {
     [
       "a class without scope",
       "failure_policy:\n  quota: {}",
-      "pools.p.failure_policy.quota.scope: required — model (rest the key for that model only) or key (rest the key for every model)",
+      "pools.p.failure_policy.quota.scope: required — model (rest the key for that model only) " +
+        "or key (rest the key for every model)",
     ],
     [
       "the client class",
       "failure_policy:\n  client: { scope: key }",
-      "pools.p.failure_policy.client: client has no scope: a client error never rests the key or a model — remove it",
+      "pools.p.failure_policy.client: has no scope: a client error never rests the key or a model — remove it",
     ],
     [
       "an unknown class",
@@ -109,8 +111,13 @@ describe("failure_policy", () => {
 
 describe("model_access", () => {
   it("reads the rest and the rules", () => {
-    const yaml =
-      'model_access:\n  rest_sec: 3600\n  rules:\n    - { status: 400, body: "tier not enabled" }\n    - { body: "/no entitlement/i" }';
+    const yaml = [
+      "model_access:",
+      "  rest_sec: 3600",
+      "  rules:",
+      '    - { status: 400, body: "tier not enabled" }',
+      '    - { body: "/no entitlement/i" }',
+    ].join("\n");
     expect(read(yaml)).toEqual({
       settings: {
         modelAccess: {
@@ -221,19 +228,10 @@ describe("models= in the tokens file", () => {
   });
 
   const bad: [string, string][] = [
-    [
-      "empty",
-      "keys.txt:1: models= is empty — write models=NAME|NAME with the names the provider uses, e.g. models=gpt-4o|gpt-4o-mini, or remove it",
-    ],
-    [
-      "gpt-4o||x",
-      "keys.txt:1: model 2 of models= is not a model name — write models=NAME|NAME with the names the provider uses, e.g. models=gpt-4o|gpt-4o-mini",
-    ],
+    ["empty", `keys.txt:1: models= is empty — ${MODELS_FIX}, or remove it`],
+    ["gpt-4o||x", `keys.txt:1: model 2 of models= is not a model name — ${MODELS_FIX}`],
     ["gpt-4o|gpt-4o", "keys.txt:1: model 2 of models= is listed twice — remove one"],
-    [
-      `gpt-4o|${TOKEN} x`,
-      "keys.txt:1: model 2 of models= is not a model name — write models=NAME|NAME with the names the provider uses, e.g. models=gpt-4o|gpt-4o-mini",
-    ],
+    [`gpt-4o|${TOKEN} x`, `keys.txt:1: model 2 of models= is not a model name — ${MODELS_FIX}`],
     [Array.from({ length: 1001 }, (_, i) => `m${i}`).join("|"), "keys.txt:1: models= lists 1001 models; at most 1000"],
   ];
   it.each(bad)("refuses models=%s, naming the place and never the token", (models, issue) => {

@@ -70,7 +70,7 @@ export function readFailurePolicy(s: Section): FailurePolicyConfig | undefined {
     c.done();
   }
   if (p.has("client"))
-    p.issues.add(p.keyPath("client"), "client has no scope: a client error never rests the key or a model — remove it");
+    p.issues.add(p.keyPath("client"), "has no scope: a client error never rests the key or a model — remove it");
   p.done();
   return policy;
 }
@@ -109,7 +109,7 @@ function readAccessRule(r: Section): ModelAccessRuleConfig | undefined {
     r.issues.add(r.keyPath("class"), "a model_access rule has no class: a match always denies the model — remove it");
   const empty = !r.has("status") && body === undefined;
   if (empty)
-    r.issues.add(r.path, "needs status or body (or both) — a rule with neither would deny every model on any failure");
+    r.issues.add(r.path, "needs status or body (or both) — a rule with neither would deny a model on any failure");
   r.done();
   if (empty) return undefined;
   return { ...(status && status.length > 0 ? { status } : {}), ...(body ? { body } : {}) };

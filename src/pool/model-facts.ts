@@ -8,7 +8,7 @@
 import { MAX_MODEL_NAME_LENGTH } from "./bounds";
 import { type Candidate, type Choice, chooseKey } from "./choose-key";
 import { CLEAN_LADDER, type LadderPosition, formatDuration } from "./key-state";
-import { EMPTY_WINDOWS, type UsageWindows } from "./limits";
+import { EMPTY_WINDOWS, MINUTE_MS, type UsageWindows } from "./limits";
 import type { FailureClass } from "./vocabulary";
 
 export type ModelAccess = "ok" | "denied";
@@ -124,4 +124,44 @@ export function modelReadyAtOfPool(keys: readonly (Candidate & ModelFacts)[], mo
     earliest = Math.min(earliest, Math.max(key.readyAt, modelReadyAt(key, model)));
   }
   return earliest;
+}
+
+/**
+ * Whether a pair says nothing a missing pair would not: its rest is over, its access known or
+ * lapsed, its ladder clean (or quiet for LADDER_MEMORY_MS) and its minute window closed. Stores drop
+ * such pairs, so the pairs kept are bounded by the models that are actually resting, not by every
+ * model a client ever named.
+ */
+export function isSpentPair(pair: ModelState, now: number): boolean {
+  // Only the minute window counts: model_limits has no daily limit, so the day's count decides nothing.
+  return (
+    pair.readyAt <= now &&
+    (pair.ladder.rung === 0 || pair.ladder.failUntil <= now - LADDER_MEMORY_MS) &&
+    pair.windows.minuteStart + MINUTE_MS <= now
+  );
+}
+
+/**
+ * How long a pair's ladder is remembered after its last rest ended. The ladder climbs only while
+ * failures keep coming; a pair quiet for this long starts at rung 1 again, as a fresh pair would.
+ */
+export const LADDER_MEMORY_MS = 24 * 3600_000;
+
+/** The key's pair for `model` as decisions read it: a missing or spent pair is a fresh one. */
+export function pairOf(key: ModelFacts, model: string, now: number): ModelState {
+  const pair = key.models.get(model);
+  return pair === undefined || isSpentPair(pair, now) ? FRESH_MODEL_STATE : pair;
+}
+
+/** A key's models as /status and `keypool status` show them: only pairs that are not ready, and restrictions. */
+export function modelStatusOf(
+  key: ModelFacts,
+  now: number,
+): { models: Record<string, { state: PairState; until: number; reason: string | null }>; onlyModels?: string[] } {
+  const models: Record<string, { state: PairState; until: number; reason: string | null }> = {};
+  for (const [model, pair] of key.models) {
+    const state = pairStateOf(key, model, now);
+    if (state === "cooling" || state === "denied") models[model] = { state, until: pair.readyAt, reason: pair.reason };
+  }
+  return key.allowedModels === null ? { models } : { models, onlyModels: [...key.allowedModels] };
 }

@@ -20,6 +20,7 @@ import {
   type PairEvent,
   denialReason,
   onePair,
+  pairOf,
   pairStateOf,
 } from "./model-facts";
 import { type GroupRest, type ReleasePlan, planRelease } from "./plan-release";
@@ -59,7 +60,7 @@ export function planModelRelease(
   leasesGiven: number,
 ): ModelReleasePlan {
   if (model === undefined) return planRelease(key, outcome, pool, ctx, leasesGiven);
-  const before = key.models.get(model) ?? FRESH_MODEL_STATE;
+  const before = pairOf(key, model, ctx.now);
   // The upstream's budget headers describe the model that was called: they rest the pair, not the key.
   const forKey = (o: Outcome) => planRelease(key, { ...o, budget: undefined }, pool, ctx, leasesGiven);
   if (outcome.ok) {

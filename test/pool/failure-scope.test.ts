@@ -3,8 +3,13 @@ import type { FailureReport } from "../../src/pool/classify";
 import { scopeOf } from "../../src/pool/failure-scope";
 import type { FailureClass, FailurePolicyConfig, FailureScope } from "../../src/pool/vocabulary";
 
-const GEMINI_DAILY =
-  '{"error":{"code":429,"message":"Quota exceeded","details":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}}';
+const GEMINI_DAILY = JSON.stringify({
+  error: {
+    code: 429,
+    message: "Quota exceeded",
+    details: [{ quotaId: "GenerateRequestsPerDayPerProjectPerModel-FreeTier" }],
+  },
+});
 const OPENAI_BILLING = '{"error":{"code":"insufficient_quota","message":"You exceeded your current quota"}}';
 
 describe("scopeOf", () => {

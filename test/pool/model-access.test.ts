@@ -11,12 +11,22 @@ const OPENAI_404 = JSON.stringify({
     code: "model_not_found",
   },
 });
-const OPENAI_403 = '{"error":{"message":"Project `proj_x` does not have access to model `o3`","code":"model_not_found"}}';
+const OPENAI_403 =
+  '{"error":{"message":"Project `proj_x` does not have access to model `o3`","code":"model_not_found"}}';
 const ANTHROPIC_404 = '{"type":"error","error":{"type":"not_found_error","message":"model: claude-opus-9"}}';
-const ANTHROPIC_403 =
-  '{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}';
-const GEMINI_404 =
-  '{"error":{"code":404,"message":"models/gemini-9-pro is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.","status":"NOT_FOUND"}}';
+const ANTHROPIC_403 = JSON.stringify({
+  type: "error",
+  error: { type: "permission_error", message: "Your API key does not have permission to use the specified resource." },
+});
+const GEMINI_404 = JSON.stringify({
+  error: {
+    code: 404,
+    message:
+      "models/gemini-9-pro is not found for API version v1beta, or is not supported for generateContent. " +
+      "Call ListModels to see the list of available models and their supported methods.",
+    status: "NOT_FOUND",
+  },
+});
 const ANTHROPIC_AUTH = '{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}';
 
 describe("deniesModelAccess", () => {
@@ -44,7 +54,11 @@ describe("deniesModelAccess", () => {
 
   it("tries a pool's own rules: a substring, a /regex/ and a status", () => {
     const rules = compileAccessRules({
-      rules: [{ status: [400], body: "Model Tier Not Enabled" }, { body: "/no entitlement for .+/i" }, { status: [451] }],
+      rules: [
+        { status: [400], body: "Model Tier Not Enabled" },
+        { body: "/no entitlement for .+/i" },
+        { status: [451] },
+      ],
     });
     expect(deniesModelAccess({ status: 400, body: "error: model tier not enabled" }, rules)).toBe(true);
     expect(deniesModelAccess({ status: 400, body: "model tier not enabled" })).toBe(false);

@@ -5,13 +5,16 @@ import { EMPTY_WINDOWS, MINUTE_MS } from "../../src/pool/limits";
 import { DEFAULT_MODEL_ACCESS_REST_SEC, compileAccessRules } from "../../src/pool/model-access";
 import {
   FRESH_MODEL_STATE,
+  LADDER_MEMORY_MS,
   type ModelFacts,
   type ModelState,
   type PairState,
   chooseKeyForModel,
+  isSpentPair,
   isUsableForModel,
-  modelReadyAtOfPool,
   modelReadyAt,
+  modelReadyAtOfPool,
+  modelStatusOf,
   pairStateOf,
 } from "../../src/pool/model-facts";
 import {
@@ -353,5 +356,54 @@ describe("chooseKeyForModel", () => {
     expect(modelReadyAtOfPool(keys, "m-big")).toBe(0);
     expect(modelReadyAtOfPool(keys.slice(0, 3), "m-big")).toBe(NOW + MIN);
     expect(modelReadyAtOfPool(keys.slice(2, 3), "m-big")).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe("spent pairs", () => {
+  const climbed = (failUntil: number) => pair({ ladder: { failClass: "rate_limit", rung: 3, failUntil } });
+  const cases: [string, ModelState, boolean][] = [
+    ["a fresh pair", FRESH_MODEL_STATE, true],
+    ["a resting pair", pair({ readyAt: NOW + 1 }), false],
+    ["a denial not yet over", pair({ access: "denied", readyAt: NOW + 1 }), false],
+    ["a denial that is over", pair({ access: "denied", readyAt: NOW }), true],
+    ["a ladder whose last rest ended an hour ago", climbed(NOW - 3600_000), false],
+    ["a ladder quiet for a day", climbed(NOW - LADDER_MEMORY_MS), true],
+    ["an open minute window", pair({ windows: { ...EMPTY_WINDOWS, minuteStart: NOW - 1, minuteRequests: 1 } }), false],
+    [
+      "an open day window (pairs have no daily limit)",
+      pair({ windows: { ...EMPTY_WINDOWS, dayStart: NOW - MINUTE_MS * 2, dayRequests: 3 } }),
+      true,
+    ],
+  ];
+  it.each(cases)("%s → %p", (_, state, spent) => {
+    expect(isSpentPair(state, NOW)).toBe(spent);
+  });
+
+  it("decides as a missing pair would, so that a store dropping it changes nothing", () => {
+    const at = (failUntil: number) =>
+      release(key({ models: new Map([["m-big", climbed(failUntil)]]) }), "m-big", { ok: false, status: 429 });
+    expect(at(NOW - LADDER_MEMORY_MS).pair?.state.ladder.rung).toBe(1);
+    expect(at(NOW - 3600_000).pair?.state.ladder.rung).toBe(4);
+  });
+});
+
+describe("modelStatusOf", () => {
+  it("shows the pairs that are out, with until and why, and the models a key is restricted to", () => {
+    const facts: ModelFacts = {
+      allowedModels: new Set(["m-big", "m-small"]),
+      models: new Map([
+        ["m-big", pair({ readyAt: NOW + MIN, reason: "rate_limit (HTTP 429); rung 1, resting 1m" })],
+        ["m-small", pair({ access: "denied", readyAt: NOW + 2 * MIN, reason: "no access" })],
+        ["m-old", pair({ readyAt: NOW - 1, reason: "over" })],
+      ]),
+    };
+    expect(modelStatusOf(facts, NOW)).toEqual({
+      models: {
+        "m-big": { state: "cooling", until: NOW + MIN, reason: "rate_limit (HTTP 429); rung 1, resting 1m" },
+        "m-small": { state: "denied", until: NOW + 2 * MIN, reason: "no access" },
+      },
+      onlyModels: ["m-big", "m-small"],
+    });
+    expect(modelStatusOf({ allowedModels: null, models: new Map() }, NOW)).toEqual({ models: {} });
   });
 });
