@@ -66,7 +66,7 @@ export function planModelRelease(
   if (outcome.ok) {
     return {
       ...forKey(outcome),
-      pair: pairPlan(model, before, afterPairSuccess(before, outcome, pool, ctx.now, model), ctx),
+      pair: pairPlan(model, before, afterPairSuccess(before, outcome, pool, ctx.now, model), ctx.now),
     };
   }
   // Not the key's fault for its other models: the key is left exactly as a client error leaves it.
@@ -83,7 +83,7 @@ export function planModelRelease(
   const cls = outcome.class ?? classifyFailure(outcome, pool.classify);
   if (cls === undefined || cls === "client" || outcome.verdict || scopeOf(cls, outcome, pool.failurePolicy) === "key") {
     const after = withBudget(withTokens(before, outcome, pool, ctx.now, model), outcome, ctx.now);
-    return { ...forKey(outcome), pair: pairPlan(model, before, after, ctx) };
+    return { ...forKey(outcome), pair: pairPlan(model, before, after, ctx.now) };
   }
   // Pair-scoped: the key is left as a client error leaves it (but the failure is still counted as its).
   const pair = pairAfterFailure(model, before, outcome, cls, pool, ctx);
@@ -130,7 +130,7 @@ function pairAfterFailure(
     model,
     before,
     withBudget(withTokens(rested, outcome, pool, ctx.now, model), outcome, ctx.now),
-    ctx,
+    ctx.now,
     cls,
   );
 }
@@ -143,10 +143,14 @@ function deniedPair(
   cls: FailureClass | null,
   what: string,
 ): PairPlan {
+  return pairPlan(model, before, denied(before, pool, ctx.now, what), ctx.now, cls);
+}
+
+/** The pair out for model_access.rest_sec (never less than a rest it already has). */
+function denied(before: ModelState, pool: ModelRules, now: number, what: string): ModelState {
   const restMs = clampCooldownMs((pool.modelAccessRestSec ?? DEFAULT_MODEL_ACCESS_REST_SEC) * 1000);
-  const readyAt = Math.max(before.readyAt, ctx.now + restMs);
-  const after: ModelState = { ...before, readyAt, reason: denialReason(what, readyAt - ctx.now), access: "denied" };
-  return pairPlan(model, before, after, ctx, cls);
+  const readyAt = Math.max(before.readyAt, now + restMs);
+  return { ...before, readyAt, reason: denialReason(what, readyAt - now), access: "denied" };
 }
 
 /** A success on the model: the pair's ladder starts over and access is known; a rest already set stays. */
@@ -196,7 +200,7 @@ function pairPlan(
   model: string,
   before: ModelState,
   after: ModelState,
-  ctx: DecisionContext,
+  now: number,
   cls: FailureClass | null = null,
 ): PairPlan {
   const changesCondition =
@@ -206,8 +210,8 @@ function pairPlan(
     before.ladder.rung !== after.ladder.rung ||
     before.ladder.failUntil !== after.ladder.failUntil;
   const plan: PairPlan = { model, state: after, changesCondition };
-  const from = pairStateOf(onePair(model, before), model, ctx.now);
-  const to = pairStateOf(onePair(model, after), model, ctx.now);
+  const from = pairStateOf(onePair(model, before), model, now);
+  const to = pairStateOf(onePair(model, after), model, now);
   if (cls !== null || from !== to || (to !== "ready" && before.readyAt !== after.readyAt)) {
     plan.event = { model, from, to, class: cls, reason: after.reason, until: to === "ready" ? null : after.readyAt };
   }
@@ -223,25 +227,32 @@ function describe(outcome: Outcome): string {
  * key, and the pair rests when that uses the limit up. Null when the pool has no limit for the model
  * (nothing to count, nothing for the store to write).
  */
-export function planModelTake(pair: ModelState | undefined, model: string, limit: ModelLimit | undefined, now: number) {
+export function planModelTake(
+  pair: ModelState | undefined,
+  model: string,
+  limit: ModelLimit | undefined,
+  now: number,
+): PairPlan | null {
   if (limit?.rpm === undefined) return null;
   const before = pair ?? FRESH_MODEL_STATE;
   const counted = countRequest(before.windows, { rpm: limit.rpm }, now);
   const next = { ...before, windows: counted.windows };
   const state = counted.rest ? restPair(next, counted.rest.until, `${model} ${counted.rest.reason}`, now) : next;
-  return { state, changesCondition: state.readyAt !== before.readyAt };
+  return pairPlan(model, before, state, now);
 }
 
 /** A group member's share of a pair's rate limit or spent quota: its own pair of that model rests as long. */
-export function planModelGroupRest(member: ModelState | undefined, rest: GroupRest, now: number): ModelState | null {
+export function planModelGroupRest(member: ModelState | undefined, rest: GroupRest, now: number): PairPlan | null {
+  if (rest.model === undefined) return null;
   const before = member ?? FRESH_MODEL_STATE;
   const rested = restPair(before, rest.until, rest.reason, now);
-  return rested === before ? null : rested;
+  return rested === before ? null : pairPlan(rest.model, before, rested, now, rest.cls);
 }
 
 /**
  * A health check that named the model: a success gives a denied pair its access back at once (the
  * issue's "or when the health check names the model"); a denial found by the probe starts a new rest.
+ * Null when the check changes nothing about the pair.
  */
 export function planModelCheck(
   pair: ModelState | undefined,
@@ -249,15 +260,19 @@ export function planModelCheck(
   check: { ok: boolean; status?: number; body?: string },
   pool: ModelRules,
   now: number,
-): ModelState | null {
+): PairPlan | null {
   const before = pair ?? FRESH_MODEL_STATE;
   if (check.ok) {
     if (before.access === "ok") return null;
-    return { ...before, access: "ok", readyAt: 0, reason: `${model} available again (health check)` };
+    const revived: ModelState = {
+      ...before,
+      access: "ok",
+      readyAt: 0,
+      reason: `${model} available again (health check)`,
+    };
+    return pairPlan(model, before, revived, now);
   }
   if (!deniesModelAccess(check, pool.modelAccess)) return null;
-  const restMs = clampCooldownMs((pool.modelAccessRestSec ?? DEFAULT_MODEL_ACCESS_REST_SEC) * 1000);
-  const readyAt = Math.max(before.readyAt, now + restMs);
   const what = check.status === undefined ? "health check" : `health check, HTTP ${check.status}`;
-  return { ...before, access: "denied", readyAt, reason: denialReason(what, readyAt - now) };
+  return pairPlan(model, before, denied(before, pool, now, what), now);
 }

@@ -153,8 +153,14 @@ describe("planModelRelease", () => {
     const plan = release(key({ group: "acme" }), "m-big", { ok: false, status: 429 });
     expect(plan.groupRest).toMatchObject({ group: "acme", model: "m-big", cls: "rate_limit", until: NOW + MIN });
     const member = planModelGroupRest(undefined, plan.groupRest!, NOW);
-    expect(member).toMatchObject({ readyAt: NOW + MIN, access: "ok" });
+    expect(member).toMatchObject({
+      model: "m-big",
+      state: { readyAt: NOW + MIN, access: "ok" },
+      event: { from: "ready", to: "cooling", class: "rate_limit", until: NOW + MIN },
+    });
     expect(planModelGroupRest(pair({ readyAt: NOW + 2 * MIN }), plan.groupRest!, NOW)).toBeNull();
+    // A key's own group rest (no model) is planGroupRest's, not the pairs'.
+    expect(planModelGroupRest(undefined, { ...plan.groupRest!, model: undefined }, NOW)).toBeNull();
   });
 
   describe("an answer that denies the model", () => {
@@ -308,7 +314,11 @@ describe("planModelTake", () => {
     const first = planModelTake(undefined, "m-big", { rpm: 2 }, NOW)!;
     expect(first).toMatchObject({ changesCondition: false, state: { readyAt: 0, windows: { minuteRequests: 1 } } });
     const second = planModelTake(first.state, "m-big", { rpm: 2 }, NOW + 1)!;
-    expect(second).toMatchObject({ changesCondition: true, state: { readyAt: NOW + MINUTE_MS } });
+    expect(second).toMatchObject({
+      changesCondition: true,
+      state: { readyAt: NOW + MINUTE_MS },
+      event: { model: "m-big", from: "ready", to: "cooling", until: NOW + MINUTE_MS },
+    });
     expect(second.state.reason).toContain("m-big rpm limit (2)");
   });
 });
@@ -316,12 +326,15 @@ describe("planModelTake", () => {
 describe("planModelCheck", () => {
   const denied = pair({ access: "denied", readyAt: NOW + 3600_000, reason: "no access" });
   it("gives a denied pair its access back when a probe naming the model succeeds", () => {
-    expect(planModelCheck(denied, "m-big", { ok: true }, pool(), NOW)).toMatchObject({ access: "ok", readyAt: 0 });
+    expect(planModelCheck(denied, "m-big", { ok: true }, pool(), NOW)).toMatchObject({
+      state: { access: "ok", readyAt: 0 },
+      event: { from: "denied", to: "ready" },
+    });
     expect(planModelCheck(undefined, "m-big", { ok: true }, pool(), NOW)).toBeNull();
   });
   it("denies the pair when the probe is refused the model, and ignores other failures", () => {
     const found = planModelCheck(undefined, "m-big", { ok: false, status: 404, body: OPENAI_404 }, pool(), NOW);
-    expect(found).toMatchObject({ access: "denied", readyAt: NOW + DEFAULT_MODEL_ACCESS_REST_SEC * 1000 });
+    expect(found?.state).toMatchObject({ access: "denied", readyAt: NOW + DEFAULT_MODEL_ACCESS_REST_SEC * 1000 });
     expect(planModelCheck(undefined, "m-big", { ok: false, status: 500 }, pool(), NOW)).toBeNull();
   });
 });
