@@ -45,7 +45,8 @@ function readRule(r: Section): ClassifyRuleConfig | undefined {
   return { ...(status && status.length > 0 ? { status } : {}), ...(body ? { body } : {}), class: cls };
 }
 
-function checkBodyPattern(r: Section, body: string): void {
+/** Reports an empty body pattern, or a `/regex/` that does not compile. */
+export function checkBodyPattern(r: Section, body: string): void {
   const path = r.keyPath("body");
   if (body === "") {
     r.issues.add(path, "is empty — write a substring of the error body, or /pattern/flags");

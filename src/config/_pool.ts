@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { MAX_BODY_BYTES_LIMIT, MAX_KEY_LIMIT, MAX_RETRIES, MAX_SMALL_COUNT } from "../pool/bounds";
 import { readCheckCommand } from "./_command-line";
 import { readBackoff, readClassify } from "./_failure-policy";
+import { MODEL_AWARE_POOL_KEYS, readModelAware } from "./_model-aware";
 import { readFallback, readModelMap, readSession } from "./_routing";
 import { describe, readAddr, type Section } from "./_fields";
 import { ConfigError } from "./errors";
@@ -37,6 +38,7 @@ export const POOL_KEYS = [
   "fallback",
   "model_map",
   "min_live",
+  ...MODEL_AWARE_POOL_KEYS,
 ] as const;
 
 const HTTP = ["http", "https"] as const;
@@ -70,6 +72,7 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
     fallback: readFallback(s),
     modelMap: readModelMap(s),
     minLive: s.number("min_live", { min: 1, max: MAX_KEY_LIMIT, integer: true, unit: "keys" }),
+    ...readModelAware(s),
   };
   s.done();
   return pool;

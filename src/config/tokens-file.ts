@@ -1,4 +1,6 @@
-import { MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../pool/bounds";
+import { MAX_MODELS, MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../pool/bounds";
+import { isModelName } from "../pool/model-facts";
+import { MODEL_AWARE_KEYS_SUPPORTED, NOT_SUPPORTED_YET } from "./_model-aware";
 import { ConfigError } from "./errors";
 import type { KeySpec } from "./types";
 import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../pool/token-rules";
@@ -10,10 +12,12 @@ const GROUP = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
  * Parses a tokens file: one key per line as `token`, `id,token` or `id,token,weight`,
- * optionally followed by `group=NAME` and `refresh_token=VALUE`. Blank lines and `#` comments are skipped.
- * Every bad line is reported as `FILE:LINE: …` in one ConfigError; token values never appear in it.
+ * optionally followed by `group=NAME`, `refresh_token=VALUE` and `models=A|B`. Blank lines and `#` comments
+ * are skipped. Every bad line is reported as `FILE:LINE: …` in one ConfigError; token values never appear in it.
+ * `models` says whether `models=` is accepted (see MODEL_AWARE_KEYS_SUPPORTED).
  */
-export function parseTokensFile(text: string, fileName: string): KeySpec[] {
+export function parseTokensFile(text: string, fileName: string, options: { models?: boolean } = {}): KeySpec[] {
+  const acceptsModels = options.models ?? MODEL_AWARE_KEYS_SUPPORTED;
   const keys: KeySpec[] = [];
   const issues: string[] = [];
   const lineOfId = new Map<string, number>();
@@ -26,7 +30,7 @@ export function parseTokensFile(text: string, fileName: string): KeySpec[] {
       const line = raw.trim();
       if (line === "" || line.startsWith("#")) return;
       const at = `${fileName}:${index + 1}`;
-      const parsed = parseLine(line);
+      const parsed = parseLine(line, acceptsModels);
       if ("error" in parsed) {
         issues.push(`${at}: ${parsed.error}`);
         return;
@@ -47,7 +51,7 @@ export function parseTokensFile(text: string, fileName: string): KeySpec[] {
   return keys;
 }
 
-function parseLine(line: string): KeySpec | { error: string } {
+function parseLine(line: string, acceptsModels: boolean): KeySpec | { error: string } {
   const fields = line.split(",").map((f) => f.trim());
   const [first, second, ...rest] = fields;
   const token = second === undefined ? first! : second;
@@ -62,7 +66,7 @@ function parseLine(line: string): KeySpec | { error: string } {
 
   const key: KeySpec = { id, token, weight: 1 };
   for (const [i, field] of rest.entries()) {
-    const problem = i === 0 && !field.includes("=") ? readWeight(field, key) : readExtra(field, key);
+    const problem = i === 0 && !field.includes("=") ? readWeight(field, key) : readExtra(field, key, acceptsModels);
     if (problem) return { error: problem };
   }
   return key;
@@ -81,7 +85,7 @@ function readWeight(field: string, key: KeySpec): string | undefined {
   return `weight${shown} is not a number ${range} — write a decimal such as 1, 2 or 0.5`;
 }
 
-function readExtra(field: string, key: KeySpec): string | undefined {
+function readExtra(field: string, key: KeySpec, acceptsModels: boolean): string | undefined {
   const eq = field.indexOf("=");
   const name = eq > 0 ? field.slice(0, eq).trim() : "";
   const value = field.slice(eq + 1).trim();
@@ -91,12 +95,36 @@ function readExtra(field: string, key: KeySpec): string | undefined {
     key.refreshToken = value;
     return undefined;
   }
+  if (name === "models") {
+    if (!acceptsModels) return `models= ${NOT_SUPPORTED_YET}`;
+    return readModels(value, key);
+  }
   if (name !== "group") {
     // Only a field-like name is echoed: a base64 secret ending in "=" would otherwise be shown as the "name".
     const what = /^[a-z_]{1,24}$/.test(name) ? `"${name}"` : "this field";
-    return `${what} is not understood — after the weight only group=NAME and refresh_token=VALUE are allowed`;
+    const allowed = acceptsModels
+      ? "group=NAME, refresh_token=VALUE and models=A|B"
+      : "group=NAME and refresh_token=VALUE";
+    return `${what} is not understood — after the weight only ${allowed} are allowed`;
   }
   if (!GROUP.test(value)) return "group=NAME needs a name of 1–64 of A-Z a-z 0-9 . _ : -";
   key.group = value;
+  return undefined;
+}
+
+/**
+ * `models=gpt-4o|gpt-4o-mini`: the only models the key serves. Names are never echoed (a token pasted
+ * one field off would be); a bad one is named by its place in the list.
+ */
+function readModels(value: string, key: KeySpec): string | undefined {
+  const models = value.split("|").map((m) => m.trim());
+  const fix = "write models=NAME|NAME with the names the provider uses, e.g. models=gpt-4o|gpt-4o-mini";
+  if (value === "") return `models= is empty — ${fix}, or remove it`;
+  if (models.length > MAX_MODELS) return `models= lists ${models.length} models; at most ${MAX_MODELS}`;
+  const bad = models.findIndex((m) => !isModelName(m));
+  if (bad !== -1) return `model ${bad + 1} of models= is not a model name — ${fix}`;
+  const twice = models.findIndex((m, i) => models.indexOf(m) !== i);
+  if (twice !== -1) return `model ${twice + 1} of models= is listed twice — remove one`;
+  key.models = models;
   return undefined;
 }

@@ -3,13 +3,29 @@
  * Field names are camelCase; the YAML keys they come from are snake_case (see README).
  */
 
-import type { BackoffConfig, ClassifyRuleConfig, PriceTable, Rotation } from "../pool/vocabulary";
+import type {
+  BackoffConfig,
+  ClassifyRuleConfig,
+  FailurePolicyConfig,
+  ModelAccessConfig,
+  ModelLimitsConfig,
+  PriceTable,
+  Rotation,
+} from "../pool/vocabulary";
 
 // The domain's words belong to src/pool; they are re-exported here for the config layer's readers.
 export {
   type BackoffConfig,
   type ClassifyRuleConfig,
   FAILURE_CLASSES,
+  FAILURE_SCOPES,
+  type FailurePolicyConfig,
+  type FailureScope,
+  type ModelAccessConfig,
+  type ModelAccessRuleConfig,
+  type ModelLimit,
+  type ModelLimitsConfig,
+  SCOPED_CLASSES,
   type FailureClass,
   LADDER_CLASSES,
   type LadderClass,
@@ -143,6 +159,8 @@ export interface KeySpec {
   group?: string;
   /** The initial OAuth refresh token, from a `refresh_token=VALUE` field in the tokens file. */
   refreshToken?: string;
+  /** The only models the key serves, from a `models=a|b` field in the tokens file; unset: any model. */
+  models?: string[];
 }
 
 export interface PoolConfig {
@@ -167,6 +185,12 @@ export interface PoolConfig {
   classify?: ClassifyRuleConfig[];
   /** Per-class backoff ladders that differ from the defaults. */
   backoff?: BackoffConfig;
+  /** Per class, whether a failure rests the (key, model) pair or the whole key; unset classes keep the default. */
+  failurePolicy?: FailurePolicyConfig;
+  /** How "this key cannot use this model" is recognised and how long the pair then stays out. */
+  modelAccess?: ModelAccessConfig;
+  /** Per-model rpm and tpm, counted per (key, model) pair. */
+  modelLimits?: ModelLimitsConfig;
   check?: CheckConfig;
   refresh?: RefreshConfig;
   /** Outbound proxy URL for probes and refresh calls. */

@@ -56,6 +56,11 @@ export const MAX_BACKOFF_FACTOR = 100;
 /** USD per million tokens: well above any model's price, far below where a cost sum loses precision. */
 export const MAX_PRICE_PER_MTOK = 1_000_000;
 
+/** A model name's length (`ft:gpt-4o-mini:org:name:id` and Bedrock's ids are the long ones). */
+export const MAX_MODEL_NAME_LENGTH = 256;
+/** Models one key may be restricted to (`models=` in the tokens file), or a pool may give limits for. */
+export const MAX_MODELS = 1000;
+
 /** The last moment an ISO 8601 time with a four-digit year can show: 9999-12-31T23:59:59.999Z. */
 export const MAX_TIME_MS = 253_402_300_799_999;
 

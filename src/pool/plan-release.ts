@@ -63,6 +63,8 @@ export interface GroupRest {
   until: number;
   cls: FailureClass;
   reason: string;
+  /** Set when the rest is a (key, model) pair's: members rest that pair only (see planModelGroupRest). */
+  model?: string;
 }
 
 export function planRelease(

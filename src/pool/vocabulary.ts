@@ -44,3 +44,40 @@ export interface ModelPrice {
 
 /** `prices:` — model name → price. */
 export type PriceTable = Readonly<Record<string, ModelPrice>>;
+
+/**
+ * What a failure's rest applies to when the request named a model: the (key, model) pair, or the
+ * whole key. Without a model there is no pair, and every rest is the key's (see failure-scope.ts).
+ */
+export const FAILURE_SCOPES = ["model", "key"] as const;
+export type FailureScope = (typeof FAILURE_SCOPES)[number];
+
+/** The classes whose scope a pool may set: every class that rests or quarantines a key (client never does). */
+export const SCOPED_CLASSES = ["rate_limit", "quota", "auth", "overloaded", "timeout", "network"] as const;
+export type ScopedClass = (typeof SCOPED_CLASSES)[number];
+
+/** `failure_policy:` — per class, what its rest applies to; classes left out keep the default scope. */
+export type FailurePolicyConfig = Partial<Record<ScopedClass, { scope: FailureScope }>>;
+
+/** `model_access:` — how a pool recognises "this key cannot use this model", besides the built-in wording. */
+export interface ModelAccessConfig {
+  /** How long a pair found without access stays out before it is tried again. */
+  restSec?: number;
+  /** Extra rules, tried before the built-in ones; like classify rules without a class. */
+  rules?: ModelAccessRuleConfig[];
+}
+
+export interface ModelAccessRuleConfig {
+  status?: number[];
+  /** A case-insensitive substring of the error body, or a regular expression written `/pattern/flags`. */
+  body?: string;
+}
+
+/** A model's own limits on a key (`model_limits:`), counted per (key, model) pair like rpm and tpm per key. */
+export interface ModelLimit {
+  rpm?: number;
+  tpm?: number;
+}
+
+/** `model_limits:` — model name → its limits on each key. */
+export type ModelLimitsConfig = Readonly<Record<string, ModelLimit>>;

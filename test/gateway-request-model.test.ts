@@ -1,0 +1,51 @@
+import { describe, expect, it } from "bun:test";
+import { modelInPath, requestModel } from "../src/gateway/request-model";
+
+describe("modelInPath", () => {
+  const cases: [string, string | undefined][] = [
+    ["/v1beta/models/gemini-2.0-flash:generateContent", "gemini-2.0-flash"],
+    ["/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", "gemini-2.0-flash"],
+    ["/gemini/v1/models/gemini-1.5-pro-002:countTokens", "gemini-1.5-pro-002"],
+    ["/v1beta/models/text-embedding-004:embedContent", "text-embedding-004"],
+    ["/v1beta/models/text-embedding-004:batchEmbedContents", "text-embedding-004"],
+    ["/v1beta/tunedModels/my-tuned-1:generateContent", "my-tuned-1"],
+    [
+      "/v1/projects/p1/locations/us-central1/publishers/google/models/gemini-2.0-flash-001:streamGenerateContent",
+      "gemini-2.0-flash-001",
+    ],
+    ["/v1beta/models/claude%403:generateContent", "claude@3"],
+    // Not a call of a model: listing, getting, another verb, an OpenAI path.
+    ["/v1beta/models", undefined],
+    ["/v1beta/models/gemini-2.0-flash", undefined],
+    ["/v1beta/models/gemini-2.0-flash:predictLongRunning", undefined],
+    ["/v1beta/models/gemini:generateContentX", undefined],
+    ["/v1/chat/completions", undefined],
+    // Not shaped like a model name: never a pair in the store.
+    ["/v1beta/models/%ZZ:generateContent", undefined],
+    ["/v1beta/models/a%20b:generateContent", undefined],
+    ["/v1beta/models/a%2Cb:generateContent", undefined],
+    [`/v1beta/models/${"m".repeat(257)}:generateContent`, undefined],
+  ];
+  it.each(cases)("%s → %p", (path, model) => {
+    expect(modelInPath(path)).toBe(model);
+  });
+});
+
+describe("requestModel", () => {
+  const cases: [string, string, Record<string, unknown> | undefined, string | undefined][] = [
+    ["the body's model", "/v1/chat/completions", { model: "gpt-4o" }, "gpt-4o"],
+    [
+      "the path's model over the body's",
+      "/v1beta/models/gemini-2.0-flash:generateContent",
+      { model: "x" },
+      "gemini-2.0-flash",
+    ],
+    ["no model anywhere", "/v1/embeddings", { input: "hi" }, undefined],
+    ["no body", "/v1/models", undefined, undefined],
+    ["a body model that is not a string", "/v1/chat/completions", { model: 4 }, undefined],
+    ["a body model no provider would name", "/v1/chat/completions", { model: "gpt 4o, please" }, undefined],
+  ];
+  it.each(cases)("takes %s", (_, path, json, model) => {
+    expect(requestModel(path, json)).toBe(model);
+  });
+});
