@@ -177,7 +177,7 @@ export const MIGRATIONS: readonly string[] = [
   DROP INDEX leases_key;
   `,
   // 9: the in-memory hot path (see _hot-path.ts) keeps each process's copy of the keys current by
-  // reading back only the keys changed since it last looked: every insert, update or removal of a key
+  // reading back only the keys changed since it last looked: every insert, removal or decisive update of a key
   // appends its name to this log (an append costs ~2 µs; a per-row change number kept by triggers cost
   // ~40 µs a write). The log is pruned from the front; a copy that fell behind the front reads everything.
   `
@@ -189,7 +189,12 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TRIGGER keys_logged_insert AFTER INSERT ON keys BEGIN
     INSERT INTO key_log (pool, id) VALUES (NEW.pool, NEW.id);
   END;
-  CREATE TRIGGER keys_logged_update AFTER UPDATE ON keys BEGIN
+  -- Only what decides a take: counters, the rank, the upstream's budget and the limit windows a flush
+  -- writes are not logged (each process keeps its own copy of those; the rotation between processes is
+  -- approximate, and limited keys are decided on the file's row, never on a copy).
+  CREATE TRIGGER keys_logged_update AFTER UPDATE OF health, reason, ready_at, takeable, weight, max_concurrency,
+    token, key_group, fail_class, rung, fail_until, origin, limit_max_concurrency, limit_rpm, limit_tpm,
+    limit_daily_requests ON keys BEGIN
     INSERT INTO key_log (pool, id) VALUES (NEW.pool, NEW.id);
   END;
   CREATE TRIGGER keys_logged_delete AFTER DELETE ON keys BEGIN
