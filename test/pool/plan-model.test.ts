@@ -26,6 +26,7 @@ import {
 } from "../../src/pool/plan-model";
 import { planRelease } from "../../src/pool/plan-release";
 import { LOWEST_RANK } from "../../src/pool/rotation";
+import { liveKey } from "./_key-facts";
 
 const NOW = 1_000_000_000;
 const MIN = 60_000;
@@ -33,26 +34,7 @@ const ctx: DecisionContext = { now: NOW, random: () => 0, initialRank: () => -1 
 const OPENAI_404 = '{"error":{"message":"The model `m-big` does not exist or you do not have access to it."}}';
 
 function key(overrides: Partial<KeyFacts & ModelFacts> = {}): KeyFacts & ModelFacts {
-  return {
-    pool: "p",
-    id: "k1",
-    weight: 1,
-    condition: { health: "live", reason: null, readyAt: 0 },
-    takeable: true,
-    rank: 10,
-    inFlight: 1,
-    maxConcurrency: null,
-    group: null,
-    ladder: CLEAN_LADDER,
-    windows: EMPTY_WINDOWS,
-    limits: {},
-    consecutiveFailures: 0,
-    nextCheckAt: 0,
-    expiresAt: null,
-    allowedModels: null,
-    models: new Map(),
-    ...overrides,
-  };
+  return { ...liveKey({ inFlight: 1 }), allowedModels: null, models: new Map(), ...overrides };
 }
 
 function pool(overrides: Partial<ModelRules> = {}): ModelRules {

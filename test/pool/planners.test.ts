@@ -1,8 +1,8 @@
 import { describe, expect, it } from "bun:test";
 import { chooseKey } from "../../src/pool/choose-key";
-import type { DecisionContext, KeyFacts, PoolRules } from "../../src/pool/key-facts";
+import type { DecisionContext, PoolRules } from "../../src/pool/key-facts";
 import { CLEAN_LADDER, type Outcome } from "../../src/pool/key-state";
-import { EMPTY_WINDOWS } from "../../src/pool/limits";
+import { liveKey } from "./_key-facts";
 import { planCheck, planEnabled, planRefreshFailed, planRefreshed } from "../../src/pool/plan-check";
 import { planGroupRest, planRelease } from "../../src/pool/plan-release";
 import { planTake, takeNeedsArbitration } from "../../src/pool/plan-take";
@@ -11,26 +11,7 @@ import { ROTATIONS, type Rotation } from "../../src/pool/vocabulary";
 
 const NOW = 1_000_000;
 
-function key(overrides: Partial<KeyFacts> = {}): KeyFacts {
-  return {
-    pool: "p",
-    id: "k1",
-    weight: 1,
-    condition: { health: "live", reason: null, readyAt: 0 },
-    takeable: true,
-    rank: 10,
-    inFlight: 0,
-    maxConcurrency: null,
-    group: null,
-    ladder: CLEAN_LADDER,
-    windows: EMPTY_WINDOWS,
-    limits: {},
-    consecutiveFailures: 0,
-    nextCheckAt: 0,
-    expiresAt: null,
-    ...overrides,
-  };
-}
+const key = liveKey;
 
 function pool(overrides: Partial<PoolRules> = {}): PoolRules {
   return { name: "p", rotation: "lru", cooldownSec: 0, recheckIntervalSec: 300, ...overrides };
