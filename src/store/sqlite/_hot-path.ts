@@ -7,10 +7,11 @@ import { planTake, takeNeedsArbitration } from "../../pool/plan-take";
 import { fullAt } from "../../pool/rate-limit-headers";
 import { type RankContext, busyRank, initialRank, needsMaxRank, pickStart, virtualTimeOf } from "../../pool/rotation";
 import { hourOf } from "../../pool/usage";
-import { factsOf } from "../key-columns";
+import { factsOf, windowsOf } from "../key-columns";
 import type { KeyEvent, Lease, PoolSettings } from "../types";
 import { USAGE_COUNT_COLUMNS, usageIncrements } from "../usage-entry";
 import type { KeyRow } from "./_key-row";
+import type { PolicyWrites } from "./_key-policy";
 import { HotSessions } from "./_hot-sessions";
 import { RankOrder } from "./_rank-order";
 
@@ -73,6 +74,8 @@ export interface HotPathOptions {
   reveal: (sealed: string) => string;
   /** Appends to the store's event log (inside the flush's transaction). */
   recordEvent: (event: KeyEvent) => void;
+  /** The store's failure-policy statements, for the limit windows a flush writes. */
+  policy: PolicyWrites;
 }
 
 /**
@@ -95,6 +98,7 @@ export class HotPath {
   private readonly random: () => number;
   private readonly reveal: (sealed: string) => string;
   private readonly recordEvent: (event: KeyEvent) => void;
+  private readonly policy: PolicyWrites;
   private readonly pools = new Map<string, HotPool>();
   private readonly leases = new Map<string, HotLease>();
   private readonly pending = new Map<KeyRow, PendingCounts>();
@@ -123,6 +127,7 @@ export class HotPath {
     this.random = options.random;
     this.reveal = options.reveal;
     this.recordEvent = options.recordEvent;
+    this.policy = options.policy;
     this.sql = prepare(options.db);
     this.sessions = new HotSessions(options.db);
     this.lastSeq = this.logEnd();
@@ -352,16 +357,7 @@ export class HotPath {
       // Only if nothing else changed the key since: a quarantine another process wrote stands.
       if (counts.confirmed && this.sql.confirmLive.run(row.reason, row.pool, row.id).changes > 0)
         this.recordEvent(counts.confirmed);
-      if (counts.windows)
-        this.sql.writeWindows.run(
-          row.minute_start,
-          row.minute_requests,
-          row.minute_tokens,
-          row.day_start,
-          row.day_requests,
-          row.pool,
-          row.id,
-        );
+      if (counts.windows) this.policy.writeWindows(row.pool, row.id, windowsOf(row));
     }
     this.pending.clear();
     const now = this.clock.now();
@@ -611,9 +607,6 @@ function prepare(db: Database) {
                   WHERE pool = ?6 AND id = ?7`),
     writeBudget: q(`UPDATE keys SET remaining_requests = ?1, remaining_tokens = ?2, remaining_reset_at = ?3
                     WHERE pool = ?4 AND id = ?5`),
-    writeWindows: q(`UPDATE keys SET minute_start = ?1, minute_requests = ?2, minute_tokens = ?3, day_start = ?4,
-                       day_requests = ?5
-                     WHERE pool = ?6 AND id = ?7`),
     addUsage: addUsageStatement(db),
     confirmLive: q(`UPDATE keys SET health = 'live', reason = ?1 WHERE pool = ?2 AND id = ?3 AND health = 'unknown'`),
   };

@@ -146,6 +146,7 @@ export class SqliteStore implements PoolStore {
       random: this.random,
       reveal: (sealed) => this.vault.reveal(sealed),
       recordEvent: (event) => this.policy.event(event),
+      policy: this.policy,
     });
     this.hot.onFlushDue = () => this.flushHotLater();
     if (options.path !== ":memory:") {
