@@ -2,7 +2,7 @@ import { describe, expect, it } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { Issues, Section } from "../src/config/_fields";
-import { type ModelAwareSettings, NOT_SUPPORTED_YET, readModelAware } from "../src/config/_model-aware";
+import { type ModelAwareSettings, readModelAware } from "../src/config/_model-aware";
 import { ConfigError } from "../src/config/errors";
 import { parseConfig } from "../src/config/load";
 import { parseTokensFile } from "../src/config/tokens-file";
@@ -26,17 +26,16 @@ function configIssues(yaml: string, tokens = `a,${TOKEN}\n`): string[] {
   throw new Error("expected a ConfigError, but the config loaded");
 }
 
-/** The readers as they will run once MODEL_AWARE_KEYS_SUPPORTED is true. */
 function read(yaml: string): { settings: ModelAwareSettings; issues: string[] } {
   const issues = new Issues();
   const s = new Section(parseYaml(yaml) ?? {}, "pools.p", issues);
-  const settings = readModelAware(s, true);
+  const settings = readModelAware(s);
   return { settings, issues: issues.all };
 }
 
 function tokenIssues(line: string): string[] {
   try {
-    parseTokensFile(line, "keys.txt", { models: true });
+    parseTokensFile(line, "keys.txt");
   } catch (error) {
     if (error instanceof ConfigError) return error.issues;
     throw error;
@@ -44,22 +43,31 @@ function tokenIssues(line: string): string[] {
   throw new Error("expected a ConfigError");
 }
 
-describe("model-aware settings in this version", () => {
-  const refused: [string, string, string][] = [
-    ["failure_policy", "failure_policy:\n  rate_limit: { scope: model }", "failure_policy"],
-    ["model_access", "model_access: { rest_sec: 600 }", "model_access"],
-    ["model_limits", 'model_limits: { "gpt-4o": { rpm: 500 } }', "model_limits"],
-    ["a pool's model_limits", 'pools:\n  p:\n    model_limits: { "gpt-4o": { rpm: 5 } }', "pools.p.model_limits"],
-  ];
-  it.each(refused)("refuses %s with the path and the fix", (_, yaml, path) => {
-    expect(configIssues(yaml)).toEqual([`${path}: ${NOT_SUPPORTED_YET}`]);
+describe("model-aware settings in a config file", () => {
+  it("loads every model-aware key of a pool, and models= in its tokens file", () => {
+    using dir = tempDir();
+    writeFileSync(dir.file("tokens.txt"), `a,${TOKEN},1,models=gpt-4o|gpt-4o-mini\n`);
+    const config = parseConfig(
+      [
+        `tokens_file: ${dir.file("tokens.txt")}`,
+        "state_file: ':memory:'",
+        "failure_policy:\n  rate_limit: { scope: key }",
+        "model_access: { rest_sec: 600 }",
+        'model_limits: { "gpt-4o": { rpm: 500 } }',
+      ].join("\n"),
+      { baseDir: dir.path, env: {} },
+    );
+    const pool = config.pools.default!;
+    expect(pool.failurePolicy).toEqual({ rate_limit: { scope: "key" } });
+    expect(pool.modelAccess).toEqual({ restSec: 600 });
+    expect(pool.modelLimits).toEqual({ "gpt-4o": { rpm: 500 } });
+    expect(pool.keys[0]?.models).toEqual(["gpt-4o", "gpt-4o-mini"]);
   });
 
-  it("refuses models= in the tokens file, without quoting the token", () => {
-    const issues = configIssues("", `a,${TOKEN},1,models=gpt-4o|gpt-4o-mini\n`);
-    expect(issues).toHaveLength(1);
-    expect(issues[0]).toContain("tokens.txt:1: ");
-    expect(issues[0]).toContain("models= is not supported in this version of keypool");
+  it("names the field and the fix for a bad scope, without quoting a token", () => {
+    const issues = configIssues("failure_policy:\n  rate_limit: { scope: pair }", `a,${TOKEN},1,models=a||b\n`);
+    expect(issues.join("\n")).toContain("failure_policy.rate_limit.scope");
+    expect(issues.join("\n")).toContain("tokens.txt:1: model 2 of models= is not a model name");
     expect(issues.join("\n")).not.toContain(TOKEN);
   });
 });
@@ -222,7 +230,7 @@ describe("model_limits", () => {
 
 describe("models= in the tokens file", () => {
   it("restricts a key to the models it lists", () => {
-    expect(parseTokensFile(`a,${TOKEN},1,group=g,models=gpt-4o| gpt-4o-mini`, "keys.txt", { models: true })).toEqual([
+    expect(parseTokensFile(`a,${TOKEN},1,group=g,models=gpt-4o| gpt-4o-mini`, "keys.txt")).toEqual([
       { id: "a", token: TOKEN, weight: 1, group: "g", models: ["gpt-4o", "gpt-4o-mini"] },
     ]);
   });

@@ -4,7 +4,7 @@
  */
 import { isoTime } from "../pool/bounds";
 import type { AlertEvent, WebhookConfig } from "../config/types";
-import type { KeyState } from "../pool/key-state";
+import { KEY_STATES, type KeyState } from "../pool/key-state";
 import type { KeyEvent } from "../store/types";
 
 export interface Alert {
@@ -32,11 +32,17 @@ const SERVING: ReadonlySet<KeyState> = new Set(["live", "unknown", "cooling"]);
 
 /** The alert a recorded state transition raises, if any. */
 export function alertOfTransition(e: KeyEvent): Alert | undefined {
+  // A pair's rest or denial leaves the key serving its other models: nothing an operator must act on.
+  if (e.model !== undefined || !isKeyState(e.from) || !isKeyState(e.to)) return undefined;
   const base = { pool: e.pool, key: e.key, state: e.to, from: e.from, reason: e.reason, until: e.until, at: e.at };
   if (e.to === "dead" && e.from !== "dead") return { event: "key_dead", ...base };
   if (e.to === "quarantined" && e.from !== "quarantined") return { event: "key_quarantined", ...base };
   if (OUT.has(e.from) && SERVING.has(e.to)) return { event: "key_recovered", ...base };
   return undefined;
+}
+
+function isKeyState(state: KeyEvent["from"]): state is KeyState {
+  return (KEY_STATES as readonly string[]).includes(state);
 }
 
 /** Whether `hook` wants to hear about `alert` (a test alert goes to every webhook). */

@@ -1,8 +1,7 @@
 /**
  * The config of model-aware keys (issue 18): `failure_policy:` (each class's scope), `model_access:`
- * (recognising "this key cannot use this model") and `model_limits:` (per-model rpm and tpm), plus
- * the tokens file's `models=` field (see tokens-file.ts). Parsed and validated in full; refused as a
- * whole while the stores cannot keep per-(key, model) state, so that nothing is silently ignored.
+ * (recognising "this key cannot use this model") and `model_limits:` (per-model rpm and tpm); the
+ * tokens file's `models=` field is read in tokens-file.ts. The stores keep the (key, model) pairs.
  */
 import { MAX_COOLDOWN_SEC, MAX_KEY_LIMIT, MAX_MODELS } from "../pool/bounds";
 import { MAX_MODEL_ACCESS_RULES } from "../pool/model-access";
@@ -19,15 +18,6 @@ import {
   SCOPED_CLASSES,
 } from "./types";
 
-/**
- * The switch: true once both stores keep the pair state and the daemon hands these settings to them.
- * While false, the config loader and the tokens file refuse every model-aware setting.
- */
-export const MODEL_AWARE_KEYS_SUPPORTED = false;
-
-export const NOT_SUPPORTED_YET =
-  "is not supported in this version of keypool (per-model key state is not kept yet) — remove it";
-
 export const MODEL_AWARE_POOL_KEYS = ["failure_policy", "model_access", "model_limits"] as const;
 
 export interface ModelAwareSettings {
@@ -36,15 +26,8 @@ export interface ModelAwareSettings {
   modelLimits?: ModelLimitsConfig;
 }
 
-/** A pool's model-aware settings; each one written is refused while `supported` is false. */
-export function readModelAware(s: Section, supported = MODEL_AWARE_KEYS_SUPPORTED): ModelAwareSettings {
-  if (!supported) {
-    for (const key of MODEL_AWARE_POOL_KEYS) {
-      const e = s.entry(key);
-      if (e) s.issues.add(e.path, NOT_SUPPORTED_YET);
-    }
-    return {};
-  }
+/** A pool's model-aware settings. */
+export function readModelAware(s: Section): ModelAwareSettings {
   const settings: ModelAwareSettings = {};
   const failurePolicy = readFailurePolicy(s);
   const modelAccess = readModelAccess(s);

@@ -1,6 +1,5 @@
 import { MAX_MODELS, MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../pool/bounds";
 import { isModelName } from "../pool/model-facts";
-import { MODEL_AWARE_KEYS_SUPPORTED, NOT_SUPPORTED_YET } from "./_model-aware";
 import { ConfigError } from "./errors";
 import type { KeySpec } from "./types";
 import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../pool/token-rules";
@@ -14,10 +13,8 @@ const GROUP = /^[A-Za-z0-9._:-]{1,64}$/;
  * Parses a tokens file: one key per line as `token`, `id,token` or `id,token,weight`,
  * optionally followed by `group=NAME`, `refresh_token=VALUE` and `models=A|B`. Blank lines and `#` comments
  * are skipped. Every bad line is reported as `FILE:LINE: …` in one ConfigError; token values never appear in it.
- * `models` says whether `models=` is accepted (see MODEL_AWARE_KEYS_SUPPORTED).
  */
-export function parseTokensFile(text: string, fileName: string, options: { models?: boolean } = {}): KeySpec[] {
-  const acceptsModels = options.models ?? MODEL_AWARE_KEYS_SUPPORTED;
+export function parseTokensFile(text: string, fileName: string): KeySpec[] {
   const keys: KeySpec[] = [];
   const issues: string[] = [];
   const lineOfId = new Map<string, number>();
@@ -30,7 +27,7 @@ export function parseTokensFile(text: string, fileName: string, options: { model
       const line = raw.trim();
       if (line === "" || line.startsWith("#")) return;
       const at = `${fileName}:${index + 1}`;
-      const parsed = parseLine(line, acceptsModels);
+      const parsed = parseLine(line);
       if ("error" in parsed) {
         issues.push(`${at}: ${parsed.error}`);
         return;
@@ -51,7 +48,7 @@ export function parseTokensFile(text: string, fileName: string, options: { model
   return keys;
 }
 
-function parseLine(line: string, acceptsModels: boolean): KeySpec | { error: string } {
+function parseLine(line: string): KeySpec | { error: string } {
   const fields = line.split(",").map((f) => f.trim());
   const [first, second, ...rest] = fields;
   const token = second === undefined ? first! : second;
@@ -66,7 +63,7 @@ function parseLine(line: string, acceptsModels: boolean): KeySpec | { error: str
 
   const key: KeySpec = { id, token, weight: 1 };
   for (const [i, field] of rest.entries()) {
-    const problem = i === 0 && !field.includes("=") ? readWeight(field, key) : readExtra(field, key, acceptsModels);
+    const problem = i === 0 && !field.includes("=") ? readWeight(field, key) : readExtra(field, key);
     if (problem) return { error: problem };
   }
   return key;
@@ -85,7 +82,7 @@ function readWeight(field: string, key: KeySpec): string | undefined {
   return `weight${shown} is not a number ${range} — write a decimal such as 1, 2 or 0.5`;
 }
 
-function readExtra(field: string, key: KeySpec, acceptsModels: boolean): string | undefined {
+function readExtra(field: string, key: KeySpec): string | undefined {
   const eq = field.indexOf("=");
   const name = eq > 0 ? field.slice(0, eq).trim() : "";
   const value = field.slice(eq + 1).trim();
@@ -95,17 +92,11 @@ function readExtra(field: string, key: KeySpec, acceptsModels: boolean): string 
     key.refreshToken = value;
     return undefined;
   }
-  if (name === "models") {
-    if (!acceptsModels) return `models= ${NOT_SUPPORTED_YET}`;
-    return readModels(value, key);
-  }
+  if (name === "models") return readModels(value, key);
   if (name !== "group") {
     // Only a field-like name is echoed: a base64 secret ending in "=" would otherwise be shown as the "name".
     const what = /^[a-z_]{1,24}$/.test(name) ? `"${name}"` : "this field";
-    const allowed = acceptsModels
-      ? "group=NAME, refresh_token=VALUE and models=A|B"
-      : "group=NAME and refresh_token=VALUE";
-    return `${what} is not understood — after the weight only ${allowed} are allowed`;
+    return `${what} is not understood — after the weight only group=NAME, refresh_token=VALUE and models=A|B are allowed`;
   }
   if (!GROUP.test(value)) return "group=NAME needs a name of 1–64 of A-Z a-z 0-9 . _ : -";
   key.group = value;

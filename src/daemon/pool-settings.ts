@@ -2,6 +2,7 @@ import type { PoolConfig, PriceTable } from "../config/types";
 import { DEFAULT_REFRESH_AHEAD_SEC } from "../health/refresh";
 import { laddersOf } from "../pool/backoff";
 import { compileRules } from "../pool/classify";
+import { compileAccessRules } from "../pool/model-access";
 import type { PoolSettings } from "../store/types";
 
 /**
@@ -30,5 +31,9 @@ export function poolSettingsOf(pool: PoolConfig, prices?: PriceTable): PoolSetti
     sessionTtlSec: pool.session?.ttlSec,
     maxSessions: pool.session?.max,
     prices,
+    failurePolicy: pool.failurePolicy,
+    modelAccess: pool.modelAccess?.rules ? compileAccessRules(pool.modelAccess) : undefined,
+    modelAccessRestSec: pool.modelAccess?.restSec,
+    modelLimits: pool.modelLimits,
   };
 }

@@ -3,14 +3,21 @@ import { FAILURE_CLASSES } from "../pool/classify";
 import type { BrokerService } from "../broker/broker-service";
 import { KeyStateSchema, errors, listLimit } from "./schemas";
 
+const PairStateSchema = t.UnionEnum(["ready", "cooling", "denied", "restricted"], {
+  description: "A (key, model) pair's state, in events that name a model",
+});
+
 const nullable = <T extends Parameters<typeof t.Union>[0][number]>(schema: T) => t.Union([schema, t.Null()]);
 
 const KeyEventSchema = t.Object({
   at: t.String({ format: "date-time", description: "When the transition happened" }),
   pool: t.String({ examples: ["default"] }),
   key: t.String({ description: "Key id", examples: ["a"] }),
-  from: KeyStateSchema,
-  to: KeyStateSchema,
+  model: t.Optional(
+    t.String({ description: "Set when the transition is the key's pair for this model, not the key's own" }),
+  ),
+  from: t.Union([KeyStateSchema, PairStateSchema]),
+  to: t.Union([KeyStateSchema, PairStateSchema]),
   class: nullable(t.UnionEnum([...FAILURE_CLASSES], { description: "The failure class that caused it, if any" })),
   reason: nullable(t.String({ examples: ["rate_limit (HTTP 429); rung 1, resting 1m"] })),
   until: nullable(t.String({ format: "date-time", description: "When the new state ends by itself" })),

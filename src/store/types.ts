@@ -1,12 +1,16 @@
-import type { PoolRules } from "../pool/key-facts";
+import type { PairState } from "../pool/model-facts";
+import type { ModelRules } from "../pool/plan-model";
 import type { FailureClass } from "../pool/classify";
 import type { DomainError } from "../pool/errors";
 import type { KeyHealth, KeyState, Outcome } from "../pool/key-state";
 import type { UsageTotals, UsageWindow } from "../pool/usage";
 import type { TokenCipher } from "./token-cipher";
 
-/** What the store needs to know about a pool to take from it: the rules decisions read, and its own. */
-export interface PoolSettings extends PoolRules {
+/**
+ * What the store needs to know about a pool to take from it: the rules decisions read (the key's and,
+ * for requests that name a model, the (key, model) pair's), and its own.
+ */
+export interface PoolSettings extends ModelRules {
   leaseTtlSec: number;
   maxConcurrency?: number;
   /** Per-key limits, each counted in its own window. */
@@ -32,6 +36,8 @@ export interface KeyInput {
   group?: string;
   /** Default "file". Keys the admin API added are kept by a sync that does not list them. */
   origin?: Exclude<KeyOrigin, "api">;
+  /** The only models the key serves (the tokens file's `models=a|b`); absent: any model. */
+  models?: string[];
 }
 
 /** A key's own limits, which win over its pool's; null (or absent) means the pool's. */
@@ -154,6 +160,11 @@ export interface TakeOptions {
    * transaction as the pick), and a session seen for the first time is mapped to the key it gets.
    */
   session?: string;
+  /**
+   * The model the request is for: keys resting or denied for that model, and keys restricted to other
+   * models, are skipped; the pool's model_limits count the take. Without it a take is the key's alone.
+   */
+  model?: string;
 }
 
 export type ReleaseTarget = { lease: string } | { id: string; pool?: string };
@@ -162,6 +173,17 @@ export interface ReleaseResult {
   pool: string;
   id: string;
   state: KeyState;
+  reason: string | null;
+  /** The answer said the key cannot use the release's model: retry on another key, as after a 429. */
+  modelDenied?: boolean;
+  /** The pair of the release's model, when the release named one and the pair cannot serve now. */
+  pair?: { model: string } & ModelStatus;
+}
+
+/** A (key, model) pair that cannot serve now, as /status shows it; ready pairs are not listed. */
+export interface ModelStatus {
+  state: Extract<PairState, "cooling" | "denied">;
+  until: number;
   reason: string | null;
 }
 
@@ -193,6 +215,10 @@ export interface KeyStatus {
   remaining: RemainingBudget | null;
   /** Sticky sessions whose own key this is. */
   sessions: number;
+  /** The models this key cannot serve now (resting or denied), by name; empty when none. */
+  models: Record<string, ModelStatus>;
+  /** The only models the key serves (tokens file `models=`); null: any model. */
+  onlyModels: string[] | null;
 }
 
 export interface RemainingBudget {
@@ -202,13 +228,18 @@ export interface RemainingBudget {
   resetAt: number | null;
 }
 
-/** One recorded state transition. */
+/**
+ * One recorded state transition: of the key, or, with `model`, of the key's pair for that model (whose
+ * states are a pair's: ready, cooling, denied).
+ */
 export interface KeyEvent {
   at: number;
   pool: string;
   key: string;
-  from: KeyState;
-  to: KeyState;
+  /** Set when the transition is the (key, model) pair's, not the key's. */
+  model?: string;
+  from: KeyState | PairState;
+  to: KeyState | PairState;
   class: FailureClass | null;
   reason: string | null;
   until: number | null;
@@ -234,6 +265,8 @@ export interface CheckRecord {
    * new tokens file), the result says nothing about the key any more and is dropped.
    */
   token?: string;
+  /** The model the probe called (the check's `model:`): its answer also speaks for that pair. */
+  model?: string;
 }
 
 /** A key whose check is due, claimed for one checker: the only other shape besides Lease that carries a token. */

@@ -830,6 +830,9 @@ export class PostgresStore implements PoolStore {
           group: row.key_group,
           remaining: remainingOf(row),
           sessions: sessions.get(row.pool)?.get(row.id) ?? 0,
+          // TODO(issue 18): the pairs come with the store's pair rows.
+          models: {},
+          onlyModels: null,
         };
       });
     });

@@ -654,6 +654,9 @@ export class SqliteStore implements PoolStore {
         group: row.key_group,
         remaining: remainingOf(row),
         sessions: sessionsOf(row.pool).get(row.id) ?? 0,
+        // TODO(issue 18): the pairs come with the store's pair rows.
+        models: {},
+        onlyModels: null,
       };
     });
   }

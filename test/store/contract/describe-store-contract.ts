@@ -3,6 +3,7 @@ import { type Backing, Harness, type MakeBacking } from "./_harness";
 import { encryptionContract } from "./encryption";
 import { failurePolicyContract } from "./failure-policy";
 import { keyAdminContract } from "./key-admin";
+import { modelsContract } from "./models";
 import { sessionsContract } from "./sessions";
 import { takeReleaseContract } from "./take-release";
 
@@ -20,5 +21,6 @@ export function describeStoreContract(name: string, make: MakeBacking, options: 
     sessionsContract(h);
     keyAdminContract(h);
     encryptionContract(h);
+    modelsContract(h);
   });
 }
