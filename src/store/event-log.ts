@@ -14,6 +14,8 @@ export interface EventRow {
   class: FailureClass | null;
   reason: string | null;
   until: number | null;
+  /** Set for a (key, model) pair's transition; absent from rows written before model-aware keys. */
+  model?: string | null;
 }
 
 export function eventOfRow(r: EventRow): KeyEvent {
@@ -21,6 +23,7 @@ export function eventOfRow(r: EventRow): KeyEvent {
     at: r.at,
     pool: r.pool,
     key: r.key_id,
+    ...(r.model ? { model: r.model } : {}),
     from: r.from_state,
     to: r.to_state,
     class: r.class,

@@ -102,6 +102,8 @@ export interface KeyColumns<Flag extends number | boolean> extends DecisionColum
   refresh_token: string | null;
   refresh_owner: string | null;
   refresh_lock_until: number;
+  /** The only models the key serves, `a|b` (see model-columns.ts); null: any model. */
+  models: string | null;
 }
 
 /** A stored key in the planners' words (src/pool/key-facts.ts). */
