@@ -3,6 +3,7 @@ import { type Choice, isReady } from "../../pool/choose-key";
 import type { Clock } from "../../pool/clock";
 import { type KeyState, type Outcome, stateOf } from "../../pool/key-state";
 import type { ModelState } from "../../pool/model-facts";
+import { hasCaps } from "../../pool/budget";
 import { planModelRelease } from "../../pool/plan-model";
 import { planTake, takeNeedsArbitration } from "../../pool/plan-take";
 import { fullAt } from "../../pool/rate-limit-headers";
@@ -149,8 +150,9 @@ export class HotPath {
    * the key it would hand out is arbitrated in the file). Never throws for lack of a key.
    */
   take(settings: PoolSettings, exclude: readonly string[], session?: string, model?: string): Lease | undefined {
-    // A model's own request limit is counted in the file, like a key's.
+    // A model's own request limit is counted in the file, like a key's; so is a pool's spend against its cap.
     if (model !== undefined && settings.modelLimits?.[model]?.rpm !== undefined) return undefined;
+    if (hasCaps(settings.budget)) return undefined;
     this.refresh();
     const pool = this.poolOf(settings);
     const now = this.clock.now();
@@ -259,6 +261,8 @@ export class HotPath {
       plan.reviveCheckAt !== undefined ||
       (plan.windows !== undefined && facts.limits.tpm !== undefined) ||
       plan.modelDenied === true ||
+      // Spend under a cap is counted in the file, where every process adds to the same total.
+      (plan.spend !== undefined && (hasCaps(settings.budget) || hasCaps(facts.budget))) ||
       (plan.pair !== undefined &&
         (plan.pair.changesCondition ||
           plan.pair.event !== undefined ||

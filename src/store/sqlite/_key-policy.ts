@@ -62,6 +62,7 @@ export class PolicyWrites {
       e.reason,
       e.until,
       e.model ?? null,
+      e.alert ?? null,
     );
     this.sql.pruneEvents.run(Number(lastInsertRowid) - MAX_EVENTS);
   }
@@ -93,8 +94,9 @@ function prepare(db: Database) {
     busy: db.query(`SELECT in_flight, last_used FROM keys WHERE pool = ?1 AND id = ?2`),
     setRank: db.query(`UPDATE keys SET rank = ?1 WHERE pool = ?2 AND id = ?3`),
     groupMembers: db.query(`SELECT * FROM keys WHERE pool = ?1 AND key_group = ?2 AND id != ?3`),
-    insertEvent: db.query(`INSERT INTO events (at, pool, key_id, from_state, to_state, class, reason, until, model)
-                           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`),
+    insertEvent:
+      db.query(`INSERT INTO events (at, pool, key_id, from_state, to_state, class, reason, until, model, alert)
+                           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)`),
     pruneEvents: db.query(`DELETE FROM events WHERE seq <= ?1`),
     latestEvents: db.query(`SELECT * FROM events WHERE ${filter} ORDER BY seq DESC LIMIT ?4`),
     eventsSince: db.query(`SELECT * FROM events WHERE ${filter} AND at > ?3 ORDER BY seq LIMIT ?4`),

@@ -242,4 +242,30 @@ export const MIGRATIONS: readonly string[] = [
     INSERT INTO key_log (pool, id) VALUES (NEW.pool, NEW.id);
   END;
   `,
+  // 11: spend caps (issue 20). A key's own caps; what keys and pools spent in the current UTC day and
+  // month (key_id '' is the pool's total), kept for capped keys and pools; and which alert an event raises.
+  `
+  ALTER TABLE keys ADD COLUMN budget_day_micros INTEGER;
+  ALTER TABLE keys ADD COLUMN budget_month_micros INTEGER;
+  ALTER TABLE events ADD COLUMN alert TEXT;
+  CREATE TABLE spend (
+    pool           TEXT    NOT NULL,
+    key_id         TEXT    NOT NULL,
+    day_start      INTEGER NOT NULL DEFAULT 0,
+    -- Micro-dollars, fractional like the ledger's.
+    day_micros     REAL    NOT NULL DEFAULT 0,
+    day_unpriced   INTEGER NOT NULL DEFAULT 0,
+    month_start    INTEGER NOT NULL DEFAULT 0,
+    month_micros   REAL    NOT NULL DEFAULT 0,
+    month_unpriced INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pool, key_id)
+  ) WITHOUT ROWID;
+  -- A key's budget decides its takes (through its rest): a change is logged like its limits.
+  CREATE TRIGGER keys_logged_budget AFTER UPDATE OF budget_day_micros, budget_month_micros ON keys BEGIN
+    INSERT INTO key_log (pool, id) VALUES (NEW.pool, NEW.id);
+  END;
+  CREATE TRIGGER keys_drop_spend AFTER DELETE ON keys BEGIN
+    DELETE FROM spend WHERE pool = OLD.pool AND key_id = OLD.id;
+  END;
+  `,
 ];

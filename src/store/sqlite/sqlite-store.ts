@@ -6,7 +6,15 @@ import { dirname } from "node:path";
 import type { Clock } from "../../pool/clock";
 import { ConfigError } from "../../config/errors";
 import { DomainError } from "../../pool/errors";
-import { isTakeable, type KeyCondition, type Outcome, stateOf, untilOf } from "../../pool/key-state";
+import {
+  isTakeable,
+  type KeyCondition,
+  type KeyState,
+  type Outcome,
+  formatDuration,
+  stateOf,
+  untilOf,
+} from "../../pool/key-state";
 import { maskToken } from "../../pool/mask";
 import { windowStart } from "../../pool/usage";
 import {
@@ -37,6 +45,7 @@ import type {
   ReleaseTarget,
   SessionUsage,
   SessionUsageQuery,
+  SpendStatus,
   StorageCheck,
   SyncOptions,
   SyncResult,
@@ -48,7 +57,7 @@ import type { TokenCipher } from "../token-cipher";
 import { MIGRATIONS } from "./migrations";
 import { repairStatements } from "../stored-bounds";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
-import { factsOf, overridesOf, remainingOf } from "../key-columns";
+import { budgetOf, factsOf, overridesOf, remainingOf } from "../key-columns";
 import { AdminWrites } from "./_key-admin";
 import { PolicyWrites } from "./_key-policy";
 import { SecretVault } from "../secret-vault";
@@ -59,9 +68,9 @@ import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
 import type { KeyRow } from "./_key-row";
 import { HotPath, noteCommit } from "./_hot-path";
-import type { DecisionContext, PlannedEvent } from "../../pool/key-facts";
+import type { DecisionContext, KeyFacts, PlannedEvent } from "../../pool/key-facts";
 import { planTake } from "../../pool/plan-take";
-import { type GroupRest, planGroupRest } from "../../pool/plan-release";
+import { type GroupRest, type ReleasePlan, planGroupRest } from "../../pool/plan-release";
 import type { PairEvent } from "../../pool/model-facts";
 import {
   type PairPlan,
@@ -72,6 +81,17 @@ import {
 } from "../../pool/plan-model";
 import { NO_MODELS, modelFactsOf, modelStatusColumns, modelsColumnOf, pairStatusOf } from "../model-columns";
 import { ModelPairs } from "./_model-pairs";
+import { POOL_TOTAL, SpendCounters } from "./_spend";
+import {
+  type BudgetCrossing,
+  type BudgetRest,
+  EMPTY_SPEND,
+  budgetRest,
+  describeCrossing,
+  hasCaps,
+  planSpend,
+  spendView,
+} from "../../pool/budget";
 import { type ConditionPlan, planCheck, planEnabled, planRefreshFailed, planRefreshed } from "../../pool/plan-check";
 import { Checkpointer, type CheckpointerOptions } from "./_checkpointer";
 
@@ -121,6 +141,7 @@ export class SqliteStore implements PoolStore {
   private readonly ledger: UsageLedger;
   private readonly sessions: SessionMap;
   private readonly pairs: ModelPairs;
+  private readonly spend: SpendCounters;
   private readonly vault: SecretVault;
   /** Takes and releases that change nothing other processes decide on, decided in memory (see _hot-path.ts). */
   private readonly hot: HotPath;
@@ -154,6 +175,7 @@ export class SqliteStore implements PoolStore {
     this.ledger = new UsageLedger(this.db);
     this.sessions = new SessionMap(this.db);
     this.pairs = new ModelPairs(this.db);
+    this.spend = new SpendCounters(this.db);
     this.hot = new HotPath({
       db: this.db,
       clock: this.clock,
@@ -212,6 +234,7 @@ export class SqliteStore implements PoolStore {
           this.sql.deletePoolKeys.run(pool);
           this.ledger.forgetPool(pool);
           this.sessions.forgetPool(pool);
+          this.spend.forgetPool(pool);
           pruned.push(pool);
         }
       }
@@ -274,8 +297,11 @@ export class SqliteStore implements PoolStore {
       }
       this.policy.setGroup(pool, key.id, key.group);
       this.sql.setModels.run(modelsColumnOf(key.models), pool, key.id);
+      this.sql.setBudget.run(key.budget?.dayMicros ?? null, key.budget?.monthMicros ?? null, pool, key.id);
+      if (hasCaps(key.budget)) this.spend.catchUp(pool, key.id, this.clock.now());
       this.admin.setConfigOrigin(pool, key.id, key.origin ?? "file");
     }
+    if (hasCaps(settings.budget)) this.spend.catchUp(pool, POOL_TOTAL, this.clock.now());
     for (const [id, row] of existing) {
       // The admin API's keys are not the config's to remove.
       if (row.origin === "api") {
@@ -300,6 +326,14 @@ export class SqliteStore implements PoolStore {
     if (lease) return lease;
     const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, session, model));
     if ("lease" in outcome) return outcome;
+    if ("spent" in outcome) {
+      const retryAfterMs = outcome.spent.until - this.clock.now();
+      throw new DomainError(
+        "BUDGET_EXHAUSTED",
+        `pool "${pool}" has spent its ${outcome.spent.reason}; retry in ${formatDuration(retryAfterMs)}`,
+        retryAfterMs,
+      );
+    }
     const retry = `retry in ${Math.ceil(outcome.retryAfterMs / 1000)}s`;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
@@ -316,8 +350,11 @@ export class SqliteStore implements PoolStore {
       given: readonly string[],
       session?: string,
       model?: string,
-    ): Lease | { retryAfterMs: number } => {
+    ): Lease | { retryAfterMs: number } | { spent: BudgetRest } => {
       const now = this.clock.now();
+      // A pool that spent its budget hands nothing out until the window resets (its fallbacks take over).
+      const spent = budgetRest(this.spend.of(settings.name, POOL_TOTAL), settings.budget, now);
+      if (spent) return { spent };
       const start = pickStart(settings.rotation, this.random);
       // Keys that cannot serve the model are skipped as excluded keys are.
       const exclude = model === undefined ? given : [...given, ...this.pairs.unusableFor(settings.name, model, now)];
@@ -472,7 +509,7 @@ export class SqliteStore implements PoolStore {
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
     const settings = this.settingsOf(pool);
-    const facts = factsOf(row, settings);
+    const facts = { ...factsOf(row, settings), spend: this.spend.of(pool, id) };
     const modelFacts = model === undefined ? NO_MODELS : this.pairs.factsFor(pool, id, row.models, model);
     const context = this.decisionContext(pool, settings, now);
     const plan = planModelRelease({ ...facts, ...modelFacts }, model, outcome, settings, context, leasesGiven);
@@ -508,6 +545,7 @@ export class SqliteStore implements PoolStore {
       this.policy.writeLadder(pool, id, plan.ladder);
     if (plan.event) this.recordEvent(pool, id, plan.event, now);
     if (plan.pair) this.writePair(pool, id, plan.pair, now);
+    if (plan.spend) this.countSpend(settings, facts, plan, now);
     if (plan.groupRest) this.restGroup(settings, id, plan.groupRest, now);
     if (plan.reviveCheckAt !== undefined) this.sql.pullCheckForward.run(plan.reviveCheckAt, pool, id);
     const result: ReleaseResult = { pool, id, state: stateOf(condition, now), reason: condition.reason };
@@ -516,6 +554,45 @@ export class SqliteStore implements PoolStore {
     if (pairStatus) result.pair = pairStatus;
     return result;
   });
+
+  /**
+   * A release's cost against the caps: the key's own (its rest is already in the plan's condition)
+   * and its pool's. Kept only where a cap applies; each threshold crossed is logged once, for alerts.
+   */
+  private countSpend(settings: PoolSettings, key: KeyFacts, plan: ReleasePlan, now: number): void {
+    const pool = settings.name;
+    if (!hasCaps(key.budget) && !hasCaps(settings.budget)) return;
+    this.spend.write(pool, key.id, plan.spend!);
+    // The events name the state of the key whose release crossed the line (the pool's own have key "").
+    const state = stateOf(plan.condition, now);
+    this.logCrossings(pool, key.id, state, plan.budgetCrossings ?? [], now);
+    if (!hasCaps(settings.budget)) return;
+    const total = planSpend(this.spend.of(pool, POOL_TOTAL), plan.costMicros, plan.unpriced, settings.budget, now);
+    this.spend.write(pool, POOL_TOTAL, total.spend);
+    this.logCrossings(pool, POOL_TOTAL, state, total.crossings, now);
+  }
+
+  private logCrossings(
+    pool: string,
+    id: string,
+    state: KeyState,
+    crossings: readonly BudgetCrossing[],
+    now: number,
+  ): void {
+    for (const c of crossings) {
+      this.policy.event({
+        at: now,
+        pool,
+        key: id,
+        from: state,
+        to: state,
+        class: null,
+        reason: describeCrossing(c, now),
+        until: c.level === "exhausted" ? c.resetAt : null,
+        alert: c.level === "warning" ? "budget_warning" : "budget_exhausted",
+      });
+    }
+  }
 
   private writePair(pool: string, id: string, plan: PairPlan, now: number): void {
     this.pairs.write(pool, id, plan, now);
@@ -697,6 +774,13 @@ export class SqliteStore implements PoolStore {
     if (plan.event) this.recordEvent(row.pool, row.id, plan.event, this.clock.now());
   }
 
+  async poolSpend(pool: string): Promise<SpendStatus | null> {
+    const settings = this.settingsOf(pool);
+    if (!hasCaps(settings.budget)) return null;
+    this.flushHot();
+    return spendView(this.spend.of(pool, POOL_TOTAL), settings.budget, this.clock.now());
+  }
+
   async status(pool?: string): Promise<KeyStatus[]> {
     this.flushHot();
     if (pool !== undefined) this.settingsOf(pool);
@@ -706,7 +790,12 @@ export class SqliteStore implements PoolStore {
     const sessionsOf = (name: string) =>
       sessions.get(name) ?? sessions.set(name, this.sessions.countsByKey(name, now)).get(name)!;
     const pairs = this.pairs.pairsByKey(pool);
+    const spent = this.spend.all(pool);
     return rows.map((row) => {
+      const settings = this.pools.get(row.pool);
+      const budget = budgetOf(row);
+      const capped = hasCaps(budget) || hasCaps(settings?.budget);
+      const spend = capped ? spendView(spent.get(`${row.pool}\n${row.id}`) ?? EMPTY_SPEND, budget, now) : null;
       const condition = conditionOf(row);
       return {
         pool: row.pool,
@@ -731,6 +820,7 @@ export class SqliteStore implements PoolStore {
         group: row.key_group,
         remaining: remainingOf(row),
         sessions: sessionsOf(row.pool).get(row.id) ?? 0,
+        spend,
         ...modelStatusColumns(modelFactsOf(row.models, pairs.get(`${row.pool}\n${row.id}`) ?? []), now),
       };
     });
@@ -1140,6 +1230,8 @@ function prepareStatements(db: Database) {
     settleRelease: q(`UPDATE keys SET in_flight = MAX(0, in_flight - ?1), health = ?2, reason = ?3, ready_at = ?4,
                         takeable = ?5, rank = ?6, last_used = ?7, errors = errors + ?8
                       WHERE pool = ?9 AND id = ?10`),
+    setBudget: q(`UPDATE keys SET budget_day_micros = ?1, budget_month_micros = ?2 WHERE pool = ?3 AND id = ?4
+                     AND (budget_day_micros IS NOT ?1 OR budget_month_micros IS NOT ?2)`),
     setModels: q(`UPDATE keys SET models = ?1 WHERE pool = ?2 AND id = ?3 AND models IS NOT ?1`),
     deleteLeaseReturning: q(`DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id, model`),
     recordCheck: q(`UPDATE keys SET last_check = ?1, last_check_ok = ?2, last_check_status = ?3,
