@@ -1,10 +1,11 @@
 import type { Outcome } from "../../pool/key-state";
 import type { ReleasePlan } from "../../pool/plan-release";
 import { fullAt } from "../../pool/rate-limit-headers";
-import { MAX_EVENTS } from "../event-log";
 import { windowsOf } from "../key-columns";
+import type { KeyEvent } from "../types";
 import type { UsageEntry } from "../usage-entry";
 import { type Fields, type KeyRow, Params, conditionFields } from "./_key-row";
+import { type PairWrite, eventCtes, pairWriteSql } from "./_pairs";
 import type { PostgresSessions } from "./_sessions";
 import type { PostgresUsageLedger } from "./_usage-ledger";
 
@@ -41,6 +42,10 @@ export interface GuardedRelease {
   outcome: Outcome;
   entry: UsageEntry;
   now: number;
+  /** The pair of the release's model, when the plan changes it. */
+  pair?: PairWrite;
+  /** The key's and the pair's transitions. */
+  events: KeyEvent[];
 }
 
 /** What the guarded release answers: whether it gave the lease back, and the key's row as it is now. */
@@ -52,9 +57,9 @@ export interface GuardedAnswer extends KeyRow {
 }
 
 /**
- * A release in one statement, without a transaction around it: give the lease back, write the plan,
- * count the usage, add to the session's totals and log the event — if the key's row is still the
- * version the plan was made from. Otherwise nothing is written and the statement returns the row as
+ * A release in one statement, without a transaction around it: give the lease back, write the plan
+ * (the key's and its pair's), count the usage, add to the session's totals and log the events — if the
+ * key's row is still the version the plan was made from (and so, see _pairs.ts, the pair too). Otherwise nothing is written and the statement returns the row as
  * it is now, locked while the statement ran, for the store to plan again (optimistic concurrency: a
  * plan is never written over facts it did not see).
  */
@@ -81,16 +86,8 @@ export function guardedReleaseSql(
   ];
   if (outcome.session !== undefined)
     steps.push(`session AS (${sessions.addUsage("given", params, row.pool, outcome.session, outcome.usage)})`);
-  if (plan.event) {
-    const e = plan.event;
-    steps.push(
-      `logged AS (INSERT INTO keypool_events (at, pool, key_id, from_state, to_state, class, reason, until)
-         SELECT ${params.add(now, "float8")}, ${pool}, ${id}, ${params.add(e.from, "text")},
-           ${params.add(e.to, "text")}, ${params.add(e.class, "text")}, ${params.add(e.reason, "text")}, ${params.add(e.until, "float8")} FROM given
-         RETURNING seq)`,
-      `pruned AS (DELETE FROM keypool_events WHERE seq <= (SELECT max(seq) FROM logged) - ${MAX_EVENTS})`,
-    );
-  }
+  if (release.pair) steps.push(`paired AS (${pairWriteSql(params, row.pool, row.id, release.pair, "given")})`);
+  steps.push(...eventCtes(params, release.events, "given"));
   const text = `WITH ${steps.join(",\n")}
 SELECT EXISTS (SELECT 1 FROM given) AS given,
   EXISTS (SELECT 1 FROM keypool_leases WHERE lease = ${lease}) AS leased, cur.*
