@@ -456,7 +456,7 @@ export class PostgresStore implements PoolStore {
       if (!keyLimits) {
         const [row] = (await tx.unsafe(statement, take.params(from))) as TakenRow[];
         if (!row) return null;
-        if (row.taken) return this.countModelTake(tx, take, leasedKeyOf(row, take.model).row);
+        if (row.taken) return this.countModelTake(tx, take, leasedKeyOf(row, take.model));
       }
       return this.plannedTake(tx, take, variant, from);
     });
@@ -494,16 +494,20 @@ export class PostgresStore implements PoolStore {
              VALUES (${take.leaseId}, ${pool}, ${row.id}, ${now}, ${take.expiresAt}, ${take.model ?? null})`;
     if (plan.event) await this.logEvents(tx, [eventOf(pool, row.id, plan.event, now)]);
     if (!after) return null;
-    return take.model === undefined ? { row: after, model: null } : this.countModelTake(tx, take, after);
+    return take.model === undefined
+      ? { row: after, model: null }
+      : this.countModelTake(tx, take, { row: after, model: take.model });
   }
 
   /**
    * The take's request counted against the model's rpm on the taken key (planModelTake), inside the
-   * transaction that took the key: its row is locked, so the pair read here is current and stays so.
+   * transaction that took the key: its row is locked, so the pair — as the take statement saw it when
+   * it could tell (`pair_seen`), else read now — is current and stays so until the commit.
    */
-  private async countModelTake(tx: Db, take: TakeAttempt, row: VersionedRow): Promise<LeasedKey> {
+  private async countModelTake(tx: Db, take: TakeAttempt, taken: LeasedKey): Promise<LeasedKey> {
     const model = take.model!;
-    const before = await readPair(tx, row.pool, row.id, model);
+    const { row } = taken;
+    const before = taken.pair ? taken.pair.columns : await readPair(tx, row.pool, row.id, model);
     const plan = planModelTake(before ? modelStateOf(before) : undefined, model, take.modelLimit, take.now);
     if (!plan) return { row, model, pair: { model, columns: before } };
     const columns = pairColumnsOf(model, plan.state, take.now);
