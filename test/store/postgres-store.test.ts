@@ -57,6 +57,48 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
     }
   });
 
+  it("keeps a pair's group rest that lands between a take for the model and its release", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({ url: schema.url, clock, maxConnections: 2 });
+    try {
+      await store.syncPools([{ settings: settings(), keys: keys(2, { group: () => "acme" }) }]);
+      const lease = await store.take("default", { model: "m-big" });
+      const other = lease.id === "k0" ? "k1" : "k0";
+      // The group rest writes the leased key's pair only, not what the take left of the key's row.
+      await store.release({ id: other }, { ok: false, status: 429, model: "m-big", retryAfterMs: 600_000 });
+      // Planned from the pair the take saw (none), this overload would rest the pair a minute over the group's ten.
+      await store.release({ lease: lease.lease }, { ok: false, status: 529, model: "m-big" });
+      const status = await store.status("default");
+      expect(status.map((k) => [k.id, k.models["m-big"]?.until])).toEqual([
+        ["k0", clock.now() + 600_000],
+        ["k1", clock.now() + 600_000],
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("keeps a key's models as the last sync gave them, and its pairs only while it is in the pool", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({ url: schema.url, clock, maxConnections: 2 });
+    await using sql = new SQL(schema.url, { max: 1 });
+    try {
+      const restricted = keys(2).map((k) => (k.id === "k0" ? { ...k, models: ["m-small", "m-mini"] } : k));
+      await store.syncPools([{ settings: settings(), keys: restricted }]);
+      expect((await store.status("default")).map((k) => k.onlyModels)).toEqual([["m-small", "m-mini"], null]);
+      await store.release({ id: "k1" }, { ok: false, status: 429, model: "m-big" });
+      await store.syncPools([{ settings: settings(), keys: keys(2) }]);
+      expect((await store.status("default")).map((k) => k.onlyModels)).toEqual([null, null]);
+      expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([{ key_id: "k1", model: "m-big" }]);
+      await store.syncPools([{ settings: settings(), keys: keys(1) }]);
+      expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("keeps tokens encrypted in the database and refuses to open it with another key", async () => {
     await using schema = await freshSchema();
     const clock = new ManualClock();
