@@ -79,7 +79,7 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
     }
   });
 
-  it("keeps a key's models as the last sync gave them, and its pairs only while it is in the pool", async () => {
+  it("keeps a key's models as the last sync gave them, and its pairs while it keeps its token", async () => {
     await using schema = await freshSchema();
     const clock = new ManualClock();
     const store = await PostgresStore.open({ url: schema.url, clock, maxConnections: 2 });
@@ -92,7 +92,14 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
       await store.syncPools([{ settings: settings(), keys: keys(2) }]);
       expect((await store.status("default")).map((k) => k.onlyModels)).toEqual([null, null]);
       expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([{ key_id: "k1", model: "m-big" }]);
+      // A new token under k1 is another credential: the old one's pairs say nothing about it.
+      await store.release({ id: "k0" }, { ok: false, status: 429, model: "m-big" });
+      const renewed = keys(2).map((k) => (k.id === "k1" ? { ...k, token: "sk-test-renewed-000000000000" } : k));
+      await store.syncPools([{ settings: settings(), keys: renewed }]);
+      expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([{ key_id: "k0", model: "m-big" }]);
       await store.syncPools([{ settings: settings(), keys: keys(1) }]);
+      expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([{ key_id: "k0", model: "m-big" }]);
+      await store.syncPools([{ settings: settings(), keys: [] }]);
       expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([]);
     } finally {
       await store.close();

@@ -241,6 +241,7 @@ export class PostgresStore implements PoolStore {
     // Read once: each new key's rank follows from the ones before it (round_robin appends them in order).
     const ctx = await this.rankContext(tx, pool, settings);
     const added: Fields[] = [];
+    const replaced: string[] = [];
     for (const key of keys) {
       const before = existing.get(key.id);
       existing.delete(key.id);
@@ -281,6 +282,7 @@ export class PostgresStore implements PoolStore {
           refresh_token: sealedRefresh,
           source_refresh_token: sealedRefresh,
         });
+        replaced.push(key.id);
         result.updated.push(key.id);
       } else if (this.vault.reveal(before.source_refresh_token) !== refreshToken) {
         const sealedRefresh = this.vault.seal(refreshToken);
@@ -306,6 +308,9 @@ export class PostgresStore implements PoolStore {
       }
       removed.push(id);
     }
+    // Nor does what the old token's models said: a new credential may serve a model the old one could not.
+    if (replaced.length > 0)
+      await tx`DELETE FROM keypool_key_models WHERE pool = ${pool} AND key_id = ANY(${replaced}::text[])`;
     if (removed.length > 0) {
       await tx`DELETE FROM keypool_leases WHERE pool = ${pool} AND key_id = ANY(${removed}::text[])`;
       await tx`DELETE FROM keypool_keys WHERE pool = ${pool} AND id = ANY(${removed}::text[])`;
