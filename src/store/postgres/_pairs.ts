@@ -8,8 +8,10 @@ import type { Params } from "./_key-row";
 /**
  * The (key, model) pairs as this store keeps them (`keypool_key_models`, schema step 4). One rule holds
  * every write of a pair together with its key: whoever writes a pair holds its key's row locked and
- * changes that row too, in the same transaction. So a release planned from a key row and a pair read in
- * one snapshot may write both whenever the key row is still the version it read (see _release.ts).
+ * changes that row too, in the same transaction. So once a statement holds the key's row at the version
+ * a release was planned from, no one has written the key's pairs since that version was written, and
+ * the pair's row version the statement reads is the one that went with it: the release writes only if
+ * that is the version it planned from too (see _release.ts).
  */
 
 /** A stored pair: its columns, with its key. */
@@ -44,6 +46,34 @@ const TYPES: Record<(typeof COLUMNS)[number], string> = {
   minute_tokens: "float8",
 };
 
+/** A pair as a release plans from it: its columns and its row's version (xmin); both null without a row. */
+export interface SeenPair {
+  model: string;
+  columns: PairColumns | null;
+  version: string | null;
+}
+
+/** A pair as the statements below return it: its row as JSON, with its version. */
+export type PairJson = PairRow & { version: string };
+
+export function seenPairOf(model: string, json: PairJson | null): SeenPair {
+  if (json === null) return { model, columns: null, version: null };
+  const { version, ...columns } = json;
+  return { model, columns, version };
+}
+
+/** SQL: the pair of key `id` for `model` (SQL expressions) as PairJson, or null. */
+export function pairJsonSql(pool: string, id: string, model: string): string {
+  return `(SELECT to_jsonb(m) || jsonb_build_object('version', m.xmin::text) FROM keypool_key_models m
+      WHERE m.pool = ${pool} AND m.key_id = ${id} AND m.model = ${model})`;
+}
+
+/** SQL: whether the pair's row is still the version seen (or still absent). */
+export function pairUnchangedSql(params: Params, pool: string, id: string, seen: SeenPair): string {
+  return `(SELECT m.xmin::text FROM keypool_key_models m WHERE m.pool = ${pool} AND m.key_id = ${id}
+      AND m.model = ${params.add(seen.model, "text")}) IS NOT DISTINCT FROM ${params.add(seen.version, "text")}`;
+}
+
 /** What a pair's write is: its columns, or null for a pair whose row goes (pairColumnsOf). */
 export interface PairWrite {
   model: string;
@@ -57,15 +87,16 @@ export function changesPair(before: PairColumns | null, after: PairColumns | nul
 }
 
 /** The pair of `key_id` for `model` as a locked key's transaction reads it: up to date, since the lock keeps writers out. */
-export async function readPair(db: SQL, pool: string, id: string, model: string): Promise<PairRow | null> {
-  const [row] = (await db`SELECT * FROM keypool_key_models
-                          WHERE pool = ${pool} AND key_id = ${id} AND model = ${model}`) as PairRow[];
-  return row ?? null;
+export async function readPair(db: SQL, pool: string, id: string, model: string): Promise<SeenPair> {
+  const [row] = (await db`SELECT *, xmin::text AS version FROM keypool_key_models
+                          WHERE pool = ${pool} AND key_id = ${id} AND model = ${model}`) as PairJson[];
+  return seenPairOf(model, row ?? null);
 }
 
 /**
- * The statement (or CTE body) writing one pair: an upsert, or a delete when the pair goes. `gate`
- * names a relation that must have a row for the write to happen (a CTE such as `given`), or null.
+ * The statement (or CTE body) writing one pair: an upsert (returning the row's new `version`), or a
+ * delete when the pair goes. `gate` names a relation that must have a row for the write to happen (a
+ * CTE such as `given`), or null.
  */
 export function pairWriteSql(params: Params, pool: string, id: string, write: PairWrite, gate: string | null): string {
   const p = params.add(pool, "text");
@@ -82,7 +113,8 @@ export function pairWriteSql(params: Params, pool: string, id: string, write: Pa
     .join(", ");
   return `INSERT INTO keypool_key_models (pool, key_id, ${COLUMNS.join(", ")})
     SELECT ${p}, ${k}, ${m}, ${values.join(", ")}${gate === null ? "" : ` FROM ${gate}`}
-    ON CONFLICT (pool, key_id, model) DO UPDATE SET ${updates}`;
+    ON CONFLICT (pool, key_id, model) DO UPDATE SET ${updates}
+    RETURNING xmin::text AS version`;
 }
 
 /** A pair's transition as the event log keeps it. */

@@ -1,4 +1,5 @@
 import type { Rotation } from "../../pool/vocabulary";
+import { pairJsonSql } from "./_pairs";
 
 /**
  * The take as one statement: pick the key chooseKey (src/pool/choose-key.ts) would pick among those
@@ -109,10 +110,10 @@ export function pickSql(variant: Omit<TakeVariant, "rotation">, model = "$12"): 
 
 /**
  * The take statement; each row it returns says whether the key was taken (`taken`) or only picked.
- * Naming a model, a taken row also carries the key's pair for it (`pair`, the row as JSON, or null) and
- * whether that pair may be planned from with the row's version (`pair_seen`): the pair is read in the
- * statement's snapshot, which is the locked row's only when no one changed the row in between — every
- * write of a pair changes its key's row too, so then no one changed the pair either.
+ * Naming a model, a taken row also carries the key's pair for it (`pair`, PairJson or null: see
+ * _pairs.ts) as the statement's snapshot has it, and whether that is the pair as it is under the row's
+ * lock (`pair_seen`): it is when no one changed the row between the snapshot and the lock, since every
+ * write of a pair changes its key's row too.
  */
 export function takeSql(variant: TakeVariant): string {
   const limited = `COALESCE(p.limit_rpm, $10::int) IS NOT NULL
@@ -121,7 +122,7 @@ export function takeSql(variant: TakeVariant): string {
   const leaseModelValue = variant.model ? ", $12::text" : "";
   const pair = variant.model
     ? `,
-  (SELECT to_jsonb(m) FROM keypool_key_models m WHERE m.pool = u.pool AND m.key_id = u.id AND m.model = $12::text) AS pair,
+  ${pairJsonSql("u.pool", "u.id", "$12::text")} AS pair,
   (SELECT s.xmin::text FROM keypool_keys s WHERE s.pool = u.pool AND s.id = u.id)
     = (SELECT row_version FROM picked) AS pair_seen`
     : "";

@@ -57,7 +57,18 @@ import {
   modelsColumnOf,
   pairColumnsOf,
 } from "../model-columns";
-import { type PairRow, type PairWrite, changesPair, pairEventOf, pairWriteSql, readPair } from "./_pairs";
+import {
+  type PairJson,
+  type PairRow,
+  type PairWrite,
+  type SeenPair,
+  changesPair,
+  pairEventOf,
+  pairJsonSql,
+  pairWriteSql,
+  readPair,
+  seenPairOf,
+} from "./_pairs";
 import { type Fields, type KeyRow, Params, type VersionedRow, conditionFields, eventOf } from "./_key-row";
 import { type GuardedAnswer, guardedReleaseSql, releaseFields } from "./_release";
 import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
@@ -461,7 +472,7 @@ export class PostgresStore implements PoolStore {
       if (!keyLimits) {
         const [row] = (await tx.unsafe(statement, take.params(from))) as TakenRow[];
         if (!row) return null;
-        if (row.taken) return this.countModelTake(tx, take, leasedKeyOf(row, take.model));
+        if (row.taken) return this.countModelTake(tx, take, leasedKeyOf(row, take.model, true));
       }
       return this.plannedTake(tx, take, variant, from);
     });
@@ -512,17 +523,19 @@ export class PostgresStore implements PoolStore {
   private async countModelTake(tx: Db, take: TakeAttempt, taken: LeasedKey): Promise<LeasedKey> {
     const model = take.model!;
     const { row } = taken;
-    const before = taken.pair ? taken.pair.columns : await readPair(tx, row.pool, row.id, model);
+    const seen = taken.pair ?? (await readPair(tx, row.pool, row.id, model));
+    const before = seen.columns;
     const plan = planModelTake(before ? modelStateOf(before) : undefined, model, take.modelLimit, take.now);
-    if (!plan) return { row, model, pair: { model, columns: before } };
+    if (!plan) return { row, model, pair: seen };
     const columns = pairColumnsOf(model, plan.state, take.now);
+    let version = seen.version;
     if (changesPair(before, columns)) {
-      const params = new Params();
       // The take's own write of the key row, in this transaction, is the pair's change of its key (see _pairs.ts).
-      await tx.unsafe(pairWriteSql(params, row.pool, row.id, { model, columns }, null), params.values);
+      const [written] = (await this.writePair(tx, row.pool, row.id, { model, columns })) as Array<{ version: string }>;
+      version = written?.version ?? null;
     }
     if (plan.event) await this.logEvents(tx, [pairEventOf(row.pool, row.id, plan.event, take.now)]);
-    return { row, model, pair: { model, columns } };
+    return { row, model, pair: { model, columns, version } };
   }
 
   private takeStatement(variant: TakeVariant): string {
@@ -638,7 +651,8 @@ export class PostgresStore implements PoolStore {
       const { row } = leased;
       const settings = this.settingsOf(row.pool);
       const now = this.clock.now();
-      const before = leased.pair?.columns ?? null;
+      const seenPair = model === undefined ? undefined : leased.pair;
+      const before = seenPair?.columns ?? null;
       const plan = await this.decide(this.sql, settings, now, (ctx) =>
         planModelRelease(modelAwareFacts(row, settings, before), model, withModel(outcome, model), settings, ctx, 1),
       );
@@ -646,7 +660,7 @@ export class PostgresStore implements PoolStore {
       if (plan.groupRest) break;
       const entry = { ok: outcome.ok, failure: plan.failureClass, tokens: outcome.usage, costMicros: plan.costMicros };
       const { pair, events } = pairWriteOf(row, plan, before, now);
-      const release = { lease, row, plan, outcome, entry, now, pair, events };
+      const release = { lease, row, plan, outcome, entry, now, seenPair, pair, events };
       const { text, values } = guardedReleaseSql(release, this.ledger, this.sessions);
       const [answer] = (await this.sql.unsafe(text, values)) as GuardedAnswer[];
       if (answer?.given) {
@@ -654,8 +668,12 @@ export class PostgresStore implements PoolStore {
         return releaseResultOf(row, plan, model, now);
       }
       if (!answer?.leased) throw unknownLease(lease);
-      // The answer's row is read under its lock, its pair is not: with a model, both are read again.
-      leased = model === undefined ? { row: answer, model: leased.model } : await this.leasedKey(lease, outcome.model);
+      const { given: _, leased: __, pair: pairNow, ...current } = answer;
+      leased = {
+        row: current,
+        model: leased.model,
+        pair: model === undefined ? undefined : seenPairOf(model, pairNow ?? null),
+      };
     }
     return this.transaction((tx) => this.releaseLocked(tx, { lease }, outcome));
   }
@@ -665,16 +683,17 @@ export class PostgresStore implements PoolStore {
    * model (`model`, or else the lease's), read in one snapshot: the pair goes with that row version.
    */
   private async leasedKey(lease: string, model: string | undefined): Promise<LeasedKey> {
-    const [found] = (await this.sql`
-      SELECT k.*, k.xmin::text AS row_version, l.model AS lease_model,
-        (SELECT to_jsonb(m) FROM keypool_key_models m
-          WHERE m.pool = k.pool AND m.key_id = k.id AND m.model = COALESCE(${model ?? null}::text, l.model)) AS pair
-      FROM keypool_leases l JOIN keypool_keys k ON k.pool = l.pool AND k.id = l.key_id
-      WHERE l.lease = ${lease}`) as Array<VersionedRow & { lease_model: string | null; pair: PairRow | null }>;
+    const [found] = (await this.sql.unsafe(
+      `SELECT k.*, k.xmin::text AS row_version, l.model AS lease_model,
+         ${pairJsonSql("k.pool", "k.id", "COALESCE($2::text, l.model)")} AS pair
+       FROM keypool_leases l JOIN keypool_keys k ON k.pool = l.pool AND k.id = l.key_id
+       WHERE l.lease = $1`,
+      [lease, model ?? null],
+    )) as Array<VersionedRow & { lease_model: string | null; pair: PairJson | null }>;
     if (!found) throw unknownLease(lease);
     const { lease_model, pair, ...row } = found;
     const pairModel = model ?? lease_model;
-    return { row, model: lease_model, pair: pairModel === null ? undefined : { model: pairModel, columns: pair } };
+    return { row, model: lease_model, pair: pairModel === null ? undefined : seenPairOf(pairModel, pair) };
   }
 
   /** A release inside a transaction: the lease given back and the key locked, then planned and written. */
@@ -711,7 +730,7 @@ export class PostgresStore implements PoolStore {
     }
     if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
     const model = outcome.model ?? leaseModel ?? undefined;
-    const before = model === undefined ? null : await readPair(tx, pool, id, model);
+    const before = model === undefined ? null : (await readPair(tx, pool, id, model)).columns;
     const settings = this.settingsOf(pool);
     const facts = modelAwareFacts(row, settings, before);
     const plan = await this.decide(tx, settings, now, (ctx) =>
@@ -866,7 +885,7 @@ export class PostgresStore implements PoolStore {
     now: number,
     events: KeyEvent[],
   ): Promise<void> {
-    const before = await readPair(tx, pool, id, model);
+    const before = (await readPair(tx, pool, id, model)).columns;
     const check = { ok: result.ok, status: result.status };
     const plan = planModelCheck(before ? modelStateOf(before) : undefined, model, check, settings, now);
     if (!plan) return;
@@ -1465,14 +1484,18 @@ class TakeAttempt {
 interface LeasedKey {
   row: VersionedRow;
   model: string | null;
-  pair?: PairWrite;
+  pair?: SeenPair;
 }
 
 /** A row of the take statement (see takeSql). */
-type TakenRow = VersionedRow & { taken: boolean; pair?: PairRow | null; pair_seen?: boolean };
+type TakenRow = VersionedRow & { taken: boolean; pair?: PairJson | null; pair_seen?: boolean };
 
-function leasedKeyOf(taken: TakenRow, model: string | undefined): LeasedKey {
+/**
+ * What a take statement's row tells a release. The pair it read may predate the lock (the release's
+ * guard finds that out); counting the take on it needs the pair as locked (`fresh`: pair_seen).
+ */
+function leasedKeyOf(taken: TakenRow, model: string | undefined, fresh = false): LeasedKey {
   const { taken: _, pair, pair_seen, ...row } = taken;
   if (model === undefined) return { row, model: null };
-  return pair_seen ? { row, model, pair: { model, columns: pair ?? null } } : { row, model };
+  return fresh && !pair_seen ? { row, model } : { row, model, pair: seenPairOf(model, pair ?? null) };
 }
