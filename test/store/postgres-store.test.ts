@@ -2,6 +2,7 @@ import { SQL } from "bun";
 import { describe, expect, it } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { ManualClock } from "../../src/pool/clock";
+import { DomainError } from "../../src/pool/errors";
 import { MIGRATIONS } from "../../src/store/postgres/migrations";
 import { PostgresStore } from "../../src/store/postgres/postgres-store";
 import { createTokenCipher, keyIdOf, parseMasterKey } from "../../src/store/token-cipher";
@@ -76,6 +77,37 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
       ]);
     } finally {
       await store.close();
+    }
+  });
+
+  it("counts a model's rpm exactly when instances take for it at once", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const pool = { settings: settings({ modelLimits: { "m-big": { rpm: 40 } } }), keys: keys(2) };
+    const stores = await Promise.all(
+      [0, 1].map(() => PostgresStore.open({ url: schema.url, clock, maxConnections: 4 })),
+    );
+    try {
+      for (const store of stores) await store.syncPools([pool]);
+      const outcomes = await Promise.all(
+        Array.from({ length: 120 }, async (_, i) => {
+          const store = stores[i % 2]!;
+          try {
+            const lease = await store.take("default", { model: "m-big" });
+            await store.release({ lease: lease.lease }, { ok: true, model: "m-big" });
+            return lease.id;
+          } catch (error) {
+            if (error instanceof DomainError && error.code === "NO_KEY_AVAILABLE") return null;
+            throw error;
+          }
+        }),
+      );
+      // 40 a minute on each key, and not one more, however the takes interleave.
+      expect(outcomes.filter((id) => id === "k0")).toHaveLength(40);
+      expect(outcomes.filter((id) => id === "k1")).toHaveLength(40);
+      expect(await stores[0]!.take("default", { model: "m-small" })).toBeDefined();
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
     }
   });
 

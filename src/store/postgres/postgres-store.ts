@@ -1,4 +1,4 @@
-import type { SQL } from "bun";
+import type { SQL, TransactionSQL } from "bun";
 import type { Clock } from "../../pool/clock";
 import { DomainError } from "../../pool/errors";
 import { type KeyCondition, type Outcome, afterTake, stateOf, untilOf } from "../../pool/key-state";
@@ -463,19 +463,34 @@ export class PostgresStore implements PoolStore {
     const { settings } = take;
     const statement = this.takeStatement({ ...variant, rotation: settings.rotation });
     const keyLimits = hasRequestLimits({ rpm: settings.rpm, dailyRequests: settings.dailyRequests });
-    if (!keyLimits && take.modelLimit?.rpm === undefined) {
+    // The statement takes alone unless the take is counted: on the key (planTake), or on the pair (countModelTake).
+    const countsPair = take.modelLimit?.rpm !== undefined;
+    if (!keyLimits && !countsPair) {
       const [row] = (await db.unsafe(statement, take.params(from))) as TakenRow[];
       if (!row) return null;
       if (row.taken) return leasedKeyOf(row, take.model);
     }
-    return this.inTransaction(db, async (tx) => {
-      if (!keyLimits) {
-        const [row] = (await tx.unsafe(statement, take.params(from))) as TakenRow[];
-        if (!row) return null;
-        if (row.taken) return this.countModelTake(tx, take, leasedKeyOf(row, take.model, true));
+    const planned = (tx: Db) => this.plannedTake(tx, take, variant, from);
+    if (take.model === undefined) return this.inTransaction(db, planned);
+    // A take for a model is undone when the pair, read under the key's lock, turns out to rest (see
+    // countModelTake); the pick is made again, and its new snapshot sees that rest.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.inTransaction(
+          db,
+          async (tx) => {
+            if (keyLimits || !countsPair) return planned(tx);
+            const [row] = (await tx.unsafe(statement, take.params(from))) as TakenRow[];
+            if (!row) return null;
+            return row.taken ? this.countModelTake(tx, take, leasedKeyOf(row, take.model, true)) : planned(tx);
+          },
+          { undoable: true },
+        );
+      } catch (error) {
+        if (!(error instanceof PairResting)) throw error;
+        if (attempt >= OPTIMISTIC_TRIES) return null;
       }
-      return this.plannedTake(tx, take, variant, from);
-    });
+    }
   }
 
   /** A take the planner decides: the locked pick, planTake, its writes and the lease. */
@@ -518,13 +533,16 @@ export class PostgresStore implements PoolStore {
   /**
    * The take's request counted against the model's rpm on the taken key (planModelTake), inside the
    * transaction that took the key: its row is locked, so the pair — as the take statement saw it when
-   * it could tell (`pair_seen`), else read now — is current and stays so until the commit.
+   * it could tell (`pair_seen`), else read now — is current and stays so until the commit. A pair
+   * that rests after all (its rest committed between the pick's snapshot and its lock) undoes the take.
+   * @throws PairResting
    */
   private async countModelTake(tx: Db, take: TakeAttempt, taken: LeasedKey): Promise<LeasedKey> {
     const model = take.model!;
     const { row } = taken;
     const seen = taken.pair ?? (await readPair(tx, row.pool, row.id, model));
     const before = seen.columns;
+    if (before !== null && before.ready_at > take.now) throw new PairResting();
     const plan = planModelTake(before ? modelStateOf(before) : undefined, model, take.modelLimit, take.now);
     if (!plan) return { row, model, pair: seen };
     const columns = pairColumnsOf(model, plan.state, take.now);
@@ -1258,9 +1276,13 @@ export class PostgresStore implements PoolStore {
     return plan({ now, random: this.random, initialRank: () => initialRank(settings.rotation, order) });
   }
 
-  /** Opens a transaction unless `db` is one already. */
-  private inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> {
-    return db === this.sql ? (this.sql.begin((tx) => fn(tx)) as Promise<T>) : fn(db);
+  /**
+   * Opens a transaction unless `db` is one already; inside one, an `undoable` step runs in a savepoint,
+   * so that its failure undoes only its own writes.
+   */
+  private inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>, options: { undoable?: boolean } = {}): Promise<T> {
+    if (db === this.sql) return this.sql.begin((tx) => fn(tx)) as Promise<T>;
+    return options.undoable ? ((db as TransactionSQL).savepoint((sp) => fn(sp)) as Promise<T>) : fn(db);
   }
 
   private async rankContext(db: Db, pool: string, settings: PoolSettings): Promise<RankContext> {
@@ -1414,6 +1436,9 @@ function conditionOf(row: KeyRow): KeyCondition {
 }
 
 const NOT_RESTING: KeyCondition = { health: "live", reason: null, readyAt: 0 };
+
+/** Thrown inside a take's transaction to undo it: the pair of the take's model rests (see countModelTake). */
+class PairResting extends Error {}
 
 /** What a take asks for: a key of the pool, not one of `exclude`, usable for `model` when it names one. */
 interface TakeRequest {
