@@ -91,8 +91,9 @@ describe.skipIf(!POSTGRES_URL)("keypool store migrate --from sqlite:FILE --to po
       db.run(
         `INSERT INTO key_models (pool, key_id, model, ready_at, reason, access, fail_class, rung, fail_until,
            minute_start, minute_requests, minute_tokens)
-         VALUES ('default', 'k0', 'm-big', ?, 'no access to this model (HTTP 404)', 'denied', NULL, 0, 0, 0, 0, 0)`,
-        [now + 3_600_000],
+         VALUES ('default', 'k0', 'm-big', ?, 'no access to this model (HTTP 404)', 'denied', NULL, 0, 0, 0, 0, 0),
+                ('default', 'gone', 'm-big', ?, NULL, 'ok', 'rate_limit', 1, 0, 0, 0, 0)`,
+        [now + 3_600_000, now + 60_000],
       );
       db.run(
         `INSERT INTO events (at, pool, key_id, model, from_state, to_state, class, reason, until)

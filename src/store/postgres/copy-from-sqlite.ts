@@ -95,6 +95,8 @@ const TABLES = {
       "minute_requests",
       "minute_tokens",
     ],
+    // A pair is deleted with its key here; a state file may still hold one whose key is gone.
+    where: "EXISTS (SELECT 1 FROM keys k WHERE k.pool = key_models.pool AND k.id = key_models.key_id)",
   },
   usageRows: {
     from: "usage_hourly",
@@ -200,8 +202,9 @@ export async function copySqliteToPostgres(
         >) {
           if (columnsOf(source, table.from).size === 0) continue;
           const columns = withModelColumn(source, table.from, table.columns);
+          const where = "where" in table ? ` WHERE ${table.where}` : "";
           const order = "order" in table ? ` ORDER BY ${table.order}` : "";
-          const rows = source.query(`SELECT ${columns.join(", ")} FROM ${table.from}${order}`).all() as Array<
+          const rows = source.query(`SELECT ${columns.join(", ")} FROM ${table.from}${where}${order}`).all() as Array<
             Record<string, unknown>
           >;
           await insertAll(tx, table.to, columns, rows);
