@@ -86,7 +86,7 @@ export function changesPair(before: PairColumns | null, after: PairColumns | nul
   return COLUMNS.some((column) => before[column] !== after[column]);
 }
 
-/** The pair of `key_id` for `model` as a locked key's transaction reads it: up to date, since the lock keeps writers out. */
+/** The pair of `key_id` for `model` as a transaction holding the key locked reads it: current, since writers need the lock. */
 export async function readPair(db: SQL, pool: string, id: string, model: string): Promise<SeenPair> {
   const [row] = (await db`SELECT *, xmin::text AS version FROM keypool_key_models
                           WHERE pool = ${pool} AND key_id = ${id} AND model = ${model}`) as PairJson[];
@@ -132,7 +132,8 @@ export function eventCtes(params: Params, events: readonly KeyEvent[], gate: str
     (e) =>
       `SELECT ${params.add(e.at, "float8")}, ${params.add(e.pool, "text")}, ${params.add(e.key, "text")},
          ${params.add(e.model ?? null, "text")}, ${params.add(e.from, "text")}, ${params.add(e.to, "text")},
-         ${params.add(e.class, "text")}, ${params.add(e.reason, "text")}, ${params.add(e.until, "float8")} FROM ${gate}`,
+         ${params.add(e.class, "text")}, ${params.add(e.reason, "text")}, ${params.add(e.until, "float8")}
+       FROM ${gate}`,
   );
   return [
     `logged AS (INSERT INTO keypool_events (at, pool, key_id, model, from_state, to_state, class, reason, until)

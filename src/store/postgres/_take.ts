@@ -19,6 +19,12 @@ import { pairJsonSql } from "./_pairs";
  * daily_requests) is picked and returned but not taken: counting its request is planTake's, so the
  * store takes it in a transaction that calls the planner (see `pickSql`).
  *
+ * A take that names a model walks only keys usable for it (usableForModelSql). Their pairs are read in
+ * the statement's snapshot: unlike the key's own rest, which PostgreSQL re-checks on the locked row, a
+ * pair's rest committed after the statement began and before it locked the row goes unseen, and the key
+ * is handed out as it would have been a moment earlier. Where that would break a count (a model's rpm),
+ * the store re-reads the pair under the lock and undoes the take (see countModelTake).
+ *
  * Parameters: $1 pool, $2 now, $3 the rank to start from or the preferred ids (sessions), $4 ids to
  * exclude, $5 lease id, $6 lease expiry, $7 the earliest ready_at after the take (0: no rest),
  * $8 the rest's reason (null: no rest), $9 the new rank (random only), $10 pool rpm,
