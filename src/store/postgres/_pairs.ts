@@ -86,7 +86,7 @@ export function changesPair(before: PairColumns | null, after: PairColumns | nul
   return COLUMNS.some((column) => before[column] !== after[column]);
 }
 
-/** The pair of `key_id` for `model` as a transaction holding the key locked reads it: current, since writers need the lock. */
+/** The key's pair for `model`, read by a transaction holding the key locked: current, since writers need the lock. */
 export async function readPair(db: SQL, pool: string, id: string, model: string): Promise<SeenPair> {
   const [row] = (await db`SELECT *, xmin::text AS version FROM keypool_key_models
                           WHERE pool = ${pool} AND key_id = ${id} AND model = ${model}`) as PairJson[];
