@@ -115,10 +115,11 @@ const MAX_REMEMBERED_LEASES = 10_000;
 
 /**
  * The shared store: every keypool instance pointed at one PostgreSQL database serves the same pools.
- * It decides nothing itself: it loads a key's row, asks src/pool's planner and writes the plan. A take
- * is one statement that follows chooseKey (see _take.ts); a release by lease id is one statement that
- * writes its plan only over the row it was planned from (see _release.ts); every other change locks
- * the key's row (`FOR UPDATE`) in a transaction. When the database cannot be reached, every method
+ * It decides nothing itself: it loads a key's row (and its pair for the request's model: see _pairs.ts),
+ * asks src/pool's planner and writes the plan. A take is one statement that follows chooseKey, or
+ * chooseKeyForModel (see _take.ts); a release by lease id is one statement that writes its plan only
+ * over the row and pair it was planned from (see _release.ts); every other change locks the key's row
+ * (`FOR UPDATE`) in a transaction. When the database cannot be reached, every method
  * fails within `timeoutSec` with STORE_UNAVAILABLE, and the next call after it returns simply works again.
  */
 export class PostgresStore implements PoolStore {
