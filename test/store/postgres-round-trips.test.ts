@@ -71,6 +71,68 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
     });
   }
 
+  it("takes for a model and releases naming it in two round trips, pairs resting or not", async () => {
+    await using schema = await freshSchema();
+    const counter = { trips: 0 };
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({
+      url: schema.url,
+      clock,
+      maxConnections: 2,
+      wrapClient: (sql) => counting(sql, counter),
+    });
+    try {
+      await store.syncPools([{ settings: settings(), keys: keys(4) }]);
+      await store.release({ id: "k0" }, { ok: false, status: 429, model: "m-big" });
+      const first = await store.take("default", { model: "m-big" });
+      await store.release({ lease: first.lease }, { ok: true });
+      const trips: number[] = [];
+      const taken: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        counter.trips = 0;
+        const lease = await store.take("default", { model: "m-big" });
+        taken.push(lease.id);
+        // Every other release names no model: the lease's applies; a 429 rests the pair in the same statement.
+        const outcome = i % 4 === 3 ? { ok: false, status: 429 } : { ok: true, usage: { input: 10, output: 5 } };
+        await store.release({ lease: lease.lease }, i % 2 === 0 ? { ...outcome, model: "m-big" } : outcome);
+        trips.push(counter.trips);
+      }
+      expect(trips).toEqual(trips.map(() => 2));
+      expect(taken).not.toContain("k0");
+      expect((await store.status("default")).filter((k) => k.models["m-big"]).length).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("counts model_limits rpm on the pair in the take's transaction", async () => {
+    await using schema = await freshSchema();
+    const counter = { trips: 0 };
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({
+      url: schema.url,
+      clock,
+      maxConnections: 2,
+      wrapClient: (sql) => counting(sql, counter),
+    });
+    try {
+      await store.syncPools([{ settings: settings({ modelLimits: { "m-big": { rpm: 1000 } } }), keys: keys(2) }]);
+      const first = await store.take("default", { model: "m-big" });
+      await store.release({ lease: first.lease }, { ok: true });
+      const trips: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        counter.trips = 0;
+        const lease = await store.take("default", { model: "m-big" });
+        await store.release({ lease: lease.lease }, { ok: true, model: "m-big" });
+        trips.push(counter.trips);
+      }
+      // BEGIN, the take (which read the pair), the pair's write, COMMIT; then the release's one statement.
+      expect(trips).toEqual(trips.map(() => 5));
+    } finally {
+      await store.close();
+    }
+  });
+
   it("plans a release again when another release changed the key meanwhile, and loses neither", async () => {
     await using schema = await freshSchema();
     const clock = new ManualClock();

@@ -2,6 +2,7 @@ import { SQL } from "bun";
 import { describe, expect, it } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { ManualClock } from "../../src/pool/clock";
+import { DomainError } from "../../src/pool/errors";
 import { MIGRATIONS } from "../../src/store/postgres/migrations";
 import { PostgresStore } from "../../src/store/postgres/postgres-store";
 import { createTokenCipher, keyIdOf, parseMasterKey } from "../../src/store/token-cipher";
@@ -54,6 +55,86 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
       ]);
     } finally {
       await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+
+  it("keeps a pair's group rest that lands between a take for the model and its release", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({ url: schema.url, clock, maxConnections: 2 });
+    try {
+      await store.syncPools([{ settings: settings(), keys: keys(2, { group: () => "acme" }) }]);
+      const lease = await store.take("default", { model: "m-big" });
+      const other = lease.id === "k0" ? "k1" : "k0";
+      // The group rest writes the leased key's pair only, not what the take left of the key's row.
+      await store.release({ id: other }, { ok: false, status: 429, model: "m-big", retryAfterMs: 600_000 });
+      // Planned from the pair the take saw (none), this overload would rest the pair a minute over the group's ten.
+      await store.release({ lease: lease.lease }, { ok: false, status: 529, model: "m-big" });
+      const status = await store.status("default");
+      expect(status.map((k) => [k.id, k.models["m-big"]?.until])).toEqual([
+        ["k0", clock.now() + 600_000],
+        ["k1", clock.now() + 600_000],
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("counts a model's rpm exactly when instances take for it at once", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const pool = { settings: settings({ modelLimits: { "m-big": { rpm: 40 } } }), keys: keys(2) };
+    const stores = await Promise.all(
+      [0, 1].map(() => PostgresStore.open({ url: schema.url, clock, maxConnections: 4 })),
+    );
+    try {
+      for (const store of stores) await store.syncPools([pool]);
+      const outcomes = await Promise.all(
+        Array.from({ length: 120 }, async (_, i) => {
+          const store = stores[i % 2]!;
+          try {
+            const lease = await store.take("default", { model: "m-big" });
+            await store.release({ lease: lease.lease }, { ok: true, model: "m-big" });
+            return lease.id;
+          } catch (error) {
+            if (error instanceof DomainError && error.code === "NO_KEY_AVAILABLE") return null;
+            throw error;
+          }
+        }),
+      );
+      // 40 a minute on each key, and not one more, however the takes interleave.
+      expect(outcomes.filter((id) => id === "k0")).toHaveLength(40);
+      expect(outcomes.filter((id) => id === "k1")).toHaveLength(40);
+      expect(await stores[0]!.take("default", { model: "m-small" })).toBeDefined();
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+
+  it("keeps a key's models as the last sync gave them, and its pairs while it keeps its token", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({ url: schema.url, clock, maxConnections: 2 });
+    await using sql = new SQL(schema.url, { max: 1 });
+    try {
+      const restricted = keys(2).map((k) => (k.id === "k0" ? { ...k, models: ["m-small", "m-mini"] } : k));
+      await store.syncPools([{ settings: settings(), keys: restricted }]);
+      expect((await store.status("default")).map((k) => k.onlyModels)).toEqual([["m-small", "m-mini"], null]);
+      await store.release({ id: "k1" }, { ok: false, status: 429, model: "m-big" });
+      await store.syncPools([{ settings: settings(), keys: keys(2) }]);
+      expect((await store.status("default")).map((k) => k.onlyModels)).toEqual([null, null]);
+      expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([{ key_id: "k1", model: "m-big" }]);
+      // A new token under k1 is another credential: the old one's pairs say nothing about it.
+      await store.release({ id: "k0" }, { ok: false, status: 429, model: "m-big" });
+      const renewed = keys(2).map((k) => (k.id === "k1" ? { ...k, token: "sk-test-renewed-000000000000" } : k));
+      await store.syncPools([{ settings: settings(), keys: renewed }]);
+      expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([{ key_id: "k0", model: "m-big" }]);
+      await store.syncPools([{ settings: settings(), keys: keys(1) }]);
+      expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([{ key_id: "k0", model: "m-big" }]);
+      await store.syncPools([{ settings: settings(), keys: [] }]);
+      expect(await sql`SELECT key_id, model FROM keypool_key_models`).toEqual([]);
+    } finally {
+      await store.close();
     }
   });
 

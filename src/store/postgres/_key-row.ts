@@ -3,7 +3,8 @@ import type { PlannedEvent } from "../../pool/key-facts";
 import type { KeyColumns } from "../key-columns";
 import type { KeyEvent } from "../types";
 
-export type KeyRow = KeyColumns<boolean>;
+/** A stored key; `models` is the key's restriction (see modelsColumnOf), kept by this store since schema step 4. */
+export type KeyRow = KeyColumns<boolean> & { models: string | null };
 
 /** A row as a locking read returns it, with its version: the row's xmin, which every write to it changes. */
 export interface VersionedRow extends KeyRow {

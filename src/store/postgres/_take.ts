@@ -1,4 +1,5 @@
 import type { Rotation } from "../../pool/vocabulary";
+import { pairJsonSql } from "./_pairs";
 
 /**
  * The take as one statement: pick the key chooseKey (src/pool/choose-key.ts) would pick among those
@@ -18,10 +19,16 @@ import type { Rotation } from "../../pool/vocabulary";
  * daily_requests) is picked and returned but not taken: counting its request is planTake's, so the
  * store takes it in a transaction that calls the planner (see `pickSql`).
  *
+ * A take that names a model walks only keys usable for it (usableForModelSql). Their pairs are read in
+ * the statement's snapshot: unlike the key's own rest, which PostgreSQL re-checks on the locked row, a
+ * pair's rest committed after the statement began and before it locked the row goes unseen, and the key
+ * is handed out as it would have been a moment earlier. Where that would break a count (a model's rpm),
+ * the store re-reads the pair under the lock and undoes the take (see countModelTake).
+ *
  * Parameters: $1 pool, $2 now, $3 the rank to start from or the preferred ids (sessions), $4 ids to
  * exclude, $5 lease id, $6 lease expiry, $7 the earliest ready_at after the take (0: no rest),
  * $8 the rest's reason (null: no rest), $9 the new rank (random only), $10 pool rpm,
- * $11 pool daily_requests.
+ * $11 pool daily_requests, and for a take that names a model ($12, see `model`) the model.
  */
 export interface TakeVariant {
   rotation: Rotation;
@@ -29,6 +36,21 @@ export interface TakeVariant {
   preferred: boolean;
   /** Wait for the best ready key if it is locked, instead of skipping it: the second pass when every ready key was locked. */
   wait: boolean;
+  /**
+   * The take names a model: only keys that may serve it (isUsableForModel) are walked, the lease keeps
+   * the model, and the taken row comes with the key's pair for it (see takeSql).
+   */
+  model: boolean;
+}
+
+/**
+ * isUsableForModel in SQL, for the row `keypool_keys` under the walk: the key lists the model (or no
+ * models at all) and its pair for the model is not resting. `model` is the parameter holding the model.
+ */
+export function usableForModelSql(model: string): string {
+  return `(keypool_keys.models IS NULL OR ${model}::text = ANY(string_to_array(keypool_keys.models, '|')))
+      AND NOT EXISTS (SELECT 1 FROM keypool_key_models m WHERE m.pool = keypool_keys.pool
+        AND m.key_id = keypool_keys.id AND m.model = ${model}::text AND m.ready_at > $2::float8)`;
 }
 
 const MAX_RANK = `(SELECT max(rank) FROM keypool_keys WHERE pool = $1 AND takeable)`;
@@ -61,15 +83,17 @@ function rankSql(rotation: Rotation): string {
 }
 
 /**
- * chooseKey's rule over the rows: ready (isReady) and not excluded; a session's keys in its order, or
- * the rank order from `$3` on, wrapping around to the beginning when nothing ready lies after `$3`;
- * ties by the smaller id. Ids compare byte by byte (COLLATE "C"), as JavaScript compares them,
- * whatever the database's collation says. The row comes locked, with its version (xmin) for writes
- * that must find it unchanged. Parameters $1–$4 as for takeSql.
+ * chooseKey's rule over the rows (chooseKeyForModel's, for a take that names a model): ready (isReady),
+ * usable for the model and not excluded; a session's keys in its order, or the rank order from `$3`
+ * on, wrapping around to the beginning when nothing ready lies after `$3`; ties by the smaller id. Ids
+ * compare byte by byte (COLLATE "C"), as JavaScript compares them, whatever the database's collation
+ * says. The row comes locked, with its version (xmin) for writes that must find it unchanged.
+ * Parameters $1–$4 as for takeSql; `model` is the model's parameter when the variant names one.
  */
-export function pickSql(variant: Omit<TakeVariant, "rotation">): string {
+export function pickSql(variant: Omit<TakeVariant, "rotation">, model = "$12"): string {
+  const forModel = variant.model ? `\n      AND ${usableForModelSql(model)}` : "";
   const ready = `pool = $1 AND takeable AND ready_at <= $2::float8
-      AND (max_concurrency IS NULL OR in_flight < max_concurrency) AND NOT (id = ANY($4::text[]))`;
+      AND (max_concurrency IS NULL OR in_flight < max_concurrency) AND NOT (id = ANY($4::text[]))${forModel}`;
   const row = `SELECT *, xmin::text AS row_version FROM keypool_keys`;
   const walk = (from: string, lock: string) =>
     variant.preferred
@@ -90,10 +114,25 @@ export function pickSql(variant: Omit<TakeVariant, "rotation">): string {
     SELECT * FROM after UNION ALL SELECT * FROM wrapped WHERE NOT EXISTS (SELECT 1 FROM after)`;
 }
 
-/** The take statement; each row it returns says whether the key was taken (`taken`) or only picked. */
+/**
+ * The take statement; each row it returns says whether the key was taken (`taken`) or only picked.
+ * Naming a model, a taken row also carries the key's pair for it (`pair`, PairJson or null: see
+ * _pairs.ts) as the statement's snapshot has it, and whether that is the pair as it is under the row's
+ * lock (`pair_seen`): it is when no one changed the row between the snapshot and the lock, since every
+ * write of a pair changes its key's row too.
+ */
 export function takeSql(variant: TakeVariant): string {
   const limited = `COALESCE(p.limit_rpm, $10::int) IS NOT NULL
     OR COALESCE(p.limit_daily_requests, $11::int) IS NOT NULL`;
+  const leaseModel = variant.model ? ", model" : "";
+  const leaseModelValue = variant.model ? ", $12::text" : "";
+  const pair = variant.model
+    ? `,
+  ${pairJsonSql("u.pool", "u.id", "$12::text")} AS pair,
+  (SELECT s.xmin::text FROM keypool_keys s WHERE s.pool = u.pool AND s.id = u.id)
+    = (SELECT row_version FROM picked) AS pair_seen`
+    : "";
+  const noPair = variant.model ? ", NULL::jsonb, false" : "";
   return `
 WITH picked AS (${pickSql(variant)}),
 updated AS (
@@ -109,10 +148,10 @@ updated AS (
   RETURNING k.*, k.xmin::text AS row_version
 ),
 leased AS (
-  INSERT INTO keypool_leases (lease, pool, key_id, taken_at, expires_at)
-  SELECT $5, $1, id, $2::float8, $6::float8 FROM updated
+  INSERT INTO keypool_leases (lease, pool, key_id, taken_at, expires_at${leaseModel})
+  SELECT $5, $1, id, $2::float8, $6::float8${leaseModelValue} FROM updated
 )
-SELECT true AS taken, u.* FROM updated u
+SELECT true AS taken, u.*${pair} FROM updated u
 UNION ALL
-SELECT false, p.* FROM picked p WHERE NOT EXISTS (SELECT 1 FROM updated)`;
+SELECT false, p.*${noPair} FROM picked p WHERE NOT EXISTS (SELECT 1 FROM updated)`;
 }

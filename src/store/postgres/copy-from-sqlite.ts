@@ -7,7 +7,10 @@ import { keyIdOf } from "../token-cipher";
 import { PostgresStore } from "./postgres-store";
 
 export interface CopyReport {
-  pools: Record<string, { keys: number; leases: number; events: number; usageRows: number; sessions: number }>;
+  pools: Record<
+    string,
+    { keys: number; leases: number; events: number; usageRows: number; sessions: number; pairs: number }
+  >;
 }
 
 // Columns both schemas have, by table; SQLite's 0/1 flags become booleans.
@@ -58,13 +61,42 @@ const KEY_COLUMNS = [
   "limit_daily_requests",
 ] as const;
 const BOOLEAN_COLUMNS = new Set(["takeable", "last_check_ok"]);
+/**
+ * Columns and tables of model-aware keys (SQLite step 10, PostgreSQL step 4). A state file from before
+ * that step has none of them, and is copied without them: its keys serve any model, nothing rests.
+ */
+const MODEL_COLUMNS: Record<string, string> = { keys: "models", leases: "model", events: "model" };
 const TABLES = {
-  leases: { from: "leases", to: "keypool_leases", columns: ["lease", "pool", "key_id", "taken_at", "expires_at"] },
+  leases: {
+    from: "leases",
+    to: "keypool_leases",
+    columns: ["lease", "pool", "key_id", "taken_at", "expires_at"],
+  },
   events: {
     from: "events",
     to: "keypool_events",
     columns: ["at", "pool", "key_id", "from_state", "to_state", "class", "reason", "until"],
     order: "seq",
+  },
+  pairs: {
+    from: "key_models",
+    to: "keypool_key_models",
+    columns: [
+      "pool",
+      "key_id",
+      "model",
+      "ready_at",
+      "reason",
+      "access",
+      "fail_class",
+      "rung",
+      "fail_until",
+      "minute_start",
+      "minute_requests",
+      "minute_tokens",
+    ],
+    // A pair is deleted with its key here; a state file may still hold one whose key is gone.
+    where: "EXISTS (SELECT 1 FROM keys k WHERE k.pool = key_models.pool AND k.id = key_models.key_id)",
   },
   usageRows: {
     from: "usage_hourly",
@@ -111,7 +143,8 @@ const BATCH = 500;
 
 /**
  * Copies every pool's state from a SQLite state file into PostgreSQL: keys with their health, rests,
- * ladders and counters, open leases, the event log, the usage ledger and sticky sessions. Pools
+ * ladders, counters and models, open leases, the event log, the usage ledger, sticky sessions and the
+ * (key, model) pairs. Pools
  * already in the database with the same names are replaced; others are left alone. Tokens are copied
  * as stored: an encrypted file stays encrypted under the same master key, and its key check comes
  * along. One transaction: the database has all of it or none.
@@ -151,26 +184,30 @@ export async function copySqliteToPostgres(
           ]) {
             await tx.unsafe(`DELETE FROM ${table} WHERE pool = $1`, [pool]);
           }
-          report.pools[pool] = { keys: 0, leases: 0, events: 0, usageRows: 0, sessions: 0 };
+          report.pools[pool] = { keys: 0, leases: 0, events: 0, usageRows: 0, sessions: 0, pairs: 0 };
         }
-        const keyRows = source.query(`SELECT ${KEY_COLUMNS.join(", ")} FROM keys`).all() as Array<
+        const keyColumns = withModelColumn(source, "keys", KEY_COLUMNS);
+        const keyRows = source.query(`SELECT ${keyColumns.join(", ")} FROM keys`).all() as Array<
           Record<string, unknown>
         >;
         await insertAll(
           tx,
           "keypool_keys",
-          KEY_COLUMNS,
+          keyColumns,
           keyRows.map((row) => mapBooleans(row)),
         );
         for (const row of keyRows) report.pools[row.pool as string]!.keys++;
         for (const [name, table] of Object.entries(TABLES) as Array<
           [keyof typeof TABLES, (typeof TABLES)[keyof typeof TABLES]]
         >) {
+          if (columnsOf(source, table.from).size === 0) continue;
+          const columns = withModelColumn(source, table.from, table.columns);
+          const where = "where" in table ? ` WHERE ${table.where}` : "";
           const order = "order" in table ? ` ORDER BY ${table.order}` : "";
-          const rows = source.query(`SELECT ${table.columns.join(", ")} FROM ${table.from}${order}`).all() as Array<
+          const rows = source.query(`SELECT ${columns.join(", ")} FROM ${table.from}${where}${order}`).all() as Array<
             Record<string, unknown>
           >;
-          await insertAll(tx, table.to, table.columns, rows);
+          await insertAll(tx, table.to, columns, rows);
           for (const row of rows) if (report.pools[row.pool as string]) report.pools[row.pool as string]![name]++;
         }
         if (check) {
@@ -193,6 +230,18 @@ export async function copySqliteToPostgres(
   } finally {
     source.close();
   }
+}
+
+/** The table's columns in the state file; none for a table it lacks. */
+function columnsOf(source: Database, table: string): Set<string> {
+  const rows = source.query(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>;
+  return new Set(rows.map((row) => row.name));
+}
+
+/** `columns`, with the table's model column when the state file has it (see MODEL_COLUMNS). */
+function withModelColumn(source: Database, table: string, columns: readonly string[]): readonly string[] {
+  const model = MODEL_COLUMNS[table];
+  return model !== undefined && columnsOf(source, table).has(model) ? [...columns, model] : columns;
 }
 
 function mapBooleans(row: Record<string, unknown>): Record<string, unknown> {

@@ -135,4 +135,29 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX keypool_keys_choice ON keypool_keys (pool, rank, id COLLATE "C") WHERE takeable;
   DROP INDEX keypool_keys_pick;
   `,
+  // 4: model-aware keys (SQLite step 10) — a (key, model) pair's rest, access, ladder and minute window
+  // (PairColumns in ../model-columns.ts), deleted with its key; the models a key is restricted to
+  // (\`a|b\`, null: any); the model a lease was taken for, which its release applies to when the release
+  // names none; the model an event is about (null: the key's own transition).
+  `
+  CREATE TABLE keypool_key_models (
+    pool            text    NOT NULL,
+    key_id          text    NOT NULL,
+    model           text    NOT NULL,
+    ready_at        float8  NOT NULL DEFAULT 0,
+    reason          text,
+    access          text    NOT NULL DEFAULT 'ok',
+    fail_class      text,
+    rung            integer NOT NULL DEFAULT 0,
+    fail_until      float8  NOT NULL DEFAULT 0,
+    minute_start    float8  NOT NULL DEFAULT 0,
+    minute_requests float8  NOT NULL DEFAULT 0,
+    minute_tokens   float8  NOT NULL DEFAULT 0,
+    PRIMARY KEY (pool, key_id, model),
+    FOREIGN KEY (pool, key_id) REFERENCES keypool_keys (pool, id) ON DELETE CASCADE
+  );
+  ALTER TABLE keypool_keys ADD COLUMN models text;
+  ALTER TABLE keypool_leases ADD COLUMN model text;
+  ALTER TABLE keypool_events ADD COLUMN model text;
+  `,
 ];

@@ -1,13 +1,22 @@
 import { ConfigError } from "../../config/errors";
-import type { SQL } from "bun";
+import type { SQL, TransactionSQL } from "bun";
 import type { Clock } from "../../pool/clock";
 import { DomainError } from "../../pool/errors";
 import { type KeyCondition, type Outcome, afterTake, stateOf, untilOf } from "../../pool/key-state";
-import type { DecisionContext, PlannedEvent } from "../../pool/key-facts";
+import type { DecisionContext, KeyFacts, PlannedEvent } from "../../pool/key-facts";
+import type { ModelLimit } from "../../pool/vocabulary";
 import { hasRequestLimits } from "../../pool/limits";
 import { maskToken } from "../../pool/mask";
 import { planCheck, planEnabled, planRefreshFailed, planRefreshed } from "../../pool/plan-check";
-import { type GroupRest, planGroupRest, planRelease } from "../../pool/plan-release";
+import { type GroupRest, planGroupRest } from "../../pool/plan-release";
+import { type ModelFacts, onePair, pairStateOf } from "../../pool/model-facts";
+import {
+  type ModelReleasePlan,
+  planModelCheck,
+  planModelGroupRest,
+  planModelRelease,
+  planModelTake,
+} from "../../pool/plan-model";
 import { planTake } from "../../pool/plan-take";
 import { windowStart } from "../../pool/usage";
 import { type RankContext, initialRank, needsMaxRank, pickStart, rankAfterReclaim } from "../../pool/rotation";
@@ -41,6 +50,26 @@ import type { TokenCipher } from "../token-cipher";
 import { type EventRow, MAX_EVENTS, eventOfRow } from "../event-log";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
 import { factsOf, overridesOf, remainingOf } from "../key-columns";
+import {
+  type PairColumns,
+  modelFactsOf,
+  modelStateOf,
+  modelStatusColumns,
+  modelsColumnOf,
+  pairColumnsOf,
+} from "../model-columns";
+import {
+  type PairJson,
+  type PairRow,
+  type PairWrite,
+  type SeenPair,
+  changesPair,
+  pairEventOf,
+  pairJsonSql,
+  pairWriteSql,
+  readPair,
+  seenPairOf,
+} from "./_pairs";
 import { type Fields, type KeyRow, Params, type VersionedRow, conditionFields, eventOf } from "./_key-row";
 import { type GuardedAnswer, guardedReleaseSql, releaseFields } from "./_release";
 import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
@@ -87,10 +116,11 @@ const MAX_REMEMBERED_LEASES = 10_000;
 
 /**
  * The shared store: every keypool instance pointed at one PostgreSQL database serves the same pools.
- * It decides nothing itself: it loads a key's row, asks src/pool's planner and writes the plan. A take
- * is one statement that follows chooseKey (see _take.ts); a release by lease id is one statement that
- * writes its plan only over the row it was planned from (see _release.ts); every other change locks
- * the key's row (`FOR UPDATE`) in a transaction. When the database cannot be reached, every method
+ * It decides nothing itself: it loads a key's row (and its pair for the request's model: see _pairs.ts),
+ * asks src/pool's planner and writes the plan. A take is one statement that follows chooseKey, or
+ * chooseKeyForModel (see _take.ts); a release by lease id is one statement that writes its plan only
+ * over the row and pair it was planned from (see _release.ts); every other change locks the key's row
+ * (`FOR UPDATE`) in a transaction. When the database cannot be reached, every method
  * fails within `timeoutSec` with STORE_UNAVAILABLE, and the next call after it returns simply works again.
  */
 export class PostgresStore implements PoolStore {
@@ -100,7 +130,7 @@ export class PostgresStore implements PoolStore {
   private readonly timeoutSec: number;
   private readonly pools = new Map<string, PoolSettings>();
   private readonly takeStatements = new Map<string, string>();
-  private readonly takenRows = new Map<string, VersionedRow>();
+  private readonly takenRows = new Map<string, LeasedKey>();
   private readonly vault: SecretVault;
   private readonly sessions = new PostgresSessions();
   private readonly ledger = new PostgresUsageLedger();
@@ -225,6 +255,7 @@ export class PostgresStore implements PoolStore {
     // Read once: each new key's rank follows from the ones before it (round_robin appends them in order).
     const ctx = await this.rankContext(tx, pool, settings);
     const added: Fields[] = [];
+    const replaced: string[] = [];
     for (const key of keys) {
       const before = existing.get(key.id);
       existing.delete(key.id);
@@ -237,12 +268,13 @@ export class PostgresStore implements PoolStore {
           this.newKeyRow(pool, key.id, key.token, key.weight, rank, maxConcurrency, refreshToken, {
             key_group: key.group ?? null,
             origin,
+            models: modelsColumnOf(key.models),
           }),
         );
         result.added.push(key.id);
         continue;
       }
-      const fields: Fields = { weight: key.weight, key_group: key.group ?? null };
+      const fields: Fields = { weight: key.weight, key_group: key.group ?? null, models: modelsColumnOf(key.models) };
       // A key the config takes over from the admin API loses the limits the API gave it.
       if (before.origin !== origin)
         Object.assign(fields, {
@@ -264,6 +296,7 @@ export class PostgresStore implements PoolStore {
           refresh_token: sealedRefresh,
           source_refresh_token: sealedRefresh,
         });
+        replaced.push(key.id);
         result.updated.push(key.id);
       } else if (this.vault.reveal(before.source_refresh_token) !== refreshToken) {
         const sealedRefresh = this.vault.seal(refreshToken);
@@ -289,6 +322,9 @@ export class PostgresStore implements PoolStore {
       }
       removed.push(id);
     }
+    // Nor does what the old token's models said: a new credential may serve a model the old one could not.
+    if (replaced.length > 0)
+      await tx`DELETE FROM keypool_key_models WHERE pool = ${pool} AND key_id = ANY(${replaced}::text[])`;
     if (removed.length > 0) {
       await tx`DELETE FROM keypool_leases WHERE pool = ${pool} AND key_id = ANY(${removed}::text[])`;
       await tx`DELETE FROM keypool_keys WHERE pool = ${pool} AND id = ANY(${removed}::text[])`;
@@ -336,16 +372,17 @@ export class PostgresStore implements PoolStore {
     const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
     let outcome: Lease | { retryAfterMs: number };
     try {
-      outcome = await this.guard(() => this.takeNow(settings, exclude, leaseId, options.session));
+      outcome = await this.guard(() => this.takeNow(settings, exclude, leaseId, options.session, options.model));
     } catch (error) {
       if (error instanceof DomainError && error.code === "STORE_UNAVAILABLE")
         this.abandon(leaseId, this.clock.now() + settings.leaseTtlSec * 1000);
       throw error;
     }
     if ("lease" in outcome) return outcome;
+    const what = options.model === undefined ? "" : ` for model "${options.model}"`;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
-      `no key in pool "${pool}" is available right now; retry in ${Math.ceil(outcome.retryAfterMs / 1000)}s`,
+      `no key in pool "${pool}" is available${what} right now; retry in ${Math.ceil(outcome.retryAfterMs / 1000)}s`,
       outcome.retryAfterMs,
     );
   }
@@ -355,17 +392,19 @@ export class PostgresStore implements PoolStore {
     exclude: string[],
     leaseId: string,
     session?: string,
+    model?: string,
   ): Promise<Lease | { retryAfterMs: number }> {
     const now = this.clock.now();
+    const take: TakeRequest = { settings, now, exclude, leaseId, model };
     if (now >= this.nextReclaimAt || this.reclaimAbandoned) await this.reclaimExpiredLeases(this.sql, now);
-    if (session === undefined) return this.takeIn(this.sql, settings, now, exclude, leaseId, []);
+    if (session === undefined) return this.takeIn(this.sql, take, []);
     // A session's takes run one at a time, each in one transaction, on whichever instance: two first
     // takes of a new session cannot map it to two keys, and a take never reads a mapping half-changed.
     return this.transaction(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(${SESSION_LOCK_CLASS}::int, hashtext(${`${settings.name}\n${session}`}))`;
       // It tries its own key (then the one it is detouring on) before the rotation does.
       const sticky = await this.sessions.lookup(tx, settings.name, session, now);
-      const taken = await this.takeIn(tx, settings, now, exclude, leaseId, sticky.candidates);
+      const taken = await this.takeIn(tx, take, sticky.candidates);
       if ("lease" in taken)
         await this.sessions.record(tx, sticky, taken.id, now, {
           ttlSec: settings.sessionTtlSec,
@@ -375,64 +414,86 @@ export class PostgresStore implements PoolStore {
     });
   }
 
-  private async takeIn(
-    db: Db,
-    settings: PoolSettings,
-    now: number,
-    exclude: string[],
-    leaseId: string,
-    candidates: string[],
-  ): Promise<Lease | { retryAfterMs: number }> {
-    const preferred = candidates.filter((id) => !exclude.includes(id));
-    const pick = (how: { preferred?: string[]; wait?: boolean }) => this.pick(db, settings, now, exclude, leaseId, how);
+  private async takeIn(db: Db, take: TakeRequest, candidates: string[]): Promise<Lease | { retryAfterMs: number }> {
+    const preferred = candidates.filter((id) => !take.exclude.includes(id));
+    const pick = (how: { preferred?: string[]; wait?: boolean }) => this.pick(db, take, how);
     let lease = preferred.length > 0 ? await pick({ preferred }) : null;
     lease ??= await pick({});
     // Every ready key may have been locked by takes and releases in flight: wait for them once.
     lease ??= await pick({ wait: true });
     if (lease) return lease;
-    const soonest = await this.soonestFree(db, settings, now);
+    const soonest = await this.soonestFree(db, take);
     if (!soonest.expired) return { retryAfterMs: soonest.retryAfterMs };
-    await this.reclaimExpiredLeases(db, now);
-    return (await pick({ wait: true })) ?? { retryAfterMs: (await this.soonestFree(db, settings, now)).retryAfterMs };
+    await this.reclaimExpiredLeases(db, take.now);
+    return (await pick({ wait: true })) ?? { retryAfterMs: (await this.soonestFree(db, take)).retryAfterMs };
   }
 
   /** chooseKey's walk: from the session's keys, or from pickStart (see pickSql). */
   private async pick(
     db: Db,
-    settings: PoolSettings,
-    now: number,
-    exclude: string[],
-    leaseId: string,
+    request: TakeRequest,
     how: { preferred?: string[]; wait?: boolean },
   ): Promise<Lease | null> {
     const wait = how.wait === true;
-    const take = new TakeAttempt(settings, now, exclude, leaseId, this.random);
-    const from = how.preferred ?? pickStart(settings.rotation, this.random);
-    const row = await this.takeFrom(db, take, { preferred: how.preferred !== undefined, wait }, from);
-    if (!row) return null;
-    this.rememberLease(leaseId, row);
-    const token = this.vault.reveal(row.token);
-    return { lease: leaseId, pool: settings.name, id: row.id, token, takenAt: now, expiresAt: take.expiresAt };
+    const take = new TakeAttempt(request, this.random);
+    const from = how.preferred ?? pickStart(take.settings.rotation, this.random);
+    const variant = { preferred: how.preferred !== undefined, wait, model: take.model !== undefined };
+    const taken = await this.takeFrom(db, take, variant, from);
+    if (!taken) return null;
+    this.rememberLease(take.leaseId, taken);
+    const token = this.vault.reveal(taken.row.token);
+    return {
+      lease: take.leaseId,
+      pool: take.settings.name,
+      id: taken.row.id,
+      token,
+      takenAt: take.now,
+      expiresAt: take.expiresAt,
+    };
   }
 
   /**
    * One take statement. A key the statement picked but may not take alone (it has request limits)
-   * is taken again the planned way: locked in a transaction, planTake, written.
+   * is taken again the planned way: locked in a transaction, planTake, written. A take for a model
+   * the pool's model_limits give an rpm is counted on the pair (planModelTake) in the same transaction.
    */
   private async takeFrom(
     db: Db,
     take: TakeAttempt,
     variant: Omit<TakeVariant, "rotation">,
     from: number | string[],
-  ): Promise<VersionedRow | null> {
+  ): Promise<LeasedKey | null> {
     const { settings } = take;
-    if (!hasRequestLimits({ rpm: settings.rpm, dailyRequests: settings.dailyRequests })) {
-      const statement = this.takeStatement({ ...variant, rotation: settings.rotation });
-      const [row] = (await db.unsafe(statement, take.params(from))) as Array<VersionedRow & { taken: boolean }>;
+    const statement = this.takeStatement({ ...variant, rotation: settings.rotation });
+    const keyLimits = hasRequestLimits({ rpm: settings.rpm, dailyRequests: settings.dailyRequests });
+    // The statement takes alone unless the take is counted: on the key (planTake), or on the pair (countModelTake).
+    const countsPair = take.modelLimit?.rpm !== undefined;
+    if (!keyLimits && !countsPair) {
+      const [row] = (await db.unsafe(statement, take.params(from))) as TakenRow[];
       if (!row) return null;
-      if (row.taken) return row;
+      if (row.taken) return leasedKeyOf(row, take.model);
     }
-    return this.inTransaction(db, (tx) => this.plannedTake(tx, take, variant, from));
+    const planned = (tx: Db) => this.plannedTake(tx, take, variant, from);
+    if (take.model === undefined) return this.inTransaction(db, planned);
+    // A take for a model is undone when the pair, read under the key's lock, turns out to rest (see
+    // countModelTake); the pick is made again, and its new snapshot sees that rest.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.inTransaction(
+          db,
+          async (tx) => {
+            if (keyLimits || !countsPair) return planned(tx);
+            const [row] = (await tx.unsafe(statement, take.params(from))) as TakenRow[];
+            if (!row) return null;
+            return row.taken ? this.countModelTake(tx, take, leasedKeyOf(row, take.model, true)) : planned(tx);
+          },
+          { undoable: true },
+        );
+      } catch (error) {
+        if (!(error instanceof PairResting)) throw error;
+        if (attempt >= OPTIMISTIC_TRIES) return null;
+      }
+    }
   }
 
   /** A take the planner decides: the locked pick, planTake, its writes and the lease. */
@@ -441,10 +502,11 @@ export class PostgresStore implements PoolStore {
     take: TakeAttempt,
     variant: Omit<TakeVariant, "rotation">,
     from: number | string[],
-  ): Promise<VersionedRow | null> {
+  ): Promise<LeasedKey | null> {
     const { settings, now } = take;
     const pool = settings.name;
-    const [row] = (await tx.unsafe(pickSql(variant), [pool, now, from, take.exclude])) as VersionedRow[];
+    const params = [pool, now, from, take.exclude, ...(take.model === undefined ? [] : [take.model])];
+    const [row] = (await tx.unsafe(pickSql(variant, "$5"), params)) as VersionedRow[];
     if (!row) return null;
     const plan = planTake(factsOf(row, settings), settings, await this.rankContext(tx, pool, settings));
     const fields: Fields = {
@@ -462,29 +524,55 @@ export class PostgresStore implements PoolStore {
         day_requests: plan.windows.dayRequests,
       });
     const after = await this.write(tx, pool, row.id, fields);
-    await tx`INSERT INTO keypool_leases (lease, pool, key_id, taken_at, expires_at)
-             VALUES (${take.leaseId}, ${pool}, ${row.id}, ${now}, ${take.expiresAt})`;
+    await tx`INSERT INTO keypool_leases (lease, pool, key_id, taken_at, expires_at, model)
+             VALUES (${take.leaseId}, ${pool}, ${row.id}, ${now}, ${take.expiresAt}, ${take.model ?? null})`;
     if (plan.event) await this.logEvents(tx, [eventOf(pool, row.id, plan.event, now)]);
-    return after ?? null;
+    if (!after) return null;
+    return take.model === undefined
+      ? { row: after, model: null }
+      : this.countModelTake(tx, take, { row: after, model: take.model });
+  }
+
+  /**
+   * The take's request counted against the model's rpm on the taken key (planModelTake), inside the
+   * transaction that took the key: its row is locked, so the pair — as the take statement saw it when
+   * it could tell (`pair_seen`), else read now — is current and stays so until the commit. A pair
+   * that rests after all (its rest committed between the pick's snapshot and its lock) undoes the take.
+   * @throws PairResting
+   */
+  private async countModelTake(tx: Db, take: TakeAttempt, taken: LeasedKey): Promise<LeasedKey> {
+    const model = take.model!;
+    const { row } = taken;
+    const seen = taken.pair ?? (await readPair(tx, row.pool, row.id, model));
+    const before = seen.columns;
+    if (before !== null && before.ready_at > take.now) throw new PairResting();
+    const plan = planModelTake(before ? modelStateOf(before) : undefined, model, take.modelLimit, take.now);
+    if (!plan) return { row, model, pair: seen };
+    const columns = pairColumnsOf(model, plan.state, take.now);
+    let version = seen.version;
+    if (changesPair(before, columns)) {
+      // The take's own write of the key row, in this transaction, is the pair's change of its key (see _pairs.ts).
+      const [written] = (await this.writePair(tx, row.pool, row.id, { model, columns })) as Array<{ version: string }>;
+      version = written?.version ?? null;
+    }
+    if (plan.event) await this.logEvents(tx, [pairEventOf(row.pool, row.id, plan.event, take.now)]);
+    return { row, model, pair: { model, columns, version } };
   }
 
   private takeStatement(variant: TakeVariant): string {
-    const key = `${variant.rotation}:${variant.preferred}:${variant.wait}`;
+    const key = `${variant.rotation}:${variant.preferred}:${variant.wait}:${variant.model}`;
     let text = this.takeStatements.get(key);
     if (text === undefined) this.takeStatements.set(key, (text = takeSql(variant)));
     return text;
   }
 
-  /** The key's row as the take left it, kept for its release to plan from (see releaseLease). */
-  private rememberLease(leaseId: string, row: VersionedRow): void {
+  /** The key's row (and pair) as the take left it, kept for its release to plan from (see releaseLease). */
+  private rememberLease(leaseId: string, taken: LeasedKey): void {
     if (this.takenRows.size >= MAX_REMEMBERED_LEASES) this.takenRows.delete(this.takenRows.keys().next().value!);
     // The token is not needed to plan a release, and stays out of a cache that outlives the take.
     this.takenRows.set(leaseId, {
-      ...row,
-      token: "",
-      source_token: null,
-      refresh_token: null,
-      source_refresh_token: null,
+      ...taken,
+      row: { ...taken.row, token: "", source_token: null, refresh_token: null, source_refresh_token: null },
     });
   }
 
@@ -532,18 +620,27 @@ export class PostgresStore implements PoolStore {
     this.reclaimAbandoned = true;
   }
 
-  private async soonestFree(
-    db: Db,
-    settings: PoolSettings,
-    now: number,
-  ): Promise<{ retryAfterMs: number; expired: boolean }> {
+  /**
+   * When a take that found nothing could next succeed. For a model, the soonest end of a rest that
+   * keeps a key in rotation from the model, whether the key's or the pair's (modelReadyAtOfPool);
+   * otherwise, or when a key may serve the model now but is busy, the soonest rest or lease expiry.
+   */
+  private async soonestFree(db: Db, take: TakeRequest): Promise<{ retryAfterMs: number; expired: boolean }> {
+    const { settings, now, model } = take;
     const pool = settings.name;
     const [row] = (await db`
       SELECT (SELECT min(ready_at) FROM keypool_keys WHERE pool = ${pool} AND takeable AND ready_at > ${now}) AS ready,
              (SELECT min(expires_at) FROM keypool_leases WHERE pool = ${pool} AND expires_at > ${now}) AS lease,
-             EXISTS (SELECT 1 FROM keypool_leases WHERE expires_at <= ${now}) AS expired`) as [
-      { ready: number | null; lease: number | null; expired: boolean },
+             EXISTS (SELECT 1 FROM keypool_leases WHERE expires_at <= ${now}) AS expired,
+             (SELECT min(CASE WHEN k.models IS NULL OR ${model ?? null}::text = ANY(string_to_array(k.models, '|'))
+                              THEN GREATEST(k.ready_at, COALESCE(m.ready_at, 0)) END)
+                FROM keypool_keys k LEFT JOIN keypool_key_models m
+                  ON m.pool = k.pool AND m.key_id = k.id AND m.model = ${model ?? null}::text
+                WHERE ${model !== undefined} AND k.pool = ${pool} AND k.takeable) AS model_ready`) as [
+      { ready: number | null; lease: number | null; expired: boolean; model_ready: number | null },
     ];
+    if (row.model_ready !== null && row.model_ready > now)
+      return { retryAfterMs: Math.max(1000, row.model_ready - now), expired: row.expired };
     const candidates = [row.ready, row.lease].filter((t): t is number => typeof t === "number" && t > now);
     const retryAfterMs =
       candidates.length === 0 ? settings.recheckIntervalSec * 1000 : Math.max(1000, Math.min(...candidates) - now);
@@ -563,39 +660,61 @@ export class PostgresStore implements PoolStore {
    * A release by lease id, planned from the key's row as this instance last saw it (as the take left
    * it, usually) and written in one statement if the row is still that version. When another take or
    * release changed the row meanwhile, the statement answers with the row as it is now and the
-   * release is planned again from that.
+   * release is planned again from that. The release's model is the outcome's, or else the one the take
+   * named; its pair must have been read with the row (a take for that model did), or the row and the
+   * pair are read again together.
    */
-  private async releaseLease(lease: string, outcome: Outcome, seen?: VersionedRow): Promise<ReleaseResult> {
-    let row = seen ?? (await this.leasedRow(lease));
+  private async releaseLease(lease: string, outcome: Outcome, seen?: LeasedKey): Promise<ReleaseResult> {
+    let leased = seen ?? (await this.leasedKey(lease, outcome.model));
     for (let attempt = 0; attempt < OPTIMISTIC_TRIES; attempt++) {
+      const model = outcome.model ?? leased.model ?? undefined;
+      if (model !== undefined && leased.pair?.model !== model) leased = await this.leasedKey(lease, outcome.model);
+      const { row } = leased;
       const settings = this.settingsOf(row.pool);
       const now = this.clock.now();
+      const seenPair = model === undefined ? undefined : leased.pair;
+      const before = seenPair?.columns ?? null;
       const plan = await this.decide(this.sql, settings, now, (ctx) =>
-        planRelease(factsOf(row, settings), outcome, settings, ctx, 1),
+        planModelRelease(modelAwareFacts(row, settings, before), model, withModel(outcome, model), settings, ctx, 1),
       );
       // Resting a group locks its other keys: that needs a transaction.
       if (plan.groupRest) break;
       const entry = { ok: outcome.ok, failure: plan.failureClass, tokens: outcome.usage, costMicros: plan.costMicros };
-      const { text, values } = guardedReleaseSql({ lease, row, plan, outcome, entry, now }, this.ledger, this.sessions);
+      const { pair, events } = pairWriteOf(row, plan, before, now);
+      const release = { lease, row, plan, outcome, entry, now, seenPair, pair, events };
+      const { text, values } = guardedReleaseSql(release, this.ledger, this.sessions);
       const [answer] = (await this.sql.unsafe(text, values)) as GuardedAnswer[];
       if (answer?.given) {
         await this.ledger.foldIfDue(this.sql, now);
-        return { pool: row.pool, id: row.id, state: stateOf(plan.condition, now), reason: plan.condition.reason };
+        return releaseResultOf(row, plan, model, now);
       }
       if (!answer?.leased) throw unknownLease(lease);
-      row = answer;
+      const { given: _, leased: __, pair: pairNow, ...current } = answer;
+      leased = {
+        row: current,
+        model: leased.model,
+        pair: model === undefined ? undefined : seenPairOf(model, pairNow ?? null),
+      };
     }
     return this.transaction((tx) => this.releaseLocked(tx, { lease }, outcome));
   }
 
-  /** The key a lease is on, as it is now. */
-  private async leasedRow(lease: string): Promise<VersionedRow> {
-    const [row] = (await this.sql`
-      SELECT k.*, k.xmin::text AS row_version
-      FROM keypool_leases l JOIN keypool_keys k ON k.pool = l.pool AND k.id = l.key_id
-      WHERE l.lease = ${lease}`) as VersionedRow[];
-    if (!row) throw unknownLease(lease);
-    return row;
+  /**
+   * The key a lease is on as it is now, with the lease's model and the key's pair for the release's
+   * model (`model`, or else the lease's), read in one snapshot: the pair goes with that row version.
+   */
+  private async leasedKey(lease: string, model: string | undefined): Promise<LeasedKey> {
+    const [found] = (await this.sql.unsafe(
+      `SELECT k.*, k.xmin::text AS row_version, l.model AS lease_model,
+         ${pairJsonSql("k.pool", "k.id", "COALESCE($2::text, l.model)")} AS pair
+       FROM keypool_leases l JOIN keypool_keys k ON k.pool = l.pool AND k.id = l.key_id
+       WHERE l.lease = $1`,
+      [lease, model ?? null],
+    )) as Array<VersionedRow & { lease_model: string | null; pair: PairJson | null }>;
+    if (!found) throw unknownLease(lease);
+    const { lease_model, pair, ...row } = found;
+    const pairModel = model ?? lease_model;
+    return { row, model: lease_model, pair: pairModel === null ? undefined : seenPairOf(pairModel, pair) };
   }
 
   /** A release inside a transaction: the lease given back and the key locked, then planned and written. */
@@ -604,45 +723,54 @@ export class PostgresStore implements PoolStore {
     let pool: string;
     let id: string;
     let leasesGiven = 0;
+    let leaseModel: string | null = null;
     let row: KeyRow | undefined;
     if ("lease" in target) {
       // One round trip gives the lease back and locks its key (a lease always has its key: removing a key removes its leases).
       const [found] = (await tx`
-        WITH given AS (DELETE FROM keypool_leases WHERE lease = ${target.lease} RETURNING pool, key_id)
-        SELECT g.pool AS lease_pool, g.key_id AS lease_key, k.* FROM given g JOIN keypool_keys k ON k.pool = g.pool AND k.id = g.key_id
-        FOR UPDATE OF k`) as Array<KeyRow & { lease_pool: string; lease_key: string }>;
+        WITH given AS (DELETE FROM keypool_leases WHERE lease = ${target.lease} RETURNING pool, key_id, model)
+        SELECT g.pool AS lease_pool, g.key_id AS lease_key, g.model AS lease_model, k.*
+        FROM given g JOIN keypool_keys k ON k.pool = g.pool AND k.id = g.key_id
+        FOR UPDATE OF k`) as Array<KeyRow & { lease_pool: string; lease_key: string; lease_model: string | null }>;
       if (!found) throw unknownLease(target.lease);
       pool = found.lease_pool;
       id = found.lease_key;
+      leaseModel = found.lease_model;
       leasesGiven = 1;
       row = found;
     } else {
       pool = await this.findPoolOfKey(tx, target.id, target.pool);
       id = target.id;
       // Without a lease id, the oldest lease on the key is the one being given back.
-      const given = await tx`DELETE FROM keypool_leases WHERE lease = (
+      const given = (await tx`DELETE FROM keypool_leases WHERE lease = (
                                SELECT lease FROM keypool_leases WHERE pool = ${pool} AND key_id = ${id} ORDER BY taken_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-                             RETURNING lease`;
+                             RETURNING lease, model`) as Array<{ lease: string; model: string | null }>;
       leasesGiven = given.length;
+      leaseModel = given[0]?.model ?? null;
       row = await this.lockKey(tx, pool, id);
     }
     if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
+    const model = outcome.model ?? leaseModel ?? undefined;
+    const before = model === undefined ? null : (await readPair(tx, pool, id, model)).columns;
     const settings = this.settingsOf(pool);
-    const facts = factsOf(row, settings);
-    const plan = await this.decide(tx, settings, now, (ctx) => planRelease(facts, outcome, settings, ctx, leasesGiven));
+    const facts = modelAwareFacts(row, settings, before);
+    const plan = await this.decide(tx, settings, now, (ctx) =>
+      planModelRelease(facts, model, withModel(outcome, model), settings, ctx, leasesGiven),
+    );
     const entry = { ok: outcome.ok, failure: plan.failureClass, tokens: outcome.usage, costMicros: plan.costMicros };
     const params = new Params();
     const usage = this.ledger.upsert("(SELECT 1) one", params, pool, id, entry, now);
+    const { pair, events } = pairWriteOf(row, plan, before, now);
     await Promise.all([
       this.write(tx, pool, id, releaseFields(row, plan, now)),
       tx.unsafe(usage, params.values),
       outcome.session !== undefined && this.addSessionUsage(tx, pool, outcome.session, outcome),
+      pair && this.writePair(tx, pool, id, pair),
     ]);
-    const events = plan.event ? [eventOf(pool, id, plan.event, now)] : [];
     if (plan.groupRest) await this.restGroup(tx, row, plan.groupRest, now, events);
     await this.logEvents(tx, events);
     await this.ledger.foldIfDue(tx, now);
-    return { pool, id, state: stateOf(plan.condition, now), reason: plan.condition.reason };
+    return releaseResultOf(row, plan, model, now);
   }
 
   private addSessionUsage(tx: Db, pool: string, session: string, outcome: Outcome): Promise<unknown> {
@@ -650,15 +778,23 @@ export class PostgresStore implements PoolStore {
     return tx.unsafe(this.sessions.addUsage("(SELECT 1) one", params, pool, session, outcome.usage), params.values);
   }
 
+  /** Writes a pair in a transaction that holds its key locked and writes the key's row too (see _pairs.ts). */
+  private writePair(tx: Db, pool: string, id: string, pair: PairWrite): Promise<unknown> {
+    const params = new Params();
+    return tx.unsafe(pairWriteSql(params, pool, id, pair, null), params.values);
+  }
+
   /**
    * Keys of one group share an account's limits: a rate limit or spent quota on one rests them all,
-   * until the same time (planGroupRest).
+   * until the same time (planGroupRest) — or, when the rest is a pair's, rests the same model on them all
+   * (planModelGroupRest).
    */
   private async restGroup(tx: Db, row: KeyRow, rest: GroupRest, now: number, events: KeyEvent[]): Promise<void> {
     // Locked in id order, so two releases resting one group wait for each other instead of deadlocking.
     const members =
       (await tx`SELECT * FROM keypool_keys WHERE pool = ${row.pool} AND key_group = ${rest.group} AND id <> ${row.id}
                 ORDER BY id FOR UPDATE`) as KeyRow[];
+    if (rest.model !== undefined) return this.restGroupPair(tx, row.pool, members, rest, rest.model, now, events);
     for (const member of members) {
       const planned = planGroupRest({ condition: conditionOf(member) }, rest, now);
       if (!planned) continue;
@@ -666,6 +802,42 @@ export class PostgresStore implements PoolStore {
       await this.write(tx, row.pool, member.id, { health, reason, ready_at: readyAt });
       events.push(eventOf(row.pool, member.id, planned.event, now));
     }
+  }
+
+  /** The members' pairs of `model` rest with the pair that failed; the keys themselves are left as they are. */
+  private async restGroupPair(
+    tx: Db,
+    pool: string,
+    members: KeyRow[],
+    rest: GroupRest,
+    model: string,
+    now: number,
+    events: KeyEvent[],
+  ): Promise<void> {
+    if (members.length === 0) return;
+    const ids = members.map((m) => m.id);
+    const pairs = new Map(
+      (
+        (await tx`SELECT * FROM keypool_key_models
+                  WHERE pool = ${pool} AND key_id = ANY(${ids}::text[]) AND model = ${model}`) as PairRow[]
+      ).map((pair) => [pair.key_id, pair]),
+    );
+    const rested: string[] = [];
+    for (const id of ids) {
+      const before = pairs.get(id) ?? null;
+      const plan = planModelGroupRest(before ? modelStateOf(before) : undefined, rest, now);
+      if (!plan) continue;
+      const columns = pairColumnsOf(model, plan.state, now);
+      if (changesPair(before, columns)) {
+        await this.writePair(tx, pool, id, { model, columns });
+        rested.push(id);
+      }
+      if (plan.event) events.push(pairEventOf(pool, id, plan.event, now));
+    }
+    // Every write of a pair changes its key's row (see _pairs.ts): a release planned from the row before
+    // this rest must not write over the pair.
+    if (rested.length > 0)
+      await tx`UPDATE keypool_keys SET in_flight = in_flight WHERE pool = ${pool} AND id = ANY(${rested}::text[])`;
   }
 
   private async findPoolOfKey(tx: Db, id: string, pool?: string): Promise<string> {
@@ -699,6 +871,9 @@ export class PostgresStore implements PoolStore {
       const plan = await this.decide(tx, settings, now, (ctx) =>
         planCheck(facts, result, settings, ctx, this.failuresToDead),
       );
+      const events = plan.event ? [eventOf(pool, id, plan.event, now)] : [];
+      // A probe that named its model speaks for that pair too (the key's row is written below: see _pairs.ts).
+      if (result.model !== undefined) await this.checkPair(tx, settings, pool, id, result, result.model, now, events);
       const fields: Fields = {
         ...conditionFields(plan),
         last_check: now,
@@ -716,8 +891,28 @@ export class PostgresStore implements PoolStore {
           fail_until: plan.ladder.failUntil,
         });
       await this.write(tx, pool, id, fields);
-      if (plan.event) await this.logEvents(tx, [eventOf(pool, id, plan.event, now)]);
+      await this.logEvents(tx, events);
     });
+  }
+
+  /** planModelCheck on the key's pair for the probed model: a success gives a denied pair its access back. */
+  private async checkPair(
+    tx: Db,
+    settings: PoolSettings,
+    pool: string,
+    id: string,
+    result: CheckRecord,
+    model: string,
+    now: number,
+    events: KeyEvent[],
+  ): Promise<void> {
+    const before = (await readPair(tx, pool, id, model)).columns;
+    const check = { ok: result.ok, status: result.status };
+    const plan = planModelCheck(before ? modelStateOf(before) : undefined, model, check, settings, now);
+    if (!plan) return;
+    const columns = pairColumnsOf(model, plan.state, now);
+    if (changesPair(before, columns)) await this.writePair(tx, pool, id, { model, columns });
+    if (plan.event) events.push(pairEventOf(pool, id, plan.event, now));
   }
 
   async claimDueChecks(pool: string, limit: number, holdMs: number): Promise<DueCheck[]> {
@@ -801,12 +996,20 @@ export class PostgresStore implements PoolStore {
     if (pool !== undefined) this.settingsOf(pool);
     return this.guard(async () => {
       const now = this.clock.now();
-      const [rows, sessions] = await Promise.all([
+      const [rows, sessions, pairRows] = await Promise.all([
         (pool === undefined
           ? this.sql`SELECT * FROM keypool_keys ORDER BY pool, id`
           : this.sql`SELECT * FROM keypool_keys WHERE pool = ${pool} ORDER BY id`) as Promise<KeyRow[]>,
         this.sessions.countsByKey(this.sql, now),
+        // Only pairs that are resting or denied show; spent ones wait for their key's next write to go.
+        this.sql`SELECT * FROM keypool_key_models WHERE (${pool ?? null}::text IS NULL OR pool = ${pool ?? null})
+                 AND ready_at > ${now}` as Promise<PairRow[]>,
       ]);
+      const pairs = new Map<string, PairRow[]>();
+      for (const pair of pairRows) {
+        const key = `${pair.pool}\n${pair.key_id}`;
+        pairs.set(key, [...(pairs.get(key) ?? []), pair]);
+      }
       return rows.map((row) => {
         const condition = conditionOf(row);
         return {
@@ -832,9 +1035,8 @@ export class PostgresStore implements PoolStore {
           group: row.key_group,
           remaining: remainingOf(row),
           sessions: sessions.get(row.pool)?.get(row.id) ?? 0,
-          // TODO(issue 18): the pairs come with the store's pair rows.
-          models: {},
-          onlyModels: null,
+          ...modelStatusColumns(modelFactsOf(row.models, pairs.get(`${row.pool}\n${row.id}`) ?? []), now),
+          // Spend caps are refused at sync by this store (see refuseSpendCaps).
           spend: null,
         };
       });
@@ -859,8 +1061,9 @@ export class PostgresStore implements PoolStore {
         : this
             .sql`SELECT * FROM keypool_events WHERE (${pool}::text IS NULL OR pool = ${pool}) AND (${key}::text IS NULL OR key_id = ${key})
                    AND at > ${query.since} ORDER BY seq LIMIT ${query.limit}`,
-    )) as EventRow[];
-    return rows.map(eventOfRow);
+    )) as Array<EventRow & { model: string | null }>;
+    // A pair's transition names its model; the key's own have no `model` at all.
+    return rows.map((row) => (row.model === null ? eventOfRow(row) : { ...eventOfRow(row), model: row.model }));
   }
 
   async findKeyByToken(pool: string, token: string): Promise<string | null> {
@@ -1054,6 +1257,7 @@ export class PostgresStore implements PoolStore {
       at: e.at,
       pool: e.pool,
       key_id: e.key,
+      model: e.model ?? null,
       from_state: e.from,
       to_state: e.to,
       class: e.class,
@@ -1083,9 +1287,13 @@ export class PostgresStore implements PoolStore {
     return plan({ now, random: this.random, initialRank: () => initialRank(settings.rotation, order) });
   }
 
-  /** Opens a transaction unless `db` is one already. */
-  private inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> {
-    return db === this.sql ? (this.sql.begin((tx) => fn(tx)) as Promise<T>) : fn(db);
+  /**
+   * Opens a transaction unless `db` is one already; inside one, an `undoable` step runs in a savepoint,
+   * so that its failure undoes only its own writes.
+   */
+  private inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>, options: { undoable?: boolean } = {}): Promise<T> {
+    if (db === this.sql) return this.sql.begin((tx) => fn(tx)) as Promise<T>;
+    return options.undoable ? ((db as TransactionSQL).savepoint((sp) => fn(sp)) as Promise<T>) : fn(db);
   }
 
   private async rankContext(db: Db, pool: string, settings: PoolSettings): Promise<RankContext> {
@@ -1193,14 +1401,74 @@ async function migrateSchema(tx: Db): Promise<void> {
   }
 }
 
+/** The key's facts with its models: its restriction, and its pair for the release's model when it has one. */
+function modelAwareFacts(row: KeyRow, settings: PoolSettings, pair: PairColumns | null): KeyFacts & ModelFacts {
+  return { ...factsOf(row, settings), ...modelFactsOf(row.models, pair ? [pair] : []) };
+}
+
+/** The outcome as the planners see it: a release without a model is for the model its take named (and priced so). */
+function withModel(outcome: Outcome, model: string | undefined): Outcome {
+  return model === undefined || outcome.model === model ? outcome : { ...outcome, model };
+}
+
+/** What a release writes besides the key's row: its pair (when the plan changes it) and every event. */
+function pairWriteOf(
+  row: KeyRow,
+  plan: ModelReleasePlan,
+  before: PairColumns | null,
+  now: number,
+): { pair?: PairWrite; events: KeyEvent[] } {
+  const events = plan.event ? [eventOf(row.pool, row.id, plan.event, now)] : [];
+  if (!plan.pair) return { events };
+  const { model, state, event } = plan.pair;
+  if (event) events.push(pairEventOf(row.pool, row.id, event, now));
+  const columns = pairColumnsOf(model, state, now);
+  return changesPair(before, columns) ? { pair: { model, columns }, events } : { events };
+}
+
+function releaseResultOf(row: KeyRow, plan: ModelReleasePlan, model: string | undefined, now: number): ReleaseResult {
+  const result: ReleaseResult = {
+    pool: row.pool,
+    id: row.id,
+    state: stateOf(plan.condition, now),
+    reason: plan.condition.reason,
+  };
+  if (plan.modelDenied) result.modelDenied = true;
+  if (model !== undefined && plan.pair) {
+    const state = pairStateOf(onePair(model, plan.pair.state), model, now);
+    if (state === "cooling" || state === "denied")
+      result.pair = { model, state, until: plan.pair.state.readyAt, reason: plan.pair.state.reason };
+  }
+  return result;
+}
+
 function conditionOf(row: KeyRow): KeyCondition {
   return { health: row.health, reason: row.reason, readyAt: row.ready_at };
 }
 
 const NOT_RESTING: KeyCondition = { health: "live", reason: null, readyAt: 0 };
 
+/** Thrown inside a take's transaction to undo it: the pair of the take's model rests (see countModelTake). */
+class PairResting extends Error {}
+
+/** What a take asks for: a key of the pool, not one of `exclude`, usable for `model` when it names one. */
+interface TakeRequest {
+  settings: PoolSettings;
+  now: number;
+  exclude: string[];
+  leaseId: string;
+  model?: string;
+}
+
 /** What every statement of one take shares: its lease, and what the rotation and the rest after a take make of it. */
 class TakeAttempt {
+  readonly settings: PoolSettings;
+  readonly now: number;
+  readonly exclude: string[];
+  readonly leaseId: string;
+  readonly model?: string;
+  /** The pool's model_limits for the take's model, if any: an rpm is counted on the pair (countModelTake). */
+  readonly modelLimit?: ModelLimit;
   readonly expiresAt: number;
   /** random's new rank for the taken key. */
   private readonly rank: number;
@@ -1208,13 +1476,14 @@ class TakeAttempt {
   private readonly restFloor: number;
   private readonly restReason: string | null;
 
-  constructor(
-    readonly settings: PoolSettings,
-    readonly now: number,
-    readonly exclude: string[],
-    readonly leaseId: string,
-    random: () => number,
-  ) {
+  constructor(request: TakeRequest, random: () => number) {
+    const { settings, now } = request;
+    this.settings = settings;
+    this.now = now;
+    this.exclude = request.exclude;
+    this.leaseId = request.leaseId;
+    this.model = request.model;
+    this.modelLimit = request.model === undefined ? undefined : settings.modelLimits?.[request.model];
     this.expiresAt = now + settings.leaseTtlSec * 1000;
     this.rank = settings.rotation === "random" ? random() : 0;
     const rested = afterTake(NOT_RESTING, settings, now);
@@ -1225,7 +1494,7 @@ class TakeAttempt {
   /** takeSql's parameters, walking from `from`. */
   params(from: number | string[]): unknown[] {
     const s = this.settings;
-    return [
+    const params: unknown[] = [
       s.name,
       this.now,
       from,
@@ -1238,7 +1507,33 @@ class TakeAttempt {
       s.rpm ?? null,
       s.dailyRequests ?? null,
     ];
+    if (this.model !== undefined) params.push(this.model);
+    return params;
   }
+}
+
+/**
+ * A key a lease is on, as a release plans from it: the key's row with its version, the model the take
+ * named (null: none) and, when known, the key's pair for a model (columns null: no row) read with that
+ * version of the row.
+ */
+interface LeasedKey {
+  row: VersionedRow;
+  model: string | null;
+  pair?: SeenPair;
+}
+
+/** A row of the take statement (see takeSql). */
+type TakenRow = VersionedRow & { taken: boolean; pair?: PairJson | null; pair_seen?: boolean };
+
+/**
+ * What a take statement's row tells a release. The pair it read may predate the lock (the release's
+ * guard finds that out); counting the take on it needs the pair as locked (`fresh`: pair_seen).
+ */
+function leasedKeyOf(taken: TakenRow, model: string | undefined, fresh = false): LeasedKey {
+  const { taken: _, pair, pair_seen, ...row } = taken;
+  if (model === undefined) return { row, model: null };
+  return fresh && !pair_seen ? { row, model } : { row, model, pair: seenPairOf(model, pair ?? null) };
 }
 
 /** Spend caps need counters this store does not keep yet: refused at once rather than silently not enforced. */
