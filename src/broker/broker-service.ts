@@ -7,7 +7,7 @@ import { KEY_STATES, type KeyState, type Outcome } from "../pool/key-state";
 import { type UsageTotals, addUsage, cacheHitRatio, emptyUsage } from "../pool/usage";
 import { TakeQueue } from "./take-queue";
 import { type PoolctlStatusFields, poolctlStatusFields } from "./_poolctl-status";
-import type { KeyEvent, KeyStatus, PoolStore, ReleaseResult, SessionUsage } from "../store/types";
+import type { KeyEvent, KeyStatus, ModelStatus, PoolStore, ReleaseResult, SessionUsage } from "../store/types";
 import { type CompactUsageJson, compactUsageJson } from "./key-admin-service";
 
 export interface TakeBody {
@@ -110,8 +110,19 @@ export interface StatusRow {
   remaining: { requests: number | null; tokens: number | null; reset_at: string | null } | null;
   /** Sticky sessions whose own key this is. */
   sessions: number;
+  /** The models the key cannot serve now (resting or denied), by name; ready models are not listed. */
+  models: Record<string, ModelStatusJson>;
+  /** The only models the key serves (the tokens file's `models=`); null: any model. */
+  only_models: string[] | null;
   /** The key's usage over the last day. */
   usage?: CompactUsageJson;
+}
+
+/** A (key, model) pair that cannot serve now, as /status shows it. */
+export interface ModelStatusJson {
+  state: ModelStatus["state"];
+  until: string;
+  reason: string | null;
 }
 
 /**
@@ -279,7 +290,19 @@ function statusRow(row: KeyStatus): StatusRow {
       reset_at: row.remaining.resetAt === null ? null : iso(row.remaining.resetAt),
     },
     sessions: row.sessions,
+    models: modelsJson(row.models),
+    only_models: row.onlyModels,
   };
+}
+
+function modelsJson(models: KeyStatus["models"]): StatusRow["models"] {
+  // fromEntries defines each name as an own field, whatever it is (a plain assignment of "__proto__" would not).
+  return Object.fromEntries(
+    Object.entries(models).map(([model, pair]) => [
+      model,
+      { state: pair.state, until: iso(pair.until), reason: pair.reason },
+    ]),
+  );
 }
 
 function parseSince(since: string): number {
