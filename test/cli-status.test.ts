@@ -84,10 +84,7 @@ describe("keypool status output for model-aware keys", () => {
   });
 
   it("counts down to each pair's end on a terminal", () => {
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: the ANSI color codes the test strips are control characters
-    const plain = renderStatus(MODELS_BODY, { color: true, now: NOW })
-      .replace(/\x1b\[\d+m/g, "")
-      .split("\n");
+    const plain = stripColor(renderStatus(MODELS_BODY, { color: true, now: NOW })).split("\n");
     expect(plain.slice(-2)).toEqual([
       "a    m-big  cooling  in 4m35s  rate_limit (HTTP 429); rung 1, resting 5m",
       "a    m-x    denied   in 5h00m  no access to this model (HTTP 404)",
@@ -139,3 +136,7 @@ describe("keypool status --watch", () => {
     expect(await new Response(proc.stderr).text()).toContain("--watch takes a number of seconds");
   });
 });
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ANSI color codes stripped are control characters
+const ANSI_COLOR = /\x1b\[\d+m/g;
+const stripColor = (text: string) => text.replace(ANSI_COLOR, "");
