@@ -55,7 +55,7 @@ describe("keypool status output", () => {
 
 describe("keypool status output for model-aware keys", () => {
   const at = (ms: number) => new Date(NOW + ms).toISOString();
-  const MODELS_BODY = {
+  const MODELS_BODY: Parameters<typeof renderStatus>[0] = {
     pools: { default: { total: 2, counts: { unknown: 0, live: 2, cooling: 0, quarantined: 0, dead: 0, disabled: 0 } } },
     keys: [
       {
