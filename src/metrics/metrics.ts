@@ -75,10 +75,13 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
   const registers = [registry];
   collectDefaultMetrics({ register: registry });
 
-  // The gauges read from the store share one read per scrape.
-  let scrapeRows: Promise<KeyStatus[]> | undefined;
-  const statusNow = () => (scrapeRows ??= store.status());
-  const modelSeriesNow = async () => modelPairSeries(await statusNow(), store.poolNames());
+  // The gauges read from the store share one read per scrape: a scrape starts every gauge's collect at
+  // once, so they all join the read in flight, and the next scrape starts a new one.
+  let reading: Promise<StoreSnapshot> | undefined;
+  const snapshotNow = () =>
+    (reading ??= readSnapshot(store).finally(() => {
+      reading = undefined;
+    }));
 
   new Gauge({
     name: "keypool_keys",
@@ -86,7 +89,7 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
     labelNames: ["pool", "state"] as const,
     registers,
     async collect() {
-      const rows = await statusNow();
+      const { rows } = await snapshotNow();
       this.reset();
       for (const pool of store.poolNames()) for (const state of KEY_STATES) this.set({ pool, state }, 0);
       for (const row of rows) this.inc({ pool: row.pool, state: row.state });
@@ -98,7 +101,7 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
     labelNames: ["pool", "state"] as const,
     registers,
     async collect() {
-      const { pairs } = await modelSeriesNow();
+      const { pairs } = (await snapshotNow()).models;
       this.reset();
       for (const { pool, state, value } of pairs) this.set({ pool, state }, value);
     },
@@ -111,7 +114,7 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
     labelNames: ["pool", "model", "state"] as const,
     registers,
     async collect() {
-      const { byModel } = await modelSeriesNow();
+      const { byModel } = (await snapshotNow()).models;
       this.reset();
       for (const { pool, model, state, value } of byModel) this.set({ pool, model, state }, value);
     },
@@ -174,13 +177,7 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
   return {
     registry,
     contentType: registry.contentType,
-    async scrape() {
-      try {
-        return await registry.metrics();
-      } finally {
-        scrapeRows = undefined;
-      }
-    },
+    scrape: () => registry.metrics(),
     activity(pools) {
       const now = clock.now();
       return Object.fromEntries(pools.map((pool) => [pool, { minutes: series.last(pool, now) }]));
@@ -212,6 +209,16 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
       if (usage.cacheWrite) cachedTokens.addBy(usage.cacheWrite, pool, key, "write");
     },
   };
+}
+
+interface StoreSnapshot {
+  rows: KeyStatus[];
+  models: ReturnType<typeof modelPairSeries>;
+}
+
+async function readSnapshot(store: PoolStore): Promise<StoreSnapshot> {
+  const rows = await store.status();
+  return { rows, models: modelPairSeries(rows, store.poolNames()) };
 }
 
 /** The `class` label: what kind of answer a use of a key got. Client errors are not the key's fault. */

@@ -1,7 +1,11 @@
 import { describe, expect, it } from "bun:test";
+import { createMetrics } from "../../src/metrics/metrics";
 import { MODEL_SERIES_PER_POOL, OTHER_MODELS, modelPairSeries } from "../../src/metrics/model-series";
+import { ManualClock } from "../../src/pool/clock";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
+import { parsePrometheusText, sampleValue } from "../helpers/prometheus-text";
 import { isModelName } from "../../src/pool/model-facts";
-import type { KeyStatus, ModelStatus } from "../../src/store/types";
+import type { KeyStatus, ModelStatus, PoolStore } from "../../src/store/types";
 
 const UNTIL = Date.UTC(2026, 0, 1, 12, 5);
 
@@ -95,5 +99,38 @@ describe("per-model metric series", () => {
       { pool: "p", model: OTHER_MODELS, state: "cooling", value: 1 },
       { pool: "p", model: OTHER_MODELS, state: "denied", value: 1 },
     ]);
+  });
+});
+
+describe("the model gauges in a scrape", () => {
+  it("come from the same single read of the store as keypool_keys, and a new read each scrape", async () => {
+    const clock = new ManualClock();
+    const sqlite = new SqliteStore({ path: ":memory:", clock, random: () => 0 });
+    await sqlite.syncPools([
+      {
+        settings: { name: "p", rotation: "lru", cooldownSec: 0, leaseTtlSec: 300, recheckIntervalSec: 300 },
+        keys: [{ id: "k0", token: "sk-test-aaaaaaaaaaaaaaaaaaaaaaaa", weight: 1 }],
+      },
+    ]);
+    let reads = 0;
+    let models: KeyStatus["models"] = { "m-big": { state: "cooling", until: UNTIL, reason: null } };
+    const status: PoolStore["status"] = async (pool) => {
+      reads++;
+      return (await sqlite.status(pool)).map((row) => ({ ...row, models }));
+    };
+    const metrics = createMetrics({ store: Object.assign(Object.create(sqlite) as PoolStore, { status }), clock });
+    // Only keypool's own lines: prom-client's event-loop lag reads "Nan" before its first sample.
+    const scrape = async () => parsePrometheusText((await metrics.scrape()).replace(/^(?!(# \w+ )?keypool_).*$/gm, ""));
+    let samples = await scrape();
+    expect(reads).toBe(1);
+    expect(sampleValue(samples, "keypool_keys", { pool: "p", state: "unknown" })).toBe(1);
+    expect(sampleValue(samples, "keypool_model_keys", { pool: "p", model: "m-big", state: "cooling" })).toBe(1);
+
+    models = {};
+    samples = await scrape();
+    expect(reads).toBe(2);
+    expect(samples.filter((s) => s.name === "keypool_model_keys")).toEqual([]);
+    expect(sampleValue(samples, "keypool_model_pairs", { pool: "p", state: "cooling" })).toBe(0);
+    await sqlite.close();
   });
 });
