@@ -26,7 +26,8 @@ async function restedDaemon() {
   const kp = await startTestDaemon(
     CONFIG,
     `a,${a.token}\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb,1,models=m-small|m-mid\nc,sk-test-cccccccccccccccccccccccc\n`,
-    { clock },
+    // No jitter, so each rest ends exactly a rung's length later.
+    { clock, random: () => 0 },
   );
   const release = async (body: object) => {
     const response = await kp.fetch("/release", { ...jsonPost({ id: "a", ok: false, ...body }), ...KEY });
