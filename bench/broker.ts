@@ -1,5 +1,5 @@
 /**
- * Broker benchmark: `bun run bench:broker [--quick] [--only=http|store] [--cpu-prof-dir=DIR]`
+ * Broker benchmark: `bun run bench:broker [--quick] [--only=http|store|models] [--cpu-prof-dir=DIR]`
  *
  * Shared, noisy machines make absolute numbers meaningless, so every figure is a ratio against a
  * reference measured in the same run:
@@ -11,6 +11,8 @@
  *    daemon/bare ≥ 0.6 (10 keys), daemon/poolctl ≥ 1.0 at both sizes, daemon 100k/10 ≥ 0.8.
  * 2. Store — in-process take+release pairs per second at 10 keys versus 100,000 keys, per rotation.
  *    Target: 100k/10 ≥ 0.8 (a take must stay O(log n) in pool size).
+ * 3. Models — in-process pairs per second when each take names one of 100 models (a tenth of the
+ *    pool's (key, model) pairs resting), versus takes that name none. Target: ≥ 0.8.
  *
  * Prints a table, then one JSON line with every figure. --cpu-prof-dir profiles the daemon process.
  * --breakdown adds two more HTTP targets to the rounds, to tell where the daemon's time goes:
@@ -22,6 +24,7 @@ import type { Rotation } from "../src/config/types";
 import { takeAndRelease } from "./_broker-load";
 import { benchKeys } from "./_keys";
 import { measureStore } from "./_broker-store";
+import { MODEL_COUNT, type ModelRunResult, measureModels } from "./_broker-models";
 import { closedLoop } from "./_load";
 import { poolctlAvailable, startPoolctl } from "./_poolctl";
 import { type ServerProcess, cpuProfileArgs } from "./_process";
@@ -36,6 +39,7 @@ const HTTP_SIZES = [10, 100_000] as const;
 const SIZE_TARGET = 0.8;
 const STORE_TARGET = 0.8;
 const STORE_SIZES = [10, 100_000] as const;
+const MODELS_TARGET = 0.8;
 const ROTATIONS: Rotation[] = ["lru", "weighted", "round_robin"];
 const SERVER_SCRIPT = new URL("./_broker-server.ts", import.meta.url).pathname;
 
@@ -51,7 +55,7 @@ interface Target {
 
 const { quick, only, profileDir, flags } = parseBenchArgs(process.argv.slice(2), {
   script: "bench/broker.ts",
-  only: ["http", "store"],
+  only: ["http", "store", "models"],
   flags: ["breakdown"],
 });
 const breakdown = flags.has("breakdown");
@@ -215,6 +219,17 @@ async function benchStore(): Promise<Record<string, StoreFigures>> {
   return figures;
 }
 
+async function benchModels(): Promise<ModelRunResult> {
+  const { pairs, roundMs, warmupPairs, rounds } = plan.store;
+  const dir = join(run.tempRoot, "models");
+  mkdirSync(dir);
+  const r = await measureModels(dir, { pairs, roundMs, warmupPairs, rounds });
+  console.log(
+    `\nStore take+release pairs/s in-process, ${MODEL_COUNT} models (${r.restingPairs} pairs resting) — without a model ${rate(r.withoutModel)}, with one ${rate(r.withModel)}`,
+  );
+  return r;
+}
+
 /** poolctl's tokens file for a pool of `count` keys (ids and tokens as bench/_keys.ts makes them). */
 function poolctlTokens(count: number): string[] {
   return benchKeys(count).map((key) => `${key.id},${key.token}`);
@@ -224,7 +239,11 @@ function verdict(value: number, target: number): string {
   return value >= target ? "ok" : "BELOW";
 }
 
-function printResults(http: HttpFigures | undefined, store: Record<string, StoreFigures> | undefined): void {
+function printResults(
+  http: HttpFigures | undefined,
+  store: Record<string, StoreFigures> | undefined,
+  models: ModelRunResult | undefined,
+): void {
   const rows: string[][] = [["measure", "reference", "subject", "ratio", "target", ""]];
   if (http) {
     const [small, large] = [HTTP_SIZES[0], HTTP_SIZES[HTTP_SIZES.length - 1]!];
@@ -280,14 +299,26 @@ function printResults(http: HttpFigures | undefined, store: Record<string, Store
       verdict(f.ratio, STORE_TARGET),
     ]);
   }
+  if (models) {
+    const r = ratio(models.withModel, models.withoutModel);
+    rows.push([
+      `store take with 1 of ${MODEL_COUNT} models vs none`,
+      rate(models.withoutModel),
+      rate(models.withModel),
+      `${r.toFixed(2)}×`,
+      `≥ ${MODELS_TARGET}`,
+      verdict(r, MODELS_TARGET),
+    ]);
+  }
   printTable(rows);
 }
 
 printBanner("broker", quick);
 const started = performance.now();
-const http = only === "store" ? undefined : await benchHttp();
-const store = only === "http" ? undefined : await benchStore();
-printResults(http, store);
+const http = only === undefined || only === "http" ? await benchHttp() : undefined;
+const store = only === undefined || only === "store" ? await benchStore() : undefined;
+const models = only === undefined || only === "models" ? await benchModels() : undefined;
+printResults(http, store, models);
 const summary = {
   bench: "broker",
   quick,
@@ -295,5 +326,6 @@ const summary = {
   seconds: secondsSince(started),
   ...(http && { http }),
   ...(store && { store }),
+  ...(models && { models: { ...models, ratio: ratio(models.withModel, models.withoutModel) } }),
 };
 console.log(JSON.stringify(summary));

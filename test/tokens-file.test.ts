@@ -51,8 +51,8 @@ describe("parseTokensFile", () => {
     ].join("\n");
     expect(issuesOf(text)).toEqual([
       "keys.txt:1: weight is not a number between 0.001 and 1000 — write a decimal such as 1, 2 or 0.5",
-      "keys.txt:2: this field is not understood — after the weight only group=NAME, refresh_token=VALUE and models=A|B are allowed",
-      'keys.txt:3: "colour" is not understood — after the weight only group=NAME, refresh_token=VALUE and models=A|B are allowed',
+      "keys.txt:2: this field is not understood — after the weight only group=NAME, refresh_token=VALUE, models=A|B, budget_day=USD and budget_month=USD are allowed",
+      'keys.txt:3: "colour" is not understood — after the weight only group=NAME, refresh_token=VALUE, models=A|B, budget_day=USD and budget_month=USD are allowed',
     ]);
   });
 
@@ -74,7 +74,7 @@ describe("parseTokensFile", () => {
       "keys.txt:4: the token contains whitespace — a token is one word; check for a missing comma",
       "keys.txt:5: the token is empty — write token, id,token or id,token,weight",
       "keys.txt:6: the id must be 1–128 of A-Z a-z 0-9 . _ : - — fix the id before the first comma",
-      'keys.txt:7: "color" is not understood — after the weight only group=NAME, refresh_token=VALUE and models=A|B are allowed',
+      'keys.txt:7: "color" is not understood — after the weight only group=NAME, refresh_token=VALUE, models=A|B, budget_day=USD and budget_month=USD are allowed',
       "keys.txt:8: group=NAME needs a name of 1–64 of A-Z a-z 0-9 . _ : -",
     ]);
   });

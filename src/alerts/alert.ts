@@ -32,6 +32,18 @@ const SERVING: ReadonlySet<KeyState> = new Set(["live", "unknown", "cooling"]);
 
 /** The alert a recorded state transition raises, if any. */
 export function alertOfTransition(e: KeyEvent): Alert | undefined {
+  // A spend cap's 80% or 100%: logged once per window by the release that crossed it. The pool's own
+  // cap is logged under key "".
+  if (e.alert !== undefined)
+    return {
+      event: e.alert,
+      pool: e.pool,
+      key: e.key || null,
+      state: null,
+      reason: e.reason,
+      until: e.until,
+      at: e.at,
+    };
   // A pair's rest or denial leaves the key serving its other models: nothing an operator must act on.
   if (e.model !== undefined || !isKeyState(e.from) || !isKeyState(e.to)) return undefined;
   const base = { pool: e.pool, key: e.key, state: e.to, from: e.from, reason: e.reason, until: e.until, at: e.at };
@@ -85,6 +97,9 @@ export function describeAlert(alert: Alert): string {
       return `pool ${alert.pool} is exhausted: no key could serve a request${why}${until}`;
     case "refresh_failed":
       return `token refresh failed for ${key}${why}`;
+    case "budget_warning":
+    case "budget_exhausted":
+      return `${alert.key === null ? `pool ${alert.pool}` : key}: ${alert.reason ?? "budget"}`;
     case "test":
       return `test alert for pool ${alert.pool}: this webhook receives keypool alerts`;
   }

@@ -91,7 +91,8 @@ export class TakeQueue {
     if (!this.lines.get(pool)?.queue.size) {
       const got = await this.tryPools(pools, request);
       if (!(got instanceof DomainError)) return got;
-      if (!request.waitMs || request.waitMs <= 0 || this.stopped) throw got;
+      // A spent budget comes back at the window's reset, hours away: nobody waits in line for it.
+      if (!request.waitMs || request.waitMs <= 0 || this.stopped || got.code === "BUDGET_EXHAUSTED") throw got;
     }
     return this.wait(pool, pools, request);
   }
@@ -253,22 +254,33 @@ export class TakeQueue {
     }, delay);
   }
 
-  /** The first lease any pool in the chain gives, or the store's "no key" with the soonest retry hint. */
+  /**
+   * The first lease any pool in the chain gives, or the store's "no key" with the soonest retry hint.
+   * A pool that has spent its budget is passed over like one without a free key: its fallbacks take over.
+   */
   private async tryPools(pools: readonly string[], request: QueuedTake): Promise<Lease | DomainError> {
     let soonestMs: number | undefined;
     let first: DomainError | undefined;
+    let allSpent = true;
     for (const pool of pools) {
       try {
         return await this.store.take(pool, { session: request.session, exclude: request.exclude?.[pool] });
       } catch (error) {
-        if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
+        if (!(error instanceof DomainError) || !PASS_OVER.has(error.code)) throw error;
         first ??= error;
+        allSpent &&= error.code === "BUDGET_EXHAUSTED";
         if (error.retryAfterMs !== undefined)
           soonestMs = Math.min(soonestMs ?? Number.POSITIVE_INFINITY, error.retryAfterMs);
       }
     }
     if (pools.length <= 1 || !first) return first ?? new DomainError("NO_KEY_AVAILABLE", "no pool to take from");
     const retry = soonestMs ?? 1000;
+    if (allSpent)
+      return new DomainError(
+        "BUDGET_EXHAUSTED",
+        `pool "${pools[0]}"${fallbackNote(pools)} have all spent their budgets; retry in ${formatSec(retry)}`,
+        retry,
+      );
     return new DomainError(
       "NO_KEY_AVAILABLE",
       `no key in pool "${pools[0]}"${fallbackNote(pools)} is available right now; retry in ${formatSec(retry)}`,
@@ -293,6 +305,9 @@ export class TakeQueue {
     }
   }
 }
+
+/** What a take passes over to try the next pool in the chain. */
+const PASS_OVER: ReadonlySet<string> = new Set(["NO_KEY_AVAILABLE", "BUDGET_EXHAUSTED"]);
 
 function fallbackNote(pools: readonly string[]): string {
   return pools.length > 1 ? ` or its fallbacks (${pools.slice(1).join(", ")})` : "";

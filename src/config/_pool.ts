@@ -4,6 +4,7 @@ import { MAX_BODY_BYTES_LIMIT, MAX_KEY_LIMIT, MAX_RETRIES, MAX_SMALL_COUNT } fro
 import { readCheckCommand } from "./_command-line";
 import { readBackoff, readClassify } from "./_failure-policy";
 import { MODEL_AWARE_POOL_KEYS, readModelAware } from "./_model-aware";
+import { readBudget } from "./_budget";
 import { readFallback, readModelMap, readSession } from "./_routing";
 import { describe, readAddr, type Section } from "./_fields";
 import { ConfigError } from "./errors";
@@ -39,6 +40,7 @@ export const POOL_KEYS = [
   "model_map",
   "min_live",
   ...MODEL_AWARE_POOL_KEYS,
+  "budget",
 ] as const;
 
 const HTTP = ["http", "https"] as const;
@@ -73,6 +75,7 @@ export function readPool(name: string, s: Section, baseDir: string, given?: KeyS
     modelMap: readModelMap(s),
     minLive: s.number("min_live", { min: 1, max: MAX_KEY_LIMIT, integer: true, unit: "keys" }),
     ...readModelAware(s),
+    budget: readBudget(s),
   };
   s.done();
   return pool;

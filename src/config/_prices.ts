@@ -2,6 +2,13 @@ import { MAX_PRICE_PER_MTOK } from "../pool/bounds";
 import { type Section, describe, isMapping, joinPath } from "./_fields";
 import type { ModelPrice, PriceTable } from "./types";
 
+const PRICE_FIELDS: Record<string, keyof ModelPrice | undefined> = {
+  input_per_mtok: "inputPerMtok",
+  output_per_mtok: "outputPerMtok",
+  cached_input_per_mtok: "cachedInputPerMtok",
+  cache_write_per_mtok: "cacheWritePerMtok",
+};
+
 const EXAMPLE = 'prices: { "gpt-4o-mini": { input_per_mtok: 0.15, output_per_mtok: 0.6 } }';
 
 /** `prices:` at the top level — model name → USD per million input and output tokens. */
@@ -21,12 +28,11 @@ export function readPrices(s: Section): PriceTable | undefined {
     }
     const price: ModelPrice = { inputPerMtok: 0, outputPerMtok: 0 };
     for (const [field, value] of Object.entries(body)) {
-      const key =
-        field === "input_per_mtok" ? "inputPerMtok" : field === "output_per_mtok" ? "outputPerMtok" : undefined;
+      const key = PRICE_FIELDS[field];
       if (!key)
         s.issues.add(
           joinPath(path, field),
-          "unknown key (allowed here: input_per_mtok, output_per_mtok — USD per million tokens)",
+          `unknown key (allowed here: ${Object.keys(PRICE_FIELDS).join(", ")} — USD per million tokens)`,
         );
       else if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > MAX_PRICE_PER_MTOK) {
         const expected = `a number of USD ≥ 0 and ≤ ${MAX_PRICE_PER_MTOK}`;

@@ -1,4 +1,4 @@
-import { MAX_MODELS, MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../pool/bounds";
+import { MAX_BUDGET_USD, MAX_MODELS, MAX_WEIGHT, MIN_WEIGHT, microsOfUsd, parseDecimal } from "../pool/bounds";
 import { isModelName } from "../pool/model-facts";
 import { ConfigError } from "./errors";
 import type { KeySpec } from "./types";
@@ -11,7 +11,7 @@ const GROUP = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
  * Parses a tokens file: one key per line as `token`, `id,token` or `id,token,weight`,
- * optionally followed by `group=NAME`, `refresh_token=VALUE` and `models=A|B`. Blank lines and `#` comments
+ * optionally followed by `group=NAME`, `refresh_token=VALUE`, `models=A|B`, `budget_day=USD` and `budget_month=USD`. Blank lines and `#` comments
  * are skipped. Every bad line is reported as `FILE:LINE: …` in one ConfigError; token values never appear in it.
  */
 export function parseTokensFile(text: string, fileName: string): KeySpec[] {
@@ -93,13 +93,25 @@ function readExtra(field: string, key: KeySpec): string | undefined {
     return undefined;
   }
   if (name === "models") return readModels(value, key);
+  if (name === "budget_day" || name === "budget_month") return readBudget(name, value, key);
   if (name !== "group") {
     // Only a field-like name is echoed: a base64 secret ending in "=" would otherwise be shown as the "name".
     const what = /^[a-z_]{1,24}$/.test(name) ? `"${name}"` : "this field";
-    return `${what} is not understood — after the weight only group=NAME, refresh_token=VALUE and models=A|B are allowed`;
+    return `${what} is not understood — after the weight only ${EXTRA_FIELDS} are allowed`;
   }
   if (!GROUP.test(value)) return "group=NAME needs a name of 1–64 of A-Z a-z 0-9 . _ : -";
   key.group = value;
+  return undefined;
+}
+
+const EXTRA_FIELDS = "group=NAME, refresh_token=VALUE, models=A|B, budget_day=USD and budget_month=USD";
+
+/** `budget_day=10.00`, `budget_month=200`: the key's own spend cap in USD per UTC day or month. */
+function readBudget(name: "budget_day" | "budget_month", value: string, key: KeySpec): string | undefined {
+  const usd = /^\d+(\.\d+)?$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isFinite(usd) || usd <= 0 || usd > MAX_BUDGET_USD)
+    return `${name}= needs an amount of USD > 0 and ≤ ${MAX_BUDGET_USD}, e.g. ${name}=10.00`;
+  key.budget = { ...key.budget, [name === "budget_day" ? "dayMicros" : "monthMicros"]: microsOfUsd(usd) };
   return undefined;
 }
 

@@ -12,6 +12,7 @@ import type {
   PriceTable,
   Rotation,
 } from "../pool/vocabulary";
+import type { SpendCaps } from "../pool/budget";
 
 // The domain's words belong to src/pool; they are re-exported here for the config layer's readers.
 export {
@@ -161,6 +162,8 @@ export interface KeySpec {
   refreshToken?: string;
   /** The only models the key serves, from a `models=a|b` field in the tokens file; unset: any model. */
   models?: string[];
+  /** The key's own spend caps (micro-USD), from `budget_day=` / `budget_month=` in the tokens file. */
+  budget?: SpendCaps;
 }
 
 export interface PoolConfig {
@@ -191,6 +194,8 @@ export interface PoolConfig {
   modelAccess?: ModelAccessConfig;
   /** Per-model rpm and tpm, counted per (key, model) pair. */
   modelLimits?: ModelLimitsConfig;
+  /** The pool's spend caps (micro-USD per UTC day and month), from `budget: { day, month }` in USD. */
+  budget?: SpendCaps;
   check?: CheckConfig;
   refresh?: RefreshConfig;
   /** Outbound proxy URL for probes and refresh calls. */
@@ -270,6 +275,8 @@ export const ALERT_EVENTS = [
   "pool_below_min_live",
   "pool_exhausted",
   "refresh_failed",
+  "budget_warning",
+  "budget_exhausted",
 ] as const;
 export type AlertEvent = (typeof ALERT_EVENTS)[number];
 

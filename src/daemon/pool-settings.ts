@@ -35,5 +35,6 @@ export function poolSettingsOf(pool: PoolConfig, prices?: PriceTable): PoolSetti
     modelAccess: pool.modelAccess?.rules ? compileAccessRules(pool.modelAccess) : undefined,
     modelAccessRestSec: pool.modelAccess?.restSec,
     modelLimits: pool.modelLimits,
+    budget: pool.budget,
   };
 }

@@ -263,6 +263,13 @@ export function createGateway(deps: GatewayDeps) {
           log(503, attempt - 1, undefined, { reason: "state file lost" });
           return gatewayError(503, "state_file_lost", error.message);
         }
+        if (error instanceof DomainError && error.code === "BUDGET_EXHAUSTED") {
+          // Answered as a 503 whatever came before: no key of any pool in the chain may spend more now.
+          log(503, attempt - 1, undefined, { reason: "budget exhausted" });
+          return gatewayError(503, "budget_exhausted", error.message, {
+            "retry-after": String(Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000))),
+          });
+        }
         if (!(error instanceof DomainError) || error.code !== "NO_KEY_AVAILABLE") throw error;
         metrics.recordTake(route.pool, "no_key");
         // Keys ran out after failed attempts (fewer keys than attempts): report those, not a 503.

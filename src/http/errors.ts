@@ -8,6 +8,7 @@ const NOT_JSON =
 /** The one table from error codes to HTTP statuses. */
 export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   NO_KEY_AVAILABLE: 503,
+  BUDGET_EXHAUSTED: 503,
   UNKNOWN_LEASE: 404,
   UNKNOWN_KEY: 404,
   UNKNOWN_POOL: 404,

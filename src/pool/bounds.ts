@@ -56,6 +56,14 @@ export const MAX_BACKOFF_FACTOR = 100;
 /** USD per million tokens: well above any model's price, far below where a cost sum loses precision. */
 export const MAX_PRICE_PER_MTOK = 1_000_000;
 
+/** A spend cap in USD per window (day or month): far past any real budget, far below where micro-dollar sums lose precision. */
+export const MAX_BUDGET_USD = 1_000_000_000;
+
+/** USD as the micro-dollars spend is counted in. */
+export function microsOfUsd(usd: number): number {
+  return Math.round(usd * 1_000_000);
+}
+
 /** A model name's length (`ft:gpt-4o-mini:org:name:id` and Bedrock's ids are the long ones). */
 export const MAX_MODEL_NAME_LENGTH = 256;
 /** Models one key may be restricted to (`models=` in the tokens file), or a pool may give limits for. */

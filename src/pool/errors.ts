@@ -1,6 +1,8 @@
 /** Every failure a caller can cause or observe has a code; src/http maps codes to statuses in one table. */
 export type ErrorCode =
   | "NO_KEY_AVAILABLE"
+  /** The pool has spent its budget (its `budget:` cap) for the current UTC day or month; retryAfterMs is the reset. */
+  | "BUDGET_EXHAUSTED"
   | "UNKNOWN_LEASE"
   | "UNKNOWN_KEY"
   | "UNKNOWN_POOL"

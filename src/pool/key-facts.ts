@@ -8,6 +8,7 @@ import type { FailureClass, Rotation } from "./vocabulary";
 import type { ClassifyRule } from "./classify";
 import type { Ladders } from "./backoff";
 import type { PriceTable } from "./pricing";
+import type { SpendCaps, SpendWindows } from "./budget";
 
 export interface KeyFacts {
   pool: string;
@@ -30,6 +31,10 @@ export interface KeyFacts {
   nextCheckAt: number;
   /** When the key's token expires, if a refresh said. */
   expiresAt: number | null;
+  /** What the key spent in the current UTC day and month; absent: nothing yet. */
+  spend?: SpendWindows;
+  /** The key's own spend caps (tokens file budget_day=/budget_month=, or the admin API). */
+  budget?: SpendCaps;
 }
 
 /** The part of a pool's settings that decisions read (the store's PoolSettings is a superset). */
@@ -54,6 +59,8 @@ export interface PoolRules {
   ladders?: Ladders;
   /** Prices per model, for the usage ledger's estimated cost. */
   prices?: PriceTable;
+  /** The pool's spend caps: its keys' spend together may not pass them. */
+  budget?: SpendCaps;
 }
 
 /** What a decision needs besides the key: the time, a source of randomness and the pool's order. */

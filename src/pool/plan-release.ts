@@ -20,7 +20,8 @@ import {
   untilOf,
 } from "./key-state";
 import { type UsageWindows, countTokens } from "./limits";
-import { costMicros } from "./pricing";
+import { type BudgetCrossing, type SpendWindows, EMPTY_SPEND, hasCaps, planSpend } from "./budget";
+import { costMicros, priceOf } from "./pricing";
 import { type RateLimitBudget, exhaustedUntil } from "./rate-limit-headers";
 import { FULL_BUDGET, rankAfterRelease } from "./rotation";
 
@@ -46,6 +47,12 @@ export interface ReleasePlan {
   reviveCheckAt?: number;
   /** What the request cost at the pool's prices (micro-USD), for the usage ledger. */
   costMicros: number;
+  /** Under a cap, the request's cost is unknown (no price for its model, or a success without usage). */
+  unpriced: boolean;
+  /** The key's spend counters after this request, when it cost something (or an unknown amount). */
+  spend?: SpendWindows;
+  /** Thresholds of the key's own caps the cost crossed, for the budget alerts. */
+  budgetCrossings?: BudgetCrossing[];
   /**
    * Whether the key's condition or ladder changed: other processes' next take must see it, so the
    * store settles it at once. A plain success only moves counters and the order, which may wait.
@@ -91,6 +98,14 @@ export function planRelease(
     windows = counted.windows;
     if (counted.rest) condition = restUntil(condition, counted.rest.until, counted.rest.reason, now);
   }
+  const cost = outcome.usage ? costMicros(pool.prices, outcome.model, outcome.usage) : 0;
+  const unpriced = isUnpriced(outcome, pool, key);
+  let spent: ReturnType<typeof planSpend> | undefined;
+  if (cost > 0 || unpriced) {
+    spent = planSpend(key.spend ?? EMPTY_SPEND, cost, unpriced, key.budget, now);
+    // The key's own cap: it rests until the window resets, like a spent rpm.
+    if (spent.rest) condition = restUntil(condition, spent.rest.until, spent.rest.reason, now);
+  }
   const takeable = isTakeable(condition);
   const inFlight = Math.max(0, key.inFlight - leasesGiven);
   // A key coming back into rotation re-enters the order as a new key would.
@@ -110,7 +125,8 @@ export function planRelease(
     penalised,
     failureClass: effect.class,
     ladder,
-    costMicros: outcome.usage ? costMicros(pool.prices, outcome.model, outcome.usage) : 0,
+    costMicros: cost,
+    unpriced,
     changesCondition:
       !sameCondition(condition, key.condition) || takeable !== key.takeable || !sameLadder(ladder, key.ladder),
     confirmsHealth:
@@ -122,6 +138,10 @@ export function planRelease(
   };
   if (outcome.budget) plan.budget = outcome.budget;
   if (windows) plan.windows = windows;
+  if (spent) {
+    plan.spend = spent.spend;
+    if (spent.crossings.length > 0) plan.budgetCrossings = spent.crossings;
+  }
   if (penalised || from !== to)
     plan.event = { from, to, class: effect.class ?? null, reason: condition.reason, until: untilOf(condition, now) };
   if ((effect.class === "rate_limit" || effect.class === "quota") && key.group !== null) {
@@ -137,6 +157,16 @@ export function planRelease(
     plan.reviveCheckAt = now + jitteredMs(pool.reviveIntervalSec ?? DEFAULT_REVIVE_INTERVAL_SEC, ctx.random);
   }
   return plan;
+}
+
+/**
+ * Where a cap applies, a request whose cost cannot be known is counted as unknown, never as $0: its
+ * usage names a model without a price, or it succeeded and reported no usage at all.
+ */
+function isUnpriced(outcome: Outcome, pool: PoolRules, key: KeyFacts): boolean {
+  if (!hasCaps(key.budget) && !hasCaps(pool.budget)) return false;
+  if (outcome.usage) return priceOf(pool.prices, outcome.model) === undefined;
+  return outcome.ok;
 }
 
 /**

@@ -31,5 +31,14 @@ export function priceOf(prices: PriceTable | undefined, model: string | undefine
 export function costMicros(prices: PriceTable | undefined, model: string | undefined, tokens: TokenCounts): number {
   const price = priceOf(prices, model);
   if (!price) return 0;
-  return tokens.input * price.inputPerMtok + tokens.output * price.outputPerMtok;
+  // Cache reads and writes are parts of the input, each at its own price when the table gives one.
+  const cached = Math.min(tokens.cached ?? 0, tokens.input);
+  const written = Math.min(tokens.cacheWrite ?? 0, tokens.input - cached);
+  const plain = tokens.input - cached - written;
+  return (
+    plain * price.inputPerMtok +
+    cached * (price.cachedInputPerMtok ?? price.inputPerMtok) +
+    written * (price.cacheWritePerMtok ?? price.inputPerMtok) +
+    tokens.output * price.outputPerMtok
+  );
 }

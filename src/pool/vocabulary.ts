@@ -40,6 +40,10 @@ export interface ModelPrice {
   inputPerMtok: number;
   /** USD per million output (completion) tokens. */
   outputPerMtok: number;
+  /** USD per million input tokens read from the provider's prompt cache; the input price when unset. */
+  cachedInputPerMtok?: number;
+  /** USD per million input tokens written to the provider's prompt cache; the input price when unset. */
+  cacheWritePerMtok?: number;
 }
 
 /** `prices:` — model name → price. */

@@ -1,4 +1,5 @@
 import type { FailureClass } from "../pool/classify";
+import { EMPTY_SPEND, type SpendCaps, type SpendWindows } from "../pool/budget";
 import type { KeyFacts } from "../pool/key-facts";
 import type { KeyHealth, LadderPosition } from "../pool/key-state";
 import type { KeyLimits, UsageWindows } from "../pool/limits";
@@ -85,6 +86,9 @@ export interface DecisionColumns extends PolicyColumns, AdminColumns {
   consecutive_failures: number;
   next_check_at: number;
   expires_at: number | null;
+  /** The key's own spend caps in micro-USD (schema step 11); null: none. Absent in a store without them. */
+  budget_day_micros?: number | null;
+  budget_month_micros?: number | null;
 }
 
 /** Every column of a stored key, under the names both stores use; `Flag` is how the store keeps a boolean. */
@@ -102,6 +106,8 @@ export interface KeyColumns<Flag extends number | boolean> extends DecisionColum
   refresh_token: string | null;
   refresh_owner: string | null;
   refresh_lock_until: number;
+  /** The only models the key serves, `a|b` (see model-columns.ts); null: any model. */
+  models: string | null;
 }
 
 /** A stored key in the planners' words (src/pool/key-facts.ts). */
@@ -122,5 +128,38 @@ export function factsOf(row: DecisionColumns, settings: PoolSettings): KeyFacts 
     consecutiveFailures: row.consecutive_failures,
     nextCheckAt: row.next_check_at,
     expiresAt: row.expires_at,
+    budget: budgetOf(row),
+  };
+}
+
+/** A key's own spend caps; undefined when it has none. */
+export function budgetOf(
+  row: Pick<DecisionColumns, "budget_day_micros" | "budget_month_micros">,
+): SpendCaps | undefined {
+  const day = row.budget_day_micros ?? null;
+  const month = row.budget_month_micros ?? null;
+  if (day === null && month === null) return undefined;
+  return { ...(day !== null && { dayMicros: day }), ...(month !== null && { monthMicros: month }) };
+}
+
+/** What a key or a pool spent, as both stores keep it (schema step 11). */
+export interface SpendColumns {
+  day_start: number;
+  day_micros: number;
+  day_unpriced: number;
+  month_start: number;
+  month_micros: number;
+  month_unpriced: number;
+}
+
+export function spendOf(row: SpendColumns | null | undefined): SpendWindows {
+  if (!row) return EMPTY_SPEND;
+  return {
+    dayStart: row.day_start,
+    dayMicros: row.day_micros,
+    dayUnpriced: row.day_unpriced,
+    monthStart: row.month_start,
+    monthMicros: row.month_micros,
+    monthUnpriced: row.month_unpriced,
   };
 }

@@ -1,7 +1,16 @@
 import type { FailureClass } from "../pool/classify";
 import { EMPTY_WINDOWS } from "../pool/limits";
-import { type ModelAccess, type ModelFacts, type ModelState, isSpentPair, modelStatusOf } from "../pool/model-facts";
-import type { ModelStatus } from "./types";
+import {
+  type ModelAccess,
+  type ModelFacts,
+  type ModelState,
+  isSpentPair,
+  modelStatusOf,
+  onePair,
+  pairStateOf,
+} from "../pool/model-facts";
+import type { PairPlan } from "../pool/plan-model";
+import type { ModelStatus, ReleaseResult } from "./types";
 
 /**
  * A (key, model) pair as both stores keep it (schema step 10: SQLite's `key_models`, PostgreSQL's
@@ -93,4 +102,14 @@ export function modelStatusColumns(
 ): { models: Record<string, ModelStatus>; onlyModels: string[] | null } {
   const { models, onlyModels } = modelStatusOf(facts, now);
   return { models: models as Record<string, ModelStatus>, onlyModels: onlyModels ?? null };
+}
+
+/** A key's models when a decision names no model, or before anything is known against any. */
+export const NO_MODELS: ModelFacts = { allowedModels: null, models: new Map() };
+
+/** A release's answer about the pair it planned: set only while the pair cannot serve. */
+export function pairStatusOf(plan: PairPlan, now: number): ReleaseResult["pair"] {
+  const state = pairStateOf(onePair(plan.model, plan.state), plan.model, now);
+  if (state !== "cooling" && state !== "denied") return undefined;
+  return { model: plan.model, state, until: plan.state.readyAt, reason: plan.state.reason };
 }

@@ -1,4 +1,5 @@
 import type { PairState } from "../pool/model-facts";
+import type { BudgetWindow, SpendCaps, SpendView } from "../pool/budget";
 import type { ModelRules } from "../pool/plan-model";
 import type { FailureClass } from "../pool/classify";
 import type { DomainError } from "../pool/errors";
@@ -38,6 +39,8 @@ export interface KeyInput {
   origin?: Exclude<KeyOrigin, "api">;
   /** The only models the key serves (the tokens file's `models=a|b`); absent: any model. */
   models?: string[];
+  /** The key's own spend caps (the tokens file's budget_day= / budget_month=); absent: none. */
+  budget?: SpendCaps;
 }
 
 /** A key's own limits, which win over its pool's; null (or absent) means the pool's. */
@@ -180,6 +183,11 @@ export interface ReleaseResult {
   pair?: { model: string } & ModelStatus;
 }
 
+export type BudgetAlert = "budget_warning" | "budget_exhausted";
+
+/** Spend against caps in the current UTC day and month, as /status shows it (micro-USD). */
+export type SpendStatus = Record<BudgetWindow, SpendView>;
+
 /** A (key, model) pair that cannot serve now, as /status shows it; ready pairs are not listed. */
 export interface ModelStatus {
   state: Extract<PairState, "cooling" | "denied">;
@@ -219,6 +227,8 @@ export interface KeyStatus {
   models: Record<string, ModelStatus>;
   /** The only models the key serves (tokens file `models=`); null: any model. */
   onlyModels: string[] | null;
+  /** The key's spend and caps; null unless the key or its pool has a cap. */
+  spend: SpendStatus | null;
 }
 
 export interface RemainingBudget {
@@ -238,6 +248,11 @@ export interface KeyEvent {
   key: string;
   /** Set when the transition is the (key, model) pair's, not the key's. */
   model?: string;
+  /**
+   * Set when the event is a spend cap's threshold (80%: budget_warning, 100%: budget_exhausted), which
+   * happens once per window; `key` is "" for the pool's own cap.
+   */
+  alert?: BudgetAlert;
   from: KeyState | PairState;
   to: KeyState | PairState;
   class: FailureClass | null;
@@ -329,6 +344,8 @@ export interface PoolStore {
   /** Stores a refresh's outcome and gives the lock back; ignored unless `owner` still holds it. Returns whether it applied. */
   finishRefresh(pool: string, id: string, owner: string, result: RefreshResult): Promise<boolean>;
   status(pool?: string): Promise<KeyStatus[]>;
+  /** The pool's spend against its own caps; null when the pool has no `budget:`. */
+  poolSpend(pool: string): Promise<SpendStatus | null>;
   /** Recent state transitions, oldest first (a bounded log: only the latest MAX_EVENTS are kept). */
   events(query: EventQuery): Promise<KeyEvent[]>;
   /** The id of the key in `pool` whose token is `token` (compared in constant time), or null. */

@@ -22,6 +22,15 @@ describe("pricing", () => {
     expect(costMicros(PRICES, "unknown", { input: 1000, output: 100 })).toBe(0);
     expect(costMicros(undefined, "gpt-4o", { input: 1000, output: 100 })).toBe(0);
   });
+
+  it("prices cache reads and writes at their own rates when the table gives them, else as input", () => {
+    const prices = { c: { inputPerMtok: 3, outputPerMtok: 15, cachedInputPerMtok: 0.3, cacheWritePerMtok: 3.75 } };
+    // 1000 input, of which 600 cache reads and 200 cache writes: 200×3 + 600×0.3 + 200×3.75 + 100×15.
+    expect(costMicros(prices, "c", { input: 1000, output: 100, cached: 600, cacheWrite: 200 })).toBe(3030);
+    expect(costMicros(PRICES, "gpt-4o", { input: 1000, output: 100, cached: 600, cacheWrite: 200 })).toBe(3500);
+    // A caller who reported more cache tokens than input is held to the input.
+    expect(costMicros(prices, "c", { input: 100, output: 0, cached: 500 })).toBeCloseTo(30);
+  });
 });
 
 describe("usage windows", () => {
@@ -54,7 +63,7 @@ describe("prices in config", () => {
     expect(issues("prices:\n  gpt-4o-mini: { input_per_mtok: 0.15, output_per_mtok: 0.6 }\n")).toEqual([]);
     expect(issues("prices:\n  m: { input_per_mtok: -1, ouput_per_mtok: 2 }\n  n: 3\n")).toEqual([
       "prices.m.input_per_mtok: expected a number of USD ≥ 0 and ≤ 1000000, got -1",
-      "prices.m.ouput_per_mtok: unknown key (allowed here: input_per_mtok, output_per_mtok — USD per million tokens)",
+      "prices.m.ouput_per_mtok: unknown key (allowed here: input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_per_mtok — USD per million tokens)",
       "prices.n: expected { input_per_mtok, output_per_mtok }, got 3",
     ]);
   });

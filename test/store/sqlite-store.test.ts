@@ -8,10 +8,12 @@ import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
 import type { PoolStore } from "../../src/store/types";
 import { tempDir } from "../helpers/temp-dir";
 import { keys, settings } from "./contract/_harness";
+import { budgetsContract } from "./contract/budgets";
+import { Harness, type MakeBacking } from "./contract/_harness";
 import { describeStoreContract } from "./contract/describe-store-contract";
 
 // Every test gets a file of its own; stores opened on it share it like processes do.
-describeStoreContract("SqliteStore", async () => {
+const sqliteBacking: MakeBacking = async () => {
   const dir = tempDir();
   const stores: PoolStore[] = [];
   return {
@@ -25,6 +27,12 @@ describeStoreContract("SqliteStore", async () => {
       dir[Symbol.dispose]();
     },
   };
+};
+describeStoreContract("SqliteStore", sqliteBacking);
+
+// Spend caps are kept by the SQLite store only in this version (PostgreSQL refuses them at sync).
+describe("SqliteStore — spend caps", () => {
+  budgetsContract(new Harness(sqliteBacking));
 });
 
 async function openMemoryStore(pool = settings(), n = 3) {

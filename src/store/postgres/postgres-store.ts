@@ -1,3 +1,4 @@
+import { ConfigError } from "../../config/errors";
 import type { SQL } from "bun";
 import type { Clock } from "../../pool/clock";
 import { DomainError } from "../../pool/errors";
@@ -176,6 +177,7 @@ export class PostgresStore implements PoolStore {
     pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>,
     options: SyncOptions = {},
   ): Promise<Record<string, SyncResult>> {
+    refuseSpendCaps(pools);
     let pruned: string[] = [];
     const results = await this.transaction(
       async (tx) => {
@@ -833,9 +835,16 @@ export class PostgresStore implements PoolStore {
           // TODO(issue 18): the pairs come with the store's pair rows.
           models: {},
           onlyModels: null,
+          spend: null,
         };
       });
     });
+  }
+
+  /** Spend caps are kept by the SQLite store only in this version: syncPools refuses pools and keys with one. */
+  async poolSpend(pool: string): Promise<null> {
+    this.settingsOf(pool);
+    return null;
   }
 
   async events(query: EventQuery): Promise<KeyEvent[]> {
@@ -1229,5 +1238,17 @@ class TakeAttempt {
       s.rpm ?? null,
       s.dailyRequests ?? null,
     ];
+  }
+}
+
+/** Spend caps need counters this store does not keep yet: refused at once rather than silently not enforced. */
+function refuseSpendCaps(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>): void {
+  for (const { settings, keys } of pools) {
+    const capped = keys.find((k) => k.budget)?.id;
+    if (settings.budget === undefined && capped === undefined) continue;
+    const what = settings.budget !== undefined ? "its budget:" : `key ${capped}'s budget_day=/budget_month=`;
+    throw new ConfigError([
+      `pool ${settings.name}: ${what} spend caps are kept by the SQLite store only in this version — remove the cap or use the SQLite store`,
+    ]);
   }
 }

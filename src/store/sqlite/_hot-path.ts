@@ -2,16 +2,20 @@ import type { Database, Statement } from "bun:sqlite";
 import { type Choice, isReady } from "../../pool/choose-key";
 import type { Clock } from "../../pool/clock";
 import { type KeyState, type Outcome, stateOf } from "../../pool/key-state";
-import { planRelease } from "../../pool/plan-release";
+import type { ModelState } from "../../pool/model-facts";
+import { hasCaps } from "../../pool/budget";
+import { planModelRelease } from "../../pool/plan-model";
 import { planTake, takeNeedsArbitration } from "../../pool/plan-take";
 import { fullAt } from "../../pool/rate-limit-headers";
 import { type RankContext, busyRank, initialRank, needsMaxRank, pickStart, virtualTimeOf } from "../../pool/rotation";
 import { hourOf } from "../../pool/usage";
 import { factsOf, windowsOf } from "../key-columns";
+import { allowedModelsOf, modelStateOf, pairColumnsOf } from "../model-columns";
 import type { KeyEvent, Lease, PoolSettings } from "../types";
 import { USAGE_COUNT_COLUMNS, usageIncrements } from "../usage-entry";
 import type { KeyRow } from "./_key-row";
 import type { PolicyWrites } from "./_key-policy";
+import type { ModelPairs, PairRow } from "./_model-pairs";
 import { HotSessions } from "./_hot-sessions";
 import { RankOrder } from "./_rank-order";
 
@@ -58,6 +62,8 @@ interface HotLease {
   stored: boolean;
   /** foreignCommits when the lease was last known to be in the file (another process may release it there). */
   seenAt: number;
+  /** The model the take named: a release that names none is about this one. */
+  model: string | undefined;
 }
 
 interface HotPool {
@@ -65,6 +71,8 @@ interface HotPool {
   rows: Map<string, KeyRow>;
   /** The keys in rotation (takeable), in rank order. */
   order: RankOrder<KeyRow>;
+  /** Each key's (key, model) pairs that say something (see model-columns.ts), by key id then model. */
+  pairs: Map<string, Map<string, ModelState>>;
 }
 
 export interface HotPathOptions {
@@ -76,6 +84,8 @@ export interface HotPathOptions {
   recordEvent: (event: KeyEvent) => void;
   /** The store's failure-policy statements, for the limit windows a flush writes. */
   policy: PolicyWrites;
+  /** The store's (key, model) pair statements, to read the pairs into the copy. */
+  pairs: ModelPairs;
 }
 
 /**
@@ -99,6 +109,7 @@ export class HotPath {
   private readonly reveal: (sealed: string) => string;
   private readonly recordEvent: (event: KeyEvent) => void;
   private readonly policy: PolicyWrites;
+  private readonly modelPairs: ModelPairs;
   private readonly pools = new Map<string, HotPool>();
   private readonly leases = new Map<string, HotLease>();
   private readonly pending = new Map<KeyRow, PendingCounts>();
@@ -128,6 +139,7 @@ export class HotPath {
     this.reveal = options.reveal;
     this.recordEvent = options.recordEvent;
     this.policy = options.policy;
+    this.modelPairs = options.pairs;
     this.sql = prepare(options.db);
     this.sessions = new HotSessions(options.db);
     this.lastSeq = this.logEnd();
@@ -137,13 +149,18 @@ export class HotPath {
    * A take decided in memory, or undefined when the store must decide it (nothing ready here, or
    * the key it would hand out is arbitrated in the file). Never throws for lack of a key.
    */
-  take(settings: PoolSettings, exclude: readonly string[], session?: string): Lease | undefined {
+  take(settings: PoolSettings, exclude: readonly string[], session?: string, model?: string): Lease | undefined {
+    // A model's own request limit is counted in the file, like a key's; so is a pool's spend against its cap.
+    if (model !== undefined && settings.modelLimits?.[model]?.rpm !== undefined) return undefined;
+    if (hasCaps(settings.budget)) return undefined;
     this.refresh();
     const pool = this.poolOf(settings);
     const now = this.clock.now();
     if (now >= this.nextLapseCheck) this.lapseLeases(now);
     const usable = (key: KeyRow) =>
-      isReady(candidateOf(key), now) && (exclude.length === 0 || !exclude.includes(key.id));
+      isReady(candidateOf(key), now) &&
+      (exclude.length === 0 || !exclude.includes(key.id)) &&
+      (model === undefined || servesModel(pool, key, model, now));
     // A sticky session tries its own key (then the one it is detouring on) before the rotation does.
     const sticky =
       session === undefined
@@ -192,6 +209,7 @@ export class HotPath {
       expiresAt: lease.expiresAt,
       stored: false,
       seenAt: 0,
+      model,
     });
     this.scheduleFlush();
     return lease;
@@ -221,8 +239,11 @@ export class HotPath {
     if (!pool || !row) return undefined;
     const settings = settingsOf(lease.pool);
     const facts = factsOf(row, settings);
-    const plan = planRelease(
-      facts,
+    const model = outcome.model ?? lease.model;
+    const models = pool.pairs.get(row.id) ?? NO_PAIRS;
+    const plan = planModelRelease(
+      { ...facts, allowedModels: allowedModelsOf(row.models), models },
+      model,
       outcome,
       settings,
       {
@@ -238,7 +259,15 @@ export class HotPath {
       (plan.event !== undefined && !plan.confirmsHealth) ||
       plan.groupRest !== undefined ||
       plan.reviveCheckAt !== undefined ||
-      (plan.windows !== undefined && facts.limits.tpm !== undefined);
+      (plan.windows !== undefined && facts.limits.tpm !== undefined) ||
+      plan.modelDenied === true ||
+      // Spend under a cap is counted in the file, where every process adds to the same total.
+      (plan.spend !== undefined && (hasCaps(settings.budget) || hasCaps(facts.budget))) ||
+      (plan.pair !== undefined &&
+        (plan.pair.changesCondition ||
+          plan.pair.event !== undefined ||
+          models.has(plan.pair.model) ||
+          pairColumnsOf(plan.pair.model, plan.pair.state, now) !== null));
     if (decidedElsewhere) return undefined;
     this.leases.delete(leaseId);
     if (lease.stored) this.released.push({ lease: leaseId, pool: lease.pool, id: lease.id });
@@ -332,7 +361,7 @@ export class HotPath {
     this.released = [];
     for (const [leaseId, lease] of this.leases) {
       if (lease.stored) continue;
-      this.sql.insertLease.run(leaseId, lease.pool, lease.id, this.clock.now(), lease.expiresAt);
+      this.sql.insertLease.run(leaseId, lease.pool, lease.id, this.clock.now(), lease.expiresAt, lease.model ?? null);
       lease.stored = true;
       lease.seenAt = this.foreignCommits;
     }
@@ -518,9 +547,11 @@ export class HotPath {
     if (old) pool.order.remove(old);
     if (!fresh) {
       pool.rows.delete(id);
+      pool.pairs.delete(id);
       if (old) this.pending.delete(old);
       return;
     }
+    setPairs(pool, id, this.modelPairs.pairsOfKey(poolName, id));
     if (old) this.carryPending(old, fresh);
     pool.rows.set(id, fresh);
     if (fresh.takeable) pool.order.add(fresh);
@@ -565,7 +596,8 @@ export class HotPath {
   }
 
   private load(name: string, rotation: PoolSettings["rotation"]): HotPool {
-    const pool: HotPool = { rotation, rows: new Map(), order: new RankOrder() };
+    const pool: HotPool = { rotation, rows: new Map(), order: new RankOrder(), pairs: new Map() };
+    for (const [key, rows] of this.modelPairs.pairsByKey(name)) setPairs(pool, key.slice(name.length + 1), rows);
     const before = this.pools.get(name);
     for (const row of this.sql.poolKeys.all(name) as KeyRow[]) {
       const old = before?.rows.get(row.id);
@@ -575,6 +607,20 @@ export class HotPath {
     }
     return pool;
   }
+}
+
+const NO_PAIRS: ReadonlyMap<string, ModelState> = new Map();
+
+function setPairs(pool: HotPool, id: string, rows: readonly PairRow[]): void {
+  if (rows.length === 0) pool.pairs.delete(id);
+  else pool.pairs.set(id, new Map(rows.map((row) => [row.model, modelStateOf(row)])));
+}
+
+/** Whether the key may serve `model` now, as far as the model is concerned (isUsableForModel on the copy). */
+function servesModel(pool: HotPool, key: KeyRow, model: string, now: number): boolean {
+  if (key.models !== null && !allowedModelsOf(key.models)!.has(model)) return false;
+  const pair = pool.pairs.get(key.id)?.get(model);
+  return pair === undefined || pair.readyAt <= now;
 }
 
 /** A row in chooseKey's words. */
@@ -599,7 +645,8 @@ function prepare(db: Database) {
     keyById: q(`SELECT * FROM keys WHERE pool = ?1 AND id = ?2`),
     pruneLog: q(`DELETE FROM key_log WHERE seq <= (SELECT MAX(seq) FROM key_log) - ?1`),
     poolKeys: q(`SELECT * FROM keys WHERE pool = ?1`),
-    insertLease: q(`INSERT INTO leases (lease, pool, key_id, taken_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)`),
+    insertLease: q(`INSERT INTO leases (lease, pool, key_id, taken_at, expires_at, model)
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6)`),
     deleteLease: q(`DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id`),
     leaseExists: q(`SELECT 1 FROM leases WHERE lease = ?1`),
     addCounts: q(`UPDATE keys SET rank = COALESCE(?1, rank), in_flight = MAX(0, in_flight + ?2),

@@ -52,7 +52,18 @@ export class PolicyWrites {
 
   /** Appends a transition and prunes the log back to MAX_EVENTS rows. */
   event(e: KeyEvent): void {
-    const { lastInsertRowid } = this.sql.insertEvent.run(e.at, e.pool, e.key, e.from, e.to, e.class, e.reason, e.until);
+    const { lastInsertRowid } = this.sql.insertEvent.run(
+      e.at,
+      e.pool,
+      e.key,
+      e.from,
+      e.to,
+      e.class,
+      e.reason,
+      e.until,
+      e.model ?? null,
+      e.alert ?? null,
+    );
     this.sql.pruneEvents.run(Number(lastInsertRowid) - MAX_EVENTS);
   }
 
@@ -83,8 +94,9 @@ function prepare(db: Database) {
     busy: db.query(`SELECT in_flight, last_used FROM keys WHERE pool = ?1 AND id = ?2`),
     setRank: db.query(`UPDATE keys SET rank = ?1 WHERE pool = ?2 AND id = ?3`),
     groupMembers: db.query(`SELECT * FROM keys WHERE pool = ?1 AND key_group = ?2 AND id != ?3`),
-    insertEvent: db.query(`INSERT INTO events (at, pool, key_id, from_state, to_state, class, reason, until)
-                           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`),
+    insertEvent:
+      db.query(`INSERT INTO events (at, pool, key_id, from_state, to_state, class, reason, until, model, alert)
+                           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)`),
     pruneEvents: db.query(`DELETE FROM events WHERE seq <= ?1`),
     latestEvents: db.query(`SELECT * FROM events WHERE ${filter} ORDER BY seq DESC LIMIT ?4`),
     eventsSince: db.query(`SELECT * FROM events WHERE ${filter} AND at > ?3 ORDER BY seq LIMIT ?4`),

@@ -201,4 +201,71 @@ export const MIGRATIONS: readonly string[] = [
     INSERT INTO key_log (pool, id) VALUES (OLD.pool, OLD.id);
   END;
   `,
+  // 10: model-aware keys (issue 18). A key's state per model lives in its own rows, kept only while they
+  // say something (a rest, a denial, a ladder, a model_limits window); the keys' `models` holds the
+  // tokens file's models= list; a lease remembers the model it was taken for, an event the model it is about.
+  `
+  ALTER TABLE keys ADD COLUMN models TEXT;
+  ALTER TABLE leases ADD COLUMN model TEXT;
+  ALTER TABLE events ADD COLUMN model TEXT;
+  CREATE TABLE key_models (
+    pool            TEXT    NOT NULL,
+    key_id          TEXT    NOT NULL,
+    model           TEXT    NOT NULL,
+    ready_at        INTEGER NOT NULL DEFAULT 0,
+    reason          TEXT,
+    access          TEXT    NOT NULL DEFAULT 'ok',
+    fail_class      TEXT,
+    rung            INTEGER NOT NULL DEFAULT 0,
+    fail_until      INTEGER NOT NULL DEFAULT 0,
+    minute_start    INTEGER NOT NULL DEFAULT 0,
+    minute_requests INTEGER NOT NULL DEFAULT 0,
+    minute_tokens   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pool, key_id, model)
+  ) WITHOUT ROWID;
+  CREATE INDEX key_models_resting ON key_models (pool, model, ready_at);
+  CREATE TRIGGER keys_drop_models AFTER DELETE ON keys BEGIN
+    DELETE FROM key_models WHERE pool = OLD.pool AND key_id = OLD.id;
+  END;
+  -- A pair decides takes as the key's own columns do: every change of one is logged under its key,
+  -- so each process's copy reads the key (and its pairs) back. A models= change is logged too.
+  CREATE TRIGGER key_models_logged_insert AFTER INSERT ON key_models BEGIN
+    INSERT INTO key_log (pool, id) VALUES (NEW.pool, NEW.key_id);
+  END;
+  CREATE TRIGGER key_models_logged_update AFTER UPDATE ON key_models BEGIN
+    INSERT INTO key_log (pool, id) VALUES (NEW.pool, NEW.key_id);
+  END;
+  CREATE TRIGGER key_models_logged_delete AFTER DELETE ON key_models BEGIN
+    INSERT INTO key_log (pool, id) VALUES (OLD.pool, OLD.key_id);
+  END;
+  CREATE TRIGGER keys_logged_models AFTER UPDATE OF models ON keys BEGIN
+    INSERT INTO key_log (pool, id) VALUES (NEW.pool, NEW.id);
+  END;
+  `,
+  // 11: spend caps (issue 20). A key's own caps; what keys and pools spent in the current UTC day and
+  // month (key_id '' is the pool's total), kept for capped keys and pools; and which alert an event raises.
+  `
+  ALTER TABLE keys ADD COLUMN budget_day_micros INTEGER;
+  ALTER TABLE keys ADD COLUMN budget_month_micros INTEGER;
+  ALTER TABLE events ADD COLUMN alert TEXT;
+  CREATE TABLE spend (
+    pool           TEXT    NOT NULL,
+    key_id         TEXT    NOT NULL,
+    day_start      INTEGER NOT NULL DEFAULT 0,
+    -- Micro-dollars, fractional like the ledger's.
+    day_micros     REAL    NOT NULL DEFAULT 0,
+    day_unpriced   INTEGER NOT NULL DEFAULT 0,
+    month_start    INTEGER NOT NULL DEFAULT 0,
+    month_micros   REAL    NOT NULL DEFAULT 0,
+    month_unpriced INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pool, key_id)
+  ) WITHOUT ROWID;
+  -- A key's budget decides its takes (through its rest): a change is logged like its limits.
+  CREATE TRIGGER keys_logged_budget AFTER UPDATE OF budget_day_micros, budget_month_micros ON keys BEGIN
+    INSERT INTO key_log (pool, id) VALUES (NEW.pool, NEW.id);
+  END;
+  CREATE TRIGGER keys_drop_spend AFTER DELETE ON keys BEGIN
+    DELETE FROM spend WHERE pool = OLD.pool AND key_id = OLD.id;
+  END;
+  `,
 ];

@@ -6,7 +6,15 @@ import { dirname } from "node:path";
 import type { Clock } from "../../pool/clock";
 import { ConfigError } from "../../config/errors";
 import { DomainError } from "../../pool/errors";
-import { isTakeable, type KeyCondition, type Outcome, stateOf, untilOf } from "../../pool/key-state";
+import {
+  isTakeable,
+  type KeyCondition,
+  type KeyState,
+  type Outcome,
+  formatDuration,
+  stateOf,
+  untilOf,
+} from "../../pool/key-state";
 import { maskToken } from "../../pool/mask";
 import { windowStart } from "../../pool/usage";
 import {
@@ -37,6 +45,7 @@ import type {
   ReleaseTarget,
   SessionUsage,
   SessionUsageQuery,
+  SpendStatus,
   StorageCheck,
   SyncOptions,
   SyncResult,
@@ -48,7 +57,7 @@ import type { TokenCipher } from "../token-cipher";
 import { MIGRATIONS } from "./migrations";
 import { repairStatements } from "../stored-bounds";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
-import { factsOf, overridesOf, remainingOf } from "../key-columns";
+import { budgetOf, factsOf, overridesOf, remainingOf } from "../key-columns";
 import { AdminWrites } from "./_key-admin";
 import { PolicyWrites } from "./_key-policy";
 import { SecretVault } from "../secret-vault";
@@ -59,9 +68,30 @@ import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
 import type { KeyRow } from "./_key-row";
 import { HotPath, noteCommit } from "./_hot-path";
-import type { DecisionContext, PlannedEvent } from "../../pool/key-facts";
+import type { DecisionContext, KeyFacts, PlannedEvent } from "../../pool/key-facts";
 import { planTake } from "../../pool/plan-take";
-import { planGroupRest, planRelease } from "../../pool/plan-release";
+import { type GroupRest, type ReleasePlan, planGroupRest } from "../../pool/plan-release";
+import type { PairEvent } from "../../pool/model-facts";
+import {
+  type PairPlan,
+  planModelCheck,
+  planModelGroupRest,
+  planModelRelease,
+  planModelTake,
+} from "../../pool/plan-model";
+import { NO_MODELS, modelFactsOf, modelStatusColumns, modelsColumnOf, pairStatusOf } from "../model-columns";
+import { ModelPairs } from "./_model-pairs";
+import { POOL_TOTAL, SpendCounters } from "./_spend";
+import {
+  type BudgetCrossing,
+  type BudgetRest,
+  EMPTY_SPEND,
+  budgetRest,
+  describeCrossing,
+  hasCaps,
+  planSpend,
+  spendView,
+} from "../../pool/budget";
 import { type ConditionPlan, planCheck, planEnabled, planRefreshFailed, planRefreshed } from "../../pool/plan-check";
 import { Checkpointer, type CheckpointerOptions } from "./_checkpointer";
 
@@ -85,6 +115,8 @@ interface LeaseRow {
   pool: string;
   key_id: string;
   expires_at: number;
+  /** The model the take named (schema step 10). */
+  model: string | null;
 }
 
 // Expired leases are reclaimed at most this often; a take that finds nothing reclaims at once.
@@ -108,6 +140,8 @@ export class SqliteStore implements PoolStore {
   private readonly admin: AdminWrites;
   private readonly ledger: UsageLedger;
   private readonly sessions: SessionMap;
+  private readonly pairs: ModelPairs;
+  private readonly spend: SpendCounters;
   private readonly vault: SecretVault;
   /** Takes and releases that change nothing other processes decide on, decided in memory (see _hot-path.ts). */
   private readonly hot: HotPath;
@@ -140,6 +174,8 @@ export class SqliteStore implements PoolStore {
     this.admin = new AdminWrites(this.db);
     this.ledger = new UsageLedger(this.db);
     this.sessions = new SessionMap(this.db);
+    this.pairs = new ModelPairs(this.db);
+    this.spend = new SpendCounters(this.db);
     this.hot = new HotPath({
       db: this.db,
       clock: this.clock,
@@ -147,6 +183,7 @@ export class SqliteStore implements PoolStore {
       reveal: (sealed) => this.vault.reveal(sealed),
       recordEvent: (event) => this.policy.event(event),
       policy: this.policy,
+      pairs: this.pairs,
     });
     this.hot.onFlushDue = () => this.flushHotLater();
     if (options.path !== ":memory:") {
@@ -197,6 +234,7 @@ export class SqliteStore implements PoolStore {
           this.sql.deletePoolKeys.run(pool);
           this.ledger.forgetPool(pool);
           this.sessions.forgetPool(pool);
+          this.spend.forgetPool(pool);
           pruned.push(pool);
         }
       }
@@ -246,6 +284,7 @@ export class SqliteStore implements PoolStore {
           key.id,
         );
         this.policy.forgetLearned(pool, key.id);
+        this.pairs.forgetKey(pool, key.id);
         result.updated.push(key.id);
       } else if (this.vault.reveal(before.source_refresh_token) !== refreshToken) {
         // The operator supplied a new refresh token for the same credential: use it from now on.
@@ -257,8 +296,12 @@ export class SqliteStore implements PoolStore {
         else result.kept++;
       }
       this.policy.setGroup(pool, key.id, key.group);
+      this.sql.setModels.run(modelsColumnOf(key.models), pool, key.id);
+      this.sql.setBudget.run(key.budget?.dayMicros ?? null, key.budget?.monthMicros ?? null, pool, key.id);
+      if (hasCaps(key.budget)) this.spend.catchUp(pool, key.id, this.clock.now());
       this.admin.setConfigOrigin(pool, key.id, key.origin ?? "file");
     }
+    if (hasCaps(settings.budget)) this.spend.catchUp(pool, POOL_TOTAL, this.clock.now());
     for (const [id, row] of existing) {
       // The admin API's keys are not the config's to remove.
       if (row.origin === "api") {
@@ -278,32 +321,55 @@ export class SqliteStore implements PoolStore {
     const settings = this.settingsOf(pool);
     const exclude = options.exclude ?? [];
     this.reclaimLeasesOfTheDead();
-    const lease = this.hot.take(settings, exclude, options.session);
+    const { session, model } = options;
+    const lease = this.hot.take(settings, exclude, session, model);
     if (lease) return lease;
-    const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, options.session));
+    const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, session, model));
     if ("lease" in outcome) return outcome;
+    if ("spent" in outcome) {
+      const retryAfterMs = outcome.spent.until - this.clock.now();
+      throw new DomainError(
+        "BUDGET_EXHAUSTED",
+        `pool "${pool}" has spent its ${outcome.spent.reason}; retry in ${formatDuration(retryAfterMs)}`,
+        retryAfterMs,
+      );
+    }
+    const retry = `retry in ${Math.ceil(outcome.retryAfterMs / 1000)}s`;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
-      `no key in pool "${pool}" is available right now; retry in ${Math.ceil(outcome.retryAfterMs / 1000)}s`,
+      model === undefined
+        ? `no key in pool "${pool}" is available right now; ${retry}`
+        : `no key in pool "${pool}" can serve model "${model}" right now; ${retry}`,
       outcome.retryAfterMs,
     );
   }
 
   private readonly takeTx = this.lazyTransaction(
-    (settings: PoolSettings, exclude: readonly string[], session?: string): Lease | { retryAfterMs: number } => {
+    (
+      settings: PoolSettings,
+      given: readonly string[],
+      session?: string,
+      model?: string,
+    ): Lease | { retryAfterMs: number } | { spent: BudgetRest } => {
       const now = this.clock.now();
+      // A pool that spent its budget hands nothing out until the window resets (its fallbacks take over).
+      const spent = budgetRest(this.spend.of(settings.name, POOL_TOTAL), settings.budget, now);
+      if (spent) return { spent };
       const start = pickStart(settings.rotation, this.random);
+      // Keys that cannot serve the model are skipped as excluded keys are.
+      const exclude = model === undefined ? given : [...given, ...this.pairs.unusableFor(settings.name, model, now)];
       // A sticky session tries its own key (then the one it is detouring on) before the rotation does.
       const sticky = session === undefined ? undefined : this.sessions.lookup(settings.name, session, now);
       let row = sticky ? this.pickPreferred(settings.name, now, sticky.candidates, exclude) : null;
       row ??= this.pick(settings.name, now, start, exclude, now >= this.nextReclaimAt);
       // Only worth a second look when a lease may have expired since the last sweep.
       if (!row && this.hasExpiredLeases(now)) row = this.pick(settings.name, now, start, exclude, true);
-      if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now) };
+      if (!row) return { retryAfterMs: this.msUntilSoonestFree(settings, now, model) };
 
       const plan = planTake(factsOf(row, settings), settings, this.rankContext(settings.name, settings));
       if (plan.windows) this.policy.writeWindows(settings.name, row.id, plan.windows);
       if (plan.event) this.recordEvent(settings.name, row.id, plan.event, now);
+      if (model !== undefined) this.countModelTake(settings, row.id, model, now);
       this.sql.markTaken.run(plan.rank, plan.condition.readyAt, plan.condition.reason, now, settings.name, row.id);
 
       const lease: Lease = {
@@ -314,12 +380,20 @@ export class SqliteStore implements PoolStore {
         takenAt: now,
         expiresAt: now + settings.leaseTtlSec * 1000,
       };
-      this.sql.insertLease.run(lease.lease, lease.pool, lease.id, now, lease.expiresAt);
+      this.sql.insertLease.run(lease.lease, lease.pool, lease.id, now, lease.expiresAt, model ?? null);
       if (sticky)
         this.sessions.record(sticky, row.id, now, { ttlSec: settings.sessionTtlSec, max: settings.maxSessions });
       return lease;
     },
   );
+
+  /** model_limits: the take counts against the model's rpm on the key, and rests the pair when it is spent. */
+  private countModelTake(settings: PoolSettings, id: string, model: string, now: number): void {
+    const plan = planModelTake(this.pairs.pairOf(settings.name, id, model), model, settings.modelLimits?.[model], now);
+    if (!plan) return;
+    this.pairs.write(settings.name, id, plan, now);
+    if (plan.event) this.recordEvent(settings.name, id, plan.event, now);
+  }
 
   /** The first of a session's keys that is ready now and not excluded. */
   private pickPreferred(pool: string, now: number, ids: readonly string[], exclude: readonly string[]): KeyRow | null {
@@ -380,11 +454,14 @@ export class SqliteStore implements PoolStore {
     }
   }
 
-  private msUntilSoonestFree(settings: PoolSettings, now: number): number {
+  private msUntilSoonestFree(settings: PoolSettings, now: number, model?: string): number {
     const fallback = settings.recheckIntervalSec * 1000;
-    const ready = this.sql.soonestReady.get(settings.name, now) as { at: number | null } | null;
+    const ready =
+      model === undefined
+        ? (this.sql.soonestReady.get(settings.name, now) as { at: number | null } | null)?.at
+        : this.pairs.soonestReadyFor(settings.name, model, now);
     const lease = this.sql.soonestLeaseExpiry.get(settings.name, now) as { at: number | null } | null;
-    const candidates = [ready?.at, lease?.at].filter((t): t is number => typeof t === "number" && t > now);
+    const candidates = [ready, lease?.at].filter((t): t is number => typeof t === "number" && t > now);
     if (candidates.length === 0) return fallback;
     return Math.max(1000, Math.min(...candidates) - now);
   }
@@ -409,12 +486,15 @@ export class SqliteStore implements PoolStore {
     let pool: string;
     let id: string;
     let leasesGiven = 0;
+    // The model the outcome is about: the release's, else the one the lease was taken for.
+    let model = outcome.model;
     if ("lease" in target) {
-      const lease = this.sql.deleteLeaseReturning.get(target.lease) as { pool: string; key_id: string } | null;
+      const lease = this.sql.deleteLeaseReturning.get(target.lease) as LeaseRow | null;
       if (!lease)
         throw new DomainError("UNKNOWN_LEASE", `lease "${target.lease}" is unknown or has expired; take a new key`);
       pool = lease.pool;
       id = lease.key_id;
+      model ??= lease.model ?? undefined;
       leasesGiven = 1;
     } else {
       pool = this.findPoolOfKey(target.id, target.pool);
@@ -429,8 +509,10 @@ export class SqliteStore implements PoolStore {
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
     const settings = this.settingsOf(pool);
-    const facts = factsOf(row, settings);
-    const plan = planRelease(facts, outcome, settings, this.decisionContext(pool, settings, now), leasesGiven);
+    const facts = { ...factsOf(row, settings), spend: this.spend.of(pool, id) };
+    const modelFacts = model === undefined ? NO_MODELS : this.pairs.factsFor(pool, id, row.models, model);
+    const context = this.decisionContext(pool, settings, now);
+    const plan = planModelRelease({ ...facts, ...modelFacts }, model, outcome, settings, context, leasesGiven);
     if (plan.budget) this.policy.writeBudget(pool, id, plan.budget);
     if (plan.windows) this.policy.writeWindows(pool, id, plan.windows);
     this.ledger.record(
@@ -462,18 +544,76 @@ export class SqliteStore implements PoolStore {
     )
       this.policy.writeLadder(pool, id, plan.ladder);
     if (plan.event) this.recordEvent(pool, id, plan.event, now);
-    if (plan.groupRest) {
-      for (const member of this.policy.groupMembers<KeyRow>(pool, plan.groupRest.group, id)) {
-        const rested = planGroupRest(factsOf(member, settings), plan.groupRest, now);
-        if (rested)
-          this.writeCondition(member, { ...rested, takeable: isTakeable(rested.condition), rank: member.rank });
-      }
-    }
+    if (plan.pair) this.writePair(pool, id, plan.pair, now);
+    if (plan.spend) this.countSpend(settings, facts, plan, now);
+    if (plan.groupRest) this.restGroup(settings, id, plan.groupRest, now);
     if (plan.reviveCheckAt !== undefined) this.sql.pullCheckForward.run(plan.reviveCheckAt, pool, id);
-    return { pool, id, state: stateOf(condition, now), reason: condition.reason };
+    const result: ReleaseResult = { pool, id, state: stateOf(condition, now), reason: condition.reason };
+    if (plan.modelDenied) result.modelDenied = true;
+    const pairStatus = plan.pair && pairStatusOf(plan.pair, now);
+    if (pairStatus) result.pair = pairStatus;
+    return result;
   });
 
-  private recordEvent(pool: string, id: string, event: PlannedEvent, now: number): void {
+  /**
+   * A release's cost against the caps: the key's own (its rest is already in the plan's condition)
+   * and its pool's. Kept only where a cap applies; each threshold crossed is logged once, for alerts.
+   */
+  private countSpend(settings: PoolSettings, key: KeyFacts, plan: ReleasePlan, now: number): void {
+    const pool = settings.name;
+    if (!hasCaps(key.budget) && !hasCaps(settings.budget)) return;
+    this.spend.write(pool, key.id, plan.spend!);
+    // The events name the state of the key whose release crossed the line (the pool's own have key "").
+    const state = stateOf(plan.condition, now);
+    this.logCrossings(pool, key.id, state, plan.budgetCrossings ?? [], now);
+    if (!hasCaps(settings.budget)) return;
+    const total = planSpend(this.spend.of(pool, POOL_TOTAL), plan.costMicros, plan.unpriced, settings.budget, now);
+    this.spend.write(pool, POOL_TOTAL, total.spend);
+    this.logCrossings(pool, POOL_TOTAL, state, total.crossings, now);
+  }
+
+  private logCrossings(
+    pool: string,
+    id: string,
+    state: KeyState,
+    crossings: readonly BudgetCrossing[],
+    now: number,
+  ): void {
+    for (const c of crossings) {
+      this.policy.event({
+        at: now,
+        pool,
+        key: id,
+        from: state,
+        to: state,
+        class: null,
+        reason: describeCrossing(c, now),
+        until: c.level === "exhausted" ? c.resetAt : null,
+        alert: c.level === "warning" ? "budget_warning" : "budget_exhausted",
+      });
+    }
+  }
+
+  private writePair(pool: string, id: string, plan: PairPlan, now: number): void {
+    this.pairs.write(pool, id, plan, now);
+    if (plan.event) this.recordEvent(pool, id, plan.event, now);
+  }
+
+  /** The other keys of the group share the rest: of the key, or of the same model's pair. */
+  private restGroup(settings: PoolSettings, id: string, rest: GroupRest, now: number): void {
+    const pool = settings.name;
+    for (const member of this.policy.groupMembers<KeyRow>(pool, rest.group, id)) {
+      if (rest.model !== undefined) {
+        const pair = planModelGroupRest(this.pairs.pairOf(pool, member.id, rest.model), rest, now);
+        if (pair) this.writePair(pool, member.id, pair, now);
+        continue;
+      }
+      const rested = planGroupRest(factsOf(member, settings), rest, now);
+      if (rested) this.writeCondition(member, { ...rested, takeable: isTakeable(rested.condition), rank: member.rank });
+    }
+  }
+
+  private recordEvent(pool: string, id: string, event: PlannedEvent | PairEvent, now: number): void {
     this.policy.event({ at: now, pool, key: id, ...event });
   }
 
@@ -510,9 +650,22 @@ export class SqliteStore implements PoolStore {
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
     if (result.token !== undefined && result.token !== this.vault.reveal(row.token)) return;
+    const pair =
+      result.model === undefined
+        ? null
+        : planModelCheck(
+            this.pairs.pairOf(pool, id, result.model),
+            result.model,
+            { ok: result.ok, status: result.status, body: result.reason },
+            settings,
+            now,
+          );
+    if (pair) this.writePair(pool, id, pair, now);
+    // A probe of a model the key may not use still reached the provider with the key: the key is fine.
+    const forKey = pair?.state.access === "denied" ? { ...result, ok: true } : result;
     const plan = planCheck(
       factsOf(row, settings),
-      result,
+      forKey,
       settings,
       this.decisionContext(pool, settings, now),
       this.failuresToDead,
@@ -621,6 +774,13 @@ export class SqliteStore implements PoolStore {
     if (plan.event) this.recordEvent(row.pool, row.id, plan.event, this.clock.now());
   }
 
+  async poolSpend(pool: string): Promise<SpendStatus | null> {
+    const settings = this.settingsOf(pool);
+    if (!hasCaps(settings.budget)) return null;
+    this.flushHot();
+    return spendView(this.spend.of(pool, POOL_TOTAL), settings.budget, this.clock.now());
+  }
+
   async status(pool?: string): Promise<KeyStatus[]> {
     this.flushHot();
     if (pool !== undefined) this.settingsOf(pool);
@@ -629,7 +789,13 @@ export class SqliteStore implements PoolStore {
     const sessions = new Map<string, Map<string, number>>();
     const sessionsOf = (name: string) =>
       sessions.get(name) ?? sessions.set(name, this.sessions.countsByKey(name, now)).get(name)!;
+    const pairs = this.pairs.pairsByKey(pool);
+    const spent = this.spend.all(pool);
     return rows.map((row) => {
+      const settings = this.pools.get(row.pool);
+      const budget = budgetOf(row);
+      const capped = hasCaps(budget) || hasCaps(settings?.budget);
+      const spend = capped ? spendView(spent.get(`${row.pool}\n${row.id}`) ?? EMPTY_SPEND, budget, now) : null;
       const condition = conditionOf(row);
       return {
         pool: row.pool,
@@ -654,9 +820,8 @@ export class SqliteStore implements PoolStore {
         group: row.key_group,
         remaining: remainingOf(row),
         sessions: sessionsOf(row.pool).get(row.id) ?? 0,
-        // TODO(issue 18): the pairs come with the store's pair rows.
-        models: {},
-        onlyModels: null,
+        spend,
+        ...modelStatusColumns(modelFactsOf(row.models, pairs.get(`${row.pool}\n${row.id}`) ?? []), now),
       };
     });
   }
@@ -1048,7 +1213,9 @@ function prepareStatements(db: Database) {
     markTaken: q(`UPDATE keys SET rank = ?1, ready_at = ?2, reason = ?3, last_used = ?4,
                     in_flight = in_flight + 1, requests = requests + 1
                   WHERE pool = ?5 AND id = ?6`),
-    insertLease: q(`INSERT INTO leases (lease, pool, key_id, taken_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)`),
+    insertLease: q(
+      `INSERT INTO leases (lease, pool, key_id, taken_at, expires_at, model) VALUES (?1, ?2, ?3, ?4, ?5, ?6)`,
+    ),
     leaseById: q(`SELECT * FROM leases WHERE lease = ?1`),
     oldestLeaseOfKey: q(`SELECT * FROM leases WHERE pool = ?1 AND key_id = ?2 ORDER BY taken_at LIMIT 1`),
     deleteLease: q(`DELETE FROM leases WHERE lease = ?1`),
@@ -1063,7 +1230,10 @@ function prepareStatements(db: Database) {
     settleRelease: q(`UPDATE keys SET in_flight = MAX(0, in_flight - ?1), health = ?2, reason = ?3, ready_at = ?4,
                         takeable = ?5, rank = ?6, last_used = ?7, errors = errors + ?8
                       WHERE pool = ?9 AND id = ?10`),
-    deleteLeaseReturning: q(`DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id`),
+    setBudget: q(`UPDATE keys SET budget_day_micros = ?1, budget_month_micros = ?2 WHERE pool = ?3 AND id = ?4
+                     AND (budget_day_micros IS NOT ?1 OR budget_month_micros IS NOT ?2)`),
+    setModels: q(`UPDATE keys SET models = ?1 WHERE pool = ?2 AND id = ?3 AND models IS NOT ?1`),
+    deleteLeaseReturning: q(`DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id, model`),
     recordCheck: q(`UPDATE keys SET last_check = ?1, last_check_ok = ?2, last_check_status = ?3,
                       last_check_latency_ms = ?4, last_check_reason = ?5, consecutive_failures = ?6, next_check_at = ?7
                     WHERE pool = ?8 AND id = ?9`),
