@@ -37,6 +37,7 @@ function key(pool: string, id: string, models: Record<string, ModelStatus["state
       Object.entries(models).map(([model, state]) => [model, { state, until: UNTIL, reason: "why" }]),
     ),
     onlyModels: null,
+    spend: null,
   };
 }
 
