@@ -156,6 +156,26 @@ describe("a key's per-model state", () => {
   });
 });
 
+describe("a release's model", () => {
+  it("is refused unless it is a model name, so nothing else becomes a pair, a label or a line of /status", async () => {
+    const { kp } = await restedDaemon();
+    await using _ = kp;
+    for (const model of ['x"} 1\nkeypool_fake{a="b', "", "has space", "-leading-dash"]) {
+      const response = await kp.fetch("/release", { ...jsonPost({ id: "b", ok: false, status: 429, model }), ...KEY });
+      expect([response.status, (await response.json()).error.message]).toEqual([
+        400,
+        expect.stringMatching(/^model: not a model name — give the name the provider uses/),
+      ]);
+    }
+    const body = await (await kp.fetch("/status", KEY)).json();
+    expect(body.keys.find((k: { id: string }) => k.id === "b")).toMatchObject({ state: "unknown", models: {} });
+    const models = parsePrometheusText(await (await kp.fetch("/metrics")).text())
+      .filter((s) => s.name === "keypool_model_keys")
+      .map((s) => s.labels.model);
+    expect(models.sort()).toEqual(["m-big", "m-x"]);
+  });
+});
+
 describe("a key's per-model state and secrets", () => {
   it("shows no token in /status, /events, /metrics or keypool status, even when the upstream's answer quoted it", async () => {
     const { kp, canary: a } = await restedDaemon();

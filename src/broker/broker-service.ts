@@ -4,6 +4,7 @@ import { systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import type { FailureClass } from "../pool/classify";
 import { KEY_STATES, type KeyState, type Outcome } from "../pool/key-state";
+import { isModelName } from "../pool/model-facts";
 import { type UsageTotals, addUsage, cacheHitRatio, emptyUsage } from "../pool/usage";
 import { TakeQueue } from "./take-queue";
 import { type PoolctlStatusFields, poolctlStatusFields } from "./_poolctl-status";
@@ -46,6 +47,10 @@ export interface ReleaseRequest {
 }
 
 export const DEFAULT_EVENT_LIMIT = 100;
+
+const NOT_A_MODEL =
+  "model: not a model name — give the name the provider uses (letters, digits and . _ : / @ + -, " +
+  "starting with a letter or digit), e.g. gpt-4o-mini";
 export const DEFAULT_SESSION_LIMIT = 20;
 
 export interface TakeRequest {
@@ -158,6 +163,8 @@ export class BrokerService {
 
   /** `ok: true` says the release was taken, as poolctl's answer did (its clients check for it). */
   async release(request: ReleaseRequest): Promise<ReleaseResult & { ok: true }> {
+    // The model names a (key, model) pair the store keeps and /status, /events and metrics show: only model names.
+    if (request.model !== undefined && !isModelName(request.model)) throw new DomainError("BAD_REQUEST", NOT_A_MODEL);
     const outcome: Outcome = {
       ok: request.ok,
       status: request.status,
