@@ -38,7 +38,7 @@ async function restedDaemon() {
   await release({
     status: 404,
     model: "m-x",
-    error_body: `{"error":{"code":"model_not_found","message":"The model m-x does not exist or you do not have access to it (${a.token})"}}`,
+    error_body: `{"error":{"code":"model_not_found","message":"The model m-x does not exist (${a.token})"}}`,
   });
   return { kp, clock, canary: a, release };
 }
@@ -177,7 +177,7 @@ describe("a release's model", () => {
 });
 
 describe("a key's per-model state and secrets", () => {
-  it("shows no token in /status, /events, /metrics or keypool status, even when the upstream's answer quoted it", async () => {
+  it("shows no token in /status, /events, /metrics or keypool status, though the upstream quoted it", async () => {
     const { kp, canary: a } = await restedDaemon();
     await using _ = kp;
     const status = await (await kp.fetch("/status", KEY)).text();

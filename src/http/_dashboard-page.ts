@@ -208,12 +208,15 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   function modelsCell(k) {
     const cell = el("td", { "data-models": "" });
     for (const [model, pair] of Object.entries(k.models || {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
-      cell.append(el("div", { class: "pair", "data-model": model, "data-pair-state": pair.state, title: pair.reason || "" },
-        el("span", { class: "mono" }, model), " ",
-        el("span", { class: "badge", style: "background:" + color(pair.state === "denied" ? "dead" : "cooling") }, pair.state), " ",
+      const attrs = { class: "pair", "data-model": model, "data-pair-state": pair.state, title: pair.reason || "" };
+      const badge = "background:" + color(pair.state === "denied" ? "dead" : "cooling");
+      cell.append(el("div", attrs, el("span", { class: "mono" }, model), " ",
+        el("span", { class: "badge", style: badge }, pair.state), " ",
         el("span", { class: "mono muted", "data-until": pair.until }, countdown(pair.until))));
     }
-    if (k.only_models) cell.append(el("div", { class: "muted", "data-only-models": "" }, "only " + k.only_models.join(", ")));
+    if (k.only_models) {
+      cell.append(el("div", { class: "muted", "data-only-models": "" }, "only " + k.only_models.join(", ")));
+    }
     return cell;
   }
 

@@ -7,7 +7,7 @@ import type { KeyStatus, PoolStore } from "../../src/store/types";
 
 const AT = Date.UTC(2026, 0, 1, 12, 5);
 
-/** A real store whose status() says what a store keeping pairs would: `a` rests m-big and lacks m-x, `b` is restricted. */
+/** A real store whose status() shows pairs: `a` rests m-big and lacks m-x, `b` is restricted by models=. */
 async function storeWithPairs(): Promise<PoolStore> {
   const store = new SqliteStore({ path: ":memory:", clock: new ManualClock(), random: () => 0 });
   await store.syncPools([

@@ -72,7 +72,7 @@ describe("the dashboard in a browser", () => {
 describe("the dashboard's models", () => {
   it("shows on a key's row the models it rests or lacks, with a countdown and why, and its models= list", async () => {
     await using kp = await startTestDaemon(
-      `state_file: state.db\nserver:\n  addr: 127.0.0.1:0\n  api_key: ${ADMIN_KEY}\npools:\n  alpha:\n    tokens_file: tokens.txt\n`,
+      CONFIG,
       "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb,1,models=m-small|m-mid\n",
     );
     await using chrome = await launchBrowser();

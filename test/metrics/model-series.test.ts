@@ -66,7 +66,7 @@ describe("per-model metric series", () => {
     });
   });
 
-  it(`gives at most ${MODEL_SERIES_PER_POOL} models a pool their own series, the most rested first, and sums the rest`, () => {
+  it(`gives at most ${MODEL_SERIES_PER_POOL} models a pool series of their own, most rested first`, () => {
     // 30 models on one key each, and m-05 on four keys: it leads, the next 19 by name follow, 10 are summed.
     const names = Array.from({ length: 30 }, (_, i) => `m-${String(i).padStart(2, "0")}`);
     const rows = [
