@@ -48,10 +48,12 @@ export interface ReleaseRequest {
 
 export const DEFAULT_EVENT_LIMIT = 100;
 
+export const DEFAULT_SESSION_LIMIT = 20;
+
+/** Never quotes what was sent: a token in the wrong field would come straight back. */
 const NOT_A_MODEL =
   "model: not a model name — give the name the provider uses (letters, digits and . _ : / @ + -, " +
   "starting with a letter or digit), e.g. gpt-4o-mini";
-export const DEFAULT_SESSION_LIMIT = 20;
 
 export interface TakeRequest {
   /** A sticky session: the same id gets the same key while that key is usable. */
