@@ -47,7 +47,6 @@ export interface ReleaseRequest {
 }
 
 export const DEFAULT_EVENT_LIMIT = 100;
-
 export const DEFAULT_SESSION_LIMIT = 20;
 
 /** Never quotes what was sent: a token in the wrong field would come straight back. */
