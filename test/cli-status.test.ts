@@ -53,6 +53,56 @@ describe("keypool status output", () => {
   });
 });
 
+describe("keypool status output for model-aware keys", () => {
+  const at = (ms: number) => new Date(NOW + ms).toISOString();
+  const MODELS_BODY: Parameters<typeof renderStatus>[0] = {
+    pools: { default: { total: 2, counts: { unknown: 0, live: 2, cooling: 0, quarantined: 0, dead: 0, disabled: 0 } } },
+    keys: [
+      {
+        ...BODY.keys[0]!,
+        models: {
+          "m-x": { state: "denied", until: at(5 * 3600_000), reason: "no access to this model (HTTP 404)" },
+          "m-big": { state: "cooling", until: at(275_000), reason: "rate_limit (HTTP 429); rung 1, resting 5m" },
+        },
+        only_models: null,
+      },
+      { ...BODY.keys[1]!, state: "live", until: null, reason: null, models: {}, only_models: ["m-big", "m-small"] },
+    ],
+  };
+
+  it("lists the pairs that cannot serve under the keys, and a key's models= restriction", () => {
+    expect(renderStatus(MODELS_BODY, { color: false, now: NOW }).split("\n")).toEqual([
+      "pool default: 2 keys (2 live)",
+      "ID  TOKEN     STATE  UNTIL  REQUESTS  ERRORS  IN_FLIGHT  MODELS         REASON",
+      "a   sk-…aaaa  live   -      3         0       0          any            ",
+      "b   sk-…bbbb  live   -      1         1       0          m-big|m-small  ",
+      "models resting or denied (each key still serves its other models):",
+      "KEY  MODEL  STATE    UNTIL                     REASON",
+      "a    m-big  cooling  2026-01-01T12:04:35.000Z  rate_limit (HTTP 429); rung 1, resting 5m",
+      "a    m-x    denied   2026-01-01T17:00:00.000Z  no access to this model (HTTP 404)",
+    ]);
+  });
+
+  it("counts down to each pair's end on a terminal", () => {
+    const plain = stripColor(renderStatus(MODELS_BODY, { color: true, now: NOW })).split("\n");
+    expect(plain.slice(-2)).toEqual([
+      "a    m-big  cooling  in 4m35s  rate_limit (HTTP 429); rung 1, resting 5m",
+      "a    m-x    denied   in 5h00m  no access to this model (HTTP 404)",
+    ]);
+  });
+
+  it("adds nothing for a pool whose keys serve every model", () => {
+    const text = renderStatus(
+      { ...BODY, keys: BODY.keys.map((k) => ({ ...k, models: {}, only_models: null })) },
+      {
+        color: false,
+        now: NOW,
+      },
+    );
+    expect(text).toBe(renderStatus(BODY, { color: false, now: NOW }));
+  });
+});
+
 describe("keypool status --watch", () => {
   it("prints a fresh table every interval until interrupted, then exits 0", async () => {
     await using kp = await startTestDaemon(
@@ -86,3 +136,7 @@ describe("keypool status --watch", () => {
     expect(await new Response(proc.stderr).text()).toContain("--watch takes a number of seconds");
   });
 });
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ANSI color codes stripped are control characters
+const ANSI_COLOR = /\x1b\[\d+m/g;
+const stripColor = (text: string) => text.replace(ANSI_COLOR, "");

@@ -4,10 +4,11 @@ import { systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import type { FailureClass } from "../pool/classify";
 import { KEY_STATES, type KeyState, type Outcome } from "../pool/key-state";
+import { isModelName } from "../pool/model-facts";
 import { type UsageTotals, addUsage, cacheHitRatio, emptyUsage } from "../pool/usage";
 import { TakeQueue } from "./take-queue";
 import { type PoolctlStatusFields, poolctlStatusFields } from "./_poolctl-status";
-import type { KeyEvent, KeyStatus, PoolStore, ReleaseResult, SessionUsage } from "../store/types";
+import type { KeyEvent, KeyStatus, ModelStatus, PoolStore, ReleaseResult, SessionUsage } from "../store/types";
 import { type CompactUsageJson, compactUsageJson } from "./key-admin-service";
 
 export interface TakeBody {
@@ -47,6 +48,11 @@ export interface ReleaseRequest {
 
 export const DEFAULT_EVENT_LIMIT = 100;
 export const DEFAULT_SESSION_LIMIT = 20;
+
+/** Never quotes what was sent: a token in the wrong field would come straight back. */
+const NOT_A_MODEL =
+  "model: not a model name — give the name the provider uses (letters, digits and . _ : / @ + -, " +
+  "starting with a letter or digit), e.g. gpt-4o-mini";
 
 export interface TakeRequest {
   /** A sticky session: the same id gets the same key while that key is usable. */
@@ -110,8 +116,19 @@ export interface StatusRow {
   remaining: { requests: number | null; tokens: number | null; reset_at: string | null } | null;
   /** Sticky sessions whose own key this is. */
   sessions: number;
+  /** The models the key cannot serve now (resting or denied), by name; ready models are not listed. */
+  models: Record<string, ModelStatusJson>;
+  /** The only models the key serves (the tokens file's `models=`); null: any model. */
+  only_models: string[] | null;
   /** The key's usage over the last day. */
   usage?: CompactUsageJson;
+}
+
+/** A (key, model) pair that cannot serve now, as /status shows it. */
+export interface ModelStatusJson {
+  state: ModelStatus["state"];
+  until: string;
+  reason: string | null;
 }
 
 /**
@@ -147,6 +164,8 @@ export class BrokerService {
 
   /** `ok: true` says the release was taken, as poolctl's answer did (its clients check for it). */
   async release(request: ReleaseRequest): Promise<ReleaseResult & { ok: true }> {
+    // The model names a (key, model) pair the store keeps and /status, /events and metrics show: only model names.
+    if (request.model !== undefined && !isModelName(request.model)) throw new DomainError("BAD_REQUEST", NOT_A_MODEL);
     const outcome: Outcome = {
       ok: request.ok,
       status: request.status,
@@ -279,7 +298,19 @@ function statusRow(row: KeyStatus): StatusRow {
       reset_at: row.remaining.resetAt === null ? null : iso(row.remaining.resetAt),
     },
     sessions: row.sessions,
+    models: modelsJson(row.models),
+    only_models: row.onlyModels,
   };
+}
+
+function modelsJson(models: KeyStatus["models"]): StatusRow["models"] {
+  // fromEntries defines each name as an own field, whatever it is (a plain assignment of "__proto__" would not).
+  return Object.fromEntries(
+    Object.entries(models).map(([model, pair]) => [
+      model,
+      { state: pair.state, until: iso(pair.until), reason: pair.reason },
+    ]),
+  );
 }
 
 function parseSince(since: string): number {

@@ -41,6 +41,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size:12.5px; }
   .badge { display:inline-block; padding:1px 8px; border-radius:10px; color:#fff; font-size:12px; }
   .muted { color:var(--muted); }
+  .pair { white-space:nowrap; font-size:12.5px; }
   form.login { max-width:360px; margin:60px auto; background:var(--card); border:1px solid var(--line); border-radius:10px; padding:20px; }
   form.login input { width:100%; padding:8px; margin:8px 0 12px; border:1px solid var(--line); border-radius:6px; background:var(--bg); color:var(--ink); }
   button { padding:6px 12px; border-radius:6px; border:1px solid var(--line); background:var(--card); color:var(--ink); cursor:pointer; }
@@ -63,7 +64,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 <main id="main" hidden>
   <section id="cards" class="cards" aria-label="pools"></section>
   <table aria-label="keys">
-    <thead><tr><th>Pool</th><th>Key</th><th>Token</th><th>State</th><th>Reason</th><th>Until</th><th class="num">Requests</th><th class="num">Errors</th><th class="num">In flight</th><th class="num" title="Prompt-cache hit ratio over the last day: cached input tokens / input tokens">Cache hit</th></tr></thead>
+    <thead><tr><th>Pool</th><th>Key</th><th>Token</th><th>State</th><th>Reason</th><th>Until</th><th title="Models this key cannot serve now (it serves its other models), and the tokens file's models= restriction">Models</th><th class="num">Requests</th><th class="num">Errors</th><th class="num">In flight</th><th class="num" title="Prompt-cache hit ratio over the last day: cached input tokens / input tokens">Cache hit</th></tr></thead>
     <tbody id="keys"></tbody>
   </table>
 </main>
@@ -195,11 +196,28 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
       el("td", {}, el("span", { class: "badge", style: "background:" + color(k.state) }, k.state)),
       el("td", {}, k.reason || ""),
       el("td", { class: "mono", "data-until": k.until || "" }, countdown(k.until)),
+      modelsCell(k),
       el("td", { class: "num" }, k.requests),
       el("td", { class: "num" }, k.errors),
       el("td", { class: "num" }, k.in_flight),
       el("td", { class: "num", "data-cache-hit": "" }, percent(k.usage && k.usage.cache_hit_ratio))));
     $("keys").replaceChildren(...rows);
+  }
+
+  // One line per model the key rests or lacks (hover for why), and the models= list of a restricted key.
+  function modelsCell(k) {
+    const cell = el("td", { "data-models": "" });
+    for (const [model, pair] of Object.entries(k.models || {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const attrs = { class: "pair", "data-model": model, "data-pair-state": pair.state, title: pair.reason || "" };
+      const badge = "background:" + color(pair.state === "denied" ? "dead" : "cooling");
+      cell.append(el("div", attrs, el("span", { class: "mono" }, model), " ",
+        el("span", { class: "badge", style: badge }, pair.state), " ",
+        el("span", { class: "mono muted", "data-until": pair.until }, countdown(pair.until))));
+    }
+    if (k.only_models) {
+      cell.append(el("div", { class: "muted", "data-only-models": "" }, "only " + k.only_models.join(", ")));
+    }
+    return cell;
   }
 
   function countdown(until) {
@@ -209,7 +227,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
     return "in " + (h ? h + "h " + String(m).padStart(2, "0") + "m" : m ? m + "m " + String(sec).padStart(2, "0") + "s" : sec + "s");
   }
-  setInterval(() => { for (const cell of document.querySelectorAll("td[data-until]")) cell.textContent = countdown(cell.dataset.until); }, 1000);
+  setInterval(() => { for (const cell of document.querySelectorAll("[data-until]")) cell.textContent = countdown(cell.dataset.until); }, 1000);
 
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();

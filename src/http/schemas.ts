@@ -255,6 +255,15 @@ export const CompactUsageJson = t.Object(
   { description: "Usage over the last day (see GET /pools/:pool/usage for more)", examples: [COMPACT_USAGE_EXAMPLE] },
 );
 
+/** A (key, model) pair that cannot serve now; ready pairs are not listed. */
+const ModelStatusJson = t.Object({
+  state: t.UnionEnum(["cooling", "denied"], {
+    description: "cooling: resting after a failure on this model; denied: the upstream said the key cannot use it",
+  }),
+  until: isoTime("When the pair may serve again (a denied pair is tried again then)"),
+  reason: t.Union([t.String(), t.Null()], { examples: ["rate_limit (HTTP 429); rung 1, resting 1m"] }),
+});
+
 export const KeyRow = t.Object({
   id: t.String({ examples: ["a"] }),
   pool: t.String({ examples: ["default"] }),
@@ -296,6 +305,24 @@ export const KeyRow = t.Object({
     { description: "The upstream's rate-limit budget for this key; null until its headers said anything" },
   ),
   sessions: t.Optional(t.Number({ description: "Sticky sessions whose own key this is", examples: [3] })),
+  models: t.Record(t.String(), ModelStatusJson, {
+    description:
+      "The models this key cannot serve now, by name: resting after a failure scoped to the model, or denied " +
+      "(the upstream said the key cannot use it); models not listed are ready",
+    examples: [
+      {
+        "gpt-4o": {
+          state: "cooling",
+          until: "2026-01-01T12:01:00.000Z",
+          reason: "rate_limit (HTTP 429); rung 1, resting 1m",
+        },
+      },
+    ],
+  }),
+  only_models: t.Union([t.Array(t.String()), t.Null()], {
+    description: "The only models the key serves (the tokens file's models=); null: any model",
+    examples: [["gpt-4o", "gpt-4o-mini"]],
+  }),
   usage: t.Optional(CompactUsageJson),
 });
 
@@ -402,6 +429,8 @@ export const StatusBody = t.Object(
             requests: 42,
             errors: 1,
             in_flight: 0,
+            models: {},
+            only_models: null,
           },
         ],
       },

@@ -2,9 +2,10 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { Clock } from "../pool/clock";
 import { KEY_STATES } from "../pool/key-state";
 import type { Outcome } from "../pool/key-state";
-import type { PoolStore } from "../store/types";
+import type { KeyStatus, PoolStore } from "../store/types";
 import { CounterTally } from "./counter-tally";
 import { type MinuteCount, MinuteSeries } from "./minute-series";
+import { MODEL_SERIES_PER_POOL, OTHER_MODELS, modelPairSeries } from "./model-series";
 import { remainingQuotas } from "./ratelimit-headers";
 import type { TokenUsage } from "./usage-meter";
 
@@ -47,7 +48,7 @@ export interface PoolActivity {
 /** A daemon's metrics: the recorder plus its own Prometheus registry (one per daemon, never global). */
 export interface Metrics extends MetricsRecorder {
   readonly registry: Registry;
-  /** The Prometheus text exposition, with `keypool_keys` computed from the store now. */
+  /** The Prometheus text exposition, with `keypool_keys` and the model gauges computed from the store now. */
   scrape(): Promise<string>;
   readonly contentType: string;
   /** Requests and errors per minute over the last hour, per pool, for the dashboard. */
@@ -74,16 +75,48 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
   const registers = [registry];
   collectDefaultMetrics({ register: registry });
 
+  // The gauges read from the store share one read per scrape: a scrape starts every gauge's collect at
+  // once, so they all join the read in flight, and the next scrape starts a new one.
+  let reading: Promise<StoreSnapshot> | undefined;
+  const snapshotNow = () =>
+    (reading ??= readSnapshot(store).finally(() => {
+      reading = undefined;
+    }));
+
   new Gauge({
     name: "keypool_keys",
     help: "Keys per pool and state, read from the store at scrape time.",
     labelNames: ["pool", "state"] as const,
     registers,
     async collect() {
-      const rows = await store.status();
+      const { rows } = await snapshotNow();
       this.reset();
       for (const pool of store.poolNames()) for (const state of KEY_STATES) this.set({ pool, state }, 0);
       for (const row of rows) this.inc({ pool: row.pool, state: row.state });
+    },
+  });
+  new Gauge({
+    name: "keypool_model_pairs",
+    help: "(key, model) pairs that cannot serve now, per pool and state (cooling or denied), read at scrape time.",
+    labelNames: ["pool", "state"] as const,
+    registers,
+    async collect() {
+      const { pairs } = (await snapshotNow()).models;
+      this.reset();
+      for (const { pool, state, value } of pairs) this.set({ pool, state }, value);
+    },
+  });
+  new Gauge({
+    name: "keypool_model_keys",
+    help:
+      `Keys resting (cooling) or denied for a model, per pool; at most ${MODEL_SERIES_PER_POOL} models a pool, ` +
+      `the others summed as model="${OTHER_MODELS}".`,
+    labelNames: ["pool", "model", "state"] as const,
+    registers,
+    async collect() {
+      const { byModel } = (await snapshotNow()).models;
+      this.reset();
+      for (const { pool, model, state, value } of byModel) this.set({ pool, model, state }, value);
     },
   });
   // Counted on every take and release, so tallied first and handed to prom-client when read.
@@ -176,6 +209,16 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
       if (usage.cacheWrite) cachedTokens.addBy(usage.cacheWrite, pool, key, "write");
     },
   };
+}
+
+interface StoreSnapshot {
+  rows: KeyStatus[];
+  models: ReturnType<typeof modelPairSeries>;
+}
+
+async function readSnapshot(store: PoolStore): Promise<StoreSnapshot> {
+  const rows = await store.status();
+  return { rows, models: modelPairSeries(rows, store.poolNames()) };
 }
 
 /** The `class` label: what kind of answer a use of a key got. Client errors are not the key's fault. */

@@ -68,3 +68,31 @@ describe("the dashboard in a browser", () => {
     expect(pageErrors).toEqual([]);
   });
 });
+
+describe("the dashboard's models", () => {
+  it("shows on a key's row the models it rests or lacks, with a countdown and why, and its models= list", async () => {
+    await using kp = await startTestDaemon(
+      CONFIG,
+      "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb,1,models=m-small|m-mid\n",
+    );
+    await using chrome = await launchBrowser();
+    const page = await chrome.context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    await page.goto(`${kp.url}/ui?interval=200`);
+    await page.fill("#key", ADMIN_KEY);
+    await page.click("#login button[type=submit]");
+    await page.locator('tr[data-key="alpha/b"] [data-only-models]', { hasText: "only m-small, m-mid" }).waitFor();
+
+    // A 429 on m-big rests only the (a, m-big) pair: the key stays live and its row names the model.
+    const release = { id: "a", pool: "alpha", ok: false, status: 429, model: "m-big" };
+    expect((await kp.fetch("/release", { ...jsonPost(release), apiKey: ADMIN_KEY })).status).toBe(200);
+    const pair = page.locator('tr[data-key="alpha/a"][data-state="unknown"] [data-model="m-big"]');
+    await pair.and(page.locator('[data-pair-state="cooling"]')).waitFor();
+    expect(await pair.innerText()).toMatch(/^m-big cooling in \d/);
+    expect(await pair.getAttribute("title")).toContain("rate_limit");
+    expect(await page.locator('tr[data-key="alpha/a"] [data-only-models]').count()).toBe(0);
+    expect(chrome.external).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  });
+});

@@ -67,6 +67,9 @@ interface KeyRow {
   reason: string | null;
   /** The last day's usage; absent from daemons that do not count it. */
   usage?: CompactUsage;
+  /** The models the key cannot serve now; absent from daemons without model-aware keys. */
+  models?: Record<string, { state: string; until: string; reason: string | null }>;
+  only_models?: string[] | null;
 }
 
 /** The cache fields are absent from daemons that predate prompt-cache accounting. */
@@ -181,27 +184,59 @@ export function renderStatus(body: StatusBody, options: { color: boolean; now: n
       .join(", ");
     const keys = body.keys.filter((k) => k.pool === name);
     const withUsage = keys.some((k) => k.usage);
+    const restricted = keys.some((k) => k.only_models);
+    const until = (at: string | null) => (at === null ? "-" : options.color ? countdown(at, options.now) : at);
     const rows = keys.map((k) => [
       k.id,
       k.masked,
       k.state,
-      k.until === null ? "-" : options.color ? countdown(k.until, options.now) : k.until,
+      until(k.until),
       k.requests,
       k.errors,
       k.in_flight,
       ...(withUsage ? [formatUsage(k.usage), formatRatio(k.usage?.cache_hit_ratio)] : []),
+      ...(restricted ? [k.only_models ? k.only_models.join("|") : "any"] : []),
       k.reason ?? "",
     ]);
+    const header = [...(withUsage ? USAGE_HEADER : HEADER)];
+    if (restricted) header.splice(-1, 0, "MODELS");
     const painter: CellPainter = (text, row, column) => {
       if (row === -1) return paint(ANSI.bold, text);
       return column === STATE_COLUMN ? paint(STATE_COLOR[keys[row]!.state] ?? "", text) : text;
     };
     const cache = formatPoolCache(summary.usage);
-    sections.push(
-      `${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}${cache}\n${formatTable(withUsage ? USAGE_HEADER : HEADER, rows, painter)}`,
-    );
+    const heading = `${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}${cache}`;
+    sections.push([heading, formatTable(header, rows, painter), ...pairTable(keys, until, paint)].join("\n"));
   }
   return sections.join("\n\n");
+}
+
+const PAIR_HEADER = ["KEY", "MODEL", "STATE", "UNTIL", "REASON"];
+const PAIR_STATE_COLUMN = PAIR_HEADER.indexOf("STATE");
+const PAIR_COLOR: Record<string, string> = { cooling: ANSI.yellow, denied: ANSI.magenta };
+
+/**
+ * The pool's (key, model) pairs that cannot serve now, under its keys: the key serves its other models
+ * meanwhile, so they are not the key's state and get a table of their own. Nothing when there are none.
+ */
+function pairTable(
+  keys: readonly KeyRow[],
+  until: (at: string) => string,
+  paint: (code: string, text: string) => string,
+): string[] {
+  const pairs = keys.flatMap((k) =>
+    Object.entries(k.models ?? {})
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([model, pair]) => ({ key: k.id, model, ...pair })),
+  );
+  if (pairs.length === 0) return [];
+  const rows = pairs.map((p) => [p.key, p.model, p.state, until(p.until), p.reason ?? ""]);
+  const painter: CellPainter = (text, row, column) => {
+    if (row === -1) return paint(ANSI.bold, text);
+    return column === PAIR_STATE_COLUMN ? paint(PAIR_COLOR[pairs[row]!.state] ?? "", text) : text;
+  };
+  const title = `${paint(ANSI.bold, "models resting or denied")} (each key still serves its other models):`;
+  return [title, formatTable(PAIR_HEADER, rows, painter)];
 }
 
 /** `120 req · 97.5% ok · 57.3k tok · $0.0127`; `-` before the first request. */
