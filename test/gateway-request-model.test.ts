@@ -44,6 +44,22 @@ describe("requestModel", () => {
     ["no body", "/v1/models", undefined, undefined],
     ["a body model that is not a string", "/v1/chat/completions", { model: 4 }, undefined],
     ["a body model no provider would name", "/v1/chat/completions", { model: "gpt 4o, please" }, undefined],
+    // A key sent where the model goes would be stored and shown: shapes of credentials are not models.
+    ["a body model shaped like a key", "/v1/chat/completions", { model: "sk-proj-a1b2c3d4e5f6g7h8" }, undefined],
+    ["a body model that is a JWT", "/v1/chat/completions", { model: "eyJhbGciOi.eyJzdWIiOi.sig" }, undefined],
+    ["a long run of letters and digits", "/v1/chat/completions", { model: "a1".repeat(20) }, undefined],
+    [
+      "a long but real model name",
+      "/v1/chat/completions",
+      { model: "anthropic.claude-3-5-sonnet-20240620-v1:0" },
+      "anthropic.claude-3-5-sonnet-20240620-v1:0",
+    ],
+    [
+      "a fine-tuned model",
+      "/v1/chat/completions",
+      { model: "ft:gpt-4o-mini-2024-07-18:org:name:9fAbC1x" },
+      "ft:gpt-4o-mini-2024-07-18:org:name:9fAbC1x",
+    ],
   ];
   it.each(cases)("takes %s", (_, path, json, model) => {
     expect(requestModel(path, json)).toBe(model);

@@ -6,6 +6,7 @@
  * nothing against it for that model.
  */
 import { MAX_MODEL_NAME_LENGTH } from "./bounds";
+import { scrubSecrets } from "./scrub-secrets";
 import { type Candidate, type Choice, chooseKey } from "./choose-key";
 import { CLEAN_LADDER, type LadderPosition, formatDuration } from "./key-state";
 import { EMPTY_WINDOWS, MINUTE_MS, type UsageWindows } from "./limits";
@@ -89,10 +90,12 @@ export function denialReason(what: string, restMs: number): string {
  * What a model name may be, wherever it comes from (a request, a tokens file, a config key): the
  * names providers use — `gpt-4o-2024-08-06`, `ft:gpt-4o:org:x:id`, `openai/gpt-4o`,
  * `anthropic.claude-3-5-sonnet-20240620-v1:0`, `claude-3@20240229` — and nothing that could break
- * a tokens-file line (`,` `|` `=`), a metric label or a log line.
+ * a tokens-file line (`,` `|` `=`), a metric label or a log line. A name shaped like a credential
+ * (`sk-…`, a JWT, a long run of letters and digits) is refused too: a client that sends its key as
+ * the model would otherwise see it stored and shown in /status, /events and metric labels.
  */
 export function isModelName(text: string): boolean {
-  return text.length <= MAX_MODEL_NAME_LENGTH && MODEL_NAME.test(text);
+  return text.length <= MAX_MODEL_NAME_LENGTH && MODEL_NAME.test(text) && scrubSecrets(text) === text;
 }
 
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/;
