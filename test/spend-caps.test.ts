@@ -1,0 +1,116 @@
+import Anthropic from "@anthropic-ai/sdk";
+import { describe, expect, it } from "bun:test";
+import OpenAI from "openai";
+import { ManualClock } from "../src/pool/clock";
+import { type GatewayUnderTest, TOKENS, keyOfCall, startGateway } from "./helpers/gateway-harness";
+import { PRICES, usageUpstream } from "./helpers/usage-upstream";
+
+/** Noon UTC: the day's window resets twelve hours on, at midnight. */
+const NOON = Date.UTC(2026, 0, 14, 12);
+const MIDNIGHT = Date.UTC(2026, 0, 15);
+
+const ANTHROPIC = { auth_header: "x-api-key", auth_template: "{token}" };
+
+/**
+ * Pools `openai` and `anthropic` in front of the usage-reporting upstream, both from one tokens file:
+ * key a may spend $0.001 a day (two answers at $0.0005), key b has no cap. Round robin, so a is
+ * asked every other request until it is spent.
+ */
+function startCappedGateway(clock: ManualClock, pool: Record<string, unknown> = {}) {
+  const upstream = (fakeUrl: string, extra: Record<string, unknown> = {}) => ({
+    listen: "127.0.0.1:0",
+    base_url: fakeUrl,
+    cooldown_sec: 0,
+    ...extra,
+  });
+  return startGateway({
+    handler: usageUpstream,
+    tokens: { a: `${TOKENS.a},1,budget_day=0.001`, b: TOKENS.b },
+    daemon: { clock },
+    config: (fakeUrl) => ({
+      state_file: "state.db",
+      cooldown_sec: 0,
+      server: { addr: "127.0.0.1:0" },
+      prices: PRICES,
+      pools: {
+        openai: { tokens_file: "tokens.txt", rotation: "round_robin", upstream: upstream(fakeUrl), ...pool },
+        anthropic: {
+          tokens_file: "tokens.txt",
+          rotation: "round_robin",
+          upstream: upstream(fakeUrl, ANTHROPIC),
+          ...pool,
+        },
+      },
+    }),
+  });
+}
+
+/** Which key served each upstream call from `from` on. */
+const servedBy = (gw: GatewayUnderTest, from = 0) => gw.fake.calls.slice(from).map((call) => keyOfCall(call));
+
+const count = (ids: Array<string | undefined>, id: string) => ids.filter((x) => x === id).length;
+
+interface PoolKeyJson {
+  id: string;
+  pool: string;
+  state: string;
+  reason: string | null;
+  until: string | null;
+}
+
+async function keyIn(gw: GatewayUnderTest, pool: string, id: string): Promise<PoolKeyJson> {
+  const body = (await (await gw.kp.fetch(`/status?pool=${pool}`)).json()) as { keys: PoolKeyJson[] };
+  const key = body.keys.find((k) => k.pool === pool && k.id === id);
+  if (!key) throw new Error(`no key ${pool}/${id} in /status`);
+  return key;
+}
+
+describe("a key's daily spend cap through the gateway", () => {
+  it("stops using the key once its JSON answers' usage reaches the cap, and uses it again at the UTC reset (OpenAI SDK)", async () => {
+    const clock = new ManualClock(NOON);
+    await using gw = await startCappedGateway(clock);
+    const client = new OpenAI({ apiKey: "unused", baseURL: `${gw.url}/openai/v1`, maxRetries: 0 });
+    const ask = () => client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] });
+
+    for (let i = 0; i < 6; i++) expect((await ask()).usage?.total_tokens).toBe(500);
+    // a served until it had spent $0.001, then b served every request.
+    const before = servedBy(gw);
+    expect([count(before, "a"), count(before, "b")]).toEqual([2, 4]);
+    expect(before.slice(-2)).toEqual(["b", "b"]);
+    expect(await keyIn(gw, "openai", "a")).toMatchObject({
+      state: "cooling",
+      reason: "budget: $0.001 of $0.001 today",
+      until: new Date(MIDNIGHT).toISOString(),
+    });
+    // The same key in the other pool has its own cap and has spent nothing.
+    expect((await keyIn(gw, "anthropic", "a")).state).not.toBe("cooling");
+
+    clock.set(MIDNIGHT);
+    expect((await keyIn(gw, "openai", "a")).state).not.toBe("cooling");
+    for (let i = 0; i < 2; i++) await ask();
+    expect(count(servedBy(gw, 6), "a")).toBe(1);
+  });
+
+  it("counts the usage of streamed answers (Anthropic SDK, SSE) the same way", async () => {
+    const clock = new ManualClock(NOON);
+    await using gw = await startCappedGateway(clock);
+    const client = new Anthropic({ apiKey: "unused", baseURL: `${gw.url}/anthropic`, maxRetries: 0 });
+    const ask = async () => {
+      const stream = client.messages.stream({ model: "m", max_tokens: 16, messages: [{ role: "user", content: "hi" }] });
+      return (await stream.finalMessage()).usage.output_tokens;
+    };
+
+    for (let i = 0; i < 6; i++) expect(await ask()).toBe(200);
+    const before = servedBy(gw);
+    expect([count(before, "a"), count(before, "b")]).toEqual([2, 4]);
+    expect(await keyIn(gw, "anthropic", "a")).toMatchObject({
+      state: "cooling",
+      reason: "budget: $0.001 of $0.001 today",
+      until: new Date(MIDNIGHT).toISOString(),
+    });
+
+    clock.set(MIDNIGHT);
+    for (let i = 0; i < 2; i++) await ask();
+    expect(count(servedBy(gw, 6), "a")).toBe(1);
+  });
+});
