@@ -114,3 +114,82 @@ describe("a key's daily spend cap through the gateway", () => {
     expect(count(servedBy(gw, 6), "a")).toBe(1);
   });
 });
+
+/** Pools `solo` (capped, alone), `main` (capped, falling back to `backup`) and `backup`, all three keys in each. */
+function startPoolCapGateway(clock: ManualClock) {
+  return startGateway({
+    handler: usageUpstream,
+    daemon: { clock },
+    config: (fakeUrl) => {
+      const upstream = { listen: "127.0.0.1:0", base_url: fakeUrl, cooldown_sec: 0 };
+      const pool = { tokens_file: "tokens.txt", upstream };
+      return {
+        state_file: "state.db",
+        cooldown_sec: 0,
+        server: { addr: "127.0.0.1:0" },
+        prices: PRICES,
+        pools: {
+          solo: { ...pool, budget: { day: 0.001 } },
+          main: { ...pool, budget: { day: 0.001 }, fallback: ["backup"] },
+          backup: pool,
+        },
+      };
+    },
+  });
+}
+
+const chat = (gw: GatewayUnderTest, pool: string) =>
+  fetch(`${gw.url}/${pool}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+  });
+
+async function okFrom(gw: GatewayUnderTest, pool: string): Promise<string | null> {
+  const response = await chat(gw, pool);
+  expect(response.status).toBe(200);
+  await response.text();
+  return response.headers.get("x-keypool-pool");
+}
+
+describe("a pool's daily spend cap", () => {
+  it("answers 503 budget_exhausted with Retry-After until the UTC reset, at the gateway and at /take", async () => {
+    const clock = new ManualClock(NOON);
+    await using gw = await startPoolCapGateway(clock);
+    // Two answers at $0.0005, from different keys: the pool's total is what reaches the cap.
+    expect([await okFrom(gw, "solo"), await okFrom(gw, "solo")]).toEqual(["solo", "solo"]);
+    expect(new Set(servedBy(gw)).size).toBe(2);
+
+    const refused = await chat(gw, "solo");
+    expect({
+      status: refused.status,
+      retryAfter: refused.headers.get("retry-after"),
+      code: ((await refused.json()) as { error: { code: string } }).error.code,
+    }).toEqual({ status: 503, retryAfter: String((MIDNIGHT - NOON) / 1000), code: "budget_exhausted" });
+    // Refused before any key was taken: the upstream saw two requests.
+    expect(gw.fake.calls.length).toBe(2);
+
+    const take = await gw.kp.fetch("/take?pool=solo");
+    expect({
+      status: take.status,
+      retryAfter: take.headers.get("retry-after"),
+      code: ((await take.json()) as { error: { code: string } }).error.code,
+    }).toEqual({ status: 503, retryAfter: String((MIDNIGHT - NOON) / 1000), code: "BUDGET_EXHAUSTED" });
+
+    clock.set(MIDNIGHT);
+    expect(await okFrom(gw, "solo")).toBe("solo");
+  });
+
+  it("passes a spent pool over for its fallback, which serves until the reset", async () => {
+    const clock = new ManualClock(NOON);
+    await using gw = await startPoolCapGateway(clock);
+    const pools: Array<string | null> = [];
+    for (let i = 0; i < 4; i++) pools.push(await okFrom(gw, "main"));
+    expect(pools).toEqual(["main", "main", "backup", "backup"]);
+    const take = await gw.kp.fetch("/take?pool=main");
+    expect([take.status, ((await take.json()) as { pool: string }).pool]).toEqual([200, "backup"]);
+
+    clock.set(MIDNIGHT);
+    expect(await okFrom(gw, "main")).toBe("main");
+  });
+});
