@@ -1,8 +1,12 @@
 import Anthropic from "@anthropic-ai/sdk";
 import { describe, expect, it } from "bun:test";
+import { writeFileSync } from "node:fs";
 import OpenAI from "openai";
+import { DomainError, openPool } from "../src/lib/index";
 import { ManualClock } from "../src/pool/clock";
+import { jsonPost, startTestDaemon } from "./helpers/daemon";
 import { type GatewayUnderTest, TOKENS, keyOfCall, startGateway } from "./helpers/gateway-harness";
+import { tempDir } from "./helpers/temp-dir";
 import { PRICES, usageUpstream } from "./helpers/usage-upstream";
 
 /** Noon UTC: the day's window resets twelve hours on, at midnight. */
@@ -191,5 +195,71 @@ describe("a pool's daily spend cap", () => {
 
     clock.set(MIDNIGHT);
     expect(await okFrom(gw, "main")).toBe("main");
+  });
+});
+
+const BROKER_CONFIG = `
+server: { addr: "127.0.0.1:0" }
+state_file: state.db
+tokens_file: tokens.txt
+cooldown_sec: 0
+rotation: round_robin
+budget: { day: 0.001 }
+prices: { m: { input_per_mtok: 1, output_per_mtok: 1 } }
+`;
+const BROKER_TOKENS = `a,${TOKENS.a},1,budget_day=0.0005\nb,${TOKENS.b}\n`;
+const USED = { input_tokens: 300, output_tokens: 200, model: "m" };
+
+describe("spend caps at the broker", () => {
+  it("counts /release's usage and model: the key rests at its cap, then /take answers 503 BUDGET_EXHAUSTED", async () => {
+    const clock = new ManualClock(NOON);
+    await using kp = await startTestDaemon(BROKER_CONFIG, BROKER_TOKENS, { clock, autoCheck: false });
+    const takeAndSpend = async () => {
+      const lease = (await (await kp.fetch("/take")).json()) as { lease: string; id: string };
+      const released = await kp.fetch("/release", jsonPost({ lease: lease.lease, ok: true, ...USED }));
+      return { id: lease.id, ...((await released.json()) as { state: string; reason: string | null }) };
+    };
+    // a reaches its own $0.0005 at once and rests; b's spend then brings the pool to its $0.001.
+    const first = await takeAndSpend();
+    const second = await takeAndSpend();
+    expect([first, second].sort((x, y) => x.id.localeCompare(y.id))).toEqual([
+      { id: "a", ok: true, pool: "default", state: "cooling", reason: "budget: $0.0005 of $0.0005 today" },
+      { id: "b", ok: true, pool: "default", state: "live", reason: null },
+    ] as never);
+
+    const take = await kp.fetch("/take");
+    expect({
+      status: take.status,
+      retryAfter: take.headers.get("retry-after"),
+      error: ((await take.json()) as { error: { code: string; message: string } }).error,
+    }).toEqual({
+      status: 503,
+      retryAfter: String((MIDNIGHT - NOON) / 1000),
+      error: {
+        code: "BUDGET_EXHAUSTED",
+        message: 'pool "default" has spent its budget: $0.001 of $0.001 today; retry in 12h',
+      },
+    });
+
+    clock.set(MIDNIGHT);
+    expect((await kp.fetch("/take")).status).toBe(200);
+  });
+
+  it("counts the library's release with usage against the same caps", async () => {
+    const clock = new ManualClock(NOON);
+    using dir = tempDir();
+    writeFileSync(dir.file("tokens.txt"), BROKER_TOKENS);
+    writeFileSync(dir.file("keypool.yaml"), BROKER_CONFIG);
+    await using pool = await openPool({ config: dir.file("keypool.yaml"), stateFile: dir.file("lib.db"), clock });
+    const usage = { input: 300, output: 200 };
+    for (let i = 0; i < 2; i++) await pool.release(await pool.take(), { ok: true, usage, model: "m" });
+    const refused = await pool.take().catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(DomainError);
+    expect({
+      code: (refused as DomainError).code,
+      retryAfterMs: (refused as DomainError).retryAfterMs,
+    }).toEqual({ code: "BUDGET_EXHAUSTED", retryAfterMs: MIDNIGHT - NOON });
+    const status = await pool.status();
+    expect(status.keys.find((k) => k.id === "a")?.reason).toBe("budget: $0.0005 of $0.0005 today");
   });
 });
