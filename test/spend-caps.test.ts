@@ -5,8 +5,10 @@ import OpenAI from "openai";
 import { DomainError, openPool } from "../src/lib/index";
 import { ManualClock } from "../src/pool/clock";
 import { jsonPost, startTestDaemon } from "./helpers/daemon";
+import { startFakeUpstream } from "./helpers/fake-upstream";
 import { type GatewayUnderTest, TOKENS, keyOfCall, startGateway } from "./helpers/gateway-harness";
 import { tempDir } from "./helpers/temp-dir";
+import { canary, leaksOf } from "./reliability/_canary";
 import { PRICES, usageUpstream } from "./helpers/usage-upstream";
 
 /** Noon UTC: the day's window resets twelve hours on, at midnight. */
@@ -261,5 +263,69 @@ describe("spend caps at the broker", () => {
     }).toEqual({ code: "BUDGET_EXHAUSTED", retryAfterMs: MIDNIGHT - NOON });
     const status = await pool.status();
     expect(status.keys.find((k) => k.id === "a")?.reason).toBe("budget: $0.0005 of $0.0005 today");
+  });
+});
+
+describe("spend cap alerts", () => {
+  it("sends budget_warning at 80% and budget_exhausted at 100% once per window, for the key and the pool, with no token", async () => {
+    await using receiver = await startFakeUpstream();
+    const clock = new ManualClock(NOON);
+    const key = canary("budget");
+    // $0.0004 an answer (300 in at $1, 200 out at $0.50): the 2nd reaches 80% of $0.001, the 3rd passes 100%.
+    await using gw = await startGateway({
+      handler: usageUpstream,
+      tokens: { [key.id]: `${key.token},1,budget_day=0.001` },
+      daemon: { clock },
+      config: (fakeUrl) => ({
+        tokens_file: "tokens.txt",
+        state_file: "state.db",
+        cooldown_sec: 0,
+        server: { addr: "127.0.0.1:0" },
+        budget: { day: 0.001 },
+        prices: { m: { input_per_mtok: 1, output_per_mtok: 0.5 } },
+        upstream: { listen: "127.0.0.1:0", base_url: fakeUrl, cooldown_sec: 0 },
+        alerts: { webhooks: [{ url: `${receiver.url}/hook` }] },
+      }),
+    });
+    const { alerts } = gw.kp.daemon;
+    await alerts.tick(); // from here on, events are news
+    const spendWindow = async () => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const response = await chat(gw, "default");
+        await response.text();
+        statuses.push(response.status);
+        await alerts.tick();
+      }
+      await alerts.idle();
+      return statuses;
+    };
+    const sent = () =>
+      receiver.calls.map((call) => {
+        const body = JSON.parse(call.body) as { event: string; key: string | null; until: string | null };
+        return [body.event, body.key, body.until];
+      });
+
+    // Past the cap the key rests and the pool refuses: nothing more is spent, nothing more is sent.
+    expect(await spendWindow()).toEqual([200, 200, 200, 503, 503]);
+    const reset = new Date(MIDNIGHT).toISOString();
+    const oneWindow = (until: string) =>
+      expect.arrayContaining([
+        ["budget_warning", key.id, null],
+        ["budget_warning", null, null],
+        ["budget_exhausted", key.id, until],
+        ["budget_exhausted", null, until],
+      ]);
+    expect(sent()).toEqual(oneWindow(reset));
+    expect(sent()).toHaveLength(4);
+
+    clock.set(MIDNIGHT);
+    expect(await spendWindow()).toEqual([200, 200, 200, 503, 503]);
+    expect(sent()).toHaveLength(8);
+    expect(sent().slice(4)).toEqual(oneWindow(new Date(MIDNIGHT + 86_400_000).toISOString()));
+
+    // The canary reached the upstream, and nowhere else.
+    expect(gw.fake.calls.some((call) => call.headers.authorization === `Bearer ${key.token}`)).toBe(true);
+    expect(leaksOf([key], [...receiver.calls.map((c) => c.body), ...gw.kp.logs])).toEqual([]);
   });
 });
