@@ -2,10 +2,12 @@ import Anthropic from "@anthropic-ai/sdk";
 import { describe, expect, it } from "bun:test";
 import { writeFileSync } from "node:fs";
 import OpenAI from "openai";
+import YAML from "yaml";
 import { DomainError, openPool } from "../src/lib/index";
 import { ManualClock } from "../src/pool/clock";
 import { jsonPost, startTestDaemon } from "./helpers/daemon";
 import { startFakeUpstream } from "./helpers/fake-upstream";
+import { type ProxyProcess, spawnProxy } from "./helpers/gateway-process";
 import { type GatewayUnderTest, TOKENS, keyOfCall, startGateway } from "./helpers/gateway-harness";
 import { tempDir } from "./helpers/temp-dir";
 import { canary, leaksOf } from "./reliability/_canary";
@@ -327,5 +329,59 @@ describe("spend cap alerts", () => {
     // The canary reached the upstream, and nowhere else.
     expect(gw.fake.calls.some((call) => call.headers.authorization === `Bearer ${key.token}`)).toBe(true);
     expect(leaksOf([key], [...receiver.calls.map((c) => c.body), ...gw.kp.logs])).toEqual([]);
+  });
+});
+
+describe("a pool's cap across two processes on one state file", () => {
+  it("stops both together: past the cap only what was already in flight is spent", async () => {
+    using dir = tempDir();
+    let gate = Promise.withResolvers<void>();
+    await using fake = await startFakeUpstream(async (req, call) => {
+      await gate.promise;
+      return usageUpstream(req, call);
+    });
+    gate.resolve();
+    writeFileSync(dir.file("tokens.txt"), `a,${TOKENS.a}\nb,${TOKENS.b}\nc,${TOKENS.c}\n`);
+    writeFileSync(
+      dir.file("keypool.yaml"),
+      YAML.stringify({
+        tokens_file: dir.file("tokens.txt"),
+        state_file: dir.file("shared.db"),
+        cooldown_sec: 0,
+        server: { addr: "127.0.0.1:0" },
+        // Four answers at $0.0005.
+        budget: { day: 0.002 },
+        prices: PRICES,
+        upstream: { listen: "127.0.0.1:0", base_url: fake.url, cooldown_sec: 0 },
+      }),
+    );
+    await using one = await spawnProxy(dir.file("keypool.yaml"));
+    await using two = await spawnProxy(dir.file("keypool.yaml"));
+    const ask = async (proxy: ProxyProcess) => {
+      const response = await fetch(`${proxy.gatewayUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+      });
+      const text = await response.text();
+      return response.status === 200 ? 200 : `${response.status} ${JSON.parse(text).error.code}`;
+    };
+
+    // $0.0015 spent, by turns; then four requests at once, two through each, all taken before any is answered.
+    expect([await ask(one), await ask(two), await ask(one)]).toEqual([200, 200, 200]);
+    gate = Promise.withResolvers<void>();
+    const burst = Promise.all([ask(one), ask(two), ask(one), ask(two)]);
+    await fake.wait(7);
+    gate.resolve();
+    expect(await burst).toEqual([200, 200, 200, 200]);
+
+    // The cap was passed by the four in flight when it was reached, and by nothing after: both refuse.
+    expect([await ask(one), await ask(two)]).toEqual(["503 budget_exhausted", "503 budget_exhausted"]);
+    expect(fake.calls).toHaveLength(7);
+    const usage = (await (await fetch(`${two.apiUrl}/pools/default/usage?window=day`)).json()) as {
+      totals: { requests: number; cost_usd: number };
+    };
+    expect([usage.totals.requests, usage.totals.cost_usd]).toEqual([7, 0.0035]);
+    expect([(await one.stop()).code, (await two.stop()).code]).toEqual([0, 0]);
   });
 });
