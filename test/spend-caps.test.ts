@@ -104,7 +104,11 @@ describe("a key's daily spend cap through the gateway", () => {
     await using gw = await startCappedGateway(clock);
     const client = new Anthropic({ apiKey: "unused", baseURL: `${gw.url}/anthropic`, maxRetries: 0 });
     const ask = async () => {
-      const stream = client.messages.stream({ model: "m", max_tokens: 16, messages: [{ role: "user", content: "hi" }] });
+      const stream = client.messages.stream({
+        model: "m",
+        max_tokens: 16,
+        messages: [{ role: "user", content: "hi" }],
+      });
       return (await stream.finalMessage()).usage.output_tokens;
     };
 

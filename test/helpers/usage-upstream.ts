@@ -10,7 +10,10 @@ const encoder = new TextEncoder();
 
 function eventStream(events: Array<{ event?: string; data: unknown }>): Response {
   const text = events
-    .map(({ event, data }) => `${event ? `event: ${event}\n` : ""}data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`)
+    .map(
+      ({ event, data }) =>
+        `${event ? `event: ${event}\n` : ""}data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`,
+    )
     .join("");
   // One event per chunk, so the gateway's meter reads a real stream.
   const chunks = text.split(/(?<=\n\n)/);
@@ -66,11 +69,22 @@ export const usageUpstream: FakeHandler = (_req, call) => {
       event: "message_start",
       data: {
         type: "message_start",
-        message: { ...message, content: [], stop_reason: null, usage: { input_tokens: REPORTED.input, output_tokens: 1 } },
+        message: {
+          ...message,
+          content: [],
+          stop_reason: null,
+          usage: { input_tokens: REPORTED.input, output_tokens: 1 },
+        },
       },
     },
-    { event: "content_block_start", data: { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } } },
-    { event: "content_block_delta", data: { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "hi" } } },
+    {
+      event: "content_block_start",
+      data: { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+    },
+    {
+      event: "content_block_delta",
+      data: { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "hi" } },
+    },
     { event: "content_block_stop", data: { type: "content_block_stop", index: 0 } },
     {
       event: "message_delta",
