@@ -1,6 +1,7 @@
 import { describe, expect, it } from "bun:test";
 import { ManualClock } from "../src/pool/clock";
 import { jsonPost, startTestDaemon } from "./helpers/daemon";
+import { runKeypool } from "./helpers/run-keypool";
 
 const API_KEY = "admin-budget-key-41";
 const CANARY = "sk-canary-budget-5e4d3c2b1a09f8e7d6c5";
@@ -105,5 +106,25 @@ describe("a key's spend caps through the admin API", () => {
 
     const raised = await call("PATCH", "/pools/default/keys/c", { budget: { day: 0.01 } });
     expect(raised.body).toMatchObject({ state: "live", reason: "spend cap raised" });
+  });
+});
+
+describe("keypool keys add --budget-day / --budget-month", () => {
+  it("adds a key with its own caps, and refuses an amount that is not > 0 naming the flag", async () => {
+    await using kp = await startTestDaemon(CONFIG, FILE_TOKENS);
+    const auth = ["--url", kp.url, "--api-key", API_KEY];
+    const add = (...flags: string[]) =>
+      runKeypool(["keys", "add", ...auth, "--id", "c", "--token-env", "NEW_KEY", "--json", ...flags], {
+        env: { NEW_KEY: CANARY },
+      });
+    const refused = await add("--budget-day", "0");
+    expect([refused.code, refused.stderr.trim()]).toEqual([
+      2,
+      '--budget-day takes an amount of USD > 0 and ≤ 1000000000, e.g. 10.00, got "0"',
+    ]);
+    const added = await add("--budget-day", "2.50", "--budget-month", "40");
+    expect(added.code).toBe(0);
+    expect(JSON.parse(added.stdout).budget).toEqual({ day: 2.5, month: 40 });
+    expect(added.stdout + added.stderr + refused.stdout + refused.stderr).not.toContain(CANARY.slice(-12));
   });
 });
