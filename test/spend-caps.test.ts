@@ -253,6 +253,29 @@ describe("spend caps at the broker", () => {
     expect((await kp.fetch("/take")).status).toBe(200);
   });
 
+  it("applies a cap changed in the tokens file at the reload: a raised cap frees the key, a lowered one rests it", async () => {
+    const clock = new ManualClock(NOON);
+    await using kp = await startTestDaemon(BROKER_CONFIG.replace("budget: { day: 0.001 }\n", ""), BROKER_TOKENS, {
+      clock,
+      autoCheck: false,
+    });
+    const spend = async (id: string) =>
+      (await (await kp.fetch("/release", jsonPost({ id, ok: true, ...USED }))).json()) as { reason: string | null };
+    const reload = async (tokens: string) => {
+      writeFileSync(kp.dir.file("tokens.txt"), tokens);
+      expect((await kp.fetch("/reload", { method: "POST" })).status).toBe(200);
+      const body = (await (await kp.fetch("/status")).json()) as { keys: Array<{ id: string; state: string }> };
+      return Object.fromEntries(body.keys.map((k) => [k.id, k.state]));
+    };
+    // a spends its $0.0005 and rests; b spends as much with no cap yet.
+    expect((await spend("a")).reason).toBe("budget: $0.0005 of $0.0005 today");
+    await spend("b");
+    expect(await reload(`a,${TOKENS.a},1,budget_day=0.01\nb,${TOKENS.b},1,budget_day=0.0005\n`)).toEqual({
+      a: "live",
+      b: "cooling",
+    });
+  });
+
   it("counts the library's release with usage against the same caps", async () => {
     const clock = new ManualClock(NOON);
     using dir = tempDir();
