@@ -290,6 +290,8 @@ describe("spend caps at the broker", () => {
       code: (refused as DomainError).code,
       retryAfterMs: (refused as DomainError).retryAfterMs,
     }).toEqual({ code: "BUDGET_EXHAUSTED", retryAfterMs: MIDNIGHT - NOON });
+    // Nobody waits in line for a reset hours away: a take that may wait a minute is refused at once.
+    expect(await pool.take({ waitMs: 60_000 }).catch((error: DomainError) => error.code)).toBe("BUDGET_EXHAUSTED");
     const status = await pool.status();
     expect(status.keys.find((k) => k.id === "a")?.reason).toBe("budget: $0.0005 of $0.0005 today");
   });
@@ -359,8 +361,42 @@ describe("spend cap alerts", () => {
   });
 });
 
-describe("a pool's cap across two processes on one state file", () => {
-  it("stops both together: past the cap only what was already in flight is spent", async () => {
+/** A config for `keypool proxy` processes sharing `shared.db` in `dir`, in front of `fakeUrl`. */
+function writeSharedConfig(dir: ReturnType<typeof tempDir>, fakeUrl: string, tokens: string, pool = {}): string {
+  writeFileSync(dir.file("tokens.txt"), tokens);
+  writeFileSync(
+    dir.file("keypool.yaml"),
+    YAML.stringify({
+      tokens_file: dir.file("tokens.txt"),
+      state_file: dir.file("shared.db"),
+      cooldown_sec: 0,
+      server: { addr: "127.0.0.1:0" },
+      prices: PRICES,
+      upstream: { listen: "127.0.0.1:0", base_url: fakeUrl, cooldown_sec: 0 },
+      ...pool,
+    }),
+  );
+  return dir.file("keypool.yaml");
+}
+
+/**
+ * One chat completion through a process's gateway: 200, or the status and error code. The gateway
+ * answers first and counts the cost in the event-loop turn after, so the process is then asked for
+ * its /health: once it answers that, the cost is in the file for the other process to see.
+ */
+async function askThrough(proxy: ProxyProcess): Promise<200 | string> {
+  const response = await fetch(`${proxy.gatewayUrl}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+  });
+  const text = await response.text();
+  expect((await fetch(`${proxy.apiUrl}/health`)).status).toBe(200);
+  return response.status === 200 ? 200 : `${response.status} ${JSON.parse(text).error.code}`;
+}
+
+describe("caps across two processes on one state file", () => {
+  it("stops both together: past the pool's cap only what was already in flight is spent", async () => {
     using dir = tempDir();
     let gate = Promise.withResolvers<void>();
     await using fake = await startFakeUpstream(async (req, call) => {
@@ -368,31 +404,12 @@ describe("a pool's cap across two processes on one state file", () => {
       return usageUpstream(req, call);
     });
     gate.resolve();
-    writeFileSync(dir.file("tokens.txt"), `a,${TOKENS.a}\nb,${TOKENS.b}\nc,${TOKENS.c}\n`);
-    writeFileSync(
-      dir.file("keypool.yaml"),
-      YAML.stringify({
-        tokens_file: dir.file("tokens.txt"),
-        state_file: dir.file("shared.db"),
-        cooldown_sec: 0,
-        server: { addr: "127.0.0.1:0" },
-        // Four answers at $0.0005.
-        budget: { day: 0.002 },
-        prices: PRICES,
-        upstream: { listen: "127.0.0.1:0", base_url: fake.url, cooldown_sec: 0 },
-      }),
-    );
-    await using one = await spawnProxy(dir.file("keypool.yaml"));
-    await using two = await spawnProxy(dir.file("keypool.yaml"));
-    const ask = async (proxy: ProxyProcess) => {
-      const response = await fetch(`${proxy.gatewayUrl}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
-      });
-      const text = await response.text();
-      return response.status === 200 ? 200 : `${response.status} ${JSON.parse(text).error.code}`;
-    };
+    const tokens = `a,${TOKENS.a}\nb,${TOKENS.b}\nc,${TOKENS.c}\n`;
+    // Four answers at $0.0005.
+    const config = writeSharedConfig(dir, fake.url, tokens, { budget: { day: 0.002 } });
+    await using one = await spawnProxy(config);
+    await using two = await spawnProxy(config);
+    const ask = askThrough;
 
     // $0.0015 spent, by turns; then four requests at once, two through each, all taken before any is answered.
     expect([await ask(one), await ask(two), await ask(one)]).toEqual([200, 200, 200]);
@@ -410,5 +427,24 @@ describe("a pool's cap across two processes on one state file", () => {
     };
     expect([usage.totals.requests, usage.totals.cost_usd]).toEqual([7, 0.0035]);
     expect([(await one.stop()).code, (await two.stop()).code]).toEqual([0, 0]);
+  });
+
+  it("rests a capped key in both once its spend through either reaches the key's cap", async () => {
+    using dir = tempDir();
+    await using fake = await startFakeUpstream(usageUpstream);
+    const config = writeSharedConfig(dir, fake.url, `a,${TOKENS.a},1,budget_day=0.001\n`);
+    await using one = await spawnProxy(config);
+    await using two = await spawnProxy(config);
+
+    // One answer through each ($0.0005 apiece) spends the key's $0.001: neither process hands it out again.
+    const answers = [await askThrough(one), await askThrough(two), await askThrough(one), await askThrough(two)];
+    expect(answers).toEqual([200, 200, "503 no_key_available", "503 no_key_available"]);
+    expect(fake.calls).toHaveLength(2);
+    for (const proxy of [one, two]) {
+      const status = (await (await fetch(`${proxy.apiUrl}/status`)).json()) as {
+        keys: Array<{ state: string; reason: string }>;
+      };
+      expect(status.keys[0]).toMatchObject({ state: "cooling", reason: "budget: $0.001 of $0.001 today" });
+    }
   });
 });
