@@ -55,6 +55,7 @@ describe("key administration over HTTP", () => {
         group: "acme",
         limits: { max_concurrency: null, rpm: 600, tpm: null, daily_requests: null },
         in_flight: 0,
+        budget: { day: null, month: null },
       },
     });
     const listed = await call("GET", "/pools/default/keys");
@@ -141,7 +142,7 @@ describe("key administration over HTTP", () => {
     expect((await call("POST", "/pools/default/keys", { token: CANARY, weight: 0 })).status).toBe(400);
     expect((await call("POST", "/pools/default/keys", { token: CANARY, id: "bad id" })).status).toBe(400);
     expect((await call("PATCH", "/pools/default/keys/a", {})).body.error.message).toBe(
-      "nothing to change: give enabled, weight, group or limits",
+      "nothing to change: give enabled, weight, group, limits or budget",
     );
     expect((await call("POST", "/pools/nope/keys", { token: CANARY })).body.error.code).toBe("UNKNOWN_POOL");
     const anonymous = await kp.fetch("/pools/default/keys", {

@@ -398,7 +398,7 @@ describe("alerts config", () => {
       "alerts.repeat_sec: expected a number of seconds ≥ 0 and ≤ 604800, got -1",
       "alerts.webhooks.0.url: expected a http/https URL such as https://hooks.example.com/keypool",
       'alerts.webhooks.0.format: "teams" is not one of json, slack',
-      'alerts.webhooks.0.events: "key_gone" is not one of key_dead, key_quarantined, key_recovered, pool_below_min_live, pool_exhausted, refresh_failed',
+      'alerts.webhooks.0.events: "key_gone" is not one of key_dead, key_quarantined, key_recovered, pool_below_min_live, pool_exhausted, refresh_failed, budget_warning, budget_exhausted',
       "alerts.webhooks.1.url: required — where to POST alerts, e.g. https://hooks.slack.com/services/…",
     ]);
     expect(issuesOf("alerts: { webhooks: { url: x } }\n")).toEqual([

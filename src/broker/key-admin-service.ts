@@ -1,4 +1,5 @@
-import { isoTime } from "../pool/bounds";
+import { isoTime, microsOfUsd } from "../pool/bounds";
+import type { SpendCaps } from "../pool/budget";
 import { UNSENDABLE_TOKEN, deriveKeyId, isSendableToken } from "../pool/token-rules";
 import { DomainError } from "../pool/errors";
 import {
@@ -11,7 +12,7 @@ import {
   emptyUsage,
   successRate,
 } from "../pool/usage";
-import type { KeyLimitOverrides, KeyOrigin, KeyRecord, PoolStore } from "../store/types";
+import type { KeyLimitOverrides, KeyOrigin, KeyRecord, PoolStore, SpendCapChanges } from "../store/types";
 
 /** The snake_case limits of a request or response body. */
 export interface LimitsJson {
@@ -21,12 +22,19 @@ export interface LimitsJson {
   daily_requests?: number | null;
 }
 
+/** A key's spend caps in USD per UTC day and month, as bodies give and show them; null: no cap. */
+export interface BudgetJson {
+  day?: number | null;
+  month?: number | null;
+}
+
 export interface NewKeyRequest {
   id?: string;
   token: string;
   weight?: number;
   group?: string;
   limits?: LimitsJson;
+  budget?: BudgetJson;
 }
 
 export interface KeyChangesRequest {
@@ -34,6 +42,7 @@ export interface KeyChangesRequest {
   weight?: number;
   group?: string | null;
   limits?: LimitsJson;
+  budget?: BudgetJson;
 }
 
 /** A key in admin responses: never the token. */
@@ -49,6 +58,7 @@ export interface AdminKeyJson {
   group: string | null;
   limits: Required<LimitsJson>;
   in_flight: number;
+  budget: Required<BudgetJson>;
 }
 
 export interface UsageJson {
@@ -129,6 +139,7 @@ export class KeyAdminService {
         weight: request.weight ?? 1,
         group: request.group,
         limits: limitsOf(request.limits),
+        budget: capsOf(request.budget),
       }),
     );
     return keyJson(record);
@@ -136,13 +147,14 @@ export class KeyAdminService {
 
   async update(pool: string, id: string, request: KeyChangesRequest): Promise<AdminKeyJson> {
     if (Object.keys(request).length === 0)
-      throw new DomainError("BAD_REQUEST", "nothing to change: give enabled, weight, group or limits");
+      throw new DomainError("BAD_REQUEST", "nothing to change: give enabled, weight, group, limits or budget");
     const record = await this.explained(pool, () =>
       this.deps.store.updateKey(pool, id, {
         enabled: request.enabled,
         weight: request.weight,
         group: request.group,
         limits: request.limits && limitsOf(request.limits),
+        budget: request.budget && capChangesOf(request.budget),
       }),
     );
     return keyJson(record);
@@ -192,6 +204,20 @@ function limitsOf(json: LimitsJson | undefined): KeyLimitOverrides | undefined {
   return { maxConcurrency: json.max_concurrency, rpm: json.rpm, tpm: json.tpm, dailyRequests: json.daily_requests };
 }
 
+/** A new key's caps: a null window is no cap. */
+function capsOf(json: BudgetJson | undefined): SpendCaps | undefined {
+  if (!json) return undefined;
+  const caps: SpendCaps = {};
+  if (typeof json.day === "number") caps.dayMicros = microsOfUsd(json.day);
+  if (typeof json.month === "number") caps.monthMicros = microsOfUsd(json.month);
+  return caps.dayMicros === undefined && caps.monthMicros === undefined ? undefined : caps;
+}
+
+function capChangesOf(json: BudgetJson): SpendCapChanges {
+  const micros = (usd: number | null | undefined) => (typeof usd === "number" ? microsOfUsd(usd) : usd);
+  return { dayMicros: micros(json.day), monthMicros: micros(json.month) };
+}
+
 function keyJson(record: KeyRecord): AdminKeyJson {
   const { limits } = record;
   return {
@@ -211,6 +237,10 @@ function keyJson(record: KeyRecord): AdminKeyJson {
       daily_requests: limits.dailyRequests,
     },
     in_flight: record.inFlight,
+    budget: {
+      day: record.budget?.dayMicros === undefined ? null : usdOf(record.budget.dayMicros),
+      month: record.budget?.monthMicros === undefined ? null : usdOf(record.budget.monthMicros),
+    },
   };
 }
 

@@ -1,5 +1,5 @@
 import { t } from "elysia";
-import { MAX_KEY_LIMIT, MAX_WEIGHT, MIN_WEIGHT } from "../pool/bounds";
+import { MAX_BUDGET_USD, MAX_KEY_LIMIT, MAX_WEIGHT, MIN_WEIGHT } from "../pool/bounds";
 import { FAILURE_BUCKETS } from "../pool/usage";
 import { KeyStateSchema } from "./schemas";
 
@@ -33,6 +33,32 @@ export const KeyLimitsBody = t.Object(
     daily_requests: limit("Requests per day window", 10000),
   },
   { additionalProperties: false, description: "The key's own limits; they win over the pool's" },
+);
+
+const cap = (window: "day" | "month", example: number) =>
+  t.Optional(
+    t.Union([t.Number({ exclusiveMinimum: 0, maximum: MAX_BUDGET_USD }), t.Null()], {
+      description: `USD the key may spend per UTC ${window} (> 0, ≤ ${MAX_BUDGET_USD}); null: no cap`,
+      examples: [example],
+      error: `budget.${window}: expected an amount of USD > 0 and ≤ ${MAX_BUDGET_USD} (e.g. ${example}), or null for no cap`,
+    }),
+  );
+
+export const KeyBudgetBody = t.Object(
+  { day: cap("day", 10), month: cap("month", 200) },
+  {
+    additionalProperties: false,
+    description:
+      "The key's own spend caps: at a spent cap it rests until the window resets (00:00 UTC, the 1st of the month); an absent window keeps its cap",
+  },
+);
+
+export const KeyBudgetJson = t.Object(
+  {
+    day: t.Union([t.Number(), t.Null()], { description: "USD per UTC day; null: no cap", examples: [10] }),
+    month: t.Union([t.Number(), t.Null()], { description: "USD per UTC month; null: no cap", examples: [null] }),
+  },
+  { description: "The key's own spend caps (null: none)" },
 );
 
 const nullableInt = (description: string, example: number) =>
@@ -81,10 +107,13 @@ export const NewKeyBody = t.Object(
       }),
     ),
     limits: t.Optional(KeyLimitsBody),
+    budget: t.Optional(KeyBudgetBody),
   },
   {
     additionalProperties: false,
-    examples: [{ id: "team-b", token: "sk-live-0123456789abcdefghij", weight: 2, limits: { rpm: 60 } }],
+    examples: [
+      { id: "team-b", token: "sk-live-0123456789abcdefghij", weight: 2, limits: { rpm: 60 }, budget: { day: 10 } },
+    ],
   },
 );
 
@@ -101,8 +130,16 @@ export const KeyChangesBody = t.Object(
       }),
     ),
     limits: t.Optional(KeyLimitsBody),
+    budget: t.Optional(KeyBudgetBody),
   },
-  { additionalProperties: false, examples: [{ enabled: false }, { weight: 2, limits: { rpm: null, tpm: 50000 } }] },
+  {
+    additionalProperties: false,
+    examples: [
+      { enabled: false },
+      { weight: 2, limits: { rpm: null, tpm: 50000 } },
+      { budget: { day: 25, month: null } },
+    ],
+  },
 );
 
 const KEY_EXAMPLE = {
@@ -117,6 +154,7 @@ const KEY_EXAMPLE = {
   group: null,
   limits: { max_concurrency: null, rpm: 60, tpm: null, daily_requests: null },
   in_flight: 0,
+  budget: { day: 10, month: null },
 };
 
 export const AdminKeyJson = t.Object(
@@ -135,6 +173,7 @@ export const AdminKeyJson = t.Object(
     group: t.Union([t.String(), t.Null()], { examples: ["acme"] }),
     limits: KeyLimitsJson,
     in_flight: t.Integer({ examples: [0] }),
+    budget: KeyBudgetJson,
   },
   { examples: [KEY_EXAMPLE] },
 );

@@ -125,7 +125,8 @@ export interface KeyPool extends AsyncDisposable {
    * Takes the best available key from the pool or, when it has none, from its fallbacks:
    * `lease.pool` says which.
    * @throws DomainError `NO_KEY_AVAILABLE` (with `retryAfterMs`) when every key of every pool in the chain
-   * is resting or out (and stays so for `waitMs`).
+   * is resting or out (and stays so for `waitMs`); `BUDGET_EXHAUSTED` (retryAfterMs: the time to the reset, at
+   * once whatever `waitMs`) when every pool of the chain has spent its `budget:`.
    */
   take(options?: TakeOptions): Promise<Lease>;
   /** Gives a lease back with how it went (default: success). A lapsed lease throws DomainError `UNKNOWN_LEASE`. */

@@ -103,9 +103,17 @@ export function budgetRest(spend: SpendWindows, caps: SpendCaps | undefined, now
     const spent = spentIn(current, window);
     if (cap === undefined || spent < cap) continue;
     const until = windowResetAt(window, now);
-    if (!rest || until > rest.until) rest = { until, reason: `budget: ${usd(spent)} of ${usd(cap)} ${WORDS[window]}` };
+    if (!rest || until > rest.until)
+      rest = { until, reason: `${REST_PREFIX} ${usd(spent)} of ${usd(cap)} ${WORDS[window]}` };
   }
   return rest;
+}
+
+const REST_PREFIX = "budget:";
+
+/** Whether a key's rest is a spent cap's (its reason is budgetRest's). */
+export function isBudgetRest(reason: string | null): boolean {
+  return reason?.startsWith(REST_PREFIX) ?? false;
 }
 
 /** A threshold a cost crossed: 80% (warning) or 100% (exhausted) of one window's cap. */

@@ -1,5 +1,6 @@
+import type { SpendCaps } from "../pool/budget";
 import { DomainError } from "../pool/errors";
-import type { KeyLimitOverrides, KeyOrigin } from "./types";
+import type { KeyLimitOverrides, KeyOrigin, SpendCapChanges } from "./types";
 
 /** `changes` applied over `current`: an absent field keeps its value, null clears it. */
 export function mergeOverrides(
@@ -13,6 +14,14 @@ export function mergeOverrides(
     tpm: pick("tpm"),
     dailyRequests: pick("dailyRequests"),
   };
+}
+
+/** `changes` applied over a key's caps: an absent window keeps its cap, null removes it; undefined when none is left. */
+export function mergeCaps(current: SpendCaps | undefined, changes: SpendCapChanges): SpendCaps | undefined {
+  const dayMicros = changes.dayMicros === undefined ? current?.dayMicros : (changes.dayMicros ?? undefined);
+  const monthMicros = changes.monthMicros === undefined ? current?.monthMicros : (changes.monthMicros ?? undefined);
+  if (dayMicros === undefined && monthMicros === undefined) return undefined;
+  return { ...(dayMicros !== undefined && { dayMicros }), ...(monthMicros !== undefined && { monthMicros }) };
 }
 
 /** Refuses to let the admin API change a key the config defines: the config would silently win at the next reload. */

@@ -58,6 +58,8 @@ export interface NewKey {
   weight: number;
   group?: string;
   limits?: KeyLimitOverrides;
+  /** The key's own spend caps (micro-USD); absent: none. */
+  budget?: SpendCaps;
 }
 
 /** What the admin API may change about a key; absent fields stay as they are, a null limit goes back to the pool's. */
@@ -66,6 +68,13 @@ export interface KeyChanges {
   weight?: number;
   group?: string | null;
   limits?: KeyLimitOverrides;
+  budget?: SpendCapChanges;
+}
+
+/** A change to a key's own spend caps (micro-USD): an absent window keeps its cap, null removes it. */
+export interface SpendCapChanges {
+  dayMicros?: number | null;
+  monthMicros?: number | null;
 }
 
 /** A key as the admin API shows it: never the token. */
@@ -82,6 +91,8 @@ export interface KeyRecord {
   /** The key's own limits (null: the pool's). */
   limits: Required<KeyLimitOverrides>;
   inFlight: number;
+  /** The key's own spend caps (micro-USD); absent: none. */
+  budget?: SpendCaps;
 }
 
 export interface UsageQuery {

@@ -3,7 +3,7 @@ import { callDaemon, failFromResponse, resolveDaemon } from "../_client";
 import { type AdminKey, formatKey, keyPath } from "../_key-admin";
 import { daemonArgs, jsonArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
-import { MAX_KEY_LIMIT, MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../../pool/bounds";
+import { MAX_BUDGET_USD, MAX_KEY_LIMIT, MAX_WEIGHT, MIN_WEIGHT, parseDecimal } from "../../pool/bounds";
 
 const LIMIT_FLAGS = {
   "max-concurrency": "max_concurrency",
@@ -34,6 +34,8 @@ export default defineCommand({
     rpm: { type: "string", description: "The key's own requests per minute" },
     tpm: { type: "string", description: "The key's own tokens per minute" },
     "daily-requests": { type: "string", description: "The key's own requests per day" },
+    "budget-day": { type: "string", description: "The key's own spend cap in USD per UTC day, e.g. 10.00" },
+    "budget-month": { type: "string", description: "The key's own spend cap in USD per UTC month, e.g. 200" },
   },
   async run({ args }) {
     const token = await readToken(args["token-stdin"], args["token-env"]);
@@ -42,12 +44,17 @@ export default defineCommand({
       const value = args[flag as keyof typeof LIMIT_FLAGS];
       if (value !== undefined) limits[field] = boundedNumber(value, `--${flag}`, LIMIT_RANGE);
     }
+    const budget = {
+      day: budgetOf(args["budget-day"], "--budget-day"),
+      month: budgetOf(args["budget-month"], "--budget-month"),
+    };
     const body = {
       token,
       id: args.id,
       group: args.group,
       weight: args.weight === undefined ? undefined : boundedNumber(args.weight, "--weight", WEIGHT_RANGE),
       limits: Object.keys(limits).length > 0 ? limits : undefined,
+      budget: budget.day === undefined && budget.month === undefined ? undefined : budget,
     };
     const result = await callDaemon(resolveDaemon(args), "POST", keyPath(args.pool), body);
     if (result.status !== 200) failFromResponse(result);
@@ -90,4 +97,16 @@ function boundedNumber(value: string, flag: string, range: Range): number {
     throw new CliExit(EXIT.usage, `${flag} takes a ${what}, got "${value}"`);
   }
   return n;
+}
+
+/** A cap in USD: a positive amount, as the daemon requires (zero would rest the key for good). */
+function budgetOf(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const usd = parseDecimal(value);
+  if (usd === undefined || usd <= 0 || usd > MAX_BUDGET_USD)
+    throw new CliExit(
+      EXIT.usage,
+      `${flag} takes an amount of USD > 0 and ≤ ${MAX_BUDGET_USD}, e.g. 10.00, got "${value}"`,
+    );
+  return usd;
 }

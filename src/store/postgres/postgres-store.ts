@@ -1095,6 +1095,7 @@ export class PostgresStore implements PoolStore {
   }
 
   async addKey(pool: string, key: NewKey): Promise<KeyRecord> {
+    if (key.budget !== undefined) throw capsRefused(pool);
     return this.transaction(async (tx) => {
       const settings = this.settingsOf(pool);
       // Two instances adding one id at once: the second waits here, then sees the first's key.
@@ -1131,6 +1132,7 @@ export class PostgresStore implements PoolStore {
   }
 
   async updateKey(pool: string, id: string, changes: KeyChanges): Promise<KeyRecord> {
+    if (changes.budget !== undefined) throw capsRefused(pool);
     return this.transaction(async (tx) => {
       const settings = this.settingsOf(pool);
       const row = await this.lockKey(tx, pool, id);
@@ -1534,6 +1536,14 @@ function leasedKeyOf(taken: TakenRow, model: string | undefined, fresh = false):
   const { taken: _, pair, pair_seen, ...row } = taken;
   if (model === undefined) return { row, model: null };
   return fresh && !pair_seen ? { row, model } : { row, model, pair: seenPairOf(model, pair ?? null) };
+}
+
+/** The admin API's `budget`, refused for the same reason as a configured cap (see refuseSpendCaps). */
+function capsRefused(pool: string): DomainError {
+  return new DomainError(
+    "BAD_REQUEST",
+    `budget: pool "${pool}" is kept in PostgreSQL, which does not keep spend caps in this version — leave budget out, or use the SQLite store`,
+  );
 }
 
 /** Spend caps need counters this store does not keep yet: refused at once rather than silently not enforced. */

@@ -56,7 +56,7 @@ import type {
 import type { TokenCipher } from "../token-cipher";
 import { MIGRATIONS } from "./migrations";
 import { repairStatements } from "../stored-bounds";
-import { mergeOverrides, ownedError } from "../key-admin-rules";
+import { mergeCaps, mergeOverrides, ownedError } from "../key-admin-rules";
 import { budgetOf, factsOf, overridesOf, remainingOf } from "../key-columns";
 import { AdminWrites } from "./_key-admin";
 import { PolicyWrites } from "./_key-policy";
@@ -81,11 +81,13 @@ import {
 } from "../../pool/plan-model";
 import { NO_MODELS, modelFactsOf, modelStatusColumns, modelsColumnOf, pairStatusOf } from "../model-columns";
 import { ModelPairs } from "./_model-pairs";
+import { planCapsChange } from "../../pool/plan-budget";
 import { POOL_TOTAL, SpendCounters } from "./_spend";
 import {
   type BudgetCrossing,
   type BudgetRest,
   EMPTY_SPEND,
+  type SpendCaps,
   budgetRest,
   describeCrossing,
   hasCaps,
@@ -297,8 +299,7 @@ export class SqliteStore implements PoolStore {
       }
       this.policy.setGroup(pool, key.id, key.group);
       this.sql.setModels.run(modelsColumnOf(key.models), pool, key.id);
-      this.sql.setBudget.run(key.budget?.dayMicros ?? null, key.budget?.monthMicros ?? null, pool, key.id);
-      if (hasCaps(key.budget)) this.spend.catchUp(pool, key.id, this.clock.now());
+      this.applyCaps(settings, key.id, key.budget);
       this.admin.setConfigOrigin(pool, key.id, key.origin ?? "file");
     }
     if (hasCaps(settings.budget)) this.spend.catchUp(pool, POOL_TOTAL, this.clock.now());
@@ -874,6 +875,7 @@ export class SqliteStore implements PoolStore {
     this.admin.markApiKey(pool, key.id);
     this.admin.writeLimits(pool, key.id, mergeOverrides(NO_OVERRIDES, key.limits ?? {}), settings.maxConcurrency);
     this.policy.setGroup(pool, key.id, key.group);
+    this.applyCaps(settings, key.id, key.budget);
     return this.recordOf(this.sql.keyById.get(pool, key.id) as KeyRow, this.clock.now());
   });
 
@@ -887,7 +889,11 @@ export class SqliteStore implements PoolStore {
     const row = this.sql.keyById.get(pool, id) as KeyRow | null;
     if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
     // Switching a key off and on is an operator's call on any key; what the key *is* belongs to whoever defined it.
-    const reshapes = changes.weight !== undefined || changes.group !== undefined || changes.limits !== undefined;
+    const reshapes =
+      changes.weight !== undefined ||
+      changes.group !== undefined ||
+      changes.limits !== undefined ||
+      changes.budget !== undefined;
     if (reshapes && row.origin !== "api") throw ownedError(row.origin, pool, id);
     if (changes.weight !== undefined) this.admin.setWeight(pool, id, changes.weight);
     if (changes.group !== undefined) this.policy.setGroup(pool, id, changes.group ?? undefined);
@@ -901,8 +907,24 @@ export class SqliteStore implements PoolStore {
       );
       if (plan) this.writeCondition(row, plan);
     }
+    if (changes.budget) this.applyCaps(settings, id, mergeCaps(budgetOf(row), changes.budget));
     return this.recordOf(this.sql.keyById.get(pool, id) as KeyRow, this.clock.now());
   });
+
+  /**
+   * A key's own caps set or changed: counted from what the usage ledger already holds for the current
+   * windows, and the key rests at once if that reaches a cap (or comes back if its spent cap went up).
+   */
+  private applyCaps(settings: PoolSettings, id: string, caps: SpendCaps | undefined): void {
+    const pool = settings.name;
+    const now = this.clock.now();
+    if (this.sql.setBudget.run(caps?.dayMicros ?? null, caps?.monthMicros ?? null, pool, id).changes === 0) return;
+    if (hasCaps(caps)) this.spend.catchUp(pool, id, now);
+    const row = this.sql.keyById.get(pool, id) as KeyRow;
+    const facts = { ...factsOf(row, settings), spend: this.spend.of(pool, id) };
+    const plan = planCapsChange(facts, this.decisionContext(pool, settings, now));
+    if (plan) this.writeCondition(row, plan);
+  }
 
   async removeKey(pool: string, id: string): Promise<void> {
     this.refuseIfLost();
@@ -953,6 +975,7 @@ export class SqliteStore implements PoolStore {
       group: row.key_group,
       limits: overridesOf(row),
       inFlight: row.in_flight,
+      budget: budgetOf(row),
     };
   }
 
