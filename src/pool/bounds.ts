@@ -59,9 +59,13 @@ export const MAX_PRICE_PER_MTOK = 1_000_000;
 /** A spend cap in USD per window (day or month): far past any real budget, far below where micro-dollar sums lose precision. */
 export const MAX_BUDGET_USD = 1_000_000_000;
 
-/** USD as the micro-dollars spend is counted in. */
+/**
+ * USD as the micro-dollars spend is counted in. A positive amount is at least one micro-dollar: a cap
+ * rounded to 0 would rest its key for good.
+ */
 export function microsOfUsd(usd: number): number {
-  return Math.round(usd * 1_000_000);
+  const micros = Math.round(usd * 1_000_000);
+  return usd > 0 ? Math.max(1, micros) : micros;
 }
 
 /** A model name's length (`ft:gpt-4o-mini:org:name:id` and Bedrock's ids are the long ones). */

@@ -12,9 +12,9 @@ export interface TokenCounts {
   /** Every prompt token, cached or not (Anthropic's cache reads and writes included). */
   input: number;
   output: number;
-  /** Input tokens served from the provider's prompt cache, when it says (a part of `input`, priced as input). */
+  /** Input tokens served from the provider's prompt cache, when it says (a part of `input`; see costMicros). */
   cached?: number;
-  /** Input tokens written to the provider's prompt cache, when it says (a part of `input`, priced as input). */
+  /** Input tokens written to the provider's prompt cache, when it says (a part of `input`; see costMicros). */
   cacheWrite?: number;
 }
 
@@ -27,7 +27,10 @@ export function priceOf(prices: PriceTable | undefined, model: string | undefine
   return prices[model] ?? prices[model.replace(DATED_SUFFIX, "")];
 }
 
-/** Micro-dollars a request cost; 0 when the model has no price. */
+/**
+ * Micro-dollars a request cost; 0 when the model has no price. Cache reads and writes are priced at
+ * the table's cached_input / cache_write prices when it has them, else as input.
+ */
 export function costMicros(prices: PriceTable | undefined, model: string | undefined, tokens: TokenCounts): number {
   const price = priceOf(prices, model);
   if (!price) return 0;
