@@ -96,6 +96,7 @@ describe("GET /status", () => {
       total: 3,
       counts: { unknown: 2, live: 0, cooling: 0, quarantined: 1, dead: 0, disabled: 0 },
       usage: expect.objectContaining({ requests: 1, success_rate: 0, cache_hit_ratio: null }),
+      spend: null,
     });
     const b = body.keys.find((k: { id: string }) => k.id === "b");
     expect(b).toMatchObject({

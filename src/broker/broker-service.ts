@@ -8,7 +8,16 @@ import { isModelName } from "../pool/model-facts";
 import { type UsageTotals, addUsage, cacheHitRatio, emptyUsage } from "../pool/usage";
 import { TakeQueue } from "./take-queue";
 import { type PoolctlStatusFields, poolctlStatusFields } from "./_poolctl-status";
-import type { KeyEvent, KeyStatus, ModelStatus, PoolStore, ReleaseResult, SessionUsage } from "../store/types";
+import type {
+  KeyEvent,
+  KeyStatus,
+  ModelStatus,
+  PoolStore,
+  ReleaseResult,
+  SessionUsage,
+  SpendStatus,
+} from "../store/types";
+import type { BudgetWindow } from "../pool/budget";
 import { type CompactUsageJson, compactUsageJson } from "./key-admin-service";
 
 export interface TakeBody {
@@ -70,7 +79,10 @@ export interface EventsBody {
 
 export interface StatusBody extends PoolctlStatusFields {
   /** Per pool: keys by state, and the last day's usage of all its keys (removed ones included). */
-  pools: Record<string, { total: number; counts: Record<KeyState, number>; usage?: CompactUsageJson }>;
+  pools: Record<
+    string,
+    { total: number; counts: Record<KeyState, number>; usage?: CompactUsageJson; spend?: SpendJson | null }
+  >;
   keys: StatusRow[];
 }
 
@@ -122,7 +134,15 @@ export interface StatusRow {
   only_models: string[] | null;
   /** The key's usage over the last day. */
   usage?: CompactUsageJson;
+  /** Spend against the key's caps (or, under a pool cap, its share); null when no cap applies. */
+  spend: SpendJson | null;
 }
+
+/** Spend in the current UTC day and month, in USD, beside the cap and the requests that could not be priced. */
+export type SpendJson = Record<
+  BudgetWindow,
+  { spent_usd: number; cap_usd: number | null; unpriced: number; resets_at: string }
+>;
 
 /** A (key, model) pair that cannot serve now, as /status shows it. */
 export interface ModelStatusJson {
@@ -224,8 +244,10 @@ export class BrokerService {
     const poolTotals = new Map<string, UsageTotals>();
     for (const k of report)
       addUsage(poolTotals.get(k.pool) ?? poolTotals.set(k.pool, emptyUsage()).get(k.pool)!, k.usage);
-    for (const [name, summary] of Object.entries(pools))
+    for (const [name, summary] of Object.entries(pools)) {
       summary.usage = compactUsageJson(poolTotals.get(name) ?? emptyUsage());
+      summary.spend = spendJson(await this.store.poolSpend(name));
+    }
     const keys = rows.map((row) => ({
       ...statusRow(row),
       usage: compactUsageJson(usage.get(`${row.pool}\u0000${row.id}`) ?? emptyUsage()),
@@ -300,7 +322,20 @@ function statusRow(row: KeyStatus): StatusRow {
     sessions: row.sessions,
     models: modelsJson(row.models),
     only_models: row.onlyModels,
+    spend: spendJson(row.spend),
   };
+}
+
+function spendJson(spend: SpendStatus | null): SpendJson | null {
+  if (!spend) return null;
+  const usd = (micros: number) => Math.round(micros) / 1_000_000;
+  const windowJson = (w: SpendStatus[BudgetWindow]) => ({
+    spent_usd: usd(w.spentMicros),
+    cap_usd: w.capMicros === null ? null : usd(w.capMicros),
+    unpriced: w.unpriced,
+    resets_at: iso(w.resetAt),
+  });
+  return { day: windowJson(spend.day), month: windowJson(spend.month) };
 }
 
 function modelsJson(models: KeyStatus["models"]): StatusRow["models"] {

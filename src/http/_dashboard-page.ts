@@ -64,7 +64,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 <main id="main" hidden>
   <section id="cards" class="cards" aria-label="pools"></section>
   <table aria-label="keys">
-    <thead><tr><th>Pool</th><th>Key</th><th>Token</th><th>State</th><th>Reason</th><th>Until</th><th title="Models this key cannot serve now (it serves its other models), and the tokens file's models= restriction">Models</th><th class="num">Requests</th><th class="num">Errors</th><th class="num">In flight</th><th class="num" title="Prompt-cache hit ratio over the last day: cached input tokens / input tokens">Cache hit</th></tr></thead>
+    <thead><tr><th>Pool</th><th>Key</th><th>Token</th><th>State</th><th>Reason</th><th>Until</th><th title="Models this key cannot serve now (it serves its other models), and the tokens file's models= restriction">Models</th><th class="num">Requests</th><th class="num">Errors</th><th class="num">In flight</th><th class="num" title="Prompt-cache hit ratio over the last day: cached input tokens / input tokens">Cache hit</th><th class="num" title="Spend against the key's caps (budget_day=, budget_month=) or, under its pool's budget, today's spend">Spend</th></tr></thead>
     <tbody id="keys"></tbody>
   </table>
 </main>
@@ -146,7 +146,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
       }
       const minutes = (data.pools[name] && data.pools[name].minutes) || [];
       cards.append(el("article", { class: "card", "data-pool": name },
-        el("h2", {}, name, el("small", {}, summary.total + (summary.total === 1 ? " key" : " keys"))), bar, pills, cacheLine(summary.usage), chart(minutes)));
+        el("h2", {}, name, el("small", {}, summary.total + (summary.total === 1 ? " key" : " keys"))), bar, pills, cacheLine(summary.usage), spendLine(summary.spend), chart(minutes)));
     }
   }
 
@@ -156,6 +156,23 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     if (!usage || !usage.input_tokens) line.append("cache hit: no input in the last day");
     else line.append("cache hit ", el("b", {}, percent(usage.cache_hit_ratio)), " · " + compact(usage.cached_tokens) + " of " + compact(usage.input_tokens) + " input tokens (24h)");
     return line;
+  }
+  // The pool's spend against its budget: nothing for a pool without one.
+  function spendLine(spend) {
+    const line = el("div", { class: "cache", "data-spend": "" });
+    if (spend) line.append("budget ", el("b", {}, spendText(spend)));
+    return line;
+  }
+  function spendText(spend) {
+    if (!spend) return "—";
+    const words = { day: "today", month: "this month" };
+    const parts = ["day", "month"].filter((w) => spend[w].cap_usd !== null)
+      .map((w) => dollars(spend[w].spent_usd) + " of " + dollars(spend[w].cap_usd) + " " + words[w]);
+    if (parts.length === 0) parts.push(dollars(spend.day.spent_usd) + " today");
+    return parts.join(", ") + (spend.day.unpriced ? " (+" + spend.day.unpriced + " unpriced)" : "");
+  }
+  function dollars(usd) {
+    return usd >= 1 || usd === 0 ? "$" + usd.toFixed(2) : "$" + Number(usd.toPrecision(4));
   }
   function percent(ratio) {
     return ratio === null || ratio === undefined ? "—" : (Math.round(ratio * 1000) / 10) + "%";
@@ -200,7 +217,8 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
       el("td", { class: "num" }, k.requests),
       el("td", { class: "num" }, k.errors),
       el("td", { class: "num" }, k.in_flight),
-      el("td", { class: "num", "data-cache-hit": "" }, percent(k.usage && k.usage.cache_hit_ratio))));
+      el("td", { class: "num", "data-cache-hit": "" }, percent(k.usage && k.usage.cache_hit_ratio)),
+      el("td", { class: "num", "data-spend": "" }, spendText(k.spend))));
     $("keys").replaceChildren(...rows);
   }
 

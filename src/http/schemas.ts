@@ -264,6 +264,19 @@ const ModelStatusJson = t.Object({
   reason: t.Union([t.String(), t.Null()], { examples: ["rate_limit (HTTP 429); rung 1, resting 1m"] }),
 });
 
+const SpendWindowJson = t.Object({
+  spent_usd: t.Number({ description: "Spent in the window at the configured prices, USD", examples: [8.42] }),
+  cap_usd: t.Union([t.Number(), t.Null()], { description: "The cap for the window; null: none", examples: [10] }),
+  unpriced: t.Integer({
+    description: "Requests whose cost is unknown (no price for the model, or no usage reported): never counted as $0",
+    examples: [0],
+  }),
+  resets_at: t.String({ format: "date-time", description: "When the window starts over (00:00 UTC, the 1st)" }),
+});
+
+/** Spend in the current UTC day and month. */
+const SpendJson = t.Object({ day: SpendWindowJson, month: SpendWindowJson });
+
 export const KeyRow = t.Object({
   id: t.String({ examples: ["a"] }),
   pool: t.String({ examples: ["default"] }),
@@ -324,6 +337,11 @@ export const KeyRow = t.Object({
     examples: [["gpt-4o", "gpt-4o-mini"]],
   }),
   usage: t.Optional(CompactUsageJson),
+  spend: t.Optional(
+    t.Union([SpendJson, t.Null()], {
+      description: "Spend against the key's caps (budget_day=/budget_month=, or its pool's budget); null: no cap",
+    }),
+  ),
 });
 
 export const StateCounts = t.Object(
@@ -398,7 +416,14 @@ export const StatusBody = t.Object(
     ),
     pools: t.Record(
       t.String(),
-      t.Object({ total: t.Number(), counts: StateCounts, usage: t.Optional(CompactUsageJson) }),
+      t.Object({
+        total: t.Number(),
+        counts: StateCounts,
+        usage: t.Optional(CompactUsageJson),
+        spend: t.Optional(
+          t.Union([SpendJson, t.Null()], { description: "The pool's total against its budget:; null: no cap" }),
+        ),
+      }),
       {
         description: "Per pool: keys by state, and the last day's usage of every key (removed keys included)",
       },

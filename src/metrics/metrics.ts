@@ -2,7 +2,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { Clock } from "../pool/clock";
 import { KEY_STATES } from "../pool/key-state";
 import type { Outcome } from "../pool/key-state";
-import type { KeyStatus, PoolStore } from "../store/types";
+import type { KeyStatus, PoolStore, SpendStatus } from "../store/types";
+import type { BudgetWindow, SpendView } from "../pool/budget";
 import { CounterTally } from "./counter-tally";
 import { type MinuteCount, MinuteSeries } from "./minute-series";
 import { MODEL_SERIES_PER_POOL, OTHER_MODELS, modelPairSeries } from "./model-series";
@@ -119,6 +120,39 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
       for (const { pool, model, state, value } of byModel) this.set({ pool, model, state }, value);
     },
   });
+  // Spend against caps: only capped keys and pools have series (key "" is the pool's own total), so
+  // the count is bounded by the keys, like every per-key series.
+  new Gauge({
+    name: "keypool_spend_usd",
+    help: 'Spend in the current UTC day or month of each capped key and pool (key="": the pool\'s total), at scrape time.',
+    labelNames: ["pool", "key", "window"] as const,
+    registers,
+    async collect() {
+      this.reset();
+      for (const s of (await snapshotNow()).spend) this.set(s.labels, s.view.spentMicros / 1_000_000);
+    },
+  });
+  new Gauge({
+    name: "keypool_budget_usd",
+    help: 'The cap of each capped key and pool per UTC day or month (key="": the pool\'s own), in USD.',
+    labelNames: ["pool", "key", "window"] as const,
+    registers,
+    async collect() {
+      this.reset();
+      for (const s of (await snapshotNow()).spend)
+        if (s.view.capMicros !== null) this.set(s.labels, s.view.capMicros / 1_000_000);
+    },
+  });
+  new Gauge({
+    name: "keypool_unpriced_requests",
+    help: "Requests under a cap whose cost is unknown (no price for the model, or no usage), this UTC day or month.",
+    labelNames: ["pool", "key", "window"] as const,
+    registers,
+    async collect() {
+      this.reset();
+      for (const s of (await snapshotNow()).spend) this.set(s.labels, s.view.unpriced);
+    },
+  });
   // Counted on every take and release, so tallied first and handed to prom-client when read.
   const takes = new CounterTally({
     name: "keypool_takes_total",
@@ -214,11 +248,28 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
 interface StoreSnapshot {
   rows: KeyStatus[];
   models: ReturnType<typeof modelPairSeries>;
+  spend: SpendSeries[];
+}
+
+interface SpendSeries {
+  labels: { pool: string; key: string; window: BudgetWindow };
+  view: SpendView;
 }
 
 async function readSnapshot(store: PoolStore): Promise<StoreSnapshot> {
-  const rows = await store.status();
-  return { rows, models: modelPairSeries(rows, store.poolNames()) };
+  const pools = store.poolNames();
+  const [rows, poolSpend] = await Promise.all([
+    store.status(),
+    Promise.all(pools.map((pool) => store.poolSpend(pool).catch(() => null))),
+  ]);
+  const spend: SpendSeries[] = [];
+  const add = (pool: string, key: string, status: SpendStatus | null) => {
+    for (const window of ["day", "month"] as const)
+      if (status) spend.push({ labels: { pool, key, window }, view: status[window] });
+  };
+  pools.forEach((pool, i) => add(pool, "", poolSpend[i] ?? null));
+  for (const row of rows) add(row.pool, row.id, row.spend);
+  return { rows, models: modelPairSeries(rows, pools), spend };
 }
 
 /** The `class` label: what kind of answer a use of a key got. Client errors are not the key's fault. */

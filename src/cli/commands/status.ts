@@ -70,7 +70,12 @@ interface KeyRow {
   /** The models the key cannot serve now; absent from daemons without model-aware keys. */
   models?: Record<string, { state: string; until: string; reason: string | null }>;
   only_models?: string[] | null;
+  /** Spend against caps; null or absent when no cap applies. */
+  spend?: SpendJson | null;
 }
+
+type SpendWindowJson = { spent_usd: number; cap_usd: number | null; unpriced: number; resets_at: string };
+type SpendJson = { day: SpendWindowJson; month: SpendWindowJson };
 
 /** The cache fields are absent from daemons that predate prompt-cache accounting. */
 interface CompactUsage {
@@ -84,7 +89,10 @@ interface CompactUsage {
 }
 
 interface StatusBody {
-  pools: Record<string, { total: number; counts: Record<string, number>; usage?: CompactUsage }>;
+  pools: Record<
+    string,
+    { total: number; counts: Record<string, number>; usage?: CompactUsage; spend?: SpendJson | null }
+  >;
   keys: KeyRow[];
 }
 
@@ -185,6 +193,7 @@ export function renderStatus(body: StatusBody, options: { color: boolean; now: n
     const keys = body.keys.filter((k) => k.pool === name);
     const withUsage = keys.some((k) => k.usage);
     const restricted = keys.some((k) => k.only_models);
+    const capped = keys.some((k) => k.spend);
     const until = (at: string | null) => (at === null ? "-" : options.color ? countdown(at, options.now) : at);
     const rows = keys.map((k) => [
       k.id,
@@ -196,19 +205,41 @@ export function renderStatus(body: StatusBody, options: { color: boolean; now: n
       k.in_flight,
       ...(withUsage ? [formatUsage(k.usage), formatRatio(k.usage?.cache_hit_ratio)] : []),
       ...(restricted ? [k.only_models ? k.only_models.join("|") : "any"] : []),
+      ...(capped ? [formatSpend(k.spend)] : []),
       k.reason ?? "",
     ]);
     const header = [...(withUsage ? USAGE_HEADER : HEADER)];
     if (restricted) header.splice(-1, 0, "MODELS");
+    if (capped) header.splice(-1, 0, "SPEND");
     const painter: CellPainter = (text, row, column) => {
       if (row === -1) return paint(ANSI.bold, text);
       return column === STATE_COLUMN ? paint(STATE_COLOR[keys[row]!.state] ?? "", text) : text;
     };
     const cache = formatPoolCache(summary.usage);
-    const heading = `${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}${cache}`;
+    const spend = summary.spend ? ` · budget ${formatSpend(summary.spend)}` : "";
+    const heading = `${paint(ANSI.bold, `pool ${name}`)}: ${summary.total} keys${counts ? ` (${counts})` : ""}${cache}${spend}`;
     sections.push([heading, formatTable(header, rows, painter), ...pairTable(keys, until, paint)].join("\n"));
   }
   return sections.join("\n\n");
+}
+
+/**
+ * Spend in the windows that have a cap, as `$8.42/$10.00 today`; a key held only by its pool's cap shows
+ * its day's spend alone. Requests that could not be priced are counted beside it, never as $0.
+ */
+export function formatSpend(spend: SpendJson | null | undefined): string {
+  if (!spend) return "-";
+  const words = { day: "today", month: "this month" } as const;
+  const parts = (["day", "month"] as const)
+    .filter((w) => spend[w].cap_usd !== null)
+    .map((w) => `${dollars(spend[w].spent_usd)}/${dollars(spend[w].cap_usd!)} ${words[w]}`);
+  if (parts.length === 0) parts.push(`${dollars(spend.day.spent_usd)} today`);
+  const unpriced = spend.day.unpriced > 0 ? ` (+${spend.day.unpriced} unpriced)` : "";
+  return `${parts.join(", ")}${unpriced}`;
+}
+
+function dollars(usd: number): string {
+  return usd >= 1 || usd === 0 ? `$${usd.toFixed(2)}` : `$${Number(usd.toPrecision(4))}`;
 }
 
 const PAIR_HEADER = ["KEY", "MODEL", "STATE", "UNTIL", "REASON"];
