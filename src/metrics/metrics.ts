@@ -267,7 +267,7 @@ async function readSnapshot(store: PoolStore): Promise<StoreSnapshot> {
     for (const window of ["day", "month"] as const)
       if (status) spend.push({ labels: { pool, key, window }, view: status[window] });
   };
-  pools.forEach((pool, i) => add(pool, "", poolSpend[i] ?? null));
+  for (const [i, pool] of pools.entries()) add(pool, "", poolSpend[i] ?? null);
   for (const row of rows) add(row.pool, row.id, row.spend);
   return { rows, models: modelPairSeries(rows, pools), spend };
 }
