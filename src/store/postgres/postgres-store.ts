@@ -13,6 +13,7 @@ import {
 import {
   type BudgetCrossing,
   type BudgetRest,
+  type SpendWindows,
   EMPTY_SPEND,
   budgetRest,
   describeCrossing,
@@ -812,49 +813,44 @@ export class PostgresStore implements PoolStore {
     const params = new Params();
     const usage = this.ledger.upsert("(SELECT 1) one", params, pool, id, entry, now);
     const { pair, events } = pairWriteOf(row, plan, before, now);
+    const counted = countsSpend(plan, row, settings);
     await Promise.all([
       this.write(tx, pool, id, releaseFields(row, plan, now)),
       tx.unsafe(usage, params.values),
       outcome.session !== undefined && this.addSessionUsage(tx, pool, outcome.session, outcome),
       pair && this.writePair(tx, pool, id, pair),
+      counted && this.spend.write(tx, pool, id, plan.spend!),
     ]);
     if (plan.groupRest) await this.restGroup(tx, row, plan.groupRest, now, events);
-    if (countsSpend(plan, row, settings)) await this.countSpend(tx, settings, id, plan, now, events);
-    await this.logEvents(tx, events);
+    const total = counted ? await this.spendAlerts(tx, settings, id, plan, now, events) : undefined;
+    await Promise.all([total && this.spend.write(tx, pool, POOL_TOTAL, total), this.logEvents(tx, events)]);
     await this.ledger.foldIfDue(tx, now);
     return releaseResultOf(row, plan, model, now);
   }
 
   /**
-   * A release's cost against the caps: the key's own (its rest is already in the plan's condition)
-   * and its pool's, whose total is locked last (after every key the release locks, so two releases
-   * never wait on each other in opposite orders). Each threshold crossed is logged once, for alerts.
+   * A counted release's alerts, and — when its pool has a cap — the pool's total with its cost added,
+   * for the release to write. The total is locked last, after every key the release locks, so two
+   * releases never wait on each other in opposite orders; it stays locked until the commit, so each
+   * threshold is crossed by one release, whichever instance it runs on.
    */
-  private async countSpend(
+  private async spendAlerts(
     tx: Db,
     settings: PoolSettings,
     id: string,
     plan: ModelReleasePlan,
     now: number,
     events: KeyEvent[],
-  ): Promise<void> {
+  ): Promise<SpendWindows | undefined> {
     const pool = settings.name;
     // The events name the state of the key whose release crossed the line (the pool's own have key "").
     const state = stateOf(plan.condition, now);
     events.push(...crossingEvents(pool, id, state, plan.budgetCrossings ?? [], now));
-    const writes = [this.spend.write(tx, pool, id, plan.spend!)];
-    if (hasCaps(settings.budget)) {
-      const total = planSpend(
-        await this.spend.lockTotal(tx, pool),
-        plan.costMicros,
-        plan.unpriced,
-        settings.budget,
-        now,
-      );
-      writes.push(this.spend.write(tx, pool, POOL_TOTAL, total.spend));
-      events.push(...crossingEvents(pool, POOL_TOTAL, state, total.crossings, now));
-    }
-    await Promise.all(writes);
+    if (!hasCaps(settings.budget)) return undefined;
+    const before = await this.spend.lockTotal(tx, pool);
+    const total = planSpend(before, plan.costMicros, plan.unpriced, settings.budget, now);
+    events.push(...crossingEvents(pool, POOL_TOTAL, state, total.crossings, now));
+    return total.spend;
   }
 
   private addSessionUsage(tx: Db, pool: string, session: string, outcome: Outcome): Promise<unknown> {
