@@ -14,7 +14,7 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore and a key's own spend caps", () =>
       await store.syncPools([{ settings: settings(), keys: keys(1) }]);
       await store.addKey("default", { id: "api", token: "sk-api-0123456789abcdefghijklmn", weight: 1 });
       const message =
-        'budget: pool "default" is kept in PostgreSQL, which does not keep spend caps in this version — leave budget out, or use the SQLite store';
+        'budget: pool "default" is kept in PostgreSQL, where a key\'s cap is set in the tokens file (budget_day=, budget_month=) in this version — leave budget out here';
       const added = await failure(
         store.addKey("default", {
           id: "capped",

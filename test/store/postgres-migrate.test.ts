@@ -7,7 +7,7 @@ import { createTokenCipher, parseMasterKey } from "../../src/store/token-cipher"
 import { POSTGRES_URL, announceSkip, freshSchema } from "../helpers/postgres";
 import { runKeypool } from "../helpers/run-keypool";
 import { tempDir } from "../helpers/temp-dir";
-import { keys, settings } from "./contract/_harness";
+import { failure, keys, settings } from "./contract/_harness";
 
 announceSkip("test/store/postgres-migrate.test.ts");
 
@@ -128,6 +128,63 @@ describe.skipIf(!POSTGRES_URL)("keypool store migrate --from sqlite:FILE --to po
       const released = await target.release({ lease: held.lease }, { ok: false, status: 429 });
       expect(released.pair).toMatchObject({ model: "m-small", state: "cooling" });
       expect((await target.take("default", { model: "m-small" })).id).toBe("k0");
+    } finally {
+      await target.close();
+    }
+  });
+
+  it("copies the spend caps, what keys and pools spent, and the alerts", async () => {
+    await using schema = await freshSchema();
+    using dir = tempDir();
+    const file = dir.file("keypool.db");
+    const clock = new ManualClock();
+    const prices = { m: { inputPerMtok: 1, outputPerMtok: 1 } };
+    const pools = [
+      {
+        settings: settings({ prices, budget: { dayMicros: 1000 } }),
+        keys: keys(2).map((k) => (k.id === "k0" ? { ...k, budget: { dayMicros: 500 } } : k)),
+      },
+    ];
+    const spend = (input: number) => ({ ok: true, model: "m", usage: { input, output: 0 } });
+    const source = new SqliteStore({ path: file, clock, random: () => 0 });
+    await source.syncPools(pools);
+    await source.release({ id: "k0" }, spend(450));
+    await source.release({ id: "k1" }, spend(400));
+    const before = {
+      status: await source.status(),
+      events: await source.events({ limit: 100 }),
+      total: await source.poolSpend("default"),
+    };
+    await source.close();
+    expect(before.events.filter((e) => e.alert).map((e) => [e.key, e.alert])).toEqual([
+      ["k0", "budget_warning"],
+      ["", "budget_warning"],
+    ]);
+
+    const run = await runKeypool(["store", "migrate", "--from", `sqlite:${file}`, "--to", `postgres:${schema.url}`]);
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: "" });
+
+    const target = await PostgresStore.open({ url: schema.url, clock, random: () => 0 });
+    try {
+      // Read before any sync (the store knows no pool's cap yet): k0's cap is the copied column's.
+      expect((await target.status()).map((k) => [k.id, k.spend?.day.capMicros ?? null])).toEqual([
+        ["k0", 500],
+        ["k1", null],
+      ]);
+      await target.syncPools(pools);
+      expect({
+        status: await target.status(),
+        events: await target.events({ limit: 100 }),
+        total: await target.poolSpend("default"),
+      }).toEqual(before);
+      // The copied total counts: $0.00015 more spends the pool's $0.001.
+      await target.release({ id: "k1" }, spend(150));
+      expect((await target.events({ limit: 100 })).filter((e) => e.alert).map((e) => [e.key, e.alert])).toEqual([
+        ["k0", "budget_warning"],
+        ["", "budget_warning"],
+        ["", "budget_exhausted"],
+      ]);
+      expect((await failure(target.take("default"))).code).toBe("BUDGET_EXHAUSTED");
     } finally {
       await target.close();
     }

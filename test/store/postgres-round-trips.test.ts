@@ -133,6 +133,46 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
     }
   });
 
+  it("keeps two round trips with prices but no cap; a capped pool's take costs one more", async () => {
+    await using schema = await freshSchema();
+    const counter = { trips: 0 };
+    const clock = new ManualClock();
+    const store = await PostgresStore.open({
+      url: schema.url,
+      clock,
+      maxConnections: 2,
+      wrapClient: (sql) => counting(sql, counter),
+    });
+    const prices = { m: { inputPerMtok: 1, outputPerMtok: 1 } };
+    const costing = { ok: true, model: "m", usage: { input: 10, output: 5 } };
+    // The trips of each take and of each release, apart; the take names the model the release is priced at.
+    const measure = async () => {
+      const first = await store.take("default", { model: "m" });
+      await store.release({ lease: first.lease }, costing);
+      const trips: Array<[number, number]> = [];
+      for (let i = 0; i < 4; i++) {
+        counter.trips = 0;
+        const lease = await store.take("default", { model: "m" });
+        const took = counter.trips;
+        await store.release({ lease: lease.lease }, costing);
+        trips.push([took, counter.trips - took]);
+      }
+      return trips;
+    };
+    try {
+      await store.syncPools([{ settings: settings({ prices }), keys: keys(4) }]);
+      expect(await measure()).toEqual(Array(4).fill([1, 1]));
+      await store.syncPools([{ settings: settings({ prices, budget: { dayMicros: 1e9 } }), keys: keys(4) }]);
+      // The take reads the pool's total first. The release is a transaction: BEGIN; the lease given back
+      // with its key locked; the key's pair and spend read; the key's row, the ledger and the key's spend
+      // written; the pool's total locked, then written; COMMIT (7 waits, as statements run side by side).
+      expect(await measure()).toEqual(Array(4).fill([2, 10]));
+      expect(await store.poolSpend("default")).toMatchObject({ day: { spentMicros: 150 } });
+    } finally {
+      await store.close();
+    }
+  });
+
   it("plans a release again when another release changed the key meanwhile, and loses neither", async () => {
     await using schema = await freshSchema();
     const clock = new ManualClock();

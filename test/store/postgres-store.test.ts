@@ -111,6 +111,36 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore", () => {
     }
   });
 
+  it("counts a pool's spend exactly, and raises each alert once, when instances release at once", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    // One input token is one micro-dollar; the pool may spend $0.001 a day, its key k0 $0.0005.
+    const prices = { m: { inputPerMtok: 1, outputPerMtok: 1 } };
+    const list = keys(4).map((k, i) => (i === 0 ? { ...k, budget: { dayMicros: 500 } } : k));
+    const pool = { settings: settings({ prices, budget: { dayMicros: 1000 } }), keys: list };
+    const stores = await Promise.all(
+      [0, 1].map(() => PostgresStore.open({ url: schema.url, clock, maxConnections: 4 })),
+    );
+    try {
+      for (const store of stores) await store.syncPools([pool]);
+      const leases = [];
+      for (let i = 0; i < 24; i++) leases.push({ store: stores[i % 2]!, lease: await stores[i % 2]!.take("default") });
+      // 24 requests of $0.0001 each, given back at once through both instances: 2.4 times the pool's cap.
+      const cost = { ok: true, model: "m", usage: { input: 100, output: 0 } };
+      await Promise.all(leases.map(({ store, lease }) => store.release({ lease: lease.lease }, cost)));
+      expect(await stores[1]!.poolSpend("default")).toMatchObject({ day: { spentMicros: 2400, capMicros: 1000 } });
+      const k0 = (await stores[0]!.status()).find((k) => k.id === "k0")!;
+      expect(k0.spend?.day.spentMicros).toBe(100 * leases.filter(({ lease }) => lease.id === "k0").length);
+      expect(k0.state).toBe("cooling");
+      const alerts = (await stores[0]!.events({ limit: 100 })).filter((e) => e.alert);
+      expect(alerts.filter((e) => e.key === "").map((e) => e.alert)).toEqual(["budget_warning", "budget_exhausted"]);
+      expect(alerts.filter((e) => e.key === "k0").map((e) => e.alert)).toEqual(["budget_warning", "budget_exhausted"]);
+      expect((await failure(stores[1]!.take("default"))).code).toBe("BUDGET_EXHAUSTED");
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+
   it("keeps a key's models as the last sync gave them, and its pairs while it keeps its token", async () => {
     await using schema = await freshSchema();
     const clock = new ManualClock();

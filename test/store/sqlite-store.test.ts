@@ -8,8 +8,7 @@ import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
 import type { PoolStore } from "../../src/store/types";
 import { tempDir } from "../helpers/temp-dir";
 import { keys, settings } from "./contract/_harness";
-import { budgetsContract } from "./contract/budgets";
-import { Harness, type MakeBacking } from "./contract/_harness";
+import type { MakeBacking } from "./contract/_harness";
 import { describeStoreContract } from "./contract/describe-store-contract";
 
 // Every test gets a file of its own; stores opened on it share it like processes do.
@@ -29,11 +28,6 @@ const sqliteBacking: MakeBacking = async () => {
   };
 };
 describeStoreContract("SqliteStore", sqliteBacking);
-
-// Spend caps are kept by the SQLite store only in this version (PostgreSQL refuses them at sync).
-describe("SqliteStore — spend caps", () => {
-  budgetsContract(new Harness(sqliteBacking));
-});
 
 async function openMemoryStore(pool = settings(), n = 3) {
   const store = new SqliteStore({ path: ":memory:", clock: new ManualClock(), random: () => 0 });

@@ -132,11 +132,12 @@ export function eventCtes(params: Params, events: readonly KeyEvent[], gate: str
     (e) =>
       `SELECT ${params.add(e.at, "float8")}, ${params.add(e.pool, "text")}, ${params.add(e.key, "text")},
          ${params.add(e.model ?? null, "text")}, ${params.add(e.from, "text")}, ${params.add(e.to, "text")},
-         ${params.add(e.class, "text")}, ${params.add(e.reason, "text")}, ${params.add(e.until, "float8")}
+         ${params.add(e.class, "text")}, ${params.add(e.reason, "text")}, ${params.add(e.until, "float8")},
+         ${params.add(e.alert ?? null, "text")}
        FROM ${gate}`,
   );
   return [
-    `logged AS (INSERT INTO keypool_events (at, pool, key_id, model, from_state, to_state, class, reason, until)
+    `logged AS (INSERT INTO keypool_events (at, pool, key_id, model, from_state, to_state, class, reason, until, alert)
        ${selects.join("\n       UNION ALL ")}
        RETURNING seq)`,
     `pruned AS (DELETE FROM keypool_events WHERE seq <= (SELECT max(seq) FROM logged) - ${MAX_EVENTS})`,

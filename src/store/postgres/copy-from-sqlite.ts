@@ -9,7 +9,15 @@ import { PostgresStore } from "./postgres-store";
 export interface CopyReport {
   pools: Record<
     string,
-    { keys: number; leases: number; events: number; usageRows: number; sessions: number; pairs: number }
+    {
+      keys: number;
+      leases: number;
+      events: number;
+      usageRows: number;
+      sessions: number;
+      pairs: number;
+      spendRows: number;
+    }
   >;
 }
 
@@ -62,10 +70,15 @@ const KEY_COLUMNS = [
 ] as const;
 const BOOLEAN_COLUMNS = new Set(["takeable", "last_check_ok"]);
 /**
- * Columns and tables of model-aware keys (SQLite step 10, PostgreSQL step 4). A state file from before
- * that step has none of them, and is copied without them: its keys serve any model, nothing rests.
+ * Columns and tables of later schema steps: model-aware keys (SQLite step 10, PostgreSQL step 4) and
+ * spend caps (SQLite step 11, PostgreSQL step 5). A state file from before a step has none of its
+ * columns, and is copied without them: its keys serve any model, have no caps and have spent nothing.
  */
-const MODEL_COLUMNS: Record<string, string> = { keys: "models", leases: "model", events: "model" };
+const LATER_COLUMNS: Record<string, readonly string[]> = {
+  keys: ["models", "budget_day_micros", "budget_month_micros"],
+  leases: ["model"],
+  events: ["model", "alert"],
+};
 const TABLES = {
   leases: {
     from: "leases",
@@ -97,6 +110,20 @@ const TABLES = {
     ],
     // A pair is deleted with its key here; a state file may still hold one whose key is gone.
     where: "EXISTS (SELECT 1 FROM keys k WHERE k.pool = key_models.pool AND k.id = key_models.key_id)",
+  },
+  spendRows: {
+    from: "spend",
+    to: "keypool_spend",
+    columns: [
+      "pool",
+      "key_id",
+      "day_start",
+      "day_micros",
+      "day_unpriced",
+      "month_start",
+      "month_micros",
+      "month_unpriced",
+    ],
   },
   usageRows: {
     from: "usage_hourly",
@@ -143,8 +170,8 @@ const BATCH = 500;
 
 /**
  * Copies every pool's state from a SQLite state file into PostgreSQL: keys with their health, rests,
- * ladders, counters and models, open leases, the event log, the usage ledger, sticky sessions and the
- * (key, model) pairs. Pools
+ * ladders, counters, models and spend caps, open leases, the event log (with its alerts), the usage
+ * ledger, sticky sessions, the (key, model) pairs and what keys and pools spent. Pools
  * already in the database with the same names are replaced; others are left alone. Tokens are copied
  * as stored: an encrypted file stays encrypted under the same master key, and its key check comes
  * along. One transaction: the database has all of it or none.
@@ -181,12 +208,13 @@ export async function copySqliteToPostgres(
             "keypool_events",
             "keypool_usage_hourly",
             "keypool_sessions",
+            "keypool_spend",
           ]) {
             await tx.unsafe(`DELETE FROM ${table} WHERE pool = $1`, [pool]);
           }
-          report.pools[pool] = { keys: 0, leases: 0, events: 0, usageRows: 0, sessions: 0, pairs: 0 };
+          report.pools[pool] = { keys: 0, leases: 0, events: 0, usageRows: 0, sessions: 0, pairs: 0, spendRows: 0 };
         }
-        const keyColumns = withModelColumn(source, "keys", KEY_COLUMNS);
+        const keyColumns = withLaterColumns(source, "keys", KEY_COLUMNS);
         const keyRows = source.query(`SELECT ${keyColumns.join(", ")} FROM keys`).all() as Array<
           Record<string, unknown>
         >;
@@ -201,7 +229,7 @@ export async function copySqliteToPostgres(
           [keyof typeof TABLES, (typeof TABLES)[keyof typeof TABLES]]
         >) {
           if (columnsOf(source, table.from).size === 0) continue;
-          const columns = withModelColumn(source, table.from, table.columns);
+          const columns = withLaterColumns(source, table.from, table.columns);
           const where = "where" in table ? ` WHERE ${table.where}` : "";
           const order = "order" in table ? ` ORDER BY ${table.order}` : "";
           const rows = source.query(`SELECT ${columns.join(", ")} FROM ${table.from}${where}${order}`).all() as Array<
@@ -238,10 +266,10 @@ function columnsOf(source: Database, table: string): Set<string> {
   return new Set(rows.map((row) => row.name));
 }
 
-/** `columns`, with the table's model column when the state file has it (see MODEL_COLUMNS). */
-function withModelColumn(source: Database, table: string, columns: readonly string[]): readonly string[] {
-  const model = MODEL_COLUMNS[table];
-  return model !== undefined && columnsOf(source, table).has(model) ? [...columns, model] : columns;
+/** `columns`, with the table's later columns the state file has (see LATER_COLUMNS). */
+function withLaterColumns(source: Database, table: string, columns: readonly string[]): readonly string[] {
+  const present = columnsOf(source, table);
+  return [...columns, ...(LATER_COLUMNS[table] ?? []).filter((column) => present.has(column))];
 }
 
 function mapBooleans(row: Record<string, unknown>): Record<string, unknown> {

@@ -160,4 +160,23 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE keypool_leases ADD COLUMN model text;
   ALTER TABLE keypool_events ADD COLUMN model text;
   `,
+  // 5: spend caps (SQLite step 11) — a key's own caps in micro-USD (null: none); what capped keys and
+  // pools spent in the current UTC day and month (SpendColumns in ../key-columns.ts; key_id '' is the
+  // pool's total, so no foreign key: a key's row is deleted with the key by the store); which alert an
+  // event raises.
+  `
+  ALTER TABLE keypool_keys ADD COLUMN budget_day_micros float8, ADD COLUMN budget_month_micros float8;
+  ALTER TABLE keypool_events ADD COLUMN alert text;
+  CREATE TABLE keypool_spend (
+    pool           text   NOT NULL,
+    key_id         text   NOT NULL,
+    day_start      float8 NOT NULL DEFAULT 0,
+    day_micros     float8 NOT NULL DEFAULT 0,
+    day_unpriced   float8 NOT NULL DEFAULT 0,
+    month_start    float8 NOT NULL DEFAULT 0,
+    month_micros   float8 NOT NULL DEFAULT 0,
+    month_unpriced float8 NOT NULL DEFAULT 0,
+    PRIMARY KEY (pool, key_id)
+  );
+  `,
 ];

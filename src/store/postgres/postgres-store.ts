@@ -1,8 +1,26 @@
-import { ConfigError } from "../../config/errors";
 import type { SQL, TransactionSQL } from "bun";
 import type { Clock } from "../../pool/clock";
 import { DomainError } from "../../pool/errors";
-import { type KeyCondition, type Outcome, afterTake, stateOf, untilOf } from "../../pool/key-state";
+import {
+  type KeyCondition,
+  type KeyState,
+  type Outcome,
+  afterTake,
+  formatDuration,
+  stateOf,
+  untilOf,
+} from "../../pool/key-state";
+import {
+  type BudgetCrossing,
+  type BudgetRest,
+  type SpendWindows,
+  EMPTY_SPEND,
+  budgetRest,
+  describeCrossing,
+  hasCaps,
+  planSpend,
+  spendView,
+} from "../../pool/budget";
 import type { DecisionContext, KeyFacts, PlannedEvent } from "../../pool/key-facts";
 import type { ModelLimit } from "../../pool/vocabulary";
 import { hasRequestLimits } from "../../pool/limits";
@@ -39,6 +57,7 @@ import type {
   ReleaseTarget,
   SessionUsage,
   SessionUsageQuery,
+  SpendStatus,
   StorageCheck,
   SyncOptions,
   SyncResult,
@@ -49,7 +68,7 @@ import type {
 import type { TokenCipher } from "../token-cipher";
 import { type EventRow, MAX_EVENTS, eventOfRow } from "../event-log";
 import { mergeOverrides, ownedError } from "../key-admin-rules";
-import { factsOf, overridesOf, remainingOf } from "../key-columns";
+import { budgetOf, factsOf, overridesOf, remainingOf } from "../key-columns";
 import {
   type PairColumns,
   modelFactsOf,
@@ -75,6 +94,7 @@ import { type GuardedAnswer, guardedReleaseSql, releaseFields } from "./_release
 import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
 import { maskDatabaseUrl } from "./database-url";
 import { PostgresSessions } from "./_sessions";
+import { POOL_TOTAL, PostgresSpend } from "./_spend";
 import { type TakeVariant, VIRTUAL_TIME, pickSql, takeSql } from "./_take";
 import { PostgresUsageLedger } from "./_usage-ledger";
 import { SecretVault } from "../secret-vault";
@@ -134,6 +154,7 @@ export class PostgresStore implements PoolStore {
   private readonly vault: SecretVault;
   private readonly sessions = new PostgresSessions();
   private readonly ledger = new PostgresUsageLedger();
+  private readonly spend = new PostgresSpend();
   private nextReclaimAt = 0;
   /**
    * Takes this instance answered STORE_UNAVAILABLE to at their deadline, by lease id, with when the
@@ -207,7 +228,6 @@ export class PostgresStore implements PoolStore {
     pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>,
     options: SyncOptions = {},
   ): Promise<Record<string, SyncResult>> {
-    refuseSpendCaps(pools);
     let pruned: string[] = [];
     const results = await this.transaction(
       async (tx) => {
@@ -225,6 +245,7 @@ export class PostgresStore implements PoolStore {
             await tx`DELETE FROM keypool_keys WHERE pool = ${pool}`;
             await tx`DELETE FROM keypool_usage_hourly WHERE pool = ${pool}`;
             await tx`DELETE FROM keypool_sessions WHERE pool = ${pool}`;
+            await this.spend.forget(tx, pool);
           }
           // Set whole on each attempt: a retried transaction must not report a pool twice.
           pruned = gone.map(({ pool }) => pool);
@@ -269,12 +290,18 @@ export class PostgresStore implements PoolStore {
             key_group: key.group ?? null,
             origin,
             models: modelsColumnOf(key.models),
+            ...budgetFields(key),
           }),
         );
         result.added.push(key.id);
         continue;
       }
-      const fields: Fields = { weight: key.weight, key_group: key.group ?? null, models: modelsColumnOf(key.models) };
+      const fields: Fields = {
+        weight: key.weight,
+        key_group: key.group ?? null,
+        models: modelsColumnOf(key.models),
+        ...budgetFields(key),
+      };
       // A key the config takes over from the admin API loses the limits the API gave it.
       if (before.origin !== origin)
         Object.assign(fields, {
@@ -328,11 +355,16 @@ export class PostgresStore implements PoolStore {
     if (removed.length > 0) {
       await tx`DELETE FROM keypool_leases WHERE pool = ${pool} AND key_id = ANY(${removed}::text[])`;
       await tx`DELETE FROM keypool_keys WHERE pool = ${pool} AND id = ANY(${removed}::text[])`;
+      await this.spend.forget(tx, pool, removed);
       result.removed.push(...removed);
     }
     // Many rows per statement: a pool of 100,000 keys is added in about a hundred round trips, not 100,000.
     for (let i = 0; i < added.length; i += INSERT_CHUNK)
       await tx`INSERT INTO keypool_keys ${tx(added.slice(i, i + INSERT_CHUNK))}`;
+    // Capped keys and pools count what they spent before the cap, or before this store kept their counters.
+    const capped = keys.filter((key) => hasCaps(key.budget)).map((key) => key.id);
+    if (hasCaps(settings.budget)) capped.push(POOL_TOTAL);
+    await this.spend.catchUp(tx, pool, capped, this.clock.now());
     return result;
   }
 
@@ -370,7 +402,7 @@ export class PostgresStore implements PoolStore {
     const exclude = [...(options.exclude ?? [])];
     // One id for every pick of this take: at most one of them inserts a lease.
     const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
-    let outcome: Lease | { retryAfterMs: number };
+    let outcome: Lease | { retryAfterMs: number } | { spent: BudgetRest };
     try {
       outcome = await this.guard(() => this.takeNow(settings, exclude, leaseId, options.session, options.model));
     } catch (error) {
@@ -379,6 +411,14 @@ export class PostgresStore implements PoolStore {
       throw error;
     }
     if ("lease" in outcome) return outcome;
+    if ("spent" in outcome) {
+      const retryAfterMs = outcome.spent.until - this.clock.now();
+      throw new DomainError(
+        "BUDGET_EXHAUSTED",
+        `pool "${pool}" has spent its ${outcome.spent.reason}; retry in ${formatDuration(retryAfterMs)}`,
+        retryAfterMs,
+      );
+    }
     const what = options.model === undefined ? "" : ` for model "${options.model}"`;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
@@ -393,8 +433,14 @@ export class PostgresStore implements PoolStore {
     leaseId: string,
     session?: string,
     model?: string,
-  ): Promise<Lease | { retryAfterMs: number }> {
+  ): Promise<Lease | { retryAfterMs: number } | { spent: BudgetRest }> {
     const now = this.clock.now();
+    // A pool that spent its budget hands nothing out until the window resets (its fallbacks take over):
+    // one more round trip, for capped pools only. Releases add to the total under its lock (see _spend.ts).
+    if (hasCaps(settings.budget)) {
+      const spent = budgetRest(await this.spend.of(this.sql, settings.name, POOL_TOTAL), settings.budget, now);
+      if (spent) return { spent };
+    }
     const take: TakeRequest = { settings, now, exclude, leaseId, model };
     if (now >= this.nextReclaimAt || this.reclaimAbandoned) await this.reclaimExpiredLeases(this.sql, now);
     if (session === undefined) return this.takeIn(this.sql, take, []);
@@ -677,8 +723,9 @@ export class PostgresStore implements PoolStore {
       const plan = await this.decide(this.sql, settings, now, (ctx) =>
         planModelRelease(modelAwareFacts(row, settings, before), model, withModel(outcome, model), settings, ctx, 1),
       );
-      // Resting a group locks its other keys: that needs a transaction.
-      if (plan.groupRest) break;
+      // Resting a group locks its other keys, and a cost under a cap adds to counters other instances
+      // add to too: both need a transaction.
+      if (plan.groupRest || countsSpend(plan, row, settings)) break;
       const entry = { ok: outcome.ok, failure: plan.failureClass, tokens: outcome.usage, costMicros: plan.costMicros };
       const { pair, events } = pairWriteOf(row, plan, before, now);
       const release = { lease, row, plan, outcome, entry, now, seenPair, pair, events };
@@ -751,9 +798,14 @@ export class PostgresStore implements PoolStore {
     }
     if (!row) throw new DomainError("UNKNOWN_KEY", `key "${id}" is no longer in pool "${pool}"`);
     const model = outcome.model ?? leaseModel ?? undefined;
-    const before = model === undefined ? null : (await readPair(tx, pool, id, model)).columns;
     const settings = this.settingsOf(pool);
-    const facts = modelAwareFacts(row, settings, before);
+    // The key's spend is written only under its row's lock, which this transaction holds: it is current.
+    const capped = hasCaps(settings.budget) || hasCaps(budgetOf(row));
+    const [before, spent] = await Promise.all([
+      model === undefined ? null : readPair(tx, pool, id, model).then((pair) => pair.columns),
+      capped ? this.spend.of(tx, pool, id) : undefined,
+    ]);
+    const facts = { ...modelAwareFacts(row, settings, before), ...(spent && { spend: spent }) };
     const plan = await this.decide(tx, settings, now, (ctx) =>
       planModelRelease(facts, model, withModel(outcome, model), settings, ctx, leasesGiven),
     );
@@ -761,16 +813,44 @@ export class PostgresStore implements PoolStore {
     const params = new Params();
     const usage = this.ledger.upsert("(SELECT 1) one", params, pool, id, entry, now);
     const { pair, events } = pairWriteOf(row, plan, before, now);
+    const counted = countsSpend(plan, row, settings);
     await Promise.all([
       this.write(tx, pool, id, releaseFields(row, plan, now)),
       tx.unsafe(usage, params.values),
       outcome.session !== undefined && this.addSessionUsage(tx, pool, outcome.session, outcome),
       pair && this.writePair(tx, pool, id, pair),
+      counted && this.spend.write(tx, pool, id, plan.spend!),
     ]);
     if (plan.groupRest) await this.restGroup(tx, row, plan.groupRest, now, events);
-    await this.logEvents(tx, events);
+    const total = counted ? await this.spendAlerts(tx, settings, id, plan, now, events) : undefined;
+    await Promise.all([total && this.spend.write(tx, pool, POOL_TOTAL, total), this.logEvents(tx, events)]);
     await this.ledger.foldIfDue(tx, now);
     return releaseResultOf(row, plan, model, now);
+  }
+
+  /**
+   * A counted release's alerts, and — when its pool has a cap — the pool's total with its cost added,
+   * for the release to write. The total is locked last, after every key the release locks, so two
+   * releases never wait on each other in opposite orders; it stays locked until the commit, so each
+   * threshold is crossed by one release, whichever instance it runs on.
+   */
+  private async spendAlerts(
+    tx: Db,
+    settings: PoolSettings,
+    id: string,
+    plan: ModelReleasePlan,
+    now: number,
+    events: KeyEvent[],
+  ): Promise<SpendWindows | undefined> {
+    const pool = settings.name;
+    // The events name the state of the key whose release crossed the line (the pool's own have key "").
+    const state = stateOf(plan.condition, now);
+    events.push(...crossingEvents(pool, id, state, plan.budgetCrossings ?? [], now));
+    if (!hasCaps(settings.budget)) return undefined;
+    const before = await this.spend.lockTotal(tx, pool);
+    const total = planSpend(before, plan.costMicros, plan.unpriced, settings.budget, now);
+    events.push(...crossingEvents(pool, POOL_TOTAL, state, total.crossings, now));
+    return total.spend;
   }
 
   private addSessionUsage(tx: Db, pool: string, session: string, outcome: Outcome): Promise<unknown> {
@@ -996,7 +1076,7 @@ export class PostgresStore implements PoolStore {
     if (pool !== undefined) this.settingsOf(pool);
     return this.guard(async () => {
       const now = this.clock.now();
-      const [rows, sessions, pairRows] = await Promise.all([
+      const [rows, sessions, pairRows, spent] = await Promise.all([
         (pool === undefined
           ? this.sql`SELECT * FROM keypool_keys ORDER BY pool, id`
           : this.sql`SELECT * FROM keypool_keys WHERE pool = ${pool} ORDER BY id`) as Promise<KeyRow[]>,
@@ -1004,6 +1084,7 @@ export class PostgresStore implements PoolStore {
         // Only pairs that are resting or denied show; spent ones wait for their key's next write to go.
         this.sql`SELECT * FROM keypool_key_models WHERE (${pool ?? null}::text IS NULL OR pool = ${pool ?? null})
                  AND ready_at > ${now}` as Promise<PairRow[]>,
+        this.spend.all(this.sql, pool),
       ]);
       const pairs = new Map<string, PairRow[]>();
       for (const pair of pairRows) {
@@ -1012,6 +1093,8 @@ export class PostgresStore implements PoolStore {
       }
       return rows.map((row) => {
         const condition = conditionOf(row);
+        const budget = budgetOf(row);
+        const capped = hasCaps(budget) || hasCaps(this.pools.get(row.pool)?.budget);
         return {
           pool: row.pool,
           id: row.id,
@@ -1036,17 +1119,17 @@ export class PostgresStore implements PoolStore {
           remaining: remainingOf(row),
           sessions: sessions.get(row.pool)?.get(row.id) ?? 0,
           ...modelStatusColumns(modelFactsOf(row.models, pairs.get(`${row.pool}\n${row.id}`) ?? []), now),
-          // Spend caps are refused at sync by this store (see refuseSpendCaps).
-          spend: null,
+          spend: capped ? spendView(spent.get(`${row.pool}\n${row.id}`) ?? EMPTY_SPEND, budget, now) : null,
         };
       });
     });
   }
 
-  /** Spend caps are kept by the SQLite store only in this version: syncPools refuses pools and keys with one. */
-  async poolSpend(pool: string): Promise<null> {
-    this.settingsOf(pool);
-    return null;
+  async poolSpend(pool: string): Promise<SpendStatus | null> {
+    const settings = this.settingsOf(pool);
+    if (!hasCaps(settings.budget)) return null;
+    const total = await this.guard(() => this.spend.of(this.sql, pool, POOL_TOTAL));
+    return spendView(total, settings.budget, this.clock.now());
   }
 
   async events(query: EventQuery): Promise<KeyEvent[]> {
@@ -1169,6 +1252,7 @@ export class PostgresStore implements PoolStore {
       if (row.origin !== "api") throw ownedError(row.origin, pool, id);
       await tx`DELETE FROM keypool_leases WHERE pool = ${pool} AND key_id = ${id}`;
       await tx`DELETE FROM keypool_keys WHERE pool = ${pool} AND id = ${id}`;
+      await this.spend.forget(tx, pool, [id]);
     });
   }
 
@@ -1260,6 +1344,7 @@ export class PostgresStore implements PoolStore {
       pool: e.pool,
       key_id: e.key,
       model: e.model ?? null,
+      alert: e.alert ?? null,
       from_state: e.from,
       to_state: e.to,
       class: e.class,
@@ -1538,22 +1623,44 @@ function leasedKeyOf(taken: TakenRow, model: string | undefined, fresh = false):
   return fresh && !pair_seen ? { row, model } : { row, model, pair: seenPairOf(model, pair ?? null) };
 }
 
-/** The admin API's `budget`, refused for the same reason as a configured cap (see refuseSpendCaps). */
+/**
+ * The admin API's `budget` on a key: caps from the config and the tokens file are kept here, but an
+ * admin-added cap is not yet (addKey/updateKey do not write budget columns): refused, not ignored.
+ */
 function capsRefused(pool: string): DomainError {
   return new DomainError(
     "BAD_REQUEST",
-    `budget: pool "${pool}" is kept in PostgreSQL, which does not keep spend caps in this version — leave budget out, or use the SQLite store`,
+    `budget: pool "${pool}" is kept in PostgreSQL, where a key's cap is set in the tokens file (budget_day=, budget_month=) in this version — leave budget out here`,
   );
 }
 
-/** Spend caps need counters this store does not keep yet: refused at once rather than silently not enforced. */
-function refuseSpendCaps(pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>): void {
-  for (const { settings, keys } of pools) {
-    const capped = keys.find((k) => k.budget)?.id;
-    if (settings.budget === undefined && capped === undefined) continue;
-    const what = settings.budget !== undefined ? "its budget:" : `key ${capped}'s budget_day=/budget_month=`;
-    throw new ConfigError([
-      `pool ${settings.name}: ${what} spend caps are kept by the SQLite store only in this version — remove the cap or use the SQLite store`,
-    ]);
-  }
+/** A key's own caps as its row keeps them (null: none). */
+function budgetFields(key: KeyInput): Fields {
+  return { budget_day_micros: key.budget?.dayMicros ?? null, budget_month_micros: key.budget?.monthMicros ?? null };
+}
+
+/** Whether a release's cost is counted against caps: it cost something (or an unknown amount) and a cap applies. */
+function countsSpend(plan: ModelReleasePlan, row: KeyRow, settings: PoolSettings): boolean {
+  return plan.spend !== undefined && (hasCaps(settings.budget) || hasCaps(budgetOf(row)));
+}
+
+/** The alerts a release's cost raises: one event per threshold crossed, for the key `id` (POOL_TOTAL: the pool). */
+function crossingEvents(
+  pool: string,
+  id: string,
+  state: KeyState,
+  crossings: readonly BudgetCrossing[],
+  now: number,
+): KeyEvent[] {
+  return crossings.map((c) => ({
+    at: now,
+    pool,
+    key: id,
+    from: state,
+    to: state,
+    class: null,
+    reason: describeCrossing(c, now),
+    until: c.level === "exhausted" ? c.resetAt : null,
+    alert: c.level === "warning" ? "budget_warning" : "budget_exhausted",
+  }));
 }

@@ -1,5 +1,6 @@
 import { describe } from "bun:test";
 import { type Backing, Harness, type MakeBacking } from "./_harness";
+import { budgetsContract } from "./budgets";
 import { encryptionContract } from "./encryption";
 import { failurePolicyContract } from "./failure-policy";
 import { keyAdminContract } from "./key-admin";
@@ -22,5 +23,6 @@ export function describeStoreContract(name: string, make: MakeBacking, options: 
     keyAdminContract(h);
     encryptionContract(h);
     modelsContract(h);
+    budgetsContract(h);
   });
 }
