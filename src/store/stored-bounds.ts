@@ -1,4 +1,5 @@
 import {
+  MAX_BUDGET_USD,
   MAX_COOLDOWN_MS,
   MAX_DURATION_SEC,
   MAX_KEY_LIMIT,
@@ -6,6 +7,7 @@ import {
   MAX_TIME_MS,
   MAX_WEIGHT,
   MIN_WEIGHT,
+  microsOfUsd,
 } from "../pool/bounds";
 import { FAILURE_BUCKETS } from "../pool/usage";
 
@@ -51,6 +53,18 @@ export const STORED_BOUNDS: Record<string, ColumnBound[]> = {
     ...["requests", "errors", "minute_requests", "minute_tokens", "day_requests"].map(counter),
     ...["in_flight", "rung", "consecutive_failures"].map(counter),
     ...["max_concurrency", "limit_max_concurrency", "limit_rpm", "limit_tpm", "limit_daily_requests"].map(limit),
+    ...["budget_day_micros", "budget_month_micros"].map(
+      (column): ColumnBound => ({ column, min: 1, max: microsOfUsd(MAX_BUDGET_USD) }),
+    ),
+  ],
+  key_models: [
+    ...["ready_at", "fail_until"].map(rest),
+    time("minute_start"),
+    ...["rung", "minute_requests", "minute_tokens"].map(counter),
+  ],
+  spend: [
+    ...["day_start", "month_start"].map(time),
+    ...["day_micros", "month_micros", "day_unpriced", "month_unpriced"].map(counter),
   ],
   leases: [time("taken_at"), { column: "expires_at", min: 0, max: DURATION }],
   events: [time("at"), time("until")],

@@ -1,22 +1,13 @@
+import { budgetExhausted, crossingEvents } from "../spend-rules";
 import type { SQL, TransactionSQL } from "bun";
 import type { Clock } from "../../pool/clock";
 import { DomainError } from "../../pool/errors";
+import { type KeyCondition, type Outcome, afterTake, stateOf, untilOf } from "../../pool/key-state";
 import {
-  type KeyCondition,
-  type KeyState,
-  type Outcome,
-  afterTake,
-  formatDuration,
-  stateOf,
-  untilOf,
-} from "../../pool/key-state";
-import {
-  type BudgetCrossing,
   type BudgetRest,
   type SpendWindows,
   EMPTY_SPEND,
   budgetRest,
-  describeCrossing,
   hasCaps,
   planSpend,
   spendView,
@@ -411,14 +402,7 @@ export class PostgresStore implements PoolStore {
       throw error;
     }
     if ("lease" in outcome) return outcome;
-    if ("spent" in outcome) {
-      const retryAfterMs = outcome.spent.until - this.clock.now();
-      throw new DomainError(
-        "BUDGET_EXHAUSTED",
-        `pool "${pool}" has spent its ${outcome.spent.reason}; retry in ${formatDuration(retryAfterMs)}`,
-        retryAfterMs,
-      );
-    }
+    if ("spent" in outcome) throw budgetExhausted(pool, outcome.spent, this.clock.now());
     const what = options.model === undefined ? "" : ` for model "${options.model}"`;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
@@ -1642,25 +1626,4 @@ function budgetFields(key: KeyInput): Fields {
 /** Whether a release's cost is counted against caps: it cost something (or an unknown amount) and a cap applies. */
 function countsSpend(plan: ModelReleasePlan, row: KeyRow, settings: PoolSettings): boolean {
   return plan.spend !== undefined && (hasCaps(settings.budget) || hasCaps(budgetOf(row)));
-}
-
-/** The alerts a release's cost raises: one event per threshold crossed, for the key `id` (POOL_TOTAL: the pool). */
-function crossingEvents(
-  pool: string,
-  id: string,
-  state: KeyState,
-  crossings: readonly BudgetCrossing[],
-  now: number,
-): KeyEvent[] {
-  return crossings.map((c) => ({
-    at: now,
-    pool,
-    key: id,
-    from: state,
-    to: state,
-    class: null,
-    reason: describeCrossing(c, now),
-    until: c.level === "exhausted" ? c.resetAt : null,
-    alert: c.level === "warning" ? "budget_warning" : "budget_exhausted",
-  }));
 }

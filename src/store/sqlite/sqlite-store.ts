@@ -6,15 +6,7 @@ import { dirname } from "node:path";
 import type { Clock } from "../../pool/clock";
 import { ConfigError } from "../../config/errors";
 import { DomainError } from "../../pool/errors";
-import {
-  isTakeable,
-  type KeyCondition,
-  type KeyState,
-  type Outcome,
-  formatDuration,
-  stateOf,
-  untilOf,
-} from "../../pool/key-state";
+import { isTakeable, type KeyCondition, type KeyState, type Outcome, stateOf, untilOf } from "../../pool/key-state";
 import { maskToken } from "../../pool/mask";
 import { windowStart } from "../../pool/usage";
 import {
@@ -81,6 +73,7 @@ import {
 } from "../../pool/plan-model";
 import { NO_MODELS, modelFactsOf, modelStatusColumns, modelsColumnOf, pairStatusOf } from "../model-columns";
 import { ModelPairs } from "./_model-pairs";
+import { budgetExhausted, crossingEvents } from "../spend-rules";
 import { planCapsChange } from "../../pool/plan-budget";
 import { POOL_TOTAL, SpendCounters } from "./_spend";
 import {
@@ -89,7 +82,6 @@ import {
   EMPTY_SPEND,
   type SpendCaps,
   budgetRest,
-  describeCrossing,
   hasCaps,
   planSpend,
   spendView,
@@ -327,14 +319,7 @@ export class SqliteStore implements PoolStore {
     if (lease) return lease;
     const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, session, model));
     if ("lease" in outcome) return outcome;
-    if ("spent" in outcome) {
-      const retryAfterMs = outcome.spent.until - this.clock.now();
-      throw new DomainError(
-        "BUDGET_EXHAUSTED",
-        `pool "${pool}" has spent its ${outcome.spent.reason}; retry in ${formatDuration(retryAfterMs)}`,
-        retryAfterMs,
-      );
-    }
+    if ("spent" in outcome) throw budgetExhausted(pool, outcome.spent, this.clock.now());
     const retry = `retry in ${Math.ceil(outcome.retryAfterMs / 1000)}s`;
     throw new DomainError(
       "NO_KEY_AVAILABLE",
@@ -580,19 +565,7 @@ export class SqliteStore implements PoolStore {
     crossings: readonly BudgetCrossing[],
     now: number,
   ): void {
-    for (const c of crossings) {
-      this.policy.event({
-        at: now,
-        pool,
-        key: id,
-        from: state,
-        to: state,
-        class: null,
-        reason: describeCrossing(c, now),
-        until: c.level === "exhausted" ? c.resetAt : null,
-        alert: c.level === "warning" ? "budget_warning" : "budget_exhausted",
-      });
-    }
+    for (const event of crossingEvents(pool, id, state, crossings, now)) this.policy.event(event);
   }
 
   private writePair(pool: string, id: string, plan: PairPlan, now: number): void {
