@@ -193,7 +193,7 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
     modelServedAs(config.pools[lease.pool]?.modelMap, model);
   // A key tried is avoided in whichever pool of the chain holds it; a model is asked of each pool by the
   // name that pool's provider uses (its model_map).
-  const take = ({ session, exclude, waitMs, signal, model }: TakeOptions = {}) => {
+  const take = async ({ session, exclude, waitMs, signal, model }: TakeOptions = {}) => {
     const named = checkedModel(model);
     return keys.take(name, {
       session,
