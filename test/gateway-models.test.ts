@@ -3,9 +3,12 @@ import { describe, expect, it } from "bun:test";
 import OpenAI from "openai";
 import { ManualClock } from "../src/pool/clock";
 import { SIMULATED_TEXT } from "../src/demo/simulated-upstream";
-import { startFakeUpstream } from "./helpers/fake-upstream";
+import { type FakeHandler, startFakeUpstream } from "./helpers/fake-upstream";
 import { type GatewayUnderTest, startGateway } from "./helpers/gateway-harness";
 import { callsOf, perModelUpstream } from "./helpers/model-upstream";
+import { POSTGRES_URL, announceSkip, freshSchema } from "./helpers/postgres";
+
+announceSkip("test/gateway-models.test.ts");
 
 // Model-aware keys through the gateway, with the real SDKs (their retries off, so every retry the
 // upstream sees is the gateway's) and a clock that stands still until a test moves it.
@@ -62,48 +65,113 @@ async function askUntilTried(gw: GatewayUnderTest, ask: () => Promise<Served>, k
   expect(callsOf(gw.fake.calls, key, model)).toBe(times);
 }
 
-describe("gateway with model-aware keys (OpenAI SDK)", () => {
-  it("moves m-big off a key its 429 rests, while m-small keeps using every key, until the rest ends", async () => {
-    const clock = new ManualClock();
-    const upstream = perModelUpstream();
-    upstream.limit(BIG, "a");
-    await using gw = await startGateway({ handler: upstream.handler, daemon: { clock, random: () => 0 } });
-    const client = openai(gw.url);
-    const big = () => askOpenAI(client, BIG);
+/** Where the gateway's daemon keeps its state: SQLite, or a fresh PostgreSQL schema when one is given. */
+interface Backend {
+  name: string;
+  start(handler: FakeHandler, clock: ManualClock, upstream?: Record<string, unknown>): Promise<GatewayUnderTest>;
+}
 
-    await askUntilTried(gw, big, "a", BIG);
-    expect(await served(big, 6)).not.toContain("a");
-    expect(callsOf(gw.fake.calls, "a", BIG)).toBe(1);
-    expect(new Set(await served(() => askOpenAI(client, SMALL), 6))).toEqual(new Set(["a", "b", "c"]));
+const SQLITE: Backend = {
+  name: "SQLite",
+  start: (handler, clock, upstream) => startGateway({ handler, upstream, daemon: { clock, random: () => 0 } }),
+};
 
-    // The 429 asked for 60 s: the pair is back after them, and so is the key for m-big.
-    upstream.lift(BIG, "a");
-    clock.advance(60_000);
-    await askUntilTried(gw, big, "a", BIG, 2);
+const POSTGRES: Backend = {
+  name: "PostgreSQL",
+  async start(handler, clock, upstream = {}) {
+    const schema = await freshSchema();
+    let gw: GatewayUnderTest;
+    try {
+      gw = await startGateway({
+        handler,
+        daemon: { clock, random: () => 0 },
+        config: (fakeUrl) => ({
+          tokens_file: "tokens.txt",
+          store: { postgres: { url: schema.url } },
+          cooldown_sec: 0,
+          server: { addr: "127.0.0.1:0" },
+          upstream: { listen: "127.0.0.1:0", base_url: fakeUrl, cooldown_sec: 0, ...upstream },
+        }),
+      });
+    } catch (error) {
+      await schema[Symbol.asyncDispose]();
+      throw error;
+    }
+    const dispose = gw[Symbol.asyncDispose];
+    return Object.assign(gw, {
+      async [Symbol.asyncDispose]() {
+        await dispose();
+        await schema[Symbol.asyncDispose]();
+      },
+    });
+  },
+};
+
+const BACKENDS = POSTGRES_URL ? [SQLITE, POSTGRES] : [SQLITE];
+
+for (const backend of BACKENDS) {
+  describe(`gateway with model-aware keys (OpenAI SDK, ${backend.name})`, () => {
+    it("moves m-big off a key its 429 rests, while m-small keeps using every key, until the rest ends", async () => {
+      const clock = new ManualClock();
+      const upstream = perModelUpstream();
+      upstream.limit(BIG, "a");
+      await using gw = await backend.start(upstream.handler, clock);
+      const client = openai(gw.url);
+      const big = () => askOpenAI(client, BIG);
+
+      await askUntilTried(gw, big, "a", BIG);
+      expect(await served(big, 6)).not.toContain("a");
+      expect(callsOf(gw.fake.calls, "a", BIG)).toBe(1);
+      expect(new Set(await served(() => askOpenAI(client, SMALL), 6))).toEqual(new Set(["a", "b", "c"]));
+
+      // The 429 asked for 60 s: the pair is back after them, and so is the key for m-big.
+      upstream.lift(BIG, "a");
+      clock.advance(60_000);
+      await askUntilTried(gw, big, "a", BIG, 2);
+    });
+
+    it("never tries a key without m-big for it again until the denial's rest ends, and the client never sees the 404", async () => {
+      const clock = new ManualClock();
+      const upstream = perModelUpstream({ lacks: { [BIG]: ["b"] } });
+      await using gw = await backend.start(upstream.handler, clock);
+      const client = openai(gw.url);
+      const big = () => askOpenAI(client, BIG);
+
+      await askUntilTried(gw, big, "b", BIG);
+      const keys = await served(big, 6);
+      expect([keys.includes("b"), callsOf(gw.fake.calls, "b", BIG)]).toEqual([false, 1]);
+      // Denied one model, not quarantined: the key serves its others.
+      expect(new Set(await served(() => askOpenAI(client, SMALL), 6))).toEqual(new Set(["a", "b", "c"]));
+      expect((await gw.key("b")).state).not.toBe("quarantined");
+
+      // The denial rests 6 hours (model_access.rest_sec's default); then the key is asked again, still unseen by the client.
+      clock.advance(6 * HOUR - 1);
+      await served(big, 6);
+      expect(callsOf(gw.fake.calls, "b", BIG)).toBe(1);
+      clock.advance(1);
+      await askUntilTried(gw, big, "b", BIG, 2);
+    });
   });
 
-  it("never tries a key without m-big for it again until the denial's rest ends, and the client never sees the 404", async () => {
-    const clock = new ManualClock();
-    const upstream = perModelUpstream({ lacks: { [BIG]: ["b"] } });
-    await using gw = await startGateway({ handler: upstream.handler, daemon: { clock, random: () => 0 } });
-    const client = openai(gw.url);
-    const big = () => askOpenAI(client, BIG);
+  describe(`gateway with model-aware keys (Anthropic SDK, ${backend.name})`, () => {
+    it("keeps m-big off a rate-limited key and a key without it, while m-small uses all three", async () => {
+      const clock = new ManualClock();
+      const upstream = perModelUpstream({ lacks: { [BIG]: ["b"] } });
+      upstream.limit(BIG, "a");
+      await using gw = await backend.start(upstream.handler, clock, ANTHROPIC_UPSTREAM);
+      const client = anthropic(gw.url);
+      const big = () => askAnthropic(client, BIG);
 
-    await askUntilTried(gw, big, "b", BIG);
-    const keys = await served(big, 6);
-    expect([keys.includes("b"), callsOf(gw.fake.calls, "b", BIG)]).toEqual([false, 1]);
-    // Denied one model, not quarantined: the key serves its others.
-    expect(new Set(await served(() => askOpenAI(client, SMALL), 6))).toEqual(new Set(["a", "b", "c"]));
-    expect((await gw.key("b")).state).not.toBe("quarantined");
-
-    // The denial rests 6 hours (model_access.rest_sec's default); then the key is asked again, still unseen by the client.
-    clock.advance(6 * HOUR - 1);
-    await served(big, 6);
-    expect(callsOf(gw.fake.calls, "b", BIG)).toBe(1);
-    clock.advance(1);
-    await askUntilTried(gw, big, "b", BIG, 2);
+      await askUntilTried(gw, big, "a", BIG);
+      await askUntilTried(gw, big, "b", BIG);
+      expect(await served(big, 6)).toEqual(Array(6).fill("c"));
+      expect([callsOf(gw.fake.calls, "a", BIG), callsOf(gw.fake.calls, "b", BIG)]).toEqual([1, 1]);
+      expect(new Set(await served(() => askAnthropic(client, SMALL), 6))).toEqual(new Set(["a", "b", "c"]));
+    });
   });
+}
 
+describe("gateway with model-aware keys: edges", () => {
   it("answers the upstream's 404 once every key lacks the model, and no key is tried for it after", async () => {
     const upstream = perModelUpstream({ lacks: { [BIG]: ["a", "b", "c"] } });
     await using gw = await startGateway({ handler: upstream.handler, daemon: { clock: new ManualClock() } });
@@ -180,26 +248,5 @@ describe("gateway with model-aware keys (OpenAI SDK)", () => {
     await askUntilTried(gw, () => askOpenAI(client, absurd), "a", absurd);
     // Not a model, so no pair: the 429 rested the key itself.
     expect((await gw.key("a")).state).toBe("cooling");
-  });
-});
-
-describe("gateway with model-aware keys (Anthropic SDK)", () => {
-  it("keeps m-big off a rate-limited key and a key without it, while m-small uses all three", async () => {
-    const clock = new ManualClock();
-    const upstream = perModelUpstream({ lacks: { [BIG]: ["b"] } });
-    upstream.limit(BIG, "a");
-    await using gw = await startGateway({
-      handler: upstream.handler,
-      upstream: ANTHROPIC_UPSTREAM,
-      daemon: { clock, random: () => 0 },
-    });
-    const client = anthropic(gw.url);
-    const big = () => askAnthropic(client, BIG);
-
-    await askUntilTried(gw, big, "a", BIG);
-    await askUntilTried(gw, big, "b", BIG);
-    expect(await served(big, 6)).toEqual(Array(6).fill("c"));
-    expect([callsOf(gw.fake.calls, "a", BIG), callsOf(gw.fake.calls, "b", BIG)]).toEqual([1, 1]);
-    expect(new Set(await served(() => askAnthropic(client, SMALL), 6))).toEqual(new Set(["a", "b", "c"]));
   });
 });
