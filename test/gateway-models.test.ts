@@ -7,6 +7,7 @@ import { type FakeHandler, startFakeUpstream } from "./helpers/fake-upstream";
 import { type GatewayUnderTest, startGateway } from "./helpers/gateway-harness";
 import { callsOf, perModelUpstream } from "./helpers/model-upstream";
 import { POSTGRES_URL, announceSkip, freshSchema } from "./helpers/postgres";
+import { canary, leaksOf } from "./reliability/_canary";
 
 announceSkip("test/gateway-models.test.ts");
 
@@ -237,6 +238,35 @@ describe("gateway with model-aware keys: edges", () => {
     expect(callsOf(claude.calls, "a", "sim-claude")).toBe(1);
     // openai's keys rested m-big only once each: their pairs keep them out, not the key.
     expect(gw.fake.calls).toHaveLength(3);
+  });
+
+  it("never shows a key that a denial quotes back, to the client or in the log", async () => {
+    const leaks = [canary("denial-a"), canary("denial-b")];
+    const tokens = Object.fromEntries(leaks.map((c) => [c.id, c.token]));
+    // Every key lacks the model, and the answer quotes the key it was sent with.
+    const quoting: FakeHandler = (_, call) =>
+      Response.json(
+        {
+          error: {
+            code: "model_not_found",
+            message: `The model m-big does not exist for ${call.headers.authorization}`,
+          },
+        },
+        { status: 404 },
+      );
+    await using gw = await startGateway({ handler: quoting, tokens, daemon: { clock: new ManualClock() } });
+    const answers: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const response = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: BIG, messages: [] }),
+      });
+      answers.push(`${response.status} ${JSON.stringify([...response.headers])} ${await response.text()}`);
+    }
+    // The canaries did reach the upstream, and the first answer is the upstream's 404 after both keys.
+    expect(leaks.every((c) => JSON.stringify(gw.fake.calls).includes(c.token))).toBe(true);
+    expect(answers[0]).toStartWith("404 ");
+    expect(leaksOf(leaks, [...answers, ...gw.kp.logs])).toEqual([]);
   });
 
   it("lets a request whose model no provider would name through, as one that names none", async () => {
