@@ -23,7 +23,11 @@ async function keypool(...args: string[]) {
 
 describe("keypool take and release with --model", () => {
   it("rests only that model on the key, and says so", async () => {
-    await using kp = await startTestDaemon(CONFIG, TOKENS, { clock: new ManualClock(NOW), autoCheck: false });
+    await using kp = await startTestDaemon(CONFIG, TOKENS, {
+      clock: new ManualClock(NOW),
+      random: () => 0,
+      autoCheck: false,
+    });
     const url = ["--url", kp.url];
     const take = await keypool("take", ...url, "--model", "m-big", "--json");
     expect(take.code).toBe(0);
