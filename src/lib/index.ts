@@ -21,6 +21,7 @@ import { poolSettingsOf } from "../daemon/pool-settings";
 import { type Clock, systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import { KEY_STATES, type KeyState } from "../pool/key-state";
+import { isModelName } from "../pool/model-facts";
 import { MASTER_KEY_ENV, loadTokenCipher } from "../store/master-key";
 import { SqliteStore } from "../store/sqlite/sqlite-store";
 import { createStore } from "../store/create-store";
@@ -191,6 +192,11 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
   const keys = new TakeQueue({ store, clock, chainOf: () => chain });
   const modelFor = (lease: Pick<Lease, "pool">, model: string) =>
     modelServedAs(config.pools[lease.pool]?.modelMap, model);
+  // As the gateway asks: a model_map name that is no model name is no model to keep a pair for.
+  const modelInPool = (pool: string, model: string) => {
+    const sent = modelFor({ pool }, model);
+    return isModelName(sent) ? sent : undefined;
+  };
   // A key tried is avoided in whichever pool of the chain holds it; a model is asked of each pool by the
   // name that pool's provider uses (its model_map).
   const take = async ({ session, exclude, waitMs, signal, model }: TakeOptions = {}) => {
@@ -200,19 +206,19 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
       waitMs,
       signal,
       exclude: exclude && Object.fromEntries(chain.map((p) => [p, exclude])),
-      modelIn: named === undefined ? undefined : (pool) => modelFor({ pool }, named),
+      modelIn: named === undefined ? undefined : (pool) => modelInPool(pool, named),
     });
   };
 
   async function release(lease: Lease | string, outcome: ReportedOutcome = { ok: true }): Promise<ReleaseResult> {
-    const checked = { ...outcome, model: checkedModel(outcome.model) };
+    const checked = outcome.model === undefined ? outcome : { ...outcome, model: checkedModel(outcome.model) };
     return keys.release({ lease: typeof lease === "string" ? lease : lease.lease }, checked);
   }
 
   /** The first pool of the chain that knows the key; its own pool's answer when none does. */
   async function releaseKey(report: KeyReport): Promise<ReleaseResult> {
     const { id: givenId, token, ...reported } = report;
-    const outcome = { ...reported, model: checkedModel(reported.model) };
+    const outcome = reported.model === undefined ? reported : { ...reported, model: checkedModel(reported.model) };
     for (const member of chain) {
       const id = givenId ?? (token === undefined ? null : await store.findKeyByToken(member, token));
       if (id === null) continue;
@@ -252,15 +258,16 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
     async withKey(fn, takeOptions) {
       const lease = await take(takeOptions);
       // What happened is the taken model's: a rate limit on it rests only that (key, model) pair.
-      const model = takeOptions?.model ? modelFor(lease, takeOptions.model) : undefined;
+      const model = takeOptions?.model ? modelInPool(lease.pool, takeOptions.model) : undefined;
+      const withModel = (outcome: ReportedOutcome) => (model === undefined ? outcome : { ...outcome, model });
       let value: Awaited<ReturnType<typeof fn>>;
       try {
         value = await fn(lease.token, lease);
       } catch (error) {
-        await releaseQuietly(lease, { ...outcomeOfError(error, clock.now()), model });
+        await releaseQuietly(lease, withModel(outcomeOfError(error, clock.now())));
         throw error;
       }
-      await releaseQuietly(lease, { ...outcomeOfValue(value, clock.now()), model });
+      await releaseQuietly(lease, withModel(outcomeOfValue(value, clock.now())));
       return value;
     },
     close,
