@@ -240,6 +240,37 @@ describe("gateway with model-aware keys: edges", () => {
     expect(gw.fake.calls).toHaveLength(3);
   });
 
+  it("reads a Gemini request's model from its path: a key without it is skipped, and still serves others", async () => {
+    const clock = new ManualClock();
+    const upstream = perModelUpstream({ lacks: { [BIG]: ["b"] } });
+    upstream.limit(SMALL, "a");
+    await using gw = await startGateway({
+      handler: upstream.handler,
+      upstream: { auth_query: "key" },
+      daemon: { clock, random: () => 0 },
+    });
+    const ask = async (model: string): Promise<Served> => {
+      const response = await fetch(`${gw.url}/v1beta/models/${model}:generateContent`, {
+        method: "POST",
+        body: JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] }),
+      });
+      const body = (await response.json()) as { candidates?: Array<{ content: { parts: Array<{ text: string }> } }> };
+      return {
+        text: body.candidates?.[0]?.content.parts[0]?.text,
+        key: response.headers.get("x-keypool-key")!,
+        attempts: response.headers.get("x-keypool-attempts")!,
+      };
+    };
+    await askUntilTried(gw, () => ask(BIG), "b", BIG);
+    await askUntilTried(gw, () => ask(SMALL), "a", SMALL);
+    expect(await served(() => ask(BIG), 4)).not.toContain("b");
+    expect(await served(() => ask(SMALL), 4)).not.toContain("a");
+    expect([callsOf(gw.fake.calls, "b", BIG), callsOf(gw.fake.calls, "a", SMALL)]).toEqual([1, 1]);
+    // b lacks m-big and a rests for m-small, yet each serves the other model.
+    expect(await served(() => ask(BIG), 4)).toContain("a");
+    expect(await served(() => ask(SMALL), 4)).toContain("b");
+  });
+
   it("never shows a key that a denial quotes back, to the client or in the log", async () => {
     const leaks = [canary("denial-a"), canary("denial-b")];
     const tokens = Object.fromEntries(leaks.map((c) => [c.id, c.token]));
