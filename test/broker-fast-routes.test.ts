@@ -78,8 +78,8 @@ const HOST_REFUSAL =
   "use one of those, set server.api_key, or add the name to server.allowed_hosts";
 const BAD_WAIT = "wait: expected a number of seconds from 0 to 3600";
 const NOT_A_MODEL =
-  "model: not a model name — give it as the provider spells it (letters, digits and . _ : / @ + -, " +
-  "at most 256 characters), e.g. gpt-4o-mini";
+  "model: not a model name — give the name the provider uses (letters, digits and . _ : / @ + -, " +
+  "starting with a letter or digit), e.g. gpt-4o-mini";
 const BUSY = "keypool is serving its most requests at once (server.max_connections = 1); retry shortly";
 const unknownPool = (name: string) => refused(404, "UNKNOWN_POOL", `pool "${name}" does not exist (pools: default)`);
 const NO_OK = "ok: Property 'ok' is missing";

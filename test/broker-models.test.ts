@@ -15,8 +15,8 @@ const SMALL = "m-small";
 const TOKENS = ["a", "b", "c"].map((id) => `${id},sk-test-${id.repeat(24)}\n`).join("");
 const DENIED_BODY = '{"error":{"code":"model_not_found","message":"The model `m-big` does not exist"}}';
 const NOT_A_MODEL =
-  "model: not a model name — give it as the provider spells it (letters, digits and . _ : / @ + -, " +
-  "at most 256 characters), e.g. gpt-4o-mini";
+  "model: not a model name — give the name the provider uses (letters, digits and . _ : / @ + -, " +
+  "starting with a letter or digit), e.g. gpt-4o-mini";
 
 type Backend = { name: string; store: () => Promise<{ yaml: Record<string, unknown> } & AsyncDisposable> };
 

@@ -50,8 +50,8 @@ describe("keypool take and release with --model", () => {
     const take = await keypool("take", "--url", kp.url, "--model", "gpt 4o");
     expect([take.code, take.stderr.trim()]).toEqual([
       1,
-      "keypool: BAD_REQUEST: model: not a model name — give it as the provider spells it (letters, digits and " +
-        ". _ : / @ + -, at most 256 characters), e.g. gpt-4o-mini",
+      "keypool: BAD_REQUEST: model: not a model name — give the name the provider uses (letters, digits and " +
+        ". _ : / @ + -, starting with a letter or digit), e.g. gpt-4o-mini",
     ]);
   });
 });

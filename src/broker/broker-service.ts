@@ -149,7 +149,8 @@ export class BrokerService {
   /** A key from the pool, or from its fallbacks (the answer's `pool` says which). */
   async take(pool?: string, request: TakeRequest = {}): Promise<TakeBody> {
     const name = this.resolvePool(pool);
-    const model = checkedModel(request.model);
+    // An empty ?model= names none, as an empty ?pool= names the default.
+    const model = checkedModel(request.model || undefined);
     let lease: Awaited<ReturnType<PoolStore["take"]>>;
     try {
       lease = await this.keys.take(name, {
