@@ -77,6 +77,9 @@ const HOST_REFUSAL =
   "only requests to localhost, 127.0.0.1 or [::1] (a web page could otherwise reach it through DNS rebinding) — " +
   "use one of those, set server.api_key, or add the name to server.allowed_hosts";
 const BAD_WAIT = "wait: expected a number of seconds from 0 to 3600";
+const NOT_A_MODEL =
+  "model: not a model name — give the name the provider uses (letters, digits and . _ : / @ + -, " +
+  "starting with a letter or digit), e.g. gpt-4o-mini";
 const BUSY = "keypool is serving its most requests at once (server.max_connections = 1); retry shortly";
 const unknownPool = (name: string) => refused(404, "UNKNOWN_POOL", `pool "${name}" does not exist (pools: default)`);
 const NO_OK = "ok: Property 'ok' is missing";
@@ -159,6 +162,13 @@ const CASES: Case[] = [
     `?session=${"s".repeat(513)}`,
     invalid("session: Expected string length less or equal to 512"),
   ),
+  take(
+    "take with a 201-character model",
+    `?model=${"m".repeat(201)}`,
+    invalid("model: Expected string length less or equal to 200"),
+  ),
+  take("take with a model no provider would name", "?model=gpt%204o", refused(400, "BAD_REQUEST", NOT_A_MODEL)),
+  take("take with a canary as the model", `?model=${LEAK.token}%7C`, refused(400, "BAD_REQUEST", NOT_A_MODEL)),
   take("take with a negative wait", "?wait=-1", invalid(BAD_WAIT)),
   take("take with a wait too long", "?wait=999999", invalid(BAD_WAIT)),
   take("take with a non-numeric wait", "?wait=abc", invalid(BAD_WAIT)),
@@ -356,6 +366,11 @@ const CASES: Case[] = [
     "release with a 201-character model",
     { lease: "{{lease}}", ok: true, model: "m".repeat(201) },
     invalid("model: Expected string length less or equal to 200"),
+  ),
+  release(
+    "release with a model no provider would name",
+    { id: "a", ok: true, model: "gpt 4o" },
+    refused(400, "BAD_REQUEST", NOT_A_MODEL),
   ),
   release(
     "release with an empty session",

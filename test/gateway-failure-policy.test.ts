@@ -1,12 +1,26 @@
 import { describe, expect, it } from "bun:test";
 import { keyOfCall, startGateway } from "./helpers/gateway-harness";
 
-const chat = (url: string) =>
+const chat = (url: string, model: { model?: string } = { model: "m" }) =>
   fetch(`${url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+    body: JSON.stringify({ ...model, messages: [{ role: "user", content: "hi" }] }),
   });
+
+/** An answer whose headers say the key's budget of requests is spent until `reset`. */
+const budgetSpent = (reset: string) => () =>
+  Response.json(
+    { ok: true },
+    {
+      headers: {
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": reset,
+        "anthropic-ratelimit-tokens-remaining": "12000",
+        "anthropic-ratelimit-tokens-reset": reset,
+      },
+    },
+  );
 
 const HOUR = 3600_000;
 
@@ -50,21 +64,9 @@ describe("gateway failure policy", () => {
 
   it("rests a key whose rate-limit budget is spent before it ever gets a 429, and shows what is left", async () => {
     const reset = new Date(Date.now() + 30_000).toISOString();
-    await using gw = await startGateway({
-      handler: () =>
-        Response.json(
-          { ok: true },
-          {
-            headers: {
-              "anthropic-ratelimit-requests-remaining": "0",
-              "anthropic-ratelimit-requests-reset": reset,
-              "anthropic-ratelimit-tokens-remaining": "12000",
-              "anthropic-ratelimit-tokens-reset": reset,
-            },
-          },
-        ),
-    });
-    const response = await chat(gw.url);
+    await using gw = await startGateway({ handler: budgetSpent(reset) });
+    // A request naming no model: the headers speak for the key.
+    const response = await chat(gw.url, {});
     // Read to the end: the lease (and what the headers said) is released as the body ends.
     expect([response.status, await response.json()]).toEqual([200, { ok: true }]);
     const key = await gw.key(keyOfCall(gw.fake.calls[0]!)!);
@@ -73,5 +75,19 @@ describe("gateway failure policy", () => {
       until: reset,
       remaining: { requests: 0, tokens: 12000, reset_at: reset },
     });
+  });
+
+  it("rests only the model whose budget the headers say is spent, when the request names one", async () => {
+    const reset = new Date(Date.now() + 30_000).toISOString();
+    await using gw = await startGateway({ handler: budgetSpent(reset) });
+    const response = await chat(gw.url);
+    expect([response.status, await response.json()]).toEqual([200, { ok: true }]);
+    const id = keyOfCall(gw.fake.calls[0]!)!;
+    // The budget headers describe the model that was called: that pair rests, the key serves other models.
+    expect(await gw.key(id)).toMatchObject({ state: "live", until: null });
+    const { events } = (await (await gw.kp.fetch(`/events?key=${id}`)).json()) as {
+      events: Array<{ model?: string; to: string; until: string | null }>;
+    };
+    expect(events.filter((e) => e.model === "m").map((e) => [e.to, e.until])).toEqual([["cooling", reset]]);
   });
 });

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "bun:test";
-import { modelInPath, requestModel } from "../src/gateway/request-model";
+import type { UpstreamConfig } from "../src/config/types";
+import { modelInPath, modelsByPool, requestModel } from "../src/gateway/request-model";
+import { buildRoute } from "../src/gateway/route";
 
 describe("modelInPath", () => {
   const cases: [string, string | undefined][] = [
@@ -63,5 +65,32 @@ describe("requestModel", () => {
   ];
   it.each(cases)("takes %s", (_, path, json, model) => {
     expect(requestModel(path, json)).toBe(model);
+  });
+});
+
+describe("modelsByPool", () => {
+  // Only the model maps matter here; the upstream is never called.
+  const upstream = {} as UpstreamConfig;
+  const route = buildRoute("openai", upstream, {
+    fallbacks: [
+      { pool: "azure", upstream, modelMap: { "gpt-4o": "my-gpt-4o" } },
+      { pool: "odd", upstream, modelMap: { "gpt-4o": "not a model" } },
+    ],
+  });
+
+  it("asks each pool for the body's model by that pool's own name (what bodyFor sends it)", () => {
+    const modelIn = modelsByPool(route, "/v1/chat/completions", { model: "gpt-4o" })!;
+    expect(["openai", "azure", "odd"].map(modelIn)).toEqual(["gpt-4o", "my-gpt-4o", undefined]);
+  });
+
+  it("asks every pool for the path's model as it is: the upstream routes by the path", () => {
+    const modelIn = modelsByPool(route, "/v1beta/models/gemini-2.0-flash:generateContent", { model: "gpt-4o" })!;
+    expect(["openai", "azure"].map(modelIn)).toEqual(["gemini-2.0-flash", "gemini-2.0-flash"]);
+  });
+
+  it("has nothing to ask when the request names no model, or none shaped like one", () => {
+    expect(modelsByPool(route, "/v1/embeddings", { input: "hi" })).toBeUndefined();
+    expect(modelsByPool(route, "/v1/chat/completions", { model: "m".repeat(300) })).toBeUndefined();
+    expect(modelsByPool(route, "/v1/chat/completions", undefined)).toBeUndefined();
   });
 });

@@ -56,15 +56,15 @@ describe("GET /metrics", () => {
       }),
     });
     // Least-recently-used rotation reaches the canary within the first two requests; its 429
-    // is retried on b and rests it for 60 s, so every request ends 200 after exactly one retry.
+    // is retried on b and rests the canary for model m for 60 s, so every request ends 200 after exactly one retry.
     for (let i = 0; i < 3; i++) {
       const response = await fetch(`${gw.url}/v1/chat/completions`, jsonPost({ model: "m", messages: [] }));
       expect(response.status).toBe(200);
       await response.json();
     }
-    // Broker traffic, on b (the canary is resting): one success, then a failure (which may rest b).
+    // Broker traffic for m, on b (the canary rests for m): one success, then a failure (which may rest b's m).
     for (const report of [{ ok: true }, { ok: false, status: 500 }]) {
-      const take = await (await gw.kp.fetch("/take")).json();
+      const take = await (await gw.kp.fetch("/take?model=m")).json();
       expect(take).toMatchObject({ id: "b" });
       expect((await gw.kp.fetch("/release", jsonPost({ lease: take.lease, ...report }))).status).toBe(200);
     }
@@ -106,10 +106,10 @@ describe("GET /metrics", () => {
       outputTokensLeft: 5000,
       canaryTokensLeft: 0,
     });
-    // One series per state, zeros included, summing to the pool's size; the canary is resting.
+    // One series per state, zeros included, summing to the pool's size; only pairs rest, so no key is cooling.
     const keyStates = samples.filter((s) => s.name === "keypool_keys");
     expect([keyStates.length, keyStates.reduce((sum, s) => sum + s.value, 0)]).toEqual([6, 2]);
-    expect(sampleValue(samples, "keypool_keys", { ...pool, state: "cooling" })).toBeGreaterThanOrEqual(1);
+    expect(sampleValue(samples, "keypool_keys", { ...pool, state: "cooling" })).toBe(0);
     expect(sampleValue(samples, "process_cpu_seconds_total")).toBeGreaterThan(0);
     // The histogram's buckets are cumulative and end at +Inf with the count.
     expect(

@@ -73,7 +73,7 @@ describe("GET /openapi.json", () => {
     }
     expect(spec.paths["/release"]!.post!.requestBody).toBeDefined();
     expect(spec.paths["/take"]!.get!.parameters).toEqual(
-      ["pool", "session", "wait"].map((name) => expect.objectContaining({ name, in: "query" })),
+      ["pool", "session", "wait", "model"].map((name) => expect.objectContaining({ name, in: "query" })),
     );
     expect(Object.keys(spec.paths["/take"]!.get!.responses).sort()).toEqual(["200", "400", "401", "404", "503"]);
   });

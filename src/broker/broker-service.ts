@@ -4,8 +4,8 @@ import { systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import type { FailureClass } from "../pool/classify";
 import { KEY_STATES, type KeyState, type Outcome } from "../pool/key-state";
-import { isModelName } from "../pool/model-facts";
 import { type UsageTotals, addUsage, cacheHitRatio, emptyUsage } from "../pool/usage";
+import { checkedModel } from "./model-option";
 import { TakeQueue } from "./take-queue";
 import { type PoolctlStatusFields, poolctlStatusFields } from "./_poolctl-status";
 import type {
@@ -47,7 +47,10 @@ export interface ReleaseRequest {
   output_tokens?: number;
   cached_tokens?: number;
   cache_write_tokens?: number;
-  /** The model the request used, to price the usage. */
+  /**
+   * The model the request used: prices the usage, and a failure rests (or denies) only that (key, model)
+   * pair when its class is scoped to the model.
+   */
   model?: string;
   /** The sticky session given to /take: the usage also counts in that session's totals. */
   session?: string;
@@ -55,14 +58,24 @@ export interface ReleaseRequest {
   verdict?: Outcome["verdict"];
 }
 
+/** POST /release's answer: snake_case and ISO times, like the rest of the API. */
+export interface ReleaseBody {
+  /** The release was taken (poolctl's answer, kept for its clients). */
+  ok: true;
+  pool: string;
+  id: string;
+  state: KeyState;
+  reason: string | null;
+  /** The answer said the key cannot use the release's model: retry on another key, as after a 429. */
+  model_denied?: true;
+  /** The release's model on this key, when that pair cannot serve now. */
+  pair?: { model: string; state: ModelStatus["state"]; until: string; reason: string | null };
+}
+
 export const DEFAULT_EVENT_LIMIT = 100;
 export const DEFAULT_SESSION_LIMIT = 20;
 
 /** Never quotes what was sent: a token in the wrong field would come straight back. */
-const NOT_A_MODEL =
-  "model: not a model name — give the name the provider uses (letters, digits and . _ : / @ + -, " +
-  "starting with a letter or digit), e.g. gpt-4o-mini";
-
 export interface TakeRequest {
   /** A sticky session: the same id gets the same key while that key is usable. */
   session?: string;
@@ -70,6 +83,8 @@ export interface TakeRequest {
   waitSec?: number;
   /** The caller went away: it leaves the line. */
   signal?: AbortSignal;
+  /** The model the key is for: keys resting or denied for it, or restricted to other models, are skipped. */
+  model?: string;
 }
 
 /** GET /events: transitions with ISO times. */
@@ -166,9 +181,13 @@ export class BrokerService {
   /** A key from the pool, or from its fallbacks (the answer's `pool` says which). */
   async take(pool?: string, request: TakeRequest = {}): Promise<TakeBody> {
     const name = this.resolvePool(pool);
+    // An empty ?model= names none, as an empty ?pool= names the default.
+    const model = checkedModel(request.model || undefined);
     let lease: Awaited<ReturnType<PoolStore["take"]>>;
     try {
       lease = await this.keys.take(name, {
+        // A fallback pool is asked for the same name: the caller sends the model it named.
+        modelIn: model === undefined ? undefined : () => model,
         session: request.session || undefined,
         waitMs: request.waitSec ? Math.round(request.waitSec * 1000) : undefined,
         signal: request.signal,
@@ -183,9 +202,7 @@ export class BrokerService {
   }
 
   /** `ok: true` says the release was taken, as poolctl's answer did (its clients check for it). */
-  async release(request: ReleaseRequest): Promise<ReleaseResult & { ok: true }> {
-    // The model names a (key, model) pair the store keeps and /status, /events and metrics show: only model names.
-    if (request.model !== undefined && !isModelName(request.model)) throw new DomainError("BAD_REQUEST", NOT_A_MODEL);
+  async release(request: ReleaseRequest): Promise<ReleaseBody> {
     const outcome: Outcome = {
       ok: request.ok,
       status: request.status,
@@ -202,7 +219,7 @@ export class BrokerService {
               cached: request.cached_tokens,
               cacheWrite: request.cache_write_tokens,
             },
-      model: request.model,
+      model: checkedModel(request.model),
       session: request.session || undefined,
       verdict: request.verdict,
     };
@@ -212,7 +229,7 @@ export class BrokerService {
       result = await this.keys.release({ id: request.id, pool: request.pool }, outcome);
     else throw new DomainError("BAD_REQUEST", 'say which key you are releasing: give "lease" (from /take) or "id"');
     this.metrics.recordRequest(result.pool, result.id, outcome);
-    return { ok: true, ...result };
+    return releaseBody(result);
   }
 
   /** Recent state transitions, oldest first; `since` is an ISO 8601 time or epoch milliseconds. */
@@ -273,6 +290,13 @@ export class BrokerService {
       `several pools are configured (${names.join(", ")}); say which with ?pool=NAME`,
     );
   }
+}
+
+function releaseBody({ pool, id, state, reason, modelDenied, pair }: ReleaseResult): ReleaseBody {
+  const body: ReleaseBody = { ok: true, pool, id, state, reason };
+  if (modelDenied) body.model_denied = true;
+  if (pair) body.pair = { model: pair.model, state: pair.state, until: iso(pair.until), reason: pair.reason };
+  return body;
 }
 
 function sessionJson(s: SessionUsage): SessionsBody["sessions"][number] {

@@ -21,6 +21,11 @@ export interface QueuedTake {
   signal?: AbortSignal;
   /** The pools to try, in order; default: the pool and its fallbacks (`chainOf`). */
   pools?: readonly string[];
+  /**
+   * The model the request is for in each pool it may be served by (a fallback's `model_map` may name it
+   * differently); undefined: the request names none there.
+   */
+  modelIn?: (pool: string) => string | undefined;
 }
 
 export interface Timers {
@@ -264,7 +269,11 @@ export class TakeQueue {
     let allSpent = true;
     for (const pool of pools) {
       try {
-        return await this.store.take(pool, { session: request.session, exclude: request.exclude?.[pool] });
+        return await this.store.take(pool, {
+          session: request.session,
+          exclude: request.exclude?.[pool],
+          model: request.modelIn?.(pool),
+        });
       } catch (error) {
         if (!(error instanceof DomainError) || !PASS_OVER.has(error.code)) throw error;
         first ??= error;

@@ -7,6 +7,7 @@ import { MODEL_AWARE_POOL_KEYS, readModelAware } from "./_model-aware";
 import { readBudget } from "./_budget";
 import { readFallback, readModelMap, readSession } from "./_routing";
 import { describe, readAddr, type Section } from "./_fields";
+import { isModelName } from "../pool/model-facts";
 import { ConfigError } from "./errors";
 import { parseTokensFile } from "./tokens-file";
 import {
@@ -139,6 +140,7 @@ function readCheck(s: Section): CheckConfig | undefined {
     concurrency: s.number("concurrency", { min: 1, max: MAX_SMALL_COUNT, integer: true }),
     reviveIntervalSec: s.seconds("revive_interval_sec", { positive: true }),
     failuresToDead: s.number("failures_to_dead", { min: 1, max: MAX_SMALL_COUNT, integer: true }),
+    model: readCheckModel(s),
   };
   s.allow([...HTTP_CHECK_ONLY, ...COMMAND_CHECK_ONLY]);
   const isHttp = s.has("url");
@@ -171,6 +173,18 @@ function readCheck(s: Section): CheckConfig | undefined {
   }
   s.done();
   return check;
+}
+
+/** `check.model`: the model the probe calls, so that its success also gives a denied (key, model) pair back. */
+function readCheckModel(s: Section): string | undefined {
+  const model = s.string("model");
+  if (model === undefined || isModelName(model)) return model;
+  s.issues.add(
+    s.keyPath("model"),
+    "is not a model name — write the model the probe calls as the provider spells it (letters, digits and " +
+      ". _ : / @ + -), e.g. gpt-4o for url: https://api.openai.com/v1/models/gpt-4o",
+  );
+  return undefined;
 }
 
 const CHECK_TYPES = ["http", "command"] as const;

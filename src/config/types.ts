@@ -48,6 +48,11 @@ export interface CheckTuning {
   reviveIntervalSec?: number;
   /** Consecutive invalid-key probes before a key is marked dead. */
   failuresToDead?: number;
+  /**
+   * The model the probe calls (e.g. url …/v1/models/gpt-4o): a successful probe also ends a denial of
+   * that (key, model) pair.
+   */
+  model?: string;
 }
 
 export interface HttpCheckConfig extends CheckTuning {

@@ -21,6 +21,7 @@ import { concat, readCapped } from "../capped-body";
 import { DEFAULT_IDLE_TIMEOUT_SEC } from "../config/types";
 import { gatewayError } from "./errors";
 import { CacheHitCounter, gatewayHealth } from "./health-report";
+import { modelsByPool } from "./request-model";
 import { type GatewayRoute, type GatewayTarget, bodyFor, jsonBodyOf, matchRoute, modelIn, targetOf } from "./route";
 
 export interface GatewayDeps {
@@ -67,7 +68,8 @@ interface RequestTrace {
 }
 
 type Attempt =
-  | { kind: "response"; response: Response; lease: Lease; firstByteSec: number }
+  /** `buffered`: a failure read whole (and scrubbed), so its body can be judged and still be answered. */
+  | { kind: "response"; response: Response; lease: Lease; firstByteSec: number; buffered: boolean }
   | { kind: "transport"; error: string; lease: Lease };
 
 /**
@@ -163,8 +165,7 @@ export function createGateway(deps: GatewayDeps) {
       });
     }
     const json = jsonBodyOf(body);
-    const model = modelIn(json);
-    const match = matchRoute(routes, url.pathname, model);
+    const match = matchRoute(routes, url.pathname, modelIn(json));
     if (!match) {
       const prefixes = routes.map((r) => r.prefix).join(", ");
       return gatewayError(
@@ -213,6 +214,8 @@ export function createGateway(deps: GatewayDeps) {
     const tried: Record<string, string[]> = {};
     const pools = [route.pool, ...route.fallbacks.map((f) => f.pool)];
     const session = stickySession(route, request.headers, json);
+    // Rests and denials of one model leave the key's other models alone; a request naming none takes as before.
+    const modelOf = modelsByPool(route, match.path, json);
     const queueMs = (route.upstream.queueTimeoutSec ?? 0) * 1000;
     let lastFailure: { response: Response; keyId: string } | undefined;
     let lastTransportError: string | undefined;
@@ -247,6 +250,7 @@ export function createGateway(deps: GatewayDeps) {
           exclude: tried,
           waitMs: attempt === 1 ? queueMs : 0,
           signal: request.signal,
+          modelIn: modelOf,
         });
       } catch (error) {
         if (request.signal.aborted) {
@@ -283,18 +287,19 @@ export function createGateway(deps: GatewayDeps) {
       if (attempt > 1) metrics.recordRetry(route.pool);
       const target = targetOf(route, lease.pool);
       const sent = bodyFor(target, body, json);
+      const model = modelOf?.(lease.pool);
 
       const sentAt = performance.now();
-      const result = await attemptOnce(request, match.path + url.search, sent.body, lease, target);
+      const result = await attemptOnce(request, match.path + url.search, sent.body, lease, target, model);
       if (result.kind === "transport") {
         if (request.signal.aborted) {
           // The client left before the answer: that says nothing about the key, so no penalty
           // (released as a client-side 4xx is), and no retry, with no one left to answer.
-          await keys.release({ lease: lease.lease }, { ok: false, class: "client" });
+          await keys.release({ lease: lease.lease }, { ok: false, class: "client", model });
           log(499, attempt, lease.id, { reason: "client closed the request" });
           return gatewayError(499, "client_closed_request", "the client went away");
         }
-        await keys.release({ lease: lease.lease }, { ok: false, error: result.error });
+        await keys.release({ lease: lease.lease }, { ok: false, error: result.error, model });
         metrics.recordRequest(lease.pool, lease.id, { ok: false, error: result.error });
         lastTransportError = `${result.error} (key ${lease.id})`;
         if (attempt < maxAttempts && !mayRetry(undefined)) return giveUp(attempt);
@@ -303,11 +308,14 @@ export function createGateway(deps: GatewayDeps) {
 
       const { response } = result;
       const rateLimits = hasRateLimitHeaders(response.headers);
-      const outcome = await outcomeOf(response, target, clock.now(), rateLimits);
+      // The model prices the usage the answer reports and scopes a failure to the (key, model) pair.
+      const outcome = { ...(await outcomeOf(response, result.buffered, target, clock.now(), rateLimits)), model };
       metrics.observeUpstream(lease.pool, "first_byte", result.firstByteSec);
       if (rateLimits) metrics.recordRateLimits(lease.pool, lease.id, response.headers);
-      if (!outcome.ok && target.upstream.retryOn.includes(response.status)) {
-        await keys.release({ lease: lease.lease }, outcome);
+      // An answer that names a model may say this key cannot use it: only the store can tell (by the
+      // pool's rules), so the release comes first, and a denial is retried on another key as a 429 is.
+      const released = result.buffered && !outcome.ok ? await keys.release({ lease: lease.lease }, outcome) : undefined;
+      if (released && (released.modelDenied || target.upstream.retryOn.includes(response.status))) {
         metrics.recordRequest(lease.pool, lease.id, outcome);
         metrics.observeUpstream(lease.pool, "total", (performance.now() - sentAt) / 1000);
         logger.warn("upstream attempt failed", {
@@ -316,6 +324,7 @@ export function createGateway(deps: GatewayDeps) {
           key: lease.id,
           attempt,
           status: response.status,
+          ...(released.modelDenied && { model, model_denied: true }),
           body: scrubSecrets((await response.clone().text()).slice(0, MAX_LOGGED_ERROR_BODY), [lease.token]),
         });
         // Already buffered by attemptOnce, so it can still be answered if no other key is free.
@@ -327,8 +336,9 @@ export function createGateway(deps: GatewayDeps) {
       // From here the answer is the client's: never retried once a byte of it may have been sent.
       log(response.status, attempt, lease.id);
       cacheHits.record(lease.pool, lease.id, response.headers);
-      // The model prices the usage the answer reports; the session's totals get it too.
-      return streamBack(response, lease, attempt, { ...outcome, model: sent.model, session }, sentAt, holdIdleTimeout);
+      // The session's totals get the usage too.
+      const relayed = { ...outcome, session };
+      return streamBack(response, lease, attempt, relayed, sentAt, holdIdleTimeout, released !== undefined);
     }
 
     return giveUp(maxAttempts);
@@ -350,7 +360,10 @@ export function createGateway(deps: GatewayDeps) {
     return new Response(`${JSON.stringify(report, null, 2)}\n`, { headers: { "content-type": "application/json" } });
   }
 
-  /** Sends the upstream response to the client as it arrives; the lease is released when it ends. */
+  /**
+   * Sends the upstream response to the client as it arrives; the lease is released when it ends,
+   * unless `releasedAlready` (an error answer the store had to judge before it could be relayed).
+   */
   function streamBack(
     response: Response,
     lease: Lease,
@@ -358,6 +371,7 @@ export function createGateway(deps: GatewayDeps) {
     outcome: Outcome,
     sentAt: number,
     holdIdleTimeout: () => () => void,
+    releasedAlready = false,
   ): Response | Promise<Response> {
     let released = false;
     // Token usage is read from successful answers as they pass, for the store's usage ledger and the metrics.
@@ -369,6 +383,7 @@ export function createGateway(deps: GatewayDeps) {
       metrics.observeUpstream(lease.pool, "total", (performance.now() - sentAt) / 1000);
       const used = how.ok ? usage?.finish() : undefined;
       if (used) metrics.recordTokens(lease.pool, lease.id, used);
+      if (releasedAlready) return;
       keys
         .release({ lease: lease.lease }, used ? { ...how, usage: used } : how)
         .catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
@@ -384,7 +399,7 @@ export function createGateway(deps: GatewayDeps) {
     }
     const brokenOff = () => {
       logger.warn("upstream broke off a response mid-body", { pool: lease.pool, key: lease.id });
-      release({ ok: false, error: "body interrupted" });
+      release({ ok: false, error: "body interrupted", model: outcome.model });
       return gatewayError(502, "upstream_body_interrupted", "the upstream broke off its answer");
     };
     // Error answers are read (up to a cap, the rest cut off) so a key the upstream quotes back can be masked.
@@ -417,7 +432,7 @@ export function createGateway(deps: GatewayDeps) {
       onUpstreamError: () => {
         resumeIdleTimeout();
         logger.warn("upstream broke off a response mid-stream", { pool: lease.pool, key: lease.id });
-        release({ ok: false, error: "stream interrupted" });
+        release({ ok: false, error: "stream interrupted", model: outcome.model });
       },
       onClientCancel: () => release(outcome),
     });
@@ -437,13 +452,17 @@ function isSmallWholeBody(response: Response): boolean {
   );
 }
 
-/** One try with one key. The time limit covers only the wait for the response headers. */
+/**
+ * One try with one key. The time limit covers only the wait for the response headers. `model`: the
+ * model the request names, whose failures may say the key cannot use it.
+ */
 async function attemptOnce(
   request: Request,
   pathAndQuery: string,
   body: Uint8Array | undefined,
   lease: Lease,
   route: GatewayTarget,
+  model: string | undefined,
 ): Promise<Attempt> {
   const { upstream } = route;
   // fetch takes the string as is; a URL object is built only when the key goes into the query.
@@ -493,10 +512,14 @@ async function attemptOnce(
     }
     // A failure that may be retried is read whole within the same time limit: its body is kept
     // for the client in case no other key helps, and an upstream that stalls it must not hang us.
+    // Any failure of a request naming a model may be retried: its body may say the key lacks the model.
     const firstByteSec = (performance.now() - sentAt) / 1000;
-    if (upstream.retryOn.includes(response.status))
-      return { kind: "response", response: await bufferResponse(response, lease.token), lease, firstByteSec };
-    return { kind: "response", response, lease, firstByteSec };
+    const mayRetry = upstream.retryOn.includes(response.status) || (model !== undefined && response.status >= 400);
+    if (mayRetry) {
+      const buffered = await bufferResponse(response, lease.token);
+      return { kind: "response", response: buffered, lease, firstByteSec, buffered: true };
+    }
+    return { kind: "response", response, lease, firstByteSec, buffered: false };
   } catch (error) {
     const reason = controller.signal.reason as DOMException | undefined;
     const why =
@@ -512,14 +535,19 @@ async function attemptOnce(
  * long costs the key nothing). Rate-limit headers are read on every answer, so a key whose budget is
  * spent rests before it ever gets a 429.
  */
-async function outcomeOf(response: Response, route: GatewayTarget, now: number, rateLimits: boolean): Promise<Outcome> {
+async function outcomeOf(
+  response: Response,
+  buffered: boolean,
+  route: GatewayTarget,
+  now: number,
+  rateLimits: boolean,
+): Promise<Outcome> {
   const status = response.status;
   const budget = rateLimits ? parseRateLimitHeaders(response.headers, now) : undefined;
   if (status < 400) return { ok: true, status, budget };
-  const retryable = route.upstream.retryOn.includes(status);
   // Only an answer that may be retried was buffered; one streamed to the client is judged by its status.
-  const body = retryable ? (await response.clone().text()).slice(0, MAX_ERROR_BODY) : undefined;
-  const floor = retryable ? (route.upstream.cooldownSec ?? 0) * 1000 : 0;
+  const body = buffered ? (await response.clone().text()).slice(0, MAX_ERROR_BODY) : undefined;
+  const floor = route.upstream.retryOn.includes(status) ? (route.upstream.cooldownSec ?? 0) * 1000 : 0;
   return {
     ok: false,
     status,

@@ -3,8 +3,9 @@
  * (Gemini's `/v1beta/models/{model}:generateContent`, Vertex's `…/publishers/google/models/{model}:…`).
  * The path wins when it names one: Gemini's upstream routes by the path and ignores any body field.
  */
+import { modelServedAs } from "../config/fallback";
 import { isModelName } from "../pool/model-facts";
-import { modelIn } from "./route";
+import { type GatewayRoute, modelIn, targetOf } from "./route";
 
 /** Gemini's methods on a model; any other `:verb` is not a call of the model (and names none). */
 const MODEL_METHODS = "generateContent|streamGenerateContent|countTokens|embedContent|batchEmbedContents";
@@ -30,4 +31,26 @@ export function requestModel(path: string, json: Record<string, unknown> | undef
   if (fromPath !== undefined) return fromPath;
   const fromBody = modelIn(json);
   return fromBody !== undefined && isModelName(fromBody) ? fromBody : undefined;
+}
+
+/**
+ * The model each pool of the route is asked for when it serves the request: the path's as is (the
+ * upstream routes by it), else the body's under that pool's `model_map` — the name `bodyFor` writes,
+ * so the take, the release and the upstream all speak of one (key, model) pair. Undefined when the
+ * request names no model.
+ */
+export function modelsByPool(
+  route: GatewayRoute,
+  path: string,
+  json: Record<string, unknown> | undefined,
+): ((pool: string) => string | undefined) | undefined {
+  const fromPath = modelInPath(path);
+  if (fromPath !== undefined) return () => fromPath;
+  const fromBody = modelIn(json);
+  if (fromBody === undefined || !isModelName(fromBody)) return undefined;
+  if (!route.modelMap && route.fallbacks.every((f) => !f.modelMap)) return () => fromBody;
+  return (pool) => {
+    const sent = modelServedAs(targetOf(route, pool).modelMap, fromBody);
+    return isModelName(sent) ? sent : undefined;
+  };
 }

@@ -147,7 +147,7 @@ export class Checker {
     if (!result) return;
     if (refresh && result.status === 401 && !refreshed) {
       // Recorded first so that, if the refresh fails, its reason is the one the key ends up with.
-      await this.store.recordCheck(pool.name, key.id, { ...result, token });
+      await this.store.recordCheck(pool.name, key.id, { ...result, token, model: pool.check.model });
       this.metrics.recordCheck(pool.name, result);
       const outcome = await this.refresh(pool, key.id, token);
       if (outcome.status !== "refreshed" && outcome.status !== "superseded") return;
@@ -155,7 +155,8 @@ export class Checker {
       result = await this.probe(pool, key.id, token);
       if (!result) return;
     }
-    await this.store.recordCheck(pool.name, key.id, { ...result, token });
+    // A check that names its model speaks for that (key, model) pair too: a success ends its denial.
+    await this.store.recordCheck(pool.name, key.id, { ...result, token, model: pool.check.model });
     this.metrics.recordCheck(pool.name, result);
     this.logger.debug("key checked", {
       pool: pool.name,

@@ -24,7 +24,8 @@ export function brokerTake(broker: BrokerService, idleTimeoutSec: number) {
   const takeWaiting = async (query: TakeQueryValue, request: Request, server: Server<unknown> | null) => {
     server?.timeout(request, 0);
     try {
-      return await broker.take(query.pool, { session: query.session, waitSec: query.wait, signal: request.signal });
+      const { pool, session, wait, model } = query;
+      return await broker.take(pool, { session, model, waitSec: wait, signal: request.signal });
     } finally {
       server?.timeout(request, idleTimeoutSec);
     }
@@ -32,7 +33,7 @@ export function brokerTake(broker: BrokerService, idleTimeoutSec: number) {
   return function take(query: TakeQueryValue, request: Request, server: Server<unknown> | null): Promise<TakeBody> {
     return query.wait
       ? takeWaiting(query, request, server)
-      : broker.take(query.pool, { session: query.session, signal: request.signal });
+      : broker.take(query.pool, { session: query.session, model: query.model, signal: request.signal });
   };
 }
 
@@ -48,7 +49,8 @@ export function brokerRoutes(broker: BrokerService, idleTimeoutSec: number) {
         summary: "Take a healthy key",
         description:
           "Hands out the best available key and a lease on it, from the pool or, when it has none, from its `fallback` pools (`pool` in the answer says which). " +
-          "`session` keeps one conversation on one key while that key is usable; `wait` waits in line for a key instead of failing at once. " +
+          "`session` keeps one conversation on one key while that key is usable; `wait` waits in line for a key instead of failing at once; " +
+          "`model` skips keys resting or denied for that model (a rate limit on one model leaves the key's others alone). " +
           "503 with `Retry-After` when no key is (or became) free; 404 for an unknown pool.",
         tags: ["broker"],
       },
@@ -59,7 +61,9 @@ export function brokerRoutes(broker: BrokerService, idleTimeoutSec: number) {
       detail: {
         summary: "Report how a key did and give it back",
         description:
-          "Give `lease` (from /take) or `id`. `ok: false` with the upstream `status` rests (429, 5xx) or quarantines (401, 403) the key.",
+          "Give `lease` (from /take) or `id`. `ok: false` with the upstream `status` rests (429, 5xx) or quarantines (401, 403) the key. " +
+          "With `model`, a rate limit or an overloaded model rests only that (key, model) pair (`pair` in the answer), and an answer " +
+          "saying the key cannot use the model denies the pair: `model_denied: true` says to retry on another key.",
         tags: ["broker"],
       },
     });

@@ -61,6 +61,9 @@ export const PoolQuery = t.Object({
   ),
 });
 
+/** The longest model a take or a release may name (a model name's own limit is longer: the wire's wins). */
+const MAX_MODEL_FIELD = 200;
+
 export const TakeQuery = t.Object({
   pool: t.Optional(
     t.String({
@@ -83,6 +86,14 @@ export const TakeQuery = t.Object({
       description: "When no key is free, wait up to this many seconds for one (first come, first served), then 503",
       examples: [10],
       error: `wait: expected a number of seconds from 0 to ${MAX_TAKE_WAIT_SEC}`,
+    }),
+  ),
+  model: t.Optional(
+    t.String({
+      maxLength: MAX_MODEL_FIELD,
+      description:
+        "The model the key is for: keys resting or denied for that model, or restricted to other models, are skipped",
+      examples: ["gpt-4o-mini"],
     }),
   ),
 });
@@ -202,8 +213,10 @@ export const ReleaseRequest = t.Object(
     ),
     model: t.Optional(
       t.String({
-        maxLength: 200,
-        description: "The model used: prices the usage from the config's prices",
+        maxLength: MAX_MODEL_FIELD,
+        description:
+          "The model used: prices the usage from the config's prices, and scopes the outcome to the (key, model) pair — " +
+          "a rate limit rests only that pair, an answer saying the key lacks the model denies it (see model_denied)",
         examples: ["gpt-4o-mini"],
       }),
     ),
@@ -221,8 +234,44 @@ export const ReleaseResult = t.Object(
       description: "Why the key is in its state",
       examples: ["cooling after HTTP 429"],
     }),
+    model_denied: t.Optional(
+      t.Literal(true, {
+        description: "The answer said the key cannot use the release's model: retry on another key, as after a 429",
+      }),
+    ),
+    pair: t.Optional(
+      t.Object(
+        {
+          model: t.String({ examples: ["gpt-4o"] }),
+          state: t.UnionEnum(["cooling", "denied"], {
+            description:
+              "cooling (resting until `until`) or denied (the key cannot use the model; tried again at `until`)",
+          }),
+          until: isoTime("When the pair may serve the model again"),
+          reason: t.Union([t.String(), t.Null()]),
+        },
+        { description: "The release's model on this key, when that (key, model) pair cannot serve now" },
+      ),
+    ),
   },
-  { examples: [{ ok: true, pool: "default", id: "a", state: "cooling", reason: "cooling after HTTP 429" }] },
+  {
+    examples: [
+      { ok: true, pool: "default", id: "a", state: "cooling", reason: "cooling after HTTP 429" },
+      {
+        ok: true,
+        pool: "default",
+        id: "a",
+        state: "live",
+        reason: null,
+        pair: {
+          model: "gpt-4o",
+          state: "cooling",
+          until: "2026-01-01T12:01:00.000Z",
+          reason: "rate_limit (HTTP 429); rung 1, resting 1m",
+        },
+      },
+    ],
+  },
 );
 
 const nullableNumber = (description: string) => t.Union([t.Number(), t.Null()], { description });

@@ -21,9 +21,11 @@ import { poolSettingsOf } from "../daemon/pool-settings";
 import { type Clock, systemClock } from "../pool/clock";
 import { DomainError } from "../pool/errors";
 import { KEY_STATES, type KeyState } from "../pool/key-state";
+import { isModelName } from "../pool/model-facts";
 import { MASTER_KEY_ENV, loadTokenCipher } from "../store/master-key";
 import { SqliteStore } from "../store/sqlite/sqlite-store";
 import { createStore } from "../store/create-store";
+import { checkedModel } from "../broker/model-option";
 import { TakeQueue } from "../broker/take-queue";
 import type { KeyStatus, Lease, ReleaseResult, ReleaseTarget, TakeOptions as StoreTakeOptions } from "../store/types";
 import { type ReportedOutcome, outcomeOfError, outcomeOfValue } from "./outcome";
@@ -93,7 +95,10 @@ export interface OpenPoolOptions extends Omit<PoolInCode, "keys" | "fallback" | 
   clock?: Clock;
 }
 
-/** How to take a key: keys to avoid, a sticky session, and how long to wait for one. */
+/**
+ * How to take a key: keys to avoid, a sticky session, the model it is for (keys resting or denied for
+ * that model are skipped; a fallback pool is asked for its `modelMap` name), and how long to wait for one.
+ */
 export interface TakeOptions extends StoreTakeOptions {
   /**
    * When no key of the chain is free, wait up to this long for one, in line with this pool's other
@@ -186,22 +191,35 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
   }
   // The daemon's own take path: the same chain, tried the same way (see TakeQueue.take).
   const keys = new TakeQueue({ store, clock, chainOf: () => chain });
-  // A key tried is avoided in whichever pool of the chain holds it.
-  const take = ({ session, exclude, waitMs, signal }: TakeOptions = {}) =>
-    keys.take(name, {
+  const modelFor = (lease: Pick<Lease, "pool">, model: string) =>
+    modelServedAs(config.pools[lease.pool]?.modelMap, model);
+  // As the gateway asks: a model_map name that is no model name is no model to keep a pair for.
+  const modelInPool = (pool: string, model: string) => {
+    const sent = modelFor({ pool }, model);
+    return isModelName(sent) ? sent : undefined;
+  };
+  // A key tried is avoided in whichever pool of the chain holds it; a model is asked of each pool by the
+  // name that pool's provider uses (its model_map).
+  const take = async ({ session, exclude, waitMs, signal, model }: TakeOptions = {}) => {
+    const named = checkedModel(model);
+    return keys.take(name, {
       session,
       waitMs,
       signal,
       exclude: exclude && Object.fromEntries(chain.map((p) => [p, exclude])),
+      modelIn: named === undefined ? undefined : (pool) => modelInPool(pool, named),
     });
+  };
 
   async function release(lease: Lease | string, outcome: ReportedOutcome = { ok: true }): Promise<ReleaseResult> {
-    return keys.release({ lease: typeof lease === "string" ? lease : lease.lease }, outcome);
+    const checked = outcome.model === undefined ? outcome : { ...outcome, model: checkedModel(outcome.model) };
+    return keys.release({ lease: typeof lease === "string" ? lease : lease.lease }, checked);
   }
 
   /** The first pool of the chain that knows the key; its own pool's answer when none does. */
   async function releaseKey(report: KeyReport): Promise<ReleaseResult> {
-    const { id: givenId, token, ...outcome } = report;
+    const { id: givenId, token, ...reported } = report;
+    const outcome = reported.model === undefined ? reported : { ...reported, model: checkedModel(reported.model) };
     for (const member of chain) {
       const id = givenId ?? (token === undefined ? null : await store.findKeyByToken(member, token));
       if (id === null) continue;
@@ -237,17 +255,20 @@ export async function openPool(options: OpenPoolOptions = {}): Promise<KeyPool> 
       for (const key of keys) counts[key.state]++;
       return { pool: member, total: keys.length, counts, keys };
     },
-    modelFor: (lease, model) => modelServedAs(config.pools[lease.pool]?.modelMap, model),
+    modelFor,
     async withKey(fn, takeOptions) {
       const lease = await take(takeOptions);
+      // What happened is the taken model's: a rate limit on it rests only that (key, model) pair.
+      const model = takeOptions?.model ? modelInPool(lease.pool, takeOptions.model) : undefined;
+      const withModel = (outcome: ReportedOutcome) => (model === undefined ? outcome : { ...outcome, model });
       let value: Awaited<ReturnType<typeof fn>>;
       try {
         value = await fn(lease.token, lease);
       } catch (error) {
-        await releaseQuietly(lease, outcomeOfError(error, clock.now()));
+        await releaseQuietly(lease, withModel(outcomeOfError(error, clock.now())));
         throw error;
       }
-      await releaseQuietly(lease, outcomeOfValue(value, clock.now()));
+      await releaseQuietly(lease, withModel(outcomeOfValue(value, clock.now())));
       return value;
     },
     close,

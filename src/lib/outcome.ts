@@ -20,6 +20,11 @@ export interface ReportedOutcome {
   class?: FailureClass;
   /** What the upstream's `usage` said the request used: counted for the key, and priced by `model` from the config's `prices`. */
   usage?: TokenCounts;
+  /**
+   * The model the request called (the name sent upstream): prices `usage`, and scopes the outcome to the
+   * (key, model) pair — a rate limit rests only that model on the key, and an answer saying the key cannot
+   * use the model (`result.modelDenied`) keeps the key out of that model's takes for a long rest.
+   */
   model?: string;
 }
 

@@ -147,6 +147,23 @@ describe("TakeQueue", () => {
     expect((await waiter).pool).toBe("backup");
   });
 
+  it("asks each pool of the chain for the model by its own name, also while a caller waits in line", async () => {
+    const { clock, queue, store } = await setup({ primary: 1, backup: 1 }, { primary: ["primary", "backup"] });
+    // The backup pool's provider calls the model m-backup; each pair rests a minute.
+    const modelIn = (pool: string) => (pool === "backup" ? "m-backup" : "m");
+    await store.release({ id: "primary-0", pool: "primary" }, { ok: false, status: 429, model: "m" });
+    await store.release({ id: "backup-0", pool: "backup" }, { ok: false, status: 429, model: "m-backup" });
+    expect(((await rejection(queue.take("primary", { modelIn }))) as DomainError).code).toBe("NO_KEY_AVAILABLE");
+    // Asked for m by its own name, the backup key is free: only m-backup rests on it.
+    expect((await queue.take("primary", { modelIn: () => "m" })).id).toBe("backup-0");
+
+    const waiter = queue.take("primary", { modelIn, waitMs: 120_000 });
+    await queue.whenWaiting("primary", 1);
+    clock.advance(60_000);
+    await queue.tick();
+    expect((await waiter).id).toBe("primary-0");
+  });
+
   it("turns every waiter away when it stops", async () => {
     const { queue } = await setup();
     await queue.take("default");

@@ -274,7 +274,7 @@ describe("keypool start on API_KEYS and TARGET", () => {
     expect([keyAt(3), keyAt(9)]).toEqual([keyAt(0), keyAt(6)]);
   });
 
-  it("falls back to the other key on a 429, and the throttled key cools for COOLDOWN_MS", async () => {
+  it("falls back to the other key on a 429, and the throttled key cools for the model for COOLDOWN_MS", async () => {
     using dir = tempDir();
     await using upstream = await startFakeUpstream(() => Response.json({ ok: true }));
     const { kp, gateway } = await startFromEnv(dir.file("home"), upstream, { COOLDOWN_MS: "120000" });
@@ -292,10 +292,13 @@ describe("keypool start on API_KEYS and TARGET", () => {
     expect(response.status).toBe(200);
     expect(upstream.calls.slice(1).map((c) => c.headers.authorization === sticky)).toEqual([true, false]);
 
-    const health = await (await fetch(`${gateway}/health`)).json();
-    const throttled = health.keys.find((k: { status: string }) => k.status === "throttled");
-    expect(health.keys.map((k: { status: string }) => k.status).sort()).toEqual(["ready", "throttled"]);
-    const until = Date.parse(throttled.until);
+    // The request named gpt-4: the 429 rests gpt-4 on that key (a rate limit's scope is the model), not the key.
+    const { events } = (await (await fetch(`${kp.url}/events`)).json()) as {
+      events: Array<{ model?: string; to: string; until: string | null }>;
+    };
+    const rests = events.filter((e) => e.to === "cooling");
+    expect(rests.map((e) => e.model)).toEqual(["gpt-4"]);
+    const until = Date.parse(rests[0]!.until!);
     // Every rest is shortened at random by up to 10%, so keys that failed together do not return together.
     expect(until).toBeGreaterThanOrEqual(before + 120_000 * 0.9 - 1000);
     expect(until).toBeLessThanOrEqual(after + 120_000 + 1000);

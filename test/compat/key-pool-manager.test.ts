@@ -307,7 +307,7 @@ describe("api-key-lb's API_KEYS: a two-key pool from the environment", () => {
     expect(new Set(upstream.calls.map((c) => c.headers.authorization)).size).toBe(1);
   });
 
-  it("rests a key for COOLDOWN_MS after a 429 without Retry-After, and answers from the other key meanwhile", async () => {
+  it("rests a key's model for COOLDOWN_MS after a 429 without Retry-After, and answers from the other key meanwhile", async () => {
     let calls = 0;
     await using upstream = await startFakeUpstream(() =>
       ++calls === 1 ? new Response("slow down", { status: 429 }) : Response.json({ choices: [] }),
@@ -322,10 +322,13 @@ describe("api-key-lb's API_KEYS: a two-key pool from the environment", () => {
     const response = await fetch(`${gateway}/v1/chat/completions`, json("POST", { model: "gpt-4", messages: [] }));
     expect(response.status).toBe(200);
     const throttled = upstream.calls[0]!.headers.authorization!.replace("Bearer ", "");
-    const status = await (await fetch(`${kp.url}/status`)).json();
-    const key = status.keys.find((k: { id: string }) => k.id === deriveKeyId(throttled));
+    // The request named gpt-4: the rest is that (key, model) pair's (a rate limit's scope is the model).
+    const { events } = (await (await fetch(`${kp.url}/events?key=${deriveKeyId(throttled)}`)).json()) as {
+      events: Array<{ at: string; model?: string; to: string; until: string }>;
+    };
+    const rest = events.find((e) => e.to === "cooling")!;
     // A flat COOLDOWN_MS, shortened by at most the 10% jitter that keeps throttled keys from returning together.
-    const restMs = Date.parse(key.until) - Date.parse(key.last_used);
-    expect([key.state, restMs >= 18_000 && restMs <= 20_000]).toEqual(["cooling", true]);
+    const restMs = Date.parse(rest.until) - Date.parse(rest.at);
+    expect([rest.model, restMs >= 18_000 && restMs <= 20_000]).toEqual(["gpt-4", true]);
   });
 });

@@ -238,9 +238,13 @@ describe("scenario 3: the upstream answers 5xx to everything", () => {
     // The budget did allow some retries: the ratio is a budget, not a ban.
     expect(attempts).toBeGreaterThan(requests * 0.5);
 
-    const resting = Object.values(await gw.keys()).filter((k) => k.state === "cooling");
+    // The requests name sim-1, and an overloaded model is that model's (overloaded's scope): the pairs rest, not the keys.
+    const { events } = (await (await gw.kp.fetch("/events?limit=1000")).json()) as {
+      events: Array<{ model?: string; to: string; class: string | null }>;
+    };
+    const resting = events.filter((e) => e.to === "cooling");
     expect(resting.length).toBeGreaterThan(0);
-    expect(resting.every((k) => /overloaded/.test(k.reason ?? ""))).toBe(true);
+    expect(resting.every((e) => e.model === "sim-1" && e.class === "overloaded")).toBe(true);
 
     // The upstream recovers: once the 0.05 s rests are over, keys serve again and are live.
     gw.fake.setHandler(everyKey(tokens, "ok"));

@@ -10,13 +10,17 @@ export default defineCommand({
     ...daemonArgs,
     ...jsonArg,
     pool: { type: "string", description: "Pool name" },
+    model: { type: "string", description: "The model the key is for: skips keys resting or denied for it" },
     reveal: {
       type: "boolean",
       description: "Print the raw token alone on stdout, for scripts: TOKEN=$(keypool take --reveal)",
     },
   },
   async run({ args }) {
-    const query = args.pool ? `?pool=${encodeURIComponent(args.pool)}` : "";
+    const params = new URLSearchParams();
+    if (args.pool) params.set("pool", args.pool);
+    if (args.model) params.set("model", args.model);
+    const query = params.size > 0 ? `?${params}` : "";
     const result = await callDaemon(resolveDaemon(args), "GET", `/take${query}`);
     if (result.status !== 200) failFromResponse(result);
     const { token, ...lease } = result.body as Record<string, string>;
