@@ -11,8 +11,9 @@
  *    daemon/bare ≥ 0.6 (10 keys), daemon/poolctl ≥ 1.0 at both sizes, daemon 100k/10 ≥ 0.8.
  * 2. Store — in-process take+release pairs per second at 10 keys versus 100,000 keys, per rotation.
  *    Target: 100k/10 ≥ 0.8 (a take must stay O(log n) in pool size).
- * 3. Models — in-process pairs per second when each take names one of 100 models (a tenth of the
- *    pool's (key, model) pairs resting), versus takes that name none. Target: ≥ 0.8.
+ * 3. Models — pairs per second when each take names one of 100 models (a tenth of the pool's (key,
+ *    model) pairs resting), versus takes that name none: through the daemon over HTTP (`?model=` and
+ *    the release's `model`, 10 keys) and in-process. Target: ≥ 0.8 for both. `--only=models` runs these alone.
  *
  * Prints a table, then one JSON line with every figure. --cpu-prof-dir profiles the daemon process.
  * --breakdown adds two more HTTP targets to the rounds, to tell where the daemon's time goes:
@@ -24,7 +25,7 @@ import type { Rotation } from "../src/config/types";
 import { takeAndRelease } from "./_broker-load";
 import { benchKeys } from "./_keys";
 import { measureStore } from "./_broker-store";
-import { MODEL_COUNT, type ModelRunResult, measureModels } from "./_broker-models";
+import { MODEL_COUNT, type ModelRunResult, measureModels, modelName } from "./_broker-models";
 import { closedLoop } from "./_load";
 import { poolctlAvailable, startPoolctl } from "./_poolctl";
 import { type ServerProcess, cpuProfileArgs } from "./_process";
@@ -35,7 +36,7 @@ import { median, quantile, rate, ratio, round2 } from "./_stats";
 const HTTP_TARGET = 0.6;
 const POOLCTL_TARGET = 1.0;
 /** Pool sizes the HTTP targets serve; the daemon at the largest must keep SIZE_TARGET of its rate at the smallest. */
-const HTTP_SIZES = [10, 100_000] as const;
+const ALL_HTTP_SIZES = [10, 100_000] as const;
 const SIZE_TARGET = 0.8;
 const STORE_TARGET = 0.8;
 const STORE_SIZES = [10, 100_000] as const;
@@ -49,6 +50,8 @@ type TargetKind = "daemon" | "bare" | "daemon-memory" | "api-stub" | "poolctl";
 interface Target {
   kind: TargetKind;
   keys: number;
+  /** Every take names one of MODEL_COUNT models, a tenth of the pool's pairs resting (see primeModels). */
+  models?: boolean;
   /** `daemon@100000`, `bare`: the key of its figures. */
   label: string;
 }
@@ -59,6 +62,8 @@ const { quick, only, profileDir, flags } = parseBenchArgs(process.argv.slice(2),
   flags: ["breakdown"],
 });
 const breakdown = flags.has("breakdown");
+/** `--only=models` measures the smallest pool alone, with and without models. */
+const HTTP_SIZES: readonly number[] = only === "models" ? [ALL_HTTP_SIZES[0]] : ALL_HTTP_SIZES;
 
 const plan = quick
   ? {
@@ -83,6 +88,8 @@ interface HttpFigures {
   largeVsSmall: number;
   /** poolctl's pairs/s per pool size and the daemon's ratio to it, when its binary is present. */
   poolctl?: Record<string, { pairsPerSec: number; ratio: number }>;
+  /** The daemon at the smallest pool when each take names one of 100 models, and its ratio to takes naming none. */
+  models?: { pairsPerSec: number; ratio: number };
   /** With --breakdown: each extra target's pairs/s and its ratio to bare. */
   breakdown?: Partial<Record<TargetKind, { pairsPerSec: number; ratio: number }>>;
   rounds: Record<string, number[]>;
@@ -93,11 +100,13 @@ interface HttpFigures {
 
 function httpTargets(withPoolctl: boolean): Target[] {
   const at = (kind: TargetKind, keys: number): Target => ({ kind, keys, label: `${kind}@${keys}` });
-  const small = HTTP_SIZES[0];
+  const small = HTTP_SIZES[0]!;
   const targets: Target[] = [{ kind: "bare", keys: 0, label: "bare" }];
   for (const keys of HTTP_SIZES) targets.push(at("daemon", keys));
+  if (only === "models" || only === undefined)
+    targets.push({ ...at("daemon", small), label: `daemon-models@${small}`, models: true });
   if (breakdown) targets.push(at("daemon-memory", small), at("api-stub", small));
-  if (withPoolctl) for (const keys of HTTP_SIZES) targets.push(at("poolctl", keys));
+  if (withPoolctl && only !== "models") for (const keys of HTTP_SIZES) targets.push(at("poolctl", keys));
   return targets;
 }
 
@@ -106,7 +115,25 @@ async function startTarget(target: Target, profileArgs: string[]): Promise<Serve
   mkdirSync(dir, { recursive: true });
   if (target.kind === "poolctl") return run.adopt(await startPoolctl(dir, { tokens: poolctlTokens(target.keys) }));
   const args = [target.kind, dir, String(target.keys || HTTP_SIZES[0])];
-  return run.spawn(target.label, SERVER_SCRIPT, args, target.kind === "daemon" ? profileArgs : []);
+  const server = await run.spawn(target.label, SERVER_SCRIPT, args, target.kind === "daemon" ? profileArgs : []);
+  if (target.models) await primeModels(server.url, target.keys);
+  return server;
+}
+
+/** Rests a tenth of the (key, model) pairs for an hour, as model-aware traffic leaves a pool. */
+async function primeModels(url: string, keys: number): Promise<void> {
+  for (const [k, key] of benchKeys(keys).entries()) {
+    for (let m = 0; m < MODEL_COUNT; m++) {
+      if ((k + m) % 10 !== 0) continue;
+      const body = { id: key.id, ok: false, status: 429, retry_after_sec: 3600, model: modelName(m) };
+      const res = await fetch(`${url}/release`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      if (!res.ok) throw new Error(`priming ${key.id} for ${modelName(m)}: HTTP ${res.status}`);
+    }
+  }
 }
 
 async function benchHttp(): Promise<HttpFigures> {
@@ -131,7 +158,12 @@ async function benchHttp(): Promise<HttpFigures> {
         // (at 100,000 keys, for many minutes), which would weigh on the other targets' rounds.
         const transient = kind === "poolctl" ? await startTarget(target, profileArgs) : undefined;
         const url = (transient ?? servers.get(label)!).url;
-        const r = await closedLoop(takeAndRelease(url, kind === "poolctl" ? "id" : "lease"), load);
+        const workload = takeAndRelease(
+          url,
+          kind === "poolctl" ? "id" : "lease",
+          target.models ? modelName : undefined,
+        );
+        const r = await closedLoop(workload, load);
         if (transient) await run.stop(transient);
         const p50 = quantile(r.latencies, 0.5);
         const p99 = quantile(r.latencies, 0.99);
@@ -151,10 +183,11 @@ async function benchHttp(): Promise<HttpFigures> {
   const medianOf = (label: string) => median(results.get(label)!.rps);
   const bare = medianOf("bare");
   const daemonAt = (keys: number) => medianOf(`daemon@${keys}`);
-  const [small, large] = [HTTP_SIZES[0], HTTP_SIZES[HTTP_SIZES.length - 1]!];
+  const [small, large] = [HTTP_SIZES[0]!, HTTP_SIZES[HTTP_SIZES.length - 1]!];
   const labels = targets.map((t) => t.label);
   const perLabel = <T>(f: (label: string) => T) => Object.fromEntries(labels.map((l) => [l, f(l)]));
   const extra = targets.filter((t) => t.kind === "daemon-memory" || t.kind === "api-stub");
+  const modelsTarget = targets.find((t) => t.models);
   const withPoolctl = targets.some((t) => t.kind === "poolctl");
   return {
     bare: Math.round(bare),
@@ -177,6 +210,12 @@ async function benchHttp(): Promise<HttpFigures> {
           { pairsPerSec: Math.round(medianOf(t.label)), ratio: ratio(medianOf(t.label), bare) },
         ]),
       ),
+    }),
+    ...(modelsTarget && {
+      models: {
+        pairsPerSec: Math.round(medianOf(modelsTarget.label)),
+        ratio: ratio(medianOf(modelsTarget.label), daemonAt(small)),
+      },
     }),
     rounds: perLabel((l) => results.get(l)!.rps.map(Math.round)),
     p50Ms: perLabel((l) => round2(median(results.get(l)!.p50))),
@@ -246,7 +285,7 @@ function printResults(
 ): void {
   const rows: string[][] = [["measure", "reference", "subject", "ratio", "target", ""]];
   if (http) {
-    const [small, large] = [HTTP_SIZES[0], HTTP_SIZES[HTTP_SIZES.length - 1]!];
+    const [small, large] = [HTTP_SIZES[0]!, HTTP_SIZES[HTTP_SIZES.length - 1]!];
     rows.push([
       `http pairs/s daemon vs bare, ${rate(small)} keys`,
       rate(http.bare),
@@ -270,14 +309,25 @@ function printResults(
         none ? verdict(ours > 0 ? Number.POSITIVE_INFINITY : 0, POOLCTL_TARGET) : verdict(vs.ratio, POOLCTL_TARGET),
       ]);
     }
-    rows.push([
-      `http pairs/s daemon ${rate(large)} vs ${rate(small)} keys`,
-      rate(http.daemonBySize[String(small)]!),
-      rate(http.daemonBySize[String(large)]!),
-      `${http.largeVsSmall.toFixed(2)}×`,
-      `≥ ${SIZE_TARGET}`,
-      verdict(http.largeVsSmall, SIZE_TARGET),
-    ]);
+    if (large !== small)
+      rows.push([
+        `http pairs/s daemon ${rate(large)} vs ${rate(small)} keys`,
+        rate(http.daemonBySize[String(small)]!),
+        rate(http.daemonBySize[String(large)]!),
+        `${http.largeVsSmall.toFixed(2)}×`,
+        `≥ ${SIZE_TARGET}`,
+        verdict(http.largeVsSmall, SIZE_TARGET),
+      ]);
+    if (http.models) {
+      rows.push([
+        `http pairs/s daemon, take naming 1 of ${MODEL_COUNT} models vs none, ${rate(small)} keys`,
+        rate(http.daemonBySize[String(small)]!),
+        rate(http.models.pairsPerSec),
+        `${http.models.ratio.toFixed(2)}×`,
+        `≥ ${MODELS_TARGET}`,
+        verdict(http.models.ratio, MODELS_TARGET),
+      ]);
+    }
     for (const [kind, f] of Object.entries(http.breakdown ?? {})) {
       rows.push([
         `  (diagnostic) ${kind} vs bare`,
@@ -315,7 +365,7 @@ function printResults(
 
 printBanner("broker", quick);
 const started = performance.now();
-const http = only === undefined || only === "http" ? await benchHttp() : undefined;
+const http = only === undefined || only === "http" || only === "models" ? await benchHttp() : undefined;
 const store = only === undefined || only === "store" ? await benchStore() : undefined;
 const models = only === undefined || only === "models" ? await benchModels() : undefined;
 printResults(http, store, models);
