@@ -31,6 +31,20 @@ export interface PairColumns {
   minute_tokens: number;
 }
 
+/** The pair's columns by name, in the order both stores' tables declare them (after pool and key_id). */
+export const PAIR_COLUMN_NAMES = [
+  "model",
+  "ready_at",
+  "reason",
+  "access",
+  "fail_class",
+  "rung",
+  "fail_until",
+  "minute_start",
+  "minute_requests",
+  "minute_tokens",
+] as const satisfies ReadonlyArray<keyof PairColumns>;
+
 /** The pair's row as the planners read it. */
 export function modelStateOf(row: PairColumns): ModelState {
   return {

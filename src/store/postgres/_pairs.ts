@@ -1,7 +1,7 @@
 import type { SQL } from "bun";
 import type { PairEvent } from "../../pool/model-facts";
 import { MAX_EVENTS } from "../event-log";
-import type { PairColumns } from "../model-columns";
+import { PAIR_COLUMN_NAMES, type PairColumns } from "../model-columns";
 import type { KeyEvent } from "../types";
 import type { Params } from "./_key-row";
 
@@ -20,18 +20,7 @@ export interface PairRow extends PairColumns {
   key_id: string;
 }
 
-const COLUMNS = [
-  "model",
-  "ready_at",
-  "reason",
-  "access",
-  "fail_class",
-  "rung",
-  "fail_until",
-  "minute_start",
-  "minute_requests",
-  "minute_tokens",
-] as const satisfies ReadonlyArray<keyof PairColumns>;
+const COLUMNS = PAIR_COLUMN_NAMES;
 
 const TYPES: Record<(typeof COLUMNS)[number], string> = {
   model: "text",

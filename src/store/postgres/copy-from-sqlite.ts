@@ -3,6 +3,7 @@ import { SQL } from "bun";
 import { existsSync } from "node:fs";
 import { ConfigError } from "../../config/errors";
 import { MIGRATIONS as SQLITE_MIGRATIONS } from "../sqlite/migrations";
+import { PAIR_COLUMN_NAMES } from "../model-columns";
 import { keyIdOf } from "../token-cipher";
 import { PostgresStore } from "./postgres-store";
 
@@ -94,20 +95,7 @@ const TABLES = {
   pairs: {
     from: "key_models",
     to: "keypool_key_models",
-    columns: [
-      "pool",
-      "key_id",
-      "model",
-      "ready_at",
-      "reason",
-      "access",
-      "fail_class",
-      "rung",
-      "fail_until",
-      "minute_start",
-      "minute_requests",
-      "minute_tokens",
-    ],
+    columns: ["pool", "key_id", ...PAIR_COLUMN_NAMES],
     // A pair is deleted with its key here; a state file may still hold one whose key is gone.
     where: "EXISTS (SELECT 1 FROM keys k WHERE k.pool = key_models.pool AND k.id = key_models.key_id)",
   },
