@@ -290,8 +290,16 @@ export class SqliteStore implements PoolStore {
         else result.kept++;
       }
       this.policy.setGroup(pool, key.id, key.group);
-      this.sql.setModels.run(modelsColumnOf(key.models), pool, key.id);
-      this.applyCaps(settings, key.id, key.budget);
+      // Most syncs change neither: a statement each would double a large pool's sync.
+      const models = modelsColumnOf(key.models);
+      // A key just inserted has neither (NULL), like one that had none.
+      if ((before?.models ?? null) !== models) this.sql.setModels.run(models, pool, key.id);
+      const caps = key.budget;
+      if (
+        (before?.budget_day_micros ?? null) !== (caps?.dayMicros ?? null) ||
+        (before?.budget_month_micros ?? null) !== (caps?.monthMicros ?? null)
+      )
+        this.applyCaps(settings, key.id, caps);
       this.admin.setConfigOrigin(pool, key.id, key.origin ?? "file");
     }
     if (hasCaps(settings.budget)) this.spend.catchUp(pool, POOL_TOTAL, this.clock.now());
@@ -1062,6 +1070,9 @@ interface SourceRow {
   weight: number;
   source_token: string;
   source_refresh_token: string | null;
+  models: string | null;
+  budget_day_micros: number | null;
+  budget_month_micros: number | null;
 }
 
 const LOST_ADVICE =
@@ -1248,7 +1259,8 @@ function prepareStatements(db: Database) {
                             WHERE pool = ?4 AND id = ?5`),
     releaseRefreshLock: q(`UPDATE keys SET refresh_owner = NULL, refresh_lock_until = 0 WHERE pool = ?1 AND id = ?2`),
     storedPools: q(`SELECT DISTINCT pool FROM keys`),
-    poolKeySources: q(`SELECT id, origin, weight, source_token, source_refresh_token FROM keys WHERE pool = ?1`),
+    poolKeySources: q(`SELECT id, origin, weight, source_token, source_refresh_token, models, budget_day_micros,
+                         budget_month_micros FROM keys WHERE pool = ?1`),
     insertKey:
       q(`INSERT INTO keys (pool, id, token, weight, rank, max_concurrency, source_token, refresh_token, source_refresh_token)
                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3, ?7, ?7)`),
