@@ -95,8 +95,19 @@ export function denialReason(what: string, restMs: number): string {
  * the model would otherwise see it stored and shown in /status, /events and metric labels.
  */
 export function isModelName(text: string): boolean {
-  return text.length <= MAX_MODEL_NAME_LENGTH && MODEL_NAME.test(text) && scrubSecrets(text) === text;
+  if (text.length > MAX_MODEL_NAME_LENGTH) return false;
+  const known = recentNames.get(text);
+  if (known !== undefined) return known;
+  const verdict = MODEL_NAME.test(text) && scrubSecrets(text) === text;
+  // Every gateway request asks about its model, and a pool serves a few: remembered (short names only, a
+  // bounded number of them).
+  if (recentNames.size >= RECENT_NAMES_KEPT) recentNames.clear();
+  recentNames.set(text, verdict);
+  return verdict;
 }
+
+const RECENT_NAMES_KEPT = 1024;
+const recentNames = new Map<string, boolean>();
 
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/;
 

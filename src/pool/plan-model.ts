@@ -162,13 +162,17 @@ function afterPairSuccess(
   model: string,
 ): ModelState {
   const resting = before.access === "ok" && before.readyAt > now;
-  const cleared: ModelState = {
-    ...before,
-    access: "ok",
-    ladder: CLEAN_LADDER,
-    readyAt: resting ? before.readyAt : 0,
-    reason: resting ? before.reason : null,
-  };
+  // A fresh pair stays the fresh pair (the same object), unless a limit or the headers say otherwise.
+  const cleared: ModelState =
+    before === FRESH_MODEL_STATE
+      ? before
+      : {
+          ...before,
+          access: "ok",
+          ladder: CLEAN_LADDER,
+          readyAt: resting ? before.readyAt : 0,
+          reason: resting ? before.reason : null,
+        };
   return withBudget(withTokens(cleared, outcome, pool, now, model), outcome, now);
 }
 
@@ -203,6 +207,9 @@ function pairPlan(
   now: number,
   cls: FailureClass | null = null,
 ): PairPlan {
+  // The common case, a success on a pair with nothing against it: nothing to compare or log.
+  if (before === FRESH_MODEL_STATE && after === FRESH_MODEL_STATE && cls === null)
+    return { model, state: after, changesCondition: false };
   const changesCondition =
     before.readyAt !== after.readyAt ||
     before.access !== after.access ||
