@@ -5,6 +5,7 @@ import { DomainError } from "../../pool/errors";
 import { type KeyCondition, type Outcome, afterTake, stateOf, untilOf } from "../../pool/key-state";
 import {
   type BudgetRest,
+  type SpendCaps,
   type SpendWindows,
   EMPTY_SPEND,
   budgetRest,
@@ -58,7 +59,8 @@ import type {
 } from "../types";
 import type { TokenCipher } from "../token-cipher";
 import { type EventRow, MAX_EVENTS, eventOfRow } from "../event-log";
-import { mergeOverrides, ownedError } from "../key-admin-rules";
+import { mergeCaps, mergeOverrides, ownedError } from "../key-admin-rules";
+import { planCapsChange } from "../../pool/plan-budget";
 import { budgetOf, factsOf, overridesOf, remainingOf } from "../key-columns";
 import {
   type PairColumns,
@@ -1162,7 +1164,6 @@ export class PostgresStore implements PoolStore {
   }
 
   async addKey(pool: string, key: NewKey): Promise<KeyRecord> {
-    if (key.budget !== undefined) throw capsRefused(pool);
     return this.transaction(async (tx) => {
       const settings = this.settingsOf(pool);
       // Two instances adding one id at once: the second waits here, then sees the first's key.
@@ -1191,6 +1192,8 @@ export class PostgresStore implements PoolStore {
           origin: "api",
           key_group: key.group ?? null,
           ...limitFields(limits),
+          budget_day_micros: key.budget?.dayMicros ?? null,
+          budget_month_micros: key.budget?.monthMicros ?? null,
         },
       );
       await tx`INSERT INTO keypool_keys ${tx(row)}`;
@@ -1199,13 +1202,16 @@ export class PostgresStore implements PoolStore {
   }
 
   async updateKey(pool: string, id: string, changes: KeyChanges): Promise<KeyRecord> {
-    if (changes.budget !== undefined) throw capsRefused(pool);
     return this.transaction(async (tx) => {
       const settings = this.settingsOf(pool);
       const row = await this.lockKey(tx, pool, id);
       if (!row) throw new DomainError("UNKNOWN_KEY", `pool "${pool}" has no key "${id}"`);
       // Switching a key off and on is an operator's call on any key; what the key *is* belongs to whoever defined it.
-      const reshapes = changes.weight !== undefined || changes.group !== undefined || changes.limits !== undefined;
+      const reshapes =
+        changes.weight !== undefined ||
+        changes.group !== undefined ||
+        changes.limits !== undefined ||
+        changes.budget !== undefined;
       if (reshapes && row.origin !== "api") throw ownedError(row.origin, pool, id);
       const fields: Fields = {};
       if (changes.weight !== undefined) fields.weight = changes.weight;
@@ -1224,8 +1230,30 @@ export class PostgresStore implements PoolStore {
         if (plan?.event) await this.logEvents(tx, [eventOf(pool, id, plan.event, now)]);
       }
       await this.write(tx, pool, id, fields);
+      if (changes.budget) await this.applyCaps(tx, settings, id, mergeCaps(budgetOf(row), changes.budget));
       return this.recordOf((await this.lockKey(tx, pool, id))!, this.clock.now());
     });
+  }
+
+  /**
+   * A key's own caps changed through the admin API: counted from what the usage ledger already holds
+   * for the current windows, and the key rests at once if that reaches a cap (or comes back if its
+   * spent cap went up), as the SQLite store does.
+   */
+  private async applyCaps(tx: Db, settings: PoolSettings, id: string, caps: SpendCaps | undefined): Promise<void> {
+    const pool = settings.name;
+    const now = this.clock.now();
+    await this.write(tx, pool, id, {
+      budget_day_micros: caps?.dayMicros ?? null,
+      budget_month_micros: caps?.monthMicros ?? null,
+    });
+    if (hasCaps(caps)) await this.spend.catchUp(tx, pool, [id], now);
+    const row = (await this.lockKey(tx, pool, id))!;
+    const facts = { ...factsOf(row, settings), spend: await this.spend.of(tx, pool, id) };
+    const plan = await this.decide(tx, settings, now, (ctx) => planCapsChange(facts, ctx));
+    if (!plan) return;
+    await this.write(tx, pool, id, conditionFields(plan));
+    if (plan.event) await this.logEvents(tx, [eventOf(pool, id, plan.event, now)]);
   }
 
   async removeKey(pool: string, id: string): Promise<void> {
@@ -1264,6 +1292,7 @@ export class PostgresStore implements PoolStore {
       group: row.key_group,
       limits: overridesOf(row),
       inFlight: row.in_flight,
+      budget: budgetOf(row),
     };
   }
 
@@ -1605,17 +1634,6 @@ function leasedKeyOf(taken: TakenRow, model: string | undefined, fresh = false):
   const { taken: _, pair, pair_seen, ...row } = taken;
   if (model === undefined) return { row, model: null };
   return fresh && !pair_seen ? { row, model } : { row, model, pair: seenPairOf(model, pair ?? null) };
-}
-
-/**
- * The admin API's `budget` on a key: caps from the config and the tokens file are kept here, but an
- * admin-added cap is not yet (addKey/updateKey do not write budget columns): refused, not ignored.
- */
-function capsRefused(pool: string): DomainError {
-  return new DomainError(
-    "BAD_REQUEST",
-    `budget: pool "${pool}" is kept in PostgreSQL, where a key's cap is set in the tokens file (budget_day=, budget_month=) in this version — leave budget out here`,
-  );
 }
 
 /** A key's own caps as its row keeps them (null: none). */

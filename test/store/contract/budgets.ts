@@ -120,6 +120,27 @@ export function budgetsContract(h: Harness): void {
       expect((await failure(store.take("default"))).code).toBe("BUDGET_EXHAUSTED");
     });
 
+    it("sets, changes and clears an admin key's own caps: below its spend it rests at once, raised it is back", async () => {
+      const { store, clock } = await h.openStore(settings({ prices }), keys(1));
+      clock.advance(HOUR);
+      const added = await store.addKey("default", {
+        id: "api",
+        token: "sk-api-budget-0123456789abcdefg",
+        weight: 1,
+        budget: { dayMicros: 1000 },
+      });
+      expect(added.budget).toEqual({ dayMicros: 1000 });
+      await spendOn(store, "api", 600);
+      const lowered = await store.updateKey("default", "api", { budget: { dayMicros: 500 } });
+      expect(lowered).toMatchObject({ state: "cooling", reason: "budget: $0.0006 of $0.0005 today" });
+      expect((await store.take("default")).id).toBe("k0");
+      const raised = await store.updateKey("default", "api", { budget: { dayMicros: 5000, monthMicros: 9000 } });
+      expect(raised).toMatchObject({ state: "live", budget: { dayMicros: 5000, monthMicros: 9000 } });
+      const cleared = await store.updateKey("default", "api", { budget: { dayMicros: null, monthMicros: null } });
+      expect(cleared.budget).toBeUndefined();
+      expect((await store.status()).find((k) => k.id === "api")!.spend).toBeNull();
+    });
+
     it("shows no spend for keys and pools without a cap", async () => {
       const { store } = await h.openStore(settings({ prices }), keys(1));
       await spendOn(store, "k0", 700);
