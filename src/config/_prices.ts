@@ -27,8 +27,10 @@ export function readPrices(s: Section): PriceTable | undefined {
       continue;
     }
     const price: ModelPrice = { inputPerMtok: 0, outputPerMtok: 0 };
+    let valid = true;
     for (const [field, value] of Object.entries(body)) {
       const key = PRICE_FIELDS[field];
+      valid &&= key !== undefined;
       if (!key)
         s.issues.add(
           joinPath(path, field),
@@ -37,8 +39,15 @@ export function readPrices(s: Section): PriceTable | undefined {
       else if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > MAX_PRICE_PER_MTOK) {
         const expected = `a number of USD ≥ 0 and ≤ ${MAX_PRICE_PER_MTOK}`;
         s.issues.add(joinPath(path, field), `expected ${expected}, got ${describe(value)}`);
+        valid = false;
       } else price[key] = value;
     }
+    // An entry that prices nothing would count its model's requests as $0 against every spend cap.
+    if (valid && !Object.values(price).some((usd) => usd > 0))
+      s.issues.add(
+        path,
+        "prices nothing — give input_per_mtok and/or output_per_mtok above 0, or remove the entry (a model without one counts as unpriced, never as $0)",
+      );
     table[model] = price;
   }
   return table;

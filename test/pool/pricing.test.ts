@@ -67,4 +67,15 @@ describe("prices in config", () => {
       "prices.n: expected { input_per_mtok, output_per_mtok }, got 3",
     ]);
   });
+
+  it("refuses an entry that prices nothing, which would count its model as $0 against every cap", () => {
+    const fix =
+      "prices nothing — give input_per_mtok and/or output_per_mtok above 0, or remove the entry (a model without one counts as unpriced, never as $0)";
+    expect(issues("prices:\n  free: { input_per_mtok: 0, output_per_mtok: 0 }\n  empty: {}\n")).toEqual([
+      `prices.free: ${fix}`,
+      `prices.empty: ${fix}`,
+    ]);
+    // One side free is a real price (embeddings have no output).
+    expect(issues("prices:\n  embed: { input_per_mtok: 0.02, output_per_mtok: 0 }\n")).toEqual([]);
+  });
 });
