@@ -75,16 +75,8 @@ export interface UsageJson {
   cost_usd: number;
 }
 
-export interface CompactUsageJson {
-  requests: number;
-  success_rate: number | null;
-  input_tokens: number;
-  output_tokens: number;
-  cached_tokens: number;
-  cache_write_tokens: number;
-  cache_hit_ratio: number | null;
-  cost_usd: number;
-}
+/** A usage summary without the per-class failure counts (for /status, beside each key and pool). */
+export type CompactUsageJson = Omit<UsageJson, "successes" | "failures">;
 
 export interface PoolUsageJson {
   pool: string;

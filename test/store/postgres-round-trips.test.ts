@@ -73,14 +73,7 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
 
   it("takes for a model and releases naming it in two round trips, pairs resting or not", async () => {
     await using schema = await freshSchema();
-    const counter = { trips: 0 };
-    const clock = new ManualClock();
-    const store = await PostgresStore.open({
-      url: schema.url,
-      clock,
-      maxConnections: 2,
-      wrapClient: (sql) => counting(sql, counter),
-    });
+    const { store, counter } = await countingStore(schema.url);
     try {
       await store.syncPools([{ settings: settings(), keys: keys(4) }]);
       await store.release({ id: "k0" }, { ok: false, status: 429, model: "m-big" });
@@ -107,14 +100,7 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
 
   it("counts model_limits rpm on the pair in the take's transaction", async () => {
     await using schema = await freshSchema();
-    const counter = { trips: 0 };
-    const clock = new ManualClock();
-    const store = await PostgresStore.open({
-      url: schema.url,
-      clock,
-      maxConnections: 2,
-      wrapClient: (sql) => counting(sql, counter),
-    });
+    const { store, counter } = await countingStore(schema.url);
     try {
       await store.syncPools([{ settings: settings({ modelLimits: { "m-big": { rpm: 1000 } } }), keys: keys(2) }]);
       const first = await store.take("default", { model: "m-big" });
@@ -135,14 +121,7 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
 
   it("keeps two round trips with prices but no cap; a capped pool's take costs one more", async () => {
     await using schema = await freshSchema();
-    const counter = { trips: 0 };
-    const clock = new ManualClock();
-    const store = await PostgresStore.open({
-      url: schema.url,
-      clock,
-      maxConnections: 2,
-      wrapClient: (sql) => counting(sql, counter),
-    });
+    const { store, counter } = await countingStore(schema.url);
     const prices = { m: { inputPerMtok: 1, outputPerMtok: 1 } };
     const costing = { ok: true, model: "m", usage: { input: 10, output: 5 } };
     // The trips of each take and of each release, apart; the take names the model the release is priced at.
@@ -195,3 +174,16 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
     }
   });
 });
+
+/** A store on `url` whose every round trip is counted in `counter.trips`. */
+async function countingStore(url: string) {
+  const counter = { trips: 0 };
+  const clock = new ManualClock();
+  const store = await PostgresStore.open({
+    url,
+    clock,
+    maxConnections: 2,
+    wrapClient: (sql) => counting(sql, counter),
+  });
+  return { store, counter };
+}
