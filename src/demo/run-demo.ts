@@ -93,6 +93,11 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
   for (const row of await daemon.store.status("demo")) {
     const until = row.until ? ` until ${new Date(row.until).toISOString()}` : "";
     print(`  ${row.id.padEnd(13)} ${row.state.padEnd(12)} ${row.reason ?? ""}${until}`);
+    // A rate limit on a request that names a model rests the key for that model only.
+    for (const [model, pair] of Object.entries(row.models)) {
+      const ends = new Date(pair.until).toISOString();
+      print(`  ${"".padEnd(13)} ${`${pair.state} for ${model}`.padEnd(12)} ${pair.reason ?? ""} until ${ends}`);
+    }
   }
   print("");
   print("try it yourself:");
