@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { ManualClock } from "../src/pool/clock";
-import { jsonPost, startTestDaemon } from "./helpers/daemon";
+import { jsonPost, startTestDaemon, adminClient } from "./helpers/daemon";
 import { runKeypool } from "./helpers/run-keypool";
 
 const API_KEY = "admin-budget-key-41";
@@ -18,19 +18,7 @@ const MIDNIGHT = Date.UTC(2026, 2, 4);
 
 type Kp = Awaited<ReturnType<typeof startTestDaemon>>;
 
-function client(kp: Kp, seen: string[] = []) {
-  return async (method: string, path: string, body?: unknown) => {
-    const response = await kp.fetch(path, {
-      method,
-      apiKey: API_KEY,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    seen.push(text);
-    return { status: response.status, body: JSON.parse(text) };
-  };
-}
+const client = (kp: Kp, seen: string[] = []) => adminClient(kp, API_KEY, seen);
 
 describe("a key's spend caps through the admin API", () => {
   it("sets, changes and clears an API key's caps in USD per UTC day and month", async () => {

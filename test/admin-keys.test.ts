@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { loadConfig } from "../src/config/load";
 import { createDaemon } from "../src/daemon/create-daemon";
 import { createLogger } from "../src/log";
-import { startTestDaemon } from "./helpers/daemon";
+import { startTestDaemon, adminClient } from "./helpers/daemon";
 import { tempDir } from "./helpers/temp-dir";
 
 const API_KEY = "admin-test-key-77";
@@ -13,20 +13,7 @@ const CONFIG = `tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\n
 
 type Kp = Awaited<ReturnType<typeof startTestDaemon>>;
 
-/** An authenticated JSON call; every body it sees is kept, to check that no token leaked. */
-function client(kp: Kp, seen: string[] = []) {
-  return async (method: string, path: string, body?: unknown) => {
-    const response = await kp.fetch(path, {
-      method,
-      apiKey: API_KEY,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    seen.push(text);
-    return { status: response.status, body: JSON.parse(text) };
-  };
-}
+const client = (kp: Kp, seen: string[] = []) => adminClient(kp, API_KEY, seen);
 
 describe("key administration over HTTP", () => {
   it("adds, lists, disables, changes and removes a key, never showing its token", async () => {

@@ -1,25 +1,14 @@
 import { describe, expect, it } from "bun:test";
 import { ManualClock } from "../src/pool/clock";
 import { startTestDaemon } from "./helpers/daemon";
+import { runKeypool } from "./helpers/run-keypool";
 
 // keypool take --model and keypool release --model against a running daemon.
 const NOW = Date.UTC(2026, 0, 1, 12);
 const TOKENS = "a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\nb,sk-test-bbbbbbbbbbbbbbbbbbbbbbbb\n";
 const CONFIG = "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\n";
 
-async function keypool(...args: string[]) {
-  const proc = Bun.spawn([process.execPath, "src/main.ts", ...args], {
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, NO_COLOR: "1" },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { stdout, stderr, code };
-}
+const keypool = (...args: string[]) => runKeypool(args);
 
 describe("keypool take and release with --model", () => {
   it("rests only that model on the key, and says so", async () => {

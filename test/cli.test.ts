@@ -1,24 +1,13 @@
 import { describe, expect, it } from "bun:test";
 import { startTestDaemon } from "./helpers/daemon";
+import { runKeypool } from "./helpers/run-keypool";
 
 const CANARY = "sk-canary-0c1d2e3f4a5b6c7d8e9f0a1b2c3d";
 const TOKENS = `a,sk-test-aaaaaaaaaaaaaaaaaaaaaaaa\ncanary,${CANARY}\n`;
 const CONFIG =
   "tokens_file: tokens.txt\nstate_file: state.db\ncooldown_sec: 0\nserver:\n  addr: 127.0.0.1:0\n  api_key: cli-admin-key-42\n";
 
-async function keypool(...args: string[]) {
-  const proc = Bun.spawn([process.execPath, "src/main.ts", ...args], {
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, NO_COLOR: "1" },
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { stdout, stderr, code };
-}
+const keypool = (...args: string[]) => runKeypool(args);
 
 describe("keypool CLI against a running daemon", () => {
   it("takes, releases and shows status without printing a token unless asked", async () => {

@@ -51,3 +51,21 @@ export const jsonPost = (body: unknown): RequestInit => ({
   headers: { "content-type": "application/json" },
   body: JSON.stringify(body),
 });
+
+/**
+ * An authenticated JSON caller of `kp`'s API: `(method, path, body?) → { status, body }`. Every body
+ * it reads is kept in `seen`, so a test can check afterwards that no token leaked into any answer.
+ */
+export function adminClient(kp: Pick<TestDaemon, "fetch">, apiKey: string, seen: string[] = []) {
+  return async (method: string, path: string, body?: unknown) => {
+    const response = await kp.fetch(path, {
+      method,
+      apiKey,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    seen.push(text);
+    return { status: response.status, body: JSON.parse(text) };
+  };
+}
