@@ -1,3 +1,4 @@
+import { Database } from "bun:sqlite";
 import { describe, expect, it } from "bun:test";
 import { type Candidate, chooseKey } from "../../src/pool/choose-key";
 import { ManualClock } from "../../src/pool/clock";
@@ -200,5 +201,57 @@ describe("SqliteStore hot path, sticky sessions", () => {
     await s.b.release({ lease: moved.lease }, { ok: true });
     const followed = await s.a.take("default", { session: "s" });
     expect(followed.id).toBe(moved.id);
+  });
+});
+
+describe("SqliteStore hot path, flushes off the request thread", () => {
+  it("writes a timed flush on the worker: takes go on while another process holds the file's write lock", async () => {
+    using dir = tempDir();
+    const path = dir.file("keypool.db");
+    const store = new SqliteStore({ path, clock: new ManualClock(), random: () => 0, busyTimeoutMs: 30_000 });
+    try {
+      await store.syncPools([{ settings: settings(), keys: keys(3) }]);
+      for (let i = 0; i < 5; i++) {
+        const lease = await store.take("default");
+        await store.release({ lease: lease.lease }, { ok: true });
+      }
+      const other = new Database(path);
+      other.exec("BEGIN IMMEDIATE");
+      // On the store's own thread this flush would wait for the lock, and every request with it.
+      const flushed = store.flushInBackground();
+      for (let i = 0; i < 4; i++) {
+        const lease = await store.take("default");
+        await store.release({ lease: lease.lease }, { ok: true });
+      }
+      const requestsInFile = () => (other.query("SELECT SUM(requests) AS n FROM keys").get() as { n: number }).n;
+      expect(requestsInFile()).toBe(0);
+      other.exec("COMMIT");
+      await flushed;
+      expect(requestsInFile()).toBe(5);
+      other.close();
+      // A read settles the worker's writes and flushes the rest itself.
+      const seen = await store.status("default");
+      expect(seen.reduce((sum, k) => sum + k.requests, 0)).toBe(9);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("lets a transaction that needs the file whole wait for the worker's flush: a lease it wrote is found", async () => {
+    using dir = tempDir();
+    const store = new SqliteStore({ path: dir.file("keypool.db"), clock: new ManualClock(), random: () => 0 });
+    try {
+      await store.syncPools([{ settings: settings(), keys: keys(2) }]);
+      const open = await store.take("default");
+      const flushed = store.flushInBackground();
+      // A failure is decided in the file, where the flush on the worker is writing this lease right now.
+      const released = await store.release({ lease: open.lease }, { ok: false, status: 500 });
+      expect(released.id).toBe(open.id);
+      await flushed;
+      const [key] = (await store.status("default")).filter((k) => k.id === open.id);
+      expect(key).toMatchObject({ inFlight: 0, requests: 1, errors: 1 });
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -1,9 +1,12 @@
 import type { Database } from "bun:sqlite";
+import type { WriteStep, runWriteSteps } from "./_write-steps";
 
 /** What the store's thread asks of the checkpoint worker; replies come back in the same order. */
 export type CheckpointRequest =
-  | { type: "open"; path: string; limits: CheckpointLimits }
+  | { type: "open"; path: string; limits: CheckpointLimits; progress: SharedArrayBuffer }
   | { type: "tick" }
+  /** `mark`: a query for one number, read before and after the steps (see WRITE_MARKS). */
+  | { type: "write"; seq: number; steps: WriteStep[]; mark?: string }
   | { type: "stop" };
 
 export interface CheckpointLimits {
@@ -13,7 +16,18 @@ export interface CheckpointLimits {
   restartAboveBytes: number;
   /** A log file larger than this is truncated once writes pause. */
   truncateAboveBytes: number;
+  /** How long a write (a flush) waits for another process's write lock before it gives up. */
+  busyTimeoutMs: number;
 }
+
+/**
+ * The progress buffer the store's thread shares with the worker: an Int32 at byte 0 holds the number of
+ * the last write that committed or failed (slot WRITES_DONE, what Atomics.wait watches); three Float64s
+ * from byte WRITE_MARKS hold the last committed write's number and its mark before and after its steps.
+ */
+export const WRITES_DONE = 0;
+export const WRITE_MARKS = 8;
+export const PROGRESS_BYTES = 32;
 
 /** What one look at the write-ahead log did. */
 export interface CheckpointReport {
@@ -32,6 +46,7 @@ export interface CheckpointReport {
 export type CheckpointReply =
   | { type: "opened" }
   | { type: "tick"; report: CheckpointReport }
+  | { type: "written"; seq: number; missing?: number[][]; error?: string }
   | { type: "stopped" }
   | { type: "failed"; message: string };
 
@@ -42,14 +57,21 @@ interface WorkerScope {
 
 /**
  * The body of the checkpoint worker. It runs from its own source text (see _checkpointer.ts), so it
- * must stay self-contained: it reads only its argument and the worker's globals, and gets bun:sqlite
- * by a name it is handed, which no bundler rewrites.
+ * must stay self-contained: it reads only its arguments and the worker's globals, gets bun:sqlite by a
+ * name it is handed, which no bundler rewrites, and the hot path's flush writer as a function.
+ *
+ * Besides checkpoints it writes the hot path's flushes, on its own connection: their cost (rows spread
+ * over a large pool's pages) then never holds up a request on the store's thread.
  */
-export function checkpointWorker(sqliteModule: string, fsModule: string): void {
+export function checkpointWorker(sqliteModule: string, fsModule: string, runSteps: typeof runWriteSteps): void {
   const scope = globalThis as unknown as WorkerScope;
   let db: Database | undefined;
   let walPath = "";
-  let limits: CheckpointLimits = { copyEveryMs: 0, restartAboveBytes: 0, truncateAboveBytes: 0 };
+  let limits: CheckpointLimits = { copyEveryMs: 0, restartAboveBytes: 0, truncateAboveBytes: 0, busyTimeoutMs: 0 };
+  let progress: Int32Array | undefined;
+  let marks: Float64Array | undefined;
+  // This connection's own commits do not move its data_version: a flush written here says so itself.
+  let wroteSinceLook = false;
   let walBytes: (path: string) => number = () => 0;
   let lastCopyAt = Number.NEGATIVE_INFINITY;
   let pageSize = 4096;
@@ -60,7 +82,10 @@ export function checkpointWorker(sqliteModule: string, fsModule: string): void {
   let behind = false;
   let queue = Promise.resolve();
 
-  const open = async (path: string, given: CheckpointLimits): Promise<void> => {
+  const open = async (path: string, given: CheckpointLimits, shared: SharedArrayBuffer): Promise<void> => {
+    progress = new Int32Array(shared, 0, 1);
+    // Byte WRITE_MARKS, which this self-contained body cannot import.
+    marks = new Float64Array(shared, 8, 3);
     const sqlite = (await import(sqliteModule)) as typeof import("bun:sqlite");
     const fs = (await import(fsModule)) as typeof import("node:fs");
     // stat, never open: closing any descriptor of the state file's -wal or -shm in this process would
@@ -107,8 +132,9 @@ export function checkpointWorker(sqliteModule: string, fsModule: string): void {
   // at the next look. data_version moves when any other connection, in this process or another, commits.
   const tick = (conn: Database): CheckpointReport => {
     const version = dataVersion(conn);
-    const changed = version !== seenVersion;
+    const changed = version !== seenVersion || wroteSinceLook;
     seenVersion = version;
+    wroteSinceLook = false;
     if (changed) {
       committedSinceTruncate = true;
       behind = true;
@@ -126,10 +152,55 @@ export function checkpointWorker(sqliteModule: string, fsModule: string): void {
     return { mode: "none", busy: false, walFrames: 0, checkpointed: 0 };
   };
 
+  // Waits for another process's write lock as the store's own connection would; checkpoints never wait.
+  const markOf = (conn: Database, sql: string): number =>
+    Number(Object.values((conn.query(sql).get() as Record<string, unknown> | null) ?? {})[0] ?? 0);
+  const write = (conn: Database, seq: number, steps: WriteStep[], mark: string | undefined): number[][] => {
+    conn.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(limits.busyTimeoutMs))}`);
+    try {
+      const [missing, before, after] = conn
+        .transaction((): [number[][], number, number] => {
+          const before = mark === undefined ? 0 : markOf(conn, mark);
+          const missing = runSteps(conn, steps);
+          return [missing, before, mark === undefined ? 0 : markOf(conn, mark)];
+        })
+        .immediate();
+      wroteSinceLook = true;
+      if (marks) {
+        marks[0] = seq;
+        marks[1] = before;
+        marks[2] = after;
+      }
+      return missing;
+    } finally {
+      conn.exec("PRAGMA busy_timeout = 0");
+    }
+  };
+
+  // The store's thread may be blocked waiting for exactly this (Checkpointer.settleWrites).
+  const done = (seq: number): void => {
+    if (!progress) return;
+    // Slot WRITES_DONE, which this self-contained body cannot import.
+    Atomics.store(progress, 0, seq);
+    Atomics.notify(progress, 0);
+  };
+
   const handle = async (request: CheckpointRequest): Promise<void> => {
     if (request.type === "open") {
-      await open(request.path, request.limits);
+      await open(request.path, request.limits, request.progress);
       scope.postMessage({ type: "opened" });
+    } else if (request.type === "write") {
+      // A write that fails (the file locked past the timeout) loses that flush, as it would on the
+      // store's thread; the worker goes on.
+      let reply: CheckpointReply;
+      try {
+        if (!db) throw new Error("the checkpoint worker was asked to write before it opened the state file");
+        reply = { type: "written", seq: request.seq, missing: write(db, request.seq, request.steps, request.mark) };
+      } catch (error) {
+        reply = { type: "written", seq: request.seq, error: error instanceof Error ? error.message : String(error) };
+      }
+      done(request.seq);
+      scope.postMessage(reply);
     } else if (request.type === "tick") {
       if (!db) throw new Error("the checkpoint worker was asked to tick before it opened the state file");
       scope.postMessage({ type: "tick", report: tick(db) });

@@ -3,9 +3,13 @@ import {
   type CheckpointReply,
   type CheckpointReport,
   type CheckpointRequest,
+  PROGRESS_BYTES,
+  WRITES_DONE,
+  WRITE_MARKS,
   checkpointWorker,
 } from "./_checkpoint-worker";
 import { StateFileIdentity } from "./_state-file-identity";
+import { type WriteStep, runWriteSteps } from "./_write-steps";
 
 export type { CheckpointReport } from "./_checkpoint-worker";
 
@@ -34,7 +38,7 @@ const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
 // Built from the function's own text so that one source serves `bun src/main.ts`, the compiled
 // executable and an application that bundles the library: a worker entry file would need its path
 // worked out differently in each.
-const WORKER_SOURCE = `(${checkpointWorker.toString()})("bun:sqlite", "node:fs");`;
+const WORKER_SOURCE = `(${checkpointWorker.toString()})("bun:sqlite", "node:fs", ${runWriteSteps.toString()});`;
 // One URL for the process, never revoked: a worker loads its script after `new Worker` returns.
 let workerUrl: string | undefined;
 
@@ -43,10 +47,15 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
+/** A write handed to the worker may wait this much longer than its busy timeout before it is given up. */
+const WRITE_GRACE_MS = 5_000;
+
 /**
  * Runs the state file's checkpoints (copying the write-ahead log into the database file, and its
  * fsync) on a Worker with its own connection, so no commit on the store's thread ever pays for one.
  * The store's connection has automatic checkpoints turned off; the final one on close stays the store's.
+ * The worker also writes the hot path's timed flushes (`write`), which the store's thread never waits
+ * for unless it is about to decide on the file (`settleWrites`).
  */
 export class Checkpointer {
   private worker: Worker | undefined;
@@ -55,6 +64,12 @@ export class Checkpointer {
   private ticking = false;
   private stopped = false;
   private readonly identity: StateFileIdentity;
+  /** Shared with the worker: the number of the last write it finished (committed or failed). */
+  private readonly shared = new SharedArrayBuffer(PROGRESS_BYTES);
+  private readonly progress = new Int32Array(this.shared, 0, 1);
+  private readonly marks = new Float64Array(this.shared, WRITE_MARKS, 3);
+  /** Writes handed to the worker so far. */
+  private posted = 0;
   /** Why the worker gave up, once it has: the store's own commits checkpoint again from then on. */
   failure: string | undefined;
 
@@ -62,6 +77,8 @@ export class Checkpointer {
     private readonly db: Database,
     private readonly path: string,
     private readonly options: CheckpointerOptions = {},
+    /** The store's busy timeout, which the worker's writes keep. */
+    private readonly busyTimeoutMs = 5_000,
   ) {
     this.identity = new StateFileIdentity(path);
     db.exec("PRAGMA wal_autocheckpoint = 0");
@@ -85,6 +102,54 @@ export class Checkpointer {
     const reply = await this.ask({ type: "tick" });
     if (reply.type !== "tick") throw new Error(`the checkpoint worker answered ${reply.type} to a tick`);
     return reply.report;
+  }
+
+  /**
+   * Writes `steps` in one transaction on the worker's connection, after everything asked before. Resolves
+   * with what runWriteSteps found; rejects if the write failed (its counts are then lost, as on kill -9).
+   */
+  async write(steps: WriteStep[], mark?: string): Promise<number[][]> {
+    const seq = ++this.posted;
+    const reply = await this.ask({ type: "write", seq, steps, mark });
+    if (reply.type !== "written") throw new Error(`the checkpoint worker answered ${reply.type} to a write`);
+    if (reply.error !== undefined) throw new Error(reply.error);
+    return reply.missing ?? [];
+  }
+
+  /**
+   * The `mark` of the last write that committed, read inside its transaction before and after its steps
+   * (so whatever numbered rows it appended lie between); undefined before any. Valid once settled.
+   */
+  get lastWriteMarks(): { before: number; after: number } | undefined {
+    if (this.marks[0] === 0) return undefined;
+    return { before: this.marks[1]!, after: this.marks[2]! };
+  }
+
+  /** Whether a write handed to the worker may not have finished yet. */
+  get writesInFlight(): boolean {
+    return this.failure === undefined && Atomics.load(this.progress, WRITES_DONE) < this.posted;
+  }
+
+  /**
+   * Blocks this thread until every write handed to the worker has committed or failed, so what the store
+   * reads or decides next sees it. Never called inside a transaction of the store's connection: the
+   * worker may be waiting for that transaction's lock.
+   */
+  settleWrites(): void {
+    if (!this.writesInFlight) return;
+    // By construction this never happens; if it did, waiting would only end at the worker's busy timeout.
+    if (this.db.inTransaction) return;
+    const deadline = performance.now() + this.busyTimeoutMs + WRITE_GRACE_MS;
+    for (;;) {
+      const done = Atomics.load(this.progress, WRITES_DONE);
+      if (done >= this.posted) return;
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        this.fail("the checkpoint worker did not finish a write in time");
+        return;
+      }
+      Atomics.wait(this.progress, WRITES_DONE, done, left);
+    }
   }
 
   /** Stops the worker and waits for it to close its connection; the store closes its own afterwards. */
@@ -144,7 +209,9 @@ export class Checkpointer {
         copyEveryMs: this.options.copyEveryMs ?? DEFAULT_COPY_EVERY_MS,
         restartAboveBytes: this.options.restartAboveBytes ?? DEFAULT_RESTART_ABOVE_BYTES,
         truncateAboveBytes: this.options.truncateAboveBytes ?? DEFAULT_TRUNCATE_ABOVE_BYTES,
+        busyTimeoutMs: this.busyTimeoutMs,
       },
+      progress: this.shared,
     } satisfies CheckpointRequest);
     return worker;
   }

@@ -1,4 +1,4 @@
-import type { Database, Statement } from "bun:sqlite";
+import type { Database, SQLQueryBindings, Statement } from "bun:sqlite";
 import { type Choice, isReady } from "../../pool/choose-key";
 import type { Clock } from "../../pool/clock";
 import { type KeyState, type Outcome, stateOf } from "../../pool/key-state";
@@ -14,7 +14,8 @@ import { allowedModelsOf, modelStateOf, pairColumnsOf } from "../model-columns";
 import type { KeyEvent, Lease, PoolSettings } from "../types";
 import { USAGE_COUNT_COLUMNS, usageIncrements } from "../usage-entry";
 import type { KeyRow } from "./_key-row";
-import type { PolicyWrites } from "./_key-policy";
+import { INSERT_EVENT_SQL, MAX_EVENTS, PRUNE_EVENTS_SQL, WRITE_WINDOWS_SQL, eventParams } from "./_key-policy";
+import { type WriteStep, runWriteSteps } from "./_write-steps";
 import type { ModelPairs, PairRow } from "./_model-pairs";
 import { HotSessions } from "./_hot-sessions";
 import { RankOrder } from "./_rank-order";
@@ -80,12 +81,26 @@ export interface HotPathOptions {
   clock: Clock;
   random: () => number;
   reveal: (sealed: string) => string;
-  /** Appends to the store's event log (inside the flush's transaction). */
-  recordEvent: (event: KeyEvent) => void;
-  /** The store's failure-policy statements, for the limit windows a flush writes. */
-  policy: PolicyWrites;
+  /**
+   * Blocks until every flush handed to another connection has committed or failed: a copy read back
+   * from the file before then would miss that flush's counts.
+   */
+  settleWrites: () => void;
+  /** Whether a flush handed to another connection may still be writing. */
+  writesInFlight: () => boolean;
+  /**
+   * The key log's end before and after the last flush another connection committed (LOG_MARK_SQL): the
+   * entries between are this copy's own (a first success it already holds), not worth reading back.
+   */
+  ownLogEntries: () => { before: number; after: number } | undefined;
   /** The store's (key, model) pair statements, to read the pairs into the copy. */
   pairs: ModelPairs;
+}
+
+/** One flush: its writes, and what to do with what they found (see runWriteSteps). */
+export interface HotFlush {
+  steps: WriteStep[];
+  settle(missing: number[][]): void;
 }
 
 /**
@@ -107,8 +122,9 @@ export class HotPath {
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly reveal: (sealed: string) => string;
-  private readonly recordEvent: (event: KeyEvent) => void;
-  private readonly policy: PolicyWrites;
+  private readonly settleWrites: () => void;
+  private readonly writesInFlight: () => boolean;
+  private readonly ownLogEntries: HotPathOptions["ownLogEntries"];
   private readonly modelPairs: ModelPairs;
   private readonly pools = new Map<string, HotPool>();
   private readonly leases = new Map<string, HotLease>();
@@ -137,8 +153,9 @@ export class HotPath {
     this.clock = options.clock;
     this.random = options.random;
     this.reveal = options.reveal;
-    this.recordEvent = options.recordEvent;
-    this.policy = options.policy;
+    this.settleWrites = options.settleWrites;
+    this.writesInFlight = options.writesInFlight;
+    this.ownLogEntries = options.ownLogEntries;
     this.modelPairs = options.pairs;
     this.sql = prepare(options.db);
     this.sessions = new HotSessions(options.db);
@@ -342,61 +359,95 @@ export class HotPath {
   }
 
   /**
-   * Writes what only memory knows — counters, ranks, budgets, windows, open leases, given-back
-   * leases, usage — inside the caller's write transaction. Every transaction of the store runs it
-   * first, so the file is whole before anything else decides on it.
+   * Takes what only memory knows — counters, ranks, budgets, windows, open leases, given-back leases,
+   * usage, sessions — as the writes of one flush, and forgets it here: from now on the flush owns it.
+   * The store runs the writes inside a transaction of its own (`runWriteSteps`), on its connection or on
+   * the checkpoint worker's, and hands what they found back to `settle`.
    */
-  flushInto(): void {
+  collectFlush(): HotFlush {
     if (this.flushTimer) {
       clearTimeout(this.flushTimer);
       this.flushTimer = undefined;
     }
-    for (const given of this.released) {
-      // Another process may have reclaimed a lapsed lease first: its slot is then already given back.
-      if (this.sql.deleteLease.get(given.lease) === null) {
-        const row = this.pools.get(given.pool)?.rows.get(given.id);
-        if (row) this.pendingOf(row).inFlight++;
-      }
-    }
+    const given = this.released;
     this.released = [];
+    const now = this.clock.now();
+    const leases: SQLQueryBindings[][] = [];
     for (const [leaseId, lease] of this.leases) {
       if (lease.stored) continue;
-      this.sql.insertLease.run(leaseId, lease.pool, lease.id, this.clock.now(), lease.expiresAt, lease.model ?? null);
+      leases.push([leaseId, lease.pool, lease.id, now, lease.expiresAt, lease.model ?? null]);
       lease.stored = true;
       lease.seenAt = this.foreignCommits;
     }
-    for (const [row, counts] of this.pending) {
-      this.sql.addCounts.run(
-        counts.rank ? row.rank : null,
-        counts.inFlight,
-        counts.requests,
-        counts.errors,
-        counts.lastUsed,
-        row.pool,
-        row.id,
-      );
-      if (counts.budget)
-        this.sql.writeBudget.run(
-          row.remaining_requests,
-          row.remaining_tokens,
-          row.remaining_reset_at,
-          row.pool,
-          row.id,
-        );
+    const counts: SQLQueryBindings[][] = [];
+    const budgets: SQLQueryBindings[][] = [];
+    const windows: SQLQueryBindings[][] = [];
+    const confirmed: SQLQueryBindings[][] = [];
+    const events: SQLQueryBindings[][] = [];
+    for (const [row, pending] of this.pending) {
+      const { pool, id } = row;
+      counts.push([
+        pending.rank ? row.rank : null,
+        pending.inFlight,
+        pending.requests,
+        pending.errors,
+        pending.lastUsed,
+        pool,
+        id,
+      ]);
+      if (pending.budget)
+        budgets.push([row.remaining_requests, row.remaining_tokens, row.remaining_reset_at, pool, id]);
       // Only if nothing else changed the key since: a quarantine another process wrote stands.
-      if (counts.confirmed && this.sql.confirmLive.run(row.reason, row.pool, row.id).changes > 0)
-        this.recordEvent(counts.confirmed);
-      if (counts.windows) this.policy.writeWindows(row.pool, row.id, windowsOf(row));
+      if (pending.confirmed) {
+        confirmed.push([row.reason, pool, id]);
+        events.push(eventParams(pending.confirmed));
+      }
+      if (pending.windows) {
+        const w = windowsOf(row);
+        windows.push([w.minuteStart, w.minuteRequests, w.minuteTokens, w.dayStart, w.dayRequests, pool, id]);
+      }
     }
     this.pending.clear();
-    const now = this.clock.now();
+    const usage = [...this.ledger.values()].map(({ pool, id, hour, counts }) => [pool, id, hour, ...counts]);
+    this.ledger.clear();
+    const steps: WriteStep[] = [
+      { sql: DELETE_LEASE_SQL, rows: given.map((g) => [g.lease]), reportMissing: true },
+      { sql: INSERT_LEASE_SQL, rows: leases },
+      { sql: ADD_COUNTS_SQL, rows: counts },
+      { sql: WRITE_BUDGET_SQL, rows: budgets },
+      { sql: CONFIRM_LIVE_SQL, rows: confirmed, onChange: { sql: INSERT_EVENT_SQL, rows: events } },
+      { sql: PRUNE_EVENTS_SQL, rows: confirmed.length > 0 ? [[MAX_EVENTS]] : [] },
+      { sql: WRITE_WINDOWS_SQL, rows: windows },
+      { sql: ADD_USAGE_SQL, rows: usage },
+      ...this.sessions.collectFlush(),
+    ];
     if (now >= this.nextLogPrune) {
       this.nextLogPrune = now + 60_000;
-      this.sql.pruneLog.run(KEY_LOG_KEPT);
+      steps.push({ sql: PRUNE_LOG_SQL, rows: [[KEY_LOG_KEPT]] });
     }
-    for (const { pool, id, hour, counts } of this.ledger.values()) this.sql.addUsage.run(pool, id, hour, ...counts);
-    this.sessions.flushInto();
-    this.ledger.clear();
+    const written = steps.filter((step) => step.rows.length > 0);
+    const deletes = written.indexOf(steps[0]!);
+    return {
+      steps: written,
+      settle: (missing) => {
+        // Another process reclaimed a lapsed lease first: it gave back the slot, so this flush's
+        // decrement was one too many.
+        const lost = deletes < 0 ? [] : (missing[deletes] ?? []);
+        if (lost.length === 0) return;
+        for (const index of lost) {
+          const { pool, id } = given[index]!;
+          const row = this.pools.get(pool)?.rows.get(id);
+          if (row) this.pendingOf(row).inFlight++;
+        }
+        this.scheduleFlush();
+      },
+    };
+  }
+
+  /** Writes what only memory knows now, inside the caller's transaction on the store's own connection. */
+  flushInto(): void {
+    const flush = this.collectFlush();
+    flush.settle(runWriteSteps(this.db, flush.steps));
   }
 
   /** Whether anything waits to be written. */
@@ -509,8 +560,13 @@ export class HotPath {
         this.lookedThisTurn = false;
       });
     }
-    const version = (this.sql.dataVersion.get() as { data_version: number }).data_version;
+    let version = this.dataVersionNow();
     if (version === this.dataVersion && !this.stale) return;
+    // Rows read back now must hold the flush the worker is writing, or its counts would go missing here.
+    if (this.writesInFlight()) {
+      this.settleWrites();
+      version = this.dataVersionNow();
+    }
     if (version !== this.dataVersion) this.foreignCommits++;
     this.dataVersion = version;
     this.stale = false;
@@ -528,10 +584,15 @@ export class HotPath {
       // The log was pruned past what this copy read: read the pools whole.
       for (const [name, pool] of [...this.pools]) this.pools.set(name, this.load(name, pool.rotation));
     } else {
-      for (const { pool, id } of this.sql.changedSince.all(this.lastSeq, end) as Array<{ pool: string; id: string }>)
-        this.reread(pool, id);
+      const own = this.ownLogEntries() ?? { before: 0, after: 0 };
+      const changed = this.sql.changedSince.all(this.lastSeq, end, own.before, own.after);
+      for (const { pool, id } of changed as Array<{ pool: string; id: string }>) this.reread(pool, id);
     }
     this.lastSeq = end;
+  }
+
+  private dataVersionNow(): number {
+    return (this.sql.dataVersion.get() as { data_version: number }).data_version;
   }
 
   private logEnd(): number {
@@ -641,29 +702,35 @@ function prepare(db: Database) {
     dataVersion: q(`PRAGMA data_version`),
     logEnd: q(`SELECT MAX(seq) AS seq FROM key_log`),
     logStart: q(`SELECT MIN(seq) AS seq FROM key_log`),
-    changedSince: q(`SELECT DISTINCT pool, id FROM key_log WHERE seq > ?1 AND seq <= ?2`),
+    changedSince: q(
+      `SELECT DISTINCT pool, id FROM key_log WHERE seq > ?1 AND seq <= ?2 AND NOT (seq > ?3 AND seq <= ?4)`,
+    ),
     keyById: q(`SELECT * FROM keys WHERE pool = ?1 AND id = ?2`),
-    pruneLog: q(`DELETE FROM key_log WHERE seq <= (SELECT MAX(seq) FROM key_log) - ?1`),
     poolKeys: q(`SELECT * FROM keys WHERE pool = ?1`),
-    insertLease: q(`INSERT INTO leases (lease, pool, key_id, taken_at, expires_at, model)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6)`),
-    deleteLease: q(`DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id`),
     leaseExists: q(`SELECT 1 FROM leases WHERE lease = ?1`),
-    addCounts: q(`UPDATE keys SET rank = COALESCE(?1, rank), in_flight = MAX(0, in_flight + ?2),
-                    requests = requests + ?3, errors = errors + ?4, last_used = MAX(COALESCE(last_used, 0), ?5)
-                  WHERE pool = ?6 AND id = ?7`),
-    writeBudget: q(`UPDATE keys SET remaining_requests = ?1, remaining_tokens = ?2, remaining_reset_at = ?3
-                    WHERE pool = ?4 AND id = ?5`),
-    addUsage: addUsageStatement(db),
-    confirmLive: q(`UPDATE keys SET health = 'live', reason = ?1 WHERE pool = ?2 AND id = ?3 AND health = 'unknown'`),
   };
 }
 
+/** The key log's end, read around a flush written on another connection (see ownLogEntries). */
+export const LOG_MARK_SQL = `SELECT COALESCE(MAX(seq), 0) AS seq FROM key_log`;
+
+// A flush's writes (see collectFlush), as SQL text: they may run on another connection.
+const DELETE_LEASE_SQL = `DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id`;
+const INSERT_LEASE_SQL = `INSERT INTO leases (lease, pool, key_id, taken_at, expires_at, model)
+                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)`;
+const ADD_COUNTS_SQL = `UPDATE keys SET rank = COALESCE(?1, rank), in_flight = MAX(0, in_flight + ?2),
+                          requests = requests + ?3, errors = errors + ?4, last_used = MAX(COALESCE(last_used, 0), ?5)
+                        WHERE pool = ?6 AND id = ?7`;
+const WRITE_BUDGET_SQL = `UPDATE keys SET remaining_requests = ?1, remaining_tokens = ?2, remaining_reset_at = ?3
+                          WHERE pool = ?4 AND id = ?5`;
+const CONFIRM_LIVE_SQL = `UPDATE keys SET health = 'live', reason = ?1 WHERE pool = ?2 AND id = ?3 AND health = 'unknown'`;
+const PRUNE_LOG_SQL = `DELETE FROM key_log WHERE seq <= (SELECT MAX(seq) FROM key_log) - ?1`;
+
 /** Adds a whole flush's worth of one key's hour to its ledger row (requests included, unlike a single release). */
-function addUsageStatement(db: Database): Statement {
+const ADD_USAGE_SQL = (() => {
   const columns = USAGE_COUNT_COLUMNS;
   const values = columns.map((_, i) => `?${i + 4}`).join(", ");
   const adds = columns.map((c) => `${c} = ${c} + excluded.${c}`).join(", ");
-  return db.query(`INSERT INTO usage_hourly (pool, key_id, hour, ${columns.join(", ")}) VALUES (?1, ?2, ?3, ${values})
-                   ON CONFLICT (pool, key_id, hour) DO UPDATE SET ${adds}`);
-}
+  return `INSERT INTO usage_hourly (pool, key_id, hour, ${columns.join(", ")}) VALUES (?1, ?2, ?3, ${values})
+          ON CONFLICT (pool, key_id, hour) DO UPDATE SET ${adds}`;
+})();

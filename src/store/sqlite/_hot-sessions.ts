@@ -1,5 +1,6 @@
-import type { Database } from "bun:sqlite";
+import type { Database, SQLQueryBindings } from "bun:sqlite";
 import type { TokenCounts } from "../../pool/pricing";
+import type { WriteStep } from "./_write-steps";
 import { DEFAULT_SESSION_TTL_SEC, type SessionLookup, sessionTokenCounts } from "../session-rules";
 
 /** A session's mapping as this process last knew it, and what the file does not know of it yet. */
@@ -76,17 +77,22 @@ export class HotSessions {
     return false;
   }
 
-  /** Writes every renewed mapping and the sessions' usage (inside the flush's transaction). */
-  flushInto(): void {
+  /** Every renewed mapping and the sessions' usage, as writes of the hot path's flush; forgotten here. */
+  collectFlush(): WriteStep[] {
+    const renewals: SQLQueryBindings[][] = [];
+    const usage: SQLQueryBindings[][] = [];
     for (const entry of this.cache.values()) {
       if (!entry.changed) continue;
-      // Only while the file still maps the session to that key: a remap another process made stands.
-      if (entry.renewed) this.sql.renew.run(entry.expiresAt, entry.pool, entry.session, entry.keyId);
-      if (entry.usage[0] > 0) this.sql.addUsage.run(entry.pool, entry.session, ...entry.usage);
+      if (entry.renewed) renewals.push([entry.expiresAt, entry.pool, entry.session, entry.keyId]);
+      if (entry.usage[0] > 0) usage.push([entry.pool, entry.session, ...entry.usage]);
       entry.usage = [...NO_USAGE];
       entry.renewed = false;
       entry.changed = false;
     }
+    return [
+      { sql: RENEW_SQL, rows: renewals },
+      { sql: ADD_USAGE_SQL, rows: usage },
+    ];
   }
 
   /**
@@ -144,11 +150,13 @@ function slotOf(pool: string, session: string): string {
 function prepare(db: Database) {
   return {
     get: db.query(`SELECT key_id, detour_id, expires_at FROM sessions WHERE pool = ?1 AND session = ?2`),
-    renew: db.query(`UPDATE sessions SET detour_id = NULL, expires_at = MAX(expires_at, ?1)
-                     WHERE pool = ?2 AND session = ?3 AND key_id = ?4`),
-    addUsage: db.query(`UPDATE sessions SET requests = requests + ?3, input_tokens = input_tokens + ?4,
-                          output_tokens = output_tokens + ?5, cached_tokens = cached_tokens + ?6,
-                          cache_write_tokens = cache_write_tokens + ?7
-                        WHERE pool = ?1 AND session = ?2`),
   };
 }
+
+// Only while the file still maps the session to that key: a remap another process made stands.
+const RENEW_SQL = `UPDATE sessions SET detour_id = NULL, expires_at = MAX(expires_at, ?1)
+                   WHERE pool = ?2 AND session = ?3 AND key_id = ?4`;
+const ADD_USAGE_SQL = `UPDATE sessions SET requests = requests + ?3, input_tokens = input_tokens + ?4,
+                         output_tokens = output_tokens + ?5, cached_tokens = cached_tokens + ?6,
+                         cache_write_tokens = cache_write_tokens + ?7
+                       WHERE pool = ?1 AND session = ?2`;

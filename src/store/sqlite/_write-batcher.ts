@@ -17,7 +17,11 @@ export class WriteBatcher {
   private scheduled = false;
   private readonly runBatch: { immediate(batch: PendingWrite[]): Array<{ ok: boolean; value: unknown }> };
 
-  constructor(db: Database) {
+  /** `beforeBatch` runs before a batch's transaction begins (the store settles the worker's writes there). */
+  constructor(
+    db: Database,
+    private readonly beforeBatch: () => void = () => {},
+  ) {
     this.runBatch = db.transaction((batch: PendingWrite[]) =>
       batch.map((write) => {
         try {
@@ -52,6 +56,7 @@ export class WriteBatcher {
     }
     let results: Array<{ ok: boolean; value: unknown }>;
     try {
+      this.beforeBatch();
       results = this.runBatch.immediate(batch);
     } catch (error) {
       // The batch as a whole failed (e.g. the database stayed locked past busy_timeout).

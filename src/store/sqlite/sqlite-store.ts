@@ -59,7 +59,7 @@ import { StateFileIdentity, networkFilesystemWarning } from "./_state-file-ident
 import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
 import type { KeyRow } from "./_key-row";
-import { HotPath, noteCommit } from "./_hot-path";
+import { HotPath, LOG_MARK_SQL, noteCommit } from "./_hot-path";
 import type { DecisionContext, KeyFacts, PlannedEvent } from "../../pool/key-facts";
 import { planTake } from "../../pool/plan-take";
 import { type GroupRest, type ReleasePlan, planGroupRest } from "../../pool/plan-release";
@@ -152,7 +152,8 @@ export class SqliteStore implements PoolStore {
     this.clock = options.clock;
     this.random = options.random ?? Math.random;
     this.failuresToDead = options.failuresToDead ?? 3;
-    this.db = openDatabase(options.path, options.busyTimeoutMs ?? 5000);
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    this.db = openDatabase(options.path, busyTimeoutMs);
     migrate(this.db);
     repairBounds(this.db, this.clock.now());
     this.vault = new SecretVault(options.cipher, `the state file ${options.path}`);
@@ -163,7 +164,8 @@ export class SqliteStore implements PoolStore {
       throw error;
     }
     this.sql = prepareStatements(this.db);
-    this.writes = new WriteBatcher(this.db);
+    // A batch's transaction must not begin while the worker writes a flush: that flush goes first.
+    this.writes = new WriteBatcher(this.db, () => this.checkpointer?.settleWrites());
     this.policy = new PolicyWrites(this.db);
     this.admin = new AdminWrites(this.db);
     this.ledger = new UsageLedger(this.db);
@@ -175,8 +177,9 @@ export class SqliteStore implements PoolStore {
       clock: this.clock,
       random: this.random,
       reveal: (sealed) => this.vault.reveal(sealed),
-      recordEvent: (event) => this.policy.event(event),
-      policy: this.policy,
+      settleWrites: () => this.checkpointer?.settleWrites(),
+      writesInFlight: () => this.checkpointer?.writesInFlight ?? false,
+      ownLogEntries: () => this.checkpointer?.lastWriteMarks,
       pairs: this.pairs,
     });
     this.hot.onFlushDue = () => this.flushHotLater();
@@ -184,7 +187,7 @@ export class SqliteStore implements PoolStore {
       this.file = new StateFileIdentity(options.path);
       const network = networkFilesystemWarning(options.path);
       if (network) this.fileWarnings.push(network);
-      this.checkpointer = new Checkpointer(this.db, options.path, options.checkpoints);
+      this.checkpointer = new Checkpointer(this.db, options.path, options.checkpoints, busyTimeoutMs);
     }
   }
 
@@ -1043,8 +1046,12 @@ export class SqliteStore implements PoolStore {
     };
   }
 
-  /** Writes what the hot path holds only in memory, now (inside a caller's batch, as its own savepoint). */
+  /**
+   * Writes what the hot path holds only in memory, now (inside a caller's batch, as its own savepoint),
+   * after any flush the worker is still writing: whatever runs next decides on the whole file.
+   */
   private flushHot(): void {
+    this.checkpointer?.settleWrites();
     if (!this.hot.dirty || this.lost) return;
     this.hotFlushTx ??= this.db.transaction(() => this.hot.flushInto());
     this.hotFlushTx.immediate();
@@ -1052,14 +1059,25 @@ export class SqliteStore implements PoolStore {
 
   private hotFlushTx: ReturnType<Database["transaction"]> | undefined;
 
-  /** The flush timer's turn: batched with whatever else is being written in this turn. */
+  /**
+   * What the flush timer does, now: writes what only memory holds. A file-backed store hands the writes
+   * to the checkpoint worker, so their cost (for a large pool, a row on a page of its own per key used)
+   * never holds up a request; a store in memory, or one whose worker failed, batches them with whatever
+   * else is written in this turn. Resolves once written; rejects if the write failed, whose counts are
+   * then lost as a kill -9 would lose them (the state every process decides on was never in them).
+   */
+  async flushInBackground(): Promise<void> {
+    const worker = this.checkpointer;
+    if (!worker || worker.failure !== undefined) return this.writes.submit(() => this.flushHot());
+    if (!this.hot.dirty || this.lost) return;
+    const flush = this.hot.collectFlush();
+    flush.settle(await worker.write(flush.steps, LOG_MARK_SQL));
+  }
+
   private flushHotLater(): void {
-    this.writes
-      .submit(() => this.flushHot())
-      .catch(() => {
-        // A flush that could not commit (the file locked past busy_timeout) loses its counts, as a kill -9
-        // loses the last of them; the state every process decides on was never in it.
-      });
+    this.flushInBackground().catch(() => {
+      // Lost, as the method says; the next flush carries on.
+    });
   }
 }
 
