@@ -17,7 +17,7 @@ const NEVER = 1 << 30;
 // Exclusive keys (max_concurrency) are taken and released in transactions, so every pair commits; other
 // keys' takes are decided in memory and would leave the log nearly empty.
 async function openStore(path: string, limits: Omit<CheckpointerOptions, "everyMs"> = {}, n = 20) {
-  const store = new SqliteStore({ path, clock: new ManualClock(), checkpoints: { everyMs: 0, ...limits } });
+  const store = new SqliteStore({ path, clock: new ManualClock(), checkpoints: { everyMs: 0, quietMs: 0, ...limits } });
   await store.syncPools([{ settings: settings({ maxConcurrency: 1 }), keys: keys(n) }]);
   return store;
 }
@@ -58,6 +58,47 @@ describe("the checkpointer", () => {
     expect(second.checkpointed).toBe(second.walFrames);
     expect(walBytes(path)).toBe(size);
     expect(await store.checkpointer!.tick()).toMatchObject({ mode: "none" });
+    await store.close();
+  });
+
+  it("does not take a look between two flushes for a pause: copying waits for quietMs without commits", async () => {
+    using dir = tempDir();
+    const path = dir.file("keypool.db");
+    const store = await openStore(path, {
+      copyEveryMs: NEVER,
+      quietMs: NEVER,
+      restartAboveBytes: NEVER,
+      truncateAboveBytes: 0,
+    });
+    await commit(store, 20);
+    // The first look copies whatever it finds.
+    expect(await store.checkpointer!.tick()).toMatchObject({ mode: "passive" });
+    await commit(store, 20);
+    expect(await store.checkpointer!.tick()).toMatchObject({ mode: "none" });
+    // Nothing new since the last look, but not for quietMs: neither a copy nor a truncation yet.
+    expect(await store.checkpointer!.tick()).toMatchObject({ mode: "none" });
+    expect(walBytes(path)).toBeGreaterThan(0);
+    await store.close();
+  });
+
+  it("writes the hot path's flushes on its own connection, and checkpoints them like any other commit", async () => {
+    using dir = tempDir();
+    const path = dir.file("keypool.db");
+    const store = new SqliteStore({
+      path,
+      clock: new ManualClock(),
+      checkpoints: { everyMs: 0, quietMs: 0, copyEveryMs: NEVER, restartAboveBytes: NEVER },
+    });
+    await store.syncPools([{ settings: settings(), keys: keys(3) }]);
+    await store.checkpointer!.tick();
+    await store.checkpointer!.tick();
+    for (let i = 0; i < 3; i++) await use(store);
+    await store.flushInBackground();
+    // The worker's own commit does not move its connection's data_version; it still counts as new.
+    expect(await store.checkpointer!.tick()).toMatchObject({ mode: "none" });
+    const copied = await store.checkpointer!.tick();
+    expect(copied).toMatchObject({ mode: "passive", busy: false });
+    expect(copied.checkpointed).toBeGreaterThan(0);
     await store.close();
   });
 

@@ -12,6 +12,8 @@ export type CheckpointRequest =
 export interface CheckpointLimits {
   /** While writes go on, copying runs at most this often; when they pause, at the next look. */
   copyEveryMs: number;
+  /** Writes have paused once nothing was committed for this long (0: at the first look that finds nothing new). */
+  quietMs: number;
   /** A log that has grown past this under steady writes is started over (RESTART). */
   restartAboveBytes: number;
   /** A log file larger than this is truncated once writes pause. */
@@ -67,7 +69,14 @@ export function checkpointWorker(sqliteModule: string, fsModule: string, runStep
   const scope = globalThis as unknown as WorkerScope;
   let db: Database | undefined;
   let walPath = "";
-  let limits: CheckpointLimits = { copyEveryMs: 0, restartAboveBytes: 0, truncateAboveBytes: 0, busyTimeoutMs: 0 };
+  let limits: CheckpointLimits = {
+    copyEveryMs: 0,
+    quietMs: 0,
+    restartAboveBytes: 0,
+    truncateAboveBytes: 0,
+    busyTimeoutMs: 0,
+  };
+  let lastChangeAt = Number.NEGATIVE_INFINITY;
   let progress: Int32Array | undefined;
   let marks: Float64Array | undefined;
   // This connection's own commits do not move its data_version: a flush written here says so itself.
@@ -130,18 +139,23 @@ export function checkpointWorker(sqliteModule: string, fsModule: string, runStep
   // A checkpoint that catches up lets the next commit start the log over, and that commit then syncs the
   // new log's header: so while writes go on, copying runs at most every copyEveryMs; once they pause,
   // at the next look. data_version moves when any other connection, in this process or another, commits.
+  // Writes pause when nothing was committed for quietMs: the hot path's flushes come a few times a
+  // second, and a look between two of them is not a pause.
   const tick = (conn: Database): CheckpointReport => {
     const version = dataVersion(conn);
     const changed = version !== seenVersion || wroteSinceLook;
     seenVersion = version;
     wroteSinceLook = false;
+    const now = performance.now();
     if (changed) {
       committedSinceTruncate = true;
       behind = true;
+      lastChangeAt = now;
     }
-    const due = behind && (!changed || performance.now() - lastCopyAt >= limits.copyEveryMs);
+    const quiet = !changed && now - lastChangeAt >= limits.quietMs;
+    const due = behind && (quiet || now - lastCopyAt >= limits.copyEveryMs);
     if (due) return passive(conn);
-    if (changed) return { mode: "none", busy: false, walFrames: 0, checkpointed: 0 };
+    if (!quiet) return { mode: "none", busy: false, walFrames: 0, checkpointed: 0 };
     // Quiet now: give back the disk a burst made the log take. TRUNCATE holds the write lock only for
     // as long as the truncation, and gives up at once if a writer is there.
     if (committedSinceTruncate && walBytes(walPath) > limits.truncateAboveBytes) {

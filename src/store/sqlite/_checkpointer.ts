@@ -18,6 +18,8 @@ export interface CheckpointerOptions {
   everyMs?: number;
   /** While writes go on, frames are copied into the database file at most this often; when they pause, at once. */
   copyEveryMs?: number;
+  /** Writes have paused once nothing was committed for this long; 0: at the first look that finds nothing new. */
+  quietMs?: number;
   /** A log longer than this is started over even while writes go on (each time, a writer may wait one sync). */
   restartAboveBytes?: number;
   /** A write-ahead log file larger than this is truncated once writes pause. */
@@ -32,6 +34,8 @@ const DEFAULT_RESTART_ABOVE_BYTES = 64 * 1024 * 1024;
 const DEFAULT_TRUNCATE_ABOVE_BYTES = 1024 * 1024;
 // A copy that catches up costs the next commit a sync of the new log's header: at most about once a second.
 const DEFAULT_COPY_EVERY_MS = 1000;
+// Several flush intervals (_hot-path.ts FLUSH_EVERY_MS): steady traffic never looks like a pause.
+const DEFAULT_QUIET_MS = 1000;
 // SQLite's default, for when the worker cannot do the job and the store's own commits must again.
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
 
@@ -207,6 +211,7 @@ export class Checkpointer {
       path: this.path,
       limits: {
         copyEveryMs: this.options.copyEveryMs ?? DEFAULT_COPY_EVERY_MS,
+        quietMs: this.options.quietMs ?? DEFAULT_QUIET_MS,
         restartAboveBytes: this.options.restartAboveBytes ?? DEFAULT_RESTART_ABOVE_BYTES,
         truncateAboveBytes: this.options.truncateAboveBytes ?? DEFAULT_TRUNCATE_ABOVE_BYTES,
         busyTimeoutMs: this.busyTimeoutMs,

@@ -560,19 +560,20 @@ export class HotPath {
         this.lookedThisTurn = false;
       });
     }
-    let version = this.dataVersionNow();
+    const version = this.dataVersionNow();
     if (version === this.dataVersion && !this.stale) return;
-    // Rows read back now must hold the flush the worker is writing, or its counts would go missing here.
-    if (this.writesInFlight()) {
-      this.settleWrites();
-      version = this.dataVersionNow();
-    }
     if (version !== this.dataVersion) this.foreignCommits++;
     this.dataVersion = version;
     this.stale = false;
+    let end = this.logEnd();
+    if (end === this.lastSeq && this.sessions.size === 0) return;
+    // Rows read back must hold the flush the worker may be writing, or its counts would go missing here.
+    if (this.writesInFlight()) {
+      this.settleWrites();
+      end = this.logEnd();
+    }
     // Session mappings are not in the key log: they are read again.
     this.sessions.clear();
-    const end = this.logEnd();
     if (end === this.lastSeq) return;
     if (this.pools.size === 0) {
       // Nothing copied yet: every pool is read whole when first used.

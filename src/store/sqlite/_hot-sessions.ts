@@ -72,6 +72,11 @@ export class HotSessions {
     entry.changed = true;
   }
 
+  /** Mappings cached (each is read again after a clear). */
+  get size(): number {
+    return this.cache.size;
+  }
+
   get dirty(): boolean {
     for (const entry of this.cache.values()) if (entry.changed) return true;
     return false;
