@@ -3,6 +3,7 @@ import {
   type CheckpointReply,
   type CheckpointReport,
   type CheckpointRequest,
+  type WriteMarks,
   PROGRESS_BYTES,
   WRITES_DONE,
   WRITE_MARKS,
@@ -110,21 +111,22 @@ export class Checkpointer {
 
   /**
    * Writes `steps` in one transaction on the worker's connection, after everything asked before. Resolves
-   * with what runWriteSteps found; rejects if the write failed (its counts are then lost, as on kill -9).
+   * with what runWriteSteps found and the `mark` read before and after the steps; rejects if the write
+   * failed (its counts are then lost, as on kill -9).
    */
-  async write(steps: WriteStep[], mark?: string): Promise<number[][]> {
+  async write(steps: WriteStep[], mark?: string): Promise<{ missing: number[][]; marks: WriteMarks }> {
     const seq = ++this.posted;
-    const reply = await this.ask({ type: "write", seq, steps, mark });
+    const reply = await this.ask({ type: "write", seq, steps: JSON.stringify(steps), mark });
     if (reply.type !== "written") throw new Error(`the checkpoint worker answered ${reply.type} to a write`);
     if (reply.error !== undefined) throw new Error(reply.error);
-    return reply.missing ?? [];
+    return { missing: reply.missing ?? [], marks: reply.marks ?? { before: 0, after: 0 } };
   }
 
   /**
    * The `mark` of the last write that committed, read inside its transaction before and after its steps
    * (so whatever numbered rows it appended lie between); undefined before any. Valid once settled.
    */
-  get lastWriteMarks(): { before: number; after: number } | undefined {
+  get lastWriteMarks(): WriteMarks | undefined {
     if (this.marks[0] === 0) return undefined;
     return { before: this.marks[1]!, after: this.marks[2]! };
   }

@@ -97,6 +97,20 @@ export interface HotPathOptions {
   pairs: ModelPairs;
 }
 
+interface LedgerEntry {
+  pool: string;
+  id: string;
+  hour: number;
+  /** usage_hourly's count columns, requests first. */
+  counts: number[];
+}
+
+interface LogEntry {
+  seq: number;
+  pool: string;
+  id: string;
+}
+
 /** One flush: its writes, and what to do with what they found (see runWriteSteps). */
 export interface HotFlush {
   steps: WriteStep[];
@@ -125,12 +139,19 @@ export class HotPath {
   private readonly settleWrites: () => void;
   private readonly writesInFlight: () => boolean;
   private readonly ownLogEntries: HotPathOptions["ownLogEntries"];
+  /** Key-log ranges written by this copy's own flushes and not read past yet (see noteOwnLogEntries). */
+  private ownEntries: Array<{ before: number; after: number }> = [];
   private readonly modelPairs: ModelPairs;
   private readonly pools = new Map<string, HotPool>();
   private readonly leases = new Map<string, HotLease>();
   private readonly pending = new Map<KeyRow, PendingCounts>();
-  /** Usage per key and hour not yet in the ledger: "pool\nid\nhour" → usage_hourly increments. */
-  private readonly ledger = new Map<string, { pool: string; id: string; hour: number; counts: number[] }>();
+  /**
+   * Usage not yet in the ledger: each key's current hour by its row (no string built per release), and the
+   * hours a key left before the flush. A row read back anew starts an entry of its own for the same hour;
+   * the flush adds both to the one ledger row.
+   */
+  private readonly ledger = new Map<KeyRow, LedgerEntry>();
+  private ledgerPast: LedgerEntry[] = [];
   /** Stored leases given back (or lapsed) since the last flush. */
   private released: Array<{ lease: string; pool: string; id: string }> = [];
   private readonly sql: ReturnType<typeof prepare>;
@@ -343,6 +364,14 @@ export class HotPath {
     this.stale = true;
   }
 
+  /**
+   * The key log's entries a flush of this copy's wrote on another connection (between `before` and
+   * `after`): the copy already holds those changes, so it does not read them back.
+   */
+  noteOwnLogEntries(range: { before: number; after: number }): void {
+    if (range.after > range.before && range.after > this.lastSeq) this.ownEntries.push(range);
+  }
+
   /** Forgets every copy (the pools were re-declared); call after a flush. Each pool is read whole when next used. */
   reset(): void {
     this.pools.clear();
@@ -408,8 +437,14 @@ export class HotPath {
       }
     }
     this.pending.clear();
-    const usage = [...this.ledger.values()].map(({ pool, id, hour, counts }) => [pool, id, hour, ...counts]);
+    const usage = [...this.ledgerPast, ...this.ledger.values()].map(({ pool, id, hour, counts }) => [
+      pool,
+      id,
+      hour,
+      ...counts,
+    ]);
     this.ledger.clear();
+    this.ledgerPast = [];
     const steps: WriteStep[] = [
       { sql: DELETE_LEASE_SQL, rows: given.map((g) => [g.lease]), reportMissing: true },
       { sql: INSERT_LEASE_SQL, rows: leases },
@@ -456,6 +491,7 @@ export class HotPath {
       this.pending.size > 0 ||
       this.released.length > 0 ||
       this.ledger.size > 0 ||
+      this.ledgerPast.length > 0 ||
       this.hasUnstoredLeases() ||
       this.sessions.dirty
     );
@@ -520,14 +556,14 @@ export class HotPath {
 
   private countUsage(row: KeyRow, now: number, increments: number[]): void {
     const hour = hourOf(now);
-    const slot = `${row.pool}\n${row.id}\n${hour}`;
-    const entry = this.ledger.get(slot);
-    if (!entry) {
-      this.ledger.set(slot, { pool: row.pool, id: row.id, hour, counts: [1, ...increments] });
+    const entry = this.ledger.get(row);
+    if (entry?.hour === hour) {
+      entry.counts[0]!++;
+      for (let i = 0; i < increments.length; i++) entry.counts[i + 1]! += increments[i]!;
       return;
     }
-    entry.counts[0]!++;
-    for (let i = 0; i < increments.length; i++) entry.counts[i + 1]! += increments[i]!;
+    if (entry) this.ledgerPast.push(entry);
+    this.ledger.set(row, { pool: row.pool, id: row.id, hour, counts: [1, ...increments] });
   }
 
   private rerank(pool: HotPool, row: KeyRow, rank: number): void {
@@ -567,29 +603,40 @@ export class HotPath {
     this.stale = false;
     let end = this.logEnd();
     if (end === this.lastSeq && this.sessions.size === 0) return;
+    let changes = this.changesUpTo(end);
     // Rows read back must hold the flush the worker may be writing, or its counts would go missing here.
-    if (this.writesInFlight()) {
+    if ((changes === "all" || changes.length > 0 || this.sessions.size > 0) && this.writesInFlight()) {
       this.settleWrites();
       end = this.logEnd();
+      changes = this.changesUpTo(end);
     }
     // Session mappings are not in the key log: they are read again.
     this.sessions.clear();
-    if (end === this.lastSeq) return;
-    if (this.pools.size === 0) {
-      // Nothing copied yet: every pool is read whole when first used.
-      this.lastSeq = end;
-      return;
-    }
-    const start = (this.sql.logStart.get() as { seq: number | null }).seq ?? end;
-    if (start > this.lastSeq + 1) {
-      // The log was pruned past what this copy read: read the pools whole.
+    if (changes === "all") {
       for (const [name, pool] of [...this.pools]) this.pools.set(name, this.load(name, pool.rotation));
     } else {
-      const own = this.ownLogEntries() ?? { before: 0, after: 0 };
-      const changed = this.sql.changedSince.all(this.lastSeq, end, own.before, own.after);
-      for (const { pool, id } of changed as Array<{ pool: string; id: string }>) this.reread(pool, id);
+      for (const { pool, id } of changes) this.reread(pool, id);
     }
     this.lastSeq = end;
+    this.ownEntries = this.ownEntries.filter((range) => range.after > end);
+  }
+
+  /**
+   * The keys named in the key log after what this copy read, up to `end`, leaving out the entries this
+   * copy's own flushes wrote; "all" when the log was pruned past what it read (every pool is read whole).
+   */
+  private changesUpTo(end: number): Array<{ pool: string; id: string }> | "all" {
+    // Nothing copied yet: every pool is read whole when first used.
+    if (end === this.lastSeq || this.pools.size === 0) return [];
+    const start = (this.sql.logStart.get() as { seq: number | null }).seq ?? end;
+    if (start > this.lastSeq + 1) return "all";
+    const latest = this.ownLogEntries();
+    const own = latest ? [...this.ownEntries, latest] : this.ownEntries;
+    const keys = new Map<string, { pool: string; id: string }>();
+    for (const { seq, pool, id } of this.sql.changedSince.all(this.lastSeq, end) as LogEntry[]) {
+      if (!own.some((range) => seq > range.before && seq <= range.after)) keys.set(`${pool}\n${id}`, { pool, id });
+    }
+    return [...keys.values()];
   }
 
   private dataVersionNow(): number {
@@ -703,9 +750,7 @@ function prepare(db: Database) {
     dataVersion: q(`PRAGMA data_version`),
     logEnd: q(`SELECT MAX(seq) AS seq FROM key_log`),
     logStart: q(`SELECT MIN(seq) AS seq FROM key_log`),
-    changedSince: q(
-      `SELECT DISTINCT pool, id FROM key_log WHERE seq > ?1 AND seq <= ?2 AND NOT (seq > ?3 AND seq <= ?4)`,
-    ),
+    changedSince: q(`SELECT seq, pool, id FROM key_log WHERE seq > ?1 AND seq <= ?2`),
     keyById: q(`SELECT * FROM keys WHERE pool = ?1 AND id = ?2`),
     poolKeys: q(`SELECT * FROM keys WHERE pool = ?1`),
     leaseExists: q(`SELECT 1 FROM leases WHERE lease = ?1`),

@@ -1071,7 +1071,9 @@ export class SqliteStore implements PoolStore {
     if (!worker || worker.failure !== undefined) return this.writes.submit(() => this.flushHot());
     if (!this.hot.dirty || this.lost) return;
     const flush = this.hot.collectFlush();
-    flush.settle(await worker.write(flush.steps, LOG_MARK_SQL));
+    const written = await worker.write(flush.steps, LOG_MARK_SQL);
+    flush.settle(written.missing);
+    this.hot.noteOwnLogEntries(written.marks);
   }
 
   private flushHotLater(): void {
