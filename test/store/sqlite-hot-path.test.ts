@@ -237,6 +237,24 @@ describe("SqliteStore hot path, flushes off the request thread", () => {
     }
   });
 
+  it("reads back another store's change logged right after its own flush's entries", async () => {
+    await using s = twoStores();
+    await s.sync();
+    for (let i = 0; i < 3; i++) {
+      const lease = await s.a.take("default");
+      await s.a.release({ lease: lease.lease }, { ok: true });
+    }
+    // Three first successes: the worker logs them as a's own, which a leaves out when it reads the log.
+    await s.a.flushInBackground();
+    await s.b.updateKey("default", "k1", { enabled: false });
+    for (let i = 0; i < 6; i++) {
+      const lease = await s.a.take("default");
+      expect(lease.id).not.toBe("k1");
+      await s.a.release({ lease: lease.lease }, { ok: true });
+    }
+    expect((await s.b.events({ pool: "default", limit: 10 })).filter((e) => e.to === "live")).toHaveLength(3);
+  });
+
   it("lets a transaction that needs the file whole wait for the worker's flush: a lease it wrote is found", async () => {
     using dir = tempDir();
     const store = new SqliteStore({ path: dir.file("keypool.db"), clock: new ManualClock(), random: () => 0 });
