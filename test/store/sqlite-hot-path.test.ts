@@ -3,7 +3,7 @@ import { describe, expect, it } from "bun:test";
 import { type Candidate, chooseKey } from "../../src/pool/choose-key";
 import { ManualClock } from "../../src/pool/clock";
 import { LOWEST_RANK } from "../../src/pool/rotation";
-import { RankOrder } from "../../src/store/sqlite/_rank-order";
+import { RankOrder } from "../../src/store/rank-order";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store";
 import type { PoolSettings } from "../../src/store/types";
 import { tempDir } from "../helpers/temp-dir";

@@ -1,24 +1,20 @@
 import type { Database, SQLQueryBindings, Statement } from "bun:sqlite";
-import { type Choice, isReady } from "../../pool/choose-key";
 import type { Clock } from "../../pool/clock";
 import { type KeyState, type Outcome, stateOf } from "../../pool/key-state";
 import type { ModelState } from "../../pool/model-facts";
 import { hasCaps } from "../../pool/budget";
 import { planModelRelease } from "../../pool/plan-model";
-import { planTake, takeNeedsArbitration } from "../../pool/plan-take";
-import { fullAt } from "../../pool/rate-limit-headers";
-import { type RankContext, busyRank, initialRank, needsMaxRank, pickStart, virtualTimeOf } from "../../pool/rotation";
-import { hourOf } from "../../pool/usage";
+import { initialRank, pickStart } from "../../pool/rotation";
 import { factsOf, windowsOf } from "../key-columns";
 import { allowedModelsOf, modelStateOf, pairColumnsOf } from "../model-columns";
-import type { KeyEvent, Lease, PoolSettings } from "../types";
-import { USAGE_COUNT_COLUMNS, usageIncrements } from "../usage-entry";
+import type { Lease, PoolSettings } from "../types";
+import { USAGE_COUNT_COLUMNS } from "../usage-entry";
 import type { KeyRow } from "./_key-row";
 import { INSERT_EVENT_SQL, MAX_EVENTS, PRUNE_EVENTS_SQL, WRITE_WINDOWS_SQL, eventParams } from "./_key-policy";
 import { type WriteStep, runWriteSteps } from "./_write-steps";
 import type { ModelPairs, PairRow } from "./_model-pairs";
 import { HotSessions } from "./_hot-sessions";
-import { RankOrder } from "./_rank-order";
+import { type CopiedPool, PoolCopy, changesOnlyCounts } from "../pool-copy";
 
 /**
  * Counters, the rotation order and leases reach the file at most this long after the take or release
@@ -41,20 +37,6 @@ export function noteCommit(): void {
   commitsInProcess++;
 }
 
-/** What this process has done to a key that the file does not know yet. */
-interface PendingCounts {
-  inFlight: number;
-  requests: number;
-  errors: number;
-  lastUsed: number;
-  /** The rank, remaining budget and windows in memory are newer than the file's. */
-  rank: boolean;
-  budget: boolean;
-  windows: boolean;
-  /** A first success (unknown → live) the file has not recorded yet, with its event. */
-  confirmed?: KeyEvent;
-}
-
 /** A lease handed out by the hot path; `stored` once a flush wrote its row. */
 interface HotLease {
   pool: string;
@@ -67,14 +49,8 @@ interface HotLease {
   model: string | undefined;
 }
 
-interface HotPool {
-  rotation: PoolSettings["rotation"];
-  rows: Map<string, KeyRow>;
-  /** The keys in rotation (takeable), in rank order. */
-  order: RankOrder<KeyRow>;
-  /** Each key's (key, model) pairs that say something (see model-columns.ts), by key id then model. */
-  pairs: Map<string, Map<string, ModelState>>;
-}
+/** The (key, model) pairs of a pool's keys that say something (see model-columns.ts), by key id then model. */
+type PoolPairs = Map<string, Map<string, ModelState>>;
 
 export interface HotPathOptions {
   db: Database;
@@ -95,14 +71,6 @@ export interface HotPathOptions {
   ownLogEntries: () => { before: number; after: number } | undefined;
   /** The store's (key, model) pair statements, to read the pairs into the copy. */
   pairs: ModelPairs;
-}
-
-interface LedgerEntry {
-  pool: string;
-  id: string;
-  hour: number;
-  /** usage_hourly's count columns, requests first. */
-  counts: number[];
 }
 
 interface LogEntry {
@@ -142,16 +110,10 @@ export class HotPath {
   /** Key-log ranges written by this copy's own flushes and not read past yet (see noteOwnLogEntries). */
   private ownEntries: Array<{ before: number; after: number }> = [];
   private readonly modelPairs: ModelPairs;
-  private readonly pools = new Map<string, HotPool>();
+  private readonly copy: PoolCopy<KeyRow>;
+  /** Each copied pool's (key, model) pairs, by pool name. */
+  private readonly pairs = new Map<string, PoolPairs>();
   private readonly leases = new Map<string, HotLease>();
-  private readonly pending = new Map<KeyRow, PendingCounts>();
-  /**
-   * Usage not yet in the ledger: each key's current hour by its row (no string built per release), and the
-   * hours a key left before the flush. A row read back anew starts an entry of its own for the same hour;
-   * the flush adds both to the one ledger row.
-   */
-  private readonly ledger = new Map<KeyRow, LedgerEntry>();
-  private ledgerPast: LedgerEntry[] = [];
   /** Stored leases given back (or lapsed) since the last flush. */
   private released: Array<{ lease: string; pool: string; id: string }> = [];
   private readonly sql: ReturnType<typeof prepare>;
@@ -178,6 +140,7 @@ export class HotPath {
     this.writesInFlight = options.writesInFlight;
     this.ownLogEntries = options.ownLogEntries;
     this.modelPairs = options.pairs;
+    this.copy = new PoolCopy(options.random);
     this.sql = prepare(options.db);
     this.sessions = new HotSessions(options.db);
     this.lastSeq = this.logEnd();
@@ -195,10 +158,11 @@ export class HotPath {
     const pool = this.poolOf(settings);
     const now = this.clock.now();
     if (now >= this.nextLapseCheck) this.lapseLeases(now);
+    const pairs = this.pairs.get(settings.name);
     const usable = (key: KeyRow) =>
-      isReady(candidateOf(key), now) &&
+      this.copy.ready(key, now) &&
       (exclude.length === 0 || !exclude.includes(key.id)) &&
-      (model === undefined || servesModel(pool, key, model, now));
+      (model === undefined || servesModel(pairs, key, model, now));
     // A sticky session tries its own key (then the one it is detouring on) before the rotation does.
     const sticky =
       session === undefined
@@ -217,21 +181,8 @@ export class HotPath {
     }
     // Any other take for a session changes its mapping, which the file's transaction records.
     if (sticky && (row === undefined || row.id !== sticky.own)) return undefined;
-    const choice: Choice = { now, start: pickStart(settings.rotation, this.random), exclude };
-    row ??= pool.order.find(choice.start, usable);
-    if (!row) return undefined;
-    const facts = factsOf(row, settings);
-    if (takeNeedsArbitration(facts, settings)) return undefined;
-    const plan = planTake(facts, settings, this.rankContext(settings, pool, now));
-    this.rerank(pool, row, plan.rank);
-    row.in_flight = plan.inFlight;
-    row.requests++;
-    row.last_used = now;
-    const counts = this.pendingOf(row);
-    counts.inFlight++;
-    counts.requests++;
-    counts.lastUsed = now;
-    counts.rank = true;
+    row ??= pool.order.find(pickStart(settings.rotation, this.random), usable);
+    if (!row || !this.copy.take(pool, row, settings, now)) return undefined;
     const lease: Lease = {
       lease: `ls_${crypto.randomUUID().replaceAll("-", "")}`,
       pool: settings.name,
@@ -272,13 +223,13 @@ export class HotPath {
       if (this.sql.leaseExists.get(leaseId) === null) return undefined;
       lease.seenAt = this.foreignCommits;
     }
-    const pool = this.pools.get(lease.pool);
+    const pool = this.copy.pools.get(lease.pool);
     const row = pool?.rows.get(lease.id);
     if (!pool || !row) return undefined;
     const settings = settingsOf(lease.pool);
     const facts = factsOf(row, settings);
     const model = outcome.model ?? lease.model;
-    const models = pool.pairs.get(row.id) ?? NO_PAIRS;
+    const models = this.pairs.get(lease.pool)?.get(row.id) ?? NO_PAIRS;
     const plan = planModelRelease(
       { ...facts, allowedModels: allowedModelsOf(row.models), models },
       model,
@@ -287,20 +238,14 @@ export class HotPath {
       {
         now,
         random: this.random,
-        initialRank: () => initialRank(settings.rotation, this.rankContext(settings, pool, now)),
+        initialRank: () => initialRank(settings.rotation, this.copy.rankContext(settings, pool, now)),
       },
       1,
     );
-    // Anything another process must see at its next take goes through the file's transaction.
+    // Anything another process must see at its next take goes through the file's transaction; so
+    // does whatever changes a (key, model) pair.
     const decidedElsewhere =
-      (plan.changesCondition && !plan.confirmsHealth) ||
-      (plan.event !== undefined && !plan.confirmsHealth) ||
-      plan.groupRest !== undefined ||
-      plan.reviveCheckAt !== undefined ||
-      (plan.windows !== undefined && facts.limits.tpm !== undefined) ||
-      plan.modelDenied === true ||
-      // Spend under a cap is counted in the file, where every process adds to the same total.
-      (plan.spend !== undefined && (hasCaps(settings.budget) || hasCaps(facts.budget))) ||
+      !changesOnlyCounts(plan, facts, settings) ||
       (plan.pair !== undefined &&
         (plan.pair.changesCondition ||
           plan.pair.event !== undefined ||
@@ -309,47 +254,8 @@ export class HotPath {
     if (decidedElsewhere) return undefined;
     this.leases.delete(leaseId);
     if (lease.stored) this.released.push({ lease: leaseId, pool: lease.pool, id: lease.id });
-    this.rerank(pool, row, plan.rank);
-    row.in_flight = plan.inFlight;
-    row.last_used = Math.max(row.last_used ?? 0, now);
-    const counts = this.pendingOf(row);
-    counts.inFlight--;
-    counts.lastUsed = now;
-    counts.rank = true;
-    if (plan.confirmsHealth && plan.event) {
-      row.health = plan.condition.health;
-      row.reason = plan.condition.reason;
-      counts.confirmed = { at: now, pool: row.pool, key: row.id, ...plan.event };
-    }
-    if (plan.penalised) {
-      row.errors++;
-      counts.errors++;
-    }
-    if (plan.budget) {
-      row.remaining_requests = plan.budget.requests ?? row.remaining_requests;
-      row.remaining_tokens = plan.budget.tokens ?? row.remaining_tokens;
-      row.remaining_reset_at = fullAt(plan.budget) ?? row.remaining_reset_at;
-      counts.budget = true;
-    }
-    if (plan.windows) {
-      row.minute_start = plan.windows.minuteStart;
-      row.minute_requests = plan.windows.minuteRequests;
-      row.minute_tokens = plan.windows.minuteTokens;
-      row.day_start = plan.windows.dayStart;
-      row.day_requests = plan.windows.dayRequests;
-      counts.windows = true;
-    }
+    this.copy.release(pool, row, plan, outcome, now);
     if (outcome.session !== undefined) this.sessions.addUsage(row.pool, outcome.session, outcome.usage);
-    this.countUsage(
-      row,
-      now,
-      usageIncrements({
-        ok: outcome.ok,
-        failure: plan.failureClass,
-        tokens: outcome.usage,
-        costMicros: plan.costMicros,
-      }),
-    );
     this.scheduleFlush();
     return { pool: row.pool, id: row.id, state: stateOf(plan.condition, now), reason: plan.condition.reason };
   }
@@ -374,7 +280,8 @@ export class HotPath {
 
   /** Forgets every copy (the pools were re-declared); call after a flush. Each pool is read whole when next used. */
   reset(): void {
-    this.pools.clear();
+    this.copy.pools.clear();
+    this.pairs.clear();
     this.lastSeq = this.logEnd();
     this.stale = true;
   }
@@ -408,12 +315,13 @@ export class HotPath {
       lease.stored = true;
       lease.seenAt = this.foreignCommits;
     }
+    const drained = this.copy.drain();
     const counts: SQLQueryBindings[][] = [];
     const budgets: SQLQueryBindings[][] = [];
     const windows: SQLQueryBindings[][] = [];
     const confirmed: SQLQueryBindings[][] = [];
     const events: SQLQueryBindings[][] = [];
-    for (const [row, pending] of this.pending) {
+    for (const { row, counts: pending } of drained.keys) {
       const { pool, id } = row;
       counts.push([
         pending.rank ? row.rank : null,
@@ -436,15 +344,7 @@ export class HotPath {
         windows.push([w.minuteStart, w.minuteRequests, w.minuteTokens, w.dayStart, w.dayRequests, pool, id]);
       }
     }
-    this.pending.clear();
-    const usage = [...this.ledgerPast, ...this.ledger.values()].map(({ pool, id, hour, counts }) => [
-      pool,
-      id,
-      hour,
-      ...counts,
-    ]);
-    this.ledger.clear();
-    this.ledgerPast = [];
+    const usage = drained.usage.map(({ pool, id, hour, counts }) => [pool, id, hour, ...counts]);
     const steps: WriteStep[] = [
       { sql: DELETE_LEASE_SQL, rows: given.map((g) => [g.lease]), reportMissing: true },
       { sql: INSERT_LEASE_SQL, rows: leases },
@@ -471,8 +371,8 @@ export class HotPath {
         if (lost.length === 0) return;
         for (const index of lost) {
           const { pool, id } = given[index]!;
-          const row = this.pools.get(pool)?.rows.get(id);
-          if (row) this.pendingOf(row).inFlight++;
+          const row = this.copy.pools.get(pool)?.rows.get(id);
+          if (row) this.copy.pendingOf(row).inFlight++;
         }
         this.scheduleFlush();
       },
@@ -487,14 +387,7 @@ export class HotPath {
 
   /** Whether anything waits to be written. */
   get dirty(): boolean {
-    return (
-      this.pending.size > 0 ||
-      this.released.length > 0 ||
-      this.ledger.size > 0 ||
-      this.ledgerPast.length > 0 ||
-      this.hasUnstoredLeases() ||
-      this.sessions.dirty
-    );
+    return this.copy.hasPending || this.released.length > 0 || this.hasUnstoredLeases() || this.sessions.dirty;
   }
 
   /** Stops the flush timer; the store flushes once more itself. */
@@ -530,57 +423,12 @@ export class HotPath {
     for (const [leaseId, lease] of this.leases) {
       if (lease.expiresAt > now) continue;
       this.leases.delete(leaseId);
-      const pool = this.pools.get(lease.pool);
+      const pool = this.copy.pools.get(lease.pool);
       const row = pool?.rows.get(lease.id);
       if (lease.stored) this.released.push({ lease: leaseId, pool: lease.pool, id: lease.id });
-      if (!pool || !row) continue;
-      row.in_flight = Math.max(0, row.in_flight - 1);
-      const counts = this.pendingOf(row);
-      counts.inFlight--;
-      if (row.takeable && pool.rotation === "least_busy") {
-        this.rerank(pool, row, busyRank(row.in_flight, row.last_used ?? 0));
-        counts.rank = true;
-      }
+      if (pool && row) this.copy.lapse(pool, row);
     }
     this.scheduleFlush();
-  }
-
-  private pendingOf(row: KeyRow): PendingCounts {
-    let counts = this.pending.get(row);
-    if (!counts) {
-      counts = { inFlight: 0, requests: 0, errors: 0, lastUsed: 0, rank: false, budget: false, windows: false };
-      this.pending.set(row, counts);
-    }
-    return counts;
-  }
-
-  private countUsage(row: KeyRow, now: number, increments: number[]): void {
-    const hour = hourOf(now);
-    const entry = this.ledger.get(row);
-    if (entry?.hour === hour) {
-      entry.counts[0]!++;
-      for (let i = 0; i < increments.length; i++) entry.counts[i + 1]! += increments[i]!;
-      return;
-    }
-    if (entry) this.ledgerPast.push(entry);
-    this.ledger.set(row, { pool: row.pool, id: row.id, hour, counts: [1, ...increments] });
-  }
-
-  private rerank(pool: HotPool, row: KeyRow, rank: number): void {
-    if (rank === row.rank) return;
-    const inOrder = pool.order.remove(row);
-    row.rank = rank;
-    if (inOrder) pool.order.add(row);
-  }
-
-  private rankContext(settings: PoolSettings, pool: HotPool, now: number): RankContext {
-    const top = pool.order.last();
-    return {
-      now,
-      random: this.random,
-      maxRank: needsMaxRank(settings.rotation) ? (top?.rank ?? 0) : 0,
-      virtualTime: settings.rotation === "weighted" ? virtualTimeOf(top ?? null) : 0,
-    };
   }
 
   /**
@@ -613,7 +461,7 @@ export class HotPath {
     // Session mappings are not in the key log: they are read again.
     this.sessions.clear();
     if (changes === "all") {
-      for (const [name, pool] of [...this.pools]) this.pools.set(name, this.load(name, pool.rotation));
+      for (const [name, pool] of [...this.copy.pools]) this.load(name, pool.rotation);
     } else {
       for (const { pool, id } of changes) this.reread(pool, id);
     }
@@ -627,7 +475,7 @@ export class HotPath {
    */
   private changesUpTo(end: number): Array<{ pool: string; id: string }> | "all" {
     // Nothing copied yet: every pool is read whole when first used.
-    if (end === this.lastSeq || this.pools.size === 0) return [];
+    if (end === this.lastSeq || this.copy.pools.size === 0) return [];
     const start = (this.sql.logStart.get() as { seq: number | null }).seq ?? end;
     if (start > this.lastSeq + 1) return "all";
     const latest = this.ownLogEntries();
@@ -647,101 +495,41 @@ export class HotPath {
     return (this.sql.logEnd.get() as { seq: number | null }).seq ?? 0;
   }
 
-  /** A key another transaction changed: its row replaces the copy's, with this process's unwritten counts on top. */
+  /** A key another transaction changed: its row (and pairs) replace the copy's, with this process's unwritten counts on top. */
   private reread(poolName: string, id: string): void {
-    const pool = this.pools.get(poolName);
-    if (!pool) return;
-    const old = pool.rows.get(id);
+    const pairs = this.pairs.get(poolName);
+    if (!pairs) return;
     const fresh = this.sql.keyById.get(poolName, id) as KeyRow | null;
-    if (old) pool.order.remove(old);
-    if (!fresh) {
-      pool.rows.delete(id);
-      pool.pairs.delete(id);
-      if (old) this.pending.delete(old);
-      return;
-    }
-    setPairs(pool, id, this.modelPairs.pairsOfKey(poolName, id));
-    if (old) this.carryPending(old, fresh);
-    pool.rows.set(id, fresh);
-    if (fresh.takeable) pool.order.add(fresh);
+    this.copy.replace(poolName, id, fresh);
+    if (fresh) setPairs(pairs, id, this.modelPairs.pairsOfKey(poolName, id));
+    else pairs.delete(id);
   }
 
-  /** Moves what memory knows of a key and the file does not yet onto its freshly read row. */
-  private carryPending(old: KeyRow, fresh: KeyRow): void {
-    const counts = this.pending.get(old);
-    if (!counts) return;
-    this.pending.delete(old);
-    this.pending.set(fresh, counts);
-    fresh.in_flight = Math.max(0, fresh.in_flight + counts.inFlight);
-    fresh.requests += counts.requests;
-    fresh.errors += counts.errors;
-    if (counts.lastUsed > (fresh.last_used ?? 0)) fresh.last_used = counts.lastUsed;
-    if (counts.rank) fresh.rank = old.rank;
-    if (counts.confirmed && fresh.health === "unknown") {
-      fresh.health = old.health;
-      fresh.reason = old.reason;
-    }
-    if (counts.budget) {
-      fresh.remaining_requests = old.remaining_requests;
-      fresh.remaining_tokens = old.remaining_tokens;
-      fresh.remaining_reset_at = old.remaining_reset_at;
-    }
-    if (counts.windows) {
-      fresh.minute_start = old.minute_start;
-      fresh.minute_requests = old.minute_requests;
-      fresh.minute_tokens = old.minute_tokens;
-      fresh.day_start = old.day_start;
-      fresh.day_requests = old.day_requests;
-    }
+  private poolOf(settings: PoolSettings): CopiedPool<KeyRow> {
+    return this.copy.pools.get(settings.name) ?? this.load(settings.name, settings.rotation);
   }
 
-  private poolOf(settings: PoolSettings): HotPool {
-    let pool = this.pools.get(settings.name);
-    if (!pool) {
-      pool = this.load(settings.name, settings.rotation);
-      this.pools.set(settings.name, pool);
-    }
-    return pool;
-  }
-
-  private load(name: string, rotation: PoolSettings["rotation"]): HotPool {
-    const pool: HotPool = { rotation, rows: new Map(), order: new RankOrder(), pairs: new Map() };
-    for (const [key, rows] of this.modelPairs.pairsByKey(name)) setPairs(pool, key.slice(name.length + 1), rows);
-    const before = this.pools.get(name);
-    for (const row of this.sql.poolKeys.all(name) as KeyRow[]) {
-      const old = before?.rows.get(row.id);
-      if (old) this.carryPending(old, row);
-      pool.rows.set(row.id, row);
-      if (row.takeable) pool.order.add(row);
-    }
-    return pool;
+  /** Reads a pool whole into the copy, with its pairs. */
+  private load(name: string, rotation: PoolSettings["rotation"]): CopiedPool<KeyRow> {
+    const pairs: PoolPairs = new Map();
+    for (const [key, rows] of this.modelPairs.pairsByKey(name)) setPairs(pairs, key.slice(name.length + 1), rows);
+    this.pairs.set(name, pairs);
+    return this.copy.fill(name, rotation, this.sql.poolKeys.all(name) as KeyRow[]);
   }
 }
 
 const NO_PAIRS: ReadonlyMap<string, ModelState> = new Map();
 
-function setPairs(pool: HotPool, id: string, rows: readonly PairRow[]): void {
-  if (rows.length === 0) pool.pairs.delete(id);
-  else pool.pairs.set(id, new Map(rows.map((row) => [row.model, modelStateOf(row)])));
+function setPairs(pairs: PoolPairs, id: string, rows: readonly PairRow[]): void {
+  if (rows.length === 0) pairs.delete(id);
+  else pairs.set(id, new Map(rows.map((row) => [row.model, modelStateOf(row)])));
 }
 
 /** Whether the key may serve `model` now, as far as the model is concerned (isUsableForModel on the copy). */
-function servesModel(pool: HotPool, key: KeyRow, model: string, now: number): boolean {
+function servesModel(pairs: PoolPairs | undefined, key: KeyRow, model: string, now: number): boolean {
   if (key.models !== null && !allowedModelsOf(key.models)!.has(model)) return false;
-  const pair = pool.pairs.get(key.id)?.get(model);
+  const pair = pairs?.get(key.id)?.get(model);
   return pair === undefined || pair.readyAt <= now;
-}
-
-/** A row in chooseKey's words. */
-function candidateOf(row: KeyRow) {
-  return {
-    id: row.id,
-    rank: row.rank,
-    takeable: row.takeable === 1,
-    readyAt: row.ready_at,
-    inFlight: row.in_flight,
-    maxConcurrency: row.max_concurrency,
-  };
 }
 
 function prepare(db: Database) {

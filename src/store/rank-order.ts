@@ -1,4 +1,4 @@
-import { compareRank } from "../../pool/choose-key";
+import { compareRank } from "../pool/choose-key";
 
 /** Keys this many to a bucket: a take re-ranks one key, moving at most two buckets' worth of slots. */
 const BUCKET_SIZE = 512;
