@@ -165,11 +165,14 @@ export class PoolCopy<Row extends CopiedRow> {
     this.countUsage(row, now, increments);
   }
 
-  /** A lease of the key lapsed without a release: its slot is free again. */
-  lapse(pool: CopiedPool<Row>, row: Row): void {
+  /**
+   * A lease of the key lapsed without a release: its slot is free again. `inStore`: the store's count of
+   * leases in flight is lowered too, by the next flush (false where the store reclaims the lease itself).
+   */
+  lapse(pool: CopiedPool<Row>, row: Row, inStore = true): void {
     row.in_flight = Math.max(0, row.in_flight - 1);
     const counts = this.pendingOf(row);
-    counts.inFlight--;
+    if (inStore) counts.inFlight--;
     if (row.takeable && pool.rotation === "least_busy") {
       this.rerank(pool, row, busyRank(row.in_flight, row.last_used ?? 0));
       counts.rank = true;
@@ -199,6 +202,22 @@ export class PoolCopy<Row extends CopiedRow> {
     this.usage = new Map();
     this.usagePast = [];
     return { keys, usage };
+  }
+
+  /** A flush that failed: what it took out is pending again, to be written by the next. */
+  putBack(drained: DrainedCounts<Row>): void {
+    for (const { row, counts } of drained.keys) {
+      const to = this.pendingOf(row);
+      to.inFlight += counts.inFlight;
+      to.requests += counts.requests;
+      to.errors += counts.errors;
+      to.lastUsed = Math.max(to.lastUsed, counts.lastUsed);
+      to.rank ||= counts.rank;
+      to.budget ||= counts.budget;
+      to.windows ||= counts.windows;
+      to.confirmed ??= counts.confirmed;
+    }
+    this.usagePast.push(...drained.usage);
   }
 
   /** The rank context the planners need, from the copy's order. */
