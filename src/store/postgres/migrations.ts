@@ -179,4 +179,53 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (pool, key_id)
   );
   `,
+  // 6: the key log behind each instance's in-memory copy (see _hot-path.ts; SQLite step 9). Every
+  // transaction that changes what a take decides on — a key's state, rest, ladder, limits, weight,
+  // token, group, caps, or the key itself appearing or going — bumps the one version row and logs the
+  // keys it changed under the new version. The bump runs at commit (a deferred trigger), so it is the
+  // last lock a writer takes: versions are in commit order, and nothing waits on a writer that holds it.
+  // Counters, ranks, budgets and windows are not logged: each instance keeps its own and flushes them.
+  `
+  CREATE TABLE keypool_version (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    v   bigint  NOT NULL
+  );
+  INSERT INTO keypool_version (one, v) VALUES (true, 0);
+  CREATE TABLE keypool_key_log (
+    v    bigint NOT NULL,
+    pool text   NOT NULL,
+    id   text   NOT NULL,
+    PRIMARY KEY (v, pool, id)
+  );
+  CREATE FUNCTION keypool_log_key() RETURNS trigger LANGUAGE plpgsql AS $$
+  DECLARE
+    version bigint := nullif(current_setting('keypool.logged_version', true), '')::bigint;
+  BEGIN
+    -- One version per transaction: the first of its logged rows bumps it, the others reuse it.
+    IF version IS NULL THEN
+      UPDATE keypool_version SET v = v + 1 RETURNING v INTO version;
+      PERFORM set_config('keypool.logged_version', version::text, true);
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+      INSERT INTO keypool_key_log (v, pool, id) VALUES (version, OLD.pool, OLD.id) ON CONFLICT DO NOTHING;
+    ELSE
+      INSERT INTO keypool_key_log (v, pool, id) VALUES (version, NEW.pool, NEW.id) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+  END $$;
+  CREATE CONSTRAINT TRIGGER keypool_keys_logged_change AFTER INSERT OR DELETE ON keypool_keys
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION keypool_log_key();
+  CREATE CONSTRAINT TRIGGER keypool_keys_logged_update AFTER UPDATE ON keypool_keys
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN ((OLD.health, OLD.reason, OLD.ready_at, OLD.takeable, OLD.weight, OLD.max_concurrency, OLD.token,
+           OLD.key_group, OLD.fail_class, OLD.rung, OLD.fail_until, OLD.origin, OLD.limit_max_concurrency,
+           OLD.limit_rpm, OLD.limit_tpm, OLD.limit_daily_requests, OLD.models, OLD.budget_day_micros,
+           OLD.budget_month_micros)
+          IS DISTINCT FROM
+          (NEW.health, NEW.reason, NEW.ready_at, NEW.takeable, NEW.weight, NEW.max_concurrency, NEW.token,
+           NEW.key_group, NEW.fail_class, NEW.rung, NEW.fail_until, NEW.origin, NEW.limit_max_concurrency,
+           NEW.limit_rpm, NEW.limit_tpm, NEW.limit_daily_requests, NEW.models, NEW.budget_day_micros,
+           NEW.budget_month_micros))
+    EXECUTE FUNCTION keypool_log_key();
+  `,
 ];
