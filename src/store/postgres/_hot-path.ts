@@ -24,6 +24,8 @@ export const FLUSH_EVERY_MS = 200;
 
 /** Versions of the key log kept when it is pruned: a copy further behind than this reads its pools whole. */
 const LOG_KEPT = 10_000;
+/** Looks under way at once: a take waits about one round trip, not one and a half (see look). */
+const LOOKS_IN_FLIGHT = 2;
 const PRUNE_EVERY_MS = 60_000;
 const FLUSH_TRIES = 3;
 
@@ -57,13 +59,12 @@ interface HotPool {
   order: RankOrder<KeyRow>;
 }
 
-/** A row of the version check: the log's state, and one changed key (pool null: none; id without row: gone). */
-type CheckRow = Partial<KeyRow> & {
+/** What a look answers (see keypool_look in migration 6): the log's state, and the keys changed (row null: gone). */
+interface LookRow {
   log_version: number;
   log_first: number | null;
-  log_pool: string | null;
-  log_id: string | null;
-};
+  changed: Array<{ pool: string; id: string; row: KeyRow | null }> | null;
+}
 
 /** Everything one flush writes, taken out of memory when it is sent (and put back if it fails). */
 interface FlushBatch {
@@ -106,8 +107,11 @@ export class HotPath {
   private ledger = new Map<string, UsageSlot>();
   /** The last log version this copy has read; -1 before the first look. */
   private version = -1;
-  private looking: Promise<void> | undefined;
+  /** The look not sent yet, which every take arriving now shares. */
   private nextLook: Promise<void> | undefined;
+  /** The last look sent, resolved once applied. */
+  private applied: Promise<void> = Promise.resolve();
+  private inFlight = 0;
   private flushing: Promise<void> | undefined;
   private flushTimer: Timer | undefined;
   private nextLapseCheck = 0;
@@ -118,6 +122,8 @@ export class HotPath {
     private readonly sql: SQL,
     private readonly clock: Clock,
     private readonly random: () => number,
+    /** Runs a call to the database with the store's deadline (withDeadline): once per look or flush, not per take. */
+    private readonly guard: <T>(op: () => Promise<T>) => Promise<T>,
   ) {}
 
   /**
@@ -125,7 +131,7 @@ export class HotPath {
    * or the key it would hand out is arbitrated there). The caller reveals the token.
    */
   async take(settings: PoolSettings, exclude: readonly string[]): Promise<(Lease & { sealed: string }) | undefined> {
-    if (hasCaps(settings.budget) || this.closed) return undefined;
+    if (!this.serves(settings)) return undefined;
     if (!this.pools.has(settings.name)) this.wanted.set(settings.name, settings.rotation);
     await this.look();
     const pool = this.pools.get(settings.name);
@@ -155,6 +161,16 @@ export class HotPath {
     this.leases.set(leaseId, { pool: settings.name, id: row.id, takenAt: now, expiresAt, stored: false });
     this.scheduleFlush();
     return { lease: leaseId, pool: settings.name, id: row.id, token: "", sealed: row.token, takenAt: now, expiresAt };
+  }
+
+  /**
+   * Whether takes of the pool may be decided here. A pool whose every key is arbitrated in SQL (a lease
+   * cap, request limits, a rest after each take), or whose spend is capped, skips the look: its takes
+   * keep their round trips.
+   */
+  serves(settings: PoolSettings): boolean {
+    if (this.closed || hasCaps(settings.budget) || settings.maxConcurrency !== undefined) return false;
+    return !takeNeedsArbitration({ maxConcurrency: null, limits: settings }, settings);
   }
 
   /**
@@ -232,7 +248,12 @@ export class HotPath {
     this.countUsage(
       row,
       now,
-      usageIncrements({ ok: outcome.ok, failure: plan.failureClass, tokens: outcome.usage, costMicros: plan.costMicros }),
+      usageIncrements({
+        ok: outcome.ok,
+        failure: plan.failureClass,
+        tokens: outcome.usage,
+        costMicros: plan.costMicros,
+      }),
     );
     this.scheduleFlush();
     return { pool: row.pool, id: row.id, state: stateOf(plan.condition, now), reason: plan.condition.reason };
@@ -292,41 +313,56 @@ export class HotPath {
 
   // ---- the look at the key log ---------------------------------------------------------------
 
-  /** Resolves once a look sent after this call has been applied (see the class comment). */
+  /**
+   * Resolves once a look sent after this call has been applied (see the class comment). The look is
+   * sent on the next turn of the event loop: every take that arrives before then shares it (a batch
+   * of callers woken by one look all ask again within one turn). Up to LOOKS_IN_FLIGHT are under way
+   * at once; their answers are applied in the order they were sent, so the copy never goes back.
+   */
   private look(): Promise<void> {
-    if (this.looking === undefined) {
-      const sent = this.lookNow();
-      this.looking = sent;
-      const done = () => {
-        if (this.looking === sent) this.looking = undefined;
-      };
-      sent.then(done, done);
-      return sent;
-    }
-    // The look under way may have been sent before this take arrived: wait for the one after it.
-    this.nextLook ??= this.looking
-      .then(
-        () => {},
-        () => {},
-      )
-      .then(() => {
-        this.nextLook = undefined;
-        return this.look();
-      });
-    return this.nextLook;
+    if (this.nextLook) return this.nextLook;
+    const queued = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      while (this.inFlight >= LOOKS_IN_FLIGHT) await this.applied.then(noop, noop);
+      // Takes arriving from now on were not in time for this look: they wait for the next.
+      this.nextLook = undefined;
+      return this.send();
+    });
+    this.nextLook = queued;
+    return queued;
   }
 
-  private async lookNow(): Promise<void> {
-    if (this.wanted.size > 0) await this.load([...this.wanted]);
-    const rows = (await this.sql.unsafe(LOOK, [this.version, [...this.pools.keys()]])) as CheckRow[];
-    const head = rows[0]!;
+  private send(): Promise<void> {
+    const previous = this.applied;
+    this.inFlight++;
+    const applied = (async () => {
+      try {
+        // A pool read whole must not be overwritten by an older look applied after it: loads go alone.
+        if (this.wanted.size > 0) {
+          await previous.then(noop, noop);
+          await this.guard(() => this.load([...this.wanted]));
+        }
+        const answer = this.guard(
+          () => this.sql.unsafe(LOOK, [this.version, [...this.pools.keys()]]) as Promise<LookRow[]>,
+        );
+        const [head] = await answer;
+        await previous.then(noop, noop);
+        await this.apply(head!);
+      } finally {
+        this.inFlight--;
+      }
+    })();
+    this.applied = applied;
+    return applied;
+  }
+
+  private async apply(head: LookRow): Promise<void> {
+    if (head.log_version <= this.version) return;
     const first = head.log_first;
-    const behind = head.log_version > this.version && (first === null || first > this.version + 1);
-    if (behind && this.pools.size > 0) {
+    if (first === null || first > this.version + 1) {
       // The log was pruned past what this copy read: read its pools whole.
-      await this.load([...this.pools].map(([name, pool]) => [name, pool.rotation]));
+      if (this.pools.size > 0) await this.guard(() => this.load([...this.pools].map(([n, p]) => [n, p.rotation])));
     } else {
-      for (const row of rows) if (row.log_pool !== null) this.reread(row.log_pool, row.log_id!, row);
+      for (const { pool, id, row } of head.changed ?? []) this.reread(pool, id, row);
     }
     this.version = head.log_version;
   }
@@ -354,18 +390,16 @@ export class HotPath {
   }
 
   /** A key another transaction changed: its row replaces the copy's, with this instance's unwritten counts on top. */
-  private reread(poolName: string, id: string, found: CheckRow): void {
+  private reread(poolName: string, id: string, fresh: KeyRow | null): void {
     const pool = this.pools.get(poolName);
     if (!pool) return;
     const old = pool.rows.get(id);
     if (old) pool.order.remove(old);
-    if (found.pool === null || found.pool === undefined) {
+    if (fresh === null) {
       pool.rows.delete(id);
       if (old) this.pending.delete(old);
       return;
     }
-    const { log_version: _, log_first: __, log_pool: ___, log_id: ____, ...columns } = found;
-    const fresh = columns as KeyRow;
     if (old) this.carryPending(old, fresh);
     pool.rows.set(id, fresh);
     if (fresh.takeable) pool.order.add(fresh);
@@ -414,7 +448,7 @@ export class HotPath {
       this.flushTimer = undefined;
     }
     const batch = this.takeBatch();
-    const sent = this.write(batch).catch((error: unknown) => {
+    const sent = this.guard(() => this.write(batch)).catch((error: unknown) => {
       this.putBack(batch);
       throw error;
     });
@@ -588,6 +622,8 @@ export class HotPath {
   }
 }
 
+function noop(): void {}
+
 /** A row in chooseKey's words. */
 function candidateOf(row: KeyRow) {
   return {
@@ -600,18 +636,8 @@ function candidateOf(row: KeyRow) {
   };
 }
 
-/**
- * The look: the log's version and its oldest entry, and every key of the copy's pools logged since
- * `$1`, with its row as it is now (no row: the key is gone). One statement, so one snapshot: the
- * version and the rows agree.
- */
-const LOOK = `
-  WITH s AS (SELECT v::float8 AS log_version, (SELECT min(v) FROM keypool_key_log)::float8 AS log_first
-             FROM keypool_version),
-       c AS (SELECT DISTINCT pool AS log_pool, id AS log_id FROM keypool_key_log
-             WHERE v > $1::bigint AND pool = ANY($2::text[]))
-  SELECT s.log_version, s.log_first, c.log_pool, c.log_id, k.*
-  FROM s LEFT JOIN (c LEFT JOIN keypool_keys k ON k.pool = c.log_pool AND k.id = c.log_id) ON true`;
+/** The look (keypool_look in migration 6): one statement, one snapshot. */
+const LOOK = `SELECT * FROM keypool_look($1::bigint, $2::text[])`;
 
 /** Whole pools, with the log's version in the same snapshot (one row with no key when they are empty). */
 const LOAD = `

@@ -227,5 +227,25 @@ export const MIGRATIONS: readonly string[] = [
            NEW.limit_rpm, NEW.limit_tpm, NEW.limit_daily_requests, NEW.models, NEW.budget_day_micros,
            NEW.budget_month_micros))
     EXECUTE FUNCTION keypool_log_key();
+  -- An instance's look at the log (see _hot-path.ts): the version, and when it moved past \`since\`, the
+  -- oldest entry kept and the rows (null: gone) of the keys of \`pools\` logged since. STABLE: every
+  -- statement in it reads the calling statement's snapshot, so the version and the rows agree; a
+  -- function, so its plans are kept between calls (planning the query each time cost more than running it).
+  CREATE FUNCTION keypool_look(since bigint, pools text[])
+    RETURNS TABLE (log_version float8, log_first float8, changed json) LANGUAGE plpgsql STABLE AS $$
+  DECLARE
+    current bigint;
+  BEGIN
+    SELECT v INTO current FROM keypool_version;
+    IF current <= since THEN
+      RETURN QUERY SELECT current::float8, NULL::float8, NULL::json;
+      RETURN;
+    END IF;
+    RETURN QUERY SELECT current::float8, (SELECT min(v) FROM keypool_key_log)::float8,
+      (SELECT json_agg(json_build_object('pool', c.pool, 'id', c.id, 'row', to_json(k)))
+       FROM (SELECT DISTINCT l.pool, l.id FROM keypool_key_log l
+             WHERE l.v > since AND l.v <= current AND l.pool = ANY(pools)) c
+       LEFT JOIN keypool_keys k ON k.pool = c.pool AND k.id = c.id);
+  END $$;
   `,
 ];

@@ -174,7 +174,8 @@ export class PostgresStore implements PoolStore {
     this.failuresToDead = options.failuresToDead ?? 3;
     this.timeoutSec = options.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
     this.vault = new SecretVault(options.cipher, `the PostgreSQL store ${this.where}`);
-    this.hot = options.hotPath === false ? undefined : new HotPath(sql, this.clock, this.random);
+    this.hot =
+      options.hotPath === false ? undefined : new HotPath(sql, this.clock, this.random, (op) => this.guard(op));
   }
 
   /**
@@ -402,13 +403,12 @@ export class PostgresStore implements PoolStore {
     const settings = this.settingsOf(pool);
     const exclude = [...(options.exclude ?? [])];
     // Sessions and models keep their SQL: only the plain take is decided in memory.
-    if (this.hot && options.session === undefined && options.model === undefined) {
-      const hot = this.hot;
-      const lease = await this.guard(async () => {
-        const now = this.clock.now();
-        if (now >= this.nextReclaimAt || this.reclaimAbandoned) await this.reclaimExpiredLeases(this.sql, now);
-        return hot.take(settings, exclude);
-      });
+    if (this.hot?.serves(settings) && options.session === undefined && options.model === undefined) {
+      const now = this.clock.now();
+      if (now >= this.nextReclaimAt || this.reclaimAbandoned)
+        await this.guard(() => this.reclaimExpiredLeases(this.sql, now));
+      // Its look at the key log runs with the deadline: one per batch of takes (see _hot-path.ts).
+      const lease = await this.hot.take(settings, exclude);
       if (lease) {
         const { sealed, ...rest } = lease;
         return { ...rest, token: this.vault.reveal(sealed) };
@@ -1381,8 +1381,7 @@ export class PostgresStore implements PoolStore {
 
   /** Writes what the hot path holds only in memory before a read or a change that must see it. */
   private async settled(): Promise<void> {
-    const hot = this.hot;
-    if (hot?.unsettled) await this.guard(() => hot.settle());
+    if (this.hot?.unsettled) await this.hot.settle();
   }
 
   private settingsOf(pool: string): PoolSettings {
