@@ -68,8 +68,8 @@ interface LookRow {
 
 /** Everything one flush writes, taken out of memory when it is sent (and put back if it fails). */
 interface FlushBatch {
-  counts: PendingCounts[];
-  rows: Map<string, KeyRow>;
+  /** One entry per key (a key read again meanwhile has counts on its old row and its new one: added up). */
+  keys: Array<{ row: KeyRow; counts: PendingCounts }>;
   leases: Array<[string, HotLease]>;
   usage: Map<string, UsageSlot>;
 }
@@ -467,12 +467,18 @@ export class HotPath {
       entry[1].stored = true;
       leases.push(entry);
     }
-    const rows = new Map<string, KeyRow>();
-    const counts = [...this.pending].map(([row, c]) => {
-      rows.set(`${c.pool}\n${c.id}`, row);
-      return c;
-    });
-    const batch = { counts, rows, leases, usage: this.ledger };
+    const keys = new Map<string, { row: KeyRow; counts: PendingCounts }>();
+    for (const [row, counts] of this.pending) {
+      const slot = `${counts.pool}\n${counts.id}`;
+      const seen = keys.get(slot);
+      if (!seen) keys.set(slot, { row, counts });
+      else {
+        addCounts(seen.counts, counts);
+        // The rank, budget and windows to write are those of the row the copy holds now.
+        if (this.pools.get(counts.pool)?.rows.get(counts.id) === row) seen.row = row;
+      }
+    }
+    const batch = { keys: [...keys.values()], leases, usage: this.ledger };
     this.pending = new Map();
     this.ledger = new Map();
     return batch;
@@ -481,17 +487,7 @@ export class HotPath {
   /** A flush that failed: its counts are added back, to be written by the next. */
   private putBack(batch: FlushBatch): void {
     for (const [, lease] of batch.leases) lease.stored = false;
-    for (const c of batch.counts) {
-      const row = batch.rows.get(`${c.pool}\n${c.id}`)!;
-      const now = this.pendingOf(row);
-      now.inFlight += c.inFlight;
-      now.requests += c.requests;
-      now.errors += c.errors;
-      now.lastUsed = Math.max(now.lastUsed, c.lastUsed);
-      now.rank ||= c.rank;
-      now.budget ||= c.budget;
-      now.windows ||= c.windows;
-    }
+    for (const { row, counts } of batch.keys) addCounts(this.pendingOf(row), counts);
     for (const [slot, entry] of batch.usage) {
       const now = this.ledger.get(slot);
       if (!now) this.ledger.set(slot, entry);
@@ -500,9 +496,8 @@ export class HotPath {
   }
 
   private async write(batch: FlushBatch): Promise<void> {
-    const keys = batch.counts
-      .map((c) => {
-        const row = batch.rows.get(`${c.pool}\n${c.id}`)!;
+    const keys = batch.keys
+      .map(({ row, counts: c }) => {
         return {
           pool: c.pool,
           id: c.id,
@@ -623,6 +618,16 @@ export class HotPath {
 }
 
 function noop(): void {}
+
+function addCounts(to: PendingCounts, from: PendingCounts): void {
+  to.inFlight += from.inFlight;
+  to.requests += from.requests;
+  to.errors += from.errors;
+  to.lastUsed = Math.max(to.lastUsed, from.lastUsed);
+  to.rank ||= from.rank;
+  to.budget ||= from.budget;
+  to.windows ||= from.windows;
+}
 
 /** A row in chooseKey's words. */
 function candidateOf(row: KeyRow) {
