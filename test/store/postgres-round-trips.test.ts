@@ -75,6 +75,27 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
     });
   }
 
+  it("answers 32 takes that arrive at once with one look at the key log, and their releases with none", async () => {
+    await using schema = await freshSchema();
+    const { store, counter } = await countingStore(schema.url);
+    try {
+      await store.syncPools([{ settings: settings(), keys: keys(40) }]);
+      for (let i = 0; i < 40; i++) await store.release({ id: `k${i}` }, { ok: true });
+      await store.release({ lease: (await store.take("default")).lease }, { ok: true });
+      // status writes what memory held: no flush is due while the takes below run.
+      await store.status("default");
+      counter.trips = 0;
+      const leases = await Promise.all(Array.from({ length: 32 }, () => store.take("default")));
+      expect(counter.trips).toBe(1);
+      expect(new Set(leases.map((l) => l.id)).size).toBe(32);
+      counter.trips = 0;
+      for (const lease of leases) await store.release({ lease: lease.lease }, { ok: true });
+      expect(counter.trips).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("takes for a model and releases naming it in two round trips, pairs resting or not", async () => {
     await using schema = await freshSchema();
     const { store, counter } = await countingStore(schema.url);
