@@ -111,7 +111,8 @@ export class HotPath {
   private nextLook: Promise<void> | undefined;
   /** The last look sent, resolved once applied. */
   private applied: Promise<void> = Promise.resolve();
-  private inFlight = 0;
+  /** Looks sent and not yet applied, oldest first. */
+  private readonly underWay: Array<Promise<void>> = [];
   private flushing: Promise<void> | undefined;
   private flushTimer: Timer | undefined;
   private nextLapseCheck = 0;
@@ -322,7 +323,7 @@ export class HotPath {
   private look(): Promise<void> {
     if (this.nextLook) return this.nextLook;
     const queued = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      while (this.inFlight >= LOOKS_IN_FLIGHT) await this.applied.then(noop, noop);
+      while (this.underWay.length >= LOOKS_IN_FLIGHT) await this.underWay[0]!.then(noop, noop);
       // Takes arriving from now on were not in time for this look: they wait for the next.
       this.nextLook = undefined;
       return this.send();
@@ -332,27 +333,29 @@ export class HotPath {
   }
 
   private send(): Promise<void> {
-    const previous = this.applied;
-    this.inFlight++;
-    const applied = (async () => {
-      try {
-        // A pool read whole must not be overwritten by an older look applied after it: loads go alone.
-        if (this.wanted.size > 0) {
-          await previous.then(noop, noop);
-          await this.guard(() => this.load([...this.wanted]));
-        }
-        const answer = this.guard(
-          () => this.sql.unsafe(LOOK, [this.version, [...this.pools.keys()]]) as Promise<LookRow[]>,
-        );
-        const [head] = await answer;
-        await previous.then(noop, noop);
-        await this.apply(head!);
-      } finally {
-        this.inFlight--;
-      }
-    })();
+    const applied = this.lookAfter(this.applied);
     this.applied = applied;
+    this.underWay.push(applied);
+    const forget = () => {
+      this.underWay.splice(this.underWay.indexOf(applied), 1);
+    };
+    applied.then(forget, forget);
     return applied;
+  }
+
+  /** Sends a look now and applies its answer once `previous` (the look sent before it) has been. */
+  private async lookAfter(previous: Promise<void>): Promise<void> {
+    // A pool read whole must not be overwritten by an older look applied after it: loads go alone.
+    if (this.wanted.size > 0) {
+      await previous.then(noop, noop);
+      await this.guard(() => this.load([...this.wanted]));
+    }
+    const answer = this.guard(
+      () => this.sql.unsafe(LOOK, [this.version, [...this.pools.keys()]]) as Promise<LookRow[]>,
+    );
+    const [head] = await answer;
+    await previous.then(noop, noop);
+    await this.apply(head!);
   }
 
   private async apply(head: LookRow): Promise<void> {
