@@ -76,6 +76,30 @@ describe.skipIf(!POSTGRES_URL)("PostgreSQL hot path across two instances", () =>
     }
   });
 
+  it("keeps the key log to its last 10,000 versions, pruned by the writers themselves", async () => {
+    await using schema = await freshSchema();
+    const { a, b } = await twoInstances(schema, 2);
+    const admin = new SQL(schema.url, { max: 1 });
+    try {
+      for (let i = 0; i < 4; i++) await use(b);
+      // As if 20,997 changes had been made since b last looked.
+      await admin`UPDATE keypool_version SET v = 20998`;
+      await a.updateKey("default", "k0", { enabled: false });
+      const [before] = await admin`SELECT min(v)::float8 AS first FROM keypool_key_log`;
+      expect(before.first).toBeLessThan(100);
+      // The change that reaches version 21,000 drops every entry at or below 11,000.
+      await a.updateKey("default", "k1", { enabled: false });
+      await a.updateKey("default", "k1", { enabled: true });
+      const [after] = await admin`SELECT min(v)::float8 AS first FROM keypool_key_log`;
+      expect(after.first).toBe(20999);
+      for (let i = 0; i < 4; i++) expect(await use(b)).toBe("k1");
+    } finally {
+      await admin.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
   it("never hands out an exclusive lease twice: capped keys are arbitrated in SQL by both", async () => {
     await using schema = await freshSchema();
     const { a, b } = await twoInstances(schema, 1);

@@ -22,11 +22,8 @@ import type { KeyRow } from "./_key-row";
  */
 export const FLUSH_EVERY_MS = 200;
 
-/** Versions of the key log kept when it is pruned: a copy further behind than this reads its pools whole. */
-const LOG_KEPT = 10_000;
 /** Looks under way at once: a take waits about one round trip, not one and a half (see look). */
 const LOOKS_IN_FLIGHT = 2;
-const PRUNE_EVERY_MS = 60_000;
 const FLUSH_TRIES = 3;
 
 /** What this instance has done to a key that the database does not know yet. */
@@ -116,7 +113,6 @@ export class HotPath {
   private flushing: Promise<void> | undefined;
   private flushTimer: Timer | undefined;
   private nextLapseCheck = 0;
-  private nextPrune = 0;
   private closed = false;
 
   constructor(
@@ -540,11 +536,6 @@ export class HotPath {
         if (!isRetryable(error) || attempt >= FLUSH_TRIES) throw error;
       }
     }
-    const now = this.clock.now();
-    if (now >= this.nextPrune) {
-      this.nextPrune = now + PRUNE_EVERY_MS;
-      await this.sql.unsafe(PRUNE, [LOG_KEPT]);
-    }
   }
 
   // ---- memory --------------------------------------------------------------------------------
@@ -692,6 +683,3 @@ const FLUSH = `
     day_start = CASE WHEN c.windows THEN c.day_start ELSE k.day_start END,
     day_requests = CASE WHEN c.windows THEN c.day_requests ELSE k.day_requests END
   FROM counts c WHERE k.pool = c.pool AND k.id = c.id`;
-
-/** Drops log entries more than `$1` versions behind: a copy that far behind reads its pools whole. */
-const PRUNE = `DELETE FROM keypool_key_log WHERE v <= (SELECT v FROM keypool_version) - $1::bigint`;

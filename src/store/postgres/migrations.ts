@@ -205,6 +205,11 @@ export const MIGRATIONS: readonly string[] = [
     IF version IS NULL THEN
       UPDATE keypool_version SET v = v + 1 RETURNING v INTO version;
       PERFORM set_config('keypool.logged_version', version::text, true);
+      -- The log keeps its last 10,000 versions: a copy further behind reads its pools whole. Pruned here,
+      -- every 1,000th version, so it stays short whichever path writes (a pool of cooldown takes logs each).
+      IF version % 1000 = 0 THEN
+        DELETE FROM keypool_key_log WHERE v <= version - 10000;
+      END IF;
     END IF;
     IF TG_OP = 'DELETE' THEN
       INSERT INTO keypool_key_log (v, pool, id) VALUES (version, OLD.pool, OLD.id) ON CONFLICT DO NOTHING;
