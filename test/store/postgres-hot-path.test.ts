@@ -128,7 +128,7 @@ describe.skipIf(!POSTGRES_URL)("PostgreSQL hot path across two instances", () =>
     }
   });
 
-  it("writes counters, leases and usage with the flush; a lease it wrote can be given back through the other", async () => {
+  it("writes counters, leases and usage with the flush; a lease it wrote is given back through the other", async () => {
     await using schema = await freshSchema();
     const { a, b } = await twoInstances(schema, 2);
     try {

@@ -652,7 +652,8 @@ const USAGE_ADDS = USAGE_COUNT_COLUMNS.map((c) => `${c} = keypool_usage_hourly.$
  */
 const FLUSH = `
   WITH counts AS (
-    SELECT * FROM json_to_recordset($1::text::json) AS c(pool text, id text, rank float8, in_flight int, requests float8,
+    SELECT * FROM json_to_recordset($1::text::json) AS c(pool text, id text, rank float8, in_flight int,
+      requests float8,
       errors float8, last_used float8, budget boolean, remaining_requests float8, remaining_tokens float8,
       remaining_reset_at float8, windows boolean, minute_start float8, minute_requests float8, minute_tokens float8,
       day_start float8, day_requests float8)
