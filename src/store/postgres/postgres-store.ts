@@ -711,7 +711,7 @@ export class PostgresStore implements PoolStore {
     if (hot?.holds(target.lease)) {
       const settled = hot.release(target.lease, outcome, (pool) => this.settingsOf(pool));
       if (settled) return settled;
-      // Decided in SQL, where the lease must be first.
+      // Decided in SQL: the lease is written there first.
       await this.settled();
       try {
         return await this.guard(() => this.releaseLease(target.lease, outcome));
@@ -1362,7 +1362,7 @@ export class PostgresStore implements PoolStore {
     try {
       await this.settled();
     } catch {
-      // An unreachable database keeps what only memory had: usage, as kill -9 would (see docs/reliability.md).
+      // An unreachable database loses what only memory had, as kill -9 would (see docs/reliability.md).
     }
     this.hot?.close();
     await this.sql.close({ timeout: this.timeoutSec });
