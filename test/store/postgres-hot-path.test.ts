@@ -59,6 +59,24 @@ describe.skipIf(!POSTGRES_URL)("PostgreSQL hot path across two instances", () =>
     }
   });
 
+  it("hands out a key the other instance added, and never one it removed, at its very next take", async () => {
+    await using schema = await freshSchema();
+    const { a, b } = await twoInstances(schema, 2);
+    try {
+      for (let i = 0; i < 4; i++) await use(b);
+      await a.addKey("default", { id: "x", token: "sk-test-added-by-a-000000000", weight: 1 });
+      await b.release({ id: "x" }, { ok: true });
+      const others = { exclude: ["k0", "k1"] };
+      for (let i = 0; i < 3; i++) expect(await use(b, others)).toBe("x");
+      await a.removeKey("default", "x");
+      await noKey(b.take("default", others));
+      expect(new Set([await use(b), await use(b), await use(b)])).toEqual(new Set(["k0", "k1"]));
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it("reads its pools whole when the key log was pruned past the version its copy read", async () => {
     await using schema = await freshSchema();
     const { a, b } = await twoInstances(schema, 2);
