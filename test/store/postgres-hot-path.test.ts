@@ -20,7 +20,7 @@ async function twoInstances(schema: TestSchema, n = 3, pool = settings()) {
   const a = await open(1);
   const b = await open(2);
   for (const store of [a, b]) await store.syncPools([{ settings: pool, keys: keys(n) }]);
-  // Each key's first success (unknown → live) is settled in SQL: done here, so the pairs below stay in memory.
+  // Every key starts live (its first success confirms it), so what the tests count is plain pairs.
   for (let i = 0; i < n; i++) await a.release({ id: `k${i}` }, { ok: true });
   return { a, b, clock };
 }
@@ -71,6 +71,30 @@ describe.skipIf(!POSTGRES_URL)("PostgreSQL hot path across two instances", () =>
       await a.removeKey("default", "x");
       await noKey(b.take("default", others));
       expect(new Set([await use(b), await use(b), await use(b)])).toEqual(new Set(["k0", "k1"]));
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("confirms a key's first success with the flush, unless the other instance moved it out of unknown first", async () => {
+    await using schema = await freshSchema();
+    const clock = new ManualClock();
+    const open = () => PostgresStore.open({ url: schema.url, clock, random: seededRandom(3), maxConnections: 4 });
+    const a = await open();
+    const b = await open();
+    try {
+      for (const store of [a, b]) await store.syncPools([{ settings: settings(), keys: keys(2) }]);
+      const first = await b.take("default");
+      const second = await b.take("default");
+      // Both successes are decided in b's memory; meanwhile a quarantines the second key.
+      await b.release({ lease: first.lease }, { ok: true });
+      await b.release({ lease: second.lease }, { ok: true });
+      await a.release({ id: second.id }, { ok: false, status: 401 });
+      const states = Object.fromEntries((await b.status("default")).map((k) => [k.id, k.state]));
+      expect(states).toEqual({ [first.id]: "live", [second.id]: "quarantined" });
+      const events = (await a.events({ limit: 10 })).map((e) => `${e.key}:${e.from}->${e.to}`);
+      expect(events).toEqual([`${second.id}:unknown->quarantined`, `${first.id}:unknown->live`]);
     } finally {
       await a.close();
       await b.close();

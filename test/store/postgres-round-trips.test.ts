@@ -51,8 +51,8 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
       });
       try {
         await store.syncPools([{ settings: settings({ rotation }), keys: keys(4) }]);
-        // The first take of a second reclaims expired leases, the first release of an hour folds old
-        // usage, and each key's first success (unknown → live) is settled in SQL: all once in a while.
+        // The first take of a second reclaims expired leases, and the first release of an hour folds old
+        // usage: both once in a while. The keys start live (a first success adds a statement to a flush).
         const first = await store.take("default");
         await store.release({ lease: first.lease }, { ok: true });
         for (let i = 1; i < 4; i++) await store.release({ id: `k${i}` }, { ok: true });

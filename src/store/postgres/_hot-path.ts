@@ -11,7 +11,8 @@ import { hourOf } from "../../pool/usage";
 import { budgetOf, factsOf } from "../key-columns";
 import { NO_MODELS } from "../model-columns";
 import { RankOrder } from "../sqlite/_rank-order";
-import type { Lease, PoolSettings } from "../types";
+import { MAX_EVENTS } from "../event-log";
+import type { KeyEvent, Lease, PoolSettings } from "../types";
 import { USAGE_COUNT_COLUMNS, usageIncrements } from "../usage-entry";
 import { isRetryable } from "./_connection";
 import type { KeyRow } from "./_key-row";
@@ -38,6 +39,8 @@ interface PendingCounts {
   rank: boolean;
   budget: boolean;
   windows: boolean;
+  /** A first success (unknown → live) the database has not recorded yet, with its event. */
+  confirmed?: KeyEvent;
 }
 
 /** A lease handed out in memory; `stored` once a flush sent its row. */
@@ -205,10 +208,10 @@ export class HotPath {
       1,
     );
     // Anything another instance must see at its next take goes through the database's transaction.
+    // A key's first success (unknown → live) is not: both states are handed out alike.
     const decidedElsewhere =
-      plan.changesCondition ||
-      plan.confirmsHealth ||
-      plan.event !== undefined ||
+      (plan.changesCondition && !plan.confirmsHealth) ||
+      (plan.event !== undefined && !plan.confirmsHealth) ||
       plan.groupRest !== undefined ||
       plan.reviveCheckAt !== undefined ||
       // Tokens counted against tpm decide the key's next takes everywhere.
@@ -224,6 +227,11 @@ export class HotPath {
     counts.inFlight--;
     counts.lastUsed = now;
     counts.rank = true;
+    if (plan.confirmsHealth && plan.event) {
+      row.health = plan.condition.health;
+      row.reason = plan.condition.reason;
+      counts.confirmed = { at: now, pool: row.pool, key: row.id, ...plan.event };
+    }
     if (plan.penalised) {
       row.errors++;
       counts.errors++;
@@ -415,6 +423,10 @@ export class HotPath {
     fresh.errors += counts.errors;
     if (counts.lastUsed > (fresh.last_used ?? 0)) fresh.last_used = counts.lastUsed;
     if (counts.rank) fresh.rank = old.rank;
+    if (counts.confirmed && fresh.health === "unknown") {
+      fresh.health = old.health;
+      fresh.reason = old.reason;
+    }
     if (counts.budget) {
       fresh.remaining_requests = old.remaining_requests;
       fresh.remaining_tokens = old.remaining_tokens;
@@ -527,6 +539,18 @@ export class HotPath {
       expires_at: l.expiresAt,
     }));
     const usage = [...batch.usage.values()].map((u) => [u.pool, u.id, u.hour, ...u.counts]);
+    const confirmed = batch.keys.flatMap(({ row, counts: { confirmed: e } }) =>
+      e === undefined
+        ? []
+        : [
+            {
+              ...{ pool: e.pool, key_id: e.key, at: e.at, from_state: e.from, to_state: e.to, class: e.class },
+              ...{ event_reason: e.reason, until: e.until, reason: row.reason },
+            },
+          ],
+    );
+    // First, as it may be sent again after a failure: it changes only keys still unknown.
+    if (confirmed.length > 0) await this.sql.unsafe(CONFIRM, [JSON.stringify(confirmed), MAX_EVENTS]);
     const params = [JSON.stringify(keys), JSON.stringify(leases), JSON.stringify(usage)];
     for (let attempt = 1; ; attempt++) {
       try {
@@ -621,6 +645,7 @@ function addCounts(to: PendingCounts, from: PendingCounts): void {
   to.rank ||= from.rank;
   to.budget ||= from.budget;
   to.windows ||= from.windows;
+  to.confirmed ??= from.confirmed;
 }
 
 /** A row in chooseKey's words. */
@@ -634,6 +659,27 @@ function candidateOf(row: KeyRow) {
     maxConcurrency: row.max_concurrency,
   };
 }
+
+/**
+ * Keys' first successes (unknown → live) and their events, for keys nothing else has moved out of
+ * unknown since (a quarantine another instance wrote stands). Logged by the trigger: every copy reads
+ * the key again. The event log is pruned back to `$2` entries.
+ */
+const CONFIRM = `
+  WITH c AS (
+    SELECT * FROM json_to_recordset($1::text::json)
+      AS c(pool text, key_id text, at float8, from_state text, to_state text, class text, event_reason text,
+           until float8, reason text)
+  ), confirmed AS (
+    UPDATE keypool_keys k SET health = 'live', reason = c.reason
+    FROM c WHERE k.pool = c.pool AND k.id = c.key_id AND k.health = 'unknown'
+    RETURNING c.*
+  ), logged AS (
+    INSERT INTO keypool_events (at, pool, key_id, from_state, to_state, class, reason, until)
+    SELECT at, pool, key_id, from_state, to_state, class, event_reason, until FROM confirmed
+    RETURNING seq
+  )
+  DELETE FROM keypool_events WHERE seq <= (SELECT max(seq) FROM logged) - $2::int`;
 
 /** The look (keypool_look in migration 6): one statement, one snapshot. */
 const LOOK = `SELECT * FROM keypool_look($1::bigint, $2::text[])`;

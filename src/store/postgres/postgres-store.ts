@@ -414,6 +414,8 @@ export class PostgresStore implements PoolStore {
         return { ...rest, token: this.vault.reveal(sealed) };
       }
     }
+    // The database decides this take: what only memory knows (ranks, leases) is written first.
+    await this.settled();
     // One id for every pick of this take: at most one of them inserts a lease.
     const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
     let outcome: Lease | { retryAfterMs: number } | { spent: BudgetRest };
@@ -1157,6 +1159,8 @@ export class PostgresStore implements PoolStore {
 
   async events(query: EventQuery): Promise<KeyEvent[]> {
     if (query.pool !== undefined) this.settingsOf(query.pool);
+    // A key's first success may still be in memory, with its event.
+    await this.settled();
     const pool = query.pool ?? null;
     const key = query.key ?? null;
     const rows = (await this.guard(() =>
