@@ -327,9 +327,14 @@ export class HotPath {
   private look(): Promise<void> {
     if (this.nextLook) return this.nextLook;
     const queued = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      while (this.underWay.length >= LOOKS_IN_FLIGHT) await this.underWay[0]!.then(noop, noop);
-      // Takes arriving from now on were not in time for this look: they wait for the next.
-      this.nextLook = undefined;
+      try {
+        // A look that failed (the database is unreachable, or did not answer by the deadline) fails the
+        // takes waiting behind it too: none waits longer than one deadline from its arrival.
+        while (this.underWay.length >= LOOKS_IN_FLIGHT) await this.underWay[0];
+      } finally {
+        // Takes arriving from now on were not in time for this look: they wait for the next.
+        this.nextLook = undefined;
+      }
       return this.send();
     });
     this.nextLook = queued;
