@@ -4,6 +4,8 @@
  * In-process take+release pairs per second on the SQLite store (a file in a temp dir) and on the
  * PostgreSQL store (local), measured in alternating rounds in one run, with 1 caller (latency-bound)
  * and with 32 callers at once (what a busy gateway does). Target: PostgreSQL ≥ 0.3× SQLite at 32 callers.
+ * PostgreSQL runs twice: with its in-memory hot path (the default) and with it off (`hotPath: false`,
+ * every take and release in SQL, as before the hot path), so the gain is measured in the same run.
  * Then the round trips one take+release makes to PostgreSQL, counted by a relay in front of the server
  * (see _pg-round-trips.ts) over one connection and one caller. Target: at most two. PostgreSQL is KEYPOOL_DATABASE_URL or
  * KEYPOOL_TEST_POSTGRES_URL when set (the run works in a schema of its own and drops it), else a
@@ -58,9 +60,16 @@ const pgVersion = await (async () => {
 })();
 
 const settings = { name: "bench", rotation: "lru" as const, cooldownSec: 0, leaseTtlSec: 300, recheckIntervalSec: 300 };
-const stores: Record<"sqlite" | "postgres", PoolStore> = {
+const sqlOnlySchema = await freshSchema(baseUrl);
+const stores: Record<"sqlite" | "postgres" | "postgresSql", PoolStore> = {
   sqlite: new SqliteStore({ path: join(run.tempRoot, "bench.sqlite"), clock: systemClock }),
   postgres: await PostgresStore.open({ url: schema.url, clock: systemClock, maxConnections: 16 }),
+  postgresSql: await PostgresStore.open({
+    url: sqlOnlySchema.url,
+    clock: systemClock,
+    maxConnections: 16,
+    hotPath: false,
+  }),
 };
 for (const store of Object.values(stores)) await store.syncPools([{ settings, keys: benchKeys(KEYS) }]);
 
@@ -120,17 +129,22 @@ try {
 } finally {
   for (const store of Object.values(stores)) await store.close();
   await schema[Symbol.asyncDispose]();
+  await sqlOnlySchema[Symbol.asyncDispose]();
   await cluster?.[Symbol.asyncDispose]();
 }
 
 const med = (key: string) => median(figures[key]!);
-const rows = [["callers", "SQLite pairs/s", "PostgreSQL pairs/s", "PostgreSQL/SQLite"]];
+const rows = [
+  ["callers", "SQLite pairs/s", "PostgreSQL pairs/s", "PostgreSQL/SQLite", "PostgreSQL, SQL only", "SQL only/SQLite"],
+];
 for (const callers of CALLERS) {
   rows.push([
     String(callers),
     rate(med(`sqlite/${callers}`)),
     rate(med(`postgres/${callers}`)),
     String(ratio(med(`postgres/${callers}`), med(`sqlite/${callers}`))),
+    rate(med(`postgresSql/${callers}`)),
+    String(ratio(med(`postgresSql/${callers}`), med(`sqlite/${callers}`))),
   ]);
 }
 printTable(rows);

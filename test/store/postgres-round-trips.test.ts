@@ -51,10 +51,11 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
       });
       try {
         await store.syncPools([{ settings: settings({ rotation }), keys: keys(4) }]);
-        // The first take of a second reclaims expired leases, and the first release of an hour folds
-        // old usage: both once in a while, not per request.
+        // The first take of a second reclaims expired leases, and the first release of an hour folds old
+        // usage: both once in a while. The keys start live (a first success adds a statement to a flush).
         const first = await store.take("default");
         await store.release({ lease: first.lease }, { ok: true });
+        for (let i = 1; i < 4; i++) await store.release({ id: `k${i}` }, { ok: true });
         const trips: number[] = [];
         for (let i = 0; i < 8; i++) {
           counter.trips = 0;
@@ -62,7 +63,10 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
           await store.release({ lease: lease.lease }, { ok: true, usage: { input: 10, output: 5 } });
           trips.push(counter.trips);
         }
-        expect(trips).toEqual(trips.map(() => 2));
+        // The take's look at the key log; the release is decided in memory. A flush (every 200 ms,
+        // of everything since the last) may fall inside a pair: at most one more.
+        expect(trips.every((n) => n <= 2)).toBe(true);
+        expect(trips.filter((n) => n === 1).length).toBeGreaterThanOrEqual(6);
         const [status] = (await store.status("default")).filter((k) => k.id === first.id);
         expect(status?.inFlight).toBe(0);
       } finally {
@@ -70,6 +74,27 @@ describe.skipIf(!POSTGRES_URL)("PostgresStore round trips", () => {
       }
     });
   }
+
+  it("answers 32 takes that arrive at once with one look at the key log, and their releases with none", async () => {
+    await using schema = await freshSchema();
+    const { store, counter } = await countingStore(schema.url);
+    try {
+      await store.syncPools([{ settings: settings(), keys: keys(40) }]);
+      for (let i = 0; i < 40; i++) await store.release({ id: `k${i}` }, { ok: true });
+      await store.release({ lease: (await store.take("default")).lease }, { ok: true });
+      // status writes what memory held: no flush is due while the takes below run.
+      await store.status("default");
+      counter.trips = 0;
+      const leases = await Promise.all(Array.from({ length: 32 }, () => store.take("default")));
+      expect(counter.trips).toBe(1);
+      expect(new Set(leases.map((l) => l.id)).size).toBe(32);
+      counter.trips = 0;
+      for (const lease of leases) await store.release({ lease: lease.lease }, { ok: true });
+      expect(counter.trips).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
 
   it("takes for a model and releases naming it in two round trips, pairs resting or not", async () => {
     await using schema = await freshSchema();

@@ -179,4 +179,78 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (pool, key_id)
   );
   `,
+  // 6: the key log behind each instance's in-memory copy (see _hot-path.ts; SQLite step 9). Every
+  // transaction that changes what a take decides on — a key's state, rest, ladder, limits, weight,
+  // token, group, caps, or the key itself appearing or going — bumps the one version row and logs the
+  // keys it changed under the new version. The bump runs at commit (a deferred trigger), so it is the
+  // last lock a writer takes: versions are in commit order, and nothing waits on a writer that holds it.
+  // Counters, ranks, budgets and windows are not logged: each instance keeps its own and flushes them.
+  `
+  CREATE TABLE keypool_version (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    v   bigint  NOT NULL
+  );
+  INSERT INTO keypool_version (one, v) VALUES (true, 0);
+  CREATE TABLE keypool_key_log (
+    v    bigint NOT NULL,
+    pool text   NOT NULL,
+    id   text   NOT NULL,
+    PRIMARY KEY (v, pool, id)
+  );
+  CREATE FUNCTION keypool_log_key() RETURNS trigger LANGUAGE plpgsql AS $$
+  DECLARE
+    version bigint := nullif(current_setting('keypool.logged_version', true), '')::bigint;
+  BEGIN
+    -- One version per transaction: the first of its logged rows bumps it, the others reuse it.
+    IF version IS NULL THEN
+      UPDATE keypool_version SET v = v + 1 RETURNING v INTO version;
+      PERFORM set_config('keypool.logged_version', version::text, true);
+      -- The log keeps its last 10,000 versions: a copy further behind reads its pools whole. Pruned here,
+      -- every 1,000th version, so it stays short whichever path writes (a pool of cooldown takes logs each).
+      IF version % 1000 = 0 THEN
+        DELETE FROM keypool_key_log WHERE v <= version - 10000;
+      END IF;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+      INSERT INTO keypool_key_log (v, pool, id) VALUES (version, OLD.pool, OLD.id) ON CONFLICT DO NOTHING;
+    ELSE
+      INSERT INTO keypool_key_log (v, pool, id) VALUES (version, NEW.pool, NEW.id) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+  END $$;
+  CREATE CONSTRAINT TRIGGER keypool_keys_logged_change AFTER INSERT OR DELETE ON keypool_keys
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION keypool_log_key();
+  CREATE CONSTRAINT TRIGGER keypool_keys_logged_update AFTER UPDATE ON keypool_keys
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN ((OLD.health, OLD.reason, OLD.ready_at, OLD.takeable, OLD.weight, OLD.max_concurrency, OLD.token,
+           OLD.key_group, OLD.fail_class, OLD.rung, OLD.fail_until, OLD.origin, OLD.limit_max_concurrency,
+           OLD.limit_rpm, OLD.limit_tpm, OLD.limit_daily_requests, OLD.models, OLD.budget_day_micros,
+           OLD.budget_month_micros)
+          IS DISTINCT FROM
+          (NEW.health, NEW.reason, NEW.ready_at, NEW.takeable, NEW.weight, NEW.max_concurrency, NEW.token,
+           NEW.key_group, NEW.fail_class, NEW.rung, NEW.fail_until, NEW.origin, NEW.limit_max_concurrency,
+           NEW.limit_rpm, NEW.limit_tpm, NEW.limit_daily_requests, NEW.models, NEW.budget_day_micros,
+           NEW.budget_month_micros))
+    EXECUTE FUNCTION keypool_log_key();
+  -- An instance's look at the log (see _hot-path.ts): the version, and when it moved past \`since\`, the
+  -- oldest entry kept and the rows (null: gone) of the keys of \`pools\` logged since. STABLE: every
+  -- statement in it reads the calling statement's snapshot, so the version and the rows agree; a
+  -- function, so its plans are kept between calls (planning the query each time cost more than running it).
+  CREATE FUNCTION keypool_look(since bigint, pools text[])
+    RETURNS TABLE (log_version float8, log_first float8, changed json) LANGUAGE plpgsql STABLE AS $$
+  DECLARE
+    current bigint;
+  BEGIN
+    SELECT v INTO current FROM keypool_version;
+    IF current <= since THEN
+      RETURN QUERY SELECT current::float8, NULL::float8, NULL::json;
+      RETURN;
+    END IF;
+    RETURN QUERY SELECT current::float8, (SELECT min(v) FROM keypool_key_log)::float8,
+      (SELECT json_agg(json_build_object('pool', c.pool, 'id', c.id, 'row', to_json(k)))
+       FROM (SELECT DISTINCT l.pool, l.id FROM keypool_key_log l
+             WHERE l.v > since AND l.v <= current AND l.pool = ANY(pools)) c
+       LEFT JOIN keypool_keys k ON k.pool = c.pool AND k.id = c.id);
+  END $$;
+  `,
 ];

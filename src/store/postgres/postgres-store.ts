@@ -86,6 +86,7 @@ import { type Fields, type KeyRow, Params, type VersionedRow, conditionFields, e
 import { type GuardedAnswer, guardedReleaseSql, releaseFields } from "./_release";
 import { type ConnectionOptions, DEFAULT_TIMEOUT_SEC, isRetryable, openClient, withDeadline } from "./_connection";
 import { maskDatabaseUrl } from "./database-url";
+import { HotPath } from "./_hot-path";
 import { PostgresSessions } from "./_sessions";
 import { POOL_TOTAL, PostgresSpend } from "./_spend";
 import { type TakeVariant, VIRTUAL_TIME, pickSql, takeSql } from "./_take";
@@ -104,6 +105,8 @@ export interface PostgresStoreOptions extends ConnectionOptions {
   cipher?: TokenCipher;
   /** Wraps the client every call goes through: tests count round trips with it. */
   wrapClient?: (sql: SQL) => SQL;
+  /** Decide simple takes and releases in memory (see _hot-path.ts); default true. False: every one in SQL. */
+  hotPath?: boolean;
 }
 
 type Db = SQL;
@@ -157,6 +160,8 @@ export class PostgresStore implements PoolStore {
   private readonly abandoned = new Map<string, number>();
   /** A take was abandoned since the last reclaim: the next take reclaims at once, as the store may answer again. */
   private reclaimAbandoned = false;
+  /** Takes and releases that change nothing other instances decide on, decided in memory (see _hot-path.ts). */
+  private readonly hot: HotPath | undefined;
 
   private constructor(
     private readonly sql: SQL,
@@ -169,6 +174,8 @@ export class PostgresStore implements PoolStore {
     this.failuresToDead = options.failuresToDead ?? 3;
     this.timeoutSec = options.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
     this.vault = new SecretVault(options.cipher, `the PostgreSQL store ${this.where}`);
+    this.hot =
+      options.hotPath === false ? undefined : new HotPath(sql, this.clock, this.random, (op) => this.guard(op));
   }
 
   /**
@@ -221,6 +228,7 @@ export class PostgresStore implements PoolStore {
     pools: Array<{ settings: PoolSettings; keys: KeyInput[] }>,
     options: SyncOptions = {},
   ): Promise<Record<string, SyncResult>> {
+    await this.settled();
     let pruned: string[] = [];
     const results = await this.transaction(
       async (tx) => {
@@ -256,6 +264,7 @@ export class PostgresStore implements PoolStore {
     for (const pool of pruned) options.onPruned?.(pool);
     if (options.prune !== false) this.pools.clear();
     for (const { settings } of pools) this.pools.set(settings.name, settings);
+    this.hot?.reset();
     return results;
   }
 
@@ -393,6 +402,20 @@ export class PostgresStore implements PoolStore {
   async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
     const settings = this.settingsOf(pool);
     const exclude = [...(options.exclude ?? [])];
+    // Sessions and models keep their SQL: only the plain take is decided in memory.
+    if (this.hot?.serves(settings) && options.session === undefined && options.model === undefined) {
+      const now = this.clock.now();
+      if (now >= this.nextReclaimAt || this.reclaimAbandoned)
+        await this.guard(() => this.reclaimExpiredLeases(this.sql, now));
+      // Its look at the key log runs with the deadline: one per batch of takes (see _hot-path.ts).
+      const lease = await this.hot.take(settings, exclude);
+      if (lease) {
+        const { sealed, ...rest } = lease;
+        return { ...rest, token: this.vault.reveal(sealed) };
+      }
+    }
+    // The database decides this take: what only memory knows (ranks, leases) is written first.
+    await this.settled();
     // One id for every pick of this take: at most one of them inserts a lease.
     const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
     let outcome: Lease | { retryAfterMs: number } | { spent: BudgetRest };
@@ -682,7 +705,22 @@ export class PostgresStore implements PoolStore {
   // ---- release -------------------------------------------------------------------------------
 
   async release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
-    if (!("lease" in target)) return this.transaction((tx) => this.releaseLocked(tx, target, outcome));
+    if (!("lease" in target)) {
+      await this.settled();
+      return this.transaction((tx) => this.releaseLocked(tx, target, outcome));
+    }
+    const hot = this.hot;
+    if (hot?.holds(target.lease)) {
+      const settled = hot.release(target.lease, outcome, (pool) => this.settingsOf(pool));
+      if (settled) return settled;
+      // Decided in SQL: the lease is written there first.
+      await this.settled();
+      try {
+        return await this.guard(() => this.releaseLease(target.lease, outcome));
+      } finally {
+        hot.forgetLease(target.lease);
+      }
+    }
     const taken = this.takenRows.get(target.lease);
     this.takenRows.delete(target.lease);
     return this.guard(() => this.releaseLease(target.lease, outcome, taken));
@@ -1060,6 +1098,7 @@ export class PostgresStore implements PoolStore {
 
   async status(pool?: string): Promise<KeyStatus[]> {
     if (pool !== undefined) this.settingsOf(pool);
+    await this.settled();
     return this.guard(async () => {
       const now = this.clock.now();
       const [rows, sessions, pairRows, spent] = await Promise.all([
@@ -1120,6 +1159,8 @@ export class PostgresStore implements PoolStore {
 
   async events(query: EventQuery): Promise<KeyEvent[]> {
     if (query.pool !== undefined) this.settingsOf(query.pool);
+    // A key's first success may still be in memory, with its event.
+    await this.settled();
     const pool = query.pool ?? null;
     const key = query.key ?? null;
     const rows = (await this.guard(() =>
@@ -1156,6 +1197,7 @@ export class PostgresStore implements PoolStore {
 
   async listKeys(pool: string): Promise<KeyRecord[]> {
     this.settingsOf(pool);
+    await this.settled();
     const rows = (await this.guard(
       () => this.sql`SELECT * FROM keypool_keys WHERE pool = ${pool} ORDER BY id`,
     )) as KeyRow[];
@@ -1164,6 +1206,7 @@ export class PostgresStore implements PoolStore {
   }
 
   async addKey(pool: string, key: NewKey): Promise<KeyRecord> {
+    await this.settled();
     return this.transaction(async (tx) => {
       const settings = this.settingsOf(pool);
       // Two instances adding one id at once: the second waits here, then sees the first's key.
@@ -1202,6 +1245,7 @@ export class PostgresStore implements PoolStore {
   }
 
   async updateKey(pool: string, id: string, changes: KeyChanges): Promise<KeyRecord> {
+    await this.settled();
     return this.transaction(async (tx) => {
       const settings = this.settingsOf(pool);
       const row = await this.lockKey(tx, pool, id);
@@ -1257,6 +1301,7 @@ export class PostgresStore implements PoolStore {
   }
 
   async removeKey(pool: string, id: string): Promise<void> {
+    await this.settled();
     await this.transaction(async (tx) => {
       this.settingsOf(pool);
       const row = await this.lockKey(tx, pool, id);
@@ -1271,6 +1316,7 @@ export class PostgresStore implements PoolStore {
   async usage(query: UsageQuery): Promise<UsageReport> {
     if (query.pool !== undefined) this.settingsOf(query.pool);
     const since = windowStart(query.window, this.clock.now());
+    await this.settled();
     return { since, keys: await this.guard(() => this.ledger.query(this.sql, query.pool, since)) };
   }
 
@@ -1301,6 +1347,7 @@ export class PostgresStore implements PoolStore {
    * transaction that locks every key row. Instances still running with the old key must restart.
    */
   async reencrypt(cipher: TokenCipher): Promise<{ rewritten: number }> {
+    await this.settled();
     const result = await this.transaction(async (tx) => {
       await tx.unsafe(`SELECT pg_advisory_xact_lock(${SYNC_LOCK})`);
       return rewrapVault(tx, this.vault, cipher);
@@ -1316,10 +1363,30 @@ export class PostgresStore implements PoolStore {
   }
 
   async close(): Promise<void> {
+    try {
+      await this.settled();
+    } catch {
+      // An unreachable database loses what only memory had, as kill -9 would (see docs/reliability.md).
+    }
+    this.hot?.close();
     await this.sql.close({ timeout: this.timeoutSec });
   }
 
+  /**
+   * What kill -9 leaves: the connections cut, what only memory held (the last flush's worth of counters
+   * and leases) lost. For tests of that guarantee.
+   */
+  async closeAbruptly(): Promise<void> {
+    this.hot?.close();
+    await this.sql.close({ timeout: 0 });
+  }
+
   // ---- plumbing ------------------------------------------------------------------------------
+
+  /** Writes what the hot path holds only in memory before a read or a change that must see it. */
+  private async settled(): Promise<void> {
+    if (this.hot?.unsettled) await this.hot.settle();
+  }
 
   private settingsOf(pool: string): PoolSettings {
     const settings = this.pools.get(pool);
