@@ -206,17 +206,7 @@ export class PoolCopy<Row extends CopiedRow> {
 
   /** A flush that failed: what it took out is pending again, to be written by the next. */
   putBack(drained: DrainedCounts<Row>): void {
-    for (const { row, counts } of drained.keys) {
-      const to = this.pendingOf(row);
-      to.inFlight += counts.inFlight;
-      to.requests += counts.requests;
-      to.errors += counts.errors;
-      to.lastUsed = Math.max(to.lastUsed, counts.lastUsed);
-      to.rank ||= counts.rank;
-      to.budget ||= counts.budget;
-      to.windows ||= counts.windows;
-      to.confirmed ??= counts.confirmed;
-    }
+    for (const { row, counts } of drained.keys) addPending(this.pendingOf(row), counts);
     this.usagePast.push(...drained.usage);
   }
 
@@ -279,6 +269,18 @@ export class PoolCopy<Row extends CopiedRow> {
       fresh.day_requests = old.day_requests;
     }
   }
+}
+
+/** Adds `from`'s counts to `to` (one key's counts kept on two of its rows, or put back after a failed flush). */
+export function addPending(to: PendingCounts, from: PendingCounts): void {
+  to.inFlight += from.inFlight;
+  to.requests += from.requests;
+  to.errors += from.errors;
+  to.lastUsed = Math.max(to.lastUsed, from.lastUsed);
+  to.rank ||= from.rank;
+  to.budget ||= from.budget;
+  to.windows ||= from.windows;
+  to.confirmed ??= from.confirmed;
 }
 
 /**

@@ -1,19 +1,23 @@
 import type { SQL } from "bun";
-import { isReady } from "../../pool/choose-key";
 import type { Clock } from "../../pool/clock";
 import { hasCaps } from "../../pool/budget";
 import { type KeyState, type Outcome, stateOf } from "../../pool/key-state";
 import { planModelRelease } from "../../pool/plan-model";
-import { planTake, takeNeedsArbitration } from "../../pool/plan-take";
-import { fullAt } from "../../pool/rate-limit-headers";
-import { type RankContext, busyRank, initialRank, needsMaxRank, pickStart, virtualTimeOf } from "../../pool/rotation";
-import { hourOf } from "../../pool/usage";
-import { budgetOf, factsOf } from "../key-columns";
-import { NO_MODELS } from "../model-columns";
-import { RankOrder } from "../sqlite/_rank-order";
+import { takeNeedsArbitration } from "../../pool/plan-take";
+import { initialRank, pickStart } from "../../pool/rotation";
 import { MAX_EVENTS } from "../event-log";
-import type { KeyEvent, Lease, PoolSettings } from "../types";
-import { USAGE_COUNT_COLUMNS, usageIncrements } from "../usage-entry";
+import { factsOf } from "../key-columns";
+import { NO_MODELS } from "../model-columns";
+import {
+  type DrainedCounts,
+  type PendingCounts,
+  type PendingUsage,
+  PoolCopy,
+  addPending,
+  changesOnlyCounts,
+} from "../pool-copy";
+import type { Lease, PoolSettings } from "../types";
+import { USAGE_COUNT_COLUMNS } from "../usage-entry";
 import { isRetryable } from "./_connection";
 import type { KeyRow } from "./_key-row";
 
@@ -27,22 +31,6 @@ export const FLUSH_EVERY_MS = 200;
 const LOOKS_IN_FLIGHT = 2;
 const FLUSH_TRIES = 3;
 
-/** What this instance has done to a key that the database does not know yet. */
-interface PendingCounts {
-  pool: string;
-  id: string;
-  inFlight: number;
-  requests: number;
-  errors: number;
-  lastUsed: number;
-  /** The rank, remaining budget and windows in memory are newer than the database's. */
-  rank: boolean;
-  budget: boolean;
-  windows: boolean;
-  /** A first success (unknown → live) the database has not recorded yet, with its event. */
-  confirmed?: KeyEvent;
-}
-
 /** A lease handed out in memory; `stored` once a flush sent its row. */
 interface HotLease {
   pool: string;
@@ -50,13 +38,6 @@ interface HotLease {
   takenAt: number;
   expiresAt: number;
   stored: boolean;
-}
-
-interface HotPool {
-  rotation: PoolSettings["rotation"];
-  rows: Map<string, KeyRow>;
-  /** The keys in rotation (takeable), in rank order. */
-  order: RankOrder<KeyRow>;
 }
 
 /** What a look answers (see keypool_look in migration 6): the log's state, and the keys changed (row null: gone). */
@@ -68,17 +49,8 @@ interface LookRow {
 
 /** Everything one flush writes, taken out of memory when it is sent (and put back if it fails). */
 interface FlushBatch {
-  /** One entry per key (a key read again meanwhile has counts on its old row and its new one: added up). */
-  keys: Array<{ row: KeyRow; counts: PendingCounts }>;
+  counts: DrainedCounts<KeyRow>;
   leases: Array<[string, HotLease]>;
-  usage: Map<string, UsageSlot>;
-}
-
-interface UsageSlot {
-  pool: string;
-  id: string;
-  hour: number;
-  counts: number[];
 }
 
 /**
@@ -98,13 +70,10 @@ interface UsageSlot {
  * changes — goes through the store's SQL as before; a release the copy does not decide is flushed first.
  */
 export class HotPath {
-  private readonly pools = new Map<string, HotPool>();
+  private readonly copy: PoolCopy<KeyRow>;
   /** Pools to read whole at the next look (first use, or after the log was pruned past this copy). */
   private readonly wanted = new Map<string, PoolSettings["rotation"]>();
   private readonly leases = new Map<string, HotLease>();
-  private pending = new Map<KeyRow, PendingCounts>();
-  /** Usage per key and hour not yet in the ledger: "pool\nid\nhour" → usage_hourly increments (requests first). */
-  private ledger = new Map<string, UsageSlot>();
   /** The last log version this copy has read; -1 before the first look. */
   private version = -1;
   /** The look not sent yet, which every take arriving now shares. */
@@ -124,7 +93,9 @@ export class HotPath {
     private readonly random: () => number,
     /** Runs a call to the database with the store's deadline (withDeadline): once per look or flush, not per take. */
     private readonly guard: <T>(op: () => Promise<T>) => Promise<T>,
-  ) {}
+  ) {
+    this.copy = new PoolCopy(random);
+  }
 
   /**
    * A take decided in memory, or undefined when the store must decide it in SQL (nothing ready here,
@@ -132,30 +103,17 @@ export class HotPath {
    */
   async take(settings: PoolSettings, exclude: readonly string[]): Promise<(Lease & { sealed: string }) | undefined> {
     if (!this.serves(settings)) return undefined;
-    if (!this.pools.has(settings.name)) this.wanted.set(settings.name, settings.rotation);
+    if (!this.copy.pools.has(settings.name)) this.wanted.set(settings.name, settings.rotation);
     await this.look();
-    const pool = this.pools.get(settings.name);
+    const pool = this.copy.pools.get(settings.name);
     if (!pool) return undefined;
     const now = this.clock.now();
     if (now >= this.nextLapseCheck) this.lapseLeases(now);
-    const start = pickStart(settings.rotation, this.random);
     const row = pool.order.find(
-      start,
-      (key) => isReady(candidateOf(key), now) && (exclude.length === 0 || !exclude.includes(key.id)),
+      pickStart(settings.rotation, this.random),
+      (key) => this.copy.ready(key, now) && (exclude.length === 0 || !exclude.includes(key.id)),
     );
-    if (!row) return undefined;
-    const facts = factsOf(row, settings);
-    if (takeNeedsArbitration(facts, settings)) return undefined;
-    const plan = planTake(facts, settings, this.rankContext(settings, pool, now));
-    this.rerank(pool, row, plan.rank);
-    row.in_flight = plan.inFlight;
-    row.requests++;
-    row.last_used = now;
-    const counts = this.pendingOf(row);
-    counts.inFlight++;
-    counts.requests++;
-    counts.lastUsed = now;
-    counts.rank = true;
+    if (!row || !this.copy.take(pool, row, settings, now)) return undefined;
     const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
     const expiresAt = now + settings.leaseTtlSec * 1000;
     this.leases.set(leaseId, { pool: settings.name, id: row.id, takenAt: now, expiresAt, stored: false });
@@ -190,7 +148,7 @@ export class HotPath {
     if (lease.expiresAt <= now) return undefined;
     // Models, sessions and their pairs are decided in SQL, like every release this copy cannot settle alone.
     if (outcome.model !== undefined || outcome.session !== undefined) return undefined;
-    const pool = this.pools.get(lease.pool);
+    const pool = this.copy.pools.get(lease.pool);
     const row = pool?.rows.get(lease.id);
     if (!pool || !row) return undefined;
     const settings = settingsOf(lease.pool);
@@ -203,63 +161,14 @@ export class HotPath {
       {
         now,
         random: this.random,
-        initialRank: () => initialRank(settings.rotation, this.rankContext(settings, pool, now)),
+        initialRank: () => initialRank(settings.rotation, this.copy.rankContext(settings, pool, now)),
       },
       1,
     );
     // Anything another instance must see at its next take goes through the database's transaction.
-    // A key's first success (unknown → live) is not: both states are handed out alike.
-    const decidedElsewhere =
-      (plan.changesCondition && !plan.confirmsHealth) ||
-      (plan.event !== undefined && !plan.confirmsHealth) ||
-      plan.groupRest !== undefined ||
-      plan.reviveCheckAt !== undefined ||
-      // Tokens counted against tpm decide the key's next takes everywhere.
-      (plan.windows !== undefined && facts.limits.tpm !== undefined) ||
-      plan.modelDenied === true ||
-      (plan.spend !== undefined && (hasCaps(settings.budget) || hasCaps(budgetOf(row))));
-    if (decidedElsewhere) return undefined;
+    if (!changesOnlyCounts(plan, facts, settings)) return undefined;
     this.leases.delete(leaseId);
-    this.rerank(pool, row, plan.rank);
-    row.in_flight = plan.inFlight;
-    row.last_used = Math.max(row.last_used ?? 0, now);
-    const counts = this.pendingOf(row);
-    counts.inFlight--;
-    counts.lastUsed = now;
-    counts.rank = true;
-    if (plan.confirmsHealth && plan.event) {
-      row.health = plan.condition.health;
-      row.reason = plan.condition.reason;
-      counts.confirmed = { at: now, pool: row.pool, key: row.id, ...plan.event };
-    }
-    if (plan.penalised) {
-      row.errors++;
-      counts.errors++;
-    }
-    if (plan.budget) {
-      row.remaining_requests = plan.budget.requests ?? row.remaining_requests;
-      row.remaining_tokens = plan.budget.tokens ?? row.remaining_tokens;
-      row.remaining_reset_at = fullAt(plan.budget) ?? row.remaining_reset_at;
-      counts.budget = true;
-    }
-    if (plan.windows) {
-      row.minute_start = plan.windows.minuteStart;
-      row.minute_requests = plan.windows.minuteRequests;
-      row.minute_tokens = plan.windows.minuteTokens;
-      row.day_start = plan.windows.dayStart;
-      row.day_requests = plan.windows.dayRequests;
-      counts.windows = true;
-    }
-    this.countUsage(
-      row,
-      now,
-      usageIncrements({
-        ok: outcome.ok,
-        failure: plan.failureClass,
-        tokens: outcome.usage,
-        costMicros: plan.costMicros,
-      }),
-    );
+    this.copy.release(pool, row, plan, outcome, now);
     this.scheduleFlush();
     return { pool: row.pool, id: row.id, state: stateOf(plan.condition, now), reason: plan.condition.reason };
   }
@@ -277,13 +186,13 @@ export class HotPath {
     const lease = this.leases.get(leaseId);
     if (!lease) return;
     this.leases.delete(leaseId);
-    const row = this.pools.get(lease.pool)?.rows.get(lease.id);
+    const row = this.copy.pools.get(lease.pool)?.rows.get(lease.id);
     if (row) row.in_flight = Math.max(0, row.in_flight - 1);
   }
 
   /** Forgets every copy (the pools were re-declared): each is read whole when next used. */
   reset(): void {
-    this.pools.clear();
+    this.copy.pools.clear();
     this.wanted.clear();
   }
 
@@ -311,7 +220,7 @@ export class HotPath {
   }
 
   private get dirty(): boolean {
-    if (this.pending.size > 0 || this.ledger.size > 0) return true;
+    if (this.copy.hasPending) return true;
     for (const lease of this.leases.values()) if (!lease.stored) return true;
     return false;
   }
@@ -360,7 +269,7 @@ export class HotPath {
       await this.guard(() => this.load([...this.wanted]));
     }
     const answer = this.guard(
-      () => this.sql.unsafe(LOOK, [this.version, [...this.pools.keys()]]) as Promise<LookRow[]>,
+      () => this.sql.unsafe(LOOK, [this.version, [...this.copy.pools.keys()]]) as Promise<LookRow[]>,
     );
     const [head] = await answer;
     await previous.then(noop, noop);
@@ -372,9 +281,13 @@ export class HotPath {
     const first = head.log_first;
     if (first === null || first > this.version + 1) {
       // The log was pruned past what this copy read: read its pools whole.
-      if (this.pools.size > 0) await this.guard(() => this.load([...this.pools].map(([n, p]) => [n, p.rotation])));
+      const pools = [...this.copy.pools].map(([name, pool]): [string, PoolSettings["rotation"]] => [
+        name,
+        pool.rotation,
+      ]);
+      if (pools.length > 0) await this.guard(() => this.load(pools));
     } else {
-      for (const { pool, id, row } of head.changed ?? []) this.reread(pool, id, row);
+      for (const { pool, id, row } of head.changed ?? []) this.copy.replace(pool, id, row);
     }
     this.version = head.log_version;
   }
@@ -387,62 +300,8 @@ export class HotPath {
     if (this.version < 0) this.version = rows[0]?.log_version ?? 0;
     for (const [name, rotation] of pools) {
       this.wanted.delete(name);
-      const before = this.pools.get(name);
-      const pool: HotPool = { rotation, rows: new Map(), order: new RankOrder() };
-      this.pools.set(name, pool);
-      for (const row of rows) {
-        if (row.pool !== name) continue;
-        const { log_version: _, ...fresh } = row;
-        const old = before?.rows.get(row.id);
-        if (old) this.carryPending(old, fresh);
-        pool.rows.set(fresh.id, fresh);
-        if (fresh.takeable) pool.order.add(fresh);
-      }
-    }
-  }
-
-  /** A key another transaction changed: its row replaces the copy's, with this instance's unwritten counts on top. */
-  private reread(poolName: string, id: string, fresh: KeyRow | null): void {
-    const pool = this.pools.get(poolName);
-    if (!pool) return;
-    const old = pool.rows.get(id);
-    if (old) pool.order.remove(old);
-    if (fresh === null) {
-      pool.rows.delete(id);
-      if (old) this.pending.delete(old);
-      return;
-    }
-    if (old) this.carryPending(old, fresh);
-    pool.rows.set(id, fresh);
-    if (fresh.takeable) pool.order.add(fresh);
-  }
-
-  /** Moves what memory knows of a key and the database does not yet onto its freshly read row. */
-  private carryPending(old: KeyRow, fresh: KeyRow): void {
-    const counts = this.pending.get(old);
-    if (!counts) return;
-    this.pending.delete(old);
-    this.pending.set(fresh, counts);
-    fresh.in_flight = Math.max(0, fresh.in_flight + counts.inFlight);
-    fresh.requests += counts.requests;
-    fresh.errors += counts.errors;
-    if (counts.lastUsed > (fresh.last_used ?? 0)) fresh.last_used = counts.lastUsed;
-    if (counts.rank) fresh.rank = old.rank;
-    if (counts.confirmed && fresh.health === "unknown") {
-      fresh.health = old.health;
-      fresh.reason = old.reason;
-    }
-    if (counts.budget) {
-      fresh.remaining_requests = old.remaining_requests;
-      fresh.remaining_tokens = old.remaining_tokens;
-      fresh.remaining_reset_at = old.remaining_reset_at;
-    }
-    if (counts.windows) {
-      fresh.minute_start = old.minute_start;
-      fresh.minute_requests = old.minute_requests;
-      fresh.minute_tokens = old.minute_tokens;
-      fresh.day_start = old.day_start;
-      fresh.day_requests = old.day_requests;
+      const fresh = rows.filter((row) => row.pool === name).map(({ log_version: _, ...row }) => row as KeyRow);
+      this.copy.fill(name, rotation, fresh);
     }
   }
 
@@ -483,40 +342,42 @@ export class HotPath {
       entry[1].stored = true;
       leases.push(entry);
     }
-    const keys = new Map<string, { row: KeyRow; counts: PendingCounts }>();
-    for (const [row, counts] of this.pending) {
-      const slot = `${counts.pool}\n${counts.id}`;
-      const seen = keys.get(slot);
-      if (!seen) keys.set(slot, { row, counts });
-      else {
-        addCounts(seen.counts, counts);
-        // The rank, budget and windows to write are those of the row the copy holds now.
-        if (this.pools.get(counts.pool)?.rows.get(counts.id) === row) seen.row = row;
-      }
-    }
-    const batch = { keys: [...keys.values()], leases, usage: this.ledger };
-    this.pending = new Map();
-    this.ledger = new Map();
-    return batch;
+    return { counts: this.copy.drain(), leases };
   }
 
   /** A flush that failed: its counts are added back, to be written by the next. */
   private putBack(batch: FlushBatch): void {
     for (const [, lease] of batch.leases) lease.stored = false;
-    for (const { row, counts } of batch.keys) addCounts(this.pendingOf(row), counts);
-    for (const [slot, entry] of batch.usage) {
-      const now = this.ledger.get(slot);
-      if (!now) this.ledger.set(slot, entry);
-      else for (let i = 0; i < entry.counts.length; i++) now.counts[i]! += entry.counts[i]!;
+    this.copy.putBack(batch.counts);
+  }
+
+  /**
+   * One entry per key: a key read again meanwhile has counts on its old row and its new one, added up
+   * here (PostgreSQL's UPDATE … FROM applies only one of several rows joined to a key).
+   */
+  private perKey(drained: DrainedCounts<KeyRow>): Array<{ row: KeyRow; counts: PendingCounts }> {
+    const keys = new Map<string, { row: KeyRow; counts: PendingCounts }>();
+    for (const { row, counts } of drained.keys) {
+      const slot = `${row.pool}\n${row.id}`;
+      const seen = keys.get(slot);
+      if (!seen) {
+        keys.set(slot, { row, counts: { ...counts } });
+        continue;
+      }
+      addPending(seen.counts, counts);
+      // The rank, budget and windows to write are those of the row the copy holds now.
+      if (this.copy.pools.get(row.pool)?.rows.get(row.id) === row) seen.row = row;
     }
+    return [...keys.values()];
   }
 
   private async write(batch: FlushBatch): Promise<void> {
-    const keys = batch.keys
+    const perKey = this.perKey(batch.counts);
+    const keys = perKey
       .map(({ row, counts: c }) => {
         return {
-          pool: c.pool,
-          id: c.id,
+          pool: row.pool,
+          id: row.id,
           rank: c.rank ? row.rank : null,
           in_flight: c.inFlight,
           requests: c.requests,
@@ -543,8 +404,16 @@ export class HotPath {
       taken_at: l.takenAt,
       expires_at: l.expiresAt,
     }));
-    const usage = [...batch.usage.values()].map((u) => [u.pool, u.id, u.hour, ...u.counts]);
-    const confirmed = batch.keys.flatMap(({ row, counts: { confirmed: e } }) =>
+    // One entry per key and hour, for the same reason as perKey (ON CONFLICT updates a row once per statement).
+    const hours = new Map<string, PendingUsage>();
+    for (const u of batch.counts.usage) {
+      const slot = `${u.pool}\n${u.id}\n${u.hour}`;
+      const seen = hours.get(slot);
+      if (!seen) hours.set(slot, { ...u, counts: [...u.counts] });
+      else for (let i = 0; i < u.counts.length; i++) seen.counts[i]! += u.counts[i]!;
+    }
+    const usage = [...hours.values()].map((u) => [u.pool, u.id, u.hour, ...u.counts]);
+    const confirmed = perKey.flatMap(({ row, counts: { confirmed: e } }) =>
       e === undefined
         ? []
         : [
@@ -578,92 +447,15 @@ export class HotPath {
     for (const [leaseId, lease] of this.leases) {
       if (lease.expiresAt > now) continue;
       this.leases.delete(leaseId);
-      const pool = this.pools.get(lease.pool);
+      const pool = this.copy.pools.get(lease.pool);
       const row = pool?.rows.get(lease.id);
-      if (!pool || !row) continue;
-      row.in_flight = Math.max(0, row.in_flight - 1);
-      if (!lease.stored) this.pendingOf(row).inFlight--;
-      if (row.takeable && pool.rotation === "least_busy") {
-        this.rerank(pool, row, busyRank(row.in_flight, row.last_used ?? 0));
-        this.pendingOf(row).rank = true;
-      }
+      if (pool && row) this.copy.lapse(pool, row, !lease.stored);
     }
     if (this.dirty) this.scheduleFlush();
-  }
-
-  private pendingOf(row: KeyRow): PendingCounts {
-    let counts = this.pending.get(row);
-    if (!counts) {
-      counts = {
-        pool: row.pool,
-        id: row.id,
-        inFlight: 0,
-        requests: 0,
-        errors: 0,
-        lastUsed: 0,
-        rank: false,
-        budget: false,
-        windows: false,
-      };
-      this.pending.set(row, counts);
-    }
-    return counts;
-  }
-
-  private countUsage(row: KeyRow, now: number, increments: number[]): void {
-    const hour = hourOf(now);
-    const slot = `${row.pool}\n${row.id}\n${hour}`;
-    const entry = this.ledger.get(slot);
-    if (!entry) {
-      this.ledger.set(slot, { pool: row.pool, id: row.id, hour, counts: [1, ...increments] });
-      return;
-    }
-    entry.counts[0]!++;
-    for (let i = 0; i < increments.length; i++) entry.counts[i + 1]! += increments[i]!;
-  }
-
-  private rerank(pool: HotPool, row: KeyRow, rank: number): void {
-    if (rank === row.rank) return;
-    const inOrder = pool.order.remove(row);
-    row.rank = rank;
-    if (inOrder) pool.order.add(row);
-  }
-
-  private rankContext(settings: PoolSettings, pool: HotPool, now: number): RankContext {
-    const top = pool.order.last();
-    return {
-      now,
-      random: this.random,
-      maxRank: needsMaxRank(settings.rotation) ? (top?.rank ?? 0) : 0,
-      virtualTime: settings.rotation === "weighted" ? virtualTimeOf(top ?? null) : 0,
-    };
   }
 }
 
 function noop(): void {}
-
-function addCounts(to: PendingCounts, from: PendingCounts): void {
-  to.inFlight += from.inFlight;
-  to.requests += from.requests;
-  to.errors += from.errors;
-  to.lastUsed = Math.max(to.lastUsed, from.lastUsed);
-  to.rank ||= from.rank;
-  to.budget ||= from.budget;
-  to.windows ||= from.windows;
-  to.confirmed ??= from.confirmed;
-}
-
-/** A row in chooseKey's words. */
-function candidateOf(row: KeyRow) {
-  return {
-    id: row.id,
-    rank: row.rank,
-    takeable: row.takeable,
-    readyAt: row.ready_at,
-    inFlight: row.in_flight,
-    maxConcurrency: row.max_concurrency,
-  };
-}
 
 /**
  * Keys' first successes (unknown → live) and their events, for keys nothing else has moved out of
