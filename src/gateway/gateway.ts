@@ -343,9 +343,18 @@ export function createGateway(deps: GatewayDeps) {
       log(response.status, attempt, lease.id);
       cacheHits.record(lease.pool, lease.id, response.headers);
       // The session's totals get the usage too.
-      const final = session === undefined ? outcome : { ...outcome, session };
-      const answered = { response, headers: relayed.pairs };
-      return streamBack(answered, lease, attempt, final, sentAt, holdIdleTimeout, released !== undefined);
+      const relayedOutcome = session === undefined ? outcome : { ...outcome, session };
+      const alreadyReleased = released !== undefined;
+      return streamBack(
+        response,
+        relayed.pairs,
+        lease,
+        attempt,
+        relayedOutcome,
+        sentAt,
+        holdIdleTimeout,
+        alreadyReleased,
+      );
     }
 
     return giveUp(maxAttempts);
@@ -368,11 +377,13 @@ export function createGateway(deps: GatewayDeps) {
   }
 
   /**
-   * Sends the upstream response to the client as it arrives; the lease is released when it ends,
-   * unless `releasedAlready` (an error answer the store had to judge before it could be relayed).
+   * Sends the upstream response to the client as it arrives, with `headers` (relayedHeaders' pairs); the
+   * lease is released when it ends, unless `releasedAlready` (an error answer the store had to judge
+   * before it could be relayed).
    */
   function streamBack(
-    { response, headers: pairs }: { response: Response; headers: Array<[string, string]> },
+    response: Response,
+    headers: Array<[string, string]>,
     lease: Lease,
     attempts: number,
     outcome: Outcome,
@@ -396,8 +407,7 @@ export function createGateway(deps: GatewayDeps) {
         .catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
     };
     const statusText = scrubTokenFromText(response.statusText, lease.token);
-    pairs.push(["x-keypool-key", lease.id], ["x-keypool-pool", lease.pool], ["x-keypool-attempts", String(attempts)]);
-    const headers = pairs;
+    headers.push(["x-keypool-key", lease.id], ["x-keypool-pool", lease.pool], ["x-keypool-attempts", String(attempts)]);
     if (!response.body) {
       release(outcome);
       return new Response(null, { status: response.status, statusText, headers });
