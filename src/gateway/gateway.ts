@@ -81,6 +81,8 @@ export function createGateway(deps: GatewayDeps) {
   const keys = deps.keys ?? new TakeQueue({ store, clock });
   const metrics = deps.metrics ?? noMetrics;
   const clientKeyChecks = new Map(routes.map((r) => [r.pool, clientKeyCheck(r.upstream.clientKeys)]));
+  // Each route's pool and its fallbacks, in order: built once, not per request.
+  const chains = new Map(routes.map((r) => [r, [r.pool, ...r.fallbacks.map((f) => f.pool)]]));
   const maxBodyBytes = Math.max(...routes.map((r) => r.upstream.maxBodyBytes));
   const budgets = deps.retryBudgets ?? new Map<string, RetryBudget>();
   const cacheHits = deps.cacheHits ?? new CacheHitCounter();
@@ -212,7 +214,7 @@ export function createGateway(deps: GatewayDeps) {
     };
     // Key ids already tried, by pool: a retry lands on another key, in the route's pool or a fallback.
     const tried: Record<string, string[]> = {};
-    const pools = [route.pool, ...route.fallbacks.map((f) => f.pool)];
+    const pools = chains.get(route)!;
     const session = stickySession(route, request.headers, json);
     // Rests and denials of one model leave the key's other models alone; a request naming none takes as before.
     const modelOf = modelsByPool(route, match.path, json);

@@ -64,7 +64,7 @@ function jsonMeter(): UsageMeter {
       const usage = usageObjectText(body.toString("utf8", key));
       if (usage === undefined) return undefined;
       const tally = new Tally();
-      tally.addFromText(`{"usage":${usage}}`);
+      tally.addUsageText(usage);
       return tally.result();
     },
   };
@@ -141,6 +141,17 @@ class Tally {
       return;
     }
     this.addUsageIn(value, 0);
+  }
+
+  /** The text of one usage object, as found by usageObjectText. */
+  addUsageText(text: string): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (isObject(value)) this.add(value);
   }
 
   result(): TokenUsage | undefined {
