@@ -5,6 +5,9 @@
  * else) and against poolctl's proxy (the Go gateway keypool replaces, from ../shared/peers/, skipped when
  * absent), in the same run and against the same fake upstream, each in its own process:
  *
+ * Before a subject is first measured in a mode, it is loaded until its JIT has stopped compiling
+ * (_gateway-warmup.ts): the figures are a long-running proxy's, not those of its first seconds.
+ *
  * 1. Throughput — closed loop, N workers, requests/s and server CPU per request; non-streaming and SSE
  *    (whole body read). The subjects alternate round by round and the medians are compared. Targets:
  *    gateway/bare ≥ 0.9, gateway/poolctl ≥ 1.0, CPU per request ≤ 1.3× bare's.
@@ -25,6 +28,7 @@ import { join } from "node:path";
 import { benchUnderCheckpoints, checkpointRows } from "./_gateway-checkpoints";
 import { type Mode, chatCompletion } from "./_gateway-load";
 import { benchTokenLines } from "./_gateway-tokens";
+import { warmUp } from "./_gateway-warmup";
 import { closedLoop, openLoop } from "./_load";
 import { poolctlAvailable, startPoolctl } from "./_poolctl";
 import { type ServerProcess, cpuMsOf, cpuProfileArgs } from "./_process";
@@ -52,6 +56,9 @@ const breakdown = flags.has("breakdown");
 
 const plan = quick
   ? {
+      // Each subject is first warmed to its steady state, once per mode (see _gateway-warmup.ts);
+      // warmupMs is the short settling before each round's window on top of that.
+      warmUpMaxSec: 15,
       throughput: { rounds: 2, workers: 32, warmupMs: 300, durationMs: 1_000 },
       // A p99 wants a few hundred samples at least: the slower rate runs longer.
       latency: [
@@ -61,6 +68,7 @@ const plan = quick
       checkpoints: { rounds: 1, ratePerSec: 1_000, warmupMs: 300, durationMs: 2_000 },
     }
   : {
+      warmUpMaxSec: 30,
       throughput: { rounds: 3, workers: 32, warmupMs: 500, durationMs: 3_000 },
       latency: [
         { rounds: 2, ratePerSec: 300, warmupMs: 500, durationMs: 4_000 },
@@ -76,6 +84,25 @@ const plan = quick
 async function inRounds(rounds: number, measure: (subject: Subject, round: number) => Promise<void>): Promise<void> {
   for (let round = 1; round <= rounds; round++) {
     for (const subject of round % 2 === 1 ? SUBJECTS : [...SUBJECTS].reverse()) await measure(subject, round);
+  }
+}
+
+const warmed = new Set<string>();
+
+/**
+ * Brings every subject to its steady state for `mode` before its first measurement in the run: the
+ * figures are those of a long-running proxy, not of one still compiling its code (see _gateway-warmup.ts).
+ */
+async function warmSubjects(servers: Partial<Record<Subject, ServerProcess>>, mode: Mode): Promise<void> {
+  for (const subject of SUBJECTS) {
+    if (warmed.has(`${subject} ${mode}`)) continue;
+    warmed.add(`${subject} ${mode}`);
+    const server = servers[subject]!;
+    const { workers } = plan.throughput;
+    const r = await warmUp(server, chatCompletion(server.url, mode), { workers, maxSeconds: plan.warmUpMaxSec });
+    const jit =
+      r.jitShare === undefined ? "" : ` (JIT threads ${(r.jitShare * 100).toFixed(1)}% of its CPU at the end)`;
+    console.log(`  ${mode.padEnd(4)} warm-up  ${subject.padEnd(12)} ${r.seconds} s${jit}`);
   }
 }
 
@@ -108,6 +135,7 @@ async function benchThroughput(
   const rps = perSubject((): number[] => []);
   const cpu = perSubject((): number[] => []);
   let errors = 0;
+  await warmSubjects(servers, mode);
   await inRounds(rounds, async (subject, round) => {
     const server = servers[subject]!;
     const r = await closedLoop(chatCompletion(server.url, mode), { ...load, cpuMs: () => cpuMsOf(server) });
@@ -145,7 +173,7 @@ interface LatencyFigures {
 
 /** Samples from every round are pooled per subject, so the p99 rests on as many requests as the run made. */
 async function benchLatency(
-  urls: Partial<Record<Subject, string>>,
+  servers: Partial<Record<Subject, ServerProcess>>,
   mode: Mode,
   step: (typeof plan.latency)[number],
 ): Promise<LatencyFigures> {
@@ -153,8 +181,9 @@ async function benchLatency(
   const samples = perSubject((): number[] => []);
   const lags = perSubject((): number[] => []);
   let errors = 0;
+  await warmSubjects(servers, mode);
   await inRounds(rounds, async (subject, round) => {
-    const r = await openLoop(chatCompletion(urls[subject]!, mode), load);
+    const r = await openLoop(chatCompletion(servers[subject]!.url, mode), load);
     samples[subject]!.push(...r.latencies);
     lags[subject]!.push(r.sendLagP99Ms);
     errors += r.errors;
@@ -280,7 +309,7 @@ async function throughputSection({ processes }: Servers): Promise<SectionResult>
   return { figures, rows };
 }
 
-async function latencySection({ urls }: Servers): Promise<SectionResult> {
+async function latencySection({ processes }: Servers): Promise<SectionResult> {
   const figures: Partial<Record<Mode, LatencyFigures[]>> = {};
   const rows: string[][] = [];
   for (const step of plan.latency) {
@@ -288,7 +317,7 @@ async function latencySection({ urls }: Servers): Promise<SectionResult> {
     console.log(
       `\nLatency, open loop — ${rate(ratePerSec)} req/s for ${durationMs / 1000} s after ${warmupMs / 1000} s warmup, ${rounds} rounds each`,
     );
-    for (const mode of MODES) (figures[mode] ??= []).push(await benchLatency(urls, mode, step));
+    for (const mode of MODES) (figures[mode] ??= []).push(await benchLatency(processes, mode, step));
   }
   for (const mode of MODES) for (const f of figures[mode]!) rows.push(...latencyRows(mode, f));
   return { figures, rows };

@@ -87,6 +87,26 @@ describe("gateway forwarding", () => {
     expect(names.filter((n) => n === "x-upstream-private" || n === "keep-alive")).toEqual([]);
   });
 
+  it("relays every Set-Cookie of an answer apart, and keypool's own x-keypool-* headers once", async () => {
+    await using gw = await startGateway({
+      handler: () => {
+        const headers = new Headers({ "x-keypool-key": "from-upstream", "x-keypool-attempts": "9" });
+        headers.append("set-cookie", "a=1; Path=/");
+        headers.append("set-cookie", "b=2; Path=/");
+        return new Response("hi", { headers });
+      },
+    });
+    const { status, head } = await rawHttp(gw.url, ["GET /v1/models HTTP/1.1", "host: localhost", "connection: close"]);
+    const lines = head.split("\r\n").slice(1);
+    const valuesOf = (name: string) =>
+      lines.filter((l) => l.toLowerCase().startsWith(`${name}:`)).map((l) => l.slice(name.length + 1).trim());
+    expect(status).toBe(200);
+    expect(valuesOf("set-cookie")).toEqual(["a=1; Path=/", "b=2; Path=/"]);
+    expect(valuesOf("x-keypool-attempts")).toEqual(["1"]);
+    expect(valuesOf("x-keypool-key")).toHaveLength(1);
+    expect(valuesOf("x-keypool-key")[0]).not.toBe("from-upstream");
+  });
+
   it("replaces the client's x-api-key with the pooled key for Anthropic-style upstreams", async () => {
     await using gw = await startGateway({
       handler: simulated(),

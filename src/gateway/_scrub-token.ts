@@ -1,6 +1,6 @@
 import { tokenSpellings } from "../pool/token-spellings";
 
-const REDACTED = "[redacted]";
+export const REDACTED = "[redacted]";
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 

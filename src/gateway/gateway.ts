@@ -13,7 +13,7 @@ import { createSecretMatcher, presentedCredential } from "../pool/secret-match";
 import { sessionIdOf } from "../pool/session";
 import { TakeQueue } from "../broker/take-queue";
 import type { Lease, PoolStore } from "../store/types";
-import { clientResponseHeaders, upstreamRequestHeaders } from "./_headers";
+import { clientResponseHeaders, relayedHeaders, upstreamRequestHeaders } from "./_headers";
 import { relayBody } from "./_relay";
 import { scrubTokenFromBody, scrubTokenFromText } from "./_scrub-token";
 import { RetryBudget, isUpstreamSideFailure } from "./retry-budget";
@@ -81,6 +81,8 @@ export function createGateway(deps: GatewayDeps) {
   const keys = deps.keys ?? new TakeQueue({ store, clock });
   const metrics = deps.metrics ?? noMetrics;
   const clientKeyChecks = new Map(routes.map((r) => [r.pool, clientKeyCheck(r.upstream.clientKeys)]));
+  // Each route's pool and its fallbacks, in order: built once, not per request.
+  const chains = new Map(routes.map((r) => [r, [r.pool, ...r.fallbacks.map((f) => f.pool)]]));
   const maxBodyBytes = Math.max(...routes.map((r) => r.upstream.maxBodyBytes));
   const budgets = deps.retryBudgets ?? new Map<string, RetryBudget>();
   const cacheHits = deps.cacheHits ?? new CacheHitCounter();
@@ -212,7 +214,7 @@ export function createGateway(deps: GatewayDeps) {
     };
     // Key ids already tried, by pool: a retry lands on another key, in the route's pool or a fallback.
     const tried: Record<string, string[]> = {};
-    const pools = [route.pool, ...route.fallbacks.map((f) => f.pool)];
+    const pools = chains.get(route)!;
     const session = stickySession(route, request.headers, json);
     // Rests and denials of one model leave the key's other models alone; a request naming none takes as before.
     const modelOf = modelsByPool(route, match.path, json);
@@ -307,9 +309,15 @@ export function createGateway(deps: GatewayDeps) {
       }
 
       const { response } = result;
-      const rateLimits = hasRateLimitHeaders(response.headers);
+      const relayed = relayedHeaders(response.headers, lease.token);
+      const { rateLimits } = relayed;
+      // Only an answer that may be retried was buffered; one streamed to the client is judged by its status.
+      const errorBody =
+        result.buffered && response.status >= 400
+          ? (await response.clone().text()).slice(0, MAX_ERROR_BODY)
+          : undefined;
       // The model prices the usage the answer reports and scopes a failure to the (key, model) pair.
-      const outcome = { ...(await outcomeOf(response, result.buffered, target, clock.now(), rateLimits)), model };
+      const outcome = outcomeOf(response, errorBody, target, clock.now(), rateLimits, model);
       metrics.observeUpstream(lease.pool, "first_byte", result.firstByteSec);
       if (rateLimits) metrics.recordRateLimits(lease.pool, lease.id, response.headers);
       // An answer that names a model may say this key cannot use it: only the store can tell (by the
@@ -337,8 +345,18 @@ export function createGateway(deps: GatewayDeps) {
       log(response.status, attempt, lease.id);
       cacheHits.record(lease.pool, lease.id, response.headers);
       // The session's totals get the usage too.
-      const relayed = { ...outcome, session };
-      return streamBack(response, lease, attempt, relayed, sentAt, holdIdleTimeout, released !== undefined);
+      const relayedOutcome = session === undefined ? outcome : { ...outcome, session };
+      const alreadyReleased = released !== undefined;
+      return streamBack(
+        response,
+        relayed.pairs,
+        lease,
+        attempt,
+        relayedOutcome,
+        sentAt,
+        holdIdleTimeout,
+        alreadyReleased,
+      );
     }
 
     return giveUp(maxAttempts);
@@ -361,11 +379,13 @@ export function createGateway(deps: GatewayDeps) {
   }
 
   /**
-   * Sends the upstream response to the client as it arrives; the lease is released when it ends,
-   * unless `releasedAlready` (an error answer the store had to judge before it could be relayed).
+   * Sends the upstream response to the client as it arrives, with `headers` (relayedHeaders' pairs); the
+   * lease is released when it ends, unless `releasedAlready` (an error answer the store had to judge
+   * before it could be relayed).
    */
   function streamBack(
     response: Response,
+    headers: Array<[string, string]>,
     lease: Lease,
     attempts: number,
     outcome: Outcome,
@@ -388,11 +408,8 @@ export function createGateway(deps: GatewayDeps) {
         .release({ lease: lease.lease }, used ? { ...how, usage: used } : how)
         .catch((error) => logger.warn("release failed", { key: lease.id, error: String(error) }));
     };
-    const headers = clientResponseHeaders(response.headers, lease.token);
     const statusText = scrubTokenFromText(response.statusText, lease.token);
-    headers.set("x-keypool-key", lease.id);
-    headers.set("x-keypool-pool", lease.pool);
-    headers.set("x-keypool-attempts", String(attempts));
+    headers.push(["x-keypool-key", lease.id], ["x-keypool-pool", lease.pool], ["x-keypool-attempts", String(attempts)]);
     if (!response.body) {
       release(outcome);
       return new Response(null, { status: response.status, statusText, headers });
@@ -406,9 +423,10 @@ export function createGateway(deps: GatewayDeps) {
     if (response.status >= 400) {
       return readCapped(response.body, MAX_KEPT_ERROR_BODY).then(async ({ bytes }) => {
         release(outcome);
-        headers.delete("content-length");
-        const body = await scrubTokenFromBody(bytes, headers, lease.token, MAX_KEPT_ERROR_BODY);
-        return new Response(body, { status: response.status, statusText, headers });
+        const errorHeaders = new Headers(headers);
+        errorHeaders.delete("content-length");
+        const body = await scrubTokenFromBody(bytes, errorHeaders, lease.token, MAX_KEPT_ERROR_BODY);
+        return new Response(body, { status: response.status, statusText, headers: errorHeaders });
       }, brokenOff);
     }
     if (isSmallWholeBody(response)) {
@@ -535,18 +553,17 @@ async function attemptOnce(
  * long costs the key nothing). Rate-limit headers are read on every answer, so a key whose budget is
  * spent rests before it ever gets a 429.
  */
-async function outcomeOf(
+function outcomeOf(
   response: Response,
-  buffered: boolean,
+  body: string | undefined,
   route: GatewayTarget,
   now: number,
   rateLimits: boolean,
-): Promise<Outcome> {
+  model: string | undefined,
+): Outcome {
   const status = response.status;
   const budget = rateLimits ? parseRateLimitHeaders(response.headers, now) : undefined;
-  if (status < 400) return { ok: true, status, budget };
-  // Only an answer that may be retried was buffered; one streamed to the client is judged by its status.
-  const body = buffered ? (await response.clone().text()).slice(0, MAX_ERROR_BODY) : undefined;
+  if (status < 400) return { ok: true, status, budget, model };
   const floor = route.upstream.retryOn.includes(status) ? (route.upstream.cooldownSec ?? 0) * 1000 : 0;
   return {
     ok: false,
@@ -555,16 +572,8 @@ async function outcomeOf(
     body,
     retryAfterMs: retryAfterMs(response.headers, now),
     minRestMs: floor || undefined,
+    model,
   };
-}
-
-/**
- * Whether any header name speaks of rate limits. The budget parser and the metrics each look up a
- * dozen names; one pass over the names first spares both on answers from upstreams that send none.
- */
-function hasRateLimitHeaders(headers: Headers): boolean {
-  for (const name of headers.keys()) if (name.includes("ratelimit")) return true;
-  return false;
 }
 
 function withKeypoolHeaders(response: Response, keyId: string, attempts: number): Response {
@@ -586,11 +595,12 @@ async function bufferResponse(response: Response, token: string): Promise<Respon
 
 /** Buffers the request body (so a retry can replay it), refusing more than `limit` bytes. */
 async function readBody(request: Request, limit: number): Promise<Uint8Array | undefined | "too-large"> {
-  if (!request.body) return undefined;
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   if (declared > limit) return "too-large";
-  // With a declared length Bun reads the body natively (about 60 µs cheaper than iterating it here).
-  if (Number.isInteger(declared)) return request.bytes();
+  // With a declared length Bun reads the body natively (about 60 µs cheaper than iterating it here),
+  // and `request.body`, which builds a stream object, is never touched.
+  if (Number.isInteger(declared)) return declared > 0 ? request.bytes() : undefined;
+  if (!request.body) return undefined;
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {

@@ -1,10 +1,11 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Clock } from "../pool/clock";
 import { KEY_STATES } from "../pool/key-state";
 import type { Outcome } from "../pool/key-state";
 import type { KeyStatus, PoolStore, SpendStatus } from "../store/types";
 import type { BudgetWindow, SpendView } from "../pool/budget";
 import { CounterTally } from "./counter-tally";
+import { HistogramTally } from "./histogram-tally";
 import { type MinuteCount, MinuteSeries } from "./minute-series";
 import { MODEL_SERIES_PER_POOL, OTHER_MODELS, modelPairSeries } from "./model-series";
 import { remainingQuotas } from "./ratelimit-headers";
@@ -172,10 +173,11 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
     labelNames: ["pool"] as const,
     registers,
   });
-  const upstream = new Histogram({
+  // Observed twice per gateway request: tallied as the counters are.
+  const upstream = new HistogramTally({
     name: "keypool_upstream_duration_seconds",
     help: "Gateway upstream time: to the response headers (first_byte) and to the end of the body (total).",
-    labelNames: ["pool", "phase"] as const,
+    labelNames: ["pool", "phase"],
     buckets: DURATION_BUCKETS,
     registers,
   });
@@ -228,7 +230,7 @@ export function createMetrics(deps: { store: PoolStore; clock: Clock }): Metrics
       retries.inc({ pool });
     },
     observeUpstream(pool, phase, seconds) {
-      upstream.observe({ pool, phase }, seconds);
+      upstream.observe(seconds, pool, phase);
     },
     recordRateLimits(pool, key, headers) {
       for (const { kind, value } of remainingQuotas(headers)) remaining.set({ pool, key, kind }, value);

@@ -22,6 +22,11 @@ const MAX_JSON_BYTES = 4 * 1024 * 1024;
 const MAX_SSE_LINE = 1024 * 1024;
 const NEWLINE = 0x0a;
 const USAGE = Buffer.from('"usage"');
+/**
+ * Buffer's search, called on a chunk as it is: wrapping each chunk of a stream in a Buffer view to search
+ * it cost more (0.1–0.4 µs a chunk) than the search itself.
+ */
+const indexOfBytes = Buffer.prototype.indexOf;
 
 /**
  * Reads token usage out of an LLM API response as it streams past, without holding it up.
@@ -59,7 +64,7 @@ function jsonMeter(): UsageMeter {
       const usage = usageObjectText(body.toString("utf8", key));
       if (usage === undefined) return undefined;
       const tally = new Tally();
-      tally.addFromText(`{"usage":${usage}}`);
+      tally.addUsageText(usage);
       return tally.result();
     },
   };
@@ -94,8 +99,7 @@ function eventStreamMeter(): UsageMeter {
     push(chunk) {
       // The usual chunk is whole events, none of them about usage: it is not even decoded.
       const endsLine = chunk[chunk.length - 1] === NEWLINE;
-      if (atLineEnd && endsLine && Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).indexOf(USAGE) === -1)
-        return;
+      if (atLineEnd && endsLine && indexOfBytes.call(chunk as Buffer, USAGE) === -1) return;
       atLineEnd = endsLine;
       takeLines(decoder.decode(chunk, { stream: true }));
     },
@@ -137,6 +141,17 @@ class Tally {
       return;
     }
     this.addUsageIn(value, 0);
+  }
+
+  /** The text of one usage object, as found by usageObjectText. */
+  addUsageText(text: string): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (isObject(value)) this.add(value);
   }
 
   result(): TokenUsage | undefined {
