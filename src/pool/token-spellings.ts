@@ -25,18 +25,24 @@ export function tokenSpellings(token: string): TokenSpellings {
 }
 
 function build(token: string): TokenSpellings {
-  const pattern = new RegExp([...token].map(spellingsOf).join(""), "g");
-  // Letters and digits survive every encoder above, so the longest run of them is a cheap first test.
-  const anchor = longestAlphanumericRun(token);
-  const mayHold = anchor.length >= 6 ? (text: string) => text.includes(anchor) : () => true;
+  // Compiled only once some text holds the anchor: with many keys in rotation, nearly every answer is
+  // searched for a token met for the first time, and compiling its pattern costs far more than the search.
+  let compiled: RegExp | undefined;
+  const pattern = () => {
+    compiled ??= new RegExp([...token].map(spellingsOf).join(""), "g");
+    compiled.lastIndex = 0;
+    return compiled;
+  };
+  // Letters and digits survive every encoder above, so text holding the token holds each run of them
+  // as it is: a cheap first test, longest run first. It keeps short tokens from compiling too.
+  const runs = alphanumericRuns(token);
+  const mayHold = (text: string) => runs.every((run) => text.includes(run));
   return {
     test(text) {
-      if (!mayHold(text)) return false;
-      pattern.lastIndex = 0;
-      return pattern.test(text);
+      return mayHold(text) && pattern().test(text);
     },
     replace(text, replacement) {
-      return mayHold(text) ? text.replace(pattern, () => replacement) : text;
+      return mayHold(text) ? text.replace(pattern(), () => replacement) : text;
     },
   };
 }
@@ -52,6 +58,6 @@ function spellingsOf(char: string): string {
   return `(?:${forms.join("|")})`;
 }
 
-function longestAlphanumericRun(token: string): string {
-  return (token.match(/[A-Za-z0-9]+/g) ?? []).reduce((best, run) => (run.length > best.length ? run : best), "");
+function alphanumericRuns(token: string): string[] {
+  return (token.match(/[A-Za-z0-9]+/g) ?? []).sort((a, b) => b.length - a.length);
 }
