@@ -7,7 +7,6 @@
  *
  * Speaks the contract in `_process.ts`: its URL on the first line of stdout, then serves until stopped.
  */
-import { silentLogger } from "../src/log";
 import { startBenchGateway } from "./_gateway-daemon";
 import { benchKeys } from "./_keys";
 import { serveUntilStopped } from "./_process";
@@ -26,6 +25,5 @@ const gateway = await startBenchGateway({
   stateDir,
   tokens,
   settings: ["rotation: lru"],
-  logger: silentLogger,
 });
 await serveUntilStopped({ url: gateway.gatewayUrl, stop: gateway.stop }, () => {});

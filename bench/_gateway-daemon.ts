@@ -42,9 +42,14 @@ export function writeBenchGatewayConfig(options: Omit<BenchGatewayOptions, "logg
   return configPath;
 }
 
+/** JSON lines at info, formatted as in production and then dropped: the logging path's cost is measured. */
+export function droppedJsonLogger(): Logger {
+  return createLogger({ level: "info", format: "json", write: () => {} });
+}
+
 export async function startBenchGateway(options: BenchGatewayOptions): Promise<BenchGateway> {
   const configPath = writeBenchGatewayConfig(options);
-  const logger = options.logger ?? createLogger({ level: "info", format: "json", write: () => {} });
+  const logger = options.logger ?? droppedJsonLogger();
   const daemon = await createDaemon(loadConfig(configPath), { gateway: "all", logger, autoCheck: false });
   await daemon.start();
   const gatewayUrl = Object.values(daemon.gatewayUrls)[0];

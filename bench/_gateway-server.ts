@@ -15,11 +15,10 @@
 import { TakeQueue } from "../src/broker/take-queue";
 import { loadConfig } from "../src/config/load";
 import { startGatewayListeners } from "../src/daemon/gateway-listeners";
-import { silentLogger } from "../src/log";
 import { createMetrics } from "../src/metrics/metrics";
 import { systemClock } from "../src/pool/clock";
 import type { Lease, PoolStore, ReleaseResult } from "../src/store/types";
-import { startBenchGateway, writeBenchGatewayConfig } from "./_gateway-daemon";
+import { droppedJsonLogger, startBenchGateway, writeBenchGatewayConfig } from "./_gateway-daemon";
 import { benchTokenLines } from "./_gateway-tokens";
 import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
@@ -115,7 +114,7 @@ function startBare(upstreamUrl: string): ServedTarget {
 async function startGateway(upstreamUrl: string, stateDir: string): Promise<ServedTarget> {
   const tokens = benchTokenLines();
   const settings = ["rotation: lru"];
-  const gateway = await startBenchGateway({ upstreamUrl, stateDir, tokens, settings, logger: silentLogger });
+  const gateway = await startBenchGateway({ upstreamUrl, stateDir, tokens, settings });
   return { url: gateway.gatewayUrl, stop: gateway.stop };
 }
 
@@ -149,7 +148,7 @@ function startGatewayOverStub(upstreamUrl: string, stateDir: string): ServedTarg
   const listeners = startGatewayListeners(config, "all", {
     store,
     clock,
-    logger: silentLogger,
+    logger: droppedJsonLogger(),
     metrics: createMetrics({ store, clock }),
     keys: new TakeQueue({ store, clock }),
   });
