@@ -1,12 +1,11 @@
 import { Counter, type CounterConfiguration } from "prom-client";
+import { LabelTree } from "./label-tree";
 
 interface Series {
   labels: Record<string, string>;
   /** Added since the counter was last read. */
   pending: number;
 }
-
-type Branch = Map<string, Branch | Series>;
 
 /**
  * A prom-client Counter whose increments are added up here and handed over whenever it is read (a
@@ -16,13 +15,12 @@ type Branch = Map<string, Branch | Series>;
  * series per scrape.
  */
 export class CounterTally {
-  private readonly root: Branch = new Map();
+  private readonly series: LabelTree<Series>;
   private touched: Series[] = [];
-  private readonly labelNames: readonly string[];
 
   /** Registers the counter, with no `collect` of its own. */
   constructor(config: Omit<CounterConfiguration<string>, "collect"> & { labelNames: readonly string[] }) {
-    this.labelNames = config.labelNames;
+    this.series = new LabelTree(config.labelNames, (labels) => ({ labels, pending: 0 }));
     const tally = this;
     new Counter({
       ...config,
@@ -39,18 +37,7 @@ export class CounterTally {
 
   /** `amount` (≥ 0) more of the series with these label values, given in `labelNames` order. */
   addBy(amount: number, ...values: string[]): void {
-    let branch = this.root;
-    const last = values.length - 1;
-    for (let i = 0; i < last; i++) {
-      let next = branch.get(values[i]!) as Branch | undefined;
-      if (!next) branch.set(values[i]!, (next = new Map()));
-      branch = next;
-    }
-    let series = branch.get(values[last]!) as Series | undefined;
-    if (!series) {
-      series = { labels: Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]!])), pending: 0 };
-      branch.set(values[last]!, series);
-    }
+    const series = this.series.find(values);
     if (amount <= 0) return;
     if (series.pending === 0) this.touched.push(series);
     series.pending += amount;

@@ -1,3 +1,4 @@
+import { LabelTree } from "./label-tree";
 import type { Registry } from "prom-client";
 
 interface Series {
@@ -8,8 +9,6 @@ interface Series {
   sum: number;
   count: number;
 }
-
-type Branch = Map<string, Branch | Series>;
 
 interface ExportedValue {
   labels: Record<string, string | number>;
@@ -40,8 +39,7 @@ export class HistogramTally {
   readonly type = "histogram";
   readonly aggregator = "sum";
   private readonly bounds: readonly number[];
-  private readonly labelNames: readonly string[];
-  private root: Branch = new Map();
+  private readonly tree: LabelTree<Series>;
   private series: Series[] = [];
 
   constructor(config: {
@@ -53,15 +51,19 @@ export class HistogramTally {
   }) {
     this.name = config.name;
     this.help = config.help;
-    this.labelNames = config.labelNames;
     this.bounds = [...config.buckets].sort((a, b) => a - b);
+    this.tree = new LabelTree(config.labelNames, (labels) => {
+      const series = { labels, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 };
+      this.series.push(series);
+      return series;
+    });
     for (const registry of config.registers) registry.registerMetric(this as never);
   }
 
   /** One observation of `value` in the series with these label values, given in `labelNames` order. */
   observe(value: number, ...values: string[]): void {
     if (!Number.isFinite(value)) return;
-    const series = this.seriesOf(values);
+    const series = this.tree.find(values);
     const bounds = this.bounds;
     let i = 0;
     while (i < bounds.length && value > bounds[i]!) i++;
@@ -108,25 +110,7 @@ export class HistogramTally {
 
   /** As prom-client's reset: every series gone. */
   reset(): void {
-    this.root = new Map();
+    this.tree.clear();
     this.series = [];
-  }
-
-  private seriesOf(values: string[]): Series {
-    let branch = this.root;
-    const last = values.length - 1;
-    for (let i = 0; i < last; i++) {
-      let next = branch.get(values[i]!) as Branch | undefined;
-      if (!next) branch.set(values[i]!, (next = new Map()));
-      branch = next;
-    }
-    let series = branch.get(values[last]!) as Series | undefined;
-    if (!series) {
-      const labels = Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]!]));
-      series = { labels, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 };
-      branch.set(values[last]!, series);
-      this.series.push(series);
-    }
-    return series;
   }
 }
