@@ -22,7 +22,15 @@ async function twoInstances(schema: TestSchema, n = 3, pool = settings()) {
   for (const store of [a, b]) await store.syncPools([{ settings: pool, keys: keys(n) }]);
   // Every key starts live (its first success confirms it), so what the tests count is plain pairs.
   for (let i = 0; i < n; i++) await a.release({ id: `k${i}` }, { ok: true });
-  return { a, b, clock };
+  return {
+    a,
+    b,
+    clock,
+    async [Symbol.asyncDispose]() {
+      await a.close();
+      await b.close();
+    },
+  };
 }
 
 async function requestsOf(store: PostgresStore): Promise<Record<string, number>> {
@@ -32,49 +40,41 @@ async function requestsOf(store: PostgresStore): Promise<Record<string, number>>
 describe.skipIf(!POSTGRES_URL)("PostgreSQL hot path across two instances", () => {
   it("sees a change made by the other instance at its very next take: disable, quarantine, rest", async () => {
     await using schema = await freshSchema();
-    const { a, b } = await twoInstances(schema, 2);
-    try {
-      // b's copy is loaded and in use.
-      for (let i = 0; i < 4; i++) await use(b);
-      for (let round = 0; round < 10; round++) {
-        const off = `k${round % 2}`;
-        const on = `k${(round + 1) % 2}`;
-        await a.updateKey("default", on, { enabled: true });
-        await a.updateKey("default", off, { enabled: false });
-        // No wait in between: the take was sent after a's change committed.
-        const lease = await b.take("default");
-        expect(lease.id).toBe(on);
-        await b.release({ lease: lease.lease }, { ok: true });
-      }
-      await a.updateKey("default", "k0", { enabled: true });
-      await a.updateKey("default", "k1", { enabled: true });
-      expect(new Set([await use(b), await use(b)])).toEqual(new Set(["k0", "k1"]));
-      // A 401 quarantines k0 and a 429 rests k1, both through a: b has nothing left to hand out.
-      await a.release({ id: "k0" }, { ok: false, status: 401 });
-      await a.release({ id: "k1" }, { ok: false, status: 429 });
-      await noKey(b.take("default"));
-    } finally {
-      await a.close();
-      await b.close();
+    await using instances = await twoInstances(schema, 2);
+    const { a, b } = instances;
+    // b's copy is loaded and in use.
+    for (let i = 0; i < 4; i++) await use(b);
+    for (let round = 0; round < 10; round++) {
+      const off = `k${round % 2}`;
+      const on = `k${(round + 1) % 2}`;
+      await a.updateKey("default", on, { enabled: true });
+      await a.updateKey("default", off, { enabled: false });
+      // No wait in between: the take was sent after a's change committed.
+      const lease = await b.take("default");
+      expect(lease.id).toBe(on);
+      await b.release({ lease: lease.lease }, { ok: true });
     }
+    await a.updateKey("default", "k0", { enabled: true });
+    await a.updateKey("default", "k1", { enabled: true });
+    expect(new Set([await use(b), await use(b)])).toEqual(new Set(["k0", "k1"]));
+    // A 401 quarantines k0 and a 429 rests k1, both through a: b has nothing left to hand out.
+    await a.release({ id: "k0" }, { ok: false, status: 401 });
+    await a.release({ id: "k1" }, { ok: false, status: 429 });
+    await noKey(b.take("default"));
   });
 
   it("hands out a key the other instance added, and never one it removed, at its very next take", async () => {
     await using schema = await freshSchema();
-    const { a, b } = await twoInstances(schema, 2);
-    try {
-      for (let i = 0; i < 4; i++) await use(b);
-      await a.addKey("default", { id: "x", token: "sk-test-added-by-a-000000000", weight: 1 });
-      await b.release({ id: "x" }, { ok: true });
-      const others = { exclude: ["k0", "k1"] };
-      for (let i = 0; i < 3; i++) expect(await use(b, others)).toBe("x");
-      await a.removeKey("default", "x");
-      await noKey(b.take("default", others));
-      expect(new Set([await use(b), await use(b), await use(b)])).toEqual(new Set(["k0", "k1"]));
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    await using instances = await twoInstances(schema, 2);
+    const { a, b } = instances;
+    for (let i = 0; i < 4; i++) await use(b);
+    await a.addKey("default", { id: "x", token: "sk-test-added-by-a-000000000", weight: 1 });
+    await b.release({ id: "x" }, { ok: true });
+    const others = { exclude: ["k0", "k1"] };
+    for (let i = 0; i < 3; i++) expect(await use(b, others)).toBe("x");
+    await a.removeKey("default", "x");
+    await noKey(b.take("default", others));
+    expect(new Set([await use(b), await use(b), await use(b)])).toEqual(new Set(["k0", "k1"]));
   });
 
   it("confirms a key's first success with the flush, unless the other instance moved it out of unknown first", async () => {
@@ -144,54 +144,46 @@ describe.skipIf(!POSTGRES_URL)("PostgreSQL hot path across two instances", () =>
 
   it("never hands out an exclusive lease twice: capped keys are arbitrated in SQL by both", async () => {
     await using schema = await freshSchema();
-    const { a, b } = await twoInstances(schema, 1);
-    try {
-      // Keys with a cap of their own, in a pool whose other key has none.
-      for (const id of ["c0", "c1", "c2"])
-        await a.addKey("default", {
-          id,
-          token: `sk-test-capped-${id}-00000000`,
-          weight: 1,
-          limits: { maxConcurrency: 1 },
-        });
-      await a.updateKey("default", "k0", { enabled: false });
-      for (const id of ["c0", "c1", "c2"]) await a.release({ id }, { ok: true });
-      const attempts = await Promise.allSettled(
-        Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? a : b).take("default")),
-      );
-      const held = attempts.flatMap((r) => (r.status === "fulfilled" ? [r.value.id] : []));
-      expect(held.sort()).toEqual(["c0", "c1", "c2"]);
-      for (const r of attempts) if (r.status === "rejected") expect(r.reason.code).toBe("NO_KEY_AVAILABLE");
-      const inFlight = Object.fromEntries((await b.status("default")).map((k) => [k.id, k.inFlight]));
-      expect(inFlight).toEqual({ c0: 1, c1: 1, c2: 1, k0: 0 });
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    await using instances = await twoInstances(schema, 1);
+    const { a, b } = instances;
+    // Keys with a cap of their own, in a pool whose other key has none.
+    for (const id of ["c0", "c1", "c2"])
+      await a.addKey("default", {
+        id,
+        token: `sk-test-capped-${id}-00000000`,
+        weight: 1,
+        limits: { maxConcurrency: 1 },
+      });
+    await a.updateKey("default", "k0", { enabled: false });
+    for (const id of ["c0", "c1", "c2"]) await a.release({ id }, { ok: true });
+    const attempts = await Promise.allSettled(
+      Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? a : b).take("default")),
+    );
+    const held = attempts.flatMap((r) => (r.status === "fulfilled" ? [r.value.id] : []));
+    expect(held.sort()).toEqual(["c0", "c1", "c2"]);
+    for (const r of attempts) if (r.status === "rejected") expect(r.reason.code).toBe("NO_KEY_AVAILABLE");
+    const inFlight = Object.fromEntries((await b.status("default")).map((k) => [k.id, k.inFlight]));
+    expect(inFlight).toEqual({ c0: 1, c1: 1, c2: 1, k0: 0 });
   });
 
   it("writes counters, leases and usage with the flush; a lease it wrote is given back through the other", async () => {
     await using schema = await freshSchema();
-    const { a, b } = await twoInstances(schema, 2);
-    try {
-      const before = await requestsOf(b);
-      for (let i = 0; i < 6; i++) await use(a);
-      const held: Lease = await a.take("default");
-      // The flush comes by itself within FLUSH_EVERY_MS; b sees it once it has.
-      const arrived = await waitFor(
-        async () => sum(await requestsOf(b)) - sum(before),
-        (n) => n === 7,
-      );
-      expect(arrived).toBe(7);
-      expect((await b.status("default")).find((k) => k.id === held.id)?.inFlight).toBe(1);
-      const usage = await b.usage({ pool: "default", window: "all" });
-      expect(usage.keys.reduce((n, k) => n + k.usage.requests, 0)).toBeGreaterThanOrEqual(6);
-      await b.release({ lease: held.lease }, { ok: true });
-      expect((await a.status("default")).map((k) => k.inFlight)).toEqual([0, 0]);
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    await using instances = await twoInstances(schema, 2);
+    const { a, b } = instances;
+    const before = await requestsOf(b);
+    for (let i = 0; i < 6; i++) await use(a);
+    const held: Lease = await a.take("default");
+    // The flush comes by itself within FLUSH_EVERY_MS; b sees it once it has.
+    const arrived = await waitFor(
+      async () => sum(await requestsOf(b)) - sum(before),
+      (n) => n === 7,
+    );
+    expect(arrived).toBe(7);
+    expect((await b.status("default")).find((k) => k.id === held.id)?.inFlight).toBe(1);
+    const usage = await b.usage({ pool: "default", window: "all" });
+    expect(usage.keys.reduce((n, k) => n + k.usage.requests, 0)).toBeGreaterThanOrEqual(6);
+    await b.release({ lease: held.lease }, { ok: true });
+    expect((await a.status("default")).map((k) => k.inFlight)).toEqual([0, 0]);
   });
 
   it("loses at most what it had not flushed when killed: no lease, no slot, and written leases expire", async () => {
