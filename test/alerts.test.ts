@@ -3,8 +3,9 @@ import { writeFileSync } from "node:fs";
 import { ConfigError } from "../src/config/errors";
 import { parseConfig } from "../src/config/load";
 import type { Alert } from "../src/alerts/alert";
-import { reportExhaustion } from "../src/alerts/report-exhaustion";
+import { TakeQueue } from "../src/broker/take-queue";
 import { DomainError } from "../src/pool/errors";
+import type { Lease } from "../src/store/types";
 import { type Sleep, WebhookSender } from "../src/alerts/webhook-sender";
 import { createLogger } from "../src/log";
 import { ManualClock } from "../src/pool/clock";
@@ -284,38 +285,58 @@ describe("webhook delivery", () => {
   });
 });
 
-describe("reportExhaustion", () => {
+describe("the take queue's onExhausted", () => {
   const noKey = new DomainError("NO_KEY_AVAILABLE", "every key in pool p is resting", 5_000);
-  const cases: Array<{ name: string; exclude?: unknown; fails: boolean; reported: boolean }> = [
+  const cases: Array<{ name: string; exclude?: Record<string, string[]>; fails: boolean; reported: boolean }> = [
     { name: "a first take that finds no key", fails: true, reported: true },
-    { name: "a take with an empty exclusion list", exclude: [], fails: true, reported: true },
-    { name: "a retry that excluded the keys it tried (store shape)", exclude: ["k1"], fails: true, reported: false },
-    {
-      name: "a retry that excluded the keys it tried (queue shape)",
-      exclude: { p: ["k1"] },
-      fails: true,
-      reported: false,
-    },
+    { name: "a take with empty exclusion lists", exclude: { p: [] }, fails: true, reported: true },
+    { name: "a retry that excluded the keys it tried", exclude: { p: ["k1"] }, fails: true, reported: false },
     { name: "a take that got a key", fails: false, reported: false },
   ];
   for (const c of cases) {
     it(`${c.reported ? "reports" : "ignores"} ${c.name}`, async () => {
       const reported: string[] = [];
-      const taker = {
+      const lease: Lease = { lease: "ls_1", pool: "p", id: "k2", token: "t", takenAt: 0, expiresAt: 1 };
+      const store = {
         calls: 0,
-        async take(_pool: string, _options?: { exclude?: unknown }) {
-          this.calls++; // `this` must still be the taker behind the wrapper
+        async take() {
+          store.calls++;
           if (c.fails) throw noKey;
-          return "lease";
+          return lease;
         },
+        release: async () => ({ pool: "p", id: "k2", state: "live" as const, reason: null }),
       };
-      const wrapped = reportExhaustion(taker, (pool, error) => reported.push(`${pool}: ${error.message}`));
-      const result = await wrapped.take("p", { exclude: c.exclude }).catch((error: Error) => error);
-      expect(result).toBe(c.fails ? noKey : "lease");
+      const queue = new TakeQueue({
+        store,
+        clock: new ManualClock(),
+        onExhausted: (pool, error) => reported.push(`${pool}: ${error.message}`),
+      });
+      const result = await queue.take("p", { exclude: c.exclude }).catch((error: Error) => error);
+      expect(result).toBe(c.fails ? noKey : lease);
       expect(reported).toEqual(c.reported ? ["p: every key in pool p is resting"] : []);
-      expect(taker.calls).toBe(1);
+      expect(store.calls).toBe(1);
     });
   }
+
+  it("reports a take whose wait in line ran out", async () => {
+    const reported: string[] = [];
+    const clock = new ManualClock();
+    const store = {
+      take: async (): Promise<Lease> => {
+        throw noKey;
+      },
+      release: async () => ({ pool: "p", id: "k2", state: "live" as const, reason: null }),
+    };
+    const queue = new TakeQueue({ store, clock, onExhausted: (pool) => reported.push(pool) });
+    const waiting = queue.take("p", { waitMs: 1_000 }).catch((error: Error) => error);
+    await queue.whenWaiting("p", 1);
+    expect(reported).toEqual([]);
+    clock.advance(1_000);
+    await queue.tick();
+    expect(await waiting).toMatchObject({ code: "NO_KEY_AVAILABLE" });
+    expect(reported).toEqual(["p"]);
+    queue.stop();
+  });
 });
 
 describe("keypool alerts test", () => {

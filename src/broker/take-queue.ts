@@ -45,6 +45,12 @@ export interface TakeQueueDeps {
   chainOf?: (pool: string) => readonly string[];
   timers?: Timers;
   pollMs?: number;
+  /**
+   * Told of a take that ends without a key (after its wait and its fallbacks), before the error goes on to
+   * the caller. A take that excludes keys (a gateway retry) is not told: its request already had a key,
+   * and the next request's first take will tell whether the pool is dry.
+   */
+  onExhausted?: (pool: string, error: DomainError) => void;
 }
 
 interface Pending {
@@ -78,6 +84,7 @@ export class TakeQueue {
   private readonly chainOf: (pool: string) => readonly string[];
   private readonly timers: Timers;
   private readonly pollMs: number;
+  private readonly onExhausted: TakeQueueDeps["onExhausted"];
   private readonly lines = new Map<string, Line>();
   private readonly watchers: Array<{ pool: string; n: number; resolve: () => void }> = [];
   private stopped = false;
@@ -88,6 +95,7 @@ export class TakeQueue {
     this.chainOf = deps.chainOf ?? ((pool) => [pool]);
     this.timers = deps.timers ?? realTimers;
     this.pollMs = deps.pollMs ?? DEFAULT_POLL_MS;
+    this.onExhausted = deps.onExhausted;
   }
 
   /** A lease from the first pool in the chain that has a key free; throws NO_KEY_AVAILABLE (or the abort reason). */
@@ -97,9 +105,20 @@ export class TakeQueue {
       const got = await this.tryPools(pools, request);
       if (!(got instanceof DomainError)) return got;
       // A spent budget comes back at the window's reset, hours away: nobody waits in line for it.
-      if (!request.waitMs || request.waitMs <= 0 || this.stopped || got.code === "BUDGET_EXHAUSTED") throw got;
+      if (!request.waitMs || request.waitMs <= 0 || this.stopped || got.code === "BUDGET_EXHAUSTED")
+        throw this.reported(pool, request, got);
     }
-    return this.wait(pool, pools, request);
+    return this.wait(pool, pools, request).catch((error: unknown) => {
+      throw this.reported(pool, request, error);
+    });
+  }
+
+  /** Tells `onExhausted` of a take that ended without a key, unless it was a retry; returns the error to throw. */
+  private reported(pool: string, request: QueuedTake, error: unknown): unknown {
+    const retry = Object.values(request.exclude ?? {}).some((ids) => ids.length > 0);
+    if (this.onExhausted && error instanceof DomainError && error.code === "NO_KEY_AVAILABLE" && !retry)
+      this.onExhausted(pool, error);
+    return error;
   }
 
   /** Reports how a lease went, then lets whoever waits try for the key. */

@@ -4,7 +4,6 @@ import { DEFAULT_SHUTDOWN_TIMEOUT_SEC, loadConfig } from "../config/load";
 import { type Config, DEFAULT_IDLE_TIMEOUT_SEC } from "../config/types";
 import { Checker } from "../health/checker";
 import { AlertService, type AlertServiceOptions } from "../alerts/alert-service";
-import { reportExhaustion } from "../alerts/report-exhaustion";
 import type { ReloadReport } from "../http/admin-routes";
 import { MAX_BODY_BYTES, createApiApp } from "../http/app";
 import { uncaughtErrorAnswer } from "../http/errors";
@@ -106,10 +105,12 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
   let chains = fallbackChains(config.pools);
   // A take that finds no key after its wait and its fallbacks raises pool_exhausted.
-  const keys = reportExhaustion(
-    new TakeQueue({ store, clock, chainOf: (pool) => chains.get(pool) ?? [pool] }),
-    (pool, error) => alerts.poolExhausted(pool, error.message, error.retryAfterMs),
-  );
+  const keys = new TakeQueue({
+    store,
+    clock,
+    chainOf: (pool) => chains.get(pool) ?? [pool],
+    onExhausted: (pool, error) => alerts.poolExhausted(pool, error.message, error.retryAfterMs),
+  });
   const broker = new BrokerService(store, metrics, keys);
   const checker = new Checker({
     store,
