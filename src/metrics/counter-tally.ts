@@ -5,6 +5,7 @@ interface Series {
   labels: Record<string, string>;
   /** Added since the counter was last read. */
   pending: number;
+  sibling: Series | undefined;
 }
 
 /**
@@ -20,7 +21,7 @@ export class CounterTally {
 
   /** Registers the counter, with no `collect` of its own. */
   constructor(config: Omit<CounterConfiguration<string>, "collect"> & { labelNames: readonly string[] }) {
-    this.series = new LabelTree(config.labelNames, (labels) => ({ labels, pending: 0 }));
+    this.series = new LabelTree(config.labelNames, (labels) => ({ labels, pending: 0, sibling: undefined }));
     const tally = this;
     new Counter({
       ...config,
@@ -37,8 +38,9 @@ export class CounterTally {
 
   /** `amount` (≥ 0) more of the series with these label values, given in `labelNames` order. */
   addBy(amount: number, ...values: string[]): void {
-    const series = this.series.find(values);
+    // A zero (no usage reported) makes no series: it would never be read, and would cost memory per key.
     if (amount <= 0) return;
+    const series = this.series.find(values);
     if (series.pending === 0) this.touched.push(series);
     series.pending += amount;
   }

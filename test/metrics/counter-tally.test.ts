@@ -28,4 +28,30 @@ describe("CounterTally", () => {
     expect(await values(registry)).toEqual({ "a/ok": 3, "b/none": 1, "a/none": 1 });
     expect(await registry.metrics()).toContain('kp_test_total{pool="a",outcome="ok"} 3');
   });
+
+  it("keeps apart series that differ only in the last label, at any number of labels", async () => {
+    const registry = new Registry();
+    const byKey = new CounterTally({
+      name: "kp_keys_total",
+      help: "test",
+      labelNames: ["pool", "key", "class"],
+      registers: [registry],
+    });
+    const pools = new Registry();
+    const byPool = new CounterTally({ name: "kp_pools_total", help: "test", labelNames: ["pool"], registers: [pools] });
+    for (const [key, kind] of [
+      ["k1", "ok"],
+      ["k1", "auth"],
+      ["k2", "ok"],
+      ["k1", "ok"],
+      ["k1", "auth"],
+    ])
+      byKey.add("p", key!, kind!);
+    byKey.addBy(0, "p", "k3", "ok");
+    byPool.add("a");
+    byPool.add("b");
+    byPool.add("a");
+    expect(await values(registry)).toEqual({ "p/k1/ok": 2, "p/k1/auth": 2, "p/k2/ok": 1 });
+    expect(await values(pools)).toEqual({ a: 2, b: 1 });
+  });
 });
