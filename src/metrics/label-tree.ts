@@ -42,7 +42,10 @@ export class LabelTree<Series extends FiledSeries<Series>> {
     const head = last === 0 ? this.head : (branch.get(values[last - 1]!) as Series | undefined);
     for (let series = head; series !== undefined; series = series.sibling)
       if (series.labels[this.lastName] === value) return series;
-    const series = this.create(Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]!])));
+    // Met once per key in a large pool, so on the request path: no arrays of pairs built on the way.
+    const labels: Record<string, string> = {};
+    for (let i = 0; i <= last; i++) labels[this.labelNames[i]!] = values[i]!;
+    const series = this.create(labels);
     series.sibling = head;
     if (last === 0) this.head = series;
     else branch.set(values[last - 1]!, series);
