@@ -1,33 +1,46 @@
-import { Counter, type CounterConfiguration } from "prom-client";
+import type { Registry } from "prom-client";
 import { LabelTree } from "./label-tree";
 
 interface Series {
+  /** Labels as prom-client's Counter hands them to the registry. */
   labels: Record<string, string>;
-  /** Added since the counter was last read. */
-  pending: number;
+  value: number;
+  sibling: Series | undefined;
+}
+
+interface ExportedMetric {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: Array<{ value: number; labels: Record<string, string> }>;
 }
 
 /**
- * A prom-client Counter whose increments are added up here and handed over whenever it is read (a
- * scrape, or `get()`), so what it reports is unchanged. prom-client builds, validates and looks up a
- * key for the label set on every `inc()`, a measurable share of the broker's CPU per take and
- * release; here a hot series costs one map lookup per label, and prom-client's work is paid once per
- * series per scrape.
+ * A Prometheus counter counted on every take and release. prom-client's Counter builds, validates and
+ * hashes the label set on every `inc()`, a measurable share of the broker's CPU per take and release,
+ * and keeps a hash string and an entry of its own per series: per key, in a 100,000-key pool. Here a
+ * hot series costs one map lookup per label but the last, each series is one small object, and the
+ * counter registers itself as a metric of its own, exporting what prom-client's Counter would (series
+ * in the order they were first counted).
  */
 export class CounterTally {
-  private readonly series: LabelTree<Series>;
-  private touched: Series[] = [];
+  readonly name: string;
+  readonly help: string;
+  readonly type = "counter";
+  readonly aggregator = "sum";
+  private readonly tree: LabelTree<Series>;
+  private series: Series[] = [];
 
-  /** Registers the counter, with no `collect` of its own. */
-  constructor(config: Omit<CounterConfiguration<string>, "collect"> & { labelNames: readonly string[] }) {
-    this.series = new LabelTree(config.labelNames, (labels) => ({ labels, pending: 0 }));
-    const tally = this;
-    new Counter({
-      ...config,
-      collect() {
-        tally.flushInto(this);
-      },
+  constructor(config: { name: string; help: string; labelNames: readonly string[]; registers: Registry[] }) {
+    this.name = config.name;
+    this.help = config.help;
+    this.tree = new LabelTree(config.labelNames, (labels) => {
+      const series: Series = { labels, value: 0, sibling: undefined };
+      this.series.push(series);
+      return series;
     });
+    for (const registry of config.registers) registry.registerMetric(this as never);
   }
 
   /** One more of the series with these label values, given in `labelNames` order. */
@@ -37,18 +50,21 @@ export class CounterTally {
 
   /** `amount` (≥ 0) more of the series with these label values, given in `labelNames` order. */
   addBy(amount: number, ...values: string[]): void {
-    const series = this.series.find(values);
-    if (amount <= 0) return;
-    if (series.pending === 0) this.touched.push(series);
-    series.pending += amount;
+    // A zero (no usage reported) makes no series, as prom-client's Counter is never told of it; a
+    // count that is not a finite number would spoil the series for good.
+    if (!(amount > 0 && Number.isFinite(amount))) return;
+    this.tree.find(values).value += amount;
   }
 
-  private flushInto(counter: Counter): void {
-    const touched = this.touched;
-    this.touched = [];
-    for (const series of touched) {
-      counter.inc(series.labels, series.pending);
-      series.pending = 0;
-    }
+  /** What the registry reads, at a scrape or for JSON: prom-client's shape for a counter. */
+  async get(): Promise<ExportedMetric> {
+    const values = this.series.map(({ value, labels }) => ({ value, labels }));
+    return { help: this.help, name: this.name, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  /** As prom-client's reset: every series gone. */
+  reset(): void {
+    this.tree.clear();
+    this.series = [];
   }
 }

@@ -8,6 +8,7 @@ interface Series {
   counts: Float64Array;
   sum: number;
   count: number;
+  sibling: Series | undefined;
 }
 
 interface ExportedValue {
@@ -53,7 +54,13 @@ export class HistogramTally {
     this.help = config.help;
     this.bounds = [...config.buckets].sort((a, b) => a - b);
     this.tree = new LabelTree(config.labelNames, (labels) => {
-      const series = { labels, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 };
+      const series: Series = {
+        labels,
+        counts: new Float64Array(this.bounds.length + 1),
+        sum: 0,
+        count: 0,
+        sibling: undefined,
+      };
       this.series.push(series);
       return series;
     });

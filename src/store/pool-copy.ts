@@ -8,13 +8,62 @@ import { planTake, takeNeedsArbitration } from "../pool/plan-take";
 import { fullAt } from "../pool/rate-limit-headers";
 import { type RankContext, busyRank, needsMaxRank, virtualTimeOf } from "../pool/rotation";
 import { hourOf } from "../pool/usage";
+import { FAILURE_CLASSES } from "../pool/vocabulary";
+import { KEY_STATES } from "../pool/key-state";
 import { factsOf } from "./key-columns";
 import { RankOrder } from "./rank-order";
 import type { KeyEvent, PoolSettings } from "./types";
 import { usageIncrements } from "./usage-entry";
 
-/** A stored key as either store reads it (SQLite keeps booleans as 0/1, PostgreSQL as booleans). */
-export type CopiedRow = KeyColumns<number | boolean>;
+/**
+ * The columns of a stored key the copy decides on and flushes; the others (checks, refresh tokens,
+ * the token as configured) stay in the store, so a 100,000-key copy does not hold them.
+ */
+export const COPIED_COLUMNS = [
+  "pool",
+  "id",
+  "token",
+  "weight",
+  "health",
+  "reason",
+  "ready_at",
+  "takeable",
+  "rank",
+  "max_concurrency",
+  "in_flight",
+  "last_used",
+  "requests",
+  "errors",
+  "consecutive_failures",
+  "next_check_at",
+  "expires_at",
+  "models",
+  "origin",
+  "limit_max_concurrency",
+  "limit_rpm",
+  "limit_tpm",
+  "limit_daily_requests",
+  "key_group",
+  "fail_class",
+  "rung",
+  "fail_until",
+  "remaining_requests",
+  "remaining_tokens",
+  "remaining_reset_at",
+  "minute_start",
+  "minute_requests",
+  "minute_tokens",
+  "day_start",
+  "day_requests",
+  "budget_day_micros",
+  "budget_month_micros",
+] as const satisfies ReadonlyArray<keyof KeyColumns<number>>;
+
+/** A stored key as the copy keeps it; `Flag` is how the store keeps a boolean (SQLite 0/1, PostgreSQL booleans). */
+export type CopiedKey<Flag extends number | boolean> = Pick<KeyColumns<Flag>, (typeof COPIED_COLUMNS)[number]>;
+
+/** A stored key as either store reads it into the copy. */
+export type CopiedRow = CopiedKey<number | boolean>;
 
 /** What this process has done to a key that the store does not know yet. */
 export interface PendingCounts {
@@ -32,6 +81,7 @@ export interface PendingCounts {
 
 /** A pool's keys as this process last read them, the takeable ones in rotation order. */
 export interface CopiedPool<Row extends CopiedRow> {
+  name: string;
   rotation: PoolSettings["rotation"];
   rows: Map<string, Row>;
   order: RankOrder<Row>;
@@ -69,8 +119,10 @@ export class PoolCopy<Row extends CopiedRow> {
   /** Replaces a pool's copy with `rows`, carrying onto them what memory held of the keys in the copy before. */
   fill(name: string, rotation: PoolSettings["rotation"], rows: Iterable<Row>): CopiedPool<Row> {
     const before = this.pools.get(name);
-    const pool: CopiedPool<Row> = { rotation, rows: new Map(), order: new RankOrder() };
+    const pool: CopiedPool<Row> = { name, rotation, rows: new Map(), order: new RankOrder() };
+    const seen = new Map<string, string>();
     for (const row of rows) {
+      shareStrings(row, name, seen);
       const old = before?.rows.get(row.id);
       if (old) this.carryPending(old, row);
       pool.rows.set(row.id, row);
@@ -91,6 +143,7 @@ export class PoolCopy<Row extends CopiedRow> {
       if (old) this.pending.delete(old);
       return;
     }
+    shareStrings(fresh, pool.name, new Map());
     if (old) this.carryPending(old, fresh);
     pool.rows.set(id, fresh);
     if (fresh.takeable) pool.order.add(fresh);
@@ -300,6 +353,32 @@ export function changesOnlyCounts(plan: ModelReleasePlan, facts: KeyFacts, setti
     // Spend under a cap is counted in the store, where every process adds to the same total.
     (plan.spend !== undefined && (hasCaps(settings.budget) || hasCaps(facts.budget)))
   );
+}
+
+/** The values of a key's few-valued columns that every store writes, each held once. */
+const WORDS = new Map<string, string>([...KEY_STATES, ...FAILURE_CLASSES, "file", "api", "env"].map((w) => [w, w]));
+
+function shared<T extends string | null>(value: T, seen: Map<string, string>): T {
+  if (value === null) return value;
+  const held = WORDS.get(value) ?? seen.get(value);
+  if (held !== undefined) return held as T;
+  seen.set(value, value);
+  return value;
+}
+
+/**
+ * Points a freshly read row's few-valued strings (its pool, health, origin, class, group, models, reason)
+ * at one string per value: the store hands each row fresh strings, and a 100,000-key pool would keep
+ * hundreds of thousands of copies of a handful of words. `seen`: the other values met in this read.
+ */
+function shareStrings(row: CopiedRow, pool: string, seen: Map<string, string>): void {
+  row.pool = pool;
+  row.health = shared(row.health, seen);
+  row.origin = shared(row.origin, seen);
+  row.fail_class = shared(row.fail_class, seen);
+  row.key_group = shared(row.key_group, seen);
+  row.models = shared(row.models, seen);
+  row.reason = shared(row.reason, seen);
 }
 
 /** A row in chooseKey's words. */

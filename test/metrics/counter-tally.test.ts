@@ -1,31 +1,69 @@
 import { describe, expect, it } from "bun:test";
-import { Registry } from "prom-client";
+import { Counter, Registry } from "prom-client";
 import { CounterTally } from "../../src/metrics/counter-tally";
 
-async function values(registry: Registry): Promise<Record<string, number>> {
-  const [metric] = await registry.getMetricsAsJSON();
-  return Object.fromEntries((metric?.values ?? []).map((v) => [Object.values(v.labels).join("/"), v.value]));
+const config = { name: "kp_test_total", help: "test", labelNames: ["pool", "key", "class"] };
+
+/** The same increments through prom-client's Counter and through the tally, each in a registry of its own. */
+function twins(): { plain: Registry; tallied: Registry; add(amount: number, ...values: string[]): void } {
+  const plain = new Registry();
+  const tallied = new Registry();
+  const counter = new Counter({ ...config, registers: [plain] });
+  const tally = new CounterTally({ ...config, registers: [tallied] });
+  return {
+    plain,
+    tallied,
+    add(amount, pool, key, kind) {
+      if (amount > 0) counter.inc({ pool, key, class: kind }, amount);
+      tally.addBy(amount, pool!, key!, kind!);
+    },
+  };
 }
 
 describe("CounterTally", () => {
-  it("reports what a plain counter would, however often it is read between increments", async () => {
+  it("exports what prom-client's Counter does for the same increments, as text and as JSON", async () => {
+    const { plain, tallied, add } = twins();
+    expect(await tallied.metrics()).toBe(await plain.metrics());
+    add(1, "a", "k1", "ok");
+    add(1, "a", "k1", "auth");
+    add(3, "a", "k2", "ok");
+    expect(await tallied.metrics()).toBe(await plain.metrics());
+    // Read again with nothing new: nothing is counted twice. Then a series differing only in its last label.
+    expect(await tallied.metrics()).toBe(await plain.metrics());
+    add(1, "a", "k1", "ok");
+    add(0, "a", "k3", "ok");
+    add(2, "b", "k1", "ok");
+    const text = await tallied.metrics();
+    expect(text).toBe(await plain.metrics());
+    expect(text).toContain('kp_test_total{pool="a",key="k1",class="ok"} 2');
+    expect(text).not.toContain('key="k3"');
+    expect(await tallied.getMetricsAsJSON()).toEqual(await plain.getMetricsAsJSON());
+  });
+
+  it("counts a metric with a single label", async () => {
     const registry = new Registry();
     const tally = new CounterTally({
-      name: "kp_test_total",
+      name: "kp_pools_total",
       help: "test",
-      labelNames: ["pool", "outcome"],
+      labelNames: ["pool"],
       registers: [registry],
     });
-    expect(await values(registry)).toEqual({});
-    tally.add("a", "ok");
-    tally.add("a", "ok");
-    tally.add("b", "none");
-    expect(await values(registry)).toEqual({ "a/ok": 2, "b/none": 1 });
-    // Read again with nothing new: nothing is counted twice.
-    expect(await values(registry)).toEqual({ "a/ok": 2, "b/none": 1 });
-    tally.add("a", "ok");
-    tally.add("a", "none");
-    expect(await values(registry)).toEqual({ "a/ok": 3, "b/none": 1, "a/none": 1 });
-    expect(await registry.metrics()).toContain('kp_test_total{pool="a",outcome="ok"} 3');
+    tally.add("a");
+    tally.add("b");
+    tally.add("a");
+    const [metric] = await registry.getMetricsAsJSON();
+    expect(metric?.values).toEqual([
+      { value: 2, labels: { pool: "a" } },
+      { value: 1, labels: { pool: "b" } },
+    ]);
+  });
+
+  it("drops every series on reset, as the registry's resetMetrics asks", async () => {
+    const { plain, tallied, add } = twins();
+    add(1, "a", "k1", "ok");
+    plain.resetMetrics();
+    tallied.resetMetrics();
+    expect(await tallied.metrics()).toBe(await plain.metrics());
+    expect(await tallied.metrics()).not.toContain('pool="a"');
   });
 });

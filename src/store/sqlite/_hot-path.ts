@@ -9,12 +9,14 @@ import { factsOf, windowsOf } from "../key-columns";
 import { allowedModelsOf, modelStateOf, pairColumnsOf } from "../model-columns";
 import type { Lease, PoolSettings } from "../types";
 import { USAGE_COUNT_COLUMNS } from "../usage-entry";
-import type { KeyRow } from "./_key-row";
 import { INSERT_EVENT_SQL, MAX_EVENTS, PRUNE_EVENTS_SQL, WRITE_WINDOWS_SQL, eventParams } from "./_key-policy";
 import { type WriteStep, runWriteSteps } from "./_write-steps";
 import type { ModelPairs, PairRow } from "./_model-pairs";
 import { HotSessions } from "./_hot-sessions";
-import { type CopiedPool, PoolCopy, changesOnlyCounts } from "../pool-copy";
+import { COPIED_COLUMNS, type CopiedKey, type CopiedPool, PoolCopy, changesOnlyCounts } from "../pool-copy";
+
+/** A key as this store's copy keeps it. */
+type KeyRow = CopiedKey<number>;
 
 /**
  * Counters, the rotation order and leases reach the file at most this long after the take or release
@@ -539,8 +541,8 @@ function prepare(db: Database) {
     logEnd: q(`SELECT MAX(seq) AS seq FROM key_log`),
     logStart: q(`SELECT MIN(seq) AS seq FROM key_log`),
     changedSince: q(`SELECT seq, pool, id FROM key_log WHERE seq > ?1 AND seq <= ?2`),
-    keyById: q(`SELECT * FROM keys WHERE pool = ?1 AND id = ?2`),
-    poolKeys: q(`SELECT * FROM keys WHERE pool = ?1`),
+    keyById: q(`SELECT ${COPIED_COLUMNS.join(", ")} FROM keys WHERE pool = ?1 AND id = ?2`),
+    poolKeys: q(`SELECT ${COPIED_COLUMNS.join(", ")} FROM keys WHERE pool = ?1`),
     leaseExists: q(`SELECT 1 FROM leases WHERE lease = ?1`),
   };
 }
