@@ -13,7 +13,7 @@ import { KEY_STATES } from "../pool/key-state";
 import { factsOf } from "./key-columns";
 import { RankOrder } from "./rank-order";
 import type { KeyEvent, PoolSettings } from "./types";
-import { usageIncrements } from "./usage-entry";
+import { USAGE_COUNT_COLUMNS, type UsageEntry, addUsageEntry } from "./usage-entry";
 
 /**
  * The columns of a stored key the copy decides on and flushes; the others (checks, refresh tokens,
@@ -209,13 +209,12 @@ export class PoolCopy<Row extends CopiedRow> {
       row.day_requests = plan.windows.dayRequests;
       counts.windows = true;
     }
-    const increments = usageIncrements({
+    this.countUsage(row, now, {
       ok: outcome.ok,
       failure: plan.failureClass,
       tokens: outcome.usage,
       costMicros: plan.costMicros,
     });
-    this.countUsage(row, now, increments);
   }
 
   /**
@@ -281,17 +280,16 @@ export class PoolCopy<Row extends CopiedRow> {
     if (inOrder) pool.order.add(row);
   }
 
-  private countUsage(row: Row, now: number, increments: number[]): void {
+  private countUsage(row: Row, now: number, entry: UsageEntry): void {
     const hour = hourOf(now);
-    const entry = this.usage.get(row);
-    if (entry?.hour === hour) {
-      entry.counts[0]!++;
-      for (let i = 0; i < increments.length; i++) entry.counts[i + 1]! += increments[i]!;
-      return;
+    let pending = this.usage.get(row);
+    if (pending?.hour !== hour) {
+      // A row read anew starts an entry of its own for the same hour; the flush adds both to one ledger row.
+      if (pending) this.usagePast.push(pending);
+      pending = { pool: row.pool, id: row.id, hour, counts: new Array<number>(USAGE_COUNT_COLUMNS.length).fill(0) };
+      this.usage.set(row, pending);
     }
-    // A row read anew starts an entry of its own for the same hour; the flush adds both to one ledger row.
-    if (entry) this.usagePast.push(entry);
-    this.usage.set(row, { pool: row.pool, id: row.id, hour, counts: [1, ...increments] });
+    addUsageEntry(pending.counts, entry);
   }
 
   /** Moves what memory knows of a key and the store does not yet onto its freshly read row. */

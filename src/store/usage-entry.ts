@@ -25,17 +25,31 @@ export const USAGE_COUNT_COLUMNS = [
 
 /** What one release adds to its hourly row, in USAGE_COUNT_COLUMNS order after `requests` (always 1). */
 export function usageIncrements(entry: UsageEntry): number[] {
-  const failed = entry.ok ? undefined : (entry.failure ?? "other");
-  return [
-    entry.ok ? 1 : 0,
-    ...FAILURE_BUCKETS.map((bucket) => (bucket === failed ? 1 : 0)),
-    usageCount(entry.tokens?.input),
-    usageCount(entry.tokens?.output),
-    usageCount(entry.tokens?.cached),
-    usageCount(entry.tokens?.cacheWrite),
-    // From prices ≤ MAX_PRICE_PER_MTOK and counts ≤ MAX_REQUEST_TOKENS it is finite; NaN would still break a sum.
-    Number.isFinite(entry.costMicros) ? Math.max(0, entry.costMicros) : 0,
-  ];
+  return addUsageEntry(new Array<number>(USAGE_COUNT_COLUMNS.length).fill(0), entry).slice(1);
+}
+
+/**
+ * Adds one release to `counts`, an hourly row's counts in USAGE_COUNT_COLUMNS order (requests first),
+ * in place: the copy's hot path counts every release into the row it keeps, with no array per release.
+ */
+export function addUsageEntry(counts: number[], entry: UsageEntry): number[] {
+  counts[0]! += 1;
+  if (entry.ok) counts[1]! += 1;
+  else {
+    const bucket = FAILURE_BUCKETS.indexOf(entry.failure ?? "other");
+    if (bucket >= 0) counts[2 + bucket]! += 1;
+  }
+  const tokens = entry.tokens;
+  const at = 2 + FAILURE_BUCKETS.length;
+  if (tokens) {
+    counts[at]! += usageCount(tokens.input);
+    counts[at + 1]! += usageCount(tokens.output);
+    counts[at + 2]! += usageCount(tokens.cached);
+    counts[at + 3]! += usageCount(tokens.cacheWrite);
+  }
+  // From prices ≤ MAX_PRICE_PER_MTOK and counts ≤ MAX_REQUEST_TOKENS it is finite; NaN would still break a sum.
+  counts[at + 4]! += Number.isFinite(entry.costMicros) ? Math.max(0, entry.costMicros) : 0;
+  return counts;
 }
 
 /** A usage row as either store reads it back: the key plus one number per counting column. */
