@@ -146,16 +146,17 @@ export function afterOutcome(
   now: number,
   random: () => number = Math.random,
 ): OutcomeEffect {
+  if (outcome.ok) {
+    if (key.health === "disabled")
+      return { health: key.health, reason: key.reason, readyAt: key.readyAt, ...CLEAN_LADDER };
+    return { health: "live", readyAt: key.readyAt, reason: key.readyAt > now ? key.reason : null, ...CLEAN_LADDER };
+  }
   const ladder: LadderPosition = {
     failClass: key.failClass ?? null,
     rung: key.rung ?? 0,
     failUntil: key.failUntil ?? 0,
   };
   const condition: KeyCondition = { health: key.health, reason: key.reason, readyAt: key.readyAt };
-  if (outcome.ok) {
-    if (key.health === "disabled") return { ...condition, ...CLEAN_LADDER };
-    return { health: "live", readyAt: key.readyAt, reason: key.readyAt > now ? key.reason : null, ...CLEAN_LADDER };
-  }
   const cls = outcome.class ?? classifyFailure(outcome, policy.classify);
   if (outcome.verdict) return afterVerdict(key, ladder, outcome.verdict, cls, now);
   const retryAfterMs = outcome.retryAfterMs === undefined ? undefined : clampCooldownMs(outcome.retryAfterMs);

@@ -40,16 +40,19 @@ export function hasRequestLimits(limits: KeyLimits): boolean {
   return limits.rpm !== undefined || limits.dailyRequests !== undefined;
 }
 
-/** Opens a new window wherever the old one has closed. */
-function current(w: UsageWindows, now: number): UsageWindows {
+/**
+ * The windows after adding `requests` and `tokens`, with a new window opened wherever the old one
+ * has closed: one object, as a release builds one per request.
+ */
+function counted(w: UsageWindows, now: number, requests: number, tokens: number): UsageWindows {
   const minuteOpen = now < w.minuteStart + MINUTE_MS;
   const dayOpen = now < w.dayStart + DAY_MS;
   return {
     minuteStart: minuteOpen ? w.minuteStart : now,
-    minuteRequests: minuteOpen ? w.minuteRequests : 0,
-    minuteTokens: minuteOpen ? w.minuteTokens : 0,
+    minuteRequests: (minuteOpen ? w.minuteRequests : 0) + requests,
+    minuteTokens: (minuteOpen ? w.minuteTokens : 0) + tokens,
     dayStart: dayOpen ? w.dayStart : now,
-    dayRequests: dayOpen ? w.dayRequests : 0,
+    dayRequests: (dayOpen ? w.dayRequests : 0) + requests,
   };
 }
 
@@ -59,8 +62,7 @@ export function countRequest(
   limits: KeyLimits,
   now: number,
 ): { windows: UsageWindows; rest?: LimitRest } {
-  const c = current(w, now);
-  const windows = { ...c, minuteRequests: c.minuteRequests + 1, dayRequests: c.dayRequests + 1 };
+  const windows = counted(w, now, 1, 0);
   const rests: LimitRest[] = [];
   if (limits.rpm !== undefined && windows.minuteRequests >= limits.rpm) {
     rests.push({
@@ -84,8 +86,7 @@ export function countTokens(
   limits: KeyLimits,
   now: number,
 ): { windows: UsageWindows; rest?: LimitRest } {
-  const c = current(w, now);
-  const windows = { ...c, minuteTokens: c.minuteTokens + clampCount(Math.round(tokens), MAX_REQUEST_TOKENS) };
+  const windows = counted(w, now, 0, clampCount(Math.round(tokens), MAX_REQUEST_TOKENS));
   if (limits.tpm === undefined || windows.minuteTokens < limits.tpm) return { windows };
   return {
     windows,

@@ -61,19 +61,17 @@ export function planModelRelease(
 ): ModelReleasePlan {
   if (model === undefined) return planRelease(key, outcome, pool, ctx, leasesGiven);
   const before = pairOf(key, model, ctx.now);
-  // The upstream's budget headers describe the model that was called: they rest the pair, not the key.
-  const forKey = (o: Outcome) => planRelease(key, { ...o, budget: undefined }, pool, ctx, leasesGiven);
   if (outcome.ok) {
-    return {
-      ...forKey(outcome),
-      pair: pairPlan(model, before, afterPairSuccess(before, outcome, pool, ctx.now, model), ctx.now),
-    };
+    // The key's plan is this call's own object: the pair is added to it rather than to a copy.
+    const plan = keyPlan(key, outcome, pool, ctx, leasesGiven);
+    plan.pair = pairPlan(model, before, afterPairSuccess(before, outcome, pool, ctx.now, model), ctx.now);
+    return plan;
   }
   // Not the key's fault for its other models: the key is left exactly as a client error leaves it.
   if (outcome.class === undefined && !outcome.verdict && deniesModelAccess(outcome, pool.modelAccess)) {
     const pair = deniedPair(model, before, pool, ctx, null, describe(outcome));
     return {
-      ...forKey({ ...outcome, class: "client" }),
+      ...keyPlan(key, { ...outcome, class: "client" }, pool, ctx, leasesGiven),
       penalised: false,
       failureClass: undefined,
       modelDenied: true,
@@ -83,12 +81,14 @@ export function planModelRelease(
   const cls = outcome.class ?? classifyFailure(outcome, pool.classify);
   if (cls === undefined || cls === "client" || outcome.verdict || scopeOf(cls, outcome, pool.failurePolicy) === "key") {
     const after = withBudget(withTokens(before, outcome, pool, ctx.now, model), outcome, ctx.now);
-    return { ...forKey(outcome), pair: pairPlan(model, before, after, ctx.now) };
+    const plan = keyPlan(key, outcome, pool, ctx, leasesGiven);
+    plan.pair = pairPlan(model, before, after, ctx.now);
+    return plan;
   }
   // Pair-scoped: the key is left as a client error leaves it (but the failure is still counted as its).
   const pair = pairAfterFailure(model, before, outcome, cls, pool, ctx);
   const plan: ModelReleasePlan = {
-    ...forKey({ ...outcome, class: "client" }),
+    ...keyPlan(key, { ...outcome, class: "client" }, pool, ctx, leasesGiven),
     penalised: true,
     failureClass: cls,
     pair,
@@ -103,6 +103,19 @@ export function planModelRelease(
     };
   }
   return plan;
+}
+
+/** What the release does to the key itself when it named a model. */
+function keyPlan(
+  key: KeyFacts,
+  outcome: Outcome,
+  pool: ModelRules,
+  ctx: DecisionContext,
+  leasesGiven: number,
+): ModelReleasePlan {
+  // The upstream's budget headers describe the model that was called: they rest the pair, not the key.
+  const forKey = outcome.budget === undefined ? outcome : { ...outcome, budget: undefined };
+  return planRelease(key, forKey, pool, ctx, leasesGiven);
 }
 
 /** The pair climbs its own ladder, as a key climbs its ladder for a failure of the same class. */

@@ -83,7 +83,10 @@ export function planRelease(
 ): ReleasePlan {
   const { now } = ctx;
   const effect = afterOutcome({ ...key.condition, ...key.ladder }, outcome, pool, now, ctx.random);
-  let condition: KeyCondition = { health: effect.health, reason: effect.reason, readyAt: effect.readyAt };
+  // An outcome that leaves the key's condition (or ladder) as it was keeps the key's own object.
+  let condition: KeyCondition = sameCondition(effect, key.condition)
+    ? key.condition
+    : { health: effect.health, reason: effect.reason, readyAt: effect.readyAt };
   let remaining: number | undefined;
   let windows: UsageWindows | undefined;
   if (outcome.budget) {
@@ -114,7 +117,9 @@ export function planRelease(
       ? ctx.initialRank()
       : rankAfterRelease(pool.rotation, { rank: key.rank, weight: key.weight, inFlight }, now, remaining);
   const penalised = !outcome.ok && effect.class !== "client";
-  const ladder: LadderPosition = { failClass: effect.failClass, rung: effect.rung, failUntil: effect.failUntil };
+  const ladder: LadderPosition = sameLadder(effect, key.ladder)
+    ? key.ladder
+    : { failClass: effect.failClass, rung: effect.rung, failUntil: effect.failUntil };
   const from = stateOf(key.condition, now);
   const to = stateOf(condition, now);
   const plan: ReleasePlan = {

@@ -18,7 +18,8 @@ export interface TakePlan {
 }
 
 export function planTake(key: KeyFacts, pool: PoolRules, ctx: RankContext): TakePlan {
-  const rank = rankAfterTake(pool.rotation, { rank: key.rank, weight: key.weight, inFlight: key.inFlight }, ctx);
+  // The facts are a RankedKey as they stand: inFlight is the count before this take.
+  const rank = rankAfterTake(pool.rotation, key, ctx);
   let condition = afterTake(key.condition, pool, ctx.now);
   const plan: TakePlan = { rank, condition, inFlight: key.inFlight + 1 };
   if (!hasRequestLimits(key.limits)) return plan;

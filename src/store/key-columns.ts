@@ -1,7 +1,8 @@
 import type { FailureClass } from "../pool/classify";
 import { EMPTY_SPEND, type SpendCaps, type SpendWindows } from "../pool/budget";
 import type { KeyFacts } from "../pool/key-facts";
-import type { KeyHealth, LadderPosition } from "../pool/key-state";
+import type { ModelFacts } from "../pool/model-facts";
+import { CLEAN_LADDER, type KeyHealth, type LadderPosition } from "../pool/key-state";
 import type { KeyLimits, UsageWindows } from "../pool/limits";
 import type { KeyLimitOverrides, KeyOrigin, PoolSettings, RemainingBudget } from "./types";
 
@@ -32,11 +33,25 @@ export interface PolicyColumns {
 
 /** The limits a key is held to: its own where it has them, else its pool's. */
 export function limitsOf(row: AdminColumns, settings: PoolSettings): KeyLimits {
+  if (row.limit_rpm === null && row.limit_tpm === null && row.limit_daily_requests === null)
+    return poolLimitsOf(settings);
   return {
     rpm: row.limit_rpm ?? settings.rpm,
     tpm: row.limit_tpm ?? settings.tpm,
     dailyRequests: row.limit_daily_requests ?? settings.dailyRequests,
   };
+}
+
+/** Each pool's own limits, one object per settings: most keys follow their pool, and a take reads them. */
+const poolLimits = new WeakMap<PoolSettings, KeyLimits>();
+
+function poolLimitsOf(settings: PoolSettings): KeyLimits {
+  let limits = poolLimits.get(settings);
+  if (limits === undefined) {
+    limits = Object.freeze({ rpm: settings.rpm, tpm: settings.tpm, dailyRequests: settings.dailyRequests });
+    poolLimits.set(settings, limits);
+  }
+  return limits;
 }
 
 /** The limits a key has of its own; null where it follows its pool. */
@@ -51,6 +66,8 @@ export function overridesOf(row: AdminColumns): Required<KeyLimitOverrides> {
 
 /** Where a key stands on its failure class's backoff ladder. */
 export function ladderOf(row: PolicyColumns): LadderPosition {
+  // Most keys have no failure behind them: they share the one clean position.
+  if (row.fail_class === null && row.rung === 0 && row.fail_until === 0) return CLEAN_LADDER;
   return { failClass: row.fail_class, rung: row.rung, failUntil: row.fail_until };
 }
 
@@ -110,8 +127,13 @@ export interface KeyColumns<Flag extends number | boolean> extends DecisionColum
   models: string | null;
 }
 
-/** A stored key in the planners' words (src/pool/key-facts.ts). */
-export function factsOf(row: DecisionColumns, settings: PoolSettings): KeyFacts {
+/**
+ * A stored key in the planners' words (src/pool/key-facts.ts); with `models`, also its models in their
+ * words (src/pool/model-facts.ts), as planModelRelease reads them, in the one object.
+ */
+export function factsOf(row: DecisionColumns, settings: PoolSettings): KeyFacts;
+export function factsOf(row: DecisionColumns, settings: PoolSettings, models: ModelFacts): KeyFacts & ModelFacts;
+export function factsOf(row: DecisionColumns, settings: PoolSettings, models?: ModelFacts): KeyFacts {
   return {
     pool: row.pool,
     id: row.id,
@@ -129,6 +151,7 @@ export function factsOf(row: DecisionColumns, settings: PoolSettings): KeyFacts 
     nextCheckAt: row.next_check_at,
     expiresAt: row.expires_at,
     budget: budgetOf(row),
+    ...models,
   };
 }
 

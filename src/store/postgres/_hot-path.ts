@@ -152,7 +152,7 @@ export class HotPath {
     const row = pool?.rows.get(lease.id);
     if (!pool || !row) return undefined;
     const settings = settingsOf(lease.pool);
-    const facts = { ...factsOf(row, settings), ...NO_MODELS };
+    const facts = factsOf(row, settings, NO_MODELS);
     const plan = planModelRelease(
       facts,
       undefined,

@@ -229,11 +229,11 @@ export class HotPath {
     const row = pool?.rows.get(lease.id);
     if (!pool || !row) return undefined;
     const settings = settingsOf(lease.pool);
-    const facts = factsOf(row, settings);
-    const model = outcome.model ?? lease.model;
     const models = this.pairs.get(lease.pool)?.get(row.id) ?? NO_PAIRS;
+    const facts = factsOf(row, settings, { allowedModels: allowedModelsOf(row.models), models });
+    const model = outcome.model ?? lease.model;
     const plan = planModelRelease(
-      { ...facts, allowedModels: allowedModelsOf(row.models), models },
+      facts,
       model,
       outcome,
       settings,
