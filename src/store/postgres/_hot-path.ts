@@ -20,6 +20,7 @@ import type { Lease, PoolSettings } from "../types";
 import { USAGE_COUNT_COLUMNS } from "../usage-entry";
 import { isRetryable } from "./_connection";
 import type { KeyRow } from "./_key-row";
+import { newLeaseId } from "../lease-id";
 
 /**
  * Counters, ranks and leases reach the database at most this long after the take or release that
@@ -114,7 +115,7 @@ export class HotPath {
       (key) => this.copy.ready(key, now) && (exclude.length === 0 || !exclude.includes(key.id)),
     );
     if (!row || !this.copy.take(pool, row, settings, now)) return undefined;
-    const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
+    const leaseId = newLeaseId();
     const expiresAt = now + settings.leaseTtlSec * 1000;
     this.leases.set(leaseId, { pool: settings.name, id: row.id, takenAt: now, expiresAt, stored: false });
     this.scheduleFlush();

@@ -95,6 +95,7 @@ import { SecretVault } from "../secret-vault";
 import { rewrapVault, verifyVault } from "./_vault";
 import { MIGRATIONS } from "./migrations";
 import { repairStatements } from "../stored-bounds";
+import { newLeaseId } from "../lease-id";
 
 export interface PostgresStoreOptions extends ConnectionOptions {
   clock: Clock;
@@ -417,7 +418,7 @@ export class PostgresStore implements PoolStore {
     // The database decides this take: what only memory knows (ranks, leases) is written first.
     await this.settled();
     // One id for every pick of this take: at most one of them inserts a lease.
-    const leaseId = `ls_${crypto.randomUUID().replaceAll("-", "")}`;
+    const leaseId = newLeaseId();
     let outcome: Lease | { retryAfterMs: number } | { spent: BudgetRest };
     try {
       outcome = await this.guard(() => this.takeNow(settings, exclude, leaseId, options.session, options.model));

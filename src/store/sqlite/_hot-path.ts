@@ -14,6 +14,7 @@ import { type WriteStep, runWriteSteps } from "./_write-steps";
 import type { ModelPairs, PairRow } from "./_model-pairs";
 import { HotSessions } from "./_hot-sessions";
 import { COPIED_COLUMNS, type CopiedKey, type CopiedPool, PoolCopy, changesOnlyCounts } from "../pool-copy";
+import { newLeaseId } from "../lease-id";
 
 /** A key as this store's copy keeps it. */
 type KeyRow = CopiedKey<number>;
@@ -186,7 +187,7 @@ export class HotPath {
     row ??= pool.order.find(pickStart(settings.rotation, this.random), usable);
     if (!row || !this.copy.take(pool, row, settings, now)) return undefined;
     const lease: Lease = {
-      lease: `ls_${crypto.randomUUID().replaceAll("-", "")}`,
+      lease: newLeaseId(),
       pool: settings.name,
       id: row.id,
       token: this.reveal(row.token),

@@ -88,6 +88,7 @@ import {
 } from "../../pool/budget";
 import { type ConditionPlan, planCheck, planEnabled, planRefreshFailed, planRefreshed } from "../../pool/plan-check";
 import { Checkpointer, type CheckpointerOptions } from "./_checkpointer";
+import { newLeaseId } from "../lease-id";
 
 export interface SqliteStoreOptions {
   /** File path, or ":memory:". */
@@ -370,7 +371,7 @@ export class SqliteStore implements PoolStore {
       this.sql.markTaken.run(plan.rank, plan.condition.readyAt, plan.condition.reason, now, settings.name, row.id);
 
       const lease: Lease = {
-        lease: `ls_${crypto.randomUUID().replaceAll("-", "")}`,
+        lease: newLeaseId(),
         pool: settings.name,
         id: row.id,
         token: this.vault.reveal(row.token),
