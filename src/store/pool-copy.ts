@@ -1,12 +1,12 @@
 import type { KeyColumns } from "./key-columns";
 import { hasCaps } from "../pool/budget";
 import { isReady } from "../pool/choose-key";
-import type { KeyFacts } from "../pool/key-facts";
+import type { DecisionContext, KeyFacts } from "../pool/key-facts";
 import type { Outcome } from "../pool/key-state";
 import type { ModelReleasePlan } from "../pool/plan-model";
 import { planTake, takeNeedsArbitration } from "../pool/plan-take";
 import { fullAt } from "../pool/rate-limit-headers";
-import { type RankContext, busyRank, needsMaxRank, virtualTimeOf } from "../pool/rotation";
+import { type RankContext, busyRank, initialRank, needsMaxRank, virtualTimeOf } from "../pool/rotation";
 import { hourOf } from "../pool/usage";
 import { FAILURE_CLASSES } from "../pool/vocabulary";
 import { KEY_STATES } from "../pool/key-state";
@@ -114,7 +114,7 @@ export class PoolCopy<Row extends CopiedRow> {
   private usage = new Map<Row, PendingUsage>();
   private usagePast: PendingUsage[] = [];
 
-  constructor(private readonly random: () => number) {}
+  constructor(readonly random: () => number) {}
 
   /** Replaces a pool's copy with `rows`, carrying onto them what memory held of the keys in the copy before. */
   fill(name: string, rotation: PoolSettings["rotation"], rows: Iterable<Row>): CopiedPool<Row> {
@@ -273,6 +273,11 @@ export class PoolCopy<Row extends CopiedRow> {
     };
   }
 
+  /** The decision context of a release decided on the copy. */
+  decisionContext(settings: PoolSettings, pool: CopiedPool<Row>, now: number): DecisionContext {
+    return new CopyDecisionContext(this, settings, pool, now);
+  }
+
   private rerank(pool: CopiedPool<Row>, row: Row, rank: number): void {
     if (rank === row.rank) return;
     const inOrder = pool.order.remove(row);
@@ -319,6 +324,24 @@ export class PoolCopy<Row extends CopiedRow> {
       fresh.day_start = old.day_start;
       fresh.day_requests = old.day_requests;
     }
+  }
+}
+
+/** A release's context on the copy: an object with a method, where a closure would cost two more per release. */
+class CopyDecisionContext<Row extends CopiedRow> implements DecisionContext {
+  readonly random: () => number;
+
+  constructor(
+    private readonly copy: PoolCopy<Row>,
+    private readonly settings: PoolSettings,
+    private readonly pool: CopiedPool<Row>,
+    readonly now: number,
+  ) {
+    this.random = copy.random;
+  }
+
+  initialRank(): number {
+    return initialRank(this.settings.rotation, this.copy.rankContext(this.settings, this.pool, this.now));
   }
 }
 

@@ -4,7 +4,7 @@ import { hasCaps } from "../../pool/budget";
 import { type KeyState, type Outcome, stateOf } from "../../pool/key-state";
 import { planModelRelease } from "../../pool/plan-model";
 import { takeNeedsArbitration } from "../../pool/plan-take";
-import { initialRank, pickStart } from "../../pool/rotation";
+import { pickStart } from "../../pool/rotation";
 import { MAX_EVENTS } from "../event-log";
 import { factsOf } from "../key-columns";
 import { NO_MODELS } from "../model-columns";
@@ -159,11 +159,7 @@ export class HotPath {
       undefined,
       outcome,
       settings,
-      {
-        now,
-        random: this.random,
-        initialRank: () => initialRank(settings.rotation, this.copy.rankContext(settings, pool, now)),
-      },
+      this.copy.decisionContext(settings, pool, now),
       1,
     );
     // Anything another instance must see at its next take goes through the database's transaction.

@@ -4,7 +4,7 @@ import { type KeyState, type Outcome, stateOf } from "../../pool/key-state";
 import type { ModelState } from "../../pool/model-facts";
 import { hasCaps } from "../../pool/budget";
 import { planModelRelease } from "../../pool/plan-model";
-import { initialRank, pickStart } from "../../pool/rotation";
+import { pickStart } from "../../pool/rotation";
 import { factsOf, windowsOf } from "../key-columns";
 import { allowedModelsOf, modelStateOf, pairColumnsOf } from "../model-columns";
 import type { Lease, PoolSettings } from "../types";
@@ -175,7 +175,7 @@ export class HotPath {
             return health === "unknown" || health === "live";
           });
     let row: KeyRow | undefined;
-    for (const id of sticky?.candidates ?? []) {
+    for (const id of sticky?.candidates ?? NO_IDS) {
       const key = pool.rows.get(id);
       if (key?.takeable && usable(key)) {
         row = key;
@@ -233,18 +233,7 @@ export class HotPath {
     const models = this.pairs.get(lease.pool)?.get(row.id) ?? NO_PAIRS;
     const facts = factsOf(row, settings, { allowedModels: allowedModelsOf(row.models), models });
     const model = outcome.model ?? lease.model;
-    const plan = planModelRelease(
-      facts,
-      model,
-      outcome,
-      settings,
-      {
-        now,
-        random: this.random,
-        initialRank: () => initialRank(settings.rotation, this.copy.rankContext(settings, pool, now)),
-      },
-      1,
-    );
+    const plan = planModelRelease(facts, model, outcome, settings, this.copy.decisionContext(settings, pool, now), 1);
     // Anything another process must see at its next take goes through the file's transaction; so
     // does whatever changes a (key, model) pair.
     const decidedElsewhere =
@@ -522,6 +511,7 @@ export class HotPath {
 }
 
 const NO_PAIRS: ReadonlyMap<string, ModelState> = new Map();
+const NO_IDS: readonly string[] = [];
 
 function setPairs(pairs: PoolPairs, id: string, rows: readonly PairRow[]): void {
   if (rows.length === 0) pairs.delete(id);

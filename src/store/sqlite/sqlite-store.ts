@@ -121,6 +121,9 @@ const RECLAIM_EVERY_MS = 1000;
 // noticeable share of its CPU, and a library process has no background timer to look for it.
 const FILE_CHECK_EVERY_MS = 1000;
 
+/** A take that excludes no key (most do): one empty list, not one per take. */
+const NONE_EXCLUDED: readonly string[] = [];
+
 /** The embedded default store: one SQLite file, shareable by several processes on one machine. */
 export class SqliteStore implements PoolStore {
   private readonly db: Database;
@@ -324,7 +327,7 @@ export class SqliteStore implements PoolStore {
   async take(pool: string, options: TakeOptions = {}): Promise<Lease> {
     this.refuseIfLost();
     const settings = this.settingsOf(pool);
-    const exclude = options.exclude ?? [];
+    const exclude = options.exclude ?? NONE_EXCLUDED;
     this.reclaimLeasesOfTheDead();
     const { session, model } = options;
     const lease = this.hot.take(settings, exclude, session, model);
@@ -467,7 +470,7 @@ export class SqliteStore implements PoolStore {
   async release(target: ReleaseTarget, outcome: Outcome): Promise<ReleaseResult> {
     this.refuseIfLost();
     if (!("lease" in target)) return this.writes.submit(() => this.releaseTx.immediate(target, outcome));
-    const settled = this.hot.release(target.lease, outcome, (pool) => this.settingsOf(pool));
+    const settled = this.hot.release(target.lease, outcome, this.settingsOfPool);
     if (settled) return settled;
     return this.writes.submit(() => {
       try {
@@ -1000,6 +1003,9 @@ export class SqliteStore implements PoolStore {
       this.db.close();
     }
   }
+
+  /** settingsOf as a function of its own, made once: the hot path's release calls it. */
+  private readonly settingsOfPool = (pool: string): PoolSettings => this.settingsOf(pool);
 
   private settingsOf(pool: string): PoolSettings {
     const settings = this.pools.get(pool);
