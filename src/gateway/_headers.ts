@@ -117,8 +117,9 @@ export function relayedHeaders(upstream: Headers, token: string): RelayedHeaders
   const all: Record<string, string | string[]> = upstream.toJSON();
   const pairs: Array<[string, string]> = [];
   let rateLimits = false;
-  // Searched for the key at once, as scrubTokenFromHeaders does (see there).
-  let text = "";
+  // Searched for the key at once, as scrubTokenFromHeaders does (see there); joined once at the end
+  // rather than added to header by header, which made two strings a header.
+  const searched: string[] = [];
   for (const name in all) {
     if (!rateLimits && name.includes("ratelimit")) rateLimits = true;
     if (HOP_BY_HOP.has(name) || KEYPOOL_HEADERS.has(name) || dropped?.has(name)) continue;
@@ -126,15 +127,15 @@ export function relayedHeaders(upstream: Headers, token: string): RelayedHeaders
     if (Array.isArray(value)) {
       for (const one of value) {
         pairs.push([name, one]);
-        text += `${name}\n${one}\n`;
+        searched.push(name, one);
       }
     } else {
       pairs.push([name, value]);
-      text += `${name}\n${value}\n`;
+      searched.push(name, value);
     }
   }
   const spellings = tokenSpellings(token);
-  if (!spellings.test(text)) return { pairs, rateLimits };
+  if (!spellings.test(searched.join("\n"))) return { pairs, rateLimits };
   const scrubbed: Array<[string, string]> = [];
   for (const [name, value] of pairs) {
     if (!spellings.test(name)) scrubbed.push([name, spellings.replace(value, REDACTED)]);
