@@ -125,6 +125,9 @@ function usageObjectText(json: string): string | undefined {
   return undefined;
 }
 
+/** An answer's usage without prompt-cache details. */
+const NO_DETAILS: Readonly<Record<string, unknown>> = Object.freeze({});
+
 class Tally {
   private input = -1;
   private output = -1;
@@ -183,7 +186,7 @@ class Tally {
       ? usage.prompt_tokens_details
       : isObject(usage.input_tokens_details)
         ? usage.input_tokens_details
-        : {};
+        : NO_DETAILS;
     const anthropicRead = firstCount(usage.cache_read_input_tokens);
     const anthropicWrite = firstCount(usage.cache_creation_input_tokens);
     if (anthropicRead !== undefined || anthropicWrite !== undefined) this.cacheApart = true;
@@ -193,10 +196,17 @@ class Tally {
   }
 }
 
-/** The first count given, as a whole number no larger than one request can use: the upstream's body is not trusted. */
-function firstCount(...values: unknown[]): number | undefined {
-  const found = values.find((v): v is number => typeof v === "number" && Number.isFinite(v) && v >= 0);
+/**
+ * The first of the (one or two) counts given, as a whole number no larger than one request can use: the
+ * upstream's body is not trusted. Two parameters, not a rest list: it runs four times per answer.
+ */
+function firstCount(first: unknown, second?: unknown): number | undefined {
+  const found = isCount(first) ? first : isCount(second) ? second : undefined;
   return found === undefined ? undefined : clampCount(found, MAX_REQUEST_TOKENS);
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
