@@ -332,6 +332,20 @@ export class SqliteStore implements PoolStore {
     const { session, model } = options;
     const lease = this.hot.take(settings, exclude, session, model);
     if (lease) return lease;
+    return this.takeInFile(settings, exclude, session, model);
+  }
+
+  /**
+   * A take the hot path left to the file's transaction. A method of its own so that `take`, which
+   * then awaits nothing, costs no suspended frame when the hot path answers.
+   */
+  private async takeInFile(
+    settings: PoolSettings,
+    exclude: readonly string[],
+    session: string | undefined,
+    model: string | undefined,
+  ): Promise<Lease> {
+    const pool = settings.name;
     const outcome = await this.writes.submit(() => this.takeTx.immediate(settings, exclude, session, model));
     if ("lease" in outcome) return outcome;
     if ("spent" in outcome) throw budgetExhausted(pool, outcome.spent, this.clock.now());
