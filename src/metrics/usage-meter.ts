@@ -40,74 +40,81 @@ const indexOfBytes = Buffer.prototype.indexOf;
  */
 export function createUsageMeter(contentType: string | null): UsageMeter | undefined {
   const type = (contentType ?? "").toLowerCase();
-  if (type.includes("text/event-stream")) return eventStreamMeter();
-  if (type.includes("json")) return jsonMeter();
+  if (type.includes("text/event-stream")) return new EventStreamMeter();
+  if (type.includes("json")) return new JsonMeter();
   return undefined;
 }
 
-function jsonMeter(): UsageMeter {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  return {
-    push(chunk) {
-      size += chunk.length;
-      if (size <= MAX_JSON_BYTES) chunks.push(chunk);
-    },
-    finish() {
-      if (size > MAX_JSON_BYTES) return undefined;
-      // Only the usage object is parsed, not the whole answer (which may be megabytes of embeddings),
-      // and only the text from its key on is decoded.
-      const body =
-        chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, size) : Buffer.concat(chunks);
-      const key = body.lastIndexOf(USAGE);
-      if (key === -1) return undefined;
-      const usage = usageObjectText(body.toString("utf8", key));
-      if (usage === undefined) return undefined;
-      const tally = new Tally();
-      tally.addUsageText(usage);
-      return tally.result();
-    },
-  };
+// The meters are classes, not closures over an object literal: one is made per answer, and a class
+// instance costs one object where the closures cost a function each and their scope.
+
+class JsonMeter implements UsageMeter {
+  private readonly chunks: Uint8Array[] = [];
+  private size = 0;
+
+  push(chunk: Uint8Array): void {
+    this.size += chunk.length;
+    if (this.size <= MAX_JSON_BYTES) this.chunks.push(chunk);
+  }
+
+  finish(): TokenUsage | undefined {
+    const { chunks, size } = this;
+    if (size > MAX_JSON_BYTES) return undefined;
+    // Only the usage object is parsed, not the whole answer (which may be megabytes of embeddings),
+    // and only the text from its key on is decoded.
+    const body =
+      chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, size) : Buffer.concat(chunks);
+    const key = body.lastIndexOf(USAGE);
+    if (key === -1) return undefined;
+    const usage = usageObjectText(body.toString("utf8", key));
+    if (usage === undefined) return undefined;
+    const tally = new Tally();
+    tally.addUsageText(usage);
+    return tally.result();
+  }
 }
 
-function eventStreamMeter(): UsageMeter {
-  const decoder = new TextDecoder();
-  const tally = new Tally();
-  let pending = "";
-  const takeLines = (text: string) => {
-    pending += text;
+class EventStreamMeter implements UsageMeter {
+  private readonly decoder = new TextDecoder();
+  private readonly tally = new Tally();
+  private pending = "";
+  /**
+   * Whether everything pushed so far ended at a line's end: nothing is then held back, in `pending` or
+   * in the decoder (a character cut between chunks).
+   */
+  private atLineEnd = true;
+
+  push(chunk: Uint8Array): void {
+    // The usual chunk is whole events, none of them about usage: it is not even decoded.
+    const endsLine = chunk[chunk.length - 1] === NEWLINE;
+    if (this.atLineEnd && endsLine && indexOfBytes.call(chunk as Buffer, USAGE) === -1) return;
+    this.atLineEnd = endsLine;
+    this.takeLines(this.decoder.decode(chunk, { stream: true }));
+  }
+
+  finish(): TokenUsage | undefined {
+    this.takeLines(`${this.decoder.decode()}\n`);
+    return this.tally.result();
+  }
+
+  private takeLines(text: string): void {
+    let pending = this.pending + text;
     // Most events carry no usage: unless the text holds one, only the unfinished last line is kept,
     // instead of cutting and trimming every line of every event.
     if (!pending.includes('"usage"')) {
       pending = pending.slice(pending.lastIndexOf("\n") + 1);
-      if (pending.length > MAX_SSE_LINE) pending = "";
+      this.pending = pending.length > MAX_SSE_LINE ? "" : pending;
       return;
     }
     let newline = pending.indexOf("\n");
     while (newline !== -1) {
       const line = pending.slice(0, newline).trim();
       pending = pending.slice(newline + 1);
-      if (line.startsWith("data:") && line.includes('"usage"')) tally.addFromText(line.slice(5));
+      if (line.startsWith("data:") && line.includes('"usage"')) this.tally.addFromText(line.slice(5));
       newline = pending.indexOf("\n");
     }
-    if (pending.length > MAX_SSE_LINE) pending = "";
-  };
-  // Whether everything pushed so far ended at a line's end: nothing is then held back, in `pending` or
-  // in the decoder (a character cut between chunks).
-  let atLineEnd = true;
-  return {
-    push(chunk) {
-      // The usual chunk is whole events, none of them about usage: it is not even decoded.
-      const endsLine = chunk[chunk.length - 1] === NEWLINE;
-      if (atLineEnd && endsLine && indexOfBytes.call(chunk as Buffer, USAGE) === -1) return;
-      atLineEnd = endsLine;
-      takeLines(decoder.decode(chunk, { stream: true }));
-    },
-    finish() {
-      takeLines(`${decoder.decode()}\n`);
-      return tally.result();
-    },
-  };
+    this.pending = pending.length > MAX_SSE_LINE ? "" : pending;
+  }
 }
 
 /** The text of the last `"usage": {…}` object in a JSON document (usage objects hold no strings with braces). */
