@@ -36,7 +36,11 @@ function build(token: string): TokenSpellings {
   // Letters and digits survive every encoder above, so text holding the token holds each run of them
   // as it is: a cheap first test, longest run first. It keeps short tokens from compiling too.
   const runs = alphanumericRuns(token);
-  const mayHold = (text: string) => runs.every((run) => text.includes(run));
+  const mayHold = (text: string) => {
+    // A loop, not `every`: it runs on every relayed answer, and `every` would make a closure each time.
+    for (const run of runs) if (!text.includes(run)) return false;
+    return true;
+  };
   return {
     test(text) {
       return mayHold(text) && pattern().test(text);
