@@ -325,7 +325,10 @@ async function latencySection({ processes }: Servers): Promise<SectionResult> {
 
 /** The gateway's added p99 while a 100,000-key pool's state file checkpoints (see _gateway-checkpoints.ts). */
 async function checkpointsSection({ run, upstreamUrl, urls }: Servers): Promise<SectionResult> {
-  const figures = await benchUnderCheckpoints(run, upstreamUrl, urls.bare!, MODES, plan.checkpoints);
+  const figures = await benchUnderCheckpoints(run, upstreamUrl, urls.bare!, MODES, plan.checkpoints, {
+    workers: plan.throughput.workers,
+    maxSeconds: plan.warmUpMaxSec,
+  });
   return { figures, rows: checkpointRows(figures, plan.checkpoints.ratePerSec) };
 }
 
