@@ -112,6 +112,11 @@ export function checkpointWorker(sqliteModule: string, fsModule: string, runStep
     // Every checkpoint here gives way at once rather than wait: the store's thread never waits on this one.
     db.exec("PRAGMA busy_timeout = 0");
     db.exec("PRAGMA wal_autocheckpoint = 0");
+    // As on the store's own connection (openDatabase): this one writes every flush, and with SQLite's
+    // default (FULL) each of those commits would sync the log, and its 2 MiB cache would read a large
+    // pool's pages back from the file at every flush.
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA cache_size = -65536");
     walPath = `${path}-wal`;
     limits = given;
     pageSize = (db.query("PRAGMA page_size").get() as { page_size: number }).page_size;
