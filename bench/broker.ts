@@ -7,7 +7,8 @@
  * 1. HTTP — /take + /release pairs per second through the real daemon, versus a bare Bun.serve
  *    answering the same request shapes, and versus poolctl (the Go broker keypool replaces, from
  *    ../shared/peers/, skipped when absent), each broker with a pool of 10 and of 100,000 keys. Each
- *    server runs in its own process; they alternate in rounds and the medians are compared. Targets:
+ *    server runs in its own process; they alternate in rounds, and each ratio is the median of the
+ *    rounds' own ratios (pairedRatio; the pairs/s shown are each target's median). Targets:
  *    daemon/bare ≥ 0.6 (10 keys), daemon/poolctl ≥ 1.0 at both sizes, daemon 100k/10 ≥ 0.8.
  *    Before the rounds, each daemon serves every key of its pool once (the first-use pass, printed
  *    beside the rounds): a key's first success confirms it live, which writes an event and a key-log
@@ -72,11 +73,13 @@ const HTTP_SIZES: readonly number[] = only === "models" ? [ALL_HTTP_SIZES[0]] : 
 
 const plan = quick
   ? {
-      http: { rounds: 2, workers: 32, warmupMs: 500, durationMs: 1_000 },
+      http: { rounds: 3, workers: 32, warmupMs: 300, durationMs: 700 },
       store: { pairs: 5_000, roundMs: 500, warmupPairs: 1_000, rounds: 3 },
     }
   : {
-      http: { rounds: 3, workers: 32, warmupMs: 1_000, durationMs: 3_000 },
+      // Short windows, many rounds, ratios taken round by round (pairedRatio): this machine's speed drifts
+      // over tens of seconds, by more than the targets' margins.
+      http: { rounds: 7, workers: 32, warmupMs: 300, durationMs: 1_500 },
       store: { pairs: 20_000, roundMs: 1_500, warmupPairs: 2_000, rounds: 3 },
     };
 
@@ -198,6 +201,9 @@ async function benchHttp(): Promise<HttpFigures> {
     for (const server of servers.values()) await run.stop(server);
   }
   const medianOf = (label: string) => median(results.get(label)!.rps);
+  const roundsOf = (label: string) => results.get(label)!.rps;
+  /** `label`'s pairs/s over `reference`'s, as the median of the rounds' own ratios (see pairedRatio). */
+  const over = (label: string, reference: string) => pairedRatio(roundsOf(label), roundsOf(reference));
   const bare = medianOf("bare");
   const daemonAt = (keys: number) => medianOf(`daemon@${keys}`);
   const [small, large] = [HTTP_SIZES[0]!, HTTP_SIZES[HTTP_SIZES.length - 1]!];
@@ -209,30 +215,27 @@ async function benchHttp(): Promise<HttpFigures> {
   return {
     bare: Math.round(bare),
     daemon: Math.round(daemonAt(small)),
-    ratio: ratio(daemonAt(small), bare),
+    ratio: over(`daemon@${small}`, "bare"),
     daemonBySize: Object.fromEntries(HTTP_SIZES.map((keys) => [String(keys), Math.round(daemonAt(keys))])),
-    largeVsSmall: ratio(daemonAt(large), daemonAt(small)),
+    largeVsSmall: over(`daemon@${large}`, `daemon@${small}`),
     firstUse,
     ...(withPoolctl && {
       poolctl: Object.fromEntries(
         HTTP_SIZES.map((keys) => {
           const theirs = medianOf(`poolctl@${keys}`);
-          return [String(keys), { pairsPerSec: Math.round(theirs), ratio: ratio(daemonAt(keys), theirs) }];
+          return [String(keys), { pairsPerSec: Math.round(theirs), ratio: over(`daemon@${keys}`, `poolctl@${keys}`) }];
         }),
       ),
     }),
     ...(extra.length > 0 && {
       breakdown: Object.fromEntries(
-        extra.map((t) => [
-          t.kind,
-          { pairsPerSec: Math.round(medianOf(t.label)), ratio: ratio(medianOf(t.label), bare) },
-        ]),
+        extra.map((t) => [t.kind, { pairsPerSec: Math.round(medianOf(t.label)), ratio: over(t.label, "bare") }]),
       ),
     }),
     ...(modelsTarget && {
       models: {
         pairsPerSec: Math.round(medianOf(modelsTarget.label)),
-        ratio: ratio(medianOf(modelsTarget.label), daemonAt(small)),
+        ratio: over(modelsTarget.label, `daemon@${small}`),
       },
     }),
     rounds: perLabel((l) => results.get(l)!.rps.map(Math.round)),
@@ -268,6 +271,15 @@ async function useEveryKeyOnce(
   }
   const seconds = (performance.now() - started) / 1000;
   return { pairs, seconds: round2(seconds), pairsPerSec: Math.round(pairs / seconds), errors };
+}
+
+/**
+ * A target's figure over another's as the median of the rounds' own ratios: the two were measured seconds
+ * apart in each round, so a drift of the machine's speed that spans rounds cancels out, where the ratio of
+ * two medians would compare one target's fast rounds with the other's slow ones.
+ */
+function pairedRatio(subject: readonly number[], reference: readonly number[]): number {
+  return ratio(median(subject.map((value, round) => value / reference[round]!)), 1);
 }
 
 interface StoreFigures {

@@ -9,7 +9,8 @@
  * (_gateway-warmup.ts): the figures are a long-running proxy's, not those of its first seconds.
  *
  * 1. Throughput — closed loop, N workers, requests/s and server CPU per request; non-streaming and SSE
- *    (whole body read). The subjects alternate round by round and the medians are compared. Targets:
+ *    (whole body read). The subjects alternate round by round, and each ratio is the median of the
+ *    rounds' own ratios (pairedRatio; the table's other columns are each subject's median). Targets:
  *    gateway/bare ≥ 0.9, gateway/poolctl ≥ 1.0, CPU per request ≤ 1.3× bare's.
  * 2. Added latency — open loop at fixed rates (300 and 1,000 req/s); p50/p99 through each subject and
  *    the difference to bare. Targets: gateway p99 − bare p99 ≤ 1 ms at 300/s, ≤ 3 ms at 1,000/s.
@@ -59,7 +60,7 @@ const plan = quick
       // Each subject is first warmed to its steady state, once per mode (see _gateway-warmup.ts);
       // warmupMs is the short settling before each round's window on top of that.
       warmUpMaxSec: 15,
-      throughput: { rounds: 2, workers: 32, warmupMs: 300, durationMs: 1_000 },
+      throughput: { rounds: 4, workers: 32, warmupMs: 200, durationMs: 700 },
       // A p99 wants a few hundred samples at least: the slower rate runs longer.
       latency: [
         { rounds: 1, ratePerSec: 300, warmupMs: 300, durationMs: 2_000 },
@@ -69,12 +70,15 @@ const plan = quick
     }
   : {
       warmUpMaxSec: 30,
-      throughput: { rounds: 3, workers: 32, warmupMs: 500, durationMs: 3_000 },
+      // Short windows, many rounds: this machine's speed drifts over tens of seconds (a bare Bun proxy's
+      // CPU per request moved by half from one 4-second window to the next), so each subject is measured
+      // often, close in time to the others, and the ratios are taken round by round (see pairedRatio).
+      throughput: { rounds: 9, workers: 32, warmupMs: 300, durationMs: 1_500 },
       latency: [
-        { rounds: 2, ratePerSec: 300, warmupMs: 500, durationMs: 4_000 },
-        { rounds: 2, ratePerSec: 1_000, warmupMs: 500, durationMs: 3_000 },
+        { rounds: 4, ratePerSec: 300, warmupMs: 300, durationMs: 2_000 },
+        { rounds: 4, ratePerSec: 1_000, warmupMs: 300, durationMs: 1_500 },
       ],
-      checkpoints: { rounds: 2, ratePerSec: 1_000, warmupMs: 500, durationMs: 5_000 },
+      checkpoints: { rounds: 4, ratePerSec: 1_000, warmupMs: 300, durationMs: 2_500 },
     };
 
 /**
@@ -117,13 +121,15 @@ const others = () => SUBJECTS.filter((s) => s !== "bare");
 interface ThroughputFigures {
   /** Median req/s per subject. */
   reqPerSec: Partial<Record<Subject, number>>;
-  /** Each subject's req/s over bare's. */
+  /** Each subject's req/s over bare's, round by round (see pairedRatio). */
   ratioToBare: Partial<Record<Subject, number>>;
   /** The gateway's req/s over poolctl's, when its binary is present. */
   gatewayToPoolctl?: number;
   rounds: Partial<Record<Subject, number[]>>;
   /** Median CPU time each server spent per request, in µs (Linux only): steadier than req/s on a busy box. */
   cpuUsPerRequest?: Partial<Record<Subject, number>>;
+  /** Each subject's CPU per request over bare's, round by round (see pairedRatio). */
+  cpuRatioToBare?: Partial<Record<Subject, number>>;
   errors: number;
 }
 
@@ -151,10 +157,13 @@ async function benchThroughput(
   const hasCpu = SUBJECTS.every((s) => cpu[s]!.length === rounds);
   return {
     reqPerSec: perSubject((s) => Math.round(medians[s]!)),
-    ratioToBare: Object.fromEntries(others().map((s) => [s, ratio(medians[s]!, medians.bare!)])),
-    ...(medians.poolctl !== undefined && { gatewayToPoolctl: ratio(medians.gateway!, medians.poolctl) }),
+    ratioToBare: Object.fromEntries(others().map((s) => [s, pairedRatio(rps[s]!, rps.bare!)])),
+    ...(rps.poolctl !== undefined && { gatewayToPoolctl: pairedRatio(rps.gateway!, rps.poolctl) }),
     rounds: perSubject((s) => rps[s]!.map(Math.round)),
-    ...(hasCpu && { cpuUsPerRequest: perSubject((s) => Math.round(median(cpu[s]!))) }),
+    ...(hasCpu && {
+      cpuUsPerRequest: perSubject((s) => Math.round(median(cpu[s]!))),
+      cpuRatioToBare: Object.fromEntries(others().map((s) => [s, pairedRatio(cpu[s]!, cpu.bare!)])),
+    }),
     errors,
   };
 }
@@ -206,6 +215,15 @@ async function benchLatency(
   };
 }
 
+/**
+ * A subject's figure over the reference's as the median of the rounds' own ratios: the two were measured
+ * seconds apart in each round, so a drift of the machine's speed that spans rounds cancels out, where the
+ * ratio of two medians would compare one subject's fast rounds with the other's slow ones.
+ */
+function pairedRatio(subject: readonly number[], reference: readonly number[]): number {
+  return ratio(median(subject.map((value, round) => value / reference[round]!)), 1);
+}
+
 const verdict = (ok: boolean) => (ok ? "ok" : "MISSED");
 const times = (n: number) => `${n.toFixed(2)}×`;
 const plus = (n: number) => `${n >= 0 ? "+" : ""}${n.toFixed(2)} ms`;
@@ -225,9 +243,9 @@ function throughputRows(mode: Mode, f: ThroughputFigures): string[][] {
     rows.push([`${mode} req/s gateway vs poolctl`, ...cells, ...targetCells(r, POOLCTL_TARGET)]);
   }
   const cpu = f.cpuUsPerRequest;
-  if (cpu) {
+  if (cpu && f.cpuRatioToBare) {
     for (const s of others()) {
-      const r = cpu[s]! / cpu.bare!;
+      const r = f.cpuRatioToBare[s]!;
       const target = s === "gateway" ? CPU_TARGET : undefined;
       const cells = [String(cpu.bare), String(cpu[s]), times(r)];
       rows.push([`${mode} CPU µs/request ${s}`, ...cells, ...targetCells(r, target, "≤")]);
