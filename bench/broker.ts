@@ -79,7 +79,7 @@ const plan = quick
   : {
       // Short windows, many rounds, ratios taken round by round (pairedRatio): this machine's speed drifts
       // over tens of seconds, by more than the targets' margins.
-      http: { rounds: 7, workers: 32, warmupMs: 300, durationMs: 1_500 },
+      http: { rounds: 5, workers: 32, warmupMs: 1_000, durationMs: 2_000 },
       store: { pairs: 20_000, roundMs: 1_500, warmupPairs: 2_000, rounds: 3 },
     };
 

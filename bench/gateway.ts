@@ -73,7 +73,7 @@ const plan = quick
       // Short windows, many rounds: this machine's speed drifts over tens of seconds (a bare Bun proxy's
       // CPU per request moved by half from one 4-second window to the next), so each subject is measured
       // often, close in time to the others, and the ratios are taken round by round (see pairedRatio).
-      throughput: { rounds: 9, workers: 32, warmupMs: 300, durationMs: 1_500 },
+      throughput: { rounds: 6, workers: 32, warmupMs: 500, durationMs: 2_000 },
       latency: [
         { rounds: 4, ratePerSec: 300, warmupMs: 300, durationMs: 2_000 },
         { rounds: 4, ratePerSec: 1_000, warmupMs: 300, durationMs: 1_500 },
