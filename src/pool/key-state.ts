@@ -146,10 +146,11 @@ export function afterOutcome(
   now: number,
   random: () => number = Math.random,
 ): OutcomeEffect {
+  // Every release of a healthy key comes this way: literals, not spreads (which copy property by property).
   if (outcome.ok) {
-    if (key.health === "disabled")
-      return { health: key.health, reason: key.reason, readyAt: key.readyAt, ...CLEAN_LADDER };
-    return { health: "live", readyAt: key.readyAt, reason: key.readyAt > now ? key.reason : null, ...CLEAN_LADDER };
+    const reason = key.health === "disabled" || key.readyAt > now ? key.reason : null;
+    const health = key.health === "disabled" ? key.health : "live";
+    return { health, reason, readyAt: key.readyAt, failClass: null, rung: 0, failUntil: 0 };
   }
   const ladder: LadderPosition = {
     failClass: key.failClass ?? null,

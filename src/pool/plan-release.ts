@@ -82,7 +82,21 @@ export function planRelease(
   leasesGiven: number,
 ): ReleasePlan {
   const { now } = ctx;
-  const effect = afterOutcome({ ...key.condition, ...key.ladder }, outcome, pool, now, ctx.random);
+  const { condition: was, ladder: climbed } = key;
+  const effect = afterOutcome(
+    {
+      health: was.health,
+      reason: was.reason,
+      readyAt: was.readyAt,
+      failClass: climbed.failClass,
+      rung: climbed.rung,
+      failUntil: climbed.failUntil,
+    },
+    outcome,
+    pool,
+    now,
+    ctx.random,
+  );
   // An outcome that leaves the key's condition (or ladder) as it was keeps the key's own object.
   let condition: KeyCondition = sameCondition(effect, key.condition)
     ? key.condition

@@ -134,7 +134,7 @@ export interface KeyColumns<Flag extends number | boolean> extends DecisionColum
 export function factsOf(row: DecisionColumns, settings: PoolSettings): KeyFacts;
 export function factsOf(row: DecisionColumns, settings: PoolSettings, models: ModelFacts): KeyFacts & ModelFacts;
 export function factsOf(row: DecisionColumns, settings: PoolSettings, models?: ModelFacts): KeyFacts {
-  return {
+  const facts: KeyFacts & Partial<ModelFacts> = {
     pool: row.pool,
     id: row.id,
     weight: row.weight,
@@ -151,8 +151,13 @@ export function factsOf(row: DecisionColumns, settings: PoolSettings, models?: M
     nextCheckAt: row.next_check_at,
     expiresAt: row.expires_at,
     budget: budgetOf(row),
-    ...models,
   };
+  // Set, not spread in: a release plans from these on every request.
+  if (models) {
+    facts.allowedModels = models.allowedModels;
+    facts.models = models.models;
+  }
+  return facts;
 }
 
 /** A key's own spend caps; undefined when it has none. */

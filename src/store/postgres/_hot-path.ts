@@ -94,15 +94,17 @@ export class HotPath {
     private readonly random: () => number,
     /** Runs a call to the database with the store's deadline (withDeadline): once per look or flush, not per take. */
     private readonly guard: <T>(op: () => Promise<T>) => Promise<T>,
+    /** A key's token as stored (sealed when the store encrypts) to the token a lease hands out. */
+    private readonly reveal: (sealed: string) => string,
   ) {
     this.copy = new PoolCopy(random);
   }
 
   /**
    * A take decided in memory, or undefined when the store must decide it in SQL (nothing ready here,
-   * or the key it would hand out is arbitrated there). The caller reveals the token.
+   * or the key it would hand out is arbitrated there).
    */
-  async take(settings: PoolSettings, exclude: readonly string[]): Promise<(Lease & { sealed: string }) | undefined> {
+  async take(settings: PoolSettings, exclude: readonly string[]): Promise<Lease | undefined> {
     if (!this.serves(settings)) return undefined;
     if (!this.copy.pools.has(settings.name)) this.wanted.set(settings.name, settings.rotation);
     await this.look();
@@ -119,7 +121,7 @@ export class HotPath {
     const expiresAt = now + settings.leaseTtlSec * 1000;
     this.leases.set(leaseId, { pool: settings.name, id: row.id, takenAt: now, expiresAt, stored: false });
     this.scheduleFlush();
-    return { lease: leaseId, pool: settings.name, id: row.id, token: "", sealed: row.token, takenAt: now, expiresAt };
+    return { lease: leaseId, pool: settings.name, id: row.id, token: this.reveal(row.token), takenAt: now, expiresAt };
   }
 
   /**

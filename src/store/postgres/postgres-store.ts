@@ -176,7 +176,15 @@ export class PostgresStore implements PoolStore {
     this.timeoutSec = options.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
     this.vault = new SecretVault(options.cipher, `the PostgreSQL store ${this.where}`);
     this.hot =
-      options.hotPath === false ? undefined : new HotPath(sql, this.clock, this.random, (op) => this.guard(op));
+      options.hotPath === false
+        ? undefined
+        : new HotPath(
+            sql,
+            this.clock,
+            this.random,
+            (op) => this.guard(op),
+            (sealed) => this.vault.reveal(sealed),
+          );
   }
 
   /**
@@ -410,10 +418,7 @@ export class PostgresStore implements PoolStore {
         await this.guard(() => this.reclaimExpiredLeases(this.sql, now));
       // Its look at the key log runs with the deadline: one per batch of takes (see _hot-path.ts).
       const lease = await this.hot.take(settings, exclude);
-      if (lease) {
-        const { sealed, ...rest } = lease;
-        return { ...rest, token: this.vault.reveal(sealed) };
-      }
+      if (lease) return lease;
     }
     // The database decides this take: what only memory knows (ranks, leases) is written first.
     await this.settled();
