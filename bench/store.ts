@@ -148,7 +148,12 @@ for (const callers of CALLERS) {
   ]);
 }
 printTable(rows);
-const vsSqlite = ratio(med(`postgres/${RATIO_CALLERS}`), med(`sqlite/${RATIO_CALLERS}`));
+// The median of the rounds' own ratios: each round measures both stores seconds apart, so a drift of the
+// machine's speed across rounds cancels out (the table above shows each store's median).
+const perRound = figures[`postgres/${RATIO_CALLERS}`]!.map(
+  (pg, round) => pg / figures[`sqlite/${RATIO_CALLERS}`]![round]!,
+);
+const vsSqlite = ratio(median(perRound), 1);
 console.log();
 printTable([
   ["measure", "value", "target", ""],
