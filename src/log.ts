@@ -31,7 +31,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     if (ORDER[level] < min) return;
     const time = new Date().toISOString();
     if (format === "json") {
-      write(JSON.stringify({ time, level, msg: message, ...fields }));
+      write(jsonLine(time, level, message, fields));
     } else {
       const rest = Object.entries(fields)
         .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
@@ -45,6 +45,21 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     warn: (m, f) => emit("warn", m, f),
     error: (m, f) => emit("error", m, f),
   };
+}
+
+/**
+ * `{"time","level","msg",...fields}` as one JSON object. The gateway writes a line per request: its fields
+ * are serialised as they are and joined to the three leading ones, rather than copied into a new object
+ * first. Fields that would repeat a leading name take the copy, where theirs win, as they always did.
+ */
+function jsonLine(time: string, level: LogLevel, message: string, fields: LogFields): string {
+  if ("time" in fields || "level" in fields || "msg" in fields)
+    return JSON.stringify({ time, level, msg: message, ...fields });
+  const head = `{"time":"${time}","level":"${level}","msg":${JSON.stringify(message)}`;
+  const rest = JSON.stringify(fields);
+  // An object with a toJSON of its own may not serialise to an object: the copy handles it as before.
+  if (rest === undefined || rest[0] !== "{") return JSON.stringify({ time, level, msg: message, ...fields });
+  return rest === "{}" ? `${head}}` : `${head},${rest.slice(1)}`;
 }
 
 /**
