@@ -50,16 +50,18 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 /**
  * `{"time","level","msg",...fields}` as one JSON object. The gateway writes a line per request: its fields
  * are serialised as they are and joined to the three leading ones, rather than copied into a new object
- * first. Fields that would repeat a leading name take the copy, where theirs win, as they always did.
+ * first. A field named like a leading one (its value wins, as it always did), or fields whose own toJSON
+ * does not give an object, take the copy.
  */
 function jsonLine(time: string, level: LogLevel, message: string, fields: LogFields): string {
-  if ("time" in fields || "level" in fields || "msg" in fields)
-    return JSON.stringify({ time, level, msg: message, ...fields });
-  const head = `{"time":"${time}","level":"${level}","msg":${JSON.stringify(message)}`;
-  const rest = JSON.stringify(fields);
-  // An object with a toJSON of its own may not serialise to an object: the copy handles it as before.
-  if (rest === undefined || rest[0] !== "{") return JSON.stringify({ time, level, msg: message, ...fields });
-  return rest === "{}" ? `${head}}` : `${head},${rest.slice(1)}`;
+  if (!("time" in fields || "level" in fields || "msg" in fields)) {
+    const rest = JSON.stringify(fields);
+    if (rest?.[0] === "{") {
+      const head = `{"time":"${time}","level":"${level}","msg":${JSON.stringify(message)}`;
+      return rest === "{}" ? `${head}}` : `${head},${rest.slice(1)}`;
+    }
+  }
+  return JSON.stringify({ time, level, msg: message, ...fields });
 }
 
 /**
