@@ -13,6 +13,15 @@ export function ratio(numerator: number, denominator: number): number {
   return denominator > 0 ? Math.round((numerator / denominator) * 1000) / 1000 : 0;
 }
 
+/**
+ * A subject's figure over a reference's as the median of the rounds' own ratios (round i of each, measured
+ * seconds apart): a drift of the machine's speed that spans rounds cancels out, where the ratio of two
+ * medians would set one side's fast rounds against the other's slow ones.
+ */
+export function pairedRatio(subject: readonly number[], reference: readonly number[]): number {
+  return ratio(median(subject.map((value, round) => value / reference[round]!)), 1);
+}
+
 export function round2(value: number): number {
   return Math.round(value * 100) / 100;
 }

@@ -37,7 +37,7 @@ import { poolctlAvailable, startPoolctl } from "./_poolctl";
 import { type ServerProcess, cpuProfileArgs } from "./_process";
 import { printBanner, printTable, secondsSince } from "./_report";
 import { BenchRun, parseBenchArgs } from "./_run";
-import { median, quantile, rate, ratio, round2 } from "./_stats";
+import { median, pairedRatio, quantile, rate, ratio, round2 } from "./_stats";
 
 const HTTP_TARGET = 0.6;
 const POOLCTL_TARGET = 1.0;
@@ -271,15 +271,6 @@ async function useEveryKeyOnce(
   }
   const seconds = (performance.now() - started) / 1000;
   return { pairs, seconds: round2(seconds), pairsPerSec: Math.round(pairs / seconds), errors };
-}
-
-/**
- * A target's figure over another's as the median of the rounds' own ratios: the two were measured seconds
- * apart in each round, so a drift of the machine's speed that spans rounds cancels out, where the ratio of
- * two medians would compare one target's fast rounds with the other's slow ones.
- */
-function pairedRatio(subject: readonly number[], reference: readonly number[]): number {
-  return ratio(median(subject.map((value, round) => value / reference[round]!)), 1);
 }
 
 interface StoreFigures {

@@ -35,7 +35,7 @@ import { poolctlAvailable, startPoolctl } from "./_poolctl";
 import { type ServerProcess, cpuMsOf, cpuProfileArgs } from "./_process";
 import { printBanner, printTable, secondsSince } from "./_report";
 import { BenchRun, parseBenchArgs } from "./_run";
-import { median, quantile, rate, ratio, round2 } from "./_stats";
+import { median, pairedRatio, quantile, rate, round2 } from "./_stats";
 
 const THROUGHPUT_TARGET = 0.9;
 const POOLCTL_TARGET = 1.0;
@@ -213,15 +213,6 @@ async function benchLatency(
     sendLagP99Ms: perSubject((s) => round2(median(lags[s]!))),
     errors,
   };
-}
-
-/**
- * A subject's figure over the reference's as the median of the rounds' own ratios: the two were measured
- * seconds apart in each round, so a drift of the machine's speed that spans rounds cancels out, where the
- * ratio of two medians would compare one subject's fast rounds with the other's slow ones.
- */
-function pairedRatio(subject: readonly number[], reference: readonly number[]): number {
-  return ratio(median(subject.map((value, round) => value / reference[round]!)), 1);
 }
 
 const verdict = (ok: boolean) => (ok ? "ok" : "MISSED");

@@ -24,7 +24,7 @@ import { benchKeys } from "./_keys";
 import { startRoundTripRelay } from "./_pg-round-trips";
 import { printBanner, printTable, secondsSince } from "./_report";
 import { BenchRun, parseBenchArgs } from "./_run";
-import { median, rate, ratio } from "./_stats";
+import { median, pairedRatio, rate, ratio } from "./_stats";
 
 const KEYS = 100;
 const CALLERS = [1, 32] as const;
@@ -148,12 +148,8 @@ for (const callers of CALLERS) {
   ]);
 }
 printTable(rows);
-// The median of the rounds' own ratios: each round measures both stores seconds apart, so a drift of the
-// machine's speed across rounds cancels out (the table above shows each store's median).
-const perRound = figures[`postgres/${RATIO_CALLERS}`]!.map(
-  (pg, round) => pg / figures[`sqlite/${RATIO_CALLERS}`]![round]!,
-);
-const vsSqlite = ratio(median(perRound), 1);
+// Round by round (pairedRatio); the table above shows each store's median.
+const vsSqlite = pairedRatio(figures[`postgres/${RATIO_CALLERS}`]!, figures[`sqlite/${RATIO_CALLERS}`]!);
 console.log();
 printTable([
   ["measure", "value", "target", ""],
