@@ -83,6 +83,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger(initialConfig.log);
   let config = initialConfig;
+  // The daemon's closures hold this function's parameters for as long as it runs (an async function's
+  // body reaches them through its scope), so the config as loaded, keys and all, would stay with them:
+  // the parameter is pointed at what is kept (see withKeysInStore) once the store has the keys.
   const cipher = loadTokenCipher(config);
   const opened = await createStore(config, {
     clock,
@@ -101,6 +104,8 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
     });
   await store.syncPools(poolsForStore(config), { onPruned });
   const poolctlImport = importPoolctlState(config, store);
+  config = withKeysInStore(config);
+  initialConfig = config;
   const metrics = createMetrics({ store, clock });
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
   let chains = fallbackChains(config.pools);
@@ -150,9 +155,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
         trigger,
       });
     }
-    config = next;
-    chains = fallbackChains(next.pools);
-    gateway?.update(next);
+    config = withKeysInStore(next);
+    chains = fallbackChains(config.pools);
+    gateway?.update(config);
     const report = summarize(results);
     // The reloaded config may name other tokens files, or turn watching on or off.
     if (watching) watchConfigFiles();
@@ -336,6 +341,18 @@ function warnAboutApiCredentials(server: Config["server"], logger: Logger, url: 
     const fix = "use a random one, e.g. openssl rand -hex 24";
     logger.warn(`server.api_key is shorter than ${MIN_API_KEY_LENGTH} characters; ${fix}`);
   }
+}
+
+/**
+ * The config as the daemon keeps it once the store has the keys: every pool's `keys` left out. Nothing
+ * after the sync reads them from the config (the store, the gateway and the checker go by what the
+ * store holds), and kept, a 100,000-key pool's would stay in the heap for good — an object and two
+ * strings a key, for every garbage collection to mark.
+ */
+function withKeysInStore(config: Config): Config {
+  const pools: Config["pools"] = {};
+  for (const [name, pool] of Object.entries(config.pools)) pools[name] = { ...pool, keys: [] };
+  return { ...config, pools };
 }
 
 function poolsForStore(config: Config) {

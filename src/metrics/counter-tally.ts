@@ -1,11 +1,8 @@
 import type { Registry } from "prom-client";
-import { LabelTree } from "./label-tree";
+import { type FiledSeries, LabelTree, labelFields, labelsOf } from "./label-tree";
 
-interface Series {
-  /** Labels as prom-client's Counter hands them to the registry. */
-  labels: Record<string, string>;
+interface Series extends FiledSeries<Series> {
   value: number;
-  sibling: Series | undefined;
 }
 
 interface ExportedMetric {
@@ -20,7 +17,8 @@ interface ExportedMetric {
  * A Prometheus counter counted on every take and release. prom-client's Counter builds, validates and
  * hashes the label set on every `inc()`, a measurable share of the broker's CPU per take and release,
  * and keeps a hash string and an entry of its own per series: per key, in a 100,000-key pool. Here a
- * hot series costs one map lookup per label but the last, each series is one small object, and the
+ * hot series costs one map lookup per label but the last, each series is one small object (its label
+ * values are fields of it; the records the registry reads are made at a scrape), and the
  * counter registers itself as a metric of its own, exporting what prom-client's Counter would (series
  * in the order they were first counted).
  */
@@ -35,8 +33,8 @@ export class CounterTally {
   constructor(config: { name: string; help: string; labelNames: readonly string[]; registers: Registry[] }) {
     this.name = config.name;
     this.help = config.help;
-    this.tree = new LabelTree(config.labelNames, (labels) => {
-      const series: Series = { labels, value: 0, sibling: undefined };
+    this.tree = new LabelTree(config.labelNames, (values) => {
+      const series: Series = { ...labelFields(values), value: 0, sibling: undefined };
       this.series.push(series);
       return series;
     });
@@ -58,7 +56,8 @@ export class CounterTally {
 
   /** What the registry reads, at a scrape or for JSON: prom-client's shape for a counter. */
   async get(): Promise<ExportedMetric> {
-    const values = this.series.map(({ value, labels }) => ({ value, labels }));
+    const names = this.tree.labelNames;
+    const values = this.series.map((series) => ({ value: series.value, labels: labelsOf(series, names) }));
     return { help: this.help, name: this.name, type: this.type, values, aggregator: this.aggregator };
   }
 

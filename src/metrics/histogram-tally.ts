@@ -1,14 +1,11 @@
-import { LabelTree } from "./label-tree";
+import { type FiledSeries, LabelTree, labelFields, labelsOf } from "./label-tree";
 import type { Registry } from "prom-client";
 
-interface Series {
-  /** Labels as prom-client's Histogram hands them to the registry: shared by every line of the series. */
-  labels: Record<string, string>;
+interface Series extends FiledSeries<Series> {
   /** Observations per bucket (not cumulative); the last slot is past the largest bound (+Inf). */
   counts: Float64Array;
   sum: number;
   count: number;
-  sibling: Series | undefined;
 }
 
 interface ExportedValue {
@@ -53,9 +50,9 @@ export class HistogramTally {
     this.name = config.name;
     this.help = config.help;
     this.bounds = [...config.buckets].sort((a, b) => a - b);
-    this.tree = new LabelTree(config.labelNames, (labels) => {
+    this.tree = new LabelTree(config.labelNames, (values) => {
       const series: Series = {
-        labels,
+        ...labelFields(values),
         counts: new Float64Array(this.bounds.length + 1),
         sum: 0,
         count: 0,
@@ -93,23 +90,26 @@ export class HistogramTally {
   async getForPromString(): Promise<ExportedMetric> {
     const values: ExportedValue[] = [];
     const bucket = `${this.name}_bucket`;
+    const names = this.tree.labelNames;
     for (const series of this.series) {
+      // One record shared by every line of the series, as prom-client's Histogram shares its labels.
+      const sharedLabels = labelsOf(series, names);
       let cumulative = 0;
       for (const [i, bound] of this.bounds.entries()) {
         cumulative += series.counts[i]!;
         const labels = { le: bound };
-        values.push({ labels, sharedLabels: series.labels, value: cumulative, metricName: bucket, exemplar: null });
+        values.push({ labels, sharedLabels, value: cumulative, metricName: bucket, exemplar: null });
       }
       values.push(
         {
           labels: { le: "+Inf" },
-          sharedLabels: series.labels,
+          sharedLabels,
           value: series.count,
           metricName: bucket,
           exemplar: null,
         },
-        { labels: {}, sharedLabels: series.labels, value: series.sum, metricName: `${this.name}_sum` },
-        { labels: {}, sharedLabels: series.labels, value: series.count, metricName: `${this.name}_count` },
+        { labels: {}, sharedLabels, value: series.sum, metricName: `${this.name}_sum` },
+        { labels: {}, sharedLabels, value: series.count, metricName: `${this.name}_count` },
       );
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };

@@ -5,7 +5,7 @@ import { routesByListener } from "../../daemon/gateway-listeners";
 import { createLogger } from "../../log";
 import { configOrEnvArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
-import { serveUntilSignal } from "./serve";
+import { serveUntilSignal, shutdownTimeoutOf } from "./serve";
 
 export default defineCommand({
   meta: {
@@ -27,6 +27,6 @@ export default defineCommand({
     const port = args.port === undefined ? undefined : Number(args.port);
     const logger = createLogger(config.log);
     const daemon = await createDaemon(config, { logger, port, gateway: "all" });
-    return serveUntilSignal(daemon, config, logger);
+    return serveUntilSignal(daemon, shutdownTimeoutOf(config), logger);
   },
 });

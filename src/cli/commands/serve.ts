@@ -19,16 +19,21 @@ export default defineCommand({
     const port = args.port === undefined ? undefined : Number(args.port);
     const logger = createLogger(config.log);
     const daemon = await createDaemon(config, { logger, port });
-    return serveUntilSignal(daemon, config, logger);
+    return serveUntilSignal(daemon, shutdownTimeoutOf(config), logger);
   },
 });
 
+/** How long a stop waits for in-flight requests and streams, as the config says. */
+export function shutdownTimeoutOf(config: Config): number {
+  return config.shutdownTimeoutSec ?? DEFAULT_SHUTDOWN_TIMEOUT_SEC;
+}
+
 /**
  * Runs the daemon until SIGINT/SIGTERM and stops it gracefully: exit 0 once stopped, 130 when a
- * second signal cut the shutdown short.
+ * second signal cut the shutdown short. Takes the timeout, not the config: a parameter of an async
+ * function stays reachable while it waits, and the config as loaded holds every key the store already has.
  */
-export async function serveUntilSignal(daemon: Daemon, config: Config, logger: Logger): Promise<number> {
-  const timeoutSec = config.shutdownTimeoutSec ?? DEFAULT_SHUTDOWN_TIMEOUT_SEC;
+export async function serveUntilSignal(daemon: Daemon, timeoutSec: number, logger: Logger): Promise<number> {
   const outcome = await runUntilSignal(daemon, logger, { timeoutSec });
   return outcome === "stopped" ? EXIT.ok : EXIT.interrupted;
 }

@@ -13,7 +13,7 @@ import {
 } from "../_api-key-lb";
 import { apiKeyLbConfigArg } from "../_shared";
 import { CliExit, EXIT } from "../exit";
-import { serveUntilSignal } from "./serve";
+import { serveUntilSignal, shutdownTimeoutOf } from "./serve";
 
 export default defineCommand({
   meta: {
@@ -45,7 +45,7 @@ export default defineCommand({
     const daemon = await createDaemon(config, { logger, gateway: "all" });
     const removePid = writePid(context.home);
     try {
-      return await serveUntilSignal(daemon, config, logger);
+      return await serveUntilSignal(daemon, shutdownTimeoutOf(config), logger);
     } finally {
       removePid();
     }
