@@ -7,22 +7,31 @@
  *
  * Like every subject of the gateway benchmark, the 100,000-key gateway is first loaded until its JIT
  * falls quiet (_gateway-warmup.ts), once per mode: without that, its first seconds of compiling were
- * measured as checkpoint stalls. The warm-up does not stop the checkpoints: each measured request still
- * writes a row of its own key, and the log still fills and starts over while the rounds run.
+ * measured as checkpoint stalls. Then, once, it serves every key of its pool (the first-use pass, its
+ * rate printed), as bench:broker's daemons do: a key's first success confirms it live, which writes an
+ * event and a key-log entry besides its counters — a new pool's one-time cost, not the steady state a
+ * proxy that runs for days is in. Neither stops the checkpoints: with least-recently-used rotation each
+ * measured request still writes a row of its own key, on a page of its own, and the log still fills and
+ * starts over while the rounds run.
+ *
+ * The added p99 judged against the target is the median of the rounds' own differences (round i's
+ * gateway p99 less round i's bare p99, measured seconds apart; see pairedDifference); the pooled p99s
+ * and their difference are printed too.
  */
 import { closeSync, mkdirSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { type Mode, chatCompletion } from "./_gateway-load";
 import { warmUp } from "./_gateway-warmup";
-import { openLoop } from "./_load";
+import { type Workload, closedLoop, openLoop } from "./_load";
 import type { BenchRun } from "./_run";
-import { quantile, rate, round2 } from "./_stats";
+import { pairedDifference, quantile, rate, round2 } from "./_stats";
 
 export const CHECKPOINT_KEYS = 100_000;
 /** The issue's bound on the gateway's added p99 at 1,000 req/s. */
 export const CHECKPOINT_P99_TARGET_MS = 3;
 const SERVER_SCRIPT = new URL("./_gateway-bulk-server.ts", import.meta.url).pathname;
 const RESTART_LOOK_MS = 10;
+const FIRST_USE_WINDOW_MS = 1_000;
 
 export interface CheckpointLoad {
   rounds: number;
@@ -33,8 +42,14 @@ export interface CheckpointLoad {
 
 export interface CheckpointFigures {
   keys: number;
+  /** The first-use pass: requests until every key had served once, and their rate. */
+  firstUse: { requests: number; seconds: number; perSec: number };
+  /** Pooled over the rounds; `added` is the pooled difference. */
   p50Ms: { bare: number; gateway: number; added: number };
   p99Ms: { bare: number; gateway: number; added: number };
+  /** The gateway's p99 less bare's, round by round (median of the rounds' differences): the figure judged. */
+  addedP99Ms: number;
+  roundP99Ms: { bare: number[]; gateway: number[] };
   /** Times the log was seen started over while the gateway was measured (a lower bound: it is looked at every 10 ms). */
   logRestarts: number;
   samples: { bare: number; gateway: number };
@@ -94,11 +109,23 @@ export async function benchUnderCheckpoints(
   const gateway = await run.spawn("gateway@100000", SERVER_SCRIPT, [upstreamUrl, dir, String(CHECKPOINT_KEYS)]);
   const stateFile = join(dir, "state.sqlite");
   const figures: Partial<Record<Mode, CheckpointFigures>> = {};
+  // Requests served so far; with least-recently-used rotation, the first CHECKPOINT_KEYS of them each used a new key.
+  let served = 0;
+  let firstUse: CheckpointFigures["firstUse"] | undefined;
   try {
     for (const mode of modes) {
       const warmed = await warmUp(gateway, chatCompletion(gateway.url, mode), warm);
+      served += warmed.requests;
       console.log(`  ${mode.padEnd(4)} warm-up  gateway ${warmed.seconds} s`);
+      if (!firstUse) {
+        firstUse = await firstUsePass(chatCompletion(gateway.url, mode), warm.workers, CHECKPOINT_KEYS - served);
+        served += firstUse.requests;
+        console.log(
+          `  ${mode.padEnd(4)} first-use pass: every key served once, the last ${rate(firstUse.requests)} in ${firstUse.seconds} s (${rate(firstUse.perSec)} req/s)`,
+        );
+      }
       const samples = { bare: [] as number[], gateway: [] as number[] };
+      const roundP99 = { bare: [] as number[], gateway: [] as number[] };
       let restarts = 0;
       let errors = 0;
       for (let round = 1; round <= rounds; round++) {
@@ -108,6 +135,7 @@ export async function benchUnderCheckpoints(
           const seen = counter?.stop();
           restarts += seen ?? 0;
           samples[subject].push(...r.latencies);
+          roundP99[subject].push(quantile(r.latencies, 0.99));
           errors += r.errors;
           const note = seen === undefined ? "" : `, log started over ≥ ${seen} times`;
           console.log(
@@ -124,6 +152,9 @@ export async function benchUnderCheckpoints(
       const p99 = { bare: at(samples.bare, 0.99), gateway: at(samples.gateway, 0.99) };
       figures[mode] = {
         keys: CHECKPOINT_KEYS,
+        firstUse,
+        addedP99Ms: round2(pairedDifference(roundP99.gateway, roundP99.bare)),
+        roundP99Ms: { bare: roundP99.bare.map(round2), gateway: roundP99.gateway.map(round2) },
         p50Ms: { bare: round2(p50.bare), gateway: round2(p50.gateway), added: round2(p50.gateway - p50.bare) },
         p99Ms: { bare: round2(p99.bare), gateway: round2(p99.gateway), added: round2(p99.gateway - p99.bare) },
         logRestarts: restarts,
@@ -137,19 +168,35 @@ export async function benchUnderCheckpoints(
   return figures;
 }
 
+/** Serves at least `requests` requests in one-second windows of a closed loop; their count, time and rate. */
+async function firstUsePass(
+  workload: Workload,
+  workers: number,
+  requests: number,
+): Promise<CheckpointFigures["firstUse"]> {
+  const started = performance.now();
+  let done = 0;
+  while (done < requests) {
+    done += (await closedLoop(workload, { workers, warmupMs: 0, durationMs: FIRST_USE_WINDOW_MS })).completed;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return { requests: done, seconds: round2(seconds), perSec: seconds > 0 ? Math.round(done / seconds) : 0 };
+}
+
 /** Table rows for the section, beside the target. */
 export function checkpointRows(figures: Partial<Record<Mode, CheckpointFigures>>, ratePerSec: number): string[][] {
   const rows: string[][] = [];
   for (const [mode, f] of Object.entries(figures)) {
     const plus = (n: number) => `${n >= 0 ? "+" : ""}${n.toFixed(2)} ms`;
     rows.push([
-      `${mode} p99 @ ${rate(ratePerSec)}/s, ${rate(f.keys)} keys checkpointing (${f.logRestarts} log restarts)`,
+      `${mode} p99 @ ${rate(ratePerSec)}/s, ${rate(f.keys)} keys checkpointing (${f.logRestarts} log restarts; added: median of rounds)`,
       `${f.p99Ms.bare.toFixed(2)} ms`,
       `${f.p99Ms.gateway.toFixed(2)} ms`,
-      plus(f.p99Ms.added),
+      plus(f.addedP99Ms),
       `≤ +${CHECKPOINT_P99_TARGET_MS} ms`,
-      f.p99Ms.added <= CHECKPOINT_P99_TARGET_MS && f.logRestarts > 0 ? "ok" : "MISSED",
+      f.addedP99Ms <= CHECKPOINT_P99_TARGET_MS && f.logRestarts > 0 ? "ok" : "MISSED",
     ]);
+    rows.push([`${mode} p99 same, pooled over rounds`, "", "", plus(f.p99Ms.added), "", ""]);
   }
   return rows;
 }

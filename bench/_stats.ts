@@ -22,6 +22,15 @@ export function pairedRatio(subject: readonly number[], reference: readonly numb
   return ratio(median(subject.map((value, round) => value / reference[round]!)), 1);
 }
 
+/**
+ * A subject's figure less a reference's as the median of the rounds' own differences (round i of each,
+ * measured seconds apart): as with pairedRatio, a window in which the whole machine stalled weighs on
+ * the one round it fell in, not on every round's pooled samples of whichever subject it hit.
+ */
+export function pairedDifference(subject: readonly number[], reference: readonly number[]): number {
+  return median(subject.map((value, round) => value - reference[round]!));
+}
+
 export function round2(value: number): number {
   return Math.round(value * 100) / 100;
 }
