@@ -9,7 +9,7 @@ import { factsOf, windowsOf } from "../key-columns";
 import { allowedModelsOf, modelStateOf, pairColumnsOf } from "../model-columns";
 import type { Lease, PoolSettings } from "../types";
 import { USAGE_COUNT_COLUMNS } from "../usage-entry";
-import { INSERT_EVENT_SQL, MAX_EVENTS, PRUNE_EVENTS_SQL, WRITE_WINDOWS_SQL, eventParams } from "./_key-policy";
+import { INSERT_EVENT_SQL, MAX_EVENTS, PRUNE_EVENTS_SQL, eventParams } from "./_key-policy";
 import { type WriteStep, runWriteSteps } from "./_write-steps";
 import type { ModelPairs, PairRow } from "./_model-pairs";
 import { HotSessions } from "./_hot-sessions";
@@ -309,21 +309,34 @@ export class HotPath {
     }
     const drained = this.copy.drain();
     const counts: SQLQueryBindings[][] = [];
+    const countsAndWindows: SQLQueryBindings[][] = [];
     const budgets: SQLQueryBindings[][] = [];
-    const windows: SQLQueryBindings[][] = [];
     const confirmed: SQLQueryBindings[][] = [];
     const events: SQLQueryBindings[][] = [];
     for (const { row, counts: pending } of drained.keys) {
       const { pool, id } = row;
-      counts.push([
-        pending.rank ? row.rank : null,
-        pending.inFlight,
-        pending.requests,
-        pending.errors,
-        pending.lastUsed,
-        pool,
-        id,
-      ]);
+      const rank = pending.rank ? row.rank : null;
+      const { inFlight, requests, errors, lastUsed } = pending;
+      if (pending.windows) {
+        // One statement for both: a key's row is found and rewritten once, not twice.
+        const w = windowsOf(row);
+        countsAndWindows.push([
+          rank,
+          inFlight,
+          requests,
+          errors,
+          lastUsed,
+          pool,
+          id,
+          w.minuteStart,
+          w.minuteRequests,
+          w.minuteTokens,
+          w.dayStart,
+          w.dayRequests,
+        ]);
+      } else {
+        counts.push([rank, inFlight, requests, errors, lastUsed, pool, id]);
+      }
       if (pending.budget)
         budgets.push([row.remaining_requests, row.remaining_tokens, row.remaining_reset_at, pool, id]);
       // Only if nothing else changed the key since: a quarantine another process wrote stands.
@@ -331,20 +344,16 @@ export class HotPath {
         confirmed.push([row.reason, pool, id]);
         events.push(eventParams(pending.confirmed));
       }
-      if (pending.windows) {
-        const w = windowsOf(row);
-        windows.push([w.minuteStart, w.minuteRequests, w.minuteTokens, w.dayStart, w.dayRequests, pool, id]);
-      }
     }
     const usage = drained.usage.map(({ pool, id, hour, counts }) => [pool, id, hour, ...counts]);
     const steps: WriteStep[] = [
       { sql: DELETE_LEASE_SQL, rows: given.map((g) => [g.lease]), reportMissing: true },
       { sql: INSERT_LEASE_SQL, rows: leases },
       { sql: ADD_COUNTS_SQL, rows: counts },
+      { sql: ADD_COUNTS_AND_WINDOWS_SQL, rows: countsAndWindows },
       { sql: WRITE_BUDGET_SQL, rows: budgets },
       { sql: CONFIRM_LIVE_SQL, rows: confirmed, onChange: { sql: INSERT_EVENT_SQL, rows: events } },
       { sql: PRUNE_EVENTS_SQL, rows: confirmed.length > 0 ? [[MAX_EVENTS]] : [] },
-      { sql: WRITE_WINDOWS_SQL, rows: windows },
       { sql: ADD_USAGE_SQL, rows: usage },
       ...this.sessions.collectFlush(),
     ];
@@ -548,6 +557,12 @@ const INSERT_LEASE_SQL = `INSERT INTO leases (lease, pool, key_id, taken_at, exp
 const ADD_COUNTS_SQL = `UPDATE keys SET rank = COALESCE(?1, rank), in_flight = MAX(0, in_flight + ?2),
                           requests = requests + ?3, errors = errors + ?4, last_used = MAX(COALESCE(last_used, 0), ?5)
                         WHERE pool = ?6 AND id = ?7`;
+/** ADD_COUNTS_SQL and the request-limit windows (as WRITE_WINDOWS_SQL writes them) in one statement. */
+const ADD_COUNTS_AND_WINDOWS_SQL = `UPDATE keys SET rank = COALESCE(?1, rank), in_flight = MAX(0, in_flight + ?2),
+                                     requests = requests + ?3, errors = errors + ?4,
+                                     last_used = MAX(COALESCE(last_used, 0), ?5), minute_start = ?8,
+                                     minute_requests = ?9, minute_tokens = ?10, day_start = ?11, day_requests = ?12
+                                   WHERE pool = ?6 AND id = ?7`;
 const WRITE_BUDGET_SQL = `UPDATE keys SET remaining_requests = ?1, remaining_tokens = ?2, remaining_reset_at = ?3
                           WHERE pool = ?4 AND id = ?5`;
 const CONFIRM_LIVE_SQL = `UPDATE keys SET health = 'live', reason = ?1 WHERE pool = ?2 AND id = ?3 AND health = 'unknown'`;
