@@ -58,6 +58,30 @@ describe("CounterTally", () => {
     ]);
   });
 
+  it("files up to four labels, each series' values in their own fields, and refuses a fifth", async () => {
+    const four = { name: "kp_four_total", help: "test", labelNames: ["pool", "key", "model", "class"] };
+    const plain = new Registry();
+    const tallied = new Registry();
+    const counter = new Counter({ ...four, registers: [plain] });
+    const tally = new CounterTally({ ...four, registers: [tallied] });
+    for (const [pool, key, model, kind] of [
+      ["a", "k1", "m1", "ok"],
+      ["a", "k1", "m2", "ok"],
+      ["a", "k1", "m1", "auth"],
+      ["b", "k1", "m1", "ok"],
+      ["a", "k1", "m1", "ok"],
+    ] as const) {
+      counter.inc({ pool, key, model, class: kind });
+      tally.add(pool, key, model, kind);
+    }
+    expect(await tallied.metrics()).toBe(await plain.metrics());
+    expect(await tallied.getMetricsAsJSON()).toEqual(await plain.getMetricsAsJSON());
+    expect(
+      () =>
+        new CounterTally({ name: "kp_five_total", help: "test", labelNames: ["a", "b", "c", "d", "e"], registers: [] }),
+    ).toThrow("at most 4 labels");
+  });
+
   it("drops every series on reset, as the registry's resetMetrics asks", async () => {
     const { plain, tallied, add } = twins();
     add(1, "a", "k1", "ok");
