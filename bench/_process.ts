@@ -28,6 +28,9 @@ export async function spawnServer(
   bunArgs: string[] = [],
 ): Promise<ServerProcess> {
   const proc = Bun.spawn([process.execPath, ...bunArgs, script, ...args], {
+    // Given explicitly: without it, a child gets the environment this process started with, not
+    // variables set on process.env since (an A/B run that sets a variable per subject would compare nothing).
+    env: { ...process.env },
     stdin: "pipe",
     stdout: "pipe",
     stderr: "inherit",
