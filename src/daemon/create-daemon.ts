@@ -83,9 +83,6 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger(initialConfig.log);
   let config = initialConfig;
-  // The daemon's closures hold this function's parameters for as long as it runs (an async function's
-  // body reaches them through its scope), so the config as loaded, keys and all, would stay with them:
-  // the parameter is pointed at what is kept (see withKeysInStore) once the store has the keys.
   const cipher = loadTokenCipher(config);
   const opened = await createStore(config, {
     clock,
@@ -105,6 +102,9 @@ export async function createDaemon(initialConfig: Config, options: DaemonOptions
   await store.syncPools(poolsForStore(config), { onPruned });
   const poolctlImport = importPoolctlState(config, store);
   config = withKeysInStore(config);
+  // The daemon's closures hold this function's parameters for as long as it runs (an async function's
+  // body reaches them through its scope): pointed at what is kept, the config as loaded, keys and all,
+  // is let go.
   initialConfig = config;
   const metrics = createMetrics({ store, clock });
   const alerts = new AlertService({ store, clock, logger, config: () => config, ...options.alertDelivery });
