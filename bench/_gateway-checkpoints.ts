@@ -7,8 +7,8 @@
  *
  * Like every subject of the gateway benchmark, the 100,000-key gateway is first loaded until its JIT
  * falls quiet (_gateway-warmup.ts), once per mode: without that, its first seconds of compiling were
- * measured as checkpoint stalls. Then, once, it serves every key of its pool (the first-use pass, its
- * rate printed), as bench:broker's daemons do: a key's first success confirms it live, which writes an
+ * measured as checkpoint stalls. Before that, once, it serves every key of its pool (the first-use pass,
+ * its rate printed), as bench:broker's daemons do: a key's first success confirms it live, which writes an
  * event and a key-log entry besides its counters — a new pool's one-time cost, not the steady state a
  * proxy that runs for days is in. Neither stops the checkpoints: with least-recently-used rotation each
  * measured request still writes a row of its own key, on a page of its own, and the log still fills and
@@ -109,21 +109,16 @@ export async function benchUnderCheckpoints(
   const gateway = await run.spawn("gateway@100000", SERVER_SCRIPT, [upstreamUrl, dir, String(CHECKPOINT_KEYS)]);
   const stateFile = join(dir, "state.sqlite");
   const figures: Partial<Record<Mode, CheckpointFigures>> = {};
-  // Requests served so far; with least-recently-used rotation, the first CHECKPOINT_KEYS of them each used a new key.
-  let served = 0;
-  let firstUse: CheckpointFigures["firstUse"] | undefined;
   try {
+    // First, so that the warm-up after it also lets the process settle from it (the collections its
+    // growth calls for, the log it left long): measured right after the pass, the first rounds paid for it.
+    const firstUse = await firstUsePass(chatCompletion(gateway.url, modes[0]!), warm.workers, CHECKPOINT_KEYS);
+    console.log(
+      `  first-use pass: every key served once, ${rate(firstUse.requests)} requests in ${firstUse.seconds} s (${rate(firstUse.perSec)} req/s)`,
+    );
     for (const mode of modes) {
       const warmed = await warmUp(gateway, chatCompletion(gateway.url, mode), warm);
-      served += warmed.requests;
       console.log(`  ${mode.padEnd(4)} warm-up  gateway ${warmed.seconds} s`);
-      if (!firstUse) {
-        firstUse = await firstUsePass(chatCompletion(gateway.url, mode), warm.workers, CHECKPOINT_KEYS - served);
-        served += firstUse.requests;
-        console.log(
-          `  ${mode.padEnd(4)} first-use pass: every key served once, the last ${rate(firstUse.requests)} in ${firstUse.seconds} s (${rate(firstUse.perSec)} req/s)`,
-        );
-      }
       const samples = { bare: [] as number[], gateway: [] as number[] };
       const roundP99 = { bare: [] as number[], gateway: [] as number[] };
       let restarts = 0;

@@ -19,8 +19,6 @@ const MIN_WINDOWS = 2;
 
 export interface WarmUpResult {
   seconds: number;
-  /** Requests the warm-up made. */
-  requests: number;
   /** The JIT threads' share of the process CPU in the last window; undefined without /proc. */
   jitShare?: number;
 }
@@ -34,12 +32,10 @@ export async function warmUp(
   const pid = server.process.pid;
   let jitShare: number | undefined;
   let windows = 0;
-  let requests = 0;
   while (windows < Math.max(MIN_WINDOWS, options.maxSeconds * (1000 / WINDOW_MS))) {
     const cpu0 = cpuMsOf(server);
     const jit0 = jitCpuMs(pid);
-    requests += (await closedLoop(workload, { workers: options.workers, warmupMs: 0, durationMs: WINDOW_MS }))
-      .completed;
+    await closedLoop(workload, { workers: options.workers, warmupMs: 0, durationMs: WINDOW_MS });
     windows++;
     const cpu = (cpuMsOf(server) ?? Number.NaN) - (cpu0 ?? Number.NaN);
     const jit = (jitCpuMs(pid) ?? Number.NaN) - (jit0 ?? Number.NaN);
@@ -47,7 +43,7 @@ export async function warmUp(
     // Without /proc there is nothing to watch: the fixed minimum has to do.
     if (windows >= MIN_WINDOWS && (jitShare === undefined || jitShare < JIT_SHARE_DONE)) break;
   }
-  return { seconds: (windows * WINDOW_MS) / 1000, requests, jitShare };
+  return { seconds: (windows * WINDOW_MS) / 1000, jitShare };
 }
 
 /** CPU ms used so far by the process's JIT compiler threads (Linux); undefined where there is no /proc. */
