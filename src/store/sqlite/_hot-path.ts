@@ -554,14 +554,13 @@ export const LOG_MARK_SQL = `SELECT COALESCE(MAX(seq), 0) AS seq FROM key_log`;
 const DELETE_LEASE_SQL = `DELETE FROM leases WHERE lease = ?1 RETURNING pool, key_id`;
 const INSERT_LEASE_SQL = `INSERT INTO leases (lease, pool, key_id, taken_at, expires_at, model)
                           VALUES (?1, ?2, ?3, ?4, ?5, ?6)`;
-const ADD_COUNTS_SQL = `UPDATE keys SET rank = COALESCE(?1, rank), in_flight = MAX(0, in_flight + ?2),
-                          requests = requests + ?3, errors = errors + ?4, last_used = MAX(COALESCE(last_used, 0), ?5)
-                        WHERE pool = ?6 AND id = ?7`;
-/** ADD_COUNTS_SQL and the request-limit windows (as WRITE_WINDOWS_SQL writes them) in one statement. */
-const ADD_COUNTS_AND_WINDOWS_SQL = `UPDATE keys SET rank = COALESCE(?1, rank), in_flight = MAX(0, in_flight + ?2),
-                                     requests = requests + ?3, errors = errors + ?4,
-                                     last_used = MAX(COALESCE(last_used, 0), ?5), minute_start = ?8,
-                                     minute_requests = ?9, minute_tokens = ?10, day_start = ?11, day_requests = ?12
+/** A key's counters and rank as a flush adds them: ?1–?5, the key being ?6 (pool) and ?7 (id). */
+const ADD_COUNTS_SET = `rank = COALESCE(?1, rank), in_flight = MAX(0, in_flight + ?2), requests = requests + ?3,
+                        errors = errors + ?4, last_used = MAX(COALESCE(last_used, 0), ?5)`;
+const ADD_COUNTS_SQL = `UPDATE keys SET ${ADD_COUNTS_SET} WHERE pool = ?6 AND id = ?7`;
+/** ADD_COUNTS_SQL and the request-limit windows (as WRITE_WINDOWS_SQL writes them, ?8–?12) in one statement. */
+const ADD_COUNTS_AND_WINDOWS_SQL = `UPDATE keys SET ${ADD_COUNTS_SET}, minute_start = ?8, minute_requests = ?9,
+                                     minute_tokens = ?10, day_start = ?11, day_requests = ?12
                                    WHERE pool = ?6 AND id = ?7`;
 const WRITE_BUDGET_SQL = `UPDATE keys SET remaining_requests = ?1, remaining_tokens = ?2, remaining_reset_at = ?3
                           WHERE pool = ?4 AND id = ?5`;
