@@ -114,9 +114,16 @@ export class Checkpointer {
    * with what runWriteSteps found and the `mark` read before and after the steps; rejects if the write
    * failed (its counts are then lost, as on kill -9).
    */
-  async write(steps: WriteStep[], mark?: string): Promise<{ missing: number[][]; marks: WriteMarks }> {
+  write(steps: WriteStep[], mark?: string): Promise<{ missing: number[][]; marks: WriteMarks }> {
+    // Handed over before anything is awaited: an async function's parameters stay reachable until it
+    // returns, and a large pool's steps hold an array per key used — kept for as long as the worker
+    // takes (queued behind earlier flushes, after a burst, for seconds), they filled the old generation.
     const seq = ++this.posted;
-    const reply = await this.ask({ type: "write", seq, steps: JSON.stringify(steps), mark });
+    return this.written(this.ask({ type: "write", seq, steps: JSON.stringify(steps), mark }));
+  }
+
+  private async written(asked: Promise<CheckpointReply>): Promise<{ missing: number[][]; marks: WriteMarks }> {
+    const reply = await asked;
     if (reply.type !== "written") throw new Error(`the checkpoint worker answered ${reply.type} to a write`);
     if (reply.error !== undefined) throw new Error(reply.error);
     return { missing: reply.missing ?? [], marks: reply.marks ?? { before: 0, after: 0 } };

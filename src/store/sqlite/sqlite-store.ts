@@ -1091,9 +1091,11 @@ export class SqliteStore implements PoolStore {
     const worker = this.checkpointer;
     if (!worker || worker.failure !== undefined) return this.writes.submit(() => this.flushHot());
     if (!this.hot.dirty || this.lost) return;
-    const flush = this.hot.collectFlush();
-    const written = await worker.write(flush.steps, LOG_MARK_SQL);
-    flush.settle(written.missing);
+    // Only `settle` is kept while the worker writes: the steps hold an array per key and statement (in a
+    // large pool, per take), which would otherwise live that long and reach the old generation.
+    const { steps, settle } = this.hot.collectFlush();
+    const written = await worker.write(steps, LOG_MARK_SQL);
+    settle(written.missing);
     this.hot.noteOwnLogEntries(written.marks);
   }
 
