@@ -12,6 +12,7 @@
  */
 import { join } from "node:path";
 import type { Config } from "../src/config/types";
+import { restartWithAllocatorSettings } from "../src/daemon/allocator";
 import { createDaemon } from "../src/daemon/create-daemon";
 import { createApiApp } from "../src/http/app";
 import { BrokerService } from "../src/broker/broker-service";
@@ -129,6 +130,8 @@ async function main(): Promise<void> {
     console.error(`usage: bun bench/_broker-server.ts ${KINDS.join("|")} [state-dir] [keys]`);
     process.exit(2);
   }
+  // keypool's subjects run as `keypool serve` does; bare keeps Bun's defaults, as anyone's server would.
+  if (kind !== "bare") restartWithAllocatorSettings(process.argv.slice(2));
   const stateDir = childStateDir(process.argv[3] || undefined, kind === "daemon", "keypool-bench-server-");
   await serveUntilStopped(await start(kind, stateDir.path, keyCount), stateDir.remove);
 }

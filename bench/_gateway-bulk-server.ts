@@ -7,11 +7,15 @@
  *
  * Speaks the contract in `_process.ts`: its URL on the first line of stdout, then serves until stopped.
  */
+import { restartWithAllocatorSettings } from "../src/daemon/allocator";
 import { startBenchGateway } from "./_gateway-daemon";
 import { benchKeys } from "./_keys";
 import { serveUntilStopped } from "./_process";
 
 const DEFAULT_KEYS = 100_000;
+
+// Run as `keypool proxy` runs (see src/daemon/allocator.ts).
+restartWithAllocatorSettings(process.argv.slice(2));
 
 const [upstreamUrl, stateDir, keysArg] = process.argv.slice(2);
 const keyCount = Number(keysArg ?? DEFAULT_KEYS);

@@ -14,6 +14,7 @@
  */
 import { TakeQueue } from "../src/broker/take-queue";
 import { loadConfig } from "../src/config/load";
+import { restartWithAllocatorSettings } from "../src/daemon/allocator";
 import { startGatewayListeners } from "../src/daemon/gateway-listeners";
 import { createMetrics } from "../src/metrics/metrics";
 import { systemClock } from "../src/pool/clock";
@@ -163,6 +164,8 @@ async function main(): Promise<void> {
     );
     process.exit(2);
   }
+  // keypool's subjects run as `keypool proxy` does; bare and the upstream keep Bun's defaults.
+  if (kind!.startsWith("gateway")) restartWithAllocatorSettings(process.argv.slice(2));
   const stateDir = childStateDir(givenDir, kind!.startsWith("gateway"), "keypool-bench-gateway-");
   const target =
     kind === "upstream"

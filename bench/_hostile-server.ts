@@ -8,6 +8,7 @@
  * `<gateway-url> <api-url>`), then serves until stopped. The upstream answers GET /produced with how
  * many bytes of error bodies it has made so far: what the gateway pulled before it cut them off.
  */
+import { restartWithAllocatorSettings } from "../src/daemon/allocator";
 import { startBenchGateway } from "./_gateway-daemon";
 import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
@@ -56,6 +57,8 @@ async function main(): Promise<void> {
     console.error("usage: bun bench/_hostile-server.ts upstream <error-mb> | gateway <upstream-url> [state-dir]");
     process.exit(2);
   }
+  // The gateway runs as `keypool proxy` runs (see src/daemon/allocator.ts); the upstream keeps Bun's defaults.
+  if (kind === "gateway") restartWithAllocatorSettings(process.argv.slice(2));
   const stateDir = childStateDir(givenDir, kind === "gateway", "keypool-hostile-");
   const target = kind === "upstream" ? startUpstream(Number(arg)) : await startGateway(arg, stateDir.path);
   await serveUntilStopped(target, stateDir.remove);

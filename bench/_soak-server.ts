@@ -7,6 +7,7 @@
  * Speaks the contract in `_process.ts`: its URL on the first line of stdout (the gateway prints
  * `<gateway-url> <api-url>`), then serves until stopped.
  */
+import { restartWithAllocatorSettings } from "../src/daemon/allocator";
 import { startBenchGateway } from "./_gateway-daemon";
 import { type ServedTarget, childStateDir, serveUntilStopped } from "./_process";
 
@@ -76,6 +77,8 @@ async function main(): Promise<void> {
     console.error("usage: bun bench/_soak-server.ts upstream <fail-every> | gateway <upstream-url> [state-dir]");
     process.exit(2);
   }
+  // The gateway runs as `keypool proxy` runs (see src/daemon/allocator.ts); the upstream keeps Bun's defaults.
+  if (kind === "gateway") restartWithAllocatorSettings(process.argv.slice(2));
   const stateDir = childStateDir(givenDir, kind === "gateway", "keypool-soak-");
   const target = kind === "upstream" ? startUpstream(Number(arg)) : await startGateway(arg, stateDir.path);
   await serveUntilStopped(target, stateDir.remove);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { XMLParser } from "fast-xml-parser";
 import packageJson from "../../package.json" with { type: "json" };
@@ -119,6 +119,10 @@ describe.skipIf(!binaryBuilt)(`the keypool binary (${KEYPOOL_BIN})`, () => {
     expect(take.status).toBe(200);
     // Measured, not asserted: how long a user waits from exec to a first answer (see bench/startup.ts).
     console.log(`binary startup to first served request: ${startupMs.toFixed(0)} ms`);
+
+    // Started again in place with the allocator keeping freed memory (src/daemon/allocator.ts).
+    const environ = readFileSync(`/proc/${daemon.proc.pid}/environ`, "utf8").split("\0");
+    expect(environ).toContain("MIMALLOC_PURGE_DELAY=-1");
 
     const lease = (await take.json()) as { id: string; lease: string; token: string };
     expect([GOOD, BAD]).toContain(lease.token);

@@ -74,8 +74,10 @@ describe("scenario 9: two processes of concurrent takers on one SQLite file", ()
     // cannot signal it mid-open; the point is that opening waits out a lock of bounded length.
     // Another process (an older tool, or a keypool that has just created the file) holds a write
     // lock on a database not yet in WAL mode; SQLite answers the switch to WAL with SQLITE_BUSY at once.
+    // The holder waits on locks too: its COMMIT needs the store's brief read lock (taken while it tries
+    // the switch) gone, and without a busy timeout it failed whenever the two met.
     const hold = `const { Database } = require("bun:sqlite"); const db = new Database(process.argv[1], { create: true });
-      db.exec("CREATE TABLE t (x)"); db.exec("BEGIN IMMEDIATE"); db.exec("INSERT INTO t VALUES (1)");
+      db.exec("PRAGMA busy_timeout = 5000"); db.exec("CREATE TABLE t (x)"); db.exec("BEGIN IMMEDIATE"); db.exec("INSERT INTO t VALUES (1)");
       console.log("holding"); await Bun.sleep(300); db.exec("COMMIT"); db.close();`;
     const holder = Bun.spawn([process.execPath, "-e", hold, dir.file("busy.db")], {
       stdout: "pipe",
