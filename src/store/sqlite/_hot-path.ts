@@ -74,11 +74,6 @@ export interface HotPathOptions {
   ownLogEntries: () => { before: number; after: number } | undefined;
   /** The store's (key, model) pair statements, to read the pairs into the copy. */
   pairs: ModelPairs;
-  /**
-   * A number that moves whenever another connection (or this one) has committed: the state file's
-   * WAL-index header (see _wal-index-header.ts). Without it the copy asks SQLite (`PRAGMA data_version`).
-   */
-  commits?: () => number;
 }
 
 interface LogEntry {
@@ -102,8 +97,8 @@ export interface HotFlush {
  *
  * Everything else — exclusive keys, limits, failures, checks, refreshes, operators' changes — goes
  * through the store's transactions as before, after a flush, so the file always decides those.
- * The copy stays current: before a take it asks whether any other connection committed since it last
- * looked (the WAL-index header, else `PRAGMA data_version`; once per event-loop turn: every request handled in a turn
+ * The copy stays current: before a take it asks SQLite whether any other connection committed since
+ * it last looked (`PRAGMA data_version`, once per event-loop turn: every request handled in a turn
  * arrived before the turn began, so none of them can have been sent after a commit the look missed)
  * and then reads only the rows changed since (migration 9's change numbers).
  */
@@ -118,7 +113,6 @@ export class HotPath {
   /** Key-log ranges written by this copy's own flushes and not read past yet (see noteOwnLogEntries). */
   private ownEntries: Array<{ before: number; after: number }> = [];
   private readonly modelPairs: ModelPairs;
-  private readonly commits: (() => number) | undefined;
   private readonly copy: PoolCopy<KeyRow>;
   /** Each copied pool's (key, model) pairs, by pool name. */
   private readonly pairs = new Map<string, PoolPairs>();
@@ -149,7 +143,6 @@ export class HotPath {
     this.writesInFlight = options.writesInFlight;
     this.ownLogEntries = options.ownLogEntries;
     this.modelPairs = options.pairs;
-    this.commits = options.commits;
     this.copy = new PoolCopy(options.random);
     this.sql = prepare(options.db);
     this.sessions = new HotSessions(options.db);
@@ -496,7 +489,6 @@ export class HotPath {
   }
 
   private dataVersionNow(): number {
-    if (this.commits) return this.commits();
     return (this.sql.dataVersion.get() as { data_version: number }).data_version;
   }
 

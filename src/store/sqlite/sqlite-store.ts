@@ -59,7 +59,6 @@ import { StateFileIdentity, networkFilesystemWarning } from "./_state-file-ident
 import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
 import type { KeyRow } from "./_key-row";
-import { WalIndexHeader } from "./_wal-index-header";
 import { HotPath, LOG_MARK_SQL, noteCommit } from "./_hot-path";
 import type { DecisionContext, KeyFacts, PlannedEvent } from "../../pool/key-facts";
 import { planTake } from "../../pool/plan-take";
@@ -186,7 +185,6 @@ export class SqliteStore implements PoolStore {
       writesInFlight: () => this.checkpointer?.writesInFlight ?? false,
       ownLogEntries: () => this.checkpointer?.lastWriteMarks,
       pairs: this.pairs,
-      commits: commitCounterOf(this.db, options.path),
     });
     this.hot.onFlushDue = () => this.flushHotLater();
     if (options.path !== ":memory:") {
@@ -1128,18 +1126,6 @@ const NO_OVERRIDES = { maxConcurrency: null, rpm: null, tpm: null, dailyRequests
 
 function conditionOf(row: KeyRow): KeyCondition {
   return { health: row.health, reason: row.reason, readyAt: row.ready_at };
-}
-
-/**
- * The state file's WAL-index header as a commit counter, when the file is in WAL mode and its index
- * can be mapped; undefined otherwise (in memory, or a file system that kept another journal mode).
- */
-function commitCounterOf(db: Database, path: string): (() => number) | undefined {
-  if (path === ":memory:") return undefined;
-  const mode = (db.query("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode;
-  if (mode.toLowerCase() !== "wal") return undefined;
-  const header = WalIndexHeader.open(path);
-  return header && (() => header.commits());
 }
 
 function openDatabase(path: string, busyTimeoutMs: number): Database {
