@@ -1,4 +1,5 @@
 import { FFIType, dlopen, ptr } from "bun:ffi";
+import { isCompiledBinary } from "../compiled";
 
 /**
  * The variable that tells Bun's allocator (mimalloc) how long to wait before handing freed memory back
@@ -45,8 +46,7 @@ export function restartWithAllocatorSettings(args: readonly string[], env: NodeJ
 
 /** What comes between the executable and the command: nothing for a compiled keypool; bun's flags and main.ts from source. */
 function selfArguments(): string[] {
-  const compiled = Bun.main.startsWith("/$bunfs/");
-  return compiled ? [] : [...process.execArgv, Bun.main];
+  return isCompiledBinary() ? [] : [...process.execArgv, Bun.main];
 }
 
 type Execve = (path: number, argv: number, envp: number) => number;

@@ -1,3 +1,4 @@
+import { isCompiledBinary } from "../compiled";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseAddr } from "../config/addr";
@@ -64,8 +65,7 @@ export function serviceSpec(config: Config, options: SpecOptions): ServiceSpec {
  * bun with main.ts. Both by absolute path, since a service manager has no useful PATH or cwd.
  */
 export function selfCommand(): string[] {
-  const compiled = Bun.main.startsWith("/$bunfs/") || /^[A-Z]:[\\/]~BUN[\\/]/i.test(Bun.main);
-  return compiled ? [process.execPath] : [process.execPath, Bun.main];
+  return isCompiledBinary() ? [process.execPath] : [process.execPath, Bun.main];
 }
 
 function managedStateDir(options: Pick<SpecOptions, "name" | "platform" | "user">, home: string): string {
