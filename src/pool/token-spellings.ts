@@ -12,43 +12,60 @@ export interface TokenSpellings {
 }
 
 const cache = new Map<string, TokenSpellings>();
-/** Tokens a process sees at once are few; the bound only keeps a long-running one from collecting old ones. */
+/**
+ * Bounds what a long-running process keeps. A large pool's tokens outnumber it, so each answer may meet a
+ * token anew: that costs one small object (see Spellings), which is why nothing is worked out up front.
+ */
 const MAX_CACHED = 1024;
 
 export function tokenSpellings(token: string): TokenSpellings {
   let found = cache.get(token);
   if (found) return found;
   if (cache.size >= MAX_CACHED) cache.clear();
-  found = build(token);
+  found = new Spellings(token);
   cache.set(token, found);
   return found;
 }
 
-function build(token: string): TokenSpellings {
-  // Compiled only once some text holds the anchor: with many keys in rotation, nearly every answer is
-  // searched for a token met for the first time, and compiling its pattern costs far more than the search.
-  let compiled: RegExp | undefined;
-  const pattern = () => {
-    compiled ??= new RegExp([...token].map(spellingsOf).join(""), "g");
-    compiled.lastIndex = 0;
-    return compiled;
-  };
+/**
+ * One token's spellings, worked out as far as the text searched calls for. With many keys in rotation,
+ * nearly every answer is searched for a token met for the first time, and the answer almost never holds
+ * it: building anything per token up front (its runs, its pattern) was most of what the search cost.
+ */
+class Spellings implements TokenSpellings {
+  /** The token's longest run of letters and digits: one `includes` turns away nearly every text. */
+  private anchor: string | undefined;
+  /** Every run, longest first: a text that holds the anchor must hold each of them too. */
+  private runs: string[] | undefined;
+  private compiled: RegExp | undefined;
+
+  constructor(private readonly token: string) {}
+
+  test(text: string): boolean {
+    return this.mayHold(text) && this.pattern().test(text);
+  }
+
+  replace(text: string, replacement: string): string {
+    return this.mayHold(text) ? text.replace(this.pattern(), () => replacement) : text;
+  }
+
   // Letters and digits survive every encoder above, so text holding the token holds each run of them
   // as it is: a cheap first test, longest run first. It keeps short tokens from compiling too.
-  const runs = alphanumericRuns(token);
-  const mayHold = (text: string) => {
+  private mayHold(text: string): boolean {
+    this.anchor ??= longestAlphanumericRun(this.token);
+    if (!text.includes(this.anchor)) return false;
+    this.runs ??= alphanumericRuns(this.token);
     // A loop, not `every`: it runs on every relayed answer, and `every` would make a closure each time.
-    for (const run of runs) if (!text.includes(run)) return false;
+    for (const run of this.runs) if (!text.includes(run)) return false;
     return true;
-  };
-  return {
-    test(text) {
-      return mayHold(text) && pattern().test(text);
-    },
-    replace(text, replacement) {
-      return mayHold(text) ? text.replace(pattern(), () => replacement) : text;
-    },
-  };
+  }
+
+  // Compiled only once some text holds every run: compiling costs far more than the search.
+  private pattern(): RegExp {
+    this.compiled ??= new RegExp([...this.token].map(spellingsOf).join(""), "g");
+    this.compiled.lastIndex = 0;
+    return this.compiled;
+  }
 }
 
 function spellingsOf(char: string): string {
@@ -60,6 +77,26 @@ function spellingsOf(char: string): string {
   const forms = [literal, `%${anyCase}`, `\\\\u00${anyCase}`];
   if (char === "/") forms.push("\\\\\\/");
   return `(?:${forms.join("|")})`;
+}
+
+/** The first longest run of ASCII letters and digits in `token` ("" when it has none), found without a regular expression or an array. */
+function longestAlphanumericRun(token: string): string {
+  let bestStart = 0;
+  let bestLength = 0;
+  let start = 0;
+  for (let i = 0; i <= token.length; i++) {
+    if (i < token.length && isAlphanumeric(token.charCodeAt(i))) continue;
+    if (i - start > bestLength) {
+      bestStart = start;
+      bestLength = i - start;
+    }
+    start = i + 1;
+  }
+  return token.slice(bestStart, bestStart + bestLength);
+}
+
+function isAlphanumeric(code: number): boolean {
+  return (code >= 48 && code <= 57) || (code >= 65 && code <= 90) || (code >= 97 && code <= 122);
 }
 
 function alphanumericRuns(token: string): string[] {
