@@ -26,8 +26,19 @@ const DEFAULT_KEYS = 100;
 const KINDS = ["daemon", "bare", "daemon-memory", "api-stub"] as const;
 type Kind = (typeof KINDS)[number];
 
+/**
+ * The config is made apart from the async function that starts the daemon: an async function keeps
+ * every local in a scope its closures (`stop`) keep alive, and the config's key list would then stay in
+ * the heap every collection marks, as in no real daemon (which drops it once the store has the keys).
+ */
 async function startDaemon(stateFile: string, keyCount: number): Promise<ServedTarget> {
-  const config: Config = {
+  const daemon = await createDaemon(daemonConfig(stateFile, keyCount), { port: 0, logger: silentLogger });
+  await daemon.start();
+  return { url: daemon.url, stop: () => daemon.stop() };
+}
+
+function daemonConfig(stateFile: string, keyCount: number): Config {
+  return {
     server: { host: "127.0.0.1", port: 0 },
     stateFile,
     pools: {
@@ -41,9 +52,6 @@ async function startDaemon(stateFile: string, keyCount: number): Promise<ServedT
       },
     },
   };
-  const daemon = await createDaemon(config, { port: 0, logger: silentLogger });
-  await daemon.start();
-  return { url: daemon.url, stop: () => daemon.stop() };
 }
 
 // The same request and response shapes as the broker, and nothing else: the cost of HTTP + JSON in Bun.

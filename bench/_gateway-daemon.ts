@@ -47,9 +47,16 @@ export function droppedJsonLogger(): Logger {
   return createLogger({ level: "info", format: "json", write: () => {} });
 }
 
-export async function startBenchGateway(options: BenchGatewayOptions): Promise<BenchGateway> {
-  const configPath = writeBenchGatewayConfig(options);
-  const logger = options.logger ?? droppedJsonLogger();
+/**
+ * Not async itself: an async function keeps every local in a scope that its closures (here `stop`) keep
+ * alive, and `options` holds the token lines — 100,000 of them for the checkpoint section, a heap no
+ * `keypool proxy` has, whose every collection would have marked them.
+ */
+export function startBenchGateway(options: BenchGatewayOptions): Promise<BenchGateway> {
+  return startDaemonFrom(writeBenchGatewayConfig(options), options.logger ?? droppedJsonLogger());
+}
+
+async function startDaemonFrom(configPath: string, logger: Logger): Promise<BenchGateway> {
   const daemon = await createDaemon(loadConfig(configPath), { gateway: "all", logger, autoCheck: false });
   await daemon.start();
   const gatewayUrl = Object.values(daemon.gatewayUrls)[0];
