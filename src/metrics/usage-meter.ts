@@ -75,7 +75,8 @@ class JsonMeter implements UsageMeter {
 }
 
 class EventStreamMeter implements UsageMeter {
-  private readonly decoder = new TextDecoder();
+  /** Made only for a stream with a usage event (or a line cut between chunks): most never need one. */
+  private decoder: TextDecoder | undefined;
   private readonly tally = new Tally();
   private pending = "";
   /**
@@ -89,11 +90,13 @@ class EventStreamMeter implements UsageMeter {
     const endsLine = chunk[chunk.length - 1] === NEWLINE;
     if (this.atLineEnd && endsLine && indexOfBytes.call(chunk as Buffer, USAGE) === -1) return;
     this.atLineEnd = endsLine;
+    this.decoder ??= new TextDecoder();
     this.takeLines(this.decoder.decode(chunk, { stream: true }));
   }
 
   finish(): TokenUsage | undefined {
-    this.takeLines(`${this.decoder.decode()}\n`);
+    // Nothing held back (see atLineEnd): every line has been read already.
+    if (this.decoder && !(this.atLineEnd && this.pending === "")) this.takeLines(`${this.decoder.decode()}\n`);
     return this.tally.result();
   }
 

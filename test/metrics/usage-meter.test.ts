@@ -85,6 +85,11 @@ describe("createUsageMeter", () => {
     mixed.push(usageEvent.slice(0, 40));
     mixed.push(usageEvent.slice(40));
     expect(mixed.finish()).toEqual({ input: 9, output: 7 });
+    // A stream whose last event has no line end: it is read when the stream ends.
+    const unterminated = createUsageMeter("text/event-stream")!;
+    unterminated.push(bytes(events[0]!));
+    unterminated.push(bytes(events[2]!.trimEnd()));
+    expect(unterminated.finish()).toEqual({ input: 9, output: 7 });
   });
 
   it("reports nothing for bodies without usage, and ignores other content types", () => {
