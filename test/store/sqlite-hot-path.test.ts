@@ -14,10 +14,10 @@ import { failure, keys, noKey, seededRandom, settings } from "./contract/_harnes
  * leaves to the file, and that two stores sharing one file (as two processes do) still see each other.
  */
 
-function twoStoresSharing(pool: PoolSettings = settings(), n = 3, watchCommits = true) {
+function twoStores(pool: PoolSettings = settings(), n = 3) {
   const dir = tempDir();
   const clock = new ManualClock();
-  const open = () => new SqliteStore({ path: dir.file("keypool.db"), clock, random: () => 0, watchCommits });
+  const open = () => new SqliteStore({ path: dir.file("keypool.db"), clock, random: () => 0 });
   const a = open();
   const b = open();
   return {
@@ -74,14 +74,7 @@ describe("the rotation order in memory", () => {
   });
 });
 
-// Both ways of telling another connection's commits: the wal-index header first, or data_version alone
-// (where the header cannot be mapped).
-describe.each([
-  ["reading the wal-index header", true],
-  ["asking data_version alone", false],
-])("SqliteStore hot path, two stores on one file, %s", (_, watchCommits) => {
-  const twoStores = (pool?: PoolSettings, n?: number) => twoStoresSharing(pool, n, watchCommits);
-
+describe("SqliteStore hot path, two stores on one file", () => {
   it("sees another store's operator switch at its next take", async () => {
     await using s = twoStores();
     await s.sync();
@@ -168,7 +161,7 @@ describe.each([
 
 describe("SqliteStore hot path, leases of a process that died", () => {
   it("reclaims them once they lapse, though every take is decided in memory", async () => {
-    await using s = twoStoresSharing(settings({ leaseTtlSec: 10 }), 2);
+    await using s = twoStores(settings({ leaseTtlSec: 10 }), 2);
     await s.sync();
     // b takes and "dies": its lease is in the file, and b never comes back.
     await s.b.take("default");
@@ -186,7 +179,7 @@ describe("SqliteStore hot path, leases of a process that died", () => {
 
 describe("SqliteStore hot path, sticky sessions", () => {
   it("renews a session on its own key in memory, and never overwrites another store's remap", async () => {
-    await using s = twoStoresSharing(settings({ sessionTtlSec: 60 }), 3);
+    await using s = twoStores(settings({ sessionTtlSec: 60 }), 3);
     await s.sync();
     const first = await s.a.take("default", { session: "s" });
     await s.a.release({ lease: first.lease }, { ok: true });
@@ -245,7 +238,7 @@ describe("SqliteStore hot path, flushes off the request thread", () => {
   });
 
   it("reads back another store's change logged right after its own flush's entries", async () => {
-    await using s = twoStoresSharing();
+    await using s = twoStores();
     await s.sync();
     for (let i = 0; i < 3; i++) {
       const lease = await s.a.take("default");

@@ -15,7 +15,6 @@ import type { ModelPairs, PairRow } from "./_model-pairs";
 import { HotSessions } from "./_hot-sessions";
 import { COPIED_COLUMNS, type CopiedKey, type CopiedPool, PoolCopy, changesOnlyCounts } from "../pool-copy";
 import { newLeaseId } from "../lease-id";
-import type { WalCommitWatch } from "./_wal-commit-watch";
 
 /** A key as this store's copy keeps it. */
 type KeyRow = CopiedKey<number>;
@@ -75,8 +74,6 @@ export interface HotPathOptions {
   ownLogEntries: () => { before: number; after: number } | undefined;
   /** The store's (key, model) pair statements, to read the pairs into the copy. */
   pairs: ModelPairs;
-  /** Says when no commit can have happened since the last look, so data_version need not be asked. */
-  commitWatch?: WalCommitWatch;
 }
 
 interface LogEntry {
@@ -100,12 +97,10 @@ export interface HotFlush {
  *
  * Everything else — exclusive keys, limits, failures, checks, refreshes, operators' changes — goes
  * through the store's transactions as before, after a flush, so the file always decides those.
- * The copy stays current: before a take or release it asks SQLite whether any other connection
- * committed since it last looked (`PRAGMA data_version`) and then reads only the rows changed since
- * (migration 9's change numbers). The question is skipped when the wal-index header shows no commit
- * at all since the last look (_wal-commit-watch.ts, nanoseconds against the pragma's microseconds);
- * where the header cannot be read it is asked once per event-loop turn instead: every request handled
- * in a turn arrived before the turn began, so none can have been sent after a commit the look missed.
+ * The copy stays current: before a take it asks SQLite whether any other connection committed since
+ * it last looked (`PRAGMA data_version`, once per event-loop turn: every request handled in a turn
+ * arrived before the turn began, so none of them can have been sent after a commit the look missed)
+ * and then reads only the rows changed since (migration 9's change numbers).
  */
 export class HotPath {
   private readonly db: Database;
@@ -138,8 +133,6 @@ export class HotPath {
   private foreignCommits = 0;
   private flushTimer: Timer | undefined;
   private nextLapseCheck = 0;
-  /** Undefined for ":memory:", where it cannot map the wal-index, and once closed. */
-  private commitWatch: WalCommitWatch | undefined;
 
   constructor(options: HotPathOptions) {
     this.db = options.db;
@@ -150,7 +143,6 @@ export class HotPath {
     this.writesInFlight = options.writesInFlight;
     this.ownLogEntries = options.ownLogEntries;
     this.modelPairs = options.pairs;
-    this.commitWatch = options.commitWatch;
     this.copy = new PoolCopy(options.random);
     this.sql = prepare(options.db);
     this.sessions = new HotSessions(options.db);
@@ -401,8 +393,6 @@ export class HotPath {
 
   /** Stops the flush timer; the store flushes once more itself. */
   close(): void {
-    // Its mapping is only safe to read while the store's connection keeps the -shm file open.
-    this.commitWatch = undefined;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
   }
@@ -443,23 +433,17 @@ export class HotPath {
   }
 
   /**
-   * Brings the copy up to date with the file: at every take and release when the commit watch can
-   * tell that nothing was committed since (the usual case, nanoseconds), otherwise once per
-   * event-loop turn; and at once after one of the store's own transactions changed keys.
+   * Brings the copy up to date with the file: once per event-loop turn, or at once after one of the
+   * store's own transactions changed keys.
    */
   private refresh(): void {
-    if (this.commitWatch) {
-      // Looked at before data_version: a commit landing in between moves the header for the next look.
-      if (!this.commitWatch.moved() && !this.stale) return;
-    } else {
-      if (this.lookedThisTurn && !this.stale && this.commitsSeen === commitsInProcess) return;
-      this.commitsSeen = commitsInProcess;
-      if (!this.lookedThisTurn) {
-        this.lookedThisTurn = true;
-        setImmediate(() => {
-          this.lookedThisTurn = false;
-        });
-      }
+    if (this.lookedThisTurn && !this.stale && this.commitsSeen === commitsInProcess) return;
+    this.commitsSeen = commitsInProcess;
+    if (!this.lookedThisTurn) {
+      this.lookedThisTurn = true;
+      setImmediate(() => {
+        this.lookedThisTurn = false;
+      });
     }
     const version = this.dataVersionNow();
     if (version === this.dataVersion && !this.stale) return;

@@ -60,7 +60,6 @@ import { UsageLedger } from "./_usage-ledger";
 import { WriteBatcher } from "./_write-batcher";
 import type { KeyRow } from "./_key-row";
 import { HotPath, LOG_MARK_SQL, noteCommit } from "./_hot-path";
-import { WalCommitWatch } from "./_wal-commit-watch";
 import type { DecisionContext, KeyFacts, PlannedEvent } from "../../pool/key-facts";
 import { planTake } from "../../pool/plan-take";
 import { type GroupRest, type ReleasePlan, planGroupRest } from "../../pool/plan-release";
@@ -104,12 +103,6 @@ export interface SqliteStoreOptions {
   cipher?: TokenCipher;
   /** How the state file's checkpoints run on their own thread (none for ":memory:"). */
   checkpoints?: CheckpointerOptions;
-  /**
-   * false: the hot path asks `PRAGMA data_version` at each event-loop turn's first look instead of first
-   * reading the wal-index header (_wal-commit-watch.ts), as it does where that cannot be mapped (Windows).
-   * Tests run both ways.
-   */
-  watchCommits?: boolean;
 }
 
 interface LeaseRow {
@@ -192,9 +185,6 @@ export class SqliteStore implements PoolStore {
       writesInFlight: () => this.checkpointer?.writesInFlight ?? false,
       ownLogEntries: () => this.checkpointer?.lastWriteMarks,
       pairs: this.pairs,
-      // Migrations have read the file: its wal-index is there to map.
-      commitWatch:
-        options.path === ":memory:" || options.watchCommits === false ? undefined : WalCommitWatch.watch(options.path),
     });
     this.hot.onFlushDue = () => this.flushHotLater();
     if (options.path !== ":memory:") {
